@@ -1,0 +1,41 @@
+# Every target bootstraps .venv itself, so `make demo` and `make test` are the whole set-up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FUZZ_SECONDS ?= 8
+
+.PHONY: demo test lint typecheck unit fuzz fuzz-short bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+fuzz-short: $(STAMP)
+	$(PY) fuzz/run_all.py --seconds $(FUZZ_SECONDS)
+
+test: lint typecheck unit fuzz-short
+
+fuzz: $(STAMP)
+	$(PY) fuzz/run_all.py --seconds 600
+
+bench: $(STAMP)
+	$(PY) bench/parser.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
