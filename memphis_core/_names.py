@@ -1,0 +1,42 @@
+"""Memphis object names: validation and the internal (JetStream-safe) form.
+
+Pure helpers shared by the client (for schema names, checked client-side as the Go SDK does)
+and by ``memphis_broker`` (which validates every station, producer, consumer and schema name).
+Texts are exact: memphis-broker-protocol.md section 3.1 / memphis-client-protocol.md section 3.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["MAX_NAME_LENGTH", "internal_name", "name_error"]
+
+MAX_NAME_LENGTH: Final = 128
+_ALLOWED: Final = re.compile(r"[a-z0-9_.-]*")
+_EDGE: Final = frozenset("._-")
+
+
+def internal_name(name: str) -> str:
+    """Return the JetStream-safe form: lower case, every ``.`` replaced by ``#``.
+
+    Used for stream names (``<internal>$<p>``), durable names and per-station subjects.
+    """
+    return name.lower().replace(".", "#")
+
+
+def name_error(name: str, kind: str) -> str | None:
+    """Return the broker's error text for an invalid ``name`` of object ``kind``, or None.
+
+    ``kind`` is ``"Station"``, ``"Producer"``, ``"Consumer"`` or ``"Schema"``. The caller decides
+    whether to lower-case first (the broker does for stations; the Go SDK does not for schemas).
+    """
+    if not name:
+        return f"{kind} name can not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{kind} should be under {MAX_NAME_LENGTH} characters"
+    if not _ALLOWED.fullmatch(name):
+        return f"Only alphanumeric and the '_', '-', '.' characters are allowed in {kind}"
+    if name[0] in _EDGE or name[-1] in _EDGE:
+        return f"{kind} name can not start or end with non alphanumeric character"
+    return None
