@@ -1,0 +1,222 @@
+"""Encoders for the client side of the NATS client protocol: CONNECT, PUB, HPUB, SUB, UNSUB.
+
+Every encoder validates what the caller gave it and raises ``LocalProtocolError`` before
+producing a byte, so a bad subject never reaches the server (which would answer with
+``-ERR 'Invalid Subject'`` and, for some errors, close the connection).
+
+Subjects are dot-separated tokens (NATS "Subject-based messaging"): no empty token, no
+whitespace or control character anywhere; ``*`` and ``>`` are wildcards only as whole tokens and
+are meaningful only in SUB (``>`` only last). A publish subject or reply-to must not contain a
+wildcard token: the server would reject it. Validated subjects are remembered in a small cache,
+because a producer publishes to the same few subjects millions of times (style-anchors section
+4, trick 8).
+
+Text is encoded as UTF-8 with ``surrogateescape``, mirroring the parser, so a subject received
+in a MSG can be used as a reply target byte-for-byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from ._errors import LocalProtocolError
+
+__all__ = [
+    "PING",
+    "PONG",
+    "check_payload_size",
+    "encode_connect",
+    "encode_hpub",
+    "encode_pub",
+    "encode_sub",
+    "encode_unsub",
+    "validate_subject",
+]
+
+PING: Final = b"PING\r\n"
+PONG: Final = b"PONG\r\n"
+
+# Whitespace and control characters end a protocol field; the server rejects them in names.
+_BAD_CHAR: Final = re.compile(r"[\x00-\x20\x7f]").search
+_CACHE_LIMIT: Final = 4096
+_pub_cache: dict[str, bytes] = {}
+_sub_cache: dict[str, bytes] = {}
+
+
+def _encode(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"{what} {text!r} cannot be encoded") from None
+
+
+def _check_subject(subject: object, *, wildcards: bool, what: str = "subject") -> bytes:
+    if not isinstance(subject, str):
+        raise LocalProtocolError(f"{what} must be str, not {type(subject).__name__}")
+    if not subject or _BAD_CHAR(subject) is not None:
+        raise LocalProtocolError(f"invalid {what} {subject!r}")
+    tokens = subject.split(".")
+    last = len(tokens) - 1
+    for index, token in enumerate(tokens):
+        if not token:
+            raise LocalProtocolError(f"invalid {what} {subject!r}: empty token")
+        if token in {"*", ">"}:
+            if not wildcards:
+                raise LocalProtocolError(f"invalid {what} {subject!r}: wildcards not allowed")
+            if token == ">" and index != last:
+                raise LocalProtocolError(f"invalid {what} {subject!r}: '>' must be last")
+    return _encode(subject, what)
+
+
+def _pub_subject(subject: str, what: str = "subject") -> bytes:
+    encoded = _pub_cache.get(subject) if type(subject) is str else None
+    if encoded is None:
+        encoded = _check_subject(subject, wildcards=False, what=what)
+        if len(_pub_cache) >= _CACHE_LIMIT:
+            _pub_cache.clear()
+        _pub_cache[subject] = encoded
+    return encoded
+
+
+def validate_subject(subject: str, *, wildcards: bool = False) -> None:
+    """Check a subject as the encoders do.
+
+    Raises:
+        LocalProtocolError: if ``subject`` is not a valid publish subject (or, with
+            ``wildcards=True``, subscription subject).
+    """
+    if wildcards:
+        _check_subject(subject, wildcards=True)
+    else:
+        _pub_subject(subject)
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if type(payload) is bytes:
+        return payload
+    try:
+        return bytes(memoryview(payload))  # type: ignore[arg-type]  # checked at runtime
+    except TypeError:
+        raise LocalProtocolError(
+            f"payload must be bytes-like, not {type(payload).__name__}"
+        ) from None
+
+
+def check_payload_size(size: int, max_payload: int) -> None:
+    """Refuse a message of ``size`` bytes (headers included) above the server's max_payload.
+
+    Raises:
+        LocalProtocolError: ``maximum payload exceeded`` (the server's own wording).
+    """
+    if size > max_payload:
+        raise LocalProtocolError(
+            f"maximum payload exceeded: {size} bytes > max_payload {max_payload}"
+        )
+
+
+def encode_connect(options: Mapping[str, object]) -> bytes:
+    """``CONNECT {json}\\r\\n`` with compact JSON.
+
+    Raises:
+        LocalProtocolError: if ``options`` is not JSON-serialisable.
+    """
+    try:
+        body = json.dumps(dict(options), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"CONNECT options are not JSON-serialisable: {exc}") from None
+    # ensure_ascii (the default) escapes everything non-ASCII, so the line is pure ASCII.
+    return b"CONNECT " + body.encode("ascii") + b"\r\n"
+
+
+def encode_pub(
+    subject: str,
+    payload: bytes | bytearray | memoryview,
+    reply: str | None = None,
+) -> bytes:
+    """``PUB <subject> [reply-to] <#bytes>\\r\\n<payload>\\r\\n``.
+
+    Raises:
+        LocalProtocolError: invalid subject/reply (empty, whitespace, wildcard, empty token) or
+            a payload that is not bytes-like.
+    """
+    subj = _pub_subject(subject)
+    data = payload if type(payload) is bytes else _payload_bytes(payload)
+    if reply is None:
+        return b"PUB %b %d\r\n%b\r\n" % (subj, len(data), data)
+    return b"PUB %b %b %d\r\n%b\r\n" % (subj, _pub_subject(reply, "reply"), len(data), data)
+
+
+def encode_hpub(
+    subject: str,
+    header_block: bytes,
+    payload: bytes | bytearray | memoryview,
+    reply: str | None = None,
+) -> bytes:
+    """``HPUB <subject> [reply-to] <#hdr> <#total>\\r\\n<headers><payload>\\r\\n``.
+
+    ``header_block`` comes from ``encode_header_block`` (it is checked to start with
+    ``NATS/1.0`` and end with an empty line, not re-parsed).
+
+    Raises:
+        LocalProtocolError: invalid subject/reply, a malformed header block, or a payload that
+            is not bytes-like.
+    """
+    subj = _pub_subject(subject)
+    hdr = header_block if type(header_block) is bytes else _payload_bytes(header_block)
+    if hdr[:8] != b"NATS/1.0" or hdr[-4:] != b"\r\n\r\n" or len(hdr) < 12:
+        raise LocalProtocolError("header_block must be a NATS/1.0 block ending in CRLF CRLF")
+    data = payload if type(payload) is bytes else _payload_bytes(payload)
+    hlen = len(hdr)
+    if reply is None:
+        return b"HPUB %b %d %d\r\n%b%b\r\n" % (subj, hlen, hlen + len(data), hdr, data)
+    return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (
+        subj,
+        _pub_subject(reply, "reply"),
+        hlen,
+        hlen + len(data),
+        hdr,
+        data,
+    )
+
+
+def _check_sid(sid: object) -> int:
+    if type(sid) is not int or sid < 0:
+        raise LocalProtocolError(f"sid must be a non-negative int, not {sid!r}")
+    return sid
+
+
+def encode_sub(subject: str, sid: int, queue: str | None = None) -> bytes:
+    """``SUB <subject> [queue group] <sid>\\r\\n`` (wildcards allowed).
+
+    Raises:
+        LocalProtocolError: invalid subject, queue group name or sid.
+    """
+    subj = _sub_cache.get(subject) if type(subject) is str else None
+    if subj is None:
+        subj = _check_subject(subject, wildcards=True)
+        if len(_sub_cache) >= _CACHE_LIMIT:
+            _sub_cache.clear()
+        _sub_cache[subject] = subj
+    _check_sid(sid)
+    if queue is None:
+        return b"SUB %b %d\r\n" % (subj, sid)
+    if not isinstance(queue, str) or not queue or _BAD_CHAR(queue) is not None:
+        raise LocalProtocolError(f"invalid queue group {queue!r}")
+    return b"SUB %b %b %d\r\n" % (subj, _encode(queue, "queue group"), sid)
+
+
+def encode_unsub(sid: int, max_msgs: int | None = None) -> bytes:
+    """``UNSUB <sid> [max_msgs]\\r\\n``: unsubscribe now, or after ``max_msgs`` more messages.
+
+    Raises:
+        LocalProtocolError: a sid or max_msgs that is not a non-negative int.
+    """
+    _check_sid(sid)
+    if max_msgs is None:
+        return b"UNSUB %d\r\n" % sid
+    if type(max_msgs) is not int or max_msgs < 0:
+        raise LocalProtocolError(f"max_msgs must be a non-negative int, not {max_msgs!r}")
+    return b"UNSUB %d %d\r\n" % (sid, max_msgs)
