@@ -1,0 +1,145 @@
+"""Events the NATS session hands to its frontend (h11 style: past-tense facts).
+
+Messages for user subscriptions are delivered as the parser's own :class:`~._frames.Msg` objects
+(no wrapper on the hot path); everything else is one of the small slotted classes below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import MemphisError
+from ._frames import Msg
+
+__all__ = [
+    "Closed",
+    "Connected",
+    "Disconnected",
+    "Event",
+    "FlushCompleted",
+    "ReconnectDue",
+    "ReplyReceived",
+    "RequestFailed",
+    "ServerError",
+    "TLSUpgradeRequired",
+]
+
+
+class _Base:
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        slots: tuple[str, ...] = self.__slots__
+        return type(self) is type(other) and all(
+            getattr(self, s) == getattr(other, s) for s in slots
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        slots: tuple[str, ...] = self.__slots__
+        args = ", ".join(f"{s}={getattr(self, s)!r}" for s in slots)
+        return f"{type(self).__name__}({args})"
+
+
+class TLSUpgradeRequired(_Base):
+    """The server's INFO arrived; wrap the transport in TLS, then call ``tls_established()``."""
+
+    __slots__ = ("server_info",)
+
+    def __init__(self, server_info: dict[str, Any]) -> None:
+        self.server_info = server_info
+
+
+class Connected(_Base):
+    """The handshake finished (the PONG to our post-CONNECT PING arrived)."""
+
+    __slots__ = ("reconnected", "server_info")
+
+    def __init__(self, server_info: dict[str, Any], reconnected: bool) -> None:
+        self.server_info = server_info
+        self.reconnected = reconnected
+
+
+class Disconnected(_Base):
+    """The transport is unusable: the frontend must close it.
+
+    ``reconnect_at`` is the monotonic time of the next attempt, or None when the session is
+    about to close (a :class:`Closed` event follows).
+    """
+
+    __slots__ = ("error", "reconnect_at")
+
+    def __init__(self, error: MemphisError | None, reconnect_at: float | None) -> None:
+        self.error = error
+        self.reconnect_at = reconnect_at
+
+
+class ReconnectDue(_Base):
+    """The backoff deadline passed: dial, then call ``connection_made`` or ``connection_failed``."""
+
+    __slots__ = ("attempt",)
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+
+
+class Closed(_Base):
+    """Terminal. ``error`` is None after a user ``close()``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: MemphisError | None) -> None:
+        self.error = error
+
+
+class ServerError(_Base):
+    """A ``-ERR`` after the handshake that did not end the connection (e.g. a permissions error)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class ReplyReceived(_Base):
+    """A reply for request ``token`` arrived on the shared inbox."""
+
+    __slots__ = ("msg", "token")
+
+    def __init__(self, token: int, msg: Msg) -> None:
+        self.token = token
+        self.msg = msg
+
+
+class RequestFailed(_Base):
+    """Request ``token`` ended without a (further) reply: timeout, 503, connection lost."""
+
+    __slots__ = ("error", "token")
+
+    def __init__(self, token: int, error: MemphisError) -> None:
+        self.token = token
+        self.error = error
+
+
+class FlushCompleted(_Base):
+    """The server answered the PING of ``flush()`` number ``token``: it processed all before it."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+
+Event = (
+    TLSUpgradeRequired
+    | Connected
+    | Disconnected
+    | ReconnectDue
+    | Closed
+    | ServerError
+    | ReplyReceived
+    | RequestFailed
+    | FlushCompleted
+    | Msg
+)

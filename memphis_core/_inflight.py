@@ -1,0 +1,93 @@
+"""Bookkeeping for requests waiting on the shared reply inbox.
+
+A dict by token plus a heap of deadlines. Finished requests leave stale heap entries that are
+skipped lazily; the heap is rebuilt whenever stale entries outnumber live ones, so memory follows
+the number of requests in flight (the async-produce window), not the number ever sent.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+__all__ = ["InFlight", "PendingRequest"]
+
+
+class PendingRequest:
+    """One request: its encoded PUB/HPUB (kept for replay after a reconnect) and its deadline."""
+
+    __slots__ = ("data", "deadline", "multi", "replay", "sent", "sid", "token")
+
+    def __init__(self, token: int, data: bytes, deadline: float, multi: bool, replay: bool) -> None:
+        self.token = token
+        self.data = data
+        self.deadline = deadline
+        self.multi = multi
+        self.replay = replay
+        self.sent = False
+        self.sid = 0  # a multi-reply request's own inbox subscription (0 = the shared inbox)
+
+
+class InFlight:
+    __slots__ = ("_heap", "_requests")
+
+    def __init__(self) -> None:
+        self._requests: dict[int, PendingRequest] = {}
+        self._heap: list[tuple[float, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def __iter__(self) -> Iterator[PendingRequest]:
+        """Live requests in creation (token) order, the order a replay must use."""
+        return iter(sorted(self._requests.values(), key=_by_token))
+
+    def add(self, request: PendingRequest) -> None:
+        self._requests[request.token] = request
+        heap = self._heap
+        if len(heap) > 2 * len(self._requests) + 64:
+            heap[:] = [(r.deadline, r.token) for r in self._requests.values()]
+            heapq.heapify(heap)
+        else:
+            heapq.heappush(heap, (request.deadline, request.token))
+
+    def get(self, token: int) -> PendingRequest | None:
+        return self._requests.get(token)
+
+    def pop(self, token: int) -> PendingRequest | None:
+        return self._requests.pop(token, None)
+
+    def clear(self) -> list[PendingRequest]:
+        """Forget everything; return the requests that were live, in token order."""
+        requests = sorted(self._requests.values(), key=_by_token)
+        self._requests.clear()
+        self._heap.clear()
+        return requests
+
+    def earliest(self) -> float | None:
+        heap = self._heap
+        requests = self._requests
+        while heap:
+            deadline, token = heap[0]
+            request = requests.get(token)
+            if request is not None and request.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def expire(self, now: float) -> list[PendingRequest]:
+        """Remove and return (in deadline order) the requests whose deadline is <= ``now``."""
+        heap = self._heap
+        requests = self._requests
+        expired: list[PendingRequest] = []
+        while heap and heap[0][0] <= now:
+            deadline, token = heapq.heappop(heap)
+            request = requests.get(token)
+            if request is not None and request.deadline == deadline:
+                del requests[token]
+                expired.append(request)
+        return expired
+
+
+def _by_token(request: PendingRequest) -> int:
+    return request.token

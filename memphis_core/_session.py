@@ -1,0 +1,661 @@
+"""The NATS session: one logical connection that survives transports and reconnects.
+
+Sans-IO in the h11/aioquic style: the frontend feeds bytes (``receive_data``), drains bytes
+(``data_to_send``), dispatches ``events()``, and wakes the session at ``next_deadline()`` through
+``handle_timeout(now)``. The session never reads a clock; every call that starts a timer takes
+``now`` (any monotonic float, in seconds). State transitions come from ``_state.py``.
+
+What it owns (DESIGN section 3): the handshake and auth, server PING -> PONG, client keepalive,
+subscription ids, ONE wildcard reply inbox shared by every request (control-plane requests,
+JetStream pub-acks and pull requests alike), request correlation and timeouts, and the reconnect
+policy with replay of subscriptions, unanswered requests and publishes buffered while offline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Final
+
+from . import _commands as cmd
+from ._errors import (
+    ConnectionClosedError,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+)
+from ._events import (
+    Closed,
+    Connected,
+    Disconnected,
+    Event,
+    FlushCompleted,
+    ReconnectDue,
+    ReplyReceived,
+    RequestFailed,
+    ServerError,
+    TLSUpgradeRequired,
+)
+from ._frames import Err, Info, Msg, Ping, Pong
+from ._headers import Headers, encode_header_block
+from ._inflight import InFlight, PendingRequest
+from ._parser import Parser
+from ._state import ConnState, Input, transition
+from ._version import __version__
+
+__all__ = ["Session"]
+
+_INBOX_SID: Final = 1
+# The NATS default before the server's INFO tells us the real limit (docs.nats.io: max_payload).
+_DEFAULT_MAX_PAYLOAD: Final = 1_048_576
+# -ERR texts after which nats-server keeps the connection open (docs.nats.io, Client Protocol,
+# "-ERR"): every other -ERR is followed by the server closing the socket.
+_NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
+_AUTH_VIOLATION: Final = "authorization violation"
+
+# bytes = an already encoded ``NATS/1.0`` block (the producer hot path builds its own).
+HeadersLike = Headers | Mapping[str, str] | bytes
+
+
+class _Subscription:
+    __slots__ = ("queue", "remaining", "sid", "subject")
+
+    def __init__(self, sid: int, subject: str, queue: str | None) -> None:
+        self.sid = sid
+        self.subject = subject
+        self.queue = queue
+        self.remaining: int | None = None  # set by unsubscribe(sid, max_msgs)
+
+
+class Session:
+    """A NATS client connection, as a state machine (no I/O).
+
+    Args:
+        username: the Memphis user; sent in the CONNECT ``name`` as ``<uuid4>::<username>``.
+        connection_token: token auth (sent as ``auth_token``).
+        password: password auth; the NATS user is ``<username>$<account_id>``, with one retry as
+            the plain ``<username>`` after an ``Authorization Violation`` (memphis-client-protocol
+            section 1.2).
+        account_id: the Memphis tenant id for password auth.
+        reconnect: whether a lost connection is re-established.
+        max_reconnect: attempts per outage (-1 = forever).
+        reconnect_interval: seconds between attempts.
+        timeout: seconds allowed for each handshake (transport made -> PONG).
+        ping_interval: seconds between client keepalive PINGs (0 disables them).
+        max_pings_out: unanswered keepalive PINGs before the connection is declared stale.
+        tls: expect to upgrade to TLS after INFO (emits ``TLSUpgradeRequired``).
+        reconnect_buffer_size: bytes of publishes kept while disconnected.
+        connection_id: override the random uuid4 (tests).
+        inbox_prefix: override the random reply inbox prefix (tests).
+
+    Raises:
+        LocalProtocolError: not exactly one of ``connection_token`` / ``password``.
+    """
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        connection_token: str | None = None,
+        password: str | None = None,
+        account_id: int = 1,
+        reconnect: bool = True,
+        max_reconnect: int = 10,
+        reconnect_interval: float = 1.0,
+        timeout: float = 15.0,
+        ping_interval: float = 120.0,
+        max_pings_out: int = 2,
+        tls: bool = False,
+        reconnect_buffer_size: int = 8 * 1024 * 1024,
+        connection_id: str | None = None,
+        inbox_prefix: str | None = None,
+    ) -> None:
+        connection_token = connection_token or None  # "" means "not given", as in the Go SDK
+        password = password or None
+        if (connection_token is None) == (password is None):
+            raise LocalProtocolError(
+                "you have to connect with one of the following methods: connection token / password"
+            )
+        if timeout <= 0 or reconnect_interval < 0 or ping_interval < 0 or max_pings_out < 1:
+            raise LocalProtocolError("timeouts and intervals must be positive")
+        self.username = username
+        self.connection_id = connection_id or str(uuid.uuid4())
+        self._token = connection_token
+        self._password = password
+        self._nats_user = f"{username}${account_id}" if password is not None else None
+        self._reconnect = reconnect
+        self._max_reconnect = max_reconnect if reconnect else 0
+        self._reconnect_interval = reconnect_interval
+        self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._max_pings_out = max_pings_out
+        self._tls = tls
+        self._buffer_limit = reconnect_buffer_size
+
+        self.state = ConnState.IDLE
+        self.server_info: dict[str, Any] = {}
+        self._ever_connected = False
+        self._attempts = 0  # failed attempts in the current outage
+        self._parser = Parser()
+        self._out: list[bytes] = []
+        self._offline: list[bytes] = []  # publishes made while not connected
+        self._offline_size = 0
+        self._events: list[Event] = []
+
+        self._handshake_deadline: float | None = None
+        self._reconnect_at: float | None = None
+        self._ping_at: float | None = None
+        self._pings_out = 0  # unanswered keepalive PINGs
+        self._pong_waiters: deque[int] = deque()  # 0 = keepalive, else a flush token
+        self._flushes_unsent: list[int] = []
+
+        self._next_sid = _INBOX_SID + 1
+        self._subs: dict[int, _Subscription] = {}
+        prefix = inbox_prefix or f"_INBOX.{uuid.uuid4().hex}"
+        self._inbox = prefix + "."
+        self._inbox_len = len(self._inbox)
+        self._next_token = 1
+        self._requests = InFlight()
+        self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
+
+    # ---------------------------------------------------------------- introspection
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state is ConnState.CONNECTED
+
+    @property
+    def max_payload(self) -> int:
+        value = self.server_info.get("max_payload", _DEFAULT_MAX_PAYLOAD)
+        return value if isinstance(value, int) and value > 0 else _DEFAULT_MAX_PAYLOAD
+
+    @property
+    def connect_name(self) -> str:
+        """The CONNECT ``name``: how the Memphis broker learns our connection id (section 1.3)."""
+        return f"{self.connection_id}::{self.username}"
+
+    @property
+    def pending_requests(self) -> int:
+        return len(self._requests)
+
+    # ---------------------------------------------------------------- transport lifecycle
+
+    def connection_made(self, now: float) -> None:
+        """A new transport is open (first connect, or after ``ReconnectDue``)."""
+        self.state = transition(self.state, Input.CONNECTION_MADE)
+        self._parser = Parser()
+        self._out.clear()  # anything queued for the dead transport is replayed from state
+        self._handshake_deadline = now + self._timeout
+
+    def connection_failed(self, now: float, error: BaseException | str) -> None:
+        """Dialing failed, or the transport broke (OSError, TLS failure, ...)."""
+        if self.state is ConnState.IDLE:
+            # The very first dial failed: the Memphis SDKs do not retry that (section 1.4).
+            self._give_up(_as_connect_error(error), Input.GIVE_UP)
+            return
+        self._lost(now, _as_connect_error(error))
+
+    def tls_established(self) -> None:
+        """The frontend finished the TLS upgrade asked for by ``TLSUpgradeRequired``."""
+        self.state = transition(self.state, Input.TLS_DONE)
+        self._send_connect()
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the transport; ``b""`` means EOF.
+
+        Never raises: a protocol violation by the server becomes a ``Disconnected`` event carrying
+        a ``RemoteProtocolError`` (that transport is poisoned; bytes still arriving on it are
+        ignored) and the reconnect policy applies.
+        """
+        if self.state not in _READING_STATES:
+            return
+        if not data:
+            self._lost(now, MemphisConnectError("connection closed by the server"))
+            return
+        try:
+            frames = self._parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._lost(now, exc)
+            return
+        for frame in frames:
+            if self.state not in _READING_STATES:
+                return  # an earlier frame ended this transport
+            kind = type(frame)
+            if kind is Msg:
+                self._on_msg(frame)  # type: ignore[arg-type]
+            elif kind is Ping:
+                self._out.append(cmd.PONG)
+            elif kind is Pong:
+                self._on_pong(now)
+            elif kind is Info:
+                self._on_info(frame.fields, now)  # type: ignore[union-attr]
+            elif kind is Err:
+                self._on_err(frame.message, now)  # type: ignore[union-attr]
+            # +OK only arrives in verbose mode, which we never ask for.
+
+    def close(self) -> None:
+        """Close for good: every waiting request fails with ``ConnectionClosedError``."""
+        if self.state is ConnState.CLOSED:
+            return
+        self._give_up(None, Input.CLOSE)
+
+    # ---------------------------------------------------------------- timers
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``handle_timeout`` must be called, or None."""
+        candidates = [
+            t
+            for t in (self._handshake_deadline, self._reconnect_at, self._ping_at)
+            if t is not None
+        ]
+        deadline = self._requests.earliest()
+        if deadline is not None:
+            candidates.append(deadline)
+        return min(candidates) if candidates else None
+
+    def handle_timeout(self, now: float) -> None:
+        """Fire every timer due at ``now``; afterwards ``next_deadline()`` is None or > ``now``."""
+        if self._handshake_deadline is not None and now >= self._handshake_deadline:
+            self._lost(now, MemphisConnectError("timed out waiting for the server handshake"))
+        if self._reconnect_at is not None and now >= self._reconnect_at:
+            self._reconnect_at = None
+            self.state = transition(self.state, Input.RECONNECT_TIMER)
+            self._events.append(ReconnectDue(self._attempts))
+        if self._ping_at is not None and now >= self._ping_at:
+            if self._pings_out >= self._max_pings_out:
+                self._lost(now, MemphisConnectError("stale connection: PINGs went unanswered"))
+            else:
+                self._pings_out += 1
+                self._pong_waiters.append(0)
+                self._out.append(cmd.PING)
+                self._ping_at = now + self._ping_interval
+        for request in self._requests.expire(now):
+            self._release(request)
+            self._events.append(
+                RequestFailed(request.token, RequestTimeoutError("memphis: timeout"))
+            )
+
+    # ---------------------------------------------------------------- output
+
+    def events(self) -> list[Event]:
+        """Return and clear the events produced since the last call."""
+        events = self._events
+        self._events = []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Return and clear the bytes to write to the current transport."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    # ---------------------------------------------------------------- commands
+
+    def publish(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview = b"",
+        *,
+        headers: HeadersLike | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Queue a core NATS publish (buffered while reconnecting, up to the buffer limit).
+
+        Raises:
+            LocalProtocolError: bad subject or headers, or larger than the server's max_payload.
+            ConnectionClosedError: the session is closed.
+            MemphisConnectError: disconnected and the reconnect buffer is full.
+        """
+        self._check_open()
+        data = self._encode_pub(subject, payload, headers, reply)
+        if self.state is ConnState.CONNECTED:
+            self._out.append(data)
+            return
+        if self._offline_size + len(data) > self._buffer_limit:
+            raise MemphisConnectError("disconnected and the reconnect buffer is full")
+        self._offline.append(data)
+        self._offline_size += len(data)
+
+    def request(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview = b"",
+        *,
+        now: float,
+        timeout: float,
+        headers: HeadersLike | None = None,
+        multi: bool = False,
+        replay: bool = True,
+    ) -> int:
+        """Send a request whose replies arrive on the shared inbox; return its token.
+
+        Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
+        first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
+        deadline. It ends with ``RequestFailed`` on timeout, on a 503 (no responders), or when
+        the connection is lost and ``replay`` is false (replayable requests are re-sent after a
+        reconnect, with the same reply subject) or the session closes.
+
+        Raises:
+            LocalProtocolError: bad subject/headers, payload too large, timeout not positive.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        if timeout <= 0:
+            raise LocalProtocolError("timeout must be positive")
+        token = self._next_token
+        # JetStream delivers pulled messages with their *stream* subject, so replies of a
+        # multi-reply request can only be told apart by subscription: it gets an inbox of its
+        # own, one token deeper than the shared ``<inbox>.*`` so that one does not match it.
+        reply = f"{self._inbox}p.{token}" if multi else self._inbox + str(token)
+        data = self._encode_pub(subject, payload, headers, reply)
+        self._next_token = token + 1
+        request = PendingRequest(token, data, now + timeout, multi, replay)
+        if multi:
+            request.sid = self._next_sid
+            self._next_sid += 1
+            self._request_sids[request.sid] = token
+            data = cmd.encode_sub(reply, request.sid) + data
+            request.data = data
+        self._requests.add(request)
+        if self.state is ConnState.CONNECTED:
+            request.sent = True
+            self._out.append(data)
+        return token
+
+    def cancel_request(self, token: int) -> None:
+        """Forget a request: later replies to it are dropped, no event follows."""
+        request = self._requests.pop(token)
+        if request is not None:
+            self._release(request)
+
+    def subscribe(self, subject: str, queue: str | None = None) -> int:
+        """Subscribe (replayed after every reconnect) and return the sid.
+
+        Raises:
+            LocalProtocolError: bad subject or queue name.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        sid = self._next_sid
+        data = cmd.encode_sub(subject, sid, queue)
+        self._next_sid = sid + 1
+        self._subs[sid] = _Subscription(sid, subject, queue)
+        if self.state is ConnState.CONNECTED:
+            self._out.append(data)
+        return sid
+
+    def unsubscribe(self, sid: int, max_msgs: int | None = None) -> None:
+        """Unsubscribe now, or after ``max_msgs`` more messages."""
+        sub = self._subs.get(sid)
+        if sub is None:
+            return
+        if max_msgs is None or max_msgs <= 0:
+            del self._subs[sid]
+        else:
+            sub.remaining = max_msgs
+        if self.state is ConnState.CONNECTED:
+            self._out.append(cmd.encode_unsub(sid, max_msgs))
+
+    def flush(self) -> int:
+        """Send a PING; ``FlushCompleted(token)`` follows once the server processed all before."""
+        self._check_open()
+        token = self._next_token
+        self._next_token = token + 1
+        if self.state is ConnState.CONNECTED:
+            self._pong_waiters.append(token)
+            self._out.append(cmd.PING)
+        else:
+            self._flushes_unsent.append(token)
+        return token
+
+    # ---------------------------------------------------------------- internals: input
+
+    def _on_msg(self, msg: Msg) -> None:
+        sid = msg.sid
+        if sid == _INBOX_SID:
+            try:
+                token = int(msg.subject[self._inbox_len :])
+            except ValueError:
+                return  # not one of ours (cannot happen with our own inbox; be robust)
+        else:
+            token = self._request_sids.get(sid, 0)
+        if token:
+            request = self._requests.get(token)
+            if request is None:
+                return  # late reply to a request that timed out or was cancelled
+            if msg.status == 503:
+                self._requests.pop(token)
+                self._release(request)
+                self._events.append(
+                    RequestFailed(
+                        token, NoRespondersError("memphis: no responders available for request")
+                    )
+                )
+                return
+            if not request.multi:
+                self._requests.pop(token)
+            self._events.append(ReplyReceived(token, msg))
+            return
+        sub = self._subs.get(msg.sid)
+        if sub is None:
+            return  # in flight when we unsubscribed
+        if sub.remaining is not None:
+            sub.remaining -= 1
+            if sub.remaining <= 0:
+                del self._subs[msg.sid]
+        self._events.append(msg)
+
+    def _on_info(self, fields: dict[str, Any], now: float) -> None:
+        self.server_info = fields
+        self._parser.max_payload = self.max_payload
+        if self.state is not ConnState.AWAITING_INFO:
+            return  # an INFO update (cluster topology, lame duck): state unchanged
+        server_tls = bool(fields.get("tls_required") or fields.get("tls_available"))
+        if self._tls and not server_tls:
+            self._lost(
+                now, MemphisConnectError("TLS was requested but the server does not offer it")
+            )
+            return
+        if fields.get("tls_required") and not self._tls:
+            self._lost(now, MemphisConnectError("the server requires TLS; pass tls=..."))
+            return
+        if self._tls:
+            self.state = transition(self.state, Input.INFO_TLS)
+            self._events.append(TLSUpgradeRequired(fields))
+            return
+        self.state = transition(self.state, Input.INFO)
+        self._send_connect()
+
+    def _on_pong(self, now: float) -> None:
+        if self.state is ConnState.AWAITING_PONG:
+            self._on_connected(now)
+            return
+        self._pings_out = 0  # any PONG proves the connection is alive
+        if self._pong_waiters:
+            token = self._pong_waiters.popleft()
+            if token:
+                self._events.append(FlushCompleted(token))
+
+    def _on_err(self, message: str, now: float) -> None:
+        lowered = message.lower()
+        if self.state is ConnState.CONNECTED and lowered.startswith(_NON_FATAL_ERRS):
+            self._events.append(ServerError(message))
+            return
+        error = MemphisConnectError(message)
+        if (
+            self.state is ConnState.AWAITING_PONG
+            and _AUTH_VIOLATION in lowered
+            and self._nats_user is not None
+            and self._nats_user != self.username
+        ):
+            # Password mode: retry once with the bare username, as every Memphis SDK does for
+            # brokers that know the user without its account suffix (client protocol 1.2).
+            self._nats_user = self.username
+            self._lost(now, error, immediate=True)
+            return
+        if self.state is ConnState.AWAITING_PONG and not self._ever_connected:
+            # A rejected first handshake (bad credentials) will not get better by retrying.
+            self._give_up(error, Input.GIVE_UP)
+            return
+        self._lost(now, error)
+
+    # ---------------------------------------------------------------- internals: state changes
+
+    def _send_connect(self) -> None:
+        options: dict[str, object] = {
+            "verbose": False,
+            "pedantic": False,
+            "tls_required": self._tls,
+            "name": self.connect_name,
+            "lang": "python",
+            "version": __version__,
+            "protocol": 1,
+            "echo": True,
+            "headers": True,
+            "no_responders": True,
+        }
+        if self._token is not None:
+            options["auth_token"] = self._token
+        else:
+            options["user"] = self._nats_user
+            options["pass"] = self._password
+        out = self._out
+        out.append(cmd.encode_connect(options))
+        out.append(cmd.encode_sub(self._inbox + "*", _INBOX_SID))
+        for sub in self._subs.values():
+            out.append(cmd.encode_sub(sub.subject, sub.sid, sub.queue))
+            if sub.remaining is not None:
+                out.append(cmd.encode_unsub(sub.sid, sub.remaining))
+        out.append(cmd.PING)  # its PONG ends the handshake
+
+    def _on_connected(self, now: float) -> None:
+        self.state = transition(self.state, Input.PONG)
+        reconnected = self._ever_connected
+        self._ever_connected = True
+        self._attempts = 0
+        self._handshake_deadline = None
+        self._pings_out = 0
+        self._pong_waiters.clear()
+        self._ping_at = now + self._ping_interval if self._ping_interval else None
+        out = self._out
+        # Replay in creation order: requests waiting for a reply, publishes made while offline,
+        # then flushes (their PONG must come after everything queued before them).
+        for request in self._requests:
+            if not request.sent or request.replay:
+                request.sent = True
+                out.append(request.data)
+        out.extend(self._offline)
+        self._offline.clear()
+        self._offline_size = 0
+        for token in self._flushes_unsent:
+            self._pong_waiters.append(token)
+            out.append(cmd.PING)
+        self._flushes_unsent.clear()
+        self._events.append(Connected(self.server_info, reconnected))
+
+    def _lost(self, now: float, error: MemphisError, *, immediate: bool = False) -> None:
+        if self.state not in _TRANSPORT_STATES:
+            return  # already disconnected or closed: a second report of the same outage
+        self.state = transition(self.state, Input.LOST)
+        self._handshake_deadline = None
+        self._ping_at = None
+        self._pings_out = 0
+        self._out.clear()
+        # Flushes in flight must be answered by the next transport.
+        self._flushes_unsent[:0] = [t for t in self._pong_waiters if t]
+        self._pong_waiters.clear()
+        for request in list(self._requests):
+            if request.sent and not request.replay:
+                self._requests.pop(request.token)
+                self._release(request)
+                self._events.append(
+                    RequestFailed(request.token, MemphisConnectError(f"connection lost: {error}"))
+                )
+            else:
+                request.sent = False
+        if immediate:
+            self._reconnect_at = now
+        elif (
+            not self._ever_connected
+            or not self._reconnect
+            or (self._max_reconnect >= 0 and self._attempts >= self._max_reconnect)
+        ):
+            self._events.append(Disconnected(error, None))
+            self._give_up(error, Input.GIVE_UP)
+            return
+        else:
+            self._attempts += 1
+            self._reconnect_at = now + self._reconnect_interval
+        self._events.append(Disconnected(error, self._reconnect_at))
+
+    def _give_up(self, error: MemphisError | None, how: Input) -> None:
+        self.state = transition(self.state, how)
+        self._handshake_deadline = self._reconnect_at = self._ping_at = None
+        closed = ConnectionClosedError(
+            "the connection is closed" if error is None else f"the connection is closed: {error}"
+        )
+        for request in self._requests.clear():
+            self._request_sids.pop(request.sid, None)
+            self._events.append(RequestFailed(request.token, closed))
+        self._offline.clear()
+        self._offline_size = 0
+        self._events.append(Closed(error))
+
+    # ---------------------------------------------------------------- internals: helpers
+
+    def _release(self, request: PendingRequest) -> None:
+        """A multi-reply request ended: drop its own inbox subscription."""
+        if request.sid:
+            del self._request_sids[request.sid]
+            if self.state is ConnState.CONNECTED:
+                self._out.append(cmd.encode_unsub(request.sid))
+
+    def _check_open(self) -> None:
+        if self.state is ConnState.CLOSED:
+            raise ConnectionClosedError("the connection is closed")
+
+    def _encode_pub(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview,
+        headers: HeadersLike | None,
+        reply: str | None,
+    ) -> bytes:
+        if headers:
+            block = headers if isinstance(headers, bytes) else encode_header_block(headers)
+            size = len(block) + len(payload)
+            data = cmd.encode_hpub(subject, block, payload, reply)
+        else:
+            size = len(payload)
+            data = cmd.encode_pub(subject, payload, reply)
+        if size > self.max_payload:
+            raise LocalProtocolError(
+                f"message of {size} bytes exceeds the server's max_payload of {self.max_payload}"
+            )
+        return data
+
+
+def _as_connect_error(error: BaseException | str) -> MemphisError:
+    if isinstance(error, MemphisError):
+        return error
+    return MemphisConnectError(str(error) or type(error).__name__)
+
+
+_TRANSPORT_STATES: Final = frozenset(
+    {
+        ConnState.AWAITING_INFO,
+        ConnState.AWAITING_TLS,
+        ConnState.AWAITING_PONG,
+        ConnState.CONNECTED,
+        ConnState.RECONNECT_DUE,
+    }
+)
+_READING_STATES: Final = frozenset(
+    {ConnState.AWAITING_INFO, ConnState.AWAITING_PONG, ConnState.CONNECTED}
+)

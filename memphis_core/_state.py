@@ -1,0 +1,103 @@
+"""Theory of operation: the connection state machine of the NATS session.
+
+Everything that decides *which state comes next* lives in this one file, as data (h11's rule 1).
+``_session.py`` performs the side effects (queueing CONNECT, replaying subscriptions, failing
+requests) and asks :func:`transition` where to go; a pair missing from the table is a bug in the
+caller (``LocalProtocolError``) or a peer breaking the protocol (the session maps it to
+``RemoteProtocolError``), never a silent no-op.
+
+One logical connection survives many transports::
+
+    IDLE --connection_made--> AWAITING_INFO --INFO--> AWAITING_PONG --PONG--> CONNECTED
+                                   |    \\--INFO (tls)--> AWAITING_TLS --tls_done--^
+                                   |                                              |
+                 (EOF, -ERR, handshake timeout, stale pings) ---------------------+
+                                   v
+                              DISCONNECTED --reconnect deadline--> RECONNECT_DUE
+                                   |                                   |
+                                   +--(attempts exhausted)--> CLOSED   +--connection_made--> ...
+
+NATS protocol facts behind it (docs.nats.io, "Client Protocol"): the server speaks first with
+INFO; the client answers CONNECT and may pipeline commands before PONG, and a PING right after
+CONNECT makes the PONG double as "CONNECT accepted" (an auth failure arrives as -ERR instead).
+With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy is the
+Memphis SDKs' (memphis-client-protocol.md section 1.4): a fixed ``reconnect_interval`` between
+attempts, at most ``max_reconnect`` attempts, no retry when the very first connect fails.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from ._errors import LocalProtocolError
+
+__all__ = ["TABLE", "ConnState", "Input", "transition"]
+
+
+class ConnState(enum.Enum):
+    IDLE = "idle"  # created, no transport yet
+    AWAITING_INFO = "awaiting_info"  # transport open, server has not spoken
+    AWAITING_TLS = "awaiting_tls"  # INFO seen, the frontend is upgrading to TLS
+    AWAITING_PONG = "awaiting_pong"  # CONNECT + PING sent
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # transport gone, waiting for the backoff deadline
+    RECONNECT_DUE = "reconnect_due"  # deadline passed, the frontend should dial again
+    CLOSED = "closed"  # terminal
+
+
+class Input(enum.Enum):
+    CONNECTION_MADE = "connection_made"
+    INFO = "info"
+    INFO_TLS = "info_tls"  # INFO received and TLS must be negotiated first
+    TLS_DONE = "tls_done"
+    PONG = "pong"
+    LOST = "lost"  # EOF, transport error, -ERR, protocol error, handshake timeout, stale
+    RECONNECT_TIMER = "reconnect_timer"
+    GIVE_UP = "give_up"  # reconnects disabled or exhausted
+    CLOSE = "close"  # user asked
+
+
+S, In = ConnState, Input
+
+# (state, input) -> next state. INFO/PONG in CONNECTED are legal (INFO updates, keepalive PONGs)
+# and keep the state; the session handles their content.
+_TABLE: Final[dict[tuple[ConnState, Input], ConnState]] = {
+    (S.IDLE, In.CONNECTION_MADE): S.AWAITING_INFO,
+    (S.AWAITING_INFO, In.INFO): S.AWAITING_PONG,
+    (S.AWAITING_INFO, In.INFO_TLS): S.AWAITING_TLS,
+    (S.AWAITING_TLS, In.TLS_DONE): S.AWAITING_PONG,
+    (S.AWAITING_PONG, In.PONG): S.CONNECTED,
+    (S.CONNECTED, In.INFO): S.CONNECTED,
+    (S.CONNECTED, In.PONG): S.CONNECTED,
+    (S.DISCONNECTED, In.RECONNECT_TIMER): S.RECONNECT_DUE,
+    (S.RECONNECT_DUE, In.CONNECTION_MADE): S.AWAITING_INFO,
+}
+for _state in (S.AWAITING_INFO, S.AWAITING_TLS, S.AWAITING_PONG, S.CONNECTED, S.RECONNECT_DUE):
+    # RECONNECT_DUE + LOST: the frontend could not even dial; count it as a failed attempt.
+    _TABLE[(_state, In.LOST)] = S.DISCONNECTED
+for _state in (
+    S.DISCONNECTED,
+    S.RECONNECT_DUE,
+    S.IDLE,
+    S.AWAITING_INFO,
+    S.AWAITING_TLS,
+    S.AWAITING_PONG,
+    S.CONNECTED,
+):
+    _TABLE[(_state, In.GIVE_UP)] = S.CLOSED
+    _TABLE[(_state, In.CLOSE)] = S.CLOSED
+_TABLE[(S.CLOSED, In.CLOSE)] = S.CLOSED  # close() is idempotent
+del _state
+
+TABLE: Final = _TABLE
+
+
+def transition(state: ConnState, event: Input) -> ConnState:
+    """Return the state after ``event`` in ``state``; raise if the pair is not allowed."""
+    try:
+        return TABLE[(state, event)]
+    except KeyError:
+        raise LocalProtocolError(
+            f"cannot handle {event.value} while the connection is {state.value}"
+        ) from None

@@ -1,0 +1,398 @@
+"""Bytes in, events out: the NATS session against scripted server bytes (no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memphis_core._errors import (
+    ConnectionClosedError,
+    LocalProtocolError,
+    MemphisConnectError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+)
+from memphis_core._events import (
+    Closed,
+    Connected,
+    Disconnected,
+    FlushCompleted,
+    ReconnectDue,
+    ReplyReceived,
+    RequestFailed,
+    ServerError,
+    TLSUpgradeRequired,
+)
+from memphis_core._frames import Msg
+from memphis_core._session import Session
+from memphis_core._state import ConnState
+
+INFO = b'INFO {"server_id":"x","version":"2.15.1","max_payload":1048576,"headers":true}\r\n'
+INBOX = "_INBOX.test"
+
+
+def make(**kwargs: object) -> Session:
+    options: dict[str, object] = {
+        "username": "root",
+        "connection_token": "memphis",
+        "connection_id": "cid",
+        "inbox_prefix": INBOX,
+    }
+    options.update(kwargs)
+    return Session(**options)  # type: ignore[arg-type]
+
+
+def connect_lines(session: Session) -> list[bytes]:
+    return session.data_to_send().split(b"\r\n")
+
+
+def handshake(session: Session, now: float = 0.0) -> None:
+    session.connection_made(now)
+    session.receive_data(INFO, now)
+    session.data_to_send()
+    session.receive_data(b"PONG\r\n", now)
+    events = session.events()
+    assert isinstance(events[-1], Connected)
+
+
+def test_connect_sends_connect_sub_inbox_and_ping() -> None:
+    session = make()
+    session.connection_made(0.0)
+    assert session.data_to_send() == b""  # the server speaks first
+    session.receive_data(INFO, 0.0)
+    lines = connect_lines(session)
+    assert lines[0].startswith(b"CONNECT {")
+    options = json.loads(lines[0][len(b"CONNECT ") :])
+    assert options["name"] == "cid::root"
+    assert options["auth_token"] == "memphis"
+    assert options["headers"] is True
+    assert options["no_responders"] is True
+    assert options["protocol"] == 1
+    assert options["verbose"] is False
+    assert options["lang"] == "python"
+    assert "user" not in options
+    assert lines[1] == f"SUB {INBOX}.* 1".encode()
+    assert lines[2] == b"PING"
+    assert session.state is ConnState.AWAITING_PONG
+    session.receive_data(b"PONG\r\n", 0.0)
+    (event,) = session.events()
+    assert event == Connected(session.server_info, reconnected=False)
+    assert session.is_connected
+
+
+def test_password_user_has_account_suffix() -> None:
+    session = make(connection_token=None, password="pw", account_id=7)
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    options = json.loads(connect_lines(session)[0][len(b"CONNECT ") :])
+    assert options["user"] == "root$7"
+    assert options["pass"] == "pw"
+    assert "auth_token" not in options
+
+
+@pytest.mark.parametrize(("token", "password"), [(None, None), ("t", "p"), ("", None), (None, "")])
+def test_exactly_one_auth_method(token: str | None, password: str | None) -> None:
+    with pytest.raises(LocalProtocolError, match="connection token / password"):
+        Session(username="u", connection_token=token, password=password)
+
+
+def test_authorization_violation_falls_back_to_plain_username() -> None:
+    session = make(connection_token=None, password="pw")
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    session.data_to_send()
+    session.receive_data(b"-ERR 'Authorization Violation'\r\n", 0.0)
+    events = session.events()
+    assert isinstance(events[0], Disconnected)
+    assert events[0].reconnect_at == 0.0  # immediate retry, not counted as an attempt
+    session.handle_timeout(0.0)
+    assert session.events() == [ReconnectDue(0)]
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    options = json.loads(connect_lines(session)[0][len(b"CONNECT ") :])
+    assert options["user"] == "root"
+    # The second rejection is final: a first connect is never retried.
+    session.receive_data(b"-ERR 'Authorization Violation'\r\n", 0.0)
+    (closed,) = session.events()
+    assert isinstance(closed, Closed)
+    assert isinstance(closed.error, MemphisConnectError)
+    assert "Authorization Violation" in str(closed.error)
+    assert session.state is ConnState.CLOSED
+
+
+def test_token_auth_error_closes_with_clear_error() -> None:
+    session = make()
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    session.receive_data(b"-ERR 'Authorization Violation'\r\n", 0.0)
+    (closed,) = session.events()
+    assert isinstance(closed, Closed)
+    assert str(closed.error) == "Authorization Violation"
+
+
+def test_server_ping_is_answered_in_every_connected_state() -> None:
+    session = make()
+    session.connection_made(0.0)
+    session.receive_data(INFO + b"PING\r\n", 0.0)
+    assert session.data_to_send().endswith(b"PING\r\nPONG\r\n")
+    session.receive_data(b"PONG\r\nPING\r\n", 0.0)
+    assert session.data_to_send() == b"PONG\r\n"
+
+
+def test_request_reply_correlation_on_one_inbox() -> None:
+    session = make()
+    handshake(session)
+    first = session.request("svc.a", b"1", now=0.0, timeout=5.0)
+    second = session.request("svc.b", b"2", now=0.0, timeout=5.0)
+    assert session.data_to_send() == (
+        f"PUB svc.a {INBOX}.{first} 1\r\n1\r\nPUB svc.b {INBOX}.{second} 1\r\n2\r\n".encode()
+    )
+    session.receive_data(f"MSG {INBOX}.{second} 1 2\r\nok\r\n".encode(), 0.0)
+    session.receive_data(f"MSG {INBOX}.{first} 1 2\r\nhi\r\n".encode(), 0.0)
+    events = session.events()
+    assert [(e.token, e.msg.payload) for e in events] == [(second, b"ok"), (first, b"hi")]  # type: ignore[union-attr]
+    # A duplicate reply for a finished request is dropped.
+    session.receive_data(f"MSG {INBOX}.{first} 1 2\r\nhi\r\n".encode(), 0.0)
+    assert session.events() == []
+    assert session.pending_requests == 0
+
+
+def test_no_responders_is_a_typed_error() -> None:
+    session = make()
+    handshake(session)
+    token = session.request("nobody", now=0.0, timeout=5.0)
+    block = "NATS/1.0 503 No Responders\r\n\r\n"
+    frame = f"HMSG {INBOX}.{token} 1 {len(block)} {len(block)}\r\n{block}\r\n"
+    session.receive_data(frame.encode(), 0.0)
+    (event,) = session.events()
+    assert isinstance(event, RequestFailed)
+    assert isinstance(event.error, NoRespondersError)
+
+
+def test_request_timeout_and_deadlines() -> None:
+    session = make(ping_interval=0)
+    handshake(session)
+    assert session.next_deadline() is None
+    a = session.request("a", now=1.0, timeout=2.0)
+    b = session.request("b", now=1.0, timeout=1.0)
+    assert session.next_deadline() == 2.0
+    session.handle_timeout(1.5)
+    assert session.events() == []
+    session.handle_timeout(2.0)
+    (event,) = session.events()
+    assert event == RequestFailed(b, event.error)  # type: ignore[union-attr]
+    assert isinstance(event.error, RequestTimeoutError)  # type: ignore[union-attr]
+    assert session.next_deadline() == 3.0
+    session.cancel_request(a)
+    assert session.next_deadline() is None
+
+
+def test_multi_reply_request_lasts_until_cancelled() -> None:
+    session = make()
+    handshake(session)
+    token = session.request(
+        "$JS.API.CONSUMER.MSG.NEXT.s.c", b"{}", now=0.0, timeout=5.0, multi=True
+    )
+    # Pulled messages keep their stream subject, so a pull gets an inbox subscription of its own.
+    sub, pub, _ = session.data_to_send().split(b"\r\n", 2)
+    reply = f"{INBOX}.p.{token}"
+    assert sub.split() == [b"SUB", reply.encode(), b"2"]
+    assert pub == f"PUB $JS.API.CONSUMER.MSG.NEXT.s.c {reply} 2".encode()
+    for i in range(3):
+        session.receive_data(f"MSG orders$1.final 2 {reply} 1\r\n{i}\r\n".encode(), 0.0)
+    assert [e.msg.payload for e in session.events()] == [b"0", b"1", b"2"]  # type: ignore[union-attr]
+    session.cancel_request(token)
+    assert session.data_to_send() == b"UNSUB 2\r\n"
+    session.receive_data(b"MSG orders$1.final 2 1\r\nx\r\n", 0.0)
+    assert session.events() == []
+
+
+def test_subscription_messages_are_delivered_as_msgs() -> None:
+    session = make()
+    handshake(session)
+    sid = session.subscribe("orders.>", queue="workers")
+    assert session.data_to_send() == f"SUB orders.> workers {sid}\r\n".encode()
+    session.receive_data(f"MSG orders.new {sid} 3\r\nabc\r\n".encode(), 0.0)
+    (msg,) = session.events()
+    assert isinstance(msg, Msg)
+    assert (msg.subject, msg.sid, msg.payload) == ("orders.new", sid, b"abc")
+    session.unsubscribe(sid)
+    assert session.data_to_send() == f"UNSUB {sid}\r\n".encode()
+    session.receive_data(f"MSG orders.new {sid} 3\r\nabc\r\n".encode(), 0.0)
+    assert session.events() == []
+
+
+def test_unsubscribe_after_max_messages() -> None:
+    session = make()
+    handshake(session)
+    sid = session.subscribe("x")
+    session.unsubscribe(sid, 2)
+    session.data_to_send()
+    for _ in range(3):
+        session.receive_data(f"MSG x {sid} 0\r\n\r\n".encode(), 0.0)
+    assert len(session.events()) == 2
+
+
+def test_keepalive_pings_and_stale_connection() -> None:
+    session = make(ping_interval=10.0, max_pings_out=2)
+    handshake(session, now=0.0)
+    session.data_to_send()
+    assert session.next_deadline() == 10.0
+    session.handle_timeout(10.0)
+    assert session.data_to_send() == b"PING\r\n"
+    session.receive_data(b"PONG\r\n", 10.5)
+    session.handle_timeout(20.0)
+    session.handle_timeout(30.0)
+    assert session.data_to_send() == b"PING\r\nPING\r\n"
+    session.handle_timeout(40.0)  # two unanswered: stale
+    (event,) = session.events()
+    assert isinstance(event, Disconnected)
+    assert "stale" in str(event.error)
+    assert event.reconnect_at == 41.0
+
+
+def test_flush_completes_on_its_own_pong() -> None:
+    session = make(ping_interval=10.0)
+    handshake(session)
+    session.data_to_send()
+    session.handle_timeout(10.0)  # keepalive PING goes first
+    token = session.flush()
+    assert session.data_to_send() == b"PING\r\nPING\r\n"
+    session.receive_data(b"PONG\r\n", 10.0)
+    assert session.events() == []
+    session.receive_data(b"PONG\r\n", 10.0)
+    assert session.events() == [FlushCompleted(token)]
+
+
+def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> None:
+    session = make(ping_interval=0, reconnect_interval=2.0)
+    handshake(session, now=0.0)
+    sid = session.subscribe("events")
+    token = session.request("svc", b"q", now=0.0, timeout=30.0)
+    lost = session.request("once", b"q", now=0.0, timeout=30.0, replay=False)
+    session.data_to_send()
+    session.receive_data(b"", 1.0)
+    events = session.events()
+    assert isinstance(events[0], RequestFailed)
+    assert events[0].token == lost
+    assert events[1] == Disconnected(events[1].error, 3.0)  # type: ignore[union-attr]
+    session.publish("offline", b"p")
+    flush = session.flush()
+    assert session.data_to_send() == b""
+    assert session.next_deadline() == 3.0
+    session.handle_timeout(3.0)
+    assert session.events() == [ReconnectDue(1)]
+    session.connection_made(3.0)
+    session.receive_data(INFO, 3.0)
+    replay = session.data_to_send().split(b"\r\n")
+    assert replay[1:4] == [f"SUB {INBOX}.* 1".encode(), f"SUB events {sid}".encode(), b"PING"]
+    session.receive_data(b"PONG\r\n", 3.0)
+    assert session.data_to_send() == (
+        f"PUB svc {INBOX}.{token} 1\r\nq\r\nPUB offline 1\r\np\r\nPING\r\n".encode()
+    )
+    assert session.events() == [Connected(session.server_info, reconnected=True)]
+    session.receive_data(f"MSG {INBOX}.{token} 1 1\r\na\r\nPONG\r\n".encode(), 3.0)
+    assert [type(e) for e in session.events()] == [ReplyReceived, FlushCompleted]
+    assert flush
+
+
+def test_reconnects_exhausted_closes_and_fails_waiting_requests() -> None:
+    session = make(ping_interval=0, max_reconnect=1, reconnect_interval=1.0)
+    handshake(session)
+    token = session.request("svc", now=0.0, timeout=60.0)
+    session.receive_data(b"", 0.0)
+    session.events()
+    session.handle_timeout(1.0)
+    session.connection_failed(1.0, ConnectionRefusedError("refused"))
+    events = session.events()
+    assert [type(e) for e in events] == [ReconnectDue, Disconnected, RequestFailed, Closed]
+    assert isinstance(events[2].error, ConnectionClosedError)  # type: ignore[union-attr]
+    assert events[2].token == token  # type: ignore[union-attr]
+    assert session.next_deadline() is None
+    with pytest.raises(ConnectionClosedError):
+        session.publish("x", b"")
+
+
+def test_first_connect_failure_is_not_retried() -> None:
+    session = make()
+    session.connection_failed(0.0, ConnectionRefusedError("refused"))
+    (closed,) = session.events()
+    assert isinstance(closed, Closed)
+    assert "refused" in str(closed.error)
+
+
+def test_handshake_timeout() -> None:
+    session = make(timeout=2.0)
+    session.connection_made(0.0)
+    assert session.next_deadline() == 2.0
+    session.handle_timeout(2.0)
+    assert isinstance(session.events()[-1], Closed)
+
+
+def test_protocol_error_becomes_disconnect_and_transport_is_poisoned() -> None:
+    session = make(ping_interval=0)
+    handshake(session)
+    session.receive_data(b"BOGUS\r\n", 0.0)
+    (event,) = session.events()
+    assert isinstance(event, Disconnected)
+    assert isinstance(event.error, RemoteProtocolError)
+    session.receive_data(b"PING\r\n", 0.0)  # stragglers from the dead transport are ignored
+    assert session.data_to_send() == b""
+
+
+def test_non_fatal_server_error_keeps_connection() -> None:
+    session = make()
+    handshake(session)
+    session.receive_data(b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n", 0.0)
+    (event,) = session.events()
+    assert isinstance(event, ServerError)
+    assert session.is_connected
+
+
+def test_max_payload_checked_before_anything_is_queued() -> None:
+    session = make()
+    session.connection_made(0.0)
+    session.receive_data(INFO.replace(b"1048576", b"10"), 0.0)
+    session.receive_data(b"PONG\r\n", 0.0)
+    session.data_to_send()
+    with pytest.raises(LocalProtocolError, match="max_payload"):
+        session.publish("x", b"0123456789A")
+    with pytest.raises(LocalProtocolError):
+        session.request("x", b"0123456789A", now=0.0, timeout=1.0)
+    assert session.data_to_send() == b""
+    assert session.pending_requests == 0
+
+
+def test_tls_upgrade_happens_before_connect() -> None:
+    session = make(tls=True)
+    session.connection_made(0.0)
+    session.receive_data(INFO.replace(b"{", b'{"tls_required":true,', 1), 0.0)
+    (event,) = session.events()
+    assert isinstance(event, TLSUpgradeRequired)
+    assert session.data_to_send() == b""
+    session.tls_established()
+    assert session.data_to_send().startswith(b"CONNECT ")
+
+
+def test_tls_requested_but_not_offered() -> None:
+    session = make(tls=True)
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    disconnected, closed = session.events()
+    assert disconnected == Disconnected(closed.error, None)  # type: ignore[union-attr]
+    assert isinstance(closed, Closed)
+    assert "TLS" in str(closed.error)
+
+
+def test_close_is_idempotent_and_fails_requests() -> None:
+    session = make()
+    handshake(session)
+    token = session.request("svc", now=0.0, timeout=1.0)
+    session.close()
+    session.close()
+    events = session.events()
+    assert [type(e) for e in events] == [RequestFailed, Closed]
+    assert events[0].token == token  # type: ignore[union-attr]
+    assert events[1] == Closed(None)
