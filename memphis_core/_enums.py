@@ -1,0 +1,83 @@
+"""The three Memphis enums whose *values are the wire values* (DESIGN section 5).
+
+They are ``str`` enums so that ``RetentionType.MESSAGES == "messages"`` and ``json.dumps`` emits the
+wire text directly. Every API parameter that takes one of them also takes the plain string, as the
+Go SDK does (memphis-client-protocol.md sections 6.1 and 10.1); :func:`coerce_enum` is the single
+place that turns either form into the enum member, or raises ``LocalProtocolError`` naming the
+allowed values.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, TypeVar
+
+from ._errors import LocalProtocolError
+
+__all__ = ["RetentionType", "SchemaType", "StorageType", "coerce_enum"]
+
+
+class RetentionType(enum.StrEnum):
+    """How a station drops old messages (``retention_type`` on the wire, section 6.1)."""
+
+    MAX_MESSAGE_AGE_SECONDS = "message_age_sec"
+    MESSAGES = "messages"
+    BYTES = "bytes"
+    ACK_BASED = "ack_based"
+
+
+class StorageType(enum.StrEnum):
+    """Where JetStream keeps a station's messages (``storage_type`` on the wire, section 6.1)."""
+
+    DISK = "file"
+    MEMORY = "memory"
+
+
+class SchemaType(enum.StrEnum):
+    """Schemaverse schema kinds (``type`` in schema creation and updates, sections 5.2 and 10.1)."""
+
+    PROTOBUF = "protobuf"
+    JSON = "json"
+    GRAPHQL = "graphql"
+    AVRO = "avro"
+
+
+_E = TypeVar("_E", RetentionType, StorageType, SchemaType)
+
+# The error texts are the broker's own (memphis-client-protocol.md section 6.2 for retention and
+# storage; section 10.1 for the Go SDK's schema type check), so users see the same text whether
+# we reject the value locally or the broker does.
+_UNKNOWN: Final[dict[type[enum.StrEnum], str]] = {
+    RetentionType: (
+        "retention type can be one of the following message_age_sec/messages/bytes/ack_based"
+    ),
+    StorageType: "storage type can be one of the following file/memory",
+    SchemaType: (
+        "unsupported schema type, it can be one of the following protobuf/json/graphql/avro"
+    ),
+}
+
+
+def coerce_enum(enum_type: type[_E], value: object) -> _E:
+    """Return the member of ``enum_type`` for ``value`` (a member or its wire string).
+
+    Strings are matched case-insensitively because the broker lower-cases retention and storage
+    types before checking them (memphis-client-protocol.md section 6.2), so ``"Messages"`` means
+    the same thing there as here.
+
+    Args:
+        enum_type: One of :class:`RetentionType`, :class:`StorageType`, :class:`SchemaType`.
+        value: The caller's argument.
+
+    Raises:
+        LocalProtocolError: ``value`` is neither a member nor one of the allowed wire strings;
+            the text lists the allowed values.
+    """
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str):
+        try:
+            return enum_type(value.lower())
+        except ValueError:
+            pass
+    raise LocalProtocolError(_UNKNOWN[enum_type])

@@ -1,0 +1,250 @@
+"""Partition choice for producers and consumers (memphis-client-protocol.md sections 7.4, 7.5, 8.4).
+
+Everything here is pure: the caller passes the partitions list received in the creation reply
+(``partitions_update.partitions_list``) and gets back the partition *number* to use.
+
+Partition keys are hashed with MurmurHash3 x86 32-bit, seed 31, unsigned, over the key's UTF-8
+bytes, and the partition is ``partitions[hash % len(partitions)]`` (section 7.5). This must agree
+bit-for-bit with the Go SDK (``murmur3.New32WithSeed(31)``) and memphis-py
+(``mmh3.hash(key, 31, signed=False)``), otherwise two SDKs would route one key to two partitions and
+per-key ordering would silently break. The implementation below is written from the published
+algorithm description; it needs no C extension, so ``memphis_core`` stays stdlib-only.
+
+Return convention: ``None`` means a *legacy* station (created before partitions existed, empty
+partitions list), whose stream is ``<internal>`` with subject ``<internal>.final`` (section 3).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from ._errors import LocalProtocolError
+
+__all__ = [
+    "PARTITION_KEY_SEED",
+    "RoundRobin",
+    "choose_fetch_partition",
+    "choose_partition",
+    "murmur3_32",
+    "partition_for_key",
+    "produce_subject",
+    "stream_name",
+]
+
+#: Seed used by every Memphis SDK since 2023-09 (it was 1234 before; section 7.5 "History").
+PARTITION_KEY_SEED: Final = 31
+
+_MASK: Final = 0xFFFFFFFF
+_C1: Final = 0xCC9E2D51
+_C2: Final = 0x1B873593
+_BLOCKS: Final = struct.Struct("<I")
+
+
+def murmur3_32(data: bytes, seed: int = PARTITION_KEY_SEED) -> int:
+    """Return the unsigned MurmurHash3 x86 32-bit hash of ``data``.
+
+    Args:
+        data: The bytes to hash (a partition key is hashed as its UTF-8 encoding).
+        seed: The 32-bit seed; taken modulo 2**32 so negative seeds behave like C's ``uint32_t``.
+
+    Returns:
+        An int in ``range(2**32)``.
+    """
+    h = seed & _MASK
+    length = len(data)
+    body = length & ~3
+    # Whole 4-byte blocks, little-endian. ``iter_unpack`` avoids a per-byte Python loop.
+    for (block,) in _BLOCKS.iter_unpack(memoryview(data)[:body]):
+        k = (block * _C1) & _MASK
+        k = ((k << 15) | (k >> 17)) & _MASK
+        k = (k * _C2) & _MASK
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & _MASK
+        h = (h * 5 + 0xE6546B64) & _MASK
+    # The 1..3 trailing bytes are mixed as one little-endian word, without the h-rotation step.
+    if length & 3:
+        k = int.from_bytes(data[body:], "little")
+        k = (k * _C1) & _MASK
+        k = ((k << 15) | (k >> 17)) & _MASK
+        k = (k * _C2) & _MASK
+        h ^= k
+    # Finalisation ("fmix32"): force every input bit to affect every output bit.
+    h ^= length & _MASK
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK
+    h ^= h >> 16
+    return h
+
+
+def partition_for_key(key: str, partitions: Sequence[int]) -> int:
+    """Return the partition a partition key maps to: ``partitions[murmur3_32(key) % len]``.
+
+    The list is indexed, not the partition numbers themselves (section 7.5), so with ``[1, 2, 3]``
+    the result is ``index + 1``.
+
+    Raises:
+        LocalProtocolError: ``partitions`` is empty (``failed to get partition from key``), or
+            ``key`` is not a ``str``.
+    """
+    if not isinstance(key, str):
+        raise LocalProtocolError("partition key must be a str")
+    if not partitions:
+        raise LocalProtocolError("failed to get partition from key")
+    return partitions[murmur3_32(key.encode("utf-8")) % len(partitions)]
+
+
+class RoundRobin:
+    """Per-producer (or per-consumer) round robin over a partitions list (section 7.4 step 3).
+
+    Starts at index 0 and walks the list in the order received. The index is kept modulo the
+    current length, so a shorter list after a new creation reply cannot index out of range.
+    Not thread-safe by itself; the session owns one per producer and is single-threaded.
+    """
+
+    __slots__ = ("_index",)
+
+    def __init__(self) -> None:
+        self._index = 0
+
+    def next(self, partitions: Sequence[int]) -> int:
+        """Return the next partition number from ``partitions`` and advance.
+
+        Raises:
+            LocalProtocolError: ``partitions`` is empty.
+        """
+        if not partitions:
+            raise LocalProtocolError("no partitions to choose from")
+        index = self._index % len(partitions)
+        self._index = (index + 1) % len(partitions)
+        return partitions[index]
+
+    def reset(self) -> None:
+        """Start again from index 0 (the Go SDK makes a fresh generator per creation reply)."""
+        self._index = 0
+
+
+def _validate_number(number: int, partitions: Sequence[int], station: str) -> int:
+    # Section 7.4: first a range check against the *count*, then membership in the list. The two
+    # texts differ and users match on them, so keep both checks in this order.
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise LocalProtocolError("partition number must be an int")
+    if number < 1 or number > len(partitions):
+        raise LocalProtocolError("Partition number is out of range")
+    if number not in partitions:
+        raise LocalProtocolError(f"Partition {number} does not exist in station {station}")
+    return number
+
+
+def _choose(
+    partitions: Sequence[int],
+    *,
+    key: str | None,
+    number: int | None,
+    rr: RoundRobin,
+    station: str,
+    both_error: str,
+) -> int | None:
+    if not partitions:
+        return None
+    if len(partitions) == 1:
+        # Section 7.4: with one partition the key/number options are ignored, as in Go.
+        return partitions[0]
+    # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
+    if key and number is not None:
+        raise LocalProtocolError(both_error)
+    if key:
+        return partition_for_key(key, partitions)
+    if number is not None:
+        return _validate_number(number, partitions, station)
+    return rr.next(partitions)
+
+
+def choose_partition(
+    partitions: Sequence[int],
+    *,
+    key: str | None = None,
+    number: int | None = None,
+    rr: RoundRobin,
+    station: str,
+) -> int | None:
+    """Choose the partition a producer publishes to (section 7.4 step 3).
+
+    Args:
+        partitions: ``partitions_update.partitions_list`` from the producer creation reply.
+        key: Partition key, hashed with :func:`partition_for_key`; ``None`` or ``""`` = unset.
+        number: Explicit partition number (1-based); ``None`` = unset.
+        rr: The producer's :class:`RoundRobin`, used when neither key nor number is given.
+        station: Internal station name, only used in the error text.
+
+    Returns:
+        The partition number, or ``None`` for a legacy station (empty list).
+
+    Raises:
+        LocalProtocolError: ``Can not use both partition number and partition key``,
+            ``Partition number is out of range``, ``Partition <n> does not exist in station
+            <internal>`` (only checked when the station has more than one partition).
+    """
+    return _choose(
+        partitions,
+        key=key,
+        number=number,
+        rr=rr,
+        station=station,
+        both_error="Can not use both partition number and partition key",
+    )
+
+
+def choose_fetch_partition(
+    partitions: Sequence[int],
+    *,
+    key: str | None = None,
+    number: int | None = None,
+    rr: RoundRobin,
+    station: str,
+) -> int | None:
+    """Choose the partition a consumer pulls from on fetch/consume (section 8.4).
+
+    Same rules as :func:`choose_partition` except the both-set text starts with a lower-case
+    ``c`` (the Go SDK's consumer text differs from its producer text, and users match on it).
+    We look partitions up by the list itself, so the Go quirk of keying by the external name
+    (section 8.4) does not apply.
+
+    Returns:
+        The partition number, or ``None`` for a legacy station (the single stream ``<internal>``,
+        which the Go SDK stores as partition 1).
+
+    Raises:
+        LocalProtocolError: ``can not use both partition number and partition key``,
+            ``Partition number is out of range``, ``Partition <n> does not exist in station <s>``.
+    """
+    return _choose(
+        partitions,
+        key=key,
+        number=number,
+        rr=rr,
+        station=station,
+        both_error="can not use both partition number and partition key",
+    )
+
+
+def stream_name(internal: str, partition: int | None) -> str:
+    """Return the stream of a partition: ``<internal>$<p>``, or ``<internal>`` when legacy."""
+    return internal if partition is None else f"{internal}${partition}"
+
+
+def produce_subject(
+    internal: str, partition: int | None, functions: Mapping[int, int] | None = None
+) -> str:
+    """Return the subject a message is published on (section 7.4 step 4).
+
+    ``<stream>.functions.<id>`` when the station's functions map (section 5.3, cloud only) has an
+    entry for the partition, else ``<stream>.final``.
+    """
+    stream = stream_name(internal, partition)
+    if functions and partition is not None and partition in functions:
+        return f"{stream}.functions.{functions[partition]}"
+    return f"{stream}.final"

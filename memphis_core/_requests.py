@@ -1,0 +1,508 @@
+"""Memphis control-plane request bodies and subjects (pure, no I/O).
+
+Every ``$memphis_*`` request is a plain NATS request whose payload is a JSON object
+(memphis-client-protocol.md section 2). The builders below emit exactly the keys of the reference,
+in the reference's order (the Go SDK's struct order, sections 6-10), as compact UTF-8 JSON. The
+broker decodes them with Go's ``encoding/json`` and so does not care about order or spacing, but a
+stable, documented byte form makes captures diffable against the Go SDK and keeps tests exact.
+
+The reply parsers (``parse_*``, :class:`ProducerCreated`, :class:`ConsumerCreated`,
+:class:`ClientsUpdate`) live in :mod:`memphis_core._replies` and are re-exported here, so callers
+can keep using ``from . import _requests as rq`` for both halves of a request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypedDict
+
+from ._enums import RetentionType, SchemaType, StorageType, coerce_enum
+from ._errors import LocalProtocolError
+from ._names import name_error
+from ._options import (
+    ConsumerOptions,
+    StationOptions,
+    consumer_options,
+    producer_options,
+    station_options,
+)
+from ._replies import (
+    ALREADY_EXIST,
+    NOT_EXIST,
+    ClientsUpdate,
+    ConsumerCreated,
+    ProducerCreated,
+    parse_clients_update,
+    parse_consumer_reply,
+    parse_destroy_reply,
+    parse_functions_update,
+    parse_plain_reply,
+    parse_producer_reply,
+    parse_schema_create_reply,
+    parse_station_create_reply,
+)
+
+__all__ = [
+    "ALREADY_EXIST",
+    "CONSUMER_CREATIONS",
+    "CONSUMER_DESTRUCTIONS",
+    "CREATE_REQ_VERSION",
+    "DESTROY_REQ_VERSION",
+    "NACKED_DLS",
+    "NOTIFICATIONS",
+    "NOT_EXIST",
+    "PM_ACKS",
+    "PRODUCER_CREATIONS",
+    "PRODUCER_DESTRUCTIONS",
+    "SCHEMAVERSE_DLS",
+    "SCHEMA_ATTACHMENTS",
+    "SCHEMA_CREATIONS",
+    "SCHEMA_DETACHMENTS",
+    "SDK_CLIENTS_UPDATES",
+    "SDK_LANG",
+    "STATION_CREATIONS",
+    "STATION_DESTRUCTIONS",
+    "ClientsUpdate",
+    "ConsumerCreateRequest",
+    "ConsumerCreated",
+    "DlsConfiguration",
+    "ProducerCreateRequest",
+    "ProducerCreated",
+    "StationCreateRequest",
+    "consumer_create_body",
+    "consumer_destroy_body",
+    "dls_subject",
+    "encode_consumer_create",
+    "encode_station_create",
+    "functions_updates_subject",
+    "nacked_dls_body",
+    "parse_clients_update",
+    "parse_consumer_reply",
+    "parse_destroy_reply",
+    "parse_functions_update",
+    "parse_plain_reply",
+    "parse_producer_reply",
+    "parse_schema_create_reply",
+    "parse_station_create_reply",
+    "pm_ack_body",
+    "producer_create_body",
+    "producer_destroy_body",
+    "schema_attach_body",
+    "schema_create_body",
+    "schema_detach_body",
+    "schema_updates_subject",
+    "station_create_body",
+    "station_destroy_body",
+]
+
+# Subjects (section 4).
+STATION_CREATIONS: Final = "$memphis_station_creations"
+STATION_DESTRUCTIONS: Final = "$memphis_station_destructions"
+PRODUCER_CREATIONS: Final = "$memphis_producer_creations"
+PRODUCER_DESTRUCTIONS: Final = "$memphis_producer_destructions"
+CONSUMER_CREATIONS: Final = "$memphis_consumer_creations"
+CONSUMER_DESTRUCTIONS: Final = "$memphis_consumer_destructions"
+SCHEMA_CREATIONS: Final = "$memphis_schema_creations"
+SCHEMA_ATTACHMENTS: Final = "$memphis_schema_attachments"
+SCHEMA_DETACHMENTS: Final = "$memphis_schema_detachments"
+SCHEMAVERSE_DLS: Final = "$memphis_schemaverse_dls"
+NOTIFICATIONS: Final = "$memphis_notifications"
+PM_ACKS: Final = "$memphis_pm_acks"
+NACKED_DLS: Final = "$memphis_nacked_dls"
+SDK_CLIENTS_UPDATES: Final = "$memphis_sdk_clients_updates"
+
+# Section 11: req_version 4 (sdk_lang) for creations, 1 (connection_id) for destructions.
+CREATE_REQ_VERSION: Final = 4
+DESTROY_REQ_VERSION: Final = 1
+#: ``sdk_lang`` as memphis-py sends it (python-peers.md section 2.2); the broker only stores it.
+SDK_LANG: Final = "python"
+
+
+def schema_updates_subject(internal_station: str) -> str:
+    """``$memphis_schema_updates_<internal>`` (section 5.2)."""
+    return f"$memphis_schema_updates_{internal_station}"
+
+
+def functions_updates_subject(internal_station: str) -> str:
+    """``$memphis_functions_updates_<internal>`` (section 5.3)."""
+    return f"$memphis_functions_updates_{internal_station}"
+
+
+def dls_subject(internal_station: str, internal_group: str) -> str:
+    """``$memphis_dls_<internal>.<internalCG>``: subject *and* queue group (section 8.8)."""
+    return f"$memphis_dls_{internal_station}.{internal_group}"
+
+
+# ------------------------------------------------------------------------------ wire shapes
+
+
+class DlsConfiguration(TypedDict):
+    """``dls_configuration`` of a station creation (section 6.1)."""
+
+    poison: bool
+    schemaverse: bool
+
+
+class StationCreateRequest(TypedDict):
+    """Section 6.1."""
+
+    name: str
+    retention_type: str
+    retention_value: int
+    storage_type: str
+    replicas: int
+    idempotency_window_in_ms: int
+    schema_name: str
+    dls_configuration: DlsConfiguration
+    username: str
+    tiered_storage_enabled: bool
+    partitions_number: int
+    dls_station: str
+
+
+class ProducerCreateRequest(TypedDict):
+    """Section 7.1."""
+
+    name: str
+    station_name: str
+    connection_id: str
+    producer_type: Literal["application"]
+    req_version: int
+    username: str
+    app_id: str
+    sdk_lang: str
+
+
+class ConsumerCreateRequest(TypedDict):
+    """Section 8.1."""
+
+    name: str
+    station_name: str
+    connection_id: str
+    consumer_type: Literal["application"]
+    consumers_group: str
+    max_ack_time_ms: int
+    max_msg_deliveries: int
+    username: str
+    start_consume_from_sequence: int
+    last_messages: int
+    req_version: int
+    app_id: str
+    sdk_lang: str
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate in a user-supplied str
+        raise LocalProtocolError(f"request contains text that is not valid UTF-8: {exc}") from None
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise LocalProtocolError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+# ------------------------------------------------------------------------------ stations (6)
+
+
+def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
+    """Build the ``$memphis_station_creations`` body from validated options (section 6.1)."""
+    body: StationCreateRequest = {
+        "name": opts.name,
+        "retention_type": opts.retention_type.value,
+        "retention_value": opts.retention_value,
+        "storage_type": opts.storage_type.value,
+        "replicas": opts.replicas,
+        "idempotency_window_in_ms": opts.idempotency_window_ms,
+        "schema_name": opts.schema_name,
+        "dls_configuration": {
+            "poison": opts.send_poison_msg_to_dls,
+            "schemaverse": opts.send_schema_failed_msg_to_dls,
+        },
+        "username": _text(username, "username"),
+        "tiered_storage_enabled": opts.tiered_storage_enabled,
+        "partitions_number": opts.partitions_number,
+        "dls_station": opts.dls_station,
+    }
+    return _dumps(body)
+
+
+def station_create_body(
+    name: str,
+    *,
+    username: str,
+    retention_type: RetentionType | str = RetentionType.MAX_MESSAGE_AGE_SECONDS,
+    retention_value: int = 3600,
+    storage_type: StorageType | str = StorageType.DISK,
+    replicas: int = 1,
+    idempotency_window: float = 120.0,
+    schema_name: str = "",
+    send_poison_msg_to_dls: bool = True,
+    send_schema_failed_msg_to_dls: bool = True,
+    tiered_storage_enabled: bool = False,
+    partitions_number: int = 1,
+    dls_station: str = "",
+) -> bytes:
+    """Validate station options and build the ``$memphis_station_creations`` body.
+
+    Enums may be given as members or as their wire strings.
+
+    Raises:
+        LocalProtocolError: as :func:`memphis_core._options.station_options`.
+    """
+    opts = station_options(
+        name,
+        retention_type=retention_type,
+        retention_value=retention_value,
+        storage_type=storage_type,
+        replicas=replicas,
+        idempotency_window=idempotency_window,
+        schema_name=schema_name,
+        send_poison_msg_to_dls=send_poison_msg_to_dls,
+        send_schema_failed_msg_to_dls=send_schema_failed_msg_to_dls,
+        tiered_storage_enabled=tiered_storage_enabled,
+        partitions_number=partitions_number,
+        dls_station=dls_station,
+    )
+    return encode_station_create(opts, username=username)
+
+
+def station_destroy_body(station_name: str, *, username: str) -> bytes:
+    """``$memphis_station_destructions``: ``{"station_name", "username"}`` (section 6.3).
+
+    Raises:
+        LocalProtocolError: a non-``str`` argument.
+    """
+    return _dumps(
+        {
+            "station_name": _text(station_name, "station name"),
+            "username": _text(username, "username"),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ producers (7)
+
+
+def producer_create_body(
+    station_name: str, producer_name: str, *, connection_id: str, username: str, app_id: str
+) -> bytes:
+    """``$memphis_producer_creations`` body (section 7.1); the producer name is lower-cased.
+
+    Raises:
+        LocalProtocolError: a bad station or producer name (broker texts, section 3).
+    """
+    opts = producer_options(station_name, producer_name)
+    body: ProducerCreateRequest = {
+        "name": opts.name,
+        "station_name": opts.station_name,
+        "connection_id": _text(connection_id, "connection_id"),
+        "producer_type": "application",
+        "req_version": CREATE_REQ_VERSION,
+        "username": _text(username, "username"),
+        "app_id": _text(app_id, "app_id"),
+        "sdk_lang": SDK_LANG,
+    }
+    return _dumps(body)
+
+
+def producer_destroy_body(
+    station_name: str, producer_name: str, *, connection_id: str, username: str
+) -> bytes:
+    """``$memphis_producer_destructions`` body (section 7.9), ``req_version`` 1.
+
+    ``producer_name`` is sent as given: pass the name the producer was created with.
+
+    Raises:
+        LocalProtocolError: a non-``str`` argument.
+    """
+    return _dumps(
+        {
+            "name": _text(producer_name, "producer name"),
+            "station_name": _text(station_name, "station name"),
+            "username": _text(username, "username"),
+            "connection_id": _text(connection_id, "connection_id"),
+            "req_version": DESTROY_REQ_VERSION,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ consumers (8)
+
+
+def encode_consumer_create(
+    opts: ConsumerOptions, *, connection_id: str, username: str, app_id: str
+) -> bytes:
+    """Build the ``$memphis_consumer_creations`` body from validated options (section 8.1).
+
+    The consumer name and group are sent with their original case; the broker lower-cases.
+    """
+    body: ConsumerCreateRequest = {
+        "name": opts.name,
+        "station_name": opts.station_name,
+        "connection_id": _text(connection_id, "connection_id"),
+        "consumer_type": "application",
+        "consumers_group": opts.consumer_group,
+        "max_ack_time_ms": opts.max_ack_time_ms,
+        "max_msg_deliveries": opts.max_msg_deliveries,
+        "username": _text(username, "username"),
+        "start_consume_from_sequence": opts.start_consume_from_seq,
+        "last_messages": opts.last_messages,
+        "req_version": CREATE_REQ_VERSION,
+        "app_id": _text(app_id, "app_id"),
+        "sdk_lang": SDK_LANG,
+    }
+    return _dumps(body)
+
+
+def consumer_create_body(
+    station_name: str,
+    name: str,
+    *,
+    connection_id: str,
+    username: str,
+    app_id: str,
+    consumer_group: str = "",
+    max_ack_time: float = 30.0,
+    max_msg_deliveries: int = 10,
+    start_consume_from_seq: int = 1,
+    last_messages: int = -1,
+) -> bytes:
+    """Validate consumer options and build the ``$memphis_consumer_creations`` body.
+
+    Raises:
+        LocalProtocolError: as :func:`memphis_core._options.consumer_options`.
+    """
+    opts = consumer_options(
+        station_name,
+        name,
+        consumer_group=consumer_group,
+        max_ack_time=max_ack_time,
+        max_msg_deliveries=max_msg_deliveries,
+        start_consume_from_seq=start_consume_from_seq,
+        last_messages=last_messages,
+    )
+    return encode_consumer_create(
+        opts, connection_id=connection_id, username=username, app_id=app_id
+    )
+
+
+def consumer_destroy_body(
+    station_name: str, name: str, *, connection_id: str, username: str
+) -> bytes:
+    """``$memphis_consumer_destructions`` body (section 8.11), ``req_version`` 1.
+
+    Raises:
+        LocalProtocolError: a non-``str`` argument.
+    """
+    return _dumps(
+        {
+            "name": _text(name, "consumer name"),
+            "station_name": _text(station_name, "station name"),
+            "username": _text(username, "username"),
+            "connection_id": _text(connection_id, "connection_id"),
+            "req_version": DESTROY_REQ_VERSION,
+        }
+    )
+
+
+def pm_ack_body(pm_id: int | str, cg_name: str) -> bytes:
+    """``$memphis_pm_acks`` body: ack of a *resent* poison message (section 8.9).
+
+    Args:
+        pm_id: The ``$memphis_pm_id`` header (a decimal string on the wire) or its int value.
+        cg_name: The ``$memphis_pm_cg_name`` header.
+
+    Raises:
+        LocalProtocolError: ``pm_id`` is not a non-negative integer.
+    """
+    if isinstance(pm_id, str) and pm_id.isascii() and pm_id.isdigit():
+        pm_id = int(pm_id)
+    if isinstance(pm_id, bool) or not isinstance(pm_id, int) or pm_id < 0:
+        raise LocalProtocolError(f"invalid poison message id {pm_id!r}")
+    return _dumps({"id": pm_id, "cg_name": _text(cg_name, "cg_name")})
+
+
+def nacked_dls_body(
+    internal_station: str, *, error: str, partition: int, cg_name: str, seq: int
+) -> bytes:
+    """``$memphis_nacked_dls`` body sent after ``+TERM`` by ``dead_letter`` (section 8.9).
+
+    Args:
+        internal_station: The station's internal name.
+        error: The user's reason.
+        partition: Partition the message came from (1 for single/legacy stations).
+        cg_name: The consumer group as given at creation.
+        seq: The stream sequence.
+
+    Raises:
+        LocalProtocolError: ``partition`` < 1 (the broker would crash on 0, broker ref 5.4) or
+            a negative ``seq``.
+    """
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 1:
+        raise LocalProtocolError("dead letter partition must be 1 or more")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise LocalProtocolError("dead letter sequence must be a non-negative int")
+    return _dumps(
+        {
+            "station_name": _text(internal_station, "station name"),
+            "error": _text(error, "reason"),
+            "partition": partition,
+            "cg_name": _text(cg_name, "cg_name"),
+            "seq": seq,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ schemas (10)
+
+
+def schema_create_body(
+    name: str, schema_type: SchemaType | str, schema_content: str, *, username: str
+) -> bytes:
+    """``$memphis_schema_creations`` body (section 10.1).
+
+    The name is validated client-side *without* lower-casing, as the Go SDK does; the file is
+    read by the frontend (the core does no I/O) and passed as ``schema_content``.
+
+    Raises:
+        LocalProtocolError: ``Schema name can not be empty`` and the other name texts,
+            ``unsupported schema type, ...`` listing the allowed types.
+    """
+    error = name_error(_text(name, "schema name"), "Schema")
+    if error is not None:
+        raise LocalProtocolError(error)
+    kind = coerce_enum(SchemaType, schema_type)
+    return _dumps(
+        {
+            "name": name,
+            "type": kind.value,
+            "created_by_username": _text(username, "username"),
+            "schema_content": _text(schema_content, "schema content"),
+            "message_struct_name": "",
+        }
+    )
+
+
+def schema_attach_body(schema_name: str, station_name: str, *, username: str) -> bytes:
+    """``$memphis_schema_attachments`` body (section 10.2), used by ``enforce_schema``."""
+    return _dumps(
+        {
+            "name": _text(schema_name, "schema name"),
+            "station_name": _text(station_name, "station name"),
+            "username": _text(username, "username"),
+        }
+    )
+
+
+def schema_detach_body(station_name: str, *, username: str) -> bytes:
+    """``$memphis_schema_detachments`` body (section 10.3)."""
+    return _dumps(
+        {
+            "station_name": _text(station_name, "station name"),
+            "username": _text(username, "username"),
+        }
+    )

@@ -1,0 +1,474 @@
+"""Schemaverse per-type machinery: lazy library imports, compilers and validators.
+
+This is the lower half of the client's Schemaverse support, split out of ``_schemas`` to keep
+both modules small. It holds everything that depends on *which* schema type a station uses:
+
+* the lazy import helpers (:class:`MissingExtraError` names the ``memphis-sansio[schemas]``
+  extra when protobuf, jsonschema, fastavro or graphql-core is missing; nothing outside the
+  standard library is imported until a schema of that type is compiled);
+* :func:`serialize_plain`, the encoding of messages for stations without a schema, which the
+  JSON and GraphQL validators reuse;
+* one compiler and one :class:`Validator` per schema type (sections 7.6, 8.9, 10.1, 10.4) and
+  the :data:`VALIDATORS` table that ``_schemas.Schema`` picks from.
+
+``_schemas`` builds on this module (never the reverse: :class:`~memphis_core._schemas.SchemaInit`
+is imported for type checking only) and re-exports the public names, so
+``memphis_core._schemas`` remains the import path for users.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import importlib
+import json
+import sys
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
+
+from ._enums import SchemaType
+from ._errors import MemphisSchemaError
+
+if TYPE_CHECKING:
+    from ._schemas import SchemaInit
+
+__all__ = [
+    "UNSUPPORTED",
+    "VALIDATORS",
+    "Invalid",
+    "MissingExtraError",
+    "Validator",
+    "best_effort_bytes",
+    "compact_json",
+    "serialize_plain",
+]
+
+_EXTRA: Final = "memphis-sansio[schemas]"
+#: Error text for a message of a type no serialiser accepts (section 7.6).
+UNSUPPORTED: Final = "unsupported message type"
+
+
+class MissingExtraError(MemphisSchemaError, ImportError):
+    """A schema library is not installed; ``pip install 'memphis-sansio[schemas]'``."""
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _missing(library: str, exc: ImportError) -> MissingExtraError:
+    return MissingExtraError(
+        f"{library} is needed for this schema type but is not installed ({exc}); "
+        f"install it with: pip install '{_EXTRA}'"
+    )
+
+
+def _import(module: str, library: str) -> Any:
+    # Deliberately lazy (DESIGN section 3): nothing outside the stdlib is imported until a
+    # schema of that type is used.
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise _missing(library, exc) from exc
+
+
+def _loaded(module: str) -> Any:
+    """The module if the *user* already imported it, else None (no import side effect).
+
+    A protobuf message or a GraphQL ``DocumentNode`` can only exist if its library is loaded,
+    so this recognises them without importing anything.
+    """
+    return sys.modules.get(module)
+
+
+def _is_bytes_like(message: object) -> TypeGuard[bytes | bytearray | memoryview]:
+    return isinstance(message, bytes | bytearray | memoryview)
+
+
+def _is_proto(message: object) -> bool:
+    mod = _loaded("google.protobuf.message")
+    return mod is not None and isinstance(message, mod.Message)
+
+
+def _is_graphql_document(message: object) -> bool:
+    mod = _loaded("graphql.language.ast")
+    return mod is not None and isinstance(message, mod.DocumentNode)
+
+
+def compact_json(value: object) -> bytes:
+    """JSON as the reports and the JSON/Avro validators send it."""
+    # Compact like Go's json.Marshal (section 7.4), UTF-8 rather than \u escapes.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _jsonable(message: object) -> object | None:
+    """The JSON value of a dict/list/dataclass instance, or None if not one of those."""
+    if isinstance(message, dict | list):
+        return message
+    if dataclasses.is_dataclass(message) and not isinstance(message, type):
+        return dataclasses.asdict(message)
+    return None
+
+
+def serialize_plain(message: object) -> bytes:
+    """Serialise a message for a station *without* a schema (section 7.4, DESIGN section 5).
+
+    * bytes-like: as is;
+    * ``str``: its UTF-8 text. The Go SDK JSON-quotes strings (``"hi"`` is sent as ``"\\"hi\\""``);
+      we follow memphis-py and DESIGN section 5 and send the text itself, which is what a
+      consumer in any language expects to read back;
+    * ``dict``/``list``/dataclass instance: compact JSON;
+    * protobuf message: ``SerializeToString()``.
+
+    Raises:
+        MemphisSchemaError: ``unsupported message type`` for anything else, or ``Bad JSON
+            format - <e>`` when a dict holds values JSON cannot encode.
+    """
+    if _is_bytes_like(message):
+        return bytes(message)
+    if isinstance(message, str):
+        return _encode_text(message)
+    value = _jsonable(message)
+    if value is not None:
+        try:
+            return compact_json(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise MemphisSchemaError(f"Bad JSON format - {exc}") from None
+    if _is_proto(message):
+        return bytes(message.SerializeToString())  # type: ignore[attr-defined]
+    raise MemphisSchemaError(UNSUPPORTED)
+
+
+def _encode_text(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates
+        raise MemphisSchemaError(f"message text is not valid UTF-8: {exc}") from None
+
+
+def best_effort_bytes(message: object) -> bytes | None:
+    """:func:`serialize_plain`, or None when the message has no plain form (for DLS reports)."""
+    try:
+        return serialize_plain(message)
+    except MemphisSchemaError:
+        return None
+
+
+# ------------------------------------------------------------------------------ validators
+
+
+class Validator:
+    """One compiled schema: ``serialize`` (user message -> wire bytes) and ``deserialize``.
+
+    Both raise ``Invalid(text)`` for a message that does not fit; ``_schemas.Schema`` adds the
+    section 12.1 prefixes.
+    """
+
+    def __init__(self, init: SchemaInit) -> None:
+        raise NotImplementedError
+
+    def serialize(self, message: object) -> bytes:
+        raise NotImplementedError
+
+    def deserialize(self, data: bytes) -> object:
+        raise NotImplementedError
+
+
+class Invalid(Exception):
+    """A schema or message that does not fit: ``text`` without any prefix, ``data`` if known."""
+
+    def __init__(self, text: str, data: bytes | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.data = data
+
+
+# ------------------------------------------------------------------------------ compilers
+#
+# Each returns what its validator needs; schema problems raise ``Invalid`` (reported as
+# ``Schema validation has failed: <why>``), a missing library raises MissingExtraError.
+
+_ErrorsFn = Any  # (compiled schema, decoded value) -> error text or None
+
+
+def _b64(descriptor: str) -> bytes:
+    """Standard base64 (section 10.1), tolerant of missing padding."""
+    try:
+        return base64.b64decode(descriptor + "=" * (-len(descriptor) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Invalid(f"invalid protobuf descriptor: {exc}") from None
+
+
+def _proto_dependency(name: str, pb2: Any, pool_mod: Any) -> Any:
+    # The broker runs protoc without --include_imports (section 10.1), so imports such as
+    # google/protobuf/timestamp.proto are absent from the set. Well-known types ship with the
+    # protobuf runtime: importing their *_pb2 module registers them in the default pool.
+    if name.startswith("google/protobuf/") and name.endswith(".proto"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name[:-6].replace("/", ".") + "_pb2")
+    try:
+        found = pool_mod.Default().FindFileByName(name)
+    except KeyError:
+        raise Invalid(f"protobuf import {name} is not in the schema descriptor") from None
+    proto = pb2.FileDescriptorProto()
+    found.CopyToProto(proto)
+    return proto
+
+
+def _compile_protobuf(init: SchemaInit) -> tuple[Any, Any, type[Exception]]:
+    pb2 = _import("google.protobuf.descriptor_pb2", "protobuf")
+    pool_mod = _import("google.protobuf.descriptor_pool", "protobuf")
+    factory = _import("google.protobuf.message_factory", "protobuf")
+    json_format = _import("google.protobuf.json_format", "protobuf")
+    decode_error: type[Exception] = _import("google.protobuf.message", "protobuf").DecodeError
+    if not init.descriptor:
+        raise Invalid("protobuf schema has no descriptor")
+    try:
+        files = {f.name: f for f in pb2.FileDescriptorSet.FromString(_b64(init.descriptor)).file}
+    except decode_error as exc:
+        raise Invalid(f"invalid protobuf descriptor: {exc}") from None
+    pool = pool_mod.DescriptorPool()  # private pool: versions and stations never collide
+    added: set[str] = set()
+
+    def add(name: str, depth: int = 0) -> None:
+        if name in added:
+            return
+        if depth > 100:
+            raise Invalid("protobuf imports are nested too deeply")
+        proto = files.get(name) or _proto_dependency(name, pb2, pool_mod)
+        for dependency in proto.dependency:
+            add(dependency, depth + 1)
+        try:
+            pool.Add(proto)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise Invalid(f"invalid protobuf descriptor {name}: {exc}") from None
+        added.add(name)
+
+    # Section 10.4: the message lives in file ``<schema_name>_<version_number>.proto``. The
+    # broker names later versions' files ``_1.proto`` (broker quirk, section 10.1), so if that
+    # file is missing we look for the message in the other files rather than give up.
+    wanted = f"{init.schema_name}_{init.version_number}.proto"
+    for name in sorted(files, key=lambda n: n != wanted):
+        add(name)
+        message = pool.FindFileByName(name).message_types_by_name.get(init.message_struct_name)
+        if message is not None:
+            return factory.GetMessageClass(message), json_format, decode_error
+    raise Invalid(f"message {init.message_struct_name!r} not found in {wanted}")
+
+
+def _compile_json_schema(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
+    jsonschema = _import("jsonschema", "jsonschema")
+    try:
+        schema = json.loads(init.schema_content)
+    except (ValueError, RecursionError) as exc:
+        raise Invalid(f"invalid json schema: {exc}") from None
+    if not isinstance(schema, dict | bool):
+        raise Invalid("invalid json schema: not an object")
+    # Section 7.6 / open question 3: without ``$schema`` the Go library uses draft 2020-12.
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise Invalid(f"invalid json schema: {exc.message}") from None
+
+    def errors(validator: Any, value: object) -> str | None:
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except Exception as exc:  # e.g. an unresolvable $ref: still "does not validate"
+            return str(exc)
+        if error is None:
+            return None
+        path = "/".join(str(p) for p in error.absolute_path)
+        return f"{path}: {error.message}" if path else str(error.message)
+
+    return cls(schema), errors
+
+
+def _compile_avro(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
+    fastavro = _import("fastavro", "fastavro")
+    validation = _import("fastavro.validation", "fastavro")
+    try:
+        parsed = fastavro.parse_schema(json.loads(init.schema_content))
+    except Exception as exc:  # fastavro raises several unrelated types for a bad schema
+        raise Invalid(f"invalid Avro schema: {exc}") from None
+
+    def errors(schema: Any, value: object) -> str | None:
+        try:
+            validation.validate(value, schema, raise_errors=True)
+        except validation.ValidationError as exc:
+            return "; ".join(str(e) for e in exc.errors)
+        except Exception as exc:  # a datum fastavro cannot even inspect
+            return str(exc)
+        return None
+
+    return parsed, errors
+
+
+def _compile_graphql(init: SchemaInit) -> Any:
+    graphql = _import("graphql", "graphql-core")
+    try:
+        schema = graphql.build_schema(init.schema_content)
+    except (graphql.GraphQLError, TypeError, RecursionError) as exc:
+        raise Invalid(f"invalid GraphQL schema: {exc}") from None
+
+    def check(text: str, data: bytes) -> None:
+        # Section 7.6: the message is a query *document* validated against the schema.
+        try:
+            document = graphql.parse(text)
+        except (graphql.GraphQLError, RecursionError):
+            raise Invalid("invalid message format, expecting GraphQL", data) from None
+        try:
+            problems = graphql.validate(schema, document)
+        except RecursionError:
+            raise Invalid("query is nested too deeply", data) from None
+        if problems:
+            raise Invalid("; ".join(p.message for p in problems), data)
+
+    return check
+
+
+class _Protobuf(Validator):
+    def __init__(self, init: SchemaInit) -> None:
+        self._cls, self._json_format, self._decode_error = _compile_protobuf(init)
+
+    def _parse(self, data: bytes) -> Any:
+        try:
+            message = self._cls.FromString(data)
+        except self._decode_error:
+            # Section 7.6: wire-format errors all become this one fixed text.
+            raise Invalid("invalid message format, expecting protobuf", data) from None
+        # Go's proto.Unmarshal rejects a proto2 message missing a required field; the Python
+        # runtime parses it, so check explicitly to accept and refuse the same messages.
+        if not message.IsInitialized():
+            missing = ", ".join(message.FindInitializationErrors())
+            raise Invalid(f"required field not set: {missing}", data)
+        return message
+
+    def serialize(self, message: object) -> bytes:
+        if _is_bytes_like(message):
+            data = bytes(message)
+        elif _is_proto(message):
+            # Partial: a missing required field is reported by _parse, in our words.
+            data = bytes(message.SerializePartialToString())  # type: ignore[attr-defined]
+        elif isinstance(message, dict):
+            # Section 7.6: a map is read as protobuf JSON into the schema's message type.
+            try:
+                parsed = self._json_format.ParseDict(message, self._cls())
+            except (
+                self._json_format.ParseError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                RecursionError,
+            ) as exc:
+                raise Invalid(str(exc), best_effort_bytes(message)) from None
+            data = bytes(parsed.SerializePartialToString())
+        else:
+            raise Invalid(UNSUPPORTED, best_effort_bytes(message))
+        self._parse(data)
+        return data
+
+    def deserialize(self, data: bytes) -> object:
+        return self._parse(data)
+
+
+class _JsonSchema(Validator):
+    def __init__(self, init: SchemaInit) -> None:
+        self._validator, self._errors = _compile_json_schema(init)
+
+    def _check(self, value: object, data: bytes) -> None:
+        error = self._errors(self._validator, value)
+        if error is not None:
+            raise Invalid(error, data)
+
+    def _loads(self, data: bytes, prefix: str) -> object:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise Invalid(f"{prefix}{exc}", data) from None
+
+    def serialize(self, message: object) -> bytes:
+        if _is_bytes_like(message) or isinstance(message, str):
+            data = serialize_plain(message)
+            value = self._loads(data, "Bad JSON format - ")
+        else:
+            value = _jsonable(message)
+            if value is None:
+                raise Invalid(UNSUPPORTED, best_effort_bytes(message))
+            try:
+                data = compact_json(value)
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise Invalid(f"Bad JSON format - {exc}") from None
+        self._check(value, data)
+        return data
+
+    def deserialize(self, data: bytes) -> object:
+        value = self._loads(data, "Bad JSON format - ")
+        self._check(value, data)
+        return value
+
+
+class _Avro(_JsonSchema):
+    """Avro records travel as JSON (section 7.6); fastavro only validates."""
+
+    def __init__(self, init: SchemaInit) -> None:  # own compiler, not _JsonSchema's
+        self._validator, self._errors = _compile_avro(init)
+
+    def serialize(self, message: object) -> bytes:
+        if _is_bytes_like(message) or isinstance(message, str):
+            data = serialize_plain(message)
+            value = self._loads(data, "Bad Avro format - ")
+            self._check(value, data)
+            return data
+        return super().serialize(message)
+
+    def deserialize(self, data: bytes) -> object:
+        value = self._loads(data, "Bad Avro format - ")
+        self._check(value, data)
+        return value
+
+
+class _GraphQL(Validator):
+    def __init__(self, init: SchemaInit) -> None:
+        self._check = _compile_graphql(init)
+
+    def serialize(self, message: object) -> bytes:
+        if _is_graphql_document(message):
+            # Prefer the user's own text; print the AST only for documents built by hand.
+            loc = getattr(message, "loc", None)
+            source = getattr(loc, "source", None)
+            if source is not None:
+                text = str(source.body)
+            else:
+                printer = _import("graphql.language.printer", "graphql-core")
+                text = str(printer.print_ast(message))
+        elif isinstance(message, str):
+            text = message
+        elif _is_bytes_like(message):
+            try:
+                text = bytes(message).decode("utf-8")
+            except UnicodeDecodeError:
+                raise Invalid("invalid message format, expecting GraphQL", bytes(message)) from None
+        else:
+            raise Invalid(UNSUPPORTED, best_effort_bytes(message))
+        # Section 7.6: Go JSON-quotes a ``str`` here (quirk); we send the query text, as for
+        # stations without a schema (see serialize_plain).
+        data = _encode_text(text)
+        self._check(text, data)
+        return data
+
+    def deserialize(self, data: bytes) -> object:
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Invalid("invalid message format, expecting GraphQL", data) from None
+        self._check(text, data)
+        return text
+
+
+VALIDATORS: Final[dict[str, type[Validator]]] = {
+    SchemaType.PROTOBUF.value: _Protobuf,
+    SchemaType.JSON.value: _JsonSchema,
+    SchemaType.AVRO.value: _Avro,
+    SchemaType.GRAPHQL.value: _GraphQL,
+}

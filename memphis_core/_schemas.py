@@ -1,0 +1,384 @@
+"""Schemaverse on the client: schema updates, lazy validators, message (de)serialisation.
+
+The broker tells a client which schema a station enforces in the ``schema_update`` field of the
+producer/consumer creation reply and then on ``$memphis_schema_updates_<internal>``
+(memphis-client-protocol.md sections 5.2, 7.2, 10.4). A :class:`Schema` is built from that
+``init`` object and compiles its validator on first use, so that
+
+* ``memphis_core`` imports only the standard library: protobuf, jsonschema, fastavro and
+  graphql-core are imported inside the functions that need them, and a missing one raises
+  :class:`MissingExtraError` naming the ``memphis-sansio[schemas]`` extra;
+* a station whose messages are never produced or deserialised never pays for a compile.
+
+:meth:`Schema.serialize` is the producer side (sections 7.4 step 2 and 7.6): it turns the user's
+message into the exact bytes to publish and validates them. :func:`serialize_plain` is the same for
+stations without a schema. :meth:`Schema.deserialize` backs ``Message.data_deserialized()``
+(section 8.9). The DLS report and the Slack notification bodies sent after a validation failure
+(sections 7.7 and 7.8) are built here too, next to the error they report.
+
+The per-type compilers and validators, the lazy-import helpers and :func:`serialize_plain` live
+in :mod:`memphis_core._schema_types` (split out to keep modules small); the public names among
+them are re-exported here, so this module stays the one to import from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from ._errors import MemphisSchemaError
+from ._schema_types import (
+    VALIDATORS,
+    Invalid,
+    MissingExtraError,
+    Validator,
+    best_effort_bytes,
+    compact_json,
+    serialize_plain,
+)
+
+__all__ = [
+    "NOTIFICATION_SCHEMA_FAILURE",
+    "MissingExtraError",
+    "Schema",
+    "SchemaInit",
+    "SchemaUpdate",
+    "SchemaValidationError",
+    "deserialize",
+    "fold_keys",
+    "notification_body",
+    "parse_schema_init",
+    "parse_schema_update",
+    "schema_failure_notification_body",
+    "schemaverse_dls_body",
+    "serialize_plain",
+]
+
+_VALIDATION_FAILED: Final = "Schema validation has failed: "
+_DESERIALIZATION_FAILED: Final = (
+    "Deserialization has been failed since the message format does not align with the "
+    "currently attached schema: "
+)
+#: ``Type`` of the schema-failure notification (section 7.8).
+NOTIFICATION_SCHEMA_FAILURE: Final = "schema_validation_fail_alert"
+
+
+class SchemaValidationError(MemphisSchemaError):
+    """A message does not fit the station's schema; nothing was published.
+
+    ``str(error)`` is ``Schema validation has failed: <validation_error>`` (section 12.1).
+
+    Attributes:
+        validation_error: The inner error text, without the prefix.
+        data: The message bytes as far as they could be produced (validator output, else the
+            plain serialisation), for the ``$memphis_schemaverse_dls`` report (section 7.7);
+            None when the message could not be turned into bytes at all.
+    """
+
+    def __init__(self, validation_error: str, data: bytes | None = None) -> None:
+        super().__init__(_VALIDATION_FAILED + validation_error)
+        self.validation_error = validation_error
+        self.data = data
+
+
+def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Lower-case the keys of a JSON object (later duplicates win).
+
+    Go's ``encoding/json`` matches keys case-insensitively, and the broker relies on it: schema
+    updates arrive as ``UpdateType`` (untagged Go field, section 5.2) and a broker could as well
+    send ``updatetype``. Folding once lets every reader use lower-case keys.
+    """
+    return {key.lower(): value for key, value in obj.items() if isinstance(key, str)}
+
+
+# ------------------------------------------------------------------------------ updates (5.2)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaInit:
+    """The ``init`` object of a schema update: one active schema version (section 5.2).
+
+    ``schema_type`` keeps the wire text; an unknown type is kept so that validation can fail
+    with ``invalid schema type`` like the Go SDK instead of silently not validating.
+    """
+
+    schema_name: str
+    schema_type: str
+    version_number: int = 0
+    descriptor: str = ""
+    schema_content: str = ""
+    message_struct_name: str = ""
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type[str] | type[int]) -> Any:
+    value = obj.get(key)
+    if value is None:  # Go zero value
+        return kind()
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{key} should be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_schema_init(obj: object) -> SchemaInit | None:
+    """Parse a ``schema_update``/``init`` object; None when it names no schema.
+
+    "No schema" is an empty ``schema_name`` or ``type``: the broker sends zero values for a drop
+    (section 5.2) and the Go SDK keys on the type, memphis-py/JS on the name; either empty means
+    the station validates nothing.
+
+    Raises:
+        ValueError: ``obj`` is not an object or a field has the wrong JSON type.
+    """
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError(f"schema init should be an object, got {obj!r}")
+    init = fold_keys(obj)
+    name = _field(init, "schema_name", str)
+    kind = _field(init, "type", str)
+    active = init.get("active_version")
+    if active is None:
+        active = {}
+    if not isinstance(active, dict):
+        raise ValueError(f"active_version should be an object, got {active!r}")
+    version = fold_keys(active)
+    if not name or not kind:
+        return None
+    return SchemaInit(
+        schema_name=name,
+        schema_type=kind,
+        version_number=_field(version, "version_number", int),
+        descriptor=_field(version, "descriptor", str),
+        schema_content=_field(version, "schema_content", str),
+        message_struct_name=_field(version, "message_struct_name", str),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaUpdate:
+    """A ``$memphis_schema_updates_<internal>`` message: ``init`` (attach) or ``drop`` (detach)."""
+
+    kind: Literal["init", "drop"]
+    schema: SchemaInit | None
+
+
+def parse_schema_update(body: bytes) -> SchemaUpdate | None:
+    """Parse a schema update; None for anything to ignore.
+
+    ``UpdateType`` 1 = init, 2 = drop (keys case-insensitive, section 5.2). An init that names no
+    schema is reported as a drop (the Go SDK would store an empty schema: same effect). Never
+    raises: a malformed broadcast must not kill the station's listener.
+    """
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    update = fold_keys(obj)
+    kind = update.get("updatetype")
+    if kind == 2 and not isinstance(kind, bool):
+        return SchemaUpdate("drop", None)
+    if kind != 1 or isinstance(kind, bool):
+        return None
+    try:
+        schema = parse_schema_init(update.get("init"))
+    except ValueError:
+        return None
+    return SchemaUpdate("drop", None) if schema is None else SchemaUpdate("init", schema)
+
+
+class Schema:
+    """The schema a station enforces, compiled on first use.
+
+    Build it from the ``schema_update`` of a creation reply or the ``init`` of a schema update:
+    ``Schema(init)`` or ``Schema.from_init_dict(obj)``. Compilation errors are remembered: the
+    same error is raised again on every use rather than recompiling per message.
+    """
+
+    __slots__ = ("_compile_error", "_validator", "init")
+
+    def __init__(self, init: SchemaInit) -> None:
+        self.init = init
+        self._validator: Validator | None = None
+        # The text, not the exception: re-raising one instance would grow its traceback.
+        self._compile_error: str | None = None
+
+    @classmethod
+    def from_init_dict(cls, obj: Mapping[str, Any]) -> Schema | None:
+        """Build from a JSON ``init`` object; None when it names no schema.
+
+        Raises:
+            MemphisSchemaError: the object has the wrong shape.
+        """
+        try:
+            init = parse_schema_init(dict(obj))
+        except ValueError as exc:
+            raise MemphisSchemaError(f"invalid schema update: {exc}") from None
+        return None if init is None else cls(init)
+
+    @property
+    def name(self) -> str:
+        """The schema name."""
+        return self.init.schema_name
+
+    @property
+    def schema_type(self) -> str:
+        """The wire type (``protobuf``, ``json``, ``graphql``, ``avro``)."""
+        return self.init.schema_type
+
+    def __repr__(self) -> str:
+        return (
+            f"Schema(name={self.init.schema_name!r}, type={self.init.schema_type!r}, "
+            f"version={self.init.version_number})"
+        )
+
+    def _compiled(self) -> Validator:
+        if self._validator is not None:
+            return self._validator
+        if self._compile_error is not None:
+            raise SchemaValidationError(self._compile_error)
+        factory = VALIDATORS.get(self.init.schema_type)
+        try:
+            if factory is None:
+                raise Invalid("invalid schema type")
+            self._validator = factory(self.init)
+        except MissingExtraError:
+            raise  # not cached: installing the extra and retrying must work
+        except Invalid as exc:
+            self._compile_error = exc.text
+            raise SchemaValidationError(exc.text) from None
+        return self._validator
+
+    def compile(self) -> None:
+        """Compile now instead of on first use (e.g. to surface errors early).
+
+        Raises:
+            MissingExtraError: the library for this schema type is not installed.
+            SchemaValidationError: the schema itself does not compile, or the type is unknown
+                (``Schema validation has failed: invalid schema type``).
+        """
+        self._compiled()
+
+    def serialize(self, message: object) -> bytes:
+        """Turn a user message into the bytes to publish, validating it (section 7.6).
+
+        Accepted inputs per type: protobuf: message objects, bytes-like, dicts (protobuf JSON);
+        json: bytes-like/str (JSON text), dicts, lists, dataclass instances; avro: the same,
+        validated against the Avro schema and sent as JSON; graphql: query text (str or
+        UTF-8 bytes) or a ``graphql`` ``DocumentNode``.
+
+        Raises:
+            SchemaValidationError: ``Schema validation has failed: <err>`` where err is
+                ``unsupported message type``, ``invalid message format, expecting protobuf``,
+                ``invalid message format, expecting GraphQL``, ``Bad JSON format - <e>``,
+                ``Bad Avro format - <e>``, ``invalid schema type`` or the validator's text.
+            MissingExtraError: the library for this schema type is not installed.
+        """
+        validator = self._compiled()
+        try:
+            return validator.serialize(message)
+        except Invalid as exc:
+            raise SchemaValidationError(exc.text, exc.data) from None
+        except MissingExtraError:
+            raise
+        except MemphisSchemaError as exc:  # serialize_plain's own errors
+            raise SchemaValidationError(str(exc), best_effort_bytes(message)) from None
+
+    def deserialize(self, data: bytes) -> object:
+        """Decode received bytes for ``Message.data_deserialized()`` (section 8.9).
+
+        Returns:
+            protobuf: a message object of the schema's type; json/avro: the decoded JSON value
+            (a dict for object schemas); graphql: the query text.
+
+        Raises:
+            MemphisSchemaError: ``Deserialization has been failed since the message format does
+                not align with the currently attached schema: <e>``.
+            MissingExtraError: the library for this schema type is not installed.
+        """
+        try:
+            return self._compiled().deserialize(bytes(data))
+        except Invalid as exc:
+            raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.text) from None
+        except SchemaValidationError as exc:  # compile failure
+            raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.validation_error) from None
+
+
+def deserialize(data: bytes, schema: Schema | None) -> object:
+    """``Message.data_deserialized()``: raw bytes without a schema, else ``schema.deserialize``.
+
+    Raises:
+        MemphisSchemaError: see :meth:`Schema.deserialize`.
+    """
+    return bytes(data) if schema is None else schema.deserialize(data)
+
+
+# ------------------------------------------------------------------------------ reports (7.7, 7.8)
+
+
+def _joined_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    # Section 7.7: one JSON string per key, several values joined by a space.
+    out: dict[str, list[str]] = {}
+    for key, value in headers:
+        out.setdefault(key, []).append(value)
+    return {key: " ".join(values) for key, values in out.items()}
+
+
+def schemaverse_dls_body(
+    internal_station: str,
+    *,
+    producer_name: str,
+    connection_id: str,
+    data: bytes,
+    headers: Iterable[tuple[str, str]],
+    validation_error: str,
+) -> bytes:
+    """``$memphis_schemaverse_dls`` body reporting a message that failed validation (section 7.7).
+
+    Only to be sent when the station's ``schemaverse_to_dls`` flag is true.
+
+    Args:
+        internal_station: Internal station name.
+        producer_name: The producer's name.
+        connection_id: The connection id (CONNECT name prefix).
+        data: The message bytes (``SchemaValidationError.data``); sent as lower-case hex.
+        headers: All headers of the message, ``$memphis_connectionId`` and
+            ``$memphis_producedBy`` included, as ``(key, value)`` pairs.
+        validation_error: The error text to show in the DLS.
+    """
+    return compact_json(
+        {
+            "station_name": internal_station,
+            "producer": {"name": producer_name, "connection_id": connection_id},
+            # ``size`` is always 0 from the Go SDK; the broker computes the real one.
+            "message": {"size": 0, "data": bytes(data).hex(), "headers": _joined_headers(headers)},
+            "validation_error": validation_error,
+        }
+    )
+
+
+def notification_body(title: str, msg: str, code: str, kind: str) -> bytes:
+    """``$memphis_notifications`` body; the keys are capitalised as Go sends them (section 7.8)."""
+    return compact_json({"Title": title, "Msg": msg, "Code": code, "Type": kind})
+
+
+def schema_failure_notification_body(
+    station_name: str, *, producer_name: str, error: str, data: bytes
+) -> bytes:
+    """The notification sent after a schemaverse DLS report when ``send_notification`` is on.
+
+    Args:
+        station_name: The station name as the user gave it.
+        producer_name: The producer's name.
+        error: The validation error text.
+        data: The failed message; sent as text (invalid UTF-8 replaced).
+    """
+    return notification_body(
+        "Schema validation has failed",
+        f"Station: {station_name}\nProducer: {producer_name}\nError: {error}",
+        bytes(data).decode("utf-8", errors="replace"),
+        NOTIFICATION_SCHEMA_FAILURE,
+    )
