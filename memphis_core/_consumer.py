@@ -1,0 +1,189 @@
+"""Consumer-side state: registered consumers, pulls in progress and received messages."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+from ._errors import LocalProtocolError, MemphisError
+from ._frames import Msg
+from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
+from ._options import ConsumerOptions
+from ._partitions import RoundRobin
+from ._producer import StationState
+from ._requests import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
+
+if TYPE_CHECKING:
+    from ._operation import Operation
+
+__all__ = [
+    "DLS_BUFFER",
+    "ConsumerState",
+    "Publishes",
+    "ReceivedMessage",
+    "ack_publishes",
+    "dead_letter_publishes",
+    "delay_publishes",
+    "nack_publishes",
+]
+
+#: Resent poison messages kept for fetch() while no handler takes them (section 8.8: the Go
+#: SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
+DLS_BUFFER: Final = 10_000
+_PM_ID: Final = "$memphis_pm_id"
+_PM_CG: Final = "$memphis_pm_cg_name"
+
+
+class ConsumerState:
+    """One registered consumer (a member of ``options.consumer_group``)."""
+
+    __slots__ = (
+        "destroyed",
+        "dls",
+        "dls_sid",
+        "durable",
+        "options",
+        "ping_at",
+        "prefetch",
+        "rr",
+        "station",
+        "unreachable",
+    )
+
+    def __init__(self, station: StationState, options: ConsumerOptions) -> None:
+        self.station = station
+        self.options = options
+        self.durable = options.internal_group
+        self.rr = RoundRobin()
+        self.dls: deque[ReceivedMessage] = deque(maxlen=DLS_BUFFER)
+        self.dls_sid: int | None = None
+        self.prefetch: Operation[list[ReceivedMessage]] | None = None
+        self.ping_at: float | None = None
+        self.unreachable = False
+        self.destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def take_dls(self, batch_size: int) -> list[ReceivedMessage]:
+        """Resent poison messages come before fresh ones (section 8.6, step 1)."""
+        dls = self.dls
+        return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
+
+
+class ReceivedMessage:
+    """A message delivered to a consumer: from a pull (JetStream) or a DLS resend (core NATS)."""
+
+    __slots__ = ("_meta", "consumer", "msg", "partition")
+
+    def __init__(self, msg: Msg, consumer: ConsumerState, partition: int | None) -> None:
+        self.msg = msg
+        self.consumer = consumer
+        self.partition = partition
+        self._meta: AckMetadata | None = None
+
+    @property
+    def data(self) -> bytes:
+        return self.msg.payload
+
+    @property
+    def is_dls(self) -> bool:
+        """True for a poison message resent by the broker (no JetStream reply subject)."""
+        return self.msg.reply is None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """User headers: the first value of each key, ``$memphis*`` keys hidden (section 8.9)."""
+        headers = self.msg.headers
+        if headers is None:
+            return {}
+        out: dict[str, str] = {}
+        for key, value in headers.items():
+            if not key.startswith("$memphis") and key not in out:
+                out[key] = value
+        return out
+
+    def header(self, key: str) -> str | None:
+        headers = self.msg.headers
+        return None if headers is None else headers.get(key)
+
+    @property
+    def metadata(self) -> AckMetadata | None:
+        if self._meta is None and self.msg.reply is not None:
+            self._meta = parse_ack_subject(self.msg.reply)
+        return self._meta
+
+    @property
+    def sequence_number(self) -> int:
+        """The stream sequence; 0 for a DLS resend (as in the Go SDK, section 8.9)."""
+        meta = self.metadata
+        return 0 if meta is None else meta.stream_seq
+
+    @property
+    def delivery_count(self) -> int:
+        meta = self.metadata
+        return 0 if meta is None else meta.delivered
+
+    @property
+    def pm_id(self) -> str | None:
+        return self.header(_PM_ID)
+
+    @property
+    def pm_cg_name(self) -> str | None:
+        return self.header(_PM_CG)
+
+    def __repr__(self) -> str:
+        return f"<ReceivedMessage seq={self.sequence_number} {len(self.data)} bytes>"
+
+
+# What each message action puts on the wire, as (subject, payload) publishes (section 8.9).
+Publishes = list[tuple[str, bytes]]
+
+
+def ack_publishes(message: ReceivedMessage) -> Publishes:
+    """``+ACK``; a DLS resend has no ack subject and is acknowledged on ``$memphis_pm_acks``."""
+    reply = message.msg.reply
+    if reply is not None:
+        return [(reply, ACK)]
+    pm_id, cg = message.pm_id, message.pm_cg_name
+    if pm_id is None or cg is None:
+        return []
+    return [(PM_ACKS, pm_ack_body(pm_id, cg))]
+
+
+def nack_publishes(message: ReceivedMessage) -> Publishes:
+    """``-NAK``: redeliver now. A DLS resend has nothing to nack."""
+    reply = message.msg.reply
+    return [] if reply is None else [(reply, NAK)]
+
+
+def delay_publishes(message: ReceivedMessage, seconds: float) -> Publishes:
+    """``-NAK {"delay": ns}``.
+
+    Raises:
+        MemphisError: ``cannot delay DLS message`` (the check the Go SDK means to make).
+        LocalProtocolError: a negative delay.
+    """
+    reply = message.msg.reply
+    if reply is None:
+        raise MemphisError("cannot delay DLS message")
+    if seconds < 0:
+        raise LocalProtocolError("delay must not be negative")
+    return [(reply, nak_delay_body(seconds))]
+
+
+def dead_letter_publishes(message: ReceivedMessage, reason: str) -> Publishes:
+    """``+TERM`` then the ``$memphis_nacked_dls`` report that makes the broker store it."""
+    reply = message.msg.reply
+    if reply is None:
+        return []
+    consumer = message.consumer
+    body = nacked_dls_body(
+        consumer.station.internal,
+        error=reason,
+        partition=message.partition or 1,  # the broker refuses 0; legacy stations use 1
+        cg_name=consumer.options.consumer_group,
+        seq=message.sequence_number,
+    )
+    return [(reply, TERM), (NACKED_DLS, body)]

@@ -1,0 +1,158 @@
+"""JetStream wire details the client needs: pub-acks, pull requests, ack subjects, ack bodies.
+
+Facts from the JetStream API reference (docs.nats.io, "JetStream wire API"): a publish to a
+stream subject with a reply inbox is answered by a PubAck JSON object (``stream``, ``seq``,
+optional ``duplicate``) or ``{"error": {"code", "err_code", "description"}}``; a pull is a
+request to ``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`` whose messages arrive on the
+request's reply subject, ended early by status 404 (no messages), 408 (request expired) or 409
+(consumer deleted, too many waiting pulls, ...), with 100 as an idle heartbeat; every delivered
+message carries its metadata in the reply (ack) subject.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from ._errors import MemphisError, RemoteProtocolError
+
+__all__ = [
+    "ACK",
+    "NAK",
+    "TERM",
+    "AckMetadata",
+    "PubAck",
+    "consumer_info_subject",
+    "nak_delay_body",
+    "parse_ack_subject",
+    "parse_pub_ack",
+    "pull_body",
+    "pull_subject",
+]
+
+ACK: Final = b"+ACK"
+NAK: Final = b"-NAK"
+TERM: Final = b"+TERM"
+_NS: Final = 1_000_000_000
+
+
+class PubAck:
+    """What the stream said about one produced message."""
+
+    __slots__ = ("duplicate", "sequence", "stream")
+
+    def __init__(self, stream: str, sequence: int, duplicate: bool) -> None:
+        self.stream = stream
+        self.sequence = sequence
+        self.duplicate = duplicate
+
+    def __repr__(self) -> str:
+        return (
+            f"PubAck(stream={self.stream!r}, sequence={self.sequence}, duplicate={self.duplicate})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PubAck) and (self.stream, self.sequence, self.duplicate) == (
+            other.stream,
+            other.sequence,
+            other.duplicate,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def parse_pub_ack(payload: bytes) -> PubAck:
+    """Decode a PubAck.
+
+    Raises:
+        MemphisError: the stream refused the message (the text is JetStream's description, with
+            the Go SDK's ``nats`` -> ``memphis`` rewrite, memphis-client-protocol section 0).
+        RemoteProtocolError: not a PubAck at all.
+    """
+    try:
+        body: Any = json.loads(payload)
+    except ValueError:
+        raise RemoteProtocolError(f"malformed pub-ack: {payload[:80]!r}") from None
+    if not isinstance(body, dict):
+        raise RemoteProtocolError(f"malformed pub-ack: {payload[:80]!r}")
+    error = body.get("error")
+    if error is not None:
+        description = error.get("description", "") if isinstance(error, dict) else str(error)
+        raise MemphisError(f"memphis: {description}".replace("nats", "memphis"))
+    stream, seq = body.get("stream"), body.get("seq")
+    if not isinstance(stream, str) or not isinstance(seq, int):
+        raise RemoteProtocolError(f"malformed pub-ack: {payload[:80]!r}")
+    return PubAck(stream, seq, bool(body.get("duplicate", False)))
+
+
+def pull_subject(stream: str, durable: str) -> str:
+    return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+
+
+def consumer_info_subject(stream: str, durable: str) -> str:
+    return f"$JS.API.CONSUMER.INFO.{stream}.{durable}"
+
+
+def pull_body(batch: int, expires: float) -> bytes:
+    """The pull request: at most ``batch`` messages, the server holds it ``expires`` seconds."""
+    return b'{"batch":%d,"expires":%d}' % (batch, int(expires * _NS))
+
+
+def nak_delay_body(seconds: float) -> bytes:
+    """``-NAK {"delay": ns}``: redeliver after the delay (still counts as a delivery)."""
+    return b'-NAK {"delay":%d}' % int(seconds * _NS)
+
+
+class AckMetadata:
+    """The metadata JetStream encodes in a delivered message's reply subject."""
+
+    __slots__ = (
+        "consumer",
+        "consumer_seq",
+        "delivered",
+        "pending",
+        "stream",
+        "stream_seq",
+        "timestamp_ns",
+    )
+
+    def __init__(
+        self,
+        stream: str,
+        consumer: str,
+        delivered: int,
+        stream_seq: int,
+        consumer_seq: int,
+        timestamp_ns: int,
+        pending: int,
+    ) -> None:
+        self.stream = stream
+        self.consumer = consumer
+        self.delivered = delivered
+        self.stream_seq = stream_seq
+        self.consumer_seq = consumer_seq
+        self.timestamp_ns = timestamp_ns
+        self.pending = pending
+
+
+def parse_ack_subject(reply: str) -> AckMetadata:
+    """Parse ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``.
+
+    The newer form inserts ``<domain>.<account hash>`` after ``$JS.ACK`` and may append a token;
+    both are accepted (ADR-15).
+
+    Raises:
+        RemoteProtocolError: not a JetStream ack subject.
+    """
+    tokens = reply.split(".")
+    count = len(tokens)
+    if count < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise RemoteProtocolError(f"not a JetStream ack subject: {reply!r}")
+    base = 2 if count == 9 else 4
+    if count - base < 7:
+        raise RemoteProtocolError(f"not a JetStream ack subject: {reply!r}")
+    try:
+        numbers = [int(t) for t in tokens[base + 2 : base + 7]]
+    except ValueError:
+        raise RemoteProtocolError(f"not a JetStream ack subject: {reply!r}") from None
+    return AckMetadata(tokens[base], tokens[base + 1], *numbers)

@@ -1,0 +1,169 @@
+"""Per-station and per-producer client state, and the produce hot path.
+
+A station's partitions list and schema are shared by every producer and consumer of the
+station on one connection (memphis-client-protocol section 7.2: the Go SDK stores them per
+internal station and each creation reply overwrites them); schema updates pushed by the broker
+(section 5.2) land there and so reach producers and consumers already running.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._errors import MemphisError
+from ._partitions import RoundRobin, choose_partition, produce_subject
+from ._requests import NOTIFICATIONS, SCHEMAVERSE_DLS
+from ._schemas import (
+    Schema,
+    SchemaValidationError,
+    schema_failure_notification_body,
+    schemaverse_dls_body,
+    serialize_plain,
+)
+
+__all__ = ["ProducerState", "StationState", "encode_produce_headers", "schema_failure_publishes"]
+
+_HEADER_START: Final = b"NATS/1.0\r\n"
+
+
+class StationState:
+    """What this connection knows about one station (keyed by internal name)."""
+
+    __slots__ = (
+        "functions",
+        "internal",
+        "name",
+        "partitions",
+        "refcount",
+        "schema",
+        "schema_sid",
+        "schemaverse_to_dls",
+    )
+
+    def __init__(self, name: str, internal: str) -> None:
+        self.name = name
+        self.internal = internal
+        self.partitions: tuple[int, ...] = ()
+        self.schema: Schema | None = None
+        self.schemaverse_to_dls = False
+        self.functions: dict[int, int] = {}
+        self.schema_sid: int | None = None  # subscription to $memphis_schema_updates_<internal>
+        self.refcount = 0  # producers + consumers using the subscription
+
+    def serialize(self, message: object) -> bytes:
+        """Bytes to publish for ``message``: validated when the station enforces a schema.
+
+        Raises:
+            MemphisSchemaError: validation failed (``SchemaValidationError``) or the message type
+                is not supported.
+        """
+        schema = self.schema
+        return serialize_plain(message) if schema is None else schema.serialize(message)
+
+
+class ProducerState:
+    """One registered producer. ``in_flight`` counts produces still waiting for their PubAck."""
+
+    __slots__ = (
+        "destroyed",
+        "first_error",
+        "header_prefix",
+        "in_flight",
+        "name",
+        "rr",
+        "station",
+        "station_name",
+    )
+
+    def __init__(
+        self, station: StationState, station_name: str, name: str, connection_id: str
+    ) -> None:
+        self.station = station
+        self.station_name = station_name
+        self.name = name
+        self.rr = RoundRobin()
+        # Section 7.4 step 1: every message carries these two; they never change for a
+        # producer, so encode them once rather than per message.
+        self.header_prefix = (
+            _HEADER_START
+            + f"$memphis_connectionId: {connection_id}\r\n$memphis_producedBy: {name}\r\n".encode()
+        )
+        self.in_flight = 0
+        self.first_error: MemphisError | None = None
+        self.destroyed = False
+
+    def subject_for(self, key: str | None, number: int | None) -> tuple[str, int | None]:
+        """Subject and partition for the next message (raises LocalProtocolError on bad input)."""
+        station = self.station
+        partition = choose_partition(
+            station.partitions, key=key, number=number, rr=self.rr, station=station.internal
+        )
+        return produce_subject(station.internal, partition, station.functions), partition
+
+
+def encode_produce_headers(
+    prefix: bytes, msg_id: str | None, headers: tuple[tuple[str, str], ...]
+) -> bytes:
+    """The header block of one produced message (already validated user headers).
+
+    The message id goes out twice: ``msg-id`` is what the Memphis broker's JetStream fork
+    de-duplicates on, ``Nats-Msg-Id`` is what stock JetStream (our own broker) does (DESIGN
+    section 3, memphis-broker-protocol section 11.1), so idempotency holds on both.
+    """
+    if msg_id is None and not headers:
+        return prefix + b"\r\n"
+    parts = [prefix]
+    if msg_id is not None:
+        encoded = msg_id.encode()
+        parts.append(b"msg-id: %b\r\nNats-Msg-Id: %b\r\n" % (encoded, encoded))
+    for key, value in headers:
+        parts.append(f"{key}: {value}\r\n".encode())
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def schema_failure_publishes(
+    producer: ProducerState,
+    exc: SchemaValidationError,
+    headers: tuple[tuple[str, str], ...],
+    connection_id: str,
+    send_notification: bool,
+) -> list[tuple[str, bytes]]:
+    """The reports a failed validation triggers (sections 7.7 and 7.8), as publishes.
+
+    Nothing when the station does not send schema failures to its DLS; the notification only
+    when the broker turned notifications on (``send_notification``).
+    """
+    station = producer.station
+    if not station.schemaverse_to_dls:
+        return []
+    data = exc.data or b""
+    error = str(exc)
+    all_headers = [
+        ("$memphis_connectionId", connection_id),
+        ("$memphis_producedBy", producer.name),
+        *headers,
+    ]
+    publishes = [
+        (
+            SCHEMAVERSE_DLS,
+            schemaverse_dls_body(
+                station.internal,
+                producer_name=producer.name,
+                connection_id=connection_id,
+                data=data,
+                headers=all_headers,
+                validation_error=error,
+            ),
+        )
+    ]
+    if send_notification:
+        publishes.append(
+            (
+                NOTIFICATIONS,
+                schema_failure_notification_body(
+                    producer.station_name, producer_name=producer.name, error=error, data=data
+                ),
+            )
+        )
+    return publishes
