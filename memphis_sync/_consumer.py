@@ -1,0 +1,240 @@
+"""Blocking consumers and the messages they receive."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from memphis_core import (
+    ConsumerState,
+    MemphisError,
+    Operation,
+    ReceivedMessage,
+    fetch_options,
+)
+
+if TYPE_CHECKING:
+    from ._pump import Pump
+
+__all__ = ["Consumer", "Message"]
+
+Handler = Callable[[list["Message"], MemphisError | None, Any], None]
+ErrorHandler = Callable[["Consumer", MemphisError], None]
+
+
+class Message:
+    """A received message. Acknowledge it with ``ack()`` within the consumer's max_ack_time."""
+
+    __slots__ = ("_pump", "_received")
+
+    def __init__(self, pump: Pump, received: ReceivedMessage) -> None:
+        self._pump = pump
+        self._received = received
+
+    @property
+    def data(self) -> bytes:
+        return self._received.data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """User headers (first value per key); the ``$memphis*`` ones are hidden."""
+        return self._received.headers
+
+    @property
+    def sequence_number(self) -> int:
+        return self._received.sequence_number
+
+    @property
+    def delivery_count(self) -> int:
+        return self._received.delivery_count
+
+    @property
+    def partition(self) -> int | None:
+        return self._received.partition
+
+    def ack(self) -> None:
+        pump = self._pump
+        pump.call(lambda now: pump.client.ack(self._received))
+
+    def nack(self) -> None:
+        """Ask for redelivery now."""
+        pump = self._pump
+        pump.call(lambda now: pump.client.nack(self._received))
+
+    def delay(self, seconds: float) -> None:
+        """Redeliver after ``seconds`` (while under max_msg_deliveries).
+
+        Raises:
+            MemphisError: ``cannot delay DLS message``.
+        """
+        pump = self._pump
+        pump.call(lambda now: pump.client.delay(self._received, seconds))
+
+    def dead_letter(self, reason: str) -> None:
+        """Stop redelivering and send the message to the station's dead-letter store."""
+        pump = self._pump
+        pump.call(lambda now: pump.client.dead_letter(self._received, reason))
+
+    def data_deserialized(self) -> object:
+        """Decode with the station's schema (protobuf object, dict, GraphQL text) or raw bytes.
+
+        Raises:
+            MemphisSchemaError: the data does not match the station's current schema.
+        """
+        schema = self._received.consumer.station.schema
+        return bytes(self.data) if schema is None else schema.deserialize(self.data)
+
+    def __repr__(self) -> str:
+        return f"<Message seq={self.sequence_number} {len(self.data)} bytes>"
+
+
+class Consumer:
+    """A member of a consumer group: ``fetch()`` batches, or ``consume(handler)`` in a thread."""
+
+    def __init__(
+        self, pump: Pump, state: ConsumerState, error_handler: ErrorHandler | None
+    ) -> None:
+        self._pump = pump
+        self._state = state
+        self._error_handler = error_handler
+        self._context: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return self._state.name
+
+    @property
+    def consumer_group(self) -> str:
+        return self._state.options.consumer_group
+
+    def set_context(self, context: Any) -> None:
+        """An object passed as the third argument of every ``consume`` handler call."""
+        self._context = context
+
+    def fetch(
+        self,
+        batch_size: int = 10,
+        *,
+        prefetch: bool = False,
+        partition_key: str | None = None,
+        partition_number: int | None = None,
+    ) -> list[Message]:
+        """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them.
+
+        With ``prefetch=True`` the next batch is requested in the background right away.
+
+        Raises:
+            LocalProtocolError: bad batch size or partition choice.
+            MemphisError: ``station unreachable`` once the station or group is gone.
+        """
+        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number)
+        return [Message(self._pump, received) for received in self._pump.wait(op)]
+
+    def _start_fetch(
+        self, batch_size: int, prefetch: bool, key: str | None, number: int | None
+    ) -> Operation[list[ReceivedMessage]]:
+        opts = fetch_options(
+            batch_size, prefetch=prefetch, partition_key=key, partition_number=number
+        )
+        pump = self._pump
+        return pump.call(
+            lambda now: pump.client.fetch(
+                self._state,
+                opts.batch_size,
+                now,
+                partition_key=opts.partition_key,
+                partition_number=opts.partition_number,
+                prefetch=opts.prefetch,
+            )
+        )
+
+    def __iter__(self) -> Iterator[Message]:
+        """Messages forever (until the consumer fails or is destroyed), one batch at a time."""
+        while True:
+            yield from self.fetch(self._state.options.batch_size)
+
+    def consume(
+        self,
+        handler: Handler,
+        *,
+        partition_key: str | None = None,
+        partition_number: int | None = None,
+    ) -> None:
+        """Call ``handler(messages, error, context)`` from a background thread for every batch.
+
+        A full batch is followed by the next pull at once; after a short one the thread waits
+        ``pull_interval``. ``stop_consume()`` ends it promptly.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            return
+        fetch_options(
+            self._state.options.batch_size,
+            partition_key=partition_key,
+            partition_number=partition_number,
+        )  # validate before starting
+        self._stop.clear()
+        pump = self._pump
+        pump.call(lambda now: pump.client.start_consumer_pings(self._state, now), send=False)
+        self._thread = threading.Thread(
+            target=self._consume_loop,
+            args=(handler, partition_key, partition_number),
+            name=f"memphis-consume-{self.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _consume_loop(self, handler: Handler, key: str | None, number: int | None) -> None:
+        options = self._state.options
+        pump = self._pump
+        stop = self._stop
+        while not stop.is_set():
+            messages: list[Message] = []
+            error: MemphisError | None = None
+            try:
+                op = self._start_fetch(options.batch_size, False, key, number)
+                # Wait for the batch or for stop_consume(), whichever comes first, so stopping
+                # never waits out a long pull.
+                pump.wait_for(lambda op=op: op.done or stop.is_set())  # type: ignore[misc]
+                if not op.done:
+                    break  # unacknowledged, the pull's messages return after max_ack_time
+                messages = [Message(pump, received) for received in op.outcome()]
+            except MemphisError as exc:
+                error = exc
+            if stop.is_set():
+                for message in messages:
+                    message.nack()  # not handed to anyone: let another member have them
+                break
+            try:
+                handler(messages, error, self._context)
+            except Exception as exc:
+                self.report_error(MemphisError(f"consume handler raised {exc!r}"))
+            if error is not None and self._state.unreachable:
+                break
+            if len(messages) < options.batch_size:
+                self._stop.wait(options.pull_interval)
+
+    def stop_consume(self) -> None:
+        """Stop the consume thread; returns once it has finished its current handler call."""
+        self._stop.set()
+        with self._pump.changed:
+            self._pump.changed.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._thread = None
+
+    def report_error(self, error: MemphisError) -> None:
+        if self._error_handler is not None:
+            self._error_handler(self, error)
+
+    def destroy(self) -> None:
+        """Stop consuming and unregister; the group's durable goes when its last member does."""
+        self.stop_consume()
+        pump = self._pump
+        pump.wait(pump.call(lambda now: pump.client.destroy_consumer(self._state, now)))
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.name!r} group={self.consumer_group!r}>"
