@@ -599,6 +599,25 @@ class Client:
         self._handlers[token] = Pull(op, consumer, partition, batch)
         return op
 
+    def abandon_fetch(self, op: Operation[list[ReceivedMessage]]) -> None:
+        """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
+
+        Its messages will never reach user code, so they are nacked (now if the batch already
+        arrived, else on arrival) and redelivered at once instead of after ``max_ack_time``.
+        """
+        if op.done:
+            if op.error is None:
+                self.release_messages(op.outcome())
+            return
+        for handler in self._handlers.values():
+            if isinstance(handler, Pull) and handler.op is op:
+                handler.abandoned = True
+                return
+
+    def release_messages(self, messages: list[ReceivedMessage]) -> None:
+        for message in messages:
+            self._publish_all(nack_publishes(message))
+
     # ------------------------------------------------------------------ message actions
 
     def _publish_all(self, publishes: list[tuple[str, bytes]]) -> None:

@@ -130,7 +130,7 @@ class Produce(Handler):
 class Pull(Handler):
     """One JetStream pull: collect messages until the batch is full or the server ends it."""
 
-    __slots__ = ("batch", "consumer", "messages", "op", "partition")
+    __slots__ = ("abandoned", "batch", "consumer", "messages", "op", "partition")
 
     def __init__(
         self,
@@ -144,6 +144,12 @@ class Pull(Handler):
         self.partition = partition
         self.batch = batch
         self.messages: list[ReceivedMessage] = []
+        self.abandoned = False  # nobody will read the result: give the messages back
+
+    def _finish(self, client: Client) -> None:
+        self.op.finish(self.messages)
+        if self.abandoned:
+            client.release_messages(self.messages)
 
     def on_reply(self, client: Client, token: int, msg: Msg | None, now: float) -> bool:
         assert msg is not None
@@ -161,12 +167,12 @@ class Pull(Handler):
             return True
         # 404 no messages, 408 expired, other 409s (too many pulls waiting...): the pull is over.
         client.session.cancel_request(token)
-        self.op.finish(self.messages)
+        self._finish(client)
         return True
 
     def on_error(self, client: Client, token: int, error: MemphisError, now: float) -> None:
         if isinstance(error, RequestTimeoutError):
-            self.op.finish(self.messages)  # the server never said "expired": same meaning
+            self._finish(client)  # the server never said "expired": same meaning
         elif isinstance(error, NoRespondersError):
             # Nobody serves MSG.NEXT for this durable: its stream or consumer is gone.
             client.consumer_unreachable(self.consumer)

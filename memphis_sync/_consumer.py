@@ -199,7 +199,8 @@ class Consumer:
                 # never waits out a long pull.
                 pump.wait_for(lambda op=op: op.done or stop.is_set())  # type: ignore[misc]
                 if not op.done:
-                    break  # unacknowledged, the pull's messages return after max_ack_time
+                    pump.call(lambda now, op=op: pump.client.abandon_fetch(op))  # type: ignore[misc]
+                    break
                 messages = [Message(pump, received) for received in op.outcome()]
             except MemphisError as exc:
                 error = exc
