@@ -33,6 +33,7 @@ __all__ = [
     "encode_pub",
     "encode_sub",
     "encode_unsub",
+    "subject_bytes",
     "validate_subject",
 ]
 
@@ -79,6 +80,15 @@ def _pub_subject(subject: str, what: str = "subject") -> bytes:
             _pub_cache.clear()
         _pub_cache[subject] = encoded
     return encoded
+
+
+def subject_bytes(subject: str) -> bytes:
+    """The encoded form of a valid publish subject (validated once, then cached).
+
+    Raises:
+        LocalProtocolError: as :func:`validate_subject`.
+    """
+    return _pub_subject(subject)
 
 
 def validate_subject(subject: str, *, wildcards: bool = False) -> None:

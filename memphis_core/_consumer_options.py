@@ -65,7 +65,7 @@ def check_str(value: object, what: str) -> str:
 
 def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
     """A duration in float seconds (DESIGN section 5): finite, ``>= 0`` (``> 0`` if positive)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LocalProtocolError(f"{what} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):

@@ -371,7 +371,7 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
     """
     if headers is None:
         return ()
-    if isinstance(headers, str | bytes | bytearray):
+    if isinstance(headers, (str, bytes, bytearray)):
         raise MemphisHeaderError("headers must be a mapping or Headers, not a string")
     items: Iterable[object] = headers.items() if hasattr(headers, "items") else headers
     pairs: list[tuple[str, str]] = []
@@ -379,7 +379,7 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
         if not (isinstance(item, tuple) and len(item) == 2):
             raise MemphisHeaderError(f"headers must be (name, value) pairs, not {item!r}")
         key, value = item
-        values = value if isinstance(value, list | tuple) else (value,)
+        values = value if isinstance(value, (list, tuple)) else (value,)
         if not isinstance(key, str) or not all(isinstance(v, str) for v in values):
             raise MemphisHeaderError("header names and values must be str")
         if not key:

@@ -82,7 +82,7 @@ def _loaded(module: str) -> Any:
 
 
 def _is_bytes_like(message: object) -> TypeGuard[bytes | bytearray | memoryview]:
-    return isinstance(message, bytes | bytearray | memoryview)
+    return isinstance(message, (bytes, bytearray, memoryview))
 
 
 def _is_proto(message: object) -> bool:
@@ -103,7 +103,7 @@ def compact_json(value: object) -> bytes:
 
 def _jsonable(message: object) -> object | None:
     """The JSON value of a dict/list/dataclass instance, or None if not one of those."""
-    if isinstance(message, dict | list):
+    if isinstance(message, (dict, list)):
         return message
     if dataclasses.is_dataclass(message) and not isinstance(message, type):
         return dataclasses.asdict(message)
@@ -262,7 +262,7 @@ def _compile_json_schema(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
         schema = json.loads(init.schema_content)
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"invalid json schema: {exc}") from None
-    if not isinstance(schema, dict | bool):
+    if not isinstance(schema, (dict, bool)):
         raise Invalid("invalid json schema: not an object")
     # Section 7.6 / open question 3: without ``$schema`` the Go library uses draft 2020-12.
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)

@@ -138,6 +138,7 @@ class Session:
 
         self.state = ConnState.IDLE
         self.server_info: dict[str, Any] = {}
+        self.max_payload: int = _DEFAULT_MAX_PAYLOAD  # until the server's INFO says otherwise
         self._ever_connected = False
         self._attempts = 0  # failed attempts in the current outage
         self._parser = Parser()
@@ -157,6 +158,7 @@ class Session:
         self._subs: dict[int, _Subscription] = {}
         prefix = inbox_prefix or f"_INBOX.{uuid.uuid4().hex}"
         self._inbox = prefix + "."
+        self._inbox_bytes = cmd.subject_bytes(prefix) + b"."
         self._inbox_len = len(self._inbox)
         self._next_token = 1
         self._requests = InFlight()
@@ -167,11 +169,6 @@ class Session:
     @property
     def is_connected(self) -> bool:
         return self.state is ConnState.CONNECTED
-
-    @property
-    def max_payload(self) -> int:
-        value = self.server_info.get("max_payload", _DEFAULT_MAX_PAYLOAD)
-        return value if isinstance(value, int) and value > 0 else _DEFAULT_MAX_PAYLOAD
 
     @property
     def connect_name(self) -> str:
@@ -352,15 +349,19 @@ class Session:
         # JetStream delivers pulled messages with their *stream* subject, so replies of a
         # multi-reply request can only be told apart by subscription: it gets an inbox of its
         # own, one token deeper than the shared ``<inbox>.*`` so that one does not match it.
-        reply = f"{self._inbox}p.{token}" if multi else self._inbox + str(token)
-        data = self._encode_pub(subject, payload, headers, reply)
+        reply = (
+            b"%bp.%d" % (self._inbox_bytes, token)
+            if multi
+            else b"%b%d" % (self._inbox_bytes, token)
+        )
+        data = self._encode_request(subject, payload, headers, reply)
         self._next_token = token + 1
         request = PendingRequest(token, data, now + timeout, multi, replay)
         if multi:
             request.sid = self._next_sid
             self._next_sid += 1
             self._request_sids[request.sid] = token
-            data = cmd.encode_sub(reply, request.sid) + data
+            data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
         self._requests.add(request)
         if self.state is ConnState.CONNECTED:
@@ -453,6 +454,9 @@ class Session:
 
     def _on_info(self, fields: dict[str, Any], now: float) -> None:
         self.server_info = fields
+        value = fields.get("max_payload", _DEFAULT_MAX_PAYLOAD)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        self.max_payload = value if ok else _DEFAULT_MAX_PAYLOAD
         self._parser.max_payload = self.max_payload
         if self.state is not ConnState.AWAITING_INFO:
             return  # an INFO update (cluster topology, lame duck): state unchanged
@@ -620,6 +624,38 @@ class Session:
         if self.state is ConnState.CLOSED:
             raise ConnectionClosedError("the connection is closed")
 
+    def _encode_request(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview,
+        headers: HeadersLike | None,
+        reply: bytes,
+    ) -> bytes:
+        """PUB/HPUB with our own reply subject: the hot path of every produce.
+
+        The reply is built from our validated inbox prefix, so only the subject is checked
+        (once per distinct subject, cached by ``subject_bytes``).
+        """
+        subj = cmd.subject_bytes(subject)
+        if type(payload) is bytes:
+            data = payload
+        else:
+            try:
+                data = bytes(memoryview(payload))
+            except TypeError:
+                raise LocalProtocolError("payload must be bytes-like") from None
+        if headers:
+            block = headers if isinstance(headers, bytes) else encode_header_block(headers)
+            hlen = len(block)
+            size = hlen + len(data)
+            if size > self.max_payload:
+                raise LocalProtocolError(_too_large(size, self.max_payload))
+            return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subj, reply, hlen, size, block, data)
+        size = len(data)
+        if size > self.max_payload:
+            raise LocalProtocolError(_too_large(size, self.max_payload))
+        return b"PUB %b %b %d\r\n%b\r\n" % (subj, reply, size, data)
+
     def _encode_pub(
         self,
         subject: str,
@@ -635,10 +671,12 @@ class Session:
             size = len(payload)
             data = cmd.encode_pub(subject, payload, reply)
         if size > self.max_payload:
-            raise LocalProtocolError(
-                f"message of {size} bytes exceeds the server's max_payload of {self.max_payload}"
-            )
+            raise LocalProtocolError(_too_large(size, self.max_payload))
         return data
+
+
+def _too_large(size: int, max_payload: int) -> str:
+    return f"message of {size} bytes exceeds the server's max_payload of {max_payload}"
 
 
 def _as_connect_error(error: BaseException | str) -> MemphisError:

@@ -24,7 +24,9 @@ __all__ = ["Producer"]
 
 #: Async produces waiting for their PubAck at most; ``produce`` blocks beyond that
 #: (backpressure: memory is bounded by the window, not by how fast the caller produces).
-DEFAULT_WINDOW: Final = 1024
+DEFAULT_WINDOW: Final = 4096
+_DEFAULT_ACK_WAIT: Final = 15.0
+_DEFAULTS: Final = {flag: produce_options(async_produce=flag) for flag in (False, True)}
 
 
 class Producer:
@@ -67,20 +69,33 @@ class Producer:
             LocalProtocolError: bad options (both partition key and number, empty msg_id...).
             MemphisError: the broker refused the message, or no ack within ``ack_wait``.
         """
-        opts = produce_options(
-            ack_wait=ack_wait,
-            headers=headers,
-            async_produce=async_produce,
-            msg_id=msg_id,
-            partition_key=partition_key,
-            partition_number=partition_number,
-        )
+        if (
+            headers is None
+            and msg_id is None
+            and partition_key is None
+            and partition_number is None
+            and ack_wait == _DEFAULT_ACK_WAIT
+            and type(async_produce) is bool
+        ):
+            opts = _DEFAULTS[async_produce]  # the common case: nothing to validate
+        else:
+            opts = produce_options(
+                ack_wait=ack_wait,
+                headers=headers,
+                async_produce=async_produce,
+                msg_id=msg_id,
+                partition_key=partition_key,
+                partition_number=partition_number,
+            )
         state = self._state
         pump = self._pump
         if async_produce:
             if state.in_flight >= self._window:
+                # Full: wait for half the window to drain, not one slot. Waking per ack would
+                # ping-pong between this thread and the I/O thread for every message.
+                low = self._window // 2
                 pump.send_soon()
-                pump.wait_for(lambda: state.in_flight < self._window)
+                pump.wait_for(lambda: state.in_flight <= low)
             pump.call(lambda now: pump.client.produce(state, message, opts, now), send=False)
             pump.wake()
             return None

@@ -109,6 +109,9 @@ class Pump:
         self.wake()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        with self.lock:
+            self.closed = True
+            self.changed.notify_all()
         self._close_socket()
         for sock in (self._wake_r, self._wake_w):
             sock.close()
