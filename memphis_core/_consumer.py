@@ -31,6 +31,9 @@ __all__ = [
 #: SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
 DLS_BUFFER: Final = 10_000
 _PM_ID: Final = "$memphis_pm_id"
+# Our second copy of the message id, for stock JetStream's dedup; ``msg-id`` stays visible as
+# in the Go SDK, this transport detail does not.
+_NATS_MSG_ID: Final = "Nats-Msg-Id"
 _PM_CG: Final = "$memphis_pm_cg_name"
 
 
@@ -100,7 +103,7 @@ class ReceivedMessage:
             return {}
         out: dict[str, str] = {}
         for key, value in headers.items():
-            if not key.startswith("$memphis") and key not in out:
+            if not key.startswith("$memphis") and key != _NATS_MSG_ID and key not in out:
                 out[key] = value
         return out
 
