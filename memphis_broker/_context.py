@@ -1,0 +1,64 @@
+"""What every request handler needs: the connection, JetStream, the store and the user list."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
+
+from memphis_broker._gojson import encode
+from memphis_broker._jsapi import JSApi
+from memphis_broker._store import Store, key
+
+__all__ = [
+    "CLIENTS_UPDATES",
+    "Context",
+    "now_ms",
+    "split_tenant",
+]
+
+CLIENTS_UPDATES: Final = "$memphis_sdk_clients_updates"
+# §2.1 step 2: a username ending in `$<digits>` names a tenant.
+_TENANT_SUFFIX: Final = re.compile(r"^(.*)(\$(\d+))$", re.DOTALL)
+GLOBAL_TENANT_ID: Final = 1
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def split_tenant(username: str) -> tuple[str, int | None]:
+    """Split ``user$5`` into (``user``, 5); a bare name gives (name, None)."""
+    m = _TENANT_SUFFIX.match(username)
+    if not m:
+        return username, None
+    return m.group(1), int(m.group(3))
+
+
+@dataclass
+class Context:
+    """Shared handler state. ``users`` None means token mode: any username is accepted."""
+
+    nc: Client
+    js: JetStreamContext
+    api: JSApi
+    store: Store
+    users: frozenset[str] | None
+
+    def user_exists(self, username: str) -> bool:
+        """Token mode has no user database (§8.1 keeps only the token); password mode knows the
+        configured users. The broker lower-cases usernames (§7.1)."""
+        if self.users is None:
+            return True
+        return username.lower() in self.users
+
+    async def station(self, ext: str) -> dict[str, Any] | None:
+        got = await self.store.stations.get(key(ext))
+        return got[0] if got else None
+
+    async def publish_json(self, subject: str, doc: object) -> None:
+        await self.nc.publish(subject, encode(doc))
