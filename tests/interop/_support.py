@@ -1,0 +1,163 @@
+"""Helpers for the interop tests: condition polls and the two asyncio peers.
+
+memphis-py and nats-py are asyncio libraries; every test runs them with ``asyncio.run`` around a
+body coroutine (``run_memphis_py`` / ``run_nats``), while our blocking SDK (``memphis_sync``)
+keeps its own I/O thread. Waits are bounded polls of a condition, never a guessed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import memphis as memphis_py
+import nats
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from memphis_broker import EmbeddedBroker
+from memphis_core._names import internal_name
+
+__all__ = [
+    "TOKEN",
+    "USER",
+    "StoredMessage",
+    "consumer_info",
+    "poll",
+    "run_memphis_py",
+    "run_nats",
+    "stream_exists",
+    "stream_messages",
+    "stream_of",
+    "unique",
+    "wait_until",
+]
+
+T = TypeVar("T")
+
+TOKEN = "memphis"
+USER = "root"
+
+
+def unique(prefix: str) -> str:
+    """A valid, unique Memphis object name."""
+    base = prefix.lower().replace("_", "-").strip("-.")[:50] or "t"
+    return f"{base}-{uuid.uuid4().hex[:10]}"
+
+
+def stream_of(station: str, partition: int = 1) -> str:
+    """The JetStream stream of one station partition: ``<internal>$<p>``."""
+    return f"{internal_name(station)}${partition}"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy (bounded); return that value."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def poll(
+    predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Async :func:`wait_until`: await ``predicate()`` until truthy (bounded); return it."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def run_memphis_py(
+    broker: EmbeddedBroker, body: Callable[[Any, JetStreamContext], Awaitable[T]]
+) -> T:
+    """Run ``body(memphis, js)`` in a fresh event loop.
+
+    ``memphis`` is a connected ``memphis.Memphis`` (memphis-py 1.3.1); ``js`` is an independent
+    nats-py JetStream context used as an observer of the broker. The host is ``127.0.0.1``, never
+    ``localhost`` (memphis-py sleeps 1 s on "localhost": python-peers.md §1.4 #10).
+    """
+
+    async def main() -> T:
+        client = memphis_py.Memphis()
+        await client.connect(
+            host=broker.host, port=broker.port, username=USER, connection_token=TOKEN
+        )
+        nc = await nats.connect(**broker.connect_options())
+        try:
+            return await body(client, nc.jetstream())
+        finally:
+            await nc.close()
+            await client.close()
+
+    return asyncio.run(main())
+
+
+def run_nats(broker: EmbeddedBroker, body: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    """Run ``body(js)`` with a plain nats-py connection to the broker, in a fresh event loop."""
+
+    async def main() -> T:
+        nc = await nats.connect(**broker.connect_options())
+        try:
+            return await body(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+class StoredMessage:
+    """A message as the stream stores it (read with ``STREAM.MSG.GET``)."""
+
+    __slots__ = ("data", "headers", "seq", "subject")
+
+    def __init__(self, seq: int, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        self.seq = seq
+        self.subject = subject
+        self.data = data
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"StoredMessage(seq={self.seq}, subject={self.subject!r}, data={self.data!r})"
+
+
+async def stream_exists(js: JetStreamContext, stream: str) -> bool:
+    try:
+        await js.stream_info(stream)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def stream_messages(js: JetStreamContext, stream: str) -> list[StoredMessage]:
+    """Every message currently stored in ``stream``, in sequence order."""
+    state = (await js.stream_info(stream)).state
+    out: list[StoredMessage] = []
+    if state.messages == 0:
+        return out
+    for seq in range(state.first_seq, state.last_seq + 1):
+        try:
+            raw = await js.get_msg(stream, seq)
+        except NotFoundError:
+            continue
+        out.append(StoredMessage(seq, raw.subject or "", raw.data or b"", dict(raw.headers or {})))
+    return out
+
+
+async def consumer_info(js: JetStreamContext, stream: str, durable: str) -> Any:
+    return await js.consumer_info(stream, durable)
