@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-__all__ = ["InFlight", "PendingRequest"]
+__all__ = ["InFlight", "PendingRequest", "Subscription"]
 
 
 class PendingRequest:
@@ -91,3 +91,15 @@ class InFlight:
 
 def _by_token(request: PendingRequest) -> int:
     return request.token
+
+
+class Subscription:
+    """A live subscription, replayed (with what is left of its max) after every reconnect."""
+
+    __slots__ = ("queue", "remaining", "sid", "subject")
+
+    def __init__(self, sid: int, subject: str, queue: str | None) -> None:
+        self.sid = sid
+        self.subject = subject
+        self.queue = queue
+        self.remaining: int | None = None  # set by unsubscribe(sid, max_msgs)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _commands as cmd
@@ -41,11 +40,17 @@ from ._events import (
     TLSUpgradeRequired,
 )
 from ._frames import Err, Info, Msg, Ping, Pong
-from ._headers import Headers, encode_header_block
-from ._inflight import InFlight, PendingRequest
+from ._inflight import InFlight, PendingRequest, Subscription
+from ._outbound import HeadersLike, connect_options, encode_publish, encode_request
 from ._parser import Parser
-from ._state import ConnState, Input, transition
-from ._version import __version__
+from ._state import (
+    CONNECT_SENT,
+    READING_STATES,
+    TRANSPORT_STATES,
+    ConnState,
+    Input,
+    transition,
+)
 
 __all__ = ["Session"]
 
@@ -56,19 +61,6 @@ _DEFAULT_MAX_PAYLOAD: Final = 1_048_576
 # "-ERR"): every other -ERR is followed by the server closing the socket.
 _NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
 _AUTH_VIOLATION: Final = "authorization violation"
-
-# bytes = an already encoded ``NATS/1.0`` block (the producer hot path builds its own).
-HeadersLike = Headers | Mapping[str, str] | bytes
-
-
-class _Subscription:
-    __slots__ = ("queue", "remaining", "sid", "subject")
-
-    def __init__(self, sid: int, subject: str, queue: str | None) -> None:
-        self.sid = sid
-        self.subject = subject
-        self.queue = queue
-        self.remaining: int | None = None  # set by unsubscribe(sid, max_msgs)
 
 
 class Session:
@@ -155,7 +147,7 @@ class Session:
         self._flushes_unsent: list[int] = []
 
         self._next_sid = _INBOX_SID + 1
-        self._subs: dict[int, _Subscription] = {}
+        self._subs: dict[int, Subscription] = {}
         prefix = inbox_prefix or f"_INBOX.{uuid.uuid4().hex}"
         self._inbox = prefix + "."
         self._inbox_bytes = cmd.subject_bytes(prefix) + b"."
@@ -208,7 +200,7 @@ class Session:
         a ``RemoteProtocolError`` (that transport is poisoned; bytes still arriving on it are
         ignored) and the reconnect policy applies.
         """
-        if self.state not in _READING_STATES:
+        if self.state not in READING_STATES:
             return
         if not data:
             self._lost(now, MemphisConnectError("connection closed by the server"))
@@ -219,19 +211,18 @@ class Session:
             self._lost(now, exc)
             return
         for frame in frames:
-            if self.state not in _READING_STATES:
+            if self.state not in READING_STATES:
                 return  # an earlier frame ended this transport
-            kind = type(frame)
-            if kind is Msg:
-                self._on_msg(frame)  # type: ignore[arg-type]
-            elif kind is Ping:
+            if isinstance(frame, Msg):  # by far the most frequent: test it first
+                self._on_msg(frame)
+            elif isinstance(frame, Ping):
                 self._out.append(cmd.PONG)
-            elif kind is Pong:
+            elif isinstance(frame, Pong):
                 self._on_pong(now)
-            elif kind is Info:
-                self._on_info(frame.fields, now)  # type: ignore[union-attr]
-            elif kind is Err:
-                self._on_err(frame.message, now)  # type: ignore[union-attr]
+            elif isinstance(frame, Info):
+                self._on_info(frame.fields, now)
+            elif isinstance(frame, Err):
+                self._on_err(frame.message, now)
             # +OK only arrives in verbose mode, which we never ask for.
 
     def close(self) -> None:
@@ -310,7 +301,7 @@ class Session:
             MemphisConnectError: disconnected and the reconnect buffer is full.
         """
         self._check_open()
-        data = self._encode_pub(subject, payload, headers, reply)
+        data = encode_publish(subject, payload, headers, reply, self.max_payload)
         if self.state is ConnState.CONNECTED:
             self._out.append(data)
             return
@@ -354,7 +345,7 @@ class Session:
             if multi
             else b"%b%d" % (self._inbox_bytes, token)
         )
-        data = self._encode_request(subject, payload, headers, reply)
+        data = encode_request(subject, payload, headers, reply, self.max_payload)
         self._next_token = token + 1
         request = PendingRequest(token, data, now + timeout, multi, replay)
         if multi:
@@ -386,8 +377,8 @@ class Session:
         sid = self._next_sid
         data = cmd.encode_sub(subject, sid, queue)
         self._next_sid = sid + 1
-        self._subs[sid] = _Subscription(sid, subject, queue)
-        if self.state is ConnState.CONNECTED:
+        self._subs[sid] = Subscription(sid, subject, queue)
+        if self.state in CONNECT_SENT:
             self._out.append(data)
         return sid
 
@@ -400,7 +391,7 @@ class Session:
             del self._subs[sid]
         else:
             sub.remaining = max_msgs
-        if self.state is ConnState.CONNECTED:
+        if self.state in CONNECT_SENT:
             self._out.append(cmd.encode_unsub(sid, max_msgs))
 
     def flush(self) -> int:
@@ -512,23 +503,13 @@ class Session:
     # ---------------------------------------------------------------- internals: state changes
 
     def _send_connect(self) -> None:
-        options: dict[str, object] = {
-            "verbose": False,
-            "pedantic": False,
-            "tls_required": self._tls,
-            "name": self.connect_name,
-            "lang": "python",
-            "version": __version__,
-            "protocol": 1,
-            "echo": True,
-            "headers": True,
-            "no_responders": True,
-        }
-        if self._token is not None:
-            options["auth_token"] = self._token
-        else:
-            options["user"] = self._nats_user
-            options["pass"] = self._password
+        options = connect_options(
+            name=self.connect_name,
+            tls=self._tls,
+            token=self._token,
+            user=self._nats_user,
+            password=self._password,
+        )
         out = self._out
         out.append(cmd.encode_connect(options))
         out.append(cmd.encode_sub(self._inbox + "*", _INBOX_SID))
@@ -564,7 +545,7 @@ class Session:
         self._events.append(Connected(self.server_info, reconnected))
 
     def _lost(self, now: float, error: MemphisError, *, immediate: bool = False) -> None:
-        if self.state not in _TRANSPORT_STATES:
+        if self.state not in TRANSPORT_STATES:
             return  # already disconnected or closed: a second report of the same outage
         self.state = transition(self.state, Input.LOST)
         self._handshake_deadline = None
@@ -624,76 +605,8 @@ class Session:
         if self.state is ConnState.CLOSED:
             raise ConnectionClosedError("the connection is closed")
 
-    def _encode_request(
-        self,
-        subject: str,
-        payload: bytes | bytearray | memoryview,
-        headers: HeadersLike | None,
-        reply: bytes,
-    ) -> bytes:
-        """PUB/HPUB with our own reply subject: the hot path of every produce.
-
-        The reply is built from our validated inbox prefix, so only the subject is checked
-        (once per distinct subject, cached by ``subject_bytes``).
-        """
-        subj = cmd.subject_bytes(subject)
-        if type(payload) is bytes:
-            data = payload
-        else:
-            try:
-                data = bytes(memoryview(payload))
-            except TypeError:
-                raise LocalProtocolError("payload must be bytes-like") from None
-        if headers:
-            block = headers if isinstance(headers, bytes) else encode_header_block(headers)
-            hlen = len(block)
-            size = hlen + len(data)
-            if size > self.max_payload:
-                raise LocalProtocolError(_too_large(size, self.max_payload))
-            return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subj, reply, hlen, size, block, data)
-        size = len(data)
-        if size > self.max_payload:
-            raise LocalProtocolError(_too_large(size, self.max_payload))
-        return b"PUB %b %b %d\r\n%b\r\n" % (subj, reply, size, data)
-
-    def _encode_pub(
-        self,
-        subject: str,
-        payload: bytes | bytearray | memoryview,
-        headers: HeadersLike | None,
-        reply: str | None,
-    ) -> bytes:
-        if headers:
-            block = headers if isinstance(headers, bytes) else encode_header_block(headers)
-            size = len(block) + len(payload)
-            data = cmd.encode_hpub(subject, block, payload, reply)
-        else:
-            size = len(payload)
-            data = cmd.encode_pub(subject, payload, reply)
-        if size > self.max_payload:
-            raise LocalProtocolError(_too_large(size, self.max_payload))
-        return data
-
-
-def _too_large(size: int, max_payload: int) -> str:
-    return f"message of {size} bytes exceeds the server's max_payload of {max_payload}"
-
 
 def _as_connect_error(error: BaseException | str) -> MemphisError:
     if isinstance(error, MemphisError):
         return error
     return MemphisConnectError(str(error) or type(error).__name__)
-
-
-_TRANSPORT_STATES: Final = frozenset(
-    {
-        ConnState.AWAITING_INFO,
-        ConnState.AWAITING_TLS,
-        ConnState.AWAITING_PONG,
-        ConnState.CONNECTED,
-        ConnState.RECONNECT_DUE,
-    }
-)
-_READING_STATES: Final = frozenset(
-    {ConnState.AWAITING_INFO, ConnState.AWAITING_PONG, ConnState.CONNECTED}
-)

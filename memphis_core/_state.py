@@ -2,9 +2,9 @@
 
 Everything that decides *which state comes next* lives in this one file, as data (h11's rule 1).
 ``_session.py`` performs the side effects (queueing CONNECT, replaying subscriptions, failing
-requests) and asks :func:`transition` where to go; a pair missing from the table is a bug in the
-caller (``LocalProtocolError``) or a peer breaking the protocol (the session maps it to
-``RemoteProtocolError``), never a silent no-op.
+requests) and asks :func:`transition` where to go. A pair missing from the table raises
+``LocalProtocolError``: only the frontend can cause one (``connection_made`` twice, say), because
+the session never feeds server input it has not checked against the current state.
 
 One logical connection survives many transports::
 
@@ -32,7 +32,15 @@ from typing import Final
 
 from ._errors import LocalProtocolError
 
-__all__ = ["TABLE", "ConnState", "Input", "transition"]
+__all__ = [
+    "CONNECT_SENT",
+    "READING_STATES",
+    "TABLE",
+    "TRANSPORT_STATES",
+    "ConnState",
+    "Input",
+    "transition",
+]
 
 
 class ConnState(enum.Enum):
@@ -91,6 +99,23 @@ _TABLE[(S.CLOSED, In.CLOSE)] = S.CLOSED  # close() is idempotent
 del _state
 
 TABLE: Final = _TABLE
+
+
+# Which states have a transport (a disconnect must be reported), read bytes from it, or have
+# already queued this transport's CONNECT.
+TRANSPORT_STATES: Final = frozenset(
+    {
+        S.AWAITING_INFO,
+        S.AWAITING_TLS,
+        S.AWAITING_PONG,
+        S.CONNECTED,
+        S.RECONNECT_DUE,
+    }
+)
+# SUB/UNSUB may follow a CONNECT that is already queued: the server handles them in order, and
+# ``_send_connect`` only replays what existed when it ran.
+CONNECT_SENT: Final = frozenset({S.AWAITING_PONG, S.CONNECTED})
+READING_STATES: Final = frozenset({S.AWAITING_INFO, S.AWAITING_PONG, S.CONNECTED})
 
 
 def transition(state: ConnState, event: Input) -> ConnState:

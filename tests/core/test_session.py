@@ -396,3 +396,13 @@ def test_close_is_idempotent_and_fails_requests() -> None:
     assert [type(e) for e in events] == [RequestFailed, Closed]
     assert events[0].token == token  # type: ignore[union-attr]
     assert events[1] == Closed(None)
+
+
+def test_subscribe_between_connect_and_pong_reaches_this_transport() -> None:
+    session = make()
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    session.data_to_send()  # CONNECT, the inbox SUB, PING
+    sid = session.subscribe("late.subject")
+    session.receive_data(b"PONG\r\n", 0.0)
+    assert session.data_to_send() == f"SUB late.subject {sid}\r\n".encode()
