@@ -13,15 +13,9 @@ import uuid
 from typing import Any, Final
 
 from . import _requests as rq
-from ._consumer import (
-    ConsumerState,
-    ReceivedMessage,
-    ack_publishes,
-    dead_letter_publishes,
-    delay_publishes,
-    nack_publishes,
-)
-from ._errors import LocalProtocolError, MemphisError
+from ._client_consumers import CONSUMER_PING_INTERVAL, ConsumerOps
+from ._consumer import ConsumerState, ReceivedMessage
+from ._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from ._events import (
     Closed,
     Connected,
@@ -34,27 +28,11 @@ from ._events import (
     TLSUpgradeRequired,
 )
 from ._frames import Msg
-from ._handlers import (
-    PENDING,
-    STATION_UNREACHABLE,
-    ConsumerInfo,
-    Control,
-    Flush,
-    Handler,
-    Produce,
-    Pull,
-)
-from ._jetstream import PubAck, consumer_info_subject, pull_body, pull_subject
+from ._handlers import Control, Flush, Handler, Produce, Pull
+from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
-from ._options import (
-    ConnectOptions,
-    ConsumerOptions,
-    ProduceOptions,
-    ProducerOptions,
-    StationOptions,
-)
-from ._partitions import choose_fetch_partition, stream_name
+from ._options import ConnectOptions, ProduceOptions, ProducerOptions, StationOptions
 from ._producer import (
     ProducerState,
     StationState,
@@ -64,19 +42,18 @@ from ._producer import (
 from ._schemas import Schema, SchemaValidationError, parse_schema_update
 from ._session import Session
 
-__all__ = ["APP_ID", "Client", "ConsumerError"]
+__all__ = ["APP_ID", "Client", "ConsumerError", "Subscriber", "TransportEvent"]
 
 #: One id per process, sent as ``app_id`` in creation requests (client protocol section 1.3).
 APP_ID: Final = str(uuid.uuid4())
 #: Section 2: 20 s per control request attempt, 5 more attempts on timeout.
 CONTROL_TIMEOUT: Final = 20.0
 CONTROL_RETRIES: Final = 5
-#: Section 8.7: consumers check every 30 s that their durables still exist.
-CONSUMER_PING_INTERVAL: Final = 30.0
-# How long past a pull's own expiry we wait for the server's 408 before calling it over.
-_PULL_GRACE: Final = 1.0
 
 TransportEvent = Connected | Disconnected | ReconnectDue | TLSUpgradeRequired | Closed | ServerError
+# What a subscription feeds: schema updates of a station, DLS resends of a consumer, or (None)
+# the connection-wide $memphis_sdk_clients_updates.
+Subscriber = StationState | ConsumerState | None
 
 
 class ConsumerError:
@@ -97,7 +74,7 @@ def _check(error: str | None) -> None:
         raise MemphisError(error)
 
 
-class Client:
+class Client(ConsumerOps):
     """A Memphis connection as a state machine. Not thread-safe: frontends serialise calls."""
 
     def __init__(
@@ -125,10 +102,12 @@ class Client:
         )
         self.username = options.username
         self.connection_id = self.session.connection_id
+        self.app_id = APP_ID
         self.send_notification = False
         self._events: list[TransportEvent | ConsumerError] = []
         self._handlers: dict[int, Handler] = {}
-        self._subscriptions: dict[int, Any] = {}  # sid -> StationState | ConsumerState | None
+        self._pulls: dict[int, Pull] = {}
+        self._subscriptions: dict[int, Subscriber] = {}
         self._stations: dict[str, StationState] = {}
         self._producers: dict[str, ProducerState] = {}
         self._consumers: dict[str, ConsumerState] = {}
@@ -172,7 +151,7 @@ class Client:
             for consumer in list(self._consumers.values()):
                 if consumer.ping_at is not None and now >= consumer.ping_at:
                     consumer.ping_at = now + CONSUMER_PING_INTERVAL
-                    self._check_durables(consumer, None, now)
+                    self.check_durables(consumer, now)
         else:
             # Pings would only queue up while offline; push them past the outage.
             for consumer in self._consumers.values():
@@ -186,7 +165,9 @@ class Client:
         return events
 
     def close(self) -> None:
+        """Close for good; every operation still waiting fails with ConnectionClosedError."""
         self.session.close()
+        # Only failures follow a close and nothing is retried, so no timer reads ``now``.
         self._process(0.0)
 
     def flush(self) -> Operation[None]:
@@ -218,14 +199,17 @@ class Client:
             else:
                 if isinstance(event, Closed):
                     # Flushes still waiting (requests were failed by the session already).
-                    closed = MemphisError("the connection is closed")
+                    closed = ConnectionClosedError("the connection is closed")
                     for token, handler in list(handlers.items()):
                         handler.on_error(self, token, closed, now)
                     handlers.clear()
                 self._events.append(event)
 
     def _on_push(self, msg: Msg) -> None:
-        target = self._subscriptions.get(msg.sid, 0)
+        sid = msg.sid
+        if sid not in self._subscriptions:
+            return  # unsubscribed while this was in flight
+        target = self._subscriptions[sid]
         if target is None:
             self._on_clients_update(msg.payload)
         elif isinstance(target, StationState):
@@ -242,20 +226,28 @@ class Client:
         if update.type == "send_notification":
             self.send_notification = update.update
         elif update.type == "schemaverse_to_dls":
-            self._station(update.station_name).schemaverse_to_dls = update.update
+            # Broadcast for every station on the broker: only ours matter.
+            station = self._stations.get(internal_name(update.station_name))
+            if station is not None:
+                station.schemaverse_to_dls = update.update
         else:  # remove_station: the broker sends the internal name (section 5.1)
-            self._station_gone(internal_name(update.station_name))
+            self._station_gone(internal_name(update.station_name), notify=True)
 
-    def _station_gone(self, internal: str) -> None:
-        """The station was destroyed (by us, section 6.3, or by the broker, section 5.1): drop
-        its producers, and tell its consumers' error handlers ``station unreachable``."""
+    def _station_gone(self, internal: str, *, notify: bool) -> None:
+        """The station was destroyed: drop its producers and consumers (section 6.3).
+
+        When someone else destroyed it (``notify``), the consumers' error handlers hear
+        ``station unreachable``; after our own ``destroy_station`` that would be noise.
+        """
         for key, producer in list(self._producers.items()):
             if producer.station.internal == internal:
                 self._forget_producer(key, producer)
-        for key, consumer in list(self._consumers.items()):
+        for consumer in list(self._consumers.values()):
             if consumer.station.internal == internal:
-                self.consumer_unreachable(consumer)
-                self._forget_consumer(key, consumer, destroyed=False)
+                self.consumer_unreachable(consumer, notify=notify)
+
+    def _consumer_error(self, consumer: ConsumerState, error: MemphisError) -> None:
+        self._events.append(ConsumerError(consumer, error))
 
     # ------------------------------------------------------------------ control plane
 
@@ -295,7 +287,7 @@ class Client:
 
         def parse(reply: bytes) -> None:
             _check(rq.parse_destroy_reply(reply))
-            self._station_gone(internal_name(name))
+            self._station_gone(internal_name(name), notify=False)
 
         return self._control("destroy_station", rq.STATION_DESTRUCTIONS, body, parse, now)
 
@@ -339,7 +331,9 @@ class Client:
             now,
         )
 
-    def _attach_station(self, name: str, reply: Any) -> StationState:
+    def _attach_station(
+        self, name: str, reply: rq.ProducerCreated | rq.ConsumerCreated
+    ) -> StationState:
         """Apply a creation reply to the station and make sure we follow its schema updates."""
         station = self._station(name)
         station.partitions = tuple(reply.partitions)
@@ -353,11 +347,15 @@ class Client:
 
     def _detach_station(self, station: StationState) -> None:
         station.refcount -= 1
-        if station.refcount <= 0 and station.schema_sid is not None:
+        if station.refcount > 0:
+            return
+        if station.schema_sid is not None:
             self.session.unsubscribe(station.schema_sid)
             self._subscriptions.pop(station.schema_sid, None)
             station.schema_sid = None
-            station.refcount = 0
+        station.refcount = 0
+        if self._stations.get(station.internal) is station:
+            del self._stations[station.internal]  # nothing of ours uses it any more
 
     # ------------------------------------------------------------------ producers
 
@@ -372,7 +370,7 @@ class Client:
             opts.name,
             connection_id=self.connection_id,
             username=self.username,
-            app_id=APP_ID,
+            app_id=self.app_id,
         )
 
         def parse(payload: bytes) -> ProducerState:
@@ -382,6 +380,10 @@ class Client:
             station.schemaverse_to_dls = reply.schemaverse_to_dls
             station.functions = dict(reply.functions)
             self.send_notification = reply.send_notification
+            cached = self._producers.get(key)
+            if cached is not None:  # created concurrently under the same name: keep the first
+                self._detach_station(station)
+                return cached
             producer = ProducerState(station, opts.station_name, opts.name, self.connection_id)
             self._producers[key] = producer
             return producer
@@ -406,15 +408,27 @@ class Client:
         return self._control("destroy_producer", rq.PRODUCER_DESTRUCTIONS, body, parse, now)
 
     def _forget_producer(self, key: str, producer: ProducerState) -> None:
-        if not producer.destroyed:
-            producer.destroyed = True
-            self._producers.pop(key, None)
-            self._detach_station(producer.station)
+        if producer.destroyed:
+            return
+        producer.destroyed = True
+        if self._producers.get(key) is producer:
+            del self._producers[key]
+        self._detach_station(producer.station)
 
     def produce(
-        self, producer: ProducerState, message: object, opts: ProduceOptions, now: float
+        self,
+        producer: ProducerState,
+        message: object,
+        opts: ProduceOptions,
+        now: float,
+        *,
+        payload: bytes | None = None,
     ) -> Operation[PubAck | None]:
         """Validate, choose the partition and publish; the operation ends with the PubAck.
+
+        ``payload``: the message already serialised with ``producer.station.serialize`` (a
+        frontend does that outside its lock, since validation can be slow); ``message`` is then
+        ignored.
 
         Raises (before anything is sent):
             MemphisSchemaError: the message fails the station's schema (reported to the DLS
@@ -424,215 +438,31 @@ class Client:
         """
         if producer.destroyed:
             raise LocalProtocolError(f"producer {producer.name} was destroyed")
-        try:
-            payload = producer.station.serialize(message)
-        except SchemaValidationError as exc:
-            self._report_schema_failure(producer, exc, opts)
-            raise
+        if payload is None:
+            try:
+                payload = producer.station.serialize(message)
+            except SchemaValidationError as exc:
+                self.report_schema_failure(producer, exc, opts)
+                raise
         subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
         block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
         token = self.session.request(
             subject, payload, headers=block, now=now, timeout=opts.ack_wait
         )
         op: Operation[PubAck | None] = Operation("produce")
+        size = len(payload)
         producer.in_flight += 1
-        self._handlers[token] = Produce(op, producer, opts.async_produce)
+        producer.in_flight_bytes += size
+        self._handlers[token] = Produce(op, producer, opts.async_produce, size)
         return op
 
-    def _report_schema_failure(
+    def report_schema_failure(
         self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions
     ) -> None:
+        """Send the schemaverse DLS report (and notification) for a message that failed."""
         if self.session.is_connected:
             self._publish_all(
                 schema_failure_publishes(
                     producer, exc, opts.headers, self.connection_id, self.send_notification
                 )
             )
-
-    # ------------------------------------------------------------------ consumers
-
-    def create_consumer(self, opts: ConsumerOptions, now: float) -> Operation[ConsumerState]:
-        """Register a consumer, then check its durable exists on every partition (section 8.3)."""
-        key = f"{opts.internal_station}_{opts.name.lower()}"
-        cached = self._consumers.get(key)
-        if cached is not None:
-            return Operation.completed("create_consumer", cached)
-        body = rq.encode_consumer_create(
-            opts, connection_id=self.connection_id, username=self.username, app_id=APP_ID
-        )
-        op: Operation[ConsumerState] = Operation("create_consumer")
-
-        def parse(payload: bytes) -> object:
-            reply = rq.parse_consumer_reply(payload)
-            _check(reply.error)
-            station = self._attach_station(opts.station_name, reply)
-            self._check_durables(ConsumerState(station, opts), op, now)
-            return PENDING  # ``consumer_ready`` finishes ``op`` once every durable answered
-
-        handler = Control(op, rq.CONSUMER_CREATIONS, body, parse, CONTROL_TIMEOUT, CONTROL_RETRIES)
-        self.send_control(handler, now)
-        return op
-
-    def _check_durables(
-        self, consumer: ConsumerState, op: Operation[ConsumerState] | None, now: float
-    ) -> None:
-        partitions = consumer.station.partitions or (None,)
-        remaining = [len(partitions)]
-        for partition in partitions:
-            subject = consumer_info_subject(
-                stream_name(consumer.station.internal, partition), consumer.durable
-            )
-            token = self.session.request(subject, b"", now=now, timeout=CONTROL_TIMEOUT)
-            self._handlers[token] = ConsumerInfo(consumer, op, remaining)
-
-    def consumer_ready(self, consumer: ConsumerState, op: Operation[ConsumerState]) -> None:
-        """All durables exist: subscribe to DLS resends and hand the consumer out."""
-        opts = consumer.options
-        key = f"{opts.internal_station}_{opts.name.lower()}"
-        if op.done:
-            return
-        subject = rq.dls_subject(consumer.station.internal, consumer.durable)
-        consumer.dls_sid = self.session.subscribe(subject, queue=subject)
-        self._subscriptions[consumer.dls_sid] = consumer
-        self._consumers[key] = consumer
-        op.finish(consumer)
-
-    def consumer_unreachable(self, consumer: ConsumerState) -> None:
-        if not consumer.unreachable:
-            consumer.unreachable = True
-            consumer.ping_at = None
-            self._events.append(ConsumerError(consumer, MemphisError(STATION_UNREACHABLE)))
-
-    def start_consumer_pings(self, consumer: ConsumerState, now: float) -> None:
-        """Begin the 30 s durable check (section 8.7); frontends call it when consuming starts."""
-        if consumer.ping_at is None and not consumer.unreachable:
-            consumer.ping_at = now + CONSUMER_PING_INTERVAL
-
-    def cached_consumer(self, opts: ConsumerOptions) -> ConsumerState | None:
-        return self._consumers.get(f"{opts.internal_station}_{opts.name.lower()}")
-
-    def destroy_consumer(self, consumer: ConsumerState, now: float) -> Operation[None]:
-        opts = consumer.options
-        body = rq.consumer_destroy_body(
-            opts.station_name, opts.name, connection_id=self.connection_id, username=self.username
-        )
-
-        def parse(reply: bytes) -> None:
-            _check(rq.parse_destroy_reply(reply))
-            self._forget_consumer(f"{opts.internal_station}_{opts.name.lower()}", consumer)
-
-        return self._control("destroy_consumer", rq.CONSUMER_DESTRUCTIONS, body, parse, now)
-
-    def _forget_consumer(
-        self, key: str, consumer: ConsumerState, *, destroyed: bool = True
-    ) -> None:
-        if self._consumers.get(key) is not consumer:
-            return  # already forgotten
-        consumer.destroyed = destroyed
-        consumer.ping_at = None
-        del self._consumers[key]
-        if consumer.dls_sid is not None:
-            self.session.unsubscribe(consumer.dls_sid)
-            self._subscriptions.pop(consumer.dls_sid, None)
-            consumer.dls_sid = None
-        self._detach_station(consumer.station)
-
-    def fetch(
-        self,
-        consumer: ConsumerState,
-        batch_size: int,
-        now: float,
-        *,
-        partition_key: str | None = None,
-        partition_number: int | None = None,
-        prefetch: bool = False,
-    ) -> Operation[list[ReceivedMessage]]:
-        """Pull up to ``batch_size`` messages: DLS resends first, then a prefetched batch, then
-        a fresh pull that the server holds for ``batch_max_wait_time`` (section 8.6).
-
-        Raises:
-            LocalProtocolError: bad batch size or partition choice; the consumer was destroyed.
-        """
-        if consumer.destroyed:
-            raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
-        if not 1 <= batch_size <= 5000:
-            raise LocalProtocolError("Batch size can not be greater than 5000 or less than 1")
-        if consumer.unreachable:
-            failed: Operation[list[ReceivedMessage]] = Operation("fetch")
-            failed.fail(MemphisError(STATION_UNREACHABLE))
-            return failed
-        partition = choose_fetch_partition(
-            consumer.station.partitions,
-            key=partition_key,
-            number=partition_number,
-            rr=consumer.rr,
-            station=consumer.station.internal,
-        )
-        if consumer.dls:
-            result = Operation.completed("fetch", consumer.take_dls(batch_size))
-        elif (
-            consumer.prefetch is not None
-            and consumer.prefetch.done
-            and consumer.prefetch.error is None
-        ):
-            result = consumer.prefetch
-            consumer.prefetch = None
-        else:
-            result = self._pull(consumer, partition, batch_size, now)
-        if prefetch and (consumer.prefetch is None or consumer.prefetch.done):
-            consumer.prefetch = self._pull(consumer, partition, batch_size, now)
-        return result
-
-    def _pull(
-        self, consumer: ConsumerState, partition: int | None, batch: int, now: float
-    ) -> Operation[list[ReceivedMessage]]:
-        wait = consumer.options.batch_max_wait_time
-        stream = stream_name(consumer.station.internal, partition)
-        token = self.session.request(
-            pull_subject(stream, consumer.durable),
-            pull_body(batch, wait),
-            now=now,
-            timeout=wait + _PULL_GRACE,
-            multi=True,
-        )
-        op: Operation[list[ReceivedMessage]] = Operation("fetch")
-        self._handlers[token] = Pull(op, consumer, partition, batch)
-        return op
-
-    def abandon_fetch(self, op: Operation[list[ReceivedMessage]]) -> None:
-        """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
-
-        Its messages will never reach user code, so they are nacked (now if the batch already
-        arrived, else on arrival) and redelivered at once instead of after ``max_ack_time``.
-        """
-        if op.done:
-            if op.error is None:
-                self.release_messages(op.outcome())
-            return
-        for handler in self._handlers.values():
-            if isinstance(handler, Pull) and handler.op is op:
-                handler.abandoned = True
-                return
-
-    def release_messages(self, messages: list[ReceivedMessage]) -> None:
-        for message in messages:
-            self._publish_all(nack_publishes(message))
-
-    # ------------------------------------------------------------------ message actions
-
-    def _publish_all(self, publishes: list[tuple[str, bytes]]) -> None:
-        for subject, payload in publishes:
-            self.session.publish(subject, payload)
-
-    def ack(self, message: ReceivedMessage) -> None:
-        self._publish_all(ack_publishes(message))
-
-    def nack(self, message: ReceivedMessage) -> None:
-        self._publish_all(nack_publishes(message))
-
-    def delay(self, message: ReceivedMessage, seconds: float) -> None:
-        """Raises MemphisError for a DLS resend, LocalProtocolError for a negative delay."""
-        self._publish_all(delay_publishes(message, seconds))
-
-    def dead_letter(self, message: ReceivedMessage, reason: str) -> None:
-        self._publish_all(dead_letter_publishes(message, reason))

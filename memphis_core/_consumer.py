@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from ._errors import LocalProtocolError, MemphisError
+from ._errors import (
+    ConnectionClosedError,
+    LocalProtocolError,
+    MemphisError,
+    StationUnreachableError,
+)
 from ._frames import Msg
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
 from ._options import ConsumerOptions
@@ -22,6 +28,7 @@ __all__ = [
     "Publishes",
     "ReceivedMessage",
     "ack_publishes",
+    "consume_should_stop",
     "dead_letter_publishes",
     "delay_publishes",
     "nack_publishes",
@@ -47,7 +54,9 @@ class ConsumerState:
         "durable",
         "options",
         "ping_at",
-        "prefetch",
+        "prefetch_op",
+        "prefetched",
+        "prefetched_partition",
         "rr",
         "station",
         "unreachable",
@@ -60,7 +69,12 @@ class ConsumerState:
         self.rr = RoundRobin()
         self.dls: deque[ReceivedMessage] = deque(maxlen=DLS_BUFFER)
         self.dls_sid: int | None = None
-        self.prefetch: Operation[list[ReceivedMessage]] | None = None
+        # Prefetch (section 8.6 step 3): at most one pull in flight for it, started only after
+        # the caller's own pull finished (two pulls on one durable would interleave deliveries),
+        # and its batch kept with the partition it came from.
+        self.prefetch_op: Operation[list[ReceivedMessage]] | None = None
+        self.prefetched: deque[ReceivedMessage] = deque()
+        self.prefetched_partition: int | None = None
         self.ping_at: float | None = None
         self.unreachable = False
         self.destroyed = False
@@ -73,6 +87,24 @@ class ConsumerState:
         """Resent poison messages come before fresh ones (section 8.6, step 1)."""
         dls = self.dls
         return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
+
+    def take_prefetched(self, batch_size: int) -> list[ReceivedMessage]:
+        stored = self.prefetched
+        return [stored.popleft() for _ in range(min(batch_size, len(stored)))]
+
+    def pull_delay(self, received: int) -> float:
+        """How long a consume loop waits before its next pull.
+
+        A full batch means more are probably waiting: pull again at once (memphis-py sleeps
+        after every batch, capping a default consumer at 10 msg/s). A short one means the
+        station is drained: wait ``pull_interval``.
+        """
+        return 0.0 if received >= self.options.batch_size else self.options.pull_interval
+
+
+def consume_should_stop(error: MemphisError | None) -> bool:
+    """Whether a consume loop must end after ``error`` instead of pulling again."""
+    return isinstance(error, StationUnreachableError | ConnectionClosedError)
 
 
 class ReceivedMessage:
@@ -152,7 +184,10 @@ def ack_publishes(message: ReceivedMessage) -> Publishes:
     pm_id, cg = message.pm_id, message.pm_cg_name
     if pm_id is None or cg is None:
         return []
-    return [(PM_ACKS, pm_ack_body(pm_id, cg))]
+    try:
+        return [(PM_ACKS, pm_ack_body(pm_id, cg))]
+    except LocalProtocolError:
+        return []  # the broker sent a malformed id: nothing we could acknowledge
 
 
 def nack_publishes(message: ReceivedMessage) -> Publishes:
@@ -171,8 +206,8 @@ def delay_publishes(message: ReceivedMessage, seconds: float) -> Publishes:
     reply = message.msg.reply
     if reply is None:
         raise MemphisError("cannot delay DLS message")
-    if seconds < 0:
-        raise LocalProtocolError("delay must not be negative")
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+        raise LocalProtocolError(f"delay must be a finite number of seconds >= 0, not {seconds!r}")
     return [(reply, nak_delay_body(seconds))]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConnectionClosedError",
+    "ConnectionLostError",
     "LocalProtocolError",
     "MemphisConnectError",
     "MemphisError",
@@ -17,6 +18,7 @@ __all__ = [
     "NoRespondersError",
     "RemoteProtocolError",
     "RequestTimeoutError",
+    "StationUnreachableError",
 ]
 
 
@@ -60,3 +62,11 @@ class MemphisSchemaError(MemphisError):
 
 class MemphisHeaderError(MemphisError, ValueError):
     """A header name or value cannot be sent (e.g. a key starting with ``$memphis``)."""
+
+
+class StationUnreachableError(MemphisError):
+    """The consumer's station or durable is gone (``station unreachable`` in the Go SDK)."""
+
+
+class ConnectionLostError(MemphisConnectError):
+    """The connection dropped while a request that is not replayed was waiting for its reply."""

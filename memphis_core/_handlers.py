@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._consumer import ConsumerState, ReceivedMessage
-from ._errors import MemphisError, NoRespondersError, RemoteProtocolError, RequestTimeoutError
+from ._errors import (
+    ConnectionLostError,
+    MemphisError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    StationUnreachableError,
+)
 from ._frames import Msg
 from ._jetstream import PubAck, parse_pub_ack
 from ._operation import Operation
@@ -27,6 +34,7 @@ __all__ = [
     "STATION_UNREACHABLE",
     "ConsumerInfo",
     "Control",
+    "Countdown",
     "Flush",
     "Handler",
     "Produce",
@@ -38,6 +46,8 @@ STATION_UNREACHABLE: Final = "station unreachable"
 PENDING: Final = object()
 # 409 texts after which the consumer is gone for good rather than momentarily busy.
 _GONE: Final = ("consumer deleted", "consumer not found", "stream not found")
+# Statuses that end a pull normally: 404 no messages, 408 expired, 409 busy/limits.
+_PULL_OVER: Final = frozenset({404, 408, 409})
 
 
 class Handler:
@@ -94,18 +104,21 @@ class Control(Handler):
 class Produce(Handler):
     """Waits for one PubAck; keeps the producer's in-flight count and first async failure."""
 
-    __slots__ = ("is_async", "op", "producer")
+    __slots__ = ("is_async", "op", "producer", "size")
 
     def __init__(
-        self, op: Operation[PubAck | None], producer: ProducerState, is_async: bool
+        self, op: Operation[PubAck | None], producer: ProducerState, is_async: bool, size: int
     ) -> None:
         self.op = op
         self.producer = producer
         self.is_async = is_async
+        self.size = size
 
     def on_reply(self, client: Client, token: int, msg: Msg | None, now: float) -> bool:
         assert msg is not None
-        self.producer.in_flight -= 1
+        producer = self.producer
+        producer.in_flight -= 1
+        producer.in_flight_bytes -= self.size
         payload = msg.payload
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
@@ -119,6 +132,7 @@ class Produce(Handler):
 
     def on_error(self, client: Client, token: int, error: MemphisError, now: float) -> None:
         self.producer.in_flight -= 1
+        self.producer.in_flight_bytes -= self.size
         self._failed(error)
 
     def _failed(self, error: MemphisError) -> None:
@@ -128,9 +142,13 @@ class Produce(Handler):
 
 
 class Pull(Handler):
-    """One JetStream pull: collect messages until the batch is full or the server ends it."""
+    """One JetStream pull: collect messages until the batch is full or the server ends it.
 
-    __slots__ = ("abandoned", "batch", "consumer", "messages", "op", "partition")
+    The batch goes to the caller's operation; an abandoned pull (nobody waits any more) nacks
+    it instead, and a prefetch pull's batch is stored on the consumer by ``pull_finished``.
+    """
+
+    __slots__ = ("abandoned", "batch", "consumer", "messages", "op", "partition", "prefetch_next")
 
     def __init__(
         self,
@@ -145,8 +163,10 @@ class Pull(Handler):
         self.batch = batch
         self.messages: list[ReceivedMessage] = []
         self.abandoned = False  # nobody will read the result: give the messages back
+        self.prefetch_next = False  # start the prefetch pull once this one is over
 
-    def _finish(self, client: Client) -> None:
+    def _finish(self, client: Client, now: float) -> None:
+        client.pull_finished(self, now)
         self.op.finish(self.messages)
         if self.abandoned:
             client.release_messages(self.messages)
@@ -160,25 +180,51 @@ class Pull(Handler):
                 return False
         elif status == 100:
             return False  # idle heartbeat / flow control: the pull goes on
-        elif status == 409 and not self.messages and msg.description.lower().startswith(_GONE):
-            client.consumer_unreachable(self.consumer)
-            self.op.fail(MemphisError(STATION_UNREACHABLE))
+        elif status == 409 and msg.description.lower().startswith(_GONE):
+            # The durable was deleted under us: nothing will ever come from it again.
             client.session.cancel_request(token)
+            client.consumer_unreachable(self.consumer)
+            self._fail(client, StationUnreachableError(STATION_UNREACHABLE), now)
+            return True
+        elif status not in _PULL_OVER and not self.messages:
+            # 400 (bad request) and the like: say so rather than look like "no messages".
+            client.session.cancel_request(token)
+            self._fail(
+                client, MemphisError(f"memphis: pull failed: {status} {msg.description}"), now
+            )
             return True
         # 404 no messages, 408 expired, other 409s (too many pulls waiting...): the pull is over.
         client.session.cancel_request(token)
-        self._finish(client)
+        self._finish(client, now)
         return True
 
     def on_error(self, client: Client, token: int, error: MemphisError, now: float) -> None:
-        if isinstance(error, RequestTimeoutError):
-            self._finish(client)  # the server never said "expired": same meaning
+        if isinstance(error, RequestTimeoutError | ConnectionLostError):
+            # Expired without the server's 408, or the transport died: what arrived is real,
+            # its ack subjects stay valid after a reconnect. (Pulls are never replayed: the
+            # server would deliver a second batch into an inbox nobody reads.)
+            self._finish(client, now)
         elif isinstance(error, NoRespondersError):
-            # Nobody serves MSG.NEXT for this durable: its stream or consumer is gone.
-            client.consumer_unreachable(self.consumer)
-            self.op.fail(MemphisError(STATION_UNREACHABLE))
+            # Nobody serves MSG.NEXT for this durable: gone, or briefly without a leader.
+            # Check the durable now; only "consumer not found" makes it permanent.
+            client.check_durables(self.consumer, now)
+            self._fail(client, StationUnreachableError(STATION_UNREACHABLE), now)
         else:
-            self.op.fail(error)
+            self._fail(client, error, now)
+
+    def _fail(self, client: Client, error: MemphisError, now: float) -> None:
+        client.pull_finished(self, now, failed=True)
+        client.release_messages(self.messages)  # never handed out: let them be redelivered
+        self.op.fail(error)
+
+
+class Countdown:
+    """Shared by the CONSUMER.INFO requests of one round: how many have still to answer."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
 
 
 class ConsumerInfo(Handler):
@@ -187,11 +233,11 @@ class ConsumerInfo(Handler):
     __slots__ = ("consumer", "op", "remaining")
 
     def __init__(
-        self, consumer: ConsumerState, op: Operation[ConsumerState] | None, remaining: list[int]
+        self, consumer: ConsumerState, op: Operation[ConsumerState] | None, remaining: Countdown
     ) -> None:
         self.consumer = consumer
         self.op = op  # None for the periodic ping
-        self.remaining = remaining  # shared by the handlers of one round, counts down
+        self.remaining = remaining
 
     def on_reply(self, client: Client, token: int, msg: Msg | None, now: float) -> bool:
         assert msg is not None
@@ -199,8 +245,8 @@ class ConsumerInfo(Handler):
         if error is not None:
             self._failed(client, MemphisError(f"memphis: {error}"), error)
             return True
-        self.remaining[0] -= 1
-        if self.remaining[0] == 0 and self.op is not None:
+        self.remaining.left -= 1
+        if self.remaining.left == 0 and self.op is not None:
             client.consumer_ready(self.consumer, self.op)
         return True
 
@@ -209,6 +255,8 @@ class ConsumerInfo(Handler):
 
     def _failed(self, client: Client, error: MemphisError, text: str) -> None:
         if self.op is not None:
+            if not self.op.done:
+                client.consumer_failed(self.consumer)
             self.op.fail(error)
         elif "consumer not found" in text or "stream not found" in text:
             # Section 8.7: the station (or the group's durable) was destroyed under us.

@@ -21,9 +21,21 @@ from ._schemas import (
     serialize_plain,
 )
 
-__all__ = ["ProducerState", "StationState", "encode_produce_headers", "schema_failure_publishes"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "DEFAULT_WINDOW_BYTES",
+    "ProducerState",
+    "StationState",
+    "encode_produce_headers",
+    "schema_failure_publishes",
+]
 
 _HEADER_START: Final = b"NATS/1.0\r\n"
+#: Async produces waiting for their PubAck, at most: by count and by bytes. Memory is bounded
+#: by these (and the bytes are kept for replay after a reconnect), not by how fast the caller
+#: produces or how many messages it sends in all.
+DEFAULT_WINDOW: Final = 4096
+DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
 
 
 class StationState:
@@ -69,10 +81,13 @@ class ProducerState:
         "first_error",
         "header_prefix",
         "in_flight",
+        "in_flight_bytes",
         "name",
         "rr",
         "station",
         "station_name",
+        "window",
+        "window_bytes",
     )
 
     def __init__(
@@ -89,8 +104,25 @@ class ProducerState:
             + f"$memphis_connectionId: {connection_id}\r\n$memphis_producedBy: {name}\r\n".encode()
         )
         self.in_flight = 0
+        self.in_flight_bytes = 0
+        self.window = DEFAULT_WINDOW
+        self.window_bytes = DEFAULT_WINDOW_BYTES
         self.first_error: MemphisError | None = None
         self.destroyed = False
+
+    @property
+    def window_full(self) -> bool:
+        """An async produce must wait: too many messages, or too many bytes, unacknowledged."""
+        return self.in_flight >= self.window or self.in_flight_bytes >= self.window_bytes
+
+    @property
+    def window_drained(self) -> bool:
+        """A waiting async produce may go on: half of both budgets is free again.
+
+        Waking at one free slot would ping-pong between the producing code and the I/O for
+        every acknowledgement; half the window amortises it.
+        """
+        return self.in_flight <= self.window // 2 and self.in_flight_bytes <= self.window_bytes // 2
 
     def subject_for(self, key: str | None, number: int | None) -> tuple[str, int | None]:
         """Subject and partition for the next message (raises LocalProtocolError on bad input)."""

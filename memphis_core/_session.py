@@ -20,6 +20,7 @@ from typing import Any, Final
 from . import _commands as cmd
 from ._errors import (
     ConnectionClosedError,
+    ConnectionLostError,
     LocalProtocolError,
     MemphisConnectError,
     MemphisError,
@@ -560,7 +561,7 @@ class Session:
                 self._requests.pop(request.token)
                 self._release(request)
                 self._events.append(
-                    RequestFailed(request.token, MemphisConnectError(f"connection lost: {error}"))
+                    RequestFailed(request.token, ConnectionLostError(f"connection lost: {error}"))
                 )
             else:
                 request.sent = False
