@@ -11,10 +11,11 @@ load on first use.
 from __future__ import annotations
 
 from ._client import APP_ID, Client, ConsumerError
-from ._consumer import ConsumerState, ReceivedMessage
+from ._consumer import ConsumerState, ReceivedMessage, consume_should_stop
 from ._enums import RetentionType, SchemaType, StorageType
 from ._errors import (
     ConnectionClosedError,
+    ConnectionLostError,
     LocalProtocolError,
     MemphisConnectError,
     MemphisError,
@@ -23,6 +24,7 @@ from ._errors import (
     NoRespondersError,
     RemoteProtocolError,
     RequestTimeoutError,
+    StationUnreachableError,
 )
 from ._events import (
     Closed,
@@ -72,6 +74,7 @@ __all__ = [
     "ConnectOptions",
     "Connected",
     "ConnectionClosedError",
+    "ConnectionLostError",
     "ConsumerError",
     "ConsumerOptions",
     "ConsumerState",
@@ -114,10 +117,12 @@ __all__ = [
     "Session",
     "StationOptions",
     "StationState",
+    "StationUnreachableError",
     "StorageType",
     "TLSUpgradeRequired",
     "__version__",
     "connect_options",
+    "consume_should_stop",
     "consumer_options",
     "fetch_consumer_options",
     "fetch_options",

@@ -229,10 +229,16 @@ class ConsumerOps:
                 rr=consumer.rr,
                 station=consumer.station.internal,
             )
+        same_partition = not chosen or partition == consumer.prefetched_partition
         if consumer.dls:
             result = Operation.completed("fetch", consumer.take_dls(batch_size))
-        elif consumer.prefetched and (not chosen or partition == consumer.prefetched_partition):
+        elif consumer.prefetched and same_partition:
             result = Operation.completed("fetch", consumer.take_prefetched(batch_size))
+        elif consumer.prefetch_op is not None and same_partition:
+            # The batch we want is already on its way: wait for it instead of pulling again.
+            waiter: Operation[list[ReceivedMessage]] = Operation("fetch")
+            consumer.prefetch_waiters.append((waiter, batch_size))
+            return waiter
         else:
             if not chosen:
                 partition = choose_fetch_partition(
@@ -269,17 +275,24 @@ class ConsumerOps:
                 consumer.station.partitions, rr=consumer.rr, station=consumer.station.internal
             )
         consumer.prefetch_op = self._pull(consumer, partition, batch, now).op
+        consumer.prefetched_partition = partition
 
-    def pull_finished(self, pull: Pull, now: float, *, failed: bool = False) -> None:
-        """Bookkeeping when a pull ends: store a prefetch, chain the next one."""
+    def pull_finished(self, pull: Pull, now: float, *, failed: MemphisError | None = None) -> None:
+        """Bookkeeping when a pull ends: store a prefetch and serve its waiters, chain the next."""
         self._pulls.pop(id(pull.op), None)
         consumer = pull.consumer
         if consumer.prefetch_op is pull.op:
             consumer.prefetch_op = None
-            if not failed and not pull.abandoned:
+            waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
+            if failed is not None:
+                for waiter, _ in waiters:
+                    waiter.fail(failed)
+                return
+            if not pull.abandoned:
                 consumer.prefetched.extend(pull.messages)
-                consumer.prefetched_partition = pull.partition
                 pull.messages = []  # now owned by the store; the op reports an empty batch
+            for waiter, size in waiters:
+                waiter.finish(consumer.take_prefetched(size))
             return
         idle = consumer.prefetch_op is None and not consumer.prefetched
         if pull.prefetch_next and idle and not failed and not consumer.destroyed:
@@ -298,6 +311,10 @@ class ConsumerOps:
         pull = self._pulls.get(id(op))
         if pull is not None:
             pull.abandoned = True
+            return
+        for consumer in self._consumers.values():  # a fetch waiting for a prefetch
+            waiters = consumer.prefetch_waiters
+            consumer.prefetch_waiters = [w for w in waiters if w[0] is not op]
 
     def release_messages(self, messages: list[ReceivedMessage]) -> None:
         """Nack messages that will not be handled (given back for immediate redelivery)."""

@@ -52,9 +52,11 @@ class ConsumerState:
         "dls",
         "dls_sid",
         "durable",
+        "handle",
         "options",
         "ping_at",
         "prefetch_op",
+        "prefetch_waiters",
         "prefetched",
         "prefetched_partition",
         "rr",
@@ -74,10 +76,14 @@ class ConsumerState:
         # and its batch kept with the partition it came from.
         self.prefetch_op: Operation[list[ReceivedMessage]] | None = None
         self.prefetched: deque[ReceivedMessage] = deque()
-        self.prefetched_partition: int | None = None
+        self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
+        # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
+        self.prefetch_waiters: list[tuple[Operation[list[ReceivedMessage]], int]] = []
         self.ping_at: float | None = None
         self.unreachable = False
         self.destroyed = False
+        # The frontend's public object for this consumer (where error events are routed).
+        self.handle: object = None
 
     @property
     def name(self) -> str:

@@ -59,15 +59,25 @@ class Msg:
     ``Headers`` (possibly empty) for an HMSG; ``status``/``description`` come from the header
     block's status line (e.g. ``503``/``"No Responders"``, ``100``/``"Idle Heartbeat"``).
 
-    Accessing ``headers`` on a parsed HMSG decodes the header lines the first time.
+    ``raw_headers`` is the block as received: the parser passes it instead of ``headers``, and
+    the header lines are decoded (and validated) on the first access of ``headers``. Pass one
+    of the two. ``raw_headers`` (the property) stays byte-exact, e.g. for forwarding.
 
     Raises:
         RemoteProtocolError: from ``headers`` (first access) if a header line received from the
             server is malformed.
     """
 
-    __slots__ = ("_headers", "_raw_headers", "description", "payload", "reply", "sid", "status",
-                 "subject")
+    __slots__ = (
+        "_headers",
+        "_raw_headers",
+        "description",
+        "payload",
+        "reply",
+        "sid",
+        "status",
+        "subject",
+    )
     __match_args__ = ("subject", "sid", "reply", "payload")
 
     def __init__(
@@ -95,8 +105,7 @@ class Msg:
         headers = self._headers
         if headers is None and self._raw_headers is not None:
             _, _, headers = parse_header_block(self._raw_headers)
-            self._headers = headers
-            self._raw_headers = None
+            self._headers = headers  # raw is kept: raw_headers stays byte-exact
         return headers
 
     @headers.setter
@@ -111,8 +120,7 @@ class Msg:
             return self._raw_headers
         if self._headers is None:
             return None
-        return encode_header_block(self._headers, status=self.status,
-                                   description=self.description)
+        return encode_header_block(self._headers, status=self.status, description=self.description)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Msg:
@@ -124,20 +132,25 @@ class Msg:
             and self.payload == other.payload
             and self.status == other.status
             and self.description == other.description
-            and self.headers == other.headers
+            # Identical raw blocks are equal without decoding (which could raise).
+            and (
+                (self._raw_headers is not None and self._raw_headers == other._raw_headers)
+                or self.headers == other.headers
+            )
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        # Never decodes (a repr must not raise): undecoded blocks are shown raw.
         extra = ""
-        if self._headers is not None or self._raw_headers is not None:
-            extra = f", headers={self.headers!r}, status={self.status!r}"
-            if self.description:
-                extra += f", description={self.description!r}"
-        return (
-            f"Msg({self.subject!r}, {self.sid!r}, {self.reply!r}, {self.payload!r}{extra})"
-        )
+        if self._headers is not None:
+            extra = f", headers={self._headers!r}, status={self.status!r}"
+        elif self._raw_headers is not None:
+            extra = f", raw_headers={self._raw_headers!r}, status={self.status!r}"
+        if extra and self.description:
+            extra += f", description={self.description!r}"
+        return f"Msg({self.subject!r}, {self.sid!r}, {self.reply!r}, {self.payload!r}{extra})"
 
 
 class _Singleton:

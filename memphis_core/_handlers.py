@@ -213,7 +213,7 @@ class Pull(Handler):
             self._fail(client, error, now)
 
     def _fail(self, client: Client, error: MemphisError, now: float) -> None:
-        client.pull_finished(self, now, failed=True)
+        client.pull_finished(self, now, failed=error)
         client.release_messages(self.messages)  # never handed out: let them be redelivered
         self.op.fail(error)
 

@@ -61,9 +61,7 @@ def _check_key(key: object) -> str:
 
 def _check_value(key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise LocalProtocolError(
-            f"header {key!r}: value must be str, not {type(value).__name__}"
-        )
+        raise LocalProtocolError(f"header {key!r}: value must be str, not {type(value).__name__}")
     if _BAD_VALUE(value) is not None:
         raise LocalProtocolError(f"header {key!r}: value must not contain CR or LF")
     return value
@@ -82,11 +80,14 @@ class Headers:
             non-``str`` key or value.
     """
 
-    __slots__ = ("_items", "_map")
+    # Every pair in order, plus key -> first value. Header sets are small (a handful of keys),
+    # so ``get_all`` scans the list; building per-key lists for every received message would
+    # cost more than all the lookups a message ever gets.
+    __slots__ = ("_first", "_items")
 
     def __init__(self, initial: _Pairs | None = None) -> None:
         self._items: list[tuple[str, str]] = []
-        self._map: dict[str, list[str]] = {}
+        self._first: dict[str, str] = {}
         if initial is not None:
             pairs: Iterable[tuple[str, str]]
             if isinstance(initial, Headers):
@@ -104,14 +105,12 @@ class Headers:
         # Fast path for the parser: the pairs were validated while parsing.
         self = cls.__new__(cls)
         self._items = items
-        mp: dict[str, list[str]] = {}
-        for key, value in items:
-            values = mp.get(key)
-            if values is None:
-                mp[key] = [value]
-            else:
-                values.append(value)
-        self._map = mp
+        first = dict(items)  # C speed; keeps the *last* value of a repeated key...
+        if len(first) != len(items):
+            first = {}  # ...so rebuild in that (rare) case
+            for key, value in items:
+                first.setdefault(key, value)
+        self._first = first
         return self
 
     def add(self, key: str, value: str) -> None:
@@ -123,11 +122,7 @@ class Headers:
         _check_key(key)
         _check_value(key, value)
         self._items.append((key, value))
-        values = self._map.get(key)
-        if values is None:
-            self._map[key] = [value]
-        else:
-            values.append(value)
+        self._first.setdefault(key, value)
 
     def __getitem__(self, key: str) -> str:
         """Return the first value of ``key``.
@@ -135,26 +130,25 @@ class Headers:
         Raises:
             KeyError: if ``key`` is absent.
         """
-        return self._map[key][0]
+        return self._first[key]
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """Return the first value of ``key``, or ``default``."""
-        values = self._map.get(key)
-        return default if values is None else values[0]
+        return self._first.get(key, default)
 
     def get_all(self, key: str) -> list[str]:
         """Return every value of ``key`` in order (an empty list if absent)."""
-        return list(self._map.get(key, ()))
+        return [v for k, v in self._items if k == key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._map
+        return key in self._first
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._map)
+        return iter(self._first)
 
     def __len__(self) -> int:
         """Number of distinct keys."""
-        return len(self._map)
+        return len(self._first)
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(key, value)`` pair in insertion order, repeats included (a new list)."""
@@ -164,13 +158,21 @@ class Headers:
         """A shallow copy (changes to the copy do not affect this object)."""
         return Headers._trusted(list(self._items))
 
+    def _grouped(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for key, value in self._items:
+            grouped.setdefault(key, []).append(value)
+        return grouped
+
     def __eq__(self, other: object) -> bool:
         # Equal when every key has the same values in the same order; the relative order of
         # *different* keys carries no meaning in NATS (nats.go even sorts them on send).
         if isinstance(other, Headers):
-            return self._map == other._map
+            if len(self._items) != len(other._items):
+                return False
+            return self._grouped() == other._grouped()
         if isinstance(other, Mapping):
-            return self._map == {k: [v] for k, v in other.items()}
+            return self._grouped() == {k: [v] for k, v in other.items()}
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable
@@ -268,17 +270,23 @@ def parse_header_block(block: bytes) -> tuple[int | None, str, Headers]:
     Raises:
         RemoteProtocolError: for any malformation (nothing else escapes).
     """
-    status, description = parse_status_line(bytes(block))
-    text = bytes(block).decode("utf-8", "surrogateescape")
+    block = bytes(block)
+    status, description = parse_status_line(block)
+    text = block.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n")
-    # lines == [version line, *header lines, "", ""] thanks to the \r\n\r\n terminator.
+    # lines == [version line, *header lines, "", ""] (the block ends with CRLF CRLF). Counting
+    # CRs and LFs once proves that no line holds a lone one: cheaper than a test per line.
+    crlfs = len(lines) - 1
+    if text.count("\r") != crlfs or text.count("\n") != crlfs:
+        raise RemoteProtocolError(f"malformed header block (bare CR or LF): {block[:200]!r}")
     items: list[tuple[str, str]] = []
     append = items.append
     for line in lines[1:-2]:
         key, sep, value = line.partition(":")
-        if not sep or not key or _BAD_KEY(key) is not None:
-            raise RemoteProtocolError(f"malformed header line {line!r}")
-        if "\r" in value or "\n" in value:
+        # Fast exact test for ASCII keys: printable, no space (so 0x21..0x7e), non-empty.
+        if not (sep and key and key.isascii() and key.isprintable() and " " not in key) and (
+            not sep or not key or _BAD_KEY(key) is not None
+        ):
             raise RemoteProtocolError(f"malformed header line {line!r}")
         append((key, value.strip(" \t")))
     return status, description, Headers._trusted(items)

@@ -9,16 +9,21 @@ The server sends CRLF-terminated control lines (NATS client protocol, "Protocol 
     HMSG <subject> <sid> [reply-to] <#hdr> <#total>  followed by <headers><payload>\\r\\n
     PING / PONG / +OK / -ERR <'message'>
 
-Fields are separated by one or more spaces or tabs and op names are case-insensitive (both per
-the protocol document). ``feed`` walks an immutable ``bytes`` buffer with an offset:
+Fields are separated by runs of SP, HT or CR, exactly the bytes nats-server and nats.go split
+arguments on (a LF always ends the line here), and op names are case-insensitive (protocol
+document, "Protocol conventions"). ``feed`` walks an immutable ``bytes`` buffer with an offset:
 ``find(b"\\n")`` (a one-byte search is a plain memchr, ~40% cheaper than searching for CRLF)
 locates the line end, then ``split()`` cuts the fields and the first field picks the op. There
 is no per-byte Python loop and no chain of regexes. An immutable buffer makes every payload and
 field a single-copy slice (a bytearray slice would need a second copy to become ``bytes``).
+``bytes.split()`` also splits on VT and FF, which nats-server keeps inside a subject; two memchr
+passes per buffer (about 1 us per 64 KiB) detect them, and only then do lines take the slow,
+exact tokenizer.
 
 Partial input is kept as ``_tail`` (the unparsed rest of the last buffer) plus ``_parts`` (chunks
-received since, not yet joined). They are joined only when the join can make progress, which is
-what keeps trickled input linear:
+received since, not yet joined). Only the frame that straddles two reads is ever joined, once the
+new read can complete it; the rest of a read is parsed in place. That keeps 64 KiB reads cheap
+and trickled input linear:
 
 * an unterminated control line is re-examined only when a new chunk contains a LF (a CRLF cannot
   hide inside the old bytes: they were already searched), so a slowloris peer sending one byte
@@ -34,12 +39,20 @@ payload over ``max_payload`` (the session sets it from INFO), a header block ove
 plus one chunk.
 
 Strictness, each against a bug seen in the wild (style-anchors section 1.7): the two bytes after
-a payload must be CRLF; a control line must end in CRLF; a lone CR, LF, VT or FF inside a
-control line is an error, never a field separator; sizes and sids are plain ASCII decimal (no
-sign, no ``_``, no spaces: Python's ``int()`` would accept all three).
+a payload must be CRLF; a control line must end in CRLF (so it can never straddle two lines; a
+bare LF, which nats.go tolerates, is an error);
+sizes and sids are plain ASCII decimal (no sign, no ``_``: Python's ``int()`` accepts both).
 
-Errors poison the parser: the failing ``feed`` raises ``RemoteProtocolError`` and so does every
-later call. Any other exception escaping ``feed`` is a bug (the fuzzers check this).
+HMSG header blocks: the parser checks the sizes and, when there is one, the status line (the
+session dispatches on ``Msg.status``: 100 heartbeats, 404/408/409 pull-request ends, 503 no
+responders). The header lines themselves are decoded, and validated, on the first access of
+``Msg.headers``, which raises ``RemoteProtocolError`` for a malformed block: nats.py measured
+header decoding at ~40% of subscriber CPU, and many messages are only routed or counted.
+
+Errors poison the parser: the failing ``feed`` raises ``ParseError`` (a
+``RemoteProtocolError`` carrying the frames that call completed before the error, so that whole
+and piecewise feeding hand out the same frames) and every later call raises too. Any other
+exception escaping ``feed`` is a bug (the fuzzers check this).
 """
 
 from __future__ import annotations
@@ -52,18 +65,16 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
 from ._headers import parse_status_line
 
-__all__ = ["Parser"]
+__all__ = ["ParseError", "Parser"]
 
 _MIN_LINE_LIMIT: Final = 16
 _SID_CACHE_LIMIT: Final = 1024
-# bytes.split() also splits on these; the protocol only allows SP and HT between fields.
 # Field separators as nats-server and nats.go split arguments: SP, HT and CR (a LF always ends
 # the line here). bytes.split() also splits on VT and FF, which those treat as token bytes.
 _SEPARATORS: Final = b" \t\r"
 _tokens: Final = re.compile(rb"[ \t\r]+").split
-_op_and_rest: Final = re.compile(rb"[ \t\r]*([^ \t\r]*)[ \t\r]*(.*?)[ \t\r]*", re.DOTALL).fullmatch
-_NO_STATUS_START: Final = b"NATS/1.0\r\n"  # a header block without a status line
-# (subject, sid, reply, header size, total size) of a MSG/HMSG awaiting its payload.
+_first_separator: Final = re.compile(rb"[ \t\r]").search
+# (subject, sid, reply, header size or -1 for MSG, total size) of a MSG/HMSG awaiting its payload.
 _Pending = tuple[str, int, "str | None", int, int]
 
 
@@ -87,6 +98,18 @@ def _malformed(op: str, line: bytes) -> RemoteProtocolError:
     return RemoteProtocolError(f"malformed {op} line {_excerpt(line)}")
 
 
+class ParseError(RemoteProtocolError):
+    """The ``RemoteProtocolError`` raised by ``Parser.feed``.
+
+    ``frames`` are the frames completed by the failing call before the error (deliver them, then
+    handle the error): a stream fed whole or in pieces then yields the same frames.
+    """
+
+    def __init__(self, message: str, frames: list[Frame]) -> None:
+        super().__init__(message)
+        self.frames = frames
+
+
 class Parser:
     """Turn bytes from a NATS server into ``Frame`` objects.
 
@@ -108,6 +131,7 @@ class Parser:
         "_sids",
         "_size",
         "_tail",
+        "_tail_is_info",
         "max_control_line",
         "max_header_size",
         "max_info_line",
@@ -134,6 +158,7 @@ class Parser:
         self._max_payload = 0
         self.max_payload = max_payload
         self._tail = b""
+        self._tail_is_info = False
         self._parts: list[bytes] = []
         self._size = 0
         self._pending: _Pending | None = None
@@ -163,26 +188,29 @@ class Parser:
         ``[]``); end-of-stream handling belongs to the caller (check ``buffered``).
 
         Raises:
-            RemoteProtocolError: the server broke the protocol or a limit. The parser is then
-                poisoned: this and every later call raise. No other exception escapes.
+            ParseError: (a ``RemoteProtocolError``) the server broke the protocol or a limit.
+                Its ``frames`` holds the frames this call completed before the error, so that
+                feeding a stream whole or in pieces hands out the same frames. The parser is
+                then poisoned: every later call raises too. No other exception escapes.
         """
         if self._error is not None:
-            raise RemoteProtocolError(f"parser failed earlier: {self._error}") from self._error
+            raise ParseError(f"parser failed earlier: {self._error}", []) from self._error
         if type(data) is not bytes:
             data = bytes(data)
+        frames: list[Frame] = []
         try:
             if not self._size and self._pending is None:
-                return self._parse(data, 0, 0)
-            return self._resume(data)
-        except RemoteProtocolError as exc:
-            self._error = exc
-            raise
-        except Exception as exc:  # pragma: no cover - defensive: the contract is RPE only
-            error = RemoteProtocolError(f"unexpected parse failure: {exc!r}")
-            self._error = error
+                self._parse(data, 0, 0, frames)
+            else:
+                self._resume(data, frames)
+        except Exception as exc:
+            # RemoteProtocolError from the checks; anything else would be a bug, reported the
+            # same way because the documented contract is "RemoteProtocolError only".
+            self._error = error = ParseError(str(exc) or repr(exc), frames)
             raise error from exc
+        return frames
 
-    def _resume(self, data: bytes) -> list[Frame]:
+    def _resume(self, data: bytes, frames: list[Frame]) -> None:
         # Something is buffered. Only the frame that straddles the boundary is joined, and only
         # once the new data can complete it (its payload is complete, or a LF arrived); the rest
         # of ``data`` is parsed in place, so a 64 KiB read is never copied as a whole.
@@ -194,7 +222,7 @@ class Parser:
             if size < need:
                 self._parts.append(data)
                 self._size = size
-                return []
+                return
             cut = need - old  # data[:cut] completes the pending payload
         else:
             lf = data.find(b"\n")
@@ -202,17 +230,16 @@ class Parser:
                 self._parts.append(data)
                 self._size = size
                 if size > self.max_control_line:
-                    self._check_unterminated()
-                return []
+                    self._check_unterminated(size - 1 if data.endswith(b"\r") else size)
+                return
             cut = lf + 1  # data[:cut] completes the control line
         self._parts.append(data[:cut])
         head = b"".join((self._tail, *self._parts))
         self._parts.clear()
-        frames = self._parse(head, 0, old)
+        self._parse(head, 0, old, frames)
         # ``head`` ends exactly where a frame or a control line ends. For a MSG line the payload
         # is still ahead: ``_pending`` carries it into the in-place parse of the rest.
-        frames += self._parse(data, cut, cut)
-        return frames
+        self._parse(data, cut, cut, frames)
 
     def _new_sid(self, sid_b: bytes, line: bytes) -> int:
         # The server echoes the sids we chose, so a handful of values repeat forever: caching
@@ -220,23 +247,28 @@ class Parser:
         if not sid_b.isdigit():
             raise _malformed(line[:4].decode("ascii", "replace").rstrip(), line)
         sids = self._sids
-        last_sid_b = b""
-        last_sid = 0
         if len(sids) >= _SID_CACHE_LIMIT:
             sids.clear()
         sid = sids[sid_b] = int(sid_b)
         return sid
 
-    def _check_unterminated(self) -> None:
-        # The buffered line has no LF yet and is over max_control_line: only an INFO line may
-        # be (up to max_info_line). Rare, so joining here is fine.
-        if self._parts:
-            self._tail = b"".join((self._tail, *self._parts))
-            self._parts.clear()
-        tail = self._tail
-        # A trailing CR may be the first half of the CRLF: it is not line content.
-        length = len(tail) - 1 if tail.endswith(b"\r") else len(tail)
-        self._check_line_length(tail, 0, length)
+    def _check_unterminated(self, length: int) -> None:
+        # The buffered line has no LF yet and ``length`` content bytes (a trailing CR may be the
+        # first half of the CRLF), more than max_control_line: only INFO may be that long. The
+        # op is looked up once per line (joining the parts once), so a trickled INFO line
+        # stays linear.
+        if length <= self.max_control_line:
+            return
+        if not self._tail_is_info:
+            if len(self._tail) < 4 and self._parts:
+                self._tail = b"".join((self._tail, *self._parts))
+                self._parts.clear()
+            self._tail_is_info = self._tail[:4].upper() == b"INFO"
+        if not self._tail_is_info or length > self.max_info_line:
+            head = b"".join((self._tail, *self._parts[:1]))
+            raise RemoteProtocolError(
+                f"control line longer than the limit ({length} bytes): {_excerpt(head)}"
+            )
 
     def _check_line_length(self, buf: bytes, pos: int, length: int) -> None:
         if length <= self.max_control_line:
@@ -249,9 +281,9 @@ class Parser:
 
     # The hot loop. Everything per-message lives in this one function with bound-method locals:
     # a call per frame would cost more than the parsing itself.
-    def _parse(self, buf: bytes, pos: int, scan: int) -> list[Frame]:
-        """Parse buf[pos:] (searching for the first LF from ``scan``); keep the rest."""
-        frames: list[Frame] = []
+    def _parse(self, buf: bytes, pos: int, scan: int, frames: list[Frame]) -> None:
+        """Parse buf[pos:] into ``frames`` (the first LF is searched from ``scan``); keep the
+        unparsed rest as the tail."""
         append = frames.append
         find = buf.find
         n = len(buf)
@@ -259,6 +291,9 @@ class Parser:
         max_line = self.max_control_line
         max_header = self.max_header_size
         sids = self._sids
+        last_sid_b = last_subj_b = b""
+        last_sid = 0
+        subject = ""
 
         pending = self._pending
         if pending is not None:
@@ -267,7 +302,7 @@ class Parser:
             if n - pos < total + 2:
                 self._tail = tail = buf[pos:]
                 self._size = len(tail)
-                return frames
+                return
             end = pos + total
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise RemoteProtocolError("message payload is not followed by CRLF")
@@ -288,7 +323,7 @@ class Parser:
             if buf[le] != 13 or le - pos > max_line:
                 if buf[le] != 13:
                     raise RemoteProtocolError(
-                        f"control line not terminated by CRLF: {_excerpt(buf[pos:eol + 1])}"
+                        f"control line not terminated by CRLF: {_excerpt(buf[pos : eol + 1])}"
                     )
                 self._check_line_length(buf, pos, le - pos)
             line = buf[pos:le]
@@ -298,113 +333,112 @@ class Parser:
             except IndexError:  # a blank line (zero-cost try: the common case pays nothing)
                 raise RemoteProtocolError("empty control line") from None
 
-            if op != b"HMSG" and op != b"MSG":  # noqa: PLR1714 - HMSG first: Memphis sends HMSG
-                # Ops are case-insensitive; everything but MSG/HMSG is rare.
-                op = op.upper()
-                if op != b"HMSG" and op != b"MSG":  # noqa: PLR1714
-                    append(self._other(line))
-                    pos = eol + 1
+            # HMSG costs one compare (Memphis always sends headers), MSG two. Ops are
+            # case-insensitive: anything else is upper-cased, then MSG goes to the MSG branch,
+            # HMSG falls through to the HMSG code, and the rest (rare) to _other().
+            if op != b"HMSG":
+                if op != b"MSG" and (op := op.upper()) != b"MSG":
+                    if op != b"HMSG":
+                        append(self._other(line))
+                        pos = eol + 1
+                        eol = find(b"\n", pos)
+                        continue
+                else:
+                    # MSG <subject> <sid> [reply-to] <#bytes>
+                    if len(args) == 5:
+                        _, subj_b, sid_b, reply_b, size_b = args
+                        try:
+                            reply = reply_b.decode()
+                        except UnicodeDecodeError:
+                            reply = _text(reply_b)
+                    elif len(args) == 4:
+                        _, subj_b, sid_b, size_b = args
+                        reply = None
+                    else:
+                        raise _malformed("MSG", line)
+                    if sid_b != last_sid_b:
+                        cached = sids.get(sid_b)
+                        last_sid = cached if cached is not None else self._new_sid(sid_b, line)
+                        last_sid_b = sid_b
+                    if not size_b.isdigit():
+                        raise _malformed("MSG", line)
+                    size = int(size_b)
+                    if size > max_payload:
+                        raise RemoteProtocolError(
+                            f"MSG payload of {size} bytes exceeds max_payload {max_payload}"
+                        )
+                    if subj_b != last_subj_b:  # a pull batch comes from one stream subject
+                        try:
+                            subject = subj_b.decode()
+                        except UnicodeDecodeError:
+                            subject = _text(subj_b)
+                        last_subj_b = subj_b
+                    start = eol + 1
+                    end = start + size
+                    if end + 2 > n:
+                        self._pending = (subject, last_sid, reply, -1, size)  # -1: no header block
+                        pos = start
+                        break
+                    if buf[end] != 13 or buf[end + 1] != 10:
+                        raise RemoteProtocolError("message payload is not followed by CRLF")
+                    append(Msg(subject, last_sid, reply, buf[start:end]))
+                    pos = end + 2
                     eol = find(b"\n", pos)
                     continue
-
-            if op == b"HMSG":  # HMSG <subject> <sid> [reply-to] <#hdr bytes> <#total bytes>
-                if len(args) == 6:
-                    _, subj_b, sid_b, reply_b, hsize_b, size_b = args
-                    try:
-                        reply = reply_b.decode()
-                    except UnicodeDecodeError:
-                        reply = _text(reply_b)
-                elif len(args) == 5:
-                    _, subj_b, sid_b, hsize_b, size_b = args
-                    reply = None
-                else:
-                    raise _malformed("HMSG", line)
-                # Consecutive messages mostly share a subscription (a pull batch): compare
-                # with the previous sid before paying for a dict lookup.
-                if sid_b != last_sid_b:
-                    last_sid = sids.get(sid_b)
-                    if last_sid is None:
-                        last_sid = self._new_sid(sid_b, line)
-                    last_sid_b = sid_b
-                if not (size_b.isdigit() and hsize_b.isdigit()):
-                    raise _malformed("HMSG", line)
-                size = int(size_b)
-                hsize = int(hsize_b)
-                if size > max_payload:
-                    raise RemoteProtocolError(
-                        f"HMSG of {size} bytes exceeds max_payload {max_payload}"
-                    )
-                if hsize > size or hsize > max_header:
-                    raise RemoteProtocolError(
-                        f"HMSG header size {hsize} exceeds the total {size} or "
-                        f"max_header_size {max_header}"
-                    )
-                try:
-                    subject = subj_b.decode()
-                except UnicodeDecodeError:
-                    subject = _text(subj_b)
-                start = eol + 1
-                end = start + size
-                if end + 2 > n:
-                    self._pending = (subject, last_sid, reply, hsize, size)
-                    pos = start
-                    break
-                if buf[end] != 13 or buf[end + 1] != 10:
-                    raise RemoteProtocolError("message payload is not followed by CRLF")
-                hend = start + hsize
-                raw = buf[start:hend]
-                # The status line is checked now (the session dispatches on it, and an error
-                # must poison the parser); the header lines and the block terminator when
-                # Msg.headers decodes them. User headers (no status) cost one prefix test.
-                if raw.startswith(_NO_STATUS_START):
-                    append(Msg(subject, last_sid, reply, buf[hend:end], None, None, "", raw))
-                else:
-                    status, description = parse_status_line(raw)
-                    append(
-                        Msg(subject, last_sid, reply, buf[hend:end], None, status,
-                            description, raw)
-                    )
-                pos = end + 2
-                eol = find(b"\n", pos)
-                continue
-
-            # MSG <subject> <sid> [reply-to] <#bytes>
-            if len(args) == 5:
-                _, subj_b, sid_b, reply_b, size_b = args
+            # HMSG <subject> <sid> [reply-to] <#hdr bytes> <#total bytes>
+            if len(args) == 6:
+                _, subj_b, sid_b, reply_b, hsize_b, size_b = args
                 try:
                     reply = reply_b.decode()
                 except UnicodeDecodeError:
                     reply = _text(reply_b)
-            elif len(args) == 4:
-                _, subj_b, sid_b, size_b = args
+            elif len(args) == 5:
+                _, subj_b, sid_b, hsize_b, size_b = args
                 reply = None
             else:
-                raise _malformed("MSG", line)
+                raise _malformed("HMSG", line)
+            # Consecutive messages mostly share a subscription (a pull batch): compare
+            # with the previous sid before paying for a dict lookup.
             if sid_b != last_sid_b:
-                last_sid = sids.get(sid_b)
-                if last_sid is None:
-                    last_sid = self._new_sid(sid_b, line)
+                cached = sids.get(sid_b)
+                last_sid = cached if cached is not None else self._new_sid(sid_b, line)
                 last_sid_b = sid_b
-            if not size_b.isdigit():
-                raise _malformed("MSG", line)
+            if not (size_b.isdigit() and hsize_b.isdigit()):
+                raise _malformed("HMSG", line)
             size = int(size_b)
+            hsize = int(hsize_b)
             if size > max_payload:
+                raise RemoteProtocolError(f"HMSG of {size} bytes exceeds max_payload {max_payload}")
+            if hsize > size or hsize > max_header:
                 raise RemoteProtocolError(
-                    f"MSG payload of {size} bytes exceeds max_payload {max_payload}"
+                    f"HMSG header size {hsize} exceeds the total {size} or "
+                    f"max_header_size {max_header}"
                 )
-            try:
-                subject = subj_b.decode()
-            except UnicodeDecodeError:
-                subject = _text(subj_b)
+            if subj_b != last_subj_b:  # a pull batch comes from one stream subject
+                try:
+                    subject = subj_b.decode()
+                except UnicodeDecodeError:
+                    subject = _text(subj_b)
+                last_subj_b = subj_b
             start = eol + 1
             end = start + size
             if end + 2 > n:
-                self._pending = (subject, last_sid, reply, 0, size)
+                self._pending = (subject, last_sid, reply, hsize, size)
                 pos = start
                 break
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise RemoteProtocolError("message payload is not followed by CRLF")
-            append(Msg(subject, last_sid, reply, buf[start:end]))
+            hend = start + hsize
+            raw = buf[start:hend]
+            # A status line (the session dispatches on it) is parsed and checked now, so
+            # that an error poisons the parser. "NATS/1.0" followed by CR means "no status";
+            # the version token, the header lines and the block terminator are checked when
+            # Msg.headers decodes them (user headers are often never looked at).
+            if hsize > 8 and buf[start + 8] == 13:
+                append(Msg(subject, last_sid, reply, buf[hend:end], None, None, "", raw))
+            else:
+                status, description = parse_status_line(raw)
+                append(Msg(subject, last_sid, reply, buf[hend:end], None, status, description, raw))
             pos = end + 2
             eol = find(b"\n", pos)
         else:
@@ -416,7 +450,7 @@ class Parser:
 
         self._tail = tail = buf[pos:] if pos else buf
         self._size = len(tail)
-        return frames
+        self._tail_is_info = False
 
     @staticmethod
     def _message(
@@ -430,11 +464,11 @@ class Parser:
     ) -> Msg:
         """Build the Msg whose payload (header block first, if any) is buf[start:start+total]."""
         end = start + total
-        if not hsize:
+        if hsize < 0:  # MSG (an HMSG always has a block, even an empty, invalid one)
             return Msg(subject, sid, reply, buf[start:end])
         hend = start + hsize
         raw = buf[start:hend]
-        if raw.startswith(_NO_STATUS_START):
+        if hsize > 8 and raw[8] == 13:  # the same "no status line" test as in _parse
             return Msg(subject, sid, reply, buf[hend:end], None, None, "", raw)
         status, description = parse_status_line(raw)
         return Msg(subject, sid, reply, buf[hend:end], None, status, description, raw)
@@ -442,10 +476,12 @@ class Parser:
     @staticmethod
     def _other(line: bytes) -> Frame:
         """Parse the rare ops: PING, PONG, INFO, +OK, -ERR (anything else is an error)."""
-        match = _op_and_rest(line)
-        if match is None:  # pragma: no cover - the pattern matches every line
-            raise RemoteProtocolError(f"unknown protocol line {_excerpt(line)}")
-        op, rest = match.groups()
+        body = line.strip(_SEPARATORS)
+        sep = _first_separator(body)
+        if sep is None:
+            op, rest = body, b""
+        else:
+            op, rest = body[: sep.start()], body[sep.end() :].lstrip(_SEPARATORS)
         op = op.upper()
         if op == b"PING" or op == b"PONG" or op == b"+OK":  # noqa: PLR1714 - clearer here
             if rest:  # these take no arguments

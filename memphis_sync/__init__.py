@@ -23,6 +23,7 @@ from memphis_core import (
     RequestTimeoutError,
     RetentionType,
     SchemaType,
+    StationUnreachableError,
     StorageType,
     __version__,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "RetentionType",
     "SchemaType",
     "Station",
+    "StationUnreachableError",
     "StorageType",
     "__version__",
     "connect",

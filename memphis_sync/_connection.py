@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,9 @@ class Connection:
     def __init__(self, pump: Pump) -> None:
         self._pump = pump
         self._client = pump.client
-        self._consumers: dict[int, Consumer] = {}  # by id(ConsumerState), for error routing
+        # Consumers that may run a consume thread: stopped on close(). Weak, so a consumer the
+        # caller dropped is not kept alive by the connection.
+        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
         pump.on_consumer_error = self._route_consumer_error
 
     # ------------------------------------------------------------------ lifecycle
@@ -97,8 +100,8 @@ class Connection:
 
     def close(self) -> None:
         """Close the connection. Producers and consumers become inactive on the broker."""
-        for consumer in list(self._consumers.values()):
-            consumer.stop_consume()
+        for consumer in list(self._consumers):
+            consumer.stop_consume(timeout=self._client.options.timeout)
         self._pump.close()
 
     def __enter__(self) -> Connection:
@@ -113,9 +116,10 @@ class Connection:
         pump = self._pump
         return pump.wait(pump.call(start))
 
-    def _route_consumer_error(self, event: ConsumerError) -> None:
-        consumer = self._consumers.get(id(event.consumer))
-        if consumer is not None:
+    @staticmethod
+    def _route_consumer_error(event: ConsumerError) -> None:
+        consumer = event.consumer.handle
+        if isinstance(consumer, Consumer):
             consumer.report_error(event.error)
 
     # ------------------------------------------------------------------ stations
@@ -264,10 +268,14 @@ class Connection:
 
     def _consumer(self, opts: Any, error_handler: ErrorHandler | None) -> Consumer:
         state = self._run(lambda now: self._client.create_consumer(opts, now))
-        consumer = self._consumers.get(id(state))
-        if consumer is None:
-            consumer = Consumer(self._pump, state, error_handler)
-            self._consumers[id(state)] = consumer
+        consumer = state.handle
+        if isinstance(consumer, Consumer):  # cached by the core: same consumer, newest handler
+            if error_handler is not None:
+                consumer.set_error_handler(error_handler)
+            return consumer
+        consumer = Consumer(self._pump, state, error_handler)
+        state.handle = consumer
+        self._consumers.add(consumer)
         return consumer
 
     def fetch_messages(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
+    Client,
     ConsumerState,
     MemphisError,
     Operation,
     ReceivedMessage,
+    consume_should_stop,
     fetch_options,
 )
 
@@ -187,45 +190,51 @@ class Consumer:
         self._thread.start()
 
     def _consume_loop(self, handler: Handler, key: str | None, number: int | None) -> None:
-        options = self._state.options
+        state = self._state
         pump = self._pump
+        client = pump.client
         stop = self._stop
         while not stop.is_set():
-            messages: list[Message] = []
+            received: list[ReceivedMessage] = []
             error: MemphisError | None = None
             try:
-                op = self._start_fetch(options.batch_size, False, key, number)
+                op = self._start_fetch(state.options.batch_size, False, key, number)
                 # Wait for the batch or for stop_consume(), whichever comes first, so stopping
                 # never waits out a long pull.
-                pump.wait_for(lambda op=op: op.done or stop.is_set())  # type: ignore[misc]
+                pump.wait_for(functools.partial(_done_or_set, op, stop))
                 if not op.done:
-                    pump.call(lambda now, op=op: pump.client.abandon_fetch(op))  # type: ignore[misc]
+                    pump.call(functools.partial(_abandon, client, op))
                     break
-                messages = [Message(pump, received) for received in op.outcome()]
+                received = op.outcome()
             except MemphisError as exc:
                 error = exc
             if stop.is_set():
-                for message in messages:
-                    message.nack()  # not handed to anyone: let another member have them
+                # Not handed to anyone: let another member of the group have them now.
+                pump.call(functools.partial(_release, client, received))
                 break
             try:
-                handler(messages, error, self._context)
+                handler([Message(pump, r) for r in received], error, self._context)
             except Exception as exc:
                 self.report_error(MemphisError(f"consume handler raised {exc!r}"))
-            if error is not None and self._state.unreachable:
+            if consume_should_stop(error):
                 break
-            if len(messages) < options.batch_size:
-                self._stop.wait(options.pull_interval)
+            delay = state.pull_delay(len(received))
+            if delay:
+                stop.wait(delay)
 
-    def stop_consume(self) -> None:
-        """Stop the consume thread; returns once it has finished its current handler call."""
+    def stop_consume(self, timeout: float | None = None) -> None:
+        """Stop the consume thread; returns once its current handler call (if any) returned,
+        or after ``timeout`` seconds."""
         self._stop.set()
         with self._pump.changed:
             self._pump.changed.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
         self._thread = None
+
+    def set_error_handler(self, error_handler: ErrorHandler | None) -> None:
+        self._error_handler = error_handler
 
     def report_error(self, error: MemphisError) -> None:
         if self._error_handler is not None:
@@ -239,3 +248,15 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"
+
+
+def _done_or_set(op: Operation[Any], event: threading.Event) -> bool:
+    return op.done or event.is_set()
+
+
+def _abandon(client: Client, op: Operation[list[ReceivedMessage]], now: float) -> None:
+    client.abandon_fetch(op)
+
+
+def _release(client: Client, messages: list[ReceivedMessage], now: float) -> None:
+    client.release_messages(messages)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Final
 
 from memphis_core import (
     Headers,
     MemphisError,
     Operation,
+    ProduceOptions,
     ProducerState,
     PubAck,
     RequestTimeoutError,
+    SchemaValidationError,
     produce_options,
 )
 
@@ -22,20 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Producer"]
 
-#: Async produces waiting for their PubAck at most; ``produce`` blocks beyond that
-#: (backpressure: memory is bounded by the window, not by how fast the caller produces).
-DEFAULT_WINDOW: Final = 4096
 _DEFAULT_ACK_WAIT: Final = 15.0
+# The common call passes no option at all: reuse one validated set instead of building it.
 _DEFAULTS: Final = {flag: produce_options(async_produce=flag) for flag in (False, True)}
 
 
 class Producer:
     """A registered producer. Thread-safe: several threads may produce on one producer."""
 
-    def __init__(self, pump: Pump, state: ProducerState, *, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, pump: Pump, state: ProducerState) -> None:
         self._pump = pump
         self._state = state
-        self._window = window
 
     @property
     def name(self) -> str:
@@ -49,7 +49,7 @@ class Producer:
         self,
         message: object,
         *,
-        ack_wait: float = 15.0,
+        ack_wait: float = _DEFAULT_ACK_WAIT,
         headers: Mapping[str, str] | Headers | None = None,
         async_produce: bool = False,
         msg_id: str | None = None,
@@ -59,9 +59,9 @@ class Producer:
         """Produce one message.
 
         Synchronous (the default): returns once the station stored it, with its PubAck.
-        ``async_produce=True``: returns at once; at most ``window`` produces are in flight, beyond
-        that this call blocks until acknowledgements come back. ``flush()`` waits for all of
-        them and raises the first failure.
+        ``async_produce=True``: returns at once; when too many produces (or bytes) await their
+        acknowledgement this call blocks until half of them are back (backpressure). ``flush()``
+        waits for all of them and raises the first failure.
 
         Raises:
             MemphisSchemaError: the message does not fit the station's schema (nothing sent).
@@ -77,7 +77,7 @@ class Producer:
             and ack_wait == _DEFAULT_ACK_WAIT
             and type(async_produce) is bool
         ):
-            opts = _DEFAULTS[async_produce]  # the common case: nothing to validate
+            opts = _DEFAULTS[async_produce]
         else:
             opts = produce_options(
                 ack_wait=ack_wait,
@@ -87,22 +87,34 @@ class Producer:
                 partition_key=partition_key,
                 partition_number=partition_number,
             )
+        payload = self._serialize(message, opts)
         state = self._state
         pump = self._pump
-        if async_produce:
-            if state.in_flight >= self._window:
-                # Full: wait for half the window to drain, not one slot. Waking per ack would
-                # ping-pong between this thread and the I/O thread for every message.
-                low = self._window // 2
+        client = pump.client
+        if opts.async_produce:
+            if state.window_full:
                 pump.send_soon()
-                pump.wait_for(lambda: state.in_flight <= low)
-            pump.call(lambda now: pump.client.produce(state, message, opts, now), send=False)
+                pump.wait_for(lambda: state.window_drained)
+            pump.call(
+                lambda now: client.produce(state, None, opts, now, payload=payload), send=False
+            )
             pump.wake()
             return None
         op: Operation[PubAck | None] = pump.call(
-            lambda now: pump.client.produce(state, message, opts, now)
+            lambda now: client.produce(state, None, opts, now, payload=payload)
         )
         return pump.wait(op)
+
+    def _serialize(self, message: object, opts: ProduceOptions) -> bytes:
+        # Validation can be slow (JSON Schema, Avro): do it before taking the connection lock.
+        try:
+            return self._state.station.serialize(message)
+        except SchemaValidationError as exc:
+            report = functools.partial(
+                self._pump.client.report_schema_failure, self._state, exc, opts
+            )
+            self._pump.call(lambda now: report())
+            raise
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every async produce is acknowledged; raise the first failure, if any.
@@ -120,15 +132,15 @@ class Producer:
         if error is not None:
             raise error
 
-    def destroy(self) -> None:
-        """Unregister the producer (async produces in flight are flushed first).
+    def destroy(self, timeout: float | None = 30.0) -> None:
+        """Unregister the producer (async produces in flight get ``timeout`` to finish first).
 
         Raises:
             MemphisError: the broker refused.
         """
         # Destroying is what the caller wants; earlier async failures were theirs to flush.
         with contextlib.suppress(MemphisError):
-            self.flush()
+            self.flush(timeout)
         pump = self._pump
         pump.wait(pump.call(lambda now: pump.client.destroy_producer(self._state, now)))
 

@@ -6,13 +6,18 @@ User threads call into the core under ``lock`` and either write the bytes it que
 (plain TCP: one thread hop less per synchronous call) or wake the I/O thread to do it (TLS,
 whose socket objects are not safe to read and write from two threads, and async produce, where
 letting bytes pile up while the I/O thread is busy coalesces many messages into one write).
+User callbacks (consumer error handlers) never run on the I/O thread: they go to a callback
+thread, so a handler that blocks or calls back into the connection cannot stall it.
 Nothing here decides anything about the protocol: it only moves bytes and waits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
+import functools
+import logging
+import queue
+import selectors
 import socket
 import ssl
 import threading
@@ -20,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from memphis_core import TLS as TLSFiles
 from memphis_core import (
+    TLS,
     Client,
     Closed,
     ConnectionClosedError,
@@ -31,7 +36,7 @@ from memphis_core import (
     MemphisError,
     Operation,
     ReconnectDue,
-    RequestTimeoutError,
+    ServerError,
     TLSUpgradeRequired,
 )
 
@@ -39,9 +44,10 @@ __all__ = ["Pump"]
 
 T = TypeVar("T")
 _READ_SIZE: Final = 65536
+_log = logging.getLogger("memphis_sync")
 
 
-def _ssl_context(files: TLSFiles) -> ssl.SSLContext:
+def _ssl_context(files: TLS) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca_file))
     except (OSError, ssl.SSLError) as exc:
@@ -65,15 +71,22 @@ class Pump:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self._send_lock = threading.Lock()
+        # The transport and its generation change together, under ``lock``: a write prepared
+        # for one transport must never go out on the next one.
         self._sock: socket.socket | None = None
+        self._generation = 0
+        self._selector = selectors.DefaultSelector()  # select() breaks past fd 1024
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._wake_pending = False
         self._stop = False
         self.closed_error: MemphisError | None = None
         self.closed = False
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda error: None
+        self._callbacks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._callback_thread: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name="memphis-io", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -100,7 +113,7 @@ class Pump:
         raise error if isinstance(error, MemphisConnectError) else MemphisConnectError(str(error))
 
     def close(self) -> None:
-        """Close the core (failing whatever still waits), write what it queued, stop the thread."""
+        """Close the core (failing whatever still waits), write what it queued, stop threads."""
         with self.lock:
             self.client.close()
             self.changed.notify_all()
@@ -108,24 +121,40 @@ class Pump:
         self._stop = True
         self.wake()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
-        with self.lock:
-            self.closed = True
-            self.changed.notify_all()
+            self._thread.join(timeout=self._timeout + 1)
+        self._mark_closed(None)
         self._close_socket()
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        self._callbacks.put(None)
+        with contextlib.suppress(OSError):
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _mark_closed(self, error: MemphisError | None) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.closed_error = error
+            self.changed.notify_all()
 
     # ------------------------------------------------------------------ used by user threads
 
     def call(self, fn: Callable[[float], T], *, send: bool = True) -> T:
-        """Run ``fn(now)`` on the core under the lock, then get the bytes it queued written."""
+        """Run ``fn(now)`` on the core under the lock, then get the bytes it queued written.
+
+        If the call started a timer earlier than the one the I/O thread sleeps towards (an
+        ack_wait, a fetch), the I/O thread is woken so that the deadline is honoured.
+        """
         with self.lock:
             if self.closed:
                 raise ConnectionClosedError("the connection is closed")
+            before = self.client.next_deadline()
             result = fn(time.monotonic())
+            after = self.client.next_deadline()
         if send:
             self.send_soon()
+        if after is not None and (before is None or after < before):
+            self.wake()
         return result
 
     def send_soon(self) -> None:
@@ -141,18 +170,18 @@ class Pump:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 
-    def wait(self, op: Operation[T], timeout: float | None = None) -> T:
-        """Block until ``op`` is done, then return its result or raise its error."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait(self, op: Operation[T]) -> T:
+        """Block until ``op`` is done, then return its result or raise its error.
+
+        The core always finishes an operation (reply, timeout, connection closed), so this
+        needs no timeout of its own.
+        """
         with self.changed:
             while not op.done:
-                if self.closed and not op.done:
-                    op.fail(ConnectionClosedError("the connection is closed"))
+                if self.closed:
+                    op.fail(self.closed_error or ConnectionClosedError("the connection is closed"))
                     break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise RequestTimeoutError("memphis: timeout")
-                self.changed.wait(remaining)
+                self.changed.wait()
         return op.outcome()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -168,6 +197,22 @@ class Pump:
                 self.changed.wait(remaining)
         return True
 
+    def run_callback(self, callback: Callable[[], None]) -> None:
+        """Run user code on the callback thread (started on first use)."""
+        if self._callback_thread is None:
+            self._callback_thread = threading.Thread(
+                target=self._run_callbacks, name="memphis-callbacks", daemon=True
+            )
+            self._callback_thread.start()
+        self._callbacks.put(callback)
+
+    def _run_callbacks(self) -> None:
+        while (callback := self._callbacks.get()) is not None:
+            try:
+                callback()
+            except Exception:
+                _log.exception("a memphis callback raised")
+
     # ------------------------------------------------------------------ socket plumbing
 
     def _dial(self) -> None:
@@ -179,10 +224,27 @@ class Pump:
             self._dispatch(self._take_events())
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(None)
-        self._sock = sock
+        # Reads only happen when the selector says so; the timeout bounds writes, so a peer
+        # that stops reading fails the connection instead of blocking every thread.
+        sock.settimeout(self._timeout)
         with self.lock:
+            if self._stop or self.closed:
+                sock.close()  # close() ran while we were dialling
+                return
+            self._install(sock)
             self.client.connection_made(time.monotonic())
+
+    def _install(self, sock: socket.socket | None) -> None:
+        """Swap the transport (under ``lock``)."""
+        old, self._sock = self._sock, sock
+        self._generation += 1
+        if old is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(old)
+            with contextlib.suppress(OSError):
+                old.close()
+        if sock is not None:
+            self._selector.register(sock, selectors.EVENT_READ)
 
     def _upgrade_tls(self) -> None:
         assert self._ssl is not None
@@ -190,37 +252,37 @@ class Pump:
         if sock is None:
             return
         try:
-            sock.settimeout(self._timeout)
             tls_sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
-            tls_sock.settimeout(None)
         except (OSError, ssl.SSLError) as exc:
             self._close_socket()
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
             return
-        self._sock = tls_sock
         with self.lock:
+            # wrap_socket detached ``sock``: register the wrapper in its place.
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(sock)
+            self._sock = None
+            self._install(tls_sock)
             self.client.tls_established()
 
     def _close_socket(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        with self.lock:
+            self._install(None)
 
     def _send_pending(self) -> None:
         with self._send_lock:
             with self.lock:
                 data = self.client.data_to_send()
-            sock = self._sock
+                sock, generation = self._sock, self._generation
             if not data or sock is None:
                 return
             try:
                 sock.sendall(data)
             except OSError as exc:
-                # The read side sees the same failure; report it once through the core.
                 with self.lock:
-                    self.client.connection_failed(time.monotonic(), exc)
+                    if generation == self._generation:  # not a transport already replaced
+                        self.client.connection_failed(time.monotonic(), exc)
                     self.changed.notify_all()
                 self.wake()
 
@@ -240,37 +302,45 @@ class Pump:
                 self._upgrade_tls()
             elif isinstance(event, Closed):
                 self._close_socket()
-                with self.lock:
-                    self.closed = True
-                    self.closed_error = event.error
-                    self.changed.notify_all()
+                self._mark_closed(event.error)
             elif isinstance(event, ConsumerError):
-                self.on_consumer_error(event)
+                self.run_callback(functools.partial(self.on_consumer_error, event))
+            elif isinstance(event, ServerError):
+                _log.warning("memphis server error: %s", event.message)
 
     # ------------------------------------------------------------------ the I/O thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must not leave every waiter hanging
+            _log.exception("memphis I/O thread crashed")
+            with self.lock:
+                self.client.close()
+            self._mark_closed(MemphisConnectError(f"I/O thread crashed: {exc!r}"))
+            raise
+
+    def _loop(self) -> None:
         client = self.client
         while not self._stop:
             self._send_pending()
             with self.lock:
                 deadline = client.next_deadline()
-            sock = self._sock
+                sock = self._sock
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readers: list[Any] = [self._wake_r] if sock is None else [self._wake_r, sock]
-            try:
-                ready, _, _ = select.select(readers, [], [], wait)
-            except (OSError, ValueError):
-                ready = []  # the socket was closed under us; the core hears about it below
+            ready = {key.fileobj for key, _ in self._selector.select(wait)}
             if self._wake_r in ready:
-                self._wake_pending = False
+                # Drain first, then clear: a wake() in between then leaves a byte behind and
+                # costs one spurious turn, instead of a lost wakeup.
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
+                self._wake_pending = False
             chunks = self._read(sock) if sock is not None and sock in ready else []
             with self.lock:
                 now = time.monotonic()
-                for chunk in chunks:
-                    client.receive_data(chunk, now)
+                if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
+                    for chunk in chunks:
+                        client.receive_data(chunk, now)
                 client.handle_timeout(now)
             self._dispatch(self._take_events())
             if self.closed:
@@ -282,11 +352,11 @@ class Pump:
         try:
             data = sock.recv(_READ_SIZE)
             chunks.append(data)
-            # TLS may hold decrypted bytes that select() cannot see.
+            # TLS may hold decrypted bytes that the selector cannot see.
             while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
                 data = sock.recv(_READ_SIZE)
                 chunks.append(data)
-        except (BlockingIOError, ssl.SSLWantReadError):
+        except (BlockingIOError, ssl.SSLWantReadError, TimeoutError):
             pass
         except OSError:
             chunks.append(b"")  # EOF as far as the core is concerned
