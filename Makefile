@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker
+	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict

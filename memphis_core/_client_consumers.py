@@ -263,6 +263,7 @@ class ConsumerOps:
             replay=False,
         )
         pull = Pull(Operation("fetch"), consumer, partition, batch)
+        pull.token = token
         self._handlers[token] = pull
         self._pulls[id(pull.op)] = pull
         return pull
@@ -301,16 +302,29 @@ class ConsumerOps:
     def abandon_fetch(self, op: Operation[list[ReceivedMessage]]) -> None:
         """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
 
-        Its messages will never reach user code, so they are nacked (now if the batch already
-        arrived, else on arrival) and redelivered at once instead of after ``max_ack_time``.
+        Its messages will never reach user code, so they are nacked and redelivered at once
+        instead of after ``max_ack_time``. A pull still waiting on the server is cancelled by
+        dropping its inbox subscription: the server discards a pull request whose reply subject
+        lost interest, so it cannot keep taking a share of new messages that nobody reads.
         """
         if op.done:
             if op.error is None:
                 self.release_messages(op.outcome())
             return
-        pull = self._pulls.get(id(op))
+        pull = self._pulls.pop(id(op), None)
         if pull is not None:
             pull.abandoned = True
+            self._handlers.pop(pull.token, None)
+            self.session.cancel_request(pull.token)
+            self.release_messages(pull.messages)
+            pull.messages = []
+            consumer = pull.consumer
+            if consumer.prefetch_op is op:
+                consumer.prefetch_op = None
+                waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
+                for waiter, _ in waiters:
+                    waiter.finish([])  # their batch was never going to come
+            op.finish([])
             return
         for consumer in self._consumers.values():  # a fetch waiting for a prefetch
             waiters = consumer.prefetch_waiters

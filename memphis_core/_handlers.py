@@ -148,7 +148,16 @@ class Pull(Handler):
     it instead, and a prefetch pull's batch is stored on the consumer by ``pull_finished``.
     """
 
-    __slots__ = ("abandoned", "batch", "consumer", "messages", "op", "partition", "prefetch_next")
+    __slots__ = (
+        "abandoned",
+        "batch",
+        "consumer",
+        "messages",
+        "op",
+        "partition",
+        "prefetch_next",
+        "token",
+    )
 
     def __init__(
         self,
@@ -164,6 +173,7 @@ class Pull(Handler):
         self.messages: list[ReceivedMessage] = []
         self.abandoned = False  # nobody will read the result: give the messages back
         self.prefetch_next = False  # start the prefetch pull once this one is over
+        self.token = 0  # the session request carrying it
 
     def _finish(self, client: Client, now: float) -> None:
         client.pull_finished(self, now)
