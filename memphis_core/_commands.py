@@ -105,8 +105,7 @@ def validate_subject(subject: str, *, wildcards: bool = False) -> None:
 
 
 def _payload_bytes(payload: object) -> bytes:
-    if type(payload) is bytes:
-        return payload
+    # Slow path for anything but bytes (the callers test ``type(x) is bytes`` inline).
     try:
         return bytes(memoryview(payload))  # type: ignore[arg-type]  # checked at runtime
     except TypeError:

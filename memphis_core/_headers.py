@@ -225,9 +225,8 @@ def encode_header_block(
 
 def _parse_status(line: str) -> tuple[int | None, str]:
     # `line` is the first line minus "NATS/1.0". nats.go reads the status as the 3 characters
-    # after the version and the rest (trimmed) as the description.
-    if not line:
-        return None, ""
+    # after the version and the rest (trimmed) as the description. (Never empty: the caller
+    # handles "NATS/1.0" directly followed by CRLF.)
     if line[0] not in " \t" or "\r" in line or "\n" in line:
         raise RemoteProtocolError(f"malformed header version line {_VERSION_STR + line!r}")
     rest = line.strip(" \t")
@@ -255,11 +254,7 @@ def parse_status_line(block: bytes) -> tuple[int | None, str]:
     if block[8:10] == b"\r\n":  # the common case: user headers, no status
         return None, ""
     eol = block.find(b"\r\n", 8)
-    try:
-        first = block[8:eol].decode("utf-8", "surrogateescape")
-    except UnicodeDecodeError:  # pragma: no cover - surrogateescape never fails on UTF-8
-        raise RemoteProtocolError("undecodable header status line") from None
-    return _parse_status(first)
+    return _parse_status(block[8:eol].decode("utf-8", "surrogateescape"))
 
 
 def parse_header_block(block: bytes) -> tuple[int | None, str, Headers]:

@@ -85,7 +85,10 @@ def _excerpt(data: bytes) -> str:
 def _split_exact(line: bytes) -> list[bytes]:
     # Slow path for buffers that contain VT or FF somewhere: split on the protocol's separators
     # only, so that such bytes stay inside the subject like nats-server delivered them.
-    return _tokens(line.strip(_SEPARATORS))
+    # A blank line must split to [] as bytes.split() does, or it is reported differently
+    # depending on whether the buffer it arrived in held a VT (found by fuzz_session).
+    stripped = line.strip(_SEPARATORS)
+    return _tokens(stripped) if stripped else []
 
 
 def _text(data: bytes) -> str:
