@@ -39,7 +39,7 @@ from ._events import (
     TLSUpgradeRequired,
 )
 from ._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
-from ._headers import Headers
+from ._headers import Headers, encode_header_block, parse_header_block
 from ._jetstream import PubAck
 from ._operation import Operation
 from ._options import (
@@ -58,7 +58,7 @@ from ._options import (
     producer_options,
     station_options,
 )
-from ._parser import Parser
+from ._parser import ParseError, Parser
 from ._producer import ProducerState, StationState
 from ._schemas import MissingExtraError, Schema, SchemaValidationError
 from ._session import Session
@@ -96,6 +96,7 @@ __all__ = [
     "NoRespondersError",
     "Ok",
     "Operation",
+    "ParseError",
     "Parser",
     "Ping",
     "Pong",
@@ -124,8 +125,10 @@ __all__ = [
     "connect_options",
     "consume_should_stop",
     "consumer_options",
+    "encode_header_block",
     "fetch_consumer_options",
     "fetch_options",
+    "parse_header_block",
     "produce_options",
     "producer_options",
     "station_options",

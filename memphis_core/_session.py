@@ -43,7 +43,7 @@ from ._events import (
 from ._frames import Err, Info, Msg, Ping, Pong
 from ._inflight import InFlight, PendingRequest, Subscription
 from ._outbound import HeadersLike, connect_options, encode_publish, encode_request
-from ._parser import Parser
+from ._parser import ParseError, Parser
 from ._state import (
     CONNECT_SENT,
     READING_STATES,
@@ -206,11 +206,13 @@ class Session:
         if not data:
             self._lost(now, MemphisConnectError("connection closed by the server"))
             return
+        error: RemoteProtocolError | None = None
         try:
             frames = self._parser.feed(data)
-        except RemoteProtocolError as exc:
-            self._lost(now, exc)
-            return
+        except ParseError as exc:
+            # Handle what was complete before the bad bytes first, so the outcome does not
+            # depend on where the transport happened to cut the stream.
+            frames, error = exc.frames, exc
         for frame in frames:
             if self.state not in READING_STATES:
                 return  # an earlier frame ended this transport
@@ -225,6 +227,8 @@ class Session:
             elif isinstance(frame, Err):
                 self._on_err(frame.message, now)
             # +OK only arrives in verbose mode, which we never ask for.
+        if error is not None:
+            self._lost(now, error)
 
     def close(self) -> None:
         """Close for good: every waiting request fails with ``ConnectionClosedError``."""
