@@ -313,9 +313,10 @@ class ConsumerOps:
             return
         pull = self._pulls.pop(id(op), None)
         if pull is not None:
+            # The handler stays registered: messages still in flight to the dropped inbox are
+            # nacked as they arrive (Pull.on_reply), until the session says the drain is over.
             pull.abandoned = True
-            self._handlers.pop(pull.token, None)
-            self.session.cancel_request(pull.token)
+            self.session.abandon_request(pull.token)
             self.release_messages(pull.messages)
             pull.messages = []
             consumer = pull.consumer

@@ -17,6 +17,7 @@ __all__ = [
     "MemphisSchemaError",
     "NoRespondersError",
     "RemoteProtocolError",
+    "RequestAbandonedError",
     "RequestTimeoutError",
     "StationUnreachableError",
 ]
@@ -70,3 +71,7 @@ class StationUnreachableError(MemphisError):
 
 class ConnectionLostError(MemphisConnectError):
     """The connection dropped while a request that is not replayed was waiting for its reply."""
+
+
+class RequestAbandonedError(MemphisError):
+    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was drained."""

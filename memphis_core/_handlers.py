@@ -184,6 +184,9 @@ class Pull(Handler):
     def on_reply(self, client: Client, token: int, msg: Msg | None, now: float) -> bool:
         assert msg is not None
         status = msg.status
+        if self.abandoned and status is None:
+            client.release_messages([ReceivedMessage(msg, self.consumer, self.partition)])
+            return False
         if status is None:
             self.messages.append(ReceivedMessage(msg, self.consumer, self.partition))
             if len(self.messages) < self.batch:
@@ -209,6 +212,8 @@ class Pull(Handler):
         return True
 
     def on_error(self, client: Client, token: int, error: MemphisError, now: float) -> None:
+        if self.abandoned:
+            return  # the drain is over; the caller's operation finished long ago
         if isinstance(error, RequestTimeoutError | ConnectionLostError):
             # Expired without the server's 408, or the transport died: what arrived is real,
             # its ack subjects stay valid after a reconnect. (Pulls are never replayed: the

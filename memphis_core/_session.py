@@ -26,6 +26,7 @@ from ._errors import (
     MemphisError,
     NoRespondersError,
     RemoteProtocolError,
+    RequestAbandonedError,
     RequestTimeoutError,
 )
 from ._events import (
@@ -156,6 +157,7 @@ class Session:
         self._next_token = 1
         self._requests = InFlight()
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
+        self._draining: dict[int, int] = {}  # sid -> token of an abandoned multi-reply request
 
     # ---------------------------------------------------------------- introspection
 
@@ -371,6 +373,27 @@ class Session:
         if request is not None:
             self._release(request)
 
+    def abandon_request(self, token: int) -> None:
+        """End a multi-reply request early without losing what is already on its way.
+
+        Its inbox is unsubscribed (the server drops a pull whose reply subject has no interest
+        any more), but replies sent before the server saw the UNSUB still arrive as
+        ``ReplyReceived``, so they can be given back rather than silently dropped. A PING
+        follows the UNSUB; its PONG proves nothing more can come, and a ``RequestFailed``
+        then closes the request.
+        """
+        request = self._requests.get(token)
+        if request is None or not request.sid or self.state is not ConnState.CONNECTED:
+            self.cancel_request(token)
+            return
+        self._requests.pop(token)
+        sid = request.sid
+        del self._request_sids[sid]
+        self._draining[sid] = token
+        self._out.append(cmd.encode_unsub(sid))
+        self._out.append(cmd.PING)
+        self._pong_waiters.append(-sid)  # negative: the end of a drain, not a flush
+
     def subscribe(self, subject: str, queue: str | None = None) -> int:
         """Subscribe (replayed after every reconnect) and return the sid.
 
@@ -422,6 +445,9 @@ class Session:
                 return  # not one of ours (cannot happen with our own inbox; be robust)
         else:
             token = self._request_sids.get(sid, 0)
+            if not token and sid in self._draining:
+                self._events.append(ReplyReceived(self._draining[sid], msg))
+                return
         if token:
             request = self._requests.get(token)
             if request is None:
@@ -479,8 +505,10 @@ class Session:
         self._pings_out = 0  # any PONG proves the connection is alive
         if self._pong_waiters:
             token = self._pong_waiters.popleft()
-            if token:
+            if token > 0:
                 self._events.append(FlushCompleted(token))
+            elif token < 0:
+                self._end_drain(-token, RequestAbandonedError("request abandoned"))
 
     def _on_err(self, message: str, now: float) -> None:
         lowered = message.lower()
@@ -557,9 +585,11 @@ class Session:
         self._ping_at = None
         self._pings_out = 0
         self._out.clear()
-        # Flushes in flight must be answered by the next transport.
-        self._flushes_unsent[:0] = [t for t in self._pong_waiters if t]
+        # Flushes in flight must be answered by the next transport; drains end with this one.
+        self._flushes_unsent[:0] = [t for t in self._pong_waiters if t > 0]
         self._pong_waiters.clear()
+        for sid in list(self._draining):
+            self._end_drain(sid, RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
             if request.sent and not request.replay:
                 self._requests.pop(request.token)
@@ -593,11 +623,16 @@ class Session:
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
             self._events.append(RequestFailed(request.token, closed))
+        for sid in list(self._draining):
+            self._end_drain(sid, closed)
         self._offline.clear()
         self._offline_size = 0
         self._events.append(Closed(error))
 
     # ---------------------------------------------------------------- internals: helpers
+
+    def _end_drain(self, sid: int, error: MemphisError) -> None:
+        self._events.append(RequestFailed(self._draining.pop(sid), error))
 
     def _release(self, request: PendingRequest) -> None:
         """A multi-reply request ended: drop its own inbox subscription."""

@@ -406,3 +406,26 @@ def test_subscribe_between_connect_and_pong_reaches_this_transport() -> None:
     sid = session.subscribe("late.subject")
     session.receive_data(b"PONG\r\n", 0.0)
     assert session.data_to_send() == f"SUB late.subject {sid}\r\n".encode()
+
+
+def test_abandoned_pull_drains_what_was_already_sent() -> None:
+    session = make(ping_interval=0)
+    handshake(session)
+    token = session.request(
+        "$JS.API.CONSUMER.MSG.NEXT.s.c", b"{}", now=0.0, timeout=5.0, multi=True
+    )
+    session.data_to_send()
+    sid = session._requests.get(token).sid  # type: ignore[union-attr]
+    session.abandon_request(token)
+    # The inbox is dropped and a PING marks the point after which nothing more can come.
+    assert session.data_to_send() == f"UNSUB {sid}\r\nPING\r\n".encode()
+    session.receive_data(f"MSG orders$1.final {sid} 1\r\nx\r\n".encode(), 0.0)
+    (late,) = session.events()
+    assert isinstance(late, ReplyReceived)
+    assert (late.token, late.msg.payload) == (token, b"x")
+    session.receive_data(b"PONG\r\n", 0.0)
+    (done,) = session.events()
+    assert isinstance(done, RequestFailed)
+    assert done.token == token
+    session.receive_data(f"MSG orders$1.final {sid} 1\r\ny\r\n".encode(), 0.0)
+    assert session.events() == []
