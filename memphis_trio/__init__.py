@@ -1,5 +1,73 @@
-"""memphis_trio."""
+"""memphis_trio: the trio Memphis client (structured concurrency).
+
+import memphis_trio as memphis
+
+async with memphis.connect("localhost", "root", connection_token="memphis") as conn:
+    producer = await conn.create_producer("orders", "web")
+    await producer.produce({"id": 1})
+
+The ``async with`` block owns a nursery: the reader, the pump and consume loops live in it and
+are stopped when the block ends. Cancel scopes (``trio.move_on_after``...) around any call are
+honoured and leave the connection usable (a cancelled ``fetch`` gives its batch back).
+``conn = await memphis.connect(...)`` also works, for code with no block to own the tasks (they
+run as trio system tasks until ``await conn.close()``). Everything but the backend is shared
+with ``memphis_asyncio``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from _memphis_async import (
+    Connecting,
+    Connection,
+    Consumer,
+    Message,
+    Producer,
+    Station,
+    make_connect,
+)
+from memphis_core import (
+    TLS,
+    ConnectionClosedError,
+    Headers,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    MemphisHeaderError,
+    MemphisSchemaError,
+    PubAck,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RetentionType,
+    SchemaType,
+    StorageType,
+    __version__,
+)
+
+from ._backend import TrioBackend
+
+connect = make_connect(TrioBackend())
+
+__all__ = [
+    "TLS",
+    "Connecting",
+    "Connection",
+    "ConnectionClosedError",
+    "Consumer",
+    "Headers",
+    "LocalProtocolError",
+    "MemphisConnectError",
+    "MemphisError",
+    "MemphisHeaderError",
+    "MemphisSchemaError",
+    "Message",
+    "Producer",
+    "PubAck",
+    "RemoteProtocolError",
+    "RequestTimeoutError",
+    "RetentionType",
+    "SchemaType",
+    "Station",
+    "StorageType",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,36 @@
+"""The code memphis_trio and memphis_asyncio share: a driver and the public classes over a small
+backend seam (``_backend.Backend``). Private: import the frontends, not this package.
+
+Each frontend supplies a backend (~100-150 lines) and binds ``connect`` to it; everything else,
+the pump and the API, is written once here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend, Event, Spawner, Stream, Task
+from ._connection import ConnectFunction, Connecting, Connection, Station, make_connect
+from ._consumer import Consumer, ErrorHandler, Handler, Message
+from ._driver import CLOSE_TIMEOUT, Driver, ssl_context
+from ._producer import DEFAULT_WINDOW, Producer
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "Backend",
+    "ConnectFunction",
+    "Connecting",
+    "Connection",
+    "Consumer",
+    "Driver",
+    "ErrorHandler",
+    "Event",
+    "Handler",
+    "Message",
+    "Producer",
+    "Spawner",
+    "Station",
+    "Stream",
+    "Task",
+    "make_connect",
+    "ssl_context",
+]

@@ -1,0 +1,425 @@
+"""The async engine shared by memphis_trio and memphis_asyncio: it pumps one sans-IO ``Client``.
+
+Theory of operation
+-------------------
+Two tasks per connection, both in the connection's task group (a nursery for
+``async with connect(...)``):
+
+* the **reader** owns ``receive_some``: bytes → ``client.receive_data`` → dispatch the
+  transport events that arrive with them (TLS upgrade, disconnect) → wake the waiters. It never
+  writes: a reader stuck in ``send_all`` while the server is stuck sending to us would be the
+  classic both-buffers-full deadlock. Bytes the core queues in reply (PONGs, CONNECT) are moved
+  to ``_pending`` and the pump is kicked.
+* the **pump** owns ``send_all`` and the timers: fire ``handle_timeout`` when
+  ``next_deadline()`` is due, redial when the core says ``ReconnectDue``, then write
+  everything queued — ``_pending`` plus ``client.data_to_send()`` — as ONE write per turn, and
+  sleep until the next deadline or a kick. User calls (produce, ack, fetch...) only queue bytes in
+  the core and kick the pump, so a burst of async produces becomes one write, not one per
+  message.
+
+Waiting: every user call that needs an answer holds an :class:`~memphis_core.Operation` and
+loops on ``changed()`` — one event per connection, replaced each time it fires — re-checking
+``op.done`` (or any predicate) after each wake-up. The reader fires it after every chunk, the
+pump after every timer turn; there is no polling.
+
+Transports are swapped under the tasks (reconnect, TLS): the current one is ``_stream``. A read
+or write that finishes on a stream that is no longer current is stale and ignored, and
+``_pending`` is cleared with each swap because the core replays whatever a new transport needs
+(bytes queued for the old one must never reach the new one, e.g. a PUB before CONNECT).
+
+Nothing here decides anything about Memphis or NATS; it only moves bytes and waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Final, TypeVar
+
+from memphis_core import TLS as TLSFiles
+from memphis_core import (
+    Client,
+    Closed,
+    ConnectionClosedError,
+    ConsumerError,
+    Disconnected,
+    MemphisConnectError,
+    MemphisError,
+    Operation,
+    ReconnectDue,
+    TLSUpgradeRequired,
+)
+
+from ._backend import Backend, Event, Spawner, Stream, Task
+
+__all__ = ["CLOSE_TIMEOUT", "Driver", "ssl_context"]
+
+T = TypeVar("T")
+
+_READ_SIZE: Final = 65536
+#: How long ``close()`` lets tasks finish (last write, consume handlers) before cancelling them.
+CLOSE_TIMEOUT: Final = 10.0
+# The spawn token of the task running now, so that closing from inside a task (a consume handler
+# calling ``conn.close()``) does not wait for itself.
+_CURRENT: ContextVar[object] = ContextVar("memphis_task")
+# Extra time ``start`` allows beyond the core's own handshake timeout (which fires first).
+_START_SLACK: Final = 1.0
+
+
+def ssl_context(files: TLSFiles) -> ssl.SSLContext:
+    """A client context for mutual TLS (the files were checked by ``connect_options``).
+
+    Raises:
+        MemphisConnectError: a file cannot be loaded (the blocking frontend's texts).
+    """
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise MemphisConnectError(f"memphis: error loading ca file: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(files.cert_file), str(files.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise MemphisConnectError(f"memphis: error loading client certificate: {exc}") from None
+    return context
+
+
+class Driver:
+    """Pumps one ``Client`` over one backend. Create it, then ``await start()``."""
+
+    def __init__(self, client: Client, backend: Backend, spawner: Spawner) -> None:
+        self.client = client
+        self.backend = backend
+        self._spawner = spawner
+        options = client.options
+        self._ssl = None if options.tls is None else ssl_context(options.tls)
+        self._stream: Stream | None = None
+        self._pending: list[bytes] = []  # queued by the reader, written by the pump
+        self._changed: Event | None = None  # created on demand by waiters
+        self._wake = backend.event()
+        self._kicked = False
+        self._writing = False  # a send_all is in progress (pump or write-through)
+        self._skipped = False  # the pump found a write-through in progress and left the bytes
+        self._transport = backend.event()  # fired when a new stream is installed
+        self._tasks: dict[object, Task] = {}  # by spawn token; a task removes itself
+        self._pump_task: Task | None = None
+        self.closed = False
+        self.closed_error: MemphisError | None = None
+        self.on_consumer_error: Callable[[ConsumerError], None] = lambda event: None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Dial, start the tasks and wait for the handshake.
+
+        Raises:
+            MemphisConnectError: refused, timed out, rejected credentials, TLS failure.
+        """
+        try:
+            await self._dial()
+            if not self.closed:
+                self.spawn(self._reader, "memphis-reader")
+                self._pump_task = self.spawn(self._pump, "memphis-pump")
+            deadline = self.backend.monotonic() + self.client.options.timeout + _START_SLACK
+            while not self.client.is_connected and not self.closed:
+                if not await self.backend.wait_event(self.changed(), deadline):
+                    break
+        except BaseException:
+            await self.aclose()  # cancelled or failed half-way: leave nothing running
+            raise
+        if self.client.is_connected:
+            return
+        error = self.closed_error or MemphisConnectError("timed out connecting to the broker")
+        await self.aclose()
+        raise error if isinstance(error, MemphisConnectError) else MemphisConnectError(str(error))
+
+    async def aclose(self) -> None:
+        """Close the core (failing every waiter), let the pump write what is left, stop all tasks.
+
+        Safe to call more than once and from a cancelled context.
+        """
+        await self.backend.shielded(self._close, CLOSE_TIMEOUT)
+        self.cancel_tasks()  # whatever outlived the timeout
+
+    async def _close(self) -> None:
+        if not self.closed:
+            self.client.close()
+            await self._dispatch(self.client.events())
+        pump = self._pump_task
+        if pump is not None:
+            await pump.join()  # its last turn writes the final bytes (acks) and drops the stream
+        self.cancel_tasks()
+        current = _CURRENT.get(None)
+        for token, task in list(self._tasks.items()):
+            if token is not current:
+                await task.join()
+        await self._drop_transport()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> Task:
+        """Start ``fn`` in the connection's task group; it is cancelled by ``aclose``."""
+        token = object()
+
+        async def guarded() -> None:
+            _CURRENT.set(token)
+            try:
+                await fn()
+            except Exception as exc:
+                # A bug, not a protocol outcome (the core reports those as events). End the
+                # connection with it rather than crash the user's nursery or a system task.
+                await self._crashed(exc)
+            finally:
+                self._tasks.pop(token, None)
+
+        task = self._tasks[token] = self._spawner.spawn(guarded, name)
+        return task
+
+    def in_task(self, task: Task | None) -> bool:
+        """Whether the caller runs inside ``task`` (a handle returned by :meth:`spawn`)."""
+        token = _CURRENT.get(None)
+        return task is not None and self._tasks.get(token) is task
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    async def _crashed(self, exc: Exception) -> None:
+        if self.closed:
+            return
+        # Mark closed first: if the core is what broke, closing it may break again, and the
+        # waiters must still be released rather than hang.
+        self.closed = True
+        self.closed_error = MemphisError(f"memphis: internal error: {exc!r}")
+        with contextlib.suppress(Exception):
+            self.client.close()  # fails the operations the core still holds
+            self.client.events()
+        self.kick()
+        self._new_transport()
+        self.notify()
+        await self._drop_transport()
+
+    # ------------------------------------------------------------------ used by user tasks
+
+    def call(self, fn: Callable[[float], T], *, kick: bool = True) -> T:
+        """Run ``fn(now)`` on the core and get the pump to write what it queued."""
+        if self.closed:
+            raise self._closed_error()
+        result = fn(self.backend.monotonic())
+        if kick:
+            self.kick()
+        return result
+
+    async def run(self, fn: Callable[[float], Operation[T]]) -> T:
+        """``call`` then ``wait``: the whole round trip of one operation."""
+        op = self.call(fn, kick=False)
+        await self.write_through()
+        return await self.wait(op)
+
+    async def write_through(self) -> None:
+        """Write what the core queued from this task, when nobody is writing.
+
+        For calls that wait for a reply anyway: it saves the hop to the pump on the latency
+        path (the blocking frontend does the same from the user thread). Bursts of calls
+        that do not wait (async produce, acks) leave the writing to the pump, which coalesces.
+        Only where the backend says a cancelled send cannot tear a frame or drop bytes:
+        a caller may be cancelled at any await.
+        """
+        if not self.backend.cancel_safe_send or self._writing or self._stream is None:
+            self.kick()  # the pump writes (coalesced, and never torn by a caller's cancel)
+            return
+        try:
+            await self._write()
+        finally:
+            if self._skipped:
+                self._skipped = False
+                self.kick()  # the pump skipped bytes queued meanwhile
+
+    def _closed_error(self) -> ConnectionClosedError:
+        cause = self.closed_error
+        text = "the connection is closed" + ("" if cause is None else f": {cause}")
+        return ConnectionClosedError(text)
+
+    def kick(self) -> None:
+        """Make the pump take a turn (cheap when one is already due)."""
+        if not self._kicked:
+            self._kicked = True
+            self._wake.set()
+
+    def changed(self) -> Event:
+        """The event fired at the next "something changed" (a chunk read, a timer turn)."""
+        event = self._changed
+        if event is None:
+            event = self._changed = self.backend.event()
+        return event
+
+    def notify(self) -> None:
+        event = self._changed
+        if event is not None:
+            self._changed = None
+            event.set()
+
+    async def wait(self, op: Operation[T]) -> T:
+        """Wait for ``op``, then return its result or raise its error.
+
+        Cancellation leaves ``op`` running in the core; callers that must give something back
+        (a fetch's messages) catch it and tell the core.
+        """
+        while not op.done:
+            if self.closed:
+                op.fail(self._closed_error())
+                break
+            await self.changed().wait()
+        return op.outcome()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``predicate()`` holds; False after ``timeout`` or once closed without it."""
+        deadline = None if timeout is None else self.backend.monotonic() + timeout
+        while not predicate():
+            if self.closed:
+                return predicate()
+            if not await self.backend.wait_event(self.changed(), deadline):
+                return predicate()
+        return True
+
+    # ------------------------------------------------------------------ transport events
+
+    async def _dispatch(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, Disconnected):
+                await self._drop_transport()
+            elif isinstance(event, ReconnectDue):
+                await self._dial()
+            elif isinstance(event, TLSUpgradeRequired):
+                await self._upgrade_tls()
+            elif isinstance(event, Closed):
+                self.closed = True
+                self.closed_error = event.error
+                self.kick()  # the pump writes the last bytes, then drops the transport
+                self._new_transport()  # a reader waiting for a transport must see the close
+                self.notify()
+            elif isinstance(event, ConsumerError):
+                self.on_consumer_error(event)
+            # Connected, ServerError: waiters re-check ``is_connected`` on ``notify``.
+
+    async def _dial(self) -> None:
+        options = self.client.options
+        try:
+            stream = await self.backend.connect_tcp(options.host, options.port, options.timeout)
+        except OSError as exc:
+            await self._failed(exc)
+            return
+        if self.closed:  # closed while we were dialling
+            await stream.aclose()
+            return
+        self._pending.clear()
+        self._stream = stream
+        self.client.connection_made(self.backend.monotonic())
+        self._new_transport()
+        self.kick()  # the handshake deadline is now the pump's next deadline
+
+    async def _upgrade_tls(self) -> None:
+        stream = self._stream
+        if stream is None or self._ssl is None:
+            return
+        host = self.client.options.host
+        try:
+            upgraded = await stream.start_tls(self._ssl, host, self.client.options.timeout)
+        except OSError as exc:
+            if self._stream is stream:
+                await self._drop_transport()
+            await self._failed(exc)
+            return
+        if self._stream is not stream:  # dropped during the handshake
+            await upgraded.aclose()
+            return
+        self._stream = upgraded
+        self.client.tls_established()  # queues CONNECT
+        self.kick()
+
+    async def _failed(self, exc: BaseException) -> None:
+        self.client.connection_failed(self.backend.monotonic(), exc)
+        await self._dispatch(self.client.events())
+        self.kick()  # the reconnect deadline changed
+        self.notify()
+
+    async def _drop_transport(self) -> None:
+        stream, self._stream = self._stream, None
+        self._pending.clear()
+        if stream is not None:
+            await stream.aclose()  # a reader blocked on it wakes with OSError (stale: ignored)
+
+    def _new_transport(self) -> None:
+        event, self._transport = self._transport, self.backend.event()
+        event.set()
+
+    # ------------------------------------------------------------------ the two tasks
+
+    async def _reader(self) -> None:
+        client = self.client
+        while not self.closed:
+            stream = self._stream
+            if stream is None:
+                await self._transport.wait()
+                continue
+            try:
+                data = await stream.receive_some(_READ_SIZE)
+            except OSError as exc:
+                if self._stream is stream and not self.closed:
+                    await self._failed(exc)
+                continue
+            if self._stream is not stream or self.closed:
+                continue  # bytes from a transport we already dropped
+            client.receive_data(data, self.backend.monotonic())  # b"" = EOF
+            events = client.events()
+            if events:
+                await self._dispatch(events)
+            out = client.data_to_send()
+            if out:
+                self._pending.append(out)
+                self.kick()
+            elif not data and self._stream is stream:
+                await self._drop_transport()  # EOF the core ignored: never spin on it
+            self.notify()
+
+    async def _pump(self) -> None:
+        client = self.client
+        backend = self.backend
+        while True:
+            self._wake = backend.event()
+            self._kicked = False
+            now = backend.monotonic()
+            deadline = client.next_deadline()
+            if deadline is not None and now >= deadline:
+                client.handle_timeout(now)
+                events = client.events()
+                if events:
+                    await self._dispatch(events)
+                self.notify()
+            await self._write()
+            if self.closed and not self._skipped:  # else a write-through kicks us once done
+                await self._drop_transport()
+                return
+            if not self._kicked:
+                await backend.wait_event(self._wake, client.next_deadline())
+
+    async def _write(self) -> None:
+        if self._writing:
+            self._skipped = True
+            return
+        data = self.client.data_to_send()
+        if self._pending:
+            self._pending.append(data)
+            data = b"".join(self._pending)
+            self._pending.clear()
+        stream = self._stream
+        if not data or stream is None:
+            return
+        self._writing = True
+        try:
+            await stream.send_all(data)
+        except OSError as exc:
+            if self._stream is stream and not self.closed:
+                await self._failed(exc)
+        finally:
+            self._writing = False

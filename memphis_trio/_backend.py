@@ -1,0 +1,160 @@
+"""The trio backend of the shared async driver (see ``_memphis_async._backend``).
+
+Cancellation in trio is level-triggered: inside a cancelled scope every checkpoint raises
+``Cancelled`` again, so cleanup that must finish (closing a connection after its ``async with``
+block was cancelled) runs in a shielded scope with a deadline of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from _memphis_async import Event, Spawner, Stream, Task
+
+__all__ = ["TrioBackend"]
+
+_BROKEN: Any = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _os_error(exc: BaseException) -> OSError:
+    cause = exc.__cause__
+    if isinstance(cause, OSError):
+        return cause
+    return ConnectionError(str(exc) or type(exc).__name__)
+
+
+class _TrioStream:
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return bytes(await self._stream.receive_some(max_bytes))
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
+
+    async def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str, timeout: float
+    ) -> Stream:
+        tls = trio.SSLStream(self._stream, context, server_hostname=server_hostname)
+        try:
+            with trio.fail_after(timeout):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            raise TimeoutError("timed out during the TLS handshake") from None
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
+        return _TrioStream(tls)
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
+
+class _TrioTask:
+    """A task with its own cancel scope, so that one task can be stopped without the others."""
+
+    __slots__ = ("_done", "_scope")
+
+    def __init__(self) -> None:
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+
+    async def run(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            with self._scope:
+                await fn()
+        finally:
+            self._done.set()
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+    async def join(self) -> None:
+        await self._done.wait()
+
+
+class _NurserySpawner:
+    __slots__ = ("_nursery",)
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    def spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> Task:
+        task = _TrioTask()
+        self._nursery.start_soon(task.run, fn, name=name)
+        return task
+
+
+class _SystemSpawner:
+    """For ``conn = await connect(...)``: no nursery outlives that call, so the connection's
+    tasks become trio system tasks (cancelled when ``trio.run`` ends). The driver never lets
+    an exception out of them, which is what system tasks require."""
+
+    def spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> Task:
+        task = _TrioTask()
+        trio.lowlevel.spawn_system_task(task.run, fn, name=name)
+        return task
+
+
+class _NurseryGroup:
+    """``async with``: a nursery that is always exited without the block's exception (the
+    connection stopped its tasks already; strict exception groups would wrap it)."""
+
+    def __init__(self) -> None:
+        self._manager = trio.open_nursery()
+
+    async def __aenter__(self) -> Spawner:
+        return _NurserySpawner(await self._manager.__aenter__())
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._manager.__aexit__(None, None, None)
+
+
+class TrioBackend:
+    # A cancelled send_all may have sent part of a frame: user tasks never write.
+    cancel_safe_send = False
+
+    async def connect_tcp(self, host: str, port: int, timeout: float) -> Stream:
+        try:
+            with trio.fail_after(timeout):
+                stream = await trio.open_tcp_stream(host, port)  # sets TCP_NODELAY
+        except trio.TooSlowError:
+            raise TimeoutError(f"timed out connecting to {host}:{port}") from None
+        return _TrioStream(stream)
+
+    def event(self) -> Event:
+        return trio.Event()
+
+    def monotonic(self) -> float:
+        return trio.current_time()
+
+    async def wait_event(self, event: Event, deadline: float | None) -> bool:
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            await event.wait()
+        return event.is_set()
+
+    def open_task_group(self) -> _NurseryGroup:
+        return _NurseryGroup()
+
+    def background_spawner(self) -> Spawner:
+        return _SystemSpawner()
+
+    async def shielded(self, fn: Callable[[], Awaitable[None]], timeout: float) -> None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
+            await fn()

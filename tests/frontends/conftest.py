@@ -1,0 +1,21 @@
+"""Fixtures for the async frontend tests: one embedded broker per module, and ``lib``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from memphis_broker import EmbeddedBroker
+from tests.frontends._support import TOKEN, Lib
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(token=TOKEN) as b:
+        yield b
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def lib(request: pytest.FixtureRequest) -> Lib:
+    return Lib(request.param)

@@ -1,0 +1,487 @@
+"""memphis_asyncio and memphis_trio against the real (embedded) broker, written natively async.
+
+Every test body is an ``async def`` that runs under ``asyncio.run`` and ``trio.run`` (the
+``lib`` fixture). What only one library has (``asyncio.timeout``/``wait_for``, trio cancel
+scopes and nurseries) is tested in that library's own idiom. Waits are on events and
+conditions with a failing deadline, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import pytest
+import trio
+
+from memphis_broker import EmbeddedBroker
+from tests.frontends._support import TOKEN, USER, Lib, unique
+
+
+def connect(lib: Lib, broker: EmbeddedBroker, **kwargs: Any) -> Any:
+    return lib.memphis.connect(
+        broker.host, USER, connection_token=TOKEN, port=broker.port, **kwargs
+    )
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_async_with_connects_and_closes(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            assert conn.is_connected
+            assert isinstance(conn, lib.memphis.Connection)
+        assert not conn.is_connected
+        with pytest.raises(lib.memphis.ConnectionClosedError):
+            await conn.create_station(unique("closed"))
+
+    lib.run(body)
+
+
+def test_await_connect_then_close_twice(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        conn = await connect(lib, broker)
+        assert conn.is_connected
+        await conn.create_station(unique("st"))
+        await conn.close()
+        await conn.close()
+        assert not conn.is_connected
+
+    lib.run(body)
+
+
+def test_refused_connection_raises_connect_error(lib: Lib) -> None:
+    from memphis_broker._server import free_port
+
+    async def body() -> None:
+        port = free_port("127.0.0.1")
+        with pytest.raises(lib.memphis.MemphisConnectError):
+            await lib.memphis.connect("127.0.0.1", USER, connection_token=TOKEN, port=port)
+        with pytest.raises(lib.memphis.MemphisConnectError):
+            async with lib.memphis.connect("127.0.0.1", USER, connection_token=TOKEN, port=port):
+                raise AssertionError("unreachable")
+
+    lib.run(body)
+
+
+def test_bad_arguments_raise_at_call_time(lib: Lib) -> None:
+    # Validation happens before anything is awaited or dialled.
+    with pytest.raises(lib.memphis.LocalProtocolError):
+        lib.memphis.connect("127.0.0.1", USER)
+
+
+def test_body_exception_is_not_wrapped(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        box: list[Any] = []
+
+        async def fail_inside() -> None:
+            async with connect(lib, broker) as conn:
+                box.append(conn)
+                consumer = await conn.create_consumer(unique("st"), "c", pull_interval=0.05)
+                await consumer.consume(lambda msgs, err, ctx: None)
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):  # not an ExceptionGroup from the nursery / task group
+            await fail_inside()
+        assert not box[0].is_connected
+
+    lib.run(body)
+
+
+# ----------------------------------------------------------------------------- produce / fetch
+
+
+def test_produce_fetch_ack(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = await conn.create_station(unique("st"))
+            producer = await station.create_producer("p")
+            ack = await producer.produce(b"one", headers={"k": "v"})
+            assert ack.sequence == 1
+            for i in range(300):
+                assert await producer.produce(f"a{i}".encode(), async_produce=True) is None
+            await producer.flush()
+            await conn.produce(station.name, "p2", {"via": "conn"})
+            consumer = await station.create_consumer("c", batch_size=500, batch_max_wait_time=0.5)
+            msgs = await consumer.fetch(batch_size=500)
+            assert [m.data for m in msgs[:2]] == [b"one", b"a0"]
+            assert len(msgs) == 302
+            assert msgs[0].headers == {"k": "v"}
+            assert json.loads(msgs[-1].data_deserialized()) == {"via": "conn"}
+            assert [m.sequence_number for m in msgs] == list(range(1, 303))
+            for m in msgs:
+                await m.ack()
+            # Acked: nothing comes back to the group.
+            assert await consumer.fetch(batch_size=10) == []
+
+    lib.run(body)
+
+
+def test_async_produce_window_applies_backpressure(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            producer = await conn.create_producer(unique("st"), "p")
+            state = producer._state
+            peak = 0
+            for i in range(5000):
+                await producer.produce(b"%d" % i, async_produce=True)
+                peak = max(peak, state.in_flight)
+            await producer.flush()
+            assert 0 < peak <= producer._window
+            assert state.in_flight == 0
+            ack = await producer.produce(b"last")
+            assert ack.sequence == 5001
+
+    lib.run(body)
+
+
+def test_async_for_yields_and_gives_back_the_rest(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            for i in range(5):
+                await producer.produce(f"m{i}".encode())
+            consumer = await conn.create_consumer(
+                station, "c", batch_size=3, batch_max_wait_time=0.5, max_ack_time=30
+            )
+            seen = []
+            async with contextlib.aclosing(aiter(consumer)) as messages:
+                async for msg in messages:
+                    seen.append(msg.data)
+                    await msg.ack()
+                    if len(seen) == 4:
+                        break
+            assert seen == [b"m0", b"m1", b"m2", b"m3"]
+            # m4 was fetched with m3 but never handed out: nacked, so it is back at once.
+            started = time.monotonic()
+            (rest,) = await consumer.fetch(batch_size=1)
+            assert rest.data == b"m4"
+            assert rest.delivery_count == 2
+            assert time.monotonic() - started < 2.0
+
+    lib.run(body)
+
+
+# ----------------------------------------------------------------------------- consume
+
+
+def test_consume_and_stop_consume(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            consumer = await conn.create_consumer(
+                station, "c", pull_interval=0.05, batch_size=4, batch_max_wait_time=5.0
+            )
+            consumer.set_context({"tenant": "t"})
+            got: list[bytes] = []
+            contexts: list[Any] = []
+            enough = lib.event()
+
+            async def handler(msgs: list[Any], error: Any, context: Any) -> None:
+                contexts.append(context)
+                for m in msgs:
+                    got.append(m.data)
+                    await m.ack()
+                if len(got) >= 10:
+                    enough.set()
+
+            await consumer.consume(handler)
+            await consumer.consume(handler)  # already consuming: no second loop
+            for i in range(10):
+                await producer.produce(f"m{i}".encode(), async_produce=True)
+            await producer.flush()
+            await lib.wait(enough)
+            started = time.monotonic()
+            await consumer.stop_consume()  # a 5 s pull is pending: must not wait it out
+            assert time.monotonic() - started < 1.0
+            assert got == [f"m{i}".encode() for i in range(10)]
+            assert all(c == {"tenant": "t"} for c in contexts)
+            calls = len(contexts)
+            await producer.produce(b"after stop")
+            assert [m.data for m in await consumer.fetch(batch_size=1)] == [b"after stop"]
+            assert len(contexts) == calls
+
+    lib.run(body)
+
+
+def test_consume_loop_ends_with_the_block(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        called = lib.event()
+
+        async def handler(msgs: list[Any], error: Any, context: Any) -> None:
+            called.set()
+
+        started = time.monotonic()
+        async with lib.fail_after(10), connect(lib, broker) as conn:
+            station = unique("st")
+            await conn.produce(station, "p", b"first")
+            consumer = await conn.create_consumer(
+                station, "c", pull_interval=0.05, batch_size=1, batch_max_wait_time=5.0
+            )
+            await consumer.consume(handler)
+            await called.wait()
+            # No stop_consume: leaving the block stops the loop and its pending 5 s pull.
+        assert time.monotonic() - started < 4.0
+        assert not conn.is_connected
+
+    lib.run(body)
+
+
+def test_handler_exception_goes_to_error_handler(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            reported = lib.event()
+            errors: list[Any] = []
+
+            async def on_error(consumer: Any, error: Any) -> None:
+                errors.append((consumer, error))
+                reported.set()
+
+            consumer = await conn.create_consumer(
+                station, "c", pull_interval=0.05, batch_max_wait_time=0.2, error_handler=on_error
+            )
+
+            async def handler(msgs: list[Any], error: Any, context: Any) -> None:
+                raise RuntimeError("handler bug")
+
+            await consumer.consume(handler)
+            await lib.wait(reported)
+            await consumer.stop_consume()
+            assert errors[0][0] is consumer
+            assert isinstance(errors[0][1], lib.memphis.MemphisError)
+            assert "handler bug" in str(errors[0][1])
+
+    lib.run(body)
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+
+def test_cancelled_fetch_gives_its_batch_back_promptly(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            await producer.produce(b"a")
+            await producer.produce(b"b")
+            consumer = await conn.create_consumer(
+                station, "c", batch_max_wait_time=1.0, max_ack_time=30, max_msg_deliveries=5
+            )
+            # The batch (2 of 5) is delivered but the pull waits for more: cancel meanwhile.
+            async with lib.cancel_after(0.3) as cancelled:
+                await consumer.fetch(batch_size=5)
+            assert cancelled[0]
+            started = time.monotonic()
+            async with lib.fail_after(10):
+                msgs = await consumer.fetch(batch_size=2)
+            # Back after the abandoned pull ended (1 s), not after max_ack_time (30 s).
+            assert time.monotonic() - started < 5.0
+            assert [m.data for m in msgs] == [b"a", b"b"]
+            assert [m.delivery_count for m in msgs] == [2, 2]
+
+    lib.run(body)
+
+
+def test_fetch_cancelled_at_once_leaves_nothing_pending(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            for i in range(3):
+                await producer.produce(f"m{i}".encode())
+            consumer = await conn.create_consumer(
+                station, "c", batch_max_wait_time=2.0, max_ack_time=30, max_msg_deliveries=5
+            )
+            async with lib.cancel_after(0) as cancelled:
+                await consumer.fetch(batch_size=3)
+            assert cancelled[0]
+            started = time.monotonic()
+            got: list[bytes] = []
+            async with lib.fail_after(20):
+                while len(got) < 3:
+                    for m in await consumer.fetch(batch_size=3):
+                        got.append(m.data)
+                        await m.ack()
+            assert sorted(got) == [b"m0", b"m1", b"m2"]
+            # Given back by the core, not left to max_ack_time (30 s). The abandoned pull stays
+            # queued on the server until it expires (2 s) and may take part of the batch, so
+            # the bound is that expiry; it drops to ~0 once abandon_fetch cancels the pull.
+            assert time.monotonic() - started < 10.0
+
+    lib.run(body)
+
+
+def test_cancelled_produce_keeps_the_connection_usable(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            async with lib.cancel_after(0) as cancelled:
+                await producer.produce(b"cancelled wait", msg_id="m1")
+            assert cancelled[0]
+            await producer.flush()  # the cancelled produce's ack is still counted, then lands
+            assert producer._state.in_flight == 0
+            ack = await producer.produce(b"next")
+            assert ack.sequence == 2  # the cancelled one was stored; nothing is corrupted
+            again = await producer.produce(b"cancelled wait", msg_id="m1")
+            assert again.duplicate
+
+    lib.run(body)
+
+
+def test_cancelled_flush_keeps_the_connection_usable(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            producer = await conn.create_producer(unique("st"), "p")
+            for i in range(2000):
+                await producer.produce(b"%d" % i, async_produce=True)
+            async with lib.cancel_after(0) as cancelled:
+                await producer.flush()
+            assert cancelled[0]
+            await producer.flush()
+            ack = await producer.produce(b"last")
+            assert ack.sequence == 2001
+
+    lib.run(body)
+
+
+# ----------------------------------------------------------------------------- native idioms
+
+
+def test_asyncio_timeout_and_wait_for_are_honoured(broker: EmbeddedBroker) -> None:
+    lib = Lib("asyncio")
+
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            consumer = await conn.create_consumer(station, "c", batch_max_wait_time=5.0)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await consumer.fetch()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(consumer.fetch(), 0.2)
+            assert time.monotonic() - started < 2.0
+            task = asyncio.create_task(consumer.fetch())
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await conn.produce(station, "p", b"still fine")
+            assert [m.data for m in await consumer.fetch(batch_size=1)] == [b"still fine"]
+
+    lib.run(body)
+
+
+def test_trio_cancel_scopes_are_honoured(broker: EmbeddedBroker) -> None:
+    lib = Lib("trio")
+
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            consumer = await conn.create_consumer(station, "c", batch_max_wait_time=5.0)
+            started = time.monotonic()
+            with trio.move_on_after(0.2) as scope:
+                await consumer.fetch()
+            assert scope.cancelled_caught
+            with pytest.raises(trio.TooSlowError), trio.fail_after(0.2):
+                await consumer.fetch()
+            assert time.monotonic() - started < 2.0
+            await conn.produce(station, "p", b"still fine")
+            assert [m.data for m in await consumer.fetch(batch_size=1)] == [b"still fine"]
+
+    lib.run(body)
+
+
+def test_trio_cancelled_block_still_closes(broker: EmbeddedBroker) -> None:
+    lib = Lib("trio")
+
+    async def body() -> None:
+        box: list[Any] = []
+        with trio.move_on_after(0.5) as scope:
+            async with connect(lib, broker) as conn:
+                box.append(conn)
+                consumer = await conn.create_consumer(
+                    unique("st"), "c", pull_interval=0.05, batch_max_wait_time=5.0
+                )
+                await consumer.consume(lambda msgs, err, ctx: None)
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert not box[0].is_connected  # closed in a shielded scope despite the cancel
+
+    lib.run(body)
+
+
+def test_trio_connection_tasks_live_in_the_nursery(broker: EmbeddedBroker) -> None:
+    lib = Lib("trio")
+
+    async def body() -> None:
+        me = trio.lowlevel.current_task()
+        outside = len(me.child_nurseries)
+        async with connect(lib, broker) as conn:
+            (nursery,) = me.child_nurseries[outside:]
+            names = {task.name for task in nursery.child_tasks}
+            assert {"memphis-reader", "memphis-pump"} <= names
+            consumer = await conn.create_consumer(unique("st"), "c", pull_interval=0.05)
+            await consumer.consume(lambda msgs, err, ctx: None)
+            assert any(t.name.startswith("memphis-consume") for t in nursery.child_tasks)
+        assert len(me.child_nurseries) == outside
+
+    lib.run(body)
+
+
+def test_asyncio_messages_actions_are_awaitable(broker: EmbeddedBroker) -> None:
+    lib = Lib("asyncio")
+
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            station = unique("st")
+            producer = await conn.create_producer(station, "p")
+            await producer.produce(b"x")
+            consumer = await conn.create_consumer(
+                station, "c", batch_max_wait_time=0.5, max_ack_time=30
+            )
+            (msg,) = await consumer.fetch()
+            await msg.nack()
+            (again,) = await consumer.fetch()
+            assert again.data == b"x"
+            assert again.delivery_count == 2
+            await again.dead_letter("bad")
+            assert await consumer.fetch() == []
+
+    lib.run(body)
+
+
+def test_close_fails_waiting_calls_promptly(lib: Lib, broker: EmbeddedBroker) -> None:
+    async def body() -> None:
+        conn = await connect(lib, broker)
+        consumer = await conn.create_consumer(unique("st"), "c", batch_max_wait_time=5.0)
+        waiting = lib.event()
+        outcome: list[BaseException] = []
+
+        async def fetcher() -> None:
+            waiting.set()
+            try:
+                await consumer.fetch()
+            except lib.memphis.MemphisError as exc:
+                outcome.append(exc)
+
+        async def closer() -> None:
+            await waiting.wait()
+            await conn.close()
+
+        started = time.monotonic()
+        async with lib.fail_after(10):
+            await lib.gather(fetcher, closer)
+        assert time.monotonic() - started < 2.0  # not the 5 s pull
+        assert isinstance(outcome[0], lib.memphis.ConnectionClosedError)
+        with pytest.raises(lib.memphis.ConnectionClosedError):
+            await conn.create_producer(unique("st"), "late")
+
+    lib.run(body)
