@@ -197,7 +197,7 @@ class Connection:
         if consumer is not None:
             # Not on the reader's or pump's time: the handler is user code and may be slow.
             async def report() -> None:
-                await consumer.report_error(event.error)
+                await consumer._report_error(event.error)
 
             self._driver.spawn(report, "memphis-error-handler")
 

@@ -279,7 +279,7 @@ class Consumer:
             try:
                 await _call(handler, messages, error, self._context)
             except Exception as exc:
-                await self.report_error(MemphisError(f"consume handler raised {exc!r}"))
+                await self._report_error(MemphisError(f"consume handler raised {exc!r}"))
             if error is not None and (self._state.unreachable or driver.closed):
                 break
             if len(messages) < options.batch_size:
@@ -294,7 +294,7 @@ class Consumer:
         if task is not None and not driver.in_task(task):
             await task.join()
 
-    async def report_error(self, error: MemphisError) -> None:
+    async def _report_error(self, error: MemphisError) -> None:
         if self._error_handler is not None:
             await _call(self._error_handler, self, error)
 

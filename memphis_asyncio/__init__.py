@@ -37,6 +37,7 @@ from memphis_core import (
     RequestTimeoutError,
     RetentionType,
     SchemaType,
+    StationUnreachableError,
     StorageType,
     __version__,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RetentionType",
     "SchemaType",
     "Station",
+    "StationUnreachableError",
     "StorageType",
     "__version__",
     "connect",

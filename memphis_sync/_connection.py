@@ -101,7 +101,8 @@ class Connection:
     def close(self) -> None:
         """Close the connection. Producers and consumers become inactive on the broker."""
         for consumer in list(self._consumers):
-            consumer.stop_consume(timeout=self._client.options.timeout)
+            # Bounded: a handler stuck in user code must not keep close() from closing.
+            consumer._stop_consume(self._client.options.timeout)
         self._pump.close()
 
     def __enter__(self) -> Connection:
@@ -120,7 +121,7 @@ class Connection:
     def _route_consumer_error(event: ConsumerError) -> None:
         consumer = event.consumer.handle
         if isinstance(consumer, Consumer):
-            consumer.report_error(event.error)
+            consumer._report_error(event.error)
 
     # ------------------------------------------------------------------ stations
 
@@ -271,7 +272,7 @@ class Connection:
         consumer = state.handle
         if isinstance(consumer, Consumer):  # cached by the core: same consumer, newest handler
             if error_handler is not None:
-                consumer.set_error_handler(error_handler)
+                consumer._set_error_handler(error_handler)
             return consumer
         consumer = Consumer(self._pump, state, error_handler)
         state.handle = consumer

@@ -215,16 +215,18 @@ class Consumer:
             try:
                 handler([Message(pump, r) for r in received], error, self._context)
             except Exception as exc:
-                self.report_error(MemphisError(f"consume handler raised {exc!r}"))
+                self._report_error(MemphisError(f"consume handler raised {exc!r}"))
             if consume_should_stop(error):
                 break
             delay = state.pull_delay(len(received))
             if delay:
                 stop.wait(delay)
 
-    def stop_consume(self, timeout: float | None = None) -> None:
-        """Stop the consume thread; returns once its current handler call (if any) returned,
-        or after ``timeout`` seconds."""
+    def stop_consume(self) -> None:
+        """Stop the consume thread; returns once its current handler call (if any) returned."""
+        self._stop_consume(None)
+
+    def _stop_consume(self, timeout: float | None) -> None:
         self._stop.set()
         with self._pump.changed:
             self._pump.changed.notify_all()
@@ -233,10 +235,10 @@ class Consumer:
             thread.join(timeout)
         self._thread = None
 
-    def set_error_handler(self, error_handler: ErrorHandler | None) -> None:
+    def _set_error_handler(self, error_handler: ErrorHandler | None) -> None:
         self._error_handler = error_handler
 
-    def report_error(self, error: MemphisError) -> None:
+    def _report_error(self, error: MemphisError) -> None:
         if self._error_handler is not None:
             self._error_handler(self, error)
 

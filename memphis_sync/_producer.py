@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Producer"]
 
 _DEFAULT_ACK_WAIT: Final = 15.0
+_DESTROY_FLUSH_TIMEOUT: Final = 30.0
 # The common call passes no option at all: reuse one validated set instead of building it.
 _DEFAULTS: Final = {flag: produce_options(async_produce=flag) for flag in (False, True)}
 
@@ -132,15 +133,15 @@ class Producer:
         if error is not None:
             raise error
 
-    def destroy(self, timeout: float | None = 30.0) -> None:
-        """Unregister the producer (async produces in flight get ``timeout`` to finish first).
+    def destroy(self) -> None:
+        """Unregister the producer (async produces in flight get 30 s to finish first).
 
         Raises:
             MemphisError: the broker refused.
         """
         # Destroying is what the caller wants; earlier async failures were theirs to flush.
         with contextlib.suppress(MemphisError):
-            self.flush(timeout)
+            self.flush(_DESTROY_FLUSH_TIMEOUT)
         pump = self._pump
         pump.wait(pump.call(lambda now: pump.client.destroy_producer(self._state, now)))
 

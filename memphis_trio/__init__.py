@@ -39,6 +39,7 @@ from memphis_core import (
     RequestTimeoutError,
     RetentionType,
     SchemaType,
+    StationUnreachableError,
     StorageType,
     __version__,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "RetentionType",
     "SchemaType",
     "Station",
+    "StationUnreachableError",
     "StorageType",
     "__version__",
     "connect",
