@@ -348,6 +348,9 @@ class Driver:
         self._pending.clear()
         if stream is not None:
             await stream.aclose()  # a reader blocked on it wakes with OSError (stale: ignored)
+        # The reader reports the loss; the pump must take a turn for the new deadline (an
+        # immediate redial, a reconnect interval) instead of sleeping towards an older timer.
+        self.kick()
 
     def _new_transport(self) -> None:
         event, self._transport = self._transport, self.backend.event()
