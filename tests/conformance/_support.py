@@ -1,0 +1,233 @@
+"""Helpers for the conformance tests: condition waits, handler recorders, a broker probe.
+
+The probe looks at the broker's JetStream state with nats-py (streams, durable consumers, DLS
+rows), independently of the client under test, so that "stored once", "went to partition 2" or
+"ack_wait is 30 s" is checked on the broker and not taken from the client's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+from nats.js.errors import NotFoundError
+
+from memphis_broker import EmbeddedBroker, admin_context
+from memphis_broker._dls import list_dls, resend
+from memphis_broker._store import key as store_key
+from memphis_core._names import internal_name
+
+__all__ = [
+    "PASSWORD",
+    "SCHEMAS",
+    "TOKEN",
+    "USER",
+    "BrokerProbe",
+    "Recorder",
+    "unique",
+    "wait_until",
+]
+
+T = TypeVar("T")
+
+#: Credentials of the session brokers (token mode, and root's password in password mode).
+TOKEN = "memphis"
+USER = "root"
+PASSWORD = "memphis"
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "data" / "schemas"
+
+
+def unique(prefix: str) -> str:
+    """A valid, unique station/producer/consumer/schema name (lower case, ≤ 128 chars)."""
+    base = prefix.lower().replace("_", "-").strip("-.")[:60] or "t"
+    return f"{base}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` (short exponential backoff) until it returns something truthy.
+
+    Returns that value; raises ``AssertionError`` naming ``what`` on timeout. This is waiting for
+    a condition, not sleeping for a guessed duration.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class Recorder:
+    """Collects what handlers receive, from any thread, with waits on the collected state."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any) -> None:
+        with self._cond:
+            self.calls.append(args)
+            self._cond.notify_all()
+
+    def wait_for(
+        self, predicate: Callable[[list[tuple[Any, ...]]], bool], timeout: float = 10.0
+    ) -> list[tuple[Any, ...]]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self.calls), timeout):
+                raise AssertionError(f"handler calls never satisfied the condition: {self.calls}")
+            return list(self.calls)
+
+
+class BrokerProbe:
+    """Read-only view of the broker's JetStream state, on its own nats-py connection and loop."""
+
+    def __init__(self, broker: EmbeddedBroker) -> None:
+        self._broker = broker
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="broker-probe", daemon=True
+        )
+        self._thread.start()
+        self._nc: Any = None
+        self._admin: Any = None
+        self._ctx: Any = None
+        self._run(self._open())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(30)
+
+    async def _open(self) -> None:
+        self._nc = await nats.connect(**self._broker.connect_options())
+        auth: dict[str, Any] = (
+            {"token": self._broker.token}
+            if self._broker.token
+            else {"user": "root$1", "password": self._broker.root_password}
+        )
+        self._admin = admin_context(self._broker.url, **auth)
+        self._ctx = await self._admin.__aenter__()
+
+    def close(self) -> None:
+        async def shut() -> None:
+            await self._admin.__aexit__(None, None, None)
+            await self._nc.close()
+
+        try:
+            self._run(shut())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # -- JetStream -------------------------------------------------------------------------
+
+    @staticmethod
+    def stream(station: str, partition: int = 1) -> str:
+        return f"{internal_name(station)}${partition}"
+
+    def stream_config(self, station: str, partition: int = 1) -> Any:
+        """nats-py's ``StreamConfig`` (durations in seconds), or ``None`` if there is no stream."""
+
+        async def get() -> Any:
+            try:
+                info = await self._nc.jetstream().stream_info(self.stream(station, partition))
+            except NotFoundError:
+                return None
+            return info.config
+
+        return self._run(get())
+
+    def stream_exists(self, station: str, partition: int = 1) -> bool:
+        return self.stream_config(station, partition) is not None
+
+    def message_count(self, station: str, partition: int = 1) -> int:
+        async def get() -> int:
+            info = await self._nc.jetstream().stream_info(self.stream(station, partition))
+            return int(info.state.messages)
+
+        return self._run(get())
+
+    def stored(self, station: str, partition: int = 1) -> list[tuple[bytes, dict[str, str]]]:
+        """Every message of one partition stream, oldest first: ``(data, headers)``."""
+
+        async def get() -> list[tuple[bytes, dict[str, str]]]:
+            js = self._nc.jetstream()
+            name = self.stream(station, partition)
+            info = await js.stream_info(name)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    raw = await js.get_msg(name, seq)
+                except NotFoundError:
+                    continue
+                out.append((raw.data or b"", dict(raw.headers or {})))
+            return out
+
+        return self._run(get())
+
+    def consumer_config(self, station: str, group: str, partition: int = 1) -> Any:
+        """nats-py's ``ConsumerConfig`` of the durable, or ``None`` if it does not exist."""
+
+        async def get() -> Any:
+            try:
+                info = await self._nc.jetstream().consumer_info(
+                    self.stream(station, partition), internal_name(group)
+                )
+            except NotFoundError:
+                return None
+            return info.config
+
+        return self._run(get())
+
+    def ack_floor(self, station: str, group: str, partition: int = 1) -> int:
+        """The durable's ack floor (stream sequence up to which everything is acked)."""
+
+        async def get() -> int:
+            info = await self._nc.jetstream().consumer_info(
+                self.stream(station, partition), internal_name(group)
+            )
+            return int(info.ack_floor.stream_seq)
+
+        return self._run(get())
+
+    # -- control-plane state ---------------------------------------------------------------
+
+    def dls_rows(self, station: str) -> list[dict[str, Any]]:
+        """The station's DLS rows (poison, schema and dead-lettered messages), oldest first."""
+        return self._run(list_dls(self._ctx, station))
+
+    def resend_dls(self, station: str) -> int:
+        """The operator's "resend" of a station's poison messages (broker §5.5)."""
+        return self._run(resend(self._ctx, station))
+
+    def producers(self, station: str) -> list[dict[str, Any]]:
+        """The broker's producer rows of a station (one per registered producer)."""
+        return self._rows(self._ctx.store.producers, station)
+
+    def consumers(self, station: str) -> list[dict[str, Any]]:
+        """The broker's consumer rows of a station (one per registered consumer)."""
+        return self._rows(self._ctx.store.consumers, station)
+
+    def _rows(self, bucket: Any, station: str) -> list[dict[str, Any]]:
+        async def get() -> list[dict[str, Any]]:
+            rows = await bucket.scan(f"{store_key(station.lower())}.>")
+            return [row for _k, row in rows]
+
+        return self._run(get())
+
+    def station_doc(self, station: str) -> dict[str, Any] | None:
+        doc: dict[str, Any] | None = self._run(self._ctx.station(station.lower()))
+        return doc

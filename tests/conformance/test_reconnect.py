@@ -1,0 +1,169 @@
+"""Reconnects (DESIGN §8): a kill -9 of nats-server loses no acknowledged message, ``msg_id``
+keeps retries from duplicating, producers and consumers resume by themselves; with
+``reconnect=False`` or once ``max_reconnect`` is used up the connection is closed for good.
+
+Each test gets its own broker (file storage in a temp dir), since it kills the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from memphis_broker import EmbeddedBroker
+from tests.conformance._support import TOKEN, USER, Recorder, wait_until
+
+WAIT = 0.3
+
+
+@pytest.fixture
+def connect_to(memphis: Any) -> Iterator[Callable[..., Any]]:
+    opened: list[Any] = []
+
+    def _connect(broker: EmbeddedBroker, **kwargs: Any) -> Any:
+        kwargs.setdefault("reconnect_interval", 0.1)
+        conn = memphis.connect(
+            broker.host, USER, connection_token=TOKEN, port=broker.port, **kwargs
+        )
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        try:
+            conn.close()
+        except Exception as err:  # closing after a dead broker may complain; never hang
+            print(f"close: {err!r}")
+
+
+def _retry(memphis: Any, fn: Callable[[], Any], what: str) -> Any:
+    """Call ``fn`` until it stops raising MemphisError: the broker's control plane reconnects
+    to the restarted nats-server on its own schedule and answers ``no responders`` until then.
+    """
+    result: list[Any] = []
+
+    def attempt() -> bool:
+        try:
+            result.append(fn())
+        except memphis.MemphisError:
+            return False
+        return True
+
+    wait_until(attempt, timeout=30, what=what)
+    return result[0]
+
+
+def _produce_retrying(memphis: Any, producer: Any, data: bytes, msg_id: str) -> int:
+    """What an application does around an outage: retry until acked (same msg_id)."""
+    attempts = 0
+
+    def done() -> bool:
+        nonlocal attempts
+        attempts += 1
+        try:
+            producer.produce(data, msg_id=msg_id, ack_wait=2.0)
+        except memphis.MemphisError:
+            return False
+        return True
+
+    wait_until(done, timeout=30, what=f"produce of {msg_id!r} to succeed")
+    return attempts
+
+
+def test_kill_and_restart_loses_nothing_and_duplicates_nothing(
+    memphis: Any,
+    restartable: EmbeddedBroker,
+    connect_to: Callable[..., Any],
+) -> None:
+    conn = connect_to(restartable)
+    producer = conn.create_producer("orders", "p")
+    for i in range(5):
+        producer.produce(f"m{i}".encode(), msg_id=f"id-{i}")
+    restartable.kill_server()
+    wait_until(lambda: not conn.is_connected, what="the client to notice the outage")
+    restartable.start_server()
+    back = time.monotonic()
+    wait_until(lambda: conn.is_connected, timeout=20, what="the client to reconnect")
+    # reconnect_interval=0.1: back within a few attempts, not after some unrelated timer.
+    assert time.monotonic() - back < 5.0
+    # The last message again (a retry whose ack was lost), then new ones.
+    _produce_retrying(memphis, producer, b"m4", "id-4")
+    for i in range(5, 8):
+        _produce_retrying(memphis, producer, f"m{i}".encode(), f"id-{i}")
+    consumer = _retry(
+        memphis,
+        lambda: conn.create_consumer("orders", "c", batch_max_wait_time=WAIT),
+        "the control plane to answer again",
+    )
+    got = [m.data for m in consumer.fetch(batch_size=20)]
+    assert got == [f"m{i}".encode() for i in range(8)]
+
+
+def test_consume_resumes_after_restart(
+    restartable: EmbeddedBroker, connect_to: Callable[..., Any]
+) -> None:
+    conn = connect_to(restartable)
+    producer = conn.create_producer("events", "p")
+    consumer = conn.create_consumer("events", "c", pull_interval=0.05, batch_max_wait_time=WAIT)
+    rec = Recorder()
+
+    def handler(msgs: list[Any], error: Any, context: Any) -> None:
+        for m in msgs or []:
+            m.ack()
+            rec(bytes(m.data))
+
+    producer.produce(b"before")
+    consumer.consume(handler)
+    try:
+        rec.wait_for(lambda calls: (b"before",) in calls)
+        restartable.kill_server()
+        restartable.start_server()
+        wait_until(lambda: conn.is_connected, timeout=20, what="the client to reconnect")
+
+        def sent() -> bool:
+            try:
+                producer.produce(b"after", msg_id="after", ack_wait=2.0)
+            except Exception:
+                return False
+            return True
+
+        wait_until(sent, timeout=30, what="a produce after the restart")
+        rec.wait_for(lambda calls: (b"after",) in calls, timeout=30)
+    finally:
+        consumer.stop_consume()
+    assert [c[0] for c in rec.calls] == [b"before", b"after"]
+
+
+def test_without_reconnect_the_connection_closes(
+    memphis: Any, restartable: EmbeddedBroker, connect_to: Callable[..., Any]
+) -> None:
+    conn = connect_to(restartable, reconnect=False)
+    conn.create_station("s1")
+    restartable.kill_server()
+    wait_until(lambda: not conn.is_connected, what="the connection to drop")
+    restartable.start_server()
+    with pytest.raises(memphis.MemphisConnectError):
+        conn.create_station("s2")
+    assert not conn.is_connected
+
+
+def test_gives_up_after_max_reconnect(
+    memphis: Any, restartable: EmbeddedBroker, connect_to: Callable[..., Any]
+) -> None:
+    conn = connect_to(restartable, max_reconnect=2, reconnect_interval=0.1)
+    restartable.stop_server()
+
+    def closed() -> bool:
+        try:
+            conn.create_station("never")
+        except memphis.ConnectionClosedError:
+            return True
+        except memphis.MemphisError:
+            return False  # still trying
+        raise AssertionError("create_station succeeded with the server down")
+
+    wait_until(closed, timeout=30, what="the client to give up")
+    assert not conn.is_connected
