@@ -336,7 +336,10 @@ class Client(ConsumerOps):
     ) -> StationState:
         """Apply a creation reply to the station and make sure we follow its schema updates."""
         station = self._station(name)
-        station.partitions = tuple(reply.partitions)
+        functions = dict(reply.functions) if isinstance(reply, rq.ProducerCreated) else None
+        station.set_routing(
+            tuple(reply.partitions), station.functions if functions is None else functions
+        )
         station.schema = None if reply.schema is None else Schema(reply.schema)
         if station.schema_sid is None:
             sid = self.session.subscribe(rq.schema_updates_subject(station.internal))
@@ -378,7 +381,6 @@ class Client(ConsumerOps):
             _check(reply.error)
             station = self._attach_station(opts.station_name, reply)
             station.schemaverse_to_dls = reply.schemaverse_to_dls
-            station.functions = dict(reply.functions)
             self.send_notification = reply.send_notification
             cached = self._producers.get(key)
             if cached is not None:  # created concurrently under the same name: keep the first

@@ -339,8 +339,12 @@ class ConsumerOps:
     # ------------------------------------------------------------------ message actions
 
     def _publish_all(self, publishes: Publishes) -> None:
+        session = self.session
         for subject, payload in publishes:
-            self.session.publish(subject, payload)
+            if subject.startswith("$JS.ACK."):
+                session.publish_to_reply(subject, payload)  # server-given: already valid
+            else:
+                session.publish(subject, payload)
 
     def ack(self, message: ReceivedMessage) -> None:
         self._publish_all(ack_publishes(message))

@@ -42,6 +42,7 @@ class StationState:
     """What this connection knows about one station (keyed by internal name)."""
 
     __slots__ = (
+        "_subjects",
         "functions",
         "internal",
         "name",
@@ -61,6 +62,22 @@ class StationState:
         self.functions: dict[int, int] = {}
         self.schema_sid: int | None = None  # subscription to $memphis_schema_updates_<internal>
         self.refcount = 0  # producers + consumers using the subscription
+        self._subjects: dict[int | None, str] = {}  # partition -> produce subject
+
+    def set_routing(self, partitions: tuple[int, ...], functions: dict[int, int]) -> None:
+        """New partitions list / functions map from a creation reply (each reply overwrites)."""
+        self.partitions = partitions
+        self.functions = functions
+        self._subjects = {}
+
+    def subject(self, partition: int | None) -> str:
+        """The produce subject of a partition, built once (a hot path: every message)."""
+        subject = self._subjects.get(partition)
+        if subject is None:
+            subject = self._subjects[partition] = produce_subject(
+                self.internal, partition, self.functions
+            )
+        return subject
 
     def serialize(self, message: object) -> bytes:
         """Bytes to publish for ``message``: validated when the station enforces a schema.
@@ -130,7 +147,7 @@ class ProducerState:
         partition = choose_partition(
             station.partitions, key=key, number=number, rr=self.rr, station=station.internal
         )
-        return produce_subject(station.internal, partition, station.functions), partition
+        return station.subject(partition), partition
 
 
 def encode_produce_headers(

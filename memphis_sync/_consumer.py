@@ -57,13 +57,17 @@ class Message:
         return self._received.partition
 
     def ack(self) -> None:
+        # Fire-and-forget: leave the write to the I/O thread so the acks of a batch go out
+        # together (a write per ack cost more than everything else on the consume path).
         pump = self._pump
-        pump.call(lambda now: pump.client.ack(self._received))
+        pump.call(lambda now: pump.client.ack(self._received), send=False)
+        pump.wake()
 
     def nack(self) -> None:
         """Ask for redelivery now."""
         pump = self._pump
-        pump.call(lambda now: pump.client.nack(self._received))
+        pump.call(lambda now: pump.client.nack(self._received), send=False)
+        pump.wake()
 
     def delay(self, seconds: float) -> None:
         """Redeliver after ``seconds`` (while under max_msg_deliveries).
