@@ -43,9 +43,14 @@ _LIMITS = {
 _BOUND = max(_LIMITS["max_info_line"], _LIMITS["max_payload"]) + 2
 
 
-def _run(pieces: list[bytes]) -> tuple[list[Frame], int | None]:
+# Re-encoding may add two bytes to a line (an -ERR text gets its quotes back), so the round trip
+# parses with that much more room on the control line.
+_ROUND_TRIP_LIMITS = {**_LIMITS, "max_control_line": _LIMITS["max_control_line"] + 2}
+
+
+def _run(pieces: list[bytes], limits: dict[str, int] = _LIMITS) -> tuple[list[Frame], int | None]:
     """Every frame handed out, and the held-back bytes (None after a ParseError)."""
-    parser = Parser(**_LIMITS)
+    parser = Parser(**limits)
     frames: list[Frame] = []
     for piece in pieces:
         try:
@@ -74,7 +79,7 @@ def test_one_input(data: bytes) -> None:
     assert _run(pieces) == whole, (data, pieces)
 
     frames, _ = whole
-    again = _run([encode_frames(frames)])
+    again = _run([encode_frames(frames)], _ROUND_TRIP_LIMITS)
     assert again == (frames, 0), (data, frames, again)
     for frame in frames:
         if isinstance(frame, Msg):

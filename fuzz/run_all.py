@@ -42,6 +42,8 @@ def run_one(name: str, path: Path, args: argparse.Namespace) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     budget = [f"-atheris_runs={args.runs}"] if args.runs else [f"-max_total_time={args.seconds}"]
+    if args.seed is not None:
+        budget.append(f"-seed={args.seed}")
     command = [
         sys.executable,
         str(path),
@@ -81,6 +83,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="time budget per harness")
     parser.add_argument("--runs", type=int, default=0, help="number of inputs per harness")
     parser.add_argument("--rss-limit-mb", type=int, default=2048)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="fixed mutation seed: with --runs, a repeatable run"
+    )
     args = parser.parse_args()
     results = [run_one(name, path, args) for name, path in harnesses(args.names)]
     if not results:
