@@ -24,6 +24,9 @@ from memphis_core._jetstream import (
     [
         (b'{"stream":"orders$1","seq":5}', PubAck("orders$1", 5, False)),
         (b'{"stream":"o","seq":12,"duplicate":true}', PubAck("o", 12, True)),
+        # nats-server's own spelling, with a space (a fast path keyed on "duplicate":true
+        # without it once reported every duplicate as new).
+        (b'{"stream":"o","seq":12, "duplicate": true}', PubAck("o", 12, True)),
         (b'{"stream":"o","domain":"hub","seq":3}', PubAck("o", 3, False)),
         (b'{"stream":"a\\"b","seq":1}', PubAck('a"b', 1, False)),
     ],
