@@ -11,11 +11,10 @@ from ._backend import Backend, Event, Spawner, Stream, Task
 from ._connection import ConnectFunction, Connecting, Connection, Station, make_connect
 from ._consumer import Consumer, ErrorHandler, Handler, Message
 from ._driver import CLOSE_TIMEOUT, Driver, ssl_context
-from ._producer import DEFAULT_WINDOW, Producer
+from ._producer import Producer
 
 __all__ = [
     "CLOSE_TIMEOUT",
-    "DEFAULT_WINDOW",
     "Backend",
     "ConnectFunction",
     "Connecting",

@@ -116,6 +116,10 @@ class Backend(Protocol):
         """A home for the tasks of a connection opened by ``await connect(...)`` (no block)."""
         ...
 
+    def only_cancellations(self, error: BaseException) -> bool:
+        """True if ``error`` (possibly an exception group) holds nothing but cancellations."""
+        ...
+
     async def shielded(self, fn: Callable[[], Awaitable[None]], timeout: float) -> None:
         """Run cleanup ``fn`` to completion even if the caller is being cancelled.
 

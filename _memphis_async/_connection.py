@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -87,7 +88,13 @@ class Connecting:
         finally:
             # The block's own exception is not handed to the group: our tasks are stopped by
             # now, and a nursery would wrap it in an ExceptionGroup.
-            await self._group.__aexit__(None, None, None)
+            try:
+                await self._group.__aexit__(None, None, None)
+            except BaseException as group_error:
+                # A cancellation of our own tasks must not replace the block's exception (the
+                # caller's cancellation is delivered again at its next checkpoint).
+                if e is None or not self._backend.only_cancellations(group_error):
+                    raise
 
 
 class ConnectFunction(Protocol):
@@ -162,7 +169,9 @@ class Connection:
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
         self._client = driver.client
-        self._consumers: dict[int, Consumer] = {}  # by id(ConsumerState), for error routing
+        # Consumers that may run a consume loop, stopped on close(). Weak, so a consumer the
+        # caller dropped is not kept alive by the connection; errors route via state.handle.
+        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
         driver.on_consumer_error = self._route_consumer_error
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,11 +186,17 @@ class Connection:
 
     async def close(self) -> None:
         """Close the connection (consume loops first). Also completes when cancelled."""
-        await self._driver.backend.shielded(self._stop_consumers, CLOSE_TIMEOUT)
+        # One shielded unit: with asyncio a cancelled caller returns at once while the shielded
+        # work goes on, so a second step after the first would never run.
+        await self._driver.backend.shielded(self._close_all, 2 * CLOSE_TIMEOUT)
+        self._driver.cancel_tasks()  # whatever outlived the timeout
+
+    async def _close_all(self) -> None:
+        await self._stop_consumers()
         await self._driver.aclose()
 
     async def _stop_consumers(self) -> None:
-        for consumer in list(self._consumers.values()):
+        for consumer in list(self._consumers):
             await consumer.stop_consume()
 
     async def __aenter__(self) -> Connection:
@@ -193,8 +208,8 @@ class Connection:
         await self.close()
 
     def _route_consumer_error(self, event: ConsumerError) -> None:
-        consumer = self._consumers.get(id(event.consumer))
-        if consumer is not None:
+        consumer = event.consumer.handle
+        if isinstance(consumer, Consumer):
             # Not on the reader's or pump's time: the handler is user code and may be slow.
             async def report() -> None:
                 await consumer._report_error(event.error)
@@ -355,10 +370,14 @@ class Connection:
         self, opts: ConsumerOptions, error_handler: ErrorHandler | None
     ) -> Consumer:
         state = await self._driver.run(lambda now: self._client.create_consumer(opts, now))
-        consumer = self._consumers.get(id(state))
-        if consumer is None:
-            consumer = Consumer(self._driver, state, error_handler)
-            self._consumers[id(state)] = consumer
+        consumer = state.handle
+        if isinstance(consumer, Consumer):  # cached by the core: same consumer, newest handler
+            if error_handler is not None:
+                consumer._set_error_handler(error_handler)
+            return consumer
+        consumer = Consumer(self._driver, state, error_handler)
+        state.handle = consumer
+        self._consumers.add(consumer)
         return consumer
 
     async def fetch_messages(

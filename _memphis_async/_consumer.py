@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from memphis_core import (
     MemphisError,
     Operation,
     ReceivedMessage,
+    consume_should_stop,
     fetch_options,
 )
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ._driver import Driver
 
 __all__ = ["Consumer", "ErrorHandler", "Handler", "Message"]
+
+_log = logging.getLogger("memphis")
 
 #: ``handler(messages, error, context)``; a coroutine function (a plain callable works too).
 Handler = Callable[[list["Message"], MemphisError | None, Any], Awaitable[None] | None]
@@ -118,7 +122,9 @@ class Consumer:
         self._state = state
         self._error_handler = error_handler
         self._context: Any = None
-        self._stopping = False
+        # Each consume loop gets its own stop token: a loop told to stop stays stopped even if
+        # consume() starts a new one before the old one has finished.
+        self._stop: list[bool] = [True]
         self._task: Task | None = None
 
     @property
@@ -235,32 +241,40 @@ class Consumer:
         A full batch is followed by the next pull at once; after a short one the loop waits
         ``pull_interval``. Returns at once; a second call while consuming does nothing.
         """
-        if self._task is not None and not self._stopping:
-            return
+        if not self._stop[0]:
+            return  # already consuming
         fetch_options(
             self._state.options.batch_size,
             partition_key=partition_key,
             partition_number=partition_number,
         )  # validate before starting
-        self._stopping = False
+        stop = self._stop = [False]
         driver = self._driver
         driver.call(lambda now: driver.client.start_consumer_pings(self._state, now))
 
         async def loop() -> None:
-            await self._consume_loop(handler, partition_key, partition_number)
+            try:
+                await self._consume_loop(handler, partition_key, partition_number, stop)
+            finally:
+                stop[0] = True  # ended by itself (unreachable, closed): consume() may restart
 
         self._task = driver.spawn(loop, f"memphis-consume-{self.name}")
 
-    async def _consume_loop(self, handler: Handler, key: str | None, number: int | None) -> None:
-        options = self._state.options
+    async def _consume_loop(
+        self, handler: Handler, key: str | None, number: int | None, stop: list[bool]
+    ) -> None:
+        state = self._state
         driver = self._driver
-        stopping: Callable[[], bool] = lambda: self._stopping  # noqa: E731
-        while not self._stopping and not driver.closed:
+
+        def stopping() -> bool:
+            return stop[0]
+
+        while not stop[0] and not driver.closed:
             messages: list[Message] = []
             received: list[ReceivedMessage] = []
             error: MemphisError | None = None
             try:
-                op = self._start_fetch(options.batch_size, False, key, number)
+                op = self._start_fetch(state.options.batch_size, False, key, number)
                 # The batch or stop_consume(), whichever comes first: stopping never waits out
                 # a long pull.
                 batch = await self._wait_batch(op, stopping)
@@ -270,7 +284,7 @@ class Consumer:
                 messages = [Message(driver, r) for r in received]
             except MemphisError as exc:
                 error = exc
-            if self._stopping:
+            if stop[0]:
                 # Not handed to anyone: let another member have them now.
                 with contextlib.suppress(MemphisError):
                     driver.client.release_messages(received)
@@ -280,23 +294,35 @@ class Consumer:
                 await _call(handler, messages, error, self._context)
             except Exception as exc:
                 await self._report_error(MemphisError(f"consume handler raised {exc!r}"))
-            if error is not None and (self._state.unreachable or driver.closed):
+            if consume_should_stop(error) or driver.closed:
                 break
-            if len(messages) < options.batch_size:
-                await driver.wait_for(stopping, options.pull_interval)
+            delay = state.pull_delay(len(received))
+            if delay:
+                await driver.wait_for(stopping, delay)
 
     async def stop_consume(self) -> None:
         """Stop the consume loop; returns once it has finished its current handler call."""
-        self._stopping = True
+        self._stop[0] = True
         driver = self._driver
         driver.notify()  # the loop waits on the driver's "changed" event
-        task, self._task = self._task, None
+        task = self._task
         if task is not None and not driver.in_task(task):
             await task.join()
+        if self._task is task:
+            self._task = None
+
+    def _set_error_handler(self, error_handler: ErrorHandler | None) -> None:
+        self._error_handler = error_handler
 
     async def _report_error(self, error: MemphisError) -> None:
-        if self._error_handler is not None:
+        if self._error_handler is None:
+            _log.warning("consumer %s: %s", self.name, error)
+            return
+        try:
             await _call(self._error_handler, self, error)
+        except Exception:
+            # A buggy handler must not take the connection down with it.
+            _log.exception("the error handler of consumer %s raised", self.name)
 
     async def destroy(self) -> None:
         """Stop consuming and unregister; the group's durable goes when its last member does."""

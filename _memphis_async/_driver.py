@@ -144,18 +144,22 @@ class Driver:
         self.cancel_tasks()  # whatever outlived the timeout
 
     async def _close(self) -> None:
-        if not self.closed:
-            self.client.close()
-            await self._dispatch(self.client.events())
-        pump = self._pump_task
-        if pump is not None:
-            await pump.join()  # its last turn writes the final bytes (acks) and drops the stream
-        self.cancel_tasks()
-        current = _CURRENT.get(None)
-        for token, task in list(self._tasks.items()):
-            if token is not current:
-                await task.join()
-        await self._drop_transport()
+        try:
+            if not self.closed:
+                self.client.close()
+                await self._dispatch(self.client.events())
+            pump = self._pump_task
+            if pump is not None:
+                # Its last turn writes the final bytes (acks) and drops the stream.
+                await pump.join()
+            self.cancel_tasks()
+            current = _CURRENT.get(None)
+            for token, task in list(self._tasks.items()):
+                if token is not current:
+                    await task.join()
+        finally:
+            # Even when the graceful part ran out of time: never leak the socket.
+            await self._drop_transport()
 
     def spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> Task:
         """Start ``fn`` in the connection's task group; it is cancelled by ``aclose``."""

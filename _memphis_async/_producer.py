@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from memphis_core import (
     Headers,
@@ -20,22 +20,15 @@ if TYPE_CHECKING:
 
     from ._driver import Driver
 
-__all__ = ["DEFAULT_WINDOW", "Producer"]
-
-#: Async produces waiting for their PubAck at most; ``produce`` waits beyond that
-#: (backpressure: memory is bounded by the window, not by how fast the caller produces).
-DEFAULT_WINDOW: Final = 1024
+__all__ = ["Producer"]
 
 
 class Producer:
     """A registered producer. Any number of tasks may produce on it concurrently."""
 
-    def __init__(
-        self, driver: Driver, state: ProducerState, *, window: int = DEFAULT_WINDOW
-    ) -> None:
+    def __init__(self, driver: Driver, state: ProducerState) -> None:
         self._driver = driver
         self._state = state
-        self._window = window
 
     @property
     def name(self) -> str:
@@ -84,9 +77,11 @@ class Producer:
         driver = self._driver
         client = driver.client
         if async_produce:
-            if state.in_flight >= self._window:
+            if state.window_full:
+                # Half the window must drain before we go on (the core's policy, shared with
+                # the other frontends): waking at one free slot would wake per ack.
                 driver.kick()
-                await driver.wait_for(lambda: state.in_flight < self._window)
+                await driver.wait_for(lambda: state.window_drained)
             # No checkpoint on the fast path: a burst of async produces piles up in the core and
             # the pump writes it as one chunk when this task next yields.
             driver.call(lambda now: client.produce(state, message, opts, now))

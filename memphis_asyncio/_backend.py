@@ -139,6 +139,11 @@ class AsyncioBackend:
     def background_spawner(self) -> Spawner:
         return _LoopSpawner()
 
+    def only_cancellations(self, error: BaseException) -> bool:
+        if isinstance(error, BaseExceptionGroup):
+            return all(self.only_cancellations(inner) for inner in error.exceptions)
+        return isinstance(error, asyncio.CancelledError)
+
     async def shielded(self, fn: Callable[[], Awaitable[None]], timeout: float) -> None:
         async def bounded() -> None:
             with contextlib.suppress(TimeoutError):

@@ -155,6 +155,11 @@ class TrioBackend:
     def background_spawner(self) -> Spawner:
         return _SystemSpawner()
 
+    def only_cancellations(self, error: BaseException) -> bool:
+        if isinstance(error, BaseExceptionGroup):
+            return all(self.only_cancellations(inner) for inner in error.exceptions)
+        return isinstance(error, trio.Cancelled)
+
     async def shielded(self, fn: Callable[[], Awaitable[None]], timeout: float) -> None:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
             await fn()

@@ -93,6 +93,13 @@ class Lib:
             with trio.fail_after(seconds):
                 yield
 
+    async def sleep(self, seconds: float) -> None:
+        """A pause inside a test scenario (a slow handler), never used to wait for a result."""
+        if self.name == "asyncio":
+            await asyncio.sleep(seconds)
+        else:
+            await trio.sleep(seconds)
+
     async def wait(self, event: Any, seconds: float = 10.0) -> None:
         async with self.fail_after(seconds):
             await event.wait()

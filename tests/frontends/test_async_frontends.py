@@ -126,15 +126,20 @@ def test_async_produce_window_applies_backpressure(lib: Lib, broker: EmbeddedBro
         async with connect(lib, broker) as conn:
             producer = await conn.create_producer(unique("st"), "p")
             state = producer._state
-            peak = 0
-            for i in range(5000):
-                await producer.produce(b"%d" % i, async_produce=True)
+            # The core's window, by count and by bytes (shrunk so 2000 messages exceed both).
+            state.window, state.window_bytes = 256, 64 * 1024
+            peak = peak_bytes = 0
+            for i in range(2000):
+                size = 1024 if i % 2 else 10
+                await producer.produce(b"%d" % i + b"x" * size, async_produce=True)
                 peak = max(peak, state.in_flight)
+                peak_bytes = max(peak_bytes, state.in_flight_bytes)
             await producer.flush()
-            assert 0 < peak <= producer._window
-            assert state.in_flight == 0
+            assert 0 < peak <= state.window
+            assert 0 < peak_bytes <= state.window_bytes + 1100  # the last one may cross the line
+            assert state.in_flight == state.in_flight_bytes == 0
             ack = await producer.produce(b"last")
-            assert ack.sequence == 5001
+            assert ack.sequence == 2001
 
     lib.run(body)
 
