@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._backend import Backend, Event, Spawner, Stream, Task
 from ._connection import ConnectFunction, Connecting, Connection, Station, make_connect
 from ._consumer import Consumer, ErrorHandler, Handler, Message
-from ._driver import CLOSE_TIMEOUT, Driver, ssl_context
+from ._driver import CLOSE_TIMEOUT, Driver
 from ._producer import Producer
 
 __all__ = [
@@ -31,5 +31,4 @@ __all__ = [
     "Stream",
     "Task",
     "make_connect",
-    "ssl_context",
 ]

@@ -33,12 +33,10 @@ Nothing here decides anything about Memphis or NATS; it only moves bytes and wai
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from memphis_core import TLS as TLSFiles
 from memphis_core import (
     Client,
     Closed,
@@ -50,11 +48,12 @@ from memphis_core import (
     Operation,
     ReconnectDue,
     TLSUpgradeRequired,
+    tls_context,
 )
 
 from ._backend import Backend, Event, Spawner, Stream, Task
 
-__all__ = ["CLOSE_TIMEOUT", "Driver", "ssl_context"]
+__all__ = ["CLOSE_TIMEOUT", "Driver"]
 
 T = TypeVar("T")
 
@@ -68,24 +67,6 @@ _CURRENT: ContextVar[object] = ContextVar("memphis_task")
 _START_SLACK: Final = 1.0
 
 
-def ssl_context(files: TLSFiles) -> ssl.SSLContext:
-    """A client context for mutual TLS (the files were checked by ``connect_options``).
-
-    Raises:
-        MemphisConnectError: a file cannot be loaded (the blocking frontend's texts).
-    """
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise MemphisConnectError(f"memphis: error loading ca file: {exc}") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(files.cert_file), str(files.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise MemphisConnectError(f"memphis: error loading client certificate: {exc}") from None
-    return context
-
-
 class Driver:
     """Pumps one ``Client`` over one backend. Create it, then ``await start()``."""
 
@@ -94,7 +75,7 @@ class Driver:
         self.backend = backend
         self._spawner = spawner
         options = client.options
-        self._ssl = None if options.tls is None else ssl_context(options.tls)
+        self._ssl = None if options.tls is None else tls_context(options.tls)
         self._stream: Stream | None = None
         self._pending: list[bytes] = []  # queued by the reader, written by the pump
         self._changed: Event | None = None  # created on demand by waiters

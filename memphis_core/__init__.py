@@ -63,6 +63,7 @@ from ._producer import ProducerState, StationState
 from ._schemas import MissingExtraError, Schema, SchemaValidationError
 from ._session import Session
 from ._state import ConnState
+from ._tls import tls_context
 from ._version import __version__
 
 __all__ = [
@@ -132,4 +133,5 @@ __all__ = [
     "produce_options",
     "producer_options",
     "station_options",
+    "tls_context",
 ]

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from memphis_core import (
-    TLS,
     Client,
     Closed,
     ConnectionClosedError,
@@ -38,6 +37,7 @@ from memphis_core import (
     ReconnectDue,
     ServerError,
     TLSUpgradeRequired,
+    tls_context,
 )
 
 __all__ = ["Pump"]
@@ -47,19 +47,6 @@ _READ_SIZE: Final = 65536
 _log = logging.getLogger("memphis_sync")
 
 
-def _ssl_context(files: TLS) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise MemphisConnectError(f"memphis: error loading ca file: {exc}") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(files.cert_file), str(files.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise MemphisConnectError(f"memphis: error loading client certificate: {exc}") from None
-    return context
-
-
 class Pump:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -67,7 +54,7 @@ class Pump:
         self._host = options.host
         self._port = options.port
         self._timeout = options.timeout
-        self._ssl = None if options.tls is None else _ssl_context(options.tls)
+        self._ssl = None if options.tls is None else tls_context(options.tls)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self._send_lock = threading.Lock()
