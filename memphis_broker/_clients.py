@@ -425,12 +425,12 @@ async def handle_consumer_destroy(ctx: Context, payload: bytes) -> bytes:
     gone = {k for k, _row in doomed}
     for k in gone:
         await ctx.store.consumers.delete(k)
+    # Count the remaining members from a scan taken *after* our delete: with the scan from
+    # before it, two members leaving at once each saw the other (the durable leaked), and a
+    # member joining meanwhile was missed (its fresh durable was deleted under it).
+    after = await ctx.store.consumers.scan(f"{st}.>")
     for group in {row["consumers_group"] for _k, row in doomed}:
-        still = [
-            row
-            for k, row in rows
-            if k not in gone and row["consumers_group"] == group and row["is_active"]
-        ]
+        still = [row for _k, row in after if row["consumers_group"] == group and row["is_active"]]
         if still:
             continue
         # Last active member gone: the durable goes, and so does the group's poison tracking.

@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,10 @@ class NatsServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C on the terminal reaches us, and we stop it cleanly
         )
+        # A process that exits without stop() (an exception, a test run that forgot) must not
+        # leave nats-server running, holding its port and store. (A SIGKILL of this process
+        # still can: that is what the launcher's own signal handling is for.)
+        weakref.finalize(self, _terminate, self._proc)
         self._wait_healthy(timeout)
 
     def _wait_healthy(self, timeout: float) -> None:
@@ -211,3 +216,13 @@ class NatsServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server still running when its owner goes away (at interpreter exit)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
