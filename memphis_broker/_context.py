@@ -13,6 +13,7 @@ from nats.js.client import JetStreamContext
 from memphis_broker._gojson import encode
 from memphis_broker._jsapi import JSApi
 from memphis_broker._store import Store, key
+from memphis_core._requests import SDK_CLIENTS_UPDATES
 
 __all__ = [
     "CLIENTS_UPDATES",
@@ -21,7 +22,7 @@ __all__ = [
     "split_tenant",
 ]
 
-CLIENTS_UPDATES: Final = "$memphis_sdk_clients_updates"
+CLIENTS_UPDATES: Final = SDK_CLIENTS_UPDATES
 # §2.1 step 2: a username ending in `$<digits>` names a tenant.
 _TENANT_SUFFIX: Final = re.compile(r"^(.*)(\$(\d+))$", re.DOTALL)
 GLOBAL_TENANT_ID: Final = 1

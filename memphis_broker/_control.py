@@ -47,6 +47,7 @@ from memphis_broker._schemas import (
 )
 from memphis_broker._stations import handle_station_create, handle_station_destroy
 from memphis_broker._store import Store
+from memphis_core import _requests as rq
 
 __all__ = ["CONTROL_PLANE_NAME", "REQUEST_SUBJECTS", "ControlPlane"]
 
@@ -58,15 +59,15 @@ _SWEEP_MS: Final = 15 * 60 * 1000
 
 # (subject, handler, reply style) per §1.4; the queue group is derived as the real broker does.
 REQUEST_SUBJECTS: Final[tuple[tuple[str, Handler, str], ...]] = (
-    ("$memphis_station_creations", handle_station_create, "text"),
-    ("$memphis_station_destructions", handle_station_destroy, "text"),
-    ("$memphis_producer_creations", handle_producer_create, "json"),
-    ("$memphis_producer_destructions", handle_producer_destroy, "text"),
-    ("$memphis_consumer_creations", handle_consumer_create, "text"),
-    ("$memphis_consumer_destructions", handle_consumer_destroy, "text"),
-    ("$memphis_schema_attachments", handle_schema_attach, "text"),
-    ("$memphis_schema_detachments", handle_schema_detach, "text"),
-    ("$memphis_schema_creations", handle_schema_create, "json"),
+    (rq.STATION_CREATIONS, handle_station_create, "text"),
+    (rq.STATION_DESTRUCTIONS, handle_station_destroy, "text"),
+    (rq.PRODUCER_CREATIONS, handle_producer_create, "json"),
+    (rq.PRODUCER_DESTRUCTIONS, handle_producer_destroy, "text"),
+    (rq.CONSUMER_CREATIONS, handle_consumer_create, "text"),
+    (rq.CONSUMER_DESTRUCTIONS, handle_consumer_destroy, "text"),
+    (rq.SCHEMA_ATTACHMENTS, handle_schema_attach, "text"),
+    (rq.SCHEMA_DETACHMENTS, handle_schema_detach, "text"),
+    (rq.SCHEMA_CREATIONS, handle_schema_create, "json"),
 )
 
 
@@ -157,11 +158,11 @@ class ControlPlane:
         for subject, handler, style in REQUEST_SUBJECTS:
             await nc.subscribe(subject, queue=_queue_group(subject), cb=self._serve(handler, style))
         await nc.subscribe(
-            "$memphis_pm_acks", queue="$memphis_pm_acks_group", cb=self._fire(_dls.process_pm_ack)
+            rq.PM_ACKS, queue=f"{rq.PM_ACKS}_group", cb=self._fire(_dls.process_pm_ack)
         )
         await nc.subscribe(
-            "$memphis_notifications",
-            queue="$memphis_notifications_group",
+            rq.NOTIFICATIONS,
+            queue=f"{rq.NOTIFICATIONS}_group",
             cb=self._fire(_drop_notification),
         )
         await nc.flush()

@@ -23,6 +23,7 @@ from typing import Any, Final
 from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import GoJSONError, Spec, decode
 from memphis_broker._store import key
+from memphis_core import _requests as rq
 from memphis_core._names import internal_name
 
 __all__ = [
@@ -46,8 +47,8 @@ INTERNAL_STREAMS: Final = (
         "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
         "$memphis_dls_unacked_consumer",
     ),
-    ("$memphis_dls_schemaverse", "$memphis_schemaverse_dls", "$memphis_dls_schemaverse_consumer"),
-    ("$memphis_dls_nacked", "$memphis_nacked_dls", "$memphis_nacked_dls_consumer"),
+    ("$memphis_dls_schemaverse", rq.SCHEMAVERSE_DLS, "$memphis_dls_schemaverse_consumer"),
+    ("$memphis_dls_nacked", rq.NACKED_DLS, "$memphis_nacked_dls_consumer"),
 )
 
 ADVISORY_SPEC: Final[Spec] = {"stream": "string", "consumer": "string", "stream_seq": "uint64"}
@@ -381,7 +382,8 @@ async def resend(ctx: Context, station: str, ids: set[int] | None = None) -> int
                 }
             )
             cg = internal_name(group)
-            for subject in (f"$memphis_dls_{intern}.{cg}", f"$memphis_dls_{intern}_{cg}"):
+            # The current subject, and the old underscore form the real broker also publishes (8.8).
+            for subject in (rq.dls_subject(intern, cg), f"$memphis_dls_{intern}_{cg}"):
                 await ctx.nc.publish(subject, data, headers=headers)
             sent += 1
     await ctx.nc.flush()

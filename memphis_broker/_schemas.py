@@ -27,6 +27,7 @@ from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import GoJSONError, Spec, decode, encode
 from memphis_broker._store import key
 from memphis_core._names import internal_name, name_error
+from memphis_core._requests import schema_updates_subject
 
 __all__ = [
     "EMPTY_SCHEMA_UPDATE",
@@ -290,7 +291,7 @@ async def handle_schema_attach(ctx: Context, payload: bytes) -> bytes:
     number = active["version_number"] if active else 0
     await ctx.store.stations.mutate(key(station_name), _set_schema(schema_name, number))
     await ctx.publish_json(
-        f"$memphis_schema_updates_{internal_name(station_name)}",
+        schema_updates_subject(internal_name(station_name)),
         {"UpdateType": UPDATE_INIT, "init": _update_body(schema)},
     )
     return b""
@@ -311,7 +312,7 @@ async def handle_schema_detach(ctx: Context, payload: bytes) -> bytes:
         return f"station {station_name} does not exist".encode()
     await ctx.store.stations.mutate(key(station_name), _set_schema("", 0))
     await ctx.publish_json(
-        f"$memphis_schema_updates_{internal_name(station_name)}",
+        schema_updates_subject(internal_name(station_name)),
         {"UpdateType": UPDATE_DROP, "init": copy.deepcopy(EMPTY_SCHEMA_UPDATE)},
     )
     return b""
