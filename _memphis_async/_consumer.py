@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from memphis_core import (
     ConsumerState,
     MemphisError,
+    MessageView,
     Operation,
     ReceivedMessage,
     consume_should_stop,
@@ -45,35 +46,14 @@ async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
         await result
 
 
-class Message:
+class Message(MessageView):
     """A received message. Acknowledge it with ``await msg.ack()`` within max_ack_time."""
 
-    __slots__ = ("_driver", "_received")
+    __slots__ = ("_driver",)
 
     def __init__(self, driver: Driver, received: ReceivedMessage) -> None:
+        super().__init__(received)
         self._driver = driver
-        self._received = received
-
-    @property
-    def data(self) -> bytes:
-        return self._received.data
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """User headers (first value per key); the ``$memphis*`` ones are hidden."""
-        return self._received.headers
-
-    @property
-    def sequence_number(self) -> int:
-        return self._received.sequence_number
-
-    @property
-    def delivery_count(self) -> int:
-        return self._received.delivery_count
-
-    @property
-    def partition(self) -> int | None:
-        return self._received.partition
 
     async def ack(self) -> None:
         driver = self._driver
@@ -97,18 +77,6 @@ class Message:
         """Stop redelivering and send the message to the station's dead-letter store."""
         driver = self._driver
         driver.call(lambda now: driver.client.dead_letter(self._received, reason))
-
-    def data_deserialized(self) -> object:
-        """Decode with the station's schema (protobuf object, dict, GraphQL text) or raw bytes.
-
-        Raises:
-            MemphisSchemaError: the data does not match the station's current schema.
-        """
-        schema = self._received.consumer.station.schema
-        return bytes(self.data) if schema is None else schema.deserialize(self.data)
-
-    def __repr__(self) -> str:
-        return f"<Message seq={self.sequence_number} {len(self.data)} bytes>"
 
 
 class Consumer:

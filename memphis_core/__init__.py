@@ -11,7 +11,7 @@ load on first use.
 from __future__ import annotations
 
 from ._client import APP_ID, Client, ConsumerError
-from ._consumer import ConsumerState, ReceivedMessage, consume_should_stop
+from ._consumer import ConsumerState, MessageView, ReceivedMessage, consume_should_stop
 from ._enums import RetentionType, SchemaType, StorageType
 from ._errors import (
     ConnectionClosedError,
@@ -92,6 +92,7 @@ __all__ = [
     "MemphisError",
     "MemphisHeaderError",
     "MemphisSchemaError",
+    "MessageView",
     "MissingExtraError",
     "Msg",
     "NoRespondersError",

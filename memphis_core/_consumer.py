@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DLS_BUFFER",
     "ConsumerState",
+    "MessageView",
     "Publishes",
     "ReceivedMessage",
     "ack_publishes",
@@ -231,3 +232,49 @@ def dead_letter_publishes(message: ReceivedMessage, reason: str) -> Publishes:
         seq=message.sequence_number,
     )
     return [(reply, TERM), (NACKED_DLS, body)]
+
+
+class MessageView:
+    """The read-only face of a received message that every frontend's ``Message`` shares.
+
+    Frontends subclass it and add the actions (``ack``, ``nack``, ``delay``, ``dead_letter``),
+    which are blocking calls in one and coroutines in the others.
+    """
+
+    __slots__ = ("_received",)
+
+    def __init__(self, received: ReceivedMessage) -> None:
+        self._received = received
+
+    @property
+    def data(self) -> bytes:
+        return self._received.data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """User headers (first value per key); the ``$memphis*`` ones are hidden."""
+        return self._received.headers
+
+    @property
+    def sequence_number(self) -> int:
+        return self._received.sequence_number
+
+    @property
+    def delivery_count(self) -> int:
+        return self._received.delivery_count
+
+    @property
+    def partition(self) -> int | None:
+        return self._received.partition
+
+    def data_deserialized(self) -> object:
+        """Decode with the station's schema (protobuf object, dict, GraphQL text) or raw bytes.
+
+        Raises:
+            MemphisSchemaError: the data does not match the station's current schema.
+        """
+        schema = self._received.consumer.station.schema
+        return bytes(self.data) if schema is None else schema.deserialize(self.data)
+
+    def __repr__(self) -> str:
+        return f"<Message seq={self.sequence_number} {len(self.data)} bytes>"

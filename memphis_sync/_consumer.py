@@ -11,6 +11,7 @@ from memphis_core import (
     Client,
     ConsumerState,
     MemphisError,
+    MessageView,
     Operation,
     ReceivedMessage,
     consume_should_stop,
@@ -26,35 +27,14 @@ Handler = Callable[[list["Message"], MemphisError | None, Any], None]
 ErrorHandler = Callable[["Consumer", MemphisError], None]
 
 
-class Message:
+class Message(MessageView):
     """A received message. Acknowledge it with ``ack()`` within the consumer's max_ack_time."""
 
-    __slots__ = ("_pump", "_received")
+    __slots__ = ("_pump",)
 
     def __init__(self, pump: Pump, received: ReceivedMessage) -> None:
+        super().__init__(received)
         self._pump = pump
-        self._received = received
-
-    @property
-    def data(self) -> bytes:
-        return self._received.data
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """User headers (first value per key); the ``$memphis*`` ones are hidden."""
-        return self._received.headers
-
-    @property
-    def sequence_number(self) -> int:
-        return self._received.sequence_number
-
-    @property
-    def delivery_count(self) -> int:
-        return self._received.delivery_count
-
-    @property
-    def partition(self) -> int | None:
-        return self._received.partition
 
     def ack(self) -> None:
         # Fire-and-forget: leave the write to the I/O thread so the acks of a batch go out
@@ -82,18 +62,6 @@ class Message:
         """Stop redelivering and send the message to the station's dead-letter store."""
         pump = self._pump
         pump.call(lambda now: pump.client.dead_letter(self._received, reason))
-
-    def data_deserialized(self) -> object:
-        """Decode with the station's schema (protobuf object, dict, GraphQL text) or raw bytes.
-
-        Raises:
-            MemphisSchemaError: the data does not match the station's current schema.
-        """
-        schema = self._received.consumer.station.schema
-        return bytes(self.data) if schema is None else schema.deserialize(self.data)
-
-    def __repr__(self) -> str:
-        return f"<Message seq={self.sequence_number} {len(self.data)} bytes>"
 
 
 class Consumer:
