@@ -31,6 +31,9 @@ from nats.js.kv import KeyValue
 
 from memphis_broker._jsapi import JSApi
 
+# How long a snapshot pull may wait for the messages it knows are there.
+_SCAN_EXPIRES_NS = 10 * 1_000_000_000
+
 __all__ = ["BUCKETS", "Bucket", "Store", "key"]
 
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -139,7 +142,10 @@ class Bucket:
             try:
                 await nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                    json.dumps({"batch": pending, "no_wait": True}).encode(),
+                    # Not no_wait: a busy server may answer "no messages" (404) before the new
+                    # consumer has them ready, and the snapshot would silently come up short.
+                    # With an expiry the pull waits until all ``pending`` arrived.
+                    json.dumps({"batch": pending, "expires": _SCAN_EXPIRES_NS}).encode(),
                     reply=inbox,
                 )
                 for _ in range(pending):

@@ -104,7 +104,8 @@ def test_control_plane_restart_keeps_everything(tmp_path: Path) -> None:
                     "validation_error": "v",
                 }
                 await c.nc.publish("$memphis_schemaverse_dls", json.dumps(report).encode())
-                await c.create_consumer("keep", "c")
+                reply = await c.create_consumer("keep", "c")
+                assert '"error":""' in reply, reply
                 await wait_for(lambda: c.rows("dls"))
                 return {"conn_id": c.conn_id, "dls": await c.rows("dls")}
             finally:
