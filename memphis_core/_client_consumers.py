@@ -31,7 +31,7 @@ from ._handlers import (
 )
 from ._jetstream import consumer_info_subject, pull_body, pull_subject
 from ._operation import Operation
-from ._options import ConsumerOptions
+from ._options import ConsumerOptions, fetch_options
 from ._partitions import choose_fetch_partition, stream_name
 
 if TYPE_CHECKING:
@@ -213,8 +213,15 @@ class ConsumerOps:
         """
         if consumer.destroyed:
             raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
-        if not 1 <= batch_size <= 5000:
-            raise LocalProtocolError("Batch size can not be greater than 5000 or less than 1")
+        # The one validation of fetch arguments, for every frontend (section 8.4 texts).
+        opts = fetch_options(
+            batch_size,
+            prefetch=prefetch,
+            partition_key=partition_key,
+            partition_number=partition_number,
+        )
+        batch_size, prefetch = opts.batch_size, opts.prefetch
+        partition_key, partition_number = opts.partition_key, opts.partition_number
         if consumer.unreachable:
             failed: Operation[list[ReceivedMessage]] = Operation("fetch")
             failed.fail(StationUnreachableError(STATION_UNREACHABLE))

@@ -111,18 +111,15 @@ class Consumer:
     def _start_fetch(
         self, batch_size: int, prefetch: bool, key: str | None, number: int | None
     ) -> Operation[list[ReceivedMessage]]:
-        opts = fetch_options(
-            batch_size, prefetch=prefetch, partition_key=key, partition_number=number
-        )
         pump = self._pump
         return pump.call(
             lambda now: pump.client.fetch(
                 self._state,
-                opts.batch_size,
+                batch_size,
                 now,
-                partition_key=opts.partition_key,
-                partition_number=opts.partition_number,
-                prefetch=opts.prefetch,
+                partition_key=key,
+                partition_number=number,
+                prefetch=prefetch,
             )
         )
 
