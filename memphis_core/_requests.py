@@ -17,15 +17,13 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypedDict
 
-from ._enums import RetentionType, SchemaType, StorageType, coerce_enum
+from ._enums import SchemaType, coerce_enum
 from ._errors import LocalProtocolError
 from ._names import name_error
 from ._options import (
     ConsumerOptions,
     StationOptions,
-    consumer_options,
     producer_options,
-    station_options,
 )
 from ._replies import (
     ALREADY_EXIST,
@@ -70,7 +68,6 @@ __all__ = [
     "ProducerCreateRequest",
     "ProducerCreated",
     "StationCreateRequest",
-    "consumer_create_body",
     "consumer_destroy_body",
     "dls_subject",
     "encode_consumer_create",
@@ -92,7 +89,6 @@ __all__ = [
     "schema_create_body",
     "schema_detach_body",
     "schema_updates_subject",
-    "station_create_body",
     "station_destroy_body",
 ]
 
@@ -230,46 +226,6 @@ def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
     return _dumps(body)
 
 
-def station_create_body(
-    name: str,
-    *,
-    username: str,
-    retention_type: RetentionType | str = RetentionType.MAX_MESSAGE_AGE_SECONDS,
-    retention_value: int = 3600,
-    storage_type: StorageType | str = StorageType.DISK,
-    replicas: int = 1,
-    idempotency_window: float = 120.0,
-    schema_name: str = "",
-    send_poison_msg_to_dls: bool = True,
-    send_schema_failed_msg_to_dls: bool = True,
-    tiered_storage_enabled: bool = False,
-    partitions_number: int = 1,
-    dls_station: str = "",
-) -> bytes:
-    """Validate station options and build the ``$memphis_station_creations`` body.
-
-    Enums may be given as members or as their wire strings.
-
-    Raises:
-        LocalProtocolError: as :func:`memphis_core._options.station_options`.
-    """
-    opts = station_options(
-        name,
-        retention_type=retention_type,
-        retention_value=retention_value,
-        storage_type=storage_type,
-        replicas=replicas,
-        idempotency_window=idempotency_window,
-        schema_name=schema_name,
-        send_poison_msg_to_dls=send_poison_msg_to_dls,
-        send_schema_failed_msg_to_dls=send_schema_failed_msg_to_dls,
-        tiered_storage_enabled=tiered_storage_enabled,
-        partitions_number=partitions_number,
-        dls_station=dls_station,
-    )
-    return encode_station_create(opts, username=username)
-
-
 def station_destroy_body(station_name: str, *, username: str) -> bytes:
     """``$memphis_station_destructions``: ``{"station_name", "username"}`` (section 6.3).
 
@@ -356,38 +312,6 @@ def encode_consumer_create(
         "sdk_lang": SDK_LANG,
     }
     return _dumps(body)
-
-
-def consumer_create_body(
-    station_name: str,
-    name: str,
-    *,
-    connection_id: str,
-    username: str,
-    app_id: str,
-    consumer_group: str = "",
-    max_ack_time: float = 30.0,
-    max_msg_deliveries: int = 10,
-    start_consume_from_seq: int = 1,
-    last_messages: int = -1,
-) -> bytes:
-    """Validate consumer options and build the ``$memphis_consumer_creations`` body.
-
-    Raises:
-        LocalProtocolError: as :func:`memphis_core._options.consumer_options`.
-    """
-    opts = consumer_options(
-        station_name,
-        name,
-        consumer_group=consumer_group,
-        max_ack_time=max_ack_time,
-        max_msg_deliveries=max_msg_deliveries,
-        start_consume_from_seq=start_consume_from_seq,
-        last_messages=last_messages,
-    )
-    return encode_consumer_create(
-        opts, connection_id=connection_id, username=username, app_id=app_id
-    )
 
 
 def consumer_destroy_body(

@@ -18,7 +18,6 @@ from memphis_core._requests import (
     ClientsUpdate,
     ConsumerCreated,
     ProducerCreated,
-    consumer_create_body,
     consumer_destroy_body,
     dls_subject,
     encode_consumer_create,
@@ -39,7 +38,6 @@ from memphis_core._requests import (
     schema_create_body,
     schema_detach_body,
     schema_updates_subject,
-    station_create_body,
     station_destroy_body,
 )
 from memphis_core._schemas import SchemaInit
@@ -56,6 +54,20 @@ def exact(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------ builders
+
+
+def station_create_body(name: str, *, username: str, **options: Any) -> bytes:
+    """Validated options into the request body, as the client does it."""
+    return encode_station_create(station_options(name, **options), username=username)
+
+
+def consumer_create_body(
+    station: str, name: str, *, connection_id: str, username: str, app_id: str, **options: Any
+) -> bytes:
+    opts = consumer_options(station, name, **options)
+    return encode_consumer_create(
+        opts, connection_id=connection_id, username=username, app_id=app_id
+    )
 
 
 def test_station_create_defaults_exact_bytes() -> None:
