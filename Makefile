@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async
+	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async _memphis_io
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
     ConsumerState,
+    Delivery,
     MemphisError,
     MessageView,
     Operation,
-    ReceivedMessage,
     consume_should_stop,
     fetch_options,
 )
@@ -51,7 +51,7 @@ class Message(MessageView):
 
     __slots__ = ("_driver",)
 
-    def __init__(self, driver: Driver, received: ReceivedMessage) -> None:
+    def __init__(self, driver: Driver, received: Delivery) -> None:
         super().__init__(received)
         self._driver = driver
 
@@ -133,7 +133,7 @@ class Consumer:
 
     def _start_fetch(
         self, batch_size: int, prefetch: bool, key: str | None, number: int | None
-    ) -> Operation[list[ReceivedMessage]]:
+    ) -> Operation[list[Delivery]]:
         driver = self._driver
         return driver.call(
             lambda now: driver.client.fetch(
@@ -147,8 +147,8 @@ class Consumer:
         )
 
     async def _wait_batch(
-        self, op: Operation[list[ReceivedMessage]], stop: Callable[[], bool] | None
-    ) -> list[ReceivedMessage] | None:
+        self, op: Operation[list[Delivery]], stop: Callable[[], bool] | None
+    ) -> list[Delivery] | None:
         """The batch of ``op``, or None when ``stop()`` became true first.
 
         Whoever stops waiting for a batch (cancellation, stop_consume) hands it back to the
@@ -236,7 +236,7 @@ class Consumer:
 
         while not stop[0] and not driver.closed:
             messages: list[Message] = []
-            received: list[ReceivedMessage] = []
+            received: list[Delivery] = []
             error: MemphisError | None = None
             try:
                 op = self._start_fetch(state.options.batch_size, False, key, number)

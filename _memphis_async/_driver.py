@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
+from _memphis_io import tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -48,7 +49,6 @@ from memphis_core import (
     Operation,
     ReconnectDue,
     TLSUpgradeRequired,
-    tls_context,
 )
 
 from ._backend import Backend, Event, Spawner, Stream, Task

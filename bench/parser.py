@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memphis_core._parser import Parser
+from memphis_core.nats._parser import Parser
 
 CHUNK = 64 * 1024
 SUBJECT = b"orders$1.final"

@@ -1,4 +1,4 @@
-"""Atheris harness for the NATS/1.0 header block (``memphis_core._headers``).
+"""Atheris harness for the NATS/1.0 header block (``memphis_core.nats._headers``).
 
 Invariants: ``parse_header_block`` returns ``(status, description, Headers)`` or raises
 ``RemoteProtocolError``, nothing else; what it accepts re-encodes with ``encode_header_block``
@@ -18,8 +18,8 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from memphis_core._errors import RemoteProtocolError
-    from memphis_core._headers import (
+    from memphis_core import RemoteProtocolError
+    from memphis_core.nats._headers import (
         Headers,
         encode_header_block,
         parse_header_block,

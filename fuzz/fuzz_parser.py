@@ -1,4 +1,4 @@
-"""Atheris harness for the NATS wire parser (``memphis_core._parser.Parser``).
+"""Atheris harness for the NATS wire parser (``memphis_core.nats._parser.Parser``).
 
 Invariants, for any input:
 
@@ -28,9 +28,9 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from memphis_core._errors import RemoteProtocolError
-    from memphis_core._frames import Frame, Msg
-    from memphis_core._parser import ParseError, Parser
+    from memphis_core import RemoteProtocolError
+    from memphis_core.nats._frames import Frame, Msg
+    from memphis_core.nats._parser import ParseError, Parser
 
 from tests.core.wire_vectors import encode_frames
 

@@ -14,9 +14,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from memphis_core._errors import MemphisConnectError, RemoteProtocolError
-    from memphis_core._events import Disconnected
-    from memphis_core._session import Session
+    from memphis_core import MemphisConnectError, RemoteProtocolError
+    from memphis_core.nats._events import Disconnected
+    from memphis_core.nats._session import Session
 
 _HANDSHAKE = b'INFO {"server_id":"f","max_payload":4096,"headers":true}\r\nPONG\r\n'
 

@@ -16,7 +16,7 @@ from memphis_broker._context import CLIENTS_UPDATES, Context
 from memphis_broker._jsapi import JSApi
 from memphis_broker._stations import destroy_station_resources
 from memphis_broker._store import Store, key
-from memphis_core._names import internal_name
+from memphis_core.memphis._names import internal_name
 
 __all__ = ["admin_context", "remove_station", "set_dls_configuration"]
 

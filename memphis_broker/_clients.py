@@ -17,7 +17,7 @@ from memphis_broker._jsapi import JSApiError
 from memphis_broker._schemas import EMPTY_SCHEMA_UPDATE, schema_update_for
 from memphis_broker._stations import create_default_station, stream_names
 from memphis_broker._store import key
-from memphis_core._names import internal_name, name_error
+from memphis_core.memphis._names import internal_name, name_error
 
 __all__ = [
     "consumer_config",

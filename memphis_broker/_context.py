@@ -13,7 +13,7 @@ from nats.js.client import JetStreamContext
 from memphis_broker._gojson import encode
 from memphis_broker._jsapi import JSApi
 from memphis_broker._store import Store, key
-from memphis_core._requests import SDK_CLIENTS_UPDATES
+from memphis_core.memphis._control import SDK_CLIENTS_UPDATES
 
 __all__ = [
     "CLIENTS_UPDATES",

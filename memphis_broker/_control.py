@@ -47,7 +47,7 @@ from memphis_broker._schemas import (
 )
 from memphis_broker._stations import handle_station_create, handle_station_destroy
 from memphis_broker._store import Store
-from memphis_core import _requests as rq
+from memphis_core.memphis import _control as rq
 
 __all__ = ["CONTROL_PLANE_NAME", "REQUEST_SUBJECTS", "ControlPlane"]
 

@@ -23,8 +23,8 @@ from typing import Any, Final
 from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import GoJSONError, Spec, decode
 from memphis_broker._store import key
-from memphis_core import _requests as rq
-from memphis_core._names import internal_name
+from memphis_core.memphis import _control as rq
+from memphis_core.memphis._names import internal_name
 
 __all__ = [
     "INTERNAL_STREAMS",

@@ -26,8 +26,8 @@ from google.protobuf import descriptor_pb2
 from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import GoJSONError, Spec, decode, encode
 from memphis_broker._store import key
-from memphis_core._names import internal_name, name_error
-from memphis_core._requests import schema_updates_subject
+from memphis_core.memphis._control import schema_updates_subject
+from memphis_core.memphis._names import internal_name, name_error
 
 __all__ = [
     "EMPTY_SCHEMA_UPDATE",

@@ -15,7 +15,7 @@ from memphis_broker._context import GLOBAL_TENANT_ID, Context, now_ms, split_ten
 from memphis_broker._gojson import GoJSONError, Spec, decode
 from memphis_broker._jsapi import ERR_REPLICAS_NOT_SUPPORTED, JSApiError
 from memphis_broker._store import key
-from memphis_core._names import internal_name, name_error
+from memphis_core.memphis._names import internal_name, name_error
 
 #: §2.1 step 6 prints this limit; the OSS broker never enforces it (see _build_station).
 MAX_PARTITIONS: Final = 10_000

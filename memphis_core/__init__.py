@@ -1,48 +1,33 @@
 """memphis_core: the sans-IO Memphis and NATS protocol core.
 
-No sockets, threads, clocks or ``async``: bytes go in through ``receive_data``, bytes come out of
-``data_to_send``, timers are driven by ``next_deadline``/``handle_timeout(now)``, and results are
-events and :class:`Operation` handles. ``memphis_sync``, ``memphis_trio`` and ``memphis_asyncio``
-are thin frontends over it; anyone can drive it from another event loop (see
+No sockets, threads, clocks, files or ``async``: bytes go in through ``receive_data``, bytes come
+out of ``data_to_send``, timers are driven by ``next_deadline``/``handle_timeout(now)``, and results
+are events and :class:`Operation` handles. ``memphis_sync``, ``memphis_trio`` and
+``memphis_asyncio`` are thin frontends over it; anyone can drive it from another event loop (see
 ``examples/custom_loop.py``). Only the standard library is imported here; the schema libraries
 load on first use.
+
+Two layers, each a subpackage, with a one-way dependency:
+
+* ``memphis_core.nats``: NATS framing, the connection session (handshake, auth, keepalive,
+  reconnect and replay), and requests correlated on one reply inbox;
+* ``memphis_core.memphis``: the Memphis client on top of it (control plane, producers,
+  consumers, JetStream pulls and acks, partitions, schemas, DLS).
+
+This module exports the public names of both; import from here.
 """
 
 from __future__ import annotations
 
-from ._client import APP_ID, Client, ConsumerError
-from ._consumer import ConsumerState, MessageView, ReceivedMessage, consume_should_stop
-from ._enums import RetentionType, SchemaType, StorageType
-from ._errors import (
-    ConnectionClosedError,
-    ConnectionLostError,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    MemphisHeaderError,
-    MemphisSchemaError,
-    NoRespondersError,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    StationUnreachableError,
-)
-from ._events import (
-    Closed,
-    Connected,
-    Disconnected,
-    Event,
-    FlushCompleted,
-    ReconnectDue,
-    ReplyReceived,
-    RequestFailed,
-    ServerError,
-    TLSUpgradeRequired,
-)
-from ._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
-from ._headers import Headers, encode_header_block, parse_header_block
-from ._jetstream import PubAck
-from ._operation import Operation
-from ._options import (
+from ._version import __version__
+from .memphis._client import APP_ID, Client, ClientEvent
+from .memphis._consumers import ConsumerError
+from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
+from .memphis._enums import RetentionType, SchemaType, StorageType
+from .memphis._errors import MemphisHeaderError, MemphisSchemaError, StationUnreachableError
+from .memphis._jetstream import PubAck
+from .memphis._operation import Operation
+from .memphis._options import (
     TLS,
     ConnectOptions,
     ConsumerOptions,
@@ -58,18 +43,45 @@ from ._options import (
     producer_options,
     station_options,
 )
-from ._parser import ParseError, Parser
-from ._producer import ProducerState, StationState
-from ._schemas import MissingExtraError, Schema, SchemaValidationError
-from ._session import Session
-from ._state import ConnState
-from ._tls import tls_context
-from ._version import __version__
+from .memphis._producers import ProducerState
+from .memphis._schemas import Schema, SchemaValidationError
+from .memphis._stations import StationState
+from .memphis._validators import MissingExtraError
+from .nats._errors import (
+    ConnectionClosedError,
+    ConnectionLostError,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestAbandonedError,
+    RequestTimeoutError,
+)
+from .nats._events import (
+    Closed,
+    Connected,
+    Disconnected,
+    FlushCompleted,
+    ReconnectDue,
+    ReplyReceived,
+    RequestFailed,
+    ServerError,
+    SessionEvent,
+    TLSUpgradeRequired,
+    TransportEvent,
+)
+from .nats._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
+from .nats._headers import Headers, encode_header_block, parse_header_block
+from .nats._parser import ParseError, Parser
+from .nats._session import Session
+from .nats._state import ConnState
 
 __all__ = [
     "APP_ID",
     "TLS",
     "Client",
+    "ClientEvent",
     "Closed",
     "ConnState",
     "ConnectOptions",
@@ -79,9 +91,9 @@ __all__ = [
     "ConsumerError",
     "ConsumerOptions",
     "ConsumerState",
+    "Delivery",
     "Disconnected",
     "Err",
-    "Event",
     "FetchOptions",
     "FlushCompleted",
     "Frame",
@@ -106,10 +118,10 @@ __all__ = [
     "ProducerOptions",
     "ProducerState",
     "PubAck",
-    "ReceivedMessage",
     "ReconnectDue",
     "RemoteProtocolError",
     "ReplyReceived",
+    "RequestAbandonedError",
     "RequestFailed",
     "RequestTimeoutError",
     "RetentionType",
@@ -118,11 +130,13 @@ __all__ = [
     "SchemaValidationError",
     "ServerError",
     "Session",
+    "SessionEvent",
     "StationOptions",
     "StationState",
     "StationUnreachableError",
     "StorageType",
     "TLSUpgradeRequired",
+    "TransportEvent",
     "__version__",
     "connect_options",
     "consume_should_stop",
@@ -134,5 +148,4 @@ __all__ = [
     "produce_options",
     "producer_options",
     "station_options",
-    "tls_context",
 ]

@@ -25,8 +25,8 @@ from memphis_core import (
 )
 
 from ._consumer import Consumer, ErrorHandler, Message
+from ._driver import Driver
 from ._producer import Producer
-from ._pump import Pump
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -72,27 +72,27 @@ def connect(
         timeout=timeout,
         tls=tls,
     )
-    pump = Pump(Client(options))
-    pump.start()
-    return Connection(pump)
+    driver = Driver(Client(options))
+    driver.start()
+    return Connection(driver)
 
 
 class Connection:
     """A connection to a Memphis broker. Thread-safe."""
 
-    def __init__(self, pump: Pump) -> None:
-        self._pump = pump
-        self._client = pump.client
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._client = driver.client
         # Consumers that may run a consume thread: stopped on close(). Weak, so a consumer the
         # caller dropped is not kept alive by the connection.
         self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
-        pump.on_consumer_error = self._route_consumer_error
+        driver.on_consumer_error = self._route_consumer_error
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def is_connected(self) -> bool:
-        return self._client.is_connected and not self._pump.closed
+        return self._client.is_connected and not self._driver.closed
 
     @property
     def connection_id(self) -> str:
@@ -103,7 +103,7 @@ class Connection:
         for consumer in list(self._consumers):
             # Bounded: a handler stuck in user code must not keep close() from closing.
             consumer._stop_consume(self._client.options.timeout)
-        self._pump.close()
+        self._driver.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -114,8 +114,8 @@ class Connection:
         self.close()
 
     def _run(self, start: Any) -> Any:
-        pump = self._pump
-        return pump.wait(pump.call(start))
+        driver = self._driver
+        return driver.wait(driver.call(start))
 
     @staticmethod
     def _route_consumer_error(event: ConsumerError) -> None:
@@ -201,7 +201,7 @@ class Connection:
         """Register a producer (the station is created if it does not exist)."""
         opts = producer_options(station_name, producer_name)
         state = self._run(lambda now: self._client.create_producer(opts, now))
-        return Producer(self._pump, state)
+        return Producer(self._driver, state)
 
     def produce(
         self,
@@ -274,7 +274,7 @@ class Connection:
             if error_handler is not None:
                 consumer._set_error_handler(error_handler)
             return consumer
-        consumer = Consumer(self._pump, state, error_handler)
+        consumer = Consumer(self._driver, state, error_handler)
         state.handle = consumer
         self._consumers.add(consumer)
         return consumer

@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 from memphis_core import (
     Client,
     ConsumerState,
+    Delivery,
     MemphisError,
     MessageView,
     Operation,
-    ReceivedMessage,
     consume_should_stop,
     fetch_options,
 )
 
 if TYPE_CHECKING:
-    from ._pump import Pump
+    from ._driver import Driver
 
 __all__ = ["Consumer", "Message"]
 
@@ -30,24 +30,24 @@ ErrorHandler = Callable[["Consumer", MemphisError], None]
 class Message(MessageView):
     """A received message. Acknowledge it with ``ack()`` within the consumer's max_ack_time."""
 
-    __slots__ = ("_pump",)
+    __slots__ = ("_driver",)
 
-    def __init__(self, pump: Pump, received: ReceivedMessage) -> None:
+    def __init__(self, driver: Driver, received: Delivery) -> None:
         super().__init__(received)
-        self._pump = pump
+        self._driver = driver
 
     def ack(self) -> None:
         # Fire-and-forget: leave the write to the I/O thread so the acks of a batch go out
         # together (a write per ack cost more than everything else on the consume path).
-        pump = self._pump
-        pump.call(lambda now: pump.client.ack(self._received), send=False)
-        pump.wake()
+        driver = self._driver
+        driver.call(lambda now: driver.client.ack(self._received), send=False)
+        driver.wake()
 
     def nack(self) -> None:
         """Ask for redelivery now."""
-        pump = self._pump
-        pump.call(lambda now: pump.client.nack(self._received), send=False)
-        pump.wake()
+        driver = self._driver
+        driver.call(lambda now: driver.client.nack(self._received), send=False)
+        driver.wake()
 
     def delay(self, seconds: float) -> None:
         """Redeliver after ``seconds`` (while under max_msg_deliveries).
@@ -55,22 +55,22 @@ class Message(MessageView):
         Raises:
             MemphisError: ``cannot delay DLS message``.
         """
-        pump = self._pump
-        pump.call(lambda now: pump.client.delay(self._received, seconds))
+        driver = self._driver
+        driver.call(lambda now: driver.client.delay(self._received, seconds))
 
     def dead_letter(self, reason: str) -> None:
         """Stop redelivering and send the message to the station's dead-letter store."""
-        pump = self._pump
-        pump.call(lambda now: pump.client.dead_letter(self._received, reason))
+        driver = self._driver
+        driver.call(lambda now: driver.client.dead_letter(self._received, reason))
 
 
 class Consumer:
     """A member of a consumer group: ``fetch()`` batches, or ``consume(handler)`` in a thread."""
 
     def __init__(
-        self, pump: Pump, state: ConsumerState, error_handler: ErrorHandler | None
+        self, driver: Driver, state: ConsumerState, error_handler: ErrorHandler | None
     ) -> None:
-        self._pump = pump
+        self._driver = driver
         self._state = state
         self._error_handler = error_handler
         self._context: Any = None
@@ -106,14 +106,14 @@ class Consumer:
             MemphisError: ``station unreachable`` once the station or group is gone.
         """
         op = self._start_fetch(batch_size, prefetch, partition_key, partition_number)
-        return [Message(self._pump, received) for received in self._pump.wait(op)]
+        return [Message(self._driver, received) for received in self._driver.wait(op)]
 
     def _start_fetch(
         self, batch_size: int, prefetch: bool, key: str | None, number: int | None
-    ) -> Operation[list[ReceivedMessage]]:
-        pump = self._pump
-        return pump.call(
-            lambda now: pump.client.fetch(
+    ) -> Operation[list[Delivery]]:
+        driver = self._driver
+        return driver.call(
+            lambda now: driver.client.fetch(
                 self._state,
                 batch_size,
                 now,
@@ -148,8 +148,8 @@ class Consumer:
             partition_number=partition_number,
         )  # validate before starting
         self._stop.clear()
-        pump = self._pump
-        pump.call(lambda now: pump.client.start_consumer_pings(self._state, now), send=False)
+        driver = self._driver
+        driver.call(lambda now: driver.client.start_consumer_pings(self._state, now), send=False)
         self._thread = threading.Thread(
             target=self._consume_loop,
             args=(handler, partition_key, partition_number),
@@ -160,29 +160,29 @@ class Consumer:
 
     def _consume_loop(self, handler: Handler, key: str | None, number: int | None) -> None:
         state = self._state
-        pump = self._pump
-        client = pump.client
+        driver = self._driver
+        client = driver.client
         stop = self._stop
         while not stop.is_set():
-            received: list[ReceivedMessage] = []
+            received: list[Delivery] = []
             error: MemphisError | None = None
             try:
                 op = self._start_fetch(state.options.batch_size, False, key, number)
                 # Wait for the batch or for stop_consume(), whichever comes first, so stopping
                 # never waits out a long pull.
-                pump.wait_for(functools.partial(_done_or_set, op, stop))
+                driver.wait_for(functools.partial(_done_or_set, op, stop))
                 if not op.done:
-                    pump.call(functools.partial(_abandon, client, op))
+                    driver.call(functools.partial(_abandon, client, op))
                     break
                 received = op.outcome()
             except MemphisError as exc:
                 error = exc
             if stop.is_set():
                 # Not handed to anyone: let another member of the group have them now.
-                pump.call(functools.partial(_release, client, received))
+                driver.call(functools.partial(_release, client, received))
                 break
             try:
-                handler([Message(pump, r) for r in received], error, self._context)
+                handler([Message(driver, r) for r in received], error, self._context)
             except Exception as exc:
                 self._report_error(MemphisError(f"consume handler raised {exc!r}"))
             if consume_should_stop(error):
@@ -197,8 +197,8 @@ class Consumer:
 
     def _stop_consume(self, timeout: float | None) -> None:
         self._stop.set()
-        with self._pump.changed:
-            self._pump.changed.notify_all()
+        with self._driver.changed:
+            self._driver.changed.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -214,8 +214,8 @@ class Consumer:
     def destroy(self) -> None:
         """Stop consuming and unregister; the group's durable goes when its last member does."""
         self.stop_consume()
-        pump = self._pump
-        pump.wait(pump.call(lambda now: pump.client.destroy_consumer(self._state, now)))
+        driver = self._driver
+        driver.wait(driver.call(lambda now: driver.client.destroy_consumer(self._state, now)))
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"
@@ -225,9 +225,9 @@ def _done_or_set(op: Operation[Any], event: threading.Event) -> bool:
     return op.done or event.is_set()
 
 
-def _abandon(client: Client, op: Operation[list[ReceivedMessage]], now: float) -> None:
+def _abandon(client: Client, op: Operation[list[Delivery]], now: float) -> None:
     client.abandon_fetch(op)
 
 
-def _release(client: Client, messages: list[ReceivedMessage], now: float) -> None:
+def _release(client: Client, messages: list[Delivery], now: float) -> None:
     client.release_messages(messages)

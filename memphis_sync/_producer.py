@@ -21,7 +21,7 @@ from memphis_core import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._pump import Pump
+    from ._driver import Driver
 
 __all__ = ["Producer"]
 
@@ -34,8 +34,8 @@ _DEFAULTS: Final = {flag: produce_options(async_produce=flag) for flag in (False
 class Producer:
     """A registered producer. Thread-safe: several threads may produce on one producer."""
 
-    def __init__(self, pump: Pump, state: ProducerState) -> None:
-        self._pump = pump
+    def __init__(self, driver: Driver, state: ProducerState) -> None:
+        self._driver = driver
         self._state = state
 
     @property
@@ -90,21 +90,21 @@ class Producer:
             )
         payload = self._serialize(message, opts)
         state = self._state
-        pump = self._pump
-        client = pump.client
+        driver = self._driver
+        client = driver.client
         if opts.async_produce:
             if state.window_full:
-                pump.send_soon()
-                pump.wait_for(lambda: state.window_drained)
-            pump.call(
+                driver.send_soon()
+                driver.wait_for(lambda: state.window_drained)
+            driver.call(
                 lambda now: client.produce(state, None, opts, now, payload=payload), send=False
             )
-            pump.wake()
+            driver.wake()
             return None
-        op: Operation[PubAck | None] = pump.call(
+        op: Operation[PubAck | None] = driver.call(
             lambda now: client.produce(state, None, opts, now, payload=payload)
         )
-        return pump.wait(op)
+        return driver.wait(op)
 
     def _serialize(self, message: object, opts: ProduceOptions) -> bytes:
         # Validation can be slow (JSON Schema, Avro): do it before taking the connection lock.
@@ -112,9 +112,9 @@ class Producer:
             return self._state.station.serialize(message)
         except SchemaValidationError as exc:
             report = functools.partial(
-                self._pump.client.report_schema_failure, self._state, exc, opts
+                self._driver.client.report_schema_failure, self._state, exc, opts
             )
-            self._pump.call(lambda now: report())
+            self._driver.call(lambda now: report())
             raise
 
     def flush(self, timeout: float | None = None) -> None:
@@ -125,10 +125,10 @@ class Producer:
             RequestTimeoutError: ``timeout`` passed first.
         """
         state = self._state
-        self._pump.send_soon()
-        if not self._pump.wait_for(lambda: state.in_flight == 0, timeout):
+        self._driver.send_soon()
+        if not self._driver.wait_for(lambda: state.in_flight == 0, timeout):
             raise RequestTimeoutError("memphis: timeout waiting for async produces")
-        with self._pump.lock:
+        with self._driver.lock:
             error, state.first_error = state.first_error, None
         if error is not None:
             raise error
@@ -142,8 +142,8 @@ class Producer:
         # Destroying is what the caller wants; earlier async failures were theirs to flush.
         with contextlib.suppress(MemphisError):
             self.flush(_DESTROY_FLUSH_TIMEOUT)
-        pump = self._pump
-        pump.wait(pump.call(lambda now: pump.client.destroy_producer(self._state, now)))
+        driver = self._driver
+        driver.wait(driver.call(lambda now: driver.client.destroy_producer(self._state, now)))
 
     def __repr__(self) -> str:
         return f"<Producer {self.name!r} station={self.station_name!r}>"

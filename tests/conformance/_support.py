@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 from memphis_broker import EmbeddedBroker, admin_context
 from memphis_broker._dls import list_dls, resend
 from memphis_broker._store import key as store_key
-from memphis_core._names import internal_name
+from memphis_core.memphis._names import internal_name
 
 __all__ = [
     "PASSWORD",

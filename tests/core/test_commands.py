@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from memphis_core import _commands as cmd
-from memphis_core._errors import LocalProtocolError
-from memphis_core._headers import encode_header_block
+from memphis_core import LocalProtocolError
+from memphis_core.nats import _commands as cmd
+from memphis_core.nats._headers import encode_header_block
 
 
 def test_constants() -> None:
@@ -204,9 +204,3 @@ def test_unsub() -> None:
 def test_unsub_bad_max(max_msgs: object) -> None:
     with pytest.raises(LocalProtocolError, match="max_msgs"):
         cmd.encode_unsub(1, max_msgs)  # type: ignore[arg-type]
-
-
-def test_check_payload_size() -> None:
-    cmd.check_payload_size(10, 10)
-    with pytest.raises(LocalProtocolError, match="maximum payload exceeded"):
-        cmd.check_payload_size(11, 10)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memphis_core._errors import LocalProtocolError, RemoteProtocolError
-from memphis_core._headers import (
+from memphis_core import LocalProtocolError, RemoteProtocolError
+from memphis_core.nats._headers import (
     Headers,
     encode_header_block,
     parse_header_block,

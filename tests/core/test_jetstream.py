@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memphis_core._errors import MemphisError, RemoteProtocolError
-from memphis_core._jetstream import (
+from memphis_core import MemphisError, RemoteProtocolError
+from memphis_core.memphis._jetstream import (
     PubAck,
     _fast_pub_ack,
     nak_delay_body,

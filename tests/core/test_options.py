@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memphis_core._enums import RetentionType, SchemaType, StorageType, coerce_enum
-from memphis_core._errors import LocalProtocolError, MemphisHeaderError
-from memphis_core._headers import Headers
-from memphis_core._options import (
+from memphis_core import LocalProtocolError, MemphisHeaderError
+from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType, coerce_enum
+from memphis_core.memphis._options import (
     TLS,
     ConnectOptions,
     connect_options,
@@ -25,6 +24,7 @@ from memphis_core._options import (
     producer_options,
     station_options,
 )
+from memphis_core.nats._headers import Headers
 
 AUTH = "you have to connect with one of the following methods: connection token / password"
 

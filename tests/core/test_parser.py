@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memphis_core._errors import LocalProtocolError, RemoteProtocolError
-from memphis_core._frames import (
+from memphis_core import LocalProtocolError, RemoteProtocolError
+from memphis_core.nats._frames import (
     OK_FRAME,
     PING_FRAME,
     PONG_FRAME,
@@ -17,8 +17,8 @@ from memphis_core._frames import (
     Ping,
     Pong,
 )
-from memphis_core._headers import Headers
-from memphis_core._parser import ParseError, Parser
+from memphis_core.nats._headers import Headers
+from memphis_core.nats._parser import ParseError, Parser
 from tests.core.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
 
 # Incomplete frames appended after a vector: they must stay buffered, and parse once completed.

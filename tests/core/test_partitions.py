@@ -7,10 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memphis_core._errors import LocalProtocolError
-from memphis_core._partitions import (
+from memphis_core import LocalProtocolError
+from memphis_core.memphis._partitions import (
     RoundRobin,
-    choose_fetch_partition,
     choose_partition,
     murmur3_32,
     partition_for_key,
@@ -87,8 +86,6 @@ def test_partition_for_key_empty_list() -> None:
 def test_round_robin_starts_at_zero_and_wraps() -> None:
     rr = RoundRobin()
     assert [rr.next([4, 5, 6]) for _ in range(7)] == [4, 5, 6, 4, 5, 6, 4]
-    rr.reset()
-    assert rr.next([4, 5, 6]) == 4
 
 
 def test_round_robin_survives_shorter_list() -> None:
@@ -113,7 +110,7 @@ def test_round_robin_empty() -> None:
 class TestChoosePartition:
     def test_legacy_station(self) -> None:
         assert choose_partition([], rr=RoundRobin(), station="s") is None
-        assert choose_fetch_partition([], key="k", rr=RoundRobin(), station="s") is None
+        assert choose_partition([], key="k", rr=RoundRobin(), station="s", fetch=True) is None
 
     def test_single_partition_ignores_options(self) -> None:
         rr = RoundRobin()
@@ -130,7 +127,7 @@ class TestChoosePartition:
         with pytest.raises(
             LocalProtocolError, match=r"^can not use both partition number and partition key$"
         ):
-            choose_fetch_partition([1, 2], key="k", number=1, rr=RoundRobin(), station="s")
+            choose_partition([1, 2], key="k", number=1, rr=RoundRobin(), station="s", fetch=True)
 
     def test_empty_key_means_unset(self) -> None:
         # Go's "unset" key is "", so "" + a number is not a conflict.
@@ -138,7 +135,9 @@ class TestChoosePartition:
 
     def test_key(self) -> None:
         assert choose_partition([1, 2, 3], key="key", rr=RoundRobin(), station="s") == 2
-        assert choose_fetch_partition([1, 2, 3], key="hello", rr=RoundRobin(), station="s") == 3
+        assert (
+            choose_partition([1, 2, 3], key="hello", rr=RoundRobin(), station="s", fetch=True) == 3
+        )
 
     @pytest.mark.parametrize("number", [0, -1, 4, 100])
     def test_number_out_of_range(self, number: int) -> None:

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from memphis_core._events import (
+from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    Event,
     FlushCompleted,
     ReplyReceived,
+    SessionEvent,
 )
-from memphis_core._frames import Msg
-from memphis_core._headers import Headers
-from memphis_core._session import Session
+from memphis_core.nats._frames import Msg
+from memphis_core.nats._headers import Headers
+from memphis_core.nats._session import Session
 from tests.support.driver import Driver
 from tests.support.natsserver import NatsServer
 
@@ -47,7 +47,7 @@ def flushed(driver: Driver) -> None:
     driver.run_until(lambda seen: FlushCompleted(token) in seen)
 
 
-def msgs(seen: list[Event]) -> list[Msg]:
+def msgs(seen: list[SessionEvent]) -> list[Msg]:
     return [e for e in seen if isinstance(e, Msg)]
 
 
@@ -77,8 +77,8 @@ def test_token_handshake_pubsub_and_request_reply(token_server: NatsServer) -> N
 
 
 def test_no_responders_against_real_server(token_server: NatsServer) -> None:
-    from memphis_core._errors import NoRespondersError
-    from memphis_core._events import RequestFailed
+    from memphis_core import NoRespondersError
+    from memphis_core.nats._events import RequestFailed
 
     a = connected(Driver(Session(username="root", connection_token="memphis"), token_server.port))
     a.session.request("nobody.home", b"", now=time.monotonic(), timeout=5)

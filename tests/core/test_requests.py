@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memphis_core._enums import RetentionType, SchemaType, StorageType
-from memphis_core._errors import LocalProtocolError, RemoteProtocolError
-from memphis_core._options import consumer_options, station_options
-from memphis_core._requests import (
+from memphis_core import LocalProtocolError, RemoteProtocolError
+from memphis_core.memphis._control import (
     ClientsUpdate,
     ConsumerCreated,
     ProducerCreated,
@@ -26,7 +24,6 @@ from memphis_core._requests import (
     parse_clients_update,
     parse_consumer_reply,
     parse_destroy_reply,
-    parse_functions_update,
     parse_plain_reply,
     parse_producer_reply,
     parse_schema_create_reply,
@@ -40,7 +37,9 @@ from memphis_core._requests import (
     schema_updates_subject,
     station_destroy_body,
 )
-from memphis_core._schemas import SchemaInit
+from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType
+from memphis_core.memphis._options import consumer_options, station_options
+from memphis_core.memphis._schemas import SchemaInit
 
 
 def pairs(body: bytes) -> list[tuple[str, Any]]:
@@ -365,7 +364,6 @@ def test_reply_parsers_total(body: bytes) -> None:
         with contextlib.suppress(RemoteProtocolError):
             parse(body)
     parse_clients_update(body)
-    parse_functions_update(body)
     parse_plain_reply(body)
 
 
@@ -408,10 +406,3 @@ def test_clients_update() -> None:
     for ignored in (b"", b"nope", b"[]", b'{"type":"other"}', b'{"type":"send_notification",'
                     b'"update":"yes"}'):  # fmt: skip
         assert parse_clients_update(ignored) is None
-
-
-def test_functions_update() -> None:
-    assert parse_functions_update(b'{"functions":{"1":5,"3":9}}') == {1: 5, 3: 9}
-    assert parse_functions_update(b'{"functions":{}}') == {}
-    assert parse_functions_update(b'{"functions":{"a":1}}') is None
-    assert parse_functions_update(b"x") is None

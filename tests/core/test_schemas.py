@@ -16,21 +16,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memphis_core._errors import MemphisSchemaError
-from memphis_core._schemas import (
-    MissingExtraError,
+from memphis_core import MemphisSchemaError
+from memphis_core.memphis._schemas import (
     Schema,
-    SchemaInit,
     SchemaUpdate,
     SchemaValidationError,
-    deserialize,
     notification_body,
     parse_schema_init,
     parse_schema_update,
     schema_failure_notification_body,
     schemaverse_dls_body,
-    serialize_plain,
 )
+from memphis_core.memphis._validators import MissingExtraError, SchemaInit, serialize_plain
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "schemas"
 FAILED = "Schema validation has failed: "
@@ -120,8 +117,9 @@ def failure(schema: Schema, message: object) -> SchemaValidationError:
 
 def test_core_imports_only_stdlib() -> None:
     code = (
-        "import sys, memphis_core._schemas, memphis_core._requests, memphis_core._options, "
-        "memphis_core._partitions, memphis_core._enums\n"
+        "import sys, memphis_core.memphis._schemas, memphis_core.memphis._control, "
+        "memphis_core.memphis._options, "
+        "memphis_core.memphis._partitions, memphis_core.memphis._enums\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('google', 'jsonschema', 'fastavro', 'graphql', 'mmh3'))\n"
         "assert not bad, bad\n"
@@ -213,15 +211,6 @@ def test_parse_schema_init_errors() -> None:
         parse_schema_init({"schema_name": "s", "type": "json", "active_version": 3})
 
 
-def test_from_init_dict() -> None:
-    schema = Schema.from_init_dict(INIT)
-    assert schema is not None
-    assert (schema.name, schema.schema_type) == ("s", "json")
-    assert Schema.from_init_dict(DROP_INIT) is None
-    with pytest.raises(MemphisSchemaError):
-        Schema.from_init_dict({"schema_name": 1})
-
-
 # ------------------------------------------------------------------------------ plain
 
 
@@ -267,10 +256,6 @@ def test_serialize_plain_proto(proto3: tuple[Schema, Any]) -> None:
 ).filter(lambda v: isinstance(v, dict | list)))  # fmt: skip
 def test_plain_json_roundtrip(value: Any) -> None:
     assert json.loads(serialize_plain(value)) == value
-
-
-def test_deserialize_without_schema() -> None:
-    assert deserialize(b"raw", None) == b"raw"
 
 
 # ------------------------------------------------------------------------------ protobuf

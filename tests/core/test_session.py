@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from memphis_core._errors import (
+from memphis_core import (
     ConnectionClosedError,
     LocalProtocolError,
     MemphisConnectError,
@@ -14,7 +14,7 @@ from memphis_core._errors import (
     RemoteProtocolError,
     RequestTimeoutError,
 )
-from memphis_core._events import (
+from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
@@ -25,9 +25,9 @@ from memphis_core._events import (
     ServerError,
     TLSUpgradeRequired,
 )
-from memphis_core._frames import Msg
-from memphis_core._session import Session
-from memphis_core._state import ConnState
+from memphis_core.nats._frames import Msg
+from memphis_core.nats._session import Session
+from memphis_core.nats._state import ConnState
 
 INFO = b'INFO {"server_id":"x","version":"2.15.1","max_payload":1048576,"headers":true}\r\n'
 INBOX = "_INBOX.test"
@@ -156,7 +156,7 @@ def test_request_reply_correlation_on_one_inbox() -> None:
     # A duplicate reply for a finished request is dropped.
     session.receive_data(f"MSG {INBOX}.{first} 1 2\r\nhi\r\n".encode(), 0.0)
     assert session.events() == []
-    assert session.pending_requests == 0
+    assert session._requests.__len__() == 0
 
 
 def test_no_responders_is_a_typed_error() -> None:
@@ -362,7 +362,7 @@ def test_max_payload_checked_before_anything_is_queued() -> None:
     with pytest.raises(LocalProtocolError):
         session.request("x", b"0123456789A", now=0.0, timeout=1.0)
     assert session.data_to_send() == b""
-    assert session.pending_requests == 0
+    assert session._requests.__len__() == 0
 
 
 def test_tls_upgrade_happens_before_connect() -> None:

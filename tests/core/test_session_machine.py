@@ -13,8 +13,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from memphis_core._errors import ConnectionClosedError
-from memphis_core._events import (
+from memphis_core import ConnectionClosedError
+from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
@@ -23,8 +23,8 @@ from memphis_core._events import (
     RequestFailed,
     TLSUpgradeRequired,
 )
-from memphis_core._session import Session
-from memphis_core._state import ConnState
+from memphis_core.nats._session import Session
+from memphis_core.nats._state import ConnState
 
 INFO = b'INFO {"server_id":"x","max_payload":4096,"headers":true}\r\n'
 INBOX = "_INBOX.m"
@@ -189,7 +189,7 @@ class SessionMachine(RuleBasedStateMachine):
     @invariant()
     def closed_holds_nothing(self) -> None:
         if self.session.state is ConnState.CLOSED:
-            assert self.session.pending_requests == 0
+            assert self.session._requests.__len__() == 0
             assert self.session.next_deadline() is None
 
     def teardown(self) -> None:

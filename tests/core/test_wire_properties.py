@@ -8,10 +8,10 @@ import contextlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memphis_core._errors import RemoteProtocolError
-from memphis_core._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
-from memphis_core._headers import Headers, encode_header_block, parse_header_block
-from memphis_core._parser import ParseError, Parser
+from memphis_core import RemoteProtocolError
+from memphis_core.nats._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
+from memphis_core.nats._headers import Headers, encode_header_block, parse_header_block
+from memphis_core.nats._parser import ParseError, Parser
 from tests.core.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
 
 # ---------------------------------------------------------------- strategies

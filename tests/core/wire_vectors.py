@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from memphis_core._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
-from memphis_core._headers import Headers
+from memphis_core.nats._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
+from memphis_core.nats._headers import Headers
 
 __all__ = [
     "HEADER_INVALID",

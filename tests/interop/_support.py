@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from memphis_broker import EmbeddedBroker
-from memphis_core._names import internal_name
+from memphis_core.memphis._names import internal_name
 
 __all__ = [
     "TOKEN",

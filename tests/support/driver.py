@@ -13,8 +13,8 @@ import ssl
 import time
 from collections.abc import Callable
 
-from memphis_core._events import Disconnected, Event, ReconnectDue, TLSUpgradeRequired
-from memphis_core._session import Session
+from memphis_core.nats._events import Disconnected, ReconnectDue, SessionEvent, TLSUpgradeRequired
+from memphis_core.nats._session import Session
 
 __all__ = ["Driver"]
 
@@ -27,7 +27,7 @@ class Driver:
         self.port = port
         self.ssl_context = ssl_context
         self.sock: socket.socket | None = None
-        self.seen: list[Event] = []
+        self.seen: list[SessionEvent] = []
 
     def dial(self) -> None:
         try:
@@ -102,7 +102,9 @@ class Driver:
         self._dispatch()
         self._flush_out()
 
-    def run_until(self, predicate: Callable[[list[Event]], bool], timeout: float = 10.0) -> None:
+    def run_until(
+        self, predicate: Callable[[list[SessionEvent]], bool], timeout: float = 10.0
+    ) -> None:
         end = time.monotonic() + timeout
         while not predicate(self.seen):
             remaining = end - time.monotonic()

@@ -1,16 +1,15 @@
-"""The client TLS context every frontend uses for mutual TLS (memphis-client-protocol 1.5).
+"""The client TLS context every frontend uses for mutual TLS.
 
-Not part of the state machines, which never touch it: it reads the certificate files, so it
-runs in the frontend when a connection is made. It lives here only so that the three frontends
-build the same context with the same error texts.
+It reads certificate files, which is I/O, so it cannot live in ``memphis_core`` (the core never
+touches a file, a socket or a clock). It is shared here so that the three frontends build the
+same context with the same error texts.
 """
 
 from __future__ import annotations
 
 import ssl
 
-from ._errors import MemphisConnectError
-from ._options import TLS
+from memphis_core import TLS, MemphisConnectError
 
 __all__ = ["tls_context"]
 

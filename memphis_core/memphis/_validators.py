@@ -1,7 +1,6 @@
 """Schemaverse per-type machinery: lazy library imports, compilers and validators.
 
-This is the lower half of the client's Schemaverse support, split out of ``_schemas`` to keep
-both modules small. It holds everything that depends on *which* schema type a station uses:
+It holds everything that depends on *which* schema type a station uses:
 
 * the lazy import helpers (:class:`MissingExtraError` names the ``memphis-sansio[schemas]``
   extra when protobuf, jsonschema, fastavro or graphql-core is missing; nothing outside the
@@ -11,9 +10,9 @@ both modules small. It holds everything that depends on *which* schema type a st
 * one compiler and one :class:`Validator` per schema type (sections 7.6, 8.9, 10.1, 10.4) and
   the :data:`VALIDATORS` table that ``_schemas.Schema`` picks from.
 
-``_schemas`` builds on this module (never the reverse: :class:`~memphis_core._schemas.SchemaInit`
-is imported for type checking only) and re-exports the public names, so
-``memphis_core._schemas`` remains the import path for users.
+:class:`SchemaInit`, the broker's description of one schema version, lives here because it is
+what a validator is compiled from; ``_schemas`` parses it off the wire and builds on this module
+(never the reverse).
 """
 
 from __future__ import annotations
@@ -25,24 +24,40 @@ import dataclasses
 import importlib
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from dataclasses import dataclass
+from typing import Any, Final, TypeGuard
 
 from ._enums import SchemaType
 from ._errors import MemphisSchemaError
-
-if TYPE_CHECKING:
-    from ._schemas import SchemaInit
 
 __all__ = [
     "UNSUPPORTED",
     "VALIDATORS",
     "Invalid",
     "MissingExtraError",
+    "SchemaInit",
     "Validator",
     "best_effort_bytes",
     "compact_json",
     "serialize_plain",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaInit:
+    """The ``init`` object of a schema update: one active schema version (section 5.2).
+
+    ``schema_type`` keeps the wire text; an unknown type is kept so that validation can fail
+    with ``invalid schema type`` like the Go SDK instead of silently not validating.
+    """
+
+    schema_name: str
+    schema_type: str
+    version_number: int = 0
+    descriptor: str = ""
+    schema_content: str = ""
+    message_struct_name: str = ""
+
 
 _EXTRA: Final = "memphis-sansio[schemas]"
 #: Error text for a message of a type no serialiser accepts (section 7.6).

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+from _memphis_io import tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -37,17 +38,16 @@ from memphis_core import (
     ReconnectDue,
     ServerError,
     TLSUpgradeRequired,
-    tls_context,
 )
 
-__all__ = ["Pump"]
+__all__ = ["Driver"]
 
 T = TypeVar("T")
 _READ_SIZE: Final = 65536
 _log = logging.getLogger("memphis_sync")
 
 
-class Pump:
+class Driver:
     def __init__(self, client: Client) -> None:
         self.client = client
         options = client.options

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, Final
 
-from ._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._errors import MemphisError, RemoteProtocolError
 
 __all__ = [
     "ACK",

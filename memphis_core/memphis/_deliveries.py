@@ -1,4 +1,11 @@
-"""Consumer-side state: registered consumers, pulls in progress and received messages."""
+"""What a consumer holds: its buffers, each message delivered to it, and how one is settled.
+
+A :class:`Delivery` is one message handed to a consumer, from a JetStream pull or a DLS resend
+(a core NATS push from the broker). Settling it (ack, nack, delay, dead letter) is a publish to
+its ack subject, or to a ``$memphis_*`` subject for a resend that has no ack subject
+(docs/protocol.md "Consumers"). :class:`MessageView` is the read-only face that the frontends'
+public ``Message`` classes extend with those actions.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,16 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from ._errors import (
-    ConnectionClosedError,
-    LocalProtocolError,
-    MemphisError,
-    StationUnreachableError,
-)
-from ._frames import Msg
+from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
+from memphis_core.nats._frames import Msg
+
+from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
+from ._dispatch import Publishes
+from ._errors import StationUnreachableError
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
 from ._options import ConsumerOptions
 from ._partitions import RoundRobin
-from ._producer import StationState
-from ._requests import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
+from ._stations import StationState
 
 if TYPE_CHECKING:
     from ._operation import Operation
@@ -25,9 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DLS_BUFFER",
     "ConsumerState",
+    "Delivery",
     "MessageView",
-    "Publishes",
-    "ReceivedMessage",
     "ack_publishes",
     "consume_should_stop",
     "dead_letter_publishes",
@@ -70,16 +74,16 @@ class ConsumerState:
         self.options = options
         self.durable = options.internal_group
         self.rr = RoundRobin()
-        self.dls: deque[ReceivedMessage] = deque(maxlen=DLS_BUFFER)
+        self.dls: deque[Delivery] = deque(maxlen=DLS_BUFFER)
         self.dls_sid: int | None = None
         # Prefetch (section 8.6 step 3): at most one pull in flight for it, started only after
         # the caller's own pull finished (two pulls on one durable would interleave deliveries),
         # and its batch kept with the partition it came from.
-        self.prefetch_op: Operation[list[ReceivedMessage]] | None = None
-        self.prefetched: deque[ReceivedMessage] = deque()
+        self.prefetch_op: Operation[list[Delivery]] | None = None
+        self.prefetched: deque[Delivery] = deque()
         self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
         # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
-        self.prefetch_waiters: list[tuple[Operation[list[ReceivedMessage]], int]] = []
+        self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int]] = []
         self.ping_at: float | None = None
         self.unreachable = False
         self.destroyed = False
@@ -90,12 +94,12 @@ class ConsumerState:
     def name(self) -> str:
         return self.options.name
 
-    def take_dls(self, batch_size: int) -> list[ReceivedMessage]:
+    def take_dls(self, batch_size: int) -> list[Delivery]:
         """Resent poison messages come before fresh ones (section 8.6, step 1)."""
         dls = self.dls
         return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
 
-    def take_prefetched(self, batch_size: int) -> list[ReceivedMessage]:
+    def take_prefetched(self, batch_size: int) -> list[Delivery]:
         stored = self.prefetched
         return [stored.popleft() for _ in range(min(batch_size, len(stored)))]
 
@@ -114,7 +118,7 @@ def consume_should_stop(error: MemphisError | None) -> bool:
     return isinstance(error, StationUnreachableError | ConnectionClosedError)
 
 
-class ReceivedMessage:
+class Delivery:
     """A message delivered to a consumer: from a pull (JetStream) or a DLS resend (core NATS)."""
 
     __slots__ = ("_meta", "consumer", "msg", "partition")
@@ -128,11 +132,6 @@ class ReceivedMessage:
     @property
     def data(self) -> bytes:
         return self.msg.payload
-
-    @property
-    def is_dls(self) -> bool:
-        """True for a poison message resent by the broker (no JetStream reply subject)."""
-        return self.msg.reply is None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -176,14 +175,10 @@ class ReceivedMessage:
         return self.header(_PM_CG)
 
     def __repr__(self) -> str:
-        return f"<ReceivedMessage seq={self.sequence_number} {len(self.data)} bytes>"
+        return f"<Delivery seq={self.sequence_number} {len(self.data)} bytes>"
 
 
-# What each message action puts on the wire, as (subject, payload) publishes (section 8.9).
-Publishes = list[tuple[str, bytes]]
-
-
-def ack_publishes(message: ReceivedMessage) -> Publishes:
+def ack_publishes(message: Delivery) -> Publishes:
     """``+ACK``; a DLS resend has no ack subject and is acknowledged on ``$memphis_pm_acks``."""
     reply = message.msg.reply
     if reply is not None:
@@ -197,13 +192,13 @@ def ack_publishes(message: ReceivedMessage) -> Publishes:
         return []  # the broker sent a malformed id: nothing we could acknowledge
 
 
-def nack_publishes(message: ReceivedMessage) -> Publishes:
+def nack_publishes(message: Delivery) -> Publishes:
     """``-NAK``: redeliver now. A DLS resend has nothing to nack."""
     reply = message.msg.reply
     return [] if reply is None else [(reply, NAK)]
 
 
-def delay_publishes(message: ReceivedMessage, seconds: float) -> Publishes:
+def delay_publishes(message: Delivery, seconds: float) -> Publishes:
     """``-NAK {"delay": ns}``.
 
     Raises:
@@ -218,7 +213,7 @@ def delay_publishes(message: ReceivedMessage, seconds: float) -> Publishes:
     return [(reply, nak_delay_body(seconds))]
 
 
-def dead_letter_publishes(message: ReceivedMessage, reason: str) -> Publishes:
+def dead_letter_publishes(message: Delivery, reason: str) -> Publishes:
     """``+TERM`` then the ``$memphis_nacked_dls`` report that makes the broker store it."""
     reply = message.msg.reply
     if reply is None:
@@ -243,7 +238,7 @@ class MessageView:
 
     __slots__ = ("_received",)
 
-    def __init__(self, received: ReceivedMessage) -> None:
+    def __init__(self, received: Delivery) -> None:
         self._received = received
 
     @property

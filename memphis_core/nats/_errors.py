@@ -1,8 +1,10 @@
-"""The one exception hierarchy shared by the core, the three frontends and the broker helpers.
+"""The root of the library's one exception hierarchy, and the errors of the NATS layer.
 
 Modelled on h11's split: ``LocalProtocolError`` means *you* misused the API (raised before a
 single byte is queued), ``RemoteProtocolError`` means the peer misbehaved (the connection is
-poisoned). Broker replies map to the typed Memphis errors below.
+poisoned). The root is called ``MemphisError`` although it lives in the NATS layer because users
+catch one base for everything this library raises, whichever layer raised it; the Memphis layer
+adds its own subclasses (``memphis_core.memphis._errors``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,10 @@ __all__ = [
     "LocalProtocolError",
     "MemphisConnectError",
     "MemphisError",
-    "MemphisHeaderError",
-    "MemphisSchemaError",
     "NoRespondersError",
     "RemoteProtocolError",
     "RequestAbandonedError",
     "RequestTimeoutError",
-    "StationUnreachableError",
 ]
 
 
@@ -55,18 +54,6 @@ class RequestTimeoutError(MemphisError, TimeoutError):
 
 class NoRespondersError(MemphisError):
     """A request went to a subject nobody listens on (NATS status 503)."""
-
-
-class MemphisSchemaError(MemphisError):
-    """A message does not validate against the station's schema, or a schema is invalid."""
-
-
-class MemphisHeaderError(MemphisError, ValueError):
-    """A header name or value cannot be sent (e.g. a key starting with ``$memphis``)."""
-
-
-class StationUnreachableError(MemphisError):
-    """The consumer's station or durable is gone (``station unreachable`` in the Go SDK)."""
 
 
 class ConnectionLostError(MemphisConnectError):

@@ -5,13 +5,11 @@ Sans-IO in the h11/aioquic style: the frontend feeds bytes (``receive_data``), d
 ``handle_timeout(now)``. The session never reads a clock; every call that starts a timer takes
 ``now`` (any monotonic float, in seconds). State transitions come from ``_state.py``.
 
-What it owns (DESIGN section 3): the handshake and auth, server PING -> PONG, client keepalive,
+What it owns: the handshake and auth, server PING -> PONG, client keepalive,
 subscription ids, ONE wildcard reply inbox shared by every request (control-plane requests and
 JetStream pub-acks; a pull gets an inbox subscription of its own, since pulled messages carry
 their stream subject), request correlation and timeouts, and the reconnect policy with replay
-of subscriptions, unanswered requests and publishes buffered while offline. The commands
-(publish, request, subscribe, flush) live in ``_session_commands.py``; this module reacts to
-the server and to time.
+of subscriptions, unanswered requests and publishes buffered while offline.
 """
 
 from __future__ import annotations
@@ -21,35 +19,22 @@ from collections import deque
 from typing import Any, Final
 
 from . import _commands as cmd
-from ._errors import (
-    ConnectionClosedError,
-    ConnectionLostError,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    NoRespondersError,
-    RemoteProtocolError,
-    RequestAbandonedError,
-    RequestTimeoutError,
-)
-from ._events import (
-    Closed,
-    Connected,
-    Disconnected,
-    Event,
-    FlushCompleted,
-    ReconnectDue,
-    ReplyReceived,
-    RequestFailed,
-    ServerError,
-    TLSUpgradeRequired,
-)
+from . import _errors as err
+from . import _events as ev
+from ._commands import PublishHeaders, connect_fields, encode_publish, encode_request
 from ._frames import Err, Info, Msg, Ping, Pong
-from ._inflight import InFlight, PendingRequest, Subscription
-from ._outbound import connect_options
+from ._inflight import (
+    DrainPing,
+    FlushPing,
+    InFlight,
+    PendingRequest,
+    PongWaiter,
+    Subscription,
+    keepalive_ping,
+)
 from ._parser import ParseError, Parser
-from ._session_commands import SessionCommands
 from ._state import (
+    CONNECT_SENT,
     READING_STATES,
     TRANSPORT_STATES,
     ConnState,
@@ -68,7 +53,7 @@ _NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
 _AUTH_VIOLATION: Final = "authorization violation"
 
 
-class Session(SessionCommands):
+class Session:
     """A NATS client connection, as a state machine (no I/O).
 
     Args:
@@ -114,11 +99,11 @@ class Session(SessionCommands):
         connection_token = connection_token or None  # "" means "not given", as in the Go SDK
         password = password or None
         if (connection_token is None) == (password is None):
-            raise LocalProtocolError(
+            raise err.LocalProtocolError(
                 "you have to connect with one of the following methods: connection token / password"
             )
         if timeout <= 0 or reconnect_interval < 0 or ping_interval < 0 or max_pings_out < 1:
-            raise LocalProtocolError("timeouts and intervals must be positive")
+            raise err.LocalProtocolError("timeouts and intervals must be positive")
         self.username = username
         self.connection_id = connection_id or str(uuid.uuid4())
         self._token = connection_token
@@ -142,14 +127,14 @@ class Session(SessionCommands):
         self._out: list[bytes] = []
         self._offline: list[bytes] = []  # publishes made while not connected
         self._offline_size = 0
-        self._events: list[Event] = []
+        self._events: list[ev.SessionEvent] = []
 
         self._handshake_deadline: float | None = None
         self._reconnect_at: float | None = None
         self._ping_at: float | None = None
         self._pings_out = 0  # unanswered keepalive PINGs
-        self._pong_waiters: deque[int] = deque()  # 0 = keepalive, else a flush token
-        self._flushes_unsent: list[int] = []
+        self._pong_waiters: deque[PongWaiter] = deque()  # what each PING in flight is for
+        self._flushes_unsent: list[FlushPing] = []
 
         self._next_sid = _INBOX_SID + 1
         self._subs: dict[int, Subscription] = {}
@@ -172,10 +157,6 @@ class Session(SessionCommands):
     def connect_name(self) -> str:
         """The CONNECT ``name``: how the Memphis broker learns our connection id (section 1.3)."""
         return f"{self.connection_id}::{self.username}"
-
-    @property
-    def pending_requests(self) -> int:
-        return len(self._requests)
 
     # ---------------------------------------------------------------- transport lifecycle
 
@@ -209,9 +190,9 @@ class Session(SessionCommands):
         if self.state not in READING_STATES:
             return
         if not data:
-            self._lost(now, MemphisConnectError("connection closed by the server"))
+            self._lost(now, err.MemphisConnectError("connection closed by the server"))
             return
-        error: RemoteProtocolError | None = None
+        error: err.RemoteProtocolError | None = None
         try:
             frames = self._parser.feed(data)
         except ParseError as exc:
@@ -241,6 +222,168 @@ class Session(SessionCommands):
             return
         self._give_up(None, Input.CLOSE)
 
+    # ---------------------------------------------------------------- commands
+
+    def publish(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview = b"",
+        *,
+        headers: PublishHeaders | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Queue a core NATS publish (buffered while reconnecting, up to the buffer limit).
+
+        Raises:
+            LocalProtocolError: bad subject or headers, or larger than the server's max_payload.
+            ConnectionClosedError: the session is closed.
+            MemphisConnectError: disconnected and the reconnect buffer is full.
+        """
+        self._check_open()
+        self._queue(encode_publish(subject, payload, headers, reply, self.max_payload))
+
+    def publish_to_reply(self, reply: str, payload: bytes) -> None:
+        """Publish to a reply subject the server gave us (a JetStream ack subject).
+
+        The parser only yields subjects free of whitespace, and JetStream never puts wildcards
+        in them, so the per-subject check is skipped: ack subjects are all distinct, and
+        checking each one cost a quarter of the consume path.
+
+        Raises:
+            ConnectionClosedError, MemphisConnectError: as :meth:`publish`.
+        """
+        self._check_open()
+        self._queue(
+            b"PUB %b %d\r\n%b\r\n"
+            % (reply.encode("utf-8", "surrogateescape"), len(payload), payload)
+        )
+
+    def _queue(self, data: bytes) -> None:
+        if self.state is ConnState.CONNECTED:
+            self._out.append(data)
+            return
+        if self._offline_size + len(data) > self._buffer_limit:
+            raise err.MemphisConnectError("disconnected and the reconnect buffer is full")
+        self._offline.append(data)
+        self._offline_size += len(data)
+
+    def request(
+        self,
+        subject: str,
+        payload: bytes | bytearray | memoryview = b"",
+        *,
+        now: float,
+        timeout: float,
+        headers: PublishHeaders | None = None,
+        multi: bool = False,
+        replay: bool = True,
+    ) -> int:
+        """Send a request whose replies arrive on the shared inbox; return its token.
+
+        Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
+        first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
+        deadline. It ends with ``RequestFailed`` on timeout, on a 503 (no responders), or when
+        the connection is lost and ``replay`` is false (replayable requests are re-sent after a
+        reconnect, with the same reply subject) or the session closes.
+
+        Raises:
+            LocalProtocolError: bad subject/headers, payload too large, timeout not positive.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        if timeout <= 0:
+            raise err.LocalProtocolError("timeout must be positive")
+        token = self._next_token
+        # JetStream delivers pulled messages with their *stream* subject, so replies of a
+        # multi-reply request can only be told apart by subscription: it gets an inbox of its
+        # own, one token deeper than the shared ``<inbox>.*`` so that one does not match it.
+        reply = (
+            b"%bp.%d" % (self._inbox_bytes, token)
+            if multi
+            else b"%b%d" % (self._inbox_bytes, token)
+        )
+        data = encode_request(subject, payload, headers, reply, self.max_payload)
+        self._next_token = token + 1
+        request = PendingRequest(token, data, now + timeout, multi, replay)
+        if multi:
+            request.sid = self._next_sid
+            self._next_sid += 1
+            self._request_sids[request.sid] = token
+            data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
+            request.data = data
+        self._requests.add(request)
+        if self.state is ConnState.CONNECTED:
+            request.sent = True
+            self._out.append(data)
+        return token
+
+    def cancel_request(self, token: int) -> None:
+        """Forget a request: later replies to it are dropped, no event follows."""
+        request = self._requests.pop(token)
+        if request is not None:
+            self._release(request)
+
+    def abandon_request(self, token: int) -> None:
+        """End a multi-reply request early without losing what is already on its way.
+
+        Its inbox is unsubscribed (the server drops a pull whose reply subject has no interest
+        any more), but replies sent before the server saw the UNSUB still arrive as
+        ``ReplyReceived``, so they can be given back rather than silently dropped. A PING
+        follows the UNSUB; its PONG proves nothing more can come, and a ``RequestFailed``
+        then closes the request.
+        """
+        request = self._requests.get(token)
+        if request is None or not request.sid or self.state is not ConnState.CONNECTED:
+            self.cancel_request(token)
+            return
+        self._requests.pop(token)
+        sid = request.sid
+        del self._request_sids[sid]
+        self._draining[sid] = token
+        self._out.append(cmd.encode_unsub(sid))
+        self._out.append(cmd.PING)
+        self._pong_waiters.append(DrainPing(sid))
+
+    def subscribe(self, subject: str, queue: str | None = None) -> int:
+        """Subscribe (replayed after every reconnect) and return the sid.
+
+        Raises:
+            LocalProtocolError: bad subject or queue name.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        sid = self._next_sid
+        data = cmd.encode_sub(subject, sid, queue)
+        self._next_sid = sid + 1
+        self._subs[sid] = Subscription(sid, subject, queue)
+        if self.state in CONNECT_SENT:
+            self._out.append(data)
+        return sid
+
+    def unsubscribe(self, sid: int, max_msgs: int | None = None) -> None:
+        """Unsubscribe now, or after ``max_msgs`` more messages."""
+        sub = self._subs.get(sid)
+        if sub is None:
+            return
+        if max_msgs is None or max_msgs <= 0:
+            del self._subs[sid]
+        else:
+            sub.remaining = max_msgs
+        if self.state in CONNECT_SENT:
+            self._out.append(cmd.encode_unsub(sid, max_msgs))
+
+    def flush(self) -> int:
+        """Send a PING; ``FlushCompleted(token)`` follows once the server processed all before."""
+        self._check_open()
+        token = self._next_token
+        self._next_token = token + 1
+        if self.state is ConnState.CONNECTED:
+            self._pong_waiters.append(FlushPing(token))
+            self._out.append(cmd.PING)
+        else:
+            self._flushes_unsent.append(FlushPing(token))
+        return token
+
     # ---------------------------------------------------------------- timers
 
     def next_deadline(self) -> float | None:
@@ -258,28 +401,28 @@ class Session(SessionCommands):
     def handle_timeout(self, now: float) -> None:
         """Fire every timer due at ``now``; afterwards ``next_deadline()`` is None or > ``now``."""
         if self._handshake_deadline is not None and now >= self._handshake_deadline:
-            self._lost(now, MemphisConnectError("timed out waiting for the server handshake"))
+            self._lost(now, err.MemphisConnectError("timed out waiting for the server handshake"))
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self.state = transition(self.state, Input.RECONNECT_TIMER)
-            self._events.append(ReconnectDue(self._attempts))
+            self._events.append(ev.ReconnectDue(self._attempts))
         if self._ping_at is not None and now >= self._ping_at:
             if self._pings_out >= self._max_pings_out:
-                self._lost(now, MemphisConnectError("stale connection: PINGs went unanswered"))
+                self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
             else:
                 self._pings_out += 1
-                self._pong_waiters.append(0)
+                self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
                 self._ping_at = now + self._ping_interval
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
-                RequestFailed(request.token, RequestTimeoutError("memphis: timeout"))
+                ev.RequestFailed(request.token, err.RequestTimeoutError("memphis: timeout"))
             )
 
     # ---------------------------------------------------------------- output
 
-    def events(self) -> list[Event]:
+    def events(self) -> list[ev.SessionEvent]:
         """Return and clear the events produced since the last call."""
         events = self._events
         self._events = []
@@ -305,7 +448,7 @@ class Session(SessionCommands):
         else:
             token = self._request_sids.get(sid, 0)
             if not token and sid in self._draining:
-                self._events.append(ReplyReceived(self._draining[sid], msg))
+                self._events.append(ev.ReplyReceived(self._draining[sid], msg))
                 return
         if token:
             request = self._requests.get(token)
@@ -315,14 +458,14 @@ class Session(SessionCommands):
                 self._requests.pop(token)
                 self._release(request)
                 self._events.append(
-                    RequestFailed(
-                        token, NoRespondersError("memphis: no responders available for request")
+                    ev.RequestFailed(
+                        token, err.NoRespondersError("memphis: no responders available for request")
                     )
                 )
                 return
             if not request.multi:
                 self._requests.pop(token)
-            self._events.append(ReplyReceived(token, msg))
+            self._events.append(ev.ReplyReceived(token, msg))
             return
         sub = self._subs.get(msg.sid)
         if sub is None:
@@ -344,15 +487,15 @@ class Session(SessionCommands):
         server_tls = bool(fields.get("tls_required") or fields.get("tls_available"))
         if self._tls and not server_tls:
             self._lost(
-                now, MemphisConnectError("TLS was requested but the server does not offer it")
+                now, err.MemphisConnectError("TLS was requested but the server does not offer it")
             )
             return
         if fields.get("tls_required") and not self._tls:
-            self._lost(now, MemphisConnectError("the server requires TLS; pass tls=..."))
+            self._lost(now, err.MemphisConnectError("the server requires TLS; pass tls=..."))
             return
         if self._tls:
             self.state = transition(self.state, Input.INFO_TLS)
-            self._events.append(TLSUpgradeRequired(fields))
+            self._events.append(ev.TLSUpgradeRequired(fields))
             return
         self.state = transition(self.state, Input.INFO)
         self._send_connect()
@@ -363,18 +506,20 @@ class Session(SessionCommands):
             return
         self._pings_out = 0  # any PONG proves the connection is alive
         if self._pong_waiters:
-            token = self._pong_waiters.popleft()
-            if token > 0:
-                self._events.append(FlushCompleted(token))
-            elif token < 0:
-                self._end_drain(-token, RequestAbandonedError("request abandoned"))
+            # PONGs come back in the order of our PINGs (the server answers in order), so the
+            # oldest waiter is the one this PONG answers.
+            waiter = self._pong_waiters.popleft()
+            if isinstance(waiter, FlushPing):
+                self._events.append(ev.FlushCompleted(waiter.token))
+            elif isinstance(waiter, DrainPing):
+                self._end_drain(waiter.sid, err.RequestAbandonedError("request abandoned"))
 
     def _on_err(self, message: str, now: float) -> None:
         lowered = message.lower()
         if self.state is ConnState.CONNECTED and lowered.startswith(_NON_FATAL_ERRS):
-            self._events.append(ServerError(message))
+            self._events.append(ev.ServerError(message))
             return
-        error = MemphisConnectError(message)
+        error = err.MemphisConnectError(message)
         if (
             self.state is ConnState.AWAITING_PONG
             and _AUTH_VIOLATION in lowered
@@ -395,7 +540,7 @@ class Session(SessionCommands):
     # ---------------------------------------------------------------- internals: state changes
 
     def _send_connect(self) -> None:
-        options = connect_options(
+        options = connect_fields(
             name=self.connect_name,
             tls=self._tls,
             token=self._token,
@@ -430,13 +575,13 @@ class Session(SessionCommands):
         out.extend(self._offline)
         self._offline.clear()
         self._offline_size = 0
-        for token in self._flushes_unsent:
-            self._pong_waiters.append(token)
+        for flush in self._flushes_unsent:
+            self._pong_waiters.append(flush)
             out.append(cmd.PING)
         self._flushes_unsent.clear()
-        self._events.append(Connected(self.server_info, reconnected))
+        self._events.append(ev.Connected(self.server_info, reconnected))
 
-    def _lost(self, now: float, error: MemphisError, *, immediate: bool = False) -> None:
+    def _lost(self, now: float, error: err.MemphisError, *, immediate: bool = False) -> None:
         if self.state not in TRANSPORT_STATES:
             return  # already disconnected or closed: a second report of the same outage
         self.state = transition(self.state, Input.LOST)
@@ -445,16 +590,18 @@ class Session(SessionCommands):
         self._pings_out = 0
         self._out.clear()
         # Flushes in flight must be answered by the next transport; drains end with this one.
-        self._flushes_unsent[:0] = [t for t in self._pong_waiters if t > 0]
+        self._flushes_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
         self._pong_waiters.clear()
         for sid in list(self._draining):
-            self._end_drain(sid, RequestAbandonedError("request abandoned"))
+            self._end_drain(sid, err.RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
             if request.sent and not request.replay:
                 self._requests.pop(request.token)
                 self._release(request)
                 self._events.append(
-                    RequestFailed(request.token, ConnectionLostError(f"connection lost: {error}"))
+                    ev.RequestFailed(
+                        request.token, err.ConnectionLostError(f"connection lost: {error}")
+                    )
                 )
             else:
                 request.sent = False
@@ -465,33 +612,33 @@ class Session(SessionCommands):
             or not self._reconnect
             or (self._max_reconnect >= 0 and self._attempts >= self._max_reconnect)
         ):
-            self._events.append(Disconnected(error, None))
+            self._events.append(ev.Disconnected(error, None))
             self._give_up(error, Input.GIVE_UP)
             return
         else:
             self._attempts += 1
             self._reconnect_at = now + self._reconnect_interval
-        self._events.append(Disconnected(error, self._reconnect_at))
+        self._events.append(ev.Disconnected(error, self._reconnect_at))
 
-    def _give_up(self, error: MemphisError | None, how: Input) -> None:
+    def _give_up(self, error: err.MemphisError | None, how: Input) -> None:
         self.state = transition(self.state, how)
         self._handshake_deadline = self._reconnect_at = self._ping_at = None
-        closed = ConnectionClosedError(
+        closed = err.ConnectionClosedError(
             "the connection is closed" if error is None else f"the connection is closed: {error}"
         )
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
-            self._events.append(RequestFailed(request.token, closed))
+            self._events.append(ev.RequestFailed(request.token, closed))
         for sid in list(self._draining):
             self._end_drain(sid, closed)
         self._offline.clear()
         self._offline_size = 0
-        self._events.append(Closed(error))
+        self._events.append(ev.Closed(error))
 
     # ---------------------------------------------------------------- internals: helpers
 
-    def _end_drain(self, sid: int, error: MemphisError) -> None:
-        self._events.append(RequestFailed(self._draining.pop(sid), error))
+    def _end_drain(self, sid: int, error: err.MemphisError) -> None:
+        self._events.append(ev.RequestFailed(self._draining.pop(sid), error))
 
     def _release(self, request: PendingRequest) -> None:
         """A multi-reply request ended: drop its own inbox subscription."""
@@ -502,10 +649,10 @@ class Session(SessionCommands):
 
     def _check_open(self) -> None:
         if self.state is ConnState.CLOSED:
-            raise ConnectionClosedError("the connection is closed")
+            raise err.ConnectionClosedError("the connection is closed")
 
 
-def _as_connect_error(error: BaseException | str) -> MemphisError:
-    if isinstance(error, MemphisError):
+def _as_connect_error(error: BaseException | str) -> err.MemphisError:
+    if isinstance(error, err.MemphisError):
         return error
-    return MemphisConnectError(str(error) or type(error).__name__)
+    return err.MemphisConnectError(str(error) or type(error).__name__)

@@ -15,13 +15,14 @@ __all__ = [
     "Closed",
     "Connected",
     "Disconnected",
-    "Event",
     "FlushCompleted",
     "ReconnectDue",
     "ReplyReceived",
     "RequestFailed",
     "ServerError",
+    "SessionEvent",
     "TLSUpgradeRequired",
+    "TransportEvent",
 ]
 
 
@@ -131,7 +132,7 @@ class FlushCompleted(_Base):
         self.token = token
 
 
-Event = (
+SessionEvent = (
     TLSUpgradeRequired
     | Connected
     | Disconnected
@@ -143,3 +144,6 @@ Event = (
     | FlushCompleted
     | Msg
 )
+
+#: The events about the connection itself (everything but request outcomes and messages).
+TransportEvent = TLSUpgradeRequired | Connected | Disconnected | ReconnectDue | Closed | ServerError

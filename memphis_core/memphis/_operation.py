@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from ._errors import LocalProtocolError, MemphisError
+from memphis_core.nats._errors import LocalProtocolError, MemphisError
 
 __all__ = ["Operation"]
 

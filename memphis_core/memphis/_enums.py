@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Final, TypeVar
 
-from ._errors import LocalProtocolError
+from memphis_core.nats._errors import LocalProtocolError
 
 __all__ = ["RetentionType", "SchemaType", "StorageType", "coerce_enum"]
 

@@ -8,8 +8,7 @@ Subjects are dot-separated tokens (NATS "Subject-based messaging"): no empty tok
 whitespace or control character anywhere; ``*`` and ``>`` are wildcards only as whole tokens and
 are meaningful only in SUB (``>`` only last). A publish subject or reply-to must not contain a
 wildcard token: the server would reject it. Validated subjects are remembered in a small cache,
-because a producer publishes to the same few subjects millions of times (style-anchors section
-4, trick 8).
+because a producer publishes to the same few subjects millions of times.
 
 Text is encoded as UTF-8 with ``surrogateescape``, mirroring the parser, so a subject received
 in a MSG can be used as a reply target byte-for-byte.
@@ -22,15 +21,21 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
+from memphis_core._version import __version__
+
 from ._errors import LocalProtocolError
+from ._headers import Headers, encode_header_block
 
 __all__ = [
     "PING",
     "PONG",
-    "check_payload_size",
+    "PublishHeaders",
+    "connect_fields",
     "encode_connect",
     "encode_hpub",
     "encode_pub",
+    "encode_publish",
+    "encode_request",
     "encode_sub",
     "encode_unsub",
     "subject_bytes",
@@ -112,18 +117,6 @@ def _payload_bytes(payload: object) -> bytes:
         raise LocalProtocolError(
             f"payload must be bytes-like, not {type(payload).__name__}"
         ) from None
-
-
-def check_payload_size(size: int, max_payload: int) -> None:
-    """Refuse a message of ``size`` bytes (headers included) above the server's max_payload.
-
-    Raises:
-        LocalProtocolError: ``maximum payload exceeded`` (the server's own wording).
-    """
-    if size > max_payload:
-        raise LocalProtocolError(
-            f"maximum payload exceeded: {size} bytes > max_payload {max_payload}"
-        )
 
 
 def encode_connect(options: Mapping[str, object]) -> bytes:
@@ -229,3 +222,98 @@ def encode_unsub(sid: int, max_msgs: int | None = None) -> bytes:
     if type(max_msgs) is not int or max_msgs < 0:
         raise LocalProtocolError(f"max_msgs must be a non-negative int, not {max_msgs!r}")
     return b"UNSUB %d %d\r\n" % (sid, max_msgs)
+
+
+# bytes = an already encoded ``NATS/1.0`` block (the producer hot path builds its own).
+PublishHeaders = Headers | Mapping[str, str] | bytes
+Payload = bytes | bytearray | memoryview
+
+
+def connect_fields(
+    *, name: str, tls: bool, token: str | None, user: str | None, password: str | None
+) -> dict[str, object]:
+    """The fields of the CONNECT JSON (docs/protocol.md, "Connection").
+
+    ``headers`` and ``no_responders`` are always on: Memphis needs headers, and a 503 is how a
+    request to a subject nobody serves fails fast instead of timing out.
+    """
+    options: dict[str, object] = {
+        "verbose": False,
+        "pedantic": False,
+        "tls_required": tls,
+        "name": name,
+        "lang": "python",
+        "version": __version__,
+        "protocol": 1,
+        "echo": True,
+        "headers": True,
+        "no_responders": True,
+    }
+    if token is not None:
+        options["auth_token"] = token
+    else:
+        options["user"] = user
+        options["pass"] = password
+    return options
+
+
+def _too_large(size: int, max_payload: int) -> LocalProtocolError:
+    return LocalProtocolError(
+        f"message of {size} bytes exceeds the server's max_payload of {max_payload}"
+    )
+
+
+def encode_request(
+    subject: str, payload: Payload, headers: PublishHeaders | None, reply: bytes, max_payload: int
+) -> bytes:
+    """PUB/HPUB with one of our own reply subjects: the hot path of every produce.
+
+    The reply is built from our validated inbox prefix, so only the subject is checked (once
+    per distinct subject, cached by ``subject_bytes``).
+
+    Raises:
+        LocalProtocolError: bad subject, headers or payload type, or larger than max_payload.
+    """
+    subj = subject_bytes(subject)
+    if type(payload) is bytes:
+        data = payload
+    else:
+        try:
+            data = bytes(memoryview(payload))
+        except TypeError:
+            raise LocalProtocolError("payload must be bytes-like") from None
+    if headers:
+        block = headers if isinstance(headers, bytes) else encode_header_block(headers)
+        hlen = len(block)
+        size = hlen + len(data)
+        if size > max_payload:
+            raise _too_large(size, max_payload)
+        return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subj, reply, hlen, size, block, data)
+    size = len(data)
+    if size > max_payload:
+        raise _too_large(size, max_payload)
+    return b"PUB %b %b %d\r\n%b\r\n" % (subj, reply, size, data)
+
+
+def encode_publish(
+    subject: str,
+    payload: Payload,
+    headers: PublishHeaders | None,
+    reply: str | None,
+    max_payload: int,
+) -> bytes:
+    """PUB/HPUB for a user-chosen subject and optional reply.
+
+    Raises:
+        LocalProtocolError: bad subject, reply, headers or payload, or larger than max_payload.
+    """
+    if headers:
+        block = headers if isinstance(headers, bytes) else encode_header_block(headers)
+        size = len(block) + len(payload)
+        data = encode_hpub(subject, block, payload, reply)
+    else:
+        size = len(payload)
+        data = encode_pub(subject, payload, reply)
+    if size > max_payload:
+        raise _too_large(size, max_payload)
+    return data

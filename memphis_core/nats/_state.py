@@ -6,23 +6,46 @@ requests) and asks :func:`transition` where to go. A pair missing from the table
 ``LocalProtocolError``: only the frontend can cause one (``connection_made`` twice, say), because
 the session never feeds server input it has not checked against the current state.
 
-One logical connection survives many transports::
+One logical connection survives many transports. The table below is generated from ``TABLE``
+by :func:`render_table` (``python -m memphis_core.nats._state`` prints it), and a test fails when
+the two differ, so it cannot go stale. Each row is ``state  input  next state``::
 
-    IDLE --connection_made--> AWAITING_INFO --INFO--> AWAITING_PONG --PONG--> CONNECTED
-                                   |    \\--INFO (tls)--> AWAITING_TLS --tls_done--^
-                                   |                                              |
-                 (EOF, -ERR, handshake timeout, stale pings) ---------------------+
-                                   v
-                              DISCONNECTED --reconnect deadline--> RECONNECT_DUE
-                                   |                                   |
-                                   +--(attempts exhausted)--> CLOSED   +--connection_made--> ...
+    IDLE           connection_made  AWAITING_INFO
+                   give_up          CLOSED
+                   close            CLOSED
+    AWAITING_INFO  info             AWAITING_PONG
+                   info_tls         AWAITING_TLS
+                   lost             DISCONNECTED
+                   give_up          CLOSED
+                   close            CLOSED
+    AWAITING_TLS   tls_done         AWAITING_PONG
+                   lost             DISCONNECTED
+                   give_up          CLOSED
+                   close            CLOSED
+    AWAITING_PONG  pong             CONNECTED
+                   lost             DISCONNECTED
+                   give_up          CLOSED
+                   close            CLOSED
+    CONNECTED      info             CONNECTED
+                   pong             CONNECTED
+                   lost             DISCONNECTED
+                   give_up          CLOSED
+                   close            CLOSED
+    DISCONNECTED   reconnect_timer  RECONNECT_DUE
+                   give_up          CLOSED
+                   close            CLOSED
+    RECONNECT_DUE  connection_made  AWAITING_INFO
+                   lost             DISCONNECTED
+                   give_up          CLOSED
+                   close            CLOSED
+    CLOSED         close            CLOSED
 
 NATS protocol facts behind it (docs.nats.io, "Client Protocol"): the server speaks first with
 INFO; the client answers CONNECT and may pipeline commands before PONG, and a PING right after
 CONNECT makes the PONG double as "CONNECT accepted" (an auth failure arrives as -ERR instead).
 With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy is the
-Memphis SDKs' (memphis-client-protocol.md section 1.4): a fixed ``reconnect_interval`` between
-attempts, at most ``max_reconnect`` attempts, no retry when the very first connect fails.
+Memphis SDKs' (docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts,
+at most ``max_reconnect`` attempts, no retry when the very first connect fails.
 """
 
 from __future__ import annotations
@@ -39,6 +62,7 @@ __all__ = [
     "TRANSPORT_STATES",
     "ConnState",
     "Input",
+    "render_table",
     "transition",
 ]
 
@@ -126,3 +150,28 @@ def transition(state: ConnState, event: Input) -> ConnState:
         raise LocalProtocolError(
             f"cannot handle {event.value} while the connection is {state.value}"
         ) from None
+
+
+def render_table() -> str:
+    """The transition table as aligned text: one ``state  input  next`` row per cell.
+
+    Rows follow the declaration order of :class:`ConnState` and :class:`Input`; the state is
+    written only on its first row.
+    """
+    rows: list[str] = []
+    width = max(len(state.name) for state in ConnState) + 2
+    input_width = max(len(event.value) for event in Input) + 2
+    for state in ConnState:
+        first = True
+        for event in Input:
+            target = TABLE.get((state, event))
+            if target is None:
+                continue
+            label = state.name if first else ""
+            rows.append(f"    {label:<{width}}{event.value:<{input_width}}{target.name}")
+            first = False
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(render_table())

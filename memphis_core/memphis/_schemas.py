@@ -29,31 +29,28 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ._errors import MemphisSchemaError
-from ._schema_types import (
+from ._validators import (
     VALIDATORS,
     Invalid,
     MissingExtraError,
+    SchemaInit,
     Validator,
     best_effort_bytes,
     compact_json,
-    serialize_plain,
 )
 
 __all__ = [
     "NOTIFICATION_SCHEMA_FAILURE",
-    "MissingExtraError",
     "Schema",
     "SchemaInit",
     "SchemaUpdate",
     "SchemaValidationError",
-    "deserialize",
     "fold_keys",
     "notification_body",
     "parse_schema_init",
     "parse_schema_update",
     "schema_failure_notification_body",
     "schemaverse_dls_body",
-    "serialize_plain",
 ]
 
 _VALIDATION_FAILED: Final = "Schema validation has failed: "
@@ -94,22 +91,6 @@ def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ updates (5.2)
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaInit:
-    """The ``init`` object of a schema update: one active schema version (section 5.2).
-
-    ``schema_type`` keeps the wire text; an unknown type is kept so that validation can fail
-    with ``invalid schema type`` like the Go SDK instead of silently not validating.
-    """
-
-    schema_name: str
-    schema_type: str
-    version_number: int = 0
-    descriptor: str = ""
-    schema_content: str = ""
-    message_struct_name: str = ""
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type[str] | type[int]) -> Any:
@@ -194,7 +175,7 @@ class Schema:
     """The schema a station enforces, compiled on first use.
 
     Build it from the ``schema_update`` of a creation reply or the ``init`` of a schema update:
-    ``Schema(init)`` or ``Schema.from_init_dict(obj)``. Compilation errors are remembered: the
+    ``Schema(init)``. Compilation errors are remembered: the
     same error is raised again on every use rather than recompiling per message.
     """
 
@@ -205,19 +186,6 @@ class Schema:
         self._validator: Validator | None = None
         # The text, not the exception: re-raising one instance would grow its traceback.
         self._compile_error: str | None = None
-
-    @classmethod
-    def from_init_dict(cls, obj: Mapping[str, Any]) -> Schema | None:
-        """Build from a JSON ``init`` object; None when it names no schema.
-
-        Raises:
-            MemphisSchemaError: the object has the wrong shape.
-        """
-        try:
-            init = parse_schema_init(dict(obj))
-        except ValueError as exc:
-            raise MemphisSchemaError(f"invalid schema update: {exc}") from None
-        return None if init is None else cls(init)
 
     @property
     def name(self) -> str:
@@ -305,15 +273,6 @@ class Schema:
             raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.text) from None
         except SchemaValidationError as exc:  # compile failure
             raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.validation_error) from None
-
-
-def deserialize(data: bytes, schema: Schema | None) -> object:
-    """``Message.data_deserialized()``: raw bytes without a schema, else ``schema.deserialize``.
-
-    Raises:
-        MemphisSchemaError: see :meth:`Schema.deserialize`.
-    """
-    return bytes(data) if schema is None else schema.deserialize(data)
 
 
 # ------------------------------------------------------------------------------ reports (7.7, 7.8)

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Final
 
-__all__ = ["InFlight", "PendingRequest", "Subscription"]
+__all__ = [
+    "DrainPing",
+    "FlushPing",
+    "InFlight",
+    "KeepalivePing",
+    "PendingRequest",
+    "PongWaiter",
+    "Subscription",
+    "keepalive_ping",
+]
 
 
 class PendingRequest:
@@ -103,3 +113,46 @@ class Subscription:
         self.subject = subject
         self.queue = queue
         self.remaining: int | None = None  # set by unsubscribe(sid, max_msgs)
+
+
+# What a PING in flight waits for. The server answers PINGs in order, so the session keeps
+# these in a queue and pops one per PONG; a tagged type says which kind of answer it was.
+
+
+class KeepalivePing:
+    """A client keepalive PING: its PONG only proves the connection is alive."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KeepalivePing()"
+
+
+keepalive_ping: Final = KeepalivePing()
+
+
+class FlushPing:
+    """The PING of ``flush()`` number ``token``: its PONG completes the flush."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"FlushPing({self.token})"
+
+
+class DrainPing:
+    """Sent after the UNSUB of an abandoned pull: its PONG proves nothing more can arrive."""
+
+    __slots__ = ("sid",)
+
+    def __init__(self, sid: int) -> None:
+        self.sid = sid
+
+    def __repr__(self) -> str:
+        return f"DrainPing({self.sid})"
+
+
+PongWaiter = KeepalivePing | FlushPing | DrainPing

@@ -20,12 +20,11 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ._errors import LocalProtocolError
+from memphis_core.nats._errors import LocalProtocolError
 
 __all__ = [
     "PARTITION_KEY_SEED",
     "RoundRobin",
-    "choose_fetch_partition",
     "choose_partition",
     "murmur3_32",
     "partition_for_key",
@@ -122,10 +121,6 @@ class RoundRobin:
         self._index = (index + 1) % len(partitions)
         return partitions[index]
 
-    def reset(self) -> None:
-        """Start again from index 0 (the Go SDK makes a fresh generator per creation reply)."""
-        self._index = 0
-
 
 def _validate_number(number: int, partitions: Sequence[int], station: str) -> int:
     # Section 7.4: first a range check against the *count*, then membership in the list. The two
@@ -139,28 +134,10 @@ def _validate_number(number: int, partitions: Sequence[int], station: str) -> in
     return number
 
 
-def _choose(
-    partitions: Sequence[int],
-    *,
-    key: str | None,
-    number: int | None,
-    rr: RoundRobin,
-    station: str,
-    both_error: str,
-) -> int | None:
-    if not partitions:
-        return None
-    if len(partitions) == 1:
-        # Section 7.4: with one partition the key/number options are ignored, as in Go.
-        return partitions[0]
-    # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
-    if key and number is not None:
-        raise LocalProtocolError(both_error)
-    if key:
-        return partition_for_key(key, partitions)
-    if number is not None:
-        return _validate_number(number, partitions, station)
-    return rr.next(partitions)
+#: The Go SDK words the both-set error differently for producers and consumers, and users match
+#: on the text, so both spellings are kept.
+_BOTH_PRODUCE: Final = "Can not use both partition number and partition key"
+_BOTH_FETCH: Final = "can not use both partition number and partition key"
 
 
 def choose_partition(
@@ -170,65 +147,41 @@ def choose_partition(
     number: int | None = None,
     rr: RoundRobin,
     station: str,
+    fetch: bool = False,
 ) -> int | None:
-    """Choose the partition a producer publishes to (section 7.4 step 3).
+    """Choose the partition a producer publishes to, or (``fetch``) a consumer pulls from.
 
     Args:
-        partitions: ``partitions_update.partitions_list`` from the producer creation reply.
+        partitions: ``partitions_update.partitions_list`` from the creation reply.
         key: Partition key, hashed with :func:`partition_for_key`; ``None`` or ``""`` = unset.
         number: Explicit partition number (1-based); ``None`` = unset.
-        rr: The producer's :class:`RoundRobin`, used when neither key nor number is given.
+        rr: The producer's or consumer's :class:`RoundRobin`, used when neither is given.
         station: Internal station name, only used in the error text.
+        fetch: choose for a consumer; only the both-set error text differs (lower-case ``c``).
 
     Returns:
-        The partition number, or ``None`` for a legacy station (empty list).
+        The partition number, or ``None`` for a legacy station (empty list: the single stream
+        ``<internal>``, which the Go SDK stores as partition 1).
 
     Raises:
-        LocalProtocolError: ``Can not use both partition number and partition key``,
-            ``Partition number is out of range``, ``Partition <n> does not exist in station
-            <internal>`` (only checked when the station has more than one partition).
+        LocalProtocolError: ``Can not use both partition number and partition key`` (consumers:
+            ``can not ...``), ``Partition number is out of range``, ``Partition <n> does not
+            exist in station <internal>`` (only checked when the station has more than one
+            partition).
     """
-    return _choose(
-        partitions,
-        key=key,
-        number=number,
-        rr=rr,
-        station=station,
-        both_error="Can not use both partition number and partition key",
-    )
-
-
-def choose_fetch_partition(
-    partitions: Sequence[int],
-    *,
-    key: str | None = None,
-    number: int | None = None,
-    rr: RoundRobin,
-    station: str,
-) -> int | None:
-    """Choose the partition a consumer pulls from on fetch/consume (section 8.4).
-
-    Same rules as :func:`choose_partition` except the both-set text starts with a lower-case
-    ``c`` (the Go SDK's consumer text differs from its producer text, and users match on it).
-    We look partitions up by the list itself, so the Go quirk of keying by the external name
-    (section 8.4) does not apply.
-
-    Returns:
-        The partition number, or ``None`` for a legacy station (the single stream ``<internal>``,
-        which the Go SDK stores as partition 1).
-
-    Raises:
-        LocalProtocolError: ``can not use both partition number and partition key``,
-            ``Partition number is out of range``, ``Partition <n> does not exist in station <s>``.
-    """
-    return _choose(
-        partitions,
-        key=key,
-        number=number,
-        rr=rr,
-        station=station,
-        both_error="can not use both partition number and partition key",
-    )
+    if not partitions:
+        return None
+    if len(partitions) == 1:
+        # With one partition the key/number options are ignored, as in Go.
+        return partitions[0]
+    # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
+    if key and number is not None:
+        raise LocalProtocolError(_BOTH_FETCH if fetch else _BOTH_PRODUCE)
+    if key:
+        return partition_for_key(key, partitions)
+    if number is not None:
+        return _validate_number(number, partitions, station)
+    return rr.next(partitions)
 
 
 def stream_name(internal: str, partition: int | None) -> str:

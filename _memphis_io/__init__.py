@@ -1,0 +1,10 @@
+"""What the three frontends share that is I/O and so cannot live in ``memphis_core``.
+
+Private: import it only from ``memphis_sync``, ``_memphis_async`` and their tests.
+"""
+
+from __future__ import annotations
+
+from ._tls import tls_context
+
+__all__ = ["tls_context"]

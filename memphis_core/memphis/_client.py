@@ -1,0 +1,401 @@
+"""The Memphis client, sans-IO: every Memphis operation on top of one NATS :class:`Session`.
+
+A frontend drives it exactly like the session (``connection_made``, ``receive_data``,
+``data_to_send``, ``next_deadline``, ``handle_timeout``, ``events``) and starts operations that
+return :class:`Operation` handles. The client is a facade over four parts that each own one
+concept and never call each other back:
+
+* :class:`~._dispatch.Dispatcher`: requests, push subscriptions and publishes on the session;
+* :class:`~._stations.Stations`: partitions, produce subjects and live schemas per station;
+* :class:`~._producers.Producers`: registration, produce and PubAcks;
+* :class:`~._consumers.Consumers`: registration, pulls, prefetch and settling messages.
+
+What concerns more than one part (a station destroyed under us, say) is decided here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from memphis_core.nats._errors import LocalProtocolError, MemphisError
+from memphis_core.nats._events import TransportEvent
+from memphis_core.nats._frames import Msg
+from memphis_core.nats._session import Session
+
+from . import _control as rq
+from ._consumers import ConsumerError, Consumers
+from ._deliveries import ConsumerState, Delivery
+from ._dispatch import Dispatcher
+from ._jetstream import PubAck
+from ._names import internal_name, name_error
+from ._operation import Operation
+from ._options import (
+    ConnectOptions,
+    ConsumerOptions,
+    ProduceOptions,
+    ProducerOptions,
+    StationOptions,
+    fetch_options,
+)
+from ._producers import Producers, ProducerState
+from ._schemas import SchemaValidationError
+from ._stations import Stations, StationState
+
+__all__ = ["APP_ID", "Client", "ClientEvent"]
+
+#: One id per process, sent as ``app_id`` in creation requests, as every Memphis SDK does.
+APP_ID: Final = str(uuid.uuid4())
+
+#: What :meth:`Client.events` returns: connection events and consumer errors.
+ClientEvent = TransportEvent | ConsumerError
+
+
+def _check(error: str | None) -> None:
+    if error is not None:
+        raise MemphisError(error)
+
+
+class Client:
+    """A Memphis connection as a state machine. Not thread-safe: frontends serialise calls.
+
+    Args:
+        options: validated ``connect()`` arguments (``memphis_core.connect_options``).
+        connection_id: override the random uuid4 sent in the CONNECT name (tests).
+        inbox_prefix: override the random reply-inbox prefix (tests).
+        ping_interval: seconds between client keepalive PINGs (default 120, as nats.go).
+    """
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        *,
+        connection_id: str | None = None,
+        inbox_prefix: str | None = None,
+        ping_interval: float = 120.0,
+    ) -> None:
+        self.options = options
+        self.session = Session(
+            username=options.username,
+            connection_token=options.connection_token,
+            password=options.password,
+            account_id=options.account_id,
+            reconnect=options.reconnect,
+            max_reconnect=options.max_reconnect,
+            reconnect_interval=options.reconnect_interval,
+            timeout=options.timeout,
+            ping_interval=ping_interval,
+            tls=options.tls is not None,
+            connection_id=connection_id,
+            inbox_prefix=inbox_prefix,
+        )
+        self.username = options.username
+        self.connection_id = self.session.connection_id
+        self.app_id = APP_ID
+        self._events: list[ClientEvent] = []
+        identity = rq.Identity(self.username, self.connection_id, self.app_id)
+        self._dispatcher = dispatcher = Dispatcher(self.session)
+        self._stations = stations = Stations(dispatcher)
+        self._producers = Producers(dispatcher, stations, identity)
+        self._consumers = Consumers(dispatcher, stations, identity, self._events.append)
+        # Broker pushes for every station: the only subscription made at connect (the
+        # ``None`` target marks it).
+        dispatcher.subscribe(rq.SDK_CLIENTS_UPDATES, None)
+
+    # ------------------------------------------------------------------ the sans-IO contract
+
+    @property
+    def is_connected(self) -> bool:
+        """True between the end of a handshake and the loss of that transport."""
+        return self.session.is_connected
+
+    def connection_made(self, now: float) -> None:
+        """A transport is open (the first, or one dialled after ``ReconnectDue``).
+
+        Args:
+            now: the frontend's monotonic clock, in seconds; the handshake timer starts here.
+        """
+        self.session.connection_made(now)
+
+    def connection_failed(self, now: float, error: BaseException | str) -> None:
+        """Dialling failed or the transport broke; the reconnect policy decides what follows."""
+        self.session.connection_failed(now, error)
+        self._process(now)
+
+    def tls_established(self) -> None:
+        """The TLS upgrade asked for by ``TLSUpgradeRequired`` is done."""
+        self.session.tls_established()
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes read from the transport; ``b""`` means the server closed it.
+
+        Never raises for what the server sent: a protocol violation becomes a
+        ``Disconnected`` event and the reconnect policy applies.
+        """
+        self.session.receive_data(data, now)
+        self._process(now)
+
+    def data_to_send(self) -> bytes:
+        """Return and clear every byte to write to the transport (write it all, in order)."""
+        return self.session.data_to_send()
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time at which ``handle_timeout`` must be called next, or None."""
+        deadline = self.session.next_deadline()
+        pings = self._consumers.next_deadline()
+        if pings is not None and (deadline is None or pings < deadline):
+            return pings
+        return deadline
+
+    def handle_timeout(self, now: float) -> None:
+        """Fire every timer due at ``now`` (request timeouts, keepalive, reconnect backoff)."""
+        self.session.handle_timeout(now)
+        self._consumers.handle_timeout(now)
+        self._process(now)
+
+    def events(self) -> list[ClientEvent]:
+        """Return and clear the connection events and consumer errors since the last call.
+
+        Operation results are not events: they finish the ``Operation`` handles.
+        """
+        events = self._events[:]
+        self._events.clear()
+        return events
+
+    def close(self) -> None:
+        """Close for good; every operation still waiting fails with ConnectionClosedError."""
+        self.session.close()
+        # Only failures follow a close and nothing is retried, so no timer reads ``now``.
+        self._process(0.0)
+
+    def flush(self) -> Operation[None]:
+        """Round trip to the server: done once it has processed everything sent before."""
+        return self._dispatcher.flush()
+
+    # ------------------------------------------------------------------ event dispatch
+
+    def _process(self, now: float) -> None:
+        for event in self._dispatcher.dispatch(self.session.events(), now):
+            if isinstance(event, Msg):
+                self._on_push(event)
+            else:
+                self._events.append(event)
+
+    def _on_push(self, msg: Msg) -> None:
+        found, target = self._dispatcher.push_target(msg.sid)
+        if not found:
+            return  # unsubscribed while this was in flight
+        if target is None:
+            self._on_clients_update(msg.payload)
+        elif isinstance(target, StationState):
+            self._stations.on_schema_update(target, msg.payload)
+        elif isinstance(target, ConsumerState):
+            self._consumers.on_dls_resend(target, msg)
+
+    def _on_clients_update(self, payload: bytes) -> None:
+        update = rq.parse_clients_update(payload)
+        if update is None:
+            return
+        if update.type == "send_notification":
+            self._producers.send_notification = update.update
+        elif update.type == "schemaverse_to_dls":
+            # Broadcast for every station on the broker: only ours matter.
+            station = self._stations.find(internal_name(update.station_name))
+            if station is not None:
+                station.schemaverse_to_dls = update.update
+        else:  # remove_station: the broker sends the internal name
+            self._station_gone(internal_name(update.station_name), notify=True)
+
+    def _station_gone(self, internal: str, *, notify: bool) -> None:
+        """The station was destroyed: drop its producers and consumers.
+
+        When someone else destroyed it (``notify``), the consumers' error handlers hear
+        ``station unreachable``; after our own ``destroy_station`` that would be noise.
+        """
+        self._producers.station_gone(internal)
+        self._consumers.station_gone(internal, notify=notify)
+
+    # ------------------------------------------------------------------ stations and schemas
+
+    def create_station(self, opts: StationOptions, now: float) -> Operation[None]:
+        """``$memphis_station_creations``; an existing station counts as success."""
+        body = rq.encode_station_create(opts, username=self.username)
+        return self._dispatcher.control(
+            "create_station",
+            rq.STATION_CREATIONS,
+            body,
+            lambda reply: _check(rq.parse_station_create_reply(reply)),
+            now,
+        )
+
+    def destroy_station(self, name: str, now: float) -> Operation[None]:
+        """``$memphis_station_destructions``; our producers and consumers of it are dropped."""
+        body = rq.station_destroy_body(name, username=self.username)
+
+        def parse(reply: bytes) -> None:
+            _check(rq.parse_destroy_reply(reply))
+            self._station_gone(internal_name(name), notify=False)
+
+        return self._dispatcher.control(
+            "destroy_station", rq.STATION_DESTRUCTIONS, body, parse, now
+        )
+
+    def create_schema(
+        self, name: str, schema_type: str, content: str, now: float
+    ) -> Operation[None]:
+        """``$memphis_schema_creations``; the name is checked here first.
+
+        Raises:
+            LocalProtocolError: bad name or unsupported type (nothing is sent).
+        """
+        error = name_error(name, "Schema")
+        if error is not None:
+            raise LocalProtocolError(error)
+        body = rq.schema_create_body(name, schema_type, content, username=self.username)
+        return self._dispatcher.control(
+            "create_schema",
+            rq.SCHEMA_CREATIONS,
+            body,
+            lambda reply: _check(rq.parse_schema_create_reply(reply)),
+            now,
+        )
+
+    def enforce_schema(self, name: str, station_name: str, now: float) -> Operation[None]:
+        """``$memphis_schema_attachments``: the station's producers validate against it."""
+        body = rq.schema_attach_body(name, station_name, username=self.username)
+        return self._dispatcher.control(
+            "enforce_schema",
+            rq.SCHEMA_ATTACHMENTS,
+            body,
+            lambda reply: _check(rq.parse_plain_reply(reply)),
+            now,
+        )
+
+    def detach_schema(self, station_name: str, now: float) -> Operation[None]:
+        """``$memphis_schema_detachments``: the station stops enforcing its schema."""
+        body = rq.schema_detach_body(station_name, username=self.username)
+        return self._dispatcher.control(
+            "detach_schema",
+            rq.SCHEMA_DETACHMENTS,
+            body,
+            lambda reply: _check(rq.parse_plain_reply(reply)),
+            now,
+        )
+
+    # ------------------------------------------------------------------ producers
+
+    def create_producer(self, opts: ProducerOptions, now: float) -> Operation[ProducerState]:
+        """Register a producer (cached per connection by station and name, as the Go SDK)."""
+        return self._producers.create(opts, now)
+
+    def destroy_producer(self, producer: ProducerState, now: float) -> Operation[None]:
+        """``$memphis_producer_destructions``; the producer refuses to produce afterwards."""
+        return self._producers.destroy(producer, now)
+
+    def produce(
+        self,
+        producer: ProducerState,
+        message: object,
+        opts: ProduceOptions,
+        now: float,
+        *,
+        payload: bytes | None = None,
+    ) -> Operation[PubAck | None]:
+        """Validate, choose the partition and publish; the operation ends with the PubAck.
+
+        ``payload``: the message already serialised with ``producer.station.serialize`` (a
+        frontend does that outside its lock, since validation can be slow); ``message`` is then
+        ignored.
+
+        Raises (before anything is sent):
+            MemphisSchemaError: the message fails the station's schema (reported to the DLS
+                when the station asks for it) or has an unsupported type.
+            LocalProtocolError: bad partition choice, message larger than max_payload, or the
+                producer was destroyed.
+        """
+        if producer.destroyed:
+            raise LocalProtocolError(f"producer {producer.name} was destroyed")
+        if payload is None:
+            try:
+                payload = producer.station.serialize(message)
+            except SchemaValidationError as exc:
+                self._producers.report_schema_failure(producer, exc, opts)
+                raise
+        return self._producers.publish(producer, payload, opts, now)
+
+    def report_schema_failure(
+        self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions
+    ) -> None:
+        """Send the schemaverse DLS report (and notification) for a message that failed."""
+        self._producers.report_schema_failure(producer, exc, opts)
+
+    # ------------------------------------------------------------------ consumers
+
+    def create_consumer(self, opts: ConsumerOptions, now: float) -> Operation[ConsumerState]:
+        """Register a consumer, then check that its durable exists on every partition."""
+        return self._consumers.create(opts, now)
+
+    def destroy_consumer(self, consumer: ConsumerState, now: float) -> Operation[None]:
+        """``$memphis_consumer_destructions``; unread prefetched messages are nacked."""
+        return self._consumers.destroy(consumer, now)
+
+    def start_consumer_pings(self, consumer: ConsumerState, now: float) -> None:
+        """Begin the 30 s check that the consumer's durables still exist."""
+        self._consumers.start_pings(consumer, now)
+
+    def fetch(
+        self,
+        consumer: ConsumerState,
+        batch_size: int,
+        now: float,
+        *,
+        partition_key: str | None = None,
+        partition_number: int | None = None,
+        prefetch: bool = False,
+    ) -> Operation[list[Delivery]]:
+        """Pull up to ``batch_size`` messages: DLS resends first, then a prefetched batch, then
+        a fresh pull that the server holds for ``batch_max_wait_time``.
+
+        With ``prefetch`` the next batch is pulled as soon as this one is complete and kept
+        for the next call (one that asks for the same partition, or lets us choose).
+
+        Raises:
+            LocalProtocolError: bad batch size or partition choice; the consumer was destroyed.
+        """
+        # The one validation of fetch arguments, for every frontend.
+        opts = fetch_options(
+            batch_size,
+            prefetch=prefetch,
+            partition_key=partition_key,
+            partition_number=partition_number,
+        )
+        return self._consumers.fetch(consumer, opts, now)
+
+    def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
+        """The caller stopped waiting for ``op``: its messages are given back (nacked)."""
+        self._consumers.abandon_fetch(op)
+
+    def release_messages(self, messages: list[Delivery]) -> None:
+        """Nack messages that will not be handled (given back for immediate redelivery)."""
+        self._consumers.release(messages)
+
+    def ack(self, message: Delivery) -> None:
+        """``+ACK`` (or a ``$memphis_pm_acks`` report for a DLS resend)."""
+        self._consumers.ack(message)
+
+    def nack(self, message: Delivery) -> None:
+        """``-NAK``: redeliver now."""
+        self._consumers.nack(message)
+
+    def delay(self, message: Delivery, seconds: float) -> None:
+        """Redeliver after ``seconds``.
+
+        Raises:
+            MemphisError: ``cannot delay DLS message`` for a DLS resend.
+            LocalProtocolError: a negative or non-finite delay.
+        """
+        self._consumers.delay(message, seconds)
+
+    def dead_letter(self, message: Delivery, reason: str) -> None:
+        """``+TERM`` and a report that makes the broker store the message in the DLS."""
+        self._consumers.dead_letter(message, reason)

@@ -1,0 +1,559 @@
+"""Consumers: registration, JetStream pulls, prefetch, and settling what was delivered.
+
+The broker creates one durable pull consumer per partition for each consumer group; the client
+only checks that they exist (``$JS.API.CONSUMER.INFO``) and then pulls from them with
+``$JS.API.CONSUMER.MSG.NEXT`` requests (docs/protocol.md "Consumers"). A pull is a multi-reply
+request: messages arrive on its own inbox until the batch is full or the server ends the pull
+with a status (404 no messages, 408 expired, 409 gone or busy).
+
+Nothing a caller was handed may vanish: messages that will never reach user code (a fetch the
+caller stopped waiting for, a prefetch nobody will read) are nacked at once so the broker
+redelivers them, instead of sitting out ``max_ack_time``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Final
+
+from memphis_core.nats._errors import (
+    ConnectionLostError,
+    LocalProtocolError,
+    MemphisError,
+    NoRespondersError,
+    RequestTimeoutError,
+)
+from memphis_core.nats._frames import Msg
+
+from . import _control as rq
+from ._deliveries import (
+    ConsumerState,
+    Delivery,
+    ack_publishes,
+    dead_letter_publishes,
+    delay_publishes,
+    nack_publishes,
+)
+from ._dispatch import PENDING, ControlRequest, Dispatcher, ReplyHandler
+from ._errors import StationUnreachableError
+from ._jetstream import consumer_info_subject, pull_body, pull_subject
+from ._operation import Operation
+from ._options import ConsumerOptions, FetchOptions
+from ._partitions import choose_partition, stream_name
+from ._stations import Stations
+
+__all__ = ["CONSUMER_PING_INTERVAL", "STATION_UNREACHABLE", "ConsumerError", "Consumers"]
+
+#: Consumers check every 30 s that their durables still exist, as the Go SDK does.
+CONSUMER_PING_INTERVAL: Final = 30.0
+#: Seconds for one ``CONSUMER.INFO`` request (the control-request timeout).
+INFO_TIMEOUT: Final = 20.0
+STATION_UNREACHABLE: Final = "station unreachable"
+# How long past a pull's own expiry we wait for the server's 408 before calling it over.
+_PULL_GRACE: Final = 1.0
+# 409 texts after which the consumer is gone for good rather than momentarily busy.
+_GONE: Final = ("consumer deleted", "consumer not found", "stream not found")
+# Statuses that end a pull normally: 404 no messages, 408 expired, 409 busy/limits.
+_PULL_OVER: Final = frozenset({404, 408, 409})
+
+
+class ConsumerError:
+    """Something went wrong for a consumer outside any call (e.g. its station was destroyed)."""
+
+    __slots__ = ("consumer", "error")
+
+    def __init__(self, consumer: ConsumerState, error: MemphisError) -> None:
+        self.consumer = consumer
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"ConsumerError({self.consumer.name!r}, {self.error!r})"
+
+
+def _key(opts: ConsumerOptions) -> str:
+    # Cached per connection as <internal station>_<lower-cased consumer name>, as the Go SDK.
+    return f"{opts.internal_station}_{opts.name.lower()}"
+
+
+class Consumers:
+    """This connection's consumers and every pull in progress."""
+
+    __slots__ = ("_by_key", "_dispatcher", "_identity", "_pulls", "_report", "_stations")
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        stations: Stations,
+        identity: rq.Identity,
+        report: Callable[[ConsumerError], None],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._stations = stations
+        self._identity = identity
+        self._report = report
+        self._by_key: dict[str, ConsumerState] = {}
+        self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
+
+    # ---------------------------------------------------------------- registration
+
+    def create(self, opts: ConsumerOptions, now: float) -> Operation[ConsumerState]:
+        """Register a consumer, then check that its durable exists on every partition."""
+        cached = self._by_key.get(_key(opts))
+        if cached is not None:
+            return Operation.completed("create_consumer", cached)
+        who = self._identity
+        body = rq.encode_consumer_create(
+            opts, connection_id=who.connection_id, username=who.username, app_id=who.app_id
+        )
+        op: Operation[ConsumerState] = Operation("create_consumer")
+
+        def parse(payload: bytes) -> object:
+            reply = rq.parse_consumer_reply(payload)
+            if reply.error is not None:
+                raise MemphisError(reply.error)
+            station = self._stations.attach(opts.station_name, reply)
+            self._query_durables(ConsumerState(station, opts), op, now)
+            return PENDING  # ``_ready`` finishes ``op`` once every durable answered
+
+        request = ControlRequest(self._dispatcher, op, rq.CONSUMER_CREATIONS, body, parse)
+        self._dispatcher.send_control(request, now)
+        return op
+
+    def _query_durables(
+        self, consumer: ConsumerState, op: Operation[ConsumerState] | None, now: float
+    ) -> None:
+        partitions = consumer.station.partitions or (None,)
+        countdown = _Countdown(len(partitions))
+        for partition in partitions:
+            stream = stream_name(consumer.station.internal, partition)
+            self._dispatcher.request(
+                consumer_info_subject(stream, consumer.durable),
+                b"",
+                _ConsumerInfo(self, consumer, op, countdown),
+                now=now,
+                timeout=INFO_TIMEOUT,
+            )
+
+    def check_durables(self, consumer: ConsumerState, now: float) -> None:
+        """Ask now whether the durables still exist (the periodic check, brought forward)."""
+        if not consumer.unreachable and self._dispatcher.session.is_connected:
+            self._query_durables(consumer, None, now)
+
+    def _ready(self, consumer: ConsumerState, op: Operation[ConsumerState]) -> None:
+        """All durables exist: subscribe to DLS resends and hand the consumer out."""
+        if op.done:
+            return
+        key = _key(consumer.options)
+        cached = self._by_key.get(key)
+        if cached is not None:  # created concurrently under the same name: keep the first
+            self._stations.detach(consumer.station)
+            op.finish(cached)
+            return
+        # One queue group per consumer group, so the broker's resend reaches one member.
+        subject = rq.dls_subject(consumer.station.internal, consumer.durable)
+        consumer.dls_sid = self._dispatcher.subscribe(subject, consumer, queue=subject)
+        self._by_key[key] = consumer
+        op.finish(consumer)
+
+    def _unreachable(self, consumer: ConsumerState, *, notify: bool = True) -> None:
+        """The station or the group's durable is gone: fail from now on, and say so once."""
+        if consumer.unreachable:
+            return
+        consumer.unreachable = True
+        consumer.ping_at = None
+        self._forget(consumer, destroyed=False)
+        if notify:
+            self._report(ConsumerError(consumer, StationUnreachableError(STATION_UNREACHABLE)))
+
+    def station_gone(self, internal: str, *, notify: bool) -> None:
+        """The station was destroyed: every consumer of it is unreachable from now on."""
+        for consumer in list(self._by_key.values()):
+            if consumer.station.internal == internal:
+                self._unreachable(consumer, notify=notify)
+
+    def destroy(self, consumer: ConsumerState, now: float) -> Operation[None]:
+        opts = consumer.options
+        who = self._identity
+        body = rq.consumer_destroy_body(
+            opts.station_name, opts.name, connection_id=who.connection_id, username=who.username
+        )
+
+        def parse(reply: bytes) -> None:
+            error = rq.parse_destroy_reply(reply)
+            if error is not None:
+                raise MemphisError(error)
+            self._forget(consumer, destroyed=True)
+
+        return self._dispatcher.control(
+            "destroy_consumer", rq.CONSUMER_DESTRUCTIONS, body, parse, now
+        )
+
+    def _forget(self, consumer: ConsumerState, *, destroyed: bool) -> None:
+        if destroyed:
+            consumer.destroyed = True
+        consumer.ping_at = None
+        key = _key(consumer.options)
+        if self._by_key.get(key) is not consumer:
+            return  # already forgotten (or never cached)
+        del self._by_key[key]
+        if consumer.dls_sid is not None:
+            self._dispatcher.unsubscribe(consumer.dls_sid)
+            consumer.dls_sid = None
+        # Nobody will fetch these any more: hand them back for redelivery.
+        self.release(list(consumer.prefetched))
+        consumer.prefetched.clear()
+        if consumer.prefetch_op is not None:
+            self.abandon_fetch(consumer.prefetch_op)
+            consumer.prefetch_op = None
+        self._stations.detach(consumer.station)
+
+    @staticmethod
+    def on_dls_resend(consumer: ConsumerState, msg: Msg) -> None:
+        """A poison message the broker resent to this group: the next fetch returns it first."""
+        consumer.dls.append(Delivery(msg, consumer, None))
+
+    # ---------------------------------------------------------------- the periodic check
+
+    def start_pings(self, consumer: ConsumerState, now: float) -> None:
+        """Begin the periodic durable check; frontends call it when consuming starts."""
+        if consumer.ping_at is None and not consumer.unreachable:
+            consumer.ping_at = now + CONSUMER_PING_INTERVAL
+
+    def next_deadline(self) -> float | None:
+        deadline: float | None = None
+        for consumer in self._by_key.values():
+            at = consumer.ping_at
+            if at is not None and (deadline is None or at < deadline):
+                deadline = at
+        return deadline
+
+    def handle_timeout(self, now: float) -> None:
+        connected = self._dispatcher.session.is_connected
+        for consumer in list(self._by_key.values()):
+            if consumer.ping_at is not None and now >= consumer.ping_at:
+                consumer.ping_at = now + CONSUMER_PING_INTERVAL
+                # Offline, a check would only queue up: it waits for the next turn instead.
+                if connected:
+                    self.check_durables(consumer, now)
+
+    # ---------------------------------------------------------------- pulls
+
+    def fetch(
+        self, consumer: ConsumerState, opts: FetchOptions, now: float
+    ) -> Operation[list[Delivery]]:
+        """See ``Client.fetch``; ``opts`` are validated already."""
+        if consumer.destroyed:
+            raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
+        batch_size, prefetch = opts.batch_size, opts.prefetch
+        partition_key, partition_number = opts.partition_key, opts.partition_number
+        if consumer.unreachable:
+            failed: Operation[list[Delivery]] = Operation("fetch")
+            failed.fail(StationUnreachableError(STATION_UNREACHABLE))
+            return failed
+        chosen = partition_key is not None or partition_number is not None
+        partition = None
+        if chosen:
+            partition = choose_partition(
+                consumer.station.partitions,
+                key=partition_key,
+                number=partition_number,
+                rr=consumer.rr,
+                station=consumer.station.internal,
+                fetch=True,
+            )
+        same_partition = not chosen or partition == consumer.prefetched_partition
+        if consumer.dls:
+            result = Operation.completed("fetch", consumer.take_dls(batch_size))
+        elif consumer.prefetched and same_partition:
+            result = Operation.completed("fetch", consumer.take_prefetched(batch_size))
+        elif consumer.prefetch_op is not None and same_partition:
+            # The batch we want is already on its way: wait for it instead of pulling again
+            # (two pulls on one durable would interleave their deliveries).
+            waiter: Operation[list[Delivery]] = Operation("fetch")
+            consumer.prefetch_waiters.append((waiter, batch_size))
+            return waiter
+        else:
+            if not chosen:
+                partition = choose_partition(
+                    consumer.station.partitions,
+                    rr=consumer.rr,
+                    station=consumer.station.internal,
+                    fetch=True,
+                )
+            pull = self._pull(consumer, partition, batch_size, now)
+            pull.prefetch_next = prefetch
+            return pull.op
+        if prefetch and consumer.prefetch_op is None and not consumer.prefetched:
+            self._start_prefetch(consumer, partition, batch_size, now)
+        return result
+
+    def _pull(
+        self, consumer: ConsumerState, partition: int | None, batch: int, now: float
+    ) -> _Pull:
+        wait = consumer.options.batch_max_wait_time
+        stream = stream_name(consumer.station.internal, partition)
+        pull = _Pull(self, Operation("fetch"), consumer, partition, batch)
+        # Never replayed after a reconnect: the server would deliver a second batch into an
+        # inbox nobody reads any more.
+        pull.token = self._dispatcher.request(
+            pull_subject(stream, consumer.durable),
+            pull_body(batch, wait),
+            pull,
+            now=now,
+            timeout=wait + _PULL_GRACE,
+            multi=True,
+            replay=False,
+        )
+        self._pulls[id(pull.op)] = pull
+        return pull
+
+    def _start_prefetch(
+        self, consumer: ConsumerState, partition: int | None, batch: int, now: float
+    ) -> None:
+        if partition is None and consumer.station.partitions:
+            partition = choose_partition(
+                consumer.station.partitions,
+                rr=consumer.rr,
+                station=consumer.station.internal,
+                fetch=True,
+            )
+        consumer.prefetch_op = self._pull(consumer, partition, batch, now).op
+        consumer.prefetched_partition = partition
+
+    def _pull_finished(
+        self, pull: _Pull, now: float, *, failed: MemphisError | None = None
+    ) -> None:
+        """Bookkeeping when a pull ends: store a prefetch and serve its waiters, chain the next."""
+        self._pulls.pop(id(pull.op), None)
+        consumer = pull.consumer
+        if consumer.prefetch_op is pull.op:
+            consumer.prefetch_op = None
+            waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
+            if failed is not None:
+                for waiter, _ in waiters:
+                    waiter.fail(failed)
+                return
+            if not pull.abandoned:
+                consumer.prefetched.extend(pull.messages)
+                pull.messages = []  # now owned by the store; the op reports an empty batch
+            for waiter, size in waiters:
+                waiter.finish(consumer.take_prefetched(size))
+            return
+        idle = consumer.prefetch_op is None and not consumer.prefetched
+        if pull.prefetch_next and idle and not failed and not consumer.destroyed:
+            self._start_prefetch(consumer, pull.partition, pull.batch, now)
+
+    def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
+        """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
+
+        Its messages will never reach user code, so they are nacked and redelivered at once
+        instead of after ``max_ack_time``. A pull still waiting on the server is cancelled by
+        dropping its inbox subscription: the server discards a pull request whose reply subject
+        lost interest, so it cannot keep taking a share of new messages that nobody reads.
+        """
+        if op.done:
+            if op.error is None:
+                self.release(op.outcome())
+            return
+        pull = self._pulls.pop(id(op), None)
+        if pull is not None:
+            # The handler stays registered: messages still in flight to the dropped inbox are
+            # nacked as they arrive (_Pull.on_reply), until the session says the drain is over.
+            pull.abandoned = True
+            self._dispatcher.session.abandon_request(pull.token)
+            self.release(pull.messages)
+            pull.messages = []
+            consumer = pull.consumer
+            if consumer.prefetch_op is op:
+                consumer.prefetch_op = None
+                waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
+                for waiter, _ in waiters:
+                    waiter.finish([])  # their batch was never going to come
+            op.finish([])
+            return
+        for consumer in self._by_key.values():  # a fetch waiting for a prefetch
+            waiters = consumer.prefetch_waiters
+            consumer.prefetch_waiters = [w for w in waiters if w[0] is not op]
+
+    def release(self, messages: list[Delivery]) -> None:
+        """Nack messages that will not be handled (given back for immediate redelivery)."""
+        for message in messages:
+            self._dispatcher.publish(nack_publishes(message))
+
+    # ---------------------------------------------------------------- settling
+
+    def ack(self, message: Delivery) -> None:
+        self._dispatcher.publish(ack_publishes(message))
+
+    def nack(self, message: Delivery) -> None:
+        self._dispatcher.publish(nack_publishes(message))
+
+    def delay(self, message: Delivery, seconds: float) -> None:
+        self._dispatcher.publish(delay_publishes(message, seconds))
+
+    def dead_letter(self, message: Delivery, reason: str) -> None:
+        self._dispatcher.publish(dead_letter_publishes(message, reason))
+
+
+class _Pull(ReplyHandler):
+    """One JetStream pull: collect messages until the batch is full or the server ends it.
+
+    The batch goes to the caller's operation; an abandoned pull (nobody waits any more) nacks
+    it instead, and a prefetch pull's batch is stored on the consumer by ``_pull_finished``.
+    """
+
+    __slots__ = (
+        "abandoned",
+        "batch",
+        "consumer",
+        "consumers",
+        "messages",
+        "op",
+        "partition",
+        "prefetch_next",
+        "token",
+    )
+
+    def __init__(
+        self,
+        consumers: Consumers,
+        op: Operation[list[Delivery]],
+        consumer: ConsumerState,
+        partition: int | None,
+        batch: int,
+    ) -> None:
+        self.consumers = consumers
+        self.op = op
+        self.consumer = consumer
+        self.partition = partition
+        self.batch = batch
+        self.messages: list[Delivery] = []
+        self.abandoned = False  # nobody will read the result: give the messages back
+        self.prefetch_next = False  # start the prefetch pull once this one is over
+        self.token = 0  # the session request carrying it
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:
+            raise AssertionError("a pull completed without a message")
+        status = msg.status
+        if status is None:
+            delivery = Delivery(msg, self.consumer, self.partition)
+            if self.abandoned:
+                self.consumers.release([delivery])
+                return False
+            self.messages.append(delivery)
+            if len(self.messages) < self.batch:
+                return False
+            self.consumers._dispatcher.session.cancel_request(token)
+            return self._finish(now)
+        if status == 100:
+            return False  # idle heartbeat / flow control: the pull goes on
+        self.consumers._dispatcher.session.cancel_request(token)
+        if status == 409 and msg.description.lower().startswith(_GONE):
+            # The durable was deleted under us: nothing will ever come from it again.
+            self.consumers._unreachable(self.consumer)
+            self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
+        elif status not in _PULL_OVER and not self.messages:
+            # 400 (bad request) and the like: say so rather than look like "no messages".
+            self._fail(MemphisError(f"memphis: pull failed: {status} {msg.description}"), now)
+        else:
+            # 404 no messages, 408 expired, other 409s (too many pulls waiting...): over.
+            self._finish(now)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if self.abandoned:
+            return  # the drain is over; the caller's operation finished long ago
+        if isinstance(error, RequestTimeoutError | ConnectionLostError):
+            # Expired without the server's 408, or the transport died: what arrived is real,
+            # and its ack subjects stay valid after a reconnect.
+            self._finish(now)
+        elif isinstance(error, NoRespondersError):
+            # Nobody serves MSG.NEXT for this durable: gone, or briefly without a leader.
+            # Check the durable now; only "consumer not found" makes it permanent.
+            self.consumers.check_durables(self.consumer, now)
+            self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
+        else:
+            self._fail(error, now)
+
+    def _finish(self, now: float) -> bool:
+        self.consumers._pull_finished(self, now)
+        self.op.finish(self.messages)
+        if self.abandoned:
+            self.consumers.release(self.messages)
+        return True
+
+    def _fail(self, error: MemphisError, now: float) -> None:
+        self.consumers._pull_finished(self, now, failed=error)
+        self.consumers.release(self.messages)  # never handed out: let them be redelivered
+        self.op.fail(error)
+
+
+class _Countdown:
+    """Shared by the CONSUMER.INFO requests of one round: how many have still to answer."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+class _ConsumerInfo(ReplyHandler):
+    """``$JS.API.CONSUMER.INFO`` for one partition: at creation (all must exist) and as a ping."""
+
+    __slots__ = ("consumer", "consumers", "op", "remaining")
+
+    def __init__(
+        self,
+        consumers: Consumers,
+        consumer: ConsumerState,
+        op: Operation[ConsumerState] | None,
+        remaining: _Countdown,
+    ) -> None:
+        self.consumers = consumers
+        self.consumer = consumer
+        self.op = op  # None for the periodic ping
+        self.remaining = remaining
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:
+            raise AssertionError("CONSUMER.INFO completed without a reply")
+        error = _js_api_error(msg.payload)
+        if error is not None:
+            self._failed(MemphisError(f"memphis: {error}"), error)
+            return True
+        self.remaining.left -= 1
+        if self.remaining.left == 0 and self.op is not None:
+            self.consumers._ready(self.consumer, self.op)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        self._failed(error, str(error))
+
+    def _failed(self, error: MemphisError, text: str) -> None:
+        consumers = self.consumers
+        if self.op is not None:
+            if not self.op.done:
+                # Creation failed after the broker registered it: undo the station bookkeeping.
+                consumers._stations.detach(self.consumer.station)
+            self.op.fail(error)
+        elif "consumer not found" in text or "stream not found" in text:
+            # The periodic check: the station (or the group's durable) was destroyed under us.
+            consumers._unreachable(self.consumer)
+
+
+def _js_api_error(payload: bytes) -> str | None:
+    """The ``error.description`` of a JetStream API reply, or None on success."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return f"malformed JetStream reply: {payload[:80]!r}"
+    if not isinstance(body, dict):
+        return f"malformed JetStream reply: {payload[:80]!r}"
+    error = body.get("error")
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("description", error))
+    return str(error)

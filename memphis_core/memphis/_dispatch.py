@@ -1,0 +1,248 @@
+"""The Memphis layer's one way onto the NATS session: requests, pushes and publishes.
+
+Every request the client sends is registered here with one :class:`ReplyHandler`, keyed by the
+session's request token; every subscription made for broker pushes is registered with the
+object it feeds. :meth:`Dispatcher.dispatch` then hands each session event to its owner, so the
+components (stations, producers, consumers) never see each other's replies and never call back
+into the ``Client`` that composes them.
+
+Control-plane requests (``$memphis_*``) share one handler, :class:`ControlRequest`: the Go SDK
+gives each attempt 20 s and retries only on timeout, five more times (docs/protocol.md
+"Control-plane requests"). A retry is the same request sent again; the broker's creates are
+idempotent, which is what makes that safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from memphis_core.nats._errors import ConnectionClosedError, MemphisError, RequestTimeoutError
+from memphis_core.nats._events import (
+    Closed,
+    FlushCompleted,
+    ReplyReceived,
+    RequestFailed,
+    SessionEvent,
+    TransportEvent,
+)
+from memphis_core.nats._frames import Msg
+from memphis_core.nats._session import Session
+
+from ._operation import Operation
+
+__all__ = [
+    "CONTROL_RETRIES",
+    "CONTROL_TIMEOUT",
+    "PENDING",
+    "ControlRequest",
+    "Dispatcher",
+    "Publishes",
+    "ReplyHandler",
+]
+
+#: Seconds per control-request attempt, and how many more attempts follow a timeout.
+CONTROL_TIMEOUT: Final = 20.0
+CONTROL_RETRIES: Final = 5
+#: Returned by a control ``parse`` whose operation is finished later by follow-up requests.
+PENDING: Final = object()
+#: What a message action or a report puts on the wire, as (subject, payload) publishes.
+Publishes = list[tuple[str, bytes]]
+# JetStream ack subjects come from the server and are valid by construction (see
+# Session.publish_to_reply); everything else we publish is one of our own subjects.
+_ACK_PREFIX: Final = "$JS.ACK."
+
+
+class ReplyHandler:
+    """What to do with the replies to one request, or with its failure.
+
+    ``on_reply`` gets every reply the session routes to the token (``msg`` is None for the PONG
+    that completes a flush) and returns True when the handler is finished, so the dispatcher can
+    forget it; a multi-reply pull stays registered until then. ``on_error`` gets the session's
+    ``RequestFailed`` (timeout, no responders, connection lost or closed) and always finishes.
+    """
+
+    __slots__ = ()
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        raise NotImplementedError
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        raise NotImplementedError
+
+
+class Dispatcher:
+    """Routes session events to the handler or push target registered for them."""
+
+    __slots__ = ("_handlers", "_pushes", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._handlers: dict[int, ReplyHandler] = {}
+        # sid -> the object that pushes on that subscription feed (the Client decides what to
+        # do with each kind; the dispatcher only remembers who asked).
+        self._pushes: dict[int, object] = {}
+
+    # ---------------------------------------------------------------- requests
+
+    def request(
+        self,
+        subject: str,
+        body: bytes,
+        handler: ReplyHandler,
+        *,
+        now: float,
+        timeout: float,
+        multi: bool = False,
+        replay: bool = True,
+    ) -> int:
+        """Send a request and register ``handler`` for its replies; return the token."""
+        token = self.session.request(
+            subject, body, now=now, timeout=timeout, multi=multi, replay=replay
+        )
+        self._handlers[token] = handler
+        return token
+
+    def register(self, token: int, handler: ReplyHandler) -> None:
+        """Register a handler for a request the caller sent itself (the produce hot path)."""
+        self._handlers[token] = handler
+
+    def control(
+        self, what: str, subject: str, body: bytes, parse: Callable[[bytes], Any], now: float
+    ) -> Operation[Any]:
+        """A ``$memphis_*`` request whose reply ``parse`` turns into the operation's result.
+
+        ``parse`` raises a ``MemphisError`` for an error reply (the operation fails with it), or
+        returns :data:`PENDING` when follow-up requests will finish the operation.
+        """
+        op: Operation[Any] = Operation(what)
+        self.send_control(ControlRequest(self, op, subject, body, parse), now)
+        return op
+
+    def send_control(self, request: ControlRequest, now: float) -> None:
+        self.request(request.subject, request.body, request, now=now, timeout=request.timeout)
+
+    def flush(self) -> Operation[None]:
+        """Done once the server has processed everything sent before (a PING round trip)."""
+        op: Operation[None] = Operation("flush")
+        self._handlers[self.session.flush()] = _Flush(op)
+        return op
+
+    # ---------------------------------------------------------------- pushes and publishes
+
+    def subscribe(self, subject: str, target: object, queue: str | None = None) -> int:
+        """Subscribe for broker pushes; messages on it are reported with ``target``."""
+        sid = self.session.subscribe(subject, queue)
+        self._pushes[sid] = target
+        return sid
+
+    def unsubscribe(self, sid: int) -> None:
+        self.session.unsubscribe(sid)
+        self._pushes.pop(sid, None)
+
+    def push_target(self, sid: int) -> tuple[bool, object]:
+        """``(True, target)`` for one of our push subscriptions, ``(False, None)`` otherwise
+        (a message still in flight when we unsubscribed)."""
+        if sid in self._pushes:
+            return True, self._pushes[sid]
+        return False, None
+
+    def publish(self, publishes: Publishes) -> None:
+        """Send fire-and-forget publishes (acks, nacks, DLS reports, notifications)."""
+        session = self.session
+        for subject, payload in publishes:
+            if subject.startswith(_ACK_PREFIX):
+                session.publish_to_reply(subject, payload)  # server-given: already valid
+            else:
+                session.publish(subject, payload)
+
+    # ---------------------------------------------------------------- routing
+
+    def dispatch(self, events: Iterable[SessionEvent], now: float) -> list[TransportEvent | Msg]:
+        """Hand replies and request failures to their handlers; return every other event
+        (push messages and connection events) for the client, in order."""
+        handlers = self._handlers
+        rest: list[TransportEvent | Msg] = []
+        for event in events:
+            if isinstance(event, ReplyReceived):  # the hot path: pub-acks and pulled messages
+                token = event.token
+                handler = handlers.get(token)
+                if handler is not None and handler.on_reply(token, event.msg, now):
+                    handlers.pop(token, None)
+            elif isinstance(event, RequestFailed):
+                handler = handlers.pop(event.token, None)
+                if handler is not None:
+                    handler.on_error(event.token, event.error, now)
+            elif isinstance(event, FlushCompleted):
+                handler = handlers.pop(event.token, None)
+                if handler is not None:
+                    handler.on_reply(event.token, None, now)
+            else:
+                if isinstance(event, Closed):
+                    # The session failed its requests already; flushes still waiting are ours.
+                    closed = ConnectionClosedError("the connection is closed")
+                    for token, handler in list(handlers.items()):
+                        handler.on_error(token, closed, now)
+                    handlers.clear()
+                rest.append(event)
+        return rest
+
+
+class ControlRequest(ReplyHandler):
+    """A ``$memphis_*`` control request: parse the reply; on timeout send it again."""
+
+    __slots__ = ("body", "dispatcher", "op", "parse", "retries", "subject", "timeout")
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        op: Operation[Any],
+        subject: str,
+        body: bytes,
+        parse: Callable[[bytes], Any],
+        *,
+        timeout: float = CONTROL_TIMEOUT,
+        retries: int = CONTROL_RETRIES,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.op = op
+        self.subject = subject
+        self.body = body
+        self.parse = parse
+        self.timeout = timeout
+        self.retries = retries
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:  # only a flush completes without a message
+            raise AssertionError("a control request completed without a reply")
+        try:
+            result = self.parse(msg.payload)
+        except MemphisError as exc:
+            self.op.fail(exc)
+            return True
+        if result is not PENDING:
+            self.op.finish(result)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if isinstance(error, RequestTimeoutError) and self.retries > 0 and not self.op.done:
+            # Only a timeout is retried: the request may simply not have reached a control
+            # plane (one restarting, say). Any other failure is an answer.
+            self.retries -= 1
+            self.dispatcher.send_control(self, now)
+            return
+        self.op.fail(error)
+
+
+class _Flush(ReplyHandler):
+    __slots__ = ("op",)
+
+    def __init__(self, op: Operation[None]) -> None:
+        self.op = op
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        self.op.finish(None)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        self.op.fail(error)

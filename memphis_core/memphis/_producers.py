@@ -1,0 +1,325 @@
+"""Producers: registration, the produce hot path, PubAck handling and schema-failure reports.
+
+A produce is a JetStream publish with a reply subject on the session's shared inbox; the
+stream's PubAck (or its error) comes back there and is matched by token (docs/protocol.md
+"Producers"). Async produces are bounded by a window of messages and bytes in flight, so memory
+follows the window, not how fast the caller produces.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from memphis_core.nats._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._frames import Msg
+
+from . import _control as rq
+from ._dispatch import Dispatcher, Publishes, ReplyHandler
+from ._jetstream import PubAck, parse_pub_ack
+from ._operation import Operation
+from ._options import ProduceOptions, ProducerOptions
+from ._partitions import RoundRobin, choose_partition
+from ._schemas import (
+    SchemaValidationError,
+    schema_failure_notification_body,
+    schemaverse_dls_body,
+)
+from ._stations import Stations, StationState
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "DEFAULT_WINDOW_BYTES",
+    "ProducerState",
+    "Producers",
+    "encode_produce_headers",
+    "schema_failure_publishes",
+]
+
+_HEADER_START: Final = b"NATS/1.0\r\n"
+#: Async produces waiting for their PubAck, at most: by count and by bytes. Memory is bounded
+#: by these (and the bytes are kept for replay after a reconnect), not by how fast the caller
+#: produces or how many messages it sends in all.
+DEFAULT_WINDOW: Final = 4096
+DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
+
+
+class ProducerState:
+    """One registered producer. ``in_flight`` counts produces still waiting for their PubAck."""
+
+    __slots__ = (
+        "destroyed",
+        "first_error",
+        "header_prefix",
+        "in_flight",
+        "in_flight_bytes",
+        "name",
+        "rr",
+        "station",
+        "station_name",
+        "window",
+        "window_bytes",
+    )
+
+    def __init__(
+        self, station: StationState, station_name: str, name: str, connection_id: str
+    ) -> None:
+        self.station = station
+        self.station_name = station_name
+        self.name = name
+        self.rr = RoundRobin()
+        # Every message carries these two (docs/protocol.md "Produce headers"); they never
+        # change for a producer, so encode them once rather than per message.
+        self.header_prefix = (
+            _HEADER_START
+            + f"$memphis_connectionId: {connection_id}\r\n$memphis_producedBy: {name}\r\n".encode()
+        )
+        self.in_flight = 0
+        self.in_flight_bytes = 0
+        self.window = DEFAULT_WINDOW
+        self.window_bytes = DEFAULT_WINDOW_BYTES
+        self.first_error: MemphisError | None = None
+        self.destroyed = False
+
+    @property
+    def window_full(self) -> bool:
+        """An async produce must wait: too many messages, or too many bytes, unacknowledged."""
+        return self.in_flight >= self.window or self.in_flight_bytes >= self.window_bytes
+
+    @property
+    def window_drained(self) -> bool:
+        """A waiting async produce may go on: half of both budgets is free again.
+
+        Waking at one free slot would ping-pong between the producing code and the I/O for
+        every acknowledgement; half the window amortises it.
+        """
+        return self.in_flight <= self.window // 2 and self.in_flight_bytes <= self.window_bytes // 2
+
+    def subject_for(self, key: str | None, number: int | None) -> tuple[str, int | None]:
+        """Subject and partition for the next message (raises LocalProtocolError on bad input)."""
+        station = self.station
+        partition = choose_partition(
+            station.partitions, key=key, number=number, rr=self.rr, station=station.internal
+        )
+        return station.subject(partition), partition
+
+
+def encode_produce_headers(
+    prefix: bytes, msg_id: str | None, headers: tuple[tuple[str, str], ...]
+) -> bytes:
+    """The header block of one produced message (already validated user headers).
+
+    The message id goes out twice: ``msg-id`` is what the Memphis broker's JetStream fork
+    de-duplicates on, ``Nats-Msg-Id`` is what stock JetStream (our own broker) does, so
+    idempotency holds on both (docs/protocol.md "Idempotency").
+    """
+    if msg_id is None and not headers:
+        return prefix + b"\r\n"
+    parts = [prefix]
+    if msg_id is not None:
+        encoded = msg_id.encode()
+        parts.append(b"msg-id: %b\r\nNats-Msg-Id: %b\r\n" % (encoded, encoded))
+    for key, value in headers:
+        parts.append(f"{key}: {value}\r\n".encode())
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def schema_failure_publishes(
+    producer: ProducerState,
+    exc: SchemaValidationError,
+    headers: tuple[tuple[str, str], ...],
+    connection_id: str,
+    send_notification: bool,
+) -> Publishes:
+    """The reports a failed validation triggers, as publishes (docs/protocol.md "Schemas").
+
+    Nothing when the station does not send schema failures to its DLS; the notification only
+    when the broker turned notifications on (``send_notification``).
+    """
+    station = producer.station
+    if not station.schemaverse_to_dls:
+        return []
+    data = exc.data or b""
+    error = str(exc)
+    all_headers = [
+        ("$memphis_connectionId", connection_id),
+        ("$memphis_producedBy", producer.name),
+        *headers,
+    ]
+    publishes = [
+        (
+            rq.SCHEMAVERSE_DLS,
+            schemaverse_dls_body(
+                station.internal,
+                producer_name=producer.name,
+                connection_id=connection_id,
+                data=data,
+                headers=all_headers,
+                validation_error=error,
+            ),
+        )
+    ]
+    if send_notification:
+        publishes.append(
+            (
+                rq.NOTIFICATIONS,
+                schema_failure_notification_body(
+                    producer.station_name, producer_name=producer.name, error=error, data=data
+                ),
+            )
+        )
+    return publishes
+
+
+class Produce(ReplyHandler):
+    """Waits for one PubAck; keeps the producer's in-flight count and first async failure."""
+
+    __slots__ = ("is_async", "op", "producer", "size")
+
+    def __init__(
+        self, op: Operation[PubAck | None], producer: ProducerState, is_async: bool, size: int
+    ) -> None:
+        self.op = op
+        self.producer = producer
+        self.is_async = is_async
+        self.size = size
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:
+            raise AssertionError("a produce completed without a PubAck")
+        producer = self.producer
+        producer.in_flight -= 1
+        producer.in_flight_bytes -= self.size
+        payload = msg.payload
+        if self.is_async and b'"error"' not in payload:
+            # Hot path: nobody reads an async produce's PubAck, only whether it failed.
+            self.op.finish(None)
+            return True
+        try:
+            self.op.finish(parse_pub_ack(payload))
+        except (MemphisError, RemoteProtocolError) as exc:
+            self._failed(exc)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        self.producer.in_flight -= 1
+        self.producer.in_flight_bytes -= self.size
+        self._failed(error)
+
+    def _failed(self, error: MemphisError) -> None:
+        self.op.fail(error)
+        if self.is_async and self.producer.first_error is None:
+            self.producer.first_error = error
+
+
+def _check(error: str | None) -> None:
+    if error is not None:
+        raise MemphisError(error)
+
+
+class Producers:
+    """This connection's producers, cached by station and name as the Go SDK does."""
+
+    __slots__ = ("_by_key", "_dispatcher", "_identity", "_stations", "send_notification")
+
+    def __init__(self, dispatcher: Dispatcher, stations: Stations, identity: rq.Identity) -> None:
+        self._dispatcher = dispatcher
+        self._stations = stations
+        self._identity = identity
+        self._by_key: dict[str, ProducerState] = {}
+        # Whether the broker wants schema-failure notifications; set by producer creation
+        # replies and by clients-update pushes.
+        self.send_notification = False
+
+    def create(self, opts: ProducerOptions, now: float) -> Operation[ProducerState]:
+        """Register a producer; one already registered under this station and name is reused."""
+        key = f"{opts.internal_station}_{opts.name}"
+        cached = self._by_key.get(key)
+        if cached is not None:
+            return Operation.completed("create_producer", cached)
+        who = self._identity
+        body = rq.producer_create_body(
+            opts.station_name,
+            opts.name,
+            connection_id=who.connection_id,
+            username=who.username,
+            app_id=who.app_id,
+        )
+
+        def parse(payload: bytes) -> ProducerState:
+            reply = rq.parse_producer_reply(payload)
+            _check(reply.error)
+            station = self._stations.attach(opts.station_name, reply)
+            station.schemaverse_to_dls = reply.schemaverse_to_dls
+            self.send_notification = reply.send_notification
+            cached = self._by_key.get(key)
+            if cached is not None:  # created concurrently under the same name: keep the first
+                self._stations.detach(station)
+                return cached
+            producer = ProducerState(station, opts.station_name, opts.name, who.connection_id)
+            self._by_key[key] = producer
+            return producer
+
+        return self._dispatcher.control("create_producer", rq.PRODUCER_CREATIONS, body, parse, now)
+
+    def destroy(self, producer: ProducerState, now: float) -> Operation[None]:
+        who = self._identity
+        body = rq.producer_destroy_body(
+            producer.station_name,
+            producer.name,
+            connection_id=who.connection_id,
+            username=who.username,
+        )
+
+        def parse(reply: bytes) -> None:
+            _check(rq.parse_destroy_reply(reply))
+            self._forget(producer)
+
+        return self._dispatcher.control(
+            "destroy_producer", rq.PRODUCER_DESTRUCTIONS, body, parse, now
+        )
+
+    def station_gone(self, internal: str) -> None:
+        """The station was destroyed: its producers can only fail from now on."""
+        for producer in list(self._by_key.values()):
+            if producer.station.internal == internal:
+                self._forget(producer)
+
+    def _forget(self, producer: ProducerState) -> None:
+        if producer.destroyed:
+            return
+        producer.destroyed = True
+        key = f"{producer.station.internal}_{producer.name}"
+        if self._by_key.get(key) is producer:
+            del self._by_key[key]
+        self._stations.detach(producer.station)
+
+    def publish(
+        self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
+    ) -> Operation[PubAck | None]:
+        """Choose the partition and publish serialised ``payload``; see ``Client.produce``."""
+        subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
+        block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
+        session = self._dispatcher.session
+        token = session.request(subject, payload, headers=block, now=now, timeout=opts.ack_wait)
+        op: Operation[PubAck | None] = Operation("produce")
+        size = len(payload)
+        producer.in_flight += 1
+        producer.in_flight_bytes += size
+        self._dispatcher.register(token, Produce(op, producer, opts.async_produce, size))
+        return op
+
+    def report_schema_failure(
+        self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions
+    ) -> None:
+        """Send the schemaverse DLS report (and notification) for a message that failed."""
+        if self._dispatcher.session.is_connected:
+            self._dispatcher.publish(
+                schema_failure_publishes(
+                    producer,
+                    exc,
+                    opts.headers,
+                    self._identity.connection_id,
+                    self.send_notification,
+                )
+            )
