@@ -52,9 +52,7 @@ TREES = _modules()
 PACKAGES = {
     name for name in TREES if (CORE.parent / name.replace(".", "/") / "__init__.py").exists()
 }
-IMPORTS = {
-    name: _imports(name, tree, is_package=name in PACKAGES) for name, tree in TREES.items()
-}
+IMPORTS = {name: _imports(name, tree, is_package=name in PACKAGES) for name, tree in TREES.items()}
 
 
 def test_both_layers_exist() -> None:

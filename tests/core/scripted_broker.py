@@ -1,0 +1,179 @@
+"""A scripted broker for Client tests: reads what the client wrote, answers with server bytes.
+
+No network and no clock: the test plays the server. :func:`parse_commands` turns the client's
+bytes into :class:`Sent` records (CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG), and
+:class:`Script` keeps the bookkeeping a server would (which sid each subject was subscribed
+with) so that a test can answer a request, deliver to a pull's inbox, or push to a
+subscription in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from memphis_core import Client, ClientEvent, Headers, connect_options, encode_header_block
+
+from .wire_vectors import server_hmsg, server_info, server_msg
+
+__all__ = ["INBOX", "Script", "Sent", "ack_subject", "parse_commands"]
+
+INBOX = "_INBOX.t"
+INFO = {"server_id": "scripted", "version": "2.12.0", "max_payload": 1_048_576, "headers": True}
+
+
+@dataclass
+class Sent:
+    """One command the client wrote."""
+
+    op: str
+    subject: str = ""
+    reply: str | None = None
+    sid: int = 0
+    queue: str | None = None
+    max_msgs: int | None = None
+    headers: Headers | None = None
+    payload: bytes = b""
+    fields: dict[str, object] = field(default_factory=dict)
+
+    def json(self) -> object:
+        return json.loads(self.payload)
+
+
+def parse_commands(data: bytes) -> list[Sent]:
+    """Parse the client side of the NATS protocol (what the client writes)."""
+    out: list[Sent] = []
+    pos = 0
+    while pos < len(data):
+        eol = data.index(b"\r\n", pos)
+        line = data[pos:eol].decode()
+        pos = eol + 2
+        op, _, rest = line.partition(" ")
+        args = rest.split()
+        if op in {"PING", "PONG"}:
+            out.append(Sent(op))
+        elif op == "CONNECT":
+            out.append(Sent(op, fields=json.loads(rest)))
+        elif op == "SUB":
+            queue = args[1] if len(args) == 3 else None
+            out.append(Sent(op, subject=args[0], queue=queue, sid=int(args[-1])))
+        elif op == "UNSUB":
+            max_msgs = int(args[1]) if len(args) == 2 else None
+            out.append(Sent(op, sid=int(args[0]), max_msgs=max_msgs))
+        elif op == "PUB":
+            size = int(args[-1])
+            reply = args[1] if len(args) == 3 else None
+            out.append(Sent(op, subject=args[0], reply=reply, payload=data[pos : pos + size]))
+            pos += size + 2
+        elif op == "HPUB":
+            hsize, total = int(args[-2]), int(args[-1])
+            reply = args[1] if len(args) == 4 else None
+            block = data[pos : pos + hsize]
+            headers = Headers()
+            for raw in block.split(b"\r\n")[1:]:
+                if raw:
+                    key, _, value = raw.decode().partition(":")
+                    headers.add(key.strip(), value.strip())
+            out.append(
+                Sent(
+                    op,
+                    subject=args[0],
+                    reply=reply,
+                    headers=headers,
+                    payload=data[pos + hsize : pos + total],
+                )
+            )
+            pos += total + 2
+        else:
+            raise AssertionError(f"unknown client command {line!r}")
+    return out
+
+
+def ack_subject(stream: str, durable: str, seq: int, delivered: int = 1) -> str:
+    """A JetStream ack subject as nats-server builds it for a pulled message."""
+    return f"$JS.ACK.{stream}.{durable}.{delivered}.{seq}.{seq}.1700000000000000000.0"
+
+
+class Script:
+    """One Client and the server half of its conversation."""
+
+    def __init__(self, **connect: object) -> None:
+        options = connect_options("localhost", "root", connection_token="memphis", **connect)  # type: ignore[arg-type]
+        self.client = Client(options, connection_id="cid", inbox_prefix=INBOX)
+        self.now = 0.0
+        self.sids: dict[str, int] = {}  # subject -> sid, as subscribed
+        self.sent: list[Sent] = []
+
+    # ------------------------------------------------------------ driving the client
+
+    def connect(self) -> list[Sent]:
+        """Run a handshake; return what the client sent during it."""
+        self.client.connection_made(self.now)
+        self.feed(server_info(INFO))
+        sent = self.take()
+        self.feed(b"PONG\r\n")
+        return sent
+
+    def feed(self, data: bytes) -> None:
+        self.client.receive_data(data, self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.client.handle_timeout(self.now)
+
+    def events(self) -> list[ClientEvent]:
+        return self.client.events()
+
+    def take(self) -> list[Sent]:
+        """What the client wrote since the last call (subscriptions are remembered)."""
+        sent = parse_commands(self.client.data_to_send())
+        for command in sent:
+            if command.op == "SUB":
+                self.sids[command.subject] = command.sid
+        self.sent += sent
+        return sent
+
+    def one(self, op: str, subject_prefix: str = "") -> Sent:
+        """The single command of kind ``op`` (on a subject with that prefix) written since the
+        last call; fail if there is not exactly one."""
+        found = [s for s in self.take() if s.op == op and s.subject.startswith(subject_prefix)]
+        assert len(found) == 1, f"expected one {op} {subject_prefix!r}, got {found}"
+        return found[0]
+
+    # ------------------------------------------------------------ answering
+
+    def _sid_for(self, reply: str) -> int:
+        if reply in self.sids:
+            return self.sids[reply]  # a pull's own inbox
+        return self.sids[f"{INBOX}.*"]  # the shared reply inbox
+
+    def reply(self, request: Sent, payload: bytes | str | dict[str, object]) -> None:
+        """Answer ``request`` on its reply subject."""
+        assert request.reply is not None, f"{request} expects no reply"
+        if isinstance(payload, dict):
+            payload = json.dumps(payload).encode()
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        self.feed(server_msg(request.reply, self._sid_for(request.reply), None, payload))
+
+    def status(self, request: Sent, code: int, description: str = "") -> None:
+        """Answer ``request`` with a header-only status message (404, 408, 409, 503...)."""
+        assert request.reply is not None
+        block = f"NATS/1.0 {code} {description}\r\n\r\n".encode()
+        self.feed(server_hmsg(request.reply, self._sid_for(request.reply), None, block, b""))
+
+    def deliver(self, pull: Sent, stream: str, durable: str, seq: int, data: bytes) -> str:
+        """Deliver one stored message to a pull; return its ack subject."""
+        assert pull.reply is not None
+        ack = ack_subject(stream, durable, seq)
+        block = encode_header_block({"$memphis_producedBy": "p", "user": "v"})
+        self.feed(server_hmsg(f"{stream}.final", self.sids[pull.reply], ack, block, data))
+        return ack
+
+    def push(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """A message on a subscription the client made (broker pushes, DLS resends)."""
+        sid = self.sids[subject]
+        if headers:
+            self.feed(server_hmsg(subject, sid, None, encode_header_block(headers), payload))
+        else:
+            self.feed(server_msg(subject, sid, None, payload))

@@ -1,0 +1,534 @@
+"""The Memphis Client, bytes in and events out, against a scripted broker (no network).
+
+Each test plays the server: it reads what the client wrote and answers with the bytes
+nats-server and the Memphis control plane would send. Together they walk every reply handler
+(control requests with their retry, PubAcks, pulls, prefetch, abandoned pulls, durable checks)
+and the reconnect replay.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memphis_core import (
+    Client,
+    Closed,
+    Connected,
+    ConnectionClosedError,
+    ConsumerError,
+    ConsumerState,
+    Delivery,
+    Disconnected,
+    LocalProtocolError,
+    MemphisError,
+    Operation,
+    ProducerState,
+    PubAck,
+    ReconnectDue,
+    RequestTimeoutError,
+    StationUnreachableError,
+    consumer_options,
+    produce_options,
+    producer_options,
+    station_options,
+)
+
+from .scripted_broker import INBOX, Script, Sent
+
+PRODUCER_REPLY = {
+    "error": "",
+    "partitions_update": {"partitions_list": [1, 2]},
+    "schemaverse_to_dls": True,
+    "send_notification": False,
+    "station_version": 2,
+}
+CONSUMER_REPLY = {"error": "", "partitions_update": {"partitions_list": [1, 2]}}
+INFO_OK = {"type": "io.nats.jetstream.api.v1.consumer_info_response", "name": "billing"}
+
+
+def connected() -> Script:
+    script = Script()
+    sent = script.connect()
+    assert [s.op for s in sent] == ["CONNECT", "SUB", "SUB", "PING"]
+    assert {s.subject for s in sent if s.op == "SUB"} == {
+        f"{INBOX}.*",
+        "$memphis_sdk_clients_updates",
+    }
+    assert isinstance(script.events()[-1], Connected)
+    return script
+
+
+def producer(script: Script, name: str = "web") -> ProducerState:
+    op = script.client.create_producer(producer_options("orders", name), script.now)
+    request = script.one("PUB", "$memphis_producer_creations")
+    script.reply(request, PRODUCER_REPLY)
+    assert op.done
+    return op.outcome()
+
+
+def consumer(script: Script, **options: object) -> ConsumerState:
+    opts = consumer_options("orders", "billing", **options)  # type: ignore[arg-type]
+    op = script.client.create_consumer(opts, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_creations"), CONSUMER_REPLY)
+    infos = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
+    assert sorted(s.subject for s in infos) == [
+        "$JS.API.CONSUMER.INFO.orders$1.billing",
+        "$JS.API.CONSUMER.INFO.orders$2.billing",
+    ]
+    assert not op.done  # every partition's durable must answer first
+    for info in infos:
+        script.reply(info, INFO_OK)
+    assert op.done
+    return op.outcome()
+
+
+def pull_request(script: Script) -> Sent:
+    """The pull the client just started: its inbox SUB and its MSG.NEXT request."""
+    sent = script.take()
+    pulls = [s for s in sent if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
+    assert len(pulls) == 1, sent
+    pull = pulls[0]
+    assert pull.reply in script.sids, "a pull has an inbox subscription of its own"
+    return pull
+
+
+# ------------------------------------------------------------------------------ control plane
+
+
+def test_create_station_sends_the_reference_body_and_succeeds_on_empty_reply() -> None:
+    script = connected()
+    op = script.client.create_station(station_options("orders", partitions_number=2), 0.0)
+    request = script.one("PUB", "$memphis_station_creations")
+    body = request.json()
+    assert isinstance(body, dict)
+    assert body["name"] == "orders"
+    assert body["partitions_number"] == 2
+    assert body["username"] == "root"
+    assert not op.done
+    script.reply(request, b"")
+    assert op.done
+    assert op.outcome() is None
+
+
+def test_control_error_reply_fails_the_operation_with_its_text() -> None:
+    script = connected()
+    op = script.client.enforce_schema("s", "orders", 0.0)
+    script.reply(script.one("PUB", "$memphis_schema_attachments"), "Schema s does not exist")
+    with pytest.raises(MemphisError, match=r"^Schema s does not exist$"):
+        op.outcome()
+
+
+def test_control_request_is_retried_on_timeout_then_succeeds() -> None:
+    script = connected()
+    op = script.client.create_station(station_options("orders"), script.now)
+    first = script.one("PUB", "$memphis_station_creations")
+    script.advance(20.0)  # one attempt's timeout
+    again = script.one("PUB", "$memphis_station_creations")
+    assert again.payload == first.payload
+    assert again.reply != first.reply  # a new token: a late first reply is not mistaken
+    script.reply(first, b"late answer to a dead token")
+    assert not op.done
+    script.reply(again, b"")
+    assert op.outcome() is None
+
+
+def test_control_request_gives_up_after_five_retries() -> None:
+    script = connected()
+    op = script.client.create_station(station_options("orders"), script.now)
+    attempts = 0
+    while not op.done:
+        attempts += len([s for s in script.take() if s.subject == "$memphis_station_creations"])
+        script.advance(20.0)
+    assert attempts == 6
+    with pytest.raises(RequestTimeoutError):
+        op.outcome()
+
+
+def test_flush_completes_on_its_pong() -> None:
+    script = connected()
+    op = script.client.flush()
+    assert [s.op for s in script.take()] == ["PING"]
+    assert not op.done
+    script.feed(b"PONG\r\n")
+    assert op.outcome() is None
+
+
+# ------------------------------------------------------------------------------ producers
+
+
+def test_create_producer_follows_schema_updates_and_is_cached() -> None:
+    script = connected()
+    first = producer(script)
+    assert first.station.partitions == (1, 2)
+    assert script.one("SUB", "$memphis_schema_updates_orders").queue is None
+    again = script.client.create_producer(producer_options("orders", "web"), script.now)
+    assert again.done, "a cached producer needs no request"
+    assert again.outcome() is first
+    assert script.take() == []
+
+
+def test_sync_produce_headers_partition_and_puback() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = produce_options(msg_id="m-1", headers={"k": "v"}, partition_number=2)
+    op = script.client.produce(prod, b"hello", opts, script.now)
+    sent = script.one("HPUB")
+    assert sent.subject == "orders$2.final"
+    assert sent.payload == b"hello"
+    assert sent.headers is not None
+    assert sent.headers.get("$memphis_connectionId") == "cid"
+    assert sent.headers.get("$memphis_producedBy") == "web"
+    assert sent.headers.get("msg-id") == sent.headers.get("Nats-Msg-Id") == "m-1"
+    assert sent.headers.get("k") == "v"
+    assert prod.in_flight == 1
+    script.reply(sent, {"stream": "orders$2", "seq": 7, "duplicate": False})
+    assert op.outcome() == PubAck("orders$2", 7, False)
+    assert prod.in_flight == 0
+
+
+def test_produce_round_robins_over_partitions() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    for _ in range(3):
+        script.client.produce(prod, b"x", produce_options(async_produce=True), script.now)
+    assert [s.subject for s in script.take()] == [
+        "orders$1.final",
+        "orders$2.final",
+        "orders$1.final",
+    ]
+
+
+def test_async_window_fills_and_drains_and_keeps_the_first_failure() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    prod.window = 4
+    opts = produce_options(async_produce=True)
+    ops = [script.client.produce(prod, b"x", opts, script.now) for _ in range(4)]
+    assert prod.window_full
+    sent = [s for s in script.take() if s.op == "HPUB"]
+    script.reply(sent[0], {"error": {"code": 503, "description": "stream offline"}})
+    assert not prod.window_full
+    assert not prod.window_drained  # three of four still in flight: not half free yet
+    script.reply(sent[1], {"stream": "orders$1", "seq": 1})
+    assert prod.window_drained
+    assert prod.first_error is not None
+    assert "stream offline" in str(prod.first_error)
+    with pytest.raises(MemphisError):
+        ops[0].outcome()
+    assert ops[1].outcome() is None  # an async produce's PubAck is not kept
+
+
+def test_produce_times_out_after_ack_wait_and_frees_the_window() -> None:
+    script = connected()
+    prod = producer(script)
+    op = script.client.produce(prod, b"x", produce_options(ack_wait=2.0), script.now)
+    script.advance(1.9)
+    assert not op.done
+    script.advance(0.2)
+    with pytest.raises(RequestTimeoutError):
+        op.outcome()
+    assert prod.in_flight == 0
+    assert prod.in_flight_bytes == 0
+
+
+def test_destroyed_producer_refuses_to_produce_before_sending() -> None:
+    script = connected()
+    prod = producer(script)
+    op = script.client.destroy_producer(prod, script.now)
+    script.reply(script.one("PUB", "$memphis_producer_destructions"), b"")
+    assert op.outcome() is None
+    # The station's schema subscription goes with its last user.
+    assert [s.op for s in script.take()] == ["UNSUB"]
+    with pytest.raises(LocalProtocolError, match="destroyed"):
+        script.client.produce(prod, b"x", produce_options(), script.now)
+    assert script.take() == []
+
+
+# ------------------------------------------------------------------------------ consumers
+
+
+def test_create_consumer_checks_every_durable_then_subscribes_to_dls() -> None:
+    script = connected()
+    state = consumer(script)
+    dls = script.one("SUB", "$memphis_dls_orders.billing")
+    assert dls.queue == "$memphis_dls_orders.billing"  # one member of the group gets a resend
+    assert state.durable == "billing"
+
+
+def test_create_consumer_fails_when_a_durable_is_missing_and_undoes_the_station() -> None:
+    script = connected()
+    opts = consumer_options("orders", "billing")
+    op = script.client.create_consumer(opts, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_creations"), CONSUMER_REPLY)
+    infos = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
+    script.reply(infos[0], INFO_OK)
+    script.reply(infos[1], {"error": {"code": 404, "description": "consumer not found"}})
+    with pytest.raises(MemphisError, match="consumer not found"):
+        op.outcome()
+    assert [s.op for s in script.take()] == ["UNSUB"]  # the schema-updates subscription
+
+
+def test_fetch_pulls_collects_until_the_server_ends_the_pull_and_acks() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=2.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    pull = pull_request(script)
+    assert pull.subject == "$JS.API.CONSUMER.MSG.NEXT.orders$1.billing"
+    assert pull.json() == {"batch": 10, "expires": 2_000_000_000}
+    acks = [script.deliver(pull, "orders$1", "billing", seq, b"m%d" % seq) for seq in (5, 6)]
+    assert not op.done
+    script.status(pull, 404, "No Messages")
+    batch = op.outcome()
+    assert [(m.data, m.sequence_number, m.partition) for m in batch] == [
+        (b"m5", 5, 1),
+        (b"m6", 6, 1),
+    ]
+    assert batch[0].headers == {"user": "v"}  # $memphis* headers are hidden
+    assert [s.op for s in script.take()] == ["UNSUB"]  # the pull's inbox is dropped
+    script.client.ack(batch[0])
+    script.client.nack(batch[1])
+    sent = script.take()
+    assert [(s.subject, s.payload) for s in sent] == [(acks[0], b"+ACK"), (acks[1], b"-NAK")]
+
+
+def test_full_batch_ends_the_pull_and_prefetch_starts_the_next() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2)
+    op = script.client.fetch(state, 2, script.now, partition_number=2, prefetch=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$2", "billing", 1, b"a")
+    script.deliver(pull, "orders$2", "billing", 2, b"b")
+    assert [m.data for m in op.outcome()] == [b"a", b"b"]
+    prefetch = pull_request(script)  # started as soon as the batch was complete
+    assert prefetch.subject.endswith("orders$2.billing")
+    script.deliver(prefetch, "orders$2", "billing", 3, b"c")
+    script.status(prefetch, 408, "Request Timeout")
+    assert state.prefetch_op is None
+    nxt = script.client.fetch(state, 2, script.now, partition_number=2)
+    assert nxt.done, "the prefetched batch is served without a new pull"
+    assert [m.data for m in nxt.outcome()] == [b"c"]
+
+
+def test_fetch_waits_for_a_prefetch_in_flight_instead_of_pulling_twice() -> None:
+    script = connected()
+    state = consumer(script, batch_size=1)
+    first = script.client.fetch(state, 1, script.now, partition_number=1, prefetch=True)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"a")
+    assert first.done
+    prefetch = pull_request(script)
+    second = script.client.fetch(state, 1, script.now, partition_number=1)
+    assert not second.done
+    assert script.take() == []  # no second pull on the same durable
+    script.deliver(prefetch, "orders$1", "billing", 2, b"b")
+    assert [m.data for m in second.outcome()] == [b"b"]
+
+
+def test_abandoned_fetch_gives_back_what_arrived_and_what_is_still_coming() -> None:
+    script = connected()
+    state = consumer(script)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    pull = pull_request(script)
+    early = script.deliver(pull, "orders$1", "billing", 1, b"early")
+    script.client.abandon_fetch(op)
+    assert op.outcome() == []
+    sent = script.take()
+    assert [(s.op, s.subject, s.payload) for s in sent if s.op == "PUB"] == [
+        ("PUB", early, b"-NAK")
+    ]
+    assert [s.op for s in sent if s.op != "PUB"] == ["UNSUB", "PING"]
+    late = script.deliver(pull, "orders$1", "billing", 2, b"late")  # sent before the UNSUB
+    assert [(s.subject, s.payload) for s in script.take()] == [(late, b"-NAK")]
+    script.feed(b"PONG\r\n")  # the drain is over: nothing else can arrive for the pull
+    assert script.take() == []
+
+
+def test_pull_timeout_without_408_keeps_what_arrived() -> None:
+    script = connected()
+    state = consumer(script, batch_max_wait_time=1.0)
+    op = script.client.fetch(state, 5, script.now, partition_number=1)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"kept")
+    script.advance(2.1)  # the pull's expiry plus its grace
+    assert [m.data for m in op.outcome()] == [b"kept"]
+
+
+def test_deleted_durable_makes_the_consumer_unreachable_once() -> None:
+    script = connected()
+    state = consumer(script)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    pull = pull_request(script)
+    script.status(pull, 409, "Consumer Deleted")
+    with pytest.raises(StationUnreachableError):
+        op.outcome()
+    errors = [e for e in script.events() if isinstance(e, ConsumerError)]
+    assert len(errors) == 1
+    assert errors[0].consumer is state
+    again = script.client.fetch(state, 10, script.now)
+    with pytest.raises(StationUnreachableError):
+        again.outcome()
+    assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT")]
+
+
+def test_no_responders_on_a_pull_checks_the_durable() -> None:
+    script = connected()
+    state = consumer(script)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    script.status(pull_request(script), 503)
+    with pytest.raises(StationUnreachableError):
+        op.outcome()
+    checks = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
+    assert len(checks) == 2, "a 503 may be a leader election: only a lookup can tell"
+    for check in checks:
+        script.reply(check, INFO_OK)
+    assert not state.unreachable
+
+
+def test_periodic_durable_check_finds_a_deleted_station() -> None:
+    script = connected()
+    state = consumer(script)
+    script.client.start_consumer_pings(state, script.now)
+    script.take()
+    script.advance(30.0)
+    checks = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
+    assert len(checks) == 2
+    script.reply(checks[0], {"error": {"code": 404, "description": "stream not found"}})
+    assert state.unreachable
+    assert any(isinstance(e, ConsumerError) for e in script.events())
+
+
+def test_dls_resend_comes_first_and_is_acked_through_the_broker() -> None:
+    script = connected()
+    state = consumer(script)
+    script.take()
+    headers = {"$memphis_pm_id": "17", "$memphis_pm_cg_name": "billing", "user": "v"}
+    script.push("$memphis_dls_orders.billing", b"poison", headers)
+    op = script.client.fetch(state, 10, script.now)
+    assert op.done, "a resend is served without a pull"
+    (message,) = op.outcome()
+    assert (message.data, message.sequence_number) == (b"poison", 0)
+    script.client.ack(message)
+    ack = script.one("PUB", "$memphis_pm_acks")
+    assert ack.json() == {"id": 17, "cg_name": "billing"}
+    with pytest.raises(MemphisError, match="cannot delay DLS message"):
+        script.client.delay(message, 1.0)
+
+
+def test_dead_letter_terminates_and_reports() -> None:
+    script = connected()
+    state = consumer(script)
+    op = script.client.fetch(state, 1, script.now, partition_number=2)
+    ack = script.deliver(pull_request(script), "orders$2", "billing", 9, b"bad")
+    (message,) = op.outcome()
+    script.take()
+    script.client.dead_letter(message, "cannot parse")
+    sent = script.take()
+    assert (sent[0].subject, sent[0].payload) == (ack, b"+TERM")
+    report = sent[1]
+    assert report.subject == "$memphis_nacked_dls"
+    body = report.json()
+    assert isinstance(body, dict)
+    assert (body["station_name"], body["partition"], body["error"]) == ("orders", 2, "cannot parse")
+
+
+def test_station_removed_by_the_broker_drops_producers_and_consumers() -> None:
+    script = connected()
+    prod = producer(script)
+    state = consumer(script)
+    script.take()
+    script.push(
+        "$memphis_sdk_clients_updates",
+        json.dumps({"type": "remove_station", "station_name": "orders", "update": False}).encode(),
+    )
+    assert prod.destroyed
+    assert state.unreachable
+    errors = [e for e in script.events() if isinstance(e, ConsumerError)]
+    assert [type(e.error) for e in errors] == [StationUnreachableError]
+    unsubs = [s.op for s in script.take()]
+    assert unsubs.count("UNSUB") == 2  # the DLS resends and the station's schema updates
+
+
+def test_destroy_consumer_nacks_prefetched_messages() -> None:
+    script = connected()
+    state = consumer(script, batch_size=1)
+    script.client.fetch(state, 1, script.now, partition_number=1, prefetch=True)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"a")
+    prefetch = pull_request(script)
+    kept = script.deliver(prefetch, "orders$1", "billing", 2, b"b")
+    assert len(state.prefetched) == 1
+    op = script.client.destroy_consumer(state, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_destructions"), b"")
+    assert op.outcome() is None
+    script.take()
+    assert (kept, b"-NAK") in [(s.subject, s.payload) for s in script.sent]
+    with pytest.raises(LocalProtocolError, match="destroyed"):
+        script.client.fetch(state, 1, script.now)
+
+
+# ------------------------------------------------------------------------------ reconnect
+
+
+def test_reconnect_replays_subscriptions_and_waiting_control_requests() -> None:
+    script = connected()
+    state = consumer(script)
+    script.take()
+    op = script.client.create_station(station_options("later"), script.now)
+    request = script.one("PUB", "$memphis_station_creations")
+    script.feed(b"")  # the server closed the connection
+    events = script.events()
+    assert isinstance(events[0], Disconnected)
+    assert events[0].reconnect_at == script.now + 1.0
+    script.advance(1.0)
+    assert isinstance(script.events()[0], ReconnectDue)
+    replayed = script.connect()
+    subjects = [s.subject for s in replayed if s.op == "SUB"]
+    assert f"$memphis_dls_{state.station.internal}.billing" in subjects
+    assert "$memphis_schema_updates_orders" in subjects
+    # Requests go out again once the new handshake is confirmed (after its PONG).
+    resent = [s for s in script.take() if s.subject == "$memphis_station_creations"]
+    assert [s.reply for s in resent] == [request.reply]  # same token: the reply still matches
+    connected_event = script.events()[-1]
+    assert isinstance(connected_event, Connected)
+    assert connected_event.reconnected
+    script.reply(request, b"")
+    assert op.outcome() is None
+
+
+def test_pull_in_flight_when_the_connection_drops_keeps_its_messages() -> None:
+    script = connected()
+    state = consumer(script)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"arrived")
+    script.feed(b"")
+    assert [m.data for m in op.outcome()] == [b"arrived"]
+    script.advance(1.0)
+    replayed = script.connect()
+    assert not [s for s in replayed if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT")], (
+        "a pull is never replayed: its batch would go to an inbox nobody reads"
+    )
+
+
+def test_close_fails_every_waiting_operation() -> None:
+    script = connected()
+    prod = producer(script)
+    produce = script.client.produce(prod, b"x", produce_options(), script.now)
+    flush = script.client.flush()
+    script.client.close()
+    assert isinstance(script.events()[-1], Closed)
+    for op in (produce, flush):
+        with pytest.raises(ConnectionClosedError):
+            op.outcome()
+
+
+def test_operations_are_typed() -> None:
+    # The handle types the frontends rely on.
+    script = connected()
+    prod = producer(script)
+    op: Operation[PubAck | None] = script.client.produce(prod, b"x", produce_options(), script.now)
+    assert isinstance(op, Operation)
+    assert isinstance(script.client, Client)
+    batch: list[Delivery] = []
+    assert batch == []
