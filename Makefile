@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo test lint typecheck unit fuzz fuzz-short bench clean
+.PHONY: demo test unasync lint typecheck unit fuzz fuzz-short bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# memphis_sync's public classes are generated from _memphis_async's (see scripts/unasync.py).
+unasync: $(STAMP)
+	$(PY) scripts/unasync.py
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
+	$(PY) scripts/unasync.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async _memphis_io
 

@@ -8,7 +8,8 @@ the pump and the API, is written once here, so the two cannot drift apart.
 from __future__ import annotations
 
 from ._backend import Backend, Event, Spawner, Stream, Task
-from ._connection import ConnectFunction, Connecting, Connection, Station, make_connect
+from ._connect import ConnectFunction, Connecting, make_connect
+from ._connection import Connection, Station
 from ._consumer import Consumer, ErrorHandler, Handler, Message
 from ._driver import CLOSE_TIMEOUT, Driver
 from ._producer import Producer

@@ -1,53 +1,57 @@
-"""Async consumers and the messages they receive (shared by memphis_trio and memphis_asyncio).
+"""Consumers and the messages they receive: the one source of this code for every frontend.
 
-Message actions (``ack``, ``nack``, ``delay``, ``dead_letter``) are coroutines although they
-never wait for the broker: they queue their publish in the core and kick the pump. They are
-awaitable for symmetry with every other call that puts bytes on the wire (and so that they can
-grow backpressure later without an API change); awaiting one costs a coroutine, not a round
-trip.
+memphis_trio and memphis_asyncio use this module as it is; memphis_sync uses the blocking copy
+that ``scripts/unasync.py`` generates from it (``make test`` fails when that copy is stale).
+So everything here is written once, and the rules it applies come from the core: what a fetch
+returns, what happens to a batch nobody reads, when a consume loop pulls again or stops.
+
+Message actions (``ack``, ``nack``, ``delay``, ``dead_letter``) never wait for the broker: they
+queue their publish in the core, and the driver writes it with whatever else is queued. They are
+coroutines in the async frontends for symmetry with every call that puts bytes on the wire.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
+    Client,
     ConsumerState,
     Delivery,
     MemphisError,
     MessageView,
     Operation,
-    consume_should_stop,
     fetch_options,
 )
 
 if TYPE_CHECKING:
-    from ._backend import Task
-    from ._driver import Driver
+    from ._driver import Driver, Task
 
 __all__ = ["Consumer", "ErrorHandler", "Handler", "Message"]
 
-_log = logging.getLogger("memphis")
+_log = logging.getLogger("memphis.consumer")
 
-#: ``handler(messages, error, context)``; a coroutine function (a plain callable works too).
+#: ``handler(messages, error, context)``; in the async frontends it may be a coroutine function.
 Handler = Callable[[list["Message"], MemphisError | None, Any], Awaitable[None] | None]
-#: ``error_handler(consumer, error)``; a coroutine function (a plain callable works too).
+#: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
 ErrorHandler = Callable[["Consumer", MemphisError], Awaitable[None] | None]
 
 
-async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        await result
+class ConsumeHandlerError(MemphisError):
+    """The ``consume()`` handler raised; the exception is the ``__cause__``.
+
+    The loop goes on with the next batch: the messages of the failed call that were not acked
+    are redelivered after ``max_ack_time``.
+    """
 
 
 class Message(MessageView):
-    """A received message. Acknowledge it with ``await msg.ack()`` within max_ack_time."""
+    """A received message. Settle it (ack, nack, delay or dead letter) once, within the
+    consumer's ``max_ack_time``; settling twice raises ``MessageAlreadySettledError``."""
 
     __slots__ = ("_driver",)
 
@@ -56,32 +60,50 @@ class Message(MessageView):
         self._driver = driver
 
     async def ack(self) -> None:
+        """Acknowledge: the broker will not deliver it again.
+
+        Raises:
+            MessageAlreadySettledError: it was already acked, nacked, delayed or dead-lettered.
+            ConnectionClosedError: the connection is closed.
+        """
         driver = self._driver
         driver.call(lambda now: driver.client.ack(self._received))
 
     async def nack(self) -> None:
-        """Ask for redelivery now."""
+        """Ask for redelivery now (it counts as a delivery attempt).
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
         driver = self._driver
         driver.call(lambda now: driver.client.nack(self._received))
 
     async def delay(self, seconds: float) -> None:
-        """Redeliver after ``seconds`` (while under max_msg_deliveries).
+        """Redeliver after ``seconds`` (float seconds, while under ``max_msg_deliveries``).
 
         Raises:
-            MemphisError: ``cannot delay DLS message``.
+            MemphisError: ``cannot delay DLS message`` for a message resent from the DLS.
+            LocalProtocolError: a negative or non-finite delay.
+            MessageAlreadySettledError: it was already settled.
         """
         driver = self._driver
         driver.call(lambda now: driver.client.delay(self._received, seconds))
 
     async def dead_letter(self, reason: str) -> None:
-        """Stop redelivering and send the message to the station's dead-letter store."""
+        """Stop redelivering and store the message in the station's dead-letter store.
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
         driver = self._driver
         driver.call(lambda now: driver.client.dead_letter(self._received, reason))
 
 
 class Consumer:
-    """A member of a consumer group: ``await fetch()`` batches, ``async for`` messages, or
-    ``await consume(handler)`` in a task of the connection."""
+    """A member of a consumer group: ``fetch()`` batches, iterate over messages, or
+    ``consume(handler)`` in the background."""
 
     def __init__(
         self, driver: Driver, state: ConsumerState, error_handler: ErrorHandler | None
@@ -97,10 +119,12 @@ class Consumer:
 
     @property
     def name(self) -> str:
+        """The consumer's name, as given."""
         return self._state.name
 
     @property
     def consumer_group(self) -> str:
+        """The consumer group (its own name when none was given)."""
         return self._state.options.consumer_group
 
     def set_context(self, context: Any) -> None:
@@ -116,23 +140,33 @@ class Consumer:
         prefetch: bool = False,
         partition_key: str | None = None,
         partition_number: int | None = None,
+        timeout: float | None = None,
     ) -> list[Message]:
-        """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them.
+        """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them, or
+        ``timeout`` seconds if that is shorter (then it returns what arrived, maybe nothing).
 
-        With ``prefetch=True`` the next batch is requested in the background right away.
-        Cancelling (a timeout, a cancel scope) gives the batch back: its messages are nacked
-        when they arrive, so they are redelivered at once rather than after max_ack_time.
+        Messages a previous fetch gave back unread come first, then resent dead letters, then
+        a prefetched batch, then a fresh pull. With ``prefetch=True`` the next batch is pulled
+        in the background as soon as this one is complete. A fetch that is cancelled (a
+        timeout, a cancel scope, KeyboardInterrupt) keeps its batch with the consumer for the
+        next fetch: it costs no delivery attempt.
 
         Raises:
             LocalProtocolError: bad batch size or partition choice.
-            MemphisError: ``station unreachable`` once the station or group is gone.
+            StationUnreachableError: the station or the group's durable is gone.
+            ConnectionClosedError: the connection is closed or closing.
         """
-        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number)
+        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number, timeout)
         received = await self._wait_batch(op, None)
         return [Message(self._driver, r) for r in received or ()]
 
     def _start_fetch(
-        self, batch_size: int, prefetch: bool, key: str | None, number: int | None
+        self,
+        batch_size: int,
+        prefetch: bool,
+        key: str | None,
+        number: int | None,
+        timeout: float | None = None,
     ) -> Operation[list[Delivery]]:
         driver = self._driver
         return driver.call(
@@ -143,6 +177,7 @@ class Consumer:
                 partition_key=key,
                 partition_number=number,
                 prefetch=prefetch,
+                timeout=timeout,
             )
         )
 
@@ -152,7 +187,7 @@ class Consumer:
         """The batch of ``op``, or None when ``stop()`` became true first.
 
         Whoever stops waiting for a batch (cancellation, stop_consume) hands it back to the
-        core, which nacks its messages; nothing is left to wait out max_ack_time.
+        core, which keeps it for the consumer's next fetch.
         """
         driver = self._driver
         try:
@@ -164,17 +199,16 @@ class Consumer:
         except MemphisError:
             raise
         except BaseException:
-            driver.client.abandon_fetch(op)  # synchronous: safe in a cancelled context
-            driver.kick()
+            driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
             raise
-        driver.client.abandon_fetch(op)
-        driver.kick()
+        driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
         return None
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Messages forever (until the consumer fails or is destroyed), one batch at a time.
 
-        Leaving the loop early gives the rest of the current batch back (nacked).
+        Leaving the loop early gives the rest of the current batch back to the consumer: the
+        next fetch or iteration returns it first.
         """
         pending: deque[Message] = deque()
         try:
@@ -185,11 +219,10 @@ class Consumer:
                 yield pending.popleft()
         finally:
             # Runs when the loop is left or the generator is collected; no await in here.
-            driver = self._driver
-            for message in pending:
-                with contextlib.suppress(MemphisError):
-                    driver.client.nack(message._received)
-            driver.kick()
+            unread = [message._received for message in pending]
+            if unread:
+                driver = self._driver
+                driver.call(lambda now: driver.client.give_back(unread), closed_ok=True)
 
     # ------------------------------------------------------------------ consume
 
@@ -200,11 +233,19 @@ class Consumer:
         partition_key: str | None = None,
         partition_number: int | None = None,
     ) -> None:
-        """Call ``await handler(messages, error, context)`` for every batch, in a task of the
-        connection (the ``async with`` nursery), until ``stop_consume()``.
+        """Call ``handler(messages, error, context)`` for every batch, in the background,
+        until ``stop_consume()``. Returns at once; a second call while consuming does nothing.
 
         A full batch is followed by the next pull at once; after a short one the loop waits
-        ``pull_interval``. Returns at once; a second call while consuming does nothing.
+        ``pull_interval``. Errors reach the handler as ``error`` (with an empty batch); the loop
+        ends only when the station or the connection is gone. A handler that raises is
+        reported to the consumer's ``error_handler`` (``ConsumeHandlerError``, the exception as
+        its cause) and the loop goes on. The async frontends run the loop as a task of the
+        connection (in its nursery or task group) and accept coroutine handlers; memphis_sync
+        runs it in a thread.
+
+        Raises:
+            LocalProtocolError: a bad partition choice (checked before anything starts).
         """
         if not self._stop[0]:
             return  # already consuming
@@ -235,7 +276,6 @@ class Consumer:
             return stop[0]
 
         while not stop[0] and not driver.closed:
-            messages: list[Message] = []
             received: list[Delivery] = []
             error: MemphisError | None = None
             try:
@@ -246,30 +286,34 @@ class Consumer:
                 if batch is None:
                     break
                 received = batch
-                messages = [Message(driver, r) for r in received]
             except MemphisError as exc:
                 error = exc
             if stop[0]:
-                # Not handed to anyone: let another member have them now.
-                with contextlib.suppress(MemphisError):
-                    driver.client.release_messages(received)
-                driver.kick()
+                # Not handed to anyone: the consumer keeps them for its next fetch.
+                driver.call(functools.partial(_give_back, driver.client, received), closed_ok=True)
                 break
+            messages = [Message(driver, r) for r in received]
             try:
-                await _call(handler, messages, error, self._context)
+                await driver.call_user(handler, messages, error, self._context)
             except Exception as exc:
-                await self._report_error(MemphisError(f"consume handler raised {exc!r}"))
-            if consume_should_stop(error) or driver.closed:
+                failure = ConsumeHandlerError(f"the consume handler of {self.name} raised {exc!r}")
+                failure.__cause__ = exc
+                await self._report_error(failure)
+            delay = driver.call(
+                functools.partial(_next_pull, state, len(received), error),
+                kick=False,
+                closed_ok=True,
+            )
+            if delay is None or driver.closed:
                 break
-            delay = state.pull_delay(len(received))
             if delay:
                 await driver.wait_for(stopping, delay)
 
     async def stop_consume(self) -> None:
-        """Stop the consume loop; returns once it has finished its current handler call."""
+        """Stop the consume loop; returns once its current handler call (if any) returned."""
         self._stop[0] = True
         driver = self._driver
-        driver.notify()  # the loop waits on the driver's "changed" event
+        driver.notify()  # the loop waits on the driver's "changed" signal
         task = self._task
         if task is not None and not driver.in_task(task):
             await task.join()
@@ -280,20 +324,42 @@ class Consumer:
         self._error_handler = error_handler
 
     async def _report_error(self, error: MemphisError) -> None:
+        """Hand ``error`` to the error handler; without one, or if it raises, log it.
+
+        A raising error handler must not end the consume loop or the connection: it is logged
+        with its traceback on the ``memphis.consumer`` logger, the same in every frontend.
+        """
         if self._error_handler is None:
-            _log.warning("consumer %s: %s", self.name, error)
+            _log.warning("consumer %s: %s", self.name, error, exc_info=error.__cause__)
             return
         try:
-            await _call(self._error_handler, self, error)
+            await self._driver.call_user(self._error_handler, self, error)
         except Exception:
-            # A buggy handler must not take the connection down with it.
             _log.exception("the error handler of consumer %s raised", self.name)
 
     async def destroy(self) -> None:
-        """Stop consuming and unregister; the group's durable goes when its last member does."""
+        """Stop consuming and unregister; the group's durable goes when its last member does.
+
+        Messages held unread by this consumer are nacked, so another member gets them at once.
+
+        Raises:
+            MemphisError: the broker refused.
+        """
         await self.stop_consume()
         client = self._driver.client
         await self._driver.run(lambda now: client.destroy_consumer(self._state, now))
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"
+
+
+# Bound with functools.partial inside the consume loop, so that each call sees this turn's
+# values (``driver.call`` runs them at once; a lambda over loop variables reads as a trap).
+def _give_back(client: Client, messages: list[Delivery], now: float) -> None:
+    client.give_back(messages)
+
+
+def _next_pull(
+    state: ConsumerState, received: int, error: MemphisError | None, now: float
+) -> float | None:
+    return state.next_pull(received, error)

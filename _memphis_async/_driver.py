@@ -33,14 +33,16 @@ Nothing here decides anything about Memphis or NATS; it only moves bytes and wai
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import tls_context
+from _memphis_io import log_event, tls_context
 from memphis_core import (
     Client,
     Closed,
+    CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
     Disconnected,
@@ -53,7 +55,7 @@ from memphis_core import (
 
 from ._backend import Backend, Event, Spawner, Stream, Task
 
-__all__ = ["CLOSE_TIMEOUT", "Driver"]
+__all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 
 T = TypeVar("T")
 
@@ -186,14 +188,53 @@ class Driver:
 
     # ------------------------------------------------------------------ used by user tasks
 
-    def call(self, fn: Callable[[float], T], *, kick: bool = True) -> T:
-        """Run ``fn(now)`` on the core and get the pump to write what it queued."""
-        if self.closed:
+    def call(self, fn: Callable[[float], T], *, kick: bool = True, closed_ok: bool = False) -> T:
+        """Run ``fn(now)`` on the core and get the pump to write what it queued.
+
+        Raises:
+            ConnectionClosedError: the connection is closed (unless ``closed_ok``: for calls
+                that only give something back to the core, which are harmless after a close).
+        """
+        if self.closed and not closed_ok:
             raise self._closed_error()
         result = fn(self.backend.monotonic())
         if kick:
             self.kick()
         return result
+
+    async def call_user(self, fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+        """Run a user callback; a coroutine function's result is awaited."""
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            await result
+
+    async def shutdown(self, before: Callable[[], Awaitable[None]], timeout: float) -> None:
+        """Close as a drain: ``before()`` (stop consume loops), then the core's drain (every
+        async produce acknowledged and every ack confirmed, up to ``timeout`` seconds), then
+        the hard close. One shielded unit: with asyncio a cancelled caller returns at once
+        while the shielded work goes on, so a second step after it would never run.
+
+        Raises:
+            CloseIncompleteError: the drain could not confirm everything (see the core).
+        """
+        failure: list[CloseIncompleteError] = []
+
+        async def run() -> None:
+            await before()
+            if not self.closed:
+                op = self.call(lambda now: self.client.drain(now, timeout))
+                try:
+                    await self.wait(op)
+                except CloseIncompleteError as exc:
+                    failure.append(exc)
+                except MemphisError:
+                    pass  # closed under us with nothing left to confirm
+            await self._close()
+
+        await self.backend.shielded(run, timeout + 2 * CLOSE_TIMEOUT)
+        self.cancel_tasks()  # whatever outlived the timeout
+        if failure:
+            raise failure[0]
 
     async def run(self, fn: Callable[[float], Operation[T]]) -> T:
         """``call`` then ``wait``: the whole round trip of one operation."""
@@ -270,7 +311,9 @@ class Driver:
     # ------------------------------------------------------------------ transport events
 
     async def _dispatch(self, events: list[Any]) -> None:
+        server = self.client.options.server
         for event in events:
+            log_event(event, server)
             if isinstance(event, Disconnected):
                 await self._drop_transport()
             elif isinstance(event, ReconnectDue):
@@ -285,7 +328,7 @@ class Driver:
                 self.notify()
             elif isinstance(event, ConsumerError):
                 self.on_consumer_error(event)
-            # Connected, ServerError: waiters re-check ``is_connected`` on ``notify``.
+            # Connected, ServerError: logged; waiters re-check ``is_connected`` on ``notify``.
 
     async def _dial(self) -> None:
         options = self.client.options

@@ -20,11 +20,19 @@ This module exports the public names of both; import from here.
 from __future__ import annotations
 
 from ._version import __version__
-from .memphis._client import APP_ID, Client, ClientEvent
+from .memphis._client import APP_ID, DRAIN_TIMEOUT, Client, ClientEvent
 from .memphis._consumers import ConsumerError
 from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
 from .memphis._enums import RetentionType, SchemaType, StorageType
-from .memphis._errors import MemphisHeaderError, MemphisSchemaError, StationUnreachableError
+from .memphis._errors import (
+    AsyncProduceError,
+    CloseIncompleteError,
+    MemphisHeaderError,
+    MemphisSchemaError,
+    MessageAlreadySettledError,
+    ProduceFailure,
+    StationUnreachableError,
+)
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
@@ -79,9 +87,12 @@ from .nats._state import ConnState
 
 __all__ = [
     "APP_ID",
+    "DRAIN_TIMEOUT",
     "TLS",
+    "AsyncProduceError",
     "Client",
     "ClientEvent",
+    "CloseIncompleteError",
     "Closed",
     "ConnState",
     "ConnectOptions",
@@ -104,6 +115,7 @@ __all__ = [
     "MemphisError",
     "MemphisHeaderError",
     "MemphisSchemaError",
+    "MessageAlreadySettledError",
     "MessageView",
     "MissingExtraError",
     "Msg",
@@ -114,6 +126,7 @@ __all__ = [
     "Parser",
     "Ping",
     "Pong",
+    "ProduceFailure",
     "ProduceOptions",
     "ProducerOptions",
     "ProducerState",

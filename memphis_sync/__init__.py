@@ -9,50 +9,20 @@ with memphis.connect("localhost", "root", connection_token="memphis") as conn:
 
 from __future__ import annotations
 
-from memphis_core import (
-    TLS,
-    ConnectionClosedError,
-    Headers,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    MemphisHeaderError,
-    MemphisSchemaError,
-    PubAck,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    RetentionType,
-    SchemaType,
-    StationUnreachableError,
-    StorageType,
-    __version__,
-)
+from _memphis_io import _public
+from _memphis_io._public import *  # noqa: F403 - the shared names, listed in _public
 
-from ._connection import Connection, Station, connect
+from ._connect import connect
+from ._connection import Connection, Station
 from ._consumer import Consumer, Message
 from ._producer import Producer
 
 __all__ = [
-    "TLS",
     "Connection",
-    "ConnectionClosedError",
     "Consumer",
-    "Headers",
-    "LocalProtocolError",
-    "MemphisConnectError",
-    "MemphisError",
-    "MemphisHeaderError",
-    "MemphisSchemaError",
     "Message",
     "Producer",
-    "PubAck",
-    "RemoteProtocolError",
-    "RequestTimeoutError",
-    "RetentionType",
-    "SchemaType",
     "Station",
-    "StationUnreachableError",
-    "StorageType",
-    "__version__",
     "connect",
 ]
+__all__ += _public.__all__

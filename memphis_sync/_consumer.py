@@ -1,9 +1,22 @@
-"""Blocking consumers and the messages they receive."""
+# GENERATED from _memphis_async/_consumer.py by scripts/unasync.py: do not edit.
+# Edit the async source, then run `python scripts/unasync.py` (make test checks it).
+"""Consumers and the messages they receive: the one source of this code for every frontend.
+
+memphis_trio and memphis_asyncio use this module as it is; memphis_sync uses the blocking copy
+that ``scripts/unasync.py`` generates from it (``make test`` fails when that copy is stale).
+So everything here is written once, and the rules it applies come from the core: what a fetch
+returns, what happens to a batch nobody reads, when a consume loop pulls again or stops.
+
+Message actions (``ack``, ``nack``, ``delay``, ``dead_letter``) never wait for the broker: they
+queue their publish in the core, and the driver writes it with whatever else is queued. They are
+coroutines in the async frontends for symmetry with every call that puts bytes on the wire.
+"""
 
 from __future__ import annotations
 
 import functools
-import threading
+import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,21 +27,33 @@ from memphis_core import (
     MemphisError,
     MessageView,
     Operation,
-    consume_should_stop,
     fetch_options,
 )
 
 if TYPE_CHECKING:
-    from ._driver import Driver
+    from ._driver import Driver, Task
 
-__all__ = ["Consumer", "Message"]
+__all__ = ["Consumer", "ErrorHandler", "Handler", "Message"]
 
+_log = logging.getLogger("memphis.consumer")
+
+#: ``handler(messages, error, context)``; in the async frontends it may be a coroutine function.
 Handler = Callable[[list["Message"], MemphisError | None, Any], None]
+#: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
 ErrorHandler = Callable[["Consumer", MemphisError], None]
 
 
+class ConsumeHandlerError(MemphisError):
+    """The ``consume()`` handler raised; the exception is the ``__cause__``.
+
+    The loop goes on with the next batch: the messages of the failed call that were not acked
+    are redelivered after ``max_ack_time``.
+    """
+
+
 class Message(MessageView):
-    """A received message. Acknowledge it with ``ack()`` within the consumer's max_ack_time."""
+    """A received message. Settle it (ack, nack, delay or dead letter) once, within the
+    consumer's ``max_ack_time``; settling twice raises ``MessageAlreadySettledError``."""
 
     __slots__ = ("_driver",)
 
@@ -37,35 +62,50 @@ class Message(MessageView):
         self._driver = driver
 
     def ack(self) -> None:
-        # Fire-and-forget: leave the write to the I/O thread so the acks of a batch go out
-        # together (a write per ack cost more than everything else on the consume path).
-        driver = self._driver
-        driver.call(lambda now: driver.client.ack(self._received), send=False)
-        driver.wake()
-
-    def nack(self) -> None:
-        """Ask for redelivery now."""
-        driver = self._driver
-        driver.call(lambda now: driver.client.nack(self._received), send=False)
-        driver.wake()
-
-    def delay(self, seconds: float) -> None:
-        """Redeliver after ``seconds`` (while under max_msg_deliveries).
+        """Acknowledge: the broker will not deliver it again.
 
         Raises:
-            MemphisError: ``cannot delay DLS message``.
+            MessageAlreadySettledError: it was already acked, nacked, delayed or dead-lettered.
+            ConnectionClosedError: the connection is closed.
+        """
+        driver = self._driver
+        driver.call(lambda now: driver.client.ack(self._received))
+
+    def nack(self) -> None:
+        """Ask for redelivery now (it counts as a delivery attempt).
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
+        driver = self._driver
+        driver.call(lambda now: driver.client.nack(self._received))
+
+    def delay(self, seconds: float) -> None:
+        """Redeliver after ``seconds`` (float seconds, while under ``max_msg_deliveries``).
+
+        Raises:
+            MemphisError: ``cannot delay DLS message`` for a message resent from the DLS.
+            LocalProtocolError: a negative or non-finite delay.
+            MessageAlreadySettledError: it was already settled.
         """
         driver = self._driver
         driver.call(lambda now: driver.client.delay(self._received, seconds))
 
     def dead_letter(self, reason: str) -> None:
-        """Stop redelivering and send the message to the station's dead-letter store."""
+        """Stop redelivering and store the message in the station's dead-letter store.
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
         driver = self._driver
         driver.call(lambda now: driver.client.dead_letter(self._received, reason))
 
 
 class Consumer:
-    """A member of a consumer group: ``fetch()`` batches, or ``consume(handler)`` in a thread."""
+    """A member of a consumer group: ``fetch()`` batches, iterate over messages, or
+    ``consume(handler)`` in the background."""
 
     def __init__(
         self, driver: Driver, state: ConsumerState, error_handler: ErrorHandler | None
@@ -74,20 +114,26 @@ class Consumer:
         self._state = state
         self._error_handler = error_handler
         self._context: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Each consume loop gets its own stop token: a loop told to stop stays stopped even if
+        # consume() starts a new one before the old one has finished.
+        self._stop: list[bool] = [True]
+        self._task: Task | None = None
 
     @property
     def name(self) -> str:
+        """The consumer's name, as given."""
         return self._state.name
 
     @property
     def consumer_group(self) -> str:
+        """The consumer group (its own name when none was given)."""
         return self._state.options.consumer_group
 
     def set_context(self, context: Any) -> None:
         """An object passed as the third argument of every ``consume`` handler call."""
         self._context = context
+
+    # ------------------------------------------------------------------ fetch
 
     def fetch(
         self,
@@ -96,20 +142,33 @@ class Consumer:
         prefetch: bool = False,
         partition_key: str | None = None,
         partition_number: int | None = None,
+        timeout: float | None = None,
     ) -> list[Message]:
-        """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them.
+        """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them, or
+        ``timeout`` seconds if that is shorter (then it returns what arrived, maybe nothing).
 
-        With ``prefetch=True`` the next batch is requested in the background right away.
+        Messages a previous fetch gave back unread come first, then resent dead letters, then
+        a prefetched batch, then a fresh pull. With ``prefetch=True`` the next batch is pulled
+        in the background as soon as this one is complete. A fetch that is cancelled (a
+        timeout, a cancel scope, KeyboardInterrupt) keeps its batch with the consumer for the
+        next fetch: it costs no delivery attempt.
 
         Raises:
             LocalProtocolError: bad batch size or partition choice.
-            MemphisError: ``station unreachable`` once the station or group is gone.
+            StationUnreachableError: the station or the group's durable is gone.
+            ConnectionClosedError: the connection is closed or closing.
         """
-        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number)
-        return [Message(self._driver, received) for received in self._driver.wait(op)]
+        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number, timeout)
+        received = self._wait_batch(op, None)
+        return [Message(self._driver, r) for r in received or ()]
 
     def _start_fetch(
-        self, batch_size: int, prefetch: bool, key: str | None, number: int | None
+        self,
+        batch_size: int,
+        prefetch: bool,
+        key: str | None,
+        number: int | None,
+        timeout: float | None = None,
     ) -> Operation[list[Delivery]]:
         driver = self._driver
         return driver.call(
@@ -120,13 +179,54 @@ class Consumer:
                 partition_key=key,
                 partition_number=number,
                 prefetch=prefetch,
+                timeout=timeout,
             )
         )
 
+    def _wait_batch(
+        self, op: Operation[list[Delivery]], stop: Callable[[], bool] | None
+    ) -> list[Delivery] | None:
+        """The batch of ``op``, or None when ``stop()`` became true first.
+
+        Whoever stops waiting for a batch (cancellation, stop_consume) hands it back to the
+        core, which keeps it for the consumer's next fetch.
+        """
+        driver = self._driver
+        try:
+            if stop is None:
+                return driver.wait(op)
+            driver.wait_for(lambda: op.done or stop())
+            if op.done:
+                return op.outcome()
+        except MemphisError:
+            raise
+        except BaseException:
+            driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
+            raise
+        driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
+        return None
+
     def __iter__(self) -> Iterator[Message]:
-        """Messages forever (until the consumer fails or is destroyed), one batch at a time."""
-        while True:
-            yield from self.fetch(self._state.options.batch_size)
+        """Messages forever (until the consumer fails or is destroyed), one batch at a time.
+
+        Leaving the loop early gives the rest of the current batch back to the consumer: the
+        next fetch or iteration returns it first.
+        """
+        pending: deque[Message] = deque()
+        try:
+            while True:
+                if not pending:
+                    pending.extend(self.fetch(self._state.options.batch_size))
+                    continue
+                yield pending.popleft()
+        finally:
+            # Runs when the loop is left or the generator is collected; no in here.
+            unread = [message._received for message in pending]
+            if unread:
+                driver = self._driver
+                driver.call(lambda now: driver.client.give_back(unread), closed_ok=True)
+
+    # ------------------------------------------------------------------ consume
 
     def consume(
         self,
@@ -135,99 +235,133 @@ class Consumer:
         partition_key: str | None = None,
         partition_number: int | None = None,
     ) -> None:
-        """Call ``handler(messages, error, context)`` from a background thread for every batch.
+        """Call ``handler(messages, error, context)`` for every batch, in the background,
+        until ``stop_consume()``. Returns at once; a second call while consuming does nothing.
 
-        A full batch is followed by the next pull at once; after a short one the thread waits
-        ``pull_interval``. ``stop_consume()`` ends it promptly.
+        A full batch is followed by the next pull at once; after a short one the loop waits
+        ``pull_interval``. Errors reach the handler as ``error`` (with an empty batch); the loop
+        ends only when the station or the connection is gone. A handler that raises is
+        reported to the consumer's ``error_handler`` (``ConsumeHandlerError``, the exception as
+        its cause) and the loop goes on. The async frontends run the loop as a task of the
+        connection (in its nursery or task group) and accept coroutine handlers; memphis_sync
+        runs it in a thread.
+
+        Raises:
+            LocalProtocolError: a bad partition choice (checked before anything starts).
         """
-        if self._thread is not None and self._thread.is_alive():
-            return
+        if not self._stop[0]:
+            return  # already consuming
         fetch_options(
             self._state.options.batch_size,
             partition_key=partition_key,
             partition_number=partition_number,
         )  # validate before starting
-        self._stop.clear()
+        stop = self._stop = [False]
         driver = self._driver
-        driver.call(lambda now: driver.client.start_consumer_pings(self._state, now), send=False)
-        self._thread = threading.Thread(
-            target=self._consume_loop,
-            args=(handler, partition_key, partition_number),
-            name=f"memphis-consume-{self.name}",
-            daemon=True,
-        )
-        self._thread.start()
+        driver.call(lambda now: driver.client.start_consumer_pings(self._state, now))
 
-    def _consume_loop(self, handler: Handler, key: str | None, number: int | None) -> None:
+        def loop() -> None:
+            try:
+                self._consume_loop(handler, partition_key, partition_number, stop)
+            finally:
+                stop[0] = True  # ended by itself (unreachable, closed): consume() may restart
+
+        self._task = driver.spawn(loop, f"memphis-consume-{self.name}")
+
+    def _consume_loop(
+        self, handler: Handler, key: str | None, number: int | None, stop: list[bool]
+    ) -> None:
         state = self._state
         driver = self._driver
-        client = driver.client
-        stop = self._stop
-        while not stop.is_set():
+
+        def stopping() -> bool:
+            return stop[0]
+
+        while not stop[0] and not driver.closed:
             received: list[Delivery] = []
             error: MemphisError | None = None
             try:
                 op = self._start_fetch(state.options.batch_size, False, key, number)
-                # Wait for the batch or for stop_consume(), whichever comes first, so stopping
-                # never waits out a long pull.
-                driver.wait_for(functools.partial(_done_or_set, op, stop))
-                if not op.done:
-                    driver.call(functools.partial(_abandon, client, op))
+                # The batch or stop_consume(), whichever comes first: stopping never waits out
+                # a long pull.
+                batch = self._wait_batch(op, stopping)
+                if batch is None:
                     break
-                received = op.outcome()
+                received = batch
             except MemphisError as exc:
                 error = exc
-            if stop.is_set():
-                # Not handed to anyone: let another member of the group have them now.
-                driver.call(functools.partial(_release, client, received))
+            if stop[0]:
+                # Not handed to anyone: the consumer keeps them for its next fetch.
+                driver.call(functools.partial(_give_back, driver.client, received), closed_ok=True)
                 break
+            messages = [Message(driver, r) for r in received]
             try:
-                handler([Message(driver, r) for r in received], error, self._context)
+                driver.call_user(handler, messages, error, self._context)
             except Exception as exc:
-                self._report_error(MemphisError(f"consume handler raised {exc!r}"))
-            if consume_should_stop(error):
+                failure = ConsumeHandlerError(f"the consume handler of {self.name} raised {exc!r}")
+                failure.__cause__ = exc
+                self._report_error(failure)
+            delay = driver.call(
+                functools.partial(_next_pull, state, len(received), error),
+                kick=False,
+                closed_ok=True,
+            )
+            if delay is None or driver.closed:
                 break
-            delay = state.pull_delay(len(received))
             if delay:
-                stop.wait(delay)
+                driver.wait_for(stopping, delay)
 
     def stop_consume(self) -> None:
-        """Stop the consume thread; returns once its current handler call (if any) returned."""
-        self._stop_consume(None)
-
-    def _stop_consume(self, timeout: float | None) -> None:
-        self._stop.set()
-        with self._driver.changed:
-            self._driver.changed.notify_all()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        self._thread = None
+        """Stop the consume loop; returns once its current handler call (if any) returned."""
+        self._stop[0] = True
+        driver = self._driver
+        driver.notify()  # the loop waits on the driver's "changed" signal
+        task = self._task
+        if task is not None and not driver.in_task(task):
+            task.join()
+        if self._task is task:
+            self._task = None
 
     def _set_error_handler(self, error_handler: ErrorHandler | None) -> None:
         self._error_handler = error_handler
 
     def _report_error(self, error: MemphisError) -> None:
-        if self._error_handler is not None:
-            self._error_handler(self, error)
+        """Hand ``error`` to the error handler; without one, or if it raises, log it.
+
+        A raising error handler must not end the consume loop or the connection: it is logged
+        with its traceback on the ``memphis.consumer`` logger, the same in every frontend.
+        """
+        if self._error_handler is None:
+            _log.warning("consumer %s: %s", self.name, error, exc_info=error.__cause__)
+            return
+        try:
+            self._driver.call_user(self._error_handler, self, error)
+        except Exception:
+            _log.exception("the error handler of consumer %s raised", self.name)
 
     def destroy(self) -> None:
-        """Stop consuming and unregister; the group's durable goes when its last member does."""
+        """Stop consuming and unregister; the group's durable goes when its last member does.
+
+        Messages held unread by this consumer are nacked, so another member gets them at once.
+
+        Raises:
+            MemphisError: the broker refused.
+        """
         self.stop_consume()
-        driver = self._driver
-        driver.wait(driver.call(lambda now: driver.client.destroy_consumer(self._state, now)))
+        client = self._driver.client
+        self._driver.run(lambda now: client.destroy_consumer(self._state, now))
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"
 
 
-def _done_or_set(op: Operation[Any], event: threading.Event) -> bool:
-    return op.done or event.is_set()
+# Bound with functools.partial inside the consume loop, so that each call sees this turn's
+# values (``driver.call`` runs them at once; a lambda over loop variables reads as a trap).
+def _give_back(client: Client, messages: list[Delivery], now: float) -> None:
+    client.give_back(messages)
 
 
-def _abandon(client: Client, op: Operation[list[Delivery]], now: float) -> None:
-    client.abandon_fetch(op)
-
-
-def _release(client: Client, messages: list[Delivery], now: float) -> None:
-    client.release_messages(messages)
+def _next_pull(
+    state: ConsumerState, received: int, error: MemphisError | None, now: float
+) -> float | None:
+    return state.next_pull(received, error)

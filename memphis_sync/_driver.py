@@ -3,20 +3,20 @@
 The I/O thread reads the socket, feeds the core, fires its timers and wakes every waiting user
 thread (one condition variable); it also dials again when the core says a reconnect is due.
 User threads call into the core under ``lock`` and either write the bytes it queued themselves
-(plain TCP: one thread hop less per synchronous call) or wake the I/O thread to do it (TLS,
-whose socket objects are not safe to read and write from two threads, and async produce, where
-letting bytes pile up while the I/O thread is busy coalesces many messages into one write).
-User callbacks (consumer error handlers) never run on the I/O thread: they go to a callback
-thread, so a handler that blocks or calls back into the connection cannot stall it.
-Nothing here decides anything about the protocol: it only moves bytes and waits.
+(``run``: plain TCP, one thread hop less per synchronous call) or wake the I/O thread to do it
+(``kick``: TLS, whose socket objects are not safe to read and write from two threads, and
+async produce or acks, where letting bytes pile up while the I/O thread is busy coalesces many
+messages into one write). Nothing here decides anything about the protocol: it only moves
+bytes and waits.
+
+Its interface is the async ``Driver``'s (``call``, ``run``, ``wait``, ``wait_for``, ``kick``,
+``notify``, ``spawn``, ``call_user``, ``shutdown``) with threads for tasks, because the public
+classes of memphis_sync are generated from the async ones (``scripts/unasync.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
-import queue
 import selectors
 import socket
 import ssl
@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from _memphis_io import tls_context
+from _memphis_io import connection_log, log_event, tls_context
 from memphis_core import (
     Client,
     Closed,
+    CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
     Disconnected,
@@ -36,15 +37,35 @@ from memphis_core import (
     MemphisError,
     Operation,
     ReconnectDue,
-    ServerError,
     TLSUpgradeRequired,
 )
 
-__all__ = ["Driver"]
+__all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 
 T = TypeVar("T")
 _READ_SIZE: Final = 65536
-_log = logging.getLogger("memphis_sync")
+#: How long ``close()`` lets threads finish (consume handlers) beyond the drain timeout.
+CLOSE_TIMEOUT: Final = 10.0
+
+
+class Task:
+    """A thread started by :meth:`Driver.spawn` (the blocking counterpart of an async task)."""
+
+    __slots__ = ("_driver", "thread")
+
+    def __init__(self, driver: Driver, thread: threading.Thread) -> None:
+        self._driver = driver
+        self.thread = thread
+
+    def cancel(self) -> None:
+        """Threads cannot be cancelled: the loops they run check the driver's stop flags."""
+
+    def join(self) -> None:
+        """Wait for the thread; bounded by the close deadline while the driver closes, so a
+        handler stuck in user code cannot keep ``close()`` from closing."""
+        deadline = self._driver.join_deadline
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.thread.join(timeout)
 
 
 class Driver:
@@ -72,8 +93,8 @@ class Driver:
         self.closed_error: MemphisError | None = None
         self.closed = False
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda error: None
-        self._callbacks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._callback_thread: threading.Thread | None = None
+        self.join_deadline: float | None = None  # set while closing: bounds Task.join
+        self._tasks: dict[threading.Thread, Task] = {}
         self._thread = threading.Thread(target=self._run, name="memphis-io", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,12 +127,11 @@ class Driver:
             self.changed.notify_all()
         self._send_pending()
         self._stop = True
-        self.wake()
+        self.kick()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self._timeout + 1)
         self._mark_closed(None)
         self._close_socket()
-        self._callbacks.put(None)
         with contextlib.suppress(OSError):
             self._selector.close()
             self._wake_r.close()
@@ -126,36 +146,57 @@ class Driver:
 
     # ------------------------------------------------------------------ used by user threads
 
-    def call(self, fn: Callable[[float], T], *, send: bool = True) -> T:
-        """Run ``fn(now)`` on the core under the lock, then get the bytes it queued written.
+    def call(self, fn: Callable[[float], T], *, kick: bool = True, closed_ok: bool = False) -> T:
+        """Run ``fn(now)`` on the core under the lock; with ``kick`` the I/O thread writes what
+        it queued (coalesced with whatever else is queued).
 
         If the call started a timer earlier than the one the I/O thread sleeps towards (an
         ack_wait, a fetch), the I/O thread is woken so that the deadline is honoured.
+
+        Raises:
+            ConnectionClosedError: the connection is closed (unless ``closed_ok``: for calls
+                that only give something back to the core, harmless after a close).
         """
         with self.lock:
-            if self.closed:
-                raise ConnectionClosedError("the connection is closed")
+            if self.closed and not closed_ok:
+                raise self._closed_error()
             before = self.client.next_deadline()
             result = fn(time.monotonic())
             after = self.client.next_deadline()
-        if send:
-            self.send_soon()
-        if after is not None and (before is None or after < before):
-            self.wake()
+        if kick or (after is not None and (before is None or after < before)):
+            self.kick()
         return result
 
-    def send_soon(self) -> None:
+    def run(self, fn: Callable[[float], Operation[T]]) -> T:
+        """``call`` then ``wait``, writing from this thread: the round trip of one operation."""
+        op = self.call(fn, kick=False)
+        self._write_through()
+        return self.wait(op)
+
+    def _write_through(self) -> None:
+        # TLS sockets are not safe to use from two threads: the I/O thread writes those.
         if self._ssl is None:
             self._send_pending()
         else:
-            self.wake()
+            self.kick()
 
-    def wake(self) -> None:
+    def kick(self) -> None:
+        """Make the I/O thread take a turn (cheap when one is already due)."""
         if not self._wake_pending:
             self._wake_pending = True
             # OSError: the buffer is full (a wake is pending anyway) or the pair is closed.
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
+
+    def notify(self) -> None:
+        """Wake every thread waiting in ``wait`` / ``wait_for`` to re-check its condition."""
+        with self.changed:
+            self.changed.notify_all()
+
+    def _closed_error(self) -> ConnectionClosedError:
+        cause = self.closed_error
+        text = "the connection is closed" + ("" if cause is None else f": {cause}")
+        return ConnectionClosedError(text)
 
     def wait(self, op: Operation[T]) -> T:
         """Block until ``op`` is done, then return its result or raise its error.
@@ -166,13 +207,14 @@ class Driver:
         with self.changed:
             while not op.done:
                 if self.closed:
-                    op.fail(self.closed_error or ConnectionClosedError("the connection is closed"))
+                    op.fail(self._closed_error())
                     break
                 self.changed.wait()
         return op.outcome()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Block until ``predicate()`` (evaluated under the lock) holds; False on timeout."""
+        """Block until ``predicate()`` (evaluated under the lock) holds; False on timeout or
+        once closed without it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.changed:
             while not predicate():
@@ -184,21 +226,68 @@ class Driver:
                 self.changed.wait(remaining)
         return True
 
-    def run_callback(self, callback: Callable[[], None]) -> None:
-        """Run user code on the callback thread (started on first use)."""
-        if self._callback_thread is None:
-            self._callback_thread = threading.Thread(
-                target=self._run_callbacks, name="memphis-callbacks", daemon=True
-            )
-            self._callback_thread.start()
-        self._callbacks.put(callback)
+    def call_user(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run a user callback (on the calling thread: never the I/O thread)."""
+        fn(*args)
 
-    def _run_callbacks(self) -> None:
-        while (callback := self._callbacks.get()) is not None:
+    def spawn(self, fn: Callable[[], None], name: str) -> Task:
+        """Run ``fn`` in a daemon thread; a bug in it closes the connection with the error."""
+
+        def guarded() -> None:
             try:
-                callback()
-            except Exception:
-                _log.exception("a memphis callback raised")
+                fn()
+            except Exception as exc:
+                self._crashed(exc)
+            finally:
+                self._tasks.pop(threading.current_thread(), None)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        task = self._tasks[thread] = Task(self, thread)
+        thread.start()
+        return task
+
+    def in_task(self, task: Task | None) -> bool:
+        """Whether the caller runs inside ``task`` (a handle returned by :meth:`spawn`)."""
+        return task is not None and task.thread is threading.current_thread()
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    def shutdown(self, before: Callable[[], None], timeout: float) -> None:
+        """Close as a drain: ``before()`` (stop consume loops), then the core's drain (every
+        async produce acknowledged and every ack confirmed, up to ``timeout`` seconds), then
+        the hard close.
+
+        Raises:
+            CloseIncompleteError: the drain could not confirm everything (see the core).
+        """
+        self.join_deadline = time.monotonic() + timeout + CLOSE_TIMEOUT
+        failure: CloseIncompleteError | None = None
+        try:
+            before()
+            if not self.closed:
+                op = self.call(lambda now: self.client.drain(now, timeout))
+                try:
+                    self.wait(op)
+                except CloseIncompleteError as exc:
+                    failure = exc
+                except MemphisError:
+                    pass  # closed under us with nothing left to confirm
+        finally:
+            self.close()
+        if failure is not None:
+            raise failure
+
+    def _crashed(self, exc: Exception) -> None:
+        connection_log.error("memphis: internal error", exc_info=exc)
+        with self.lock:
+            with contextlib.suppress(Exception):
+                self.client.close()  # fails the operations the core still holds
+            if not self.closed:
+                self.closed = True
+                self.closed_error = MemphisError(f"memphis: internal error: {exc!r}")
+            self.changed.notify_all()
 
     # ------------------------------------------------------------------ socket plumbing
 
@@ -271,7 +360,7 @@ class Driver:
                     if generation == self._generation:  # not a transport already replaced
                         self.client.connection_failed(time.monotonic(), exc)
                     self.changed.notify_all()
-                self.wake()
+                self.kick()
 
     def _take_events(self) -> list[Any]:
         with self.lock:
@@ -280,7 +369,9 @@ class Driver:
         return events
 
     def _dispatch(self, events: list[Any]) -> None:
+        server = self.client.options.server
         for event in events:
+            log_event(event, server)
             if isinstance(event, Disconnected):
                 self._close_socket()
             elif isinstance(event, ReconnectDue):
@@ -291,20 +382,16 @@ class Driver:
                 self._close_socket()
                 self._mark_closed(event.error)
             elif isinstance(event, ConsumerError):
-                self.run_callback(functools.partial(self.on_consumer_error, event))
-            elif isinstance(event, ServerError):
-                _log.warning("memphis server error: %s", event.message)
+                # The connection hands it to a thread of its own: user code never runs here.
+                self.on_consumer_error(event)
 
     # ------------------------------------------------------------------ the I/O thread
 
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # a bug here must not leave every waiter hanging
-            _log.exception("memphis I/O thread crashed")
-            with self.lock:
-                self.client.close()
-            self._mark_closed(MemphisConnectError(f"I/O thread crashed: {exc!r}"))
+        except Exception as exc:  # a bug here must not leave every waiter hanging
+            self._crashed(exc)
             raise
 
     def _loop(self) -> None:

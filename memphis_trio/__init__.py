@@ -25,51 +25,20 @@ from _memphis_async import (
     Station,
     make_connect,
 )
-from memphis_core import (
-    TLS,
-    ConnectionClosedError,
-    Headers,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    MemphisHeaderError,
-    MemphisSchemaError,
-    PubAck,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    RetentionType,
-    SchemaType,
-    StationUnreachableError,
-    StorageType,
-    __version__,
-)
+from _memphis_io import _public
+from _memphis_io._public import *  # noqa: F403 - the shared names, listed in _public
 
 from ._backend import TrioBackend
 
 connect = make_connect(TrioBackend())
 
 __all__ = [
-    "TLS",
     "Connecting",
     "Connection",
-    "ConnectionClosedError",
     "Consumer",
-    "Headers",
-    "LocalProtocolError",
-    "MemphisConnectError",
-    "MemphisError",
-    "MemphisHeaderError",
-    "MemphisSchemaError",
     "Message",
     "Producer",
-    "PubAck",
-    "RemoteProtocolError",
-    "RequestTimeoutError",
-    "RetentionType",
-    "SchemaType",
     "Station",
-    "StationUnreachableError",
-    "StorageType",
-    "__version__",
     "connect",
 ]
+__all__ += _public.__all__

@@ -18,15 +18,17 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-from memphis_core.nats._errors import LocalProtocolError, MemphisError
+from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._events import TransportEvent
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
+from memphis_core.nats._state import ConnState
 
 from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import Dispatcher
+from ._errors import CloseIncompleteError
 from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
@@ -42,13 +44,26 @@ from ._producers import Producers, ProducerState
 from ._schemas import SchemaValidationError
 from ._stations import Stations, StationState
 
-__all__ = ["APP_ID", "Client", "ClientEvent"]
+__all__ = ["APP_ID", "DRAIN_TIMEOUT", "Client", "ClientEvent"]
 
 #: One id per process, sent as ``app_id`` in creation requests, as every Memphis SDK does.
 APP_ID: Final = str(uuid.uuid4())
 
 #: What :meth:`Client.events` returns: connection events and consumer errors.
 ClientEvent = TransportEvent | ConsumerError
+#: Seconds ``drain`` waits by default for the last acknowledgements.
+DRAIN_TIMEOUT: Final = 30.0
+
+
+class _Drain:
+    """A close in progress: waiting for every async produce, then one PING round trip."""
+
+    __slots__ = ("deadline", "flush", "op")
+
+    def __init__(self, op: Operation[None], deadline: float) -> None:
+        self.op = op
+        self.deadline = deadline
+        self.flush: Operation[None] | None = None
 
 
 def _check(error: str | None) -> None:
@@ -98,6 +113,7 @@ class Client:
         self._stations = stations = Stations(dispatcher)
         self._producers = Producers(dispatcher, stations, identity)
         self._consumers = Consumers(dispatcher, stations, identity, self._events.append)
+        self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
         dispatcher.subscribe(rq.SDK_CLIENTS_UPDATES, None)
@@ -141,11 +157,12 @@ class Client:
 
     def next_deadline(self) -> float | None:
         """The monotonic time at which ``handle_timeout`` must be called next, or None."""
-        deadline = self.session.next_deadline()
-        pings = self._consumers.next_deadline()
-        if pings is not None and (deadline is None or pings < deadline):
-            return pings
-        return deadline
+        deadlines = [
+            self.session.next_deadline(),
+            self._consumers.next_deadline(),
+            None if self._drain is None else self._drain.deadline,
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timeout(self, now: float) -> None:
         """Fire every timer due at ``now`` (request timeouts, keepalive, reconnect backoff)."""
@@ -163,10 +180,71 @@ class Client:
         return events
 
     def close(self) -> None:
-        """Close for good; every operation still waiting fails with ConnectionClosedError."""
+        """Close at once; every operation still waiting fails with ConnectionClosedError.
+
+        Use :meth:`drain` first to deliver what was accepted; ``close`` alone drops it.
+        """
         self.session.close()
         # Only failures follow a close and nothing is retried, so no timer reads ``now``.
         self._process(0.0)
+
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`drain` was called: new produces and fetches are refused."""
+        return self._drain is not None
+
+    def drain(self, now: float, timeout: float = DRAIN_TIMEOUT) -> Operation[None]:
+        """Start a graceful close; the operation ends when :meth:`close` may be called.
+
+        From now on produces and fetches are refused. Messages held unread (prefetched, or
+        given back by a cancelled fetch) are nacked so the broker redelivers them at once. The
+        operation finishes when every async produce has its acknowledgement and one PING round
+        trip has proved the broker processed every ack, nack and dead letter written before it.
+        It fails with :class:`CloseIncompleteError` when ``timeout`` seconds pass first, when
+        async produces failed without a ``flush`` having reported them, or when the connection
+        ends first: nothing the caller was told is accepted vanishes without an error.
+
+        Args:
+            now: the frontend's monotonic clock, in seconds.
+            timeout: seconds to wait for the acknowledgements (default 30).
+        """
+        if self._drain is not None:
+            return self._drain.op
+        op: Operation[None] = Operation("close")
+        self._drain = _Drain(op, now + timeout)
+        self._consumers.release_all()
+        self._check_drain(now)
+        return op
+
+    def _check_drain(self, now: float) -> None:
+        drain = self._drain
+        if drain is None or drain.op.done:
+            return
+        in_flight = self._producers.in_flight()
+        flush = drain.flush
+        if not self._consumers.settles:
+            flushed = in_flight == 0  # nothing written needs the broker's confirmation
+        else:
+            if in_flight == 0 and flush is None and self.session.state is not ConnState.CLOSED:
+                flush = drain.flush = self._dispatcher.flush()
+            flushed = flush is not None and flush.done and flush.error is None
+        closed = self.session.state is ConnState.CLOSED or (flush is not None and flush.done)
+        if not (flushed or closed or now >= drain.deadline):
+            return
+        failures, count = self._producers.take_failures()
+        cause = None if flush is None or flushed else flush.error
+        if flushed and not count:
+            drain.op.finish(None)
+            return
+        drain.op.fail(
+            CloseIncompleteError(
+                unconfirmed=in_flight,
+                failures=failures,
+                count=count,
+                acks_unconfirmed=bool(self._consumers.settles) and not flushed,
+                cause=cause or (failures[0].error if failures else None),
+            )
+        )
 
     def flush(self) -> Operation[None]:
         """Round trip to the server: done once it has processed everything sent before."""
@@ -180,6 +258,8 @@ class Client:
                 self._on_push(event)
             else:
                 self._events.append(event)
+        if self._drain is not None:
+            self._check_drain(now)
 
     def _on_push(self, msg: Msg) -> None:
         found, target = self._dispatcher.push_target(msg.sid)
@@ -315,6 +395,8 @@ class Client:
         """
         if producer.destroyed:
             raise LocalProtocolError(f"producer {producer.name} was destroyed")
+        if self._drain is not None:
+            raise ConnectionClosedError("the connection is closing")
         if payload is None:
             try:
                 payload = producer.station.serialize(message)
@@ -352,9 +434,11 @@ class Client:
         partition_key: str | None = None,
         partition_number: int | None = None,
         prefetch: bool = False,
+        timeout: float | None = None,
     ) -> Operation[list[Delivery]]:
-        """Pull up to ``batch_size`` messages: DLS resends first, then a prefetched batch, then
-        a fresh pull that the server holds for ``batch_max_wait_time``.
+        """Pull up to ``batch_size`` messages: messages given back unread first, then DLS
+        resends, then a prefetched batch, then a fresh pull that the server holds for
+        ``batch_max_wait_time`` (or ``timeout`` seconds, if shorter).
 
         With ``prefetch`` the next batch is pulled as soon as this one is complete and kept
         for the next call (one that asks for the same partition, or lets us choose).
@@ -362,12 +446,15 @@ class Client:
         Raises:
             LocalProtocolError: bad batch size or partition choice; the consumer was destroyed.
         """
+        if self._drain is not None:
+            raise ConnectionClosedError("the connection is closing")
         # The one validation of fetch arguments, for every frontend.
         opts = fetch_options(
             batch_size,
             prefetch=prefetch,
             partition_key=partition_key,
             partition_number=partition_number,
+            timeout=timeout,
         )
         return self._consumers.fetch(consumer, opts, now)
 
@@ -375,9 +462,10 @@ class Client:
         """The caller stopped waiting for ``op``: its messages are given back (nacked)."""
         self._consumers.abandon_fetch(op)
 
-    def release_messages(self, messages: list[Delivery]) -> None:
-        """Nack messages that will not be handled (given back for immediate redelivery)."""
-        self._consumers.release(messages)
+    def give_back(self, messages: list[Delivery]) -> None:
+        """Messages handed out but never read (a consume loop stopped, an iteration left):
+        the next fetch of their consumer returns them first, while their ack deadline holds."""
+        self._consumers.give_back(messages)
 
     def ack(self, message: Delivery) -> None:
         """``+ACK`` (or a ``$memphis_pm_acks`` report for a DLS resend)."""

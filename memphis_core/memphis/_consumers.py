@@ -36,7 +36,7 @@ from ._deliveries import (
     nack_publishes,
 )
 from ._dispatch import PENDING, ControlRequest, Dispatcher, ReplyHandler
-from ._errors import StationUnreachableError
+from ._errors import MessageAlreadySettledError, StationUnreachableError
 from ._jetstream import consumer_info_subject, pull_body, pull_subject
 from ._operation import Operation
 from ._options import ConsumerOptions, FetchOptions
@@ -56,6 +56,10 @@ _PULL_GRACE: Final = 1.0
 _GONE: Final = ("consumer deleted", "consumer not found", "stream not found")
 # Statuses that end a pull normally: 404 no messages, 408 expired, 409 busy/limits.
 _PULL_OVER: Final = frozenset({404, 408, 409})
+# A message handed back unread is only handed out again well before the broker redelivers it
+# (at max_ack_time): a tenth of max_ack_time (at most 1 s) of margin covers the time between a
+# fetch returning it and the application acknowledging it.
+_MAX_DEADLINE_MARGIN: Final = 1.0
 
 
 class ConsumerError:
@@ -79,7 +83,16 @@ def _key(opts: ConsumerOptions) -> str:
 class Consumers:
     """This connection's consumers and every pull in progress."""
 
-    __slots__ = ("_by_key", "_dispatcher", "_identity", "_pulls", "_report", "_stations")
+    __slots__ = (
+        "_by_key",
+        "_dispatcher",
+        "_identity",
+        "_pulls",
+        "_report",
+        "_stations",
+        "closing",
+        "settles",
+    )
 
     def __init__(
         self,
@@ -94,6 +107,9 @@ class Consumers:
         self._report = report
         self._by_key: dict[str, ConsumerState] = {}
         self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
+        self.closing = False
+        # Acks, nacks and dead letters written so far: a close must confirm they arrived.
+        self.settles = 0
 
     # ---------------------------------------------------------------- registration
 
@@ -201,11 +217,7 @@ class Consumers:
             self._dispatcher.unsubscribe(consumer.dls_sid)
             consumer.dls_sid = None
         # Nobody will fetch these any more: hand them back for redelivery.
-        self.release(list(consumer.prefetched))
-        consumer.prefetched.clear()
-        if consumer.prefetch_op is not None:
-            self.abandon_fetch(consumer.prefetch_op)
-            consumer.prefetch_op = None
+        self._release_held(consumer)
         self._stations.detach(consumer.station)
 
     @staticmethod
@@ -263,8 +275,12 @@ class Consumers:
                 fetch=True,
             )
         same_partition = not chosen or partition == consumer.prefetched_partition
+        returned = consumer.take_returned(batch_size, now) if same_partition else []
         if consumer.dls:
+            consumer.returned.extendleft(reversed(returned))
             result = Operation.completed("fetch", consumer.take_dls(batch_size))
+        elif returned:
+            result = Operation.completed("fetch", returned)
         elif consumer.prefetched and same_partition:
             result = Operation.completed("fetch", consumer.take_prefetched(batch_size))
         elif consumer.prefetch_op is not None and same_partition:
@@ -281,7 +297,7 @@ class Consumers:
                     station=consumer.station.internal,
                     fetch=True,
                 )
-            pull = self._pull(consumer, partition, batch_size, now)
+            pull = self._pull(consumer, partition, batch_size, now, opts.timeout)
             pull.prefetch_next = prefetch
             return pull.op
         if prefetch and consumer.prefetch_op is None and not consumer.prefetched:
@@ -289,9 +305,18 @@ class Consumers:
         return result
 
     def _pull(
-        self, consumer: ConsumerState, partition: int | None, batch: int, now: float
+        self,
+        consumer: ConsumerState,
+        partition: int | None,
+        batch: int,
+        now: float,
+        timeout: float | None = None,
     ) -> _Pull:
+        # A fetch's own timeout shortens the pull on the server: it then ends with a 408 and
+        # whatever arrived, instead of being cancelled with messages on their way.
         wait = consumer.options.batch_max_wait_time
+        if timeout is not None:
+            wait = min(wait, timeout)
         stream = stream_name(consumer.station.internal, partition)
         pull = _Pull(self, Operation("fetch"), consumer, partition, batch)
         # Never replayed after a reconnect: the server would deliver a second batch into an
@@ -347,22 +372,23 @@ class Consumers:
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
         """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
 
-        Its messages will never reach user code, so they are nacked and redelivered at once
-        instead of after ``max_ack_time``. A pull still waiting on the server is cancelled by
-        dropping its inbox subscription: the server discards a pull request whose reply subject
-        lost interest, so it cannot keep taking a share of new messages that nobody reads.
+        Its messages stay with the consumer: the next fetch returns them first (while their ack
+        deadline holds), so a cancelled fetch costs no delivery attempt. A pull still waiting on
+        the server is cancelled by dropping its inbox subscription: the server discards a pull
+        request whose reply subject lost interest, so it cannot keep taking a share of new
+        messages that nobody reads.
         """
         if op.done:
             if op.error is None:
-                self.release(op.outcome())
+                self.give_back(op.outcome())
             return
         pull = self._pulls.pop(id(op), None)
         if pull is not None:
             # The handler stays registered: messages still in flight to the dropped inbox are
-            # nacked as they arrive (_Pull.on_reply), until the session says the drain is over.
+            # kept as they arrive (_Pull.on_reply), until the session says the drain is over.
             pull.abandoned = True
             self._dispatcher.session.abandon_request(pull.token)
-            self.release(pull.messages)
+            self.give_back(pull.messages)
             pull.messages = []
             consumer = pull.consumer
             if consumer.prefetch_op is op:
@@ -376,24 +402,78 @@ class Consumers:
             waiters = consumer.prefetch_waiters
             consumer.prefetch_waiters = [w for w in waiters if w[0] is not op]
 
-    def release(self, messages: list[Delivery]) -> None:
-        """Nack messages that will not be handled (given back for immediate redelivery)."""
+    def give_back(self, messages: list[Delivery]) -> None:
+        """Keep unread messages for the next fetch of their consumer (see ``returned``).
+
+        When there will be no next fetch (the consumer is gone, the connection is closing)
+        they are nacked instead, so the broker hands them to another member at once.
+        """
         for message in messages:
-            self._dispatcher.publish(nack_publishes(message))
+            if message.settled is not None:
+                continue
+            consumer = message.consumer
+            if consumer.destroyed or consumer.unreachable or self.closing:
+                self.release([message])
+            else:
+                consumer.returned.append(message)
+
+    def release(self, messages: list[Delivery]) -> None:
+        """Nack messages that nobody will read (the consumer is going away): the broker
+        redelivers them at once, to another member of the group, instead of after
+        ``max_ack_time``."""
+        for message in messages:
+            if message.settled is None:
+                message.settled = "nacked"
+                self.settles += 1
+                self._dispatcher.publish(nack_publishes(message))
+
+    def release_all(self) -> None:
+        """Nack everything held unread by every consumer: the connection is closing, and from
+        now on whatever a pull still brings in is nacked as it arrives."""
+        self.closing = True
+        for consumer in self._by_key.values():
+            self._release_held(consumer)
+
+    def _release_held(self, consumer: ConsumerState) -> None:
+        self.release(list(consumer.returned))
+        consumer.returned.clear()
+        self.release(list(consumer.prefetched))
+        consumer.prefetched.clear()
+        if consumer.prefetch_op is not None:
+            self.abandon_fetch(consumer.prefetch_op)
+            consumer.prefetch_op = None
 
     # ---------------------------------------------------------------- settling
 
+    def _settle(self, message: Delivery, how: str) -> None:
+        # A message is settled once, as nats-py refuses a second ack: acking after a nack, or
+        # dead-lettering after an ack, would otherwise report a message already processed.
+        if message.settled is not None:
+            raise MessageAlreadySettledError(
+                f"message {message.sequence_number} was already {message.settled}"
+            )
+        message.settled = how
+        self.settles += 1
+
     def ack(self, message: Delivery) -> None:
-        self._dispatcher.publish(ack_publishes(message))
+        publishes = ack_publishes(message)
+        self._settle(message, "acked")
+        self._dispatcher.publish(publishes)
 
     def nack(self, message: Delivery) -> None:
-        self._dispatcher.publish(nack_publishes(message))
+        publishes = nack_publishes(message)
+        self._settle(message, "nacked")
+        self._dispatcher.publish(publishes)
 
     def delay(self, message: Delivery, seconds: float) -> None:
-        self._dispatcher.publish(delay_publishes(message, seconds))
+        publishes = delay_publishes(message, seconds)  # may refuse: settle only after it
+        self._settle(message, "delayed")
+        self._dispatcher.publish(publishes)
 
     def dead_letter(self, message: Delivery, reason: str) -> None:
-        self._dispatcher.publish(dead_letter_publishes(message, reason))
+        publishes = dead_letter_publishes(message, reason)
+        self._settle(message, "dead-lettered")
+        self._dispatcher.publish(publishes)
 
 
 class _Pull(ReplyHandler):
@@ -438,9 +518,11 @@ class _Pull(ReplyHandler):
             raise AssertionError("a pull completed without a message")
         status = msg.status
         if status is None:
-            delivery = Delivery(msg, self.consumer, self.partition)
+            wait = self.consumer.options.max_ack_time
+            deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
+            delivery = Delivery(msg, self.consumer, self.partition, deadline)
             if self.abandoned:
-                self.consumers.release([delivery])
+                self.consumers.give_back([delivery])
                 return False
             self.messages.append(delivery)
             if len(self.messages) < self.batch:
@@ -481,12 +563,12 @@ class _Pull(ReplyHandler):
         self.consumers._pull_finished(self, now)
         self.op.finish(self.messages)
         if self.abandoned:
-            self.consumers.release(self.messages)
+            self.consumers.give_back(self.messages)
         return True
 
     def _fail(self, error: MemphisError, now: float) -> None:
         self.consumers._pull_finished(self, now, failed=error)
-        self.consumers.release(self.messages)  # never handed out: let them be redelivered
+        self.consumers.give_back(self.messages)  # never handed out: the next fetch has them
         self.op.fail(error)
 
 

@@ -64,6 +64,7 @@ class ConsumerState:
         "prefetch_waiters",
         "prefetched",
         "prefetched_partition",
+        "returned",
         "rr",
         "station",
         "unreachable",
@@ -84,6 +85,11 @@ class ConsumerState:
         self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
         # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
         self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int]] = []
+        # Delivered but never read: a fetch that was cancelled, an iteration left early, a
+        # consume loop stopped with a batch in hand. The next fetch returns them first, while
+        # their ack deadline holds; they are nacked only when the consumer goes away, so a
+        # cancelled fetch never costs a delivery attempt (docs/lifecycle.md).
+        self.returned: deque[Delivery] = deque()
         self.ping_at: float | None = None
         self.unreachable = False
         self.destroyed = False
@@ -103,14 +109,36 @@ class ConsumerState:
         stored = self.prefetched
         return [stored.popleft() for _ in range(min(batch_size, len(stored)))]
 
-    def pull_delay(self, received: int) -> float:
-        """How long a consume loop waits before its next pull.
+    def take_returned(self, batch_size: int, now: float) -> list[Delivery]:
+        """Messages given back unread, oldest first, skipping those past their ack deadline.
+
+        A message past its deadline is not handed out: the broker redelivers it anyway, and a
+        second copy in the application would be processed twice. It needs no nack either.
+        """
+        returned = self.returned
+        out: list[Delivery] = []
+        while returned and len(out) < batch_size:
+            message = returned.popleft()
+            if message.deadline > now:
+                out.append(message)
+        return out
+
+    def next_pull(self, received: int, error: MemphisError | None) -> float | None:
+        """The consume loop's policy, the same in every frontend: after a batch of
+        ``received`` messages (or ``error``), how long to wait before the next pull, or None
+        to stop.
 
         A full batch means more are probably waiting: pull again at once (memphis-py sleeps
         after every batch, capping a default consumer at 10 msg/s). A short one means the
-        station is drained: wait ``pull_interval``.
+        station is drained: wait ``pull_interval``. An error that cannot heal (the station or
+        durable is gone, the connection closed) stops the loop; any other error (a timeout, a
+        broker busy with an election) is reported and the loop goes on after ``pull_interval``.
         """
-        return 0.0 if received >= self.options.batch_size else self.options.pull_interval
+        if consume_should_stop(error):
+            return None
+        if error is None and received >= self.options.batch_size:
+            return 0.0
+        return self.options.pull_interval
 
 
 def consume_should_stop(error: MemphisError | None) -> bool:
@@ -119,14 +147,28 @@ def consume_should_stop(error: MemphisError | None) -> bool:
 
 
 class Delivery:
-    """A message delivered to a consumer: from a pull (JetStream) or a DLS resend (core NATS)."""
+    """A message delivered to a consumer: from a pull (JetStream) or a DLS resend (core NATS).
 
-    __slots__ = ("_meta", "consumer", "msg", "partition")
+    ``deadline`` is the monotonic time after which the broker will have redelivered it
+    (received + ``max_ack_time``, less a margin); infinite for a DLS resend, which the broker
+    does not redeliver on a timer. ``settled`` records the first ack, nack, delay or dead letter:
+    a message is settled once.
+    """
 
-    def __init__(self, msg: Msg, consumer: ConsumerState, partition: int | None) -> None:
+    __slots__ = ("_meta", "consumer", "deadline", "msg", "partition", "settled")
+
+    def __init__(
+        self,
+        msg: Msg,
+        consumer: ConsumerState,
+        partition: int | None,
+        deadline: float = math.inf,
+    ) -> None:
         self.msg = msg
         self.consumer = consumer
         self.partition = partition
+        self.deadline = deadline
+        self.settled: str | None = None
         self._meta: AckMetadata | None = None
 
     @property

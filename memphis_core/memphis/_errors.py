@@ -6,9 +6,19 @@ everything the library raises on purpose.
 
 from __future__ import annotations
 
+from typing import Final
+
 from memphis_core.nats._errors import MemphisError
 
-__all__ = ["MemphisHeaderError", "MemphisSchemaError", "StationUnreachableError"]
+__all__ = [
+    "AsyncProduceError",
+    "CloseIncompleteError",
+    "MemphisHeaderError",
+    "MemphisSchemaError",
+    "MessageAlreadySettledError",
+    "ProduceFailure",
+    "StationUnreachableError",
+]
 
 
 class MemphisSchemaError(MemphisError):
@@ -21,3 +31,95 @@ class MemphisHeaderError(MemphisError, ValueError):
 
 class StationUnreachableError(MemphisError):
     """The consumer's station or durable is gone (``station unreachable`` in the Go SDK)."""
+
+
+class MessageAlreadySettledError(MemphisError):
+    """The message was already acked, nacked, delayed or dead-lettered; nothing was sent.
+
+    The counterpart of nats-py's ``MsgAlreadyAckdError``: settling twice would tell the broker
+    something the application did not mean (a dead letter for a message already processed).
+    """
+
+
+# How many failures an error message spells out; the error object carries all it was given.
+_SHOWN: Final = 3
+
+
+class ProduceFailure:
+    """One async produce that failed: its position on its producer (1 = the first message the
+    producer sent), its ``msg_id`` if it had one, and why it failed."""
+
+    __slots__ = ("error", "msg_id", "position", "producer")
+
+    def __init__(
+        self, producer: str, position: int, msg_id: str | None, error: MemphisError
+    ) -> None:
+        self.producer = producer
+        self.position = position
+        self.msg_id = msg_id
+        self.error = error
+
+    def __str__(self) -> str:
+        which = f"{self.producer} #{self.position}"
+        if self.msg_id is not None:
+            which += f" (msg_id {self.msg_id!r})"
+        return f"{which}: {self.error}"
+
+    def __repr__(self) -> str:
+        return f"ProduceFailure({self})"
+
+
+def _describe(failures: tuple[ProduceFailure, ...], count: int) -> str:
+    shown = "; ".join(str(failure) for failure in failures[:_SHOWN])
+    more = count - min(len(failures), _SHOWN)
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+class AsyncProduceError(MemphisError):
+    """Async produces failed since the last ``flush()``.
+
+    Attributes:
+        failures: the failed messages, oldest first (at most the first 1,000 are kept).
+        count: how many failed in all.
+    """
+
+    def __init__(self, failures: tuple[ProduceFailure, ...], count: int) -> None:
+        super().__init__(f"{count} async produce(s) failed: {_describe(failures, count)}")
+        self.failures = failures
+        self.count = count
+
+
+class CloseIncompleteError(MemphisError):
+    """``close()`` could not confirm everything the caller had been told was accepted.
+
+    The connection is closed all the same. ``unconfirmed`` async produces had no
+    acknowledgement when the close timeout ran out (they may or may not be stored: produce with
+    ``msg_id`` to retry them safely); ``failures`` are async produces that failed and were never
+    reported by a ``flush()``; ``acks_unconfirmed`` is true when the connection ended before the
+    broker confirmed the acks, nacks and dead letters written before the close.
+    """
+
+    def __init__(
+        self,
+        *,
+        unconfirmed: int,
+        failures: tuple[ProduceFailure, ...],
+        count: int,
+        acks_unconfirmed: bool,
+        cause: MemphisError | None,
+    ) -> None:
+        parts = []
+        if unconfirmed:
+            parts.append(f"{unconfirmed} async produce(s) were not acknowledged in time")
+        if count:
+            parts.append(f"{count} async produce(s) failed: {_describe(failures, count)}")
+        if acks_unconfirmed:
+            parts.append("acknowledgements may not have reached the broker")
+        if cause is not None:
+            parts.append(f"cause: {cause}")
+        super().__init__("close: " + "; ".join(parts))
+        self.unconfirmed = unconfirmed
+        self.failures = failures
+        self.count = count
+        self.acks_unconfirmed = acks_unconfirmed
+        self.__cause__ = cause

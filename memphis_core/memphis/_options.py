@@ -604,6 +604,7 @@ class FetchOptions:
     prefetch: bool = False
     partition_key: str | None = None
     partition_number: int | None = None
+    timeout: float | None = None
 
 
 def fetch_options(
@@ -612,8 +613,12 @@ def fetch_options(
     prefetch: bool = False,
     partition_key: str | None = None,
     partition_number: int | None = None,
+    timeout: float | None = None,
 ) -> FetchOptions:
     """Validate :meth:`Consumer.fetch` arguments.
+
+    ``timeout`` (seconds, > 0, default None: ``batch_max_wait_time``) bounds how long this one
+    fetch waits: its pull expires after ``min(timeout, batch_max_wait_time)``.
 
     Raises:
         LocalProtocolError: ``Batch size can not be greater than 5000 or less than 1``,
@@ -628,4 +633,5 @@ def fetch_options(
         prefetch=check_bool(prefetch, "prefetch"),
         partition_key=key,
         partition_number=number,
+        timeout=None if timeout is None else check_seconds(timeout, "timeout", positive=True),
     )

@@ -15,6 +15,7 @@ from memphis_core.nats._frames import Msg
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
+from ._errors import AsyncProduceError, ProduceFailure
 from ._jetstream import PubAck, parse_pub_ack
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
@@ -41,6 +42,9 @@ _HEADER_START: Final = b"NATS/1.0\r\n"
 #: produces or how many messages it sends in all.
 DEFAULT_WINDOW: Final = 4096
 DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
+#: Failed async produces described one by one until the next flush; past this only the count
+#: grows, so a broker outage under a fast producer cannot grow memory without bound.
+MAX_FAILURES_KEPT: Final = 1000
 
 
 class ProducerState:
@@ -48,11 +52,13 @@ class ProducerState:
 
     __slots__ = (
         "destroyed",
-        "first_error",
+        "failed",
+        "failures",
         "header_prefix",
         "in_flight",
         "in_flight_bytes",
         "name",
+        "produced",
         "rr",
         "station",
         "station_name",
@@ -77,8 +83,25 @@ class ProducerState:
         self.in_flight_bytes = 0
         self.window = DEFAULT_WINDOW
         self.window_bytes = DEFAULT_WINDOW_BYTES
-        self.first_error: MemphisError | None = None
+        self.produced = 0  # messages handed to the wire: a failure's position
+        self.failures: list[ProduceFailure] = []  # async failures not yet reported by a flush
+        self.failed = 0  # how many, including those past MAX_FAILURES_KEPT
         self.destroyed = False
+
+    @property
+    def first_error(self) -> MemphisError | None:
+        """The oldest async failure not yet reported by a flush, or None."""
+        return self.failures[0].error if self.failures else None
+
+    def take_failures(self) -> AsyncProduceError | None:
+        """The async failures since the last call, as one error (None if there were none)."""
+        if not self.failed:
+            return None
+        error = AsyncProduceError(tuple(self.failures), self.failed)
+        error.__cause__ = self.failures[0].error if self.failures else None
+        self.failures = []
+        self.failed = 0
+        return error
 
     @property
     def window_full(self) -> bool:
@@ -172,17 +195,24 @@ def schema_failure_publishes(
 
 
 class Produce(ReplyHandler):
-    """Waits for one PubAck; keeps the producer's in-flight count and first async failure."""
+    """Waits for one PubAck; keeps the producer's in-flight count and its async failures."""
 
-    __slots__ = ("is_async", "op", "producer", "size")
+    __slots__ = ("is_async", "msg_id", "op", "position", "producer", "size")
 
     def __init__(
-        self, op: Operation[PubAck | None], producer: ProducerState, is_async: bool, size: int
+        self,
+        op: Operation[PubAck | None],
+        producer: ProducerState,
+        opts: ProduceOptions,
+        size: int,
+        position: int,
     ) -> None:
         self.op = op
         self.producer = producer
-        self.is_async = is_async
+        self.is_async = opts.async_produce
+        self.msg_id = opts.msg_id
         self.size = size
+        self.position = position
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -208,8 +238,14 @@ class Produce(ReplyHandler):
 
     def _failed(self, error: MemphisError) -> None:
         self.op.fail(error)
-        if self.is_async and self.producer.first_error is None:
-            self.producer.first_error = error
+        if self.is_async:
+            # Nobody waits for an async produce: its failure is kept for flush() and close().
+            producer = self.producer
+            producer.failed += 1
+            if len(producer.failures) < MAX_FAILURES_KEPT:
+                producer.failures.append(
+                    ProduceFailure(producer.name, self.position, self.msg_id, error)
+                )
 
 
 def _check(error: str | None) -> None:
@@ -306,8 +342,25 @@ class Producers:
         size = len(payload)
         producer.in_flight += 1
         producer.in_flight_bytes += size
-        self._dispatcher.register(token, Produce(op, producer, opts.async_produce, size))
+        producer.produced += 1
+        handler = Produce(op, producer, opts, size, producer.produced)
+        self._dispatcher.register(token, handler)
         return op
+
+    def in_flight(self) -> int:
+        """Produces of every producer still waiting for their PubAck."""
+        return sum(producer.in_flight for producer in self._by_key.values())
+
+    def take_failures(self) -> tuple[tuple[ProduceFailure, ...], int]:
+        """Every producer's unreported async failures (cleared), and how many in all."""
+        failures: list[ProduceFailure] = []
+        count = 0
+        for producer in self._by_key.values():
+            failures += producer.failures
+            count += producer.failed
+            producer.failures = []
+            producer.failed = 0
+        return tuple(failures), count
 
     def report_schema_failure(
         self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions

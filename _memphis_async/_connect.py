@@ -1,0 +1,139 @@
+"""``connect`` for the async frontends: memphis_trio and memphis_asyncio bind
+:func:`make_connect` to their backend.
+
+``connect(...)`` returns a :class:`Connecting`, usable two ways:
+
+* ``async with connect(...) as conn:`` — structured: the connection's tasks (the reader, the
+  pump, consume loops, error-handler calls) live in a task group owned by the block (a trio
+  nursery); leaving the block closes the connection and waits for them.
+* ``conn = await connect(...)`` — the tasks are spawned on the loop itself (trio: as system
+  tasks) and live until ``await conn.close()``. ``async with conn:`` closes it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from memphis_core import TLS, Client, ConnectOptions, connect_options
+
+from ._connection import Connection
+from ._driver import Driver
+
+if TYPE_CHECKING:
+    from ._backend import Backend, Spawner
+
+__all__ = ["ConnectFunction", "Connecting", "make_connect"]
+
+
+class Connecting:
+    """What ``connect(...)`` returns: ``await`` it, or ``async with`` it."""
+
+    def __init__(self, backend: Backend, options: ConnectOptions) -> None:
+        self._backend = backend
+        self._options = options
+        self._group: Any = None
+        self._connection: Connection | None = None
+
+    async def _open(self, spawner: Spawner) -> Connection:
+        driver = Driver(Client(self._options), self._backend, spawner)
+        await driver.start()
+        return Connection(driver)
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._open(self._backend.background_spawner()).__await__()
+
+    async def __aenter__(self) -> Connection:
+        group = self._backend.open_task_group()
+        spawner = await group.__aenter__()
+        try:
+            self._connection = await self._open(spawner)
+        except BaseException:
+            await group.__aexit__(None, None, None)
+            raise
+        self._group = group
+        return self._connection
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._connection is not None:
+                await self._connection.close()
+        finally:
+            # The block's own exception is not handed to the group: our tasks are stopped by
+            # now, and a nursery would wrap it in an ExceptionGroup.
+            try:
+                await self._group.__aexit__(None, None, None)
+            except BaseException as group_error:
+                # A cancellation of our own tasks must not replace the block's exception (the
+                # caller's cancellation is delivered again at its next checkpoint).
+                if e is None or not self._backend.only_cancellations(group_error):
+                    raise
+
+
+class ConnectFunction(Protocol):
+    """The signature of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
+
+    def __call__(
+        self,
+        host: str,
+        username: str,
+        *,
+        connection_token: str | None = ...,
+        password: str | None = ...,
+        account_id: int = ...,
+        port: int = ...,
+        reconnect: bool = ...,
+        max_reconnect: int = ...,
+        reconnect_interval: float = ...,
+        timeout: float = ...,
+        tls: TLS | None = ...,
+    ) -> Connecting: ...
+
+
+def make_connect(backend: Backend) -> ConnectFunction:
+    """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
+
+    def connect(
+        host: str,
+        username: str,
+        *,
+        connection_token: str | None = None,
+        password: str | None = None,
+        account_id: int = 1,
+        port: int = 6666,
+        reconnect: bool = True,
+        max_reconnect: int = 10,
+        reconnect_interval: float = 1.0,
+        timeout: float = 15.0,
+        tls: TLS | None = None,
+    ) -> Connecting:
+        """Connect to a Memphis broker: ``async with connect(...) as conn`` or
+        ``conn = await connect(...)``.
+
+        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic
+        (``max_reconnect`` attempts per outage, ``reconnect_interval`` apart, -1 = forever).
+
+        Raises:
+            LocalProtocolError: bad arguments, at once (nothing is dialled).
+            MemphisConnectError: on ``await`` / entering: the broker is unreachable or refused
+                the credentials.
+        """
+        options = connect_options(
+            host,
+            username,
+            connection_token=connection_token,
+            password=password,
+            account_id=account_id,
+            port=port,
+            reconnect=reconnect,
+            max_reconnect=max_reconnect,
+            reconnect_interval=reconnect_interval,
+            timeout=timeout,
+            tls=tls,
+        )
+        return Connecting(backend, options)
+
+    return connect

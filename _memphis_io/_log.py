@@ -1,0 +1,52 @@
+"""One logging vocabulary for the three frontends: the ``memphis`` logger hierarchy.
+
+* ``memphis.connection``: connected (with the server), disconnected (with the cause), each
+  reconnect attempt, reconnected, closed, server ``-ERR`` texts;
+* ``memphis.consumer``: consume-handler and error-handler failures (with tracebacks).
+
+Both drivers pass every connection event through :func:`log_event`, so a user who turns on
+``logging.DEBUG`` sees the same records whichever frontend runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from memphis_core import (
+    Closed,
+    Connected,
+    ConsumerError,
+    Disconnected,
+    ReconnectDue,
+    ServerError,
+    TransportEvent,
+)
+
+__all__ = ["connection_log", "log_event"]
+
+connection_log: Final = logging.getLogger("memphis.connection")
+
+
+def log_event(event: TransportEvent | ConsumerError, server: str) -> None:
+    """Log one connection event; ``server`` is the ``host:port`` being used."""
+    log = connection_log
+    if isinstance(event, Connected):
+        if event.reconnected:
+            log.info("reconnected to %s", server)
+        else:
+            log.info("connected to %s", server)
+    elif isinstance(event, Disconnected):
+        if event.reconnect_at is None:
+            log.warning("disconnected from %s: %s", server, event.error)
+        else:
+            log.warning("disconnected from %s: %s; reconnecting", server, event.error)
+    elif isinstance(event, ReconnectDue):
+        log.info("reconnect attempt %d to %s", event.attempt, server)
+    elif isinstance(event, Closed):
+        if event.error is None:
+            log.debug("connection to %s closed", server)
+        else:
+            log.error("connection to %s closed: %s", server, event.error)
+    elif isinstance(event, ServerError):
+        log.warning("server %s: -ERR %s", server, event.message)

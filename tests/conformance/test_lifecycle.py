@@ -1,0 +1,184 @@
+"""Close, cancel and early exit: nothing a caller was told is accepted vanishes silently.
+
+Each test runs on all three frontends against the real broker and checks the effect on the
+broker (messages stored, ack floors, dead-letter rows), not the client's own say-so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from memphis_broker import EmbeddedBroker
+from tests.conformance._frontends import Frontend
+from tests.conformance._support import TOKEN, USER, BrokerProbe
+
+
+def test_close_delivers_every_async_produce(
+    connect: Callable[..., Any], probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # Field report: 3,000 async produces then leaving ``with`` stored 0-2,500 of them.
+    station = name("st")
+    with connect() as conn:
+        conn.create_station(station)
+        producer = conn.create_producer(station, "p")
+        for i in range(3000):
+            producer.produce(b"m%d" % i, async_produce=True)
+    assert probe.message_count(station) == 3000
+
+
+def test_acks_written_before_close_reach_the_broker(
+    connect: Callable[..., Any], probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # Field report: 50 acked messages were all redelivered after close, their acks unwritten.
+    station = name("st")
+    with connect() as conn:
+        producer = conn.create_producer(station, "p")
+        for i in range(50):
+            producer.produce(b"m%d" % i, async_produce=True)
+        producer.flush()
+        consumer = conn.create_consumer(station, "c", batch_size=50, batch_max_wait_time=1.0)
+        got = consumer.fetch(batch_size=50)
+        assert len(got) == 50
+        for message in got:
+            message.ack()
+    assert probe.ack_floor(station, "c") == 50
+
+
+def test_close_reports_async_produces_that_failed_unflushed(
+    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    producer.produce(b"stored")
+    # Destroyed behind this connection's back: its next async produce finds no stream.
+    other = connect()
+    other.destroy_station(station)
+    other.close()
+    producer.produce(b"lost", async_produce=True, msg_id="the-lost-one")
+    with pytest.raises(memphis.CloseIncompleteError) as info:
+        conn.close()
+    error = info.value
+    assert error.count == 1
+    assert [(f.position, f.msg_id) for f in error.failures] == [(2, "the-lost-one")]
+    assert "the-lost-one" in str(error)
+    assert not conn.is_connected
+
+
+def test_cancelled_polls_cost_no_delivery_attempt(
+    conn: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # Field report: polling with a 0.5 s timeout on a consumer that waits 2 s burned a delivery
+    # per poll, and after 10 polls all 3 messages sat in the dead-letter store unread.
+    station = name("st")
+    producer = conn.create_producer(station, "p")
+    for i in range(3):
+        producer.produce(b"m%d" % i)
+    consumer = conn.create_consumer(station, "c", batch_max_wait_time=2.0, max_msg_deliveries=2)
+    got: list[Any] = []
+    for _ in range(15):
+        for message in consumer.fetch(batch_size=10, timeout=0.5):
+            got.append(message)
+            message.ack()
+    assert sorted(m.data for m in got) == [b"m0", b"m1", b"m2"]
+    assert [m.delivery_count for m in got] == [1, 1, 1]
+    assert probe.dls_rows(station) == []
+
+
+def test_cancelled_fetch_keeps_its_batch_for_the_next_fetch(
+    frontend: Frontend,
+    broker: EmbeddedBroker,
+    connect: Callable[..., Any],
+    probe: BrokerProbe,
+    name: Callable[[str], str],
+) -> None:
+    # Real cancellation (a timeout around the call, a cancel scope), 15 times over.
+    if not frontend.is_async:
+        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    for i in range(3):
+        producer.produce(b"m%d" % i)
+    conn.create_consumer(station, "c", batch_max_wait_time=2.0, max_msg_deliveries=2)
+    module = frontend.module
+
+    async def polls() -> list[tuple[bytes, int]]:
+        got: list[tuple[bytes, int]] = []
+        async with module.connect(
+            broker.host, USER, connection_token=TOKEN, port=broker.port
+        ) as native:
+            consumer = await native.create_consumer(
+                station, "c", batch_max_wait_time=2.0, max_msg_deliveries=2
+            )
+            for _ in range(15):
+                batch = await _cancel_after(frontend, consumer.fetch(batch_size=10), 0.5)
+                for message in batch or []:
+                    got.append((message.data, message.delivery_count))
+                    await message.ack()
+        return got
+
+    got = frontend.run(polls)
+    assert sorted(data for data, _ in got) == [b"m0", b"m1", b"m2"]
+    assert {count for _, count in got} == {1}
+    assert probe.dls_rows(station) == []
+
+
+async def _cancel_after(frontend: Frontend, awaitable: Any, seconds: float) -> Any:
+    if "trio" in frontend.name:
+        import trio
+
+        with trio.move_on_after(seconds):
+            return await awaitable
+        return None
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        return None
+
+
+def test_leaving_iteration_early_keeps_the_rest_for_the_next_fetch(
+    conn: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    producer = conn.create_producer(station, "p")
+    for i in range(5):
+        producer.produce(b"m%d" % i)
+    consumer = conn.create_consumer(station, "c", batch_size=3, batch_max_wait_time=0.5)
+    seen = []
+    for message in consumer:
+        seen.append(message.data)
+        message.ack()
+        if len(seen) == 4:
+            break
+    assert seen == [b"m0", b"m1", b"m2", b"m3"]
+    (rest,) = consumer.fetch(batch_size=1, timeout=1.0)
+    assert (rest.data, rest.delivery_count) == (b"m4", 1)
+
+
+def test_settling_twice_is_a_typed_error(
+    conn: Any, memphis: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    conn.create_producer(station, "p").produce(b"x")
+    (message,) = conn.create_consumer(station, "c", batch_max_wait_time=0.5).fetch()
+    message.ack()
+    for settle in (message.ack, message.nack, lambda: message.dead_letter("late")):
+        with pytest.raises(memphis.MessageAlreadySettledError):
+            settle()
+
+
+def test_calls_on_a_closed_connection_raise_connection_closed(
+    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+) -> None:
+    conn = connect()
+    producer = conn.create_producer(name("st"), "p")
+    conn.close()
+    with pytest.raises(memphis.ConnectionClosedError):
+        producer.produce(b"x")
+    conn.close()  # idempotent
