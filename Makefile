@@ -25,7 +25,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) scripts/unasync.py --check
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async _memphis_io
+	$(VENV)/bin/ruff format --check memphis_core memphis_sync memphis_trio memphis_asyncio memphis_broker _memphis_async _memphis_io memphis_cli
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict

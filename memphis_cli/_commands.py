@@ -1,0 +1,361 @@
+"""The subcommands that talk the Memphis protocol through ``memphis_sync``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+
+import memphis_sync
+
+from . import _nats
+from ._connection import open_connection
+from ._errors import USAGE, CliError
+
+__all__ = [
+    "consume",
+    "dls_list",
+    "dls_resend",
+    "parse_headers",
+    "produce",
+    "schema_attach",
+    "schema_create",
+    "schema_detach",
+    "station_create",
+    "station_destroy",
+    "station_info",
+    "station_list",
+    "stdout_console",
+]
+
+Settings = Mapping[str, Any]
+
+#: Default producer name: Memphis registers every producer by name, so the CLI needs one.
+DEFAULT_PRODUCER: Final = "memphis-cli"
+
+
+def stdout_console() -> Console:
+    """A rich console on the current ``sys.stdout`` (looked up per call, so capture works)."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def _json_line(doc: object) -> None:
+    print(json.dumps(doc, separators=(",", ":"), sort_keys=False), flush=True)
+
+
+# ---------------------------------------------------------------------------------- stations
+
+
+def station_create(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis station create NAME [options]``: create a station (existing: unchanged)."""
+    with open_connection(settings) as conn:
+        conn.create_station(
+            args.name,
+            retention_type=args.retention_type,
+            retention_value=args.retention_value,
+            storage_type=args.storage_type,
+            replicas=args.replicas,
+            idempotency_window=args.idempotency_window,
+            schema_name=args.schema,
+            partitions_number=args.partitions,
+            dls_station=args.dls_station,
+        )
+    print(f"station {args.name} ready (an existing station is left unchanged)")
+    return 0
+
+
+def station_destroy(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis station destroy NAME``: the streams, consumers and dead letters go with it.
+
+    A missing station is an error here (the protocol's destroy succeeds quietly), so that a
+    mistyped name is noticed.
+    """
+    if not _nats.station_exists(settings, args.name):
+        raise CliError(f"station {args.name} does not exist")
+    with open_connection(settings) as conn:
+        conn.destroy_station(args.name)
+    print(f"station {args.name} destroyed")
+    return 0
+
+
+def station_list(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis station list [--json]``: every station, from JetStream's stream list."""
+    stations = _nats.list_stations(settings)
+    if args.json:
+        for station in stations:
+            _json_line(station)
+        return 0
+    table = Table(title=f"{len(stations)} station(s)")
+    for column in ("station", "partitions", "messages", "bytes", "retention", "storage"):
+        numeric = column in ("partitions", "messages", "bytes")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for s in stations:
+        table.add_row(
+            s["name"],
+            str(s["partitions"]),
+            f"{s['messages']:,}",
+            f"{s['bytes']:,}",
+            f"{s['retention_type']} {s['retention_value']}",
+            f"{s['storage_type']} x{s['replicas']}",
+        )
+    stdout_console().print(table)
+    return 0
+
+
+def station_info(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis station info NAME [--json]``: partitions, sequences, groups, retention."""
+    info = _nats.station_info(settings, args.name)
+    if args.json:
+        _json_line(info)
+        return 0
+    console = stdout_console()
+    console.print(f"[bold]{info['name']}[/bold]")
+    for label, value in (
+        ("retention", f"{info['retention_type']} {info['retention_value']}"),
+        ("storage", f"{info['storage_type']}, {info['replicas']} replica(s)"),
+        ("idempotency window", f"{info['idempotency_window']:g} s"),
+        ("messages", f"{info['messages']:,} ({info['bytes']:,} bytes)"),
+        ("consumer groups", ", ".join(info["consumer_groups"]) or "none"),
+    ):
+        console.print(f"  {label}: {value}", markup=False)
+    table = Table(title="partitions")
+    for column in ("stream", "messages", "bytes", "first seq", "last seq"):
+        table.add_column(column, justify="left" if column == "stream" else "right")
+    for p in info["partitions_detail"]:
+        table.add_row(
+            p["stream"],
+            f"{p['messages']:,}",
+            f"{p['bytes']:,}",
+            str(p["first_seq"]),
+            str(p["last_seq"]),
+        )
+    console.print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- produce
+
+
+def parse_headers(items: Iterable[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict (a value may contain ``=``).
+
+    Raises:
+        CliError: an item without ``=`` or with an empty key (exit code 2).
+    """
+    headers: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(
+                f"bad --headers item {item!r}: expected KEY=VALUE "
+                "(put messages before --headers, or after --)",
+                USAGE,
+            )
+        headers[key.strip()] = value
+    return headers
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is not None:
+        for raw in stream:
+            yield raw.rstrip(b"\r\n")
+        return
+    for line in sys.stdin:  # a text stream without a buffer (tests, some embedders)
+        yield line.rstrip("\r\n").encode()
+
+
+def _messages(args: argparse.Namespace) -> Iterator[bytes]:
+    source: Iterable[bytes] = (
+        [m.encode() for m in args.messages] if args.messages else _stdin_lines()
+    )
+    for message in source:
+        for _ in range(args.count):
+            yield message
+
+
+def produce(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis produce STATION [MESSAGE ...]``: messages from arguments, else stdin lines.
+
+    One message is produced synchronously and its stream sequence printed; more are produced
+    asynchronously and confirmed by one ``flush()`` at the end.
+    """
+    if args.count < 1:
+        raise CliError(f"--count must be at least 1, got {args.count}", USAGE)
+    headers = parse_headers(args.headers)
+    options: dict[str, Any] = {
+        "headers": headers or None,
+        "msg_id": args.msg_id,
+        "partition_key": args.partition_key,
+    }
+    messages = _messages(args)
+    # Peek two: one message gets a synchronous produce (and its PubAck); more are pipelined.
+    head = list(itertools.islice(messages, 2))
+    started = time.monotonic()
+    count = size = 0
+    with open_connection(settings) as conn:
+        producer = conn.create_producer(args.station, args.producer)
+        if len(head) == 1:
+            ack = producer.produce(head[0], **options)
+            if ack is None:  # pragma: no cover - a synchronous produce returns its PubAck
+                raise CliError("the broker sent no acknowledgement")
+            note = " (duplicate, not stored again)" if ack.duplicate else ""
+            print(f"produced 1 message to {args.station}: {ack.stream} seq {ack.sequence}{note}")
+            return 0
+        for message in itertools.chain(head, messages):
+            producer.produce(message, async_produce=True, **options)
+            count += 1
+            size += len(message)
+        producer.flush()
+    elapsed = time.monotonic() - started
+    print(
+        f"produced {count} message(s), {size:,} bytes, to {args.station} in {elapsed:.3f} s",
+        flush=True,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------- consume
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def _message_doc(msg: memphis_sync.Message) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "sequence": msg.sequence_number,
+        "partition": msg.partition,
+        "headers": msg.headers,
+    }
+    try:
+        doc["data"] = msg.data.decode("utf-8")
+    except UnicodeDecodeError:
+        doc["data_base64"] = base64.b64encode(msg.data).decode("ascii")
+    return doc
+
+
+def _print_message(msg: memphis_sync.Message, as_json: bool) -> None:
+    if as_json:
+        _json_line(_message_doc(msg))
+        return
+    headers = " ".join(f"{k}={v}" for k, v in msg.headers.items())
+    prefix = f"#{msg.sequence_number}" + (f" [{headers}]" if headers else "")
+    print(f"{prefix} {_text(msg.data)}", flush=True)
+
+
+#: Longest single pull: bounds how late an idle --timeout or Ctrl-C is noticed.
+_MAX_PULL_WAIT: Final = 1.0
+_BATCH: Final = 100
+
+
+def consume(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis consume STATION --consumer NAME``: print messages until --count or --timeout.
+
+    The station must exist: consuming would otherwise create it (Memphis auto-creates
+    stations for consumers), which turns a typo into a new, silently empty station.
+    """
+    if args.count is not None and args.count < 1:
+        raise CliError(f"--count must be at least 1, got {args.count}", USAGE)
+    if args.idle_timeout is not None and args.idle_timeout <= 0:
+        raise CliError(f"--timeout must be positive seconds, got {args.idle_timeout}", USAGE)
+    if not _nats.station_exists(settings, args.station):
+        raise CliError(f"station {args.station} does not exist")
+    wait = _MAX_PULL_WAIT if args.idle_timeout is None else min(args.idle_timeout, _MAX_PULL_WAIT)
+    received = 0
+    with open_connection(settings) as conn:
+        consumer = conn.create_consumer(
+            args.station,
+            args.consumer,
+            consumer_group=args.group or "",
+            batch_size=_BATCH,
+            batch_max_wait_time=wait,
+        )
+        idle_since = time.monotonic()
+        while args.count is None or received < args.count:
+            want = _BATCH if args.count is None else min(_BATCH, args.count - received)
+            batch = consumer.fetch(want)
+            for msg in batch:
+                _print_message(msg, args.json)
+                if args.ack:
+                    msg.ack()
+            received += len(batch)
+            now = time.monotonic()
+            if batch:
+                idle_since = now
+            elif args.idle_timeout is not None and now - idle_since >= args.idle_timeout:
+                break
+    print(f"consumed {received} message(s) from {args.station}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- schemas
+
+
+def schema_create(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis schema create NAME --type T FILE`` (an identical schema counts as success)."""
+    with open_connection(settings) as conn:
+        conn.create_schema(args.name, args.type, args.file)
+    print(f"schema {args.name} ({args.type}) created from {args.file}")
+    return 0
+
+
+def schema_attach(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis schema attach NAME --station S``: enforce the schema on the station."""
+    with open_connection(settings) as conn:
+        conn.enforce_schema(args.name, args.station)
+    print(f"schema {args.name} enforced on station {args.station}")
+    return 0
+
+
+def schema_detach(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis schema detach --station S``."""
+    with open_connection(settings) as conn:
+        conn.detach_schema(args.station)
+    print(f"schema detached from station {args.station}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- DLS
+
+
+def dls_list(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis dls list STATION [--json]``: dead-letter rows (memphis_broker only)."""
+    rows = _nats.dls_list(settings, args.station)
+    if args.json:
+        for row in rows:
+            _json_line(row)
+        return 0
+    table = Table(title=f"{len(rows)} dead letter(s) in {args.station}")
+    for column in ("id", "seq", "partition", "type", "groups", "producer", "error", "data"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        details = row.get("message_details", {})
+        data = _text(bytes.fromhex(details.get("data", "")))
+        table.add_row(
+            str(row["id"]),
+            str(row.get("message_seq", "")),
+            str(row.get("partition_number", "")),
+            str(row.get("message_type", "")),
+            ", ".join(row.get("poisoned_cgs") or []),
+            str(row.get("producer_name", "")),
+            str(row.get("validation_error", "")),
+            data if len(data) <= 40 else data[:39] + "…",
+        )
+    stdout_console().print(table)
+    return 0
+
+
+def dls_resend(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis dls resend STATION [--id N ...]``: redeliver poison messages to their groups."""
+    sent = _nats.dls_resend(settings, args.station, set(args.id) if args.id else None)
+    print(f"resent {sent} message(s) from the dead-letter station of {args.station}")
+    return 0
