@@ -94,7 +94,10 @@ def station_list(args: argparse.Namespace, settings: Settings) -> int:
             _json_line(station)
         return 0
     table = Table(title=f"{len(stations)} station(s)")
-    for column in ("station", "partitions", "messages", "bytes", "retention", "storage"):
+    # Names are what people copy from this table: never fold them, squeeze the rest instead.
+    widest = max((len(s["name"]) for s in stations), default=7)
+    table.add_column("station", no_wrap=True, min_width=widest)
+    for column in ("partitions", "messages", "bytes", "retention", "storage"):
         numeric = column in ("partitions", "messages", "bytes")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for s in stations:

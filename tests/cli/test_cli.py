@@ -1,0 +1,447 @@
+"""The ``memphis`` command against a real broker, run in-process through ``main(argv)``.
+
+Effects are checked through the CLI's other subcommands and, where the CLI cannot see them
+(acks), with nats-py on the broker itself; error paths must be one line on stderr and a
+non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+import memphis_sync
+from memphis_broker import EmbeddedBroker
+from tests.cli.conftest import TOKEN, Cli, Result
+
+Name = Callable[[str], str]
+
+
+def one_line_error(result: Result, code: int = 1) -> str:
+    """Assert the failure shape every error shares: nothing on stdout, one stderr line."""
+    assert result.code == code, result
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("memphis"), lines
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def ack_floor(broker: EmbeddedBroker, station: str, group: str) -> int:
+    """The group's durable ack floor on partition 1, read from JetStream directly."""
+
+    async def get() -> int:
+        nc = await nats.connect(broker.url, token=TOKEN)
+        try:
+            info = await nc.jetstream().consumer_info(f"{station}$1", group)
+            return int(info.ack_floor.stream_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(get())
+
+
+def sync_connect(broker: EmbeddedBroker) -> memphis_sync.Connection:
+    return memphis_sync.connect(broker.host, "root", connection_token=TOKEN, port=broker.port)
+
+
+# ---------------------------------------------------------------------------------- flags
+
+
+def test_help_shows_defaults_and_env_names(cli: Cli) -> None:
+    result = cli("--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    for expected in (
+        "MEMPHIS_HOST; default: localhost",
+        "MEMPHIS_USERNAME; default: root",
+        "MEMPHIS_PORT; default: 6666",
+        "MEMPHIS_ACCOUNT_ID; default: 1",
+        "MEMPHIS_TIMEOUT; default: 15.0",
+        "MEMPHIS_CONNECTION_TOKEN",
+        "MEMPHIS_PASSWORD",
+        "MEMPHIS_TLS_CA",
+    ):
+        assert expected in text
+    sub = cli("station", "create", "--help")
+    assert sub.code == 0
+    assert "MEMPHIS_PORT; default: 6666" in " ".join(sub.out.split())
+    assert "--partitions" in sub.out
+
+
+def test_flags_win_over_the_environment(
+    cli: Cli, broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch, name: Name
+) -> None:
+    station = name("flags")
+    # The environment points at a closed port; the flag (after the subcommand) fixes it.
+    monkeypatch.setenv("MEMPHIS_PORT", "1")
+    monkeypatch.setenv("MEMPHIS_MAX_RECONNECT", "0")
+    assert cli("station", "create", station, "--port", str(broker.port)).code == 0
+    # ... and before the subcommand.
+    assert cli("--port", str(broker.port), "station", "info", station, "--json").code == 0
+    # Without the flag, the environment's closed port is used.
+    assert "memphis:" in one_line_error(cli("station", "create", station, "--timeout", "2"))
+    # A flag that is wrong beats a correct environment too.
+    monkeypatch.setenv("MEMPHIS_PORT", str(broker.port))
+    monkeypatch.setenv("MEMPHIS_CONNECTION_TOKEN", "not-the-token")
+    one_line_error(cli("produce", station, "x"))
+    assert cli("produce", station, "x", "--connection-token", TOKEN).code == 0
+
+
+def test_a_bad_environment_value_names_the_variable(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMPHIS_PORT", "sixty")
+    line = one_line_error(cli("station", "list"), code=2)
+    assert "MEMPHIS_PORT='sixty'" in line
+
+
+def test_bad_usage_is_one_line_with_exit_2(cli: Cli) -> None:
+    line = one_line_error(cli("schema", "create", "s", "--type", "yaml", "f.json"), code=2)
+    assert "invalid choice: 'yaml'" in line
+    one_line_error(cli("consume", "st"), code=2)  # --consumer is required
+
+
+# ---------------------------------------------------------------------------------- stations
+
+
+def test_station_create_info_list_destroy(cli: Cli, name: Name) -> None:
+    station = name("orders")
+    created = cli(
+        "station",
+        "create",
+        station,
+        "--partitions",
+        "3",
+        "--retention-type",
+        "messages",
+        "--retention-value",
+        "500",
+        "--storage-type",
+        "memory",
+        "--replicas",
+        "1",
+        "--idempotency-window",
+        "30",
+    )
+    assert created.code == 0, created.err
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    assert info["name"] == station
+    assert info["partitions"] == 3
+    assert [p["stream"] for p in info["partitions_detail"]] == [f"{station}${p}" for p in (1, 2, 3)]
+    assert (info["retention_type"], info["retention_value"]) == ("messages", 500)
+    assert info["storage_type"] == "memory"
+    assert info["idempotency_window"] == 30.0
+    assert info["consumer_groups"] == []
+
+    listed = {s["name"]: s for s in cli("station", "list", "--json").json_lines()}
+    assert listed[station]["partitions"] == 3
+    assert not any(n.startswith(("$", "KV_")) for n in listed)  # internal streams left out
+    table = cli("station", "list")
+    assert table.code == 0
+    assert station in table.out
+
+    assert cli("station", "destroy", station).code == 0
+    assert "does not exist" in one_line_error(cli("station", "info", station))
+    assert "does not exist" in one_line_error(cli("station", "destroy", station))
+    assert station not in {s["name"] for s in cli("station", "list", "--json").json_lines()}
+
+
+def test_station_create_rejects_bad_options_in_one_line(cli: Cli, name: Name) -> None:
+    line = one_line_error(cli("station", "create", name("bad"), "--retention-value", "-5"))
+    assert line == "memphis: retention value can not be negative"
+    line = one_line_error(cli("station", "create", name("bad"), "--partitions", "20000"))
+    assert "20000 partitions" in line
+
+
+# ---------------------------------------------------------------------------------- produce
+
+
+def test_produce_one_message_prints_its_sequence(cli: Cli, name: Name) -> None:
+    station = name("one")
+    result = cli("produce", station, "hello", "--headers", "a=1", "b=x=y")
+    assert result.code == 0, result.err
+    assert result.out.strip().endswith(f"{station}$1 seq 1")
+    (msg,) = cli("consume", station, "--consumer", "c", "--count", "1", "--json").json_lines()
+    assert msg == {
+        "sequence": 1,
+        "partition": 1,
+        "headers": {"a": "1", "b": "x=y"},
+        "data": "hello",
+    }
+
+
+def test_produce_stdin_lines_async_with_count_and_summary(cli: Cli, name: Name) -> None:
+    station = name("stdin")
+    result = cli("produce", station, "--count", "2", "--headers", "k=v", stdin="a\nbb\r\nccc\n")
+    assert result.code == 0, result.err
+    assert "produced 6 message(s), 12 bytes" in result.out
+    msgs = cli("consume", station, "--consumer", "c", "--count", "6", "--json").json_lines()
+    assert [m["data"] for m in msgs] == ["a", "a", "bb", "bb", "ccc", "ccc"]
+    assert [m["sequence"] for m in msgs] == [1, 2, 3, 4, 5, 6]
+    assert all(m["headers"] == {"k": "v"} for m in msgs)
+
+
+def test_produce_msg_id_is_idempotent(cli: Cli, name: Name) -> None:
+    station = name("dedup")
+    assert cli("produce", station, "once", "--msg-id", "m-1", "--count", "3").code == 0
+    again = cli("produce", station, "once", "--msg-id", "m-1")
+    assert "duplicate" in again.out
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    assert info["messages"] == 1
+
+
+def test_produce_partition_key_picks_one_partition(cli: Cli, name: Name) -> None:
+    station = name("keys")
+    assert cli("station", "create", station, "--partitions", "3").code == 0
+    assert cli("produce", station, "a", "b", "c", "d", "--partition-key", "user-7").code == 0
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    counts = sorted(p["messages"] for p in info["partitions_detail"])
+    assert counts == [0, 0, 4]
+
+
+def test_bad_headers_fail_before_anything_is_sent(cli: Cli, name: Name) -> None:
+    station = name("hdr")
+    line = one_line_error(cli("produce", station, "--headers", "novalue", "x"), code=2)
+    assert "'novalue'" in line
+    assert "KEY=VALUE" in line
+    # Not even the station was auto-created: nothing reached the broker.
+    one_line_error(cli("station", "info", station))
+
+
+def test_wrong_token_is_one_line(cli: Cli, name: Name) -> None:
+    line = one_line_error(cli("produce", name("x"), "m", "--connection-token", "wrong"))
+    assert "authorization" in line.lower()
+    line = one_line_error(cli("station", "list", "--connection-token", "wrong"))
+    assert "authorization" in line.lower()
+
+
+def test_debug_shows_the_traceback(cli: Cli, name: Name) -> None:
+    result = cli("produce", name("x"), "m", "--connection-token", "wrong", "--debug")
+    assert result.code == 1
+    assert "Traceback" in result.err
+    assert result.err.splitlines()[-1].startswith("memphis: ")
+
+
+def test_ctrl_c_exits_130(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*_args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("memphis_cli._nats.list_stations", interrupted)
+    result = cli("station", "list")
+    assert result.code == 130
+    assert result.err.strip() == "memphis: interrupted"
+
+
+# ---------------------------------------------------------------------------------- consume
+
+
+def test_consume_acks_by_default_and_not_with_no_ack(
+    cli: Cli, broker: EmbeddedBroker, name: Name
+) -> None:
+    station = name("acks")
+    assert cli("produce", station, "m1", "m2", "m3").code == 0
+    out = cli("consume", station, "--consumer", "lazy", "--no-ack", "--count", "2")
+    assert out.out.splitlines() == ["#1 m1", "#2 m2"]
+    assert ack_floor(broker, station, "lazy") == 0
+    assert cli("consume", station, "--consumer", "eager", "--count", "3").code == 0
+    # Acks are written by the client after the print: closing the connection drains them.
+    wait_until(lambda: ack_floor(broker, station, "eager") == 3, what="the acks")
+
+
+def test_acks_of_the_last_batch_survive_the_exit(
+    cli: Cli, broker: EmbeddedBroker, name: Name
+) -> None:
+    # Regression: memphis_sync's close() could lose the acks queued just before it (about
+    # every second run), so a consumed message came back to its group later. Several groups
+    # make a lost ack all but certain to show.
+    station = name("drain")
+    assert cli("produce", station, "a", "b").code == 0
+    for i in range(6):
+        group = f"g{i}"
+        assert cli("consume", station, "--consumer", group, "--count", "2").code == 0
+        wait_until(
+            lambda g=group: ack_floor(broker, station, g) == 2, timeout=3, what=f"{group}'s acks"
+        )
+
+
+def test_consume_group_shares_the_position_and_timeout_ends_an_idle_wait(
+    cli: Cli, name: Name
+) -> None:
+    station = name("group")
+    assert cli("produce", station, "a", "b", "c").code == 0
+    first = cli("consume", station, "--consumer", "x", "--group", "g", "--count", "2", "--json")
+    rest = cli("consume", station, "--consumer", "y", "--group", "g", "--timeout", "0.3", "--json")
+    assert [m["data"] for m in first.json_lines()] == ["a", "b"]
+    assert [m["data"] for m in rest.json_lines()] == ["c"]
+    assert "consumed 1 message(s)" in rest.err
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    assert info["consumer_groups"] == ["g"]
+
+
+def test_consume_prints_binary_data_as_base64_in_json(cli: Cli, name: Name) -> None:
+    station = name("bin")
+    assert cli("produce", station, "--count", "2", stdin=b"\xff\xfe\n").code == 0
+    msgs = cli("consume", station, "--consumer", "c", "--count", "2", "--json").json_lines()
+    assert [m.get("data_base64") for m in msgs] == ["//4=", "//4="]
+    text = cli("consume", station, "--consumer", "d", "--count", "1")
+    assert text.out.strip() == "#1 \\xff\\xfe"
+
+
+def test_consume_unknown_station_fails_without_creating_it(cli: Cli, name: Name) -> None:
+    station = name("missing")
+    line = one_line_error(cli("consume", station, "--consumer", "c", "--timeout", "0.2"))
+    assert line == f"memphis: station {station} does not exist"
+    one_line_error(cli("station", "info", station))
+
+
+# ---------------------------------------------------------------------------------- schemas
+
+
+def test_schema_create_attach_detach(cli: Cli, name: Name, tmp_path: Path) -> None:
+    schema, station = name("order"), name("validated")
+    path = tmp_path / "order.json"
+    path.write_text(
+        json.dumps(
+            {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}
+        )
+    )
+    assert cli("schema", "create", schema, "--type", "json", str(path)).code == 0
+    assert cli("station", "create", station).code == 0
+    assert cli("schema", "attach", schema, "--station", station).code == 0
+    assert cli("produce", station, '{"id": 1}').code == 0
+    line = one_line_error(cli("produce", station, '{"id": "one"}'))
+    assert "schema" in line.lower()
+    assert cli("schema", "detach", "--station", station).code == 0
+    assert cli("produce", station, '{"id": "one"}').code == 0
+    assert "No such file" in one_line_error(
+        cli("schema", "create", name("s"), "--type", "json", str(tmp_path / "absent.json"))
+    )
+
+
+# ---------------------------------------------------------------------------------- DLS
+
+
+def test_dls_list_and_resend_a_poison_message(cli: Cli, broker: EmbeddedBroker, name: Name) -> None:
+    station = name("poison")
+    assert cli("produce", station, "bad-apple").code == 0
+    with sync_connect(broker) as conn:
+        consumer = conn.create_consumer(
+            station, "worker", max_msg_deliveries=1, max_ack_time=0.3, batch_max_wait_time=0.2
+        )
+        wait_until(consumer.fetch, what="the first delivery")  # never acked: poison
+
+        def listed() -> list[Any]:
+            assert consumer.fetch() == []  # pulling makes JetStream notice the exhaustion
+            return cli("dls", "list", station, "--json").json_lines()
+
+        (row,) = wait_until(listed, timeout=15, what="a DLS row")
+        assert row["poisoned_cgs"] == ["worker"]
+        assert bytes.fromhex(row["message_details"]["data"]) == b"bad-apple"
+        table = cli("dls", "list", station)
+        assert "bad-apple" in table.out
+        resent = cli("dls", "resend", station, "--id", str(row["id"]))
+        assert resent.out.startswith("resent 1 message(s)")
+        (msg,) = wait_until(consumer.fetch, what="the resent message")
+        assert msg.data == b"bad-apple"
+
+
+def test_dls_without_memphis_broker_is_one_line(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, name: Name
+) -> None:
+    monkeypatch.setitem(sys.modules, "memphis_broker", None)  # import fails as if absent
+    line = one_line_error(cli("dls", "list", name("st")))
+    assert "needs memphis_broker" in line
+
+
+# ---------------------------------------------------------------------------------- bench
+
+
+def test_bench_produce_sync_measures_latency(cli: Cli, name: Name) -> None:
+    station = name("bench")
+    args = ("--station", station, "--count", "300", "--size", "64")
+    (result,) = cli("bench", "produce", *args, "--batch", "1", "--json").json_lines()
+    assert result["messages"] == 300
+    assert result["msgs_per_s"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    table = cli("bench", "produce", *args, "--batch", "0")
+    assert table.code == 0
+    for label in ("msgs/s", "MB/s", "elapsed", "produce (async)"):
+        assert label in table.out
+    assert "produce" in table.err  # the progress bar is drawn on stderr
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    assert info["messages"] == 600
+
+
+def test_bench_consume_reads_count_messages(cli: Cli, name: Name) -> None:
+    station = name("benchc")
+    result = cli(
+        "bench", "consume", "--station", station, "--count", "500", "--batch", "50", "--json"
+    )
+    assert result.code == 0, result.err
+    (doc,) = result.json_lines()
+    assert doc["messages"] == 500
+    assert doc["mb_per_s"] > 0
+    assert doc["p50_ms"] is None
+    assert one_line_error(cli("bench", "consume", "--count", "0"), code=2)
+
+
+# ---------------------------------------------------------------------------------- script
+
+
+def test_installed_console_script(broker_env: dict[str, str], name: Name) -> None:
+    script = Path(sysconfig.get_path("scripts")) / "memphis"
+    assert script.exists(), "pip install -e '.[cli]' installs the memphis console script"
+    station = name("script")
+    env = {**os.environ, **broker_env}
+    produced = subprocess.run(
+        [str(script), "produce", station],
+        input="from\nthe shell\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(
+        [str(script), "consume", station, "--consumer", "sh", "--count", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert consumed.stdout.splitlines() == ["#1 from", "#2 the shell"]
+    failed = subprocess.run(
+        [str(script), "consume", name("nope"), "--consumer", "c"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert len(failed.stderr.splitlines()) == 1
