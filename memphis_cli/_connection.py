@@ -18,7 +18,13 @@ import memphis_sync
 
 from ._errors import USAGE, CliError
 
-__all__ = ["FLAGS", "add_connection_flags", "connection_settings", "open_connection"]
+__all__ = [
+    "FLAGS",
+    "add_connection_flags",
+    "connection_settings",
+    "describe",
+    "open_connection",
+]
 
 _SIGNATURE: Final = inspect.signature(memphis_sync.connect).parameters
 
@@ -151,13 +157,29 @@ def _tls(settings: Mapping[str, Any]) -> memphis_sync.TLS | None:
     return memphis_sync.TLS(files[0] or "", files[1] or "", files[2] or "")
 
 
+def describe(settings: Mapping[str, Any]) -> str:
+    """``host:port as user``, for error messages."""
+    host = str(settings["host"])
+    where = host if ":" in host else f"{host}:{settings['port']}"
+    return f"{where} as {settings['username']}"
+
+
 def open_connection(settings: Mapping[str, Any]) -> memphis_sync.Connection:
     """``memphis_sync.connect()`` with the resolved connection settings.
 
     Raises:
         LocalProtocolError: bad settings (neither or both of token and password, ...).
-        MemphisConnectError: unreachable broker or refused credentials.
+        CliError: unreachable broker or refused credentials (the library's
+            MemphisConnectError, with the address and user added).
     """
+    try:
+        return _connect(settings)
+    except memphis_sync.MemphisConnectError as exc:
+        # The library's text ("Authorization Violation") does not say where or as whom.
+        raise CliError(f"cannot connect to {describe(settings)}: {exc}") from exc
+
+
+def _connect(settings: Mapping[str, Any]) -> memphis_sync.Connection:
     return memphis_sync.connect(
         settings["host"],
         settings["username"],

@@ -1,8 +1,8 @@
 """What the Memphis client protocol cannot do: station listing/details and the DLS.
 
 The SDK protocol has no "list stations", "station info" or "list dead letters" request (the
-real broker serves those only to its web console over HTTP; docs/broker.md), and
-``memphis_sync`` exposes no raw request. So:
+real broker serves those only to its web console, over HTTP), and ``memphis_sync`` exposes no
+raw request. So:
 
 * ``station list`` / ``station info`` / the existence check before ``consume`` ask JetStream
   itself (``$JS.API.STREAM.LIST``, ``STREAM.INFO``, ``CONSUMER.NAMES``) on a separate nats-py
@@ -17,17 +17,20 @@ real broker serves those only to its web console over HTTP; docs/broker.md), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
+import logging
 import re
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import nats
 import nats.errors
 
+from ._connection import describe
 from ._errors import CliError
 
 __all__ = [
@@ -123,23 +126,43 @@ async def _open(settings: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """Keep library log lines off stderr while nats-py runs, so an error stays one line.
+
+    asyncio warns "returning true from eof_received() has no effect when using ssl" whenever
+    a nats-py TLS connection closes; nothing is wrong, and errors reach us as exceptions.
+    """
+    loggers = [logging.getLogger(name) for name in ("asyncio", "nats")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _run(settings: Mapping[str, Any], body: Callable[..., Awaitable[T]]) -> T:
     """Run ``body(nc, auth)`` on a fresh nats-py connection; each failure becomes a CliError."""
 
     async def go() -> T:
-        nc, auth = await _open(settings)
+        try:
+            nc, auth = await _open(settings)
+        except (nats.errors.Error, OSError, ssl.SSLError) as exc:
+            text = str(exc) or type(exc).__name__
+            raise CliError(f"cannot connect to {describe(settings)}: {text}") from exc
         try:
             return await body(nc, auth)
         finally:
             await nc.close()
 
     try:
-        return asyncio.run(go())
-    except nats.errors.Error as exc:
-        text = str(exc) or type(exc).__name__
-        raise CliError(f"cannot reach JetStream: {text}") from exc
-    except (TimeoutError, ssl.SSLError) as exc:
-        raise CliError(f"cannot reach JetStream: {exc or type(exc).__name__}") from exc
+        with _quiet_loggers():
+            return asyncio.run(go())
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise CliError(f"JetStream request failed: {exc or type(exc).__name__}") from exc
 
 
 async def _api(nc: Any, subject: str, body: object = None) -> dict[str, Any]:
@@ -176,8 +199,8 @@ _RETENTION_FIELDS: Final = (
 
 
 def _retention(config: Mapping[str, Any]) -> tuple[str, int]:
-    # The inverse of the broker's mapping (docs/broker.md): interest is ack_based; otherwise
-    # the one limit that is set says which type it is.
+    # The inverse of how a station's retention becomes stream limits: ack_based is interest
+    # retention; otherwise the one limit that is set (age, bytes or messages) says the type.
     if config.get("retention") == "interest":
         return "ack_based", 0
     for field, kind, scale in _RETENTION_FIELDS:
@@ -243,7 +266,7 @@ async def _partition_streams(nc: Any, intern: str) -> list[dict[str, Any]]:
     """The station's partition streams, found by STREAM.INFO on ``<intern>$1``, ``$2``, ...
 
     One INFO per partition instead of a full list: a station's partitions are numbered from 1
-    without gaps (§3.3 of the broker reference, as memphis_broker creates them).
+    without gaps (that is how Memphis and memphis_broker create them).
     """
     streams = []
     partition = 1

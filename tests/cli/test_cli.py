@@ -445,3 +445,67 @@ def test_installed_console_script(broker_env: dict[str, str], name: Name) -> Non
     )
     assert failed.returncode == 1
     assert len(failed.stderr.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------- auth, TLS
+
+
+def test_password_mode_on_every_path(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: Name
+) -> None:
+    # The nats-py paths (list, the existence check, dls) must log in as root$1 like connect().
+    with EmbeddedBroker(store_dir=tmp_path / "store", users={}, root_password="S3cret!pw") as b:
+        monkeypatch.delenv("MEMPHIS_CONNECTION_TOKEN")
+        monkeypatch.setenv("MEMPHIS_PORT", str(b.port))
+        monkeypatch.setenv("MEMPHIS_PASSWORD", "S3cret!pw")
+        station = name("pw")
+        assert cli("produce", station, "p1").code == 0
+        assert [s["name"] for s in cli("station", "list", "--json").json_lines()] == [station]
+        (msg,) = cli("consume", station, "--consumer", "c", "--count", "1", "--json").json_lines()
+        assert msg["data"] == "p1"
+        assert cli("dls", "list", station, "--json").out == ""
+        line = one_line_error(cli("station", "list", "--password", "wrong"))
+        assert line.startswith(f"memphis: cannot connect to {b.host}:{b.port} as root: ")
+        assert "authorization" in line.lower()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import trustme
+
+    base = tmp_path_factory.mktemp("cli-tls")
+    ca, other_ca = trustme.CA(), trustme.CA()
+    server, client = ca.issue_cert("localhost", "127.0.0.1"), ca.issue_cert("memphis-cli")
+    files: dict[str, Any] = {
+        "ca": ca.cert_pem,
+        "other_ca": other_ca.cert_pem,
+        "server_cert": server.cert_chain_pems[0],
+        "server_key": server.private_key_pem,
+        "client_cert": client.cert_chain_pems[0],
+        "client_key": client.private_key_pem,
+    }
+    for key, blob in files.items():
+        blob.write_to_path(str(base / key))
+    return {key: str(base / key) for key in files}
+
+
+def test_tls_flags_reach_both_connections(
+    cli: Cli, tmp_path: Path, certificates: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.natsserver import NatsServer
+
+    c = certificates
+    server_tls = (c["server_cert"], c["server_key"], c["ca"])
+    with NatsServer(tmp_path, token=TOKEN, tls=server_tls) as server:
+        args = ("--host", "127.0.0.1", "--port", str(server.port), "--tls-cert", c["client_cert"])
+        args += ("--tls-key", c["client_key"])
+        # JetStream over mutual TLS (this server has no control plane, so no stations).
+        listed = cli("station", "list", "--json", *args, "--tls-ca", c["ca"])
+        assert (listed.code, listed.out) == (0, ""), listed.err
+        # asyncio's harmless SSL-close warning would be a stray stderr line in a terminal.
+        assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+        line = one_line_error(cli("station", "list", *args, "--tls-ca", c["other_ca"]))
+        assert "certificate" in line.lower()
+        # memphis_sync's TLS: a partial set is refused before dialling, in connect()'s words.
+        line = one_line_error(cli("produce", "st", "m", "--tls-ca", c["ca"]))
+        assert line == "memphis: must provide a TLS cert file"
