@@ -199,6 +199,8 @@ def produce(args: argparse.Namespace, settings: Settings) -> int:
         "msg_id": args.msg_id,
         "partition_key": args.partition_key,
     }
+    if not args.messages and sys.stdin.isatty():
+        print("reading messages from stdin, one per line; end with Ctrl-D", file=sys.stderr)
     messages = _messages(args)
     # Peek two: one message gets a synchronous produce (and its PubAck); more are pipelined.
     head = list(itertools.islice(messages, 2))
@@ -286,8 +288,15 @@ def consume(args: argparse.Namespace, settings: Settings) -> int:
         while args.count is None or received < args.count:
             want = _BATCH if args.count is None else min(_BATCH, args.count - received)
             batch = consumer.fetch(want)
-            for msg in batch:
-                _print_message(msg, args.json)
+            for i, msg in enumerate(batch):
+                try:
+                    _print_message(msg, args.json)
+                except BaseException:
+                    # Ctrl-C, or the reader of a pipe left: nobody saw these, so hand them
+                    # back for redelivery now rather than after the group's max_ack_time.
+                    for unseen in batch[i:]:
+                        unseen.nack()
+                    raise
                 if args.ack:
                     msg.ack()
             received += len(batch)

@@ -8,6 +8,7 @@ non-zero exit code.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -279,12 +280,43 @@ def test_acks_of_the_last_batch_survive_the_exit(
     # make a lost ack all but certain to show.
     station = name("drain")
     assert cli("produce", station, "a", "b").code == 0
-    for i in range(6):
-        group = f"g{i}"
+    for group in (f"g{i}" for i in range(6)):
         assert cli("consume", station, "--consumer", group, "--count", "2").code == 0
-        wait_until(
-            lambda g=group: ack_floor(broker, station, g) == 2, timeout=3, what=f"{group}'s acks"
-        )
+
+        def acked(group: str = group) -> bool:
+            return ack_floor(broker, station, group) == 2
+
+        wait_until(acked, timeout=3, what=f"{group}'s acks")
+
+
+class _ClosingPipe(io.StringIO):
+    """A stdout whose reader goes away after ``lines`` lines (``memphis consume | head``)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.left = lines
+
+    def write(self, text: str) -> int:
+        if self.left == 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= text.count("\n")
+        return super().write(text)
+
+
+def test_a_closed_pipe_exits_quietly_and_returns_unseen_messages(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, name: Name
+) -> None:
+    station = name("pipe")
+    assert cli("produce", station, "m1", "m2", "m3", "m4", "m5").code == 0
+    pipe, original = _ClosingPipe(lines=2), sys.stdout
+    monkeypatch.setattr(sys, "stdout", pipe)
+    result = cli("consume", station, "--consumer", "head", "--count", "5")
+    monkeypatch.setattr(sys, "stdout", original)
+    assert (result.code, result.err) == (141, "")
+    assert pipe.getvalue().splitlines() == ["#1 m1", "#2 m2"]
+    # The three never printed come back at once, not after the group's 30 s max_ack_time.
+    rest = cli("consume", station, "--consumer", "head", "--count", "3", "--timeout", "2")
+    assert rest.out.splitlines() == ["#3 m3", "#4 m4", "#5 m5"]
 
 
 def test_consume_group_shares_the_position_and_timeout_ends_an_idle_wait(
@@ -497,8 +529,8 @@ def test_tls_flags_reach_both_connections(
     c = certificates
     server_tls = (c["server_cert"], c["server_key"], c["ca"])
     with NatsServer(tmp_path, token=TOKEN, tls=server_tls) as server:
-        args = ("--host", "127.0.0.1", "--port", str(server.port), "--tls-cert", c["client_cert"])
-        args += ("--tls-key", c["client_key"])
+        args = ["--host", "127.0.0.1", "--port", str(server.port)]
+        args += ["--tls-cert", c["client_cert"], "--tls-key", c["client_key"]]
         # JetStream over mutual TLS (this server has no control plane, so no stations).
         listed = cli("station", "list", "--json", *args, "--tls-ca", c["ca"])
         assert (listed.code, listed.out) == (0, ""), listed.err
