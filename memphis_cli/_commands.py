@@ -215,11 +215,16 @@ def produce(args: argparse.Namespace, settings: Settings) -> int:
             note = " (duplicate, not stored again)" if ack.duplicate else ""
             print(f"produced 1 message to {args.station}: {ack.stream} seq {ack.sequence}{note}")
             return 0
-        for message in itertools.chain(head, messages):
-            producer.produce(message, async_produce=True, **options)
-            count += 1
-            size += len(message)
-        producer.flush()
+        try:
+            for message in itertools.chain(head, messages):
+                producer.produce(message, async_produce=True, **options)
+                count += 1
+                size += len(message)
+            producer.flush()
+        except memphis_sync.MemphisError as exc:
+            # Say how far it got: the messages before this one were sent (flush() reports
+            # the first failed async produce, so "up to" is as precise as it can be).
+            raise CliError(f"after {count} message(s) sent to {args.station}: {exc}") from exc
     elapsed = time.monotonic() - started
     print(
         f"produced {count} message(s), {size:,} bytes, to {args.station} in {elapsed:.3f} s",
