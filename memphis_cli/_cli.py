@@ -69,22 +69,27 @@ def _add_station(sub: Any) -> None:
     create.add_argument("name", metavar="NAME")
     retention = [t.value for t in memphis_sync.RetentionType]
     storage = [t.value for t in memphis_sync.StorageType]
-    options: list[tuple[str, dict[str, Any]]] = [
-        ("--partitions", {"dest": "partitions", "type": int, "param": "partitions_number"}),
-        ("--retention-type", {"choices": retention, "param": "retention_type"}),
-        ("--retention-value", {"type": int, "param": "retention_value"}),
-        ("--storage-type", {"choices": storage, "param": "storage_type"}),
-        ("--replicas", {"type": int, "param": "replicas"}),
-        ("--idempotency-window", {"type": float, "param": "idempotency_window"}),
-        ("--schema", {"param": "schema_name"}),
-        ("--dls-station", {"param": "dls_station"}),
-    ]
-    for flag, spec in options:
-        default = _station_default(spec.pop("param"))
+    # (flag, create_station() parameter whose default it shows, help, argparse options)
+    options: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("--partitions", "partitions_number", "partitions", {"type": int, "metavar": "N"}),
+        ("--retention-type", "retention_type", "what --retention-value counts",
+         {"choices": retention}),
+        ("--retention-value", "retention_value",
+         "seconds, messages or bytes kept, per --retention-type", {"type": int, "metavar": "N"}),
+        ("--storage-type", "storage_type", "where messages are stored", {"choices": storage}),
+        ("--replicas", "replicas", "stream replicas", {"type": int, "metavar": "N"}),
+        ("--idempotency-window", "idempotency_window", "seconds a --msg-id is remembered",
+         {"type": float, "metavar": "S"}),
+        ("--schema", "schema_name", "schema to enforce", {"metavar": "NAME"}),
+        ("--dls-station", "dls_station", "station that receives dead letters",
+         {"metavar": "NAME"}),
+    ]  # fmt: skip
+    for flag, param, text, spec in options:
+        default = _station_default(param)
         if hasattr(default, "value"):  # a str enum: show and pass its wire value
             default = default.value
-        shown = repr(default) if default == "" else default
-        create.add_argument(flag, default=default, help=f"(default: {shown})", **spec)
+        shown = "none" if default == "" else default
+        create.add_argument(flag, default=default, help=f"{text} (default: {shown})", **spec)
     lister = _leaf(actions, "list", _commands.station_list, "list stations (via JetStream)")
     lister.add_argument("--json", action="store_true", help="one JSON object per line")
     info = _leaf(actions, "info", _commands.station_info, "show one station (via JetStream)")
@@ -98,12 +103,25 @@ def _add_produce(sub: Any) -> None:
     p = _leaf(sub, "produce", _commands.produce, "produce messages (arguments or stdin lines)")
     p.add_argument("station", metavar="STATION")
     p.add_argument("messages", nargs="*", metavar="MESSAGE", help="default: one per stdin line")
-    p.add_argument("--producer", default=_commands.DEFAULT_PRODUCER, help="(default: %(default)s)")
-    p.add_argument("--headers", nargs="+", action="extend", metavar="K=V", help="message headers")
-    p.add_argument("--msg-id", help="idempotency id (same id within the window: stored once)")
-    p.add_argument("--partition-key", help="route by key (MurmurHash3, as every Memphis SDK)")
     p.add_argument(
-        "--count", type=int, default=1, help="send each message N times (default: %(default)s)"
+        "--producer",
+        default=_commands.DEFAULT_PRODUCER,
+        metavar="NAME",
+        help="producer name (default: %(default)s)",
+    )
+    p.add_argument("--headers", nargs="+", action="extend", metavar="K=V", help="message headers")
+    p.add_argument(
+        "--msg-id", metavar="ID", help="idempotency id (same id within the window: stored once)"
+    )
+    p.add_argument(
+        "--partition-key", metavar="KEY", help="route by key (MurmurHash3, as every Memphis SDK)"
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send each message N times (default: %(default)s)",
     )
 
 
@@ -112,9 +130,11 @@ def _add_consume(sub: Any) -> None:
     # consume ...` or MEMPHIS_TIMEOUT.
     p = _leaf(sub, "consume", _commands.consume, "print messages", skip=frozenset({"timeout"}))
     p.add_argument("station", metavar="STATION")
-    p.add_argument("--consumer", required=True, help="consumer name")
-    p.add_argument("--group", help="consumer group (default: the consumer name)")
-    p.add_argument("--count", type=int, help="stop after N messages (default: no limit)")
+    p.add_argument("--consumer", required=True, metavar="NAME", help="consumer name")
+    p.add_argument("--group", metavar="G", help="consumer group (default: the consumer name)")
+    p.add_argument(
+        "--count", type=int, metavar="N", help="stop after N messages (default: no limit)"
+    )
     p.add_argument(
         "--ack",
         action=argparse.BooleanOptionalAction,
@@ -190,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_connection_flags(parser, top_level=True)
     parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks")
+    parser.add_argument(
+        "--version", action="version", version=f"memphis {memphis_sync.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_station(sub)
     _add_produce(sub)
