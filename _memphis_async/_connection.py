@@ -52,10 +52,14 @@ class Connection:
 
     @property
     def is_connected(self) -> bool:
+        """True while a transport is up and the handshake is done; False during a reconnect
+        and after ``close()``."""
         return self._client.is_connected and not self._driver.closed
 
     @property
     def connection_id(self) -> str:
+        """The UUID4 that names this connection to the broker (CONNECT ``<id>::<username>``);
+        it stays the same across reconnects."""
         return self._client.connection_id
 
     async def close(self, timeout: float = DRAIN_TIMEOUT) -> None:
@@ -120,9 +124,37 @@ class Connection:
     ) -> Station:
         """Create a station, or return the existing one unchanged.
 
+        Every enum option also takes its wire value as a plain string (``"messages"``).
+
+        Args:
+            name: station name: 1-128 characters of ``a-z 0-9 _ . -`` (checked lower-cased),
+                not starting or ending with ``_ . -``.
+            retention_type: what ``retention_value`` limits (default: message age in seconds).
+            retention_value: seconds, messages or bytes, by ``retention_type`` (default 3600;
+                ignored for ``ack_based``; 0 lets the broker use one hour of message age).
+            storage_type: ``DISK`` (default, sent as ``"file"``) or ``MEMORY``.
+            replicas: stream replicas (default 1; the broker rounds 2 and 4 up to 3 and caps
+                at 5).
+            idempotency_window: seconds during which a repeated ``msg_id`` is dropped
+                (default 120.0, at most 24 hours).
+            schema_name: a schema to enforce from the start (default: none).
+            send_poison_msg_to_dls: keep messages that ran out of deliveries in the
+                dead-letter store (default True).
+            send_schema_failed_msg_to_dls: report messages that failed the schema (default
+                True).
+            tiered_storage_enabled: accepted for compatibility; no effect on stock NATS
+                (default False).
+            partitions_number: streams behind the station, 1-10000 (default 1; 0 is read as 1).
+            dls_station: a station that also receives a copy of every dead letter (default:
+                none; created if missing).
+
+        Returns:
+            A :class:`Station` handle.
+
         Raises:
             LocalProtocolError: an invalid option (nothing is sent).
-            MemphisError: the broker refused.
+            MemphisError: the broker refused; the message is the broker's text.
+            RequestTimeoutError: no reply after the control-plane retries.
         """
         opts = station_options(
             name,
@@ -142,6 +174,18 @@ class Connection:
         return Station(self, name)
 
     async def destroy_station(self, name: str) -> None:
+        """Destroy a station: its streams, consumers and dead letters go with it.
+
+        A station that does not exist counts as destroyed.
+
+        Args:
+            name: the station name as given at creation.
+
+        Raises:
+            LocalProtocolError: an invalid station name (nothing is sent).
+            MemphisError: the broker refused.
+            RequestTimeoutError: no reply after the control-plane retries.
+        """
         await self._driver.run(lambda now: self._client.destroy_station(name, now))
 
     # ------------------------------------------------------------------ schemas
@@ -151,9 +195,16 @@ class Connection:
     ) -> None:
         """Create a schema from a file (an identical existing schema counts as success).
 
+        Args:
+            name: schema name (the station naming rules, checked as given, not lower-cased).
+            schema_type: ``SchemaType`` or its wire value: ``"protobuf"``, ``"json"`` (JSON
+                Schema), ``"graphql"`` or ``"avro"``.
+            path: a UTF-8 text file holding the schema definition.
+
         Raises:
-            LocalProtocolError: bad name or type; OSError: unreadable file.
-            MemphisError: the broker found the schema invalid.
+            LocalProtocolError: bad name or unsupported type (nothing is sent).
+            OSError: the file cannot be read.
+            MemphisError: the broker found the schema invalid or the name taken by another type.
         """
         # A small local file, read once per schema: not worth a worker thread.
         with open(path, encoding="utf-8") as handle:
@@ -163,6 +214,19 @@ class Connection:
         )
 
     async def enforce_schema(self, name: str, station_name: str) -> None:
+        """Make every producer of ``station_name`` validate against schema ``name``.
+
+        The broker pushes the schema to every client with a producer or consumer on the
+        station; from then on produce() refuses messages that do not fit it.
+
+        Args:
+            name: an existing schema.
+            station_name: an existing station.
+
+        Raises:
+            MemphisError: ``Schema <name> does not exist`` or the station does not exist.
+            RequestTimeoutError: no reply after the control-plane retries.
+        """
         await self._driver.run(lambda now: self._client.enforce_schema(name, station_name, now))
 
     async def attach_schema(self, name: str, station_name: str) -> None:
@@ -173,12 +237,37 @@ class Connection:
         await self.enforce_schema(name, station_name)
 
     async def detach_schema(self, station_name: str) -> None:
+        """Stop enforcing any schema on ``station_name``.
+
+        Args:
+            station_name: an existing station.
+
+        Raises:
+            MemphisError: the station does not exist.
+            RequestTimeoutError: no reply after the control-plane retries.
+        """
         await self._driver.run(lambda now: self._client.detach_schema(station_name, now))
 
     # ------------------------------------------------------------------ producers
 
     async def create_producer(self, station_name: str, producer_name: str) -> Producer:
-        """Register a producer (the station is created if it does not exist)."""
+        """Register a producer (the station is created with defaults if it does not exist).
+
+        A second call with the same station and name on this connection returns the same
+        producer without asking the broker again.
+
+        Args:
+            station_name: the station to produce to.
+            producer_name: producer name (station naming rules; sent lower-cased).
+
+        Returns:
+            The :class:`Producer`.
+
+        Raises:
+            LocalProtocolError: a bad station or producer name (nothing is sent).
+            MemphisError: the broker refused.
+            RequestTimeoutError: no reply after the control-plane retries.
+        """
         opts = producer_options(station_name, producer_name)
         state = await self._driver.run(lambda now: self._client.create_producer(opts, now))
         return Producer(self._driver, state)
@@ -196,7 +285,26 @@ class Connection:
         partition_key: str | None = None,
         partition_number: int | None = None,
     ) -> PubAck | None:
-        """Produce without keeping a producer around (one is created and cached on first use)."""
+        """Produce without keeping a producer around (one is created and cached on first use).
+
+        Args:
+            station_name: the station to produce to.
+            producer_name: the producer to produce as (created on first use).
+            message: the payload; see :meth:`Producer.produce`.
+            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
+            headers: user headers (default: none).
+            async_produce: return without waiting for the acknowledgement (default False).
+            msg_id: idempotency key (default: none).
+            partition_key: choose the partition by hashing this key (default: round robin).
+            partition_number: produce to this 1-based partition (default: round robin).
+
+        Returns:
+            The :class:`PubAck` of a synchronous produce, ``None`` with ``async_produce``.
+
+        Raises:
+            LocalProtocolError: an invalid argument (nothing is sent).
+            MemphisError: whatever :meth:`create_producer` and :meth:`Producer.produce` raise.
+        """
         producer = await self.create_producer(station_name, producer_name)
         return await producer.produce(
             message,
@@ -227,12 +335,36 @@ class Connection:
     ) -> Consumer:
         """Register a consumer in ``consumer_group`` (default: its own name).
 
-        ``error_handler(consumer, error)`` (a coroutine function, or a plain callable) hears
-        about failures outside any call, e.g. ``station unreachable``.
+        The members of one group share its messages: each message goes to one member. The
+        group's durable JetStream consumer is created by the broker on first use.
+
+        Args:
+            station_name: the station to consume from (created with defaults if missing).
+            consumer_name: consumer name (station naming rules).
+            consumer_group: group to join (default ``""``: the consumer's own name).
+            pull_interval: seconds ``consume()`` waits after a batch that was not full
+                (default 1.0).
+            batch_size: messages per pull for ``consume()`` and iteration, 1-5000 (default 10).
+            batch_max_wait_time: seconds one pull waits for a full batch (default 5.0; at
+                least 0.001).
+            max_ack_time: seconds before an unacknowledged message is delivered again
+                (default 30.0).
+            max_msg_deliveries: deliveries before a message counts as poison and goes to the
+                dead-letter store, 1-10 (default 10).
+            error_handler: ``error_handler(consumer, error)`` (a coroutine function, or a
+                plain callable) hears about failures outside any call, e.g. ``station
+                unreachable`` (default: none).
+            start_consume_from_seq: first stream sequence for a new group (default 1).
+            last_messages: start a new group this many messages before the end (default -1:
+                off). Can not be combined with ``start_consume_from_seq`` > 1.
+
+        Returns:
+            The :class:`Consumer`.
 
         Raises:
             LocalProtocolError: an invalid option (nothing is sent).
             MemphisError: the broker refused, or the group's durable is missing.
+            RequestTimeoutError: no reply after the control-plane retries.
         """
         opts = consumer_options(
             station_name,
@@ -280,9 +412,34 @@ class Connection:
         partition_number: int | None = None,
         timeout: float | None = None,
     ) -> list[Message]:
-        """Fetch without keeping a consumer around (the Go SDK's ``FetchMessages`` defaults:
-        wait 0.1 s, ack within 10 s, 2 deliveries); the arguments are those of
-        :meth:`create_consumer` and :meth:`Consumer.fetch`."""
+        """Fetch without keeping a consumer around (the Go SDK's ``FetchMessages`` defaults).
+
+        The consumer is created on first use and cached; later calls with the same station
+        and name reuse it and ignore the creation options.
+
+        Args:
+            station_name: the station to consume from.
+            consumer_name: consumer name (station naming rules).
+            consumer_group: group to join (default ``""``: the consumer's own name).
+            batch_size: most messages to return, 1-5000 (default 10).
+            batch_max_wait_time: seconds to wait for a full batch (default 0.1, at least 0.1).
+            max_ack_time: seconds before an unacknowledged message is delivered again
+                (default 10.0).
+            max_msg_deliveries: deliveries before a message counts as poison, 1-10 (default 2).
+            error_handler: see :meth:`create_consumer` (default: none).
+            prefetch: also request the next batch in the background (default False).
+            partition_key: read the partition this key hashes to (default: round robin).
+            partition_number: read this 1-based partition (default: round robin).
+            timeout: seconds this fetch waits at most, if shorter than
+                ``batch_max_wait_time`` (default: None).
+
+        Returns:
+            Up to ``batch_size`` messages; an empty list if none arrived in time.
+
+        Raises:
+            LocalProtocolError: an invalid argument (nothing is sent).
+            MemphisError: whatever :meth:`create_consumer` and :meth:`Consumer.fetch` raise.
+        """
         opts = fetch_consumer_options(
             station_name,
             consumer_name,
@@ -347,7 +504,12 @@ class Station:
         )
 
     async def destroy(self) -> None:
-        """Destroy the station: its streams, consumers and dead letters go with it."""
+        """Destroy the station: its streams, consumers and dead letters go with it.
+
+        Raises:
+            MemphisError: the broker refused.
+            RequestTimeoutError: no reply after the control-plane retries.
+        """
         await self._connection.destroy_station(self.name)
 
     def __repr__(self) -> str:

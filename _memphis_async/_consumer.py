@@ -82,6 +82,9 @@ class Message(MessageView):
     async def delay(self, seconds: float) -> None:
         """Redeliver after ``seconds`` (float seconds, while under ``max_msg_deliveries``).
 
+        Args:
+            seconds: delay before redelivery, in seconds (a finite number >= 0).
+
         Raises:
             MemphisError: ``cannot delay DLS message`` for a message resent from the DLS.
             LocalProtocolError: a negative or non-finite delay.
@@ -128,7 +131,11 @@ class Consumer:
         return self._state.options.consumer_group
 
     def set_context(self, context: Any) -> None:
-        """An object passed as the third argument of every ``consume`` handler call."""
+        """An object passed as the third argument of every ``consume`` handler call.
+
+        Args:
+            context: any object (default before a call: ``None``).
+        """
         self._context = context
 
     # ------------------------------------------------------------------ fetch
@@ -144,6 +151,19 @@ class Consumer:
     ) -> list[Message]:
         """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them, or
         ``timeout`` seconds if that is shorter (then it returns what arrived, maybe nothing).
+
+        Args:
+            batch_size: most messages to return, 1-5000 (default 10).
+            prefetch: also request the next batch in the background now; the next call
+                returns it at once (default False).
+            partition_key: read the partition this key hashes to (default: round robin over
+                the station's partitions).
+            partition_number: read this 1-based partition (default: round robin).
+            timeout: seconds to wait at most, if shorter than ``batch_max_wait_time``
+                (default None).
+
+        Returns:
+            The messages, oldest first; an empty list if none arrived in time.
 
         Messages a previous fetch gave back unread come first, then resent dead letters, then
         a prefetched batch, then a fresh pull. With ``prefetch=True`` the next batch is pulled
@@ -243,6 +263,13 @@ class Consumer:
         its cause) and the loop goes on. The async frontends run the loop as a task of the
         connection (in its nursery or task group) and accept coroutine handlers; memphis_sync
         runs it in a thread.
+
+        Args:
+            handler: ``handler(messages, error, context)``; ``error`` is a
+                :class:`MemphisError` when a pull failed (then ``messages`` is empty).
+            partition_key: read only the partition this key hashes to (default: all, round
+                robin).
+            partition_number: read only this 1-based partition (default: all, round robin).
 
         Raises:
             LocalProtocolError: a bad partition choice (checked before anything starts).
@@ -344,6 +371,7 @@ class Consumer:
 
         Raises:
             MemphisError: the broker refused.
+            RequestTimeoutError: no reply after the control-plane retries.
         """
         await self.stop_consume()
         client = self._driver.client

@@ -78,6 +78,23 @@ class Producer:
         Cancelling a synchronous produce only stops the wait: the message may still be stored
         (use ``msg_id`` to make a retry safe), and the connection stays usable.
 
+        Args:
+            message: the payload: bytes-like (sent as is), ``str`` (UTF-8), a ``dict`` or
+                ``list`` (JSON), a protobuf message, or whatever the station's schema accepts.
+            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
+            headers: user headers, a mapping or :class:`Headers` (default: none). Keys may not
+                start with ``$memphis``.
+            async_produce: return without waiting for the acknowledgement (default False).
+            msg_id: idempotency key: a second message with the same id within the station's
+                idempotency window is dropped (default: none).
+            partition_key: choose the partition by hashing this key, so equal keys keep their
+                order (default: round robin).
+            partition_number: produce to this 1-based partition (default: round robin).
+
+        Returns:
+            The :class:`PubAck` (stream and sequence) of a synchronous produce; ``None`` with
+            ``async_produce=True``.
+
         Raises:
             MemphisSchemaError: the message does not fit the station's schema (nothing sent).
             MemphisHeaderError: a header key starts with ``$memphis`` or is malformed.
@@ -126,6 +143,9 @@ class Producer:
 
         Args:
             timeout: seconds to wait at most (default: no limit).
+
+        Args:
+            timeout: most seconds to wait (default ``None``: no limit).
 
         Raises:
             AsyncProduceError: async produces failed since the last flush; the error lists each
