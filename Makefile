@@ -3,23 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# make demo needs only the broker's dependencies; the full set (tests, lint, docs) is make test's.
+DEMO_STAMP := $(VENV)/.installed-demo
 # make test fuzzes a fixed number of inputs from a fixed seed: the same run every time, so CI
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo test unasync lint typecheck unit fuzz fuzz-short bench clean
+.PHONY: demo test unasync lint typecheck docs unit fuzz fuzz-short bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev]'
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e '.[all,dev,docs]'
+	touch $(STAMP) $(DEMO_STAMP)
 
 # memphis_sync's public classes are generated from _memphis_async's (see scripts/unasync.py).
 unasync: $(STAMP)
 	$(PY) scripts/unasync.py
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[broker]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
@@ -30,13 +37,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict
 
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
+
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 fuzz-short: $(STAMP)
 	$(PY) fuzz/run_all.py --runs $(FUZZ_RUNS) --seed 1
 
-test: lint typecheck unit fuzz-short
+test: lint typecheck docs unit fuzz-short
 
 fuzz: $(STAMP)
 	$(PY) fuzz/run_all.py --seconds 600
@@ -46,4 +56,4 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis docs/_build
