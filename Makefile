@@ -13,6 +13,7 @@ FUZZ_RUNS ?= 12000
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[all,dev,docs]'
 	touch $(STAMP) $(DEMO_STAMP)
@@ -21,9 +22,16 @@ $(STAMP): pyproject.toml
 unasync: $(STAMP)
 	$(PY) scripts/unasync.py
 
+# A venv without pip takes 0.2 s instead of ~10 s (ensurepip); the host's pip installs into it
+# (pip >= 22.3: --python). Without a usable host pip, the venv gets its own.
 $(DEMO_STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[broker]'
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip --python $(PY) install --quiet -e '.[broker]'; \
+	else \
+	  $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip; \
+	  $(PY) -m pip install --quiet -e '.[broker]'; \
+	fi
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
