@@ -1,5 +1,5 @@
-"""Every program in examples/ runs to completion against the session broker (demo.py against
-its own), exits 0 and prints what it claims to do."""
+"""Every program in examples/ (and its asyncio/ and trio/ subfolders) runs to completion
+against the session broker (demo.py against its own), exits 0 and prints what it claims to do."""
 
 from __future__ import annotations
 
@@ -52,6 +52,12 @@ EXPECTED: dict[str, list[str]] = {
         r"^stored: 2100 messages$",
         r"^async_produce: OK$",
     ],
+    "consumer_group.py": [
+        r"^produced 30 orders over 3 partitions$",
+        r"^billing: \d+ \+ \d+ = 30 messages, 0 duplicates$",
+        r"^audit: 30 messages$",
+        r"^consumer_group: OK$",
+    ],
     # Written by the core's author: the sans-IO client driven by a bare selectors loop.
     "custom_loop.py": [
         r"^connected \(reconnected=False\)$",
@@ -60,6 +66,43 @@ EXPECTED: dict[str, list[str]] = {
         r"^closed$",
     ],
 }
+
+
+def _async_expectations(frontend: str) -> dict[str, list[str]]:
+    """The asyncio/ and trio/ versions of the quickstart, async produce, consumer groups and DLS
+    print the same lines as each other; the station names carry the frontend's name."""
+    return {
+        f"{frontend}/quickstart.py": [
+            rf"^created station '{frontend}-quickstart-orders'$",
+            r"^produced 3 messages, stored as seq=\[1, 2, 3\]$",
+            r"^fetched 3 messages$",
+            r'^  seq=1 data=\{"id":0,"item":"book"\} headers=.*\'source\': \'quickstart\'',
+            r"^acked 3 messages$",
+            rf"^quickstart \({frontend}\): OK$",
+        ],
+        f"{frontend}/async_produce.py": [
+            r"^sync produce, 10 tasks: 100 messages, [\d,]+ msgs/s$",
+            r"^async produce \+ flush: 2000 messages, [\d,]+ msgs/s$",
+            r"^stored: 2100 messages$",
+            rf"^async_produce \({frontend}\): OK$",
+        ],
+        f"{frontend}/consumer_group.py": [
+            r"^billing: \d+ \+ \d+ = 30 messages, 0 duplicates$",
+            r"^audit: 30 messages$",
+            rf"^consumer_group \({frontend}\): OK$",
+        ],
+        f"{frontend}/dls.py": [
+            r"^dead-letter station got 'malformed payment' "
+            rf"\(from station={frontend}-dls-payments, type=unacked\)$",
+            r"^dead-letter station got 'payment that crashes us' ",
+            r"^poison message was delivered 2 times \(max 2\)$",
+            rf"^dls \({frontend}\): OK$",
+        ],
+    }
+
+
+EXPECTED.update(_async_expectations("asyncio"))
+EXPECTED.update(_async_expectations("trio"))
 
 
 def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -115,5 +158,5 @@ def test_demo_runs_its_own_broker() -> None:
 
 
 def test_every_example_is_covered() -> None:
-    scripts = {p.name for p in EXAMPLES.glob("*.py")}
+    scripts = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.py")}
     assert scripts - {"demo.py"} == set(EXPECTED)

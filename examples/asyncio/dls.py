@@ -1,0 +1,93 @@
+"""Dead letters with asyncio: a message the consumer gives up on, and a poison message.
+
+* ``await msg.dead_letter(reason)`` tells the broker "never deliver this again, keep it for a
+  human".
+* A message that is never acked is redelivered after ``max_ack_time``; after
+  ``max_msg_deliveries`` deliveries it is *poison* and goes to the dead-letter store.
+
+With ``dls_station`` set, both are also produced into that station (headers ``station`` and
+``type``), where an ordinary consumer handles them.
+
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
+quickstart.py). Exits non-zero if anything does not behave as expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+
+import memphis_asyncio as memphis
+
+STATION = "asyncio-dls-payments"
+DEAD_LETTERS = "asyncio-dls-dead-letters"
+MAX_DELIVERIES = 2
+
+
+def connect() -> memphis.Connecting:
+    return memphis.connect(
+        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
+        os.environ.get("MEMPHIS_USER", "root"),
+        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
+    )
+
+
+async def main() -> int:
+    async with connect() as conn:
+        dls = await conn.create_station(DEAD_LETTERS)
+        station = await conn.create_station(STATION, dls_station=DEAD_LETTERS)
+        print(f"station {STATION!r} sends its dead letters to {DEAD_LETTERS!r}")
+        try:
+            producer = await station.create_producer("payments")
+            for body in (b"payment ok", b"malformed payment", b"payment that crashes us"):
+                await producer.produce(body)
+
+            consumer = await station.create_consumer(
+                "processor",
+                max_msg_deliveries=MAX_DELIVERIES,
+                max_ack_time=1.0,
+                batch_max_wait_time=0.5,
+            )
+            watcher = await dls.create_consumer("on-call", batch_max_wait_time=0.5)
+            deliveries: Counter[bytes] = Counter()
+            dead: list[memphis.Message] = []
+            # Each fetch waits at most batch_max_wait_time: the loop polls, it never sleeps.
+            deadline = time.monotonic() + 30
+            while len(dead) < 2 and time.monotonic() < deadline:
+                for msg in await consumer.fetch():
+                    deliveries[msg.data] += 1
+                    if msg.data == b"payment ok":
+                        await msg.ack()
+                    elif msg.data == b"malformed payment":
+                        await msg.dead_letter("cannot parse the amount")
+                        print("dead-lettered 'malformed payment'")
+                    else:
+                        # Simulate a crash: no ack, so it comes back after max_ack_time.
+                        print(f"delivery {deliveries[msg.data]} of {msg.data.decode()!r}: no ack")
+                for msg in await watcher.fetch():
+                    await msg.ack()
+                    dead.append(msg)
+                    print(
+                        f"dead-letter station got {msg.data.decode()!r} "
+                        f"(from station={msg.headers.get('station')}, "
+                        f"type={msg.headers.get('type')})"
+                    )
+            poison = deliveries[b"payment that crashes us"]
+            print(f"poison message was delivered {poison} times (max {MAX_DELIVERIES})")
+            got = sorted(m.data for m in dead)
+            if got != [b"malformed payment", b"payment that crashes us"] or poison != 2:
+                print(f"unexpected dead letters: {got}", file=sys.stderr)
+                return 1
+        finally:
+            await station.destroy()
+            await dls.destroy()
+    print("dls (asyncio): OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
