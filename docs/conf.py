@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 # Import the packages from this checkout, so the build documents the code beside it even when
 # the installed copy is another one.
@@ -64,5 +65,39 @@ class _SharedCanonicalNames(logging.Filter):
         return not any(part.startswith("_") for part in name.split("."))
 
 
-def setup(app: object) -> None:
+FRONTENDS = frozenset({"memphis_sync", "memphis_trio", "memphis_asyncio"})
+
+
+def _drop_frontend_module_docstrings(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    # Each API page opens with its own introduction (docs/api/*.rst); the modules' docstrings
+    # say the same for help() and would repeat it.
+    if what == "module" and name in FRONTENDS:
+        lines.clear()
+
+
+# Made by the library (connect(), create_producer()...), never by the user: their constructors
+# take internal objects, so the reference shows no constructor signature for them.
+MADE_FOR_YOU = frozenset({"Connecting", "Connection", "Station", "Producer", "Consumer", "Message"})
+
+
+def _hide_internal_constructors(
+    app: object,
+    what: str,
+    name: str,
+    obj: object,
+    options: object,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, str | None] | None:
+    module, _, short = name.rpartition(".")
+    if what == "class" and module in FRONTENDS and short in MADE_FOR_YOU:
+        return "", return_annotation
+    return None
+
+
+def setup(app: Any) -> None:
     logging.getLogger("sphinx.sphinx.domains.python").addFilter(_SharedCanonicalNames())
+    app.connect("autodoc-process-docstring", _drop_frontend_module_docstrings)
+    app.connect("autodoc-process-signature", _hide_internal_constructors)
