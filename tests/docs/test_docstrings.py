@@ -22,15 +22,22 @@ FRONTENDS = (memphis_sync, memphis_trio, memphis_asyncio)
 
 # Members defined in memphis_core, whose docstrings are its owner's to write. Listed here so
 # this test stays green meanwhile; test_known_gaps_are_still_gaps makes the list shrink as
-# soon as one is documented.
+# soon as one is documented. Keyed by class and member only, so that moving the class to
+# another module of memphis_core does not matter.
 KNOWN_GAPS = frozenset(
     {
-        "memphis_core._consumer.MessageView.data",
-        "memphis_core._consumer.MessageView.delivery_count",
-        "memphis_core._consumer.MessageView.partition",
-        "memphis_core._consumer.MessageView.sequence_number",
+        "MessageView.data",
+        "MessageView.delivery_count",
+        "MessageView.partition",
+        "MessageView.sequence_number",
     }
 )
+
+
+def _known_gap(key: str) -> str | None:
+    module, _, member = key.rpartition(".")
+    gap = f"{module.rpartition('.')[2]}.{member}"
+    return gap if key.startswith("memphis_core.") and gap in KNOWN_GAPS else None
 
 
 def _member_doc(raw: object) -> str | None:
@@ -81,12 +88,12 @@ def missing_docstrings(frontends: tuple[ModuleType, ...] = FRONTENDS) -> set[str
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    missing = missing_docstrings() - KNOWN_GAPS
+    missing = {key for key in missing_docstrings() if _known_gap(key) is None}
     assert not missing, "public names without a docstring:\n  " + "\n  ".join(sorted(missing))
 
 
 def test_known_gaps_are_still_gaps() -> None:
-    fixed = KNOWN_GAPS - missing_docstrings()
+    fixed = KNOWN_GAPS - {_known_gap(key) for key in missing_docstrings()}
     assert not fixed, f"documented now, remove from KNOWN_GAPS: {sorted(fixed)}"
 
 
