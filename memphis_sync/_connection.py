@@ -353,7 +353,8 @@ class Connection:
                 dead-letter store, 1-10 (default 10).
             error_handler: ``error_handler(consumer, error)`` (a coroutine function, or a
                 plain callable) hears about failures outside any call, e.g. ``station
-                unreachable`` (default: none).
+                unreachable``, and about exceptions raised by a ``consume`` handler; it runs
+                in a task of the connection (default: none, the error is logged).
             start_consume_from_seq: first stream sequence for a new group (default 1).
             last_messages: start a new group this many messages before the end (default -1:
                 off). Can not be combined with ``start_consume_from_seq`` > 1.
