@@ -30,6 +30,7 @@ from .memphis._errors import (
     MemphisHeaderError,
     MemphisSchemaError,
     MessageAlreadySettledError,
+    MessageTypeError,
     ProduceFailure,
     StationUnreachableError,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "MemphisHeaderError",
     "MemphisSchemaError",
     "MessageAlreadySettledError",
+    "MessageTypeError",
     "MessageView",
     "MissingExtraError",
     "Msg",

@@ -18,6 +18,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
@@ -304,7 +305,9 @@ class Consumer:
         def stopping() -> bool:
             return stop[0]
 
-        while not stop[0] and not driver.closed:
+        # A closed connection is not checked here: the next fetch raises ConnectionClosedError,
+        # the handler hears it, and the core's policy (next_pull) ends the loop.
+        while not stop[0]:
             received: list[Delivery] = []
             error: MemphisError | None = None
             try:
@@ -333,7 +336,7 @@ class Consumer:
                 kick=False,
                 closed_ok=True,
             )
-            if delay is None or driver.closed:
+            if delay is None:
                 break
             if delay:
                 driver.wait_for(stopping, delay)
@@ -378,6 +381,15 @@ class Consumer:
         self.stop_consume()
         client = self._driver.client
         self._driver.run(lambda now: client.destroy_consumer(self._state, now))
+
+    def __enter__(self) -> Consumer:
+        """The consumer itself; leaving the block destroys it (its consume loop stops first)."""
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.destroy()
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"

@@ -75,9 +75,11 @@ class ConsumerError:
         return f"ConsumerError({self.consumer.name!r}, {self.error!r})"
 
 
-def _key(opts: ConsumerOptions) -> str:
-    # Cached per connection as <internal station>_<lower-cased consumer name>, as the Go SDK.
-    return f"{opts.internal_station}_{opts.name.lower()}"
+def _key(opts: ConsumerOptions) -> ConsumerOptions:
+    # Cached by everything that defines the consumer (station, name, group and every option),
+    # not by station and name alone as the Go SDK's cache: there, creating "worker" in group g2
+    # after g1 handed back the g1 consumer, and g2 was never registered.
+    return opts
 
 
 class Consumers:
@@ -105,7 +107,7 @@ class Consumers:
         self._stations = stations
         self._identity = identity
         self._report = report
-        self._by_key: dict[str, ConsumerState] = {}
+        self._by_key: dict[ConsumerOptions, ConsumerState] = {}
         self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
         self.closing = False
         # Acks, nacks and dead letters written so far: a close must confirm they arrived.
@@ -275,7 +277,7 @@ class Consumers:
                 fetch=True,
             )
         same_partition = not chosen or partition == consumer.prefetched_partition
-        returned = consumer.take_returned(batch_size, now) if same_partition else []
+        returned = consumer.take_returned(batch_size, now, partition, chosen)
         if consumer.dls:
             consumer.returned.extendleft(reversed(returned))
             result = Operation.completed("fetch", consumer.take_dls(batch_size))

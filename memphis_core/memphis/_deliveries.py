@@ -20,6 +20,7 @@ from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
 from ._errors import StationUnreachableError
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
+from ._names import is_user_header
 from ._options import ConsumerOptions
 from ._partitions import RoundRobin
 from ._stations import StationState
@@ -43,9 +44,6 @@ __all__ = [
 #: SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
 DLS_BUFFER: Final = 10_000
 _PM_ID: Final = "$memphis_pm_id"
-# Our second copy of the message id, for stock JetStream's dedup; ``msg-id`` stays visible as
-# in the Go SDK, this transport detail does not.
-_NATS_MSG_ID: Final = "Nats-Msg-Id"
 _PM_CG: Final = "$memphis_pm_cg_name"
 
 
@@ -109,18 +107,25 @@ class ConsumerState:
         stored = self.prefetched
         return [stored.popleft() for _ in range(min(batch_size, len(stored)))]
 
-    def take_returned(self, batch_size: int, now: float) -> list[Delivery]:
-        """Messages given back unread, oldest first, skipping those past their ack deadline.
+    def take_returned(
+        self, batch_size: int, now: float, partition: int | None, chosen: bool
+    ) -> list[Delivery]:
+        """Messages given back unread, oldest first (only ``partition``'s when ``chosen``),
+        dropping those past their ack deadline.
 
         A message past its deadline is not handed out: the broker redelivers it anyway, and a
         second copy in the application would be processed twice. It needs no nack either.
         """
-        returned = self.returned
         out: list[Delivery] = []
-        while returned and len(out) < batch_size:
-            message = returned.popleft()
-            if message.deadline > now:
+        kept: deque[Delivery] = deque()
+        for message in self.returned:
+            if message.deadline <= now:
+                continue
+            if len(out) < batch_size and (not chosen or message.partition == partition):
                 out.append(message)
+            else:
+                kept.append(message)
+        self.returned = kept
         return out
 
     def next_pull(self, received: int, error: MemphisError | None) -> float | None:
@@ -177,13 +182,14 @@ class Delivery:
 
     @property
     def headers(self) -> dict[str, str]:
-        """User headers: the first value of each key, ``$memphis*`` keys hidden (section 8.9)."""
+        """User headers: the first value of each key; the SDK's own (``$memphis*``, ``msg-id``,
+        ``Nats-Msg-Id``) are hidden. The Go SDK shows ``msg-id``; see ``is_user_header``."""
         headers = self.msg.headers
         if headers is None:
             return {}
         out: dict[str, str] = {}
         for key, value in headers.items():
-            if not key.startswith("$memphis") and key != _NATS_MSG_ID and key not in out:
+            if key not in out and is_user_header(key):
                 out[key] = value
         return out
 

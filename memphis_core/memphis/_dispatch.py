@@ -191,7 +191,7 @@ class Dispatcher:
 class ControlRequest(ReplyHandler):
     """A ``$memphis_*`` control request: parse the reply; on timeout send it again."""
 
-    __slots__ = ("body", "dispatcher", "op", "parse", "retries", "subject", "timeout")
+    __slots__ = ("attempts", "body", "dispatcher", "op", "parse", "retries", "subject", "timeout")
 
     def __init__(
         self,
@@ -211,6 +211,7 @@ class ControlRequest(ReplyHandler):
         self.parse = parse
         self.timeout = timeout
         self.retries = retries
+        self.attempts = 1
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:  # only a flush completes without a message
@@ -229,9 +230,18 @@ class ControlRequest(ReplyHandler):
             # Only a timeout is retried: the request may simply not have reached a control
             # plane (one restarting, say). Any other failure is an answer.
             self.retries -= 1
+            self.attempts += 1
             self.dispatcher.send_control(self, now)
             return
-        self.op.fail(error)
+        if isinstance(error, RequestTimeoutError):
+            named: MemphisError = RequestTimeoutError(
+                f"{self.op.what}: no reply on {self.subject} within {self.timeout:g} s, "
+                f"{self.attempts} attempt(s)"
+            )
+        else:
+            named = type(error)(f"{self.op.what}: {error}")
+        named.__cause__ = error
+        self.op.fail(named)
 
 
 class _Flush(ReplyHandler):

@@ -16,6 +16,7 @@ __all__ = [
     "MemphisHeaderError",
     "MemphisSchemaError",
     "MessageAlreadySettledError",
+    "MessageTypeError",
     "ProduceFailure",
     "StationUnreachableError",
 ]
@@ -23,6 +24,14 @@ __all__ = [
 
 class MemphisSchemaError(MemphisError):
     """A message does not validate against the station's schema, or a schema is invalid."""
+
+
+class MessageTypeError(MemphisSchemaError, TypeError):
+    """A message of a type that cannot be sent (a ``set``, a ``datetime``, ``None``...).
+
+    A ``TypeError``, as Python code expects for a value of the wrong type, and a
+    ``MemphisSchemaError`` for code written against the Go SDK's ``unsupported message type``.
+    """
 
 
 class MemphisHeaderError(MemphisError, ValueError):

@@ -10,7 +10,12 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["MAX_NAME_LENGTH", "internal_name", "name_error"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "internal_name",
+    "is_user_header",
+    "name_error",
+]
 
 MAX_NAME_LENGTH: Final = 128
 _ALLOWED: Final = re.compile(r"[a-z0-9_.-]*")
@@ -40,3 +45,16 @@ def name_error(name: str, kind: str) -> str | None:
     if name[0] in _EDGE or name[-1] in _EDGE:
         return f"{kind} name can not start or end with non alphanumeric character"
     return None
+
+
+#: Headers the SDK writes for its own use: the idempotency key (sent twice, ``msg-id`` for the
+#: Memphis broker's JetStream fork and ``Nats-Msg-Id`` for stock JetStream). ``msg_id=`` is
+#: how a caller sets them; a consumer does not see them among its message's headers.
+_ID_HEADERS: Final = frozenset({"msg-id", "nats-msg-id"})
+
+
+def is_user_header(key: str) -> bool:
+    """Whether a header name belongs to the application: not ``$memphis*`` and not one of the
+    idempotency headers. The one rule for both directions: producers may not send the others,
+    and consumers do not see them in ``Message.headers``."""
+    return not key.startswith("$memphis") and key.lower() not in _ID_HEADERS

@@ -30,7 +30,7 @@ from ._checks import (
 )
 from ._enums import RetentionType, StorageType, coerce_enum
 from ._errors import MemphisHeaderError
-from ._names import internal_name
+from ._names import internal_name, is_user_header
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -56,6 +56,7 @@ __all__ = [
 # Broker limits mirrored client-side (memphis-client-protocol.md section 6.2).
 _MAX_PARTITIONS: Final = 10_000
 _MAX_IDEMPOTENCY_WINDOW: Final = 86_400.0  # 24 h in seconds
+_MIN_IDEMPOTENCY_WINDOW: Final = 0.1  # the broker's floor (100 ms)
 _MAX_PORT: Final = 65_535
 
 _AUTH_ERROR: Final = (
@@ -175,11 +176,15 @@ def connect_options(
     username = check_str(username, "username")
     if not username:
         raise LocalProtocolError("username can not be empty")
-    # Section 1.2: "" counts as unset, and the same text covers "both" and "neither".
+    # "" counts as unset (the Go SDK's rule). The Go text covers both mistakes; we say which.
     token = check_str(connection_token, "connection_token") if connection_token is not None else ""
     secret = check_str(password, "password") if password is not None else ""
-    if bool(token) == bool(secret):
-        raise LocalProtocolError(_AUTH_ERROR)
+    if token and secret:
+        raise LocalProtocolError(
+            _AUTH_ERROR + ": both connection_token and password were given, pass only one"
+        )
+    if not token and not secret:
+        raise LocalProtocolError(_AUTH_ERROR + ": neither connection_token nor password was given")
     account_id = check_int(account_id, "account_id")
     if account_id < 0:
         raise LocalProtocolError("account_id can not be negative")
@@ -272,6 +277,13 @@ def station_options(
     if replicas < 1:
         raise LocalProtocolError("replicas must be 1 or more")
     window = check_seconds(idempotency_window, "idempotency_window")
+    if window < _MIN_IDEMPOTENCY_WINDOW:
+        # The broker reads 0 as its 120 s default and raises anything under 100 ms to 100 ms:
+        # sending such a value would silently give a window other than the one asked for.
+        raise LocalProtocolError(
+            f"idempotency_window must be at least {_MIN_IDEMPOTENCY_WINDOW} s, not "
+            f"{idempotency_window!r} (the broker turns 0 into 120 s and raises smaller values)"
+        )
     if window > _MAX_IDEMPOTENCY_WINDOW:
         raise LocalProtocolError("idempotency window can not exceed 24 hours")
     partitions = check_int(partitions_number, "partitions_number") or 1
@@ -378,6 +390,10 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
             raise MemphisHeaderError("header name can not be empty")
         if key.startswith("$memphis"):
             raise MemphisHeaderError(_HEADER_PREFIX_ERROR)
+        if not is_user_header(key):
+            raise MemphisHeaderError(
+                f"header {key!r} is the idempotency key: pass msg_id=... instead"
+            )
         if _BAD_KEY(key) is not None:
             raise MemphisHeaderError(
                 f"header name {key!r} can not contain ':', whitespace or control characters"

@@ -151,6 +151,9 @@ def choose_partition(
 ) -> int | None:
     """Choose the partition a producer publishes to, or (``fetch``) a consumer pulls from.
 
+    A partition number the station does not have is refused even on a one-partition station
+    (the Go SDK ignores it there; docs/protocol.md notes the difference).
+
     Args:
         partitions: ``partitions_update.partitions_list`` from the creation reply.
         key: Partition key, hashed with :func:`partition_for_key`; ``None`` or ``""`` = unset.
@@ -171,12 +174,15 @@ def choose_partition(
     """
     if not partitions:
         return None
-    if len(partitions) == 1:
-        # With one partition the key/number options are ignored, as in Go.
-        return partitions[0]
     # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
     if key and number is not None:
         raise LocalProtocolError(_BOTH_FETCH if fetch else _BOTH_PRODUCE)
+    if len(partitions) == 1:
+        # Deliberately stricter than Go, which ignores a number on a one-partition station:
+        # a number the station does not have is refused however many partitions it has.
+        if number is not None:
+            _validate_number(number, partitions, station)
+        return partitions[0]
     if key:
         return partition_for_key(key, partitions)
     if number is not None:

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from typing import Final
 
-from memphis_core.nats._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._errors import (
+    MemphisError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+)
 from memphis_core.nats._frames import Msg
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
-from ._errors import AsyncProduceError, ProduceFailure
+from ._errors import AsyncProduceError, ProduceFailure, StationUnreachableError
 from ._jetstream import PubAck, parse_pub_ack
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
@@ -60,6 +65,7 @@ class ProducerState:
         "name",
         "produced",
         "rr",
+        "stale",
         "station",
         "station_name",
         "window",
@@ -87,6 +93,7 @@ class ProducerState:
         self.failures: list[ProduceFailure] = []  # async failures not yet reported by a flush
         self.failed = 0  # how many, including those past MAX_FAILURES_KEPT
         self.destroyed = False
+        self.stale = False  # a produce found no stream: create_producer registers again
 
     @property
     def first_error(self) -> MemphisError | None:
@@ -232,9 +239,25 @@ class Produce(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
-        self.producer.in_flight -= 1
-        self.producer.in_flight_bytes -= self.size
-        self._failed(error)
+        producer = self.producer
+        producer.in_flight -= 1
+        producer.in_flight_bytes -= self.size
+        station = producer.station_name
+        named: MemphisError
+        if isinstance(error, NoRespondersError):
+            # No stream takes the station's subject: the station is gone, or the broker lost
+            # its state. The producer is stale: the next create_producer registers again.
+            producer.stale = True
+            named = StationUnreachableError(
+                f"produce to station {station!r}: no stream answered (503 no responders); "
+                "the station was destroyed or the broker lost it"
+            )
+        elif isinstance(error, RequestTimeoutError):
+            named = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
+        else:
+            named = type(error)(f"produce to station {station!r}: {error}")
+        named.__cause__ = error
+        self._failed(named)
 
     def _failed(self, error: MemphisError) -> None:
         self.op.fail(error)
@@ -271,6 +294,9 @@ class Producers:
         """Register a producer; one already registered under this station and name is reused."""
         key = f"{opts.internal_station}_{opts.name}"
         cached = self._by_key.get(key)
+        if cached is not None and cached.stale:
+            self._forget(cached)  # the broker forgot it: register again
+            cached = None
         if cached is not None:
             return Operation.completed("create_producer", cached)
         who = self._identity

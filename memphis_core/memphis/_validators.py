@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 from ._enums import SchemaType
-from ._errors import MemphisSchemaError
+from ._errors import MemphisSchemaError, MessageTypeError
 
 __all__ = [
     "UNSUPPORTED",
@@ -136,8 +136,10 @@ def serialize_plain(message: object) -> bytes:
     * protobuf message: ``SerializeToString()``.
 
     Raises:
-        MemphisSchemaError: ``unsupported message type`` for anything else, or ``Bad JSON
-            format - <e>`` when a dict holds values JSON cannot encode.
+        MessageTypeError: ``unsupported message type <type>`` for anything else (a
+            ``TypeError`` and a ``MemphisSchemaError``).
+        MemphisSchemaError: ``Bad JSON format - <e>`` when a dict holds values JSON cannot
+            encode.
     """
     if _is_bytes_like(message):
         return bytes(message)
@@ -151,7 +153,10 @@ def serialize_plain(message: object) -> bytes:
             raise MemphisSchemaError(f"Bad JSON format - {exc}") from None
     if _is_proto(message):
         return bytes(message.SerializeToString())  # type: ignore[attr-defined]
-    raise MemphisSchemaError(UNSUPPORTED)
+    raise MessageTypeError(
+        f"{UNSUPPORTED} {type(message).__name__}: send bytes, str, a dict or list (JSON), a "
+        "dataclass instance or a protobuf message"
+    )
 
 
 def _encode_text(text: str) -> bytes:

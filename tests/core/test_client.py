@@ -15,6 +15,7 @@ import pytest
 from memphis_core import (
     Client,
     Closed,
+    CloseIncompleteError,
     Connected,
     ConnectionClosedError,
     ConsumerError,
@@ -328,23 +329,88 @@ def test_fetch_waits_for_a_prefetch_in_flight_instead_of_pulling_twice() -> None
     assert [m.data for m in second.outcome()] == [b"b"]
 
 
-def test_abandoned_fetch_gives_back_what_arrived_and_what_is_still_coming() -> None:
+def test_abandoned_fetch_keeps_what_arrived_and_what_is_still_coming() -> None:
+    # A cancelled fetch costs no delivery attempt: nothing is nacked, the next fetch returns
+    # what the abandoned pull brought in, before and after the abandon.
     script = connected()
     state = consumer(script)
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     pull = pull_request(script)
-    early = script.deliver(pull, "orders$1", "billing", 1, b"early")
+    script.deliver(pull, "orders$1", "billing", 1, b"early")
     script.client.abandon_fetch(op)
     assert op.outcome() == []
     sent = script.take()
-    assert [(s.op, s.subject, s.payload) for s in sent if s.op == "PUB"] == [
-        ("PUB", early, b"-NAK")
-    ]
-    assert [s.op for s in sent if s.op != "PUB"] == ["UNSUB", "PING"]
-    late = script.deliver(pull, "orders$1", "billing", 2, b"late")  # sent before the UNSUB
-    assert [(s.subject, s.payload) for s in script.take()] == [(late, b"-NAK")]
-    script.feed(b"PONG\r\n")  # the drain is over: nothing else can arrive for the pull
+    assert [s.op for s in sent] == ["UNSUB", "PING"]  # no -NAK
+    script.deliver(pull, "orders$1", "billing", 2, b"late")  # sent before the UNSUB arrived
     assert script.take() == []
+    script.feed(b"PONG\r\n")  # the drain is over: nothing else can arrive for the pull
+    again = script.client.fetch(state, 10, script.now, partition_number=1)
+    assert again.done, "kept messages are served without a pull"
+    assert [m.data for m in again.outcome()] == [b"early", b"late"]
+    assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT")]
+
+
+def test_kept_messages_past_their_ack_deadline_are_not_handed_out() -> None:
+    script = connected()
+    state = consumer(script, max_ack_time=10.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"stale")
+    script.client.abandon_fetch(op)
+    script.feed(b"PONG\r\n")
+    script.advance(9.5)  # within max_ack_time, but inside the safety margin
+    fresh = script.client.fetch(state, 10, script.now, partition_number=1)
+    assert not fresh.done, "the broker redelivers it: handing it out too would duplicate it"
+
+
+def test_drain_nacks_kept_messages_and_waits_for_async_produces() -> None:
+    script = connected()
+    prod = producer(script)
+    state = consumer(script)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    kept = script.deliver(pull_request(script), "orders$1", "billing", 1, b"unread")
+    script.client.abandon_fetch(op)
+    script.take()
+    script.client.produce(prod, b"x", produce_options(async_produce=True), script.now)
+    produce = script.one("HPUB")
+    drain = script.client.drain(script.now, timeout=5.0)
+    assert (kept, b"-NAK") in [(s.subject, s.payload) for s in script.take()]
+    with pytest.raises(ConnectionClosedError, match="closing"):
+        script.client.produce(prod, b"y", produce_options(), script.now)
+    assert not drain.done  # an async produce is still unacknowledged
+    script.reply(produce, {"stream": "orders$1", "seq": 1})
+    assert [s.op for s in script.take()] == ["PING"]  # confirms the nack was processed
+    assert not drain.done
+    script.feed(b"PONG\r\n")  # answers the abandoned pull's PING
+    assert not drain.done
+    script.feed(b"PONG\r\n")  # answers the drain's
+    assert drain.outcome() is None
+
+
+def test_drain_timeout_says_what_was_not_confirmed() -> None:
+    script = connected()
+    prod = producer(script)
+    script.client.produce(prod, b"x", produce_options(async_produce=True), script.now)
+    drain = script.client.drain(script.now, timeout=2.0)
+    script.advance(2.0)
+    with pytest.raises(CloseIncompleteError, match="1 async produce") as info:
+        drain.outcome()
+    assert info.value.unconfirmed == 1
+
+
+def test_drain_reports_async_failures_nobody_flushed() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True, msg_id="m-7")
+    script.client.produce(prod, b"x", opts, script.now)
+    script.status(script.one("HPUB"), 503)
+    drain = script.client.drain(script.now)
+    with pytest.raises(CloseIncompleteError) as info:
+        drain.outcome()
+    (failure,) = info.value.failures
+    assert (failure.position, failure.msg_id) == (1, "m-7")
+    assert isinstance(failure.error, StationUnreachableError)
+    assert prod.stale, "the next create_producer registers again"
 
 
 def test_pull_timeout_without_408_keeps_what_arrived() -> None:

@@ -112,10 +112,17 @@ class TestChoosePartition:
         assert choose_partition([], rr=RoundRobin(), station="s") is None
         assert choose_partition([], key="k", rr=RoundRobin(), station="s", fetch=True) is None
 
-    def test_single_partition_ignores_options(self) -> None:
+    def test_single_partition_takes_any_key_and_only_its_own_number(self) -> None:
         rr = RoundRobin()
-        assert choose_partition([1], key="k", number=7, rr=rr, station="s") == 1
+        assert choose_partition([1], key="k", rr=rr, station="s") == 1
+        assert choose_partition([1], number=1, rr=rr, station="s") == 1
         assert choose_partition([1], rr=rr, station="s") == 1
+        # Field report: 9 on a 3-partition station raised, 5 on a 1-partition one was ignored.
+        # Both are refused now (the Go SDK ignores the number on one partition).
+        with pytest.raises(LocalProtocolError, match=r"^Partition number is out of range$"):
+            choose_partition([1], number=5, rr=rr, station="s")
+        with pytest.raises(LocalProtocolError, match=r"^Partition number is out of range$"):
+            choose_partition([1, 2, 3], number=9, rr=rr, station="s")
 
     def test_both(self) -> None:
         with pytest.raises(

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memphis_core import MemphisSchemaError
+from memphis_core import MemphisSchemaError, MessageTypeError
 from memphis_core.memphis._schemas import (
     Schema,
     SchemaUpdate,
@@ -233,8 +233,13 @@ def test_serialize_plain() -> None:
 
 @pytest.mark.parametrize("message", [1, 1.5, None, object(), Point, {1, 2}])
 def test_serialize_plain_unsupported(message: object) -> None:
-    with pytest.raises(MemphisSchemaError, match=r"^unsupported message type$"):
+    # Field report: a set, an int or None gave a bare "unsupported message type" schema error.
+    # It is a TypeError now that names the type (and still a MemphisSchemaError).
+    name = type(message).__name__
+    with pytest.raises(MessageTypeError, match=rf"^unsupported message type {name}: ") as info:
         serialize_plain(message)
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, MemphisSchemaError)
 
 
 def test_serialize_plain_bad_json() -> None:

@@ -89,10 +89,10 @@ def test_consume_stops_when_the_connection_closes(broker: EmbeddedBroker) -> Non
     consumer = conn.create_consumer("closing", "c", batch_max_wait_time=0.1, pull_interval=0.05)
     consumer.consume(lambda messages, error, context: calls.append(error))
     broker.stop_server()
-    thread = consumer._thread
-    assert thread is not None
-    thread.join(10)
-    assert not thread.is_alive(), "consume kept spinning on a closed connection"
+    task = consumer._task
+    assert task is not None
+    task.thread.join(10)
+    assert not task.thread.is_alive(), "consume kept spinning on a closed connection"
     assert isinstance(calls[-1], memphis.ConnectionClosedError)
     broker.start_server()
     conn.close()
