@@ -45,7 +45,7 @@ def check_str(value: object, what: str) -> str:
 
 
 def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
-    """A duration in float seconds (DESIGN section 5): finite, ``>= 0`` (``> 0`` if positive)."""
+    """A duration in float seconds : finite, ``>= 0`` (``> 0`` if positive)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LocalProtocolError(f"{what} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
@@ -58,7 +58,7 @@ def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
 def checked_name(name: object, kind: str, what: str) -> str:
     """A station/producer/consumer name the broker would accept, as given."""
     # The broker lower-cases station/producer/consumer names before validating them
-    # (memphis-broker-protocol.md section 3.1), so we do the same to produce the same verdict.
+    # (docs/protocol.md §5.1), so we do the same to produce the same verdict.
     text = check_str(name, what)
     error = name_error(text.lower(), kind)
     if error is not None:

@@ -1,21 +1,24 @@
 """The Memphis control-plane wire format: subjects, request bodies and reply parsers (pure).
 
 Every ``$memphis_*`` request is a plain NATS request whose payload is a JSON object
-(memphis-client-protocol.md section 2). The builders below emit exactly the keys of the reference,
-in the reference's order (the Go SDK's struct order, sections 6-10), as compact UTF-8 JSON. The
+(docs/protocol.md §2). The builders below emit exactly the keys of the reference,
+in the reference's order (the Go SDK's struct order, docs/protocol.md §5, §7), as
+compact UTF-8 JSON. The
 broker decodes them with Go's ``encoding/json`` and so does not care about order or spacing, but a
 stable, documented byte form makes captures diffable against the Go SDK and keeps tests exact.
 
-Replies come in two styles (memphis-client-protocol.md section 2):
+Replies come in two styles (docs/protocol.md §2):
 
 * **plain string**: empty body = success, anything else = the error text; some callers treat
   a text containing ``already exist`` / ``not exist`` as success;
 * **JSON** with an ``error`` field; a body that is not a JSON object falls back to the plain-string
-  rule (old brokers, and the real broker's own error path for consumer creation, section 8.2).
+  rule (old brokers, and the real broker's own error path for consumer creation, docs/protocol.md
+  §7.2).
 
 Parsers never raise on a broker's *error text*: they return it for the session to turn into the
 typed error. They raise ``RemoteProtocolError`` only when a JSON reply has the wrong shape. The
-``$memphis_sdk_clients_updates`` (section 5.1) and functions (section 5.3) broadcasts are parsed
+``$memphis_sdk_clients_updates`` (docs/protocol.md §4.1) and functions (docs/protocol.md §4.3)
+broadcasts are parsed
 here too; those parsers never raise.
 """
 
@@ -87,7 +90,7 @@ __all__ = [
     "station_destroy_body",
 ]
 
-# Subjects (section 4).
+# Subjects (docs/protocol.md §3).
 STATION_CREATIONS: Final = "$memphis_station_creations"
 STATION_DESTRUCTIONS: Final = "$memphis_station_destructions"
 PRODUCER_CREATIONS: Final = "$memphis_producer_creations"
@@ -103,10 +106,11 @@ PM_ACKS: Final = "$memphis_pm_acks"
 NACKED_DLS: Final = "$memphis_nacked_dls"
 SDK_CLIENTS_UPDATES: Final = "$memphis_sdk_clients_updates"
 
-# Section 11: req_version 4 (sdk_lang) for creations, 1 (connection_id) for destructions.
+# docs/protocol.md §2.5: req_version 4 (sdk_lang) for creations, 1 (connection_id) for destructions.
 CREATE_REQ_VERSION: Final = 4
 DESTROY_REQ_VERSION: Final = 1
-#: ``sdk_lang`` as memphis-py sends it (python-peers.md section 2.2); the broker only stores it.
+#: ``sdk_lang`` as memphis-py sends it (docs/protocol.md §2); the broker only
+#: stores it.
 SDK_LANG: Final = "python"
 
 
@@ -120,12 +124,13 @@ class Identity(NamedTuple):
 
 
 def schema_updates_subject(internal_station: str) -> str:
-    """``$memphis_schema_updates_<internal>`` (section 5.2)."""
+    """``$memphis_schema_updates_<internal>`` (docs/protocol.md §4.2)."""
     return f"$memphis_schema_updates_{internal_station}"
 
 
 def dls_subject(internal_station: str, internal_group: str) -> str:
-    """``$memphis_dls_<internal>.<internalCG>``: subject *and* queue group (section 8.8)."""
+    """``$memphis_dls_<internal>.<internalCG>``: subject *and* queue group (docs/protocol.md
+    §7.10)."""
     return f"$memphis_dls_{internal_station}.{internal_group}"
 
 
@@ -133,14 +138,14 @@ def dls_subject(internal_station: str, internal_group: str) -> str:
 
 
 class DlsConfiguration(TypedDict):
-    """``dls_configuration`` of a station creation (section 6.1)."""
+    """``dls_configuration`` of a station creation (docs/protocol.md §5.3)."""
 
     poison: bool
     schemaverse: bool
 
 
 class StationCreateRequest(TypedDict):
-    """Section 6.1."""
+    """docs/protocol.md §5.3."""
 
     name: str
     retention_type: str
@@ -157,7 +162,7 @@ class StationCreateRequest(TypedDict):
 
 
 class ProducerCreateRequest(TypedDict):
-    """Section 7.1."""
+    """docs/protocol.md §6.1."""
 
     name: str
     station_name: str
@@ -170,7 +175,7 @@ class ProducerCreateRequest(TypedDict):
 
 
 class ConsumerCreateRequest(TypedDict):
-    """Section 8.1."""
+    """docs/protocol.md §7.1."""
 
     name: str
     station_name: str
@@ -204,7 +209,8 @@ def _text(value: object, what: str) -> str:
 
 
 def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
-    """Build the ``$memphis_station_creations`` body from validated options (section 6.1)."""
+    """Build the ``$memphis_station_creations`` body from validated options (docs/protocol.md
+    §5.3)."""
     body: StationCreateRequest = {
         "name": opts.name,
         "retention_type": opts.retention_type.value,
@@ -226,7 +232,7 @@ def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
 
 
 def station_destroy_body(station_name: str, *, username: str) -> bytes:
-    """``$memphis_station_destructions``: ``{"station_name", "username"}`` (section 6.3).
+    """``$memphis_station_destructions``: ``{"station_name", "username"}`` (docs/protocol.md §5.7).
 
     Raises:
         LocalProtocolError: a non-``str`` argument.
@@ -245,10 +251,11 @@ def station_destroy_body(station_name: str, *, username: str) -> bytes:
 def producer_create_body(
     station_name: str, producer_name: str, *, connection_id: str, username: str, app_id: str
 ) -> bytes:
-    """``$memphis_producer_creations`` body (section 7.1); the producer name is lower-cased.
+    """``$memphis_producer_creations`` body (docs/protocol.md §6.1); the producer name is
+    lower-cased.
 
     Raises:
-        LocalProtocolError: a bad station or producer name (broker texts, section 3).
+        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.2).
     """
     opts = producer_options(station_name, producer_name)
     body: ProducerCreateRequest = {
@@ -267,7 +274,7 @@ def producer_create_body(
 def producer_destroy_body(
     station_name: str, producer_name: str, *, connection_id: str, username: str
 ) -> bytes:
-    """``$memphis_producer_destructions`` body (section 7.9), ``req_version`` 1.
+    """``$memphis_producer_destructions`` body (docs/protocol.md §6.8), ``req_version`` 1.
 
     ``producer_name`` is sent as given: pass the name the producer was created with.
 
@@ -291,7 +298,8 @@ def producer_destroy_body(
 def encode_consumer_create(
     opts: ConsumerOptions, *, connection_id: str, username: str, app_id: str
 ) -> bytes:
-    """Build the ``$memphis_consumer_creations`` body from validated options (section 8.1).
+    """Build the ``$memphis_consumer_creations`` body from validated options (docs/protocol.md
+    §7.1).
 
     The consumer name and group are sent with their original case; the broker lower-cases.
     """
@@ -316,7 +324,7 @@ def encode_consumer_create(
 def consumer_destroy_body(
     station_name: str, name: str, *, connection_id: str, username: str
 ) -> bytes:
-    """``$memphis_consumer_destructions`` body (section 8.11), ``req_version`` 1.
+    """``$memphis_consumer_destructions`` body (docs/protocol.md §7.12), ``req_version`` 1.
 
     Raises:
         LocalProtocolError: a non-``str`` argument.
@@ -333,7 +341,7 @@ def consumer_destroy_body(
 
 
 def pm_ack_body(pm_id: int | str, cg_name: str) -> bytes:
-    """``$memphis_pm_acks`` body: ack of a *resent* poison message (section 8.9).
+    """``$memphis_pm_acks`` body: ack of a *resent* poison message (docs/protocol.md §7.14).
 
     Args:
         pm_id: The ``$memphis_pm_id`` header (a decimal string on the wire) or its int value.
@@ -352,7 +360,8 @@ def pm_ack_body(pm_id: int | str, cg_name: str) -> bytes:
 def nacked_dls_body(
     internal_station: str, *, error: str, partition: int, cg_name: str, seq: int
 ) -> bytes:
-    """``$memphis_nacked_dls`` body sent after ``+TERM`` by ``dead_letter`` (section 8.9).
+    """``$memphis_nacked_dls`` body sent after ``+TERM`` by ``dead_letter`` (docs/protocol.md
+    §7.14).
 
     Args:
         internal_station: The station's internal name.
@@ -386,7 +395,7 @@ def nacked_dls_body(
 def schema_create_body(
     name: str, schema_type: SchemaType | str, schema_content: str, *, username: str
 ) -> bytes:
-    """``$memphis_schema_creations`` body (section 10.1).
+    """``$memphis_schema_creations`` body (docs/protocol.md §8.2).
 
     The name is validated client-side *without* lower-casing, as the Go SDK does; the file is
     read by the frontend (the core does no I/O) and passed as ``schema_content``.
@@ -411,7 +420,7 @@ def schema_create_body(
 
 
 def schema_attach_body(schema_name: str, station_name: str, *, username: str) -> bytes:
-    """``$memphis_schema_attachments`` body (section 10.2), used by ``enforce_schema``."""
+    """``$memphis_schema_attachments`` body (docs/protocol.md §8.5), used by ``enforce_schema``."""
     return _dumps(
         {
             "name": _text(schema_name, "schema name"),
@@ -422,7 +431,7 @@ def schema_attach_body(schema_name: str, station_name: str, *, username: str) ->
 
 
 def schema_detach_body(station_name: str, *, username: str) -> bytes:
-    """``$memphis_schema_detachments`` body (section 10.3)."""
+    """``$memphis_schema_detachments`` body (docs/protocol.md §8.6)."""
     return _dumps(
         {
             "station_name": _text(station_name, "station name"),
@@ -433,7 +442,7 @@ def schema_detach_body(station_name: str, *, username: str) -> bytes:
 
 # ---------------------------------------------------------------- replies
 
-#: Success markers inside plain-string error replies (section 2).
+#: Success markers inside plain-string error replies (docs/protocol.md §2).
 ALREADY_EXIST: Final = "already exist"
 NOT_EXIST: Final = "not exist"
 
@@ -444,7 +453,7 @@ def _decode(body: bytes) -> str:
 
 
 def parse_plain_reply(body: bytes, *, success_if: str | None = None) -> str | None:
-    """Apply the plain-string reply rule (section 2): return the error text, or None.
+    """Apply the plain-string reply rule (docs/protocol.md §2): return the error text, or None.
 
     Args:
         body: The reply payload.
@@ -460,17 +469,20 @@ def parse_plain_reply(body: bytes, *, success_if: str | None = None) -> str | No
 
 
 def parse_station_create_reply(body: bytes) -> str | None:
-    """Station creation: ``already exist`` in the error counts as success (section 6.1)."""
+    """Station creation: ``already exist`` in the error counts as success (docs/protocol.md
+    §5.3)."""
     return parse_plain_reply(body, success_if=ALREADY_EXIST)
 
 
 def parse_destroy_reply(body: bytes) -> str | None:
-    """Station/producer/consumer destruction: ``not exist`` counts as success (section 2)."""
+    """Station/producer/consumer destruction: ``not exist`` counts as success (docs/protocol.md
+    §2)."""
     return parse_plain_reply(body, success_if=NOT_EXIST)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
-    """The reply as a JSON object, or None when the plain-string rule applies (section 2)."""
+    """The reply as a JSON object, or None when the plain-string rule applies (docs/protocol.md
+    §2)."""
     if not body:
         return None
     try:
@@ -492,7 +504,8 @@ def _error_field(obj: Mapping[str, Any]) -> str | None:
 
 
 def parse_schema_create_reply(body: bytes) -> str | None:
-    """Schema creation: JSON ``{"error": ""}``; ``already exists`` is success (section 10.1)."""
+    """Schema creation: JSON ``{"error": ""}``; ``already exists`` is success (docs/protocol.md
+    §8.2)."""
     obj = _json_object(body)
     error = parse_plain_reply(body) if obj is None else _error_field(obj)
     if error is not None and "already exists" in error:
@@ -526,7 +539,7 @@ def _partitions(obj: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _int_keyed(value: object, what: str) -> dict[int, int]:
-    # Go encodes map[int]int keys as decimal strings (reference section 0).
+    # Go encodes map[int]int keys as decimal strings (docs/protocol.md §0).
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -550,7 +563,7 @@ def _schema(obj: Mapping[str, Any]) -> SchemaInit | None:
 
 @dataclass(frozen=True, slots=True)
 class ProducerCreated:
-    """Parsed ``$memphis_producer_creations`` reply (section 7.2).
+    """Parsed ``$memphis_producer_creations`` reply (docs/protocol.md §6.2).
 
     ``error`` set means creation failed (nothing else is meaningful then). ``legacy`` is True
     when the broker answered with a plain string (an old broker): no partition information.
@@ -568,7 +581,8 @@ class ProducerCreated:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerCreated:
-    """Parsed ``$memphis_consumer_creations`` reply (section 8.2); see :class:`ProducerCreated`."""
+    """Parsed ``$memphis_consumer_creations`` reply (docs/protocol.md §7.2); see
+    :class:`ProducerCreated`."""
 
     error: str | None = None
     partitions: tuple[int, ...] = ()
@@ -606,7 +620,7 @@ def parse_producer_reply(body: bytes) -> ProducerCreated:
 
 
 def parse_consumer_reply(body: bytes) -> ConsumerCreated:
-    """Parse a consumer creation reply (section 8.2).
+    """Parse a consumer creation reply (docs/protocol.md §7.2).
 
     A non-JSON reply means an empty partitions list (legacy stream ``<internal>``) and the
     plain-string rule; that is also how the real broker reports creation errors.
@@ -625,7 +639,7 @@ def parse_consumer_reply(body: bytes) -> ConsumerCreated:
 
 @dataclass(frozen=True, slots=True)
 class ClientsUpdate:
-    """One ``$memphis_sdk_clients_updates`` message (section 5.1)."""
+    """One ``$memphis_sdk_clients_updates`` message (docs/protocol.md §4.1)."""
 
     type: Literal["send_notification", "schemaverse_to_dls", "remove_station"]
     station_name: str
@@ -641,10 +655,10 @@ _CLIENT_UPDATE_TYPES: Final = ("send_notification", "schemaverse_to_dls", "remov
 
 
 def parse_clients_update(body: bytes) -> ClientsUpdate | None:
-    """Parse a clients update; None for anything to ignore (section 5.1).
+    """Parse a clients update; None for anything to ignore (docs/protocol.md §4.1).
 
     Undecodable JSON and unknown types are ignored as the Go SDK does, so this never raises:
-    one bad broadcast must not stop the listener (memphis-py defect, python-peers.md 1.4 #14).
+    one bad broadcast must not stop the listener (memphis-py stops on one).
     """
     obj = _json_object(body)
     if not obj:

@@ -40,7 +40,8 @@ __all__ = [
     "nack_publishes",
 ]
 
-#: Resent poison messages kept for fetch() while no handler takes them (section 8.8: the Go
+#: Resent poison messages kept for fetch() while no handler takes them (docs/protocol.md §7.10: the
+#: Go
 #: SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
 DLS_BUFFER: Final = 10_000
 _PM_ID: Final = "$memphis_pm_id"
@@ -75,7 +76,8 @@ class ConsumerState:
         self.rr = RoundRobin()
         self.dls: deque[Delivery] = deque(maxlen=DLS_BUFFER)
         self.dls_sid: int | None = None
-        # Prefetch (section 8.6 step 3): at most one pull in flight for it, started only after
+        # Prefetch (docs/protocol.md §7.7 step 3): at most one pull in flight for it, started only
+        # after
         # the caller's own pull finished (two pulls on one durable would interleave deliveries),
         # and its batch kept with the partition it came from.
         self.prefetch_op: Operation[list[Delivery]] | None = None
@@ -99,7 +101,7 @@ class ConsumerState:
         return self.options.name
 
     def take_dls(self, batch_size: int) -> list[Delivery]:
-        """Resent poison messages come before fresh ones (section 8.6, step 1)."""
+        """Resent poison messages come before fresh ones (docs/protocol.md §7.7, step 1)."""
         dls = self.dls
         return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
 
@@ -205,7 +207,7 @@ class Delivery:
 
     @property
     def sequence_number(self) -> int:
-        """The stream sequence; 0 for a DLS resend (as in the Go SDK, section 8.9)."""
+        """The stream sequence; 0 for a DLS resend (as in the Go SDK, docs/protocol.md §7.14)."""
         meta = self.metadata
         return 0 if meta is None else meta.stream_seq
 

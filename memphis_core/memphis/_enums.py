@@ -1,8 +1,8 @@
-"""The three Memphis enums whose *values are the wire values* (DESIGN section 5).
+"""The three Memphis enums whose *values are the wire values* .
 
 They are ``str`` enums so that ``RetentionType.MESSAGES == "messages"`` and ``json.dumps`` emits the
 wire text directly. Every API parameter that takes one of them also takes the plain string, as the
-Go SDK does (memphis-client-protocol.md sections 6.1 and 10.1); :func:`coerce_enum` is the single
+Go SDK does (docs/protocol.md §5.3, §7.2); :func:`coerce_enum` is the single
 place that turns either form into the enum member, or raises ``LocalProtocolError`` naming the
 allowed values.
 """
@@ -18,7 +18,7 @@ __all__ = ["RetentionType", "SchemaType", "StorageType", "coerce_enum"]
 
 
 class RetentionType(enum.StrEnum):
-    """How a station drops old messages (``retention_type`` on the wire, section 6.1)."""
+    """How a station drops old messages (``retention_type`` on the wire, docs/protocol.md §5.3)."""
 
     MAX_MESSAGE_AGE_SECONDS = "message_age_sec"
     MESSAGES = "messages"
@@ -27,14 +27,16 @@ class RetentionType(enum.StrEnum):
 
 
 class StorageType(enum.StrEnum):
-    """Where JetStream keeps a station's messages (``storage_type`` on the wire, section 6.1)."""
+    """Where JetStream keeps a station's messages (``storage_type`` on the wire, docs/protocol.md
+    §5.3)."""
 
     DISK = "file"
     MEMORY = "memory"
 
 
 class SchemaType(enum.StrEnum):
-    """Schemaverse schema kinds (``type`` in schema creation and updates, sections 5.2 and 10.1)."""
+    """Schemaverse schema kinds (``type`` in schema creation and updates, docs/protocol.md §4.2,
+    §7.2)."""
 
     PROTOBUF = "protobuf"
     JSON = "json"
@@ -44,8 +46,9 @@ class SchemaType(enum.StrEnum):
 
 _E = TypeVar("_E", RetentionType, StorageType, SchemaType)
 
-# The error texts are the broker's own (memphis-client-protocol.md section 6.2 for retention and
-# storage; section 10.1 for the Go SDK's schema type check), so users see the same text whether
+# The error texts are the broker's own (docs/protocol.md §5.4 for retention and
+# storage; docs/protocol.md §8.2 for the Go SDK's schema type check), so users see the same text
+# whether
 # we reject the value locally or the broker does.
 _UNKNOWN: Final[dict[type[enum.StrEnum], str]] = {
     RetentionType: (
@@ -62,7 +65,7 @@ def coerce_enum(enum_type: type[_E], value: object) -> _E:
     """Return the member of ``enum_type`` for ``value`` (a member or its wire string).
 
     Strings are matched case-insensitively because the broker lower-cases retention and storage
-    types before checking them (memphis-client-protocol.md section 6.2), so ``"Messages"`` means
+    types before checking them (docs/protocol.md §5.4), so ``"Messages"`` means
     the same thing there as here.
 
     Args:

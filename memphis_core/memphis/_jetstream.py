@@ -67,7 +67,7 @@ def parse_pub_ack(payload: bytes) -> PubAck:
 
     Raises:
         MemphisError: the stream refused the message (the text is JetStream's description, with
-            the Go SDK's ``nats`` -> ``memphis`` rewrite, memphis-client-protocol section 0).
+            the Go SDK's ``nats`` -> ``memphis`` rewrite, docs/protocol.md §0).
         RemoteProtocolError: not a PubAck at all.
     """
     fast = _fast_pub_ack(payload)

@@ -2,7 +2,7 @@
 
 Pure helpers shared by the client (for schema names, checked client-side as the Go SDK does)
 and by ``memphis_broker`` (which validates every station, producer, consumer and schema name).
-Texts are exact: memphis-broker-protocol.md section 3.1 / memphis-client-protocol.md section 3.
+Texts are exact: docs/protocol.md §5.1 / §5.2.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation and normalisation of user options (DESIGN section 5, memphis-client-protocol.md).
+"""Validation and normalisation of user options docs/protocol.md).
 
 Each public ``*_options`` function takes the arguments of one public API call exactly as a user
 passes them, checks every one, and returns a frozen dataclass in canonical form (durations in float
@@ -53,7 +53,7 @@ __all__ = [
     "station_options",
 ]
 
-# Broker limits mirrored client-side (memphis-client-protocol.md section 6.2).
+# Broker limits mirrored client-side (docs/protocol.md §5.4).
 _MAX_PARTITIONS: Final = 10_000
 _MAX_IDEMPOTENCY_WINDOW: Final = 86_400.0  # 24 h in seconds
 _MIN_IDEMPOTENCY_WINDOW: Final = 0.1  # the broker's floor (100 ms)
@@ -81,12 +81,12 @@ HeadersLike = SupportsHeaderItems | Iterable[tuple[str, str]]
 
 
 # --------------------------------------------------------------------------------------------
-# connect (section 1)
+# connect (docs/protocol.md §1)
 
 
 @dataclass(frozen=True, slots=True)
 class TLS:
-    """Mutual-TLS files for :func:`connect` (section 1.5): all three, or none.
+    """Mutual-TLS files for :func:`connect` (docs/protocol.md §1.5): all three, or none.
 
     The files are only named here; loading them is the frontend's job (the core does no I/O).
     """
@@ -114,12 +114,13 @@ class ConnectOptions:
 
     @property
     def nats_user(self) -> str:
-        """CONNECT ``user`` in password mode: ``<username>$<account_id>`` (section 1.2)."""
+        """CONNECT ``user`` in password mode: ``<username>$<account_id>`` (docs/protocol.md
+        §1.2)."""
         return f"{self.username}${self.account_id}"
 
     @property
     def server(self) -> str:
-        """``host:port`` as dialled (section 1.1: no scheme)."""
+        """``host:port`` as dialled (docs/protocol.md §1.1: no scheme)."""
         return f"{self.host}:{self.port}"
 
 
@@ -131,7 +132,7 @@ def _tls(tls: object) -> TLS | None:
     cert, key, ca = (os.fspath(f) for f in (tls.cert_file, tls.key_file, tls.ca_file))
     if not (cert or key or ca):
         return None
-    # Section 1.5: once any file is given all three are required, checked in this order.
+    # docs/protocol.md §1.5: once any file is given all three are required, checked in this order.
     if not cert:
         raise LocalProtocolError("must provide a TLS cert file")
     if not key:
@@ -155,11 +156,11 @@ def connect_options(
     timeout: float = 15.0,
     tls: TLS | None = None,
 ) -> ConnectOptions:
-    """Validate :func:`connect` arguments (DESIGN section 5, reference section 1).
+    """Validate :func:`connect` arguments docs/protocol.md §1).
 
     A leading ``http://`` or ``https://`` is stripped from ``host`` (only at the start, as the Go
     SDK's anchored regex does). ``max_reconnect=-1`` means "forever"; ``reconnect=False`` forces it
-    to 0. Unlike the Go SDK we do not clamp values above 9 (DESIGN default is 10).
+    to 0. Unlike the Go SDK we do not clamp values above 9 (our default is 10, as in the Go README).
 
     Raises:
         LocalProtocolError: ``you have to connect with one of the following methods: connection
@@ -211,12 +212,12 @@ def connect_options(
 
 
 # --------------------------------------------------------------------------------------------
-# stations (section 6)
+# stations (docs/protocol.md §5)
 
 
 @dataclass(frozen=True, slots=True)
 class StationOptions:
-    """Normalised :func:`create_station` arguments (wire mapping in reference section 6.1)."""
+    """Normalised :func:`create_station` arguments (wire mapping in docs/protocol.md §5.3)."""
 
     name: str
     retention_type: RetentionType = RetentionType.MAX_MESSAGE_AGE_SECONDS
@@ -233,12 +234,12 @@ class StationOptions:
 
     @property
     def internal_name(self) -> str:
-        """The JetStream-safe station name (section 3)."""
+        """The JetStream-safe station name (docs/protocol.md §5.2)."""
         return internal_name(self.name)
 
     @property
     def idempotency_window_ms(self) -> int:
-        """``idempotency_window_in_ms`` as sent (integer milliseconds, section 6.1)."""
+        """``idempotency_window_in_ms`` as sent (integer milliseconds, docs/protocol.md §5.3)."""
         return round(self.idempotency_window * 1000)
 
 
@@ -257,12 +258,13 @@ def station_options(
     partitions_number: int = 1,
     dls_station: str = "",
 ) -> StationOptions:
-    """Validate :func:`create_station` arguments (DESIGN section 5, reference sections 6.1-6.2).
+    """Validate :func:`create_station` arguments docs/protocol.md §5.3, §4).
 
     ``partitions_number=0`` is read as 1, as the Go SDK does.
 
     Raises:
-        LocalProtocolError: bad station name (broker texts, section 3), unknown retention or
+        LocalProtocolError: bad station name (broker texts, docs/protocol.md §5.2), unknown
+        retention or
             storage type (broker texts listing the allowed values), negative retention value,
             replicas < 1, idempotency window above 24 h (``idempotency window can not exceed 24
             hours``), partitions out of 1..10000 (broker text), wrong argument types.
@@ -288,7 +290,7 @@ def station_options(
         raise LocalProtocolError("idempotency window can not exceed 24 hours")
     partitions = check_int(partitions_number, "partitions_number") or 1
     if not 1 <= partitions <= _MAX_PARTITIONS:
-        # The broker's text, trailing ", " included (memphis-client-protocol.md section 6.2).
+        # The broker's text, trailing ", " included (docs/protocol.md §5.4).
         raise LocalProtocolError(
             f"cannot create station with {partitions} partitions "
             f"(max:{_MAX_PARTITIONS} min:1): Station -  {name}, "
@@ -316,12 +318,13 @@ def station_options(
 
 
 # --------------------------------------------------------------------------------------------
-# producers (section 7)
+# producers (docs/protocol.md §6)
 
 
 @dataclass(frozen=True, slots=True)
 class ProducerOptions:
-    """Normalised :func:`create_producer` arguments; ``name`` is lower-cased (section 7.1)."""
+    """Normalised :func:`create_producer` arguments; ``name`` is lower-cased (docs/protocol.md
+    §6.1)."""
 
     station_name: str
     name: str
@@ -336,17 +339,17 @@ def producer_options(station_name: str, producer_name: str) -> ProducerOptions:
     """Validate :func:`create_producer` arguments.
 
     Raises:
-        LocalProtocolError: a bad station or producer name (broker texts, section 3).
+        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.2).
     """
     station = checked_name(station_name, "Station", "station name")
     name = checked_name(producer_name, "Producer", "producer name")
-    # Section 7.1: the Go SDK lower-cases producer names (and only those) before sending.
+    # docs/protocol.md §6.1: the Go SDK lower-cases producer names (and only those) before sending.
     return ProducerOptions(station_name=station, name=name.lower())
 
 
 @dataclass(frozen=True, slots=True)
 class ProduceOptions:
-    """Normalised :meth:`Producer.produce` arguments (section 7.3)."""
+    """Normalised :meth:`Producer.produce` arguments (docs/protocol.md §6.3)."""
 
     ack_wait: float = 15.0
     headers: tuple[tuple[str, str], ...] = ()
@@ -366,11 +369,12 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
     """Turn user headers into ``(name, value)`` pairs, in the order given.
 
     Accepts a mapping (values may also be a list/tuple of values), a ``Headers`` object or an
-    iterable of pairs. Keys keep their case (section 7.4: Go does not canonicalise).
+    iterable of pairs. Keys keep their case (docs/protocol.md §6.4: Go does not canonicalise).
 
     Raises:
         MemphisHeaderError: ``keys in headers should not start with $memphis`` (reserved for the
-            SDK's own headers, section 7.3), an empty key, a non-``str`` key or value, a key with
+            SDK's own headers, docs/protocol.md §6.3), an empty key, a non-``str`` key or value, a
+            key with
             ``:``, whitespace or control characters, or CR/LF in a value.
     """
     if headers is None:
@@ -413,7 +417,7 @@ def produce_options(
     partition_key: str | None = None,
     partition_number: int | None = None,
 ) -> ProduceOptions:
-    """Validate :meth:`Producer.produce` options (DESIGN section 5, reference section 7.3).
+    """Validate :meth:`Producer.produce` options docs/protocol.md §6.3).
 
     Raises:
         MemphisHeaderError: see :func:`normalize_headers`.
@@ -439,7 +443,7 @@ def produce_options(
 
 
 MAX_BATCH_SIZE: Final = 5000
-# Broker limit mirrored client-side (memphis-client-protocol.md section 8.3).
+# Broker limit mirrored client-side (docs/protocol.md §7.3).
 _MAX_DELIVERIES: Final = 10
 _BATCH_SIZE_ERROR: Final = "Batch size can not be greater than 5000 or less than 1"
 
@@ -452,7 +456,7 @@ def _batch_size(value: object) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# consumers (sections 8 and 9)
+# consumers (docs/protocol.md §7, §6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,17 +476,18 @@ class ConsumerOptions:
 
     @property
     def internal_station(self) -> str:
-        """Internal station name (section 3)."""
+        """Internal station name (docs/protocol.md §5.2)."""
         return internal_name(self.station_name)
 
     @property
     def internal_group(self) -> str:
-        """The durable name: the consumer group, lower-cased with ``.`` → ``#`` (section 8.3)."""
+        """The durable name: the consumer group, lower-cased with ``.`` → ``#`` (docs/protocol.md
+        §7.3)."""
         return internal_name(self.consumer_group)
 
     @property
     def max_ack_time_ms(self) -> int:
-        """``max_ack_time_ms`` as sent (integer milliseconds, section 8.1)."""
+        """``max_ack_time_ms`` as sent (integer milliseconds, docs/protocol.md §7.1)."""
         return round(self.max_ack_time * 1000)
 
 
@@ -503,11 +508,12 @@ def _consumer(
     station = checked_name(station_name, "Station", "station name")
     consumer = checked_name(name, "Consumer", "consumer name")
     group = check_str(consumer_group, "consumer_group")
-    # Section 8.1: an empty group means "the consumer name as given" (original case).
+    # docs/protocol.md §7.1: an empty group means "the consumer name as given" (original case).
     group = checked_name(group, "Consumer", "consumer_group") if group else consumer
     deliveries = check_int(max_msg_deliveries, "max_msg_deliveries")
     if not 1 <= deliveries <= _MAX_DELIVERIES:
-        # The broker silently turns <= 0 or > 10 into 10 (section 8.3); say so up front instead.
+        # The broker silently turns <= 0 or > 10 into 10 (docs/protocol.md §7.3); say so up front
+        # instead.
         raise LocalProtocolError(
             f"max_msg_deliveries must be between 1 and {_MAX_DELIVERIES}, not {deliveries}"
         )
@@ -521,7 +527,8 @@ def _consumer(
         raise LocalProtocolError(
             "Consumer creation options can't contain both startConsumeFromSequence and lastMessages"
         )
-    # Sections 8.1 / 9: short waits are raised to the minimum, not refused (Go behaviour).
+    # docs/protocol.md §7.1, §6: short waits are raised to the minimum, not
+    # refused (Go behaviour).
     wait = max(check_seconds(batch_max_wait_time, "batch_max_wait_time"), min_wait)
     return ConsumerOptions(
         station_name=station,
@@ -550,7 +557,7 @@ def consumer_options(
     start_consume_from_seq: int = 1,
     last_messages: int = -1,
 ) -> ConsumerOptions:
-    """Validate :func:`create_consumer` arguments (DESIGN section 5, reference section 8.1).
+    """Validate :func:`create_consumer` arguments docs/protocol.md §7.1).
 
     ``batch_max_wait_time`` below 1 ms is raised to 1 ms.
 
@@ -588,11 +595,12 @@ def fetch_consumer_options(
     start_consume_from_seq: int = 1,
     last_messages: int = -1,
 ) -> ConsumerOptions:
-    """Validate the consumer half of ``conn.fetch_messages`` (defaults of reference section 9).
+    """Validate the consumer half of ``conn.fetch_messages`` (defaults of docs/protocol.md §7.13).
 
     Differs from :func:`consumer_options`: wait 100 ms (values below are raised to 100 ms),
     max_ack_time 10 s, max_msg_deliveries 2. ``start_consume_from_seq``/``last_messages`` are
-    accepted here although the Go SDK always uses 1/-1 (its README documents them; section 9).
+    accepted here although the Go SDK always uses 1/-1 (its README documents them; docs/protocol.md
+    §7.13).
 
     Raises:
         LocalProtocolError: as :func:`consumer_options`.
@@ -614,7 +622,8 @@ def fetch_consumer_options(
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    """Normalised :meth:`Consumer.fetch` / :meth:`Consumer.consume` options (section 8.6)."""
+    """Normalised :meth:`Consumer.fetch` / :meth:`Consumer.consume` options (docs/protocol.md
+    §7.7)."""
 
     batch_size: int = 10
     prefetch: bool = False
@@ -639,7 +648,7 @@ def fetch_options(
     Raises:
         LocalProtocolError: ``Batch size can not be greater than 5000 or less than 1``,
             ``can not use both partition number and partition key`` (lower-case ``c``: the Go
-            consumer text, section 8.4), ``Partition number is out of range`` (< 1).
+            consumer text, docs/protocol.md §7.5), ``Partition number is out of range`` (< 1).
     """
     key, number = check_partition(
         partition_key, partition_number, "can not use both partition number and partition key"

@@ -1,17 +1,19 @@
-"""Partition choice for producers and consumers (memphis-client-protocol.md sections 7.4, 7.5, 8.4).
+"""Partition choice for producers and consumers (docs/protocol.md §6.4, §5, §6.6).
 
 Everything here is pure: the caller passes the partitions list received in the creation reply
 (``partitions_update.partitions_list``) and gets back the partition *number* to use.
 
 Partition keys are hashed with MurmurHash3 x86 32-bit, seed 31, unsigned, over the key's UTF-8
-bytes, and the partition is ``partitions[hash % len(partitions)]`` (section 7.5). This must agree
+bytes, and the partition is ``partitions[hash % len(partitions)]`` (docs/protocol.md §6.6). This
+must agree
 bit-for-bit with the Go SDK (``murmur3.New32WithSeed(31)``) and memphis-py
 (``mmh3.hash(key, 31, signed=False)``), otherwise two SDKs would route one key to two partitions and
 per-key ordering would silently break. The implementation below is written from the published
 algorithm description; it needs no C extension, so ``memphis_core`` stays stdlib-only.
 
 Return convention: ``None`` means a *legacy* station (created before partitions existed, empty
-partitions list), whose stream is ``<internal>`` with subject ``<internal>.final`` (section 3).
+partitions list), whose stream is ``<internal>`` with subject ``<internal>.final``
+(docs/protocol.md §5.2).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ __all__ = [
     "stream_name",
 ]
 
-#: Seed used by every Memphis SDK since 2023-09 (it was 1234 before; section 7.5 "History").
+#: Seed used by every Memphis SDK since 2023-09 (it was 1234 before; docs/protocol.md §6.6
+#: "History").
 PARTITION_KEY_SEED: Final = 31
 
 _MASK: Final = 0xFFFFFFFF
@@ -82,7 +85,8 @@ def murmur3_32(data: bytes, seed: int = PARTITION_KEY_SEED) -> int:
 def partition_for_key(key: str, partitions: Sequence[int]) -> int:
     """Return the partition a partition key maps to: ``partitions[murmur3_32(key) % len]``.
 
-    The list is indexed, not the partition numbers themselves (section 7.5), so with ``[1, 2, 3]``
+    The list is indexed, not the partition numbers themselves (docs/protocol.md §6.6), so with
+    ``[1, 2, 3]``
     the result is ``index + 1``.
 
     Raises:
@@ -97,7 +101,8 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
 
 
 class RoundRobin:
-    """Per-producer (or per-consumer) round robin over a partitions list (section 7.4 step 3).
+    """Per-producer (or per-consumer) round robin over a partitions list (docs/protocol.md §6.4
+    step 3).
 
     Starts at index 0 and walks the list in the order received. The index is kept modulo the
     current length, so a shorter list after a new creation reply cannot index out of range.
@@ -123,7 +128,8 @@ class RoundRobin:
 
 
 def _validate_number(number: int, partitions: Sequence[int], station: str) -> int:
-    # Section 7.4: first a range check against the *count*, then membership in the list. The two
+    # docs/protocol.md §6.4: first a range check against the *count*, then membership in the list.
+    # The two
     # texts differ and users match on them, so keep both checks in this order.
     if isinstance(number, bool) or not isinstance(number, int):
         raise LocalProtocolError("partition number must be an int")
@@ -198,9 +204,10 @@ def stream_name(internal: str, partition: int | None) -> str:
 def produce_subject(
     internal: str, partition: int | None, functions: Mapping[int, int] | None = None
 ) -> str:
-    """Return the subject a message is published on (section 7.4 step 4).
+    """Return the subject a message is published on (docs/protocol.md §6.4 step 4).
 
-    ``<stream>.functions.<id>`` when the station's functions map (section 5.3, cloud only) has an
+    ``<stream>.functions.<id>`` when the station's functions map (docs/protocol.md §4.3, cloud
+    only) has an
     entry for the partition, else ``<stream>.final``.
     """
     stream = stream_name(internal, partition)

@@ -2,7 +2,8 @@
 
 The broker tells a client which schema a station enforces in the ``schema_update`` field of the
 producer/consumer creation reply and then on ``$memphis_schema_updates_<internal>``
-(memphis-client-protocol.md sections 5.2, 7.2, 10.4). A :class:`Schema` is built from that
+(docs/protocol.md §4.2, §5.4, §7.9). A :class:`Schema` is built
+from that
 ``init`` object and compiles its validator on first use, so that
 
 * ``memphis_core`` imports only the standard library: protobuf, jsonschema, fastavro and
@@ -10,11 +11,13 @@ producer/consumer creation reply and then on ``$memphis_schema_updates_<internal
   :class:`MissingExtraError` naming the ``memphis-sansio[schemas]`` extra;
 * a station whose messages are never produced or deserialised never pays for a compile.
 
-:meth:`Schema.serialize` is the producer side (sections 7.4 step 2 and 7.6): it turns the user's
+:meth:`Schema.serialize` is the producer side (docs/protocol.md §6.4, §2,
+docs/protocol.md §7.10): it turns the user's
 message into the exact bytes to publish and validates them. :func:`serialize_plain` is the same for
 stations without a schema. :meth:`Schema.deserialize` backs ``Message.data_deserialized()``
-(section 8.9). The DLS report and the Slack notification bodies sent after a validation failure
-(sections 7.7 and 7.8) are built here too, next to the error they report.
+(docs/protocol.md §7.14). The DLS report and the Slack notification bodies sent after a validation
+failure
+(docs/protocol.md §9.2) are built here too, next to the error they report.
 
 The per-type compilers and validators, the lazy-import helpers and :func:`serialize_plain` live
 in :mod:`memphis_core._schema_types` (split out to keep modules small); the public names among
@@ -58,19 +61,20 @@ _DESERIALIZATION_FAILED: Final = (
     "Deserialization has been failed since the message format does not align with the "
     "currently attached schema: "
 )
-#: ``Type`` of the schema-failure notification (section 7.8).
+#: ``Type`` of the schema-failure notification (docs/protocol.md §9.2).
 NOTIFICATION_SCHEMA_FAILURE: Final = "schema_validation_fail_alert"
 
 
 class SchemaValidationError(MemphisSchemaError):
     """A message does not fit the station's schema; nothing was published.
 
-    ``str(error)`` is ``Schema validation has failed: <validation_error>`` (section 12.1).
+    ``str(error)`` is ``Schema validation has failed: <validation_error>`` (docs/protocol.md §11.1).
 
     Attributes:
         validation_error: The inner error text, without the prefix.
         data: The message bytes as far as they could be produced (validator output, else the
-            plain serialisation), for the ``$memphis_schemaverse_dls`` report (section 7.7);
+            plain serialisation), for the ``$memphis_schemaverse_dls`` report (docs/protocol.md
+            §9.2);
             None when the message could not be turned into bytes at all.
     """
 
@@ -84,7 +88,8 @@ def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Lower-case the keys of a JSON object (later duplicates win).
 
     Go's ``encoding/json`` matches keys case-insensitively, and the broker relies on it: schema
-    updates arrive as ``UpdateType`` (untagged Go field, section 5.2) and a broker could as well
+    updates arrive as ``UpdateType`` (untagged Go field, docs/protocol.md §4.2) and a broker could
+    as well
     send ``updatetype``. Folding once lets every reader use lower-case keys.
     """
     return {key.lower(): value for key, value in obj.items() if isinstance(key, str)}
@@ -106,7 +111,8 @@ def parse_schema_init(obj: object) -> SchemaInit | None:
     """Parse a ``schema_update``/``init`` object; None when it names no schema.
 
     "No schema" is an empty ``schema_name`` or ``type``: the broker sends zero values for a drop
-    (section 5.2) and the Go SDK keys on the type, memphis-py/JS on the name; either empty means
+    (docs/protocol.md §4.2) and the Go SDK keys on the type, memphis-py/JS on the name; either
+    empty means
     the station validates nothing.
 
     Raises:
@@ -148,7 +154,8 @@ class SchemaUpdate:
 def parse_schema_update(body: bytes) -> SchemaUpdate | None:
     """Parse a schema update; None for anything to ignore.
 
-    ``UpdateType`` 1 = init, 2 = drop (keys case-insensitive, section 5.2). An init that names no
+    ``UpdateType`` 1 = init, 2 = drop (keys case-insensitive, docs/protocol.md §4.2). An init that
+    names no
     schema is reported as a drop (the Go SDK would store an empty schema: same effect). Never
     raises: a malformed broadcast must not kill the station's listener.
     """
@@ -231,7 +238,7 @@ class Schema:
         self._compiled()
 
     def serialize(self, message: object) -> bytes:
-        """Turn a user message into the bytes to publish, validating it (section 7.6).
+        """Turn a user message into the bytes to publish, validating it (docs/protocol.md §8.8).
 
         Accepted inputs per type: protobuf: message objects, bytes-like, dicts (protobuf JSON);
         json: bytes-like/str (JSON text), dicts, lists, dataclass instances; avro: the same,
@@ -256,7 +263,7 @@ class Schema:
             raise SchemaValidationError(str(exc), best_effort_bytes(message)) from None
 
     def deserialize(self, data: bytes) -> object:
-        """Decode received bytes for ``Message.data_deserialized()`` (section 8.9).
+        """Decode received bytes for ``Message.data_deserialized()`` (docs/protocol.md §7.14).
 
         Returns:
             protobuf: a message object of the schema's type; json/avro: the decoded JSON value
@@ -279,7 +286,7 @@ class Schema:
 
 
 def _joined_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    # Section 7.7: one JSON string per key, several values joined by a space.
+    # docs/protocol.md §9.2: one JSON string per key, several values joined by a space.
     out: dict[str, list[str]] = {}
     for key, value in headers:
         out.setdefault(key, []).append(value)
@@ -295,7 +302,8 @@ def schemaverse_dls_body(
     headers: Iterable[tuple[str, str]],
     validation_error: str,
 ) -> bytes:
-    """``$memphis_schemaverse_dls`` body reporting a message that failed validation (section 7.7).
+    """``$memphis_schemaverse_dls`` body reporting a message that failed validation
+    (docs/protocol.md §9.2).
 
     Only to be sent when the station's ``schemaverse_to_dls`` flag is true.
 
@@ -320,7 +328,8 @@ def schemaverse_dls_body(
 
 
 def notification_body(title: str, msg: str, code: str, kind: str) -> bytes:
-    """``$memphis_notifications`` body; the keys are capitalised as Go sends them (section 7.8)."""
+    """``$memphis_notifications`` body; the keys are capitalised as Go sends them (docs/protocol.md
+    §9.2)."""
     return compact_json({"Title": title, "Msg": msg, "Code": code, "Type": kind})
 
 

@@ -7,7 +7,8 @@ It holds everything that depends on *which* schema type a station uses:
   standard library is imported until a schema of that type is compiled);
 * :func:`serialize_plain`, the encoding of messages for stations without a schema, which the
   JSON and GraphQL validators reuse;
-* one compiler and one :class:`Validator` per schema type (sections 7.6, 8.9, 10.1, 10.4) and
+* one compiler and one :class:`Validator` per schema type (docs/protocol.md §8.8, docs/protocol.md
+§6, docs/protocol.md §7.2, §7.9) and
   the :data:`VALIDATORS` table that ``_schemas.Schema`` picks from.
 
 :class:`SchemaInit`, the broker's description of one schema version, lives here because it is
@@ -45,7 +46,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SchemaInit:
-    """The ``init`` object of a schema update: one active schema version (section 5.2).
+    """The ``init`` object of a schema update: one active schema version (docs/protocol.md §4.2).
 
     ``schema_type`` keeps the wire text; an unknown type is kept so that validation can fail
     with ``invalid schema type`` like the Go SDK instead of silently not validating.
@@ -60,7 +61,7 @@ class SchemaInit:
 
 
 _EXTRA: Final = "memphis-sansio[schemas]"
-#: Error text for a message of a type no serialiser accepts (section 7.6).
+#: Error text for a message of a type no serialiser accepts (docs/protocol.md §8.8).
 UNSUPPORTED: Final = "unsupported message type"
 
 
@@ -79,7 +80,7 @@ def _missing(library: str, exc: ImportError) -> MissingExtraError:
 
 
 def _import(module: str, library: str) -> Any:
-    # Deliberately lazy (DESIGN section 3): nothing outside the stdlib is imported until a
+    # Deliberately lazy : nothing outside the stdlib is imported until a
     # schema of that type is used.
     try:
         return importlib.import_module(module)
@@ -112,7 +113,7 @@ def _is_graphql_document(message: object) -> bool:
 
 def compact_json(value: object) -> bytes:
     """JSON as the reports and the JSON/Avro validators send it."""
-    # Compact like Go's json.Marshal (section 7.4), UTF-8 rather than \u escapes.
+    # Compact like Go's json.Marshal (docs/protocol.md §6.4), UTF-8 rather than \u escapes.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -126,11 +127,11 @@ def _jsonable(message: object) -> object | None:
 
 
 def serialize_plain(message: object) -> bytes:
-    """Serialise a message for a station *without* a schema (section 7.4, DESIGN section 5).
+    """Serialise a message for a station *without* a schema (docs/protocol.md §6.4, .
 
     * bytes-like: as is;
     * ``str``: its UTF-8 text. The Go SDK JSON-quotes strings (``"hi"`` is sent as ``"\\"hi\\""``);
-      we follow memphis-py and DESIGN section 5 and send the text itself, which is what a
+      we follow memphis-py and and send the text itself, which is what a
       consumer in any language expects to read back;
     * ``dict``/``list``/dataclass instance: compact JSON;
     * protobuf message: ``SerializeToString()``.
@@ -181,7 +182,7 @@ class Validator:
     """One compiled schema: ``serialize`` (user message -> wire bytes) and ``deserialize``.
 
     Both raise ``Invalid(text)`` for a message that does not fit; ``_schemas.Schema`` adds the
-    section 12.1 prefixes.
+    docs/protocol.md §11.1 prefixes.
     """
 
     def __init__(self, init: SchemaInit) -> None:
@@ -212,7 +213,7 @@ _ErrorsFn = Any  # (compiled schema, decoded value) -> error text or None
 
 
 def _b64(descriptor: str) -> bytes:
-    """Standard base64 (section 10.1), tolerant of missing padding."""
+    """Standard base64 (docs/protocol.md §8.2), tolerant of missing padding."""
     try:
         return base64.b64decode(descriptor + "=" * (-len(descriptor) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -220,7 +221,7 @@ def _b64(descriptor: str) -> bytes:
 
 
 def _proto_dependency(name: str, pb2: Any, pool_mod: Any) -> Any:
-    # The broker runs protoc without --include_imports (section 10.1), so imports such as
+    # The broker runs protoc without --include_imports (docs/protocol.md §8.2), so imports such as
     # google/protobuf/timestamp.proto are absent from the set. Well-known types ship with the
     # protobuf runtime: importing their *_pb2 module registers them in the default pool.
     if name.startswith("google/protobuf/") and name.endswith(".proto"):
@@ -264,8 +265,9 @@ def _compile_protobuf(init: SchemaInit) -> tuple[Any, Any, type[Exception]]:
             raise Invalid(f"invalid protobuf descriptor {name}: {exc}") from None
         added.add(name)
 
-    # Section 10.4: the message lives in file ``<schema_name>_<version_number>.proto``. The
-    # broker names later versions' files ``_1.proto`` (broker quirk, section 10.1), so if that
+    # docs/protocol.md §8.7: the message lives in file ``<schema_name>_<version_number>.proto``. The
+    # broker names later versions' files ``_1.proto`` (broker quirk, docs/protocol.md §8.2), so if
+    # that
     # file is missing we look for the message in the other files rather than give up.
     wanted = f"{init.schema_name}_{init.version_number}.proto"
     for name in sorted(files, key=lambda n: n != wanted):
@@ -284,7 +286,8 @@ def _compile_json_schema(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
         raise Invalid(f"invalid json schema: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise Invalid("invalid json schema: not an object")
-    # Section 7.6 / open question 3: without ``$schema`` the Go library uses draft 2020-12.
+    # docs/protocol.md §8.8: without ``$schema`` the Go library uses draft
+    # 2020-12.
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -332,7 +335,7 @@ def _compile_graphql(init: SchemaInit) -> Any:
         raise Invalid(f"invalid GraphQL schema: {exc}") from None
 
     def check(text: str, data: bytes) -> None:
-        # Section 7.6: the message is a query *document* validated against the schema.
+        # docs/protocol.md §8.8: the message is a query *document* validated against the schema.
         try:
             document = graphql.parse(text)
         except (graphql.GraphQLError, RecursionError):
@@ -355,7 +358,7 @@ class _Protobuf(Validator):
         try:
             message = self._cls.FromString(data)
         except self._decode_error:
-            # Section 7.6: wire-format errors all become this one fixed text.
+            # docs/protocol.md §8.8: wire-format errors all become this one fixed text.
             raise Invalid("invalid message format, expecting protobuf", data) from None
         # Go's proto.Unmarshal rejects a proto2 message missing a required field; the Python
         # runtime parses it, so check explicitly to accept and refuse the same messages.
@@ -371,7 +374,7 @@ class _Protobuf(Validator):
             # Partial: a missing required field is reported by _parse, in our words.
             data = bytes(message.SerializePartialToString())  # type: ignore[attr-defined]
         elif isinstance(message, dict):
-            # Section 7.6: a map is read as protobuf JSON into the schema's message type.
+            # docs/protocol.md §8.8: a map is read as protobuf JSON into the schema's message type.
             try:
                 parsed = self._json_format.ParseDict(message, self._cls())
             except (
@@ -429,7 +432,7 @@ class _JsonSchema(Validator):
 
 
 class _Avro(_JsonSchema):
-    """Avro records travel as JSON (section 7.6); fastavro only validates."""
+    """Avro records travel as JSON (docs/protocol.md §8.8); fastavro only validates."""
 
     def __init__(self, init: SchemaInit) -> None:  # own compiler, not _JsonSchema's
         self._validator, self._errors = _compile_avro(init)
@@ -471,7 +474,8 @@ class _GraphQL(Validator):
                 raise Invalid("invalid message format, expecting GraphQL", bytes(message)) from None
         else:
             raise Invalid(UNSUPPORTED, best_effort_bytes(message))
-        # Section 7.6: Go JSON-quotes a ``str`` here (quirk); we send the query text, as for
+        # docs/protocol.md §8.8: Go JSON-quotes a ``str`` here (quirk); we send the query text, as
+        # for
         # stations without a schema (see serialize_plain).
         data = _encode_text(text)
         self._check(text, data)

@@ -1,10 +1,11 @@
 """NATS wire frames: what ``Parser.feed`` returns for each server operation.
 
 These are internal, hot-path objects (one ``Msg`` per delivered message), so they are plain
-slotted classes rather than frozen dataclasses: construction is ~4x cheaper (style-anchors
-section 4), and at a million messages a second that is most of the per-message budget. They
-still compare by value and have a useful ``repr`` for tests. ``Ping``, ``Pong`` and ``Ok`` carry
-no data; the parser hands out one shared instance of each (``PING_FRAME`` ...).
+slotted classes rather than frozen dataclasses: construction is about 4x cheaper (measured
+with timeit on CPython 3.11), and at a million messages a second that is most of the
+per-message budget. They still compare by value and have a useful ``repr`` for tests.
+``Ping``, ``Pong`` and ``Ok`` carry no data; the parser hands out one shared instance of each
+(``PING_FRAME`` ...).
 
 A ``Msg`` made by the parser from an HMSG keeps the raw header block and decodes the header
 lines on first access of ``headers`` (nats.py measured header decoding at ~40% of subscriber CPU;

@@ -13,7 +13,7 @@ control, ``404 No Messages``, ``408 Request Timeout``, ``409 ...`` (JetStream pu
 ``503`` (no responders for a request).
 
 Keys keep their case and lookups are case-sensitive: nats.go and the Memphis SDKs never
-canonicalise keys (memphis-client-protocol.md section 7.4), and the consumer-side ``$memphis``
+canonicalise keys (docs/protocol.md §6.4), and the consumer-side ``$memphis``
 prefix filter relies on that. A key may appear several times; order is kept.
 
 Text is decoded as UTF-8 with ``surrogateescape``: any other publisher on a subject we listen to

@@ -60,8 +60,7 @@ class Session:
         username: the Memphis user; sent in the CONNECT ``name`` as ``<uuid4>::<username>``.
         connection_token: token auth (sent as ``auth_token``).
         password: password auth; the NATS user is ``<username>$<account_id>``, with one retry as
-            the plain ``<username>`` after an ``Authorization Violation`` (memphis-client-protocol
-            section 1.2).
+            the plain ``<username>`` after an ``Authorization Violation`` (docs/protocol.md §1.2).
         account_id: the Memphis tenant id for password auth.
         reconnect: whether a lost connection is re-established.
         max_reconnect: attempts per outage (-1 = forever).
@@ -155,7 +154,8 @@ class Session:
 
     @property
     def connect_name(self) -> str:
-        """The CONNECT ``name``: how the Memphis broker learns our connection id (section 1.3)."""
+        """The CONNECT ``name``: how the Memphis broker learns our connection id (docs/protocol.md
+        §1.3)."""
         return f"{self.connection_id}::{self.username}"
 
     # ---------------------------------------------------------------- transport lifecycle
@@ -170,7 +170,8 @@ class Session:
     def connection_failed(self, now: float, error: BaseException | str) -> None:
         """Dialing failed, or the transport broke (OSError, TLS failure, ...)."""
         if self.state is ConnState.IDLE:
-            # The very first dial failed: the Memphis SDKs do not retry that (section 1.4).
+            # The very first dial failed: the Memphis SDKs do not retry that (docs/protocol.md
+            # §1.4).
             self._give_up(_as_connect_error(error), Input.GIVE_UP)
             return
         self._lost(now, _as_connect_error(error))
@@ -527,7 +528,7 @@ class Session:
             and self._nats_user != self.username
         ):
             # Password mode: retry once with the bare username, as every Memphis SDK does for
-            # brokers that know the user without its account suffix (client protocol 1.2).
+            # brokers that know the user without its account suffix (docs/protocol.md §1.2).
             self._nats_user = self.username
             self._lost(now, error, immediate=True)
             return

@@ -210,7 +210,7 @@ class BrokerProbe:
         return self._run(list_dls(self._ctx, station))
 
     def resend_dls(self, station: str) -> int:
-        """The operator's "resend" of a station's poison messages (broker §5.5)."""
+        """The operator's "resend" of a station's poison messages (broker docs/protocol.md §4)."""
         return self._run(resend(self._ctx, station))
 
     def producers(self, station: str) -> list[dict[str, Any]]:

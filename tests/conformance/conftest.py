@@ -1,9 +1,9 @@
-"""Conformance suite: DESIGN §5, every call, default and error, against a real broker.
+"""Conformance suite: every call, default and error, against a real broker.
 
 How one test body runs on all three frontends
 ---------------------------------------------
 Tests are plain (blocking) functions that talk to the ``memphis`` fixture, a namespace with the
-public API of DESIGN §5 (``memphis.connect``, ``memphis.RetentionType``, ``memphis.MemphisError``,
+public API of (``memphis.connect``, ``memphis.RetentionType``, ``memphis.MemphisError``,
 ...). For the sync frontend it *is* the ``memphis_sync`` module. For ``memphis_asyncio`` and
 ``memphis_trio`` it is a blocking proxy (``_frontends.BlockingModule``): the frontend's event loop
 runs in a background thread and every call is executed and awaited there, ``with`` maps to

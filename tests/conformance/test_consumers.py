@@ -383,7 +383,7 @@ def test_fetch_messages_defaults(
     msgs = conn.fetch_messages(station, "fm")
     assert [m.data for m in msgs] == [b"m0", b"m1", b"m2"]
     config = probe.consumer_config(station, "fm")
-    assert config.ack_wait == pytest.approx(10)  # FetchMaxAckTime 10 s (reference section 9)
+    assert config.ack_wait == pytest.approx(10)  # FetchMaxAckTime 10 s (docs/protocol.md §7.13)
     assert config.max_deliver == 2  # FetchMaxMsgDeliveries 2
     for m in msgs:
         m.ack()

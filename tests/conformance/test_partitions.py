@@ -1,4 +1,5 @@
-"""Partitions: key hashing (murmur3 seed 31, vectors of reference §7.5), explicit numbers, round
+"""Partitions: key hashing (murmur3 seed 31, vectors of docs/protocol.md §6.6), explicit numbers,
+round
 robin, and the consumer side of each; the stream a message landed in is read on the broker."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from tests.conformance._support import BrokerProbe, Recorder
 
 WAIT = 0.3
 
-# memphis-client-protocol.md §7.5: (key, unsigned murmur3 x86_32 seed 31) and, for the list
+# docs/protocol.md §6.6: (key, unsigned murmur3 x86_32 seed 31) and, for the list
 # [1, 2, 3], the partition list[hash % 3].
 VECTORS = [
     ("a", 3387765255, 1),
@@ -112,7 +113,7 @@ def test_round_robin_without_key_or_number(
     for _ in range(6):
         producer.produce(b"rr")
         seen.append(_counts(probe, station, 3))
-    # Starts at the first partition and cycles in list order (reference §7.4 step 3).
+    # Starts at the first partition and cycles in list order (docs/protocol.md §6.4 step 3).
     assert seen == [
         [1, 0, 0], [1, 1, 0], [1, 1, 1], [2, 1, 1], [2, 2, 1], [2, 2, 2],
     ]

@@ -98,7 +98,7 @@ def test_headers_dict_and_producer_headers(
     assert dict(msg.headers) == {"trace-id": "abc", "Mixed-Case": "Value"}
     assert not any(k.startswith("$memphis") for k in msg.headers)
     ((_data, stored),) = probe.stored(station)
-    # Section 7.4: the SDK's own headers are on the wire, producer name lower-cased (7.1).
+    # docs/protocol.md §6.4: the SDK's own headers are on the wire, producer name lower-cased (7.1).
     assert stored["$memphis_producedBy"] == "web-producer"
     assert stored["$memphis_connectionId"]
     assert stored["trace-id"] == "abc"
@@ -172,7 +172,7 @@ def test_msg_id_deduplicates(conn: Any, probe: BrokerProbe, name: Callable[[str]
     assert probe.message_count(station) == 2
     stored = probe.stored(station)
     assert [d for d, _h in stored] == [b"first", b"third"]
-    # DESIGN section 3: the id goes out as both dedup headers (Memphis fork and stock JetStream).
+    # : the id goes out as both dedup headers (Memphis fork and stock JetStream).
     assert stored[0][1]["msg-id"] == "order-1"
     assert stored[0][1]["Nats-Msg-Id"] == "order-1"
 
@@ -289,7 +289,7 @@ def test_create_producer_twice_returns_a_working_producer(
     one.produce(b"a")
     two.produce(b"b")
     assert probe.message_count(station) == 2
-    assert len(probe.producers(station)) == 1  # cached per connection (section 7.1)
+    assert len(probe.producers(station)) == 1  # cached per connection (docs/protocol.md §6.1)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Reconnects (DESIGN §8): a kill -9 of nats-server loses no acknowledged message, ``msg_id``
+"""Reconnects : a kill -9 of nats-server loses no acknowledged message, ``msg_id``
 keeps retries from duplicating, producers and consumers resume by themselves; with
 ``reconnect=False`` or once ``max_reconnect`` is used up the connection is closed for good.
 

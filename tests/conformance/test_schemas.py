@@ -136,7 +136,7 @@ def test_create_schema_twice_with_the_same_content(
     memphis: Any, conn: Any, name: Callable[[str], str]
 ) -> None:
     schema = _schema(conn, memphis, name, CASES["json"])
-    # "already exists" is success (reference section 10.1), and the schema still works.
+    # "already exists" is success (docs/protocol.md §8.2), and the schema still works.
     conn.create_schema(schema, memphis.SchemaType.JSON, str(SCHEMAS / "test.schema.json"))
     station = name("st")
     conn.create_station(station, schema_name=schema)

@@ -178,7 +178,7 @@ def test_destroy_twice_and_destroy_missing_are_not_errors(
     station = name("st")
     st = conn.create_station(station)
     st.destroy()
-    st.destroy()  # "does not exist" is success (reference section 6.3)
+    st.destroy()  # "does not exist" is success (docs/protocol.md §5.7)
     assert not probe.stream_exists(station)
 
 
@@ -222,7 +222,7 @@ def test_mixed_case_and_dotted_names(
     base = name("st")
     station = f"My.{base}"
     st = conn.create_station(station)
-    # Internal form: lower case, '.' -> '#' (reference section 3).
+    # Internal form: lower case, '.' -> '#' (docs/protocol.md §5.2).
     assert probe.stream_exists(station.lower())
     assert probe.stream(station) == f"my#{base}$1"
     st.create_producer("p").produce(b"dotted")

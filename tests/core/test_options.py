@@ -1,4 +1,4 @@
-"""Option validation and defaults (DESIGN section 5; memphis-client-protocol.md sections 1-9)."""
+"""Option validation and defaults ; docs/protocol.md §1, §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Partition hashing and choice (memphis-client-protocol.md sections 7.4, 7.5, 8.4)."""
+"""Partition hashing and choice (docs/protocol.md §6.4, §5, §6.6)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from memphis_core.memphis._partitions import (
     stream_name,
 )
 
-# Section 7.5 test vectors (seed 31, unsigned).
+# docs/protocol.md §6.6 test vectors (seed 31, unsigned).
 VECTORS_SEED_31 = [
     ("a", 3387765255),
     ("key", 2580712894),
@@ -34,7 +34,7 @@ def test_reference_vectors(key: str, expected: int) -> None:
 
 
 def test_reference_partition_examples() -> None:
-    # Section 7.5: with [1,2,3], "key" -> index 1 -> partition 2; "hello" -> index 2 -> 3.
+    # docs/protocol.md §6.6: with [1,2,3], "key" -> index 1 -> partition 2; "hello" -> index 2 -> 3.
     assert partition_for_key("key", [1, 2, 3]) == 2
     assert partition_for_key("hello", [1, 2, 3]) == 3
 

@@ -1,4 +1,4 @@
-"""Control-plane bodies and replies (memphis-client-protocol.md sections 2, 5-10)."""
+"""Control-plane bodies and replies (docs/protocol.md §2, §3, §7)."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_producer_destroy() -> None:
 def test_consumer_create() -> None:
     body = consumer_create_body("S", "Billing", connection_id="c", username="u", app_id="a")
     assert pairs(body) == [
-        ("name", "Billing"),  # original case (section 8.1)
+        ("name", "Billing"),  # original case (docs/protocol.md §7.1)
         ("station_name", "S"),
         ("connection_id", "c"),
         ("consumer_type", "application"),
@@ -346,7 +346,7 @@ def test_consumer_reply() -> None:
         b'{"schema_update":{"schema_name":""},"partitions_update":{"partitions_list":[1,2]},'
         b'"error":""}'
     ) == ConsumerCreated(partitions=(1, 2))
-    # Real broker errors arrive as plain text (section 8.2); legacy = no partitions.
+    # Real broker errors arrive as plain text (docs/protocol.md §7.2); legacy = no partitions.
     assert parse_consumer_reply(b"Consumer name can not be empty") == ConsumerCreated(
         error="Consumer name can not be empty", legacy=True
     )

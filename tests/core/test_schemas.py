@@ -1,4 +1,4 @@
-"""Schemaverse helpers (memphis-client-protocol.md sections 5.2, 7.4, 7.6-7.8, 8.9, 10.4)."""
+"""Schemaverse helpers (docs/protocol.md §4.2, §5, §7.10, §7.13, §6, §7.9)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ DESER = (
 
 
 def protoc_descriptor(tmp_path: Path, source: str, name: str, version: int) -> str:
-    """Compile ``source`` the way the broker does (section 10.1) and return base64."""
+    """Compile ``source`` the way the broker does (docs/protocol.md §8.2) and return base64."""
     from grpc_tools import protoc
 
     work = tmp_path / f"proto_{name}_{version}"
@@ -224,7 +224,7 @@ def test_serialize_plain() -> None:
     assert serialize_plain(b"ab") == b"ab"
     assert serialize_plain(bytearray(b"ab")) == b"ab"
     assert serialize_plain(memoryview(b"ab")) == b"ab"
-    # DESIGN section 5 / memphis-py: a str is sent as its UTF-8 text (Go would JSON-quote it).
+    # / memphis-py: a str is sent as its UTF-8 text (Go would JSON-quote it).
     assert serialize_plain("héllo") == "héllo".encode()
     assert serialize_plain({"a": 1, "b": [1, "é"]}) == '{"a":1,"b":[1,"é"]}'.encode()
     assert serialize_plain([1, 2]) == b"[1,2]"
@@ -305,7 +305,8 @@ def test_proto2_required(proto2: tuple[Schema, Any]) -> None:
 
 
 def test_protobuf_descriptor_file_naming(tmp_path: Path, proto3: tuple[Schema, Any]) -> None:
-    # Section 10.4: the message is looked up in <schema_name>_<version_number>.proto; if that
+    # docs/protocol.md §8.7: the message is looked up in <schema_name>_<version_number>.proto; if
+    # that
     # file is absent (broker quirk for later versions) the other files are searched.
     _, cls = proto3
     desc = protoc_descriptor(tmp_path, (DATA / "test3.proto").read_text(), "test3", 1)
@@ -375,7 +376,7 @@ def test_json_schema_deserialize() -> None:
 
 
 def test_json_schema_draft_2020_default() -> None:
-    # prefixItems exists only from draft 2020-12 on (section 7.6: the Go default draft).
+    # prefixItems exists only from draft 2020-12 on (docs/protocol.md §8.8: the Go default draft).
     schema = make("json", json.dumps({"type": "array", "prefixItems": [{"type": "integer"}]}))
     assert schema.serialize([1, "a"]) == b'[1,"a"]'
     assert failure(schema, ["a"]).validation_error

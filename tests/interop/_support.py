@@ -90,7 +90,8 @@ def run_memphis_py(
 
     ``memphis`` is a connected ``memphis.Memphis`` (memphis-py 1.3.1); ``js`` is an independent
     nats-py JetStream context used as an observer of the broker. The host is ``127.0.0.1``, never
-    ``localhost`` (memphis-py sleeps 1 s on "localhost": python-peers.md §1.4 #10).
+    ``localhost`` (memphis-py sleeps 1 s on "localhost": memphis-py 1.3.1's known defects (README,
+    Features)).
     """
 
     async def main() -> T:

@@ -6,7 +6,8 @@
 * ``name`` — unique names per test: ``name("st")`` → ``<test>-st-<uuid>``.
 
 Marker ``memphis_py_defect(n, ...)``: the test works around (never asserts) memphis-py 1.3.1
-defect #n of reference/python-peers.md §1.4 (e.g. #1: ``bytes`` payloads rejected, so
+defect #n of reference/memphis-py 1.3.1's known defects (README, Features) (e.g. #1: ``bytes``
+payloads rejected, so
 ``bytearray`` is used; #2: ``dict`` headers rejected, so ``memphis.Headers`` is used).
 """
 
@@ -25,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "memphis_py_defect(*numbers): works around memphis-py 1.3.1 defects "
-        "(python-peers.md §1.4) instead of testing them",
+        "(memphis-py 1.3.1's known defects (README, Features)) instead of testing them",
     )
 
 

@@ -2,7 +2,8 @@
 
 Each test drives memphis-py end to end and observes the effect with an independent nats-py
 connection (streams, durables, ack state), so "it worked" is the broker's word, not the SDK's.
-memphis-py defects (python-peers.md §1.4) are worked around and marked, never asserted.
+memphis-py defects (memphis-py 1.3.1's known defects (README, Features)) are worked around and
+marked, never asserted.
 """
 
 from __future__ import annotations
