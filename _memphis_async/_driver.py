@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import log_event, tls_context
+from _memphis_io import connection_log, log_event, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -178,8 +178,10 @@ class Driver:
         # waiters must still be released rather than hang.
         self.closed = True
         self.closed_error = MemphisError(f"memphis: internal error: {exc!r}")
+        connection_log.error("memphis: internal error", exc_info=exc)
         with contextlib.suppress(Exception):
-            self.client.close()  # fails the operations the core still holds
+            # Fails the operations the core still holds, naming the cause.
+            self.client.close(self.closed_error)
             self.client.events()
         self.kick()
         self._new_transport()

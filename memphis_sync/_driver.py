@@ -281,12 +281,14 @@ class Driver:
 
     def _crashed(self, exc: Exception) -> None:
         connection_log.error("memphis: internal error", exc_info=exc)
+        error = MemphisError(f"memphis: internal error: {exc!r}")
         with self.lock:
             with contextlib.suppress(Exception):
-                self.client.close()  # fails the operations the core still holds
+                # Fails the operations the core still holds, naming the cause.
+                self.client.close(error)
             if not self.closed:
                 self.closed = True
-                self.closed_error = MemphisError(f"memphis: internal error: {exc!r}")
+                self.closed_error = error
             self.changed.notify_all()
 
     # ------------------------------------------------------------------ socket plumbing
@@ -391,8 +393,8 @@ class Driver:
         try:
             self._loop()
         except Exception as exc:  # a bug here must not leave every waiter hanging
+            # Logged with its traceback by _crashed; every waiter gets it as the cause.
             self._crashed(exc)
-            raise
 
     def _loop(self) -> None:
         client = self.client

@@ -179,12 +179,14 @@ class Client:
         self._events.clear()
         return events
 
-    def close(self) -> None:
+    def close(self, error: MemphisError | None = None) -> None:
         """Close at once; every operation still waiting fails with ConnectionClosedError.
 
         Use :meth:`drain` first to deliver what was accepted; ``close`` alone drops it.
+        ``error`` says why when it is not the user's wish (the frontend's engine broke): the
+        waiting operations' errors then name it.
         """
-        self.session.close()
+        self.session.close(error)
         # Only failures follow a close and nothing is retried, so no timer reads ``now``.
         self._process(0.0)
 

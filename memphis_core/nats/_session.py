@@ -217,11 +217,15 @@ class Session:
         if error is not None:
             self._lost(now, error)
 
-    def close(self) -> None:
-        """Close for good: every waiting request fails with ``ConnectionClosedError``."""
+    def close(self, error: err.MemphisError | None = None) -> None:
+        """Close for good: every waiting request fails with ``ConnectionClosedError``.
+
+        ``error``: why, when it is not the user's wish (a frontend's engine broke); waiting
+        requests and the ``Closed`` event then carry it.
+        """
         if self.state is ConnState.CLOSED:
             return
-        self._give_up(None, Input.CLOSE)
+        self._give_up(error, Input.CLOSE)
 
     # ---------------------------------------------------------------- commands
 
