@@ -69,8 +69,9 @@ SCHEMAVERSE_SPEC: Final[Spec] = {
 PM_ACK_SPEC: Final[Spec] = {"id": "int", "cg_name": "string"}
 
 
-def stream_config(name: str, subject: str) -> dict[str, Any]:
-    """The capture streams of §5.1: WorkQueue, 24 h, file, discard old."""
+def stream_config(name: str, subject: str, replicas: int = 1) -> dict[str, Any]:
+    """The capture streams of §5.1: WorkQueue, 24 h, file, discard old; ``replicas`` is
+    ``min(3, cluster size)`` so that a node going down does not stop DLS processing."""
     return {
         "name": name,
         "subjects": [subject],
@@ -79,7 +80,7 @@ def stream_config(name: str, subject: str) -> dict[str, Any]:
         "storage": "file",
         "discard": "old",
         "max_consumers": -1,
-        "num_replicas": 1,
+        "num_replicas": replicas,
     }
 
 
@@ -96,7 +97,7 @@ def durable_config(durable: str) -> dict[str, Any]:
 
 async def _alloc_id(ctx: Context) -> int:
     # KV revisions are stream sequences: unique across instances without any coordination.
-    return await ctx.store.dls.kv.put("seq", b"")
+    return await ctx.store.dls.put_raw("seq", b"")
 
 
 def _add_groups(groups: list[str]) -> Any:
@@ -126,7 +127,9 @@ async def _store(ctx: Context, row: dict[str, Any]) -> bool:
             merged = await dls.mutate(f"m.{st}.{got[0]['id']}", _add_groups(row["poisoned_cgs"]))
             if merged is not None:
                 return False
-            await dls.delete(idx)  # stale index of an already-acknowledged row
+            # Stale index of an already-acknowledged row. Compare-and-set: another instance
+            # may have just replaced it with a live one, which must stay.
+            await dls.delete(idx, got[1])
         row["id"] = await _alloc_id(ctx)
         await dls.put(f"m.{st}.{row['id']}", row)
         if await dls.create(idx, {"id": row["id"]}) is not None:
@@ -332,7 +335,12 @@ async def _remove_group(ctx: Context, k: str, row: dict[str, Any], group: str) -
     if left is None and row["message_type"] != "schema":
         st = key(row["station"])
         part = row["partition_number"] if row["partition_number"] >= 0 else "l"
-        await dls.delete(f"i.{st}.{part}.{row['message_seq']}")
+        idx = f"i.{st}.{part}.{row['message_seq']}"
+        got = await dls.get(idx)
+        # Only the index that still points at the removed row, and only at the revision we
+        # read: a new row for the same message (stored meanwhile) keeps its index.
+        if got is not None and got[0].get("id") == row["id"]:
+            await dls.delete(idx, got[1])
 
 
 async def process_pm_ack(ctx: Context, payload: bytes) -> None:
