@@ -94,7 +94,7 @@ class Cluster:
             raise
         return self
 
-    async def _wait_ready(self, timeout: float = 30.0) -> None:
+    async def _wait_ready(self, timeout: float = 45.0) -> None:
         """Until every node is routed to the others and JetStream has a meta leader."""
         nc = await nats.connect(self.urls[0], token=CLUSTER_TOKEN)
         try:
@@ -109,7 +109,11 @@ class Cluster:
                 if ready and len(info.get("connect_urls") or []) >= len(self.ports):
                     return
                 if time.monotonic() > deadline:
-                    raise TimeoutError("cluster did not become ready")
+                    logs = [
+                        (self.root / f"{self.name(i)}.log").read_text()[-1500:]
+                        for i in range(len(self.ports))
+                    ]
+                    raise TimeoutError(f"cluster did not become ready: {info}, {logs}")
                 await asyncio.sleep(0.1)  # polling interval of a readiness check
         finally:
             await nc.close()
