@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -44,11 +45,16 @@ class Cluster:
         self.root = root
         self.ports = [free_port() for _ in range(size)]
         self.route_ports = [free_port() for _ in range(size)]
+        self.monitor_ports = [free_port() for _ in range(size)]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
 
     @property
     def urls(self) -> list[str]:
         return [f"nats://127.0.0.1:{p}" for p in self.ports]
+
+    @property
+    def monitor_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.monitor_ports]
 
     def name(self, i: int) -> str:
         return f"n{i}"
@@ -61,6 +67,7 @@ class Cluster:
             [
                 f"server_name: {self.name(i)}",
                 f"listen: 127.0.0.1:{self.ports[i]}",
+                f"http: 127.0.0.1:{self.monitor_ports[i]}",
                 f'jetstream {{ store_dir: "{store / "js"}" }}',
                 f'authorization {{ token: "{CLUSTER_TOKEN}" }}',
                 "cluster {",
@@ -222,6 +229,48 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
             await nc.close()
 
     asyncio.run(asyncio.wait_for(main(), 90))
+
+
+def test_connection_tracking_sees_clients_on_every_node(cluster: Cluster) -> None:
+    """One instance, clients on two nodes: a client on another node than the instance's must
+    not be marked inactive (the old tracking polled one node's ``/connz`` only)."""
+
+    async def client_on(node: int) -> Client:
+        conn_id = str(uuid.uuid4())
+        nc = await nats.connect(cluster.urls[node], token=CLUSTER_TOKEN, name=f"{conn_id}::root")
+        return Client(nc, conn_id)
+
+    async def main() -> None:
+        async with ControlPlane(
+            [cluster.urls[0]],
+            token=CLUSTER_TOKEN,
+            monitor_url=",".join(cluster.monitor_urls),
+            poll_interval=0.1,
+        ):
+            far, near = await client_on(1), await client_on(0)
+            try:
+                assert (await far.create_producer("tracked", "far"))["error"] == ""
+                assert (await near.create_producer("tracked", "near"))["error"] == ""
+                await near.nc.close()
+
+                async def rows() -> dict[str, dict[str, Any]]:
+                    return {
+                        r["name"]: r
+                        for r in await far.rows("producers")
+                        if r["station"] == "tracked"
+                    }
+
+                async def near_inactive() -> bool:
+                    return not (await rows())["near"]["is_active"]
+
+                # A tracking round ran after both rows existed (it deactivated "near")...
+                await wait_for(near_inactive, timeout=20, interval=0.1)
+                # ...and left the client on node 1 active.
+                assert (await rows())["far"]["is_active"]
+            finally:
+                await far.nc.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def _station_body(name: str) -> dict[str, Any]:
