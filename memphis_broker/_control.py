@@ -271,7 +271,10 @@ class ControlPlane:
         return cb
 
     async def _pull_loop(
-        self, stream: str, durable: str, fn: Callable[[Context, bytes], Awaitable[None]]
+        self,
+        stream: str,
+        durable: str,
+        fn: Callable[[Context, bytes, str | None], Awaitable[None]],
     ) -> None:
         """Process one capture stream; a message is acked only once processed (§5.1)."""
         assert self._ctx is not None
@@ -289,7 +292,7 @@ class ControlPlane:
                     pause = 0.2
                     for m in msgs:
                         try:
-                            await fn(self._ctx, m.data)
+                            await fn(self._ctx, m.data, _report_id(m))
                         except Exception:
                             log.exception("processing %s", stream)
                             await m.nak(delay=1.0)
@@ -463,6 +466,17 @@ async def _ensure_capture_stream(
                 or await api.consumer_info(stream, durable) is None
             ):
                 raise
+
+
+def _report_id(msg: Msg) -> str | None:
+    """Which capture-stream message this is: its sequence, and its timestamp so that a
+    re-created stream (sequences from 1 again) cannot alias an old report."""
+    try:
+        meta = msg.metadata
+    except Exception:
+        return None
+    seq = meta.sequence.stream if meta.sequence else None
+    return f"{seq}-{meta.timestamp.timestamp():.6f}".replace(".", "_") if seq else None
 
 
 def _outcome(reply: bytes) -> str:

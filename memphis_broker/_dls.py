@@ -111,13 +111,25 @@ def _add_groups(groups: list[str]) -> Any:
     return fn
 
 
-async def _store(ctx: Context, row: dict[str, Any]) -> bool:
-    """Insert or merge a DLS row (§5.2 merge key: station, seq, partition); True if new."""
+async def _store(ctx: Context, row: dict[str, Any], report: str | None = None) -> bool:
+    """Insert or merge a DLS row (§5.2 merge key: station, seq, partition); True if new.
+
+    A schema failure has no message sequence to merge on; ``report`` (which capture-stream
+    message reported it) makes a redelivered report find the row it already stored.
+    """
     dls = ctx.store.dls
     st = key(row["station"])
     if row["message_type"] == "schema":
+        idx = f"i.{st}.schema.{report}" if report else None
+        if idx is not None and await dls.get(idx) is not None:
+            return False  # a redelivery of a report whose row is stored
         row["id"] = await _alloc_id(ctx)
+        # Row first, index second: a crash in between can at worst repeat a row, never
+        # lose one.
         await dls.put(f"m.{st}.{row['id']}", row)
+        if idx is not None and await dls.create(idx, {"id": row["id"]}) is None:
+            await dls.delete(f"m.{st}.{row['id']}")  # another instance stored it first
+            return False
         return True
     part = row["partition_number"] if row["partition_number"] >= 0 else "l"
     idx = f"i.{st}.{part}.{row['message_seq']}"
@@ -202,7 +214,7 @@ async def _has_group(ctx: Context, station: str, group: str) -> bool:
     return any(r["type"] == "application" for _k, r in rows)
 
 
-async def process_advisory(ctx: Context, payload: bytes) -> None:
+async def process_advisory(ctx: Context, payload: bytes, report: str | None = None) -> None:
     """§5.1 steps 1-7 for one ``MAX_DELIVERIES`` advisory."""
     try:
         adv = decode(payload, ADVISORY_SPEC, "JSConsumerDeliveryExceededAdvisory")
@@ -249,7 +261,7 @@ async def process_advisory(ctx: Context, payload: bytes) -> None:
         await _forward(ctx, station, data, headers, "unacked")
 
 
-async def process_nacked(ctx: Context, payload: bytes) -> None:
+async def process_nacked(ctx: Context, payload: bytes, report: str | None = None) -> None:
     """§5.4: an explicit ``dead_letter(reason)`` reported by an SDK."""
     try:
         req = decode(payload, NACKED_SPEC, "NackedDlsMessage")
@@ -285,8 +297,13 @@ async def process_nacked(ctx: Context, payload: bytes) -> None:
         await _forward(ctx, station, data, headers, "unacked")
 
 
-async def process_schemaverse(ctx: Context, payload: bytes) -> None:
-    """§5.3: a schema-validation failure reported by a producer."""
+async def process_schemaverse(ctx: Context, payload: bytes, report: str | None = None) -> None:
+    """§5.3: a schema-validation failure reported by a producer.
+
+    ``report`` identifies the capture-stream message (sequence and timestamp); a
+    redelivered report then stores no second row. Poison reports need none: they merge on
+    the message's own sequence.
+    """
     try:
         req = decode(payload, SCHEMAVERSE_SPEC, "SchemaVerseDlsMessageSdk")
     except GoJSONError:
@@ -314,7 +331,7 @@ async def process_schemaverse(ctx: Context, payload: bytes) -> None:
         headers=headers,
         time_sent=datetime.now(UTC).isoformat(),
     )
-    await _store(ctx, row)
+    await _store(ctx, row, report)
     await _forward(ctx, station, data, headers, "failed_schema")
 
 

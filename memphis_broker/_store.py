@@ -364,12 +364,16 @@ class Store:
         self.dls = buckets["dls"]
 
     @classmethod
-    async def open(cls, js: JetStreamContext, dls_retention_s: float, replicas: int = 1) -> Store:
+    async def open(
+        cls, js: JetStreamContext, dls_retention_s: float, replicas: int | None = None
+    ) -> Store:
         """Open (creating if needed) every bucket; safe when instances start concurrently.
 
-        New buckets get ``replicas`` replicas; an existing bucket is used as it is, whatever
-        its replica count.
+        New buckets get ``replicas`` replicas (default: :func:`cluster_replicas`); an
+        existing bucket is used as it is, whatever its replica count.
         """
+        if replicas is None:
+            replicas = cluster_replicas(js._nc)
         api = JSApi(js._nc)
         buckets: dict[str, Bucket] = {}
         for name in BUCKETS:
