@@ -47,14 +47,20 @@ from memphis_broker._clients import (
 )
 from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import encode
-from memphis_broker._jsapi import ERR_STREAM_NOT_FOUND, JSApi, JSApiError, deadline
+from memphis_broker._jsapi import (
+    ERR_REPLICAS_NOT_SUPPORTED,
+    ERR_STREAM_NOT_FOUND,
+    JSApi,
+    JSApiError,
+    deadline,
+)
 from memphis_broker._schemas import (
     handle_schema_attach,
     handle_schema_create,
     handle_schema_detach,
 )
 from memphis_broker._stations import handle_station_create, handle_station_destroy
-from memphis_broker._store import Store, cluster_replicas
+from memphis_broker._store import ERR_PLACEMENT, Store, replica_choices
 from memphis_core import _requests as rq
 
 __all__ = ["CONTROL_PLANE_NAME", "REQUEST_SUBJECTS", "ControlPlane"]
@@ -176,7 +182,7 @@ class ControlPlane:
         self._nc = nc
         js = nc.jetstream(timeout=10.0)
         api = JSApi(nc)
-        replicas = cluster_replicas(nc)
+        replicas = replica_choices(nc)
         store = await Store.open(js, self._retention_s, replicas)
         self._ctx = Context(nc=nc, js=js, api=api, store=store, users=self._users)
         for stream, subject, durable in _dls.INTERNAL_STREAMS:
@@ -444,19 +450,27 @@ def _connz_ids(monitor_url: str) -> set[str]:
 
 
 async def _ensure_capture_stream(
-    api: JSApi, stream: str, subject: str, durable: str, replicas: int
+    api: JSApi, stream: str, subject: str, durable: str, replicas: tuple[int, ...]
 ) -> None:
     """Create a DLS capture stream and its durable unless they exist (any replica count).
 
     Instances starting together race here: an identical create is accepted by JetStream, and
     a create with another replica count ("name already in use") means it exists.
     """
-    if await api.stream_info(stream) is None:
+    tries = list(replicas)
+    while await api.stream_info(stream) is None:
+        count = tries.pop(0)
         try:
-            await api.create_stream(_dls.stream_config(stream, subject, replicas))
+            await api.create_stream(_dls.stream_config(stream, subject, count))
         except JSApiError as err:
+            if err.err_code in ERR_PLACEMENT and tries:
+                continue  # a cluster smaller than 3 (see replica_choices)
+            if err.err_code == ERR_REPLICAS_NOT_SUPPORTED and count > 1:
+                tries = [1]
+                continue
             if err.err_code != _ERR_STREAM_NAME_IN_USE:
                 raise
+        break
     if await api.consumer_info(stream, durable) is None:
         try:
             await api.create_consumer(stream, _dls.durable_config(durable))

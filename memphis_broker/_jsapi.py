@@ -105,10 +105,12 @@ async def retrying(op: Callable[[float], Awaitable[T]], what: str) -> T:
     """Run ``op(timeout_s)`` and retry it with backoff while it fails transiently (see
     :func:`transient`).
 
-    Each attempt gets a timeout in seconds (2 s, then 3 s) that ``op`` must honour; all of
-    them are bounded by the current :func:`deadline` (or :data:`DEFAULT_BUDGET` seconds from
-    now). The last error is raised once time is up. ``op`` must be safe to repeat: every
-    caller's operation is idempotent or compare-and-set.
+    Each attempt gets a timeout in seconds (2 s, then 3 s) that ``op`` must honour. Retries
+    happen only while the current :func:`deadline` (or :data:`DEFAULT_BUDGET` seconds from
+    now) has time left; the first attempt always gets its full 2 s, so a long request (a
+    station with many partitions) that used up its budget still completes its work when
+    JetStream is healthy. The last error is raised once time is up. ``op`` must be safe to
+    repeat: every caller's operation is idempotent or compare-and-set.
     """
     loop = asyncio.get_running_loop()
     end = _DEADLINE.get()
@@ -118,7 +120,7 @@ async def retrying(op: Callable[[float], Awaitable[T]], what: str) -> T:
     while True:
         left = end - loop.time()
         try:
-            return await op(max(0.05, min(attempt_s, left)))
+            return await op(attempt_s if attempt == 1 else max(0.05, min(attempt_s, left)))
         except Exception as err:
             left = end - loop.time()
             if not transient(err) or left <= backoff:

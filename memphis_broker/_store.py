@@ -47,7 +47,7 @@ from memphis_broker._jsapi import (
     retrying,
 )
 
-__all__ = ["BUCKETS", "Bucket", "Store", "cluster_replicas", "key"]
+__all__ = ["BUCKETS", "ERR_PLACEMENT", "Bucket", "Store", "key", "replica_choices"]
 
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 BUCKETS: Final = ("stations", "schemas", "producers", "consumers", "dls")
@@ -62,6 +62,8 @@ _PARALLEL_GETS: Final = 64
 # is read key by key.
 _IDLE_S: Final = 2.0
 _MAX_REPLICAS: Final = 3
+#: JetStream placement failures: "no suitable peers for placement", "insufficient resources".
+ERR_PLACEMENT: Final = (10005, 10023)
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -79,18 +81,20 @@ def key(name: str) -> str:
     return "/" + name.encode().hex()
 
 
-def cluster_replicas(nc: Client) -> int:
-    """``min(3, cluster size)`` for the server ``nc`` is connected to; 1 on a single server.
+def replica_choices(nc: Client) -> tuple[int, ...]:
+    """Replica counts to create internal state with, best first: ``min(3, cluster size)``.
 
-    The size is the number of client URLs the cluster advertises in its INFO (every node
-    gossips its own). A cluster configured with ``no_advertise`` advertises none: we then ask
-    for 3 and a smaller cluster refuses the placement with a clear JetStream error.
+    A single server gets 1. In a cluster the size is the number of client URLs the server
+    advertised in the INFO it sent at connect; while the cluster is still forming that list
+    may be short, so 3 is tried first and only a placement error (a smaller cluster) steps
+    down to the advertised count. A cluster with ``no_advertise`` advertises nothing and is
+    asked for 3.
     """
     info: dict[str, Any] = getattr(nc, "_server_info", None) or {}
     if not info.get("cluster"):
-        return 1
-    urls = info.get("connect_urls") or []
-    return min(_MAX_REPLICAS, len(urls)) if urls else _MAX_REPLICAS
+        return (1,)
+    seen = len(info.get("connect_urls") or [])
+    return (_MAX_REPLICAS, seen) if 0 < seen < _MAX_REPLICAS else (_MAX_REPLICAS,)
 
 
 def _wrong_last(err: Exception) -> bool:
@@ -365,15 +369,19 @@ class Store:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, dls_retention_s: float, replicas: int | None = None
+        cls,
+        js: JetStreamContext,
+        dls_retention_s: float,
+        replicas: tuple[int, ...] | None = None,
     ) -> Store:
         """Open (creating if needed) every bucket; safe when instances start concurrently.
 
-        New buckets get ``replicas`` replicas (default: :func:`cluster_replicas`); an
-        existing bucket is used as it is, whatever its replica count.
+        New buckets get the first replica count of ``replicas`` that JetStream can place
+        (default: :func:`replica_choices`); an existing bucket is used as it is, whatever its
+        replica count.
         """
         if replicas is None:
-            replicas = cluster_replicas(js._nc)
+            replicas = replica_choices(js._nc)
         api = JSApi(js._nc)
         buckets: dict[str, Bucket] = {}
         for name in BUCKETS:
@@ -385,26 +393,33 @@ class Store:
         return cls(buckets)
 
 
-async def _open_kv(js: JetStreamContext, bucket: str, ttl: float | None, replicas: int) -> KeyValue:
+async def _open_kv(
+    js: JetStreamContext, bucket: str, ttl: float | None, choices: tuple[int, ...]
+) -> KeyValue:
+    create: Callable[..., Awaitable[KeyValue]] = js.create_key_value
+
     async def attempt(timeout: float) -> KeyValue:
         try:
             return await asyncio.wait_for(js.key_value(bucket), timeout)
         except nats.js.errors.BucketNotFoundError:
             pass
-        create: Callable[..., Awaitable[KeyValue]] = js.create_key_value
-        try:
-            return await asyncio.wait_for(
-                create(bucket=bucket, history=1, ttl=ttl, replicas=replicas), timeout
-            )
-        except nats.js.errors.APIError as err:
-            if getattr(err, "err_code", None) == ERR_REPLICAS_NOT_SUPPORTED and replicas > 1:
-                # A single server that only looked clustered (a cluster block without routes).
+        tries = list(choices)
+        while True:
+            replicas = tries.pop(0)
+            try:
                 return await asyncio.wait_for(
-                    create(bucket=bucket, history=1, ttl=ttl, replicas=1), timeout
+                    create(bucket=bucket, history=1, ttl=ttl, replicas=replicas), timeout
                 )
-            if getattr(err, "code", None) == 503:
-                raise
-            # Another instance created it (maybe with other options) between our two calls.
+            except nats.js.errors.APIError as err:
+                code, err_code = getattr(err, "code", None), getattr(err, "err_code", None)
+                if err_code == ERR_REPLICAS_NOT_SUPPORTED and replicas > 1:
+                    tries = [1]  # a single server that looked clustered (no routes)
+                    continue
+                if err_code in ERR_PLACEMENT and tries:
+                    continue  # a smaller cluster than 3: the advertised size
+                if code == 503 or err_code in ERR_PLACEMENT:
+                    raise
+            # Another instance created it (maybe with other options) between our calls.
             return await asyncio.wait_for(js.key_value(bucket), timeout)
 
     return await retrying(attempt, f"open {bucket}")

@@ -102,25 +102,33 @@ class Cluster:
         return self
 
     async def _wait_ready(self, timeout: float = 45.0) -> None:
-        """Until every node is routed to the others and JetStream has a meta leader."""
+        """Until JetStream can place a stream on every node (routes up, meta leader known)."""
         nc = await nats.connect(self.urls[0], token=CLUSTER_TOKEN)
+        probe = {
+            "name": "ready_probe",
+            "subjects": ["ready.probe"],
+            "num_replicas": len(self.ports),
+            "storage": "memory",
+        }
         try:
             deadline = time.monotonic() + timeout
             while True:
-                info = nc._server_info
                 try:
-                    reply = await nc.request("$JS.API.INFO", b"", timeout=1.0)
-                    ready = "error" not in json.loads(reply.data)
-                except Exception:
-                    ready = False
-                if ready and len(info.get("connect_urls") or []) >= len(self.ports):
+                    reply = await nc.request(
+                        "$JS.API.STREAM.CREATE.ready_probe", json.dumps(probe).encode(), timeout=2
+                    )
+                    error = json.loads(reply.data).get("error")
+                except Exception as err:
+                    error = repr(err)
+                if not error:
+                    await nc.request("$JS.API.STREAM.DELETE.ready_probe", b"", timeout=5)
                     return
                 if time.monotonic() > deadline:
                     logs = [
                         (self.root / f"{self.name(i)}.log").read_text()[-1500:]
                         for i in range(len(self.ports))
                     ]
-                    raise TimeoutError(f"cluster did not become ready: {info}, {logs}")
+                    raise TimeoutError(f"cluster did not become ready: {error}, {logs}")
                 await asyncio.sleep(0.1)  # polling interval of a readiness check
         finally:
             await nc.close()
