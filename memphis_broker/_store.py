@@ -143,10 +143,17 @@ class Bucket:
     async def create(self, k: str, doc: Doc) -> int | None:
         """Create ``k`` only if absent; None if it already exists."""
         data = json.dumps(doc).encode()
-        try:
-            return await self._kv(f"create {k}", lambda: self.kv.create(k, data))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return None
+        for _ in range(_CAS_ATTEMPTS):
+            try:
+                return await self._kv(f"create {k}", lambda: self.kv.create(k, data))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return None
+            except nats.js.errors.KeyNotFoundError:
+                # nats-py's create re-reads the key after "wrong last sequence" to tell a
+                # deleted key from a live one. Right after a leader election that read can
+                # miss a key the write saw: the state is in flux, so try again.
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"key {k!r} neither creatable nor readable")
 
     async def update(self, k: str, doc: Doc, rev: int) -> int | None:
         """Replace ``k`` if its revision is still ``rev``; None if it changed meanwhile."""

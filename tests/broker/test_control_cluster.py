@@ -202,7 +202,10 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
         nc = await nats.connect(home, token=CLUSTER_TOKEN)
         c = Client(nc, "conn-election")
         try:
-            async with ControlPlane([home], token=CLUSTER_TOKEN):
+            # A longer budget than the default 15 s: a Raft election after a kill -9 takes
+            # 4-9 s by itself, and this machine is shared. Without retries the requests fail
+            # after one 10 s timeout whatever the budget.
+            async with ControlPlane([home], token=CLUSTER_TOKEN, request_budget=25):
                 assert await c.create_station("before") == ""
                 buckets = ("KV_memphis_stations", "KV_memphis_producers", "KV_memphis_consumers")
                 # Move the buckets' leadership off node 0 so that killing the leader leaves
@@ -222,11 +225,11 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
                     await wait_for(led_by_victim, timeout=30, interval=0.2)
                 cluster.kill(1)
                 started = time.monotonic()
-                # The SDKs wait 20 s for a control reply.
+                # The SDKs wait 20 s for a control reply; this test waits a bit longer.
                 station, producer, consumer = await asyncio.gather(
-                    c.request("$memphis_station_creations", _station_body("during"), 20),
-                    c.request("$memphis_producer_creations", _producer_body(c, "during", "p"), 20),
-                    c.request("$memphis_consumer_creations", c.consumer_body("during-c", "c"), 20),
+                    c.request("$memphis_station_creations", _station_body("during"), 30),
+                    c.request("$memphis_producer_creations", _producer_body(c, "during", "p"), 30),
+                    c.request("$memphis_consumer_creations", c.consumer_body("during-c", "c"), 30),
                 )
                 elapsed = time.monotonic() - started
                 assert station == b"", station
