@@ -1,13 +1,21 @@
 """Producers and consumers: the four create/destroy request subjects.
 
 memphis-broker-protocol.md §2.3-§2.6 and §4. Rows live in the ``producers``/``consumers``
-buckets; producer names are not unique (§2.3 step 7), so every create inserts a new row keyed
-by a fresh id. Consumers own one JetStream durable per partition, named after the group.
+buckets. Consumers own one JetStream durable per partition, named after the group.
+
+Idempotent creates (docs/broker.md, "Cluster safety"): an SDK whose request timed out retries
+it, and with several control-plane instances the first one may have stored the row before it
+died. So a row is keyed by what identifies it, not by a fresh id: a producer by (station,
+name, connection id), a consumer by (station, group, name, connection id), and it is written
+with create-or-update under revision checks. The same request twice, on one instance or two,
+leaves one row. Producer names are still not unique (§2.3 step 7): two connections, or two
+stations, get two rows. One connection registers a name once: the client caches its
+producers and consumers by name, and the destroy requests match on (name, connection id).
 """
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from typing import Any, Final
 
 from memphis_broker._context import Context, now_ms
@@ -83,6 +91,11 @@ DESTROY_V0_SPEC: Final[Spec] = {
     "connection_id": "string",
     "tenant_name": "string",
 }
+
+
+def row_id(*parts: str) -> str:
+    """A KV-key-safe id derived from the fields that identify a row (see the module doc)."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
 def _producer_reply(station: dict[str, Any] | None, update: dict[str, Any], error: str) -> bytes:
@@ -172,7 +185,8 @@ async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "is_active": True,
         "updated_at": now_ms(),
     }
-    await ctx.store.producers.put(f"{key(station_name)}.{uuid.uuid4().hex}", row)
+    rid = row_id(name, req["connection_id"])
+    await ctx.store.producers.upsert(f"{key(station_name)}.{rid}", row)
     return station, ""
 
 
@@ -283,8 +297,16 @@ async def _ensure_durables(ctx: Context, station: dict[str, Any], req: dict[str,
             want.update(
                 _deliver_policy(req["start_consume_from_sequence"], req["last_messages"], last_seq)
             )
-            await ctx.api.create_consumer(stream, want)
-            continue
+            try:
+                await ctx.api.create_consumer(stream, want)
+                continue
+            except JSApiError:
+                # A concurrent create of the same group (a retried request on another
+                # instance) may have made it first with a slightly different start sequence:
+                # then the existing durable is the group's, as if we had found it above.
+                info = await ctx.api.consumer_info(stream, durable)
+                if info is None:
+                    raise
         cur: dict[str, Any] = info["config"]
         if cur.get("ack_wait") != want["ack_wait"] or cur.get("max_deliver") != want["max_deliver"]:
             cur.update(ack_wait=want["ack_wait"], max_deliver=want["max_deliver"])
@@ -374,7 +396,8 @@ async def _create_consumer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "is_active": True,
         "updated_at": now_ms(),
     }
-    await ctx.store.consumers.put(f"{st}.{key(group)}.{uuid.uuid4().hex}", row)
+    rid = row_id(name, req["connection_id"])
+    await ctx.store.consumers.upsert(f"{st}.{key(group)}.{rid}", row)
     return station, ""
 
 

@@ -13,6 +13,12 @@ Theory of operation (memphis-broker-protocol.md §1):
 * Connection tracking (§7.1/§7.3): stock NATS has no hook at CONNECT, so we poll the monitoring
   endpoint ``/connz`` and compare the ``<connectionId>::<username>`` names with the rows
   (§11.3 allows this). A row created after a poll started is never deactivated by that poll.
+  In a cluster every node's endpoint is polled; a round in which one of them cannot be read
+  deactivates and collects nothing, since its clients are unknown.
+* Cluster safety (docs/broker.md, "Cluster safety"): one instance per node is the intended
+  deployment. Each request runs under a deadline (``request_budget``) inside which transient
+  JetStream errors are retried, and every request is logged at DEBUG on the
+  ``memphis_broker.control`` logger with its outcome and duration.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 import nats
@@ -39,23 +47,37 @@ from memphis_broker._clients import (
 )
 from memphis_broker._context import Context, now_ms
 from memphis_broker._gojson import encode
-from memphis_broker._jsapi import JSApi
+from memphis_broker._jsapi import (
+    ERR_REPLICAS_NOT_SUPPORTED,
+    ERR_STREAM_NOT_FOUND,
+    JSApi,
+    JSApiError,
+    deadline,
+)
 from memphis_broker._schemas import (
     handle_schema_attach,
     handle_schema_create,
     handle_schema_detach,
 )
 from memphis_broker._stations import handle_station_create, handle_station_destroy
-from memphis_broker._store import Store
+from memphis_broker._store import ERR_PLACEMENT, Store, replica_choices
 from memphis_core.memphis import _control as rq
 
 __all__ = ["CONTROL_PLANE_NAME", "REQUEST_SUBJECTS", "ControlPlane"]
 
 log = logging.getLogger("memphis_broker")
+#: One DEBUG line per control request: subject, names, outcome, milliseconds.
+request_log = logging.getLogger("memphis_broker.control")
 
 Handler = Callable[[Context, bytes], Awaitable[bytes]]
 CONTROL_PLANE_NAME: Final = "MEMPHIS control plane"
 _SWEEP_MS: Final = 15 * 60 * 1000
+#: Seconds a request may spend retrying JetStream through a leader election. The SDKs wait
+#: 20 s for a control reply (memphis-client-protocol.md), so the reply, even an error, comes
+#: before they give up and retry.
+DEFAULT_REQUEST_BUDGET: Final = 15.0
+# JetStream: "stream name already in use with a different configuration".
+_ERR_STREAM_NAME_IN_USE: Final = 10058
 
 # (subject, handler, reply style) per §1.4; the queue group is derived as the real broker does.
 REQUEST_SUBJECTS: Final[tuple[tuple[str, Handler, str], ...]] = (
@@ -84,9 +106,14 @@ class ControlPlane:
         users: the Memphis users in password mode (lower-case bare names, root included); None
             means token mode, where any username is accepted.
         monitor_url: ``http://host:port`` of the server's monitoring endpoint, for connection
-            tracking; None disables it.
+            tracking; None disables it. For a cluster give every node's endpoint (a sequence,
+            or one string with comma-separated URLs): clients may be on any node.
         dls_retention_hours: age after which DLS rows expire (§5.2, default 3).
         gc_hours: age after which inactive producer/consumer rows are deleted (§7.3, default 2).
+        poll_interval: seconds between two connection-tracking polls (default 0.5).
+        request_budget: seconds one control request may spend retrying transient JetStream
+            errors (a leader election) before it replies with the error (default 15).
+        name: this instance's name in log lines (default: a random 8-character id).
     """
 
     def __init__(
@@ -97,11 +124,15 @@ class ControlPlane:
         user: str | None = None,
         password: str | None = None,
         users: Iterable[str] | None = None,
-        monitor_url: str | None = None,
+        monitor_url: str | Sequence[str] | None = None,
         dls_retention_hours: float = 3.0,
         gc_hours: float = 2.0,
         poll_interval: float = 0.5,
+        request_budget: float = DEFAULT_REQUEST_BUDGET,
+        name: str | None = None,
     ) -> None:
+        if request_budget <= 0:
+            raise ValueError(f"request_budget must be > 0 seconds, got {request_budget!r}")
         self._servers = servers
         self._auth: dict[str, Any] = {}
         if token is not None:
@@ -109,7 +140,10 @@ class ControlPlane:
         if user is not None:
             self._auth.update(user=user, password=password)
         self._users = frozenset(u.lower() for u in users) if users is not None else None
-        self._monitor_url = monitor_url
+        urls = monitor_url.split(",") if isinstance(monitor_url, str) else monitor_url or []
+        self._monitor_urls = [u.strip() for u in urls if u.strip()]
+        self._budget = request_budget
+        self.name = name or uuid.uuid4().hex[:8]
         self._retention_s = dls_retention_hours * 3600
         self._poll_interval = poll_interval
         self._gc_hours = gc_hours
@@ -148,13 +182,11 @@ class ControlPlane:
         self._nc = nc
         js = nc.jetstream(timeout=10.0)
         api = JSApi(nc)
-        store = await Store.open(js, self._retention_s)
+        replicas = replica_choices(nc)
+        store = await Store.open(js, self._retention_s, replicas)
         self._ctx = Context(nc=nc, js=js, api=api, store=store, users=self._users)
         for stream, subject, durable in _dls.INTERNAL_STREAMS:
-            if await api.stream_info(stream) is None:
-                await api.create_stream(_dls.stream_config(stream, subject))
-            if await api.consumer_info(stream, durable) is None:
-                await api.create_consumer(stream, _dls.durable_config(durable))
+            await _ensure_capture_stream(api, stream, subject, durable, replicas)
         for subject, handler, style in REQUEST_SUBJECTS:
             await nc.subscribe(subject, queue=_queue_group(subject), cb=self._serve(handler, style))
         await nc.subscribe(
@@ -169,7 +201,7 @@ class ControlPlane:
         processors = (_dls.process_advisory, _dls.process_schemaverse, _dls.process_nacked)
         for (stream, _subject, durable), fn in zip(_dls.INTERNAL_STREAMS, processors, strict=True):
             self._loops.append(asyncio.create_task(self._pull_loop(stream, durable, fn)))
-        if self._monitor_url:
+        if self._monitor_urls:
             self._loops.append(asyncio.create_task(self._track_connections()))
 
     async def stop(self) -> None:
@@ -203,15 +235,25 @@ class ControlPlane:
 
     def _serve(self, handler: Handler, style: str) -> Callable[[Msg], Awaitable[None]]:
         async def run(msg: Msg) -> None:
+            started = time.perf_counter()
             try:
-                reply = await handler(self.ctx, msg.data)
+                with deadline(self._budget):
+                    reply = await handler(self.ctx, msg.data)
+                outcome = _outcome(reply)
             except Exception as err:
                 # Never a silent drop: an internal failure is answered in the subject's style.
-                log.exception("handling %s", msg.subject)
-                reply = (
-                    encode({"error": str(err)})
-                    if style == "json"
-                    else (str(err) or type(err).__name__).encode()
+                request_log.exception("[%s] handling %s", self.name, msg.subject)
+                text = str(err) or type(err).__name__
+                reply = encode({"error": text}) if style == "json" else text.encode()
+                outcome = text
+            if request_log.isEnabledFor(logging.DEBUG):
+                request_log.debug(
+                    "[%s] %s %s -> %s (%.1f ms)",
+                    self.name,
+                    msg.subject,
+                    _names(msg.subject, msg.data),
+                    outcome,
+                    (time.perf_counter() - started) * 1000,
                 )
             if msg.reply:
                 with contextlib.suppress(Exception):
@@ -235,11 +277,15 @@ class ControlPlane:
         return cb
 
     async def _pull_loop(
-        self, stream: str, durable: str, fn: Callable[[Context, bytes], Awaitable[None]]
+        self,
+        stream: str,
+        durable: str,
+        fn: Callable[[Context, bytes, str | None], Awaitable[None]],
     ) -> None:
         """Process one capture stream; a message is acked only once processed (§5.1)."""
         assert self._ctx is not None
         js = self._ctx.js
+        pause = 0.2
         while not self._stopping:
             try:
                 psub = await js.pull_subscribe_bind(durable=durable, stream=stream)
@@ -247,10 +293,12 @@ class ControlPlane:
                     try:
                         msgs = await psub.fetch(1, timeout=2.0)
                     except (nats.errors.TimeoutError, TimeoutError):
+                        pause = 0.2
                         continue
+                    pause = 0.2
                     for m in msgs:
                         try:
-                            await fn(self._ctx, m.data)
+                            await fn(self._ctx, m.data, _report_id(m))
                         except Exception:
                             log.exception("processing %s", stream)
                             await m.nak(delay=1.0)
@@ -259,9 +307,12 @@ class ControlPlane:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                # Typically the server is restarting; nats-py reconnects underneath us.
+                # Typically the server is restarting or the stream electing a leader;
+                # nats-py reconnects underneath us. Back off so that a long outage is not
+                # a busy loop.
                 log.debug("pull loop %s: %s", stream, err)
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _rows_version(self) -> tuple[int, ...]:
         """Last sequence of the producer/consumer buckets: changes whenever any row does."""
@@ -278,10 +329,10 @@ class ControlPlane:
             started = now_ms()
             try:
                 version = await self._rows_version()
-                present = await asyncio.to_thread(_connz_ids, self._monitor_url or "")
+                present, complete = await asyncio.to_thread(_connz_all, self._monitor_urls)
             except Exception as err:
                 log.debug("connz: %s", err)  # e.g. the server is restarting: try again later
-                present = None
+                present, complete = None, False
             # Rescan when the connections changed, or when rows did (a client may have come
             # and gone between two polls, leaving the connection set unchanged).
             # The GC sweep of §7.3 runs at least every 15 minutes.
@@ -289,15 +340,21 @@ class ControlPlane:
             changed = present != self._known_conns or version != known_version
             if present is not None and (changed or sweep_due):
                 try:
-                    await self._sync_rows(present, started)
-                    self._known_conns = present
-                    known_version = version
-                    last_sweep = started
+                    await self._sync_rows(present, started, complete=complete)
+                    if complete:
+                        self._known_conns = present
+                        known_version = version
+                        last_sweep = started
                 except Exception as err:
                     log.debug("connection sync: %s", err)
             await asyncio.sleep(self._poll_interval)
 
-    async def _sync_rows(self, present: set[str], started_ms: int) -> None:
+    async def _sync_rows(self, present: set[str], started_ms: int, *, complete: bool) -> None:
+        """Mark rows (in)active and collect old inactive ones (§7.3).
+
+        Without ``complete`` (a node's ``/connz`` could not be read) only activation happens:
+        a client on the unreadable node is not known to be gone.
+        """
         ctx = self.ctx
         for new in present - (self._known_conns or set()):
             # §7.1: published once per Memphis-SDK CONNECT; no current SDK listens.
@@ -306,15 +363,27 @@ class ControlPlane:
             )
         cutoff = started_ms - int(self._gc_hours * 3_600_000)
         for bucket in (ctx.store.producers, ctx.store.consumers):
-            rows = await bucket.scan()
+            entries = await bucket.scan_entries()
+            revs = {k: rev for k, _row, rev in entries}
+            rows = [(k, row) for k, row, _rev in entries]
+            touched: set[str] = set()
             for k, row in rows:
                 alive = row["connection_id"] in present
                 if row["is_active"] and not alive and row["updated_at"] < started_ms:
-                    await bucket.mutate(k, _set_active(False, started_ms))
+                    if complete:
+                        await bucket.mutate(k, _set_active(False, started_ms))
+                        touched.add(k)
                 elif not row["is_active"] and alive:
                     await bucket.mutate(k, _set_active(True, started_ms))
-            for k in _garbage(rows, cutoff, keep_one_per_group=bucket is ctx.store.consumers):
-                await bucket.delete(k)
+                    touched.add(k)
+            if not complete:
+                continue
+            garbage = _garbage(rows, cutoff, keep_one_per_group=bucket is ctx.store.consumers)
+            for k in garbage:
+                # Compare-and-set: a row re-registered (or re-activated by another instance)
+                # since the scan has a new revision and stays.
+                if k not in touched:
+                    await bucket.delete(k, revs[k])
 
 
 def _garbage(
@@ -352,6 +421,21 @@ def _set_active(active: bool, started_ms: int) -> Callable[[dict[str, Any]], dic
     return fn
 
 
+def _connz_all(monitor_urls: list[str]) -> tuple[set[str], bool]:
+    """The union of every node's connection ids, and whether every node answered."""
+    present: set[str] = set()
+    complete = True
+    for url in monitor_urls:
+        try:
+            present |= _connz_ids(url)
+        except Exception as err:
+            log.debug("connz %s: %s", url, err)
+            complete = False
+    if not complete and not present:
+        raise ConnectionError("no monitoring endpoint answered")
+    return present, complete
+
+
 def _connz_ids(monitor_url: str) -> set[str]:
     """Connection ids (the part before ``::`` of the CONNECT name) of all open connections."""
     url = f"{monitor_url.rstrip('/')}/connz?limit=1000000"
@@ -363,6 +447,80 @@ def _connz_ids(monitor_url: str) -> set[str]:
         if "::" in name:
             ids.add(name.split("::", 1)[0])
     return ids
+
+
+async def _ensure_capture_stream(
+    api: JSApi, stream: str, subject: str, durable: str, replicas: tuple[int, ...]
+) -> None:
+    """Create a DLS capture stream and its durable unless they exist (any replica count).
+
+    Instances starting together race here: an identical create is accepted by JetStream, and
+    a create with another replica count ("name already in use") means it exists.
+    """
+    tries = list(replicas)
+    while await api.stream_info(stream) is None:
+        count = tries.pop(0)
+        try:
+            await api.create_stream(_dls.stream_config(stream, subject, count))
+        except JSApiError as err:
+            if err.err_code in ERR_PLACEMENT and tries:
+                continue  # a cluster smaller than 3 (see replica_choices)
+            if err.err_code == ERR_REPLICAS_NOT_SUPPORTED and count > 1:
+                tries = [1]
+                continue
+            if err.err_code != _ERR_STREAM_NAME_IN_USE:
+                raise
+        break
+    if await api.consumer_info(stream, durable) is None:
+        try:
+            await api.create_consumer(stream, _dls.durable_config(durable))
+        except JSApiError as err:
+            if (
+                err.err_code == ERR_STREAM_NOT_FOUND
+                or await api.consumer_info(stream, durable) is None
+            ):
+                raise
+
+
+def _report_id(msg: Msg) -> str | None:
+    """Which capture-stream message this is: its sequence, and its timestamp so that a
+    re-created stream (sequences from 1 again) cannot alias an old report."""
+    try:
+        meta = msg.metadata
+    except Exception:
+        return None
+    seq = meta.sequence.stream if meta.sequence else None
+    return f"{seq}-{meta.timestamp.timestamp():.6f}".replace(".", "_") if seq else None
+
+
+def _outcome(reply: bytes) -> str:
+    """``ok``, or the error text of a reply in either style (text, or JSON ``error``)."""
+    if not reply:
+        return "ok"
+    if reply.startswith(b"{"):
+        with contextlib.suppress(ValueError):
+            doc = json.loads(reply)
+            if isinstance(doc, dict):
+                return str(doc.get("error") or "ok")
+    return reply.decode("utf-8", "replace")
+
+
+def _names(subject: str, payload: bytes) -> str:
+    """``station=<s> name=<n>`` from a request body, as far as it can be read (for logs)."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return "(unreadable body)"
+    if not isinstance(doc, dict):
+        return "(unreadable body)"
+    station = doc.get("station_name")
+    name = doc.get("name")
+    if subject in (rq.STATION_CREATIONS,) and station is None:
+        station, name = name, None
+    parts = [f"station={station!r}"] if station is not None else []
+    if name is not None:
+        parts.append(f"name={name!r}")
+    return " ".join(parts) or "-"
 
 
 async def _drop_notification(ctx: Context, payload: bytes) -> None:

@@ -69,8 +69,9 @@ SCHEMAVERSE_SPEC: Final[Spec] = {
 PM_ACK_SPEC: Final[Spec] = {"id": "int", "cg_name": "string"}
 
 
-def stream_config(name: str, subject: str) -> dict[str, Any]:
-    """The capture streams of §5.1: WorkQueue, 24 h, file, discard old."""
+def stream_config(name: str, subject: str, replicas: int = 1) -> dict[str, Any]:
+    """The capture streams of §5.1: WorkQueue, 24 h, file, discard old; ``replicas`` is
+    ``min(3, cluster size)`` so that a node going down does not stop DLS processing."""
     return {
         "name": name,
         "subjects": [subject],
@@ -79,7 +80,7 @@ def stream_config(name: str, subject: str) -> dict[str, Any]:
         "storage": "file",
         "discard": "old",
         "max_consumers": -1,
-        "num_replicas": 1,
+        "num_replicas": replicas,
     }
 
 
@@ -96,7 +97,7 @@ def durable_config(durable: str) -> dict[str, Any]:
 
 async def _alloc_id(ctx: Context) -> int:
     # KV revisions are stream sequences: unique across instances without any coordination.
-    return await ctx.store.dls.kv.put("seq", b"")
+    return await ctx.store.dls.put_raw("seq", b"")
 
 
 def _add_groups(groups: list[str]) -> Any:
@@ -110,13 +111,25 @@ def _add_groups(groups: list[str]) -> Any:
     return fn
 
 
-async def _store(ctx: Context, row: dict[str, Any]) -> bool:
-    """Insert or merge a DLS row (§5.2 merge key: station, seq, partition); True if new."""
+async def _store(ctx: Context, row: dict[str, Any], report: str | None = None) -> bool:
+    """Insert or merge a DLS row (§5.2 merge key: station, seq, partition); True if new.
+
+    A schema failure has no message sequence to merge on; ``report`` (which capture-stream
+    message reported it) makes a redelivered report find the row it already stored.
+    """
     dls = ctx.store.dls
     st = key(row["station"])
     if row["message_type"] == "schema":
+        idx = f"i.{st}.schema.{report}" if report else None
+        if idx is not None and await dls.get(idx) is not None:
+            return False  # a redelivery of a report whose row is stored
         row["id"] = await _alloc_id(ctx)
+        # Row first, index second: a crash in between can at worst repeat a row, never
+        # lose one.
         await dls.put(f"m.{st}.{row['id']}", row)
+        if idx is not None and await dls.create(idx, {"id": row["id"]}) is None:
+            await dls.delete(f"m.{st}.{row['id']}")  # another instance stored it first
+            return False
         return True
     part = row["partition_number"] if row["partition_number"] >= 0 else "l"
     idx = f"i.{st}.{part}.{row['message_seq']}"
@@ -126,7 +139,9 @@ async def _store(ctx: Context, row: dict[str, Any]) -> bool:
             merged = await dls.mutate(f"m.{st}.{got[0]['id']}", _add_groups(row["poisoned_cgs"]))
             if merged is not None:
                 return False
-            await dls.delete(idx)  # stale index of an already-acknowledged row
+            # Stale index of an already-acknowledged row. Compare-and-set: another instance
+            # may have just replaced it with a live one, which must stay.
+            await dls.delete(idx, got[1])
         row["id"] = await _alloc_id(ctx)
         await dls.put(f"m.{st}.{row['id']}", row)
         if await dls.create(idx, {"id": row["id"]}) is not None:
@@ -199,7 +214,7 @@ async def _has_group(ctx: Context, station: str, group: str) -> bool:
     return any(r["type"] == "application" for _k, r in rows)
 
 
-async def process_advisory(ctx: Context, payload: bytes) -> None:
+async def process_advisory(ctx: Context, payload: bytes, report: str | None = None) -> None:
     """§5.1 steps 1-7 for one ``MAX_DELIVERIES`` advisory."""
     try:
         adv = decode(payload, ADVISORY_SPEC, "JSConsumerDeliveryExceededAdvisory")
@@ -246,7 +261,7 @@ async def process_advisory(ctx: Context, payload: bytes) -> None:
         await _forward(ctx, station, data, headers, "unacked")
 
 
-async def process_nacked(ctx: Context, payload: bytes) -> None:
+async def process_nacked(ctx: Context, payload: bytes, report: str | None = None) -> None:
     """§5.4: an explicit ``dead_letter(reason)`` reported by an SDK."""
     try:
         req = decode(payload, NACKED_SPEC, "NackedDlsMessage")
@@ -282,8 +297,13 @@ async def process_nacked(ctx: Context, payload: bytes) -> None:
         await _forward(ctx, station, data, headers, "unacked")
 
 
-async def process_schemaverse(ctx: Context, payload: bytes) -> None:
-    """§5.3: a schema-validation failure reported by a producer."""
+async def process_schemaverse(ctx: Context, payload: bytes, report: str | None = None) -> None:
+    """§5.3: a schema-validation failure reported by a producer.
+
+    ``report`` identifies the capture-stream message (sequence and timestamp); a
+    redelivered report then stores no second row. Poison reports need none: they merge on
+    the message's own sequence.
+    """
     try:
         req = decode(payload, SCHEMAVERSE_SPEC, "SchemaVerseDlsMessageSdk")
     except GoJSONError:
@@ -311,7 +331,7 @@ async def process_schemaverse(ctx: Context, payload: bytes) -> None:
         headers=headers,
         time_sent=datetime.now(UTC).isoformat(),
     )
-    await _store(ctx, row)
+    await _store(ctx, row, report)
     await _forward(ctx, station, data, headers, "failed_schema")
 
 
@@ -332,7 +352,12 @@ async def _remove_group(ctx: Context, k: str, row: dict[str, Any], group: str) -
     if left is None and row["message_type"] != "schema":
         st = key(row["station"])
         part = row["partition_number"] if row["partition_number"] >= 0 else "l"
-        await dls.delete(f"i.{st}.{part}.{row['message_seq']}")
+        idx = f"i.{st}.{part}.{row['message_seq']}"
+        got = await dls.get(idx)
+        # Only the index that still points at the removed row, and only at the revision we
+        # read: a new row for the same message (stored meanwhile) keeps its index.
+        if got is not None and got[0].get("id") == row["id"]:
+            await dls.delete(idx, got[1])
 
 
 async def process_pm_ack(ctx: Context, payload: bytes) -> None:

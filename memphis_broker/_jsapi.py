@@ -8,27 +8,54 @@ broker's own format ``<description> (<err_code>)`` (§10, "internal JetStream ca
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import contextvars
 import json
-from typing import Any, Final
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Final, TypeVar
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "ERR_CONSUMER_NOT_FOUND",
     "ERR_MSG_NOT_FOUND",
     "ERR_REPLICAS_NOT_SUPPORTED",
     "ERR_STREAM_NOT_FOUND",
     "JSApi",
     "JSApiError",
+    "deadline",
     "parse_headers",
+    "retrying",
+    "transient",
 ]
 
 ERR_STREAM_NOT_FOUND: Final = 10059
 ERR_CONSUMER_NOT_FOUND: Final = 10014
 ERR_MSG_NOT_FOUND: Final = 10037
 ERR_REPLICAS_NOT_SUPPORTED: Final = 10074
-_TIMEOUT: Final = 10.0
+#: JetStream's "temporarily unavailable" (no meta leader yet, e.g. during an election).
+ERR_JS_UNAVAILABLE: Final = 10008
+#: Seconds a piece of control-plane work may spend retrying transient errors when no request
+#: deadline is set (background loops). Request handlers set their own (see :func:`deadline`).
+DEFAULT_BUDGET: Final = 15.0
+# One attempt waits at most this long at first, then a little longer (capped by the
+# deadline): a request lost during a leader election (a stream without a leader answers
+# nothing) costs at most a few seconds after the election ends, not the whole budget.
+_FIRST_ATTEMPT_S: Final = 2.0
+_MAX_ATTEMPT_S: Final = 3.0
+_MAX_BACKOFF_S: Final = 1.0
+
+log = logging.getLogger("memphis_broker.control")
+T = TypeVar("T")
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "memphis_control_deadline", default=None
+)
 
 
 class JSApiError(Exception):
@@ -41,6 +68,75 @@ class JSApiError(Exception):
         self.description = description
 
 
+def transient(err: BaseException) -> bool:
+    """Whether ``err`` is what a JetStream leader election or a restarting node looks like.
+
+    A request to a stream without a leader gets no reply (timeout), a node whose JetStream is
+    not up yet has no responders on ``$JS.API`` (503), and the meta layer answers "temporarily
+    unavailable". All of them resolve by themselves within seconds, so they are retried.
+    """
+    if isinstance(err, JSApiError):
+        return err.code == 503 or err.err_code == ERR_JS_UNAVAILABLE
+    if isinstance(err, nats.js.errors.APIError):
+        # Some nats-py subclasses (the KV "not found" family) never set these attributes.
+        code, err_code = getattr(err, "code", None), getattr(err, "err_code", None)
+        return code == 503 or err_code == ERR_JS_UNAVAILABLE
+    return isinstance(
+        err,
+        TimeoutError
+        | nats.errors.NoRespondersError
+        | nats.errors.ConnectionReconnectingError
+        | nats.js.errors.NoStreamResponseError,
+    )
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound every :func:`retrying` call in this task (and tasks it spawns) to ``seconds``
+    from now. Used per control request so retries end before the SDK gives up waiting."""
+    token = _DEADLINE.set(asyncio.get_running_loop().time() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+async def retrying(op: Callable[[float], Awaitable[T]], what: str) -> T:
+    """Run ``op(timeout_s)`` and retry it with backoff while it fails transiently (see
+    :func:`transient`).
+
+    Each attempt gets a timeout in seconds (2 s, then 3 s) that ``op`` must honour. Retries
+    happen only while the current :func:`deadline` (or :data:`DEFAULT_BUDGET` seconds from
+    now) has time left; the first attempt always gets its full 2 s, so a long request (a
+    station with many partitions) that used up its budget still completes its work when
+    JetStream is healthy. The last error is raised once time is up. ``op`` must be safe to
+    repeat: every caller's operation is idempotent or compare-and-set.
+    """
+    loop = asyncio.get_running_loop()
+    end = _DEADLINE.get()
+    if end is None:
+        end = loop.time() + DEFAULT_BUDGET
+    attempt_s, backoff, attempt = _FIRST_ATTEMPT_S, 0.05, 1
+    while True:
+        left = end - loop.time()
+        try:
+            return await op(attempt_s if attempt == 1 else max(0.05, min(attempt_s, left)))
+        except Exception as err:
+            left = end - loop.time()
+            if not transient(err) or left <= backoff:
+                raise
+            log.debug("%s: transient %s (attempt %d), retrying", what, _describe(err), attempt)
+        # Backoff between attempts of a bounded retry loop, not synchronisation.
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        attempt_s = min(attempt_s * 1.5, _MAX_ATTEMPT_S)
+        attempt += 1
+
+
+def _describe(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
+
 class JSApi:
     """JetStream API calls over an existing nats-py connection."""
 
@@ -49,16 +145,27 @@ class JSApi:
         self._prefix = prefix
 
     async def call(self, api: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Request ``$JS.API.<api>``; return the JSON reply or raise JSApiError."""
+        """Request ``$JS.API.<api>``; return the JSON reply or raise JSApiError.
+
+        Transient failures (a leader election, a node restarting) are retried within the
+        current deadline; every API used here is idempotent, so a repeat is safe.
+        """
         payload = json.dumps(body).encode() if body is not None else b""
-        msg = await self._nc.request(f"{self._prefix}.{api}", payload, timeout=_TIMEOUT)
-        reply: dict[str, Any] = json.loads(msg.data)
-        err = reply.get("error")
-        if err:
-            raise JSApiError(
-                int(err.get("code", 0)), int(err.get("err_code", 0)), str(err.get("description"))
-            )
-        return reply
+        subject = f"{self._prefix}.{api}"
+
+        async def once(timeout: float) -> dict[str, Any]:
+            msg = await self._nc.request(subject, payload, timeout=timeout)
+            reply: dict[str, Any] = json.loads(msg.data)
+            err = reply.get("error")
+            if err:
+                raise JSApiError(
+                    int(err.get("code", 0)),
+                    int(err.get("err_code", 0)),
+                    str(err.get("description")),
+                )
+            return reply
+
+        return await retrying(once, subject)
 
     async def stream_info(self, stream: str) -> dict[str, Any] | None:
         try:

@@ -243,10 +243,8 @@ async def _create_schema(ctx: Context, req: dict[str, Any]) -> str:
             return f"{name} already exists in the db with the same schema content"
         # §6.3: versions added through the SDK are created inactive.
         schema["versions"].append(version)
-        try:
-            await ctx.store.schemas.kv.update(k, json.dumps(schema).encode(), last=rev)
-        except Exception:
-            continue
+        if await ctx.store.schemas.update(k, schema, rev) is None:
+            continue  # another version was added meanwhile: re-read and re-check
         return ""
     return "updateSchemaVersion: schema update failed"
 

@@ -154,6 +154,11 @@ async def _materialise(ctx: Context, station: dict[str, Any]) -> str | None:
         if not existed:
             created.append(cfg["name"])
     if await ctx.store.stations.create(key(station["name"]), station) is None:
+        got = await ctx.store.stations.get(key(station["name"]))
+        if got is not None and got[0] == station:
+            # Our own record: the create was retried through a leader election after its
+            # first attempt had in fact been stored (the record holds our created_at).
+            return None
         # §2.1 step 14: the uniqueness race text (no space after "Station"); SDKs accept it.
         return f"Station{station['name']} already exists"
     return None

@@ -14,7 +14,8 @@ import nats.errors
 import pytest
 
 from memphis_broker import EmbeddedBroker, admin_context, set_dls_configuration
-from memphis_broker._dls import resend
+from memphis_broker._dls import process_schemaverse, resend
+from memphis_broker._store import key as store_key
 from tests.broker.broker_support import HEADERS, Body, Client, dls_rows, poison, wait_for
 
 Run = Callable[[Body], None]
@@ -184,6 +185,40 @@ def test_schema_validation_failure(run: Run, name: str) -> None:
         assert row["validation_error"] == "missing field id"
         data, headers = await _last_message(c, f"{name}-dls$1")
         assert (data, headers["type"], headers["h"]) == (b"{bad", "failed_schema", "1")
+
+    run(body)
+
+
+def test_redelivered_schema_failure_report_stores_one_row(
+    broker: EmbeddedBroker, run: Run, name: str
+) -> None:
+    # A report whose processing failed after its row was stored is redelivered by the capture
+    # stream (same sequence and timestamp): it must not store a second row. Two different
+    # reports of the same bytes are two rows.
+    async def body(c: Client) -> None:
+        assert await c.create_station(name) == ""
+        report = {
+            "station_name": name,
+            "producer": {"name": "prod9", "connection_id": c.conn_id},
+            "message": {"data": b"{bad".hex(), "headers": {}},
+            "validation_error": "missing field id",
+        }
+        payload = json.dumps(report).encode()
+        async with admin_context(broker.url, token="memphis") as ctx:
+            await process_schemaverse(ctx, payload, "41-1764000000_000001")
+            await process_schemaverse(ctx, payload, "41-1764000000_000001")
+            assert len(await dls_rows(c, name)) == 1
+            await process_schemaverse(ctx, payload, "42-1764000000_000002")
+            assert len(await dls_rows(c, name)) == 2
+            # Through the capture stream, the control plane names the report itself.
+            await c.nc.publish("$memphis_schemaverse_dls", payload)
+
+            async def indexed() -> bool:
+                keys = await ctx.store.dls.scan(f"i.{store_key(name)}.schema.*")
+                return len(keys) == 3
+
+            await wait_for(indexed)
+            assert len(await dls_rows(c, name)) == 3
 
     run(body)
 
