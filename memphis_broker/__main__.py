@@ -334,6 +334,40 @@ async def _wait_jetstream(url: str, auth: dict[str, Any], timeout: float, stop: 
             return
 
 
+async def _start_plane(cp: ControlPlane, timeout: float) -> None:
+    """Start a control plane, retrying transient JetStream failures for up to ``timeout`` s.
+
+    Right after a cluster forms, a JetStream API request can go unanswered while the meta
+    leader changes hands; the control plane's own start does not retry that.
+
+    Raises:
+        AdminError: still failing at the deadline (with the last reason).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(cp.start(), max(0.1, deadline - time.monotonic()))
+            return
+        except (nats.errors.Error, TimeoutError, OSError) as err:
+            reason = str(err) or type(err).__name__
+        await cp.stop()
+        if time.monotonic() >= deadline:
+            raise AdminError(f"the control plane did not start within {timeout:g} s: {reason}")
+        log.debug("control plane start failed, retrying: %s", reason)
+        await asyncio.sleep(0.2)  # back off before asking the servers again
+
+
+async def _start_planes(planes: list[ControlPlane], timeout: float) -> None:
+    """Start every control plane; on failure or cancellation none is left starting."""
+    tasks = [asyncio.ensure_future(_start_plane(cp, timeout)) for cp in planes]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _server_config(args: argparse.Namespace, users: dict[str, str] | None) -> ServerConfig:
     return ServerConfig(
         store_dir=Path(args.store_dir).resolve(),
@@ -434,8 +468,10 @@ async def _serve(args: argparse.Namespace) -> int:
             return code
         if stop.reason:
             return 0
-        start_all = asyncio.gather(*(cp.start() for cp in planes))
-        outcome, which = await _race(start_all, stop, children)
+        try:
+            outcome, which = await _race(_start_planes(planes, args.wait), stop, children)
+        except AdminError as err:
+            return _fail(str(err))
         if outcome == "done":
             print(f"{_PROG} ready: {where}, {mode} auth", flush=True)
             outcome, which = await _race(None, stop, children)

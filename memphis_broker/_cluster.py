@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -26,7 +27,6 @@ from memphis_broker._server import (
     ServerConfig,
     ServerStartError,
     StoreLock,
-    free_port,
     sync_setting,
 )
 
@@ -36,16 +36,27 @@ _POLL_S: Final = 0.05
 MAX_SIZE: Final = 9
 
 
-def _ports(base: int, size: int, host: str) -> list[int]:
-    """``base``, ``base+1``, ... or, for base 0, distinct free ports."""
+def _free_ports(count: int, host: str) -> list[int]:
+    """``count`` distinct ports that were free a moment ago (all held open while choosing, so
+    the kernel cannot hand out one twice)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _ports(base: int, size: int, free: list[int]) -> list[int]:
+    """``base``, ``base+1``, ... or, for base 0, the next ``size`` of the ``free`` ports."""
     if base:
         return [base + i for i in range(size)]
-    out: list[int] = []
-    while len(out) < size:
-        port = free_port(host)
-        if port not in out:
-            out.append(port)
-    return out
+    taken, free[:] = free[:size], free[size:]
+    return taken
 
 
 class LocalCluster:
@@ -100,9 +111,10 @@ class LocalCluster:
         self.users = dict(users) if users is not None else None
         self.root_password = root_password
         self.lock = StoreLock(self.store_dir)
-        clients = _ports(port, size, host)
-        monitors = _ports(monitor_port, size, host)
-        routes = _ports(cluster_port, size, host)
+        free = _free_ports(size * [port, monitor_port, cluster_port].count(0), host)
+        clients = _ports(port, size, free)
+        monitors = _ports(monitor_port, size, free)
+        routes = _ports(cluster_port, size, free)
         first = ServerConfig(store_dir=self.store_dir)  # one control password for all nodes
         self.control_password = first.control_password
         self.nodes: list[NatsServer] = []
