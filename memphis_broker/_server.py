@@ -158,8 +158,10 @@ class StoreLock:
 
     Two brokers on one store would rewrite each other's ``nats-server.conf`` and share one
     JetStream directory, which JetStream does not support. The kernel drops the lock when the
-    holder dies, however it dies, so there is never a stale lock to clean up. The holder's pid is
-    written into the file for the error message only.
+    holder dies, however it dies, so there is never a stale lock to clean up. The locked
+    descriptor is also inherited by nats-server: a server orphaned by a SIGKILL of its launcher
+    keeps the store locked until it exits. The holders' pids are written into the file for the
+    error message only.
     """
 
     def __init__(self, store_dir: Path) -> None:
@@ -187,14 +189,25 @@ class StoreLock:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(self.path.read_text().strip())})"
+            with contextlib.suppress(OSError):
+                who = self.path.read_text().strip()
+                holder = f" ({who})" if who else ""
             raise StoreInUseError(
                 f"store {self.path.parent} is in use by another memphis-broker{holder}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        self.note(f"pid {os.getpid()}")
+
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor (None when not held)."""
+        return self._fd
+
+    def note(self, text: str) -> None:
+        """Record who holds the lock (shown by the next broker that is refused)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{text}\n".encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -368,7 +381,9 @@ class NatsServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C on the terminal reaches us, and we stop it cleanly
+            pass_fds=() if self.lock.fd is None else (self.lock.fd,),
         )
+        self.lock.note(f"pid {os.getpid()}, nats-server pid {self._proc.pid}")
         # A process that exits without stop() (an exception, a test run that forgot) must not
         # leave nats-server running, holding its port and store. (A SIGKILL of this process
         # still can: that is what the launcher's own signal handling is for.)

@@ -40,6 +40,14 @@ def _one_error_line(stderr: str) -> str:
     return stderr.strip()
 
 
+def _child_pid(store: Path) -> int:
+    """The pid of the nats-server whose log is in ``store`` (the log's line prefix)."""
+    first = (store / "nats-server.log").read_text().splitlines()[0]
+    m = re.match(r"\[(\d+)\]", first)
+    assert m, first
+    return int(m.group(1))
+
+
 def _varz(monitor_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=5) as resp:
         doc: dict[str, Any] = json.loads(resp.read())
@@ -99,9 +107,7 @@ def test_nats_server_exit_stops_the_launcher_with_its_reason(tmp_path: Path) -> 
     ) as proc:
         proc.ready()
         assert _varz(mon)["jetstream"]["config"]["sync_always"] is True  # fault 6, CLI side
-        log = (store / "nats-server.log").read_text()
-        child = int(re.match(r"\[(\d+)\]", log).group(1))  # type: ignore[union-attr]
-        os.kill(child, signal.SIGKILL)
+        os.kill(_child_pid(store), signal.SIGKILL)
         assert proc.wait() == 1
         assert proc.stderr == [
             "memphis-broker: nats-server exited: nats-server was killed by SIGKILL"
@@ -136,7 +142,7 @@ def test_second_broker_on_the_same_store_is_refused(tmp_path: Path) -> None:
         line = _one_error_line(out.stderr)
         assert line == (
             f"memphis-broker: store {store} is in use by another memphis-broker "
-            f"(pid {first.proc.pid})"
+            f"(pid {first.proc.pid}, nats-server pid {_child_pid(store)})"
         )
         assert (store / "nats-server.conf").read_bytes() == conf  # not rewritten
         # In-process too: an EmbeddedBroker cannot take the store either.
@@ -150,6 +156,22 @@ def test_second_broker_on_the_same_store_is_refused(tmp_path: Path) -> None:
         asyncio.run(still_serving())
         first.signal(signal.SIGTERM)
         assert first.wait() == 0
+
+
+def test_orphaned_nats_server_keeps_the_store_locked(tmp_path: Path) -> None:
+    # SIGKILL of the launcher leaves its nats-server running on the store: still locked.
+    store = tmp_path / "store"
+    with launcher("--port", "0", "--monitor-port", "0", "--store-dir", str(store)) as first:
+        first.ready()
+        orphan = _child_pid(store)
+        first.proc.kill()
+        first.wait()
+    try:
+        out = run_cli("--port", "0", "--monitor-port", "0", "--store-dir", str(store))
+        assert out.returncode == 1
+        assert f"nats-server pid {orphan})" in _one_error_line(out.stderr)
+    finally:
+        os.kill(orphan, signal.SIGKILL)
 
 
 # -- 3. port in use --------------------------------------------------------------------------
