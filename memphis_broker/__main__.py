@@ -358,9 +358,18 @@ async def _start_plane(cp: ControlPlane, timeout: float) -> None:
 
 
 async def _start_planes(planes: list[ControlPlane], timeout: float) -> None:
-    """Start every control plane; on failure or cancellation none is left starting."""
-    tasks = [asyncio.ensure_future(_start_plane(cp, timeout)) for cp in planes]
+    """Start every control plane; on failure or cancellation none is left starting.
+
+    The first starts alone: on a fresh cluster it creates the buckets and streams, and
+    identical JetStream creates racing from several nodes at once sometimes go unanswered
+    (seen with plain nats-py on nats-server 2.15), costing a whole request timeout.
+    """
+    tasks: list[asyncio.Future[None]] = []
     try:
+        if planes:
+            tasks.append(asyncio.ensure_future(_start_plane(planes[0], timeout)))
+            await tasks[0]
+        tasks += [asyncio.ensure_future(_start_plane(cp, timeout)) for cp in planes[1:]]
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:

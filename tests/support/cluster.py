@@ -60,9 +60,14 @@ def nats_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 async def start_control_planes(cluster: LocalCluster) -> list[ControlPlane]:
     """One started :class:`ControlPlane` per node, each attached to its own node (stop them
-    with ``await asyncio.gather(*(cp.stop() for cp in planes))``)."""
+    with ``await asyncio.gather(*(cp.stop() for cp in planes))``).
+
+    The first starts alone and creates the buckets: identical creates racing from three nodes
+    on a fresh cluster sometimes go unanswered for a whole request timeout.
+    """
     planes = [ControlPlane(url, **cluster.control_plane_auth()) for url in cluster.urls]
-    await asyncio.gather(*(cp.start() for cp in planes))
+    await planes[0].start()
+    await asyncio.gather(*(cp.start() for cp in planes[1:]))
     return planes
 
 
