@@ -97,6 +97,16 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
     return parse
 
 
+def _cluster_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 2 <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"cluster size must be 2 to {MAX_SIZE}: {text!r}")
+    return value
+
+
 def _port_arg(text: str) -> int:
     try:
         value = int(text)
@@ -190,7 +200,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cluster",
-        type=int,
+        type=_cluster_size,
         default=None,
         metavar="N",
         help=f"run a local N-node JetStream cluster (2..{MAX_SIZE}); node i uses --port + i, "
@@ -421,8 +431,6 @@ async def _serve(args: argparse.Namespace) -> int:
                 )
                 where = f"attached to {url}"
             elif args.cluster is not None:
-                if not 2 <= args.cluster <= MAX_SIZE:
-                    return _fail(f"--cluster must be 2 to {MAX_SIZE}: {args.cluster}")
                 store = Path(args.store_dir).resolve()
                 cluster = LocalCluster(
                     args.cluster,
@@ -584,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_admin(args))
     if argv and argv[0] == "run":
         argv = argv[1:]
-    args = _run_parser().parse_args(argv)
+    parser = _run_parser()
+    args = parser.parse_args(argv)
+    if args.cluster is not None and args.nats_url:
+        parser.error("--cluster starts servers, --nats-url attaches to one: give only one")
     _setup_logging(args.verbose)
     try:
         return asyncio.run(_serve(args))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import signal
 from pathlib import Path
 
@@ -60,6 +62,23 @@ def test_cli_cluster_as_in_docs(tmp_path: Path) -> None:
         assert proc.wait() == 0
         assert proc.stdout[-1] == "memphis-broker stopped (SIGTERM)"
     for i in range(3):  # stop stops every node
+        assert "Server Exiting" in (store / f"node-{i}" / "nats-server.log").read_text()
+
+
+def test_cli_cluster_exits_when_a_node_dies(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with launcher(
+        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
+    ) as proc:
+        proc.ready()
+        first = (store / "node-1" / "nats-server.log").read_text().splitlines()[0]
+        m = re.match(r"\[(\d+)\]", first)
+        assert m, first
+        os.kill(int(m.group(1)), signal.SIGKILL)
+        assert proc.wait() == 1
+        assert proc.stderr == ["memphis-broker: node 1 exited: nats-server was killed by SIGKILL"]
+        assert proc.stdout[-1] == "memphis-broker stopped (node 1 exited)"
+    for i in (0, 2):  # the others were stopped
         assert "Server Exiting" in (store / f"node-{i}" / "nats-server.log").read_text()
 
 

@@ -248,6 +248,17 @@ def test_bad_sync_value_is_a_usage_error() -> None:
     assert "argument --sync: sync interval must be" in out.stderr
 
 
+def test_conflicting_or_bad_cluster_options_are_usage_errors() -> None:
+    for args, text in (
+        (("--cluster", "1"), "cluster size must be 2 to 9: '1'"),
+        (("--cluster", "x"), "not a number: 'x'"),
+        (("--cluster", "3", "--nats-url", "nats://h:1"), "give only one"),
+    ):
+        out = run_cli(*args)
+        assert out.returncode == 2, args
+        assert text in out.stderr
+
+
 def test_embedded_broker_sync_interval_reaches_nats_server() -> None:
     with EmbeddedBroker(control_plane=False, sync_interval=1.5) as broker:
         js = _varz(broker.monitor_port)["jetstream"]["config"]
