@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -242,21 +241,23 @@ def test_sync_setting_values() -> None:
     assert "sync_interval" not in ServerConfig(store_dir=Path("/s")).render()
 
 
-def test_bad_sync_value_is_a_usage_error() -> None:
-    out = run_cli("--sync", "soon")
-    assert out.returncode == 2
-    assert "argument --sync: sync interval must be" in out.stderr
-
-
-def test_conflicting_or_bad_cluster_options_are_usage_errors() -> None:
-    for args, text in (
-        (("--cluster", "1"), "cluster size must be 2 to 9: '1'"),
-        (("--cluster", "x"), "not a number: 'x'"),
-        (("--cluster", "3", "--nats-url", "nats://h:1"), "give only one"),
-    ):
-        out = run_cli(*args)
-        assert out.returncode == 2, args
-        assert text in out.stderr
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--sync", "soon"], "argument --sync: sync interval must be"),
+        (["--cluster", "1"], "cluster size must be 2 to 9: '1'"),
+        (["--cluster", "x"], "not a number: 'x'"),
+        (["--cluster", "3", "--nats-url", "nats://h:1"], "give only one"),
+        (["--port", "70000"], "port must be 0 to 65535"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    args: list[str], text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert text in capsys.readouterr().err
 
 
 def test_embedded_broker_sync_interval_reaches_nats_server() -> None:
@@ -334,5 +335,12 @@ def test_attach_without_jetstream_times_out_with_one_line() -> None:
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+def test_attach_with_wrong_credentials_fails_at_once(other_broker: EmbeddedBroker) -> None:
+    started = time.monotonic()
+    out = run_cli("--nats-url", other_broker.url, "--token", "nope", "--wait", "30")
+    assert time.monotonic() - started < 5  # no point waiting: the token will not change
+    assert out.returncode == 1
+    assert _one_error_line(out.stderr) == (
+        f"memphis-broker: {other_broker.url} rejected the credentials (authorization "
+        "violation): check --token or --nats-user/--nats-password"
+    )
