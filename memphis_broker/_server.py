@@ -428,6 +428,10 @@ class NatsServer:
                 return f"{what} {port} on {host} is already in use"
             return f"nats-server: {line}"
         code = self.returncode
+        lines = [ln.strip() for ln in self._read_log().splitlines() if ln.strip()]
+        last = lines[-1] if lines else ""
+        if code is not None and code > 0 and last.startswith("nats-server: "):
+            return last  # e.g. a config error, printed before logging starts
         if code is None:
             return "nats-server is running"
         if code < 0:

@@ -24,7 +24,14 @@ from typing import Any
 import nats
 import pytest
 
-from memphis_broker import EmbeddedBroker, ServerConfig, StoreInUseError, free_port
+from memphis_broker import (
+    EmbeddedBroker,
+    NatsServer,
+    ServerConfig,
+    ServerStartError,
+    StoreInUseError,
+    free_port,
+)
 from memphis_broker.__main__ import _setup_logging, main
 from memphis_broker._server import sync_setting
 from tests.support.launcher import launcher, run_cli
@@ -125,6 +132,16 @@ def test_signal_during_startup_stops_the_launcher(tmp_path: Path) -> None:
         assert proc.stdout == ["memphis-broker stopped (SIGTERM)"]
         # -v: DEBUG for the memphis_broker loggers
         assert any("DEBUG memphis_broker.launcher" in s for s in proc.stderr), proc.stderr
+
+
+def test_config_error_is_reported_with_nats_servers_words(tmp_path: Path) -> None:
+    server = NatsServer(ServerConfig(store_dir=tmp_path, port=free_port(), monitor_port=0))
+    server.config.sync_interval = "bogus"  # bypasses sync_setting's check on purpose
+    with pytest.raises(ServerStartError) as err:
+        server.start(timeout=10)
+    assert err.value.reason.startswith("nats-server: ")
+    assert 'invalid duration "bogus"' in err.value.reason
+    assert not server.lock.held  # a failed start leaves the store free
 
 
 # -- 2. one broker per store -----------------------------------------------------------------
