@@ -8,12 +8,14 @@ import json
 import os
 import re
 import signal
+import urllib.request
 from pathlib import Path
 
 import nats
 
 from memphis_broker import LocalCluster
 from tests.support.cluster import (
+    memphis_cluster,  # noqa: F401  (pytest fixture)
     nats_cluster,  # noqa: F401  (pytest fixture)
     start_control_planes,
     stream_leader_via_api,
@@ -116,3 +118,26 @@ def test_fixture_kill_restart_and_leaders(nats_cluster: LocalCluster) -> None:  
     cluster.start_node(stream_leader)
     assert cluster.nodes[stream_leader].running
     assert cluster.wait_for_meta_leader() in range(3)
+
+
+def test_memphis_cluster_fixture_serves_on_every_node(
+    memphis_cluster: LocalCluster,  # noqa: F811
+) -> None:
+    async def main() -> None:
+        for i, url in enumerate(memphis_cluster.urls):
+            nc = await nats.connect(url, token="memphis", allow_reconnect=False)
+            try:
+                body = {"name": f"st-{i}", "partitions_number": 1, "username": "root"}
+                msg = await nc.request(
+                    "$memphis_station_creations", json.dumps(body).encode(), timeout=10
+                )
+                assert msg.data == b""
+            finally:
+                await nc.close()
+
+    asyncio.run(main())
+    # One control plane per node, each connected to its own node.
+    for monitor in memphis_cluster.monitor_urls:
+        with urllib.request.urlopen(f"{monitor}/connz", timeout=5) as resp:
+            conns = json.loads(resp.read())["connections"] or []
+        assert [c.get("name") for c in conns].count("MEMPHIS control plane") == 1

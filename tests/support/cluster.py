@@ -20,7 +20,12 @@ The fixture (function scope) yields a started :class:`memphis_broker.LocalCluste
   ``tmp_path/cluster/node-<i>``, routes to the other two, token auth (token ``memphis``), the
   JetStream meta leader already elected;
 * no control plane: start one with ``ControlPlane(url, **cluster.control_plane_auth())``, or use
-  :func:`start_control_planes` below for one per node, as production runs it;
+  :func:`start_control_planes` below for one per node, as production runs it; or use the
+  ``memphis_cluster`` fixture, the same cluster with one control plane per node already
+  running in a background thread (``LocalCluster(control_plane=True)``), ready for the Memphis
+  SDKs: ``connect(memphis_cluster.servers, "root", connection_token="memphis")``. The control
+  plane's KV buckets survive the loss of a node only once they are replicated (R3 on a
+  3-node cluster, the control plane's own setting);
 * everything is stopped (SIGTERM) at teardown, killed nodes included.
 
 :class:`LocalCluster` methods (indexes are 0-based; timeouts in seconds):
@@ -48,13 +53,20 @@ import pytest
 
 from memphis_broker import ControlPlane, LocalCluster
 
-__all__ = ["nats_cluster", "start_control_planes", "stream_leader_via_api"]
+__all__ = ["memphis_cluster", "nats_cluster", "start_control_planes", "stream_leader_via_api"]
 
 
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A started 3-node JetStream cluster (see the module docstring)."""
     with LocalCluster(3, tmp_path / "cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def memphis_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """The same cluster with one control plane per node running (see the module docstring)."""
+    with LocalCluster(3, tmp_path / "cluster", control_plane=True) as cluster:
         yield cluster
 
 
