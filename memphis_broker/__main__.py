@@ -446,6 +446,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 )
                 log.debug("starting %d nats-servers under %s", args.cluster, store)
                 await asyncio.to_thread(cluster.start, args.wait, stop.cancel)
+                log.debug("cluster ready, meta leader memphis-%s", cluster.meta_leader())
                 children = cluster.nodes
                 auth = cluster.control_plane_auth()
                 known = list(cluster.nodes[0].config.all_users()) if password_mode else None
@@ -463,6 +464,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 server = NatsServer(config)
                 log.debug("starting nats-server: config %s", server.conf_path)
                 await asyncio.to_thread(server.start, args.wait, stop.cancel)
+                log.debug("nats-server ready (server id %s)", server.server_id)
                 children = [server]
                 url = f"nats://{config.host}:{config.port}"
                 monitor = f"http://{config.host}:{config.monitor_port}"
