@@ -219,6 +219,12 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
         assert default in text
     assert "(default: 30.0)" in text  # --wait
     assert "(default: None)" not in text
+    with pytest.raises(SystemExit):
+        main(["dls", "list", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: nats://127.0.0.1:6666)" in text
+    assert "(default: memphis)" in text
+    assert "(default: 3.0)" in text  # --timeout
 
 
 # -- 5. logging ------------------------------------------------------------------------------
