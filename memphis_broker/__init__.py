@@ -13,15 +13,26 @@ Typical use from tests and examples::
 from __future__ import annotations
 
 from memphis_broker._admin import admin_context, remove_station, set_dls_configuration
+from memphis_broker._cluster import LocalCluster
 from memphis_broker._control import ControlPlane
 from memphis_broker._embedded import EmbeddedBroker
-from memphis_broker._server import NatsServer, ServerConfig, find_nats_server, free_port
+from memphis_broker._server import (
+    NatsServer,
+    ServerConfig,
+    ServerStartError,
+    StoreInUseError,
+    find_nats_server,
+    free_port,
+)
 
 __all__ = [
     "ControlPlane",
     "EmbeddedBroker",
+    "LocalCluster",
     "NatsServer",
     "ServerConfig",
+    "ServerStartError",
+    "StoreInUseError",
     "admin_context",
     "find_nats_server",
     "free_port",

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from memphis_broker._control import ControlPlane
-from memphis_broker._server import CONTROL_USER, NatsServer, ServerConfig, free_port
+from memphis_broker._server import (
+    CONTROL_USER,
+    NatsServer,
+    ServerConfig,
+    free_port,
+    sync_setting,
+)
 
 __all__ = ["EmbeddedBroker"]
 
@@ -38,6 +44,15 @@ class EmbeddedBroker:
         monitor_port: monitoring port; 0 picks a free one.
         control_plane: False starts only nats-server.
         dls_retention_hours: DLS row expiry (§5.2).
+        sync_interval: JetStream fsync policy: None (default) keeps nats-server's (fsync at
+            least every 2 minutes, acknowledging before the flush); ``"always"`` fsyncs every
+            write before acknowledging it; a number of seconds or a duration string
+            (``"100ms"``) sets the interval. See docs/broker.md, "Durability".
+
+    Raises:
+        ValueError: a bad ``sync_interval`` (at construction).
+        StoreInUseError: from :meth:`start`, when another broker holds ``store_dir``.
+        ServerStartError: from :meth:`start`, when nats-server does not become ready.
 
     Attributes: ``host``, ``port``, ``monitor_port``, ``store_dir``, ``token``, ``users``,
     ``root_password``, ``url`` (``nats://host:port``), ``monitor_url``, ``password_mode``,
@@ -56,7 +71,9 @@ class EmbeddedBroker:
         monitor_port: int = 0,
         control_plane: bool = True,
         dls_retention_hours: float = 3.0,
+        sync_interval: float | str | None = None,
     ) -> None:
+        sync = sync_setting(sync_interval)
         self._own_store = store_dir is None
         self.store_dir = Path(store_dir) if store_dir else Path(tempfile.mkdtemp(prefix="memphis-"))
         self.host = host
@@ -73,6 +90,7 @@ class EmbeddedBroker:
             token=self.token,
             users=self.users,
             root_password=root_password,
+            sync_interval=sync,
         )
         self.server = NatsServer(self._config)
         self._want_cp = control_plane

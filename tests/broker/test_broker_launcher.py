@@ -147,6 +147,8 @@ def test_cli_run_and_sigterm(tmp_path: Path) -> None:
         asyncio.run(use())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+        assert proc.stdout is not None
+        assert proc.stdout.read() == "memphis-broker stopped (SIGTERM)\n"
         log = (tmp_path / "store" / "nats-server.log").read_text()
         assert "Server Exiting" in log  # nats-server was stopped too
     finally:
@@ -200,6 +202,7 @@ def test_console_script_help() -> None:
         [str(script), "--help"], capture_output=True, text=True, timeout=30, check=True
     )
     assert "--store-dir" in out.stdout
+    assert "(default: 6666)" in " ".join(out.stdout.split())  # undo line wrapping
 
 
 def test_cli_password_mode_with_users_file(tmp_path: Path) -> None:

@@ -1,0 +1,118 @@
+"""Run ``python -m memphis_broker`` as a child process and read its output with deadlines."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO
+
+__all__ = ["Launcher", "launcher", "run_cli"]
+
+
+class Launcher:
+    """A running ``memphis-broker``: its stdout and stderr lines arrive on queues (read by two
+    threads), so a test can wait for a line with a deadline instead of blocking forever."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memphis_broker", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(name, f), daemon=True)
+            for name, f in (("out", self.proc.stdout), ("err", self.proc.stderr))
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, name: str, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put((name, line.rstrip("\n")))
+        self._lines.put((name, None))
+
+    def _pump(self, timeout: float) -> tuple[str, str | None] | None:
+        try:
+            name, line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is not None:
+            (self.stdout if name == "out" else self.stderr).append(line)
+        return name, line
+
+    def wait_line(self, match: Callable[[str], bool], timeout: float = 20.0) -> str:
+        """The first output line (stdout or stderr, from the start) that ``match`` accepts.
+
+        Raises:
+            AssertionError: none within ``timeout`` seconds (or the process closed both).
+        """
+        deadline = time.monotonic() + timeout
+        closed = 0
+        while True:
+            for line in self.stdout + self.stderr:  # short lists: rescanning is cheap
+                if match(line):
+                    return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or closed == 2:
+                raise AssertionError(
+                    f"no matching line in {timeout} s; stdout={self.stdout} stderr={self.stderr}"
+                )
+            got = self._pump(remaining)
+            if got is not None and got[1] is None:
+                closed += 1
+
+    def ready(self, timeout: float = 20.0) -> str:
+        return self.wait_line(lambda s: s.startswith("memphis-broker ready:"), timeout)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """Exit status; all output is collected."""
+        code = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(timeout)
+        while self._pump(0) is not None:
+            pass
+        return code
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@contextmanager
+def launcher(*args: str) -> Iterator[Launcher]:
+    """A :class:`Launcher` that is killed at the end if still running."""
+    proc = Launcher(list(args))
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Run a command that should finish by itself (raises TimeoutExpired if it does not)."""
+    return subprocess.run(
+        [sys.executable, "-m", "memphis_broker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
