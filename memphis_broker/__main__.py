@@ -57,7 +57,7 @@ __all__ = ["main"]
 
 log = logging.getLogger("memphis_broker.launcher")
 
-# §8.3: the real broker's username rule.
+# docs/protocol.md §10.4: the real broker's username rule.
 _USERNAME: Final = re.compile(r"[a-z0-9_.-]{1,60}")
 _PROG: Final = "memphis-broker"
 _EXIT_FAILED: Final = 1

@@ -1,5 +1,6 @@
-"""Operator actions the real broker exposes only in its UI (memphis-broker-protocol.md §2.10,
-§5.5): resend poison messages, change a station's DLS configuration, delete a station with a
+"""Operator actions the real broker exposes only in its UI (docs/protocol.md §4,
+docs/protocol.md §9.5): resend poison messages, change a station's DLS configuration, delete a
+station with a
 ``remove_station`` push. They work directly on the shared KV state, so they need no running
 control plane and can run from the CLI against any broker.
 
@@ -167,7 +168,8 @@ async def set_dls_configuration(
 ) -> bool:
     """Change a station's DLS flags and push ``schemaverse_to_dls`` to the SDKs.
 
-    Quirk fixed (§2.10): the real broker pushes the *previous* schemaverse value; we push the
+    Quirk fixed (docs/protocol.md §4): the real broker pushes the *previous* schemaverse value; we
+    push the
     new one. Returns False if the station does not exist.
     """
 
@@ -195,7 +197,8 @@ async def set_dls_configuration(
 
 
 async def remove_station(ctx: Context, station: str) -> bool:
-    """Delete a station like the UI does: resources, then a ``remove_station`` push (§2.10)."""
+    """Delete a station like the UI does: resources, then a ``remove_station`` push
+    (docs/protocol.md §4)."""
     name = station.lower()
     doc = await ctx.station(name)
     if doc is None:

@@ -1,6 +1,6 @@
 """Producers and consumers: the four create/destroy request subjects.
 
-memphis-broker-protocol.md §2.3-§2.6 and §4. Rows live in the ``producers``/``consumers``
+docs/protocol.md §6.1-docs/protocol.md §7.12 and §7.3. Rows live in the ``producers``/``consumers``
 buckets. Consumers own one JetStream durable per partition, named after the group.
 
 Idempotent creates (docs/broker.md, "Cluster safety"): an SDK whose request timed out retries
@@ -8,7 +8,8 @@ it, and with several control-plane instances the first one may have stored the r
 died. So a row is keyed by what identifies it, not by a fresh id: a producer by (station,
 name, connection id), a consumer by (station, group, name, connection id), and it is written
 with create-or-update under revision checks. The same request twice, on one instance or two,
-leaves one row. Producer names are still not unique (§2.3 step 7): two connections, or two
+leaves one row. Producer names are still not unique (docs/protocol.md §6.1 step 7): two
+connections, or two
 stations, get two rows. One connection registers a name once: the client caches its
 producers and consumers by name, and the destroy requests match on (name, connection id).
 """
@@ -51,7 +52,8 @@ PRODUCER_SPEC: Final[Spec] = {
     "app_id": "string",
     "sdk_lang": "string",
 }
-# §2.3 "edge case": a body that fails the current decode but fits the oldest shape is v0.
+# docs/protocol.md §6.1 "edge case": a body that fails the current decode but fits the oldest shape
+# is v0.
 PRODUCER_V0_SPEC: Final[Spec] = {
     "name": "string",
     "station_name": "string",
@@ -99,7 +101,8 @@ def row_id(*parts: str) -> str:
 
 
 def _producer_reply(station: dict[str, Any] | None, update: dict[str, Any], error: str) -> bytes:
-    # §2.3 step 8: key order matters to byte-exact comparisons, so build it in that order.
+    # docs/protocol.md §6.1 step 8: key order matters to byte-exact comparisons, so build it in
+    # that order.
     ok = station is not None and not error
     parts = station.get("partitions") if station else None
     return encode(
@@ -109,7 +112,8 @@ def _producer_reply(station: dict[str, Any] | None, update: dict[str, Any], erro
             "schemaverse_to_dls": bool(
                 ok and station and station["dls_configuration"]["schemaverse"]
             ),
-            "send_notification": False,  # no Slack integration in this broker (§12.6)
+            # no Slack integration in this broker (docs/protocol.md §9.2)
+            "send_notification": False,
             "station_version": int(station["version"]) if ok and station else 0,
             "station_partitions_first_functions": {} if ok else None,
             "error": error,
@@ -137,7 +141,8 @@ async def _station_for(
 
 
 def _apply_version_rule(req: dict[str, Any]) -> None:
-    # §2.3 "Version handling": before v4 the app id is the connection id and sdk_lang is unset.
+    # docs/protocol.md §6.1 "Version handling": before v4 the app id is the connection id and
+    # sdk_lang is unset.
     if req["req_version"] < 4:
         req["app_id"] = req["connection_id"]
         req["sdk_lang"] = ""
@@ -171,7 +176,7 @@ async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         return None, station
     _apply_version_rule(req)
     if username.startswith("$") and name != "gui":
-        ptype = "connector"  # §2.3 step 7: internal users
+        ptype = "connector"  # docs/protocol.md §6.1 step 7: internal users
     row = {
         "name": name,
         "station": station_name,
@@ -191,7 +196,7 @@ async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
 
 
 async def handle_producer_create(ctx: Context, payload: bytes) -> bytes:
-    """§2.3; JSON reply (plain text only for a v0-shaped body)."""
+    """docs/protocol.md §6.1; JSON reply (plain text only for a v0-shaped body)."""
     try:
         req = decode(payload, PRODUCER_SPEC, "CreateProducerRequestV3")
         legacy = False
@@ -215,7 +220,7 @@ def _decode_destroy(payload: bytes, struct: str) -> dict[str, Any] | str:
     try:
         return decode(payload, DESTROY_SPEC, struct)
     except GoJSONError as first:
-        # §2.4: a failed v1 decode falls back to v0 semantics.
+        # docs/protocol.md §6.8: a failed v1 decode falls back to v0 semantics.
         try:
             req = decode(payload, DESTROY_V0_SPEC, struct + "V0")
         except GoJSONError:
@@ -227,12 +232,13 @@ def _decode_destroy(payload: bytes, struct: str) -> dict[str, Any] | str:
 def _row_matches(row: dict[str, Any], name: str, req: dict[str, Any]) -> bool:
     if row["name"] != name:
         return False
-    # v0 requests carry no usable connection id: every row with that name matches (§2.4).
+    # v0 requests carry no usable connection id: every row with that name matches (docs/protocol.md
+    # §6.8).
     return bool(req["req_version"] < 1 or row["connection_id"] == req["connection_id"])
 
 
 async def handle_producer_destroy(ctx: Context, payload: bytes) -> bytes:
-    """§2.4; plain-text reply."""
+    """docs/protocol.md §6.8; plain-text reply."""
     req = _decode_destroy(payload, "RemoveProducerRequestV1")
     if isinstance(req, str):
         return req.encode()
@@ -247,14 +253,16 @@ async def handle_producer_destroy(ctx: Context, payload: bytes) -> bytes:
             await ctx.store.producers.delete(k)
             matched = True
     if not matched:
-        # Quirk fixed (§2.4): the real broker reports success when nothing matched. The SDKs
+        # Quirk fixed (docs/protocol.md §6.8): the real broker reports success when nothing
+        # matched. The SDKs
         # treat "not exist" as success, so the intended text is safe to send.
         return f"Producer {req['name']} at station {req['station_name']} does not exist".encode()
     return b""
 
 
 def _deliver_policy(start: int, last: int, last_seq: int) -> dict[str, Any]:
-    """§4.3, evaluated in order; ``last_seq`` is this partition stream's ``state.last_seq``."""
+    """docs/protocol.md §7.4, evaluated in order; ``last_seq`` is this partition stream's
+    ``state.last_seq``."""
     if last == 0 and start == 1:
         return {"deliver_policy": "new"}
     if last > 0:
@@ -265,7 +273,7 @@ def _deliver_policy(start: int, last: int, last_seq: int) -> dict[str, Any]:
 
 
 def consumer_config(stream: str, durable: str, ack_ms: int, max_deliver: int) -> dict[str, Any]:
-    """The durable of §4.2 (deliver policy added by the caller)."""
+    """The durable of docs/protocol.md §7.3 (deliver policy added by the caller)."""
     return {
         "durable_name": durable,
         "ack_policy": "explicit",
@@ -281,9 +289,10 @@ def consumer_config(stream: str, durable: str, ack_ms: int, max_deliver: int) ->
 async def _ensure_durables(ctx: Context, station: dict[str, Any], req: dict[str, Any]) -> None:
     """Create the group's durable on every partition, or update AckWait/MaxDeliver in place.
 
-    §4.3 quirk fixed: with a single partition and ``last_messages > 0`` the real broker never
+    docs/protocol.md §7.4 quirk fixed: with a single partition and ``last_messages > 0`` the real
+    broker never
     creates the durable; we create it like for any partition count. An existing durable keeps
-    its deliver position (§4.4: only the editable fields change).
+    its deliver position (docs/protocol.md §7.3: only the editable fields change).
     """
     durable = internal_name(req["group"])
     for stream in stream_names(station):
@@ -402,7 +411,7 @@ async def _create_consumer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
 
 
 async def handle_consumer_create(ctx: Context, payload: bytes) -> bytes:
-    """§2.5: errors as plain text, success as JSON.
+    """docs/protocol.md §7.2: errors as plain text, success as JSON.
 
     Quirk fixed: the real broker follows an error text with a second (JSON) reply; we send one.
     """
@@ -428,7 +437,7 @@ async def handle_consumer_create(ctx: Context, payload: bytes) -> bytes:
 
 
 async def handle_consumer_destroy(ctx: Context, payload: bytes) -> bytes:
-    """§2.6; plain-text reply."""
+    """docs/protocol.md §7.12; plain-text reply."""
     req = _decode_destroy(payload, "RemoveConsumerRequestV1")
     if isinstance(req, str):
         return req.encode()
@@ -442,7 +451,8 @@ async def handle_consumer_destroy(ctx: Context, payload: bytes) -> bytes:
     doomed = [(k, row) for k, row in rows if _row_matches(row, name, req)]
     if not doomed:
         return f"Consumer {req['name']} at station {req['station_name']} does not exist".encode()
-    # §2.6 step 1 deletes exactly one matching row (v0 deletes every row with that name).
+    # docs/protocol.md §7.12 step 1 deletes exactly one matching row (v0 deletes every row with
+    # that name).
     if req["req_version"] >= 1:
         doomed = doomed[:1]
     gone = {k for k, _row in doomed}

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 CLIENTS_UPDATES: Final = SDK_CLIENTS_UPDATES
-# §2.1 step 2: a username ending in `$<digits>` names a tenant.
+# docs/protocol.md §5.4 step 2: a username ending in `$<digits>` names a tenant.
 _TENANT_SUFFIX: Final = re.compile(r"^(.*)(\$(\d+))$", re.DOTALL)
 GLOBAL_TENANT_ID: Final = 1
 
@@ -51,8 +51,9 @@ class Context:
     users: frozenset[str] | None
 
     def user_exists(self, username: str) -> bool:
-        """Token mode has no user database (§8.1 keeps only the token); password mode knows the
-        configured users. The broker lower-cases usernames (§7.1)."""
+        """Token mode has no user database (docs/protocol.md §10.3 keeps only the token); password
+        mode knows the
+        configured users. The broker lower-cases usernames (docs/protocol.md §10.1)."""
         if self.users is None:
             return True
         return username.lower() in self.users

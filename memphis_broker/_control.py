@@ -1,6 +1,6 @@
 """The control plane: a nats-py service answering the ``$memphis_*`` subjects.
 
-Theory of operation (memphis-broker-protocol.md §1):
+Theory of operation (docs/protocol.md §2):
 
 * Each of the nine request subjects is a **queue subscription** in the broker's queue group, so
   any number of instances share the load and every request is handled by exactly one of them.
@@ -10,9 +10,11 @@ Theory of operation (memphis-broker-protocol.md §1):
   is processed once, and events published while no instance runs are processed later.
 * All state is in KV buckets (``_store``); an instance holds no state of its own, so it can be
   restarted, or run twice, at any time.
-* Connection tracking (§7.1/§7.3): stock NATS has no hook at CONNECT, so we poll the monitoring
+* Connection tracking (docs/protocol.md §10.1/§10.2): stock NATS has no hook at CONNECT, so we poll
+the monitoring
   endpoint ``/connz`` and compare the ``<connectionId>::<username>`` names with the rows
-  (§11.3 allows this). A row created after a poll started is never deactivated by that poll.
+  (docs/protocol.md §10.1 allows this). A row created after a poll started is never deactivated by
+  that poll.
   In a cluster every node's endpoint is polled; a round in which one of them cannot be read
   deactivates and collects nothing, since its clients are unknown.
 * Cluster safety (docs/broker.md, "Cluster safety"): one instance per node is the intended
@@ -73,13 +75,14 @@ Handler = Callable[[Context, bytes], Awaitable[bytes]]
 CONTROL_PLANE_NAME: Final = "MEMPHIS control plane"
 _SWEEP_MS: Final = 15 * 60 * 1000
 #: Seconds a request may spend retrying JetStream through a leader election. The SDKs wait
-#: 20 s for a control reply (memphis-client-protocol.md), so the reply, even an error, comes
+#: 20 s for a control reply (docs/protocol.md), so the reply, even an error, comes
 #: before they give up and retry.
 DEFAULT_REQUEST_BUDGET: Final = 15.0
 # JetStream: "stream name already in use with a different configuration".
 _ERR_STREAM_NAME_IN_USE: Final = 10058
 
-# (subject, handler, reply style) per §1.4; the queue group is derived as the real broker does.
+# (subject, handler, reply style) per docs/protocol.md §2.4; the queue group is derived as the real
+# broker does.
 REQUEST_SUBJECTS: Final[tuple[tuple[str, Handler, str], ...]] = (
     (rq.STATION_CREATIONS, handle_station_create, "text"),
     (rq.STATION_DESTRUCTIONS, handle_station_destroy, "text"),
@@ -108,8 +111,9 @@ class ControlPlane:
         monitor_url: ``http://host:port`` of the server's monitoring endpoint, for connection
             tracking; None disables it. For a cluster give every node's endpoint (a sequence,
             or one string with comma-separated URLs): clients may be on any node.
-        dls_retention_hours: age after which DLS rows expire (§5.2, default 3).
-        gc_hours: age after which inactive producer/consumer rows are deleted (§7.3, default 2).
+        dls_retention_hours: age after which DLS rows expire (docs/protocol.md §9.4, default 3).
+        gc_hours: age after which inactive producer/consumer rows are deleted (docs/protocol.md
+        §10.2, default 2).
         poll_interval: seconds between two connection-tracking polls (default 0.5).
         request_budget: seconds one control request may spend retrying transient JetStream
             errors (a leader election) before it replies with the error (default 15).
@@ -282,7 +286,8 @@ class ControlPlane:
         durable: str,
         fn: Callable[[Context, bytes, str | None], Awaitable[None]],
     ) -> None:
-        """Process one capture stream; a message is acked only once processed (§5.1)."""
+        """Process one capture stream; a message is acked only once processed (docs/protocol.md
+        §9.1)."""
         assert self._ctx is not None
         js = self._ctx.js
         pause = 0.2
@@ -335,7 +340,7 @@ class ControlPlane:
                 present, complete = None, False
             # Rescan when the connections changed, or when rows did (a client may have come
             # and gone between two polls, leaving the connection set unchanged).
-            # The GC sweep of §7.3 runs at least every 15 minutes.
+            # The GC sweep of docs/protocol.md §10.2 runs at least every 15 minutes.
             sweep_due = started - last_sweep > _SWEEP_MS
             changed = present != self._known_conns or version != known_version
             if present is not None and (changed or sweep_due):
@@ -350,14 +355,15 @@ class ControlPlane:
             await asyncio.sleep(self._poll_interval)
 
     async def _sync_rows(self, present: set[str], started_ms: int, *, complete: bool) -> None:
-        """Mark rows (in)active and collect old inactive ones (§7.3).
+        """Mark rows (in)active and collect old inactive ones (docs/protocol.md §10.2).
 
         Without ``complete`` (a node's ``/connz`` could not be read) only activation happens:
         a client on the unreadable node is not known to be gone.
         """
         ctx = self.ctx
         for new in present - (self._known_conns or set()):
-            # §7.1: published once per Memphis-SDK CONNECT; no current SDK listens.
+            # docs/protocol.md §10.1: published once per Memphis-SDK CONNECT; no current SDK
+            # listens.
             await ctx.publish_json(
                 f"$memphis_configurations_updates.init.{new}", {"notifications": False}
             )
@@ -389,8 +395,9 @@ class ControlPlane:
 def _garbage(
     rows: list[tuple[str, dict[str, Any]]], cutoff_ms: int, *, keep_one_per_group: bool
 ) -> list[str]:
-    """§7.3 GC: inactive rows older than the retention go; for consumers one row per group
-    stays, so the group (its DLS tracking, §5.1 step 6) outlives its members."""
+    """docs/protocol.md §10.2 GC: inactive rows older than the retention go; for consumers one row
+    per group
+    stays, so the group (its DLS tracking, docs/protocol.md §9.1 step 6) outlives its members."""
 
     def old(r: dict[str, Any]) -> bool:
         return not r["is_active"] and r["updated_at"] < cutoff_ms
@@ -524,6 +531,7 @@ def _names(subject: str, payload: bytes) -> str:
 
 
 async def _drop_notification(ctx: Context, payload: bytes) -> None:
-    # §12.6: there is no Slack integration, so `send_notification` stays false and any
+    # docs/protocol.md §9.2: there is no Slack integration, so `send_notification` stays false and
+    # any
     # notification an SDK sends anyway is only logged.
     log.info("notification (no integration configured): %r", payload[:200])

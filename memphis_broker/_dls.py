@@ -1,12 +1,14 @@
 """Dead-letter station: poison messages, schema failures, explicit dead-letters, resend, pm-acks.
 
-memphis-broker-protocol.md §5. The real broker keeps DLS rows in PostgreSQL; we keep them in the
-``memphis_dls`` KV bucket (§12.9 allows it), with per-consumer-group poison tracking in
+docs/protocol.md §9. The real broker keeps DLS rows in PostgreSQL; we keep them in the
+``memphis_dls`` KV bucket (docs/protocol.md §9.4 allows it), with per-consumer-group poison
+tracking in
 ``poisoned_cgs``. The three inputs arrive through work-queue streams shared by every
 control-plane instance, so each event is processed exactly once even with two instances:
 
 * ``$memphis_dls_unacked`` captures the stock advisory ``$JS.EVENT.ADVISORY.CONSUMER.
-  MAX_DELIVERIES.>``, which carries no message (§11.2): we fetch it by ``stream_seq``.
+  MAX_DELIVERIES.>``, which carries no message (docs/protocol.md §9.1): we fetch it by
+  ``stream_seq``.
 * ``$memphis_dls_schemaverse`` captures ``$memphis_schemaverse_dls`` directly and
   ``$memphis_dls_nacked`` captures ``$memphis_nacked_dls`` (the real broker relays them through
   inner subjects into the same kind of stream; capturing them directly is equivalent and keeps
@@ -40,7 +42,7 @@ __all__ = [
 
 PRODUCED_BY_DLS: Final = "$memphis_dls"
 _DAY_NS: Final = 24 * 3600 * 1_000_000_000
-# (stream, captured subject, durable) per §5.1/§5.3/§5.4.
+# (stream, captured subject, durable) per docs/protocol.md §9.1/§9.2/§9.3.
 INTERNAL_STREAMS: Final = (
     (
         "$memphis_dls_unacked",
@@ -70,7 +72,8 @@ PM_ACK_SPEC: Final[Spec] = {"id": "int", "cg_name": "string"}
 
 
 def stream_config(name: str, subject: str, replicas: int = 1) -> dict[str, Any]:
-    """The capture streams of §5.1: WorkQueue, 24 h, file, discard old; ``replicas`` is
+    """The capture streams of docs/protocol.md §9.1: WorkQueue, 24 h, file, discard old;
+    ``replicas`` is
     ``min(3, cluster size)`` so that a node going down does not stop DLS processing."""
     return {
         "name": name,
@@ -112,7 +115,8 @@ def _add_groups(groups: list[str]) -> Any:
 
 
 async def _store(ctx: Context, row: dict[str, Any], report: str | None = None) -> bool:
-    """Insert or merge a DLS row (§5.2 merge key: station, seq, partition); True if new.
+    """Insert or merge a DLS row (docs/protocol.md §9.4 merge key: station, seq, partition); True
+    if new.
 
     A schema failure has no message sequence to merge on; ``report`` (which capture-stream
     message reported it) makes a redelivered report find the row it already stored.
@@ -188,7 +192,7 @@ def _row(
 async def _forward(
     ctx: Context, source: dict[str, Any], data: bytes, headers: dict[str, str], kind: str
 ) -> None:
-    """§5.6: also produce the DLS entry into the source's ``dls_station``.
+    """docs/protocol.md §9.6: also produce the DLS entry into the source's ``dls_station``.
 
     Quirks fixed: any partition can be picked (the real broker's ``Intn(len-1)`` never picks the
     last one), and a message without headers is fine. Stock ``Nats-*`` headers are dropped so
@@ -215,7 +219,7 @@ async def _has_group(ctx: Context, station: str, group: str) -> bool:
 
 
 async def process_advisory(ctx: Context, payload: bytes, report: str | None = None) -> None:
-    """§5.1 steps 1-7 for one ``MAX_DELIVERIES`` advisory."""
+    """docs/protocol.md §9.1 steps 1-7 for one ``MAX_DELIVERIES`` advisory."""
     try:
         adv = decode(payload, ADVISORY_SPEC, "JSConsumerDeliveryExceededAdvisory")
     except GoJSONError:
@@ -242,7 +246,7 @@ async def process_advisory(ctx: Context, payload: bytes, report: str | None = No
     data, headers, time_sent = got
     producer = headers.get("$memphis_producedBy", "unknown")
     if producer == PRODUCED_BY_DLS:
-        return  # already resent from the DLS once (§5.1 step 5)
+        return  # already resent from the DLS once (docs/protocol.md §9.1 step 5)
     if not await _has_group(ctx, ext, group):
         return
     row = _row(
@@ -262,13 +266,13 @@ async def process_advisory(ctx: Context, payload: bytes, report: str | None = No
 
 
 async def process_nacked(ctx: Context, payload: bytes, report: str | None = None) -> None:
-    """§5.4: an explicit ``dead_letter(reason)`` reported by an SDK."""
+    """docs/protocol.md §9.3: an explicit ``dead_letter(reason)`` reported by an SDK."""
     try:
         req = decode(payload, NACKED_SPEC, "NackedDlsMessage")
     except GoJSONError:
         return
     if req["partition"] == 0:
-        return  # the real broker panics here (§5.4); SDKs always send 1 or more
+        return  # the real broker panics here (docs/protocol.md §9.3); SDKs always send 1 or more
     ext = req["station_name"].replace("#", ".")
     station = await ctx.station(ext)
     if station is None or not station["dls_configuration"]["poison"]:
@@ -298,7 +302,7 @@ async def process_nacked(ctx: Context, payload: bytes, report: str | None = None
 
 
 async def process_schemaverse(ctx: Context, payload: bytes, report: str | None = None) -> None:
-    """§5.3: a schema-validation failure reported by a producer.
+    """docs/protocol.md §9.2: a schema-validation failure reported by a producer.
 
     ``report`` identifies the capture-stream message (sequence and timestamp); a
     redelivered report then stores no second row. Poison reports need none: they merge on
@@ -340,7 +344,7 @@ def _drop_group(group: str) -> Any:
         if group in doc["poisoned_cgs"]:
             doc["poisoned_cgs"].remove(group)
         if not doc["poisoned_cgs"] and doc["message_type"] != "schema":
-            return None  # last group acknowledged: the row goes (§2.11 pm_acks)
+            return None  # last group acknowledged: the row goes (docs/protocol.md §3.2 pm_acks)
         return doc
 
     return fn
@@ -367,12 +371,14 @@ async def process_pm_ack(ctx: Context, payload: bytes) -> None:
     except GoJSONError:
         return
     for k, row in await ctx.store.dls.scan(f"m.*.{req['id']}"):
-        # SDKs send the group as given; the broker's group identity is lower-case (§2.5 step 1).
+        # SDKs send the group as given; the broker's group identity is lower-case (docs/protocol.md
+        # §7.2 step 1).
         await _remove_group(ctx, k, row, req["cg_name"].lower())
 
 
 async def remove_group_everywhere(ctx: Context, station: str, group: str) -> None:
-    """§2.6 step 2: the group's last member is gone, so it no longer tracks poison messages."""
+    """docs/protocol.md §7.12 step 2: the group's last member is gone, so it no longer tracks
+    poison messages."""
     for k, row in await ctx.store.dls.scan(f"m.{key(station)}.*"):
         if group in row["poisoned_cgs"]:
             await _remove_group(ctx, k, row, group)
@@ -385,7 +391,7 @@ async def list_dls(ctx: Context, station: str) -> list[dict[str, Any]]:
 
 
 async def resend(ctx: Context, station: str, ids: set[int] | None = None) -> int:
-    """§5.5: republish poison rows to every poisoned group as core NATS messages.
+    """docs/protocol.md §9.5: republish poison rows to every poisoned group as core NATS messages.
 
     Sent to ``$memphis_dls_<st>.<cg>`` (what SDK consumers subscribe to) and the legacy
     ``$memphis_dls_<st>_<cg>``. Returns the number of (row, group) pairs sent.

@@ -43,7 +43,7 @@ class EmbeddedBroker:
         root_password: root's password in user/password mode.
         monitor_port: monitoring port; 0 picks a free one.
         control_plane: False starts only nats-server.
-        dls_retention_hours: DLS row expiry (§5.2).
+        dls_retention_hours: DLS row expiry (docs/protocol.md §9.4).
         sync_interval: JetStream fsync policy: None (default) keeps nats-server's (fsync at
             least every 2 minutes, acknowledging before the flush); ``"always"`` fsyncs every
             write before acknowledging it; a number of seconds or a duration string

@@ -1,6 +1,6 @@
 """Decode request bodies the way the real broker's Go ``encoding/json`` does.
 
-memphis-broker-protocol.md §1.2: keys match struct fields case-insensitively (the JS/Python SDKs
+docs/protocol.md §0.2: keys match struct fields case-insensitively (the JS/Python SDKs
 send ``dls_configuration.Schemaverse``, the Go SDK sends ``Title``/``Msg``), unknown keys are
 ignored, missing keys become zero values, and a type mismatch is an error whose text is Go's own
 (``json: cannot unmarshal string into Go struct field X.f of type int``). SDK acceptance rules
@@ -166,7 +166,7 @@ def _convert(value: object, ftype: str) -> tuple[bool, object]:
 
 def encode(doc: object) -> bytes:
     """Encode like Go's ``json.Marshal``: compact, UTF-8, with ``<``, ``>``, ``&``, U+2028 and
-    U+2029 escaped (memphis-client-protocol.md §0 notes the escapes are harmless to decoders).
+    U+2029 escaped (docs/protocol.md §0 notes the escapes are harmless to decoders).
     """
     text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
     for ch, esc in _GO_ESCAPES:

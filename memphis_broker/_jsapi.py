@@ -1,9 +1,10 @@
 """Thin, exact calls to the stock JetStream API (``$JS.API.*``) and NATS header parsing.
 
 We call the API with raw JSON instead of nats-py's dataclasses so that the stream and consumer
-configs are byte-for-byte what memphis-broker-protocol.md §3.3/§4.2 prescribe (durations in
+configs are byte-for-byte what docs/protocol.md §5.5/§7.3 prescribe (durations in
 integer nanoseconds, no float rounding) and so that JetStream errors can be replied in the
-broker's own format ``<description> (<err_code>)`` (§10, "internal JetStream calls").
+broker's own format ``<description> (<err_code>)`` (docs/protocol.md §11.3, "internal JetStream
+calls").
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class JSApi:
         return await self.call(f"STREAM.CREATE.{config['name']}", config)
 
     async def delete_stream(self, stream: str) -> None:
-        """Delete a stream; a missing stream is not an error (§2.2 ignores "stream not found")."""
+        """Delete a stream; a missing stream is not an error (docs/protocol.md §5.7 ignores "stream
+        not found")."""
         try:
             await self.call(f"STREAM.DELETE.{stream}")
         except JSApiError as err:
@@ -195,13 +197,15 @@ class JSApi:
             raise
 
     async def create_consumer(self, stream: str, config: dict[str, Any]) -> dict[str, Any]:
-        # §4.2: the broker uses the durable-create endpoint; an identical or editable-only
+        # docs/protocol.md §7.3: the broker uses the durable-create endpoint; an identical or
+        # editable-only
         # change is accepted by JetStream as an update.
         body = {"stream_name": stream, "config": config}
         return await self.call(f"CONSUMER.DURABLE.CREATE.{stream}.{config['durable_name']}", body)
 
     async def delete_consumer(self, stream: str, name: str) -> None:
-        """Delete a durable, ignoring "consumer not found" and "stream not found" (§2.6)."""
+        """Delete a durable, ignoring "consumer not found" and "stream not found" (docs/protocol.md
+        §7.12)."""
         try:
             await self.call(f"CONSUMER.DELETE.{stream}.{name}")
         except JSApiError as err:
@@ -209,7 +213,8 @@ class JSApi:
                 raise
 
     async def get_msg(self, stream: str, seq: int) -> tuple[bytes, dict[str, str], str] | None:
-        """``STREAM.MSG.GET`` by sequence (§5.1 step 4): (data, headers, RFC 3339 time) or None."""
+        """``STREAM.MSG.GET`` by sequence (docs/protocol.md §9.1 step 4): (data, headers, RFC 3339
+        time) or None."""
         try:
             reply = await self.call(f"STREAM.MSG.GET.{stream}", {"seq": seq})
         except JSApiError as err:

@@ -1,6 +1,7 @@
 """Schemaverse: create (with content checks and versions), attach/enforce, detach, update pushes.
 
-memphis-broker-protocol.md §2.7-§2.10 and §6. Enforcement is client-side (§6.5): the broker only
+docs/protocol.md §8.5-docs/protocol.md §4 and §8. Enforcement is client-side (docs/protocol.md
+§8.5): the broker only
 stores schemas, tells stations which one they carry, and pushes ``$memphis_schema_updates_<st>``.
 """
 
@@ -79,7 +80,8 @@ def _active(schema: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _update_body(schema: dict[str, Any]) -> dict[str, Any]:
-    """The ``schema_update``/``init`` object of §2.3/§2.10 from the *active* version (§6.5)."""
+    """The ``schema_update``/``init`` object of docs/protocol.md §6.1/§4 from the *active* version
+    (docs/protocol.md §8.5)."""
     active = _active(schema)
     if active is None:
         return copy.deepcopy(EMPTY_SCHEMA_UPDATE)
@@ -115,7 +117,8 @@ async def compile_proto(content: str, filename: str) -> tuple[bytes, str] | str:
     """Run protoc on ``content`` saved as ``filename``: (FileDescriptorSet, first message) or
     the error text.
 
-    §6.4: the file is named ``<schema>_<version>.proto`` because the Go SDK looks the file up by
+    docs/protocol.md §8.4: the file is named ``<schema>_<version>.proto`` because the Go SDK looks
+    the file up by
     that path inside the set; like the real broker we do not pass ``--include_imports``.
     """
     with tempfile.TemporaryDirectory(prefix="memphis-proto-") as tmp:
@@ -148,7 +151,7 @@ async def compile_proto(content: str, filename: str) -> tuple[bytes, str] | str:
 
 
 def validate_content(stype: str, content: str) -> str | None:
-    """§6.2 for the non-protobuf types; returns the error text or None."""
+    """docs/protocol.md §8.3 for the non-protobuf types; returns the error text or None."""
     if stype == "json":
         try:
             doc = json.loads(content)
@@ -168,7 +171,7 @@ def validate_content(stype: str, content: str) -> str | None:
         try:
             graphql.build_schema(content)
         except (graphql.GraphQLError, TypeError) as err:
-            return str(err)  # §6.2: the raw parser error
+            return str(err)  # docs/protocol.md §8.3: the raw parser error
         return None
     return None
 
@@ -182,7 +185,7 @@ async def _version_doc(
         if isinstance(compiled, str):
             return compiled
         descriptor = base64.b64encode(compiled[0]).decode()
-        # §2.9 step 2: the message struct name is the proto file's first message.
+        # docs/protocol.md §8.3 step 2: the message struct name is the proto file's first message.
         struct = compiled[1]
         if not struct:
             return "message struct name is required when schema type is Protobuf"
@@ -207,12 +210,14 @@ async def _create_schema(ctx: Context, req: dict[str, Any]) -> str:
     if not content:
         return "your schema content is invalid"
     if stype not in SCHEMA_TYPES:
-        # The real broker lets a PostgreSQL enum error surface here (§2.9 step 3); we give the
-        # type-check text the broker uses elsewhere (§6.1).
+        # The real broker lets a PostgreSQL enum error surface here (docs/protocol.md §8.3 step 3);
+        # we give the
+        # type-check text the broker uses elsewhere (docs/protocol.md §8.1).
         return "unsupported schema type"
     name: str = req["name"]
     # Deviation: the real broker stores the name as sent without checks and relies on the SDK's
-    # §3.1 validation; we apply the same rules so that no unbounded key reaches the store.
+    # docs/protocol.md §5.1 validation; we apply the same rules so that no unbounded key reaches
+    # the store.
     err = name_error(name, "Schema")
     if err:
         return err
@@ -241,7 +246,7 @@ async def _create_schema(ctx: Context, req: dict[str, Any]) -> str:
             return f"{name} already exist with type - {schema['type']}"
         if schema["versions"][-1]["schema_content"] == content:
             return f"{name} already exists in the db with the same schema content"
-        # §6.3: versions added through the SDK are created inactive.
+        # docs/protocol.md §8.3: versions added through the SDK are created inactive.
         schema["versions"].append(version)
         if await ctx.store.schemas.update(k, schema, rev) is None:
             continue  # another version was added meanwhile: re-read and re-check
@@ -250,7 +255,7 @@ async def _create_schema(ctx: Context, req: dict[str, Any]) -> str:
 
 
 async def handle_schema_create(ctx: Context, payload: bytes) -> bytes:
-    """§2.9: always JSON ``{"error": ...}``."""
+    """docs/protocol.md §8.3: always JSON ``{"error": ...}``."""
     try:
         req = decode(payload, CREATE_SPEC, "CreateSchemaReq")
     except GoJSONError as exc:
@@ -268,11 +273,12 @@ def _set_schema(name: str, version: int) -> Any:
 
 
 async def handle_schema_attach(ctx: Context, payload: bytes) -> bytes:
-    """§2.7: record the schema on the station, push Init, reply empty."""
+    """docs/protocol.md §8.5: record the schema on the station, push Init, reply empty."""
     try:
         req = decode(payload, ATTACH_SPEC, "AttachSchemaRequest")
     except GoJSONError as exc:
-        # §2.7/§10: the decode error is wrapped; the schema name is unknown at this point.
+        # docs/protocol.md §8.5/§11.3: the decode error is wrapped; the schema name is unknown at
+        # this point.
         return f"failed attaching schema : {exc}".encode()
     station_name = req["station_name"].lower()
     err = name_error(station_name, "Station")
@@ -296,7 +302,8 @@ async def handle_schema_attach(ctx: Context, payload: bytes) -> bytes:
 
 
 async def handle_schema_detach(ctx: Context, payload: bytes) -> bytes:
-    """§2.8: clear the station's schema, push Drop (with the empty ``init`` the JS/Python SDKs
+    """docs/protocol.md §8.6: clear the station's schema, push Drop (with the empty ``init`` the
+    JS/Python SDKs
     need to detect it), reply empty."""
     try:
         req = decode(payload, DETACH_SPEC, "DetachSchemaRequest")

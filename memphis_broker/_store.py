@@ -1,7 +1,7 @@
 """Control-plane state in JetStream key-value buckets (no other database).
 
 The real broker keeps stations, producers, consumers, schemas and DLS rows in PostgreSQL
-(memphis-broker-protocol.md §0, §12.9). We keep them in KV buckets so that any number of
+(docs/protocol.md §0, §9.4). We keep them in KV buckets so that any number of
 control-plane instances share one view and a restarted instance loses nothing. Every
 read-modify-write goes through a compare-and-set on the key's revision, which is what makes two
 concurrent instances safe without a leader.
@@ -72,7 +72,8 @@ T = TypeVar("T")
 def key(name: str) -> str:
     """Encode a name as one KV key token.
 
-    Station/consumer names are ``[a-z0-9_.-]`` (§3.1); ``.`` would split the token so it becomes
+    Station/consumer names are ``[a-z0-9_.-]`` (docs/protocol.md §5.1); ``.`` would split the token
+    so it becomes
     ``=`` (never valid in a name). Anything else (schema names are stored as sent) is hex with a
     ``/`` prefix, which cannot collide with the plain form.
     """
@@ -393,7 +394,7 @@ class Store:
         buckets: dict[str, Bucket] = {}
         for name in BUCKETS:
             bucket = f"memphis_{name}"
-            # DLS rows expire after dls_retention_hours (§5.2, default 3 h).
+            # DLS rows expire after dls_retention_hours (docs/protocol.md §9.4, default 3 h).
             ttl = dls_retention_s if name == "dls" else None
             kv = await _open_kv(js, bucket, ttl, replicas)
             buckets[name] = Bucket(kv, bucket, api)

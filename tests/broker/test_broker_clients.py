@@ -1,4 +1,5 @@
-"""Producers and consumers (memphis-broker-protocol.md §2.3-§2.6, §4) against real JetStream."""
+"""Producers and consumers (docs/protocol.md §6.1-docs/protocol.md §7.12, §7.3) against real
+JetStream."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def test_producer_error_reply_shape(run: Run, name: str) -> None:
             "please upgrade your SDK version",
         ),
         (
-            {"req_version": "4"},  # v0 fallback replies plain text (§2.3 edge case) ...
+            # v0 fallback replies plain text (docs/protocol.md §6.1 edge case) ...
+            {"req_version": "4"},
             None,
         ),
         (
@@ -116,7 +118,7 @@ def test_producer_old_sdk_on_partitioned_station(run: Run, name: str) -> None:
         reply = await c.json("$memphis_producer_creations", _producer(c, name, "p", req_version=3))
         assert reply["error"] == ""
         rows = [r for r in await c.rows("producers") if r["station"] == name]
-        # §2.3: before v4 the app id is the connection id and sdk_lang is dropped
+        # docs/protocol.md §6.1: before v4 the app id is the connection id and sdk_lang is dropped
         assert rows[0]["app_id"] == c.conn_id
         assert rows[0]["sdk"] == ""
 
@@ -137,7 +139,8 @@ def test_producer_auto_creates_default_station(run: Run, name: str) -> None:
 
 def test_producer_names_are_not_unique_and_destroy_is_per_connection(run: Run, name: str) -> None:
     async def body(c: Client) -> None:
-        # Two connections may use one name (§2.3 step 7: two rows); the same connection
+        # Two connections may use one name (docs/protocol.md §6.1 step 7: two rows); the same
+        # connection
         # registering it again is a retry and keeps one row (docs/broker.md, "Cluster safety").
         await c.create_producer(name, "dup")
         await c.create_producer(name, "dup")
@@ -209,7 +212,8 @@ async def _publish(c: Client, stream: str, n: int) -> None:
         (1, -1, {"deliver_policy": "all"}),
         (1, 0, {"deliver_policy": "new"}),
         (4, -1, {"deliver_policy": "by_start_sequence", "opt_start_seq": 4}),
-        # per partition: last_seq(5) - 2 + 1; with one partition too (quirk fixed, §4.3)
+        # per partition: last_seq(5) - 2 + 1; with one partition too (quirk fixed, docs/protocol.md
+        # §7.4)
         (1, 2, {"deliver_policy": "by_start_sequence", "opt_start_seq": 4}),
         (1, 50, {"deliver_policy": "by_start_sequence", "opt_start_seq": 1}),
     ],
@@ -299,7 +303,7 @@ def test_group_update_and_deletion_with_last_member(run: Run, name: str) -> None
         )
         info = await c.api.consumer_info(f"{name}$2", "g")
         assert info is not None
-        assert info["config"]["max_deliver"] == 5  # updated in place (§2.5 step 6)
+        assert info["config"]["max_deliver"] == 5  # updated in place (docs/protocol.md §7.2 step 6)
         assert info["config"]["ack_wait"] == 2000 * MS
         assert await c.destroy("consumer", name, "m1") == ""
         assert await c.api.consumer_info(f"{name}$1", "g") is not None  # m2 still active
@@ -359,7 +363,8 @@ def test_disconnect_marks_rows_inactive_and_reconnect_reactivates(
 
         await other.nc.close()
         await wait_for(lambda: states(False))
-        # A reconnect (same connection id in the CONNECT name) re-activates the rows (§7.1).
+        # A reconnect (same connection id in the CONNECT name) re-activates the rows
+        # (docs/protocol.md §10.1).
         nc = await nats.connect(name=f"{other.conn_id}::root", **broker.connect_options())
         try:
             await wait_for(lambda: states(True))

@@ -1,4 +1,4 @@
-"""Dead-letter station (memphis-broker-protocol.md §5) with stock JetStream advisories."""
+"""Dead-letter station (docs/protocol.md §9) with stock JetStream advisories."""
 
 from __future__ import annotations
 
@@ -45,14 +45,14 @@ def test_poison_message_to_dls_station_resend_and_pm_ack(
         assert bytes.fromhex(row["message_details"]["data"]) == b"poison!"
         assert row["message_details"]["headers"]["k"] == "v"
 
-        # §5.6: a copy is produced into the linked dls_station
+        # docs/protocol.md §9.6: a copy is produced into the linked dls_station
         data, headers = await _last_message(c, f"{name}-dls$1")
         assert data == b"poison!"
         assert headers["station"] == name
         assert headers["type"] == "unacked"
         assert headers["$memphis_producedBy"] == "prod1"
 
-        # §5.5: resend to the SDK subject with the pm headers
+        # docs/protocol.md §9.5: resend to the SDK subject with the pm headers
         got: asyncio.Queue[Any] = asyncio.Queue()
         await c.nc.subscribe(f"$memphis_dls_{name}.grp", cb=got.put)
         await c.nc.flush()
@@ -234,7 +234,7 @@ def test_set_dls_configuration_pushes_the_new_value(
         async with admin_context(broker.url, token="memphis") as ctx:
             assert await set_dls_configuration(ctx, f"a.{name}", schemaverse=False)
         msg = await asyncio.wait_for(got.get(), 10)
-        # Quirk fixed (§2.10): the new value, not the previous one
+        # Quirk fixed (docs/protocol.md §4): the new value, not the previous one
         assert json.loads(msg.data) == {
             "station_name": f"a#{name}",
             "type": "schemaverse_to_dls",

@@ -1,4 +1,5 @@
-"""Bad input: Go-compatible decoding (§1.2) and a reply for every malformed request."""
+"""Bad input: Go-compatible decoding (docs/protocol.md §0.2) and a reply for every malformed
+request."""
 
 from __future__ import annotations
 

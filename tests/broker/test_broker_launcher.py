@@ -1,4 +1,5 @@
-"""The launcher: EmbeddedBroker, the CLI (run and attach modes), and both auth modes (§8)."""
+"""The launcher: EmbeddedBroker, the CLI (run and attach modes), and both auth modes
+(docs/protocol.md §10.3)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_password_mode_users() -> None:
             c = await connect(broker, username="alice")
             try:
                 assert await c.create_station("pw", username="alice") == ""
-                # Quirk fixed (§2.1 step 4): an unknown user is an error, not a silent no-op
+                # Quirk fixed (docs/protocol.md §5.4 step 4): an unknown user is an error, not a
+                # silent no-op
                 assert await c.create_station("pw2", username="bob") == "User bob does not exist"
                 reply = await c.create_producer("pw", "p")
                 assert reply["error"] == ""

@@ -1,4 +1,4 @@
-"""Schemaverse (memphis-broker-protocol.md §2.7-§2.10, §6) through plain NATS requests."""
+"""Schemaverse (docs/protocol.md §8.5-docs/protocol.md §4, §8) through plain NATS requests."""
 
 from __future__ import annotations
 
@@ -102,10 +102,12 @@ def test_protobuf_descriptor_and_versions(run: Run, name: str) -> None:
         v1, v2 = doc["versions"]
         assert (v1["version_number"], v1["active"]) == (1, True)
         assert (v2["version_number"], v2["active"]) == (2, False)  # SDK versions are inactive
-        assert v1["message_struct_name"] == "Order"  # the first message (§2.9 step 2)
+        # the first message (docs/protocol.md §8.3 step 2)
+        assert v1["message_struct_name"] == "Order"
         for v in (v1, v2):
             fds = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(v["descriptor"]))
-            # §6.4: the Go SDK finds the file by this name (quirk fixed: the real version number)
+            # docs/protocol.md §8.4: the Go SDK finds the file by this name (quirk fixed: the real
+            # version number)
             assert [f.name for f in fds.file] == [f"{name}_{v['version_number']}.proto"]
             assert fds.file[0].package == "shop"
 
@@ -146,7 +148,8 @@ def test_attach_pushes_init_and_replies_carry_the_schema(run: Run, name: str) ->
         assert reply["schema_update"] == init
         consumer = json.loads(await c.create_consumer(name, "c"))
         assert consumer["schema_update"] == init
-        # a new (inactive) version is not pushed and replies keep the active one (§6.5)
+        # a new (inactive) version is not pushed and replies keep the active one (docs/protocol.md
+        # §8.5)
         assert await _create(c, name, "protobuf", PROTO2) == ""
         assert (await c.create_producer(name, "p"))["schema_update"] == init
 

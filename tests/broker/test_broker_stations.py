@@ -1,4 +1,4 @@
-"""Station create/destroy (memphis-broker-protocol.md §2.1, §2.2, §3) against real JetStream."""
+"""Station create/destroy (docs/protocol.md §5.4, §5.7, §5) against real JetStream."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ MS = 1_000_000
             {"retention_type": "ack_based", "retention_value": 0},
             {"retention": "interest", "max_age": 0, "max_msgs": -1, "max_bytes": -1},
         ),
-        # value <= 0 on a non-ack_based type falls back to message_age_sec/3600 (§2.1 step 8)
+        # value <= 0 on a non-ack_based type falls back to message_age_sec/3600 (docs/protocol.md
+        # §5.4 step 8)
         (
             {"retention_type": "messages", "retention_value": 0},
             {"retention": "limits", "max_age": 3600 * SEC, "max_msgs": -1},
@@ -71,7 +72,7 @@ def test_stream_config_mapping(
         cfg = info["config"]
         for k, v in expect.items():
             assert cfg[k] == v, k
-        # Fixed parts of §3.3
+        # Fixed parts of docs/protocol.md §5.5
         assert cfg["subjects"] == [f"{name}$1.>"]
         assert cfg["discard"] == "old"
         assert cfg["max_consumers"] == -1
@@ -234,7 +235,7 @@ def test_destroy_removes_streams_durables_and_rows(run: Run, name: str) -> None:
         assert not [r for r in await c.rows("producers") if r["station"] == name]
         assert not [r for r in await c.rows("consumers") if r["station"] == name]
         assert not [r for r in await c.rows("stations") if r["name"] == name]
-        # §2.2 step 5, verbatim
+        # docs/protocol.md §5.7 step 5, verbatim
         assert (
             await c.text(
                 "$memphis_station_destructions", {"station_name": name, "username": "root"}
@@ -292,7 +293,8 @@ def test_jetstream_errors_are_replied_as_description_and_code(run: Run, name: st
         # A foreign stream already holds the name with another config.
         await c.api.create_stream({"name": f"{name}$1", "subjects": [f"foreign-{name}.>"]})
         reply = await c.create_station(name)
-        assert reply.endswith(" (10058)"), reply  # "<description> (<err_code>)" (§10)
+        # "<description> (<err_code>)" (docs/protocol.md §11.3)
+        assert reply.endswith(" (10058)"), reply
         assert not [r for r in await c.rows("stations") if r["name"] == name]
         info = await c.api.stream_info(f"{name}$1")
         assert info is not None  # not ours, so not rolled back
@@ -312,8 +314,9 @@ def test_rollback_of_created_partitions(run: Run, name: str) -> None:
 
 def test_stock_jetstream_dedups_on_nats_msg_id(run: Run, name: str) -> None:
     async def body(c: Client) -> None:
-        # Our client sends the id as both msg-id and Nats-Msg-Id (DESIGN §3), so the stream's
-        # duplicate window (the idempotency window) deduplicates without a proxy (§11.1).
+        # Our client sends the id as both msg-id and Nats-Msg-Id so the stream's
+        # duplicate window (the idempotency window) deduplicates without a proxy (docs/protocol.md
+        # §6.5).
         assert await c.create_station(name, idempotency_window_in_ms=60_000) == ""
         for _ in range(3):
             await c.js.publish(
