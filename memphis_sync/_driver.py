@@ -17,6 +17,7 @@ classes of memphis_sync are generated from the async ones (``scripts/unasync.py`
 from __future__ import annotations
 
 import contextlib
+import select
 import selectors
 import socket
 import ssl
@@ -44,6 +45,9 @@ __all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 
 T = TypeVar("T")
 _READ_SIZE: Final = 65536
+# Seconds a leading caller polls before re-checking its operation, and at most how long the
+# I/O thread waits for a leader to hand the socket back.
+_LEAD_SLICE: Final = 0.05
 #: How long ``close()`` lets threads finish (consume handlers) beyond the drain timeout.
 CLOSE_TIMEOUT: Final = 10.0
 
@@ -79,6 +83,7 @@ class Driver:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()  # the one thread reading the socket holds it
         # The transport and its generation change together, under ``lock``: a write prepared
         # for one transport must never go out on the next one.
         self._sock: socket.socket | None = None
@@ -146,7 +151,14 @@ class Driver:
 
     # ------------------------------------------------------------------ used by user threads
 
-    def call(self, fn: Callable[[float], T], *, kick: bool = True, closed_ok: bool = False) -> T:
+    def call(
+        self,
+        fn: Callable[[float], T],
+        *,
+        kick: bool = True,
+        closed_ok: bool = False,
+        timers: bool = True,
+    ) -> T:
         """Run ``fn(now)`` on the core under the lock; with ``kick`` the I/O thread writes what
         it queued (coalesced with whatever else is queued).
 
@@ -163,15 +175,77 @@ class Driver:
             before = self.client.next_deadline()
             result = fn(time.monotonic())
             after = self.client.next_deadline()
-        if kick or (after is not None and (before is None or after < before)):
+        if kick or (timers and after is not None and (before is None or after < before)):
             self.kick()
         return result
 
     def run(self, fn: Callable[[float], Operation[T]]) -> T:
-        """``call`` then ``wait``, writing from this thread: the round trip of one operation."""
-        op = self.call(fn, kick=False)
+        """``call`` then ``wait``, writing from this thread: the round trip of one operation.
+
+        Leader/follower: when no other thread is reading the socket, this thread reads the
+        reply itself instead of waiting to be woken by the I/O thread. A synchronous produce
+        then costs one write and one read on the caller's thread, as a thin loop over a socket
+        would; the hop to the I/O thread and back (two wake-ups) cost more than the broker.
+        """
+        op = self.call(fn, kick=False, timers=False)
         self._write_through()
+        if not op.done and not self._lead(op):
+            self.kick()  # the I/O thread must learn of the new timer and read the reply
         return self.wait(op)
+
+    def _lead(self, op: Operation[Any]) -> bool:
+        """Read the socket on this thread until ``op`` is done; False if we could not lead.
+
+        Only for plain TCP (a TLS socket must not be used from two threads). The read lock
+        makes this thread the only reader; the I/O thread keeps firing timers and, once we
+        give the lock back, reads again. We hand over as soon as a timer is due, the
+        transport changes or the connection closes, so nothing here decides anything: it is
+        the I/O thread's loop body, run by whoever is waiting.
+        """
+        if self._ssl is not None or not self._read_lock.acquire(timeout=_LEAD_SLICE):
+            return False
+        with self.lock:
+            sock, generation = self._sock, self._generation
+            if sock is None:
+                self._read_lock.release()
+                return False
+            # While we lead, the I/O thread does not watch the socket: otherwise every reply
+            # would wake it too, only to find the bytes gone (a wake-up per message is what
+            # leading saves).
+            self._selector.unregister(sock)
+        try:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            client = self.client
+            while not op.done and not self.closed:
+                with self.lock:
+                    if generation != self._generation:
+                        return False  # the transport changed: the I/O thread takes over
+                    deadline = client.next_deadline()
+                wait = _LEAD_SLICE if deadline is None else deadline - time.monotonic()
+                if wait <= 0:
+                    return False  # a timer is due: the I/O thread fires it
+                if not poller.poll(min(wait, _LEAD_SLICE) * 1000):
+                    continue
+                chunks = self._read(sock)
+                if not chunks:
+                    continue  # someone else took what poll saw
+                with self.lock:
+                    if generation != self._generation:
+                        return False
+                    now = time.monotonic()
+                    for chunk in chunks:
+                        client.receive_data(chunk, now)
+                self._dispatch(self._take_events())  # wakes every other waiter too
+                self._send_pending()  # PONGs, acks queued by what we read
+                if not chunks[-1]:
+                    return False  # EOF: the I/O thread handles the disconnect
+            return True
+        finally:
+            with self.lock:
+                if generation == self._generation:
+                    self._selector.register(sock, selectors.EVENT_READ)
+            self._read_lock.release()
 
     def _write_through(self) -> None:
         # TLS sockets are not safe to use from two threads: the I/O thread writes those.
@@ -411,7 +485,18 @@ class Driver:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
                 self._wake_pending = False
-            chunks = self._read(sock) if sock is not None and sock in ready else []
+            chunks: list[bytes] = []
+            # A caller leading a round trip (``_lead``) may hold the read lock: wait for it
+            # no longer than until our next timer.
+            if (
+                sock is not None
+                and sock in ready
+                and self._read_lock.acquire(timeout=_LEAD_SLICE if wait is None else wait)
+            ):
+                try:
+                    chunks = self._read(sock)
+                finally:
+                    self._read_lock.release()
             with self.lock:
                 now = time.monotonic()
                 if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
@@ -426,7 +511,11 @@ class Driver:
     def _read(sock: socket.socket) -> list[bytes]:
         chunks: list[bytes] = []
         try:
-            data = sock.recv(_READ_SIZE)
+            # Non-blocking: a leading caller may have taken what the selector saw.
+            if isinstance(sock, ssl.SSLSocket):
+                data = sock.recv(_READ_SIZE)
+            else:
+                data = sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
             chunks.append(data)
             # TLS may hold decrypted bytes that the selector cannot see.
             while data and isinstance(sock, ssl.SSLSocket) and sock.pending():

@@ -404,7 +404,13 @@ def test_fetch_messages_reuses_the_consumer_and_takes_options(
     assert [m.data for m in first] == [b"m0", b"m1"]
     for m in first:
         m.ack()
-    second = conn.fetch_messages(station, "fm", batch_size=10)
+    # The same consumer (station, name, group, broker-side options): the durable goes on from
+    # where the first fetch left it. A different group would be another consumer (the field
+    # report behind tests/conformance/test_field_reports.py).
+    second = conn.fetch_messages(
+        station, "fm", batch_size=10, consumer_group="fm-group", max_ack_time=20.0,
+        max_msg_deliveries=4, batch_max_wait_time=WAIT,
+    )
     assert [m.data for m in second] == [b"m2", b"m3", b"m4"]
     config = probe.consumer_config(station, "fm-group")
     assert config.ack_wait == pytest.approx(20)
