@@ -153,13 +153,26 @@ async def compile_proto(content: str, filename: str) -> tuple[bytes, str] | str:
 def validate_content(stype: str, content: str) -> str | None:
     """docs/protocol.md §8.3 for the non-protobuf types; returns the error text or None."""
     if stype == "json":
+        # The real broker says only "your json schema is invalid"; SDK users match that prefix,
+        # so it stays, followed by where the problem is (a field report: no location given).
+        invalid = "your json schema is invalid"
         try:
             doc = json.loads(content)
-            if not isinstance(doc, dict | bool):
-                return "your json schema is invalid"
+        except json.JSONDecodeError as err:
+            return f"{invalid}: line {err.lineno}, column {err.colno}: {err.msg}"
+        except (ValueError, RecursionError) as err:
+            return f"{invalid}: {err}"
+        if not isinstance(doc, dict | bool):
+            return (
+                f"{invalid}: the top level must be an object or a boolean, not {type(doc).__name__}"
+            )
+        try:
             jsonschema.validators.validator_for(doc).check_schema(doc)  # type: ignore[arg-type]
-        except (ValueError, jsonschema.exceptions.SchemaError, RecursionError):
-            return "your json schema is invalid"
+        except jsonschema.exceptions.SchemaError as err:
+            where = "/" + "/".join(str(part) for part in err.absolute_path)
+            return f"{invalid}: at {where}: {err.message}"
+        except RecursionError:
+            return f"{invalid}: nested too deeply"
         return None
     if stype == "avro":
         try:

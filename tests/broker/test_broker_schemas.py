@@ -71,9 +71,10 @@ def test_valid_schemas_are_created(run: Run, name: str, stype: str, content: str
             'syntax = "proto3";\n',
             "message struct name is required when schema type is Protobuf",
         ),
-        ("json", "{not json", "your json schema is invalid"),
-        ("json", '{"type": 12}', "your json schema is invalid"),
-        ("json", "[1, 2]", "your json schema is invalid"),
+        # The real broker's prefix, then where (field report: "no location given").
+        ("json", "{not json", "your json schema is invalid: line 1, column 2: "),
+        ("json", '{"type": 12}', "your json schema is invalid: at /type: "),
+        ("json", "[1, 2]", "your json schema is invalid: the top level must be "),
         ("avro", '{"type": "record"}', "your Avro file is invalid: "),
         ("avro", "nope", "your Avro file is invalid: "),
         ("graphql", "type {", "Syntax Error"),

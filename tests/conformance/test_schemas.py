@@ -168,12 +168,13 @@ def test_unsupported_schema_type(memphis: Any, conn: Any, name: Callable[[str], 
 @pytest.mark.parametrize(
     ("schema_type", "content", "text"),
     [
-        ("json", '{"type": 12}', "your json schema is invalid"),
+        ("json", '{"type": 12}', "your json schema is invalid: at /type: "),
+        ("json", '{\n  "type": "object",\n  "properties": {,}\n}', r"invalid: line 3, column 18: Expecting property name"),
         ("protobuf", "syntax = \"proto3\"; message {", "your Proto file is invalid"),
         ("avro", '{"type": "record"}', "your Avro file is invalid"),
         ("json", "", "your schema content is invalid"),
     ],
-    ids=["json", "protobuf", "avro", "empty"],
+    ids=["json", "json-syntax", "protobuf", "avro", "empty"],
 )
 def test_invalid_schema_content_is_refused_by_the_broker(
     memphis: Any,
