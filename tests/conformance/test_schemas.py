@@ -169,7 +169,11 @@ def test_unsupported_schema_type(memphis: Any, conn: Any, name: Callable[[str], 
     ("schema_type", "content", "text"),
     [
         ("json", '{"type": 12}', "your json schema is invalid: at /type: "),
-        ("json", '{\n  "type": "object",\n  "properties": {,}\n}', r"invalid: line 3, column 18: Expecting property name"),
+        (
+            "json",
+            '{\n  "type": "object",\n  "properties": {,}\n}',
+            r"invalid: line 3, column 18: Expecting property name",
+        ),
         ("protobuf", "syntax = \"proto3\"; message {", "your Proto file is invalid"),
         ("avro", '{"type": "record"}', "your Avro file is invalid"),
         ("json", "", "your schema content is invalid"),
