@@ -1,0 +1,38 @@
+"""Type checkers see the installed package: ``mypy --strict`` on the examples, outside the repo.
+
+Field report: after ``pip install -e .``, ``mypy --strict app.py`` outside the source tree said
+``Cannot find implementation or library stub for module named "memphis_sync"``: setuptools'
+editable install is an import hook type checkers cannot follow. The build backend is now
+hatchling, whose editable install is a plain ``.pth`` path entry. This test copies the examples
+to a temporary folder (so the repository is not on the path) and type-checks them there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("folder", [".", "asyncio", "trio"])
+def test_examples_type_check_from_outside_the_source_tree(tmp_path: Path, folder: str) -> None:
+    source = EXAMPLES / folder
+    files = sorted(p.name for p in source.glob("*.py"))
+    assert files, f"no examples in {source}"
+    for name in files:
+        shutil.copy(source / name, tmp_path / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"), *files],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
