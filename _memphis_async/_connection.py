@@ -42,7 +42,7 @@ from ._driver import CLOSE_TIMEOUT, Driver
 from ._producer import Producer
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from memphis_core import Headers
 
@@ -102,7 +102,7 @@ class ConnectFunction(Protocol):
 
     def __call__(
         self,
-        host: str,
+        host: str | Sequence[str],
         username: str,
         *,
         connection_token: str | None = ...,
@@ -114,6 +114,7 @@ class ConnectFunction(Protocol):
         reconnect_interval: float = ...,
         timeout: float = ...,
         tls: TLS | None = ...,
+        ignore_discovered_servers: bool = ...,
     ) -> Connecting: ...
 
 
@@ -121,7 +122,7 @@ def make_connect(backend: Backend) -> ConnectFunction:
     """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
 
     def connect(
-        host: str,
+        host: str | Sequence[str],
         username: str,
         *,
         connection_token: str | None = None,
@@ -133,12 +134,18 @@ def make_connect(backend: Backend) -> ConnectFunction:
         reconnect_interval: float = 1.0,
         timeout: float = 15.0,
         tls: TLS | None = None,
+        ignore_discovered_servers: bool = False,
     ) -> Connecting:
         """Connect to a Memphis broker: ``async with connect(...) as conn`` or
         ``conn = await connect(...)``.
 
-        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic
-        (``max_reconnect`` attempts per outage, ``reconnect_interval`` apart, -1 = forever).
+        ``host`` is one server or several, as a list or comma-separated (``"h1:4222,h2:4222"``,
+        ``nats://`` / ``tls://`` prefixes accepted, ``port`` where none is given); the servers a
+        cluster advertises are added unless ``ignore_discovered_servers`` (docs/cluster-client.md).
+        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic:
+        a lost server is tried last, another is dialled at once, one server again only after
+        ``reconnect_interval`` seconds; ``max_reconnect`` consecutive failed attempts end the
+        connection (-1 = forever).
 
         Raises:
             LocalProtocolError: bad arguments, at once (nothing is dialled).
@@ -157,6 +164,7 @@ def make_connect(backend: Backend) -> ConnectFunction:
             reconnect_interval=reconnect_interval,
             timeout=timeout,
             tls=tls,
+            ignore_discovered_servers=ignore_discovered_servers,
         )
         return Connecting(backend, options)
 

@@ -103,7 +103,12 @@ class Driver:
             if not self.closed:
                 self.spawn(self._reader, "memphis-reader")
                 self._pump_task = self.spawn(self._pump, "memphis-pump")
-            deadline = self.backend.monotonic() + self.client.options.timeout + _START_SLACK
+            # A safety net (the core's handshake timer fires first): each given server may
+            # take a whole timeout before the next one is tried.
+            options = self.client.options
+            deadline = (
+                self.backend.monotonic() + len(options.servers) * options.timeout + _START_SLACK
+            )
             while not self.client.is_connected and not self.closed:
                 if not await self.backend.wait_event(self.changed(), deadline):
                     break
@@ -289,8 +294,12 @@ class Driver:
 
     async def _dial(self) -> None:
         options = self.client.options
+        # The core's server pool chooses whom to dial (first connect and every reconnect).
+        server = self.client.session.current_server
+        assert server is not None  # a Client always gives its session the servers
+        host, port = server
         try:
-            stream = await self.backend.connect_tcp(options.host, options.port, options.timeout)
+            stream = await self.backend.connect_tcp(host, port, options.timeout)
         except OSError as exc:
             await self._failed(exc)
             return
@@ -307,7 +316,9 @@ class Driver:
         stream = self._stream
         if stream is None or self._ssl is None:
             return
-        host = self.client.options.host
+        # Verify the certificate against the server being dialled, not the first one given.
+        host = self.client.session.tls_hostname
+        assert host is not None
         try:
             upgraded = await stream.start_tls(self._ssl, host, self.client.options.timeout)
         except OSError as exc:

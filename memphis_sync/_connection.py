@@ -29,7 +29,7 @@ from ._driver import Driver
 from ._producer import Producer
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from memphis_core import Headers
 
@@ -37,7 +37,7 @@ __all__ = ["Connection", "Station", "connect"]
 
 
 def connect(
-    host: str,
+    host: str | Sequence[str],
     username: str,
     *,
     connection_token: str | None = None,
@@ -49,11 +49,17 @@ def connect(
     reconnect_interval: float = 1.0,
     timeout: float = 15.0,
     tls: TLS | None = None,
+    ignore_discovered_servers: bool = False,
 ) -> Connection:
     """Connect to a Memphis broker; use as ``with memphis.connect(...) as conn:``.
 
-    Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic
-    (``max_reconnect`` attempts per outage, ``reconnect_interval`` apart, -1 = forever).
+    ``host`` is one server or several, as a list or comma-separated (``"h1:4222,h2:4222"``,
+    ``nats://`` / ``tls://`` prefixes accepted, ``port`` where none is given); the servers a
+    cluster advertises are added unless ``ignore_discovered_servers`` (docs/cluster-client.md).
+    Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic:
+    a lost server is tried last, another is dialled at once, one server again only after
+    ``reconnect_interval`` seconds; ``max_reconnect`` consecutive failed attempts end the
+    connection (-1 = forever).
 
     Raises:
         LocalProtocolError: bad arguments (nothing is dialled).
@@ -71,6 +77,7 @@ def connect(
         reconnect_interval=reconnect_interval,
         timeout=timeout,
         tls=tls,
+        ignore_discovered_servers=ignore_discovered_servers,
     )
     driver = Driver(Client(options))
     driver.start()

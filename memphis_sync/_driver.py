@@ -51,8 +51,6 @@ class Driver:
     def __init__(self, client: Client) -> None:
         self.client = client
         options = client.options
-        self._host = options.host
-        self._port = options.port
         self._timeout = options.timeout
         self._ssl = None if options.tls is None else tls_context(options.tls)
         self.lock = threading.Lock()
@@ -86,7 +84,10 @@ class Driver:
         """
         self._dial()
         self._thread.start()
-        deadline = time.monotonic() + self._timeout + 1.0
+        # A safety net only (the core's handshake timer fires first): each given server may
+        # take a whole timeout before the next one is tried.
+        tries = len(self.client.options.servers)
+        deadline = time.monotonic() + tries * self._timeout + 1.0
         with self.changed:
             while not self.client.is_connected and not self.closed:
                 remaining = deadline - time.monotonic()
@@ -203,8 +204,11 @@ class Driver:
     # ------------------------------------------------------------------ socket plumbing
 
     def _dial(self) -> None:
+        # The core's server pool chooses whom to dial (first connect and every reconnect).
+        server = self.client.session.current_server
+        assert server is not None  # a Client always gives its session the servers
         try:
-            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            sock = socket.create_connection(server, timeout=self._timeout)
         except OSError as exc:
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
@@ -239,7 +243,8 @@ class Driver:
         if sock is None:
             return
         try:
-            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
+            # Verify the certificate against the server being dialled, not the first one given.
+            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self.client.session.tls_hostname)
         except (OSError, ssl.SSLError) as exc:
             self._close_socket()
             with self.lock:
