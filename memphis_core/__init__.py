@@ -24,7 +24,12 @@ from .memphis._client import APP_ID, Client, ClientEvent
 from .memphis._consumers import ConsumerError
 from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
 from .memphis._enums import RetentionType, SchemaType, StorageType
-from .memphis._errors import MemphisHeaderError, MemphisSchemaError, StationUnreachableError
+from .memphis._errors import (
+    MemphisHeaderError,
+    MemphisSchemaError,
+    StationTemporarilyUnavailableError,
+    StationUnreachableError,
+)
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
@@ -133,6 +138,7 @@ __all__ = [
     "SessionEvent",
     "StationOptions",
     "StationState",
+    "StationTemporarilyUnavailableError",
     "StationUnreachableError",
     "StorageType",
     "TLSUpgradeRequired",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from memphis_core.nats._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._errors import MemphisError, NoRespondersError, RemoteProtocolError
 from memphis_core.nats._frames import Msg
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
+from ._errors import StationTemporarilyUnavailableError
 from ._jetstream import PubAck, parse_pub_ack
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
@@ -41,6 +42,19 @@ _HEADER_START: Final = b"NATS/1.0\r\n"
 #: produces or how many messages it sends in all.
 DEFAULT_WINDOW: Final = 4096
 DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
+
+
+# ---- transient JetStream errors (docs/cluster-client.md, "Leader elections") ----------------
+# A NATS 503 on a produce means no stream leader took the message (a JetStream cluster electing
+# one after a node died): it was not stored, so sending it again cannot duplicate it. Retried
+# with this backoff (seconds: first delay, doubling, capped) until the produce's ack_wait.
+RETRY_FIRST: Final = 0.05
+RETRY_MAX: Final = 1.0
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds to wait before retry number ``retries + 1`` after a 503."""
+    return min(RETRY_FIRST * (1 << min(retries, 16)), RETRY_MAX)
 
 
 class ProducerState:
@@ -172,17 +186,30 @@ def schema_failure_publishes(
 
 
 class Produce(ReplyHandler):
-    """Waits for one PubAck; keeps the producer's in-flight count and first async failure."""
+    """Waits for one PubAck; keeps the producer's in-flight count and first async failure.
 
-    __slots__ = ("is_async", "op", "producer", "size")
+    A 503 (no stream leader) is retried with backoff until ``deadline`` (the produce's
+    ack_wait), then fails with ``StationTemporarilyUnavailableError``.
+    """
+
+    __slots__ = ("deadline", "is_async", "op", "producer", "resend", "retries", "size")
 
     def __init__(
-        self, op: Operation[PubAck | None], producer: ProducerState, is_async: bool, size: int
+        self,
+        op: Operation[PubAck | None],
+        producer: ProducerState,
+        is_async: bool,
+        size: int,
+        deadline: float = 0.0,
+        resend: _Resend | None = None,
     ) -> None:
         self.op = op
         self.producer = producer
         self.is_async = is_async
         self.size = size
+        self.deadline = deadline
+        self.resend = resend
+        self.retries = 0
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -202,6 +229,19 @@ class Produce(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if isinstance(error, NoRespondersError) and self.resend is not None:
+            # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
+            delay = retry_delay(self.retries)
+            if now + delay < self.deadline and not self.producer.destroyed:
+                self.retries += 1
+                self.resend.send(self, now, delay)
+                return
+            unavailable = StationTemporarilyUnavailableError(
+                "memphis: station temporarily unavailable: no JetStream leader took the "
+                "message within ack_wait"
+            )
+            unavailable.__cause__ = error
+            error = unavailable
         self.producer.in_flight -= 1
         self.producer.in_flight_bytes -= self.size
         self._failed(error)
@@ -210,6 +250,29 @@ class Produce(ReplyHandler):
         self.op.fail(error)
         if self.is_async and self.producer.first_error is None:
             self.producer.first_error = error
+
+
+class _Resend:
+    """What a produce needs to be sent again after a 503: the same subject, headers, bytes."""
+
+    __slots__ = ("block", "dispatcher", "payload", "subject")
+
+    def __init__(self, dispatcher: Dispatcher, subject: str, payload: bytes, block: bytes) -> None:
+        self.dispatcher = dispatcher
+        self.subject = subject
+        self.payload = payload
+        self.block = block
+
+    def send(self, handler: Produce, now: float, delay: float) -> None:
+        token = self.dispatcher.session.request(
+            self.subject,
+            self.payload,
+            headers=self.block,
+            now=now,
+            timeout=handler.deadline - now,
+            delay=delay,
+        )
+        self.dispatcher.register(token, handler)
 
 
 def _check(error: str | None) -> None:
@@ -306,7 +369,9 @@ class Producers:
         size = len(payload)
         producer.in_flight += 1
         producer.in_flight_bytes += size
-        self._dispatcher.register(token, Produce(op, producer, opts.async_produce, size))
+        resend = _Resend(self._dispatcher, subject, payload, block)
+        handler = Produce(op, producer, opts.async_produce, size, now + opts.ack_wait, resend)
+        self._dispatcher.register(token, handler)
         return op
 
     def report_schema_failure(

@@ -14,6 +14,7 @@ of subscriptions, unanswered requests and publishes buffered while offline.
 
 from __future__ import annotations
 
+import heapq
 import random
 import uuid
 from collections import deque
@@ -171,6 +172,7 @@ class Session:
         self._inbox_len = len(self._inbox)
         self._next_token = 1
         self._requests = InFlight()
+        self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
         self._draining: dict[int, int] = {}  # sid -> token of an abandoned multi-reply request
 
@@ -333,8 +335,13 @@ class Session:
         headers: PublishHeaders | None = None,
         multi: bool = False,
         replay: bool = True,
+        delay: float = 0.0,
     ) -> int:
         """Send a request whose replies arrive on the shared inbox; return its token.
+
+        With ``delay`` (seconds) the request is registered now (its deadline is still
+        ``now + timeout``) but written only ``delay`` seconds later: how the Memphis layer
+        backs off before retrying after a 503 without a timer of its own.
 
         Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
@@ -368,7 +375,9 @@ class Session:
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
         self._requests.add(request)
-        if self.state is ConnState.CONNECTED:
+        if delay > 0:
+            heapq.heappush(self._delayed, (now + delay, token))
+        elif self.state is ConnState.CONNECTED:
             request.sent = True
             self._out.append(data)
         return token
@@ -389,7 +398,12 @@ class Session:
         then closes the request.
         """
         request = self._requests.get(token)
-        if request is None or not request.sid or self.state is not ConnState.CONNECTED:
+        if (
+            request is None
+            or not request.sid
+            or not request.sent
+            or self.state is not ConnState.CONNECTED
+        ):
             self.cancel_request(token)
             return
         self._requests.pop(token)
@@ -452,6 +466,13 @@ class Session:
         deadline = self._requests.earliest()
         if deadline is not None:
             candidates.append(deadline)
+        delayed = self._delayed
+        while delayed:
+            request = self._requests.get(delayed[0][1])
+            if request is not None and not request.sent:
+                candidates.append(delayed[0][0])
+                break
+            heapq.heappop(delayed)  # answered, cancelled or sent early (a reconnect replay)
         return min(candidates) if candidates else None
 
     def handle_timeout(self, now: float) -> None:
@@ -470,6 +491,14 @@ class Session:
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
                 self._ping_at = now + self._ping_interval
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, token = heapq.heappop(delayed)
+            request = self._requests.get(token)
+            if request is not None and not request.sent and self.state is ConnState.CONNECTED:
+                request.sent = True
+                self._out.append(request.data)
+            # Offline, it stays unsent: the replay after the next handshake sends it.
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
@@ -744,6 +773,7 @@ class Session:
         )
         # Waiting calls see why: e.g. the RemoteProtocolError of the last attempt.
         closed.__cause__ = error
+        self._delayed.clear()
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
             self._events.append(ev.RequestFailed(request.token, closed))
@@ -762,7 +792,7 @@ class Session:
         """A multi-reply request ended: drop its own inbox subscription."""
         if request.sid:
             del self._request_sids[request.sid]
-            if self.state is ConnState.CONNECTED:
+            if self.state is ConnState.CONNECTED and request.sent:
                 self._out.append(cmd.encode_unsub(request.sid))
 
     def _check_open(self) -> None:

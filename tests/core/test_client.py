@@ -374,12 +374,13 @@ def test_deleted_durable_makes_the_consumer_unreachable_once() -> None:
 
 
 def test_no_responders_on_a_pull_checks_the_durable() -> None:
+    # A 503 may be a leader election: the durable is looked up and the pull retried (the
+    # retry itself is tested in test_transient_errors.py).
     script = connected()
     state = consumer(script)
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     script.status(pull_request(script), 503)
-    with pytest.raises(StationUnreachableError):
-        op.outcome()
+    assert not op.done
     checks = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
     assert len(checks) == 2, "a 503 may be a leader election: only a lookup can tell"
     for check in checks:
