@@ -74,6 +74,9 @@ class Node:
                 f'http: "127.0.0.1:{self.monitor}"',
                 f"jetstream {{ store_dir: {json.dumps(str(self.store / 'js'))} }}",
                 f'authorization {{ token: "{TOKEN}" }}',
+                # Lame duck mode (SIGUSR2) starts closing clients after the grace period.
+                'lame_duck_duration: "30s"',  # nats-server's minimum
+                'lame_duck_grace_period: "2s"',
                 "cluster {",
                 '  name: "memphis-test"',
                 f'  listen: "127.0.0.1:{self.route}"',
@@ -117,6 +120,11 @@ class Node:
                     return
             time.sleep(0.05)  # polling a process we do not control
         raise RuntimeError(f"{self.name} not healthy after {timeout}s: {self.log_tail()}")
+
+    def lame_duck(self) -> None:
+        """SIGUSR2: enter lame duck mode (INFO ldm to clients, then a slow shutdown)."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGUSR2)
 
     def kill(self) -> None:
         """SIGKILL: what a crashed node looks like to its clients and peers."""

@@ -144,3 +144,50 @@ def test_kill_the_dialled_node_while_producing_and_consuming(
         assert not [e for e in handler_errors if isinstance(e, memphis.StationUnreachableError)]
     finally:
         conn.close()
+
+
+def test_servers_advertised_by_the_cluster_join_the_pool(
+    memphis: Any, healthy_cluster: Cluster
+) -> None:
+    one = healthy_cluster.nodes[0]
+    conn = memphis.connect(one.url, USER, connection_token=TOKEN)
+    alone = memphis.connect(one.url, USER, connection_token=TOKEN, ignore_discovered_servers=True)
+    try:
+        ports = {n.port for n in healthy_cluster.nodes}
+
+        def pool(c: Any) -> set[int]:
+            return {int(p) for _, p in getattr(c, "_target", c)._client.session.servers}
+
+        wait_until(lambda: pool(conn) == ports, timeout=5, what="connect_urls in the pool")
+        assert pool(alone) == {one.port}
+    finally:
+        conn.close()
+        alone.close()
+
+
+def test_lame_duck_mode_moves_the_client_before_the_node_goes(
+    frontend: Frontend, memphis: Any, healthy_cluster: Cluster
+) -> None:
+    cluster = healthy_cluster
+    station = unique("ldm")
+    conn = memphis.connect(cluster.urls, USER, connection_token=TOKEN, reconnect_interval=0.2)
+    try:
+        conn.create_station(station, replicas=3)
+        producer = conn.create_producer(station, "p")
+        producer.produce(b"before", msg_id="before")
+        host, port = dialled(conn)
+        node = cluster.node_on(port)
+        started = time.monotonic()
+        node.lame_duck()
+        wait_until(
+            lambda: conn.is_connected and dialled(conn)[1] != port,
+            timeout=3,  # the node only starts closing clients after its 2 s grace period
+            what="the client to leave the node in lame duck mode",
+        )
+        moved = time.monotonic() - started
+        assert node.running, "moved only when the node closed us: too late"
+        producer.produce(b"after", msg_id="after", ack_wait=15.0)
+        print(f"\nCLUSTER-LDM frontend={frontend.name} left={host}:{port} in={moved:.2f}s")
+        node.kill()  # rather than wait out its 30 s lame duck duration; revived after the test
+    finally:
+        conn.close()
