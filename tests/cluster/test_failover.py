@@ -179,15 +179,17 @@ def test_lame_duck_mode_moves_the_client_before_the_node_goes(
         node = cluster.node_on(port)
         started = time.monotonic()
         node.lame_duck()
-        wait_until(
-            lambda: conn.is_connected and dialled(conn)[1] != port,
-            timeout=3,  # the node only starts closing clients after its 2 s grace period
-            what="the client to leave the node in lame duck mode",
-        )
-        moved = time.monotonic() - started
-        assert node.running, "moved only when the node closed us: too late"
-        producer.produce(b"after", msg_id="after", ack_wait=15.0)
-        print(f"\nCLUSTER-LDM frontend={frontend.name} left={host}:{port} in={moved:.2f}s")
-        node.kill()  # rather than wait out its 30 s lame duck duration; revived after the test
+        try:
+            wait_until(
+                lambda: conn.is_connected and dialled(conn)[1] != port,
+                timeout=3,  # the node only starts closing clients after its 2 s grace period
+                what="the client to leave the node in lame duck mode",
+            )
+            moved = time.monotonic() - started
+            assert node.running, "moved only when the node closed us: too late"
+            producer.produce(b"after", msg_id="after", ack_wait=15.0)
+            print(f"\nCLUSTER-LDM frontend={frontend.name} left={host}:{port} in={moved:.2f}s")
+        finally:
+            node.kill()  # rather than wait out its 30 s lame duck; revived after the test
     finally:
         conn.close()
