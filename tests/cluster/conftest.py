@@ -235,14 +235,14 @@ class Cluster:
             for name in BUCKETS:
                 ttl = 3 * 3600.0 if name == "dls" else None
                 await _retry_js(
-                    lambda name=name, ttl=ttl: js.create_key_value(  # type: ignore[misc]
+                    lambda name=name, ttl=ttl: js.create_key_value(
                         bucket=f"memphis_{name}", history=1, ttl=ttl, replicas=3
                     )
                 )
             for stream, subject, _durable in INTERNAL_STREAMS:
                 config = stream_config(stream, subject)
                 config["num_replicas"] = 3
-                await _retry_js(lambda config=config: api.create_stream(config))  # type: ignore[misc]
+                await _retry_js(lambda config=config: api.create_stream(config))
         finally:
             await nc.close()
 
