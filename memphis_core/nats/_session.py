@@ -9,7 +9,9 @@ What it owns: the handshake and auth, server PING -> PONG, client keepalive,
 subscription ids, ONE wildcard reply inbox shared by every request (control-plane requests and
 JetStream pub-acks; a pull gets an inbox subscription of its own, since pulled messages carry
 their stream subject), request correlation and timeouts, and the reconnect policy with replay
-of subscriptions, unanswered requests and publishes buffered while offline.
+of subscriptions, unanswered requests and publishes buffered while offline. Which server to dial
+is the server pool's choice (``_pool.py``): the session names it in ``current_server`` and in
+each ``ReconnectDue`` (docs/cluster-client.md).
 """
 
 from __future__ import annotations
