@@ -192,7 +192,18 @@ class Produce(ReplyHandler):
     ack_wait), then fails with ``StationTemporarilyUnavailableError``.
     """
 
-    __slots__ = ("deadline", "is_async", "op", "producer", "resend", "retries", "size")
+    __slots__ = (
+        "block",
+        "deadline",
+        "dispatcher",
+        "is_async",
+        "op",
+        "payload",
+        "producer",
+        "retries",
+        "size",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -201,14 +212,21 @@ class Produce(ReplyHandler):
         is_async: bool,
         size: int,
         deadline: float = 0.0,
-        resend: _Resend | None = None,
+        dispatcher: Dispatcher | None = None,
+        subject: str = "",
+        payload: bytes = b"",
+        block: bytes = b"",
     ) -> None:
         self.op = op
         self.producer = producer
         self.is_async = is_async
         self.size = size
+        # What a resend after a 503 needs: the same subject, header block and bytes.
         self.deadline = deadline
-        self.resend = resend
+        self.dispatcher = dispatcher
+        self.subject = subject
+        self.payload = payload
+        self.block = block
         self.retries = 0
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
@@ -229,12 +247,21 @@ class Produce(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
-        if isinstance(error, NoRespondersError) and self.resend is not None:
+        dispatcher = self.dispatcher
+        if isinstance(error, NoRespondersError) and dispatcher is not None:
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
             if now + delay < self.deadline and not self.producer.destroyed:
                 self.retries += 1
-                self.resend.send(self, now, delay)
+                token = dispatcher.session.request(
+                    self.subject,
+                    self.payload,
+                    headers=self.block,
+                    now=now,
+                    timeout=self.deadline - now,
+                    delay=delay,
+                )
+                dispatcher.register(token, self)
                 return
             unavailable = StationTemporarilyUnavailableError(
                 "memphis: station temporarily unavailable: no JetStream leader took the "
@@ -250,29 +277,6 @@ class Produce(ReplyHandler):
         self.op.fail(error)
         if self.is_async and self.producer.first_error is None:
             self.producer.first_error = error
-
-
-class _Resend:
-    """What a produce needs to be sent again after a 503: the same subject, headers, bytes."""
-
-    __slots__ = ("block", "dispatcher", "payload", "subject")
-
-    def __init__(self, dispatcher: Dispatcher, subject: str, payload: bytes, block: bytes) -> None:
-        self.dispatcher = dispatcher
-        self.subject = subject
-        self.payload = payload
-        self.block = block
-
-    def send(self, handler: Produce, now: float, delay: float) -> None:
-        token = self.dispatcher.session.request(
-            self.subject,
-            self.payload,
-            headers=self.block,
-            now=now,
-            timeout=handler.deadline - now,
-            delay=delay,
-        )
-        self.dispatcher.register(token, handler)
 
 
 def _check(error: str | None) -> None:
@@ -369,9 +373,21 @@ class Producers:
         size = len(payload)
         producer.in_flight += 1
         producer.in_flight_bytes += size
-        resend = _Resend(self._dispatcher, subject, payload, block)
-        handler = Produce(op, producer, opts.async_produce, size, now + opts.ack_wait, resend)
-        self._dispatcher.register(token, handler)
+        dispatcher = self._dispatcher
+        dispatcher.register(
+            token,
+            Produce(
+                op,
+                producer,
+                opts.async_produce,
+                size,
+                now + opts.ack_wait,
+                dispatcher,
+                subject,
+                payload,
+                block,
+            ),
+        )
         return op
 
     def report_schema_failure(
