@@ -400,12 +400,15 @@ class Session:
         then closes the request.
         """
         request = self._requests.get(token)
-        if (
-            request is None
-            or not request.sid
-            or not request.sent
-            or self.state is not ConnState.CONNECTED
-        ):
+        if request is not None and not request.sent:
+            # Never written (a delayed retry, or made offline): nothing can be on its way, so
+            # it ends at once, with the event that tells its owner to let go of it.
+            self.cancel_request(token)
+            self._events.append(
+                ev.RequestFailed(token, err.RequestAbandonedError("request abandoned"))
+            )
+            return
+        if request is None or not request.sid or self.state is not ConnState.CONNECTED:
             self.cancel_request(token)
             return
         self._requests.pop(token)

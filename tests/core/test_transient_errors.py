@@ -168,13 +168,17 @@ def test_pull_503_with_the_durable_gone_is_unreachable() -> None:
 def test_abandoning_a_fetch_that_waits_to_retry_sends_nothing_more() -> None:
     script = connected()
     state = consumer(script)
+    handlers = script.client._dispatcher._handlers
+    before = set(handlers)
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     script.status(pull_request(script), 503)
-    infos(script)
+    for check in infos(script):
+        script.reply(check, INFO_OK)
     script.client.abandon_fetch(op)
     assert op.outcome() == []
     script.advance(1.0)
     assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
+    assert set(handlers) == before  # the pull's handler is not kept forever
 
 
 # ------------------------------------------------------------------------------ lookups
