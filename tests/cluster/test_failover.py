@@ -107,7 +107,7 @@ def test_kill_the_dialled_node_while_producing_and_consuming(
         # The client leaves the dead node by itself, for another one, within seconds.
         wait_until(
             lambda: conn.is_connected and dialled(conn)[1] != port,
-            timeout=10,
+            timeout=5,
             what="the client to connect to another node",
         )
         moved_at = time.monotonic()
@@ -140,7 +140,9 @@ def test_kill_the_dialled_node_while_producing_and_consuming(
             f"redelivered={redelivered} stored={stored}"
         )
         assert stored == MESSAGES  # none stored twice (msg_id dedup across the failover)
-        assert failover < 15.0
+        # Bounded by JetStream's election (4 to 9 s) plus one ack_wait of the produce in
+        # flight; generous for a loaded 2-core machine.
+        assert failover < 20.0
         assert not [e for e in handler_errors if isinstance(e, memphis.StationUnreachableError)]
     finally:
         conn.close()
