@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from _memphis_io import ConnectionCallbacks, ErrorCallback, EventCallback
 from memphis_core import TLS, Client, ConnectOptions, connect_options
 
 from ._connection import Connection
@@ -30,14 +31,17 @@ __all__ = ["ConnectFunction", "Connecting", "make_connect"]
 class Connecting:
     """What ``connect(...)`` returns: ``await`` it, or ``async with`` it."""
 
-    def __init__(self, backend: Backend, options: ConnectOptions) -> None:
+    def __init__(
+        self, backend: Backend, options: ConnectOptions, callbacks: ConnectionCallbacks
+    ) -> None:
         self._backend = backend
         self._options = options
+        self._callbacks = callbacks
         self._group: Any = None
         self._connection: Connection | None = None
 
     async def _open(self, spawner: Spawner) -> Connection:
-        driver = Driver(Client(self._options), self._backend, spawner)
+        driver = Driver(Client(self._options), self._backend, spawner, self._callbacks)
         await driver.start()
         return Connection(driver)
 
@@ -78,7 +82,7 @@ class ConnectFunction(Protocol):
 
     def __call__(
         self,
-        host: str,
+        host: str | Sequence[str],
         username: str,
         *,
         connection_token: str | None = ...,
@@ -90,6 +94,11 @@ class ConnectFunction(Protocol):
         reconnect_interval: float = ...,
         timeout: float = ...,
         tls: TLS | None = ...,
+        ignore_discovered_servers: bool = ...,
+        on_disconnected: ErrorCallback | None = ...,
+        on_reconnected: EventCallback | None = ...,
+        on_closed: ErrorCallback | None = ...,
+        on_error: ErrorCallback | None = ...,
     ) -> Connecting: ...
 
 
@@ -97,7 +106,7 @@ def make_connect(backend: Backend) -> ConnectFunction:
     """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
 
     def connect(
-        host: str,
+        host: str | Sequence[str],
         username: str,
         *,
         connection_token: str | None = None,
@@ -109,17 +118,48 @@ def make_connect(backend: Backend) -> ConnectFunction:
         reconnect_interval: float = 1.0,
         timeout: float = 15.0,
         tls: TLS | None = None,
+        ignore_discovered_servers: bool = False,
+        on_disconnected: ErrorCallback | None = None,
+        on_reconnected: EventCallback | None = None,
+        on_closed: ErrorCallback | None = None,
+        on_error: ErrorCallback | None = None,
     ) -> Connecting:
         """Connect to a Memphis broker: ``async with connect(...) as conn`` or
         ``conn = await connect(...)``.
 
-        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic
-        (``max_reconnect`` attempts per outage, ``reconnect_interval`` apart, -1 = forever).
+        ``host`` is one server or several, as a list or comma-separated (``"h1:4222,h2:4222"``,
+        ``nats://`` / ``tls://`` prefixes accepted, ``port`` where none is given); the servers a
+        cluster advertises are added unless ``ignore_discovered_servers`` (docs/cluster-client.md).
+        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic:
+        a lost server is tried last, another is dialled at once, one server again only after
+        ``reconnect_interval`` seconds; ``max_reconnect`` consecutive failed attempts end the
+        connection (-1 = forever).
+
+        Args:
+            host: the server(s), see above.
+            username: the Memphis user.
+            connection_token: token auth (default None).
+            password: password auth, as ``<username>$<account_id>`` (default None).
+            account_id: the Memphis tenant for password auth (default 1).
+            port: the port of servers given without one (default 6666).
+            reconnect: re-establish a lost connection (default True).
+            max_reconnect: consecutive failed attempts before giving up (default 10; -1 = forever).
+            reconnect_interval: seconds before dialling the same server again (default 1.0).
+            timeout: seconds for each dial and handshake (default 15.0).
+            tls: client certificate, key and CA for mutual TLS (default None).
+            ignore_discovered_servers: use only the servers given (default False).
+            on_disconnected: ``callback(error)`` when the connection to a server is lost.
+            on_reconnected: ``callback()`` once connected again after a loss.
+            on_closed: ``callback(error)`` when the connection closes for good (``None`` after a
+                ``close()``).
+            on_error: ``callback(error)`` for a server ``-ERR`` that does not end the connection.
+                Callbacks never run on the I/O path: in their own task (they may be coroutine
+                functions) in the async frontends, in a thread in memphis_sync.
 
         Raises:
             LocalProtocolError: bad arguments, at once (nothing is dialled).
-            MemphisConnectError: on ``await`` / entering: the broker is unreachable or refused
-                the credentials.
+            MemphisConnectError: on ``await`` / entering: no server was reachable, or the
+                broker refused the credentials.
         """
         options = connect_options(
             host,
@@ -133,7 +173,14 @@ def make_connect(backend: Backend) -> ConnectFunction:
             reconnect_interval=reconnect_interval,
             timeout=timeout,
             tls=tls,
+            ignore_discovered_servers=ignore_discovered_servers,
         )
-        return Connecting(backend, options)
+        callbacks = ConnectionCallbacks(
+            on_disconnected=on_disconnected,
+            on_reconnected=on_reconnected,
+            on_closed=on_closed,
+            on_error=on_error,
+        )
+        return Connecting(backend, options, callbacks)
 
     return connect

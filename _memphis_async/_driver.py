@@ -33,12 +33,13 @@ Nothing here decides anything about Memphis or NATS; it only moves bytes and wai
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import connection_log, log_event, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, log_event, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -72,10 +73,17 @@ _START_SLACK: Final = 1.0
 class Driver:
     """Pumps one ``Client`` over one backend. Create it, then ``await start()``."""
 
-    def __init__(self, client: Client, backend: Backend, spawner: Spawner) -> None:
+    def __init__(
+        self,
+        client: Client,
+        backend: Backend,
+        spawner: Spawner,
+        callbacks: ConnectionCallbacks | None = None,
+    ) -> None:
         self.client = client
         self.backend = backend
         self._spawner = spawner
+        self._callbacks = callbacks or ConnectionCallbacks()
         options = client.options
         self._ssl = None if options.tls is None else tls_context(options.tls)
         self._stream: Stream | None = None
@@ -105,7 +113,12 @@ class Driver:
             if not self.closed:
                 self.spawn(self._reader, "memphis-reader")
                 self._pump_task = self.spawn(self._pump, "memphis-pump")
-            deadline = self.backend.monotonic() + self.client.options.timeout + _START_SLACK
+            # A safety net (the core's handshake timer fires first): each given server may
+            # take a whole timeout before the next one is tried.
+            options = self.client.options
+            deadline = (
+                self.backend.monotonic() + len(options.servers) * options.timeout + _START_SLACK
+            )
             while not self.client.is_connected and not self.closed:
                 if not await self.backend.wait_event(self.changed(), deadline):
                     break
@@ -209,6 +222,12 @@ class Driver:
         result = fn(*args)
         if inspect.isawaitable(result):
             await result
+
+    async def _user_callback(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            await self.call_user(fn, *args)
+        except Exception:
+            connection_log.exception("a connection callback raised")
 
     async def shutdown(self, before: Callable[[], Awaitable[None]], timeout: float) -> None:
         """Close as a drain: ``before()`` (stop consume loops), then the core's drain (every
@@ -316,6 +335,12 @@ class Driver:
         server = self.client.options.server
         for event in events:
             log_event(event, server)
+            for fn, args in self._callbacks.calls_for(event):
+                if isinstance(event, Closed):
+                    # Inline: the close is about to cancel the connection's tasks.
+                    await self._user_callback(fn, args)
+                else:
+                    self.spawn(functools.partial(self._user_callback, fn, args), "memphis-callback")
             if isinstance(event, Disconnected):
                 await self._drop_transport()
             elif isinstance(event, ReconnectDue):
@@ -334,8 +359,12 @@ class Driver:
 
     async def _dial(self) -> None:
         options = self.client.options
+        # The core's server pool chooses whom to dial (first connect and every reconnect).
+        server = self.client.session.current_server
+        assert server is not None  # a Client always gives its session the servers
+        host, port = server
         try:
-            stream = await self.backend.connect_tcp(options.host, options.port, options.timeout)
+            stream = await self.backend.connect_tcp(host, port, options.timeout)
         except OSError as exc:
             await self._failed(exc)
             return
@@ -352,7 +381,9 @@ class Driver:
         stream = self._stream
         if stream is None or self._ssl is None:
             return
-        host = self.client.options.host
+        # Verify the certificate against the server being dialled, not the first one given.
+        host = self.client.session.tls_hostname
+        assert host is not None
         try:
             upgraded = await stream.start_tls(self._ssl, host, self.client.options.timeout)
         except OSError as exc:

@@ -5,7 +5,15 @@ Private: import it only from ``memphis_sync``, ``_memphis_async`` and their test
 
 from __future__ import annotations
 
+from ._callbacks import ConnectionCallbacks, ErrorCallback, EventCallback
 from ._log import connection_log, log_event
 from ._tls import tls_context
 
-__all__ = ["connection_log", "log_event", "tls_context"]
+__all__ = [
+    "ConnectionCallbacks",
+    "ErrorCallback",
+    "EventCallback",
+    "connection_log",
+    "log_event",
+    "tls_context",
+]

@@ -32,6 +32,7 @@ from .memphis._errors import (
     MessageAlreadySettledError,
     MessageTypeError,
     ProduceFailure,
+    StationTemporarilyUnavailableError,
     StationUnreachableError,
 )
 from .memphis._jetstream import PubAck
@@ -148,6 +149,7 @@ __all__ = [
     "SessionEvent",
     "StationOptions",
     "StationState",
+    "StationTemporarilyUnavailableError",
     "StationUnreachableError",
     "StorageType",
     "TLSUpgradeRequired",

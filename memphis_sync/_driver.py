@@ -17,6 +17,7 @@ classes of memphis_sync are generated from the async ones (``scripts/unasync.py`
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import selectors
 import socket
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from _memphis_io import connection_log, log_event, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, log_event, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -73,11 +74,10 @@ class Task:
 
 
 class Driver:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, callbacks: ConnectionCallbacks | None = None) -> None:
         self.client = client
+        self._callbacks = callbacks or ConnectionCallbacks()
         options = client.options
-        self._host = options.host
-        self._port = options.port
         self._timeout = options.timeout
         self._ssl = None if options.tls is None else tls_context(options.tls)
         self.lock = threading.Lock()
@@ -112,7 +112,10 @@ class Driver:
         """
         self._dial()
         self._thread.start()
-        deadline = time.monotonic() + self._timeout + 1.0
+        # A safety net only (the core's handshake timer fires first): each given server may
+        # take a whole timeout before the next one is tried.
+        tries = len(self.client.options.servers)
+        deadline = time.monotonic() + tries * self._timeout + 1.0
         with self.changed:
             while not self.client.is_connected and not self.closed:
                 remaining = deadline - time.monotonic()
@@ -328,6 +331,12 @@ class Driver:
         for task in list(self._tasks.values()):
             task.cancel()
 
+    def _user_callback(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self.call_user(fn, *args)
+        except Exception:
+            connection_log.exception("a connection callback raised")
+
     def shutdown(self, before: Callable[[], None], timeout: float) -> None:
         """Close as a drain: ``before()`` (stop consume loops), then the core's drain (every
         async produce acknowledged and every ack confirmed, up to ``timeout`` seconds), then
@@ -368,8 +377,11 @@ class Driver:
     # ------------------------------------------------------------------ socket plumbing
 
     def _dial(self) -> None:
+        # The core's server pool chooses whom to dial (first connect and every reconnect).
+        server = self.client.session.current_server
+        assert server is not None  # a Client always gives its session the servers
         try:
-            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            sock = socket.create_connection(server, timeout=self._timeout)
         except OSError as exc:
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
@@ -404,7 +416,8 @@ class Driver:
         if sock is None:
             return
         try:
-            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self._host)
+            # Verify the certificate against the server being dialled, not the first one given.
+            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self.client.session.tls_hostname)
         except (OSError, ssl.SSLError) as exc:
             self._close_socket()
             with self.lock:
@@ -448,6 +461,9 @@ class Driver:
         server = self.client.options.server
         for event in events:
             log_event(event, server)
+            for fn, args in self._callbacks.calls_for(event):
+                # A thread of its own: user code never runs on the I/O thread.
+                self.spawn(functools.partial(self._user_callback, fn, args), "memphis-callback")
             if isinstance(event, Disconnected):
                 self._close_socket()
             elif isinstance(event, ReconnectDue):

@@ -15,6 +15,7 @@ What concerns more than one part (a station destroyed under us, say) is decided 
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Final
 
@@ -79,6 +80,7 @@ class Client:
         connection_id: override the random uuid4 sent in the CONNECT name (tests).
         inbox_prefix: override the random reply-inbox prefix (tests).
         ping_interval: seconds between client keepalive PINGs (default 120, as nats.go).
+        rng: the source of the server pool's shuffles (seed it in tests; see ``Session``).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Client:
         connection_id: str | None = None,
         inbox_prefix: str | None = None,
         ping_interval: float = 120.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.options = options
         self.session = Session(
@@ -103,6 +106,9 @@ class Client:
             tls=options.tls is not None,
             connection_id=connection_id,
             inbox_prefix=inbox_prefix,
+            servers=options.servers,
+            ignore_discovered_servers=options.ignore_discovered_servers,
+            rng=rng,
         )
         self.username = options.username
         self.connection_id = self.session.connection_id

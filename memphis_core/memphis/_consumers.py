@@ -36,11 +36,16 @@ from ._deliveries import (
     nack_publishes,
 )
 from ._dispatch import PENDING, ControlRequest, Dispatcher, ReplyHandler
-from ._errors import MessageAlreadySettledError, StationUnreachableError
+from ._errors import (
+    MessageAlreadySettledError,
+    StationTemporarilyUnavailableError,
+    StationUnreachableError,
+)
 from ._jetstream import consumer_info_subject, pull_body, pull_subject
 from ._operation import Operation
 from ._options import ConsumerOptions, FetchOptions
 from ._partitions import choose_partition, stream_name
+from ._producers import retry_delay
 from ._stations import Stations
 
 __all__ = ["CONSUMER_PING_INTERVAL", "STATION_UNREACHABLE", "ConsumerError", "Consumers"]
@@ -50,6 +55,7 @@ CONSUMER_PING_INTERVAL: Final = 30.0
 #: Seconds for one ``CONSUMER.INFO`` request (the control-request timeout).
 INFO_TIMEOUT: Final = 20.0
 STATION_UNREACHABLE: Final = "station unreachable"
+STATION_UNAVAILABLE: Final = "memphis: station temporarily unavailable (no JetStream leader)"
 # How long past a pull's own expiry we wait for the server's 408 before calling it over.
 _PULL_GRACE: Final = 1.0
 # 409 texts after which the consumer is gone for good rather than momentarily busy.
@@ -131,10 +137,14 @@ class Consumers:
             if reply.error is not None:
                 raise MemphisError(reply.error)
             station = self._stations.attach(opts.station_name, reply)
-            self._query_durables(ConsumerState(station, opts), op, now)
+            # Timed from when the reply arrived, not from this call: after a retried control
+            # request the call's ``now`` is 20 s old or more, and the lookups would expire at
+            # once although the consumer was created.
+            self._query_durables(ConsumerState(station, opts), op, request.replied_at)
             return PENDING  # ``_ready`` finishes ``op`` once every durable answered
 
-        request = ControlRequest(self._dispatcher, op, rq.CONSUMER_CREATIONS, body, parse)
+        request = _CreateRequest(self._dispatcher, op, rq.CONSUMER_CREATIONS, body, parse)
+        request.replied_at = now
         self._dispatcher.send_control(request, now)
         return op
 
@@ -145,13 +155,9 @@ class Consumers:
         countdown = _Countdown(len(partitions))
         for partition in partitions:
             stream = stream_name(consumer.station.internal, partition)
-            self._dispatcher.request(
-                consumer_info_subject(stream, consumer.durable),
-                b"",
-                _ConsumerInfo(self, consumer, op, countdown),
-                now=now,
-                timeout=INFO_TIMEOUT,
-            )
+            subject = consumer_info_subject(stream, consumer.durable)
+            lookup = _ConsumerInfo(self, consumer, op, countdown, subject, now + INFO_TIMEOUT)
+            self._dispatcher.request(subject, b"", lookup, now=now, timeout=INFO_TIMEOUT)
 
     def check_durables(self, consumer: ConsumerState, now: float) -> None:
         """Ask now whether the durables still exist (the periodic check, brought forward)."""
@@ -319,21 +325,29 @@ class Consumers:
         wait = consumer.options.batch_max_wait_time
         if timeout is not None:
             wait = min(wait, timeout)
-        stream = stream_name(consumer.station.internal, partition)
         pull = _Pull(self, Operation("fetch"), consumer, partition, batch)
-        # Never replayed after a reconnect: the server would deliver a second batch into an
-        # inbox nobody reads any more.
-        pull.token = self._dispatcher.request(
-            pull_subject(stream, consumer.durable),
-            pull_body(batch, wait),
-            pull,
-            now=now,
-            timeout=wait + _PULL_GRACE,
-            multi=True,
-            replay=False,
-        )
+        pull.deadline = now + wait
+        self._send_pull(pull, now, 0.0)
         self._pulls[id(pull.op)] = pull
         return pull
+
+    def _send_pull(self, pull: _Pull, now: float, delay: float) -> None:
+        """(Re)send ``pull``'s request for what is left of its batch and of its wait."""
+        consumer = pull.consumer
+        stream = stream_name(consumer.station.internal, pull.partition)
+        wait = pull.deadline - now - delay
+        # Never replayed after a reconnect: the server would deliver a second batch into an
+        # inbox nobody reads any more.
+        pull.token = self._dispatcher.session.request(
+            pull_subject(stream, consumer.durable),
+            pull_body(pull.batch - len(pull.messages), wait),
+            now=now,
+            timeout=wait + delay + _PULL_GRACE,
+            multi=True,
+            replay=False,
+            delay=delay,
+        )
+        self._dispatcher.register(pull.token, pull)
 
     def _start_prefetch(
         self, consumer: ConsumerState, partition: int | None, batch: int, now: float
@@ -488,12 +502,15 @@ class _Pull(ReplyHandler):
     __slots__ = (
         "abandoned",
         "batch",
+        "checked",
         "consumer",
         "consumers",
+        "deadline",
         "messages",
         "op",
         "partition",
         "prefetch_next",
+        "retries",
         "token",
     )
 
@@ -514,6 +531,9 @@ class _Pull(ReplyHandler):
         self.abandoned = False  # nobody will read the result: give the messages back
         self.prefetch_next = False  # start the prefetch pull once this one is over
         self.token = 0  # the session request carrying it
+        self.deadline = 0.0  # when the batch is due (batch_max_wait_time after the fetch)
+        self.retries = 0  # pulls re-sent after a 503
+        self.checked = False  # the durables were looked up after a 503
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -554,10 +574,27 @@ class _Pull(ReplyHandler):
             # and its ack subjects stay valid after a reconnect.
             self._finish(now)
         elif isinstance(error, NoRespondersError):
-            # Nobody serves MSG.NEXT for this durable: gone, or briefly without a leader.
-            # Check the durable now; only "consumer not found" makes it permanent.
-            self.consumers.check_durables(self.consumer, now)
-            self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
+            # Transient-error retry (docs/cluster-client.md, "Leader elections"). Nobody
+            # serves MSG.NEXT for this durable: it is gone, or its stream is electing a leader.
+            # Look the durable up once (only "not found" makes it unreachable) and pull again
+            # with backoff until the fetch's own deadline.
+            consumer = self.consumer
+            if not self.checked:
+                self.checked = True
+                self.consumers.check_durables(consumer, now)
+            if self.messages:
+                self._finish(now)
+                return
+            delay = retry_delay(self.retries)
+            if consumer.unreachable:
+                self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
+            elif now + delay < self.deadline and not consumer.destroyed:
+                self.retries += 1
+                self.consumers._send_pull(self, now, delay)
+            else:
+                unavailable = StationTemporarilyUnavailableError(STATION_UNAVAILABLE)
+                unavailable.__cause__ = error
+                self._fail(unavailable, now)
         else:
             self._fail(error, now)
 
@@ -583,10 +620,26 @@ class _Countdown:
         self.left = left
 
 
-class _ConsumerInfo(ReplyHandler):
-    """``$JS.API.CONSUMER.INFO`` for one partition: at creation (all must exist) and as a ping."""
+class _CreateRequest(ControlRequest):
+    """The consumer-creation request; remembers when its reply arrived (see ``create``)."""
 
-    __slots__ = ("consumer", "consumers", "op", "remaining")
+    __slots__ = ("replied_at",)
+
+    replied_at: float
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        self.replied_at = now
+        return super().on_reply(token, msg, now)
+
+
+class _ConsumerInfo(ReplyHandler):
+    """``$JS.API.CONSUMER.INFO`` for one partition: at creation (all must exist) and as a ping.
+
+    At creation a transient answer (NATS 503, or a JetStream error with code 503 that is not a
+    "not found") is retried with backoff until ``deadline``: a stream electing a leader.
+    """
+
+    __slots__ = ("consumer", "consumers", "deadline", "op", "remaining", "retries", "subject")
 
     def __init__(
         self,
@@ -594,17 +647,24 @@ class _ConsumerInfo(ReplyHandler):
         consumer: ConsumerState,
         op: Operation[ConsumerState] | None,
         remaining: _Countdown,
+        subject: str = "",
+        deadline: float = 0.0,
     ) -> None:
         self.consumers = consumers
         self.consumer = consumer
         self.op = op  # None for the periodic ping
         self.remaining = remaining
+        self.subject = subject
+        self.deadline = deadline
+        self.retries = 0
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
             raise AssertionError("CONSUMER.INFO completed without a reply")
         error = _js_api_error(msg.payload)
         if error is not None:
+            if _transient(msg.payload, error) and self._retry(now):
+                return True
             self._failed(MemphisError(f"memphis: {error}"), error)
             return True
         self.remaining.left -= 1
@@ -613,7 +673,22 @@ class _ConsumerInfo(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if isinstance(error, NoRespondersError) and self._retry(now):
+            return
         self._failed(error, str(error))
+
+    def _retry(self, now: float) -> bool:
+        """Transient-error retry: look again after a backoff, if creation still waits for it."""
+        delay = retry_delay(self.retries)
+        if self.op is None or self.op.done or now + delay >= self.deadline:
+            return False
+        self.retries += 1
+        dispatcher = self.consumers._dispatcher
+        token = dispatcher.session.request(
+            self.subject, b"", now=now, timeout=self.deadline - now, delay=delay
+        )
+        dispatcher.register(token, self)
+        return True
 
     def _failed(self, error: MemphisError, text: str) -> None:
         consumers = self.consumers
@@ -625,6 +700,17 @@ class _ConsumerInfo(ReplyHandler):
         elif "consumer not found" in text or "stream not found" in text:
             # The periodic check: the station (or the group's durable) was destroyed under us.
             consumers._unreachable(self.consumer)
+
+
+def _transient(payload: bytes, description: str) -> bool:
+    """A JetStream API error that an election explains (code 503), not a missing resource."""
+    if "not found" in description.lower():
+        return False
+    try:
+        error = json.loads(payload).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("code") == 503
 
 
 def _js_api_error(payload: bytes) -> str | None:

@@ -18,6 +18,7 @@ __all__ = [
     "MessageAlreadySettledError",
     "MessageTypeError",
     "ProduceFailure",
+    "StationTemporarilyUnavailableError",
     "StationUnreachableError",
 ]
 
@@ -132,3 +133,14 @@ class CloseIncompleteError(MemphisError):
         self.count = count
         self.acks_unconfirmed = acks_unconfirmed
         self.__cause__ = cause
+
+
+class StationTemporarilyUnavailableError(MemphisError):
+    """JetStream did not serve the station within the call's deadline, but it was not found gone.
+
+    What a leader election in a JetStream cluster looks like (NATS status 503 for a few seconds,
+    docs/cluster-client.md): the call was retried with backoff until its own deadline
+    (``ack_wait`` for a produce, ``batch_max_wait_time`` for a fetch). A consume loop reports it
+    to its handler and keeps pulling; it never ends a consume loop, unlike
+    :class:`StationUnreachableError`.
+    """

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from memphis_core.nats._errors import LocalProtocolError
+from memphis_core.nats._pool import parse_server
 
 from ._checks import (
     check_bool,
@@ -98,7 +99,12 @@ class TLS:
 
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
-    """Normalised :func:`connect` arguments. Secrets are kept out of ``repr``."""
+    """Normalised :func:`connect` arguments. Secrets are kept out of ``repr``.
+
+    ``servers`` lists every ``(host, port)`` given, in the order given (the session shuffles
+    them); ``host``/``port`` are the first of them, kept for callers of the single-host form.
+    Built without ``servers``, it is ``((host, port),)``.
+    """
 
     host: str
     username: str
@@ -111,6 +117,12 @@ class ConnectOptions:
     reconnect_interval: float = 1.0
     timeout: float = 15.0
     tls: TLS | None = None
+    servers: tuple[tuple[str, int], ...] = ()
+    ignore_discovered_servers: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            object.__setattr__(self, "servers", ((self.host, self.port),))
 
     @property
     def nats_user(self) -> str:
@@ -120,7 +132,7 @@ class ConnectOptions:
 
     @property
     def server(self) -> str:
-        """``host:port`` as dialled (docs/protocol.md §1.1: no scheme)."""
+        """``host:port`` of the first server (docs/protocol.md §1.1: no scheme)."""
         return f"{self.host}:{self.port}"
 
 
@@ -142,8 +154,39 @@ def _tls(tls: object) -> TLS | None:
     return TLS(cert, key, ca)
 
 
+def _servers(host: object, port: int, tls: bool) -> tuple[tuple[str, int], ...]:
+    """``host`` as given to ``connect()``: one host, ``"h1:p1,h2:p2"``, or a list of those."""
+    items: list[object]
+    if isinstance(host, str):
+        items = list(host.split(","))
+    elif isinstance(host, Sequence) and not isinstance(host, (bytes, bytearray)):
+        items = list(host)
+        if not items:
+            raise LocalProtocolError("host: the list of servers can not be empty")
+    else:
+        raise LocalProtocolError(f"host must be a str or a list of str, not {host!r}")
+    servers: list[tuple[str, int]] = []
+    for item in items:
+        text = check_str(item, "host").strip()
+        # The Go SDK's single-host form: a leading http:// or https:// is dropped, once.
+        for scheme in ("http://", "https://"):
+            if text.startswith(scheme):
+                text = text[len(scheme) :]
+                break
+        if not text:
+            raise LocalProtocolError("host can not be empty")
+        server, scheme_given = parse_server(text, port)
+        if scheme_given == "tls" and not tls:
+            raise LocalProtocolError(
+                f"server {item!r} asks for TLS: pass tls=TLS(cert_file, key_file, ca_file)"
+            )
+        if server not in servers:
+            servers.append(server)
+    return tuple(servers)
+
+
 def connect_options(
-    host: str,
+    host: str | Sequence[str],
     username: str,
     *,
     connection_token: str | None = None,
@@ -155,25 +198,30 @@ def connect_options(
     reconnect_interval: float = 1.0,
     timeout: float = 15.0,
     tls: TLS | None = None,
+    ignore_discovered_servers: bool = False,
 ) -> ConnectOptions:
     """Validate :func:`connect` arguments docs/protocol.md §1).
 
-    A leading ``http://`` or ``https://`` is stripped from ``host`` (only at the start, as the Go
-    SDK's anchored regex does). ``max_reconnect=-1`` means "forever"; ``reconnect=False`` forces it
-    to 0. Unlike the Go SDK we do not clamp values above 9 (our default is 10, as in the Go README).
+    ``host`` is one server, several separated by commas (``"h1:4222,h2:4222"``), or a list of
+    them (docs/cluster-client.md). Each is ``[scheme://]host[:port]``: ``nats://`` and
+    ``tls://`` are accepted (``tls://`` needs ``tls=``), as is the Go SDK's leading ``http://``
+    or ``https://`` (stripped once, at the start only, as its anchored regex does); a missing
+    port means ``port``. ``max_reconnect`` counts consecutive failed attempts; ``-1`` means
+    "forever"; ``reconnect=False`` forces it to 0. Unlike the Go SDK we do not clamp values
+    above 9 (our default is 10, as in the Go README). ``ignore_discovered_servers`` keeps the
+    pool to the given servers (nats.go's name).
 
     Raises:
         LocalProtocolError: ``you have to connect with one of the following methods: connection
             token / password`` (neither or both given), ``must provide a TLS cert/key/ca file``,
-            a bad port, duration, account id or empty host/username.
+            a bad port, duration, account id or empty host/username, an empty server list, a
+            ``tls://`` server without ``tls=``.
     """
-    host = check_str(host, "host")
-    for scheme in ("http://", "https://"):
-        if host.startswith(scheme):
-            host = host[len(scheme) :]
-            break
-    if not host:
-        raise LocalProtocolError("host can not be empty")
+    tls_files = _tls(tls)
+    port = check_int(port, "port")
+    if not 1 <= port <= _MAX_PORT:
+        raise LocalProtocolError(f"port must be between 1 and {_MAX_PORT}, not {port}")
+    servers = _servers(host, port, tls_files is not None)
     username = check_str(username, "username")
     if not username:
         raise LocalProtocolError("username can not be empty")
@@ -189,25 +237,26 @@ def connect_options(
     account_id = check_int(account_id, "account_id")
     if account_id < 0:
         raise LocalProtocolError("account_id can not be negative")
-    port = check_int(port, "port")
-    if not 1 <= port <= _MAX_PORT:
-        raise LocalProtocolError(f"port must be between 1 and {_MAX_PORT}, not {port}")
     reconnect = check_bool(reconnect, "reconnect")
     max_reconnect = check_int(max_reconnect, "max_reconnect")
     if max_reconnect < -1:
         raise LocalProtocolError("max_reconnect must be -1 (forever) or more")
     return ConnectOptions(
-        host=host,
+        host=servers[0][0],
         username=username,
         connection_token=token or None,
         password=secret or None,
         account_id=account_id,
-        port=port,
+        port=servers[0][1],
         reconnect=reconnect,
         max_reconnect=max_reconnect if reconnect else 0,
         reconnect_interval=check_seconds(reconnect_interval, "reconnect_interval"),
         timeout=check_seconds(timeout, "timeout", positive=True),
-        tls=_tls(tls),
+        tls=tls_files,
+        servers=servers,
+        ignore_discovered_servers=check_bool(
+            ignore_discovered_servers, "ignore_discovered_servers"
+        ),
     )
 
 

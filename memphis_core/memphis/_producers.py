@@ -20,7 +20,11 @@ from memphis_core.nats._frames import Msg
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
-from ._errors import AsyncProduceError, ProduceFailure, StationUnreachableError
+from ._errors import (
+    AsyncProduceError,
+    ProduceFailure,
+    StationTemporarilyUnavailableError,
+)
 from ._jetstream import PubAck, parse_pub_ack
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
@@ -50,6 +54,19 @@ DEFAULT_WINDOW_BYTES: Final = 32 * 1024 * 1024
 #: Failed async produces described one by one until the next flush; past this only the count
 #: grows, so a broker outage under a fast producer cannot grow memory without bound.
 MAX_FAILURES_KEPT: Final = 1000
+
+
+# ---- transient JetStream errors (docs/cluster-client.md, "Leader elections") ----------------
+# A NATS 503 on a produce means no stream leader took the message (a JetStream cluster electing
+# one after a node died): it was not stored, so sending it again cannot duplicate it. Retried
+# with this backoff (seconds: first delay, doubling, capped) until the produce's ack_wait.
+RETRY_FIRST: Final = 0.05
+RETRY_MAX: Final = 1.0
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds to wait before retry number ``retries + 1`` after a 503."""
+    return min(RETRY_FIRST * (1 << min(retries, 16)), RETRY_MAX)
 
 
 class ProducerState:
@@ -202,9 +219,26 @@ def schema_failure_publishes(
 
 
 class Produce(ReplyHandler):
-    """Waits for one PubAck; keeps the producer's in-flight count and its async failures."""
+    """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
-    __slots__ = ("is_async", "msg_id", "op", "position", "producer", "size")
+    A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
+    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``.
+    """
+
+    __slots__ = (
+        "block",
+        "deadline",
+        "dispatcher",
+        "is_async",
+        "msg_id",
+        "op",
+        "payload",
+        "position",
+        "producer",
+        "retries",
+        "size",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -213,6 +247,11 @@ class Produce(ReplyHandler):
         opts: ProduceOptions,
         size: int,
         position: int,
+        deadline: float = 0.0,
+        dispatcher: Dispatcher | None = None,
+        subject: str = "",
+        payload: bytes = b"",
+        block: bytes = b"",
     ) -> None:
         self.op = op
         self.producer = producer
@@ -220,6 +259,13 @@ class Produce(ReplyHandler):
         self.msg_id = opts.msg_id
         self.size = size
         self.position = position
+        # What a resend after a 503 needs: the same subject, header block and bytes.
+        self.deadline = deadline
+        self.dispatcher = dispatcher
+        self.subject = subject
+        self.payload = payload
+        self.block = block
+        self.retries = 0
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -239,25 +285,45 @@ class Produce(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        dispatcher = self.dispatcher
         producer = self.producer
-        producer.in_flight -= 1
-        producer.in_flight_bytes -= self.size
         station = producer.station_name
-        named: MemphisError
-        if isinstance(error, NoRespondersError):
-            # No stream takes the station's subject: the station is gone, or the broker lost
-            # its state. The producer is stale: the next create_producer registers again.
+        # A resend's own timeout after 503s is the same story: no stream took the message.
+        no_stream = isinstance(error, NoRespondersError) or (
+            self.retries > 0 and isinstance(error, RequestTimeoutError)
+        )
+        if no_stream and dispatcher is not None:
+            # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
+            delay = retry_delay(self.retries)
+            retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
+            if retry and not producer.destroyed:
+                self.retries += 1
+                token = dispatcher.session.request(
+                    self.subject,
+                    self.payload,
+                    headers=self.block,
+                    now=now,
+                    timeout=self.deadline - now,
+                    delay=delay,
+                )
+                dispatcher.register(token, self)
+                return
+            # No stream took it all along: a long election, or the station is gone (destroyed,
+            # or lost by a broker that restarted empty). The producer may be stale: the next
+            # create_producer registers it again.
             producer.stale = True
-            named = StationUnreachableError(
-                f"produce to station {station!r}: no stream answered (503 no responders); "
-                "the station was destroyed or the broker lost it"
+            unavailable: MemphisError = StationTemporarilyUnavailableError(
+                f"produce to station {station!r}: no JetStream stream took the message within "
+                "ack_wait (503 no responders): a leader election, or the station is gone"
             )
         elif isinstance(error, RequestTimeoutError):
-            named = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
+            unavailable = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
         else:
-            named = type(error)(f"produce to station {station!r}: {error}")
-        named.__cause__ = error
-        self._failed(named)
+            unavailable = type(error)(f"produce to station {station!r}: {error}")
+        unavailable.__cause__ = error
+        producer.in_flight -= 1
+        producer.in_flight_bytes -= self.size
+        self._failed(unavailable)
 
     def _failed(self, error: MemphisError) -> None:
         self.op.fail(error)
@@ -369,8 +435,22 @@ class Producers:
         producer.in_flight += 1
         producer.in_flight_bytes += size
         producer.produced += 1
-        handler = Produce(op, producer, opts, size, producer.produced)
-        self._dispatcher.register(token, handler)
+        dispatcher = self._dispatcher
+        dispatcher.register(
+            token,
+            Produce(
+                op,
+                producer,
+                opts,
+                size,
+                producer.produced,
+                now + opts.ack_wait,
+                dispatcher,
+                subject,
+                payload,
+                block,
+            ),
+        )
         return op
 
     def in_flight(self) -> int:

@@ -77,12 +77,19 @@ class Disconnected(_Base):
 
 
 class ReconnectDue(_Base):
-    """The backoff deadline passed: dial, then call ``connection_made`` or ``connection_failed``."""
+    """The backoff deadline passed: dial ``server``, then call ``connection_made`` or
+    ``connection_failed``.
 
-    __slots__ = ("attempt",)
+    ``attempt`` counts the consecutive failed attempts so far (0 while the first connect tries
+    the next given server). ``server`` is the ``(host, port)`` the pool chose; None only for a
+    session made without servers, whose frontend dials its own.
+    """
 
-    def __init__(self, attempt: int) -> None:
+    __slots__ = ("attempt", "server")
+
+    def __init__(self, attempt: int, server: tuple[str, int] | None = None) -> None:
         self.attempt = attempt
+        self.server = server
 
 
 class Closed(_Base):

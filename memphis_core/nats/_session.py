@@ -9,13 +9,18 @@ What it owns: the handshake and auth, server PING -> PONG, client keepalive,
 subscription ids, ONE wildcard reply inbox shared by every request (control-plane requests and
 JetStream pub-acks; a pull gets an inbox subscription of its own, since pulled messages carry
 their stream subject), request correlation and timeouts, and the reconnect policy with replay
-of subscriptions, unanswered requests and publishes buffered while offline.
+of subscriptions, unanswered requests and publishes buffered while offline. Which server to dial
+is the server pool's choice (``_pool.py``): the session names it in ``current_server`` and in
+each ``ReconnectDue`` (docs/cluster-client.md).
 """
 
 from __future__ import annotations
 
+import heapq
+import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Final
 
 from . import _commands as cmd
@@ -33,6 +38,7 @@ from ._inflight import (
     keepalive_ping,
 )
 from ._parser import ParseError, Parser
+from ._pool import Server, ServerPool
 from ._state import (
     CONNECT_SENT,
     READING_STATES,
@@ -63,8 +69,12 @@ class Session:
             the plain ``<username>`` after an ``Authorization Violation`` (docs/protocol.md §1.2).
         account_id: the Memphis tenant id for password auth.
         reconnect: whether a lost connection is re-established.
-        max_reconnect: attempts per outage (-1 = forever).
-        reconnect_interval: seconds between attempts.
+        max_reconnect: consecutive failed reconnect attempts before giving up (-1 = forever).
+            An attempt only counts as a success once the server answered a PING sent after
+            the replay (see ``_on_connected``): a server that completes the handshake and
+            then drops us is a failed attempt, not a fresh start.
+        reconnect_interval: seconds before a server is dialled again after it was tried (a
+            different server of the pool is dialled at once).
         timeout: seconds allowed for each handshake (transport made -> PONG).
         ping_interval: seconds between client keepalive PINGs (0 disables them).
         max_pings_out: unanswered keepalive PINGs before the connection is declared stale.
@@ -72,6 +82,12 @@ class Session:
         reconnect_buffer_size: bytes of publishes kept while disconnected.
         connection_id: override the random uuid4 (tests).
         inbox_prefix: override the random reply inbox prefix (tests).
+        servers: the ``(host, port)`` servers to use; empty means the frontend dials a server
+            of its own choosing and ``current_server`` is None (tests of the bare session).
+        ignore_discovered_servers: do not add the servers of INFO ``connect_urls`` to the pool.
+        randomize_servers: shuffle the pool (nats.go's default; False keeps the given order).
+        rng: the source of those shuffles; a fresh ``random.Random()`` when None. Tests pass
+            a seeded one.
 
     Raises:
         LocalProtocolError: not exactly one of ``connection_token`` / ``password``.
@@ -94,6 +110,10 @@ class Session:
         reconnect_buffer_size: int = 8 * 1024 * 1024,
         connection_id: str | None = None,
         inbox_prefix: str | None = None,
+        servers: Sequence[Server] = (),
+        ignore_discovered_servers: bool = False,
+        randomize_servers: bool = True,
+        rng: random.Random | None = None,
     ) -> None:
         connection_token = connection_token or None  # "" means "not given", as in the Go SDK
         password = password or None
@@ -116,12 +136,22 @@ class Session:
         self._max_pings_out = max_pings_out
         self._tls = tls
         self._buffer_limit = reconnect_buffer_size
+        self._pool = (
+            ServerPool(
+                servers,
+                rng=rng if rng is not None else random.Random(),
+                randomize=randomize_servers,
+                discover=not ignore_discovered_servers,
+            )
+            if servers
+            else None
+        )
 
         self.state = ConnState.IDLE
         self.server_info: dict[str, Any] = {}
         self.max_payload: int = _DEFAULT_MAX_PAYLOAD  # until the server's INFO says otherwise
         self._ever_connected = False
-        self._attempts = 0  # failed attempts in the current outage
+        self._attempts = 0  # reconnect attempts since the last connection proved useful
         self._parser = Parser()
         self._out: list[bytes] = []
         self._offline: list[bytes] = []  # publishes made while not connected
@@ -143,6 +173,7 @@ class Session:
         self._inbox_len = len(self._inbox)
         self._next_token = 1
         self._requests = InFlight()
+        self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
         self._draining: dict[int, int] = {}  # sid -> token of an abandoned multi-reply request
 
@@ -151,6 +182,26 @@ class Session:
     @property
     def is_connected(self) -> bool:
         return self.state is ConnState.CONNECTED
+
+    @property
+    def current_server(self) -> Server | None:
+        """The ``(host, port)`` to dial now (first connect, or after ``ReconnectDue``), or the
+        server in use. None when the session was made without ``servers``."""
+        return None if self._pool is None else self._pool.current
+
+    @property
+    def tls_hostname(self) -> str | None:
+        """The name to check the current server's certificate against (``server_hostname``).
+
+        The host being dialled, except for a discovered server advertised as an IP address:
+        then the first host name the user gave, since a cluster's certificates name that.
+        """
+        return None if self._pool is None else self._pool.tls_hostname()
+
+    @property
+    def servers(self) -> list[Server]:
+        """The pool in the order it will be tried (given plus discovered servers)."""
+        return [] if self._pool is None else self._pool.servers
 
     @property
     def connect_name(self) -> str:
@@ -171,8 +222,16 @@ class Session:
         """Dialing failed, or the transport broke (OSError, TLS failure, ...)."""
         if self.state is ConnState.IDLE:
             # The very first dial failed: the Memphis SDKs do not retry that (docs/protocol.md
-            # §1.4).
-            self._give_up(_as_connect_error(error), Input.GIVE_UP)
+            # §1.4), but with several servers each is tried once first, as nats.go does.
+            pool = self._pool
+            if pool is None or not pool.initial_left():
+                self._give_up(_as_connect_error(error), Input.GIVE_UP)
+                return
+            pool.failed(now)
+            pool.rotate()
+            self.state = transition(self.state, Input.LOST)
+            self._reconnect_at = now
+            self._events.append(ev.Disconnected(_as_connect_error(error), now))
             return
         self._lost(now, _as_connect_error(error))
 
@@ -282,8 +341,13 @@ class Session:
         headers: PublishHeaders | None = None,
         multi: bool = False,
         replay: bool = True,
+        delay: float = 0.0,
     ) -> int:
         """Send a request whose replies arrive on the shared inbox; return its token.
+
+        With ``delay`` (seconds) the request is registered now (its deadline is still
+        ``now + timeout``) but written only ``delay`` seconds later: how the Memphis layer
+        backs off before retrying after a 503 without a timer of its own.
 
         Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
@@ -317,7 +381,9 @@ class Session:
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
         self._requests.add(request)
-        if self.state is ConnState.CONNECTED:
+        if delay > 0:
+            heapq.heappush(self._delayed, (now + delay, token))
+        elif self.state is ConnState.CONNECTED:
             request.sent = True
             self._out.append(data)
         return token
@@ -338,6 +404,14 @@ class Session:
         then closes the request.
         """
         request = self._requests.get(token)
+        if request is not None and not request.sent:
+            # Never written (a delayed retry, or made offline): nothing can be on its way, so
+            # it ends at once, with the event that tells its owner to let go of it.
+            self.cancel_request(token)
+            self._events.append(
+                ev.RequestFailed(token, err.RequestAbandonedError("request abandoned"))
+            )
+            return
         if request is None or not request.sid or self.state is not ConnState.CONNECTED:
             self.cancel_request(token)
             return
@@ -401,6 +475,13 @@ class Session:
         deadline = self._requests.earliest()
         if deadline is not None:
             candidates.append(deadline)
+        delayed = self._delayed
+        while delayed:
+            request = self._requests.get(delayed[0][1])
+            if request is not None and not request.sent:
+                candidates.append(delayed[0][0])
+                break
+            heapq.heappop(delayed)  # answered, cancelled or sent early (a reconnect replay)
         return min(candidates) if candidates else None
 
     def handle_timeout(self, now: float) -> None:
@@ -410,7 +491,7 @@ class Session:
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self.state = transition(self.state, Input.RECONNECT_TIMER)
-            self._events.append(ev.ReconnectDue(self._attempts))
+            self._events.append(ev.ReconnectDue(self._attempts, self.current_server))
         if self._ping_at is not None and now >= self._ping_at:
             if self._pings_out >= self._max_pings_out:
                 self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
@@ -419,6 +500,14 @@ class Session:
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
                 self._ping_at = now + self._ping_interval
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, token = heapq.heappop(delayed)
+            request = self._requests.get(token)
+            if request is not None and not request.sent and self.state is ConnState.CONNECTED:
+                request.sent = True
+                self._out.append(request.data)
+            # Offline, it stays unsent: the replay after the next handshake sends it.
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
@@ -487,8 +576,28 @@ class Session:
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
         self.max_payload = value if ok else _DEFAULT_MAX_PAYLOAD
         self._parser.max_payload = self.max_payload
+        pool = self._pool
+        urls = fields.get("connect_urls")
+        if pool is not None and isinstance(urls, list):
+            pool.discovered(urls)
         if self.state is not ConnState.AWAITING_INFO:
-            return  # an INFO update (cluster topology, lame duck): state unchanged
+            # An INFO update: cluster topology (handled above), or lame duck mode. A server
+            # in lame duck mode stops accepting connections and will close ours within its
+            # grace period; leave now, while other nodes can take us, rather than be cut off
+            # in the middle of a request. Not a failed attempt: nothing failed.
+            if (
+                fields.get("ldm") is True
+                and self.state is ConnState.CONNECTED
+                and self._reconnect
+                and pool is not None
+                and len(pool) > 1
+            ):
+                self._lost(
+                    now,
+                    err.MemphisConnectError("the server entered lame duck mode"),
+                    counted=False,
+                )
+            return
         server_tls = bool(fields.get("tls_required") or fields.get("tls_available"))
         if self._tls and not server_tls:
             self._lost(
@@ -510,6 +619,9 @@ class Session:
             self._on_connected(now)
             return
         self._pings_out = 0  # any PONG proves the connection is alive
+        # ... and, in CONNECTED, that the server processed the replay queued before any PING
+        # we sent on this transport: from here a loss starts a new count of attempts.
+        self._attempts = 0
         if self._pong_waiters:
             # PONGs come back in the order of our PINGs (the server answers in order), so the
             # oldest waiter is the one this PONG answers.
@@ -565,7 +677,10 @@ class Session:
         self.state = transition(self.state, Input.PONG)
         reconnected = self._ever_connected
         self._ever_connected = True
-        self._attempts = 0
+        # ``_attempts`` is NOT reset here: a server that completes the handshake and then
+        # breaks the connection (overloaded, restarting, rejecting what we replay) is a failed
+        # attempt, or max_reconnect would never be reached against it. The reset happens at
+        # the first PONG after the replay (``_on_pong``).
         self._handshake_deadline = None
         self._pings_out = 0
         self._pong_waiters.clear()
@@ -583,10 +698,27 @@ class Session:
         for flush in self._flushes_unsent:
             self._pong_waiters.append(flush)
             out.append(cmd.PING)
+        if self._attempts and not self._flushes_unsent:
+            # A reconnect with nothing else to prove it: this PING's PONG ends the count of
+            # failed attempts (the first connect starts at zero and needs no proof).
+            self._pong_waiters.append(keepalive_ping)
+            out.append(cmd.PING)
         self._flushes_unsent.clear()
         self._events.append(ev.Connected(self.server_info, reconnected))
 
-    def _lost(self, now: float, error: err.MemphisError, *, immediate: bool = False) -> None:
+    def _lost(
+        self,
+        now: float,
+        error: err.MemphisError,
+        *,
+        immediate: bool = False,
+        counted: bool = True,
+    ) -> None:
+        """This transport is over: fail what cannot be replayed, choose the next server.
+
+        ``immediate``: redial the same server at once, not counted (the plain-username retry).
+        ``counted=False``: move on without counting an attempt (lame duck mode).
+        """
         if self.state not in TRANSPORT_STATES:
             return  # already disconnected or closed: a second report of the same outage
         self.state = transition(self.state, Input.LOST)
@@ -610,19 +742,36 @@ class Session:
                 )
             else:
                 request.sent = False
+        pool = self._pool
+        if pool is not None:
+            pool.failed(now)
         if immediate:
             self._reconnect_at = now
-        elif (
-            not self._ever_connected
-            or not self._reconnect
+        elif not self._ever_connected:
+            # The first connect: each given server once, at once, then give up.
+            if pool is None or not pool.initial_left():
+                self._events.append(ev.Disconnected(error, None))
+                self._give_up(error, Input.GIVE_UP)
+                return
+            pool.rotate()
+            self._reconnect_at = now
+        elif counted and (
+            not self._reconnect
             or (self._max_reconnect >= 0 and self._attempts >= self._max_reconnect)
         ):
             self._events.append(ev.Disconnected(error, None))
             self._give_up(error, Input.GIVE_UP)
             return
         else:
-            self._attempts += 1
-            self._reconnect_at = now + self._reconnect_interval
+            if counted:
+                self._attempts += 1
+            if pool is None:
+                self._reconnect_at = now + self._reconnect_interval
+            else:
+                # The server just lost goes last; another one is dialled at once unless it
+                # was itself tried less than reconnect_interval ago.
+                pool.rotate()
+                self._reconnect_at = pool.due(now, self._reconnect_interval)
         self._events.append(ev.Disconnected(error, self._reconnect_at))
 
     def _give_up(self, error: err.MemphisError | None, how: Input) -> None:
@@ -631,6 +780,9 @@ class Session:
         closed = err.ConnectionClosedError(
             "the connection is closed" if error is None else f"the connection is closed: {error}"
         )
+        # Waiting calls see why: e.g. the RemoteProtocolError of the last attempt.
+        closed.__cause__ = error
+        self._delayed.clear()
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
             self._events.append(ev.RequestFailed(request.token, closed))
@@ -649,7 +801,7 @@ class Session:
         """A multi-reply request ended: drop its own inbox subscription."""
         if request.sid:
             del self._request_sids[request.sid]
-            if self.state is ConnState.CONNECTED:
+            if self.state is ConnState.CONNECTED and request.sent:
                 self._out.append(cmd.encode_unsub(request.sid))
 
     def _check_open(self) -> None:

@@ -11,6 +11,7 @@ by :func:`render_table` (``python -m memphis_core.nats._state`` prints it), and 
 the two differ, so it cannot go stale. Each row is ``state  input  next state``::
 
     IDLE           connection_made  AWAITING_INFO
+                   lost             DISCONNECTED
                    give_up          CLOSED
                    close            CLOSED
     AWAITING_INFO  info             AWAITING_PONG
@@ -44,8 +45,10 @@ NATS protocol facts behind it (docs.nats.io, "Client Protocol"): the server spea
 INFO; the client answers CONNECT and may pipeline commands before PONG, and a PING right after
 CONNECT makes the PONG double as "CONNECT accepted" (an auth failure arrives as -ERR instead).
 With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy is the
-Memphis SDKs' (docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts,
-at most ``max_reconnect`` attempts, no retry when the very first connect fails.
+Memphis SDKs' (docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts
+on one server, at most ``max_reconnect`` consecutive failed attempts, no retry once every given
+server refused the very first connect; which server comes next is the pool's business
+(``_pool.py``, docs/cluster-client.md).
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ _TABLE: Final[dict[tuple[ConnState, Input], ConnState]] = {
     (S.DISCONNECTED, In.RECONNECT_TIMER): S.RECONNECT_DUE,
     (S.RECONNECT_DUE, In.CONNECTION_MADE): S.AWAITING_INFO,
 }
+# IDLE + LOST: the first dial failed and the pool has another given server to try.
+_TABLE[(S.IDLE, In.LOST)] = S.DISCONNECTED
 for _state in (S.AWAITING_INFO, S.AWAITING_TLS, S.AWAITING_PONG, S.CONNECTED, S.RECONNECT_DUE):
     # RECONNECT_DUE + LOST: the frontend could not even dial; count it as a failed attempt.
     _TABLE[(_state, In.LOST)] = S.DISCONNECTED

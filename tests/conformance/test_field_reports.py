@@ -42,8 +42,10 @@ def test_a_produce_to_a_forgotten_station_says_so_and_create_producer_registers_
     other = connect()
     other.destroy_station(station)  # behind this connection's back
     other.close()
-    with pytest.raises(memphis.StationUnreachableError, match=station):
-        producer.produce(b"lost")
+    # No stream answers: retried through ack_wait (it could be a leader election), then a
+    # typed error that names the station.
+    with pytest.raises(memphis.StationTemporarilyUnavailableError, match=station):
+        producer.produce(b"lost", ack_wait=1.0)
     again = conn.create_producer(station, "p")  # registers again (recreating the station)
     again.produce(b"second")
     assert probe.message_count(station) == 1
@@ -83,7 +85,7 @@ def test_flush_lists_every_failed_async_produce(
     other.destroy_station(station)
     other.close()
     for i in range(3):
-        producer.produce(b"x", async_produce=True, msg_id=f"id-{i}")
+        producer.produce(b"x", async_produce=True, msg_id=f"id-{i}", ack_wait=1.0)
     with pytest.raises(memphis.AsyncProduceError) as info:
         producer.flush()
     error = info.value
@@ -93,7 +95,9 @@ def test_flush_lists_every_failed_async_produce(
         (3, "id-1"),
         (4, "id-2"),
     ]
-    assert all(isinstance(f.error, memphis.StationUnreachableError) for f in error.failures)
+    assert all(
+        isinstance(f.error, memphis.StationTemporarilyUnavailableError) for f in error.failures
+    )
     producer.flush()  # reported once: the next flush is clean
 
 

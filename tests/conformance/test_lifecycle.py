@@ -58,7 +58,7 @@ def test_close_reports_async_produces_that_failed_unflushed(
     other = connect()
     other.destroy_station(station)
     other.close()
-    producer.produce(b"lost", async_produce=True, msg_id="the-lost-one")
+    producer.produce(b"lost", async_produce=True, msg_id="the-lost-one", ack_wait=1.0)
     with pytest.raises(memphis.CloseIncompleteError) as info:
         conn.close()
     error = info.value

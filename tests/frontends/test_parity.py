@@ -92,7 +92,7 @@ def test_destroying_a_producer_reports_its_unflushed_failures(
     producer = conn.create_producer(station, "p")
     producer.produce(b"stored")
     connect().destroy_station(station)
-    producer.produce(b"lost", async_produce=True)
+    producer.produce(b"lost", async_produce=True, ack_wait=1.0)
     with pytest.raises(frontend.memphis.AsyncProduceError):
         producer.destroy()
 

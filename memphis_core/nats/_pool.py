@@ -1,0 +1,207 @@
+"""The server pool: which NATS server a session dials next (docs/cluster-client.md).
+
+Sans-IO like the rest of the session: no clock (times are passed in), no entropy except the
+``random.Random`` the session hands over (seedable, so tests are deterministic).
+
+Policy, after nats.go's (docs.nats.io, "Automatic Reconnections" and "Cluster discovery"):
+
+* the pool starts with the servers given to ``connect()``, shuffled unless told not to, so
+  that many clients spread over a cluster instead of all dialling its first node;
+* servers a server advertises in INFO ``connect_urls`` are added (shuffled, at the end), and
+  discovered servers that stop being advertised are dropped again, unless discovery is off;
+* after a server is lost, or an attempt on it failed, it moves to the end: every other server
+  is tried before it again (nats.go's ``selectNextServer``);
+* the reconnect interval is counted per server: a server is dialled at once unless it was
+  itself tried less than ``reconnect_interval`` ago, so failing over to another node costs no
+  wait, while a single server (or a whole pool that is down) is retried at the interval.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from ._errors import LocalProtocolError
+
+__all__ = ["Server", "ServerPool", "parse_server"]
+
+#: A server address as dialled: (host, port).
+Server = tuple[str, int]
+
+_MAX_PORT: Final = 65_535
+
+
+def parse_server(text: str, default_port: int) -> tuple[Server, str | None]:
+    """Parse ``[scheme://]host[:port]``; return ``((host, port), scheme or None)``.
+
+    The port is taken only when what follows the last ``:`` is all digits, so a bare host that
+    happens to contain ``:`` for another reason stays one host (the Go SDK's single-host form
+    keeps working). IPv6 literals need brackets when a port follows (``[::1]:4222``); a bare
+    literal with several colons is a host without a port.
+
+    Raises:
+        LocalProtocolError: empty host, or a port outside 1..65535.
+    """
+    scheme: str | None = None
+    rest = text.strip()
+    head, sep, tail = rest.partition("://")
+    if sep and head.lower() in ("nats", "tls"):
+        scheme, rest = head.lower(), tail
+    rest = rest.rstrip("/")
+    host, port = rest, default_port
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end > 0:
+            host = rest[1:end]
+            after = rest[end + 1 :]
+            if after.startswith(":") and after[1:].isdigit():
+                port = int(after[1:])
+            elif after:
+                raise LocalProtocolError(f"bad server address {text!r}")
+    elif rest.count(":") == 1:
+        name, _, digits = rest.rpartition(":")
+        if digits.isdigit():
+            host, port = name, int(digits)
+    if not host:
+        raise LocalProtocolError(f"server address {text!r} has no host")
+    if not 1 <= port <= _MAX_PORT:
+        raise LocalProtocolError(f"port must be between 1 and {_MAX_PORT}, not {port}")
+    return (host, port), scheme
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _Entry:
+    __slots__ = ("discovered", "last_attempt", "server")
+
+    def __init__(self, server: Server, discovered: bool) -> None:
+        self.server = server
+        self.discovered = discovered
+        self.last_attempt: float | None = None  # when it was last dialled, failed or lost
+
+    def __repr__(self) -> str:
+        return f"_Entry({self.server!r}, discovered={self.discovered})"
+
+
+class ServerPool:
+    """The servers one session may use, in the order it will try them.
+
+    Args:
+        servers: the servers given by the user (at least one).
+        rng: the source of the shuffles (seed it for reproducible tests).
+        randomize: shuffle the given servers and every batch of discovered ones.
+        discover: add the servers of INFO ``connect_urls``.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[Server],
+        *,
+        rng: random.Random,
+        randomize: bool = True,
+        discover: bool = True,
+    ) -> None:
+        if not servers:
+            raise LocalProtocolError("at least one server is required")
+        self._rng = rng
+        self._randomize = randomize
+        self._discover = discover
+        entries: list[_Entry] = []
+        for server in servers:
+            if all(e.server != server for e in entries):
+                entries.append(_Entry(server, discovered=False))
+        if randomize:
+            rng.shuffle(entries)
+        self._entries = entries
+        self._current = entries[0]
+        # The first connect tries each given server once, then gives up (a refused first
+        # connect is not retried, as in the Memphis SDKs; docs/cluster-client.md).
+        self._initial_left = len(entries) - 1
+        # A TLS name for discovered servers given as IP literals: a cluster advertises its
+        # nodes by address, but their certificates name the host the user gave (nats.go).
+        self._tls_name = next((s[0] for s in servers if not _is_ip(s[0])), None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def current(self) -> Server:
+        """The server being used, or the next one to dial after a loss."""
+        return self._current.server
+
+    @property
+    def servers(self) -> list[Server]:
+        """Every server, in the order they will be tried (the current one first)."""
+        return [e.server for e in self._entries]
+
+    def tls_hostname(self) -> str:
+        """The name to verify the current server's certificate against."""
+        entry = self._current
+        if entry.discovered and _is_ip(entry.server[0]) and self._tls_name is not None:
+            return self._tls_name
+        return entry.server[0]
+
+    def discovered(self, urls: Iterable[object]) -> None:
+        """A server's INFO listed ``urls`` (``connect_urls``): add new ones, drop stale ones.
+
+        Only discovered servers are ever dropped, never the given ones nor the current one.
+        Entries that are not strings or do not parse are ignored (the server's data).
+        """
+        if not self._discover:
+            return
+        advertised: list[Server] = []
+        for url in urls:
+            if not isinstance(url, str):
+                continue
+            try:
+                server, _ = parse_server(url, 4222)
+            except LocalProtocolError:
+                continue
+            if server not in advertised:
+                advertised.append(server)
+        self._entries = [
+            e
+            for e in self._entries
+            if not e.discovered or e is self._current or e.server in advertised
+        ]
+        known = {e.server for e in self._entries}
+        fresh = [_Entry(s, discovered=True) for s in advertised if s not in known]
+        if self._randomize:
+            self._rng.shuffle(fresh)
+        self._entries.extend(fresh)
+
+    def failed(self, now: float) -> None:
+        """The current server was lost, or an attempt on it failed, at ``now``."""
+        self._current.last_attempt = now
+
+    def initial_left(self) -> bool:
+        """During the first connect: is there a given server not tried yet? (consumes it)"""
+        if self._initial_left <= 0:
+            return False
+        self._initial_left -= 1
+        return True
+
+    def rotate(self) -> Server:
+        """Move the current server to the end; the head is the next to dial. Returns it."""
+        entries = self._entries
+        current = self._current
+        if len(entries) > 1:
+            entries.remove(current)
+            entries.append(current)
+        self._current = entries[0]
+        return self._current.server
+
+    def due(self, now: float, interval: float) -> float:
+        """When the current server may be dialled: at once unless tried within ``interval``."""
+        last = self._current.last_attempt
+        if last is None:
+            return now
+        return max(now, last + interval)
