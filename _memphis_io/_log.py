@@ -25,6 +25,9 @@ from memphis_core import (
 
 __all__ = ["connection_log", "log_event"]
 
+# A library's loggers stay silent until the application configures logging: without this,
+# Python's last-resort handler would print our warnings on stderr.
+logging.getLogger("memphis").addHandler(logging.NullHandler())
 connection_log: Final = logging.getLogger("memphis.connection")
 
 

@@ -219,7 +219,14 @@ class Session:
         self._handshake_deadline = now + self._timeout
 
     def connection_failed(self, now: float, error: BaseException | str) -> None:
-        """Dialing failed, or the transport broke (OSError, TLS failure, ...)."""
+        """Dialing failed, or the transport broke (OSError, TLS failure, ...).
+
+        A transport error says only "Connection refused"; the error the caller sees names the
+        server it concerns (a field report: "[Errno 111] Connection refused", but where?).
+        """
+        server = self.current_server
+        if server is not None and not isinstance(error, err.MemphisError):
+            error = f"{server[0]}:{server[1]}: {error or type(error).__name__}"
         if self.state is ConnState.IDLE:
             # The very first dial failed: the Memphis SDKs do not retry that (docs/protocol.md
             # §1.4), but with several servers each is tried once first, as nats.go does.

@@ -190,3 +190,42 @@ def test_a_broker_outage_is_logged(
     assert any(t.startswith("disconnected from ") for t in text)
     assert any(t.startswith("reconnect attempt ") for t in text)
     assert any(t.startswith("reconnected to ") for t in text)
+
+
+def test_connection_errors_name_the_server(memphis: Any) -> None:
+    # Report: "[Errno 111] Connection refused" with no host:port.
+    from tests.support.natsserver import free_port
+
+    port = free_port()
+    with pytest.raises(memphis.MemphisConnectError, match=f"127.0.0.1:{port}"):
+        memphis.connect("127.0.0.1", USER, connection_token=TOKEN, port=port, reconnect=False)
+
+
+def test_connection_callbacks_fire_on_outage_and_close(
+    memphis: Any, restartable: EmbeddedBroker
+) -> None:
+    # Report: no connection events; nats-py users expect callbacks.
+    seen: list[tuple[str, Any]] = []
+    conn = memphis.connect(
+        restartable.host,
+        USER,
+        connection_token=TOKEN,
+        port=restartable.port,
+        reconnect_interval=0.2,
+        max_reconnect=-1,
+        on_disconnected=lambda error: seen.append(("disconnected", error)),
+        on_reconnected=lambda: seen.append(("reconnected", None)),
+        on_closed=lambda error: seen.append(("closed", error)),
+    )
+    restartable.kill_server()
+    wait_until(
+        lambda: any(k == "disconnected" for k, _ in seen), timeout=10, what="on_disconnected"
+    )
+    restartable.start_server()
+    wait_until(lambda: any(k == "reconnected" for k, _ in seen), timeout=20, what="on_reconnected")
+    conn.close()
+    wait_until(lambda: any(k == "closed" for k, _ in seen), timeout=10, what="on_closed")
+    assert isinstance(dict(seen)["disconnected"], memphis.MemphisError)
+    assert dict(seen)["closed"] is None  # a close the user asked for
+    with pytest.raises(memphis.LocalProtocolError, match="on_closed must be callable"):
+        memphis.connect(restartable.host, USER, connection_token=TOKEN, on_closed="nope")
