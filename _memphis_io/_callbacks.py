@@ -15,6 +15,7 @@ from memphis_core import (
     Closed,
     Connected,
     ConsumerError,
+    ControlRetry,
     Disconnected,
     LocalProtocolError,
     MemphisError,
@@ -61,7 +62,7 @@ class ConnectionCallbacks:
         self.on_error = on_error
 
     def calls_for(
-        self, event: TransportEvent | ConsumerError
+        self, event: TransportEvent | ConsumerError | ControlRetry
     ) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
         """The callbacks ``event`` triggers, with their arguments (often none)."""
         if isinstance(event, Disconnected) and self.on_disconnected is not None:

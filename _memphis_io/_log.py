@@ -1,7 +1,7 @@
 """One logging vocabulary for the three frontends: the ``memphis`` logger hierarchy.
 
 * ``memphis.connection``: connected (with the server), disconnected (with the cause), each
-  reconnect attempt, reconnected, closed, server ``-ERR`` texts;
+  reconnect attempt, reconnected, closed, server ``-ERR`` texts, control requests retried;
 * ``memphis.consumer``: consume-handler and error-handler failures (with tracebacks).
 
 Both drivers pass every connection event through :func:`log_event`, so a user who turns on
@@ -17,6 +17,7 @@ from memphis_core import (
     Closed,
     Connected,
     ConsumerError,
+    ControlRetry,
     Disconnected,
     ReconnectDue,
     ServerError,
@@ -31,7 +32,7 @@ logging.getLogger("memphis").addHandler(logging.NullHandler())
 connection_log: Final = logging.getLogger("memphis.connection")
 
 
-def log_event(event: TransportEvent | ConsumerError, server: str) -> None:
+def log_event(event: TransportEvent | ConsumerError | ControlRetry, server: str) -> None:
     """Log one connection event; ``server`` is the ``host:port`` being used."""
     log = connection_log
     if isinstance(event, Connected):
@@ -53,3 +54,7 @@ def log_event(event: TransportEvent | ConsumerError, server: str) -> None:
             log.error("connection to %s closed: %s", server, event.error)
     elif isinstance(event, ServerError):
         log.warning("server %s: -ERR %s", server, event.message)
+    elif isinstance(event, ControlRetry):
+        log.warning(
+            "%s: no reply on %s in time, attempt %d", event.what, event.subject, event.attempt
+        )

@@ -23,6 +23,7 @@ from ._version import __version__
 from .memphis._client import APP_ID, DRAIN_TIMEOUT, Client, ClientEvent
 from .memphis._consumers import ConsumerError
 from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
+from .memphis._dispatch import ControlRetry
 from .memphis._enums import RetentionType, SchemaType, StorageType
 from .memphis._errors import (
     AsyncProduceError,
@@ -104,6 +105,7 @@ __all__ = [
     "ConsumerError",
     "ConsumerOptions",
     "ConsumerState",
+    "ControlRetry",
     "Delivery",
     "Disconnected",
     "Err",

@@ -28,7 +28,7 @@ from memphis_core.nats._state import ConnState
 from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
-from ._dispatch import Dispatcher
+from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
 from ._jetstream import PubAck
 from ._names import internal_name, name_error
@@ -50,8 +50,8 @@ __all__ = ["APP_ID", "DRAIN_TIMEOUT", "Client", "ClientEvent"]
 #: One id per process, sent as ``app_id`` in creation requests, as every Memphis SDK does.
 APP_ID: Final = str(uuid.uuid4())
 
-#: What :meth:`Client.events` returns: connection events and consumer errors.
-ClientEvent = TransportEvent | ConsumerError
+#: What :meth:`Client.events` returns: connection events, consumer errors, control retries.
+ClientEvent = TransportEvent | ConsumerError | ControlRetry
 #: Seconds ``drain`` waits by default for the last acknowledgements.
 DRAIN_TIMEOUT: Final = 30.0
 
@@ -115,7 +115,7 @@ class Client:
         self.app_id = APP_ID
         self._events: list[ClientEvent] = []
         identity = rq.Identity(self.username, self.connection_id, self.app_id)
-        self._dispatcher = dispatcher = Dispatcher(self.session)
+        self._dispatcher = dispatcher = Dispatcher(self.session, self._events.append)
         self._stations = stations = Stations(dispatcher)
         self._producers = Producers(dispatcher, stations, identity)
         self._consumers = Consumers(dispatcher, stations, identity, self._events.append)

@@ -36,6 +36,7 @@ __all__ = [
     "CONTROL_TIMEOUT",
     "PENDING",
     "ControlRequest",
+    "ControlRetry",
     "Dispatcher",
     "Publishes",
     "ReplyHandler",
@@ -51,6 +52,20 @@ Publishes = list[tuple[str, bytes]]
 # JetStream ack subjects come from the server and are valid by construction (see
 # Session.publish_to_reply); everything else we publish is one of our own subjects.
 _ACK_PREFIX: Final = "$JS.ACK."
+
+
+class ControlRetry:
+    """A control request got no reply in time and was sent again (attempt ``attempt``)."""
+
+    __slots__ = ("attempt", "subject", "what")
+
+    def __init__(self, what: str, subject: str, attempt: int) -> None:
+        self.what = what
+        self.subject = subject
+        self.attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"ControlRetry({self.what!r}, {self.subject!r}, {self.attempt})"
 
 
 class ReplyHandler:
@@ -74,10 +89,14 @@ class ReplyHandler:
 class Dispatcher:
     """Routes session events to the handler or push target registered for them."""
 
-    __slots__ = ("_handlers", "_pushes", "session")
+    __slots__ = ("_handlers", "_pushes", "report", "session")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, report: Callable[[ControlRetry], None] | None = None
+    ) -> None:
         self.session = session
+        # Where a retried control request is reported (the client's events: frontends log it).
+        self.report = report
         self._handlers: dict[int, ReplyHandler] = {}
         # sid -> the object that pushes on that subscription feed (the Client decides what to
         # do with each kind; the dispatcher only remembers who asked).
@@ -232,6 +251,8 @@ class ControlRequest(ReplyHandler):
             self.retries -= 1
             self.attempts += 1
             self.dispatcher.send_control(self, now)
+            if self.dispatcher.report is not None:
+                self.dispatcher.report(ControlRetry(self.op.what, self.subject, self.attempts))
             return
         if isinstance(error, RequestTimeoutError):
             named: MemphisError = RequestTimeoutError(
