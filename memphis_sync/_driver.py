@@ -175,10 +175,18 @@ class Driver:
         with self.lock:
             if self.closed and not closed_ok:
                 raise self._closed_error()
-            before = self.client.next_deadline()
-            result = fn(time.monotonic())
-            after = self.client.next_deadline()
-        if kick or (timers and after is not None and (before is None or after < before)):
+            if kick or not timers:
+                # A kick wakes the I/O thread anyway, which then sleeps towards the new
+                # deadline: comparing deadlines here would cost more than the call (the async
+                # produce path).
+                result = fn(time.monotonic())
+                moved = False
+            else:
+                before = self.client.next_deadline()
+                result = fn(time.monotonic())
+                after = self.client.next_deadline()
+                moved = after is not None and (before is None or after < before)
+        if kick or moved:
             self.kick()
         return result
 
@@ -489,6 +497,10 @@ class Driver:
     def _loop(self) -> None:
         client = self.client
         while not self._stop:
+            # Cleared before the queue is read: a kick that still sees it set came after data
+            # this turn's write will carry, so it need not send another wake-up byte. Kicks made
+            # while we write or read then cost nothing (one byte per turn instead of per call).
+            self._wake_pending = False
             self._send_pending()
             with self.lock:
                 deadline = client.next_deadline()
@@ -496,11 +508,8 @@ class Driver:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = {key.fileobj for key, _ in self._selector.select(wait)}
             if self._wake_r in ready:
-                # Drain first, then clear: a wake() in between then leaves a byte behind and
-                # costs one spurious turn, instead of a lost wakeup.
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
-                self._wake_pending = False
             chunks: list[bytes] = []
             # A caller leading a round trip (``_lead``) may hold the read lock: wait for it
             # no longer than until our next timer.

@@ -473,6 +473,18 @@ def produce_options(
         LocalProtocolError: ``msg id can not be empty``, ``Can not use both partition number and
             partition key``, ``Partition number is out of range`` (< 1), ``ack_wait`` not > 0.
     """
+    if (
+        headers is None
+        and msg_id is None
+        and partition_key is None
+        and partition_number is None
+        and type(ack_wait) is float
+        and ack_wait == 15.0
+        and type(async_produce) is bool
+    ):
+        # The common call: defaults, only async or not. The produce hot path gets a shared,
+        # already validated options object instead of building and checking a new one.
+        return _DEFAULT_PRODUCE[async_produce]
     if msg_id is not None:
         msg_id = check_str(msg_id, "msg_id")
         if not msg_id:
@@ -489,6 +501,12 @@ def produce_options(
         partition_key=key,
         partition_number=number,
     )
+
+
+_DEFAULT_PRODUCE: Final = {
+    False: ProduceOptions(ack_wait=15.0, headers=(), async_produce=False),
+    True: ProduceOptions(ack_wait=15.0, headers=(), async_produce=True),
+}
 
 
 MAX_BATCH_SIZE: Final = 5000
