@@ -82,7 +82,10 @@ def parse_pub_ack(payload: bytes) -> PubAck:
     error = body.get("error")
     if error is not None:
         description = error.get("description", "") if isinstance(error, dict) else str(error)
-        raise MemphisError(f"memphis: {description}".replace("nats", "memphis"))
+        # The Go SDK rewrites "nats" to "memphis"; a description that already starts with
+        # "nats: " must not come out as "memphis: memphis: ..." (a field report).
+        text = str(description).replace("nats", "memphis")
+        raise MemphisError(text if text.startswith("memphis: ") else f"memphis: {text}")
     stream, seq = body.get("stream"), body.get("seq")
     if not isinstance(stream, str) or not isinstance(seq, int):
         raise RemoteProtocolError(f"malformed pub-ack: {payload[:80]!r}")
