@@ -835,9 +835,9 @@ class Session:
         for sid in list(self._draining):
             self._end_drain(sid, err.RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
-            # Not replayable (a pull: its messages would go to the next transport's inbox with a
-            # stale batch; the consume loop pulls again instead). Unsent requests stay and go out
-            # after the next handshake.
+            # Not replayable (a pull: a re-sent pull would deliver a second batch that its
+            # owner no longer waits for; the consume loop pulls again instead). Unsent requests
+            # stay and go out after the next handshake.
             if request.sent and not request.replay:
                 self._requests.pop(request.token)
                 self._release(request)
