@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 # Every produce carries a header block (docs/protocol.md §6.5), so produces are always HPUB; the
-# block is built as bytes here rather than through the generic header encoder, which would re-check
-# the fixed SDK headers on every message.
+# block is assembled as bytes from a per-producer prefix, since only the msg-id and the user
+# headers differ between messages.
 _HEADER_START: Final = b"NATS/1.0\r\n"
 #: Async produces waiting for their PubAck, at most: by count and by bytes. Memory is bounded
 #: by these (and the bytes are kept for replay after a reconnect), not by how fast the caller
