@@ -564,9 +564,9 @@ def _partitions(obj: Mapping[str, Any]) -> tuple[int, ...]:
     plist = fold_keys(update).get("partitions_list")
     if plist is None:
         return ()
+    # Partitions count from 1 (docs/protocol.md §0.1): a 0 would build a stream name no broker
+    # creates, so the reply is refused here rather than at the first produce.
     if not isinstance(plist, list) or not all(
-        # Partitions count from 1 (docs/protocol.md §0.1): a 0 would build a stream name no broker
-        # creates, so the reply is refused here rather than at the first produce.
         isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in plist
     ):
         raise RemoteProtocolError(f"partitions_list is not a list of partitions: {plist!r}")
