@@ -57,7 +57,7 @@ class StationState:
     def subject(self, partition: int | None) -> str:
         """The produce subject of a partition, built once (a hot path: every message)."""
         # Keyed by partition number, with None for a legacy station's single stream
-        # (docs/protocol.md §5.8): the f-string per message showed up in produce profiles.
+        # (docs/protocol.md §5.8), so the subject is not rebuilt for every message.
         subject = self._subjects.get(partition)
         if subject is None:
             subject = self._subjects[partition] = produce_subject(
