@@ -264,8 +264,6 @@ def connect_fields(
         "lang": "python",
         "version": __version__,
         "protocol": 1,
-        # Echo on, as the Go SDK sends it: a client that consumes from a station it also produces to
-        # must receive its own messages (JetStream deliveries are unaffected, core pushes are not).
         "echo": True,
         "headers": True,
         "no_responders": True,
