@@ -105,9 +105,9 @@ class Msg:
     def headers(self) -> Headers | None:
         headers = self._headers
         if headers is None and self._raw_headers is not None:
-            # The status was taken from the block by the parser already; only the header lines are
-            # new. May raise RemoteProtocolError here, at first access, rather than in the parser: a
-            # malformed header in one message must not cost the whole connection.
+            # The status was taken from the block by the parser already; only the header lines
+            # are new. A malformed line raises RemoteProtocolError here, to whoever reads the
+            # headers, rather than in the parser.
             _, _, headers = parse_header_block(self._raw_headers)
             self._headers = headers  # raw is kept: raw_headers stays byte-exact
         return headers
