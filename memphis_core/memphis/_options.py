@@ -356,8 +356,8 @@ def station_options(
             f"cannot create station with {partitions} partitions "
             f"(max:{_MAX_PARTITIONS} min:1): Station -  {name}, "
         )
-    # Not checked as a name here: the broker reports an unknown schema with its own text, and a
-    # schema name created by another SDK may not follow our lower-case rules (§5.1).
+    # Not checked as a name here: the broker answers for the schema it is asked to enforce
+    # (docs/protocol.md §5.4 step 6).
     schema = check_str(schema_name, "schema_name")
     dls = check_str(dls_station, "dls_station")
     # The DLS station is created by the broker if missing (docs/protocol.md §5.4 step 11), so a bad
