@@ -64,6 +64,6 @@ def is_user_header(key: str) -> bool:
     idempotency headers. The one rule for both directions: producers may not send the others,
     and consumers do not see them in ``Message.headers``."""
     # The prefix test is case-sensitive, as in every Memphis SDK (header keys keep their case,
-    # §6.5); the id headers are matched case-insensitively because JetStream reads ``Nats-Msg-Id``
-    # without regard to case.
+    # docs/protocol.md §6.5); the id headers are matched in any case, so that no spelling of
+    # them can slip in beside the ones the SDK writes from ``msg_id``.
     return not key.startswith("$memphis") and key.lower() not in _ID_HEADERS
