@@ -124,6 +124,8 @@ class Client:
         self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
+        # Made before the first connect: the subscription is replayed with every CONNECT, so it is
+        # in place before any station is used (docs/protocol.md §1.6).
         dispatcher.subscribe(rq.SDK_CLIENTS_UPDATES, None)
 
     # ------------------------------------------------------------------ the sans-IO contract
@@ -270,6 +272,8 @@ class Client:
         ``error`` says why when it is not the user's wish (the frontend's engine broke): the
         waiting operations' errors then name it.
         """
+        # The session fails every waiting request with ConnectionClosedError; ``_process`` then
+        # turns those failures into failed operations for the callers.
         self.session.close(error)
         # Only failures follow a close and nothing is retried, so no timer reads ``now``.
         self._process(0.0)
@@ -566,6 +570,8 @@ class Client:
         if self._drain is not None:
             raise ConnectionClosedError("the connection is closing")
         # The one validation of fetch arguments, for every frontend.
+        # Validated here rather than in the frontends, so every frontend refuses the same arguments
+        # with the same texts.
         opts = fetch_options(
             batch_size,
             prefetch=prefetch,
@@ -599,8 +605,12 @@ class Client:
             MemphisError: ``cannot delay DLS message`` for a DLS resend.
             LocalProtocolError: a negative or non-finite delay.
         """
+        # A delay is a ``-NAK`` with a body (docs/protocol.md §7.8): JetStream does the waiting, the
+        # client keeps no timer for it.
         self._consumers.delay(message, seconds)
 
     def dead_letter(self, message: Delivery, reason: str) -> None:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""
+        # ``+TERM`` and the report go out together in the next write: the broker stores the dead
+        # letter only from the report, the TERM only stops redelivery (docs/protocol.md §9.3).
         self._consumers.dead_letter(message, reason)

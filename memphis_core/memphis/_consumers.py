@@ -219,6 +219,8 @@ class Consumers:
         consumer.ping_at = None
         self._forget(consumer, destroyed=False)
         if notify:
+            # Reported once, as an event: the frontend routes it to the consumer's error handler,
+            # which is how the Go SDK tells a consumer its station is gone (docs/protocol.md §7.9).
             self._report(ConsumerError(consumer, StationUnreachableError(STATION_UNREACHABLE)))
 
     def station_gone(self, internal: str, *, notify: bool) -> None:
@@ -702,6 +704,7 @@ class _CreateRequest(ControlRequest):
     replied_at: float
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        # The creation reply's arrival time, used to time the durable lookups that follow it.
         self.replied_at = now
         return super().on_reply(token, msg, now)
 
@@ -741,6 +744,8 @@ class _ConsumerInfo(ReplyHandler):
                 return True
             self._failed(MemphisError(f"memphis: {error}"), error)
             return True
+        # Creation finishes only when the last partition answered: a reply per partition, in any
+        # order.
         self.remaining.left -= 1
         if self.remaining.left == 0 and self.op is not None:
             self.consumers._ready(self.consumer, self.op)
