@@ -88,6 +88,8 @@ class ConsumerState:
         self.prefetched: deque[Delivery] = deque()
         self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
         # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
+        # Each waiter keeps its own batch size: the prefetched batch is split among them in the
+        # order they asked.
         self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int]] = []
         # Delivered but never read: a fetch that was cancelled, an iteration left early, a
         # consume loop stopped with a batch in hand. The next fetch returns them first, while
@@ -154,6 +156,8 @@ class ConsumerState:
         if consume_should_stop(error):
             return None
         if error is None and received >= self.options.batch_size:
+            # A full batch means more are probably waiting: the Go SDK's pause after every batch
+            # (§12.1 item 6) caps a default consumer at batch_size messages per pull_interval.
             return 0.0
         return self.options.pull_interval
 

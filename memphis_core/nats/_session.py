@@ -121,6 +121,8 @@ class Session:
         randomize_servers: bool = True,
         rng: random.Random | None = None,
     ) -> None:
+        # Checked again here, not only in the option builder: the session is usable on its own
+        # (tests, other NATS uses), and a session with no credentials would only fail at the server.
         connection_token = connection_token or None  # "" means "not given", as in the Go SDK
         password = password or None
         if (connection_token is None) == (password is None):
@@ -163,6 +165,7 @@ class Session:
         self.max_payload: int = _DEFAULT_MAX_PAYLOAD  # until the server's INFO says otherwise
         self._ever_connected = False
         self._attempts = 0  # reconnect attempts since the last connection proved useful
+        # A placeholder until ``connection_made`` makes the parser of the first transport.
         self._parser = Parser()
         self._out: list[bytes] = []
         self._offline: list[bytes] = []  # publishes made while not connected
@@ -282,6 +285,9 @@ class Session:
         a ``RemoteProtocolError`` (that transport is poisoned; bytes still arriving on it are
         ignored) and the reconnect policy applies.
         """
+        # Bytes that arrive in other states (after a loss, during the TLS upgrade) belong to a
+        # transport the session no longer reads: dropping them keeps a dying socket from reaching
+        # the parser of the next one.
         if self.state not in READING_STATES:
             return
         if not data:
@@ -553,6 +559,8 @@ class Session:
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self.state = transition(self.state, Input.RECONNECT_TIMER)
+            # The session does not dial: the frontend does, and reports back through
+            # ``connection_made`` or ``connection_failed`` (docs/sansio.md §2).
             self._events.append(ev.ReconnectDue(self._attempts, self.current_server))
         if self._ping_at is not None and now >= self._ping_at:
             # nats.go's rule: a PING is due and max_pings_out are already unanswered. A silently
@@ -561,6 +569,8 @@ class Session:
             if self._pings_out >= self._max_pings_out:
                 self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
             else:
+                # Keepalive PINGs go in the same queue as flush PINGs: a flush pending behind a
+                # keepalive is then completed by the right PONG.
                 self._pings_out += 1
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
@@ -652,6 +662,7 @@ class Session:
         self._events.append(msg)
 
     def _on_info(self, fields: dict[str, Any], now: float) -> None:
+        # Every INFO replaces the last one: cluster updates carry the full current description.
         self.server_info = fields
         value = fields.get("max_payload", _DEFAULT_MAX_PAYLOAD)
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -826,6 +837,10 @@ class Session:
         self._handshake_deadline = None
         self._ping_at = None
         self._pings_out = 0
+        # Bytes queued for this transport but not yet written are dropped: requests and
+        # subscriptions are replayed from state after the next handshake, and an ack lost here only
+        # means the broker redelivers the message after max_ack_time (docs/cluster-client.md, "What
+        # happens to messages in flight").
         self._out.clear()
         # Flushes in flight must be answered by the next transport; drains end with this one.
         # Prepended, not appended: flushes in flight are older than ones made while offline, and
