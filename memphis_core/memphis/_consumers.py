@@ -182,6 +182,8 @@ class Consumers:
             # partitions only would lose the messages of the others. The shared countdown finishes
             # creation on the last.
             lookup = _ConsumerInfo(self, consumer, op, countdown, subject, now + INFO_TIMEOUT)
+            # An empty body asks for the consumer's info; the reply is a JSON object with ``error``
+            # when the durable or its stream is missing (docs/protocol.md §7.3).
             self._dispatcher.request(subject, b"", lookup, now=now, timeout=INFO_TIMEOUT)
 
     def check_durables(self, consumer: ConsumerState, now: float) -> None:
@@ -196,6 +198,8 @@ class Consumers:
         if op.done:
             return
         key = _key(consumer.options)
+        # The same check as in ``create``, again after the lookups: another create of the same
+        # consumer may have finished while this one waited for its durables.
         cached = self._by_key.get(key)
         if cached is not None:  # created concurrently under the same name: keep the first
             self._stations.detach(consumer.station)

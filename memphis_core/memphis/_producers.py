@@ -104,6 +104,9 @@ class ProducerState:
         self.rr = RoundRobin()
         # Every message carries these two (docs/protocol.md §6.5); they never
         # change for a producer, so encode them once rather than per message.
+        # The producer name in ``$memphis_producedBy`` is the lower-cased one sent at creation, so
+        # the broker can attribute dead letters to the producer record it stored (docs/protocol.md
+        # §6.5).
         self.header_prefix = (
             _HEADER_START
             + f"$memphis_connectionId: {connection_id}\r\n$memphis_producedBy: {name}\r\n".encode()
@@ -423,6 +426,9 @@ class Producers:
             station.schemaverse_to_dls = reply.schemaverse_to_dls
             self.send_notification = reply.send_notification
             cached = self._by_key.get(key)
+            # Two creates of one producer can be in flight at once (two threads of a sync frontend);
+            # the second registration exists on the broker too, but the cache keeps one object per
+            # key.
             if cached is not None:  # created concurrently under the same name: keep the first
                 self._stations.detach(station)
                 return cached
@@ -430,6 +436,8 @@ class Producers:
             self._by_key[key] = producer
             return producer
 
+        # Concurrent creates are not merged: each sends its own request, and the first reply to be
+        # parsed wins the cache slot.
         return self._dispatcher.control("create_producer", rq.PRODUCER_CREATIONS, body, parse, now)
 
     def destroy(self, producer: ProducerState, now: float) -> Operation[None]:

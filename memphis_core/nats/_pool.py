@@ -128,6 +128,7 @@ class ServerPool:
         if randomize:
             rng.shuffle(entries)
         self._entries = entries
+        # The head of the list is always the next server to dial; ``rotate`` keeps it that way.
         self._current = entries[0]
         # The first connect tries each given server once, then gives up (a refused first
         # connect is not retried, as in the Memphis SDKs; docs/cluster-client.md).
@@ -189,6 +190,8 @@ class ServerPool:
             if not e.discovered or e is self._current or e.server in advertised
         ]
         known = {e.server for e in self._entries}
+        # Shuffled among themselves only and appended: given servers keep priority over discovered
+        # ones, whose addresses may not even be reachable from the client.
         fresh = [_Entry(s, discovered=True) for s in advertised if s not in known]
         if self._randomize:
             self._rng.shuffle(fresh)
