@@ -304,6 +304,8 @@ class Client:
             return self._drain.op
         op: Operation[None] = Operation("close")
         self._drain = _Drain(op, now + timeout)
+        # Messages held unread are nacked at once, before waiting for anything: another member (or
+        # the next run of this application) gets them now rather than after max_ack_time.
         self._consumers.release_all()
         self._check_drain(now)
         return op

@@ -203,6 +203,9 @@ class Dispatcher:
                     closed = ConnectionClosedError("the connection is closed")
                     for token, handler in list(handlers.items()):
                         handler.on_error(token, closed, now)
+                    # After ``Closed`` no event can answer a handler any more: the dict is emptied
+                    # so nothing keeps operations (and their messages) alive after the client is
+                    # finished.
                     handlers.clear()
                 rest.append(event)
         return rest
@@ -256,6 +259,8 @@ class ControlRequest(ReplyHandler):
             # Only a timeout is retried: the request may simply not have reached a control
             # plane (one restarting, say). Any other failure is an answer.
             self.retries -= 1
+            # Counted for the final error text: "6 attempt(s)" tells the user the whole two-minute
+            # budget was spent, not one slow reply (docs/protocol.md §2.1).
             self.attempts += 1
             self.dispatcher.send_control(self, now)
             return
