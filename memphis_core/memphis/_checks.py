@@ -48,7 +48,11 @@ def check_seconds(value: object, what: str, *, positive: bool = False) -> float:
     """A duration in float seconds : finite, ``>= 0`` (``> 0`` if positive)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LocalProtocolError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    # Durations are floats in seconds everywhere in the API; the wire units (ms in Memphis bodies,
+    # ns in JetStream ones) are applied only where a body is encoded (docs/protocol.md §0.2).
     seconds = float(value)
+    # ``inf`` and ``nan`` are refused: they would become absurd integers (or an exception) when
+    # turned into milliseconds or nanoseconds on the wire.
     if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
         bound = "greater than 0" if positive else "0 or more"
         raise LocalProtocolError(f"{what} must be {bound} seconds, not {value!r}")
@@ -77,4 +81,5 @@ def check_partition(key: object, number: object, both_error: str) -> tuple[str |
             raise LocalProtocolError("Partition number is out of range")
     if key and number is not None:
         raise LocalProtocolError(both_error)
+    # An empty key means "no key", as in the Go SDK where "" is the unset value.
     return (key or None), number

@@ -48,6 +48,8 @@ from ._stations import Stations, StationState
 __all__ = ["APP_ID", "DRAIN_TIMEOUT", "Client", "ClientEvent"]
 
 #: One id per process, sent as ``app_id`` in creation requests, as every Memphis SDK does.
+# Module-level, not per Client: the broker groups the connections of one application process by this
+# id (docs/protocol.md §1.3), so every connection of the process must share it.
 APP_ID: Final = str(uuid.uuid4())
 
 #: What :meth:`Client.events` returns: connection events, consumer errors, control retries.
@@ -122,6 +124,8 @@ class Client:
         self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
+        # Made before the first connect: the subscription is replayed with every CONNECT, so it is
+        # in place before any station is used (docs/protocol.md §1.6).
         dispatcher.subscribe(rq.SDK_CLIENTS_UPDATES, None)
 
     # ------------------------------------------------------------------ the sans-IO contract
@@ -134,14 +138,41 @@ class Client:
     def connection_made(self, now: float) -> None:
         """A transport is open (the first, or one dialled after ``ReconnectDue``).
 
+        Call it once the TCP connection is established, before feeding any bytes; the client
+        then waits for the server's INFO. The handshake (INFO, the optional TLS upgrade,
+        CONNECT, the first PONG) must finish within ``ConnectOptions.timeout`` seconds, or a
+        ``Disconnected`` event follows. Nothing is returned: keep calling ``data_to_send``,
+        ``events`` and ``next_deadline`` as usual (docs/sansio.md §2).
+
         Args:
             now: the frontend's monotonic clock, in seconds; the handshake timer starts here.
+
+        Raises:
+            LocalProtocolError: the client is not waiting for a transport (called twice, or
+                after ``Closed``): a bug in the frontend.
         """
         self.session.connection_made(now)
 
     def connection_failed(self, now: float, error: BaseException | str) -> None:
-        """Dialling failed or the transport broke; the reconnect policy decides what follows."""
+        """Dialling failed or the transport broke; the reconnect policy decides what follows.
+
+        Call it instead of ``connection_made`` when the dial fails, or at any time when the
+        transport raises (``OSError``, a TLS error); an end of file is ``receive_data(b"")``
+        instead. The frontend must then read ``events()``: a ``Disconnected`` with the time
+        of the next attempt (close the transport, drop what it did not write, and wait for
+        ``ReconnectDue``), or ``Disconnected`` then ``Closed`` when the policy gives up
+        (``max_reconnect`` attempts, or a first connect that every server refused). Waiting
+        operations that cannot be replayed fail; the rest wait for the next transport.
+
+        Args:
+            now: the frontend's monotonic clock, in seconds; the reconnect interval counts
+                from here.
+            error: the exception (or a text) that ended the transport; the error carried by
+                the events names the server it concerns.
+        """
         self.session.connection_failed(now, error)
+        # Session events are turned into operation results at once, so that an operation failed by
+        # the reconnect policy is ``done`` when this call returns.
         self._process(now)
 
     def tls_established(self) -> None:
@@ -151,18 +182,46 @@ class Client:
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the transport; ``b""`` means the server closed it.
 
+        Call it with every chunk read, in order and of any size (a frame may be split across
+        calls). Afterwards the frontend must write ``data_to_send()`` (the client answers
+        PINGs and may start the next pull), dispatch ``events()`` and re-read
+        ``next_deadline()``; operations completed by these bytes have ``done`` set.
+
         Never raises for what the server sent: a protocol violation becomes a
-        ``Disconnected`` event and the reconnect policy applies.
+        ``Disconnected`` event and the reconnect policy applies. Bytes arriving after that,
+        on the same poisoned transport, are ignored.
+
+        Args:
+            data: the bytes read (``bytes``; ``b""`` for end of file).
+            now: the frontend's monotonic clock, in seconds; timers started by replies (the
+                next pull, a retry after a 503) count from here.
         """
         self.session.receive_data(data, now)
         self._process(now)
 
     def data_to_send(self) -> bytes:
-        """Return and clear every byte to write to the transport (write it all, in order)."""
+        """Return and clear every byte to write to the transport (write it all, in order).
+
+        Returns:
+            bytes: everything queued since the last call (``b""`` when nothing is), already
+            framed as NATS protocol. The frontend must write all of it, in order, before the
+            next call's bytes; bytes not written when the transport breaks are dropped, not
+            resent by the frontend (the client replays what matters after the reconnect).
+            Calling it once per loop turn, rather than after each operation, lets operations
+            of the same turn leave in one write (docs/sansio.md §1).
+        """
         return self.session.data_to_send()
 
     def next_deadline(self) -> float | None:
-        """The monotonic time at which ``handle_timeout`` must be called next, or None."""
+        """The monotonic time at which ``handle_timeout`` must be called next, or None.
+
+        Returns:
+            float | None: a time on the frontend's clock, in seconds (the clock whose values
+            it passes as ``now``), or None when no timer runs: then wait for the transport
+            only. The frontend must wake up at that time even if no bytes arrive, and read
+            this value again after every call into the client, since calls start timers
+            (a request's timeout, the handshake, a reconnect, the next keepalive PING).
+        """
         deadlines = [
             self.session.next_deadline(),
             self._consumers.next_deadline(),
@@ -171,7 +230,16 @@ class Client:
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timeout(self, now: float) -> None:
-        """Fire every timer due at ``now`` (request timeouts, keepalive, reconnect backoff)."""
+        """Fire every timer due at ``now`` (request timeouts, keepalive, reconnect backoff).
+
+        Safe to call at any time: timers not yet due are left alone, so a frontend may call
+        it on every loop turn. Afterwards ``next_deadline()`` is None or later than ``now``.
+        The frontend must then write ``data_to_send()`` (keepalive PINGs, delayed retries)
+        and dispatch ``events()`` (``ReconnectDue`` means: dial again now).
+
+        Args:
+            now: the frontend's monotonic clock, in seconds.
+        """
         self.session.handle_timeout(now)
         self._consumers.handle_timeout(now)
         self._process(now)
@@ -180,7 +248,19 @@ class Client:
         """Return and clear the connection events and consumer errors since the last call.
 
         Operation results are not events: they finish the ``Operation`` handles.
+
+        Returns:
+            list[ClientEvent]: oldest first. What the frontend must do with each
+            (docs/sansio.md §3): ``TLSUpgradeRequired``: wrap the transport in TLS, then call
+            ``tls_established``; ``Connected``: nothing; ``Disconnected``: close the transport
+            and wait until its ``reconnect_at`` (None: a ``Closed`` follows);
+            ``ReconnectDue``: dial the server it names, then call ``connection_made`` or
+            ``connection_failed``; ``Closed``: close the transport, the client is finished;
+            ``ServerError``: nothing required (a non-fatal ``-ERR``); ``ConsumerError``: hand
+            the error to that consumer's error handler.
         """
+        # A copy and a clear rather than a swap: the Consumers part holds ``self._events.append`` as
+        # its error callback, so the list object itself must stay the same for the client's life.
         events = self._events[:]
         self._events.clear()
         return events
@@ -192,6 +272,8 @@ class Client:
         ``error`` says why when it is not the user's wish (the frontend's engine broke): the
         waiting operations' errors then name it.
         """
+        # The session fails every waiting request with ConnectionClosedError; ``_process`` then
+        # turns those failures into failed operations for the callers.
         self.session.close(error)
         # Only failures follow a close and nothing is retried, so no timer reads ``now``.
         self._process(0.0)
@@ -216,10 +298,14 @@ class Client:
             now: the frontend's monotonic clock, in seconds.
             timeout: seconds to wait for the acknowledgements (default 30).
         """
+        # A second drain returns the first one's operation: two close paths racing in a frontend
+        # must end in the same result.
         if self._drain is not None:
             return self._drain.op
         op: Operation[None] = Operation("close")
         self._drain = _Drain(op, now + timeout)
+        # Messages held unread are nacked at once, before waiting for anything: another member (or
+        # the next run of this application) gets them now rather than after max_ack_time.
         self._consumers.release_all()
         self._check_drain(now)
         return op
@@ -230,15 +316,25 @@ class Client:
             return
         in_flight = self._producers.in_flight()
         flush = drain.flush
+        # Without acks, nacks or dead letters written, only the PubAcks of async produces need
+        # waiting for: a flush PING would prove nothing more.
         if not self._consumers.settles:
             flushed = in_flight == 0  # nothing written needs the broker's confirmation
         else:
+            # The flush PING is sent only once every PubAck is in: its PONG then proves that the
+            # broker also read every ack written before it, since a server handles a client's
+            # commands in order.
             if in_flight == 0 and flush is None and self.session.state is not ConnState.CLOSED:
                 flush = drain.flush = self._dispatcher.flush()
             flushed = flush is not None and flush.done and flush.error is None
+        # A flush that failed (the connection ended under it) also ends the drain: there is no later
+        # point at which the acks could still be confirmed.
         closed = self.session.state is ConnState.CLOSED or (flush is not None and flush.done)
         if not (flushed or closed or now >= drain.deadline):
             return
+        # Async-produce failures nobody collected with ``flush`` are reported by the drain instead:
+        # the caller was told "accepted" for those messages, so losing them silently is not an
+        # option.
         failures, count = self._producers.take_failures()
         cause = None if flush is None or flushed else flush.error
         if flushed and not count:
@@ -270,6 +366,9 @@ class Client:
             self._check_drain(now)
 
     def _on_push(self, msg: Msg) -> None:
+        # The subscription's target says what kind of push this is: None for the connection-wide
+        # ``$memphis_sdk_clients_updates``, a station for its schema updates, a consumer for its DLS
+        # resends (docs/protocol.md §1.6). Subjects are not parsed: sids are unambiguous.
         found, target = self._dispatcher.push_target(msg.sid)
         if not found:
             return  # unsubscribed while this was in flight
@@ -281,6 +380,8 @@ class Client:
             self._consumers.on_dls_resend(target, msg)
 
     def _on_clients_update(self, payload: bytes) -> None:
+        # A push that does not parse is dropped, not raised: one bad broadcast must not stop the
+        # listener for every later push (docs/protocol.md §4.1).
         update = rq.parse_clients_update(payload)
         if update is None:
             return
@@ -290,8 +391,12 @@ class Client:
             # Broadcast for every station on the broker: only ours matter.
             station = self._stations.find(internal_name(update.station_name))
             if station is not None:
+                # The real broker sends the station's previous value here (docs/protocol.md §12.2
+                # item 6); we store what arrives, which is the new value with memphis_broker.
                 station.schemaverse_to_dls = update.update
         else:  # remove_station: the broker sends the internal name
+            # ``internal_name`` is idempotent on internal names (lower-case, no dots), so the
+            # broker's internal name and a user's external one lead to the same cache key.
             self._station_gone(internal_name(update.station_name), notify=True)
 
     def _station_gone(self, internal: str, *, notify: bool) -> None:
@@ -322,6 +427,9 @@ class Client:
 
         def parse(reply: bytes) -> None:
             _check(rq.parse_destroy_reply(reply))
+            # Only after the broker confirmed: a failed destroy must leave our producers and
+            # consumers usable. Destroying through an SDK pushes no ``remove_station``
+            # (docs/protocol.md §5.7), so the cache is cleaned here.
             self._station_gone(internal_name(name), notify=False)
 
         return self._dispatcher.control(
@@ -336,6 +444,8 @@ class Client:
         Raises:
             LocalProtocolError: bad name or unsupported type (nothing is sent).
         """
+        # Schema names are checked as given, not lower-cased, as the Go SDK does (docs/protocol.md
+        # §5.1); every other name is lower-cased by the broker first.
         error = name_error(name, "Schema")
         if error is not None:
             raise LocalProtocolError(error)
@@ -401,6 +511,8 @@ class Client:
             LocalProtocolError: bad partition choice, message larger than max_payload, or the
                 producer was destroyed.
         """
+        # A destroyed producer may still be referenced by user code; producing through it would
+        # create records the broker no longer expects (docs/protocol.md §6.8).
         if producer.destroyed:
             raise LocalProtocolError(f"producer {producer.name} was destroyed")
         if self._drain is not None:
@@ -409,6 +521,9 @@ class Client:
             try:
                 payload = producer.station.serialize(message)
             except SchemaValidationError as exc:
+                # The report goes out before the error is raised (docs/protocol.md §6.4 step 1,
+                # §9.2): the caller may not catch it, and the DLS is the only trace of the refused
+                # message.
                 self._producers.report_schema_failure(producer, exc, opts)
                 raise
         return self._producers.publish(producer, payload, opts, now)
@@ -457,6 +572,8 @@ class Client:
         if self._drain is not None:
             raise ConnectionClosedError("the connection is closing")
         # The one validation of fetch arguments, for every frontend.
+        # Validated here rather than in the frontends, so every frontend refuses the same arguments
+        # with the same texts.
         opts = fetch_options(
             batch_size,
             prefetch=prefetch,
@@ -490,8 +607,12 @@ class Client:
             MemphisError: ``cannot delay DLS message`` for a DLS resend.
             LocalProtocolError: a negative or non-finite delay.
         """
+        # A delay is a ``-NAK`` with a body (docs/protocol.md §7.8): JetStream does the waiting, the
+        # client keeps no timer for it.
         self._consumers.delay(message, seconds)
 
     def dead_letter(self, message: Delivery, reason: str) -> None:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""
+        # ``+TERM`` and the report go out together in the next write: the broker stores the dead
+        # letter only from the report, the TERM only stops redelivery (docs/protocol.md §9.3).
         self._consumers.dead_letter(message, reason)

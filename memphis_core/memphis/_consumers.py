@@ -53,14 +53,26 @@ __all__ = ["CONSUMER_PING_INTERVAL", "STATION_UNREACHABLE", "ConsumerError", "Co
 #: Consumers check every 30 s that their durables still exist, as the Go SDK does.
 CONSUMER_PING_INTERVAL: Final = 30.0
 #: Seconds for one ``CONSUMER.INFO`` request (the control-request timeout).
+# The same 20 s as one control-request attempt (docs/protocol.md §2.1): CONSUMER.INFO goes to
+# JetStream rather than the control plane, but a user expects one creation to have one budget.
 INFO_TIMEOUT: Final = 20.0
+# The Go SDK's text (docs/protocol.md §7.9, §11.2): applications match on it.
 STATION_UNREACHABLE: Final = "station unreachable"
+# Worded apart from STATION_UNREACHABLE on purpose: this one heals on its own (a leader election,
+# docs/cluster-client.md), that one never does; a consume loop must tell them apart.
 STATION_UNAVAILABLE: Final = "memphis: station temporarily unavailable (no JetStream leader)"
 # How long past a pull's own expiry we wait for the server's 408 before calling it over.
+# docs/protocol.md §7.6: a pull the server never ends is given up ``expires`` + 1 s after it was
+# sent. Without a grace the client would give up just before the 408 that would have brought the
+# last messages with it.
 _PULL_GRACE: Final = 1.0
 # 409 texts after which the consumer is gone for good rather than momentarily busy.
+# Matched as prefixes of the status description, lower-cased: nats-server words 409s for humans
+# ("Consumer Deleted"), and other 409s ("Exceeded MaxWaiting") only mean "busy".
 _GONE: Final = ("consumer deleted", "consumer not found", "stream not found")
 # Statuses that end a pull normally: 404 no messages, 408 expired, 409 busy/limits.
+# docs/protocol.md §7.6. A pull that ends this way is a normal (maybe empty) batch, not an error: an
+# idle station answers every pull with a 404 or 408.
 _PULL_OVER: Final = frozenset({404, 408, 409})
 # A message handed back unread is only handed out again well before the broker redelivers it
 # (at max_ack_time): a tenth of max_ack_time (at most 1 s) of margin covers the time between a
@@ -113,10 +125,14 @@ class Consumers:
         self._stations = stations
         self._identity = identity
         self._report = report
+        # Keyed by the whole (frozen) options object, see ``_key``: two creations that differ in any
+        # option are two consumers, as the broker sees two registrations.
         self._by_key: dict[ConsumerOptions, ConsumerState] = {}
         self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
         self.closing = False
         # Acks, nacks and dead letters written so far: a close must confirm they arrived.
+        # A counter, not a flag, so tests can check that a close confirms every settle; only "zero
+        # or not" decides whether ``drain`` needs a flush PING.
         self.settles = 0
 
     # ---------------------------------------------------------------- registration
@@ -125,6 +141,9 @@ class Consumers:
         """Register a consumer, then check that its durable exists on every partition."""
         cached = self._by_key.get(_key(opts))
         if cached is not None:
+            # No request for a cached consumer: the broker already has this registration on this
+            # connection, and a second one would only add a record (docs/protocol.md §6.9 for
+            # producers; consumers are cached the same way, §7.13).
             return Operation.completed("create_consumer", cached)
         who = self._identity
         body = rq.encode_consumer_create(
@@ -151,16 +170,26 @@ class Consumers:
     def _query_durables(
         self, consumer: ConsumerState, op: Operation[ConsumerState] | None, now: float
     ) -> None:
+        # A legacy station (empty partitions list) has one stream without a ``$<p>`` suffix, which
+        # ``stream_name`` builds from ``None`` (docs/protocol.md §5.8).
         partitions = consumer.station.partitions or (None,)
         countdown = _Countdown(len(partitions))
         for partition in partitions:
             stream = stream_name(consumer.station.internal, partition)
             subject = consumer_info_subject(stream, consumer.durable)
+            # One lookup per partition, all sent at once: the broker creates the group's durable on
+            # every partition stream (docs/protocol.md §7.3), and a consumer that works on some
+            # partitions only would lose the messages of the others. The shared countdown finishes
+            # creation on the last.
             lookup = _ConsumerInfo(self, consumer, op, countdown, subject, now + INFO_TIMEOUT)
+            # An empty body asks for the consumer's info; the reply is a JSON object with ``error``
+            # when the durable or its stream is missing (docs/protocol.md §7.3).
             self._dispatcher.request(subject, b"", lookup, now=now, timeout=INFO_TIMEOUT)
 
     def check_durables(self, consumer: ConsumerState, now: float) -> None:
         """Ask now whether the durables still exist (the periodic check, brought forward)."""
+        # Offline, a lookup would only be queued for replay, and a second one for the next ping; the
+        # next scheduled check after the reconnect is soon enough.
         if not consumer.unreachable and self._dispatcher.session.is_connected:
             self._query_durables(consumer, None, now)
 
@@ -169,6 +198,8 @@ class Consumers:
         if op.done:
             return
         key = _key(consumer.options)
+        # The same check as in ``create``, again after the lookups: another create of the same
+        # consumer may have finished while this one waited for its durables.
         cached = self._by_key.get(key)
         if cached is not None:  # created concurrently under the same name: keep the first
             self._stations.detach(consumer.station)
@@ -176,6 +207,8 @@ class Consumers:
             return
         # One queue group per consumer group, so the broker's resend reaches one member.
         subject = rq.dls_subject(consumer.station.internal, consumer.durable)
+        # Subscribed only once every durable answered: a consumer whose creation fails must not have
+        # taken resent dead letters that no fetch will ever return.
         consumer.dls_sid = self._dispatcher.subscribe(subject, consumer, queue=subject)
         self._by_key[key] = consumer
         op.finish(consumer)
@@ -184,10 +217,14 @@ class Consumers:
         """The station or the group's durable is gone: fail from now on, and say so once."""
         if consumer.unreachable:
             return
+        # Forgotten from the cache too: creating the consumer again (after the station was
+        # re-created) must register anew, not hand back this dead one.
         consumer.unreachable = True
         consumer.ping_at = None
         self._forget(consumer, destroyed=False)
         if notify:
+            # Reported once, as an event: the frontend routes it to the consumer's error handler,
+            # which is how the Go SDK tells a consumer its station is gone (docs/protocol.md §7.9).
             self._report(ConsumerError(consumer, StationUnreachableError(STATION_UNREACHABLE)))
 
     def station_gone(self, internal: str, *, notify: bool) -> None:
@@ -207,6 +244,8 @@ class Consumers:
             error = rq.parse_destroy_reply(reply)
             if error is not None:
                 raise MemphisError(error)
+            # Only after the broker confirmed: a destroy that failed (a timeout) leaves the consumer
+            # usable and cached, as the caller still holds it.
             self._forget(consumer, destroyed=True)
 
         return self._dispatcher.control(
@@ -226,6 +265,8 @@ class Consumers:
             consumer.dls_sid = None
         # Nobody will fetch these any more: hand them back for redelivery.
         self._release_held(consumer)
+        # The station's schema subscription is reference-counted over producers and consumers and
+        # dropped with the last one (docs/protocol.md §1.6).
         self._stations.detach(consumer.station)
 
     @staticmethod
@@ -238,6 +279,8 @@ class Consumers:
     def start_pings(self, consumer: ConsumerState, now: float) -> None:
         """Begin the periodic durable check; frontends call it when consuming starts."""
         if consumer.ping_at is None and not consumer.unreachable:
+            # Only consumers that consume are checked (docs/protocol.md §7.9): a consumer used for a
+            # single fetch does not keep a timer running for the life of the connection.
             consumer.ping_at = now + CONSUMER_PING_INTERVAL
 
     def next_deadline(self) -> float | None:
@@ -252,6 +295,8 @@ class Consumers:
         connected = self._dispatcher.session.is_connected
         for consumer in list(self._by_key.values()):
             if consumer.ping_at is not None and now >= consumer.ping_at:
+                # Rescheduled before the check is sent, so a check that never answers cannot stop
+                # the timer.
                 consumer.ping_at = now + CONSUMER_PING_INTERVAL
                 # Offline, a check would only queue up: it waits for the next turn instead.
                 if connected:
@@ -267,6 +312,8 @@ class Consumers:
             raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
         batch_size, prefetch = opts.batch_size, opts.prefetch
         partition_key, partition_number = opts.partition_key, opts.partition_number
+        # Fails through the operation, not by raising: fetch is the consume loop's call too, and the
+        # loop learns "stop" from the error it receives (``consume_should_stop``).
         if consumer.unreachable:
             failed: Operation[list[Delivery]] = Operation("fetch")
             failed.fail(StationUnreachableError(STATION_UNREACHABLE))
@@ -282,8 +329,14 @@ class Consumers:
                 station=consumer.station.internal,
                 fetch=True,
             )
+        # A prefetched batch only answers a fetch for its own partition: handing out messages of
+        # partition 2 to a fetch that asked for partition 3 would break the ordering per key that a
+        # partition key promises (docs/protocol.md §6.6).
         same_partition = not chosen or partition == consumer.prefetched_partition
         returned = consumer.take_returned(batch_size, now, partition, chosen)
+        # Order of sources (docs/protocol.md §7.7): resent dead letters first, then messages given
+        # back unread, then a prefetched batch, then a pull. Returned messages taken above are put
+        # back in front, untouched, when the DLS buffer serves this call.
         if consumer.dls:
             consumer.returned.extendleft(reversed(returned))
             result = Operation.completed("fetch", consumer.take_dls(batch_size))
@@ -298,6 +351,8 @@ class Consumers:
             consumer.prefetch_waiters.append((waiter, batch_size))
             return waiter
         else:
+            # Round robin only for a fresh pull, not when a stored batch answers: the next partition
+            # is consumed when the server is actually asked (docs/protocol.md §7.5).
             if not chosen:
                 partition = choose_partition(
                     consumer.station.partitions,
@@ -308,6 +363,8 @@ class Consumers:
             pull = self._pull(consumer, partition, batch_size, now, opts.timeout)
             pull.prefetch_next = prefetch
             return pull.op
+        # A fetch served from memory starts the prefetch too, or a consumer reading prefetched
+        # batches would fall back to a pull per fetch after the first one.
         if prefetch and consumer.prefetch_op is None and not consumer.prefetched:
             self._start_prefetch(consumer, partition, batch_size, now)
         return result
@@ -359,6 +416,8 @@ class Consumers:
                 station=consumer.station.internal,
                 fetch=True,
             )
+        # The prefetch uses the default wait (no timeout of its own): nobody waits for it yet, and a
+        # longer wait means fuller batches.
         consumer.prefetch_op = self._pull(consumer, partition, batch, now).op
         consumer.prefetched_partition = partition
 
@@ -368,6 +427,8 @@ class Consumers:
         """Bookkeeping when a pull ends: store a prefetch and serve its waiters, chain the next."""
         self._pulls.pop(id(pull.op), None)
         consumer = pull.consumer
+        # A prefetch pull's batch belongs to the consumer's store, not to the operation: the fetch
+        # that started it returned long ago, and the next fetches read from the store.
         if consumer.prefetch_op is pull.op:
             consumer.prefetch_op = None
             waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
@@ -382,6 +443,8 @@ class Consumers:
                 waiter.finish(consumer.take_prefetched(size))
             return
         idle = consumer.prefetch_op is None and not consumer.prefetched
+        # The prefetch starts only once this pull is over: two pulls on one durable at the same time
+        # would split deliveries between them, and neither batch would be in order.
         if pull.prefetch_next and idle and not failed and not consumer.destroyed:
             self._start_prefetch(consumer, pull.partition, pull.batch, now)
 
@@ -396,12 +459,15 @@ class Consumers:
         """
         if op.done:
             if op.error is None:
+                # A fetch that finished before the caller gave up: its messages were delivered to
+                # the operation but never reached user code, so they count as unread.
                 self.give_back(op.outcome())
             return
         pull = self._pulls.pop(id(op), None)
         if pull is not None:
             # The handler stays registered: messages still in flight to the dropped inbox are
             # kept as they arrive (_Pull.on_reply), until the session says the drain is over.
+            # Marked before ``abandon_request``, which may complete at once for a pull never sent.
             pull.abandoned = True
             self._dispatcher.session.abandon_request(pull.token)
             self.give_back(pull.messages)
@@ -428,6 +494,8 @@ class Consumers:
             if message.settled is not None:
                 continue
             consumer = message.consumer
+            # No next fetch will come for these: nack now so another member gets them at once,
+            # instead of after ``max_ack_time`` (docs/protocol.md §7.7).
             if consumer.destroyed or consumer.unreachable or self.closing:
                 self.release([message])
             else:
@@ -472,6 +540,8 @@ class Consumers:
         self.settles += 1
 
     def ack(self, message: Delivery) -> None:
+        # Publishes are built before the message is marked settled: building may refuse (a malformed
+        # resend id, a bad delay), and a refused settle must leave the message settleable.
         publishes = ack_publishes(message)
         self._settle(message, "acked")
         self._dispatcher.publish(publishes)
@@ -540,6 +610,8 @@ class _Pull(ReplyHandler):
             raise AssertionError("a pull completed without a message")
         status = msg.status
         if status is None:
+            # The local deadline ends a little before the broker's ack wait: a message given back
+            # unread is only handed out again while an ack can still reach the broker in time.
             wait = self.consumer.options.max_ack_time
             deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
             delivery = Delivery(msg, self.consumer, self.partition, deadline)
@@ -549,10 +621,15 @@ class _Pull(ReplyHandler):
             self.messages.append(delivery)
             if len(self.messages) < self.batch:
                 return False
+            # The batch is full: no more messages can come for this pull (the server counts the
+            # batch too), so the request ends without waiting for a status.
             self.consumers._dispatcher.session.cancel_request(token)
             return self._finish(now)
+        # A 100 carries no message; ending the pull on it would return an empty batch while the
+        # server still holds the pull open.
         if status == 100:
             return False  # idle heartbeat / flow control: the pull goes on
+        # Every other status ends the pull on the server's side (docs/protocol.md §7.6).
         self.consumers._dispatcher.session.cancel_request(token)
         if status == 409 and msg.description.lower().startswith(_GONE):
             # The durable was deleted under us: nothing will ever come from it again.
@@ -582,6 +659,9 @@ class _Pull(ReplyHandler):
             if not self.checked:
                 self.checked = True
                 self.consumers.check_durables(consumer, now)
+            # Messages already delivered are handed out even when the rest of the pull hit a 503:
+            # their ack subjects are valid, and holding them back would only make them wait out
+            # max_ack_time.
             if self.messages:
                 self._finish(now)
                 return
@@ -628,6 +708,7 @@ class _CreateRequest(ControlRequest):
     replied_at: float
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        # The creation reply's arrival time, used to time the durable lookups that follow it.
         self.replied_at = now
         return super().on_reply(token, msg, now)
 
@@ -667,6 +748,8 @@ class _ConsumerInfo(ReplyHandler):
                 return True
             self._failed(MemphisError(f"memphis: {error}"), error)
             return True
+        # Creation finishes only when the last partition answered: a reply per partition, in any
+        # order.
         self.remaining.left -= 1
         if self.remaining.left == 0 and self.op is not None:
             self.consumers._ready(self.consumer, self.op)
@@ -680,6 +763,8 @@ class _ConsumerInfo(ReplyHandler):
     def _retry(self, now: float) -> bool:
         """Transient-error retry: look again after a backoff, if creation still waits for it."""
         delay = retry_delay(self.retries)
+        # The periodic check is never retried: it runs again in 30 s anyway, and a 503 must not make
+        # a consumer unreachable (only "not found" does).
         if self.op is None or self.op.done or now + delay >= self.deadline:
             return False
         self.retries += 1
@@ -704,6 +789,8 @@ class _ConsumerInfo(ReplyHandler):
 
 def _transient(payload: bytes, description: str) -> bool:
     """A JetStream API error that an election explains (code 503), not a missing resource."""
+    # A "not found" is a final answer whatever code it comes with: retrying it would only delay the
+    # creation's failure by the 20 s budget (docs/cluster-client.md, "Leader elections").
     if "not found" in description.lower():
         return False
     try:
@@ -718,6 +805,8 @@ def _js_api_error(payload: bytes) -> str | None:
     try:
         body = json.loads(payload)
     except ValueError:
+        # A reply that is not JSON counts as an error, never as "exists": creating a consumer on a
+        # durable nobody could confirm would fail later, at the first pull, with a worse message.
         return f"malformed JetStream reply: {payload[:80]!r}"
     if not isinstance(body, dict):
         return f"malformed JetStream reply: {payload[:80]!r}"

@@ -104,12 +104,16 @@ SCHEMAVERSE_DLS: Final = "$memphis_schemaverse_dls"
 NOTIFICATIONS: Final = "$memphis_notifications"
 PM_ACKS: Final = "$memphis_pm_acks"
 NACKED_DLS: Final = "$memphis_nacked_dls"
+# One subject for every client of the broker, not one per station: each client filters the pushes by
+# station itself (docs/protocol.md §4.1).
 SDK_CLIENTS_UPDATES: Final = "$memphis_sdk_clients_updates"
 
 # docs/protocol.md §2.5: req_version 4 (sdk_lang) for creations, 1 (connection_id) for destructions.
+# Below 4 the broker replaces ``app_id`` with the connection id, and below 2 it refuses partitioned
+# stations and creates no missing station (docs/protocol.md §2.5).
 CREATE_REQ_VERSION: Final = 4
 DESTROY_REQ_VERSION: Final = 1
-#: ``sdk_lang`` as memphis-py sends it (docs/protocol.md §2); the broker only
+#: ``sdk_lang`` as memphis-py sends it (docs/protocol.md §2.5); the broker only
 #: stores it.
 SDK_LANG: Final = "python"
 
@@ -131,6 +135,9 @@ def schema_updates_subject(internal_station: str) -> str:
 def dls_subject(internal_station: str, internal_group: str) -> str:
     """``$memphis_dls_<internal>.<internalCG>``: subject *and* queue group (docs/protocol.md
     §7.10)."""
+    # The ``.`` form only: the broker publishes each resend to an older ``_`` form too, and
+    # subscribing to both would hand every resent message to this group twice (docs/protocol.md
+    # §7.10).
     return f"$memphis_dls_{internal_station}.{internal_group}"
 
 
@@ -194,6 +201,8 @@ class ConsumerCreateRequest(TypedDict):
 
 def _dumps(body: Mapping[str, Any]) -> bytes:
     try:
+        # Compact and not ASCII-escaped, as Go's encoding/json writes it (docs/protocol.md §0.2), so
+        # captures compare byte for byte with the Go SDK's.
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate in a user-supplied str
         raise LocalProtocolError(f"request contains text that is not valid UTF-8: {exc}") from None
@@ -205,7 +214,7 @@ def _text(value: object, what: str) -> str:
     return value
 
 
-# ------------------------------------------------------------------------------ stations (6)
+# ------------------------------------------------------------------------------ stations (§5)
 
 
 def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
@@ -225,6 +234,8 @@ def encode_station_create(opts: StationOptions, *, username: str) -> bytes:
         },
         "username": _text(username, "username"),
         "tiered_storage_enabled": opts.tiered_storage_enabled,
+        # Never 0 here (the options turn 0 into 1): the broker reads 0 as "an old SDK" and refuses
+        # the creation (docs/protocol.md §5.4 step 5).
         "partitions_number": opts.partitions_number,
         "dls_station": opts.dls_station,
     }
@@ -245,7 +256,7 @@ def station_destroy_body(station_name: str, *, username: str) -> bytes:
     )
 
 
-# ------------------------------------------------------------------------------ producers (7)
+# ------------------------------------------------------------------------------ producers (§6)
 
 
 def producer_create_body(
@@ -255,10 +266,13 @@ def producer_create_body(
     lower-cased.
 
     Raises:
-        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.2).
+        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.1).
     """
     opts = producer_options(station_name, producer_name)
     body: ProducerCreateRequest = {
+        # Lower-cased by ``producer_options`` above: the broker stores producer names lower-cased,
+        # and the ``$memphis_producedBy`` header must carry the same spelling (docs/protocol.md
+        # §6.1, §6.5).
         "name": opts.name,
         "station_name": opts.station_name,
         "connection_id": _text(connection_id, "connection_id"),
@@ -283,6 +297,9 @@ def producer_destroy_body(
     """
     return _dumps(
         {
+            # Destroy matches by name, station and connection id (docs/protocol.md §6.8);
+            # ``req_version`` 1 makes the broker use the connection id, so another connection's
+            # producer of the same name is left alone.
             "name": _text(producer_name, "producer name"),
             "station_name": _text(station_name, "station name"),
             "username": _text(username, "username"),
@@ -292,7 +309,7 @@ def producer_destroy_body(
     )
 
 
-# ------------------------------------------------------------------------------ consumers (8)
+# ------------------------------------------------------------------------------ consumers (§7)
 
 
 def encode_consumer_create(
@@ -305,10 +322,15 @@ def encode_consumer_create(
     """
     body: ConsumerCreateRequest = {
         "name": opts.name,
+        # The station name goes out as given: the broker maps it to its internal name itself.
         "station_name": opts.station_name,
         "connection_id": _text(connection_id, "connection_id"),
         "consumer_type": "application",
+        # Already defaulted to the consumer name when empty (docs/protocol.md §7.1); sent with its
+        # case, since the broker lower-cases it into the durable name.
         "consumers_group": opts.consumer_group,
+        # Milliseconds as an int: JSON durations in Memphis bodies are integers (docs/protocol.md
+        # §0.2).
         "max_ack_time_ms": opts.max_ack_time_ms,
         "max_msg_deliveries": opts.max_msg_deliveries,
         "username": _text(username, "username"),
@@ -341,7 +363,7 @@ def consumer_destroy_body(
 
 
 def pm_ack_body(pm_id: int | str, cg_name: str) -> bytes:
-    """``$memphis_pm_acks`` body: ack of a *resent* poison message (docs/protocol.md §7.14).
+    """``$memphis_pm_acks`` body: ack of a *resent* poison message (docs/protocol.md §7.11).
 
     Args:
         pm_id: The ``$memphis_pm_id`` header (a decimal string on the wire) or its int value.
@@ -350,6 +372,8 @@ def pm_ack_body(pm_id: int | str, cg_name: str) -> bytes:
     Raises:
         LocalProtocolError: ``pm_id`` is not a non-negative integer.
     """
+    # The header is text, but the broker's struct field is a number: a quoted id would be a Go
+    # unmarshal error and the resend would never be acknowledged (docs/protocol.md §7.11).
     if isinstance(pm_id, str) and pm_id.isascii() and pm_id.isdigit():
         pm_id = int(pm_id)
     if isinstance(pm_id, bool) or not isinstance(pm_id, int) or pm_id < 0:
@@ -361,7 +385,7 @@ def nacked_dls_body(
     internal_station: str, *, error: str, partition: int, cg_name: str, seq: int
 ) -> bytes:
     """``$memphis_nacked_dls`` body sent after ``+TERM`` by ``dead_letter`` (docs/protocol.md
-    §7.14).
+    §9.3).
 
     Args:
         internal_station: The station's internal name.
@@ -371,8 +395,8 @@ def nacked_dls_body(
         seq: The stream sequence.
 
     Raises:
-        LocalProtocolError: ``partition`` < 1 (the broker would crash on 0, broker ref 5.4) or
-            a negative ``seq``.
+        LocalProtocolError: ``partition`` < 1 (the broker would crash on 0, docs/protocol.md
+            §12.2 item 10) or a negative ``seq``.
     """
     if isinstance(partition, bool) or not isinstance(partition, int) or partition < 1:
         raise LocalProtocolError("dead letter partition must be 1 or more")
@@ -389,7 +413,7 @@ def nacked_dls_body(
     )
 
 
-# ------------------------------------------------------------------------------ schemas (10)
+# ------------------------------------------------------------------------------ schemas (§8)
 
 
 def schema_create_body(
@@ -414,6 +438,8 @@ def schema_create_body(
             "type": kind.value,
             "created_by_username": _text(username, "username"),
             "schema_content": _text(schema_content, "schema content"),
+            # Always empty from an SDK: for protobuf the broker picks the first message of the file
+            # itself (docs/protocol.md §8.3).
             "message_struct_name": "",
         }
     )
@@ -442,7 +468,7 @@ def schema_detach_body(station_name: str, *, username: str) -> bytes:
 
 # ---------------------------------------------------------------- replies
 
-#: Success markers inside plain-string error replies (docs/protocol.md §2).
+#: Success markers inside plain-string error replies (docs/protocol.md §2.3).
 ALREADY_EXIST: Final = "already exist"
 NOT_EXIST: Final = "not exist"
 
@@ -463,6 +489,8 @@ def parse_plain_reply(body: bytes, *, success_if: str | None = None) -> str | No
     if not body:
         return None
     text = _decode(body)
+    # A substring, not an equality: the broker's texts embed names (``Station orders already
+    # exists``, ``Station  does not exist``), and only the marker is stable (docs/protocol.md §2.3).
     if success_if is not None and success_if in text:
         return None
     return text
@@ -491,10 +519,13 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
         return None
     if value is None:  # Go: unmarshalling ``null`` into a struct is a no-op, not an error
         return {}
+    # Keys folded to lower case: Go matches JSON keys to struct fields without regard to case, so a
+    # peer may capitalise them and still be right (docs/protocol.md §0.2).
     return fold_keys(value) if isinstance(value, dict) else None
 
 
 def _error_field(obj: Mapping[str, Any]) -> str | None:
+    # A missing ``error`` is Go's zero value, the empty string: success (docs/protocol.md §0.2).
     error = obj.get("error", "")
     if error is None:
         return None
@@ -508,6 +539,8 @@ def parse_schema_create_reply(body: bytes) -> str | None:
     §8.2)."""
     obj = _json_object(body)
     error = parse_plain_reply(body) if obj is None else _error_field(obj)
+    # "already exists" (with an s), unlike the station rule: a schema of another type is reported as
+    # ``<name> already exist with type - <type>`` and must stay an error (docs/protocol.md §8.3).
     if error is not None and "already exists" in error:
         return None
     return error
@@ -531,6 +564,8 @@ def _partitions(obj: Mapping[str, Any]) -> tuple[int, ...]:
     plist = fold_keys(update).get("partitions_list")
     if plist is None:
         return ()
+    # Partitions count from 1 (docs/protocol.md §0.1): a 0 would build a stream name no broker
+    # creates, so the reply is refused here rather than at the first produce.
     if not isinstance(plist, list) or not all(
         isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in plist
     ):
@@ -539,7 +574,8 @@ def _partitions(obj: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _int_keyed(value: object, what: str) -> dict[int, int]:
-    # Go encodes map[int]int keys as decimal strings (docs/protocol.md §0).
+    # Go encodes map[int]int keys as decimal strings (docs/protocol.md §0.2).
+    # ``null`` reads as false, as Go's zero value for a bool (docs/protocol.md §4.1).
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -598,11 +634,15 @@ def parse_producer_reply(body: bytes) -> ProducerCreated:
     """
     obj = _json_object(body)
     if obj is None:
+        # An old broker answers producer creation in plain text: success then means a legacy station
+        # with its single stream (docs/protocol.md §2.2, §5.8).
         return ProducerCreated(error=parse_plain_reply(body), legacy=True)
     error = _error_field(obj)
     if error is not None:
         return ProducerCreated(error=error)
     version = obj.get("station_version", 0)
+    # ``station_version`` only matters for per-partition functions (docs/protocol.md §2.5, §4.3): a
+    # missing one is tolerated, not refused.
     if version is None:
         version = 0
     if isinstance(version, bool) or not isinstance(version, int):
@@ -630,6 +670,8 @@ def parse_consumer_reply(body: bytes) -> ConsumerCreated:
     """
     obj = _json_object(body)
     if obj is None:
+        # The real broker answers a consumer-create error in plain text, and then a second time in
+        # JSON (docs/protocol.md §12.2 item 4): the first reply counts, so the text is what we see.
         return ConsumerCreated(error=parse_plain_reply(body), legacy=True)
     error = _error_field(obj)
     if error is not None:
@@ -668,6 +710,8 @@ def parse_clients_update(body: bytes) -> ClientsUpdate | None:
     update = obj.get("update")
     if kind not in _CLIENT_UPDATE_TYPES or not isinstance(station, str):
         return None
+    # A push with a wrong type is ignored like an unknown one: guessing a flag's value from a
+    # malformed push could turn DLS reporting off for a station.
     if update is not None and not isinstance(update, bool):
         return None
     return ClientsUpdate(type=kind, station_name=station, update=bool(update))

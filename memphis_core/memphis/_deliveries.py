@@ -40,10 +40,11 @@ __all__ = [
     "nack_publishes",
 ]
 
-#: Resent poison messages kept for fetch() while no handler takes them (docs/protocol.md §7.10: the
-#: Go
-#: SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
+#: Resent poison messages kept for fetch() while no handler takes them (docs/protocol.md
+#: §7.10: the Go SDK keeps 10 000 and overwrites the oldest; so do we, which bounds memory).
 DLS_BUFFER: Final = 10_000
+# Headers the broker adds to a resent dead letter (docs/protocol.md §7.10). A resend has no
+# JetStream ack subject, so these two are the only way to acknowledge it (§7.11).
 _PM_ID: Final = "$memphis_pm_id"
 _PM_CG: Final = "$memphis_pm_cg_name"
 
@@ -72,25 +73,32 @@ class ConsumerState:
     def __init__(self, station: StationState, options: ConsumerOptions) -> None:
         self.station = station
         self.options = options
+        # The durable is named after the group, not the consumer: every member of a group pulls from
+        # the same JetStream consumer, which is what spreads messages over the members (§7.3).
         self.durable = options.internal_group
         self.rr = RoundRobin()
+        # ``maxlen`` drops the oldest silently: a resend that falls out is not lost, it stays in the
+        # broker's DLS and can be resent again.
         self.dls: deque[Delivery] = deque(maxlen=DLS_BUFFER)
         self.dls_sid: int | None = None
-        # Prefetch (docs/protocol.md §7.7 step 3): at most one pull in flight for it, started only
-        # after
-        # the caller's own pull finished (two pulls on one durable would interleave deliveries),
-        # and its batch kept with the partition it came from.
+        # Prefetch (docs/protocol.md §7.7): at most one pull in flight for it, started only
+        # after the caller's own pull finished (two pulls on one durable would interleave
+        # deliveries), and its batch kept with the partition it came from.
         self.prefetch_op: Operation[list[Delivery]] | None = None
         self.prefetched: deque[Delivery] = deque()
         self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
         # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
+        # Each waiter keeps its own batch size: the prefetched batch is split among them in the
+        # order they asked.
         self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int]] = []
         # Delivered but never read: a fetch that was cancelled, an iteration left early, a
         # consume loop stopped with a batch in hand. The next fetch returns them first, while
         # their ack deadline holds; they are nacked only when the consumer goes away, so a
-        # cancelled fetch never costs a delivery attempt (docs/lifecycle.md).
+        # cancelled fetch never costs a delivery attempt (docs/protocol.md §7.7).
         self.returned: deque[Delivery] = deque()
         self.ping_at: float | None = None
+        # Sticky: once the durable check (docs/protocol.md §7.9) found the group or station gone,
+        # every later fetch raises at once instead of pulling from a consumer that no longer exists.
         self.unreachable = False
         self.destroyed = False
         # The frontend's public object for this consumer (where error events are routed).
@@ -103,6 +111,8 @@ class ConsumerState:
     def take_dls(self, batch_size: int) -> list[Delivery]:
         """Resent poison messages come before fresh ones (docs/protocol.md §7.7, step 1)."""
         dls = self.dls
+        # At most ``batch_size``, also from the DLS buffer: the Go SDK hands out one message too few
+        # here (docs/protocol.md §12.1 item 5), we give a full batch.
         return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
 
     def take_prefetched(self, batch_size: int) -> list[Delivery]:
@@ -121,6 +131,8 @@ class ConsumerState:
         out: list[Delivery] = []
         kept: deque[Delivery] = deque()
         for message in self.returned:
+            # Past the deadline the broker has already redelivered it (or will before the caller can
+            # ack), so acking this copy could confirm a delivery another member is now processing.
             if message.deadline <= now:
                 continue
             if len(out) < batch_size and (not chosen or message.partition == partition):
@@ -144,12 +156,17 @@ class ConsumerState:
         if consume_should_stop(error):
             return None
         if error is None and received >= self.options.batch_size:
+            # A full batch means more are probably waiting: the Go SDK's pause after every batch
+            # (§12.1 item 6) caps a default consumer at batch_size messages per pull_interval.
             return 0.0
         return self.options.pull_interval
 
 
 def consume_should_stop(error: MemphisError | None) -> bool:
     """Whether a consume loop must end after ``error`` instead of pulling again."""
+    # StationTemporarilyUnavailableError is deliberately absent: a 503 during a leader election
+    # heals within seconds, and the loop must survive it (docs/cluster-client.md, "Leader
+    # elections").
     return isinstance(error, StationUnreachableError | ConnectionClosedError)
 
 
@@ -191,6 +208,8 @@ class Delivery:
             return {}
         out: dict[str, str] = {}
         for key, value in headers.items():
+            # ``key not in out`` keeps the first value of a repeated key, as the Go SDK's header map
+            # does (docs/protocol.md §7.14).
             if key not in out and is_user_header(key):
                 out[key] = value
         return out
@@ -201,6 +220,8 @@ class Delivery:
 
     @property
     def metadata(self) -> AckMetadata | None:
+        # Parsed on first use and cached: most handlers read none of the metadata, and the ack
+        # subject of every pulled message would otherwise be split even when only ``ack`` is called.
         if self._meta is None and self.msg.reply is not None:
             self._meta = parse_ack_subject(self.msg.reply)
         return self._meta
@@ -234,9 +255,13 @@ def ack_publishes(message: Delivery) -> Publishes:
     if reply is not None:
         return [(reply, ACK)]
     pm_id, cg = message.pm_id, message.pm_cg_name
+    # A core NATS message without the resend headers was not sent by the broker's resend: there is
+    # nothing to acknowledge it to.
     if pm_id is None or cg is None:
         return []
     try:
+        # The broker removes this group from the dead letter and deletes it when no group is left
+        # (docs/protocol.md §7.11); the body carries the id as a JSON number, hence the parse.
         return [(PM_ACKS, pm_ack_body(pm_id, cg))]
     except LocalProtocolError:
         return []  # the broker sent a malformed id: nothing we could acknowledge
@@ -245,6 +270,8 @@ def ack_publishes(message: Delivery) -> Publishes:
 def nack_publishes(message: Delivery) -> Publishes:
     """``-NAK``: redeliver now. A DLS resend has nothing to nack."""
     reply = message.msg.reply
+    # A resend cannot be nacked: it was published once, as core NATS, and nothing redelivers it
+    # (docs/protocol.md §7.11). A no-op rather than an error, so a generic handler works on both.
     return [] if reply is None else [(reply, NAK)]
 
 
@@ -257,6 +284,8 @@ def delay_publishes(message: Delivery, seconds: float) -> Publishes:
     """
     reply = message.msg.reply
     if reply is None:
+        # The Go SDK means to refuse this but checks the filtered headers, so it never does
+        # (docs/protocol.md §12.1 item 4); we refuse it, with its text.
         raise MemphisError("cannot delay DLS message")
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
         raise LocalProtocolError(f"delay must be a finite number of seconds >= 0, not {seconds!r}")
@@ -276,6 +305,8 @@ def dead_letter_publishes(message: Delivery, reason: str) -> Publishes:
         cg_name=consumer.options.consumer_group,
         seq=message.sequence_number,
     )
+    # +TERM first: it stops further deliveries of the message even if the report that
+    # follows is lost; the report only makes the broker store a copy (docs/protocol.md §9.3).
     return [(reply, TERM), (NACKED_DLS, body)]
 
 
@@ -293,23 +324,49 @@ class MessageView:
 
     @property
     def data(self) -> bytes:
+        """The payload as sent by the producer (``bytes``), exactly as stored in the stream.
+
+        No schema is applied: with a schema on the station, use :meth:`data_deserialized`.
+        """
         return self._received.data
 
     @property
     def headers(self) -> dict[str, str]:
-        """User headers (first value per key); the ``$memphis*`` ones are hidden."""
+        """User headers, as a new ``dict[str, str]`` on each access.
+
+        Only the first value of a key given several times is kept. The SDK's own headers
+        (``$memphis*``, and the ``msg-id`` / ``Nats-Msg-Id`` idempotency keys) are hidden
+        (docs/protocol.md §7.14). An empty dict when the message has none.
+        """
         return self._received.headers
 
     @property
     def sequence_number(self) -> int:
+        """The message's sequence number in its partition's stream (from 1, an ``int``).
+
+        Taken from the JetStream ack subject. 0 for a dead letter resent by the broker, which
+        arrives without one (docs/protocol.md §7.10, §7.14).
+        """
         return self._received.sequence_number
 
     @property
     def delivery_count(self) -> int:
+        """How many times the broker has delivered this message to the group, this one included.
+
+        1 on the first delivery; it grows with each nack, delay or ``max_ack_time`` expiry,
+        up to the consumer's ``max_msg_deliveries``, after which the message becomes a dead
+        letter (docs/protocol.md §7.8, §9.1). 0 for a dead letter resent by the broker.
+        """
         return self._received.delivery_count
 
     @property
     def partition(self) -> int | None:
+        """The partition (from 1) whose stream the message was pulled from.
+
+        None for a legacy station's single stream (docs/protocol.md §5.8; the Go SDK calls it
+        partition 1) and for a dead letter resent by the broker, which arrives as a core NATS
+        message from no stream (docs/protocol.md §7.10).
+        """
         return self._received.partition
 
     def data_deserialized(self) -> object:
@@ -319,6 +376,8 @@ class MessageView:
             MemphisSchemaError: the data does not match the station's current schema.
         """
         schema = self._received.consumer.station.schema
+        # The schema is looked up now, not at delivery: a schema attached or detached since then is
+        # the one the caller expects to see (docs/protocol.md §7.14, §4.2).
         return bytes(self.data) if schema is None else schema.deserialize(self.data)
 
     def __repr__(self) -> str:

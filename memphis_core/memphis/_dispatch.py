@@ -8,7 +8,7 @@ into the ``Client`` that composes them.
 
 Control-plane requests (``$memphis_*``) share one handler, :class:`ControlRequest`: the Go SDK
 gives each attempt 20 s and retries only on timeout, five more times (docs/protocol.md
-"Control-plane requests"). A retry is the same request sent again; the broker's creates are
+§2.1). A retry is the same request sent again; the broker's creates are
 idempotent, which is what makes that safe.
 """
 
@@ -44,13 +44,20 @@ __all__ = [
 
 #: Seconds per control-request attempt, and how many more attempts follow a timeout.
 CONTROL_TIMEOUT: Final = 20.0
+# docs/protocol.md §2.1: 20 s per attempt, six attempts in all, so a control call can take two
+# minutes against an unreachable control plane. These are the Go SDK's numbers; a caller with a
+# shorter patience uses its frontend's timeout, not a different policy here.
 CONTROL_RETRIES: Final = 5
 #: Returned by a control ``parse`` whose operation is finished later by follow-up requests.
+# A sentinel rather than None: None is a legitimate result (destroy, enforce), and consumer creation
+# finishes only after its CONSUMER.INFO lookups (docs/protocol.md §7.2).
 PENDING: Final = object()
 #: What a message action or a report puts on the wire, as (subject, payload) publishes.
 Publishes = list[tuple[str, bytes]]
 # JetStream ack subjects come from the server and are valid by construction (see
 # Session.publish_to_reply); everything else we publish is one of our own subjects.
+# Every other fire-and-forget subject is a ``$memphis_*`` constant of ours, so this prefix is enough
+# to tell the two apart without checking each subject.
 _ACK_PREFIX: Final = "$JS.ACK."
 
 
@@ -97,6 +104,8 @@ class Dispatcher:
         self.session = session
         # Where a retried control request is reported (the client's events: frontends log it).
         self.report = report
+        # Keyed by the session's request token, the same number that ends the reply subject: one
+        # dict lookup per reply, whatever kind of request it answers.
         self._handlers: dict[int, ReplyHandler] = {}
         # sid -> the object that pushes on that subscription feed (the Client decides what to
         # do with each kind; the dispatcher only remembers who asked).
@@ -119,6 +128,8 @@ class Dispatcher:
         token = self.session.request(
             subject, body, now=now, timeout=timeout, multi=multi, replay=replay
         )
+        # Registered after the session accepted the request: a request refused locally (bad subject,
+        # too large) raises before any handler could leak.
         self._handlers[token] = handler
         return token
 
@@ -144,6 +155,8 @@ class Dispatcher:
     def flush(self) -> Operation[None]:
         """Done once the server has processed everything sent before (a PING round trip)."""
         op: Operation[None] = Operation("flush")
+        # Flush tokens come from the same counter as request tokens in the session, so they share
+        # this dict without colliding.
         self._handlers[self.session.flush()] = _Flush(op)
         return op
 
@@ -157,6 +170,8 @@ class Dispatcher:
 
     def unsubscribe(self, sid: int) -> None:
         self.session.unsubscribe(sid)
+        # Messages already in flight for this sid are dropped by ``push_target``: after an UNSUB the
+        # server may still deliver what it had routed.
         self._pushes.pop(sid, None)
 
     def push_target(self, sid: int) -> tuple[bool, object]:
@@ -173,6 +188,8 @@ class Dispatcher:
             if subject.startswith(_ACK_PREFIX):
                 session.publish_to_reply(subject, payload)  # server-given: already valid
             else:
+                # Buffered while disconnected (docs/cluster-client.md, "What happens to messages in
+                # flight"): an ack made during an outage is written after the handshake, not lost.
                 session.publish(subject, payload)
 
     # ---------------------------------------------------------------- routing
@@ -186,6 +203,8 @@ class Dispatcher:
             if isinstance(event, ReplyReceived):  # the hot path: pub-acks and pulled messages
                 token = event.token
                 handler = handlers.get(token)
+                # The handler decides when it is finished: a pull keeps its token for every message
+                # of the batch, a control request ends on the first reply.
                 if handler is not None and handler.on_reply(token, event.msg, now):
                     handlers.pop(token, None)
             elif isinstance(event, RequestFailed):
@@ -195,6 +214,7 @@ class Dispatcher:
             elif isinstance(event, FlushCompleted):
                 handler = handlers.pop(event.token, None)
                 if handler is not None:
+                    # A flush completes with no message: ``None`` tells the handler it was the PONG.
                     handler.on_reply(event.token, None, now)
             else:
                 if isinstance(event, Closed):
@@ -202,6 +222,9 @@ class Dispatcher:
                     closed = ConnectionClosedError("the connection is closed")
                     for token, handler in list(handlers.items()):
                         handler.on_error(token, closed, now)
+                    # After ``Closed`` no event can answer a handler any more: the dict is emptied
+                    # so nothing keeps operations (and their messages) alive after the client is
+                    # finished.
                     handlers.clear()
                 rest.append(event)
         return rest
@@ -234,8 +257,11 @@ class ControlRequest(ReplyHandler):
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:  # only a flush completes without a message
+            # Tokens are never shared between a flush and a request, so this would be a routing bug.
             raise AssertionError("a control request completed without a reply")
         try:
+            # Every reply style of docs/protocol.md §2.2 is the parse function's business: plain
+            # text, JSON with ``error``, or either; this handler only knows success from failure.
             result = self.parse(msg.payload)
         except MemphisError as exc:
             self.op.fail(exc)
@@ -245,10 +271,15 @@ class ControlRequest(ReplyHandler):
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        # The retry is the same body on the same subject: the broker's creates treat an existing
+        # object as success (docs/protocol.md §2.3), so a request that did arrive the first time
+        # does no harm the second time.
         if isinstance(error, RequestTimeoutError) and self.retries > 0 and not self.op.done:
             # Only a timeout is retried: the request may simply not have reached a control
             # plane (one restarting, say). Any other failure is an answer.
             self.retries -= 1
+            # Counted for the final error text: "6 attempt(s)" tells the user the whole two-minute
+            # budget was spent, not one slow reply (docs/protocol.md §2.1).
             self.attempts += 1
             self.dispatcher.send_control(self, now)
             if self.dispatcher.report is not None:
@@ -260,6 +291,9 @@ class ControlRequest(ReplyHandler):
                 f"{self.attempts} attempt(s)"
             )
         else:
+            # No responders is not retried (docs/protocol.md §2.1): nobody serves the subject, and
+            # the Go SDK's swallowing of it on the first attempt is a bug we do not copy (§12.1 item
+            # 1).
             named = type(error)(f"{self.op.what}: {error}")
         named.__cause__ = error
         self.op.fail(named)

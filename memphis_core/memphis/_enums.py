@@ -1,10 +1,9 @@
-"""The three Memphis enums whose *values are the wire values* .
+"""The three Memphis enums whose *values are the wire values*.
 
 They are ``str`` enums so that ``RetentionType.MESSAGES == "messages"`` and ``json.dumps`` emits the
 wire text directly. Every API parameter that takes one of them also takes the plain string, as the
-Go SDK does (docs/protocol.md §5.3, §7.2); :func:`coerce_enum` is the single
-place that turns either form into the enum member, or raises ``LocalProtocolError`` naming the
-allowed values.
+Go SDK does (docs/protocol.md §5.3, §8.1); :func:`coerce_enum` is the single place that turns
+either form into the enum member, or raises ``LocalProtocolError`` naming the allowed values.
 """
 
 from __future__ import annotations
@@ -30,13 +29,15 @@ class StorageType(enum.StrEnum):
     """Where JetStream keeps a station's messages (``storage_type`` on the wire, docs/protocol.md
     §5.3)."""
 
+    # ``DISK`` is the SDK enum's name, ``file`` the only wire value: the broker refuses ``disk``
+    # (docs/protocol.md §5.4 step 8).
     DISK = "file"
     MEMORY = "memory"
 
 
 class SchemaType(enum.StrEnum):
     """Schemaverse schema kinds (``type`` in schema creation and updates, docs/protocol.md §4.2,
-    §7.2)."""
+    §8.1)."""
 
     PROTOBUF = "protobuf"
     JSON = "json"
@@ -46,9 +47,8 @@ class SchemaType(enum.StrEnum):
 
 _E = TypeVar("_E", RetentionType, StorageType, SchemaType)
 
-# The error texts are the broker's own (docs/protocol.md §5.4 for retention and
-# storage; docs/protocol.md §8.2 for the Go SDK's schema type check), so users see the same text
-# whether
+# The error texts are the broker's own (docs/protocol.md §5.4 for retention and storage;
+# docs/protocol.md §8.1 for the Go SDK's schema type check), so users see the same text whether
 # we reject the value locally or the broker does.
 _UNKNOWN: Final[dict[type[enum.StrEnum], str]] = {
     RetentionType: (
@@ -65,8 +65,8 @@ def coerce_enum(enum_type: type[_E], value: object) -> _E:
     """Return the member of ``enum_type`` for ``value`` (a member or its wire string).
 
     Strings are matched case-insensitively because the broker lower-cases retention and storage
-    types before checking them (docs/protocol.md §5.4), so ``"Messages"`` means
-    the same thing there as here.
+    types before checking them (docs/protocol.md §5.4), so ``"Messages"`` means the same thing
+    there as here.
 
     Args:
         enum_type: One of :class:`RetentionType`, :class:`StorageType`, :class:`SchemaType`.
@@ -80,6 +80,8 @@ def coerce_enum(enum_type: type[_E], value: object) -> _E:
         return value
     if isinstance(value, str):
         try:
+            # Lower-cased for schema types too: the Go SDK compares them lower-cased, and the broker
+            # stores the lower-case value (docs/protocol.md §8.1).
             return enum_type(value.lower())
         except ValueError:
             pass

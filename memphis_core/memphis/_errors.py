@@ -39,6 +39,8 @@ class MemphisHeaderError(MemphisError, ValueError):
     """A header name or value cannot be sent (e.g. a key starting with ``$memphis``)."""
 
 
+# Ends a consume loop (``consume_should_stop``): unlike a 503 during an election, nothing will bring
+# the durable back (docs/protocol.md §7.9).
 class StationUnreachableError(MemphisError):
     """The consumer's station or durable is gone (``station unreachable`` in the Go SDK)."""
 
@@ -52,6 +54,8 @@ class MessageAlreadySettledError(MemphisError):
 
 
 # How many failures an error message spells out; the error object carries all it was given.
+# Long enough to see a pattern (one station? one msg_id range?), short enough for a log line when
+# thousands failed during an outage.
 _SHOWN: Final = 3
 
 
@@ -132,6 +136,8 @@ class CloseIncompleteError(MemphisError):
         self.failures = failures
         self.count = count
         self.acks_unconfirmed = acks_unconfirmed
+        # Set by hand because the error is built, not raised, where the cause is known: the drain
+        # finishes the operation with it later.
         self.__cause__ = cause
 
 

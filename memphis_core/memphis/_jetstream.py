@@ -31,9 +31,13 @@ __all__ = [
     "pull_subject",
 ]
 
+# Ack bodies are the raw JetStream verbs, published without a reply (docs/protocol.md §7.8): no
+# confirmation, which is why a close ends with a flush PING.
 ACK: Final = b"+ACK"
 NAK: Final = b"-NAK"
 TERM: Final = b"+TERM"
+# JetStream bodies take durations in nanoseconds, Memphis bodies in milliseconds (docs/protocol.md
+# §0.2): keep the two conversions apart.
 _NS: Final = 1_000_000_000
 
 
@@ -59,6 +63,8 @@ class PubAck:
             other.duplicate,
         )
 
+    # Equality by value but mutable slots: unhashable, as a dataclass with eq and no frozen would
+    # be.
     __hash__ = None  # type: ignore[assignment]
 
 
@@ -67,9 +73,11 @@ def parse_pub_ack(payload: bytes) -> PubAck:
 
     Raises:
         MemphisError: the stream refused the message (the text is JetStream's description, with
-            the Go SDK's ``nats`` -> ``memphis`` rewrite, docs/protocol.md §0).
+            the Go SDK's ``nats`` -> ``memphis`` rewrite, docs/protocol.md §0.3).
         RemoteProtocolError: not a PubAck at all.
     """
+    # A sync produce parses every PubAck; the regex handles nats-server's usual shape several times
+    # faster than json.loads, and anything unusual falls through to the exact parse below.
     fast = _fast_pub_ack(payload)
     if fast is not None:
         return fast
@@ -82,13 +90,17 @@ def parse_pub_ack(payload: bytes) -> PubAck:
     error = body.get("error")
     if error is not None:
         description = error.get("description", "") if isinstance(error, dict) else str(error)
-        # The Go SDK rewrites "nats" to "memphis"; a description that already starts with
-        # "nats: " must not come out as "memphis: memphis: ..." (a field report).
+        # The Go SDK rewrites ``nats`` to ``memphis`` in every error text (docs/protocol.md §0.3);
+        # doing the same keeps code that matches on texts portable between the SDKs. But a
+        # description that already starts with "nats: " must not come out as
+        # "memphis: memphis: ..." (a field report).
         text = str(description).replace("nats", "memphis")
         raise MemphisError(text if text.startswith("memphis: ") else f"memphis: {text}")
     stream, seq = body.get("stream"), body.get("seq")
     if not isinstance(stream, str) or not isinstance(seq, int):
         raise RemoteProtocolError(f"malformed pub-ack: {payload[:80]!r}")
+    # A duplicate is success: the first copy is stored, and the msg-id did its job (docs/protocol.md
+    # §6.7).
     return PubAck(stream, seq, bool(body.get("duplicate", False)))
 
 
@@ -110,6 +122,8 @@ def _fast_pub_ack(payload: bytes) -> PubAck | None:
 
 
 def pull_subject(stream: str, durable: str) -> str:
+    # Stream and durable names are internal names (docs/protocol.md §5.2): no dots, so they are
+    # single subject tokens and the subject needs no escaping.
     return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
 
 
@@ -119,11 +133,16 @@ def consumer_info_subject(stream: str, durable: str) -> str:
 
 def pull_body(batch: int, expires: float) -> bytes:
     """The pull request: at most ``batch`` messages, the server holds it ``expires`` seconds."""
+    # ``expires`` makes the server end the pull with a 408 when it runs out, so an idle station
+    # costs one request per wait, not a held request the client must cancel (docs/protocol.md §7.6).
+    # No ``no_wait``: an empty stream should be waited on, not answered at once.
     return b'{"batch":%d,"expires":%d}' % (batch, int(expires * _NS))
 
 
 def nak_delay_body(seconds: float) -> bytes:
     """``-NAK {"delay": ns}``: redeliver after the delay (still counts as a delivery)."""
+    # The delay still counts as a delivery toward max_msg_deliveries (docs/protocol.md §7.8): a
+    # message delayed too often becomes a dead letter like any other.
     return b'-NAK {"delay":%d}' % int(seconds * _NS)
 
 
@@ -172,6 +191,8 @@ def parse_ack_subject(reply: str) -> AckMetadata:
     count = len(tokens)
     if count < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
         raise RemoteProtocolError(f"not a JetStream ack subject: {reply!r}")
+    # Nine tokens is the classic form; anything longer is the v2 form with domain and account hash
+    # after ``$JS.ACK`` (and perhaps a trailing random token), so the fields start at 4.
     base = 2 if count == 9 else 4
     if count - base < 7:
         raise RemoteProtocolError(f"not a JetStream ack subject: {reply!r}")

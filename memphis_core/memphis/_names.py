@@ -17,7 +17,11 @@ __all__ = [
     "name_error",
 ]
 
+# 128 itself is allowed although the broker's text says "under 128" (docs/protocol.md §5.1 rule 2):
+# the text is kept word for word, the limit as the broker applies it.
 MAX_NAME_LENGTH: Final = 128
+# Lower case only: callers lower-case first where the broker does (§5.1). ``#`` and ``$`` are absent
+# on purpose, so no external name can pass for an internal one (§5.2).
 _ALLOWED: Final = re.compile(r"[a-z0-9_.-]*")
 _EDGE: Final = frozenset("._-")
 
@@ -27,6 +31,8 @@ def internal_name(name: str) -> str:
 
     Used for stream names (``<internal>$<p>``), durable names and per-station subjects.
     """
+    # ``.`` separates NATS subject tokens and is not allowed in stream or durable names; ``#`` is
+    # safe there and cannot occur in a valid external name (docs/protocol.md §5.2).
     return name.lower().replace(".", "#")
 
 
@@ -57,4 +63,7 @@ def is_user_header(key: str) -> bool:
     """Whether a header name belongs to the application: not ``$memphis*`` and not one of the
     idempotency headers. The one rule for both directions: producers may not send the others,
     and consumers do not see them in ``Message.headers``."""
+    # The prefix test is case-sensitive, as in every Memphis SDK (header keys keep their case,
+    # docs/protocol.md §6.5); the id headers are matched in any case, so that no spelling of
+    # them can slip in beside the ones the SDK writes from ``msg_id``.
     return not key.startswith("$memphis") and key.lower() not in _ID_HEADERS

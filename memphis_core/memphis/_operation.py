@@ -28,6 +28,8 @@ class Operation(Generic[T]):
         self._error: MemphisError | None = None
 
     def finish(self, result: T) -> None:
+        # First outcome wins: a late reply after a timeout (or a failure after a reply) must not
+        # change what a caller may already have read.
         if not self.done:
             self.done = True
             self._result = result
@@ -52,6 +54,8 @@ class Operation(Generic[T]):
             raise LocalProtocolError(f"{self.what} has not finished")
         if self._error is not None:
             raise self._error
+        # ``_result`` is None only before ``done`` or for operations whose result type is None, so
+        # the ignore covers a case the check above excludes.
         return self._result  # type: ignore[return-value]
 
     def __repr__(self) -> str:

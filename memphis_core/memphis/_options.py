@@ -1,4 +1,4 @@
-"""Validation and normalisation of user options docs/protocol.md).
+"""Validation and normalisation of user options (docs/protocol.md §1, §5-§7).
 
 Each public ``*_options`` function takes the arguments of one public API call exactly as a user
 passes them, checks every one, and returns a frozen dataclass in canonical form (durations in float
@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 # Broker limits mirrored client-side (docs/protocol.md §5.4).
+# The real open-source broker prints this limit but does not enforce it (docs/protocol.md §13.2);
+# checking it here gives the same answer against either broker.
 _MAX_PARTITIONS: Final = 10_000
 _MAX_IDEMPOTENCY_WINDOW: Final = 86_400.0  # 24 h in seconds
 _MIN_IDEMPOTENCY_WINDOW: Final = 0.1  # the broker's floor (100 ms)
@@ -63,6 +65,8 @@ _MAX_PORT: Final = 65_535
 _AUTH_ERROR: Final = (
     "you have to connect with one of the following methods: connection token / password"
 )
+# Consumers hide every ``$memphis*`` header (docs/protocol.md §7.14), so a user header with that
+# prefix would vanish in transit; the Go SDK refuses it with this text (§6.5).
 _HEADER_PREFIX_ERROR: Final = "keys in headers should not start with $memphis"
 # Same key rule as the wire layer (``_headers``): what nats.go's MIME reader accepts as a name.
 _BAD_KEY: Final = re.compile(r"[\x00-\x20\x7f:]").search
@@ -122,6 +126,8 @@ class ConnectOptions:
 
     def __post_init__(self) -> None:
         if not self.servers:
+            # Frozen dataclass: ``object.__setattr__`` is the documented way to fill a derived field
+            # in ``__post_init__``.
             object.__setattr__(self, "servers", ((self.host, self.port),))
 
     @property
@@ -158,6 +164,8 @@ def _servers(host: object, port: int, tls: bool) -> tuple[tuple[str, int], ...]:
     """``host`` as given to ``connect()``: one host, ``"h1:p1,h2:p2"``, or a list of those."""
     items: list[object]
     if isinstance(host, str):
+        # A comma-separated string is the nats.go convention for a server list, and keeps the
+        # single-string form of the Go SDK working for clusters (docs/cluster-client.md).
         items = list(host.split(","))
     elif isinstance(host, Sequence) and not isinstance(host, (bytes, bytearray)):
         items = list(host)
@@ -180,6 +188,8 @@ def _servers(host: object, port: int, tls: bool) -> tuple[tuple[str, int], ...]:
             raise LocalProtocolError(
                 f"server {item!r} asks for TLS: pass tls=TLS(cert_file, key_file, ca_file)"
             )
+        # Duplicates dropped here too, so ``ConnectOptions.servers`` (which users can read) shows
+        # what the pool will actually contain.
         if server not in servers:
             servers.append(server)
     return tuple(servers)
@@ -200,7 +210,7 @@ def connect_options(
     tls: TLS | None = None,
     ignore_discovered_servers: bool = False,
 ) -> ConnectOptions:
-    """Validate :func:`connect` arguments docs/protocol.md §1).
+    """Validate :func:`connect` arguments (docs/protocol.md §1).
 
     ``host`` is one server, several separated by commas (``"h1:4222,h2:4222"``), or a list of
     them (docs/cluster-client.md). Each is ``[scheme://]host[:port]``: ``nats://`` and
@@ -249,6 +259,8 @@ def connect_options(
         account_id=account_id,
         port=servers[0][1],
         reconnect=reconnect,
+        # Not clamped to 9 as the Go SDK does (docs/protocol.md §12.1 item 11): the documented value
+        # is the one applied.
         max_reconnect=max_reconnect if reconnect else 0,
         reconnect_interval=check_seconds(reconnect_interval, "reconnect_interval"),
         timeout=check_seconds(timeout, "timeout", positive=True),
@@ -307,14 +319,14 @@ def station_options(
     partitions_number: int = 1,
     dls_station: str = "",
 ) -> StationOptions:
-    """Validate :func:`create_station` arguments docs/protocol.md §5.3, §4).
+    """Validate :func:`create_station` arguments (docs/protocol.md §5.3, §5.4).
 
     ``partitions_number=0`` is read as 1, as the Go SDK does.
 
     Raises:
-        LocalProtocolError: bad station name (broker texts, docs/protocol.md §5.2), unknown
-        retention or
-            storage type (broker texts listing the allowed values), negative retention value,
+        LocalProtocolError: bad station name (broker texts, docs/protocol.md §5.1), unknown
+            retention or storage type (broker texts listing the allowed values), negative
+            retention value,
             replicas < 1, idempotency window above 24 h (``idempotency window can not exceed 24
             hours``), partitions out of 1..10000 (broker text), wrong argument types.
     """
@@ -344,8 +356,12 @@ def station_options(
             f"cannot create station with {partitions} partitions "
             f"(max:{_MAX_PARTITIONS} min:1): Station -  {name}, "
         )
+    # Not checked as a name here: the broker answers for the schema it is asked to enforce
+    # (docs/protocol.md §5.4 step 6).
     schema = check_str(schema_name, "schema_name")
     dls = check_str(dls_station, "dls_station")
+    # The DLS station is created by the broker if missing (docs/protocol.md §5.4 step 11), so a bad
+    # name would only fail after the station itself was made.
     if dls:
         checked_name(dls, "Station", "dls_station")
     return StationOptions(
@@ -388,7 +404,7 @@ def producer_options(station_name: str, producer_name: str) -> ProducerOptions:
     """Validate :func:`create_producer` arguments.
 
     Raises:
-        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.2).
+        LocalProtocolError: a bad station or producer name (broker texts, docs/protocol.md §5.1).
     """
     station = checked_name(station_name, "Station", "station name")
     name = checked_name(producer_name, "Producer", "producer name")
@@ -418,13 +434,12 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
     """Turn user headers into ``(name, value)`` pairs, in the order given.
 
     Accepts a mapping (values may also be a list/tuple of values), a ``Headers`` object or an
-    iterable of pairs. Keys keep their case (docs/protocol.md §6.4: Go does not canonicalise).
+    iterable of pairs. Keys keep their case (docs/protocol.md §6.5: Go does not canonicalise).
 
     Raises:
         MemphisHeaderError: ``keys in headers should not start with $memphis`` (reserved for the
-            SDK's own headers, docs/protocol.md §6.3), an empty key, a non-``str`` key or value, a
-            key with
-            ``:``, whitespace or control characters, or CR/LF in a value.
+            SDK's own headers, docs/protocol.md §6.5), an empty key, a non-``str`` key or value, a
+            key with ``:``, whitespace or control characters, or CR/LF in a value.
     """
     if headers is None:
         return ()
@@ -436,6 +451,8 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
         if not (isinstance(item, tuple) and len(item) == 2):
             raise MemphisHeaderError(f"headers must be (name, value) pairs, not {item!r}")
         key, value = item
+        # A list value means one header line per item: NATS headers are multi-valued, and a consumer
+        # sees the first (docs/protocol.md §7.14).
         values = value if isinstance(value, (list, tuple)) else (value,)
         if not isinstance(key, str) or not all(isinstance(v, str) for v in values):
             raise MemphisHeaderError("header names and values must be str")
@@ -443,6 +460,9 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
             raise MemphisHeaderError("header name can not be empty")
         if key.startswith("$memphis"):
             raise MemphisHeaderError(_HEADER_PREFIX_ERROR)
+        # ``msg-id`` and ``Nats-Msg-Id`` are written by the SDK from ``msg_id`` (§6.5); a second
+        # copy from the user could disagree with it and break deduplication on one of the two
+        # brokers.
         if not is_user_header(key):
             raise MemphisHeaderError(
                 f"header {key!r} is the idempotency key: pass msg_id=... instead"
@@ -466,7 +486,7 @@ def produce_options(
     partition_key: str | None = None,
     partition_number: int | None = None,
 ) -> ProduceOptions:
-    """Validate :meth:`Producer.produce` options docs/protocol.md §6.3).
+    """Validate :meth:`Producer.produce` options (docs/protocol.md §6.3).
 
     Raises:
         MemphisHeaderError: see :func:`normalize_headers`.
@@ -486,6 +506,8 @@ def produce_options(
         # already validated options object instead of building and checking a new one.
         return _DEFAULT_PRODUCE[async_produce]
     if msg_id is not None:
+        # The id goes into two header lines (docs/protocol.md §6.5): the same CR/LF rule as for
+        # header values applies.
         msg_id = check_str(msg_id, "msg_id")
         if not msg_id:
             raise LocalProtocolError("msg id can not be empty")
@@ -511,6 +533,8 @@ _DEFAULT_PRODUCE: Final = {
 
 MAX_BATCH_SIZE: Final = 5000
 # Broker limit mirrored client-side (docs/protocol.md §7.3).
+# ``max_deliver`` outside 1-10 is silently changed to 10 by the broker (docs/protocol.md §7.3);
+# refusing it keeps the consumer's behaviour the one the user asked for.
 _MAX_DELIVERIES: Final = 10
 _BATCH_SIZE_ERROR: Final = "Batch size can not be greater than 5000 or less than 1"
 
@@ -523,7 +547,7 @@ def _batch_size(value: object) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# consumers (docs/protocol.md §7, §6)
+# consumers (docs/protocol.md §7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,8 +603,8 @@ def _consumer(
     group = checked_name(group, "Consumer", "consumer_group") if group else consumer
     deliveries = check_int(max_msg_deliveries, "max_msg_deliveries")
     if not 1 <= deliveries <= _MAX_DELIVERIES:
-        # The broker silently turns <= 0 or > 10 into 10 (docs/protocol.md §7.3); say so up front
-        # instead.
+        # The broker silently turns <= 0 or > 10 into 10 (docs/protocol.md §7.3); say so up
+        # front instead.
         raise LocalProtocolError(
             f"max_msg_deliveries must be between 1 and {_MAX_DELIVERIES}, not {deliveries}"
         )
@@ -594,8 +618,8 @@ def _consumer(
         raise LocalProtocolError(
             "Consumer creation options can't contain both startConsumeFromSequence and lastMessages"
         )
-    # docs/protocol.md §7.1, §6: short waits are raised to the minimum, not
-    # refused (Go behaviour).
+    # docs/protocol.md §7.1, §7.13: short waits are raised to the minimum, not refused (Go
+    # behaviour).
     wait = max(check_seconds(batch_max_wait_time, "batch_max_wait_time"), min_wait)
     return ConsumerOptions(
         station_name=station,
@@ -624,7 +648,7 @@ def consumer_options(
     start_consume_from_seq: int = 1,
     last_messages: int = -1,
 ) -> ConsumerOptions:
-    """Validate :func:`create_consumer` arguments docs/protocol.md §7.1).
+    """Validate :func:`create_consumer` arguments (docs/protocol.md §7.1).
 
     ``batch_max_wait_time`` below 1 ms is raised to 1 ms.
 
@@ -642,6 +666,8 @@ def consumer_options(
         pull_interval=pull_interval,
         batch_size=batch_size,
         batch_max_wait_time=batch_max_wait_time,
+        # 1 ms floor: ``expires`` 0 would make the pull wait forever on the server (docs/protocol.md
+        # §7.6), the opposite of a short wait.
         min_wait=0.001,
         max_ack_time=max_ack_time,
         max_msg_deliveries=max_msg_deliveries,
@@ -666,8 +692,8 @@ def fetch_consumer_options(
 
     Differs from :func:`consumer_options`: wait 100 ms (values below are raised to 100 ms),
     max_ack_time 10 s, max_msg_deliveries 2. ``start_consume_from_seq``/``last_messages`` are
-    accepted here although the Go SDK always uses 1/-1 (its README documents them; docs/protocol.md
-    §7.13).
+    accepted here although the Go SDK always uses 1/-1 (its README documents them;
+    docs/protocol.md §7.13).
 
     Raises:
         LocalProtocolError: as :func:`consumer_options`.
@@ -679,6 +705,8 @@ def fetch_consumer_options(
         pull_interval=1.0,
         batch_size=batch_size,
         batch_max_wait_time=batch_max_wait_time,
+        # The connection-level fetch raises short waits to 100 ms, as the Go SDK does
+        # (docs/protocol.md §7.13).
         min_wait=0.1,
         max_ack_time=max_ack_time,
         max_msg_deliveries=max_msg_deliveries,

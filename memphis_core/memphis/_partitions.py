@@ -5,15 +5,14 @@ Everything here is pure: the caller passes the partitions list received in the c
 
 Partition keys are hashed with MurmurHash3 x86 32-bit, seed 31, unsigned, over the key's UTF-8
 bytes, and the partition is ``partitions[hash % len(partitions)]`` (docs/protocol.md §6.6). This
-must agree
-bit-for-bit with the Go SDK (``murmur3.New32WithSeed(31)``) and memphis-py
-(``mmh3.hash(key, 31, signed=False)``), otherwise two SDKs would route one key to two partitions and
-per-key ordering would silently break. The implementation below is written from the published
+must agree bit-for-bit with the Go SDK (``murmur3.New32WithSeed(31)``) and memphis-py
+(``mmh3.hash(key, 31, signed=False)``), otherwise two SDKs would route one key to two partitions
+and per-key ordering would silently break. The implementation below is written from the published
 algorithm description; it needs no C extension, so ``memphis_core`` stays stdlib-only.
 
 Return convention: ``None`` means a *legacy* station (created before partitions existed, empty
 partitions list), whose stream is ``<internal>`` with subject ``<internal>.final``
-(docs/protocol.md §5.2).
+(docs/protocol.md §5.8).
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ __all__ = [
     "stream_name",
 ]
 
-#: Seed used by every Memphis SDK since 2023-09 (it was 1234 before; docs/protocol.md §6.6
-#: "History").
+#: Seed used by every Memphis SDK since 2023-09 (it was 1234 before; docs/protocol.md §6.6).
 PARTITION_KEY_SEED: Final = 31
 
 _MASK: Final = 0xFFFFFFFF
@@ -54,6 +52,8 @@ def murmur3_32(data: bytes, seed: int = PARTITION_KEY_SEED) -> int:
     Returns:
         An int in ``range(2**32)``.
     """
+    # Every step is masked to 32 bits: Python ints do not wrap, and the hash must equal the C and Go
+    # implementations' ``uint32`` arithmetic bit for bit.
     h = seed & _MASK
     length = len(data)
     body = length & ~3
@@ -67,12 +67,16 @@ def murmur3_32(data: bytes, seed: int = PARTITION_KEY_SEED) -> int:
         h = (h * 5 + 0xE6546B64) & _MASK
     # The 1..3 trailing bytes are mixed as one little-endian word, without the h-rotation step.
     if length & 3:
+        # Little-endian regardless of the machine: the reference implementation reads the tail bytes
+        # in that order, and so do the Go and Python SDKs.
         k = int.from_bytes(data[body:], "little")
         k = (k * _C1) & _MASK
         k = ((k << 15) | (k >> 17)) & _MASK
         k = (k * _C2) & _MASK
         h ^= k
     # Finalisation ("fmix32"): force every input bit to affect every output bit.
+    # The length is mixed in as a 32-bit value: keys over 4 GiB are not realistic, but the mask
+    # keeps the arithmetic identical to C's anyway.
     h ^= length & _MASK
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & _MASK
@@ -86,8 +90,7 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
     """Return the partition a partition key maps to: ``partitions[murmur3_32(key) % len]``.
 
     The list is indexed, not the partition numbers themselves (docs/protocol.md §6.6), so with
-    ``[1, 2, 3]``
-    the result is ``index + 1``.
+    ``[1, 2, 3]`` the result is ``index + 1``.
 
     Raises:
         LocalProtocolError: ``partitions`` is empty (``failed to get partition from key``), or
@@ -97,12 +100,14 @@ def partition_for_key(key: str, partitions: Sequence[int]) -> int:
         raise LocalProtocolError("partition key must be a str")
     if not partitions:
         raise LocalProtocolError("failed to get partition from key")
+    # Indexing the list (rather than ``hash % n + 1``) keeps keys stable for a station whose list is
+    # not ``[1..n]``, and is what the Go SDK and memphis-py do (docs/protocol.md §6.6).
     return partitions[murmur3_32(key.encode("utf-8")) % len(partitions)]
 
 
 class RoundRobin:
     """Per-producer (or per-consumer) round robin over a partitions list (docs/protocol.md §6.4
-    step 3).
+    step 2).
 
     Starts at index 0 and walks the list in the order received. The index is kept modulo the
     current length, so a shorter list after a new creation reply cannot index out of range.
@@ -123,14 +128,16 @@ class RoundRobin:
         if not partitions:
             raise LocalProtocolError("no partitions to choose from")
         index = self._index % len(partitions)
+        # Per producer, not shared: two producers on one station each start at the first partition,
+        # as the Go SDK's do (docs/protocol.md §6.2).
         self._index = (index + 1) % len(partitions)
         return partitions[index]
 
 
 def _validate_number(number: int, partitions: Sequence[int], station: str) -> int:
-    # docs/protocol.md §6.4: first a range check against the *count*, then membership in the list.
-    # The two
-    # texts differ and users match on them, so keep both checks in this order.
+    # docs/protocol.md §6.4: first a range check against the *count*, then membership in the
+    # list. The two texts differ and users match on them, so keep both checks in this order.
+    # ``bool`` is an ``int`` subclass: ``partition_number=True`` would otherwise read as 1.
     if isinstance(number, bool) or not isinstance(number, int):
         raise LocalProtocolError("partition number must be an int")
     if number < 1 or number > len(partitions):
@@ -158,7 +165,7 @@ def choose_partition(
     """Choose the partition a producer publishes to, or (``fetch``) a consumer pulls from.
 
     A partition number the station does not have is refused even on a one-partition station
-    (the Go SDK ignores it there; docs/protocol.md notes the difference).
+    (the Go SDK ignores it there; docs/protocol.md §6.4 lists the checks).
 
     Args:
         partitions: ``partitions_update.partitions_list`` from the creation reply.
@@ -178,9 +185,13 @@ def choose_partition(
             exist in station <internal>`` (only checked when the station has more than one
             partition).
     """
+    # An empty list is a legacy station (docs/protocol.md §5.8): one stream, no partition to choose,
+    # so key and number are ignored, as the Go SDK ignores them.
     if not partitions:
         return None
     # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
+    # Checked before the one-partition shortcut, so the error does not depend on how many partitions
+    # the station happens to have (docs/protocol.md §6.4).
     if key and number is not None:
         raise LocalProtocolError(_BOTH_FETCH if fetch else _BOTH_PRODUCE)
     if len(partitions) == 1:
@@ -204,13 +215,14 @@ def stream_name(internal: str, partition: int | None) -> str:
 def produce_subject(
     internal: str, partition: int | None, functions: Mapping[int, int] | None = None
 ) -> str:
-    """Return the subject a message is published on (docs/protocol.md §6.4 step 4).
+    """Return the subject a message is published on (docs/protocol.md §6.4 step 3).
 
     ``<stream>.functions.<id>`` when the station's functions map (docs/protocol.md §4.3, cloud
-    only) has an
-    entry for the partition, else ``<stream>.final``.
+    only) has an entry for the partition, else ``<stream>.final``.
     """
     stream = stream_name(internal, partition)
+    # The open-source broker always sends an empty map (docs/protocol.md §4.3), so this branch is
+    # only taken against Memphis Cloud; the test keeps the common path to one check.
     if functions and partition is not None and partition in functions:
         return f"{stream}.functions.{functions[partition]}"
     return f"{stream}.final"

@@ -45,6 +45,9 @@ __all__ = [
     "schema_failure_publishes",
 ]
 
+# Every produce carries a header block (docs/protocol.md §6.5), so produces are always HPUB; the
+# block is assembled as bytes from a per-producer prefix, since only the msg-id and the user
+# headers differ between messages.
 _HEADER_START: Final = b"NATS/1.0\r\n"
 #: Async produces waiting for their PubAck, at most: by count and by bytes. Memory is bounded
 #: by these (and the bytes are kept for replay after a reconnect), not by how fast the caller
@@ -60,12 +63,15 @@ MAX_FAILURES_KEPT: Final = 1000
 # A NATS 503 on a produce means no stream leader took the message (a JetStream cluster electing
 # one after a node died): it was not stored, so sending it again cannot duplicate it. Retried
 # with this backoff (seconds: first delay, doubling, capped) until the produce's ack_wait.
+# Short first delay: most 503s during a produce are the last moments of an election that is already
+# ending; nats-server's election timeouts are 4 to 9 s, hence the cap of 1 s.
 RETRY_FIRST: Final = 0.05
 RETRY_MAX: Final = 1.0
 
 
 def retry_delay(retries: int) -> float:
     """Seconds to wait before retry number ``retries + 1`` after a 503."""
+    # The shift is bounded so a long outage cannot build a huge integer before the cap applies.
     return min(RETRY_FIRST * (1 << min(retries, 16)), RETRY_MAX)
 
 
@@ -96,8 +102,11 @@ class ProducerState:
         self.station_name = station_name
         self.name = name
         self.rr = RoundRobin()
-        # Every message carries these two (docs/protocol.md "Produce headers"); they never
+        # Every message carries these two (docs/protocol.md §6.5); they never
         # change for a producer, so encode them once rather than per message.
+        # The producer name in ``$memphis_producedBy`` is the lower-cased one sent at creation, so
+        # the broker can attribute dead letters to the producer record it stored (docs/protocol.md
+        # §6.5).
         self.header_prefix = (
             _HEADER_START
             + f"$memphis_connectionId: {connection_id}\r\n$memphis_producedBy: {name}\r\n".encode()
@@ -110,6 +119,8 @@ class ProducerState:
         self.failures: list[ProduceFailure] = []  # async failures not yet reported by a flush
         self.failed = 0  # how many, including those past MAX_FAILURES_KEPT
         self.destroyed = False
+        # Stale, not destroyed: the user's producer object still works once the broker has it again,
+        # and the next create_producer (or connection-level produce) re-registers it.
         self.stale = False  # a produce found no stream: create_producer registers again
 
     @property
@@ -139,6 +150,8 @@ class ProducerState:
         Waking at one free slot would ping-pong between the producing code and the I/O for
         every acknowledgement; half the window amortises it.
         """
+        # Hysteresis between ``window_full`` and this: a blocked producer resumes only when both
+        # budgets are half free (docs/protocol.md §13.1).
         return self.in_flight <= self.window // 2 and self.in_flight_bytes <= self.window_bytes // 2
 
     def subject_for(self, key: str | None, number: int | None) -> tuple[str, int | None]:
@@ -157,13 +170,17 @@ def encode_produce_headers(
 
     The message id goes out twice: ``msg-id`` is what the Memphis broker's JetStream fork
     de-duplicates on, ``Nats-Msg-Id`` is what stock JetStream (our own broker) does, so
-    idempotency holds on both (docs/protocol.md "Idempotency").
+    idempotency holds on both (docs/protocol.md §6.5, §14).
     """
+    # Most messages have neither: the cached prefix plus the blank line is the whole block.
     if msg_id is None and not headers:
         return prefix + b"\r\n"
     parts = [prefix]
     if msg_id is not None:
         encoded = msg_id.encode()
+        # Both headers with one value: they must never disagree, or the two brokers would
+        # de-duplicate differently. ``msg-id`` is hidden from consumers again (docs/protocol.md
+        # §7.14).
         parts.append(b"msg-id: %b\r\nNats-Msg-Id: %b\r\n" % (encoded, encoded))
     for key, value in headers:
         parts.append(f"{key}: {value}\r\n".encode())
@@ -178,17 +195,23 @@ def schema_failure_publishes(
     connection_id: str,
     send_notification: bool,
 ) -> Publishes:
-    """The reports a failed validation triggers, as publishes (docs/protocol.md "Schemas").
+    """The reports a failed validation triggers, as publishes (docs/protocol.md §9.2).
 
     Nothing when the station does not send schema failures to its DLS; the notification only
     when the broker turned notifications on (``send_notification``).
     """
     station = producer.station
+    # The client's flag is the only gate: the broker stores every report it gets without checking
+    # the station's setting (docs/protocol.md §9.2).
     if not station.schemaverse_to_dls:
         return []
+    # The bytes that would have been sent, so the DLS shows what the producer really produced (sent
+    # as lower-case hex, docs/protocol.md §9.2).
     data = exc.data or b""
     error = str(exc)
     all_headers = [
+        # The SDK headers are part of the report so the broker can attribute the dead letter to this
+        # producer and connection, as it would for a stored message.
         ("$memphis_connectionId", connection_id),
         ("$memphis_producedBy", producer.name),
         *headers,
@@ -210,6 +233,8 @@ def schema_failure_publishes(
         publishes.append(
             (
                 rq.NOTIFICATIONS,
+                # Uses the station name as the user gave it: the notification text is for a human
+                # (Slack on the real broker), not a key.
                 schema_failure_notification_body(
                     producer.station_name, producer_name=producer.name, error=error, data=data
                 ),
@@ -274,6 +299,8 @@ class Produce(ReplyHandler):
         producer.in_flight -= 1
         producer.in_flight_bytes -= self.size
         payload = msg.payload
+        # A substring test instead of a JSON parse: a PubAck is small, fixed-format JSON, and any
+        # error reply contains the key; false positives only take the slow, exact path below.
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
             self.op.finish(None)
@@ -289,12 +316,16 @@ class Produce(ReplyHandler):
         producer = self.producer
         station = producer.station_name
         # A resend's own timeout after 503s is the same story: no stream took the message.
+        # The session ends a request on a 503 at once (docs/protocol.md §6.7): the message was not
+        # stored, so re-sending cannot duplicate it, unlike a resend after a timeout.
         no_stream = isinstance(error, NoRespondersError) or (
             self.retries > 0 and isinstance(error, RequestTimeoutError)
         )
         if no_stream and dispatcher is not None:
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
+            # A timeout is never retried: the message may have been stored with its PubAck lost, and
+            # only the caller (with a msg_id) can resend it safely.
             retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
             if retry and not producer.destroyed:
                 self.retries += 1
@@ -319,8 +350,12 @@ class Produce(ReplyHandler):
         elif isinstance(error, RequestTimeoutError):
             unavailable = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
         else:
+            # Same type, station named: callers matching on the exception class keep working, and
+            # the text says which produce failed.
             unavailable = type(error)(f"produce to station {station!r}: {error}")
         unavailable.__cause__ = error
+        # Only here, once the produce is truly over: during retries it still occupies its window
+        # slot, so a blocked async producer does not flood a station that is electing a leader.
         producer.in_flight -= 1
         producer.in_flight_bytes -= self.size
         self._failed(unavailable)
@@ -331,6 +366,8 @@ class Produce(ReplyHandler):
             # Nobody waits for an async produce: its failure is kept for flush() and close().
             producer = self.producer
             producer.failed += 1
+            # ``failed`` counts all of them, ``failures`` describes the first 1000: flush reports
+            # the exact count without memory growing with an outage.
             if len(producer.failures) < MAX_FAILURES_KEPT:
                 producer.failures.append(
                     ProduceFailure(producer.name, self.position, self.msg_id, error)
@@ -351,6 +388,9 @@ class Producers:
         self._dispatcher = dispatcher
         self._stations = stations
         self._identity = identity
+        # Keyed ``<internal station>_<producer name>`` as the Go SDK keys its cache
+        # (docs/protocol.md §6.9): the internal name, so ``Orders`` and ``orders`` share one
+        # producer, as the broker lower-cases station names anyway.
         self._by_key: dict[str, ProducerState] = {}
         # Whether the broker wants schema-failure notifications; set by producer creation
         # replies and by clients-update pushes.
@@ -360,6 +400,9 @@ class Producers:
         """Register a producer; one already registered under this station and name is reused."""
         key = f"{opts.internal_station}_{opts.name}"
         cached = self._by_key.get(key)
+        # A cached producer whose produces found no stream: the broker may have lost it (restarted
+        # empty, or the station was destroyed and created again); a fresh registration recreates the
+        # station on demand (docs/protocol.md §5.6).
         if cached is not None and cached.stale:
             self._forget(cached)  # the broker forgot it: register again
             cached = None
@@ -378,9 +421,14 @@ class Producers:
             reply = rq.parse_producer_reply(payload)
             _check(reply.error)
             station = self._stations.attach(opts.station_name, reply)
+            # Each creation reply carries the current flags (docs/protocol.md §6.2): they overwrite
+            # whatever an earlier reply or push set.
             station.schemaverse_to_dls = reply.schemaverse_to_dls
             self.send_notification = reply.send_notification
             cached = self._by_key.get(key)
+            # Two creates of one producer can be in flight at once (two threads of a sync frontend);
+            # the second registration exists on the broker too, but the cache keeps one object per
+            # key.
             if cached is not None:  # created concurrently under the same name: keep the first
                 self._stations.detach(station)
                 return cached
@@ -388,6 +436,8 @@ class Producers:
             self._by_key[key] = producer
             return producer
 
+        # Concurrent creates are not merged: each sends its own request, and the first reply to be
+        # parsed wins the cache slot.
         return self._dispatcher.control("create_producer", rq.PRODUCER_CREATIONS, body, parse, now)
 
     def destroy(self, producer: ProducerState, now: float) -> Operation[None]:
@@ -401,6 +451,8 @@ class Producers:
 
         def parse(reply: bytes) -> None:
             _check(rq.parse_destroy_reply(reply))
+            # Only after the broker confirmed; ``not exist`` counts as confirmed (docs/protocol.md
+            # §2.3), so a producer the broker already lost can still be destroyed.
             self._forget(producer)
 
         return self._dispatcher.control(
@@ -429,11 +481,16 @@ class Producers:
         subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
         block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
         session = self._dispatcher.session
+        # A request, not a publish: the PubAck comes back on the shared inbox (docs/protocol.md §6.4
+        # step 4). Replayable, so a produce made during an outage goes out after the handshake with
+        # the same reply subject and msg-id.
         token = session.request(subject, payload, headers=block, now=now, timeout=opts.ack_wait)
         op: Operation[PubAck | None] = Operation("produce")
         size = len(payload)
         producer.in_flight += 1
         producer.in_flight_bytes += size
+        # The position of this message among the producer's messages: an async failure names it, so
+        # the caller can tell which of many produces failed.
         producer.produced += 1
         dispatcher = self._dispatcher
         dispatcher.register(
@@ -472,6 +529,8 @@ class Producers:
         self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions
     ) -> None:
         """Send the schemaverse DLS report (and notification) for a message that failed."""
+        # Offline, the report is dropped rather than buffered: it is diagnostics, and it must not
+        # use up the reconnect buffer that acks and produces need.
         if self._dispatcher.session.is_connected:
             self._dispatcher.publish(
                 schema_failure_publishes(

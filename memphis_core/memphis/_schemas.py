@@ -2,26 +2,24 @@
 
 The broker tells a client which schema a station enforces in the ``schema_update`` field of the
 producer/consumer creation reply and then on ``$memphis_schema_updates_<internal>``
-(docs/protocol.md §4.2, §5.4, §7.9). A :class:`Schema` is built
-from that
-``init`` object and compiles its validator on first use, so that
+(docs/protocol.md §4.2, §6.2, §8.7). A :class:`Schema` is built from that ``init`` object
+and compiles its validator on first use, so that
 
 * ``memphis_core`` imports only the standard library: protobuf, jsonschema, fastavro and
   graphql-core are imported inside the functions that need them, and a missing one raises
   :class:`MissingExtraError` naming the ``memphis-sansio[schemas]`` extra;
 * a station whose messages are never produced or deserialised never pays for a compile.
 
-:meth:`Schema.serialize` is the producer side (docs/protocol.md §6.4, §2,
-docs/protocol.md §7.10): it turns the user's
-message into the exact bytes to publish and validates them. :func:`serialize_plain` is the same for
-stations without a schema. :meth:`Schema.deserialize` backs ``Message.data_deserialized()``
-(docs/protocol.md §7.14). The DLS report and the Slack notification bodies sent after a validation
-failure
-(docs/protocol.md §9.2) are built here too, next to the error they report.
+:meth:`Schema.serialize` is the producer side (docs/protocol.md §6.4, §8.8): it turns the
+user's message into the exact bytes to publish and validates them. :func:`serialize_plain` is
+the same for stations without a schema. :meth:`Schema.deserialize` backs
+``Message.data_deserialized()`` (docs/protocol.md §7.14). The DLS report and the Slack
+notification bodies sent after a validation failure (docs/protocol.md §9.2) are built here too,
+next to the error they report.
 
 The per-type compilers and validators, the lazy-import helpers and :func:`serialize_plain` live
-in :mod:`memphis_core._schema_types` (split out to keep modules small); the public names among
-them are re-exported here, so this module stays the one to import from.
+in :mod:`memphis_core.memphis._validators` (split out to keep modules small); the public names
+among them are re-exported here, so this module stays the one to import from.
 """
 
 from __future__ import annotations
@@ -56,6 +54,8 @@ __all__ = [
     "schemaverse_dls_body",
 ]
 
+# The Go SDK's texts, grammar included (docs/protocol.md §11.1, §11.2): applications match on them,
+# so they are kept word for word.
 _VALIDATION_FAILED: Final = "Schema validation has failed: "
 _DESERIALIZATION_FAILED: Final = (
     "Deserialization has been failed since the message format does not align with the "
@@ -74,8 +74,7 @@ class SchemaValidationError(MemphisSchemaError):
         validation_error: The inner error text, without the prefix.
         data: The message bytes as far as they could be produced (validator output, else the
             plain serialisation), for the ``$memphis_schemaverse_dls`` report (docs/protocol.md
-            §9.2);
-            None when the message could not be turned into bytes at all.
+            §9.2); None when the message could not be turned into bytes at all.
     """
 
     def __init__(self, validation_error: str, data: bytes | None = None) -> None:
@@ -89,13 +88,13 @@ def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
 
     Go's ``encoding/json`` matches keys case-insensitively, and the broker relies on it: schema
     updates arrive as ``UpdateType`` (untagged Go field, docs/protocol.md §4.2) and a broker could
-    as well
-    send ``updatetype``. Folding once lets every reader use lower-case keys.
+    as well send ``updatetype``. Folding once lets every reader use lower-case keys.
     """
+    # Later duplicates win, as in Go's decoder when two keys differ only in case.
     return {key.lower(): value for key, value in obj.items() if isinstance(key, str)}
 
 
-# ------------------------------------------------------------------------------ updates (5.2)
+# ------------------------------------------------------------------------------ updates (§4.2)
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type[str] | type[int]) -> Any:
@@ -112,8 +111,7 @@ def parse_schema_init(obj: object) -> SchemaInit | None:
 
     "No schema" is an empty ``schema_name`` or ``type``: the broker sends zero values for a drop
     (docs/protocol.md §4.2) and the Go SDK keys on the type, memphis-py/JS on the name; either
-    empty means
-    the station validates nothing.
+    empty means the station validates nothing.
 
     Raises:
         ValueError: ``obj`` is not an object or a field has the wrong JSON type.
@@ -131,6 +129,8 @@ def parse_schema_init(obj: object) -> SchemaInit | None:
     if not isinstance(active, dict):
         raise ValueError(f"active_version should be an object, got {active!r}")
     version = fold_keys(active)
+    # Checked after the field types, so a malformed object is still an error and not silently a
+    # drop; only a well-formed empty one means "no schema".
     if not name or not kind:
         return None
     return SchemaInit(
@@ -154,10 +154,9 @@ class SchemaUpdate:
 def parse_schema_update(body: bytes) -> SchemaUpdate | None:
     """Parse a schema update; None for anything to ignore.
 
-    ``UpdateType`` 1 = init, 2 = drop (keys case-insensitive, docs/protocol.md §4.2). An init that
-    names no
-    schema is reported as a drop (the Go SDK would store an empty schema: same effect). Never
-    raises: a malformed broadcast must not kill the station's listener.
+    ``UpdateType`` 1 = init, 2 = drop (keys case-insensitive, docs/protocol.md §4.2). An init
+    that names no schema is reported as a drop (the Go SDK would store an empty schema: same
+    effect). Never raises: a malformed broadcast must not kill the station's listener.
     """
     try:
         obj = json.loads(body)
@@ -167,6 +166,7 @@ def parse_schema_update(body: bytes) -> SchemaUpdate | None:
         return None
     update = fold_keys(obj)
     kind = update.get("updatetype")
+    # ``True == 1`` in Python: without the bool test, ``"UpdateType": true`` would read as an init.
     if kind == 2 and not isinstance(kind, bool):
         return SchemaUpdate("drop", None)
     if kind != 1 or isinstance(kind, bool):
@@ -182,8 +182,8 @@ class Schema:
     """The schema a station enforces, compiled on first use.
 
     Build it from the ``schema_update`` of a creation reply or the ``init`` of a schema update:
-    ``Schema(init)``. Compilation errors are remembered: the
-    same error is raised again on every use rather than recompiling per message.
+    ``Schema(init)``. Compilation errors are remembered: the same error is raised again on every
+    use rather than recompiling per message.
     """
 
     __slots__ = ("_compile_error", "_validator", "init")
@@ -220,6 +220,8 @@ class Schema:
             if factory is None:
                 raise Invalid("invalid schema type")
             self._validator = factory(self.init)
+        # Only the compile result of the schema itself is cached; a missing library is a property of
+        # the process, not of the schema.
         except MissingExtraError:
             raise  # not cached: installing the extra and retrying must work
         except Invalid as exc:
@@ -259,6 +261,8 @@ class Schema:
             raise SchemaValidationError(exc.text, exc.data) from None
         except MissingExtraError:
             raise
+        # A message type the validator cannot take at all is still a validation failure for the
+        # caller and for the DLS report (docs/protocol.md §8.8, "unsupported message type").
         except MemphisSchemaError as exc:  # serialize_plain's own errors
             raise SchemaValidationError(str(exc), best_effort_bytes(message)) from None
 
@@ -275,6 +279,9 @@ class Schema:
             MissingExtraError: the library for this schema type is not installed.
         """
         try:
+            # The consumer-side text differs from the producer's (docs/protocol.md §7.14): a compile
+            # error here is reported as a deserialisation failure, since the message itself was fine
+            # when sent.
             return self._compiled().deserialize(bytes(data))
         except Invalid as exc:
             raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.text) from None
@@ -282,7 +289,7 @@ class Schema:
             raise MemphisSchemaError(_DESERIALIZATION_FAILED + exc.validation_error) from None
 
 
-# ------------------------------------------------------------------------------ reports (7.7, 7.8)
+# ------------------------------------------------------------------------------ reports (§9.2)
 
 
 def _joined_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -318,6 +325,8 @@ def schemaverse_dls_body(
     """
     return compact_json(
         {
+            # The internal name: the broker keys dead letters by it (docs/protocol.md §9.2), unlike
+            # the notification, which is for a human.
             "station_name": internal_station,
             "producer": {"name": producer_name, "connection_id": connection_id},
             # ``size`` is always 0 from the Go SDK; the broker computes the real one.
@@ -347,6 +356,7 @@ def schema_failure_notification_body(
     return notification_body(
         "Schema validation has failed",
         f"Station: {station_name}\nProducer: {producer_name}\nError: {error}",
+        # ``Code`` is shown to a human in Slack: replacement characters beat refusing the report.
         bytes(data).decode("utf-8", errors="replace"),
         NOTIFICATION_SCHEMA_FAILURE,
     )

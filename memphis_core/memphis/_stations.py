@@ -2,7 +2,7 @@
 
 A station's partitions list and schema are shared by every producer and consumer of that
 station on one connection. The Go SDK stores them per internal station name and lets each
-creation reply overwrite them (docs/protocol.md "Producers"); schema updates pushed by the broker
+creation reply overwrite them (docs/protocol.md §6.2); schema updates pushed by the broker
 on ``$memphis_schema_updates_<internal>`` land here too, and so reach producers and consumers that
 are already running. The subscription to those updates lives as long as some producer or
 consumer of ours uses the station (a reference count).
@@ -50,10 +50,14 @@ class StationState:
         """New partitions list / functions map from a creation reply (each reply overwrites)."""
         self.partitions = partitions
         self.functions = functions
+        # Cached subjects are dropped with every new list: a subject built for the old functions map
+        # could send a partition's messages past (or into) a function that changed.
         self._subjects = {}
 
     def subject(self, partition: int | None) -> str:
         """The produce subject of a partition, built once (a hot path: every message)."""
+        # Keyed by partition number, with None for a legacy station's single stream
+        # (docs/protocol.md §5.8), so the subject is not rebuilt for every message.
         subject = self._subjects.get(partition)
         if subject is None:
             subject = self._subjects[partition] = produce_subject(
@@ -69,6 +73,8 @@ class StationState:
                 is not supported.
         """
         schema = self.schema
+        # Read at call time: a schema push between two produces applies to the second one at once
+        # (docs/protocol.md §4.2).
         return serialize_plain(message) if schema is None else schema.serialize(message)
 
 
@@ -79,6 +85,9 @@ class Stations:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
+        # Keyed by internal name, as the Go SDK keys its maps, so ``Orders.EU`` and ``orders.eu``
+        # share one entry; the consumer-side lookups by external name are the Go SDK's bug we avoid
+        # (docs/protocol.md §12.1 item 7).
         self._by_internal: dict[str, StationState] = {}
 
     def find(self, internal: str) -> StationState | None:
@@ -92,10 +101,16 @@ class Stations:
             station = self._by_internal[internal] = StationState(name, internal)
         # Only a producer reply carries the functions map; a consumer's keeps what we knew.
         functions = dict(reply.functions) if isinstance(reply, rq.ProducerCreated) else None
+        # Each reply overwrites the list (docs/protocol.md §6.2): the latest creation reply is the
+        # broker's current view of the station.
         station.set_routing(
             tuple(reply.partitions), station.functions if functions is None else functions
         )
+        # The reply carries the schema because the push subscription is made only after it: a schema
+        # enforced in between would otherwise be missed (docs/protocol.md §4.2).
         station.schema = None if reply.schema is None else Schema(reply.schema)
+        # One subscription per station, however many producers and consumers use it: each push then
+        # arrives once, and the station is the target that ``Client._on_push`` recognises.
         if station.schema_sid is None:
             station.schema_sid = self._dispatcher.subscribe(
                 rq.schema_updates_subject(station.internal), station
@@ -111,13 +126,19 @@ class Stations:
         if station.schema_sid is not None:
             self._dispatcher.unsubscribe(station.schema_sid)
             station.schema_sid = None
+        # Clamped: a detach after ``station_gone`` already dropped it must not leave a negative
+        # count that a later attach would have to climb back from.
         station.refcount = 0
+        # Identity check: after a station was destroyed and used again, the dict may hold a newer
+        # StationState for the same name, which must survive the old one's last detach.
         if self._by_internal.get(station.internal) is station:
             del self._by_internal[station.internal]
 
     @staticmethod
     def on_schema_update(station: StationState, payload: bytes) -> None:
         """A push on ``$memphis_schema_updates_<internal>``: swap the station's schema."""
+        # A push that does not parse leaves the schema as it is (``None`` from the parser): dropping
+        # validation because of one bad push would let invalid messages through.
         update = parse_schema_update(payload)
         if update is not None:
             station.schema = None if update.schema is None else Schema(update.schema)

@@ -7,8 +7,7 @@ It holds everything that depends on *which* schema type a station uses:
   standard library is imported until a schema of that type is compiled);
 * :func:`serialize_plain`, the encoding of messages for stations without a schema, which the
   JSON and GraphQL validators reuse;
-* one compiler and one :class:`Validator` per schema type (docs/protocol.md §8.8, docs/protocol.md
-§6, docs/protocol.md §7.2, §7.9) and
+* one compiler and one :class:`Validator` per schema type (docs/protocol.md §8.7, §8.8) and
   the :data:`VALIDATORS` table that ``_schemas.Schema`` picks from.
 
 :class:`SchemaInit`, the broker's description of one schema version, lives here because it is
@@ -65,6 +64,8 @@ _EXTRA: Final = "memphis-sansio[schemas]"
 UNSUPPORTED: Final = "unsupported message type"
 
 
+# Both a MemphisSchemaError (a produce on that station cannot proceed) and an ImportError (the usual
+# Python signal for a missing optional dependency).
 class MissingExtraError(MemphisSchemaError, ImportError):
     """A schema library is not installed; ``pip install 'memphis-sansio[schemas]'``."""
 
@@ -80,8 +81,8 @@ def _missing(library: str, exc: ImportError) -> MissingExtraError:
 
 
 def _import(module: str, library: str) -> Any:
-    # Deliberately lazy : nothing outside the stdlib is imported until a
-    # schema of that type is used.
+    # Deliberately lazy: nothing outside the stdlib is imported until a schema of that type is
+    # used, so ``memphis_core`` stays stdlib-only at import time (docs/protocol.md §8.7).
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -94,6 +95,8 @@ def _loaded(module: str) -> Any:
     A protobuf message or a GraphQL ``DocumentNode`` can only exist if its library is loaded,
     so this recognises them without importing anything.
     """
+    # Checking ``sys.modules`` instead of importing: a user who never imported protobuf cannot hold
+    # a protobuf message, so the test costs nothing for stations without one.
     return sys.modules.get(module)
 
 
@@ -113,7 +116,7 @@ def _is_graphql_document(message: object) -> bool:
 
 def compact_json(value: object) -> bytes:
     """JSON as the reports and the JSON/Avro validators send it."""
-    # Compact like Go's json.Marshal (docs/protocol.md §6.4), UTF-8 rather than \u escapes.
+    # Compact like Go's json.Marshal (docs/protocol.md §0.2), UTF-8 rather than \u escapes.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -127,12 +130,12 @@ def _jsonable(message: object) -> object | None:
 
 
 def serialize_plain(message: object) -> bytes:
-    """Serialise a message for a station *without* a schema (docs/protocol.md §6.4, .
+    """Serialise a message for a station *without* a schema (docs/protocol.md §6.3).
 
     * bytes-like: as is;
     * ``str``: its UTF-8 text. The Go SDK JSON-quotes strings (``"hi"`` is sent as ``"\\"hi\\""``);
-      we follow memphis-py and and send the text itself, which is what a
-      consumer in any language expects to read back;
+      we follow memphis-py and send the text itself, which is what a consumer in any language
+      expects to read back;
     * ``dict``/``list``/dataclass instance: compact JSON;
     * protobuf message: ``SerializeToString()``.
 
@@ -213,7 +216,7 @@ _ErrorsFn = Any  # (compiled schema, decoded value) -> error text or None
 
 
 def _b64(descriptor: str) -> bytes:
-    """Standard base64 (docs/protocol.md §8.2), tolerant of missing padding."""
+    """Standard base64 (docs/protocol.md §8.4), tolerant of missing padding."""
     try:
         return base64.b64decode(descriptor + "=" * (-len(descriptor) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -221,7 +224,7 @@ def _b64(descriptor: str) -> bytes:
 
 
 def _proto_dependency(name: str, pb2: Any, pool_mod: Any) -> Any:
-    # The broker runs protoc without --include_imports (docs/protocol.md §8.2), so imports such as
+    # The broker runs protoc without --include_imports (docs/protocol.md §8.4), so imports such as
     # google/protobuf/timestamp.proto are absent from the set. Well-known types ship with the
     # protobuf runtime: importing their *_pb2 module registers them in the default pool.
     if name.startswith("google/protobuf/") and name.endswith(".proto"):
@@ -248,6 +251,8 @@ def _compile_protobuf(init: SchemaInit) -> tuple[Any, Any, type[Exception]]:
         files = {f.name: f for f in pb2.FileDescriptorSet.FromString(_b64(init.descriptor)).file}
     except decode_error as exc:
         raise Invalid(f"invalid protobuf descriptor: {exc}") from None
+    # A shared pool would refuse a second version of the same ``.proto`` file name with different
+    # content, which is exactly what a schema update brings.
     pool = pool_mod.DescriptorPool()  # private pool: versions and stations never collide
     added: set[str] = set()
 
@@ -265,11 +270,12 @@ def _compile_protobuf(init: SchemaInit) -> tuple[Any, Any, type[Exception]]:
             raise Invalid(f"invalid protobuf descriptor {name}: {exc}") from None
         added.add(name)
 
-    # docs/protocol.md §8.7: the message lives in file ``<schema_name>_<version_number>.proto``. The
-    # broker names later versions' files ``_1.proto`` (broker quirk, docs/protocol.md §8.2), so if
-    # that
-    # file is missing we look for the message in the other files rather than give up.
+    # docs/protocol.md §8.4: the message lives in file ``<schema_name>_<version_number>.proto``.
+    # The real broker names later versions' files ``_1.proto`` (docs/protocol.md §12.2 item 7), so
+    # if that file is missing we look for the message in the other files rather than give up.
     wanted = f"{init.schema_name}_{init.version_number}.proto"
+    # The wanted file first, then the others in their order (``sorted`` is stable): memphis-py takes
+    # the first file, so a set with one file behaves the same in both SDKs.
     for name in sorted(files, key=lambda n: n != wanted):
         add(name)
         message = pool.FindFileByName(name).message_types_by_name.get(init.message_struct_name)
@@ -286,8 +292,7 @@ def _compile_json_schema(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
         raise Invalid(f"invalid json schema: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise Invalid("invalid json schema: not an object")
-    # docs/protocol.md §8.8: without ``$schema`` the Go library uses draft
-    # 2020-12.
+    # docs/protocol.md §8.7: without ``$schema`` the Go library uses draft 2020-12.
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -388,6 +393,8 @@ class _Protobuf(Validator):
             data = bytes(parsed.SerializePartialToString())
         else:
             raise Invalid(UNSUPPORTED, best_effort_bytes(message))
+        # Bytes built from a message object are parsed back too: the same check then applies to
+        # every input form, and required fields are reported in one wording.
         self._parse(data)
         return data
 
@@ -411,6 +418,8 @@ class _JsonSchema(Validator):
             raise Invalid(f"{prefix}{exc}", data) from None
 
     def serialize(self, message: object) -> bytes:
+        # Bytes and text must already be JSON: they are validated as given and sent unchanged, so
+        # the consumer reads back exactly what the producer passed (docs/protocol.md §8.8).
         if _is_bytes_like(message) or isinstance(message, str):
             data = serialize_plain(message)
             value = self._loads(data, "Bad JSON format - ")
@@ -439,6 +448,8 @@ class _Avro(_JsonSchema):
 
     def serialize(self, message: object) -> bytes:
         if _is_bytes_like(message) or isinstance(message, str):
+            # Avro values travel as JSON, not Avro binary, as every Memphis SDK sends them
+            # (docs/protocol.md §8.8); fastavro only checks that the JSON value fits the schema.
             data = serialize_plain(message)
             value = self._loads(data, "Bad Avro format - ")
             self._check(value, data)
@@ -458,6 +469,8 @@ class _GraphQL(Validator):
     def serialize(self, message: object) -> bytes:
         if _is_graphql_document(message):
             # Prefer the user's own text; print the AST only for documents built by hand.
+            # The parsed source keeps the user's formatting and comments; printing the AST would
+            # send a normalised query that differs from what the user wrote.
             loc = getattr(message, "loc", None)
             source = getattr(loc, "source", None)
             if source is not None:
@@ -474,9 +487,8 @@ class _GraphQL(Validator):
                 raise Invalid("invalid message format, expecting GraphQL", bytes(message)) from None
         else:
             raise Invalid(UNSUPPORTED, best_effort_bytes(message))
-        # docs/protocol.md §8.8: Go JSON-quotes a ``str`` here (quirk); we send the query text, as
-        # for
-        # stations without a schema (see serialize_plain).
+        # docs/protocol.md §12.1 item 8: Go JSON-quotes a ``str`` here; we send the query text,
+        # as for stations without a schema (see serialize_plain).
         data = _encode_text(text)
         self._check(text, data)
         return data

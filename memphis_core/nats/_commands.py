@@ -47,6 +47,9 @@ PONG: Final = b"PONG\r\n"
 
 # Whitespace and control characters end a protocol field; the server rejects them in names.
 _BAD_CHAR: Final = re.compile(r"[\x00-\x20\x7f]").search
+# Module-level caches, shared by every session of the process: subjects are validated the same way
+# for all of them. Cleared wholesale when full, which is cheaper than LRU bookkeeping and only
+# matters to a client that produces to thousands of distinct subjects.
 _CACHE_LIMIT: Final = 4096
 _pub_cache: dict[str, bytes] = {}
 _sub_cache: dict[str, bytes] = {}
@@ -64,6 +67,8 @@ def _check_subject(subject: object, *, wildcards: bool, what: str = "subject") -
         raise LocalProtocolError(f"{what} must be str, not {type(subject).__name__}")
     if not subject or _BAD_CHAR(subject) is not None:
         raise LocalProtocolError(f"invalid {what} {subject!r}")
+    # Split on ``.`` only: Memphis internal names contain ``#`` and ``$`` (``orders#eu$1.final``),
+    # which are ordinary subject bytes for NATS (docs/protocol.md §5.2, §5.5).
     tokens = subject.split(".")
     last = len(tokens) - 1
     for index, token in enumerate(tokens):
@@ -78,6 +83,8 @@ def _check_subject(subject: object, *, wildcards: bool, what: str = "subject") -
 
 
 def _pub_subject(subject: str, what: str = "subject") -> bytes:
+    # ``type(...) is str``: a str subclass could hash like a cached subject and yet encode
+    # differently; such values take the checked path.
     encoded = _pub_cache.get(subject) if type(subject) is str else None
     if encoded is None:
         encoded = _check_subject(subject, wildcards=False, what=what)
@@ -130,6 +137,8 @@ def encode_connect(options: Mapping[str, object]) -> bytes:
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"CONNECT options are not JSON-serialisable: {exc}") from None
     # ensure_ascii (the default) escapes everything non-ASCII, so the line is pure ASCII.
+    # A control line must fit max_control_line (4 KiB by default) on the server; CONNECT is small,
+    # so no size check here.
     return b"CONNECT " + body.encode("ascii") + b"\r\n"
 
 
@@ -168,6 +177,8 @@ def encode_hpub(
     """
     subj = _pub_subject(subject)
     hdr = header_block if type(header_block) is bytes else _payload_bytes(header_block)
+    # Only the frame is checked, not each line: a wrong size would desynchronise the server's parser
+    # and close the connection, while a bad header line only concerns that message.
     if hdr[:8] != b"NATS/1.0" or hdr[-4:] != b"\r\n\r\n" or len(hdr) < 12:
         raise LocalProtocolError("header_block must be a NATS/1.0 block ending in CRLF CRLF")
     data = payload if type(payload) is bytes else _payload_bytes(payload)
@@ -203,6 +214,8 @@ def encode_sub(subject: str, sid: int, queue: str | None = None) -> bytes:
             _sub_cache.clear()
         _sub_cache[subject] = subj
     _check_sid(sid)
+    # Queue groups are how DLS resends reach one member of a consumer group (docs/protocol.md
+    # §7.10); plain subscriptions have none.
     if queue is None:
         return b"SUB %b %d\r\n" % (subj, sid)
     if not isinstance(queue, str) or not queue or _BAD_CHAR(queue) is not None:
@@ -232,15 +245,21 @@ Payload = bytes | bytearray | memoryview
 def connect_fields(
     *, name: str, tls: bool, token: str | None, user: str | None, password: str | None
 ) -> dict[str, object]:
-    """The fields of the CONNECT JSON (docs/protocol.md, "Connection").
+    """The fields of the CONNECT JSON (docs/protocol.md §1.2, §1.3).
 
     ``headers`` and ``no_responders`` are always on: Memphis needs headers, and a 503 is how a
     request to a subject nobody serves fails fast instead of timing out.
     """
     options: dict[str, object] = {
+        # Verbose off: no +OK per command. Errors still come as -ERR, and the handshake PING's PONG
+        # is the acknowledgement we need.
         "verbose": False,
         "pedantic": False,
+        # Tells the server we expect TLS; the upgrade itself is negotiated after INFO
+        # (docs/protocol.md §1.5).
         "tls_required": tls,
+        # The Memphis broker learns our connection id only from this field (``<uuid>::<user>``,
+        # docs/protocol.md §1.3): there is no handshake request.
         "name": name,
         "lang": "python",
         "version": __version__,
@@ -252,6 +271,8 @@ def connect_fields(
     if token is not None:
         options["auth_token"] = token
     else:
+        # The session picked ``<username>$<account>`` or the bare name (docs/protocol.md §1.2); the
+        # encoder just writes what it is given.
         options["user"] = user
         options["pass"] = password
     return options
@@ -283,9 +304,14 @@ def encode_request(
         except TypeError:
             raise LocalProtocolError("payload must be bytes-like") from None
     if headers:
+        # Pre-encoded bytes come from the produce path, which builds its block itself (the SDK
+        # headers plus the user's) once per message; everything else goes through the checked
+        # encoder.
         block = headers if isinstance(headers, bytes) else encode_header_block(headers)
         hlen = len(block)
         size = hlen + len(data)
+        # Header block included: nats-server's max_payload limits the whole HPUB body, and exceeding
+        # it makes the server close the connection, not just refuse the message.
         if size > max_payload:
             raise _too_large(size, max_payload)
         return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subj, reply, hlen, size, block, data)

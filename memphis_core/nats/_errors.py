@@ -26,6 +26,8 @@ class MemphisError(Exception):
     """Base class of every error this library raises on purpose."""
 
 
+# Raised synchronously by the call that was given the bad input, never later through an event:
+# nothing has been queued, so the connection is unaffected.
 class LocalProtocolError(MemphisError, ValueError):
     """The caller asked for something invalid; nothing was sent.
 
@@ -36,7 +38,10 @@ class LocalProtocolError(MemphisError, ValueError):
 class RemoteProtocolError(MemphisError):
     """The server sent something that breaks the NATS protocol or our limits.
 
-    Once raised from ``receive_data`` the connection is poisoned: every later call raises again.
+    Raised by the parser; ``receive_data`` never lets it escape: the session reports it in a
+    ``Disconnected`` event, ignores whatever still arrives on that transport (it is poisoned)
+    and applies the reconnect policy. It also reaches callers from ``Msg.headers`` when a header
+    line of a received message is malformed.
     """
 
 
@@ -48,14 +53,20 @@ class ConnectionClosedError(MemphisConnectError):
     """The connection is closed (by the user, or after reconnects were exhausted)."""
 
 
+# A ``TimeoutError`` too, so ``except TimeoutError`` in frontend code catches it; its text is the Go
+# SDK's ``memphis: timeout`` (docs/protocol.md §0.3, §2.1).
 class RequestTimeoutError(MemphisError, TimeoutError):
     """A request or a publish acknowledgement did not arrive in time."""
 
 
+# Not a subclass of RequestTimeoutError: control requests retry timeouts only (docs/protocol.md
+# §2.1), and nobody listening is an answer, not a lost request.
 class NoRespondersError(MemphisError):
     """A request went to a subject nobody listens on (NATS status 503)."""
 
 
+# Only requests that cannot be replayed (pulls) fail with this; replayable ones (control requests,
+# produces) wait for the next connection instead (docs/cluster-client.md).
 class ConnectionLostError(MemphisConnectError):
     """The connection dropped while a request that is not replayed was waiting for its reply."""
 

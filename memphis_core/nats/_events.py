@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 
+# Slotted classes with value equality instead of dataclasses: events are made per reply on the
+# produce and pull paths, and tests compare them by value.
 class _Base:
     __slots__ = ()
 
@@ -110,6 +112,8 @@ class ServerError(_Base):
         self.message = message
 
 
+# Internal to the core: the Memphis layer consumes these, frontends never see them (they are not a
+# ``TransportEvent``).
 class ReplyReceived(_Base):
     """A reply for request ``token`` arrived on the shared inbox."""
 
@@ -139,6 +143,8 @@ class FlushCompleted(_Base):
         self.token = token
 
 
+# ``Msg`` is a session event as it is, not wrapped: push messages are the most frequent event after
+# replies, and a wrapper per message would be pure overhead.
 SessionEvent = (
     TLSUpgradeRequired
     | Connected

@@ -105,6 +105,9 @@ class Msg:
     def headers(self) -> Headers | None:
         headers = self._headers
         if headers is None and self._raw_headers is not None:
+            # The status was taken from the block by the parser already; only the header lines
+            # are new. A malformed line raises RemoteProtocolError here, to whoever reads the
+            # headers, rather than in the parser.
             _, _, headers = parse_header_block(self._raw_headers)
             self._headers = headers  # raw is kept: raw_headers stays byte-exact
         return headers
@@ -112,6 +115,8 @@ class Msg:
     @headers.setter
     def headers(self, value: Headers | None) -> None:
         self._headers = value
+        # Setting headers by hand invalidates the raw block, or ``raw_headers`` would describe other
+        # headers than ``headers``.
         self._raw_headers = None
 
     @property
@@ -121,6 +126,8 @@ class Msg:
             return self._raw_headers
         if self._headers is None:
             return None
+        # Re-encoding keeps the status line: a hand-built 503 must still read as a 503 when
+        # forwarded.
         return encode_header_block(self._headers, status=self.status, description=self.description)
 
     def __eq__(self, other: object) -> bool:
@@ -154,6 +161,8 @@ class Msg:
         return f"Msg({self.subject!r}, {self.sid!r}, {self.reply!r}, {self.payload!r}{extra})"
 
 
+# PING, PONG and +OK carry nothing: one shared instance each saves an allocation per frame, and
+# equality by type keeps ``frame == Ping()`` working in tests.
 class _Singleton:
     __slots__ = ()
 
@@ -205,6 +214,7 @@ class Err:
         return f"Err({self.message!r})"
 
 
+# The parser returns these shared instances; nothing may mutate them (they have no fields).
 PING_FRAME: Final = Ping()
 PONG_FRAME: Final = Pong()
 OK_FRAME: Final = Ok()

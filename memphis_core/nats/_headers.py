@@ -13,7 +13,7 @@ control, ``404 No Messages``, ``408 Request Timeout``, ``409 ...`` (JetStream pu
 ``503`` (no responders for a request).
 
 Keys keep their case and lookups are case-sensitive: nats.go and the Memphis SDKs never
-canonicalise keys (docs/protocol.md §6.4), and the consumer-side ``$memphis``
+canonicalise keys (docs/protocol.md §6.5), and the consumer-side ``$memphis``
 prefix filter relies on that. A key may appear several times; order is kept.
 
 Text is decoded as UTF-8 with ``surrogateescape``: any other publisher on a subject we listen to
@@ -39,6 +39,8 @@ __all__ = [
 
 HEADER_VERSION_LINE: Final = b"NATS/1.0"
 _VERSION_STR: Final = "NATS/1.0"
+# The smallest legal block is 12 bytes (version line plus the blank line): the ``len < 12`` tests
+# below reject anything shorter before indexing into it.
 _EMPTY_BLOCK: Final = b"NATS/1.0\r\n\r\n"
 
 # A key is one non-empty run of bytes with no ':' (the separator), no whitespace and no control
@@ -90,6 +92,8 @@ class Headers:
         self._first: dict[str, str] = {}
         if initial is not None:
             pairs: Iterable[tuple[str, str]]
+            # Copying from another ``Headers`` re-validates nothing: its pairs were checked when
+            # added.
             if isinstance(initial, Headers):
                 pairs = initial._items
             elif isinstance(initial, Mapping):
@@ -122,6 +126,8 @@ class Headers:
         _check_key(key)
         _check_value(key, value)
         self._items.append((key, value))
+        # ``setdefault``: the first value wins for ``[]`` and ``get``, as in nats.go's
+        # ``Header.Get`` and as Memphis consumers expect (docs/protocol.md §7.14).
         self._first.setdefault(key, value)
 
     def __getitem__(self, key: str) -> str:
@@ -210,6 +216,8 @@ def encode_header_block(
             parts = [_VERSION_STR, f" {status}\r\n"]
     if headers is not None:
         pairs = headers._items if isinstance(headers, Headers) else headers.items()
+        # A ``Headers`` validated its pairs on ``add``; a plain mapping from the user has not, and a
+        # CR or LF in it would let a value smuggle a header line into the block.
         trusted = isinstance(headers, Headers)
         for key, value in pairs:
             if not trusted:
@@ -227,6 +235,7 @@ def _parse_status(line: str) -> tuple[int | None, str]:
     # `line` is the first line minus "NATS/1.0". nats.go reads the status as the 3 characters
     # after the version and the rest (trimmed) as the description. (Never empty: the caller
     # handles "NATS/1.0" directly followed by CRLF.)
+    # ``NATS/1.0503`` is not a status: a separator is required, as nats.go requires one.
     if line[0] not in " \t" or "\r" in line or "\n" in line:
         raise RemoteProtocolError(f"malformed header version line {_VERSION_STR + line!r}")
     rest = line.strip(" \t")
@@ -251,6 +260,8 @@ def parse_status_line(block: bytes) -> tuple[int | None, str]:
     """
     if block[:8] != HEADER_VERSION_LINE or block[-4:] != b"\r\n\r\n" or len(block) < 12:
         raise RemoteProtocolError("malformed header block: bad version line or terminator")
+    # Status lines are parsed eagerly because the session dispatches on them (503, 404, 408, 409,
+    # 100, docs/protocol.md §6.7, §7.6), while user headers wait until someone reads them.
     if block[8:10] == b"\r\n":  # the common case: user headers, no status
         return None, ""
     eol = block.find(b"\r\n", 8)
@@ -283,5 +294,7 @@ def parse_header_block(block: bytes) -> tuple[int | None, str, Headers]:
             not sep or not key or _BAD_KEY(key) is not None
         ):
             raise RemoteProtocolError(f"malformed header line {line!r}")
+        # Values are trimmed like MIME header values (nats.go uses a MIME reader), so ``k:  v`` and
+        # ``k: v`` read the same; keys are not, since their case and bytes matter (§6.5).
         append((key, value.strip(" \t")))
     return status, description, Headers._trusted(items)

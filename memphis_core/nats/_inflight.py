@@ -33,11 +33,17 @@ class PendingRequest:
         self.data = data
         self.deadline = deadline
         self.multi = multi
+        # False for pulls: a pull re-sent on a new connection would fetch a batch nobody waits for.
         self.replay = replay
+        # Whether the request reached the current transport. A request made offline, or held back by
+        # a delay, is unsent; ``_lost`` resets it for replayable requests so the next handshake
+        # writes them.
         self.sent = False
         self.sid = 0  # a multi-reply request's own inbox subscription (0 = the shared inbox)
 
 
+# Requests waiting for a reply, by token, with their deadlines. Only the session uses it; the token
+# is also the last subject token of the reply inbox, which is how a reply finds its request.
 class InFlight:
     __slots__ = ("_heap", "_requests")
 
@@ -50,11 +56,17 @@ class InFlight:
 
     def __iter__(self) -> Iterator[PendingRequest]:
         """Live requests in creation (token) order, the order a replay must use."""
+        # Sorted rather than relying on dict order: replay order is creation order, which is what
+        # the broker must see so that produces of one producer keep their order across a reconnect.
         return iter(sorted(self._requests.values(), key=_by_token))
 
     def add(self, request: PendingRequest) -> None:
         self._requests[request.token] = request
         heap = self._heap
+        # Entries of answered requests stay in the heap (removing from the middle of a heap is
+        # O(n)). Rebuild when they outnumber the live ones: an async-produce stream answers
+        # thousands of requests a second, and the heap would otherwise grow with every message ever
+        # sent.
         if len(heap) > 2 * len(self._requests) + 64:
             heap[:] = [(r.deadline, r.token) for r in self._requests.values()]
             heapq.heapify(heap)
@@ -80,6 +92,8 @@ class InFlight:
         while heap:
             deadline, token = heap[0]
             request = requests.get(token)
+            # A token's heap entry can be stale even when the token is live: comparing the deadline
+            # guards against an entry that belongs to an earlier deadline of the same request.
             if request is not None and request.deadline == deadline:
                 return deadline
             heapq.heappop(heap)
@@ -128,6 +142,8 @@ class KeepalivePing:
         return "KeepalivePing()"
 
 
+# One shared instance: a keepalive PING carries no data, and the PONG handler only needs its type to
+# know that nothing has to be completed.
 keepalive_ping: Final = KeepalivePing()
 
 

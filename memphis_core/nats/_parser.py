@@ -68,6 +68,8 @@ from ._headers import parse_status_line
 __all__ = ["ParseError", "Parser"]
 
 _MIN_LINE_LIMIT: Final = 16
+# A client holds a handful of subscriptions (docs/protocol.md §1.6) plus one per pull in flight;
+# 1024 distinct sids only happen with a server sending sids we never chose.
 _SID_CACHE_LIMIT: Final = 1024
 # Field separators as nats-server and nats.go split arguments: SP, HT and CR (a LF always ends
 # the line here). bytes.split() also splits on VT and FF, which those treat as token bytes.
@@ -157,6 +159,8 @@ class Parser:
                 raise LocalProtocolError(f"{name} must be an int >= {_MIN_LINE_LIMIT}")
         self.max_control_line = max_control_line
         self.max_header_size = max_header_size
+        # An INFO limit below the control-line limit would make INFO the one line that cannot be as
+        # long as any other.
         self.max_info_line = max(max_info_line, max_control_line)
         self._max_payload = 0
         self.max_payload = max_payload
@@ -198,6 +202,9 @@ class Parser:
         """
         if self._error is not None:
             raise ParseError(f"parser failed earlier: {self._error}", []) from self._error
+        # One copy up front for bytearray and memoryview input: the parser's offsets and slices
+        # assume an immutable buffer (see the module docstring), and frames must not change under
+        # the caller.
         if type(data) is not bytes:
             data = bytes(data)
         frames: list[Frame] = []
@@ -369,6 +376,8 @@ class Parser:
                 continue
             # Consecutive messages mostly share a subscription (a pull batch): compare
             # with the previous sid before paying for a dict lookup.
+            # ``last_sid_b`` persists only within one ``_parse`` call: a new read starts with a dict
+            # lookup, which is cheap enough once per buffer.
             if sid_b != last_sid_b:
                 cached = sids.get(sid_b)
                 last_sid = cached if cached is not None else self._new_sid(sid_b, line)
@@ -380,6 +389,8 @@ class Parser:
                 raise RemoteProtocolError(
                     f"{op.decode()} of {size} bytes exceeds max_payload {max_payload}"
                 )
+            # Checked before waiting for the payload: a bogus size must fail now, not after the
+            # parser has buffered up to max_payload bytes for it.
             if hsize > size or hsize > max_header:
                 raise RemoteProtocolError(
                     f"HMSG header size {hsize} exceeds the total {size} or "
@@ -403,6 +414,8 @@ class Parser:
             start = eol + 1
             end = start + size
             if end + 2 > n:
+                # The control line is kept parsed: when the rest of the payload arrives it is
+                # sliced, never re-parsed (see the module docstring).
                 self._pending = (subject, last_sid, reply, hsize, size)
                 pos = start
                 break
@@ -469,6 +482,8 @@ class Parser:
             return PING_FRAME if op == b"PING" else PONG_FRAME if op == b"PONG" else OK_FRAME
         if op == b"-ERR":
             # nats-server quotes the text: -ERR 'Authorization Violation'
+            # Matched on the unquoted text by the session: authorization violations start the
+            # plain-username retry (docs/protocol.md §1.2), permission errors keep the connection.
             if len(rest) >= 2 and rest[:1] == b"'" and rest[-1:] == b"'":
                 rest = rest[1:-1]
             return Err(rest.decode("utf-8", "surrogateescape"))

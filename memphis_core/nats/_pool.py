@@ -47,6 +47,9 @@ def parse_server(text: str, default_port: int) -> tuple[Server, str | None]:
     scheme: str | None = None
     rest = text.strip()
     head, sep, tail = rest.partition("://")
+    # Only the NATS schemes are stripped here; ``http://`` and ``https://`` are removed earlier by
+    # the option builder (docs/protocol.md §1.1, the Go SDK's habit), and any other scheme is left
+    # in the host so that the dial fails with a name the user can recognise.
     if sep and head.lower() in ("nats", "tls"):
         scheme, rest = head.lower(), tail
     rest = rest.rstrip("/")
@@ -60,6 +63,8 @@ def parse_server(text: str, default_port: int) -> tuple[Server, str | None]:
                 port = int(after[1:])
             elif after:
                 raise LocalProtocolError(f"bad server address {text!r}")
+    # Exactly one colon: ``host:port``. Two or more without brackets is a bare IPv6 literal, whose
+    # last group may well be all digits (``::1``), so no port is split off.
     elif rest.count(":") == 1:
         name, _, digits = rest.rpartition(":")
         if digits.isdigit():
@@ -116,14 +121,19 @@ class ServerPool:
         self._discover = discover
         entries: list[_Entry] = []
         for server in servers:
+            # Duplicates dropped in given order, before the shuffle: a server listed twice would
+            # otherwise get twice the share of first connects and be retried twice per round.
             if all(e.server != server for e in entries):
                 entries.append(_Entry(server, discovered=False))
         if randomize:
             rng.shuffle(entries)
         self._entries = entries
+        # The head of the list is always the next server to dial; ``rotate`` keeps it that way.
         self._current = entries[0]
         # The first connect tries each given server once, then gives up (a refused first
         # connect is not retried, as in the Memphis SDKs; docs/cluster-client.md).
+        # Counts the servers left *after* the first one: the first dial is made by the frontend
+        # before any failure is reported.
         self._initial_left = len(entries) - 1
         # A TLS name for discovered servers given as IP literals: a cluster advertises its
         # nodes by address, but their certificates name the host the user gave (nats.go).
@@ -145,6 +155,8 @@ class ServerPool:
     def tls_hostname(self) -> str:
         """The name to verify the current server's certificate against."""
         entry = self._current
+        # Given servers are always checked against their own name: only addresses the cluster
+        # advertised (connect_urls are usually IPs) borrow the user's host name.
         if entry.discovered and _is_ip(entry.server[0]) and self._tls_name is not None:
             return self._tls_name
         return entry.server[0]
@@ -162,6 +174,9 @@ class ServerPool:
             if not isinstance(url, str):
                 continue
             try:
+                # connect_urls are the nodes' client addresses as ``host:port``; the NATS default
+                # 4222 only fills in for an entry without a port (the Memphis 6666 is a setting of
+                # the user's, not of the cluster's nodes).
                 server, _ = parse_server(url, 4222)
             except LocalProtocolError:
                 continue
@@ -170,9 +185,13 @@ class ServerPool:
         self._entries = [
             e
             for e in self._entries
+            # The current server stays even if no longer advertised: dropping it would lose its
+            # ``last_attempt`` and let ``due`` redial it at once after a loss.
             if not e.discovered or e is self._current or e.server in advertised
         ]
         known = {e.server for e in self._entries}
+        # Shuffled among themselves only and appended: given servers keep priority over discovered
+        # ones, whose addresses may not even be reachable from the client.
         fresh = [_Entry(s, discovered=True) for s in advertised if s not in known]
         if self._randomize:
             self._rng.shuffle(fresh)
@@ -193,6 +212,7 @@ class ServerPool:
         """Move the current server to the end; the head is the next to dial. Returns it."""
         entries = self._entries
         current = self._current
+        # With one server there is nothing to rotate; ``due`` alone spaces its attempts.
         if len(entries) > 1:
             entries.remove(current)
             entries.append(current)
@@ -204,4 +224,6 @@ class ServerPool:
         last = self._current.last_attempt
         if last is None:
             return now
+        # Measured from the last attempt on *this* server, not from the loss: a failover to a node
+        # not tried recently costs no wait (docs/cluster-client.md, "Reconnecting and failover").
         return max(now, last + interval)

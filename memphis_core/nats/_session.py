@@ -50,12 +50,18 @@ from ._state import (
 
 __all__ = ["Session"]
 
+# sid 1 is reserved for the shared ``<inbox>.*`` subscription made with every CONNECT; user
+# subscriptions and per-pull inboxes count up from 2, so a MSG on sid 1 is always a reply and its
+# last subject token is the request token (``_on_msg``).
 _INBOX_SID: Final = 1
 # The NATS default before the server's INFO tells us the real limit (docs.nats.io: max_payload).
 _DEFAULT_MAX_PAYLOAD: Final = 1_048_576
 # -ERR texts after which nats-server keeps the connection open (docs.nats.io, Client Protocol,
 # "-ERR"): every other -ERR is followed by the server closing the socket.
 _NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
+# Matched lower-cased and as a substring: nats-server sends it quoted and capitalised (-ERR
+# 'Authorization Violation'), and it is the one text that triggers the plain-username retry of
+# docs/protocol.md §1.2.
 _AUTH_VIOLATION: Final = "authorization violation"
 
 
@@ -115,6 +121,8 @@ class Session:
         randomize_servers: bool = True,
         rng: random.Random | None = None,
     ) -> None:
+        # Checked again here, not only in the option builder: the session is usable on its own
+        # (tests, other NATS uses), and a session with no credentials would only fail at the server.
         connection_token = connection_token or None  # "" means "not given", as in the Go SDK
         password = password or None
         if (connection_token is None) == (password is None):
@@ -127,8 +135,13 @@ class Session:
         self.connection_id = connection_id or str(uuid.uuid4())
         self._token = connection_token
         self._password = password
+        # Token mode sends no NATS user at all; password mode starts with the multi-tenant form
+        # (``root$1``) and may fall back to the bare name once (docs/protocol.md §1.2). The choice
+        # sticks for every later reconnect, since it lives on the session, not on the transport.
         self._nats_user = f"{username}${account_id}" if password is not None else None
         self._reconnect = reconnect
+        # reconnect=False is the same policy as "zero attempts allowed" (docs/protocol.md §1.1), so
+        # ``_lost`` needs only one test.
         self._max_reconnect = max_reconnect if reconnect else 0
         self._reconnect_interval = reconnect_interval
         self._timeout = timeout
@@ -152,6 +165,7 @@ class Session:
         self.max_payload: int = _DEFAULT_MAX_PAYLOAD  # until the server's INFO says otherwise
         self._ever_connected = False
         self._attempts = 0  # reconnect attempts since the last connection proved useful
+        # A placeholder until ``connection_made`` makes the parser of the first transport.
         self._parser = Parser()
         self._out: list[bytes] = []
         self._offline: list[bytes] = []  # publishes made while not connected
@@ -162,15 +176,22 @@ class Session:
         self._reconnect_at: float | None = None
         self._ping_at: float | None = None
         self._pings_out = 0  # unanswered keepalive PINGs
+        # Keepalive, flush and drain PINGs share one queue because the server answers PINGs in the
+        # order it read them: the n-th PONG belongs to the n-th PING, whatever its purpose.
         self._pong_waiters: deque[PongWaiter] = deque()  # what each PING in flight is for
         self._flushes_unsent: list[FlushPing] = []
 
+        # Sids are never reused within a session: a late MSG for a dropped subscription must not be
+        # mistaken for one of a newer subscription that happened to get the same number.
         self._next_sid = _INBOX_SID + 1
         self._subs: dict[int, Subscription] = {}
         prefix = inbox_prefix or f"_INBOX.{uuid.uuid4().hex}"
         self._inbox = prefix + "."
+        # Requests are encoded on the hot path (every produce): keep the inbox as bytes so the reply
+        # subject is one %-format, not an encode per request.
         self._inbox_bytes = cmd.subject_bytes(prefix) + b"."
         self._inbox_len = len(self._inbox)
+        # Tokens start at 1 so that 0 can mean "no request" in ``_request_sids.get(sid, 0)``.
         self._next_token = 1
         self._requests = InFlight()
         self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
@@ -213,9 +234,13 @@ class Session:
 
     def connection_made(self, now: float) -> None:
         """A new transport is open (first connect, or after ``ReconnectDue``)."""
+        # A fresh parser per transport: bytes left over from the dead one (half a MSG) would
+        # otherwise be glued to the new server's INFO and poison the parse.
         self.state = transition(self.state, Input.CONNECTION_MADE)
         self._parser = Parser()
         self._out.clear()  # anything queued for the dead transport is replayed from state
+        # The timeout covers everything up to the handshake PONG (INFO, TLS, CONNECT), as the Go
+        # SDK's connect timeout does (docs/protocol.md §1.1).
         self._handshake_deadline = now + self._timeout
 
     def connection_failed(self, now: float, error: BaseException | str) -> None:
@@ -225,6 +250,8 @@ class Session:
         server it concerns (a field report: "[Errno 111] Connection refused", but where?).
         """
         server = self.current_server
+        # Errors of our own (already typed, already worded) keep their text; raw OSErrors and
+        # strings from the frontend get the server prefixed.
         if server is not None and not isinstance(error, err.MemphisError):
             error = f"{server[0]}:{server[1]}: {error or type(error).__name__}"
         if self.state is ConnState.IDLE:
@@ -234,9 +261,13 @@ class Session:
             if pool is None or not pool.initial_left():
                 self._give_up(_as_connect_error(error), Input.GIVE_UP)
                 return
+            # Remember the failure time, so that this server is not re-dialled within
+            # reconnect_interval once the pool wraps around to it again.
             pool.failed(now)
             pool.rotate()
             self.state = transition(self.state, Input.LOST)
+            # No pause between the given servers on the first connect: each is tried once, in pool
+            # order, one right after the other (docs/cluster-client.md, "First connect").
             self._reconnect_at = now
             self._events.append(ev.Disconnected(_as_connect_error(error), now))
             return
@@ -254,6 +285,9 @@ class Session:
         a ``RemoteProtocolError`` (that transport is poisoned; bytes still arriving on it are
         ignored) and the reconnect policy applies.
         """
+        # Bytes that arrive in other states (after a loss, during the TLS upgrade) belong to a
+        # transport the session no longer reads: dropping them keeps a dying socket from reaching
+        # the parser of the next one.
         if self.state not in READING_STATES:
             return
         if not data:
@@ -272,6 +306,8 @@ class Session:
             if isinstance(frame, Msg):  # by far the most frequent: test it first
                 self._on_msg(frame)
             elif isinstance(frame, Ping):
+                # Answer at once, in every state after INFO: nats-server closes a client that leaves
+                # its PINGs unanswered (max_pings_out), even mid-handshake.
                 self._out.append(cmd.PONG)
             elif isinstance(frame, Pong):
                 self._on_pong(now)
@@ -311,6 +347,8 @@ class Session:
             MemphisConnectError: disconnected and the reconnect buffer is full.
         """
         self._check_open()
+        # Checked against the server's max_payload here, before queueing: a too-large PUB would make
+        # nats-server close the whole connection (-ERR 'Maximum Payload Violation').
         self._queue(encode_publish(subject, payload, headers, reply, self.max_payload))
 
     def publish_to_reply(self, reply: str, payload: bytes) -> None:
@@ -325,6 +363,7 @@ class Session:
         """
         self._check_open()
         self._queue(
+            # Acks carry no headers and no reply (docs/protocol.md §7.8): a plain PUB is enough.
             b"PUB %b %d\r\n%b\r\n"
             % (reply.encode("utf-8", "surrogateescape"), len(payload), payload)
         )
@@ -333,6 +372,8 @@ class Session:
         if self.state is ConnState.CONNECTED:
             self._out.append(data)
             return
+        # The offline buffer is bounded (8 MiB by default, docs/cluster-client.md): an app that
+        # keeps acking through a long outage must get an error, not unbounded memory growth.
         if self._offline_size + len(data) > self._buffer_limit:
             raise err.MemphisConnectError("disconnected and the reconnect buffer is full")
         self._offline.append(data)
@@ -378,6 +419,8 @@ class Session:
             if multi
             else b"%b%d" % (self._inbox_bytes, token)
         )
+        # Encoded once and kept: a replay after a reconnect writes the very same bytes, so the reply
+        # subject (and a msg-id header) stay identical and the broker's dedup still works.
         data = encode_request(subject, payload, headers, reply, self.max_payload)
         self._next_token = token + 1
         request = PendingRequest(token, data, now + timeout, multi, replay)
@@ -385,11 +428,18 @@ class Session:
             request.sid = self._next_sid
             self._next_sid += 1
             self._request_sids[request.sid] = token
+            # The SUB travels in the same bytes as the request, before it: the server must know the
+            # inbox before it can route the first pulled message to it, and on a replay both must be
+            # re-sent together (a new transport has no subscriptions).
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
         self._requests.add(request)
         if delay > 0:
+            # Registered in ``_requests`` at once (so the deadline already runs and a reconnect
+            # replays it), but held back from the wire until the delay is over.
             heapq.heappush(self._delayed, (now + delay, token))
+        # Made while not connected: stays unsent, and ``_on_connected`` writes it after the next
+        # handshake together with the rest of the replay.
         elif self.state is ConnState.CONNECTED:
             request.sent = True
             self._out.append(data)
@@ -426,6 +476,9 @@ class Session:
         sid = request.sid
         del self._request_sids[sid]
         self._draining[sid] = token
+        # UNSUB then PING: the server handles a client's commands in order, so once the PONG comes
+        # back no message for this inbox can still be in the pipe; until then, messages already
+        # routed keep arriving on ``_draining`` and are given back (docs/protocol.md §7.7).
         self._out.append(cmd.encode_unsub(sid))
         self._out.append(cmd.PING)
         self._pong_waiters.append(DrainPing(sid))
@@ -442,6 +495,8 @@ class Session:
         data = cmd.encode_sub(subject, sid, queue)
         self._next_sid = sid + 1
         self._subs[sid] = Subscription(sid, subject, queue)
+        # Before CONNECT is sent, the SUB would be written ahead of it; ``_send_connect`` replays
+        # every subscription anyway, so just record it.
         if self.state in CONNECT_SENT:
             self._out.append(data)
         return sid
@@ -454,6 +509,8 @@ class Session:
         if max_msgs is None or max_msgs <= 0:
             del self._subs[sid]
         else:
+            # Kept so that a replay after a reconnect re-sends the UNSUB with what is left of the
+            # max, not the original count.
             sub.remaining = max_msgs
         if self.state in CONNECT_SENT:
             self._out.append(cmd.encode_unsub(sid, max_msgs))
@@ -467,6 +524,8 @@ class Session:
             self._pong_waiters.append(FlushPing(token))
             self._out.append(cmd.PING)
         else:
+            # A flush made offline is answered by the first transport that works: its PING goes out
+            # after the replay, so its PONG means "the replay was processed".
             self._flushes_unsent.append(FlushPing(token))
         return token
 
@@ -488,6 +547,8 @@ class Session:
             if request is not None and not request.sent:
                 candidates.append(delayed[0][0])
                 break
+            # Stale heap entries are dropped lazily here rather than on cancel, which keeps cancel
+            # O(1).
             heapq.heappop(delayed)  # answered, cancelled or sent early (a reconnect replay)
         return min(candidates) if candidates else None
 
@@ -498,11 +559,18 @@ class Session:
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self.state = transition(self.state, Input.RECONNECT_TIMER)
+            # The session does not dial: the frontend does, and reports back through
+            # ``connection_made`` or ``connection_failed`` (docs/sansio.md §2).
             self._events.append(ev.ReconnectDue(self._attempts, self.current_server))
         if self._ping_at is not None and now >= self._ping_at:
+            # nats.go's rule: a PING is due and max_pings_out are already unanswered. A silently
+            # dead TCP peer (a node that lost power) is only noticed this way (docs/protocol.md
+            # §1.4).
             if self._pings_out >= self._max_pings_out:
                 self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
             else:
+                # Keepalive PINGs go in the same queue as flush PINGs: a flush pending behind a
+                # keepalive is then completed by the right PONG.
                 self._pings_out += 1
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
@@ -515,6 +583,8 @@ class Session:
                 request.sent = True
                 self._out.append(request.data)
             # Offline, it stays unsent: the replay after the next handshake sends it.
+        # Expiry runs after the delayed sends above, so a delayed request whose deadline is also due
+        # fails with a timeout instead of being sent and forgotten.
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
@@ -543,11 +613,18 @@ class Session:
         sid = msg.sid
         if sid == _INBOX_SID:
             try:
+                # Replies on the shared inbox are routed by the subject's last token, which is the
+                # request token: no per-request subscription, so a produce costs one PUB, not
+                # SUB+PUB+UNSUB.
                 token = int(msg.subject[self._inbox_len :])
             except ValueError:
                 return  # not one of ours (cannot happen with our own inbox; be robust)
         else:
+            # A pull's messages arrive with their stream subject (docs/protocol.md §7.6), so only
+            # the sid of the pull's own inbox ties them to the request.
             token = self._request_sids.get(sid, 0)
+            # An abandoned pull whose UNSUB is not yet confirmed: hand the message over anyway so
+            # its owner can nack it, rather than let it wait out max_ack_time.
             if not token and sid in self._draining:
                 self._events.append(ev.ReplyReceived(self._draining[sid], msg))
                 return
@@ -555,6 +632,9 @@ class Session:
             request = self._requests.get(token)
             if request is None:
                 return  # late reply to a request that timed out or was cancelled
+            # No responders (the client announced ``no_responders``, docs/protocol.md §1.3): the
+            # server answers at once with an empty 503 instead of letting the request time out. It
+            # ends even a multi-reply request: nobody will ever answer it.
             if msg.status == 503:
                 self._requests.pop(token)
                 self._release(request)
@@ -564,6 +644,8 @@ class Session:
                     )
                 )
                 return
+            # The first reply ends a single-reply request; later duplicates are dropped
+            # (docs/protocol.md §2.1).
             if not request.multi:
                 self._requests.pop(token)
             self._events.append(ev.ReplyReceived(token, msg))
@@ -571,6 +653,8 @@ class Session:
         sub = self._subs.get(msg.sid)
         if sub is None:
             return  # in flight when we unsubscribed
+        # Mirror the server's auto-unsubscribe count so the replay after a reconnect asks for what
+        # is left, and a message after the last one is dropped as "not ours".
         if sub.remaining is not None:
             sub.remaining -= 1
             if sub.remaining <= 0:
@@ -578,14 +662,19 @@ class Session:
         self._events.append(msg)
 
     def _on_info(self, fields: dict[str, Any], now: float) -> None:
+        # Every INFO replaces the last one: cluster updates carry the full current description.
         self.server_info = fields
         value = fields.get("max_payload", _DEFAULT_MAX_PAYLOAD)
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
         self.max_payload = value if ok else _DEFAULT_MAX_PAYLOAD
+        # A value that is not a positive int (a broken or hostile INFO) falls back to the NATS
+        # default rather than disabling the size check in the parser.
         self._parser.max_payload = self.max_payload
         pool = self._pool
         urls = fields.get("connect_urls")
         if pool is not None and isinstance(urls, list):
+            # Every INFO, also the handshake one, can carry ``connect_urls``: a cluster sends the
+            # full current list each time, so the pool is replaced, not merged.
             pool.discovered(urls)
         if self.state is not ConnState.AWAITING_INFO:
             # An INFO update: cluster topology (handled above), or lame duck mode. A server
@@ -605,6 +694,8 @@ class Session:
                     counted=False,
                 )
             return
+        # Refuse to talk in the clear when TLS was asked for: silently continuing without it would
+        # send the token or password unencrypted.
         server_tls = bool(fields.get("tls_required") or fields.get("tls_available"))
         if self._tls and not server_tls:
             self._lost(
@@ -616,6 +707,7 @@ class Session:
             return
         if self._tls:
             self.state = transition(self.state, Input.INFO_TLS)
+            # CONNECT waits until ``tls_established``: the credentials must only travel inside TLS.
             self._events.append(ev.TLSUpgradeRequired(fields))
             return
         self.state = transition(self.state, Input.INFO)
@@ -640,6 +732,8 @@ class Session:
 
     def _on_err(self, message: str, now: float) -> None:
         lowered = message.lower()
+        # Only once connected: during the handshake every -ERR means the server is about to close
+        # the socket, whatever its text.
         if self.state is ConnState.CONNECTED and lowered.startswith(_NON_FATAL_ERRS):
             self._events.append(ev.ServerError(message))
             return
@@ -655,6 +749,8 @@ class Session:
             self._nats_user = self.username
             self._lost(now, error, immediate=True)
             return
+        # Only the *first* handshake gives up at once. After an outage the same -ERR may come from a
+        # node still starting up, so it counts as one more failed attempt instead.
         if self.state is ConnState.AWAITING_PONG and not self._ever_connected:
             # A rejected first handshake (bad credentials) will not get better by retrying.
             self._give_up(error, Input.GIVE_UP)
@@ -673,11 +769,16 @@ class Session:
         )
         out = self._out
         out.append(cmd.encode_connect(options))
+        # The shared inbox is re-subscribed with the same prefix on every transport, so replies to
+        # requests replayed after a reconnect still reach their tokens.
         out.append(cmd.encode_sub(self._inbox + "*", _INBOX_SID))
         for sub in self._subs.values():
             out.append(cmd.encode_sub(sub.subject, sub.sid, sub.queue))
             if sub.remaining is not None:
+                # Auto-unsubscribe must be replayed too, or the new server would deliver forever.
                 out.append(cmd.encode_unsub(sub.sid, sub.remaining))
+        # CONNECT is not acknowledged (verbose is off), and a refused CONNECT is only reported by an
+        # -ERR: the PONG to this PING is the first proof the server accepted us.
         out.append(cmd.PING)  # its PONG ends the handshake
 
     def _on_connected(self, now: float) -> None:
@@ -690,7 +791,11 @@ class Session:
         # the first PONG after the replay (``_on_pong``).
         self._handshake_deadline = None
         self._pings_out = 0
+        # PINGs of the previous transport will never be answered; their flushes were moved to
+        # ``_flushes_unsent`` by ``_lost`` and are re-sent below.
         self._pong_waiters.clear()
+        # Keepalive starts only once connected: during the handshake the handshake deadline already
+        # bounds the wait.
         self._ping_at = now + self._ping_interval if self._ping_interval else None
         out = self._out
         # Replay in creation order: requests waiting for a reply, publishes made while offline,
@@ -732,13 +837,22 @@ class Session:
         self._handshake_deadline = None
         self._ping_at = None
         self._pings_out = 0
+        # Bytes queued for this transport but not yet written are dropped: requests and
+        # subscriptions are replayed from state after the next handshake, and an ack lost here only
+        # means the broker redelivers the message after max_ack_time (docs/cluster-client.md, "What
+        # happens to messages in flight").
         self._out.clear()
         # Flushes in flight must be answered by the next transport; drains end with this one.
+        # Prepended, not appended: flushes in flight are older than ones made while offline, and
+        # flush completions must come out in the order the flushes were made.
         self._flushes_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
         self._pong_waiters.clear()
         for sid in list(self._draining):
             self._end_drain(sid, err.RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
+            # Not replayable (a pull: a re-sent pull would deliver a second batch that its
+            # owner no longer waits for; the consume loop pulls again instead). Unsent requests
+            # stay and go out after the next handshake.
             if request.sent and not request.replay:
                 self._requests.pop(request.token)
                 self._release(request)
@@ -754,6 +868,8 @@ class Session:
             pool.failed(now)
         if immediate:
             self._reconnect_at = now
+        # Before the first successful handshake the reconnect policy does not apply: the Memphis
+        # SDKs fail ``connect()`` at once (docs/protocol.md §1.4).
         elif not self._ever_connected:
             # The first connect: each given server once, at once, then give up.
             if pool is None or not pool.initial_left():
@@ -788,6 +904,8 @@ class Session:
             "the connection is closed" if error is None else f"the connection is closed: {error}"
         )
         # Waiting calls see why: e.g. the RemoteProtocolError of the last attempt.
+        # Without this, a call waiting through 10 failed attempts would see only "closed"
+        # (docs/cluster-client.md, "Reconnecting and failover").
         closed.__cause__ = error
         self._delayed.clear()
         for request in self._requests.clear():
@@ -795,6 +913,8 @@ class Session:
             self._events.append(ev.RequestFailed(request.token, closed))
         for sid in list(self._draining):
             self._end_drain(sid, closed)
+        # Buffered publishes die with the session: nothing will ever send them, and their callers
+        # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
         self._offline_size = 0
         self._events.append(ev.Closed(error))
@@ -808,6 +928,8 @@ class Session:
         """A multi-reply request ended: drop its own inbox subscription."""
         if request.sid:
             del self._request_sids[request.sid]
+            # Offline, the subscription exists on no server (the replay leaves it out, since the
+            # request is gone), so there is nothing to UNSUB.
             if self.state is ConnState.CONNECTED and request.sent:
                 self._out.append(cmd.encode_unsub(request.sid))
 

@@ -99,6 +99,8 @@ S, In = ConnState, Input
 # and keep the state; the session handles their content.
 _TABLE: Final[dict[tuple[ConnState, Input], ConnState]] = {
     (S.IDLE, In.CONNECTION_MADE): S.AWAITING_INFO,
+    # INFO goes straight to AWAITING_PONG because CONNECT and the handshake PING are queued in the
+    # same step (``_send_connect``); there is no separate "CONNECT sent" state to wait in.
     (S.AWAITING_INFO, In.INFO): S.AWAITING_PONG,
     (S.AWAITING_INFO, In.INFO_TLS): S.AWAITING_TLS,
     (S.AWAITING_TLS, In.TLS_DONE): S.AWAITING_PONG,
@@ -124,6 +126,8 @@ for _state in (
 ):
     _TABLE[(_state, In.GIVE_UP)] = S.CLOSED
     _TABLE[(_state, In.CLOSE)] = S.CLOSED
+# CLOSED has no LOST or GIVE_UP row on purpose: a late transport error reported after close() must
+# raise here rather than resurrect a finished session.
 _TABLE[(S.CLOSED, In.CLOSE)] = S.CLOSED  # close() is idempotent
 del _state
 
@@ -144,6 +148,9 @@ TRANSPORT_STATES: Final = frozenset(
 # SUB/UNSUB may follow a CONNECT that is already queued: the server handles them in order, and
 # ``_send_connect`` only replays what existed when it ran.
 CONNECT_SENT: Final = frozenset({S.AWAITING_PONG, S.CONNECTED})
+# AWAITING_TLS is not a reading state: the bytes on the socket are then the TLS handshake, which
+# belongs to the frontend's TLS layer; handing them to the NATS parser would poison it.
+# RECONNECT_DUE is not one either: the old transport is gone and the new one is not made yet.
 READING_STATES: Final = frozenset({S.AWAITING_INFO, S.AWAITING_PONG, S.CONNECTED})
 
 
