@@ -387,15 +387,21 @@ class Connection:
         self, opts: ConsumerOptions, error_handler: ErrorHandler | None
     ) -> Consumer:
         state = await self._driver.run(lambda now: self._client.create_consumer(opts, now))
-        consumer = state.handle
-        if isinstance(consumer, Consumer):  # cached by the core: same consumer, newest handler
-            if error_handler is not None:
-                consumer._set_error_handler(error_handler)
+
+        def attach(now: float) -> Consumer:
+            # Under the driver's lock: two threads creating the same consumer at once (in
+            # memphis_sync) must end up with one Consumer object, not two.
+            consumer = state.handle
+            if isinstance(consumer, Consumer):  # cached by the core: same consumer, newest handler
+                if error_handler is not None:
+                    consumer._set_error_handler(error_handler)
+                return consumer
+            consumer = Consumer(self._driver, state, error_handler)
+            state.handle = consumer
+            self._consumers.add(consumer)
             return consumer
-        consumer = Consumer(self._driver, state, error_handler)
-        state.handle = consumer
-        self._consumers.add(consumer)
-        return consumer
+
+        return self._driver.call(attach, kick=False, closed_ok=True)
 
     async def fetch_messages(
         self,

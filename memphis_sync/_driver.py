@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
 import select
 import selectors
 import socket
@@ -100,6 +101,8 @@ class Driver:
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda error: None
         self.join_deadline: float | None = None  # set while closing: bounds Task.join
         self._tasks: dict[threading.Thread, Task] = {}
+        self._callback_queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._callback_thread: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name="memphis-io", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -140,6 +143,7 @@ class Driver:
             self._thread.join(timeout=self._timeout + 1)
         self._mark_closed(None)
         self._close_socket()
+        self._callback_queue.put(None)  # after the on_closed queued above, if any
         with contextlib.suppress(OSError):
             self._selector.close()
             self._wake_r.close()
@@ -241,12 +245,18 @@ class Driver:
                 chunks = self._read(sock)
                 if not chunks:
                     continue  # someone else took what poll saw
-                with self.lock:
-                    if generation != self._generation:
-                        return False
-                    now = time.monotonic()
-                    for chunk in chunks:
-                        client.receive_data(chunk, now)
+                try:
+                    with self.lock:
+                        if generation != self._generation:
+                            return False
+                        now = time.monotonic()
+                        for chunk in chunks:
+                            client.receive_data(chunk, now)
+                except Exception as exc:
+                    # An engine bug met on the caller's thread ends the connection exactly as
+                    # on the I/O thread: every waiter, this one included, gets it as the cause.
+                    self._crashed(exc)
+                    return False
                 self._dispatch(self._take_events())  # wakes every other waiter too
                 self._send_pending()  # PONGs, acks queued by what we read
                 if not chunks[-1]:
@@ -338,6 +348,18 @@ class Driver:
     def cancel_tasks(self) -> None:
         for task in list(self._tasks.values()):
             task.cancel()
+
+    def _run_callback(self, callback: Callable[[], None]) -> None:
+        if self._callback_thread is None:
+            self._callback_thread = threading.Thread(
+                target=self._callback_loop, name="memphis-callbacks", daemon=True
+            )
+            self._callback_thread.start()
+        self._callback_queue.put(callback)
+
+    def _callback_loop(self) -> None:
+        while (callback := self._callback_queue.get()) is not None:
+            callback()
 
     def _user_callback(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
@@ -470,8 +492,9 @@ class Driver:
         for event in events:
             log_event(event, server)
             for fn, args in self._callbacks.calls_for(event):
-                # A thread of its own: user code never runs on the I/O thread.
-                self.spawn(functools.partial(self._user_callback, fn, args), "memphis-callback")
+                # One callback thread, fed in order: user code never runs on the I/O thread,
+                # and on_disconnected always comes before the on_reconnected that follows it.
+                self._run_callback(functools.partial(self._user_callback, fn, args))
             if isinstance(event, Disconnected):
                 self._close_socket()
             elif isinstance(event, ReconnectDue):
@@ -510,24 +533,22 @@ class Driver:
             if self._wake_r in ready:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
-            chunks: list[bytes] = []
-            # A caller leading a round trip (``_lead``) may hold the read lock: wait for it
-            # no longer than until our next timer.
-            if (
-                sock is not None
-                and sock in ready
-                and self._read_lock.acquire(timeout=_LEAD_SLICE if wait is None else wait)
-            ):
-                try:
-                    chunks = self._read(sock)
-                finally:
+            # A caller leading a round trip (``_lead``) holds the read lock and reads the socket
+            # itself: then skip reading this turn (the leader hands the socket back when done).
+            # Read and feed under the one read lock, as the leader does: releasing it between
+            # the two would let a leader feed newer bytes before ours.
+            reading = sock is not None and sock in ready and self._read_lock.acquire(blocking=False)
+            try:
+                chunks = self._read(sock) if reading and sock is not None else []
+                with self.lock:
+                    now = time.monotonic()
+                    if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
+                        for chunk in chunks:
+                            client.receive_data(chunk, now)
+                    client.handle_timeout(now)
+            finally:
+                if reading:
                     self._read_lock.release()
-            with self.lock:
-                now = time.monotonic()
-                if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
-                    for chunk in chunks:
-                        client.receive_data(chunk, now)
-                client.handle_timeout(now)
             self._dispatch(self._take_events())
             if self.closed:
                 break

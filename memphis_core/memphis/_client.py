@@ -20,7 +20,7 @@ import uuid
 from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
-from memphis_core.nats._events import TransportEvent
+from memphis_core.nats._events import Disconnected, TransportEvent
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
@@ -61,12 +61,14 @@ DRAIN_TIMEOUT: Final = 30.0
 class _Drain:
     """A close in progress: waiting for every async produce, then one PING round trip."""
 
-    __slots__ = ("deadline", "flush", "op")
+    __slots__ = ("deadline", "flush", "flushed_settles", "lost", "op")
 
     def __init__(self, op: Operation[None], deadline: float) -> None:
         self.op = op
         self.deadline = deadline
         self.flush: Operation[None] | None = None
+        self.flushed_settles = 0  # acks written before the flush PING in flight
+        self.lost = False  # the connection dropped while draining: queued acks may be gone
 
 
 def _check(error: str | None) -> None:
@@ -324,12 +326,29 @@ class Client:
             # The flush PING is sent only once every PubAck is in: its PONG then proves that the
             # broker also read every ack written before it, since a server handles a client's
             # commands in order.
-            if in_flight == 0 and flush is None and self.session.state is not ConnState.CLOSED:
+            settles = self._consumers.settles
+            stale = flush is not None and flush.done and settles > drain.flushed_settles
+            if (
+                in_flight == 0
+                and (flush is None or (stale and flush.error is None))
+                and self.session.state is not ConnState.CLOSED
+            ):
+                # A fresh PING also when acks were written after the last one was sent (another
+                # thread acking during close): its PONG would not vouch for them.
                 flush = drain.flush = self._dispatcher.flush()
-            flushed = flush is not None and flush.done and flush.error is None
+                drain.flushed_settles = settles
+            flushed = (
+                flush is not None
+                and flush.done
+                and flush.error is None
+                and settles <= drain.flushed_settles
+                and not drain.lost
+            )
         # A flush that failed (the connection ended under it) also ends the drain: there is no later
         # point at which the acks could still be confirmed.
-        closed = self.session.state is ConnState.CLOSED or (flush is not None and flush.done)
+        closed = self.session.state is ConnState.CLOSED or (
+            flush is not None and flush.done and (flush.error is not None or drain.lost)
+        )
         if not (flushed or closed or now >= drain.deadline):
             return
         # Async-produce failures nobody collected with ``flush`` are reported by the drain instead:
@@ -345,7 +364,7 @@ class Client:
                 unconfirmed=in_flight,
                 failures=failures,
                 count=count,
-                acks_unconfirmed=bool(self._consumers.settles) and not flushed,
+                acks_unconfirmed=bool(self._consumers.settles) and (not flushed or drain.lost),
                 cause=cause or (failures[0].error if failures else None),
             )
         )
@@ -361,6 +380,10 @@ class Client:
             if isinstance(event, Msg):
                 self._on_push(event)
             else:
+                if isinstance(event, Disconnected) and self._drain is not None:
+                    # Acks queued but not yet written died with the transport: a flush on the
+                    # next one cannot vouch for them.
+                    self._drain.lost = True
                 self._events.append(event)
         if self._drain is not None:
             self._check_drain(now)

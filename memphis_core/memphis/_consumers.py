@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from memphis_core.nats._errors import (
+    ConnectionClosedError,
     ConnectionLostError,
     LocalProtocolError,
     MemphisError,
@@ -41,7 +42,7 @@ from ._errors import (
     StationTemporarilyUnavailableError,
     StationUnreachableError,
 )
-from ._jetstream import consumer_info_subject, pull_body, pull_subject
+from ._jetstream import IN_PROGRESS, consumer_info_subject, pull_body, pull_subject
 from ._operation import Operation
 from ._options import ConsumerOptions, FetchOptions
 from ._partitions import choose_partition, stream_name
@@ -334,16 +335,15 @@ class Consumers:
         # partition key promises (docs/protocol.md §6.6).
         same_partition = not chosen or partition == consumer.prefetched_partition
         returned = consumer.take_returned(batch_size, now, partition, chosen)
-        # Order of sources (docs/protocol.md §7.7): resent dead letters first, then messages given
-        # back unread, then a prefetched batch, then a pull. Returned messages taken above are put
-        # back in front, untouched, when the DLS buffer serves this call.
-        if consumer.dls:
-            consumer.returned.extendleft(reversed(returned))
-            result = Operation.completed("fetch", consumer.take_dls(batch_size))
-        elif returned:
+        # Order of sources: messages given back unread first (their ack deadline runs), then
+        # resent dead letters (docs/protocol.md §7.7), then a prefetched batch, then a pull.
+        if returned:
+            self._refresh(returned, now)
             result = Operation.completed("fetch", returned)
-        elif consumer.prefetched and same_partition:
-            result = Operation.completed("fetch", consumer.take_prefetched(batch_size))
+        elif consumer.dls:
+            result = Operation.completed("fetch", consumer.take_dls(batch_size))
+        elif same_partition and (stored := consumer.take_prefetched(batch_size, now)):
+            result = Operation.completed("fetch", stored)
         elif consumer.prefetch_op is not None and same_partition:
             # The batch we want is already on its way: wait for it instead of pulling again
             # (two pulls on one durable would interleave their deliveries).
@@ -440,12 +440,19 @@ class Consumers:
                 consumer.prefetched.extend(pull.messages)
                 pull.messages = []  # now owned by the store; the op reports an empty batch
             for waiter, size in waiters:
-                waiter.finish(consumer.take_prefetched(size))
+                waiter.finish(consumer.take_prefetched(size, now))
             return
         idle = consumer.prefetch_op is None and not consumer.prefetched
         # The prefetch starts only once this pull is over: two pulls on one durable at the same time
         # would split deliveries between them, and neither batch would be in order.
-        if pull.prefetch_next and idle and not failed and not consumer.destroyed:
+        # Never while closing: a new pull would bring in a batch nobody will read.
+        if (
+            pull.prefetch_next
+            and idle
+            and not failed
+            and not consumer.destroyed
+            and not self.closing
+        ):
             self._start_prefetch(consumer, pull.partition, pull.batch, now)
 
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
@@ -465,24 +472,36 @@ class Consumers:
             return
         pull = self._pulls.pop(id(op), None)
         if pull is not None:
-            # The handler stays registered: messages still in flight to the dropped inbox are
-            # kept as they arrive (_Pull.on_reply), until the session says the drain is over.
-            # Marked before ``abandon_request``, which may complete at once for a pull never sent.
-            pull.abandoned = True
-            self._dispatcher.session.abandon_request(pull.token)
-            self.give_back(pull.messages)
-            pull.messages = []
-            consumer = pull.consumer
-            if consumer.prefetch_op is op:
-                consumer.prefetch_op = None
-                waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
-                for waiter, _ in waiters:
-                    waiter.finish([])  # their batch was never going to come
-            op.finish([])
+            self._abandon_pull(pull, None)
             return
         for consumer in self._by_key.values():  # a fetch waiting for a prefetch
             waiters = consumer.prefetch_waiters
             consumer.prefetch_waiters = [w for w in waiters if w[0] is not op]
+
+    def _abandon_pull(self, pull: _Pull, error: MemphisError | None) -> None:
+        """End ``pull`` for its caller now: with an empty batch, or with ``error``."""
+        # The handler stays registered: messages still in flight to the dropped inbox are kept
+        # (or, while closing, nacked) as they arrive (_Pull.on_reply), until the session says
+        # the drain is over. Marked before ``abandon_request``, which may complete at once for
+        # a pull never sent.
+        pull.abandoned = True
+        self._dispatcher.session.abandon_request(pull.token)
+        self.give_back(pull.messages)
+        pull.messages = []
+        consumer = pull.consumer
+        op = pull.op
+        if consumer.prefetch_op is op:
+            consumer.prefetch_op = None
+            waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
+            for waiter, _ in waiters:
+                if error is None:
+                    waiter.finish([])  # their batch was never going to come
+                else:
+                    waiter.fail(error)
+        if error is None:
+            op.finish([])
+        else:
+            op.fail(error)
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Keep unread messages for the next fetch of their consumer (see ``returned``).
@@ -505,6 +524,8 @@ class Consumers:
         """Nack messages that nobody will read (the consumer is going away): the broker
         redelivers them at once, to another member of the group, instead of after
         ``max_ack_time``."""
+        if self._dispatcher.session.closed:
+            return  # nothing can be sent: the broker redelivers them after max_ack_time
         for message in messages:
             if message.settled is None:
                 message.settled = "nacked"
@@ -515,6 +536,13 @@ class Consumers:
         """Nack everything held unread by every consumer: the connection is closing, and from
         now on whatever a pull still brings in is nacked as it arrives."""
         self.closing = True
+        # Pulls still waiting end now, their callers told the connection is closing; what they
+        # already brought in, or still bring in, is nacked by give_back.
+        closing = ConnectionClosedError("the connection is closing")
+        for key, pull in list(self._pulls.items()):
+            if not pull.op.done:
+                del self._pulls[key]
+                self._abandon_pull(pull, closing)
         for consumer in self._by_key.values():
             self._release_held(consumer)
 
@@ -526,6 +554,18 @@ class Consumers:
         if consumer.prefetch_op is not None:
             self.abandon_fetch(consumer.prefetch_op)
             consumer.prefetch_op = None
+
+    def _refresh(self, messages: list[Delivery], now: float) -> None:
+        """Messages handed out again after being given back: tell the broker they are still
+        being worked on (``+WPI`` restarts its ack timer) and move their deadline, so the
+        application gets a whole ``max_ack_time`` instead of what was left of it."""
+        for message in messages:
+            reply = message.msg.reply
+            if reply is None:
+                continue  # a DLS resend: no ack timer on the broker
+            wait = message.consumer.options.max_ack_time
+            message.deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
+            self._dispatcher.publish([(reply, IN_PROGRESS)])
 
     # ---------------------------------------------------------------- settling
 
@@ -668,7 +708,11 @@ class _Pull(ReplyHandler):
             delay = retry_delay(self.retries)
             if consumer.unreachable:
                 self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
-            elif now + delay < self.deadline and not consumer.destroyed:
+            elif (
+                now + delay < self.deadline
+                and not consumer.destroyed
+                and not self.consumers._dispatcher.session.closed
+            ):
                 self.retries += 1
                 self.consumers._send_pull(self, now, delay)
             else:
@@ -686,9 +730,11 @@ class _Pull(ReplyHandler):
         return True
 
     def _fail(self, error: MemphisError, now: float) -> None:
+        # The caller's operation first: whatever happens while giving the messages back, the
+        # caller must not be left waiting.
+        self.op.fail(error)
         self.consumers._pull_finished(self, now, failed=error)
         self.consumers.give_back(self.messages)  # never handed out: the next fetch has them
-        self.op.fail(error)
 
 
 class _Countdown:
@@ -766,6 +812,8 @@ class _ConsumerInfo(ReplyHandler):
         # The periodic check is never retried: it runs again in 30 s anyway, and a 503 must not make
         # a consumer unreachable (only "not found" does).
         if self.op is None or self.op.done or now + delay >= self.deadline:
+            return False
+        if self.consumers._dispatcher.session.closed:
             return False
         self.retries += 1
         dispatcher = self.consumers._dispatcher

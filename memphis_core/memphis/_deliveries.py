@@ -115,9 +115,17 @@ class ConsumerState:
         # here (docs/protocol.md §12.1 item 5), we give a full batch.
         return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
 
-    def take_prefetched(self, batch_size: int) -> list[Delivery]:
+    def take_prefetched(self, batch_size: int, now: float) -> list[Delivery]:
+        """Up to ``batch_size`` prefetched messages, dropping those past their ack deadline
+        (the broker has redelivered them, possibly to another member: handing them out too
+        would process them twice)."""
         stored = self.prefetched
-        return [stored.popleft() for _ in range(min(batch_size, len(stored)))]
+        out: list[Delivery] = []
+        while stored and len(out) < batch_size:
+            message = stored.popleft()
+            if message.deadline > now:
+                out.append(message)
+        return out
 
     def take_returned(
         self, batch_size: int, now: float, partition: int | None, chosen: bool

@@ -19,6 +19,7 @@ from memphis_core.nats._errors import MemphisError, RemoteProtocolError
 
 __all__ = [
     "ACK",
+    "IN_PROGRESS",
     "NAK",
     "TERM",
     "AckMetadata",
@@ -36,6 +37,8 @@ __all__ = [
 ACK: Final = b"+ACK"
 NAK: Final = b"-NAK"
 TERM: Final = b"+TERM"
+#: "Still working on it": JetStream restarts the message's ack timer (AckProgress).
+IN_PROGRESS: Final = b"+WPI"
 # JetStream bodies take durations in nanoseconds, Memphis bodies in milliseconds (docs/protocol.md
 # §0.2): keep the two conversions apart.
 _NS: Final = 1_000_000_000

@@ -327,7 +327,7 @@ class Produce(ReplyHandler):
             # A timeout is never retried: the message may have been stored with its PubAck lost, and
             # only the caller (with a msg_id) can resend it safely.
             retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
-            if retry and not producer.destroyed:
+            if retry and not producer.destroyed and not dispatcher.session.closed:
                 self.retries += 1
                 token = dispatcher.session.request(
                     self.subject,
@@ -382,7 +382,14 @@ def _check(error: str | None) -> None:
 class Producers:
     """This connection's producers, cached by station and name as the Go SDK does."""
 
-    __slots__ = ("_by_key", "_dispatcher", "_identity", "_stations", "send_notification")
+    __slots__ = (
+        "_by_key",
+        "_dispatcher",
+        "_identity",
+        "_retired",
+        "_stations",
+        "send_notification",
+    )
 
     def __init__(self, dispatcher: Dispatcher, stations: Stations, identity: rq.Identity) -> None:
         self._dispatcher = dispatcher
@@ -392,6 +399,7 @@ class Producers:
         # (docs/protocol.md §6.9): the internal name, so ``Orders`` and ``orders`` share one
         # producer, as the broker lower-cases station names anyway.
         self._by_key: dict[str, ProducerState] = {}
+        self._retired: list[ProducerState] = []  # forgotten, with produces still to report
         # Whether the broker wants schema-failure notifications; set by producer creation
         # replies and by clients-update pushes.
         self.send_notification = False
@@ -473,6 +481,10 @@ class Producers:
         if self._by_key.get(key) is producer:
             del self._by_key[key]
         self._stations.detach(producer.station)
+        if producer.in_flight or producer.failed:
+            # Its produces in flight and failures not yet reported still count for close():
+            # forgetting the producer must not forget them.
+            self._retired.append(producer)
 
     def publish(
         self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
@@ -510,15 +522,20 @@ class Producers:
         )
         return op
 
+    def _all(self) -> list[ProducerState]:
+        # Registered producers, and forgotten ones that still have something to report.
+        self._retired = [p for p in self._retired if p.in_flight or p.failed]
+        return [*self._by_key.values(), *self._retired]
+
     def in_flight(self) -> int:
         """Produces of every producer still waiting for their PubAck."""
-        return sum(producer.in_flight for producer in self._by_key.values())
+        return sum(producer.in_flight for producer in self._all())
 
     def take_failures(self) -> tuple[tuple[ProduceFailure, ...], int]:
         """Every producer's unreported async failures (cleared), and how many in all."""
         failures: list[ProduceFailure] = []
         count = 0
-        for producer in self._by_key.values():
+        for producer in self._all():
             failures += producer.failures
             count += producer.failed
             producer.failures = []

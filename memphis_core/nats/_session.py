@@ -205,6 +205,11 @@ class Session:
         return self.state is ConnState.CONNECTED
 
     @property
+    def closed(self) -> bool:
+        """Closed for good: nothing can be sent any more (requests and publishes raise)."""
+        return self.state is ConnState.CLOSED
+
+    @property
     def current_server(self) -> Server | None:
         """The ``(host, port)`` to dial now (first connect, or after ``ReconnectDue``), or the
         server in use. None when the session was made without ``servers``."""

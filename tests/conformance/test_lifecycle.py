@@ -182,3 +182,37 @@ def test_calls_on_a_closed_connection_raise_connection_closed(
     with pytest.raises(memphis.ConnectionClosedError):
         producer.produce(b"x")
     conn.close()  # idempotent
+
+
+def test_close_during_a_fetch_holding_messages_ends_both_promptly(
+    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+) -> None:
+    # Review finding: the fetch (3 of 10 in hand, the pull held for 5 s) hung for ever and
+    # close() raised ConnectionClosedError from inside the core, leaving the socket open.
+    import threading
+    import time
+
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    for i in range(3):
+        producer.produce(b"m%d" % i)
+    consumer = conn.create_consumer(station, "c", batch_max_wait_time=5.0)
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            consumer.fetch(batch_size=10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=fetch)
+    waiter.start()
+    time.sleep(0.5)  # not synchronisation: the outcome must be the same whenever close lands
+    started = time.monotonic()
+    conn.close()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert time.monotonic() - started < 4.0
+    assert [type(e) for e in errors] == [memphis.ConnectionClosedError]
+    assert not conn.is_connected

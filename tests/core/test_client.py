@@ -609,3 +609,102 @@ def test_operations_are_typed() -> None:
     assert isinstance(script.client, Client)
     batch: list[Delivery] = []
     assert batch == []
+
+
+# ------------------------------------------------------------------------------ review findings
+
+
+def test_a_prefetched_batch_past_its_ack_deadline_is_not_handed_out() -> None:
+    # The broker redelivers it (maybe to another member): handing it out too is a duplicate.
+    script = connected()
+    state = consumer(script, batch_size=1, max_ack_time=2.0)
+    script.client.fetch(state, 1, script.now, partition_number=1, prefetch=True)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"a")
+    script.deliver(pull_request(script), "orders$1", "billing", 2, b"prefetched")
+    assert len(state.prefetched) == 1
+    script.advance(3.0)
+    late = script.client.fetch(state, 1, script.now, partition_number=1)
+    assert not late.done, "the expired prefetched message must not answer the fetch"
+
+
+def test_returned_messages_get_their_ack_timer_restarted() -> None:
+    script = connected()
+    state = consumer(script, max_ack_time=10.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    ack = script.deliver(pull_request(script), "orders$1", "billing", 1, b"kept")
+    script.client.abandon_fetch(op)
+    script.feed(b"PONG\r\n")
+    script.take()
+    script.advance(5.0)
+    again = script.client.fetch(state, 10, script.now, partition_number=1)
+    (message,) = again.outcome()
+    assert (ack, b"+WPI") in [(s.subject, s.payload) for s in script.take()]
+    assert message.deadline > script.now + 8.0  # a whole max_ack_time, less the margin
+
+
+def test_close_with_a_pull_in_flight_fails_it_and_nacks_its_messages() -> None:
+    # Review finding: the drain left the pull waiting; the close then raised from inside the
+    # core and the fetch hung for ever.
+    script = connected()
+    state = consumer(script, batch_size=10)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    held = script.deliver(pull_request(script), "orders$1", "billing", 1, b"held")
+    script.client.drain(script.now, timeout=1.0)
+    with pytest.raises(ConnectionClosedError, match="closing"):
+        op.outcome()
+    assert (held, b"-NAK") in [(s.subject, s.payload) for s in script.take()]
+    script.client.close()  # must not raise
+    assert isinstance(script.events()[-1], Closed)
+
+
+def test_a_drain_starts_no_new_prefetch() -> None:
+    script = connected()
+    state = consumer(script, batch_size=1)
+    op = script.client.fetch(state, 1, script.now, partition_number=1, prefetch=True)
+    pull = pull_request(script)
+    script.client.drain(script.now)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    assert op.done
+    assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT")]
+
+
+def test_failures_of_a_stale_producer_still_reach_close() -> None:
+    # Review finding: re-registering a stale producer forgot its unreported failures.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True, msg_id="lost", ack_wait=0.3)
+    script.client.produce(prod, b"x", opts, script.now)
+    for _ in range(6):
+        for sent in script.take():
+            if sent.op == "HPUB":
+                script.status(sent, 503)
+        script.advance(0.1)
+    assert prod.stale
+    again = script.client.create_producer(producer_options("orders", "web"), script.now)
+    script.reply(script.one("PUB", "$memphis_producer_creations"), PRODUCER_REPLY)
+    assert again.outcome() is not prod
+    drain = script.client.drain(script.now)
+    with pytest.raises(CloseIncompleteError) as info:
+        drain.outcome()
+    assert [f.msg_id for f in info.value.failures] == ["lost"]
+
+
+def test_acks_written_after_the_drains_ping_get_a_ping_of_their_own() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2)
+    op = script.client.fetch(state, 2, script.now, partition_number=1)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    script.deliver(pull, "orders$1", "billing", 2, b"b")
+    first, second = op.outcome()
+    script.client.ack(first)
+    script.take()
+    drain = script.client.drain(script.now)
+    assert [s.op for s in script.take()] == ["PING"]
+    script.client.ack(second)  # another thread acking during close
+    script.feed(b"PONG\r\n")
+    assert not drain.done, "that PONG does not vouch for the second ack"
+    assert "PING" in [s.op for s in script.take()]
+    script.feed(b"PONG\r\n")
+    assert drain.outcome() is None
