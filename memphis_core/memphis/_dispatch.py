@@ -295,7 +295,9 @@ class ControlRequest(ReplyHandler):
             # the Go SDK's swallowing of it on the first attempt is a bug we do not copy (§12.1 item
             # 1).
             named = type(error)(f"{self.op.what}: {error}")
-        named.__cause__ = error
+        # The root cause stays the cause: a closed connection's error carries the transport or
+        # protocol error that closed it, and callers look there.
+        named.__cause__ = error if error.__cause__ is None else error.__cause__
         self.op.fail(named)
 
 

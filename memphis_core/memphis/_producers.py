@@ -353,7 +353,7 @@ class Produce(ReplyHandler):
             # Same type, station named: callers matching on the exception class keep working, and
             # the text says which produce failed.
             unavailable = type(error)(f"produce to station {station!r}: {error}")
-        unavailable.__cause__ = error
+        unavailable.__cause__ = error if error.__cause__ is None else error.__cause__
         # Only here, once the produce is truly over: during retries it still occupies its window
         # slot, so a blocked async producer does not flood a station that is electing a leader.
         producer.in_flight -= 1

@@ -94,7 +94,8 @@ def test_memphis_py_to_sdk_identical_bytes_and_user_headers(
     assert [m.data for m in msgs] == [*expected, b"bare"]
     assert [m.sequence_number for m in msgs] == [1, 2, 3, 4, 5]
     assert [m.headers for m in msgs] == [
-        *({"trace": f"t{i}", "Mixed-Case": "V a:l", "msg-id": f"py-{i}"} for i in range(4)),
+        # msg-id is the SDK's idempotency header, not a user header (docs/protocol.md §7.14).
+        *({"trace": f"t{i}", "Mixed-Case": "V a:l"} for i in range(4)),
         {},
     ]
     for m in msgs:

@@ -107,7 +107,7 @@ def test_nats_publish_fetched_by_sdk(
     assert [m.headers for m in msgs] == [
         {"trace": "n1", "Mixed-Case": "V a:l"},
         {},
-        {"msg-id": "n-3"},
+        {},  # msg-id and Nats-Msg-Id are idempotency headers, hidden (docs/protocol.md §7.14)
     ]
     assert [m.sequence_number for m in msgs] == [1, 2, 3]
     assert {m.delivery_count for m in msgs} == {1}
