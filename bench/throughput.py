@@ -1,4 +1,4 @@
-"""End-to-end throughput: our frontends against memphis-py 1.3.1 and nats-py, one broker, one run.
+"""End-to-end throughput: our frontends, memphis-py 1.3.1, nats-py and the limit, one broker.
 
 Every client does the same work on the same broker (``memphis_broker.EmbeddedBroker``, started
 here on a free port): it produces to, or consumes from, the single stream of a fresh station
@@ -13,7 +13,19 @@ here on a free port): it produces to, or consumes from, the single stream of a f
 * ``fetch+ack bN``   -- a station pre-filled with exactly N messages is drained by
   ``fetch(batch N)`` and one ``ack()`` per message (nats-py: ``pull_subscribe_bind`` on a durable
   configured like the broker's, ``fetch(N)`` + ``msg.ack()``). The clock stops after the last ack
-  call; the run then checks that the durable's ack floor reached N.
+  call; the run then checks that the durable's ack floor reached N;
+* ``consume() bN``   -- the same pre-filled station drained by ``consume(handler)`` on a consumer
+  with ``batch_size`` N, the handler acking each message; the clock stops when N were handled
+  (nats-py: a push subscription on a durable with a callback that acks, ``max_ack_pending`` N;
+  memphis-py is not run here).
+
+The yardstick is the ``limit`` client (bench/limit.py): thin loops over one blocking stdlib
+socket that put the same bytes on the wire as our producer and consumer (HPUB with the Memphis
+headers, a reply on a wildcard inbox; pull requests and ``+ACK`` acks) and read replies by framing
+alone. Sync produce: one HPUB, wait for its PubAck. Async produce: windows of 1,000 pre-encoded
+HPUBs written as one buffer, then their 1,000 PubAcks. Fetch+ack (and the limit of a consume()
+row): one pull of N, then the N acks as one buffer. It is what one Python process can get
+through this broker at all; every other row shows its ``÷limit`` ratio.
 
 The producers of all three clients put the same bytes on the wire: memphis-py and ours add the
 ``$memphis_connectionId`` / ``$memphis_producedBy`` headers by themselves, and nats-py is given the
@@ -37,8 +49,8 @@ produce >= 1.2x nats-py; fetch+ack >= 2x memphis-py; every frontend of ours >= 0
 memory bounded. A goal is checked for every frontend of ours and both sizes (the worst counts).
 Our async frontends are found automatically: a package that exports ``connect`` is benchmarked.
 
-Run: ``.venv/bin/python bench/throughput.py [--quick] [--only sync,asyncio,trio,nats-py,memphis-py]
-[--runs 3] [--json out.json] [--strict]``.
+Run: ``.venv/bin/python bench/throughput.py [--quick]
+[--only sync,asyncio,trio,nats-py,memphis-py,limit] [--runs 3] [--json out.json] [--strict]``.
 """
 
 from __future__ import annotations
@@ -1042,7 +1054,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--only",
         default="",
-        help="comma-separated clients: sync, asyncio, trio, nats-py, memphis-py (default: all)",
+        help="comma-separated clients: sync, asyncio, trio, nats-py, memphis-py, limit "
+        "(default: all)",
     )
     ap.add_argument("--runs", type=int, default=None, help="runs per cell (default 3; quick 1)")
     ap.add_argument("--json", metavar="PATH", help="also write every run as JSON")
