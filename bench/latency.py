@@ -97,7 +97,7 @@ _HEADERS: Final = {
 
 
 def new_histogram() -> Any:
-    from hdrh.histogram import HdrHistogram
+    from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
     return HdrHistogram(LOWEST_US, HIGHEST_US, 3)
 

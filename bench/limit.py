@@ -117,8 +117,7 @@ class Wire:
                 buf = self.buf
                 continue
             start = self.pos
-            kind = buf[start : start + 4]
-            if kind in (b"MSG ", b"HMSG"):
+            if buf.startswith((b"MSG ", b"HMSG"), start):
                 # The size is the last field of the control line (HMSG: the total size).
                 size = int(buf[buf.rfind(b" ", start, eol) + 1 : eol])
                 end = eol + 2 + size
