@@ -472,8 +472,8 @@ def measure_e2e(
 
 def table(rows: list[Row]) -> list[str]:
     head = (
-        f"{'measurement':<28}{'client':<17}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
-        f"{'max us':>10}{'count':>9}{'sent/s':>9}"
+        f"{'measurement':<28}{'client':<17}{'p50 us':>11}{'p99 us':>11}{'p99.9 us':>11}"
+        f"{'max us':>11}{'count':>9}{'sent/s':>9}"
     )
     lines = [head, "-" * len(head)]
     last = ""
@@ -483,8 +483,8 @@ def table(rows: list[Row]) -> list[str]:
         last = row.measurement
         sent = f"{f['achieved_per_s']:,}" if "achieved_per_s" in f else "-"
         lines.append(
-            f"{label:<28}{row.client:<17}{f['p50_us']:>9,}{f['p99_us']:>9,}{f['p99_9_us']:>10,}"
-            f"{f['max_us']:>10,}{f['count']:>9,}{sent:>9}"
+            f"{label:<28}{row.client:<17}{f['p50_us']:>11,}{f['p99_us']:>11,}"
+            f"{f['p99_9_us']:>11,}{f['max_us']:>11,}{f['count']:>9,}{sent:>9}"
         )
     return lines
 
