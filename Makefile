@@ -59,9 +59,11 @@ test: lint typecheck docs unit fuzz-short
 fuzz: $(STAMP)
 	$(PY) fuzz/run_all.py --seconds 600
 
+# bench/latency.py also rewrites bench/out/latency.json and latency.png (committed figures).
 bench: $(STAMP)
 	$(PY) bench/parser.py
 	$(PY) bench/throughput.py
+	$(PY) bench/latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis docs/_build
