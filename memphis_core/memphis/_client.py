@@ -224,12 +224,13 @@ class Client:
             this value again after every call into the client, since calls start timers
             (a request's timeout, the handshake, a reconnect, the next keepalive PING).
         """
-        deadlines = [
-            self.session.next_deadline(),
-            self._consumers.next_deadline(),
-            None if self._drain is None else self._drain.deadline,
-        ]
-        return min((d for d in deadlines if d is not None), default=None)
+        best = self.session.next_deadline()
+        pings = self._consumers.next_deadline()
+        if pings is not None and (best is None or pings < best):
+            best = pings
+        if self._drain is not None and (best is None or self._drain.deadline < best):
+            best = self._drain.deadline
+        return best
 
     def handle_timeout(self, now: float) -> None:
         """Fire every timer due at ``now`` (request timeouts, keepalive, reconnect backoff).

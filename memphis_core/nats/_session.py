@@ -538,24 +538,23 @@ class Session:
 
     def next_deadline(self) -> float | None:
         """The earliest time ``handle_timeout`` must be called, or None."""
-        candidates = [
-            t
-            for t in (self._handshake_deadline, self._reconnect_at, self._ping_at)
-            if t is not None
-        ]
-        deadline = self._requests.earliest()
-        if deadline is not None:
-            candidates.append(deadline)
+        # Called after every operation by every frontend: no list, no generator, a few compares.
+        best = self._requests.earliest()
+        for t in (self._handshake_deadline, self._reconnect_at, self._ping_at):
+            if t is not None and (best is None or t < best):
+                best = t
         delayed = self._delayed
         while delayed:
             request = self._requests.get(delayed[0][1])
             if request is not None and not request.sent:
-                candidates.append(delayed[0][0])
+                t = delayed[0][0]
+                if best is None or t < best:
+                    best = t
                 break
             # Stale heap entries are dropped lazily here rather than on cancel, which keeps cancel
             # O(1).
             heapq.heappop(delayed)  # answered, cancelled or sent early (a reconnect replay)
-        return min(candidates) if candidates else None
+        return best
 
     def handle_timeout(self, now: float) -> None:
         """Fire every timer due at ``now``; afterwards ``next_deadline()`` is None or > ``now``."""
