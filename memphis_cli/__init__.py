@@ -13,6 +13,24 @@ protocol cannot ask: station listing and details, and memphis_broker's DLS admin
 
 from __future__ import annotations
 
-from ._cli import build_parser, main
+import sys
+from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``memphis`` command with ``argv`` (default: ``sys.argv[1:]``); the exit code.
+
+    The command's libraries (rich, nats-py: the ``cli`` extra) load here, so that a venv
+    without them (``make demo`` installs only the broker) gets one line, not a traceback.
+    """
+    try:
+        from ._cli import main as run  # noqa: PLC0415 - deliberately lazy, see above
+    except ImportError as exc:
+        print(
+            f"memphis: the command needs {exc.name!r}: pip install 'memphis-sansio[cli]'",
+            file=sys.stderr,
+        )
+        return 1
+    return run(argv)

@@ -118,8 +118,18 @@ async def _open(settings: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     attempts = _auth_attempts(settings)
     for i, auth in enumerate(attempts):
         try:
-            nc = await nats.connect(_servers(settings), **options, **auth)
+            # Bounded here: nats-py 2.16 keeps retrying a closed port past its own
+            # connect_timeout (about 2 minutes); the CLI promises a fast one-line failure.
+            nc = await asyncio.wait_for(
+                nats.connect(_servers(settings), **options, **auth),
+                timeout=float(settings["timeout"]) + 1.0,
+            )
             return nc, {**auth, "tls": options["tls"]}
+        except TimeoutError:
+            raise OSError(
+                f"cannot connect to {', '.join(_servers(settings))}: no answer within "
+                f"{settings['timeout']} s"
+            ) from None
         except nats.errors.AuthorizationError:
             if i == len(attempts) - 1:
                 raise
