@@ -285,7 +285,14 @@ class Driver:
     def _closed_error(self) -> ConnectionClosedError:
         cause = self.closed_error
         text = "the connection is closed" + ("" if cause is None else f": {cause}")
-        return ConnectionClosedError(text)
+        error = ConnectionClosedError(text)
+        # The root cause (the protocol or transport error that ended the connection) stays
+        # reachable, whichever call first notices the close.
+        if isinstance(cause, ConnectionClosedError) and cause.__cause__ is not None:
+            error.__cause__ = cause.__cause__
+        else:
+            error.__cause__ = cause
+        return error
 
     def kick(self) -> None:
         """Make the pump take a turn (cheap when one is already due)."""

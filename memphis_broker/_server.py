@@ -421,6 +421,12 @@ class NatsServer:
     def exit_reason(self) -> str:
         """One line on why the process exited: its last fatal or error log line, mapped to a
         plain sentence for a port conflict; else its exit status."""
+        code = self.returncode
+        if code is not None and code < 0:
+            # Killed by a signal: that is the reason, whatever it logged before (a cluster node
+            # logs route errors while its peers start, which say nothing about why it died).
+            with contextlib.suppress(ValueError):
+                return f"nats-server was killed by {signal.Signals(-code).name}"
         line = _last_problem(self._read_log())
         if line:
             m = _IN_USE.search(line)
@@ -429,7 +435,6 @@ class NatsServer:
                 what = self.config.port_names().get(port, "port")
                 return f"{what} {port} on {host} is already in use"
             return f"nats-server: {line}"
-        code = self.returncode
         lines = [ln.strip() for ln in self._read_log().splitlines() if ln.strip()]
         last = lines[-1] if lines else ""
         if code is not None and code > 0 and last.startswith("nats-server: "):

@@ -45,7 +45,7 @@ def test_a_produce_to_a_forgotten_station_says_so_and_create_producer_registers_
     # No stream answers: retried through ack_wait (it could be a leader election), then a
     # typed error that names the station.
     with pytest.raises(memphis.StationTemporarilyUnavailableError, match=station):
-        producer.produce(b"lost", ack_wait=1.0)
+        producer.produce(b"lost", ack_wait=3.0)
     again = conn.create_producer(station, "p")  # registers again (recreating the station)
     again.produce(b"second")
     assert probe.message_count(station) == 1
@@ -85,7 +85,7 @@ def test_flush_lists_every_failed_async_produce(
     other.destroy_station(station)
     other.close()
     for i in range(3):
-        producer.produce(b"x", async_produce=True, msg_id=f"id-{i}", ack_wait=1.0)
+        producer.produce(b"x", async_produce=True, msg_id=f"id-{i}", ack_wait=3.0)
     with pytest.raises(memphis.AsyncProduceError) as info:
         producer.flush()
     error = info.value
@@ -95,9 +95,11 @@ def test_flush_lists_every_failed_async_produce(
         (3, "id-1"),
         (4, "id-2"),
     ]
-    assert all(
-        isinstance(f.error, memphis.StationTemporarilyUnavailableError) for f in error.failures
-    )
+    # No stream answers (503) until ack_wait runs out; on a loaded machine the first attempt may
+    # time out before its 503 comes back. Either way the message was not stored.
+    unstored = (memphis.StationTemporarilyUnavailableError, memphis.RequestTimeoutError)
+    assert all(isinstance(f.error, unstored) for f in error.failures)
+    assert all(station in str(f.error) for f in error.failures)
     producer.flush()  # reported once: the next flush is clean
 
 
