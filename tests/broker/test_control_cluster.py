@@ -206,7 +206,17 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
             # 4-9 s by itself, and this machine is shared. Without retries the requests fail
             # after one 10 s timeout whatever the budget.
             async with ControlPlane([home], token=CLUSTER_TOKEN, request_budget=25):
-                assert await c.create_station("before") == ""
+                # The control plane's subscriptions reach the rest of the cluster's interest
+                # graph a moment after it starts: until then a request may find no responders.
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:
+                    try:
+                        assert await c.create_station("before") == ""
+                        break
+                    except nats.errors.NoRespondersError:
+                        if asyncio.get_running_loop().time() > deadline:
+                            raise
+                        await asyncio.sleep(0.1)  # a poll interval, bounded by the deadline
                 buckets = ("KV_memphis_stations", "KV_memphis_producers", "KV_memphis_consumers")
                 # Move the buckets' leadership off node 0 so that killing the leader leaves
                 # our connections alone; then every bucket loses its leader at once.
