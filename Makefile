@@ -63,6 +63,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/parser.py
 	$(PY) bench/throughput.py
+	$(PY) bench/durability.py
 	$(PY) bench/latency.py
 
 clean:
