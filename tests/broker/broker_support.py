@@ -43,6 +43,9 @@ class Client:
         return doc
 
     async def create_station(self, name: str, /, **fields: Any) -> str:
+        return await self.text("$memphis_station_creations", self.station_body(name, **fields))
+
+    def station_body(self, name: str, /, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": name,
             "retention_type": "message_age_sec",
@@ -58,9 +61,13 @@ class Client:
             "dls_station": "",
         }
         body.update(fields)
-        return await self.text("$memphis_station_creations", body)
+        return body
 
     async def create_producer(self, station: str, name: str, /, **fields: Any) -> dict[str, Any]:
+        body = self.producer_body(station, name, **fields)
+        return await self.json("$memphis_producer_creations", body)
+
+    def producer_body(self, station: str, name: str, /, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": name,
             "station_name": station,
@@ -72,7 +79,7 @@ class Client:
             "sdk_lang": "python",
         }
         body.update(fields)
-        return await self.json("$memphis_producer_creations", body)
+        return body
 
     def consumer_body(self, station: str, name: str, /, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -237,8 +237,8 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
                 started = time.monotonic()
                 # The SDKs wait 20 s for a control reply; this test waits a bit longer.
                 station, producer, consumer = await asyncio.gather(
-                    c.request("$memphis_station_creations", _station_body("during"), 30),
-                    c.request("$memphis_producer_creations", _producer_body(c, "during", "p"), 30),
+                    c.request("$memphis_station_creations", c.station_body("during"), 30),
+                    c.request("$memphis_producer_creations", c.producer_body("during", "p"), 30),
                     c.request("$memphis_consumer_creations", c.consumer_body("during-c", "c"), 30),
                 )
                 elapsed = time.monotonic() - started
@@ -295,32 +295,3 @@ def test_connection_tracking_sees_clients_on_every_node(cluster: Cluster) -> Non
 
     asyncio.run(asyncio.wait_for(main(), 60))
 
-
-def _station_body(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "retention_type": "message_age_sec",
-        "retention_value": 3600,
-        "storage_type": "file",
-        "replicas": 1,
-        "idempotency_window_in_ms": 120000,
-        "schema_name": "",
-        "dls_configuration": {"poison": True, "schemaverse": True},
-        "username": "root",
-        "tiered_storage_enabled": False,
-        "partitions_number": 1,
-        "dls_station": "",
-    }
-
-
-def _producer_body(c: Client, station: str, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "station_name": station,
-        "connection_id": c.conn_id,
-        "producer_type": "application",
-        "req_version": 4,
-        "username": "root",
-        "app_id": "app-1",
-        "sdk_lang": "python",
-    }

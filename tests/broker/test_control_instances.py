@@ -22,38 +22,9 @@ from memphis_broker._stations import handle_station_create, handle_station_destr
 from tests.broker.broker_support import Client, connect, wait_for
 
 
-def _station_body(c: Client, name: str, partitions: int = 1) -> bytes:
-    return json.dumps(
-        {
-            "name": name,
-            "retention_type": "message_age_sec",
-            "retention_value": 3600,
-            "storage_type": "file",
-            "replicas": 1,
-            "idempotency_window_in_ms": 120000,
-            "schema_name": "",
-            "dls_configuration": {"poison": True, "schemaverse": True},
-            "username": c.username,
-            "tiered_storage_enabled": False,
-            "partitions_number": partitions,
-            "dls_station": "",
-        }
-    ).encode()
-
-
-def _producer_body(c: Client, station: str, name: str) -> bytes:
-    return json.dumps(
-        {
-            "name": name,
-            "station_name": station,
-            "connection_id": c.conn_id,
-            "producer_type": "application",
-            "req_version": 4,
-            "username": c.username,
-            "app_id": "app-1",
-            "sdk_lang": "python",
-        }
-    ).encode()
+def _encode(body: dict[str, Any]) -> bytes:
+    """A control request as the handlers take it off the wire."""
+    return json.dumps(body).encode()
 
 
 async def _rows(c: Client, bucket: str, station: str) -> list[dict[str, Any]]:
@@ -105,7 +76,7 @@ def test_two_instances_answering_one_create_store_one_row(tmp_path: Path) -> Non
         try:
             assert await c.create_station("both", partitions_number=2) == ""
             for attempt in range(5):
-                body = _producer_body(c, "both", f"p{attempt}")
+                body = _encode(c.producer_body("both", f"p{attempt}"))
                 ra, rb = await asyncio.gather(
                     handle_producer_create(a.ctx, body), handle_producer_create(b.ctx, body)
                 )
@@ -142,12 +113,15 @@ def test_two_instances_share_one_state(tmp_path: Path, caplog: pytest.LogCapture
         try:
             # Created on a, destroyed on b, re-created on a with 3 partitions: b's producer
             # create must see the new station, and a's the missing one after b destroys it.
-            assert await handle_station_create(a.ctx, _station_body(c, "flip")) == b""
-            assert await handle_station_create(b.ctx, _station_body(c, "flip")) == b""
+            assert await handle_station_create(a.ctx, _encode(c.station_body("flip"))) == b""
+            assert await handle_station_create(b.ctx, _encode(c.station_body("flip"))) == b""
             destroy = json.dumps({"station_name": "flip", "username": "root"}).encode()
             assert await handle_station_destroy(b.ctx, destroy) == b""
-            assert await handle_station_create(a.ctx, _station_body(c, "flip", 3)) == b""
-            reply = json.loads(await handle_producer_create(b.ctx, _producer_body(c, "flip", "p")))
+            three = _encode(c.station_body("flip", partitions_number=3))
+            assert await handle_station_create(a.ctx, three) == b""
+            reply = json.loads(
+                await handle_producer_create(b.ctx, _encode(c.producer_body("flip", "p")))
+            )
             assert reply["partitions_update"]["partitions_list"] == [1, 2, 3]
             assert await handle_station_destroy(a.ctx, destroy) == b""
             assert await handle_station_destroy(b.ctx, destroy) == b"Station  does not exist"
