@@ -387,13 +387,16 @@ class Driver:
         try:
             before()
             if not self.closed:
-                op = self.call(lambda now: self.client.drain(now, timeout))
                 try:
+                    # The I/O thread can close the connection between the check above and this
+                    # call (a server failure ending the last reconnect): call() then raises
+                    # ConnectionClosedError, which means the same as a close during the wait.
+                    op = self.call(lambda now: self.client.drain(now, timeout))
                     self.wait(op)
                 except CloseIncompleteError as exc:
                     failure = exc
                 except MemphisError:
-                    pass  # closed under us with nothing left to confirm
+                    pass  # closed under us: the close already failed what it held, by name
         finally:
             self.close()
         if failure is not None:
