@@ -244,7 +244,7 @@ class Driver:
                     continue
                 chunks = self._read(sock)
                 if not chunks:
-                    continue  # someone else took what poll saw
+                    continue  # not expected: we polled and are the only reader
                 try:
                     with self.lock:
                         if generation != self._generation:
@@ -549,7 +549,13 @@ class Driver:
             # the two would let a leader feed newer bytes before ours.
             reading = sock is not None and sock in ready and self._read_lock.acquire(blocking=False)
             try:
-                chunks = self._read(sock) if reading and sock is not None else []
+                # The selector's answer may be stale by now: a leader may have taken the bytes
+                # between our select() and the read lock. Check again as the only reader, since
+                # a recv on a socket with a timeout waits for data (CPython polls before the
+                # recv, MSG_DONTWAIT or not) and would keep this thread from every kick and
+                # timer for a whole socket timeout.
+                fresh = reading and sock is not None and self._readable_now(sock)
+                chunks = self._read(sock) if fresh and sock is not None else []
                 with self.lock:
                     now = time.monotonic()
                     if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
@@ -564,10 +570,20 @@ class Driver:
                 break
 
     @staticmethod
+    def _readable_now(sock: socket.socket) -> bool:
+        """Whether ``sock`` has something to read right now (bytes, EOF or an error)."""
+        if isinstance(sock, ssl.SSLSocket):
+            return True  # nobody leads on TLS: the selector's answer still holds
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
+    @staticmethod
     def _read(sock: socket.socket) -> list[bytes]:
         chunks: list[bytes] = []
         try:
-            # Non-blocking: a leading caller may have taken what the selector saw.
+            # Only called when the socket is readable: with its timeout set, recv would
+            # otherwise wait (see ``_loop``).
             if isinstance(sock, ssl.SSLSocket):
                 data = sock.recv(_READ_SIZE)
             else:

@@ -1,4 +1,4 @@
-"""Fixtures for the async frontend tests: one embedded broker per module, and ``lib``."""
+"""Fixtures for the frontend tests: one embedded broker per module, and ``lib`` (asyncio, trio)."""
 
 from __future__ import annotations
 
