@@ -4,8 +4,9 @@
 of unacknowledged messages keeps memory flat (produce blocks when it is full). ``flush()`` waits
 for every acknowledgement and raises the first failure, so nothing is lost silently.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py), ``MESSAGES`` (20000). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py), ``MESSAGES`` (20000). Exits non-zero if
+anything does not behave as expected.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ STATION = "async-produce-demo"
 def connect() -> memphis.Connection:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

@@ -54,8 +54,8 @@ def main() -> int:
             os.environ.update(
                 MEMPHIS_HOST=broker.host,
                 MEMPHIS_PORT=str(broker.port),
-                MEMPHIS_TOKEN=broker.token or "memphis",
-                MEMPHIS_USER="root",
+                MEMPHIS_CONNECTION_TOKEN=broker.token or "memphis",
+                MEMPHIS_USERNAME="root",
             )
             try:
                 status = quickstart.main()

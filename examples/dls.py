@@ -7,8 +7,9 @@
 Both land in the station's dead-letter store; with ``dls_station`` set they are also produced
 into that station (headers ``station`` and ``type``), so a normal consumer can process them.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
+expected.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ MAX_DELIVERIES = 2
 def connect() -> memphis.Connection:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

@@ -4,8 +4,9 @@ A partition key is hashed with MurmurHash3 (seed 31) exactly as the Go and Pytho
 every SDK sends a given key to the same partition. Without a key, a producer cycles through the
 partitions; ``partition_number`` picks one explicitly.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
+expected.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ PARTITIONS = 3
 def connect() -> memphis.Connection:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

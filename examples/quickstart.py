@@ -2,10 +2,11 @@
 
 Run against any Memphis-compatible broker (``memphis-broker`` or ``make demo``)::
 
-    MEMPHIS_HOST=127.0.0.1 MEMPHIS_PORT=6666 MEMPHIS_TOKEN=memphis python examples/quickstart.py
+    MEMPHIS_HOST=127.0.0.1 MEMPHIS_PORT=6666 MEMPHIS_CONNECTION_TOKEN=memphis \\
+        python examples/quickstart.py
 
-Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USER`` (root),
-``MEMPHIS_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USERNAME`` (root),
+``MEMPHIS_CONNECTION_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ STATION = "quickstart-orders"
 def connect() -> memphis.Connection:
     host = os.environ.get("MEMPHIS_HOST", "127.0.0.1")
     port = int(os.environ.get("MEMPHIS_PORT", "6666"))
-    user = os.environ.get("MEMPHIS_USER", "root")
-    conn = memphis.connect(
-        host, user, connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"), port=port
-    )
+    user = os.environ.get("MEMPHIS_USERNAME", "root")
+    token = os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis")
+    conn = memphis.connect(host, user, connection_token=token, port=port)
     print(f"connected to {host}:{port} as {user}")
     return conn
 

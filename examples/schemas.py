@@ -4,8 +4,9 @@ Validation happens in the producer, so an invalid message never reaches the stat
 records it in the station's dead-letter store. Consumers get decoded values back with
 ``data_deserialized()``.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
+expected.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ SCHEMA_FILE = Path(__file__).with_name("order.schema.json")
 def connect() -> memphis.Connection:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

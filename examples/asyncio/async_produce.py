@@ -5,8 +5,9 @@ a bounded window of unacknowledged messages keeps memory flat (the call waits wh
 is full). ``await producer.flush()`` waits for every acknowledgement and raises the first
 failure. Synchronous produces from many tasks share one connection and are pipelined too.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py), ``MESSAGES`` (20000). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py), ``MESSAGES`` (20000). Exits non-zero if
+anything does not behave as expected.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ TASKS = 10
 def connect() -> memphis.Connecting:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

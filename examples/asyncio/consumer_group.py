@@ -6,8 +6,9 @@ group ``billing`` split the orders, while group ``audit`` gets every order too. 
 ``await consumer.consume(handler)``, which runs a task of the connection that awaits the
 handler for every batch until ``await consumer.stop_consume()``.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USER``, ``MEMPHIS_TOKEN`` (see
-quickstart.py). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
+``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
+expected.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ ORDERS = 30
 def connect() -> memphis.Connecting:
     return memphis.connect(
         os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USER", "root"),
-        connection_token=os.environ.get("MEMPHIS_TOKEN", "memphis"),
+        os.environ.get("MEMPHIS_USERNAME", "root"),
+        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
         port=int(os.environ.get("MEMPHIS_PORT", "6666")),
     )
 

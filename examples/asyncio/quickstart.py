@@ -3,8 +3,8 @@
 The same calls as ``examples/quickstart.py``, awaited. ``async with memphis.connect(...)``
 owns the connection's tasks and closes it at the end of the block.
 
-Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USER`` (root),
-``MEMPHIS_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
+Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USERNAME`` (root),
+``MEMPHIS_CONNECTION_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ STATION = "asyncio-quickstart-orders"
 async def main() -> int:
     host = os.environ.get("MEMPHIS_HOST", "127.0.0.1")
     port = int(os.environ.get("MEMPHIS_PORT", "6666"))
-    user = os.environ.get("MEMPHIS_USER", "root")
-    token = os.environ.get("MEMPHIS_TOKEN", "memphis")
+    user = os.environ.get("MEMPHIS_USERNAME", "root")
+    token = os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis")
     async with memphis.connect(host, user, connection_token=token, port=port) as conn:
         print(f"connected to {host}:{port} as {user}")
         station = await conn.create_station(STATION, retention_value=600)

@@ -129,15 +129,17 @@ def test_example(broker: EmbeddedBroker, script: str) -> None:
         os.environ,
         MEMPHIS_HOST=broker.host,
         MEMPHIS_PORT=str(broker.port),
-        MEMPHIS_TOKEN=TOKEN,
-        MEMPHIS_USER=USER,
+        MEMPHIS_CONNECTION_TOKEN=TOKEN,
+        MEMPHIS_USERNAME=USER,
         MESSAGES="2000",
     )
     _assert_lines(_run(script, env), EXPECTED[script])
 
 
 def test_example_fails_cleanly_without_a_broker() -> None:
-    env = dict(os.environ, MEMPHIS_HOST="127.0.0.1", MEMPHIS_PORT="1", MEMPHIS_TOKEN=TOKEN)
+    env = dict(
+        os.environ, MEMPHIS_HOST="127.0.0.1", MEMPHIS_PORT="1", MEMPHIS_CONNECTION_TOKEN=TOKEN
+    )
     result = _run("quickstart.py", env)
     assert result.returncode != 0
     assert "MemphisConnectError" in result.stderr
