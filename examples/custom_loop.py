@@ -56,9 +56,12 @@ class SelectorLoop:
         self.closed = False
 
     def dial(self) -> None:
-        options = self.client.options
+        # The core's server pool says whom to dial: the first server, then (on every
+        # ReconnectDue) the next one of the list and of those the cluster advertised.
+        server = self.client.session.current_server
+        assert server is not None  # a Client always gives its session the servers
         try:
-            sock = socket.create_connection((options.host, options.port), options.timeout)
+            sock = socket.create_connection(server, self.client.options.timeout)
         except OSError as exc:
             self.client.connection_failed(time.monotonic(), exc)
             return

@@ -465,7 +465,10 @@ class Connection:
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
-        return f"<Connection {self._client.options.server} {state}>"
+        # The server in use (or being dialled), which after a failover is not the first one given.
+        current = self._client.session.current_server
+        server = self._client.options.server if current is None else f"{current[0]}:{current[1]}"
+        return f"<Connection {server} {state}>"
 
 
 class Station:

@@ -114,6 +114,8 @@ def test_first_connect_skips_a_dead_server(memphis: Any, flapping: FlappingServe
             reconnect=False,
             timeout=2.0,
         )
+        # The repr names the server in use, not the first one given.
+        assert f"127.0.0.1:{flapping.port} " in repr(conn)
         conn.close()
     assert flapping.connections == 4
 
