@@ -192,6 +192,17 @@ class BrokerProbe:
 
         return self._run(get())
 
+    def ack_pending(self, station: str, group: str, partition: int = 1) -> int:
+        """How many messages the durable delivered that are not acked yet."""
+
+        async def get() -> int:
+            info = await self._nc.jetstream().consumer_info(
+                self.stream(station, partition), internal_name(group)
+            )
+            return int(info.num_ack_pending)
+
+        return self._run(get())
+
     def ack_floor(self, station: str, group: str, partition: int = 1) -> int:
         """The durable's ack floor (stream sequence up to which everything is acked)."""
 

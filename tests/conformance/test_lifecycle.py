@@ -13,7 +13,7 @@ import pytest
 
 from memphis_broker import EmbeddedBroker
 from tests.conformance._frontends import Frontend
-from tests.conformance._support import TOKEN, USER, BrokerProbe
+from tests.conformance._support import TOKEN, USER, BrokerProbe, wait_until
 
 
 def test_close_delivers_every_async_produce(
@@ -185,7 +185,7 @@ def test_calls_on_a_closed_connection_raise_connection_closed(
 
 
 def test_close_during_a_fetch_holding_messages_ends_both_promptly(
-    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+    connect: Callable[..., Any], memphis: Any, probe: BrokerProbe, name: Callable[[str], str]
 ) -> None:
     # Review finding: the fetch (3 of 10 in hand, the pull held for 5 s) hung for ever and
     # close() raised ConnectionClosedError from inside the core, leaving the socket open.
@@ -208,7 +208,8 @@ def test_close_during_a_fetch_holding_messages_ends_both_promptly(
 
     waiter = threading.Thread(target=fetch)
     waiter.start()
-    time.sleep(0.5)  # not synchronisation: the outcome must be the same whenever close lands
+    # The state under test: the pull is held on the broker with the 3 messages delivered to it.
+    wait_until(lambda: probe.ack_pending(station, "c") == 3, what="3 messages delivered")
     started = time.monotonic()
     conn.close()
     waiter.join(10)
