@@ -79,8 +79,8 @@ class Backend(Protocol):
 
     #: Whether a ``send_all`` cancelled by its caller leaves the stream whole: nothing lost,
     #: no frame torn. True for asyncio (``write`` hands everything to the transport before the
-    #: first await); False for trio (a cancelled send may have written part of the data), where
-    #: only the connection's pump writes.
+    #: first await) and for trio (each send is shielded, bounded by the connection's timeout).
+    #: When False, only the connection's pump writes.
     cancel_safe_send: bool
 
     async def connect_tcp(self, host: str, port: int, timeout: float) -> Stream:

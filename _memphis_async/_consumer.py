@@ -188,6 +188,8 @@ class Consumer:
         key: str | None,
         number: int | None,
         timeout: float | None = None,
+        *,
+        eager: bool = False,
     ) -> Operation[list[Delivery]]:
         driver = self._driver
         return driver.call(
@@ -199,6 +201,7 @@ class Consumer:
                 partition_number=number,
                 prefetch=prefetch,
                 timeout=timeout,
+                eager=eager,
             )
         )
 
@@ -228,22 +231,29 @@ class Consumer:
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Messages forever (until the consumer fails or is destroyed), one batch at a time.
 
-        Leaving the loop early gives the rest of the current batch back to the consumer: the
-        next fetch or iteration returns it first.
+        Each message is yielded as soon as a read brings it: the loop does not wait for a
+        full batch or for ``batch_max_wait_time`` (see ``consume``). Leaving the loop early
+        gives the rest of the current batch back to the consumer: the next fetch or iteration
+        returns it first.
         """
         pending: deque[Message] = deque()
+        driver = self._driver
         try:
             while True:
                 if not pending:
-                    pending.extend(await self.fetch(self._state.options.batch_size))
+                    op = self._start_fetch(
+                        self._state.options.batch_size, False, None, None, eager=True
+                    )
+                    received = await self._wait_batch(op, None)
+                    pending.extend(Message(driver, r) for r in received or ())
                     continue
                 yield pending.popleft()
         finally:
             # Runs when the loop is left or the generator is collected; no await in here.
             unread = [message._received for message in pending]
-            if unread:
-                driver = self._driver
-                driver.call(lambda now: driver.client.give_back(unread), closed_ok=True)
+            state = self._state
+            client = driver.client
+            driver.call(functools.partial(_leave_iteration, client, state, unread), closed_ok=True)
 
     # ------------------------------------------------------------------ consume
 
@@ -257,13 +267,17 @@ class Consumer:
         """Call ``handler(messages, error, context)`` for every batch, in the background,
         until ``stop_consume()``. Returns at once; a second call while consuming does nothing.
 
-        A full batch is followed by the next pull at once; after a short one the loop waits
-        ``pull_interval``. Errors reach the handler as ``error`` (with an empty batch); the loop
-        ends only when the station or the connection is gone. A handler that raises is
-        reported to the consumer's ``error_handler`` (``ConsumeHandlerError``, the exception as
-        its cause) and the loop goes on. The async frontends run the loop as a task of the
-        connection (in its nursery or task group) and accept coroutine handlers; memphis_sync
-        runs it in a thread.
+        The handler gets the messages of each read as they arrive (up to ``batch_size``),
+        not when a batch is full or its pull expires: one message alone is handled after a
+        network hop, not after ``batch_max_wait_time``. The loop pulls again at once while
+        the pull on the server goes on or after a full batch, and waits ``pull_interval``
+        once a pull ended short (the station is drained). Errors reach the handler as
+        ``error`` (with an empty batch); the loop ends only when the station or the
+        connection is gone. A handler that raises is reported to the consumer's
+        ``error_handler`` (``ConsumeHandlerError``, the exception as its cause) and the loop
+        goes on. The async frontends run the loop as a task of the connection (in its
+        nursery or task group) and accept coroutine handlers; memphis_sync runs it in a
+        thread.
 
         Args:
             handler: ``handler(messages, error, context)``; ``error`` is a
@@ -284,13 +298,18 @@ class Consumer:
         )  # validate before starting
         stop = self._stop = [False]
         driver = self._driver
-        driver.call(lambda now: driver.client.start_consumer_pings(self._state, now))
+        state = self._state
+        driver.call(lambda now: driver.client.start_consumer_pings(state, now))
 
         async def loop() -> None:
             try:
                 await self._consume_loop(handler, partition_key, partition_number, stop)
             finally:
                 stop[0] = True  # ended by itself (unreachable, closed): consume() may restart
+                # No reader any more for a pull still going on for the loop.
+                driver.call(
+                    functools.partial(_end_eager_pull, driver.client, state), closed_ok=True
+                )
 
         self._task = driver.spawn(loop, f"memphis-consume-{self.name}")
 
@@ -309,7 +328,9 @@ class Consumer:
             received: list[Delivery] = []
             error: MemphisError | None = None
             try:
-                op = self._start_fetch(state.options.batch_size, False, key, number)
+                # Eager: the handler gets each read's messages at once, not when the batch is
+                # full or the pull expires (Consumers.hand_over in the core).
+                op = self._start_fetch(state.options.batch_size, False, key, number, eager=True)
                 # The batch or stop_consume(), whichever comes first: stopping never waits out
                 # a long pull.
                 batch = await self._wait_batch(op, stopping)
@@ -397,6 +418,18 @@ class Consumer:
 # values (``driver.call`` runs them at once; a lambda over loop variables reads as a trap).
 def _give_back(client: Client, messages: list[Delivery], now: float) -> None:
     client.give_back(messages)
+
+
+def _end_eager_pull(client: Client, state: ConsumerState, now: float) -> None:
+    client.end_eager_pull(state)
+
+
+def _leave_iteration(
+    client: Client, state: ConsumerState, unread: list[Delivery], now: float
+) -> None:
+    if unread:
+        client.give_back(unread)
+    client.end_eager_pull(state)
 
 
 def _next_pull(

@@ -200,6 +200,8 @@ class Client:
         """
         self.session.receive_data(data, now)
         self._process(now)
+        # After the whole chunk, not per message: an eager fetch gets every message of the read.
+        self._consumers.hand_over(now)
 
     def data_to_send(self) -> bytes:
         """Return and clear every byte to write to the transport (write it all, in order).
@@ -582,13 +584,17 @@ class Client:
         partition_number: int | None = None,
         prefetch: bool = False,
         timeout: float | None = None,
+        eager: bool = False,
     ) -> Operation[list[Delivery]]:
         """Pull up to ``batch_size`` messages: messages given back unread first, then DLS
         resends, then a prefetched batch, then a fresh pull that the server holds for
         ``batch_max_wait_time`` (or ``timeout`` seconds, if shorter).
 
         With ``prefetch`` the next batch is pulled as soon as this one is complete and kept
-        for the next call (one that asks for the same partition, or lets us choose).
+        for the next call (one that asks for the same partition, or lets us choose). With
+        ``eager`` the operation ends as soon as fed bytes brought at least one message, and the
+        rest of the pull is kept for the next call (the consume loop's and an iteration's
+        fetch: latency over batch size).
 
         Raises:
             LocalProtocolError: bad batch size or partition choice; the consumer was destroyed.
@@ -604,12 +610,18 @@ class Client:
             partition_key=partition_key,
             partition_number=partition_number,
             timeout=timeout,
+            eager=eager,
         )
         return self._consumers.fetch(consumer, opts, now)
 
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
         """The caller stopped waiting for ``op``: its messages are given back (nacked)."""
         self._consumers.abandon_fetch(op)
+
+    def end_eager_pull(self, consumer: ConsumerState) -> None:
+        """An eager reader of ``consumer`` (its consume loop, an iteration) is gone: end the
+        pull that went on in the background for it (see ``Consumers.end_eager_pull``)."""
+        self._consumers.end_eager_pull(consumer)
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Messages handed out but never read (a consume loop stopped, an iteration left):

@@ -6,9 +6,10 @@ only checks that they exist (``$JS.API.CONSUMER.INFO``) and then pulls from them
 request: messages arrive on its own inbox until the batch is full or the server ends the pull
 with a status (404 no messages, 408 expired, 409 gone or busy).
 
-Nothing a caller was handed may vanish: messages that will never reach user code (a fetch the
-caller stopped waiting for, a prefetch nobody will read) are nacked at once so the broker
-redelivers them, instead of sitting out ``max_ack_time``.
+Nothing a caller was handed may vanish: messages that did not reach user code (a fetch the
+caller stopped waiting for, a prefetch nobody read yet) stay with the consumer for its next
+fetch, and are nacked when the consumer or the connection goes away, so the broker redelivers
+them at once instead of after ``max_ack_time``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Consumers:
     """This connection's consumers and every pull in progress."""
 
     __slots__ = (
+        "_arrived",
         "_by_key",
         "_dispatcher",
         "_identity",
@@ -130,6 +132,9 @@ class Consumers:
         # option are two consumers, as the broker sees two registrations.
         self._by_key: dict[ConsumerOptions, ConsumerState] = {}
         self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
+        # Eager pulls that received messages in the bytes being fed: ``hand_over`` gives those to
+        # their waiters once the whole chunk is parsed (see ``fetch``).
+        self._arrived: dict[int, _Pull] = {}
         self.closing = False
         # Acks, nacks and dead letters written so far: a close must confirm they arrived.
         # A counter, not a flag, so tests can check that a close confirms every settle; only "zero
@@ -348,7 +353,12 @@ class Consumers:
             # The batch we want is already on its way: wait for it instead of pulling again
             # (two pulls on one durable would interleave their deliveries).
             waiter: Operation[list[Delivery]] = Operation("fetch")
-            consumer.prefetch_waiters.append((waiter, batch_size))
+            consumer.prefetch_waiters.append((waiter, batch_size, opts.eager))
+            pending = self._pulls.get(id(consumer.prefetch_op))
+            if opts.eager and pending is not None:
+                pending.eager = True
+                if pending.messages:  # arrived before this fetch: hand them over now
+                    self._hand_over(pending, now)
             return waiter
         else:
             # Round robin only for a fresh pull, not when a stored batch answers: the next partition
@@ -362,6 +372,7 @@ class Consumers:
                 )
             pull = self._pull(consumer, partition, batch_size, now, opts.timeout)
             pull.prefetch_next = prefetch
+            pull.eager = opts.eager
             return pull.op
         # A fetch served from memory starts the prefetch too, or a consumer reading prefetched
         # batches would fall back to a pull per fetch after the first one.
@@ -433,13 +444,13 @@ class Consumers:
             consumer.prefetch_op = None
             waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
             if failed is not None:
-                for waiter, _ in waiters:
+                for waiter, _, _ in waiters:
                     waiter.fail(failed)
                 return
             if not pull.abandoned:
                 consumer.prefetched.extend(pull.messages)
                 pull.messages = []  # now owned by the store; the op reports an empty batch
-            for waiter, size in waiters:
+            for waiter, size, _ in waiters:
                 waiter.finish(consumer.take_prefetched(size, now))
             return
         idle = consumer.prefetch_op is None and not consumer.prefetched
@@ -454,6 +465,67 @@ class Consumers:
             and not self.closing
         ):
             self._start_prefetch(consumer, pull.partition, pull.batch, now)
+
+    def hand_over(self, now: float) -> None:
+        """The bytes fed so far are parsed: eager fetches get the messages that came in them.
+
+        An eager fetch (the consume loop's, an iteration's) returns as soon as a read brought
+        at least one message, instead of when its batch is full or its pull expires: a message
+        that arrives alone is handled after one network hop, not after ``batch_max_wait_time``.
+        The pull itself goes on on the server until it is full or expires (JetStream cannot
+        shorten one, docs/protocol.md §7.6); from then on it is the consumer's prefetch pull,
+        and what else it brings is stored for the next fetch, which waits for it rather than
+        start a second pull on the durable. Handing over once per chunk rather than per
+        message keeps batches as large as the reads.
+        """
+        arrived, self._arrived = self._arrived, {}
+        for pull in arrived.values():
+            if pull.messages and not pull.abandoned:
+                self._hand_over(pull, now)
+
+    def _hand_over(self, pull: _Pull, now: float) -> None:
+        consumer = pull.consumer
+        if consumer.prefetch_op is pull.op:
+            # A prefetch pull (or an eager pull handed over before): its messages go to the
+            # store, and eager waiters at the head of the queue are served from it.
+            waiters = consumer.prefetch_waiters
+            if not waiters or not waiters[0][2]:
+                return  # the first in line waits for the whole batch, as a plain fetch does
+            pull.batch -= len(pull.messages)
+            consumer.prefetched.extend(pull.messages)
+            pull.messages = []
+            while waiters and waiters[0][2] and consumer.prefetched:
+                waiter, size, _ = waiters.pop(0)
+                waiter.finish(consumer.take_prefetched(size, now))
+            return
+        if pull.op.done or consumer.prefetch_op is not None:
+            # Finished already, or a pull for a partition beside the consumer's prefetch: only
+            # one pull per consumer can go on in the background, so this one ends as usual.
+            return
+        delivered, pull.messages = pull.messages, []
+        pull.batch -= len(delivered)
+        op = pull.op
+        self._pulls.pop(id(op), None)
+        pull.op = Operation("fetch")  # the rest of the pull belongs to the consumer's store
+        pull.handed_over = True
+        self._pulls[id(pull.op)] = pull
+        consumer.prefetch_op = pull.op
+        consumer.prefetched_partition = pull.partition
+        op.finish(delivered)
+
+    def end_eager_pull(self, consumer: ConsumerState) -> None:
+        """The eager reader left (a consume loop stopped, an iteration was left): end the pull
+        that went on for it after an early hand-over, as if that reader had abandoned it.
+
+        Otherwise it would keep taking messages from the durable into a store nobody reads,
+        for up to ``batch_max_wait_time``, while other members of the group could have had
+        them. What it already brought stays in the store for the next fetch.
+        """
+        op = consumer.prefetch_op
+        pull = None if op is None else self._pulls.get(id(op))
+        if pull is not None and pull.handed_over and not consumer.prefetch_waiters:
+            assert op is not None
+            self.abandon_fetch(op)
 
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
         """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
@@ -493,7 +565,7 @@ class Consumers:
         if consumer.prefetch_op is op:
             consumer.prefetch_op = None
             waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
-            for waiter, _ in waiters:
+            for waiter, _, _ in waiters:
                 if error is None:
                     waiter.finish([])  # their batch was never going to come
                 else:
@@ -616,6 +688,8 @@ class _Pull(ReplyHandler):
         "consumer",
         "consumers",
         "deadline",
+        "eager",
+        "handed_over",
         "messages",
         "op",
         "partition",
@@ -640,6 +714,8 @@ class _Pull(ReplyHandler):
         self.messages: list[Delivery] = []
         self.abandoned = False  # nobody will read the result: give the messages back
         self.prefetch_next = False  # start the prefetch pull once this one is over
+        self.eager = False  # someone waits for whatever arrives (Consumers.hand_over)
+        self.handed_over = False  # went on in the background after an early hand-over
         self.token = 0  # the session request carrying it
         self.deadline = 0.0  # when the batch is due (batch_max_wait_time after the fetch)
         self.retries = 0  # pulls re-sent after a 503
@@ -660,6 +736,8 @@ class _Pull(ReplyHandler):
                 return False
             self.messages.append(delivery)
             if len(self.messages) < self.batch:
+                if self.eager:
+                    self.consumers._arrived[id(self)] = self
                 return False
             # The batch is full: no more messages can come for this pull (the server counts the
             # batch too), so the request ends without waiting for a status.

@@ -90,7 +90,8 @@ class ConsumerState:
         # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
         # Each waiter keeps its own batch size: the prefetched batch is split among them in the
         # order they asked.
-        self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int]] = []
+        # Fetches waiting for the prefetch pull: (operation, batch size, eager).
+        self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int, bool]] = []
         # Delivered but never read: a fetch that was cancelled, an iteration left early, a
         # consume loop stopped with a batch in hand. The next fetch returns them first, while
         # their ack deadline holds; they are nacked only when the consumer goes away, so a
@@ -156,14 +157,23 @@ class ConsumerState:
         to stop.
 
         A full batch means more are probably waiting: pull again at once (memphis-py sleeps
-        after every batch, capping a default consumer at 10 msg/s). A short one means the
-        station is drained: wait ``pull_interval``. An error that cannot heal (the station or
-        durable is gone, the connection closed) stops the loop; any other error (a timeout, a
-        broker busy with an election) is reported and the loop goes on after ``pull_interval``.
+        after every batch, capping a default consumer at 10 msg/s). So does a short batch that
+        was handed over while its pull goes on (the loop's fetches are eager, see
+        ``Consumers.hand_over``), or while messages wait in the consumer's store: the next
+        fetch waits on what is already there and sends nothing. Otherwise a short batch means
+        the station is drained: wait ``pull_interval``. An error that cannot heal (the station
+        or durable is gone, the connection closed) stops the loop; any other error (a timeout,
+        a broker busy with an election) is reported and the loop goes on after
+        ``pull_interval``.
         """
         if consume_should_stop(error):
             return None
-        if error is None and received >= self.options.batch_size:
+        if error is None and (
+            received >= self.options.batch_size
+            or self.prefetch_op is not None
+            or self.prefetched
+            or self.returned
+        ):
             # A full batch means more are probably waiting: the Go SDK's pause after every batch
             # (§12.1 item 6) caps a default consumer at batch_size messages per pull_interval.
             return 0.0

@@ -725,6 +725,7 @@ class FetchOptions:
     partition_key: str | None = None
     partition_number: int | None = None
     timeout: float | None = None
+    eager: bool = False
 
 
 def fetch_options(
@@ -734,11 +735,14 @@ def fetch_options(
     partition_key: str | None = None,
     partition_number: int | None = None,
     timeout: float | None = None,
+    eager: bool = False,
 ) -> FetchOptions:
     """Validate :meth:`Consumer.fetch` arguments.
 
     ``timeout`` (seconds, > 0, default None: ``batch_max_wait_time``) bounds how long this one
-    fetch waits: its pull expires after ``min(timeout, batch_max_wait_time)``.
+    fetch waits: its pull expires after ``min(timeout, batch_max_wait_time)``. ``eager``
+    (default False): return as soon as a read brought at least one message (the consume loop
+    and iteration; see ``Consumers.hand_over``).
 
     Raises:
         LocalProtocolError: ``Batch size can not be greater than 5000 or less than 1``,
@@ -754,4 +758,5 @@ def fetch_options(
         partition_key=key,
         partition_number=number,
         timeout=None if timeout is None else check_seconds(timeout, "timeout", positive=True),
+        eager=check_bool(eager, "eager"),
     )

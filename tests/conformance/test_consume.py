@@ -264,3 +264,49 @@ def test_destroy_stops_a_running_consume(conn: Any, name: Callable[[str], str]) 
     producer.produce(b"after destroy")
     assert [m.data for m in other.fetch()] == [b"after destroy"]
     assert len(rec.calls) <= seen + 1  # at most one call that was already in flight
+
+
+def test_a_lone_message_reaches_the_handler_without_waiting_out_the_pull(
+    conn: Any, connect: Callable[..., Any], name: Callable[[str], str]
+) -> None:
+    # consume() hands each read's messages over as they arrive: with a batch of 100 and a pull
+    # held 30 s, a single message must wait for neither (the handler would otherwise see it
+    # after 30 s, and wait_for gives up after 10).
+    station = name("st")
+    consumer = conn.create_consumer(
+        station, "a", consumer_group="g", batch_size=100, batch_max_wait_time=30.0
+    )
+    rec = Recorder()
+
+    def handler(msgs: list[Any], error: Any, context: Any) -> None:
+        for m in msgs or []:
+            m.ack()
+        rec(msgs, error, context)
+
+    consumer.consume(handler)
+    try:
+        conn.produce(station, "p", b"alone")
+        rec.wait_for(_has(rec, b"alone"))
+        conn.produce(station, "p", b"second")  # the same pull, still held on the server
+        rec.wait_for(_has(rec, b"second"))
+    finally:
+        consumer.stop_consume()
+    # The pull that went on for the loop ended with it: the next message goes to the other
+    # member of the group, not into a store of the stopped one that nobody reads.
+    other = connect().create_consumer(station, "b", consumer_group="g", batch_max_wait_time=5.0)
+    conn.produce(station, "p", b"after stop")
+    assert [m.data for m in other.fetch(batch_size=1)] == [b"after stop"]
+
+
+def test_iteration_yields_a_lone_message_without_waiting_out_the_pull(
+    conn: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    consumer = conn.create_consumer(station, "c", batch_size=100, batch_max_wait_time=30.0)
+    conn.produce(station, "p", b"alone")
+    started = time.monotonic()
+    for message in consumer:
+        assert message.data == b"alone"
+        message.ack()
+        break
+    assert time.monotonic() - started < 10.0  # not the 30 s the pull is held

@@ -164,11 +164,15 @@ class Script:
 
     def deliver(self, pull: Sent, stream: str, durable: str, seq: int, data: bytes) -> str:
         """Deliver one stored message to a pull; return its ack subject."""
+        self.feed(self.delivery(pull, stream, durable, seq, data))
+        return ack_subject(stream, durable, seq)
+
+    def delivery(self, pull: Sent, stream: str, durable: str, seq: int, data: bytes) -> bytes:
+        """The bytes that deliver one stored message to a pull (to feed several in one read)."""
         assert pull.reply is not None
         ack = ack_subject(stream, durable, seq)
         block = encode_header_block({"$memphis_producedBy": "p", "user": "v"})
-        self.feed(server_hmsg(f"{stream}.final", self.sids[pull.reply], ack, block, data))
-        return ack
+        return server_hmsg(f"{stream}.final", self.sids[pull.reply], ack, block, data)
 
     def push(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
         """A message on a subscription the client made (broker pushes, DLS resends)."""

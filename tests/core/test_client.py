@@ -334,6 +334,81 @@ def test_fetch_waits_for_a_prefetch_in_flight_instead_of_pulling_twice() -> None
     assert [m.data for m in second.outcome()] == [b"b"]
 
 
+def test_an_eager_fetch_ends_with_each_read_and_the_pull_goes_on_for_the_next() -> None:
+    # The consume loop's and an iteration's fetch: a message that arrives alone is handed over
+    # at the end of its read, not when the batch is full or the pull expires.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    one_read = b"".join(script.delivery(pull, "orders$1", "billing", n, b"m%d" % n) for n in (1, 2))
+    script.feed(one_read)
+    assert [m.data for m in op.outcome()] == [b"m1", b"m2"]  # the whole read, in one batch
+    # The pull goes on for the consumer: the next fetch waits on it and sends no second pull.
+    nxt = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    assert not nxt.done
+    assert script.take() == []
+    script.deliver(pull, "orders$1", "billing", 3, b"m3")
+    assert [m.data for m in nxt.outcome()] == [b"m3"]
+    # What arrives with nobody waiting is kept for the next fetch.
+    script.deliver(pull, "orders$1", "billing", 4, b"m4")
+    script.status(pull, 408, "Request Timeout")
+    assert state.prefetch_op is None
+    kept = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    assert [m.data for m in kept.outcome()] == [b"m4"]
+    # The server counted 4 of the batch of 10 against this pull; a new pull asks for 10 again.
+    client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    assert pull_request(script).json() == {"batch": 10, "expires": 30_000_000_000}
+
+
+def test_a_plain_fetch_still_waits_for_the_batch_or_the_end_of_the_pull() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"m1")
+    assert not op.done
+    script.status(pull, 408, "Request Timeout")
+    assert [m.data for m in op.outcome()] == [b"m1"]
+
+
+def test_an_eager_fetch_counts_what_it_handed_over_against_the_batch() -> None:
+    # The server ends the pull after ``batch`` messages in all: the last one completes it even
+    # when earlier ones were handed over already.
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=30.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    assert [m.data for m in first.outcome()] == [b"a"]
+    second = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    script.deliver(pull, "orders$1", "billing", 2, b"b")
+    assert [m.data for m in second.outcome()] == [b"b"]
+    assert state.prefetch_op is None  # the pull is over: the batch is full on the server too
+    assert [s.op for s in script.take()] == ["UNSUB"]
+
+
+def test_the_eager_reader_leaving_ends_the_pull_that_went_on_for_it() -> None:
+    # A stopped consume loop must not keep taking messages into a store nobody reads, while
+    # other members of the group could have them.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    assert op.done
+    client.end_eager_pull(state)
+    # The server drops a pull whose inbox lost interest; the PING confirms the UNSUB.
+    assert [s.op for s in script.take()] == ["UNSUB", "PING"]
+    assert state.prefetch_op is None
+    script.deliver(pull, "orders$1", "billing", 2, b"late")  # was already on its way
+    later = client.fetch(state, 10, script.now, partition_number=1)
+    assert [m.data for m in later.outcome()] == [b"late"]  # kept, not lost
+
+
 def test_abandoned_fetch_keeps_what_arrived_and_what_is_still_coming() -> None:
     # A cancelled fetch costs no delivery attempt: nothing is nacked, the next fetch returns
     # what the abandoned pull brought in, before and after the abandon.
