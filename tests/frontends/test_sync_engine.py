@@ -56,3 +56,23 @@ def test_a_stale_readiness_report_does_not_stall_the_io_thread(broker: EmbeddedB
         # (the 30 s socket timeout, or nats-server's first PING, 2 s after connecting), it
         # would send it after the fetch's own deadline (0.2 s + 1 s of grace) had passed: [].
         assert [m.data for m in consumer.fetch()] == [b"waiting"]
+
+
+def test_close_when_the_io_thread_closes_the_connection_first_does_not_raise(
+    broker: EmbeddedBroker,
+) -> None:
+    # CI field report: close() raised ConnectionClosedError when the I/O thread closed the
+    # connection (the last reconnect attempt failed) between close()'s "still open?" check and
+    # its drain call. The close must be quiet: the I/O thread's close already failed, by name,
+    # everything the connection held.
+    conn = memphis_sync.connect(broker.host, USER, connection_token=TOKEN, port=broker.port)
+    driver = conn._driver
+    call = driver.call
+
+    def closed_first(fn: Any, **kwargs: Any) -> Any:
+        driver._mark_closed(None)  # what the I/O thread does when the connection ends
+        return call(fn, **kwargs)
+
+    driver.call = closed_first  # type: ignore[method-assign]
+    conn.close()
+    assert driver.closed
