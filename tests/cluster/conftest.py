@@ -37,11 +37,10 @@ from memphis_broker._dls import INTERNAL_STREAMS, stream_config
 from memphis_broker._jsapi import JSApi
 from memphis_broker._server import find_nats_server, free_port
 from memphis_broker._store import BUCKETS
-from tests.conformance._frontends import Frontend, available_frontends, open_frontend
+from tests.conformance._frontends import frontend_fixtures
 
 TOKEN = "memphis"
 USER = "root"
-FRONTENDS = available_frontends()
 
 
 class Node:
@@ -375,15 +374,4 @@ def healthy_cluster(cluster: Cluster) -> Iterator[Cluster]:
     cluster.revive()
 
 
-@pytest.fixture(scope="module", params=FRONTENDS or ["none"])
-def frontend(request: pytest.FixtureRequest) -> Iterator[Frontend]:
-    if request.param == "none":
-        pytest.skip("no frontend exports connect()")
-    fe = open_frontend(request.param)
-    yield fe
-    fe.close()
-
-
-@pytest.fixture
-def memphis(frontend: Frontend) -> Any:
-    return frontend.memphis
+frontend, memphis = frontend_fixtures("module")

@@ -37,9 +37,17 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["ALL_FRONTENDS", "Frontend", "available_frontends", "open_frontend"]
+import pytest
+
+__all__ = [
+    "ALL_FRONTENDS",
+    "Frontend",
+    "available_frontends",
+    "frontend_fixtures",
+    "open_frontend",
+]
 
 #: Frontend id → package. Order is the parametrisation order.
 ALL_FRONTENDS: dict[str, str] = {
@@ -110,6 +118,30 @@ def open_frontend(name: str) -> Frontend:
         return Frontend(name, module, module)
     portal: Portal = TrioPortal() if "trio" in name else AsyncioPortal()
     return Frontend(name, BlockingModule(module, portal), module, portal)
+
+
+def frontend_fixtures(scope: Literal["session", "module"]) -> tuple[Any, Any]:
+    """The ``frontend`` and ``memphis`` fixtures, parametrised over every available frontend,
+    for a conftest: ``frontend, memphis = frontend_fixtures("session")``.
+
+    ``scope`` is the frontend's: a suite with a broker per session opens each frontend once,
+    the cluster suite (a cluster per module) once per module.
+    """
+
+    @pytest.fixture(scope=scope, params=available_frontends() or ["none"])
+    def frontend(request: pytest.FixtureRequest) -> Iterator[Frontend]:
+        if request.param == "none":
+            pytest.skip("no frontend exports connect()")
+        fe = open_frontend(request.param)
+        yield fe
+        fe.close()
+
+    @pytest.fixture
+    def memphis(frontend: Frontend) -> Any:
+        """The API namespace of the current frontend (see the conformance conftest)."""
+        return frontend.memphis
+
+    return frontend, memphis
 
 
 # ------------------------------------------------------------------------------- portals

@@ -11,7 +11,7 @@ runs in a background thread and every call is executed and awaited there, ``with
 callables are bridged to ``async`` callables that run them in a worker thread. So the tests
 never mention ``await``; the proxy is the only place that knows a frontend is async.
 
-``FRONTENDS`` is every frontend whose package exports ``connect`` (select one with
+The frontends are those whose package exports ``connect`` (select one with
 ``pytest -k '[sync]'``, or set ``MEMPHIS_CONFORMANCE_FRONTENDS=sync,trio``). The few async-only
 idioms (``async with connect()`` owning a nursery) are tested natively through
 ``frontend.run(async_fn)``; everything else is one body for all three.
@@ -44,10 +44,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend, available_frontends, open_frontend
+from tests.conformance._frontends import frontend_fixtures
 from tests.conformance._support import PASSWORD, TOKEN, USER, BrokerProbe, unique
-
-FRONTENDS = available_frontends()
 
 
 @pytest.fixture(scope="session")
@@ -78,18 +76,7 @@ def probe(broker: EmbeddedBroker) -> Iterator[BrokerProbe]:
     p.close()
 
 
-@pytest.fixture(scope="session", params=FRONTENDS or ["none"])
-def frontend(request: pytest.FixtureRequest) -> Iterator[Frontend]:
-    if request.param == "none":
-        pytest.skip("no frontend exports connect() yet")
-    fe = open_frontend(request.param)
-    yield fe
-    fe.close()
-
-
-@pytest.fixture
-def memphis(frontend: Frontend) -> Any:
-    return frontend.memphis
+frontend, memphis = frontend_fixtures("session")
 
 
 @pytest.fixture
