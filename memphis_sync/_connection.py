@@ -342,11 +342,12 @@ class Connection:
             station_name: the station to consume from (created with defaults if missing).
             consumer_name: consumer name (station naming rules).
             consumer_group: group to join (default ``""``: the consumer's own name).
-            pull_interval: seconds ``consume()`` waits after a batch that was not full
-                (default 1.0).
+            pull_interval: seconds ``consume()`` waits after a pull that ended short, the
+                station drained (default 1.0).
             batch_size: messages per pull for ``consume()`` and iteration, 1-5000 (default 10).
             batch_max_wait_time: seconds one pull waits for a full batch (default 5.0; at
-                least 0.001).
+                least 0.001). ``fetch()`` returns when it ends; ``consume()`` and iteration
+                hand messages over as they arrive.
             max_ack_time: seconds before an unacknowledged message is delivered again
                 (default 30.0).
             max_msg_deliveries: deliveries before a message counts as poison and goes to the
