@@ -30,11 +30,10 @@ def _os_error(exc: BaseException) -> OSError:
 
 
 class _TrioStream:
-    __slots__ = ("_stream", "_write_timeout")
+    __slots__ = ("_stream",)
 
-    def __init__(self, stream: trio.abc.Stream, write_timeout: float) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
-        self._write_timeout = write_timeout
 
     async def receive_some(self, max_bytes: int) -> bytes:
         try:
@@ -43,26 +42,10 @@ class _TrioStream:
             raise _os_error(exc) from exc
 
     async def send_all(self, data: bytes) -> None:
-        """Write all of ``data``, whatever happens to the caller's cancel scope.
-
-        Shielded, because trio's ``send_all`` cancelled half-way leaves part of a frame on the
-        wire and the next write would corrupt the stream; that is what lets a user task write
-        its own request instead of waking the pump (``cancel_safe_send``). Bounded instead by
-        the connection's timeout: a server that stops reading fails the connection (as the
-        blocking frontend's socket timeout does) rather than holding the caller for ever.
-
-        Raises:
-            OSError: the stream broke, or ``TimeoutError`` after the connection's timeout (part
-                of ``data`` may be written: the transport must be dropped).
-        """
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._write_timeout
-            try:
-                await self._stream.send_all(data)
-            except _BROKEN as exc:
-                raise _os_error(exc) from exc
-        if scope.cancelled_caught:
-            raise TimeoutError(f"a write did not complete in {self._write_timeout} s")
+        try:
+            await self._stream.send_all(data)
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str, timeout: float
@@ -75,7 +58,7 @@ class _TrioStream:
             raise TimeoutError("timed out during the TLS handshake") from None
         except _BROKEN as exc:
             raise _os_error(exc) from exc
-        return _TrioStream(tls, self._write_timeout)
+        return _TrioStream(tls)
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
@@ -144,8 +127,8 @@ class _NurseryGroup:
 
 
 class TrioBackend:
-    # Our streams shield each send_all (see _TrioStream.send_all): a cancel never tears a frame.
-    cancel_safe_send = True
+    # A cancelled send_all may have sent part of a frame: user tasks never write.
+    cancel_safe_send = False
 
     async def connect_tcp(self, host: str, port: int, timeout: float) -> Stream:
         try:
@@ -153,7 +136,7 @@ class TrioBackend:
                 stream = await trio.open_tcp_stream(host, port)  # sets TCP_NODELAY
         except trio.TooSlowError:
             raise TimeoutError(f"timed out connecting to {host}:{port}") from None
-        return _TrioStream(stream, timeout)
+        return _TrioStream(stream)
 
     def event(self) -> Event:
         return trio.Event()
