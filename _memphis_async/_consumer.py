@@ -318,6 +318,7 @@ class Consumer:
     ) -> None:
         state = self._state
         driver = self._driver
+        chosen = key is not None or number is not None
 
         def stopping() -> bool:
             return stop[0]
@@ -351,7 +352,7 @@ class Consumer:
                 failure.__cause__ = exc
                 await self._report_error(failure)
             delay = driver.call(
-                functools.partial(_next_pull, state, len(received), error),
+                functools.partial(_next_pull, driver.client, state, len(received), error, chosen),
                 kick=False,
                 closed_ok=True,
             )
@@ -433,6 +434,11 @@ def _leave_iteration(
 
 
 def _next_pull(
-    state: ConsumerState, received: int, error: MemphisError | None, now: float
+    client: Client,
+    state: ConsumerState,
+    received: int,
+    error: MemphisError | None,
+    chosen: bool,
+    now: float,
 ) -> float | None:
-    return state.next_pull(received, error)
+    return client.next_pull(state, received, error, now, chosen=chosen)

@@ -468,7 +468,11 @@ class Connection:
         state = "connected" if self.is_connected else "disconnected"
         # The server in use (or being dialled), which after a failover is not the first one given.
         current = self._client.session.current_server
-        server = self._client.options.server if current is None else f"{current[0]}:{current[1]}"
+        if current is None:
+            server = self._client.options.server
+        else:
+            host, port = current
+            server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
         return f"<Connection {server} {state}>"
 
 

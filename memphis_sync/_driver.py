@@ -573,9 +573,16 @@ class Driver:
     def _readable_now(sock: socket.socket) -> bool:
         """Whether ``sock`` has something to read right now (bytes, EOF or an error)."""
         if isinstance(sock, ssl.SSLSocket):
-            return True  # nobody leads on TLS: the selector's answer still holds
+            # Nobody leads on TLS: the selector's answer still holds. (A record that is not
+            # complete yet still makes recv wait for the rest of it, up to the socket timeout.)
+            return True
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        try:
+            poller.register(sock, select.POLLIN)
+        except (ValueError, OSError):
+            # Closed meanwhile (a leader read EOF and dropped the transport): nothing to read,
+            # and the caller's check against the current socket discards this turn anyway.
+            return False
         return bool(poller.poll(0))
 
     @staticmethod

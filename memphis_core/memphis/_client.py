@@ -618,6 +618,20 @@ class Client:
         """The caller stopped waiting for ``op``: its messages are given back (nacked)."""
         self._consumers.abandon_fetch(op)
 
+    def next_pull(
+        self,
+        consumer: ConsumerState,
+        received: int,
+        error: MemphisError | None,
+        now: float,
+        *,
+        chosen: bool = False,
+    ) -> float | None:
+        """The consume loop's policy: seconds to wait before the next fetch after a batch of
+        ``received`` messages (or ``error``), or None to stop the loop (see
+        ``Consumers.next_pull``)."""
+        return self._consumers.next_pull(consumer, received, error, now, chosen=chosen)
+
     def end_eager_pull(self, consumer: ConsumerState) -> None:
         """An eager reader of ``consumer`` (its consume loop, an iteration) is gone: end the
         pull that went on in the background for it (see ``Consumers.end_eager_pull``)."""

@@ -33,6 +33,7 @@ from ._deliveries import (
     ConsumerState,
     Delivery,
     ack_publishes,
+    consume_should_stop,
     dead_letter_publishes,
     delay_publishes,
     nack_publishes,
@@ -347,7 +348,7 @@ class Consumers:
             result = Operation.completed("fetch", returned)
         elif consumer.dls:
             result = Operation.completed("fetch", consumer.take_dls(batch_size))
-        elif same_partition and (stored := consumer.take_prefetched(batch_size, now)):
+        elif same_partition and (stored := self._take_stored(consumer, batch_size, now)):
             result = Operation.completed("fetch", stored)
         elif consumer.prefetch_op is not None and same_partition:
             # The batch we want is already on its way: wait for it instead of pulling again
@@ -451,7 +452,7 @@ class Consumers:
                 consumer.prefetched.extend(pull.messages)
                 pull.messages = []  # now owned by the store; the op reports an empty batch
             for waiter, size, _ in waiters:
-                waiter.finish(consumer.take_prefetched(size, now))
+                waiter.finish(self._take_stored(consumer, size, now))
             return
         idle = consumer.prefetch_op is None and not consumer.prefetched
         # The prefetch starts only once this pull is over: two pulls on one durable at the same time
@@ -496,11 +497,16 @@ class Consumers:
             pull.messages = []
             while waiters and waiters[0][2] and consumer.prefetched:
                 waiter, size, _ = waiters.pop(0)
-                waiter.finish(consumer.take_prefetched(size, now))
+                waiter.finish(self._take_stored(consumer, size, now))
             return
-        if pull.op.done or consumer.prefetch_op is not None:
-            # Finished already, or a pull for a partition beside the consumer's prefetch: only
-            # one pull per consumer can go on in the background, so this one ends as usual.
+        if (
+            pull.op.done
+            or consumer.prefetch_op is not None
+            or (consumer.prefetched and consumer.prefetched_partition != pull.partition)
+        ):
+            # Finished already, or another pull or stored batch is the consumer's background
+            # one: the store holds one partition's messages at a time (a fetch for partition 1
+            # must never get partition 2's, docs/protocol.md §6.6), so this pull ends as usual.
             return
         delivered, pull.messages = pull.messages, []
         pull.batch -= len(delivered)
@@ -512,6 +518,60 @@ class Consumers:
         consumer.prefetch_op = pull.op
         consumer.prefetched_partition = pull.partition
         op.finish(delivered)
+
+    def _take_stored(self, consumer: ConsumerState, size: int, now: float) -> list[Delivery]:
+        """Up to ``size`` messages from the consumer's store, their ack time restored.
+
+        A message stored while the application was busy (a slow consume handler, a prefetch
+        read late) has used up part of ``max_ack_time`` on the broker before anyone saw it.
+        Those with less than half of it left are refreshed (``+WPI``), so the application
+        gets the whole budget instead of acking after the broker has redelivered.
+        """
+        stored = consumer.take_prefetched(size, now)
+        half = consumer.options.max_ack_time / 2
+        stale = [m for m in stored if m.deadline - now < half]
+        if stale:
+            self._refresh(stale, now)
+        return stored
+
+    def next_pull(
+        self,
+        consumer: ConsumerState,
+        received: int,
+        error: MemphisError | None,
+        now: float,
+        *,
+        chosen: bool = False,
+    ) -> float | None:
+        """The consume loop's policy, the same in every frontend: after a batch of
+        ``received`` messages (or ``error``), how long to wait before the next fetch, or None
+        to stop. ``chosen``: the loop reads one partition (a key or a number).
+
+        At once after a full batch, or when the last pull ended full on the server (its earlier
+        messages were handed over before, so this batch looks short), or while the loop's own
+        pull goes on after a hand-over, or while messages the next fetch can take are kept for
+        it: more are probably there, and the next fetch costs no request or waits on the one
+        in flight. (memphis-py sleeps after every batch, capping a default consumer at 10
+        msg/s.) Otherwise the station is drained: wait ``pull_interval``. An error that cannot
+        heal (the station or durable is gone, the connection closed) stops the loop; any
+        other (a timeout, a broker busy with an election) is reported and the loop goes on
+        after ``pull_interval``.
+        """
+        if consume_should_stop(error):
+            return None
+        if error is None:
+            op = consumer.prefetch_op
+            pull = None if op is None else self._pulls.get(id(op))
+            # Only messages of any partition count for a loop that reads them all: stored
+            # messages of another partition would skip the pause for ever on a chosen one.
+            if (
+                received >= consumer.options.batch_size
+                or consumer.last_pull_full
+                or (pull is not None and pull.handed_over)
+                or (not chosen and consumer.holds_unexpired(now))
+            ):
+                return 0.0
+        return consumer.options.pull_interval
 
     def end_eager_pull(self, consumer: ConsumerState) -> None:
         """The eager reader left (a consume loop stopped, an iteration was left): end the pull
@@ -742,6 +802,7 @@ class _Pull(ReplyHandler):
             # The batch is full: no more messages can come for this pull (the server counts the
             # batch too), so the request ends without waiting for a status.
             self.consumers._dispatcher.session.cancel_request(token)
+            self.consumer.last_pull_full = True
             return self._finish(now)
         # A 100 carries no message; ending the pull on it would return an empty batch while the
         # server still holds the pull open.
@@ -749,6 +810,7 @@ class _Pull(ReplyHandler):
             return False  # idle heartbeat / flow control: the pull goes on
         # Every other status ends the pull on the server's side (docs/protocol.md §7.6).
         self.consumers._dispatcher.session.cancel_request(token)
+        self.consumer.last_pull_full = False
         if status == 409 and msg.description.lower().startswith(_GONE):
             # The durable was deleted under us: nothing will ever come from it again.
             self.consumers._unreachable(self.consumer)

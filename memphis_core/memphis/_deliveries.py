@@ -58,6 +58,7 @@ class ConsumerState:
         "dls_sid",
         "durable",
         "handle",
+        "last_pull_full",
         "options",
         "ping_at",
         "prefetch_op",
@@ -87,10 +88,9 @@ class ConsumerState:
         self.prefetch_op: Operation[list[Delivery]] | None = None
         self.prefetched: deque[Delivery] = deque()
         self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
-        # Fetches waiting for the prefetch in flight (a second pull would interleave with it).
-        # Each waiter keeps its own batch size: the prefetched batch is split among them in the
-        # order they asked.
-        # Fetches waiting for the prefetch pull: (operation, batch size, eager).
+        # Fetches waiting for the prefetch in flight (a second pull would interleave with it):
+        # (operation, batch size, eager). Each waiter keeps its own batch size: the prefetched
+        # batch is split among them in the order they asked.
         self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int, bool]] = []
         # Delivered but never read: a fetch that was cancelled, an iteration left early, a
         # consume loop stopped with a batch in hand. The next fetch returns them first, while
@@ -98,12 +98,23 @@ class ConsumerState:
         # cancelled fetch never costs a delivery attempt (docs/protocol.md §7.7).
         self.returned: deque[Delivery] = deque()
         self.ping_at: float | None = None
+        # Whether the last pull that ended was full on the server: more messages are probably
+        # waiting, even when the consume loop received only the last part of that batch (the
+        # rest was handed over earlier, see Consumers.hand_over).
+        self.last_pull_full = False
         # Sticky: once the durable check (docs/protocol.md §7.9) found the group or station gone,
         # every later fetch raises at once instead of pulling from a consumer that no longer exists.
         self.unreachable = False
         self.destroyed = False
         # The frontend's public object for this consumer (where error events are routed).
         self.handle: object = None
+
+    def holds_unexpired(self, now: float) -> bool:
+        """Whether messages kept for the next fetch (given back or prefetched) are still
+        within their ack deadline."""
+        return any(m.deadline > now for m in self.returned) or any(
+            m.deadline > now for m in self.prefetched
+        )
 
     @property
     def name(self) -> str:
@@ -150,34 +161,6 @@ class ConsumerState:
                 kept.append(message)
         self.returned = kept
         return out
-
-    def next_pull(self, received: int, error: MemphisError | None) -> float | None:
-        """The consume loop's policy, the same in every frontend: after a batch of
-        ``received`` messages (or ``error``), how long to wait before the next pull, or None
-        to stop.
-
-        A full batch means more are probably waiting: pull again at once (memphis-py sleeps
-        after every batch, capping a default consumer at 10 msg/s). So does a short batch that
-        was handed over while its pull goes on (the loop's fetches are eager, see
-        ``Consumers.hand_over``), or while messages wait in the consumer's store: the next
-        fetch waits on what is already there and sends nothing. Otherwise a short batch means
-        the station is drained: wait ``pull_interval``. An error that cannot heal (the station
-        or durable is gone, the connection closed) stops the loop; any other error (a timeout,
-        a broker busy with an election) is reported and the loop goes on after
-        ``pull_interval``.
-        """
-        if consume_should_stop(error):
-            return None
-        if error is None and (
-            received >= self.options.batch_size
-            or self.prefetch_op is not None
-            or self.prefetched
-            or self.returned
-        ):
-            # A full batch means more are probably waiting: the Go SDK's pause after every batch
-            # (§12.1 item 6) caps a default consumer at batch_size messages per pull_interval.
-            return 0.0
-        return self.options.pull_interval
 
 
 def consume_should_stop(error: MemphisError | None) -> bool:

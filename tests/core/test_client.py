@@ -409,6 +409,80 @@ def test_the_eager_reader_leaving_ends_the_pull_that_went_on_for_it() -> None:
     assert [m.data for m in later.outcome()] == [b"late"]  # kept, not lost
 
 
+def test_an_eager_pull_never_makes_another_partitions_store_its_own() -> None:
+    # Review finding: a hand-over relabelled a store holding partition 2's prefetched message
+    # as partition 1's, and the next fetch for partition 1 returned it (breaking per-key order).
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
+    client = script.client
+    client.fetch(state, 1, script.now, partition_number=2, prefetch=True)
+    script.deliver(pull_request(script), "orders$2", "billing", 1, b"p2-a")
+    script.deliver(pull_request(script), "orders$2", "billing", 2, b"p2-b")  # stored
+    eager = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"p1-a")
+    script.status(pull, 408, "Request Timeout")
+    assert [(m.data, m.partition) for m in eager.outcome()] == [(b"p1-a", 1)]
+    after = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    assert not after.done  # a pull of its own: nothing of partition 2's
+    assert pull_request(script).subject.endswith("orders$1.billing")
+    assert [(m.data, m.partition) for m in state.prefetched] == [(b"p2-b", 2)]
+
+
+def test_a_message_kept_while_the_handler_was_busy_gets_its_ack_time_back() -> None:
+    # Review finding: a message stored at t=0 and handed out at t=25 had 4 s of its 30 s ack
+    # time left, and nothing told the broker it was being worked on.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0, max_ack_time=30.0)
+    client = script.client
+    first = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    assert first.done
+    ack = script.deliver(pull, "orders$1", "billing", 2, b"b")  # nobody waits: kept
+    script.status(pull, 408, "Request Timeout")
+    script.take()
+    script.now += 25.0
+    (message,) = client.fetch(state, 10, script.now, partition_number=1, eager=True).outcome()
+    assert message.data == b"b"
+    assert [(s.subject, s.payload) for s in script.take()] == [(ack, b"+WPI")]
+    assert message.deadline - script.now > 25.0
+
+
+def test_the_consume_policy_after_eager_batches() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=30.0, pull_interval=1.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a")
+    # Short, but the pull goes on for the loop: fetch again at once and wait on it.
+    assert client.next_pull(state, len(first.outcome()), None, script.now) == 0.0
+    second = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    script.deliver(pull, "orders$1", "billing", 2, b"b")
+    # Review finding: the last part of a batch that filled up on the server looked short, and
+    # the loop paused pull_interval although more messages were probably waiting.
+    assert client.next_pull(state, len(second.outcome()), None, script.now) == 0.0
+    third = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    script.status(pull_request(script), 408, "Request Timeout")
+    assert client.next_pull(state, len(third.outcome()), None, script.now) == 1.0  # drained
+
+
+def test_the_consume_policy_ignores_kept_messages_a_partition_loop_cannot_take() -> None:
+    # Review finding: a message of partition 2 kept for the next fetch made a loop reading
+    # partition 1 skip pull_interval on every turn until that message's deadline.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=30.0, pull_interval=1.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=2)
+    pull = pull_request(script)
+    script.deliver(pull, "orders$2", "billing", 1, b"x")
+    script.status(pull, 408, "Request Timeout")
+    client.abandon_fetch(op)  # finished, never read: kept for the next fetch
+    assert client.next_pull(state, 0, None, script.now, chosen=True) == 1.0
+    assert client.next_pull(state, 0, None, script.now) == 0.0  # a loop over every partition
+
+
 def test_abandoned_fetch_keeps_what_arrived_and_what_is_still_coming() -> None:
     # A cancelled fetch costs no delivery attempt: nothing is nacked, the next fetch returns
     # what the abandoned pull brought in, before and after the abandon.

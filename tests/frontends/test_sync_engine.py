@@ -4,6 +4,7 @@ conformance suite cannot reach deterministically."""
 from __future__ import annotations
 
 import selectors
+import socket
 import threading
 from typing import Any
 
@@ -76,3 +77,14 @@ def test_close_when_the_io_thread_closes_the_connection_first_does_not_raise(
     driver.call = closed_first  # type: ignore[method-assign]
     conn.close()
     assert driver.closed
+
+
+def test_a_socket_closed_under_the_io_thread_is_not_read() -> None:
+    # Review finding: a leader that read EOF closes the socket; the I/O thread, woken by the
+    # same EOF, then polled the closed socket and died of the ValueError as an internal error.
+    from memphis_sync._driver import Driver
+
+    mine, peer = socket.socketpair()
+    peer.close()
+    mine.close()
+    assert Driver._readable_now(mine) is False
