@@ -134,7 +134,13 @@ def test_consume_resumes_after_restart(
         rec.wait_for(lambda calls: (b"after",) in calls, timeout=30)
     finally:
         consumer.stop_consume()
-    assert [c[0] for c in rec.calls] == [b"before", b"after"]
+    # Nothing lost, nothing foreign. "before" may come twice: JetStream is at-least-once, and
+    # its ack, in flight or not yet on the broker's disk when nats-server is SIGKILLed, can be
+    # lost with it (seen in CI: before, before, after).
+    calls = [c[0] for c in rec.calls]
+    assert calls[0] == b"before"
+    assert calls[-1] == b"after"
+    assert set(calls) == {b"before", b"after"}
 
 
 def test_without_reconnect_the_connection_closes(
