@@ -1,13 +1,15 @@
 """Bookkeeping for requests waiting on the shared reply inbox.
 
-A dict by token plus a heap of deadlines. Finished requests leave stale heap entries that are
-skipped lazily; the heap is rebuilt whenever stale entries outnumber live ones, so memory follows
-the number of requests in flight (the async-produce window), not the number ever sent.
+A dict by token plus their deadlines, in one FIFO lane per timeout (and a heap for the rest).
+Finished requests leave stale entries that are skipped lazily; everything is rebuilt whenever
+stale entries outnumber live ones, so memory follows the number of requests in flight (the
+async-produce window), not the number ever sent.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
@@ -45,11 +47,28 @@ class PendingRequest:
 # Requests waiting for a reply, by token, with their deadlines. Only the session uses it; the token
 # is also the last subject token of the reply inbox, which is how a reply finds its request.
 class InFlight:
-    __slots__ = ("_heap", "_requests")
+    """Requests by token, and their deadlines in lanes: one FIFO per timeout.
+
+    Requests made with the same timeout expire in the order they were made (``now`` only goes
+    forward), so their deadlines need no heap: adding is an append, and the earliest deadline
+    is the smallest of a few lane heads. An async-produce stream, thousands of requests a
+    second with one ``ack_wait``, then costs an append and a ``popleft`` per message instead
+    of a heap push and pop. Deadlines that do not fit a lane (a clock
+    that went back, more distinct timeouts than ``_MAX_LANES``, such as pulls, whose timeout
+    is what is left of their wait) go to a heap, as before.
+
+    Entries of answered requests stay where they are and are skipped when they reach a head.
+    Everything is rebuilt from the live requests when stale entries outnumber them, so memory
+    follows the number of requests in flight (the async-produce window), not the number sent.
+    """
+
+    __slots__ = ("_entries", "_heap", "_lanes", "_requests")
 
     def __init__(self) -> None:
         self._requests: dict[int, PendingRequest] = {}
+        self._lanes: dict[float, deque[tuple[float, int]]] = {}
         self._heap: list[tuple[float, int]] = []
+        self._entries = 0  # in lanes and heap together, live or stale
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -60,18 +79,38 @@ class InFlight:
         # the broker must see so that produces of one producer keep their order across a reconnect.
         return iter(sorted(self._requests.values(), key=_by_token))
 
-    def add(self, request: PendingRequest) -> None:
-        self._requests[request.token] = request
-        heap = self._heap
-        # Entries of answered requests stay in the heap (removing from the middle of a heap is
-        # O(n)). Rebuild when they outnumber the live ones: an async-produce stream answers
-        # thousands of requests a second, and the heap would otherwise grow with every message ever
-        # sent.
-        if len(heap) > 2 * len(self._requests) + 64:
-            heap[:] = [(r.deadline, r.token) for r in self._requests.values()]
-            heapq.heapify(heap)
-        else:
-            heapq.heappush(heap, (request.deadline, request.token))
+    def add(self, request: PendingRequest, timeout: float) -> None:
+        """Track ``request``, whose deadline is ``timeout`` seconds after it was made."""
+        requests = self._requests
+        requests[request.token] = request
+        if self._entries > 2 * len(requests) + 64:
+            self._rebuild()
+        self._entries += 1
+        entry = (request.deadline, request.token)
+        lane = self._lanes.get(timeout)
+        if lane is None:
+            if len(self._lanes) < _MAX_LANES:
+                self._lanes[timeout] = deque((entry,))
+                return
+        elif not lane or lane[-1][0] <= entry[0]:  # a lane emptied by ``expire`` is reused
+            lane.append(entry)
+            return
+        heapq.heappush(self._heap, entry)
+
+    def _rebuild(self) -> None:
+        # Keep only live entries; a lane keeps its order, so filtering it keeps it sorted.
+        requests = self._requests
+        lanes = self._lanes
+        for key in list(lanes):
+            live = deque(e for e in lanes[key] if _live(requests, e))
+            if live:
+                lanes[key] = live
+            else:
+                del lanes[key]
+        heap = [e for e in self._heap if _live(requests, e)]
+        heapq.heapify(heap)
+        self._heap = heap
+        self._entries = len(heap) + sum(len(lane) for lane in lanes.values())
 
     def get(self, token: int) -> PendingRequest | None:
         return self._requests.get(token)
@@ -83,34 +122,64 @@ class InFlight:
         """Forget everything; return the requests that were live, in token order."""
         requests = sorted(self._requests.values(), key=_by_token)
         self._requests.clear()
+        self._lanes.clear()
         self._heap.clear()
+        self._entries = 0
         return requests
 
     def earliest(self) -> float | None:
-        heap = self._heap
         requests = self._requests
-        while heap:
-            deadline, token = heap[0]
-            request = requests.get(token)
-            # A token's heap entry can be stale even when the token is live: comparing the deadline
-            # guards against an entry that belongs to an earlier deadline of the same request.
-            if request is not None and request.deadline == deadline:
-                return deadline
+        best: float | None = None
+        empty: list[float] = []
+        for key, lane in self._lanes.items():
+            while lane and not _live(requests, lane[0]):
+                lane.popleft()
+                self._entries -= 1
+            if not lane:
+                empty.append(key)
+            elif best is None or lane[0][0] < best:
+                best = lane[0][0]
+        for key in empty:
+            del self._lanes[key]
+        heap = self._heap
+        while heap and not _live(requests, heap[0]):
             heapq.heappop(heap)
-        return None
+            self._entries -= 1
+        if heap and (best is None or heap[0][0] < best):
+            best = heap[0][0]
+        return best
 
     def expire(self, now: float) -> list[PendingRequest]:
         """Remove and return (in deadline order) the requests whose deadline is <= ``now``."""
-        heap = self._heap
         requests = self._requests
-        expired: list[PendingRequest] = []
+        due: list[tuple[float, int]] = []
+        for lane in self._lanes.values():
+            while lane and lane[0][0] <= now:
+                due.append(lane.popleft())
+                self._entries -= 1
+        heap = self._heap
         while heap and heap[0][0] <= now:
-            deadline, token = heapq.heappop(heap)
+            due.append(heapq.heappop(heap))
+            self._entries -= 1
+        expired: list[PendingRequest] = []
+        for deadline, token in sorted(due):
             request = requests.get(token)
+            # A token's entry can be stale even when the token is live: comparing the deadline
+            # guards against an entry that belongs to an earlier deadline of the same request.
             if request is not None and request.deadline == deadline:
                 del requests[token]
                 expired.append(request)
         return expired
+
+
+# Lanes kept at once: a few timeouts (ack_wait, the control timeout, flushes) carry nearly all
+# requests; the heap takes the rest, so ``earliest`` stays a short loop.
+_MAX_LANES: Final = 8
+
+
+def _live(requests: dict[int, PendingRequest], entry: tuple[float, int]) -> bool:
+    request = requests.get(entry[1])
+    return request is not None and request.deadline == entry[0]
 
 
 def _by_token(request: PendingRequest) -> int:
