@@ -22,6 +22,17 @@ def _has(rec: Recorder, text: bytes) -> Callable[[list[tuple[Any, ...]]], bool]:
     return lambda calls: text in _delivered(rec)
 
 
+def _acking(rec: Recorder) -> Callable[[list[Any], Any, Any], None]:
+    """A consume handler that acks every message, then records the call."""
+
+    def handler(msgs: list[Any], error: Any, context: Any) -> None:
+        for m in msgs or []:
+            m.ack()
+        rec(msgs, error, context)
+
+    return handler
+
+
 def test_consume_delivers_and_stop_consume_returns_promptly(
     conn: Any, name: Callable[[str], str]
 ) -> None:
@@ -36,12 +47,7 @@ def test_consume_delivers_and_stop_consume_returns_promptly(
     )
     rec = Recorder()
 
-    def handler(msgs: list[Any], error: Any, context: Any) -> None:
-        for m in msgs or []:
-            m.ack()
-        rec(msgs, error, context)
-
-    consumer.consume(handler)
+    consumer.consume(_acking(rec))
     try:
         rec.wait_for(lambda calls: len(_delivered(rec)) >= 9)
         assert _delivered(rec) == [f"m{i}".encode() for i in range(9)]
@@ -77,12 +83,7 @@ def test_stop_consume_leaves_no_pull_behind(conn: Any, name: Callable[[str], str
     )
     rec = Recorder()
 
-    def handler(msgs: list[Any], error: Any, context: Any) -> None:
-        for m in msgs or []:
-            m.ack()
-        rec(msgs, error, context)
-
-    consumer.consume(handler)
+    consumer.consume(_acking(rec))
     rec.wait_for(lambda calls: len(_delivered(rec)) >= 3)  # a full batch: next pull is pending
     consumer.stop_consume()
     producer.produce(b"after stop")
@@ -99,12 +100,7 @@ def test_consume_keeps_delivering_new_messages(
     consumer = conn.create_consumer(station, "c", pull_interval=0.05, batch_max_wait_time=0.3)
     rec = Recorder()
 
-    def handler(msgs: list[Any], error: Any, context: Any) -> None:
-        for m in msgs or []:
-            m.ack()
-        rec(msgs, error, context)
-
-    consumer.consume(handler)
+    consumer.consume(_acking(rec))
     try:
         producer = conn.create_producer(station, "p")
         for i in range(3):
@@ -125,12 +121,7 @@ def test_set_context_is_passed_to_the_handler(conn: Any, name: Callable[[str], s
     consumer.set_context(context)
     rec = Recorder()
 
-    def handler(msgs: list[Any], error: Any, ctx: Any) -> None:
-        for m in msgs or []:
-            m.ack()
-        rec(msgs, error, ctx)
-
-    consumer.consume(handler)
+    consumer.consume(_acking(rec))
     try:
         rec.wait_for(lambda calls: len(_delivered(rec)) >= 1)
         producer.produce(b"two")
@@ -227,20 +218,12 @@ def test_stop_consume_then_consume_again(conn: Any, name: Callable[[str], str]) 
     consumer = conn.create_consumer(station, "c", pull_interval=0.05, batch_max_wait_time=0.3)
     first, second = Recorder(), Recorder()
 
-    def acking(rec: Recorder) -> Callable[[list[Any], Any, Any], None]:
-        def handler(msgs: list[Any], error: Any, context: Any) -> None:
-            for m in msgs or []:
-                m.ack()
-            rec(msgs, error, context)
-
-        return handler
-
     producer.produce(b"a")
-    consumer.consume(acking(first))
+    consumer.consume(_acking(first))
     first.wait_for(lambda calls: len(_delivered(first)) == 1)
     consumer.stop_consume()
     producer.produce(b"b")
-    consumer.consume(acking(second))
+    consumer.consume(_acking(second))
     try:
         second.wait_for(lambda calls: len(_delivered(second)) == 1)
     finally:
@@ -278,12 +261,7 @@ def test_a_lone_message_reaches_the_handler_without_waiting_out_the_pull(
     )
     rec = Recorder()
 
-    def handler(msgs: list[Any], error: Any, context: Any) -> None:
-        for m in msgs or []:
-            m.ack()
-        rec(msgs, error, context)
-
-    consumer.consume(handler)
+    consumer.consume(_acking(rec))
     try:
         conn.produce(station, "p", b"alone")
         rec.wait_for(_has(rec, b"alone"))
