@@ -34,6 +34,7 @@ from memphis_broker import (
 )
 from memphis_broker.__main__ import _setup_logging, main
 from memphis_broker._server import sync_setting
+from tests.conformance._support import wait_until
 from tests.support.launcher import launcher, run_cli
 from tests.support.natsserver import nats_server_binary, wait_for_port
 
@@ -58,6 +59,17 @@ def _varz(monitor_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=5) as resp:
         doc: dict[str, Any] = json.loads(resp.read())
     return doc
+
+
+def _jetstream_config(monitor_port: int) -> dict[str, Any]:
+    """/varz's JetStream config. nats-server can answer /varz without it for a moment after
+    /healthz is already ok (seen in CI: KeyError 'config'), so poll until it is there."""
+
+    def config() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = _varz(monitor_port).get("jetstream", {}).get("config")
+        return found
+
+    return wait_until(config, timeout=10.0, what="JetStream's config in /varz")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +124,7 @@ def test_nats_server_exit_stops_the_launcher_with_its_reason(tmp_path: Path) -> 
         "--port", "0", "--monitor-port", str(mon), "--store-dir", str(store), "--sync", "always"
     ) as proc:
         proc.ready()
-        assert _varz(mon)["jetstream"]["config"]["sync_always"] is True  # fault 6, CLI side
+        assert _jetstream_config(mon)["sync_always"] is True  # fault 6, CLI side
         os.kill(_child_pid(store), signal.SIGKILL)
         assert proc.wait() == 1
         assert proc.stderr == [
@@ -285,11 +297,11 @@ def test_bad_options_are_usage_errors(
 
 def test_embedded_broker_sync_interval_reaches_nats_server() -> None:
     with EmbeddedBroker(control_plane=False, sync_interval=1.5) as broker:
-        js = _varz(broker.monitor_port)["jetstream"]["config"]
+        js = _jetstream_config(broker.monitor_port)
         assert js["sync_interval"] == 1_500_000_000
         assert not js.get("sync_always")
     with EmbeddedBroker(control_plane=False) as broker:  # the documented default: 2 minutes
-        assert _varz(broker.monitor_port)["jetstream"]["config"]["sync_interval"] == 120 * 10**9
+        assert _jetstream_config(broker.monitor_port)["sync_interval"] == 120 * 10**9
 
 
 # -- 7. admin commands -----------------------------------------------------------------------
