@@ -211,7 +211,7 @@ class Driver:
                 that only give something back to the core, which are harmless after a close).
         """
         if self.closed and not closed_ok:
-            raise self._closed_error()
+            raise ConnectionClosedError.because(self.closed_error)
         result = fn(self.backend.monotonic())
         if kick:
             self.kick()
@@ -282,18 +282,6 @@ class Driver:
                 self._skipped = False
                 self.kick()  # the pump skipped bytes queued meanwhile
 
-    def _closed_error(self) -> ConnectionClosedError:
-        cause = self.closed_error
-        text = "the connection is closed" + ("" if cause is None else f": {cause}")
-        error = ConnectionClosedError(text)
-        # The root cause (the protocol or transport error that ended the connection) stays
-        # reachable, whichever call first notices the close.
-        if isinstance(cause, ConnectionClosedError) and cause.__cause__ is not None:
-            error.__cause__ = cause.__cause__
-        else:
-            error.__cause__ = cause
-        return error
-
     def kick(self) -> None:
         """Make the pump take a turn (cheap when one is already due)."""
         if not self._kicked:
@@ -321,7 +309,7 @@ class Driver:
         """
         while not op.done:
             if self.closed:
-                op.fail(self._closed_error())
+                op.fail(ConnectionClosedError.because(self.closed_error))
                 break
             await self.changed().wait()
         return op.outcome()

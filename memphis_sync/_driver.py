@@ -178,7 +178,7 @@ class Driver:
         """
         with self.lock:
             if self.closed and not closed_ok:
-                raise self._closed_error()
+                raise ConnectionClosedError.because(self.closed_error)
             if kick or not timers:
                 # A kick wakes the I/O thread anyway, which then sleeps towards the new
                 # deadline: comparing deadlines here would cost more than the call (the async
@@ -288,18 +288,6 @@ class Driver:
         with self.changed:
             self.changed.notify_all()
 
-    def _closed_error(self) -> ConnectionClosedError:
-        cause = self.closed_error
-        text = "the connection is closed" + ("" if cause is None else f": {cause}")
-        error = ConnectionClosedError(text)
-        # The root cause (the protocol or transport error that ended the connection) stays
-        # reachable, whichever call first notices the close.
-        if isinstance(cause, ConnectionClosedError) and cause.__cause__ is not None:
-            error.__cause__ = cause.__cause__
-        else:
-            error.__cause__ = cause
-        return error
-
     def wait(self, op: Operation[T]) -> T:
         """Block until ``op`` is done, then return its result or raise its error.
 
@@ -309,7 +297,7 @@ class Driver:
         with self.changed:
             while not op.done:
                 if self.closed:
-                    op.fail(self._closed_error())
+                    op.fail(ConnectionClosedError.because(self.closed_error))
                     break
                 self.changed.wait()
         return op.outcome()

@@ -52,6 +52,21 @@ class MemphisConnectError(MemphisError):
 class ConnectionClosedError(MemphisConnectError):
     """The connection is closed (by the user, or after reconnects were exhausted)."""
 
+    @classmethod
+    def because(cls, cause: MemphisError | None) -> ConnectionClosedError:
+        """What a call meets on a connection that ``cause`` ended (None: closed by the user).
+
+        The root cause (the protocol or transport error that ended the connection) stays
+        reachable as ``__cause__``, whichever call first notices the close.
+        """
+        text = "the connection is closed" + ("" if cause is None else f": {cause}")
+        error = cls(text)
+        if isinstance(cause, ConnectionClosedError) and cause.__cause__ is not None:
+            error.__cause__ = cause.__cause__
+        else:
+            error.__cause__ = cause
+        return error
+
 
 # A ``TimeoutError`` too, so ``except TimeoutError`` in frontend code catches it; its text is the Go
 # SDK's ``memphis: timeout`` (docs/protocol.md §0.3, §2.1).
