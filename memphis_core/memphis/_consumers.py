@@ -479,6 +479,8 @@ class Consumers:
         start a second pull on the durable. Handing over once per chunk rather than per
         message keeps batches as large as the reads.
         """
+        if not self._arrived:
+            return  # the common case, on every chunk read: no new dict, no loop
         arrived, self._arrived = self._arrived, {}
         for pull in arrived.values():
             if pull.messages and not pull.abandoned:
