@@ -561,18 +561,15 @@ class Consumers:
         """
         if consume_should_stop(error):
             return None
-        if error is None:
-            op = consumer.prefetch_op
-            pull = None if op is None else self._pulls.get(id(op))
-            # Only messages of any partition count for a loop that reads them all: stored
-            # messages of another partition would skip the pause for ever on a chosen one.
-            if (
-                received >= consumer.options.batch_size
-                or consumer.last_pull_full
-                or (pull is not None and pull.handed_over)
-                or (not chosen and consumer.holds_unexpired(now))
-            ):
-                return 0.0
+        # Kept messages count only for a loop that reads every partition: stored messages of
+        # another partition would skip the pause for ever on a chosen one.
+        if error is None and (
+            received >= consumer.options.batch_size
+            or consumer.last_pull_full
+            or self._handed_over_pull(consumer) is not None
+            or (not chosen and consumer.holds_unexpired(now))
+        ):
+            return 0.0
         return consumer.options.pull_interval
 
     def end_eager_pull(self, consumer: ConsumerState) -> None:
@@ -583,11 +580,15 @@ class Consumers:
         for up to ``batch_max_wait_time``, while other members of the group could have had
         them. What it already brought stays in the store for the next fetch.
         """
+        pull = self._handed_over_pull(consumer)
+        if pull is not None and not consumer.prefetch_waiters:
+            self.abandon_fetch(pull.op)
+
+    def _handed_over_pull(self, consumer: ConsumerState) -> _Pull | None:
+        """The consumer's background pull, if it is one that went on after a hand-over."""
         op = consumer.prefetch_op
         pull = None if op is None else self._pulls.get(id(op))
-        if pull is not None and pull.handed_over and not consumer.prefetch_waiters:
-            assert op is not None
-            self.abandon_fetch(op)
+        return pull if pull is not None and pull.handed_over else None
 
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
         """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
