@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "ERR_CONSUMER_NOT_FOUND",
     "ERR_MSG_NOT_FOUND",
+    "ERR_NO_PEERS",
     "ERR_REPLICAS_NOT_SUPPORTED",
     "ERR_STREAM_NOT_FOUND",
     "JSApi",
@@ -42,6 +43,14 @@ ERR_MSG_NOT_FOUND: Final = 10037
 ERR_REPLICAS_NOT_SUPPORTED: Final = 10074
 #: JetStream's "temporarily unavailable" (no meta leader yet, e.g. during an election).
 ERR_JS_UNAVAILABLE: Final = 10008
+#: "no suitable peers for placement" (followed by the reasons, if any) and "insufficient
+#: resources": JetStream could not place a stream's or consumer's replicas.
+ERR_NO_PEERS: Final = 10005
+ERR_INSUFFICIENT_RESOURCES: Final = 10023
+# Reasons nats-server appends to ERR_NO_PEERS's description while a peer is down or has not
+# yet reported its resources since it (re)joined. The bare description, without a reason,
+# means the cluster is smaller than the replica count: final, never retried.
+_PEERS_COMING_BACK: Final = ("peer offline", "miscellaneous issue")
 #: Seconds a piece of control-plane work may spend retrying transient errors when no request
 #: deadline is set (background loops). Request handlers set their own (see :func:`deadline`).
 DEFAULT_BUDGET: Final = 15.0
@@ -74,14 +83,20 @@ def transient(err: BaseException) -> bool:
 
     A request to a stream without a leader gets no reply (timeout), a node whose JetStream is
     not up yet has no responders on ``$JS.API`` (503), and the meta layer answers "temporarily
-    unavailable". All of them resolve by themselves within seconds, so they are retried.
+    unavailable". While a peer is down or rejoining, the meta leader cannot place replicas on
+    it: "no suitable peers for placement, peer offline" (10005) or "insufficient resources"
+    (10023) until the peer reports in again (docs/cluster.md, "Placement while a node
+    restarts"). All of them resolve by themselves within seconds, so they are retried.
     """
     if isinstance(err, JSApiError):
-        return err.code == 503 or err.err_code == ERR_JS_UNAVAILABLE
+        return _transient_reply(err.code, err.err_code, err.description)
     if isinstance(err, nats.js.errors.APIError):
         # Some nats-py subclasses (the KV "not found" family) never set these attributes.
-        code, err_code = getattr(err, "code", None), getattr(err, "err_code", None)
-        return code == 503 or err_code == ERR_JS_UNAVAILABLE
+        return _transient_reply(
+            getattr(err, "code", None),
+            getattr(err, "err_code", None),
+            getattr(err, "description", None),
+        )
     return isinstance(
         err,
         TimeoutError
@@ -89,6 +104,12 @@ def transient(err: BaseException) -> bool:
         | nats.errors.ConnectionReconnectingError
         | nats.js.errors.NoStreamResponseError,
     )
+
+
+def _transient_reply(code: int | None, err_code: int | None, description: str | None) -> bool:
+    if code == 503 or err_code in (ERR_JS_UNAVAILABLE, ERR_INSUFFICIENT_RESOURCES):
+        return True
+    return err_code == ERR_NO_PEERS and any(r in (description or "") for r in _PEERS_COMING_BACK)
 
 
 @contextlib.contextmanager

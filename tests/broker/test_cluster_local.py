@@ -89,20 +89,21 @@ def test_fixture_kill_restart_and_leaders(nats_cluster: LocalCluster) -> None:  
     leader = cluster.meta_leader()
     assert leader is not None
 
-    async def setup() -> None:
+    async def create(station: str) -> None:
         planes = await start_control_planes(cluster)
         try:
             nc = await nats.connect(**cluster.connect_options())
-            body = {"name": "orders", "partitions_number": 1, "username": "root", "replicas": 3}
+            body = {"name": station, "partitions_number": 1, "username": "root", "replicas": 3}
+            # The SDKs' own wait for a station create (the control plane's budget is 15 s).
             msg = await nc.request(
-                "$memphis_station_creations", json.dumps(body).encode(), timeout=10
+                "$memphis_station_creations", json.dumps(body).encode(), timeout=30
             )
             assert msg.data == b""
             await nc.close()
         finally:
             await asyncio.gather(*(cp.stop() for cp in planes))
 
-    asyncio.run(setup())
+    asyncio.run(create("orders"))
     stream_leader = cluster.wait_for_stream_leader("orders$1")
     assert asyncio.run(stream_leader_via_api(cluster, "orders$1")) == stream_leader
 
@@ -118,6 +119,10 @@ def test_fixture_kill_restart_and_leaders(nats_cluster: LocalCluster) -> None:  
     cluster.start_node(stream_leader)
     assert cluster.nodes[stream_leader].running
     assert cluster.wait_for_meta_leader() in range(3)
+    # An R3 create right after the restart: the meta leader may not yet place replicas on the
+    # rejoining node ("peer offline", 10005); the control plane retries within its budget.
+    asyncio.run(create("after-restart"))
+    assert cluster.wait_for_stream_leader("after-restart$1") in range(3)
 
 
 def test_memphis_cluster_fixture_serves_on_every_node(
