@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo test unasync lint typecheck docs unit fuzz fuzz-short bench clean
+.PHONY: demo test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,19 @@ test: lint typecheck docs unit fuzz-short
 
 fuzz: $(STAMP)
 	$(PY) fuzz/run_all.py --seconds 600
+
+# Not part of make test: the cluster, broker and conformance suites STRESS_RUNS times with a CPU
+# hog on every core (scripts/stress.py); each failure's test id is printed.
+STRESS_RUNS ?= 3
+STRESS_ARGS ?=
+stress: $(STAMP)
+	STRESS_RUNS=$(STRESS_RUNS) $(PY) scripts/stress.py -- $(STRESS_ARGS)
+
+# Not part of make test: a 3-node cluster under a mixed workload with a node SIGKILLed every
+# 20-40 s for SOAK_MINUTES (scripts/soak.py, docs/cluster.md); exits non-zero on a loss.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
 
 # bench/latency.py also rewrites bench/out/latency.json and latency.png (committed figures).
 bench: $(STAMP)

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from memphis_broker._permissions import render_permissions
+
 __all__ = [
     "CONTROL_USER",
     "GLOBAL_ACCOUNT",
@@ -57,6 +59,7 @@ GLOBAL_ACCOUNT: Final = "$memphis"
 # `$$memphis`).
 CONTROL_USER: Final = "$$memphis"
 LOCK_NAME: Final = "memphis-broker.lock"
+APP_PERMISSIONS_VAR: Final = "memphis_application_permissions"
 _POLL_S: Final = 0.02
 # A Go duration as nats-server parses it ("100ms", "1s", "2m", "1h30m").
 _GO_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
@@ -287,9 +290,15 @@ class ServerConfig:
             )
         if self.password_mode:
             entries = [f"{{user: {_q(CONTROL_USER)}, password: {_q(self.control_password)}}}"]
+            # Root keeps full rights; application users get docs/broker.md's "Permissions",
+            # defined once as a config variable (memphis_broker/_permissions.py).
+            # (nats-server refuses a variable that nothing uses: only with application users)
+            if self.users:
+                lines.append(f"{APP_PERMISSIONS_VAR}: {render_permissions()}")
             for name, pw in self.all_users().items():
+                perms = "" if name == "root" else f", permissions: ${APP_PERMISSIONS_VAR}"
                 for nats_user in (f"{name}$1", name):
-                    entries.append(f"{{user: {_q(nats_user)}, password: {_q(pw)}}}")
+                    entries.append(f"{{user: {_q(nats_user)}, password: {_q(pw)}{perms}}}")
             users = ",\n      ".join(entries)
             lines.append(
                 "accounts {\n"
