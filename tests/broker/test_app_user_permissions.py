@@ -144,3 +144,33 @@ def test_an_application_user_cannot_touch_the_control_planes_buckets(
             await root.nc.close()
 
     run(body)
+
+
+def test_the_official_python_sdk_works_as_an_application_user(broker: EmbeddedBroker) -> None:
+    """memphis-py 1.3.1 (nats-py underneath, the SDKs' subjects) produces, fetches and acks."""
+    memphis_py = pytest.importorskip("memphis")
+
+    async def body() -> None:
+        client = memphis_py.Memphis()
+        await client.connect(
+            host=broker.host, port=broker.port, username=APP, password=APP_PASSWORD
+        )
+        try:
+            producer = await client.producer(station_name="py-sdk", producer_name="p")
+            for i in range(3):
+                await producer.produce(bytearray(b"m%d" % i), msg_id=f"id-{i}")
+            consumer = await client.consumer(
+                station_name="py-sdk", consumer_name="c", batch_max_time_to_wait_ms=500
+            )
+            got: list[bytes] = []
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 20
+            while len(got) < 3 and loop.time() < end:
+                for msg in await consumer.fetch(batch_size=10) or []:
+                    got.append(bytes(msg.get_data()))
+                    await msg.ack()
+            assert got == [b"m0", b"m1", b"m2"]
+        finally:
+            await client.close()
+
+    run(body)
