@@ -277,10 +277,17 @@ class LocalCluster:
         """Graceful shutdown of node ``index`` (SIGTERM)."""
         self.nodes[index].stop()
 
-    def start_node(self, index: int, timeout: float = 30.0) -> None:
+    def start_node(
+        self, index: int, timeout: float = 30.0, cancel: threading.Event | None = None
+    ) -> None:
         """(Re)start node ``index`` on its ports and store and wait until it serves again
-        (which includes having found the meta leader)."""
-        self.nodes[index].start(timeout)
+        (which includes having found the meta leader).
+
+        Raises:
+            ServerStartError: as :meth:`NatsServer.start` (``cancel`` set, not ready within
+                ``timeout`` seconds, or the process exited).
+        """
+        self.nodes[index].start(timeout, cancel)
 
     def restart(self, index: int, *, kill: bool = True, timeout: float = 30.0) -> None:
         """Kill -9 (default) or stop node ``index``, then start it again."""

@@ -8,12 +8,15 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
 import nats
 
+import memphis_sync
 from memphis_broker import LocalCluster
+from memphis_broker._launcher import MAX_START_FAILURES
 from tests.support.cluster import (
     memphis_cluster,  # noqa: F401  (pytest fixture)
     nats_cluster,  # noqa: F401  (pytest fixture)
@@ -67,19 +70,100 @@ def test_cli_cluster_as_in_docs(tmp_path: Path) -> None:
         assert "Server Exiting" in (store / f"node-{i}" / "nats-server.log").read_text()
 
 
-def test_cli_cluster_exits_when_a_node_dies(tmp_path: Path) -> None:
+def _node_pid(store: Path, index: int) -> int:
+    """The pid of node ``index``'s current nats-server, from its log's last start line."""
+    starts = re.findall(
+        r"^\[(\d+)\].*Starting nats-server",
+        (store / f"node-{index}" / "nats-server.log").read_text(),
+        re.MULTILINE,
+    )
+    assert starts, f"node {index} never logged its start"
+    return int(starts[-1])
+
+
+def _monitor_urls(store: Path, size: int) -> list[str]:
+    """Every node's monitoring endpoint, from the config the launcher wrote for it."""
+    urls = []
+    for i in range(size):
+        conf = (store / f"node-{i}" / "nats-server.conf").read_text()
+        m = re.search(r'^http: "([^"]+)"', conf, re.MULTILINE)
+        assert m, conf
+        urls.append(f"http://{m.group(1)}")
+    return urls
+
+
+def _node_of_connection(monitor_urls: list[str], connection_id: str) -> int:
+    """Index of the node whose /connz lists the Memphis connection ``connection_id``."""
+    for i, monitor in enumerate(monitor_urls):
+        with urllib.request.urlopen(f"{monitor}/connz", timeout=5) as resp:
+            conns = json.loads(resp.read())["connections"] or []
+        if any((c.get("name") or "").startswith(f"{connection_id}::") for c in conns):
+            return i
+    raise AssertionError(f"connection {connection_id} is on no node")
+
+
+def test_cli_cluster_restarts_a_killed_node_and_the_client_fails_over(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with launcher(
+        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
+    ) as proc:
+        line = proc.ready()
+        servers = line.split("servers ", 1)[1].split(" ", 1)[0].split(",")
+        monitors = _monitor_urls(store, 3)
+        with memphis_sync.connect(servers, "root", connection_token="memphis") as conn:
+            station = conn.create_station("failover", replicas=3)
+            producer = station.create_producer("p")
+            producer.produce(b"before", msg_id="m-before")
+            victim = _node_of_connection(monitors, conn.connection_id)
+            os.kill(_node_pid(store, victim), signal.SIGKILL)  # kill -9 the client's node
+            proc.wait_line(
+                lambda s: (
+                    s
+                    == f"memphis-broker: node {victim} exited: nats-server was killed by SIGKILL; "
+                    "restarting it"
+                )
+            )
+            # The client fails over to another node: producing and fetching go on.
+            producer.produce(b"after", msg_id="m-after")
+            consumer = station.create_consumer("c", batch_max_wait_time=1.0)
+            got: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while len(got) < 2 and time.monotonic() < deadline:
+                for msg in consumer.fetch():
+                    got.append(bytes(msg.data))
+                    msg.ack()
+            assert got == [b"before", b"after"]
+            assert _node_of_connection(monitors, conn.connection_id) != victim
+            # The launcher restarted the node, which serves again.
+            proc.wait_line(lambda s: s == f"memphis-broker: node {victim} restarted (attempt 1)")
+            with urllib.request.urlopen(f"{monitors[victim]}/healthz", timeout=5) as resp:
+                assert resp.status == 200
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert proc.stdout[-1] == "memphis-broker stopped (SIGTERM)"
+
+
+def test_cli_cluster_ends_when_a_node_keeps_failing_to_start(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with launcher(
         "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
     ) as proc:
         proc.ready()
-        first = (store / "node-1" / "nats-server.log").read_text().splitlines()[0]
-        m = re.match(r"\[(\d+)\]", first)
-        assert m, first
-        os.kill(int(m.group(1)), signal.SIGKILL)
-        assert proc.wait() == 1
-        assert proc.stderr == ["memphis-broker: node 1 exited: nats-server was killed by SIGKILL"]
-        assert proc.stdout[-1] == "memphis-broker stopped (node 1 exited)"
+        # Node 1's JetStream store becomes a plain file, then the node dies: every start of
+        # it fails (nats-server cannot create its store directory).
+        node = store / "node-1"
+        (node / "jetstream").rename(node / "jetstream.moved")
+        (node / "jetstream").write_text("not a directory")
+        os.kill(_node_pid(store, 1), signal.SIGKILL)
+        assert proc.wait(120) == 1
+        assert proc.stderr[0] == (
+            "memphis-broker: node 1 exited: nats-server was killed by SIGKILL; restarting it"
+        )
+        assert len(proc.stderr) == MAX_START_FAILURES + 1, proc.stderr
+        assert proc.stderr[-1].startswith(
+            f"memphis-broker: node 1 failed to start {MAX_START_FAILURES} times in a row: "
+        )
+        assert proc.stdout[-1] == "memphis-broker stopped (node 1 failed to start)"
     for i in (0, 2):  # the others were stopped
         assert "Server Exiting" in (store / f"node-{i}" / "nats-server.log").read_text()
 

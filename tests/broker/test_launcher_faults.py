@@ -123,8 +123,9 @@ def test_nats_server_exit_stops_the_launcher_with_its_reason(tmp_path: Path) -> 
     with launcher(
         "--port", "0", "--monitor-port", str(mon), "--store-dir", str(store), "--sync", "always"
     ) as proc:
-        proc.ready()
+        line = proc.ready()
         assert _jetstream_config(mon)["sync_always"] is True  # fault 6, CLI side
+        assert line.endswith(", token auth, fsync always"), line  # the mode in force, named
         os.kill(_child_pid(store), signal.SIGKILL)
         assert proc.wait() == 1
         assert proc.stderr == [

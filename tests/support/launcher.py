@@ -89,8 +89,15 @@ class Launcher:
         self.proc.send_signal(sig)
 
     def close(self) -> None:
+        """Stop the launcher: SIGTERM first, so that it stops the nats-servers it started
+        (they run in their own sessions and would outlive a SIGKILLed launcher), then SIGKILL
+        if it has not exited within 30 s."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
