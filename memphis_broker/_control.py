@@ -48,6 +48,7 @@ from memphis_broker._clients import (
     handle_producer_destroy,
 )
 from memphis_broker._context import Context, now_ms
+from memphis_broker._durability import BROKER_INFO, broker_info
 from memphis_broker._gojson import encode
 from memphis_broker._jsapi import (
     ERR_REPLICAS_NOT_SUPPORTED,
@@ -201,6 +202,9 @@ class ControlPlane:
             queue=f"{rq.NOTIFICATIONS}_group",
             cb=self._fire(_drop_notification),
         )
+        await nc.subscribe(
+            BROKER_INFO, queue=_queue_group(BROKER_INFO), cb=self._answer_broker_info
+        )
         await nc.flush()
         processors = (_dls.process_advisory, _dls.process_schemaverse, _dls.process_nacked)
         for (stream, _subject, durable), fn in zip(_dls.INTERNAL_STREAMS, processors, strict=True):
@@ -228,6 +232,16 @@ class ControlPlane:
             with contextlib.suppress(Exception):
                 await self._nc.close()
         self._nc = None
+
+    async def _answer_broker_info(self, msg: Msg) -> None:
+        """``$memphis_broker_info``: the fsync mode in force (docs/broker.md, "Durability")."""
+
+        async def run() -> None:
+            if msg.reply:
+                with contextlib.suppress(Exception):
+                    await msg.respond(encode(await broker_info(self._monitor_urls)))
+
+        self._spawn(run())
 
     async def _on_error(self, err: Exception) -> None:
         log.debug("nats connection: %s", err)

@@ -31,6 +31,7 @@ import nats.errors
 from memphis_broker._admin import AdminError, connect_once, jetstream_ready
 from memphis_broker._cluster import LocalCluster
 from memphis_broker._control import ControlPlane
+from memphis_broker._durability import describe_fsync
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
@@ -46,7 +47,6 @@ __all__ = [
     "PROG",
     "RESTART_BACKOFF_S",
     "fail",
-    "fsync_description",
     "serve",
 ]
 
@@ -70,16 +70,6 @@ def fail(message: str) -> int:
 def _note(message: str) -> None:
     """One supervision event (a node exited, restarted): a line on stderr, not a failure."""
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def fsync_description(sync: str | None) -> str:
-    """How JetStream fsyncs under ``--sync`` (the normalised setting, None for the default),
-    as the ready line and ``memphis station info`` name it (docs/broker.md, "Durability")."""
-    if sync is None:
-        return "fsync every 2m (nats-server default)"
-    if sync == "always":
-        return "fsync always"
-    return f"fsync every {sync}"
 
 
 class _Stop:
@@ -400,7 +390,7 @@ async def serve(args: argparse.Namespace, users: dict[str, str] | None) -> int:
             return fail(f"{node} exited: {children[which].exit_reason()}")
         if outcome != "done":
             return 0
-        fsync = fsync_description(args.sync)
+        fsync = describe_fsync(args.sync)
         print(f"{PROG} ready: {where}, {mode} auth, {fsync}", flush=True)
         return await _supervise(stop, children, cluster, args.wait)
     finally:

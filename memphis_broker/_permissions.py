@@ -26,6 +26,7 @@ import json
 from typing import Final
 
 from memphis_broker._dls import INTERNAL_STREAMS
+from memphis_broker._durability import BROKER_INFO
 from memphis_broker._store import BUCKETS
 from memphis_core.memphis import _control as rq
 
@@ -48,6 +49,9 @@ _CONTROL_SUBJECTS: Final = (
     rq.NACKED_DLS,
 )
 
+#: Read-only extensions of ours that application users may ask too.
+_INFO_SUBJECTS: Final = (BROKER_INFO,)
+
 #: The control plane's own streams: its KV buckets and its DLS capture streams.
 INTERNAL_STREAM_NAMES: Final = (
     *(f"KV_memphis_{bucket}" for bucket in BUCKETS),
@@ -56,6 +60,7 @@ INTERNAL_STREAM_NAMES: Final = (
 
 APP_PUBLISH_ALLOW: Final = (
     *_CONTROL_SUBJECTS,
+    *_INFO_SUBJECTS,
     "*.final",  # produce: <internal>$<p>.final (docs/protocol.md §6.1)
     "$JS.API.INFO",
     "$JS.API.STREAM.NAMES",
@@ -83,7 +88,7 @@ APP_PUBLISH_DENY: Final = (
     ),
 )
 
-APP_SUBSCRIBE_DENY: Final = ("$JS.>", "$KV.>", "$SYS.>", *_CONTROL_SUBJECTS)
+APP_SUBSCRIBE_DENY: Final = ("$JS.>", "$KV.>", "$SYS.>", *_CONTROL_SUBJECTS, *_INFO_SUBJECTS)
 
 
 def _list(subjects: tuple[str, ...]) -> str:

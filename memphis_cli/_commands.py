@@ -127,6 +127,7 @@ def station_info(args: argparse.Namespace, settings: Settings) -> int:
         ("idempotency window", f"{info['idempotency_window']:g} s"),
         ("messages", f"{info['messages']:,} ({info['bytes']:,} bytes)"),
         ("consumer groups", ", ".join(info["consumer_groups"]) or "none"),
+        ("durability", info["fsync"]),
     ):
         console.print(f"  {label}: {value}", markup=False)
     table = Table(title="partitions")

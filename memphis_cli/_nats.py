@@ -341,9 +341,20 @@ def station_info(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
         info["consumer_groups"] = sorted(
             external_name(str(n)) for n in names.get("consumers") or []
         )
+        info["fsync"] = await _fsync_mode(nc)
         return info
 
     return _run(settings, body)
+
+
+async def _fsync_mode(nc: Any) -> str:
+    """The broker's JetStream fsync mode (``$memphis_broker_info``, docs/broker.md,
+    "Durability"); "unknown" from a broker that does not answer it (the real Memphis)."""
+    try:
+        doc = await _api(nc, "$memphis_broker_info")
+    except Exception:
+        return "unknown"
+    return str(doc.get("fsync") or "unknown")
 
 
 def _admin() -> tuple[Any, Any, Any]:

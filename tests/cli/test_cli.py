@@ -156,6 +156,8 @@ def test_station_create_info_list_destroy(cli: Cli, name: Name) -> None:
     assert info["storage_type"] == "memory"
     assert info["idempotency_window"] == 30.0
     assert info["consumer_groups"] == []
+    assert info["fsync"] == "fsync every 2m (nats-server default)"  # docs/broker.md, Durability
+    assert "durability: fsync every 2m" in cli("station", "info", station).out
 
     listed = {s["name"]: s for s in cli("station", "list", "--json").json_lines()}
     assert listed[station]["partitions"] == 3
