@@ -170,5 +170,6 @@ async def poison(c: Client, station: str, group: str, data: bytes) -> dict[str, 
             await sub.fetch(1, timeout=0.3)
         return [r for r in await dls_rows(c, station) if r["message_seq"] == ack.seq]
 
-    (row,) = await wait_for(stored, timeout=30, interval=0)
+    rows: list[dict[str, Any]] = await wait_for(stored, timeout=30, interval=0)
+    (row,) = rows
     return row

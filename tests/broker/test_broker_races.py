@@ -45,7 +45,7 @@ def test_last_two_members_leaving_together_delete_the_durable(run: Run, name: st
         replies = await asyncio.gather(
             c.destroy("consumer", name, "a"), c.destroy("consumer", name, "b")
         )
-        assert replies == ["", ""]
+        assert list(replies) == ["", ""]
         assert await c.api.consumer_info(f"{name}$1", "g") is None
 
     run(body)

@@ -69,7 +69,9 @@ def _jetstream_config(monitor_port: int) -> dict[str, Any]:
         found: dict[str, Any] | None = _varz(monitor_port).get("jetstream", {}).get("config")
         return found
 
-    return wait_until(config, timeout=10.0, what="JetStream's config in /varz")
+    found = wait_until(config, timeout=10.0, what="JetStream's config in /varz")
+    assert found is not None
+    return found
 
 
 @pytest.fixture(scope="module")
