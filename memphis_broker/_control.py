@@ -62,7 +62,11 @@ from memphis_broker._schemas import (
     handle_schema_create,
     handle_schema_detach,
 )
-from memphis_broker._stations import handle_station_create, handle_station_destroy
+from memphis_broker._stations import (
+    handle_station_create,
+    handle_station_destroy,
+    repair_interrupted_creates,
+)
 from memphis_broker._store import ERR_PLACEMENT, Store, replica_choices
 from memphis_core.memphis import _control as rq
 
@@ -211,6 +215,7 @@ class ControlPlane:
             self._loops.append(asyncio.create_task(self._pull_loop(stream, durable, fn)))
         if self._monitor_urls:
             self._loops.append(asyncio.create_task(self._track_connections()))
+        self._loops.append(asyncio.create_task(self._repair_interrupted_creates()))
 
     async def stop(self) -> None:
         """Stop serving; in-flight requests finish first (up to 5 s)."""
@@ -332,6 +337,18 @@ class ControlPlane:
                 log.debug("pull loop %s: %s", stream, err)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+    async def _repair_interrupted_creates(self) -> None:
+        """Adopt the streams of a station create that a stop interrupted (see
+        :func:`repair_interrupted_creates`); a create in flight elsewhere gets this
+        instance's request budget to write its own record first."""
+        try:
+            await repair_interrupted_creates(self.ctx, grace_s=self._budget)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            # Not fatal: the next start tries again; a create of the station adopts them too.
+            log.warning("[%s] repairing interrupted station creates: %s", self.name, err)
 
     async def _rows_version(self) -> tuple[int, ...]:
         """Last sequence of the producer/consumer buckets: changes whenever any row does."""

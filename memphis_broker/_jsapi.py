@@ -197,6 +197,16 @@ class JSApi:
                 return None
             raise
 
+    async def list_streams(self) -> list[dict[str, Any]]:
+        """Every stream's info (``STREAM.LIST``, page by page)."""
+        streams: list[dict[str, Any]] = []
+        while True:
+            page = await self.call("STREAM.LIST", {"offset": len(streams)})
+            batch: list[dict[str, Any]] = page.get("streams") or []
+            streams += batch
+            if not batch or len(streams) >= int(page.get("total", 0)):
+                return streams
+
     async def create_stream(self, config: dict[str, Any]) -> dict[str, Any]:
         return await self.call(f"STREAM.CREATE.{config['name']}", config)
 

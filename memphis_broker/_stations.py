@@ -9,6 +9,8 @@ so the stream's ``duplicate_window`` below deduplicates on stock NATS (docs/prot
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any, Final
 
 from memphis_broker._context import GLOBAL_TENANT_ID, Context, now_ms, split_tenant
@@ -29,9 +31,14 @@ __all__ = [
     "handle_station_create",
     "handle_station_destroy",
     "normalise_replicas",
+    "repair_interrupted_creates",
     "stream_config",
     "stream_names",
 ]
+
+log = logging.getLogger("memphis_broker.control")
+# A partition stream: ``<internal>$<p>`` (docs/protocol.md §5.5).
+_PARTITION_STREAM: Final = re.compile(r"(?P<intern>[^$]+)\$(?P<partition>[1-9][0-9]*)")
 
 RETENTION_TYPES: Final = ("message_age_sec", "messages", "bytes", "ack_based")
 DEFAULT_RETENTION_S: Final = 3600
@@ -361,3 +368,83 @@ async def handle_station_destroy(ctx: Context, payload: bytes) -> bytes:
         return b"Station  does not exist"
     await destroy_station_resources(ctx, station)
     return b""
+
+
+# -- interrupted creates ----------------------------------------------------------------------
+
+
+def _orphans(streams: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Station partition streams by internal station name, then partition."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for info in streams:
+        config = info["config"]
+        m = _PARTITION_STREAM.fullmatch(str(config["name"]))
+        if m is None or config.get("subjects") != [f"{config['name']}.>"]:
+            continue  # not a station's stream (KV buckets, capture streams, anything else)
+        out.setdefault(m["intern"], {})[int(m["partition"])] = config
+    return out
+
+
+def _record_from_streams(intern: str, configs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The station record whose :func:`stream_config` gives these streams (the inverse)."""
+    config = configs[min(configs)]
+    if config.get("retention") == "interest":
+        rtype, value = "ack_based", 0
+    elif int(config.get("max_age") or 0) > 0:
+        rtype, value = "message_age_sec", int(config["max_age"]) // _NS_PER_S
+    elif int(config.get("max_msgs") or -1) > 0:
+        rtype, value = "messages", int(config["max_msgs"])
+    elif int(config.get("max_bytes") or -1) > 0:
+        rtype, value = "bytes", int(config["max_bytes"])
+    else:
+        rtype, value = "message_age_sec", DEFAULT_RETENTION_S
+    station = _default_station(intern.replace("#", "."), "root")
+    station.update(
+        retention_type=rtype,
+        retention_value=value,
+        storage_type="memory" if config.get("storage") == "memory" else "file",
+        replicas=int(config.get("num_replicas") or 1),
+        idempotency_window_ms=int(config.get("duplicate_window") or 0) // _NS_PER_MS,
+        partitions=sorted(configs),
+    )
+    return station
+
+
+async def repair_interrupted_creates(ctx: Context, grace_s: float) -> list[str]:
+    """Write the record of every station whose streams exist without one; return their names.
+
+    A station create writes its streams first and its record second (:func:`_materialise`);
+    a control plane stopped in between leaves streams that no record describes, which a later
+    create with other options could not adopt ("name already in use"). Run at start-up: the
+    streams are adopted as the station they describe (its retention, storage, replicas,
+    idempotency window and partitions; the default DLS settings, no schema, created by root),
+    so no stored message is dropped. A create still in flight on another instance writes its
+    record within its request budget: only streams still without a record ``grace_s`` seconds
+    after they were first seen are adopted, and the record is written compare-and-set.
+    """
+    candidates = await _unrecorded(ctx)
+    if not candidates:
+        return []
+    await asyncio.sleep(grace_s)  # let any create in flight elsewhere finish (bounded)
+    repaired: list[str] = []
+    for intern, configs in (await _unrecorded(ctx)).items():
+        if intern not in candidates:
+            continue
+        station = _record_from_streams(intern, configs)
+        if await ctx.store.stations.create(key(station["name"]), station) is not None:
+            log.warning(
+                "station %s: streams %s had no record (an interrupted create); adopted",
+                station["name"],
+                ", ".join(stream_names(station)),
+            )
+            repaired.append(station["name"])
+    return repaired
+
+
+async def _unrecorded(ctx: Context) -> dict[str, dict[int, dict[str, Any]]]:
+    streams = await ctx.api.list_streams()
+    return {
+        intern: configs
+        for intern, configs in _orphans(streams).items()
+        if await ctx.store.stations.get(key(intern.replace("#", "."))) is None
+    }

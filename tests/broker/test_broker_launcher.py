@@ -240,9 +240,9 @@ def test_cli_password_mode_with_users_file(tmp_path: Path) -> None:
     )
     try:
         line = _wait_line(proc)
-        assert line.rstrip().endswith(
-            "user/password auth, fsync every 2m (nats-server default)"
-        ), line
+        assert line.rstrip().endswith("user/password auth, fsync every 2m (nats-server default)"), (
+            line
+        )
 
         async def use() -> None:
             for user, pw in (

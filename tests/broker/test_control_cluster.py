@@ -294,4 +294,3 @@ def test_connection_tracking_sees_clients_on_every_node(cluster: Cluster) -> Non
                 await far.nc.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
-
