@@ -543,7 +543,7 @@ class Driver:
                 # recv, MSG_DONTWAIT or not) and would keep this thread from every kick and
                 # timer for a whole socket timeout.
                 fresh = reading and sock is not None and self._readable_now(sock)
-                chunks = self._read(sock) if fresh and sock is not None else []
+                chunks = self._read_now(sock, self._send_lock) if fresh and sock is not None else []
                 with self.lock:
                     now = time.monotonic()
                     if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
@@ -562,7 +562,7 @@ class Driver:
         """Whether ``sock`` has something to read right now (bytes, EOF or an error)."""
         if isinstance(sock, ssl.SSLSocket):
             # Nobody leads on TLS: the selector's answer still holds. (A record that is not
-            # complete yet still makes recv wait for the rest of it, up to the socket timeout.)
+            # complete yet is left for the next turn by ``_read_now``.)
             return True
         poller = select.poll()
         try:
@@ -572,6 +572,30 @@ class Driver:
             # and the caller's check against the current socket discards this turn anyway.
             return False
         return bool(poller.poll(0))
+
+    @staticmethod
+    def _read_now(sock: socket.socket, send_lock: threading.Lock) -> list[bytes]:
+        """``_read`` that never waits: a TLS socket is non-blocking for the read alone.
+
+        The selector reports a TLS socket readable as soon as part of a record arrived, and a
+        blocking recv then waits for the rest of the record, up to the socket timeout, deaf
+        to kicks and timers. Non-blocking, an incomplete record raises SSLWantReadError and
+        is read on a later turn. Only this thread uses a TLS socket except ``close()``'s
+        last write, which ``send_lock`` keeps out while the socket is non-blocking.
+        """
+        if not isinstance(sock, ssl.SSLSocket):
+            return Driver._read(sock)
+        with send_lock:
+            timeout = sock.gettimeout()
+            try:
+                sock.settimeout(0.0)
+            except OSError:
+                return [b""]  # closed meanwhile: EOF as far as the core is concerned
+            try:
+                return Driver._read(sock)
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(timeout)
 
     @staticmethod
     def _read(sock: socket.socket) -> list[bytes]:

@@ -3,10 +3,15 @@ conformance suite cannot reach deterministically."""
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
+import ssl
 import threading
+import time
 from typing import Any
+
+import pytest
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
@@ -88,3 +93,76 @@ def test_a_socket_closed_under_the_io_thread_is_not_read() -> None:
     peer.close()
     mine.close()
     assert Driver._readable_now(mine) is False
+
+
+def _tls_pair() -> tuple[ssl.SSLSocket, ssl.SSLSocket, socket.socket, socket.socket]:
+    """A TLS 1.2 client and server connected through two socket pairs whose middle ends the
+    test holds: ``(client, server, server_out, client_in)``; bytes the server sends arrive on
+    ``server_out`` and reach the client only when the test writes them to ``client_in``.
+    (TLS 1.2: no session tickets after the handshake to get in the way.)"""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    server_raw, server_out = socket.socketpair()
+    client_in, client_raw = socket.socketpair()
+    relaying = threading.Event()
+    relaying.set()
+
+    def relay(src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.05)
+        while relaying.is_set():
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue  # a poll interval: the handshake is over when relaying is cleared
+            if not data:
+                return
+            dst.sendall(data)
+
+    relays = [
+        threading.Thread(target=relay, args=(server_out, client_in), daemon=True),
+        threading.Thread(target=relay, args=(client_in, server_out), daemon=True),
+    ]
+    servers: list[ssl.SSLSocket] = []
+    handshake = threading.Thread(
+        target=lambda: servers.append(server_ctx.wrap_socket(server_raw, server_side=True))
+    )
+    for t in [*relays, handshake]:
+        t.start()
+    client = client_ctx.wrap_socket(client_raw, server_hostname="localhost")
+    handshake.join(10)
+    relaying.clear()
+    for t in relays:
+        t.join(10)
+    server_out.settimeout(None)
+    return client, servers[0], server_out, client_in
+
+
+def test_a_partial_tls_record_does_not_block_the_io_thread() -> None:
+    # Known debt: the selector reports a TLS socket readable as soon as part of a record
+    # arrives; a blocking recv then waited for the rest of the record, up to the socket
+    # timeout, deaf to kicks and timers.
+    from memphis_sync._driver import Driver
+
+    client, server, server_out, client_in = _tls_pair()
+    try:
+        server.sendall(b"PING\r\n")
+        record = server_out.recv(65536)
+        assert record[0] == 23  # one application-data record
+        client_in.sendall(record[:8])  # its header and a little of its body
+        client.settimeout(5.0)
+        lock = threading.Lock()
+        started = time.monotonic()
+        assert Driver._read_now(client, lock) == []  # nothing complete yet, nothing waited
+        assert time.monotonic() - started < 1.0
+        assert client.gettimeout() == 5.0  # writes still get the socket timeout
+        client_in.sendall(record[8:])
+        assert select.select([client], [], [], 5)[0]
+        assert Driver._read_now(client, lock) == [b"PING\r\n"]
+    finally:
+        for s in (client, server, server_out, client_in):
+            s.close()
