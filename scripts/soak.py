@@ -6,7 +6,8 @@
 Runs ``memphis-broker --cluster 3`` (which restarts a killed node, docs/cluster.md) and, against
 it with memphis_sync:
 
-* two producers, each sending sequential ids (``msg_id`` = payload) with a synchronous produce;
+* two producers, each sending sequential ids (``msg_id`` = payload) with a synchronous produce,
+  at most ``--rate`` per second each (default 200);
   a produce that raises is retried with the same ``msg_id`` until acknowledged, so the stream's
   deduplication keeps a retry of a write that had in fact been stored from storing it twice;
 * one consumer group of two members, one reading with ``fetch()``, the other with
@@ -75,10 +76,15 @@ def _node_pid(store: Path, index: int) -> int | None:
     return int(starts[-1]) if starts else None
 
 
-def _producer(conn: Any, name: str, tally: Tally, stop: threading.Event) -> None:
+def _producer(conn: Any, name: str, tally: Tally, stop: threading.Event, rate: float) -> None:
     producer = conn.create_producer(STATION, name)
     i = 0
+    next_at = time.monotonic()
     while not stop.is_set():
+        next_at += 1.0 / rate
+        # Pacing to --rate (a schedule, not synchronisation): the machine stays usable and
+        # the final read-back stays short.
+        time.sleep(max(0.0, next_at - time.monotonic()))
         msg_id = f"{name}-{i}"
         while not stop.is_set():
             try:
@@ -147,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         help="how long the workload and the kills run",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed of the kill schedule")
+    p.add_argument(
+        "--rate", type=float, default=200.0, help="produces per second per producer (at most)"
+    )
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     tally = Tally()
@@ -178,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             servers = line.split("servers ", 1)[1].split(" ", 1)[0].split(",")
             print(f"soak: {line}", flush=True)
-            return _soak(servers, store, args.minutes * 60, rng, tally)
+            return _soak(servers, store, args.minutes * 60, args.rate, rng, tally)
         finally:
             launcher.send_signal(signal.SIGTERM)
             try:
@@ -187,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
                 launcher.kill()
 
 
-def _soak(servers: list[str], store: Path, seconds: float, rng: random.Random, tally: Tally) -> int:
+def _soak(
+    servers: list[str],
+    store: Path,
+    seconds: float,
+    rate: float,
+    rng: random.Random,
+    tally: Tally,
+) -> int:
     stop_producing = threading.Event()
     stop_consuming = threading.Event()
     with memphis_sync.connect(servers, "root", connection_token="memphis", timeout=30) as conn:
@@ -199,7 +215,7 @@ def _soak(servers: list[str], store: Path, seconds: float, rng: random.Random, t
             STATION, "consumer", consumer_group=GROUP, batch_max_wait_time=1.0, max_ack_time=10
         )
         threads = [
-            threading.Thread(target=_producer, args=(conn, f"p{k}", tally, stop_producing))
+            threading.Thread(target=_producer, args=(conn, f"p{k}", tally, stop_producing, rate))
             for k in range(2)
         ]
         threads.append(threading.Thread(target=_fetcher, args=(fetcher, tally, stop_consuming)))
