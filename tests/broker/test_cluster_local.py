@@ -10,6 +10,7 @@ import re
 import signal
 import time
 import urllib.request
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import nats
@@ -23,15 +24,20 @@ from tests.support.cluster import (
     start_control_planes,
     stream_leader_via_api,
 )
-from tests.support.launcher import launcher
+from tests.support.launcher import Launcher, launcher
+
+
+def cluster_launcher(store: Path) -> AbstractContextManager[Launcher]:
+    """``memphis-broker --cluster 3`` on free ports with ``store`` (a :func:`launcher`)."""
+    return launcher(
+        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
+    )
 
 
 def test_cli_cluster_as_in_docs(tmp_path: Path) -> None:
     store = tmp_path / "store"
     # docs/cluster.md: `memphis-broker --cluster 3` (free ports here, not 6666..6668)
-    with launcher(
-        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
-    ) as proc:
+    with cluster_launcher(store) as proc:
         line = proc.ready()
         assert line.startswith("memphis-broker ready: servers "), line
         servers = line.split("servers ", 1)[1].split(" ", 1)[0].split(",")
@@ -104,9 +110,7 @@ def _node_of_connection(monitor_urls: list[str], connection_id: str) -> int:
 
 def test_cli_cluster_restarts_a_killed_node_and_the_client_fails_over(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    with launcher(
-        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
-    ) as proc:
+    with cluster_launcher(store) as proc:
         line = proc.ready()
         servers = line.split("servers ", 1)[1].split(" ", 1)[0].split(",")
         monitors = _monitor_urls(store, 3)
@@ -145,9 +149,7 @@ def test_cli_cluster_restarts_a_killed_node_and_the_client_fails_over(tmp_path: 
 
 def test_cli_cluster_ends_when_a_node_keeps_failing_to_start(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    with launcher(
-        "--cluster", "3", "--port", "0", "--monitor-port", "0", "--store-dir", str(store)
-    ) as proc:
+    with cluster_launcher(store) as proc:
         proc.ready()
         # Node 1's JetStream store becomes a plain file, then the node dies: every start of
         # it fails (nats-server cannot create its store directory).

@@ -8,10 +8,11 @@ rows), independently of the client under test, so that "stored once", "went to p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "USER",
     "BrokerProbe",
     "Recorder",
+    "connections",
     "unique",
     "wait_until",
 ]
@@ -51,9 +53,7 @@ def unique(prefix: str) -> str:
     return f"{base}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition"
-) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
     """Poll ``predicate`` (short exponential backoff) until it returns something truthy.
 
     Returns that value; raises ``AssertionError`` naming ``what`` on timeout. This is waiting for
@@ -242,3 +242,25 @@ class BrokerProbe:
     def station_doc(self, station: str) -> dict[str, Any] | None:
         doc: dict[str, Any] | None = self._run(self._ctx.station(station.lower()))
         return doc
+
+
+@contextlib.contextmanager
+def connections(
+    memphis: Any, broker: EmbeddedBroker, username: str, **auth: Any
+) -> Iterator[Callable[..., Any]]:
+    """``connect(**overrides)`` to ``broker`` as ``username`` with ``auth`` (the credentials)
+    filled in; every connection it opened is closed at the end."""
+    opened: list[Any] = []
+
+    def connect(**overrides: Any) -> Any:
+        kwargs: dict[str, Any] = {**auth, "port": broker.port}
+        kwargs.update(overrides)
+        host = kwargs.pop("host", broker.host)
+        conn = memphis.connect(host, kwargs.pop("username", username), **kwargs)
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -36,7 +36,6 @@ Everything about starting the broker lives in this file; adapt here if its API c
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,14 @@ import pytest
 
 from memphis_broker import EmbeddedBroker
 from tests.conformance._frontends import frontend_fixtures
-from tests.conformance._support import PASSWORD, TOKEN, USER, BrokerProbe, unique
+from tests.conformance._support import (
+    PASSWORD,
+    TOKEN,
+    USER,
+    BrokerProbe,
+    connections,
+    unique,
+)
 
 
 @pytest.fixture(scope="session")
@@ -81,21 +87,8 @@ frontend, memphis = frontend_fixtures("session")
 
 @pytest.fixture
 def connect(memphis: Any, broker: EmbeddedBroker) -> Iterator[Callable[..., Any]]:
-    opened: list[Any] = []
-
-    def _connect(**overrides: Any) -> Any:
-        kwargs: dict[str, Any] = {"connection_token": TOKEN, "port": broker.port}
-        kwargs.update(overrides)
-        host = kwargs.pop("host", broker.host)
-        username = kwargs.pop("username", USER)
-        conn = memphis.connect(host, username, **kwargs)
-        opened.append(conn)
-        return conn
-
-    yield _connect
-    for conn in opened:
-        with contextlib.suppress(Exception):
-            conn.close()
+    with connections(memphis, broker, USER, connection_token=TOKEN) as connect:
+        yield connect
 
 
 @pytest.fixture

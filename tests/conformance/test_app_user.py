@@ -10,14 +10,13 @@ and connections made as that user. The probe reads the broker's state as root.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import PASSWORD, BrokerProbe
+from tests.conformance._support import PASSWORD, BrokerProbe, connections
 
 # Imported test functions are collected here again and run with this module's fixtures.
 from tests.conformance.test_consume import (  # noqa: F401
@@ -73,18 +72,5 @@ def probe(broker: EmbeddedBroker) -> Iterator[BrokerProbe]:
 
 @pytest.fixture
 def connect(memphis: Any, broker: EmbeddedBroker) -> Iterator[Callable[..., Any]]:
-    opened: list[Any] = []
-
-    def _connect(**overrides: Any) -> Any:
-        kwargs: dict[str, Any] = {"password": APP_PASSWORD, "port": broker.port}
-        kwargs.update(overrides)
-        host = kwargs.pop("host", broker.host)
-        username = kwargs.pop("username", APP_USER)
-        conn = memphis.connect(host, username, **kwargs)
-        opened.append(conn)
-        return conn
-
-    yield _connect
-    for conn in opened:
-        with contextlib.suppress(Exception):
-            conn.close()
+    with connections(memphis, broker, APP_USER, password=APP_PASSWORD) as connect:
+        yield connect
