@@ -61,15 +61,16 @@ RESTART_BACKOFF_S: Final = 0.5
 MAX_RESTART_BACKOFF_S: Final = 8.0
 
 
+def _note(message: str) -> None:
+    """One ``memphis-broker: <message>`` line on stderr: a failure, or a supervision event
+    (a node exited, restarted) that is not one."""
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str) -> int:
     """Print one ``memphis-broker: <message>`` line on stderr; return the failure status."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    _note(message)
     return _EXIT_FAILED
-
-
-def _note(message: str) -> None:
-    """One supervision event (a node exited, restarted): a line on stderr, not a failure."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 class _Stop:
