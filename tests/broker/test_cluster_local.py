@@ -16,7 +16,7 @@ from pathlib import Path
 import nats
 
 import memphis_sync
-from memphis_broker import LocalCluster
+from memphis_broker import LocalCluster, admin_context
 from memphis_broker._launcher import MAX_START_FAILURES
 from tests.support.cluster import (
     memphis_cluster,  # noqa: F401  (pytest fixture)
@@ -111,6 +111,14 @@ def _node_of_connection(monitor_urls: list[str], connection_id: str) -> int:
     raise AssertionError(f"connection {connection_id} is on no node")
 
 
+async def _producers_active(servers: list[str], station: str) -> list[bool]:
+    """``is_active`` of every producer row of ``station`` (the control plane's state)."""
+    urls = [f"nats://{s}" for s in servers]
+    async with admin_context(urls, token="memphis", timeout=10) as ctx:
+        rows = [doc for _k, doc in await ctx.store.producers.scan()]
+    return [bool(r["is_active"]) for r in rows if r["station"] == station]
+
+
 def test_cli_cluster_restarts_a_killed_node_and_the_client_fails_over(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with cluster_launcher(store) as proc:
@@ -148,6 +156,13 @@ def test_cli_cluster_restarts_a_killed_node_and_the_client_fails_over(tmp_path: 
             )
             with urllib.request.urlopen(f"{monitors[victim]}/healthz", timeout=5) as resp:
                 assert resp.status == 200
+            assert asyncio.run(_producers_active(servers, "failover")) == [True]
+        # Connection tracking reads every node's /connz: the closed client's producer is
+        # marked inactive, wherever it was connected.
+        deadline = time.monotonic() + 30
+        while asyncio.run(_producers_active(servers, "failover")) != [False]:
+            assert time.monotonic() < deadline, "the producer was never marked inactive"
+            time.sleep(0.2)  # polling the control plane's state, bounded by the deadline
         proc.signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert proc.stdout[-1] == "memphis-broker stopped (SIGTERM)"
