@@ -202,7 +202,16 @@ def render_table() -> str:
 class Fetch:
     """A fetch waiting for messages: what it reads and when it may end."""
 
-    __slots__ = ("batch", "eager", "op", "partitions", "prefetch", "pull_batch")
+    __slots__ = (
+        "batch",
+        "deadline",
+        "eager",
+        "op",
+        "partitions",
+        "prefetch",
+        "pull_batch",
+        "started",
+    )
 
     def __init__(
         self,
@@ -219,6 +228,11 @@ class Fetch:
         self.pull_batch = pull_batch  # the batch of the pulls it starts
         self.eager = eager
         self.prefetch = prefetch
+        self.deadline = 0.0  # when its wait ends (``batch_max_wait_time`` or its timeout)
+        # The partitions it pulled itself. One it waited on without pulling (another fetch's
+        # pull, a prefetch) is pulled for it once that pull ends early; one it pulled is not
+        # pulled again, so a pull the server ends at once (a busy 409) cannot make a loop.
+        self.started: set[int | None] = set()
 
 
 class Reader:
@@ -466,14 +480,25 @@ class Pulls:
         wait = consumer.options.batch_max_wait_time
         if opts.timeout is not None:
             wait = min(wait, opts.timeout)
-        for partition in partitions:
-            # A partition with a pull under way is waited on, not pulled again: two pulls on one
-            # durable would interleave their deliveries.
-            if partition not in self.reader(consumer).pulls:
-                self._start(consumer, partition, opts.batch_size, now, wait)
+        fetch.deadline = now + wait
+        self._pull_for(consumer, fetch, now)
         self.reader(consumer).waiters.append(fetch)
         self._fetches[fetch.op] = (consumer, fetch)
         return fetch.op
+
+    def _pull_for(self, consumer: ConsumerState, fetch: Fetch, now: float) -> bool:
+        """Start a pull for ``fetch`` on each of its partitions that has none under way and
+        that it did not pull already; whether it started any."""
+        under_way = self.reader(consumer).pulls
+        started = False
+        for partition in fetch.partitions:
+            # A partition with a pull under way is waited on, not pulled again: two pulls on one
+            # durable would interleave their deliveries.
+            if partition not in under_way and partition not in fetch.started:
+                fetch.started.add(partition)
+                self._start(consumer, partition, fetch.pull_batch, now, fetch.deadline - now)
+                started = True
+        return started
 
     def _start(
         self, consumer: ConsumerState, partition: int | None, batch: int, now: float, wait: float
@@ -551,17 +576,21 @@ class Pulls:
         messages an earlier one is collecting.
         """
         held = consumer.held
-        for fetch in list(self.reader(consumer).waiters):
+        reader = self.reader(consumer)
+        for fetch in list(reader.waiters):
             available = held.count(fetch.partitions, now)
-            live = [
-                self.reader(consumer).pulls[p]
-                for p in fetch.partitions
-                if p in self.reader(consumer).pulls
-            ]
-            if not (
-                available >= fetch.batch
-                or not live
-                or (available and (fetch.eager or all(pull.quiet for pull in live)))
+            live = [reader.pulls[p] for p in fetch.partitions if p in reader.pulls]
+            if available < fetch.batch and (
+                (live and not (available and (fetch.eager or all(p.quiet for p in live))))
+                # Its pulls are over but it has time left and never pulled some partition
+                # itself (it waited on another fetch's pull): pull it now.
+                or (
+                    not live
+                    and not available
+                    and now < fetch.deadline
+                    and not self.closing
+                    and self._pull_for(consumer, fetch, now)
+                )
             ):
                 return
             self._unwait(consumer, fetch)
