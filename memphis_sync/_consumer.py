@@ -331,7 +331,7 @@ class Consumer:
             error: MemphisError | None = None
             try:
                 # Eager: the handler gets each read's messages at once, not when the batch is
-                # full or the pull expires (Consumers.hand_over in the core).
+                # full or the pull expires (Pulls.hand_over in the core).
                 op = self._start_fetch(state.options.batch_size, False, key, number, eager=True)
                 # The batch or stop_consume(), whichever comes first: stopping never waits out
                 # a long pull.
