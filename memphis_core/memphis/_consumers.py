@@ -251,10 +251,10 @@ class Consumers:
         # dropped with the last one (docs/protocol.md §1.6).
         self._stations.detach(consumer.station)
 
-    @staticmethod
-    def on_dls_resend(consumer: ConsumerState, msg: Msg) -> None:
-        """A poison message the broker resent to this group: the next fetch returns it first."""
-        consumer.held.dls.append(Delivery(msg, consumer, None))
+    def on_dls_resend(self, consumer: ConsumerState, msg: Msg) -> None:
+        """A poison message the broker resent to this group: a fetch waiting gets it at the end
+        of the read, otherwise the next fetch returns it first."""
+        self.pulls.resent(Delivery(msg, consumer, None))
 
     # ---------------------------------------------------------------- the periodic check
 

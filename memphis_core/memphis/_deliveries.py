@@ -86,7 +86,8 @@ class Held:
             queue.appendleft(message)
 
     def count(self, partitions: tuple[int | None, ...], now: float) -> int:
-        """How many unexpired messages a fetch over ``partitions`` could take now."""
+        """How many messages a fetch over ``partitions`` could take now (those past their
+        deadline at the front of a queue are dropped first)."""
         total = len(self.dls)
         for partition in partitions:
             queue = self.partitions.get(partition)
@@ -118,7 +119,9 @@ class Held:
                 for queue in list(queues):
                     if len(out) == size:
                         break
-                    out.append(queue.popleft())
+                    message = queue.popleft()
+                    if message.deadline > now:
+                        out.append(message)
                     if not queue:
                         queues.remove(queue)
         return out
@@ -135,13 +138,10 @@ class Held:
 def _drop_expired(queue: deque[Delivery], now: float) -> None:
     # Past its deadline the broker has already redelivered a message (or will before the caller can
     # ack), maybe to another member: handing it out too would process it twice. It needs no nack.
-    # Deadlines grow along a queue except for what was given back, so the front is checked first.
+    # Deadlines grow along a queue, so only its front is checked here; ``take`` checks each
+    # message it hands out, for the rare one given back after a refresh moved its deadline.
     while queue and queue[0].deadline <= now:
         queue.popleft()
-    if any(m.deadline <= now for m in queue):
-        kept = [m for m in queue if m.deadline > now]
-        queue.clear()
-        queue.extend(kept)
 
 
 class ConsumerState:

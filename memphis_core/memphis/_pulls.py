@@ -118,6 +118,9 @@ _PULL_OVER: Final = frozenset({404, 408, 409})
 # max_ack_time): a tenth of max_ack_time (at most 1 s) of margin covers the time between a fetch
 # returning it and the application acknowledging it.
 _MAX_DEADLINE_MARGIN: Final = 1.0
+# A fetch whose wait has less than this left ends rather than send a pull that would expire on
+# its way (the server refuses an ``expires`` below a millisecond).
+_MIN_PULL_WAIT: Final = 0.01
 
 
 class PullState(enum.Enum):
@@ -537,6 +540,12 @@ class Pulls:
         consumer.held.add(message)
         self._arrived[consumer] = None
 
+    def resent(self, message: Delivery) -> None:
+        """A dead letter the broker resent (core NATS, §7.10): kept before everything else."""
+        consumer = message.consumer
+        consumer.held.dls.append(message)
+        self._arrived[consumer] = None
+
     def ended(self, pull: Pull, error: MemphisError | None, now: float) -> None:
         """``pull`` is over (its state says how): free its partition and serve its fetches."""
         consumer = pull.consumer
@@ -587,7 +596,7 @@ class Pulls:
                 or (
                     not live
                     and not available
-                    and now < fetch.deadline
+                    and fetch.deadline - now >= _MIN_PULL_WAIT
                     and not self.closing
                     and self._pull_for(consumer, fetch, now)
                 )

@@ -207,3 +207,16 @@ def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
         op.outcome()
     assert state.unreachable
     assert "UNSUB" in [s.op for s in script.take()]  # the other partition's pull ends too
+
+
+def test_a_dead_letter_resent_while_a_fetch_waits_is_handed_to_it() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    script.take()
+    script.push(
+        "$memphis_dls_orders.billing",
+        b"poison",
+        {"$memphis_pm_id": "7", "$memphis_pm_cg_name": "billing"},
+    )
+    assert [m.data for m in op.outcome()] == [b"poison"]
