@@ -93,6 +93,19 @@ class Message(MessageView):
         driver = self._driver
         driver.call(lambda now: driver.client.delay(self._received, seconds))
 
+    async def in_progress(self) -> None:
+        """Tell the broker the message is still being worked on (``+WPI``): its ack timer
+        restarts, so it is redelivered ``max_ack_time`` from now rather than from its
+        delivery. Call it as often as needed before settling; a no-op for a dead letter
+        resent by the broker, which has no ack timer.
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
+        driver = self._driver
+        driver.call(lambda now: driver.client.in_progress(self._received, now))
+
     async def dead_letter(self, reason: str) -> None:
         """Stop redelivering and store the message in the station's dead-letter store.
 

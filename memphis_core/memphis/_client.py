@@ -705,6 +705,15 @@ class Client:
         # client keeps no timer for it.
         self._consumers.delay(message, seconds)
 
+    def in_progress(self, message: Delivery, now: float) -> None:
+        """``+WPI``: the broker restarts the message's ack timer (a whole ``max_ack_time``
+        from ``now``); nothing for a dead letter resent by the broker, which has none.
+
+        Raises:
+            MessageAlreadySettledError: it was already acked, nacked, delayed or dead-lettered.
+        """
+        self._consumers.in_progress(message, now)
+
     def dead_letter(self, message: Delivery, reason: str) -> None:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""
         # ``+TERM`` and the report go out together in the next write: the broker stores the dead

@@ -351,6 +351,15 @@ class Consumers:
         self._settle(message, "delayed")
         self._dispatcher.publish(publishes)
 
+    def in_progress(self, message: Delivery, now: float) -> None:
+        # Only an unsettled message has an ack timer to restart: after an ack the broker would
+        # ignore it, and after a nack it would delay a redelivery already asked for.
+        if message.settled is not None:
+            raise MessageAlreadySettledError(
+                f"message {message.sequence_number} was already {message.settled}"
+            )
+        self.pulls.in_progress(message, now)
+
     def dead_letter(self, message: Delivery, reason: str) -> None:
         publishes = dead_letter_publishes(message, reason)
         self._settle(message, "dead-lettered")

@@ -260,6 +260,12 @@ class Delivery:
         return 0 if meta is None else meta.delivered
 
     @property
+    def msg_id(self) -> str | None:
+        # Written twice by producers (docs/protocol.md §6.5): ``msg-id`` for the Memphis broker's
+        # JetStream fork, ``Nats-Msg-Id`` for stock JetStream; either one names the message.
+        return self.header("msg-id") or self.header("Nats-Msg-Id")
+
+    @property
     def pm_id(self) -> str | None:
         return self.header(_PM_ID)
 
@@ -380,6 +386,36 @@ class MessageView:
         letter (docs/protocol.md §7.8, §9.1). 0 for a dead letter resent by the broker.
         """
         return self._received.delivery_count
+
+    @property
+    def msg_id(self) -> str | None:
+        """The idempotency key the producer gave (``produce(msg_id=...)``), or None.
+
+        The broker stores one message per key within its duplicates window; the key travels in
+        the ``msg-id`` header, which :attr:`headers` hides (docs/protocol.md §6.5, §7.14).
+        """
+        return self._received.msg_id
+
+    @property
+    def consumer_sequence(self) -> int:
+        """This delivery's sequence in the group's durable consumer (from 1; each redelivery
+        gets a new one). 0 for a dead letter resent by the broker. From the ack subject."""
+        meta = self._received.metadata
+        return 0 if meta is None else meta.consumer_seq
+
+    @property
+    def timestamp(self) -> float | None:
+        """When the broker stored the message: seconds since the Unix epoch (UTC, a
+        ``float``), from the ack subject. None for a dead letter resent by the broker."""
+        meta = self._received.metadata
+        return None if meta is None else meta.timestamp_ns / 1e9
+
+    @property
+    def pending(self) -> int:
+        """How many messages the broker still held for the group after this one when it
+        delivered it (the ack subject's ``pending``). 0 for a dead letter resent by the broker."""
+        meta = self._received.metadata
+        return 0 if meta is None else meta.pending
 
     @property
     def partition(self) -> int | None:

@@ -123,6 +123,12 @@ _MAX_DEADLINE_MARGIN: Final = 1.0
 _MIN_PULL_WAIT: Final = 0.01
 
 
+def delivery_deadline(max_ack_time: float, now: float) -> float:
+    """When a message received (or refreshed) at ``now`` must no longer be handed out: the
+    broker's ack timer less a margin, so an ack sent at the last moment still arrives first."""
+    return now + max_ack_time - min(max_ack_time / 10, _MAX_DEADLINE_MARGIN)
+
+
 class PullState(enum.Enum):
     OPEN = "open"  # MSG.NEXT sent (or queued): the server may deliver into its inbox
     RETRYING = "retrying"  # a 503 answered it: the durables were looked up, re-sent after a backoff
@@ -305,12 +311,7 @@ class Pull(ReplyHandler):
             # The local deadline ends a little before the broker's ack wait: a message given back
             # unread is only handed out again while an ack can still reach the broker in time.
             wait = self.consumer.options.max_ack_time
-            delivery = Delivery(
-                msg,
-                self.consumer,
-                self.partition,
-                now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN),
-            )
+            delivery = Delivery(msg, self.consumer, self.partition, delivery_deadline(wait, now))
             self.received += 1
             full = self.received >= self.batch
             self._step(PullInput.FULL if full else PullInput.MESSAGE)
@@ -643,14 +644,19 @@ class Pulls:
         deadline moves, so the application gets the whole budget instead of acking after the
         broker has redelivered."""
         for message in messages:
-            reply = message.msg.reply
-            if reply is None:
-                continue  # a DLS resend: no ack timer on the broker
-            wait = message.consumer.options.max_ack_time
-            if message.deadline - now >= wait / 2:
-                continue
-            message.deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
-            self.dispatcher.publish([(reply, IN_PROGRESS)])
+            if message.deadline - now < message.consumer.options.max_ack_time / 2:
+                self.in_progress(message, now)
+
+    def in_progress(self, message: Delivery, now: float) -> None:
+        """``+WPI``: still being worked on. The broker restarts the message's ack timer, so
+        it is redelivered ``max_ack_time`` from now rather than from its delivery; nothing is
+        sent for a DLS resend, which has no ack timer (docs/protocol.md §7.8)."""
+        reply = message.msg.reply
+        if reply is None:
+            return
+        wait = message.consumer.options.max_ack_time
+        message.deadline = delivery_deadline(wait, now)
+        self.dispatcher.publish([(reply, IN_PROGRESS)])
 
     # ---------------------------------------------------------------- readers leaving
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from memphis_core import LocalProtocolError, StationUnreachableError
+from memphis_core import (
+    LocalProtocolError,
+    MessageAlreadySettledError,
+    MessageView,
+    StationUnreachableError,
+)
 from memphis_core.memphis import _pulls
 from memphis_core.memphis._pulls import (
     LIVE_STATES,
@@ -22,6 +27,7 @@ from memphis_core.memphis._pulls import (
 
 from .scripted_broker import Script, Sent
 from .test_client import connected, consumer
+from .wire_vectors import server_hmsg
 
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
 
@@ -220,3 +226,28 @@ def test_a_dead_letter_resent_while_a_fetch_waits_is_handed_to_it() -> None:
         {"$memphis_pm_id": "7", "$memphis_pm_cg_name": "billing"},
     )
     assert [m.data for m in op.outcome()] == [b"poison"]
+
+
+def test_message_metadata_comes_from_the_ack_subject_and_in_progress_sends_wpi() -> None:
+    script = connected()
+    state = consumer(script, batch_size=1, max_ack_time=10.0)
+    op = script.client.fetch(state, 1, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    reply = "$JS.ACK.orders$1.billing.2.17.41.1700000000500000000.6"
+    block = b"NATS/1.0\r\nmsg-id: order-1\r\nNats-Msg-Id: order-1\r\nuser: v\r\n\r\n"
+    script.feed(server_hmsg("orders$1.final", script.sids[pull.reply or ""], reply, block, b"x"))
+    (delivery,) = op.outcome()
+    view = MessageView(delivery)
+    assert view.msg_id == "order-1"
+    assert view.headers == {"user": "v"}
+    assert (view.sequence_number, view.consumer_sequence, view.delivery_count) == (17, 41, 2)
+    assert view.timestamp == 1_700_000_000.5
+    assert view.pending == 6
+    script.take()
+    script.advance(8.0)
+    script.client.in_progress(delivery, script.now)
+    assert [(s.subject, s.payload) for s in script.take()] == [(reply, b"+WPI")]
+    assert delivery.deadline > script.now + 8.0  # a whole max_ack_time again, less the margin
+    script.client.ack(delivery)
+    with pytest.raises(MessageAlreadySettledError):
+        script.client.in_progress(delivery, script.now)
