@@ -619,14 +619,23 @@ class Pulls:
             # A plain fetch took what it waits for: its pulls still open would only bring messages
             # into a store nobody may read again, while other members of the group could have them.
             self._end_unwaited(consumer, fetch.partitions)
-        # Never while closing, nor for a consumer gone: a new pull would bring in a batch nobody
-        # will read. A partition that still holds messages needs no pull yet.
-        if fetch.prefetch and not (self.closing or consumer.destroyed or consumer.unreachable):
+        # The next pull starts now, while the caller works on this batch, not when it asks again
+        # (docs/protocol.md §7.7): with ``prefetch``, and for the consume loop and an iteration
+        # (eager), as soon as a partition holds less than half a batch, as nats.go's Consume
+        # refills its buffer at half. Only where no pull is under way: the held messages are
+        # bounded by one batch per partition, and their ack time is restored when they are
+        # handed out (``_refresh``). Never while closing, nor for a consumer gone: a new pull
+        # would bring in a batch nobody will read.
+        # An eager fetch that returned nothing found the station drained: the loop's own pause
+        # (``next_pull``) comes first.
+        if (fetch.prefetch or (fetch.eager and messages)) and not (
+            self.closing or consumer.destroyed or consumer.unreachable
+        ):
             wait = consumer.options.batch_max_wait_time
+            low = max(1, fetch.pull_batch // 2)
+            under_way = self.reader(consumer).pulls
             for partition in fetch.partitions:
-                if partition not in self.reader(consumer).pulls and not consumer.held.count(
-                    (partition,), now
-                ):
+                if partition not in under_way and consumer.held.count((partition,), now) < low:
                     self._start(consumer, partition, fetch.pull_batch, now, wait)
 
     def _end_unwaited(self, consumer: ConsumerState, partitions: Iterable[int | None]) -> None:

@@ -251,3 +251,44 @@ def test_message_metadata_comes_from_the_ack_subject_and_in_progress_sends_wpi()
     script.client.ack(delivery)
     with pytest.raises(MessageAlreadySettledError):
         script.client.in_progress(delivery, script.now)
+
+
+def test_the_consume_loop_has_its_next_pull_under_way_while_the_handler_works() -> None:
+    # Pipelining: the batch that filled a pull is handed over and the next pull is sent in the
+    # same step, not when the loop asks again after its handler returned.
+    script = connected()
+    state = consumer(script, batch_size=4, batch_max_wait_time=5.0)
+    client = script.client
+    op = client.fetch(state, 4, script.now, partition_number=1, eager=True)
+    (pull,) = pulls(script)
+    script.feed(
+        b"".join(
+            script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 9) for n in range(1, 5)
+        )
+    )
+    assert [m.data for m in op.outcome()] == [b"m1", b"m2", b"m3", b"m4"]
+    (following,) = pulls(script)
+    assert following.json() == {"batch": 4, "expires": 5_000_000_000}
+
+
+def test_an_iteration_refills_when_less_than_half_a_batch_is_held() -> None:
+    script = connected()
+    state = consumer(script, batch_size=4, batch_max_wait_time=5.0)
+    client = script.client
+    step = client.next_message(
+        state,
+        script.now,
+    )
+    p1, _ = sorted(pulls(script), key=lambda s: s.subject)
+    script.feed(
+        b"".join(script.delivery(p1, "orders$1", "billing", n, b"m%d" % n, 9) for n in range(1, 5))
+    )
+    taken = [m.data for m in step.outcome()]
+    assert pulls(script) == [], "3 held: no new pull yet"
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    assert pulls(script) == [], "2 held, half a batch: still none"
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    (refill,) = pulls(script)  # 1 held: the refill is under way before the store runs dry
+    assert refill.subject.endswith("orders$1.billing")
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    assert taken == [b"m1", b"m2", b"m3", b"m4"]
