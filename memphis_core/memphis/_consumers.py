@@ -1,15 +1,14 @@
-"""Consumers: registration, JetStream pulls, prefetch, and settling what was delivered.
+"""Consumers: registration, the durable check, and settling what was delivered.
 
 The broker creates one durable pull consumer per partition for each consumer group; the client
 only checks that they exist (``$JS.API.CONSUMER.INFO``) and then pulls from them with
-``$JS.API.CONSUMER.MSG.NEXT`` requests (docs/protocol.md "Consumers"). A pull is a multi-reply
-request: messages arrive on its own inbox until the batch is full or the server ends the pull
-with a status (404 no messages, 408 expired, 409 gone or busy).
+``$JS.API.CONSUMER.MSG.NEXT`` requests (docs/protocol.md "Consumers"). The pulls, the fetches
+waiting for them and what a consumer holds are ``_pulls.py``'s.
 
 Nothing a caller was handed may vanish: messages that did not reach user code (a fetch the
-caller stopped waiting for, a prefetch nobody read yet) stay with the consumer for its next
-fetch, and are nacked when the consumer or the connection goes away, so the broker redelivers
-them at once instead of after ``max_ack_time``.
+caller stopped waiting for, a pull's messages nobody read yet) stay with the consumer for its
+next fetch, and are nacked when the consumer or the connection goes away, so the broker
+redelivers them at once instead of after ``max_ack_time``.
 """
 
 from __future__ import annotations

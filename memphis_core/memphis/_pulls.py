@@ -53,6 +53,10 @@ When a fetch ends (docs/protocol.md §7.7):
   ``pending`` count of the last ack subject is 0), or when all its pulls are over. Its pulls
   that are still open then end (their inbox is dropped), unless another fetch waits on them.
 
+Once a fetch has taken its messages, the next pull may start at once, while the caller works:
+with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
+no pull under way and holds less than half a batch (nats.go's Consume refills at half).
+
 A fetch without a partition key or number reads every partition at once, so a drain loop
 (``while batch := fetch()``) only ends when every partition is empty.
 """
@@ -550,9 +554,10 @@ class Pulls:
     def ended(self, pull: Pull, error: MemphisError | None, now: float) -> None:
         """``pull`` is over (its state says how): free its partition and serve its fetches."""
         consumer = pull.consumer
-        if self.reader(consumer).pulls.get(pull.partition) is not pull:
-            return  # abandoned before: its partition has moved on
-        del self.reader(consumer).pulls[pull.partition]
+        reader = self._readers.get(consumer)
+        if reader is None or reader.pulls.get(pull.partition) is not pull:
+            return  # abandoned before (or its consumer dropped): its partition has moved on
+        del reader.pulls[pull.partition]
         last = pull.last
         meta = None if last is None else last.metadata
         consumer.held.backlog[pull.partition] = 0 if meta is None else meta.pending
