@@ -254,8 +254,8 @@ class Reader:
     __slots__ = ("pulls", "waiters")
 
     def __init__(self) -> None:
-        # The pull under way on each partition: at most one, since two pulls on one durable would
-        # split its deliveries between them, out of order (docs/protocol.md §7.7).
+        # The pull under way on each partition: at most one, which bounds what the consumer takes
+        # from the group ahead of its readers (docs/protocol.md §7.7).
         self.pulls: dict[int | None, Pull] = {}
         # Fetches waiting for messages, served in the order they asked.
         self.waiters: list[Fetch] = []
@@ -500,8 +500,9 @@ class Pulls:
         under_way = self.reader(consumer).pulls
         started = False
         for partition in fetch.partitions:
-            # A partition with a pull under way is waited on, not pulled again: two pulls on one
-            # durable would interleave their deliveries.
+            # A partition with a pull under way is waited on, not pulled again: a second pull
+            # would take more of the group's messages than anyone asked for, and hold them
+            # while other members could have them.
             if partition not in under_way and partition not in fetch.started:
                 fetch.started.add(partition)
                 self._start(consumer, partition, fetch.pull_batch, now, fetch.deadline - now)
