@@ -292,3 +292,23 @@ def test_an_iteration_refills_when_less_than_half_a_batch_is_held() -> None:
     assert refill.subject.endswith("orders$1.billing")
     taken += [m.data for m in client.next_message(state, script.now).outcome()]
     assert taken == [b"m1", b"m2", b"m3", b"m4"]
+
+
+def test_a_held_message_past_its_deadline_is_never_handed_out_even_behind_a_fresh_one() -> None:
+    # Given back after a refresh moved its deadline, a message can sit before an older one.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0, max_ack_time=10.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    script.feed(
+        b"".join(script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 0) for n in (1, 2))
+    )
+    first, second = op.outcome()
+    script.advance(6.0)
+    client.in_progress(first, script.now)  # first now lives until t=15, second until t=9
+    client.give_back([second])
+    client.give_back([first])
+    script.advance(4.0)
+    again = client.fetch(state, 10, script.now, partition_number=1)
+    assert [m.data for m in again.outcome()] == [b"m1"]
