@@ -481,7 +481,7 @@ class Pulls:
         size = opts.batch_size if take is None else take
         fetch = Fetch(partitions, size, opts.batch_size, eager=opts.eager, prefetch=opts.prefetch)
         if consumer.held.count(partitions, now):
-            self._finish(consumer, fetch, now)
+            self._finish(consumer, fetch, now, waited=False)
             return fetch.op
         # The fetch's own timeout shortens the pull on the server: it then ends with a 408 and
         # whatever arrived, instead of being cancelled with messages on their way.
@@ -610,20 +610,22 @@ class Pulls:
             ):
                 return
             self._unwait(consumer, fetch)
-            self._finish(consumer, fetch, now)
+            self._finish(consumer, fetch, now, waited=True)
 
     def _unwait(self, consumer: ConsumerState, fetch: Fetch) -> None:
         self.reader(consumer).waiters.remove(fetch)
         del self._fetches[fetch.op]
 
-    def _finish(self, consumer: ConsumerState, fetch: Fetch, now: float) -> None:
-        """End ``fetch`` with what the store holds for it; end or chain its pulls."""
+    def _finish(self, consumer: ConsumerState, fetch: Fetch, now: float, *, waited: bool) -> None:
+        """End ``fetch`` with what the store holds for it; end or chain the pulls it waited on."""
         messages = consumer.held.take(fetch.partitions, fetch.batch, now)
         self._refresh(messages, now)
         fetch.op.finish(messages)
-        if not fetch.eager:
-            # A plain fetch took what it waits for: its pulls still open would only bring messages
+        if waited and not fetch.eager:
+            # A plain fetch took what it waited for: its pulls still open would only bring messages
             # into a store nobody may read again, while other members of the group could have them.
+            # One served from the store at once leaves alone the pulls it never waited on (a
+            # prefetch, a consume loop's).
             self._end_unwaited(consumer, fetch.partitions)
         # The next pull starts now, while the caller works on this batch, not when it asks again
         # (docs/protocol.md §7.7): with ``prefetch``, and for the consume loop and an iteration

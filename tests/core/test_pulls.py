@@ -312,3 +312,23 @@ def test_a_held_message_past_its_deadline_is_never_handed_out_even_behind_a_fres
     script.advance(4.0)
     again = client.fetch(state, 10, script.now, partition_number=1)
     assert [m.data for m in again.outcome()] == [b"m1"]
+
+
+def test_a_fetch_served_from_the_store_leaves_the_prefetch_pull_alone() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, prefetch=True)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=5)
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=4)
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
+    (prefetch,) = pulls(script)
+    script.deliver(prefetch, "orders$1", "billing", 3, b"c", pending=3)
+    second = client.fetch(state, 2, script.now, partition_number=1)
+    assert [m.data for m in second.outcome()] == [b"c"]
+    assert "UNSUB" not in [s.op for s in script.take()], "the prefetch pull goes on"
+    script.deliver(prefetch, "orders$1", "billing", 4, b"d", pending=2)
+    assert [m.data for m in client.fetch(state, 2, script.now, partition_number=1).outcome()] == [
+        b"d"
+    ]
