@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -96,6 +95,19 @@ class Message(MessageView):
         driver = self._driver
         driver.call(lambda now: driver.client.delay(self._received, seconds))
 
+    def in_progress(self) -> None:
+        """Tell the broker the message is still being worked on (``+WPI``): its ack timer
+        restarts, so it is redelivered ``max_ack_time`` from now rather than from its
+        delivery. Call it as often as needed before settling; a no-op for a dead letter
+        resent by the broker, which has no ack timer.
+
+        Raises:
+            MessageAlreadySettledError: it was already settled.
+            ConnectionClosedError: the connection is closed.
+        """
+        driver = self._driver
+        driver.call(lambda now: driver.client.in_progress(self._received, now))
+
     def dead_letter(self, reason: str) -> None:
         """Stop redelivering and store the message in the station's dead-letter store.
 
@@ -159,20 +171,24 @@ class Consumer:
             batch_size: most messages to return, 1-5000 (default 10).
             prefetch: also request the next batch in the background now; the next call
                 returns it at once (default False).
-            partition_key: read the partition this key hashes to (default: round robin over
-                the station's partitions).
-            partition_number: read this 1-based partition (default: round robin).
+            partition_key: read only the partition this key hashes to (default: every
+                partition of the station, served in turn).
+            partition_number: read only this 1-based partition (default: every partition).
             timeout: seconds to wait at most, if shorter than ``batch_max_wait_time``
                 (default None).
 
         Returns:
             The messages, oldest first; an empty list if none arrived in time.
 
-        Messages a previous fetch gave back unread come first, then resent dead letters, then
-        a prefetched batch, then a fresh pull. With ``prefetch=True`` the next batch is pulled
-        in the background as soon as this one is complete. A fetch that is cancelled (a
-        timeout, a cancel scope, KeyboardInterrupt) keeps its batch with the consumer for the
-        next fetch: it costs no delivery attempt.
+        Messages the consumer holds come first: given back unread (by a cancelled fetch, a
+        stopped loop), then resent dead letters, then what earlier pulls brought. Otherwise
+        every partition read is pulled at once, and the call returns when the batch is full,
+        or as soon as it has messages and the broker says nothing more waits behind them, or
+        when the wait ends: ``while batch := consumer.fetch()`` stops only once every
+        partition is empty. With ``prefetch=True`` the next batch is pulled in the background
+        as soon as this one is taken. A fetch that is cancelled (a timeout, a cancel scope,
+        KeyboardInterrupt) keeps its batch with the consumer for the next fetch: it costs no
+        delivery attempt.
 
         Raises:
             LocalProtocolError: bad batch size or partition choice.
@@ -231,31 +247,27 @@ class Consumer:
         return None
 
     def __iter__(self) -> Iterator[Message]:
-        """Messages forever (until the consumer fails or is destroyed), one batch at a time.
+        """Messages forever (until the consumer fails or is destroyed), one at a time.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
-        full batch or for ``batch_max_wait_time`` (see ``consume``). Leaving the loop early
-        gives the rest of the current batch back to the consumer: the next fetch or iteration
-        returns it first.
+        full batch or for ``batch_max_wait_time`` (see ``consume``). Each step takes one
+        message from the consumer, which keeps the rest of what its pulls brought: leaving
+        the loop early loses nothing and keeps the order, and the next fetch or iteration
+        starts with the message after the last one yielded.
         """
-        pending: deque[Message] = deque()
         driver = self._driver
+        state = self._state
         try:
             while True:
-                if not pending:
-                    op = self._start_fetch(
-                        self._state.options.batch_size, False, None, None, eager=True
-                    )
-                    received = self._wait_batch(op, None)
-                    pending.extend(Message(driver, r) for r in received or ())
-                    continue
-                yield pending.popleft()
+                op = driver.call(functools.partial(_next_message, driver.client, state))
+                # At most one message: nothing unread is ever held in this frame.
+                for received in self._wait_batch(op, None) or ():
+                    yield Message(driver, received)
         finally:
-            # Runs when the loop is left or the generator is collected; no in here.
-            unread = [message._received for message in pending]
-            state = self._state
+            # Runs when the loop is left or the generator is collected; no in here. The
+            # pulls that went on for the loop end; what they bring stays with the consumer.
             client = driver.client
-            driver.call(functools.partial(_leave_iteration, client, state, unread), closed_ok=True)
+            driver.call(functools.partial(_end_eager_pull, client, state), closed_ok=True)
 
     # ------------------------------------------------------------------ consume
 
@@ -332,7 +344,7 @@ class Consumer:
             error: MemphisError | None = None
             try:
                 # Eager: the handler gets each read's messages at once, not when the batch is
-                # full or the pull expires (Consumers.hand_over in the core).
+                # full or the pull expires (Pulls.hand_over in the core).
                 op = self._start_fetch(state.options.batch_size, False, key, number, eager=True)
                 # The batch or stop_consume(), whichever comes first: stopping never waits out
                 # a long pull.
@@ -427,12 +439,8 @@ def _end_eager_pull(client: Client, state: ConsumerState, now: float) -> None:
     client.end_eager_pull(state)
 
 
-def _leave_iteration(
-    client: Client, state: ConsumerState, unread: list[Delivery], now: float
-) -> None:
-    if unread:
-        client.give_back(unread)
-    client.end_eager_pull(state)
+def _next_message(client: Client, state: ConsumerState, now: float) -> Operation[list[Delivery]]:
+    return client.next_message(state, now)
 
 
 def _next_pull(

@@ -36,6 +36,7 @@ from ._operation import Operation
 from ._options import (
     ConnectOptions,
     ConsumerOptions,
+    FetchOptions,
     ProduceOptions,
     ProducerOptions,
     StationOptions,
@@ -123,6 +124,7 @@ class Client:
         self._stations = stations = Stations(dispatcher)
         self._producers = Producers(dispatcher, stations, identity)
         self._consumers = Consumers(dispatcher, stations, identity, self._events.append)
+        self._pulls = self._consumers.pulls
         self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
@@ -201,7 +203,7 @@ class Client:
         self.session.receive_data(data, now)
         self._process(now)
         # After the whole chunk, not per message: an eager fetch gets every message of the read.
-        self._consumers.hand_over(now)
+        self._pulls.hand_over(now)
 
     def data_to_send(self) -> bytes:
         """Return and clear every byte to write to the transport (write it all, in order).
@@ -586,25 +588,58 @@ class Client:
         timeout: float | None = None,
         eager: bool = False,
     ) -> Operation[list[Delivery]]:
-        """Pull up to ``batch_size`` messages: messages given back unread first, then DLS
-        resends, then a prefetched batch, then a fresh pull that the server holds for
-        ``batch_max_wait_time`` (or ``timeout`` seconds, if shorter).
+        """Up to ``batch_size`` messages, taken from what the consumer holds: messages given
+        back unread first, then DLS resends, then what pulls brought in. When it holds none,
+        a pull is started on every partition the fetch reads that has none under way (all of
+        them, unless ``partition_key`` or ``partition_number`` chooses one), and the server
+        holds it for ``batch_max_wait_time`` (or ``timeout`` seconds, if shorter).
 
-        With ``prefetch`` the next batch is pulled as soon as this one is complete and kept
-        for the next call (one that asks for the same partition, or lets us choose). With
-        ``eager`` the operation ends as soon as fed bytes brought at least one message, and the
-        rest of the pull is kept for the next call (the consume loop's and an iteration's
-        fetch: latency over batch size).
+        The operation ends when the batch is full, or when it has messages and the server said
+        nothing more is waiting behind them, or when the pulls are over (then maybe empty);
+        see ``_pulls.py`` for the rules. With ``prefetch`` the next batch is pulled as soon as
+        this one is taken and kept for the next call. With ``eager`` the operation ends as
+        soon as fed bytes brought at least one message, and the pulls go on for the next call
+        (the consume loop's fetch: latency over batch size).
 
         Raises:
             LocalProtocolError: bad batch size or partition choice; the consumer was destroyed.
+            ConnectionClosedError: the connection is closing.
         """
+        return self._consumers.fetch(
+            consumer,
+            self._fetch_options(
+                batch_size, partition_key, partition_number, prefetch, timeout, eager
+            ),
+            now,
+        )
+
+    def next_message(self, consumer: ConsumerState, now: float) -> Operation[list[Delivery]]:
+        """One step of an iteration over ``consumer``: its oldest held message, or the first
+        that a read brings (a list of one). Pulls ask for the consumer's ``batch_size``; what
+        else they bring stays with the consumer, so a reader that stops iterating leaves
+        nothing behind in a frontend object and the next fetch returns it first, in order.
+
+        Raises:
+            LocalProtocolError: the consumer was destroyed.
+            ConnectionClosedError: the connection is closing.
+        """
+        opts = self._fetch_options(consumer.options.batch_size, None, None, False, None, True)
+        return self._consumers.fetch(consumer, opts, now, take=1)
+
+    def _fetch_options(
+        self,
+        batch_size: int,
+        partition_key: str | None,
+        partition_number: int | None,
+        prefetch: bool,
+        timeout: float | None,
+        eager: bool,
+    ) -> FetchOptions:
         if self._drain is not None:
             raise ConnectionClosedError("the connection is closing")
-        # The one validation of fetch arguments, for every frontend.
-        # Validated here rather than in the frontends, so every frontend refuses the same arguments
-        # with the same texts.
-        opts = fetch_options(
+        # The one validation of fetch arguments, for every frontend: each refuses the same
+        # arguments with the same texts.
+        return fetch_options(
             batch_size,
             prefetch=prefetch,
             partition_key=partition_key,
@@ -612,11 +647,10 @@ class Client:
             timeout=timeout,
             eager=eager,
         )
-        return self._consumers.fetch(consumer, opts, now)
 
     def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
-        """The caller stopped waiting for ``op``: its messages are given back (nacked)."""
-        self._consumers.abandon_fetch(op)
+        """The caller stopped waiting for ``op``: what it brought is kept for the next fetch."""
+        self._pulls.abandon_fetch(op)
 
     def next_pull(
         self,
@@ -627,20 +661,30 @@ class Client:
         *,
         chosen: bool = False,
     ) -> float | None:
-        """The consume loop's policy: seconds to wait before the next fetch after a batch of
-        ``received`` messages (or ``error``), or None to stop the loop (see
-        ``Consumers.next_pull``)."""
-        return self._consumers.next_pull(consumer, received, error, now, chosen=chosen)
+        """The consume loop's policy, the same in every frontend: after a batch of
+        ``received`` messages (or ``error``), how long to wait before the next fetch, or None
+        to stop. ``chosen``: the loop reads one partition (a key or a number).
+
+        At once after a full batch, while a pull is under way for the consumer (the next fetch
+        waits on it), while the server said more messages wait behind the last one it
+        delivered, or while the consumer holds messages the next fetch can take: more are
+        probably there, and the next fetch costs no request. (memphis-py sleeps after every
+        batch, capping a default consumer at 10 msg/s.) Otherwise the station is drained:
+        wait ``pull_interval``. An error that cannot heal (the station or durable is gone, the
+        connection closed) stops the loop; any other (a timeout, a broker busy with an
+        election) is reported and the loop goes on after ``pull_interval``.
+        """
+        return self._pulls.next_pull(consumer, received, error, now, chosen=chosen)
 
     def end_eager_pull(self, consumer: ConsumerState) -> None:
         """An eager reader of ``consumer`` (its consume loop, an iteration) is gone: end the
-        pull that went on in the background for it (see ``Consumers.end_eager_pull``)."""
-        self._consumers.end_eager_pull(consumer)
+        pulls that went on in the background for it (see ``Pulls.end_eager_pull``)."""
+        self._pulls.end_eager_pull(consumer)
 
     def give_back(self, messages: list[Delivery]) -> None:
-        """Messages handed out but never read (a consume loop stopped, an iteration left):
+        """Messages handed out but never read (a consume loop stopped, a fetch cancelled):
         the next fetch of their consumer returns them first, while their ack deadline holds."""
-        self._consumers.give_back(messages)
+        self._pulls.give_back(messages)
 
     def ack(self, message: Delivery) -> None:
         """``+ACK`` (or a ``$memphis_pm_acks`` report for a DLS resend)."""
@@ -660,6 +704,15 @@ class Client:
         # A delay is a ``-NAK`` with a body (docs/protocol.md §7.8): JetStream does the waiting, the
         # client keeps no timer for it.
         self._consumers.delay(message, seconds)
+
+    def in_progress(self, message: Delivery, now: float) -> None:
+        """``+WPI``: the broker restarts the message's ack timer (a whole ``max_ack_time``
+        from ``now``); nothing for a dead letter resent by the broker, which has none.
+
+        Raises:
+            MessageAlreadySettledError: it was already acked, nacked, delayed or dead-lettered.
+        """
+        self._consumers.in_progress(message, now)
 
     def dead_letter(self, message: Delivery, reason: str) -> None:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""

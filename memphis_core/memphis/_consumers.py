@@ -1,15 +1,14 @@
-"""Consumers: registration, JetStream pulls, prefetch, and settling what was delivered.
+"""Consumers: registration, the durable check, and settling what was delivered.
 
 The broker creates one durable pull consumer per partition for each consumer group; the client
 only checks that they exist (``$JS.API.CONSUMER.INFO``) and then pulls from them with
-``$JS.API.CONSUMER.MSG.NEXT`` requests (docs/protocol.md "Consumers"). A pull is a multi-reply
-request: messages arrive on its own inbox until the batch is full or the server ends the pull
-with a status (404 no messages, 408 expired, 409 gone or busy).
+``$JS.API.CONSUMER.MSG.NEXT`` requests (docs/protocol.md "Consumers"). The pulls, the fetches
+waiting for them and what a consumer holds are ``_pulls.py``'s.
 
 Nothing a caller was handed may vanish: messages that did not reach user code (a fetch the
-caller stopped waiting for, a prefetch nobody read yet) stay with the consumer for its next
-fetch, and are nacked when the consumer or the connection goes away, so the broker redelivers
-them at once instead of after ``max_ack_time``.
+caller stopped waiting for, a pull's messages nobody read yet) stay with the consumer for its
+next fetch, and are nacked when the consumer or the connection goes away, so the broker
+redelivers them at once instead of after ``max_ack_time``.
 """
 
 from __future__ import annotations
@@ -18,14 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from memphis_core.nats._errors import (
-    ConnectionClosedError,
-    ConnectionLostError,
-    LocalProtocolError,
-    MemphisError,
-    NoRespondersError,
-    RequestTimeoutError,
-)
+from memphis_core.nats._errors import LocalProtocolError, MemphisError, NoRespondersError
 from memphis_core.nats._frames import Msg
 
 from . import _control as rq
@@ -33,25 +25,21 @@ from ._deliveries import (
     ConsumerState,
     Delivery,
     ack_publishes,
-    consume_should_stop,
     dead_letter_publishes,
     delay_publishes,
     nack_publishes,
 )
 from ._dispatch import PENDING, ControlRequest, Dispatcher, ReplyHandler
-from ._errors import (
-    MessageAlreadySettledError,
-    StationTemporarilyUnavailableError,
-    StationUnreachableError,
-)
-from ._jetstream import IN_PROGRESS, consumer_info_subject, pull_body, pull_subject
+from ._errors import MessageAlreadySettledError, StationUnreachableError
+from ._jetstream import consumer_info_subject
 from ._operation import Operation
 from ._options import ConsumerOptions, FetchOptions
-from ._partitions import choose_partition, stream_name
+from ._partitions import stream_name
 from ._producers import retry_delay
+from ._pulls import STATION_UNREACHABLE, Pulls
 from ._stations import Stations
 
-__all__ = ["CONSUMER_PING_INTERVAL", "STATION_UNREACHABLE", "ConsumerError", "Consumers"]
+__all__ = ["CONSUMER_PING_INTERVAL", "ConsumerError", "Consumers"]
 
 #: Consumers check every 30 s that their durables still exist, as the Go SDK does.
 CONSUMER_PING_INTERVAL: Final = 30.0
@@ -59,28 +47,6 @@ CONSUMER_PING_INTERVAL: Final = 30.0
 # The same 20 s as one control-request attempt (docs/protocol.md §2.1): CONSUMER.INFO goes to
 # JetStream rather than the control plane, but a user expects one creation to have one budget.
 INFO_TIMEOUT: Final = 20.0
-# The Go SDK's text (docs/protocol.md §7.9, §11.2): applications match on it.
-STATION_UNREACHABLE: Final = "station unreachable"
-# Worded apart from STATION_UNREACHABLE on purpose: this one heals on its own (a leader election,
-# docs/cluster-client.md), that one never does; a consume loop must tell them apart.
-STATION_UNAVAILABLE: Final = "memphis: station temporarily unavailable (no JetStream leader)"
-# How long past a pull's own expiry we wait for the server's 408 before calling it over.
-# docs/protocol.md §7.6: a pull the server never ends is given up ``expires`` + 1 s after it was
-# sent. Without a grace the client would give up just before the 408 that would have brought the
-# last messages with it.
-_PULL_GRACE: Final = 1.0
-# 409 texts after which the consumer is gone for good rather than momentarily busy.
-# Matched as prefixes of the status description, lower-cased: nats-server words 409s for humans
-# ("Consumer Deleted"), and other 409s ("Exceeded MaxWaiting") only mean "busy".
-_GONE: Final = ("consumer deleted", "consumer not found", "stream not found")
-# Statuses that end a pull normally: 404 no messages, 408 expired, 409 busy/limits.
-# docs/protocol.md §7.6. A pull that ends this way is a normal (maybe empty) batch, not an error: an
-# idle station answers every pull with a 404 or 408.
-_PULL_OVER: Final = frozenset({404, 408, 409})
-# A message handed back unread is only handed out again well before the broker redelivers it
-# (at max_ack_time): a tenth of max_ack_time (at most 1 s) of margin covers the time between a
-# fetch returning it and the application acknowledging it.
-_MAX_DEADLINE_MARGIN: Final = 1.0
 
 
 class ConsumerError:
@@ -107,14 +73,12 @@ class Consumers:
     """This connection's consumers and every pull in progress."""
 
     __slots__ = (
-        "_arrived",
         "_by_key",
         "_dispatcher",
         "_identity",
-        "_pulls",
         "_report",
         "_stations",
-        "closing",
+        "pulls",
         "settles",
     )
 
@@ -132,11 +96,13 @@ class Consumers:
         # Keyed by the whole (frozen) options object, see ``_key``: two creations that differ in any
         # option are two consumers, as the broker sees two registrations.
         self._by_key: dict[ConsumerOptions, ConsumerState] = {}
-        self._pulls: dict[int, _Pull] = {}  # id(op) -> its pull, to find it when abandoned
-        # Eager pulls that received messages in the bytes being fed: ``hand_over`` gives those to
-        # their waiters once the whole chunk is parsed (see ``fetch``).
-        self._arrived: dict[int, _Pull] = {}
-        self.closing = False
+        #: Every pull and waiting fetch (``_pulls.py``).
+        self.pulls = Pulls(
+            dispatcher,
+            check_durables=self.check_durables,
+            gone=self.mark_unreachable,
+            release=self.release,
+        )
         # Acks, nacks and dead letters written so far: a close must confirm they arrived.
         # A counter, not a flag, so tests can check that a close confirms every settle; only "zero
         # or not" decides whether ``drain`` needs a flush PING.
@@ -200,7 +166,7 @@ class Consumers:
         if not consumer.unreachable and self._dispatcher.session.is_connected:
             self._query_durables(consumer, None, now)
 
-    def _ready(self, consumer: ConsumerState, op: Operation[ConsumerState]) -> None:
+    def ready(self, consumer: ConsumerState, op: Operation[ConsumerState]) -> None:
         """All durables exist: subscribe to DLS resends and hand the consumer out."""
         if op.done:
             return
@@ -220,7 +186,7 @@ class Consumers:
         self._by_key[key] = consumer
         op.finish(consumer)
 
-    def _unreachable(self, consumer: ConsumerState, *, notify: bool = True) -> None:
+    def mark_unreachable(self, consumer: ConsumerState, *, notify: bool = True) -> None:
         """The station or the group's durable is gone: fail from now on, and say so once."""
         if consumer.unreachable:
             return
@@ -234,11 +200,16 @@ class Consumers:
             # which is how the Go SDK tells a consumer its station is gone (docs/protocol.md §7.9).
             self._report(ConsumerError(consumer, StationUnreachableError(STATION_UNREACHABLE)))
 
+    def creation_failed(self, consumer: ConsumerState) -> None:
+        """A durable lookup failed after the broker registered the consumer: undo the station
+        bookkeeping that the registration did."""
+        self._stations.detach(consumer.station)
+
     def station_gone(self, internal: str, *, notify: bool) -> None:
         """The station was destroyed: every consumer of it is unreachable from now on."""
         for consumer in list(self._by_key.values()):
             if consumer.station.internal == internal:
-                self._unreachable(consumer, notify=notify)
+                self.mark_unreachable(consumer, notify=notify)
 
     def destroy(self, consumer: ConsumerState, now: float) -> Operation[None]:
         opts = consumer.options
@@ -270,16 +241,19 @@ class Consumers:
         if consumer.dls_sid is not None:
             self._dispatcher.unsubscribe(consumer.dls_sid)
             consumer.dls_sid = None
-        # Nobody will fetch these any more: hand them back for redelivery.
-        self._release_held(consumer)
+        # Nobody will fetch these any more: hand them back for redelivery. Waiting fetches of a
+        # consumer that became unreachable hear it; those of a destroyed one end empty.
+        self.pulls.drop(
+            consumer, None if destroyed else StationUnreachableError(STATION_UNREACHABLE)
+        )
         # The station's schema subscription is reference-counted over producers and consumers and
         # dropped with the last one (docs/protocol.md §1.6).
         self._stations.detach(consumer.station)
 
-    @staticmethod
-    def on_dls_resend(consumer: ConsumerState, msg: Msg) -> None:
-        """A poison message the broker resent to this group: the next fetch returns it first."""
-        consumer.dls.append(Delivery(msg, consumer, None))
+    def on_dls_resend(self, consumer: ConsumerState, msg: Msg) -> None:
+        """A poison message the broker resent to this group: a fetch waiting gets it at the end
+        of the read, otherwise the next fetch returns it first."""
+        self.pulls.resent(Delivery(msg, consumer, None))
 
     # ---------------------------------------------------------------- the periodic check
 
@@ -312,348 +286,23 @@ class Consumers:
     # ---------------------------------------------------------------- pulls
 
     def fetch(
-        self, consumer: ConsumerState, opts: FetchOptions, now: float
+        self,
+        consumer: ConsumerState,
+        opts: FetchOptions,
+        now: float,
+        *,
+        take: int | None = None,
     ) -> Operation[list[Delivery]]:
         """See ``Client.fetch``; ``opts`` are validated already."""
         if consumer.destroyed:
             raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
-        batch_size, prefetch = opts.batch_size, opts.prefetch
-        partition_key, partition_number = opts.partition_key, opts.partition_number
         # Fails through the operation, not by raising: fetch is the consume loop's call too, and the
         # loop learns "stop" from the error it receives (``consume_should_stop``).
         if consumer.unreachable:
             failed: Operation[list[Delivery]] = Operation("fetch")
             failed.fail(StationUnreachableError(STATION_UNREACHABLE))
             return failed
-        chosen = partition_key is not None or partition_number is not None
-        partition = None
-        if chosen:
-            partition = choose_partition(
-                consumer.station.partitions,
-                key=partition_key,
-                number=partition_number,
-                rr=consumer.rr,
-                station=consumer.station.internal,
-                fetch=True,
-            )
-        # A prefetched batch only answers a fetch for its own partition: handing out messages of
-        # partition 2 to a fetch that asked for partition 3 would break the ordering per key that a
-        # partition key promises (docs/protocol.md §6.6).
-        same_partition = not chosen or partition == consumer.prefetched_partition
-        returned = consumer.take_returned(batch_size, now, partition, chosen)
-        # Order of sources: messages given back unread first (their ack deadline runs), then
-        # resent dead letters (docs/protocol.md §7.7), then a prefetched batch, then a pull.
-        if returned:
-            self._refresh(returned, now)
-            result = Operation.completed("fetch", returned)
-        elif consumer.dls:
-            result = Operation.completed("fetch", consumer.take_dls(batch_size))
-        elif same_partition and (stored := self._take_stored(consumer, batch_size, now)):
-            result = Operation.completed("fetch", stored)
-        elif consumer.prefetch_op is not None and same_partition:
-            # The batch we want is already on its way: wait for it instead of pulling again
-            # (two pulls on one durable would interleave their deliveries).
-            waiter: Operation[list[Delivery]] = Operation("fetch")
-            consumer.prefetch_waiters.append((waiter, batch_size, opts.eager))
-            pending = self._pulls.get(id(consumer.prefetch_op))
-            if opts.eager and pending is not None:
-                pending.eager = True
-                if pending.messages:  # arrived before this fetch: hand them over now
-                    self._hand_over(pending, now)
-            return waiter
-        else:
-            # Round robin only for a fresh pull, not when a stored batch answers: the next partition
-            # is consumed when the server is actually asked (docs/protocol.md §7.5).
-            if not chosen:
-                partition = choose_partition(
-                    consumer.station.partitions,
-                    rr=consumer.rr,
-                    station=consumer.station.internal,
-                    fetch=True,
-                )
-            pull = self._pull(consumer, partition, batch_size, now, opts.timeout)
-            pull.prefetch_next = prefetch
-            pull.eager = opts.eager
-            return pull.op
-        # A fetch served from memory starts the prefetch too, or a consumer reading prefetched
-        # batches would fall back to a pull per fetch after the first one.
-        if prefetch and consumer.prefetch_op is None and not consumer.prefetched:
-            self._start_prefetch(consumer, partition, batch_size, now)
-        return result
-
-    def _pull(
-        self,
-        consumer: ConsumerState,
-        partition: int | None,
-        batch: int,
-        now: float,
-        timeout: float | None = None,
-    ) -> _Pull:
-        # A fetch's own timeout shortens the pull on the server: it then ends with a 408 and
-        # whatever arrived, instead of being cancelled with messages on their way.
-        wait = consumer.options.batch_max_wait_time
-        if timeout is not None:
-            wait = min(wait, timeout)
-        pull = _Pull(self, Operation("fetch"), consumer, partition, batch)
-        pull.deadline = now + wait
-        self._send_pull(pull, now, 0.0)
-        self._pulls[id(pull.op)] = pull
-        return pull
-
-    def _send_pull(self, pull: _Pull, now: float, delay: float) -> None:
-        """(Re)send ``pull``'s request for what is left of its batch and of its wait."""
-        consumer = pull.consumer
-        stream = stream_name(consumer.station.internal, pull.partition)
-        wait = pull.deadline - now - delay
-        # Never replayed after a reconnect: the server would deliver a second batch into an
-        # inbox nobody reads any more.
-        pull.token = self._dispatcher.session.request(
-            pull_subject(stream, consumer.durable),
-            pull_body(pull.batch - len(pull.messages), wait),
-            now=now,
-            timeout=wait + delay + _PULL_GRACE,
-            multi=True,
-            replay=False,
-            delay=delay,
-        )
-        self._dispatcher.register(pull.token, pull)
-
-    def _start_prefetch(
-        self, consumer: ConsumerState, partition: int | None, batch: int, now: float
-    ) -> None:
-        if partition is None and consumer.station.partitions:
-            partition = choose_partition(
-                consumer.station.partitions,
-                rr=consumer.rr,
-                station=consumer.station.internal,
-                fetch=True,
-            )
-        # The prefetch uses the default wait (no timeout of its own): nobody waits for it yet, and a
-        # longer wait means fuller batches.
-        consumer.prefetch_op = self._pull(consumer, partition, batch, now).op
-        consumer.prefetched_partition = partition
-
-    def _pull_finished(
-        self, pull: _Pull, now: float, *, failed: MemphisError | None = None
-    ) -> None:
-        """Bookkeeping when a pull ends: store a prefetch and serve its waiters, chain the next."""
-        self._pulls.pop(id(pull.op), None)
-        consumer = pull.consumer
-        # A prefetch pull's batch belongs to the consumer's store, not to the operation: the fetch
-        # that started it returned long ago, and the next fetches read from the store.
-        if consumer.prefetch_op is pull.op:
-            consumer.prefetch_op = None
-            waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
-            if failed is not None:
-                for waiter, _, _ in waiters:
-                    waiter.fail(failed)
-                return
-            if not pull.abandoned:
-                consumer.prefetched.extend(pull.messages)
-                pull.messages = []  # now owned by the store; the op reports an empty batch
-            for waiter, size, _ in waiters:
-                waiter.finish(self._take_stored(consumer, size, now))
-            return
-        idle = consumer.prefetch_op is None and not consumer.prefetched
-        # The prefetch starts only once this pull is over: two pulls on one durable at the same time
-        # would split deliveries between them, and neither batch would be in order.
-        # Never while closing: a new pull would bring in a batch nobody will read.
-        if (
-            pull.prefetch_next
-            and idle
-            and not failed
-            and not consumer.destroyed
-            and not self.closing
-        ):
-            self._start_prefetch(consumer, pull.partition, pull.batch, now)
-
-    def hand_over(self, now: float) -> None:
-        """The bytes fed so far are parsed: eager fetches get the messages that came in them.
-
-        An eager fetch (the consume loop's, an iteration's) returns as soon as a read brought
-        at least one message, instead of when its batch is full or its pull expires: a message
-        that arrives alone is handled after one network hop, not after ``batch_max_wait_time``.
-        The pull itself goes on on the server until it is full or expires (JetStream cannot
-        shorten one, docs/protocol.md §7.6); from then on it is the consumer's prefetch pull,
-        and what else it brings is stored for the next fetch, which waits for it rather than
-        start a second pull on the durable. Handing over once per chunk rather than per
-        message keeps batches as large as the reads.
-        """
-        if not self._arrived:
-            return  # the common case, on every chunk read: no new dict, no loop
-        arrived, self._arrived = self._arrived, {}
-        for pull in arrived.values():
-            if pull.messages and not pull.abandoned:
-                self._hand_over(pull, now)
-
-    def _hand_over(self, pull: _Pull, now: float) -> None:
-        consumer = pull.consumer
-        if consumer.prefetch_op is pull.op:
-            # A prefetch pull (or an eager pull handed over before): its messages go to the
-            # store, and eager waiters at the head of the queue are served from it.
-            waiters = consumer.prefetch_waiters
-            if not waiters or not waiters[0][2]:
-                return  # the first in line waits for the whole batch, as a plain fetch does
-            pull.batch -= len(pull.messages)
-            consumer.prefetched.extend(pull.messages)
-            pull.messages = []
-            while waiters and waiters[0][2] and consumer.prefetched:
-                waiter, size, _ = waiters.pop(0)
-                waiter.finish(self._take_stored(consumer, size, now))
-            return
-        if (
-            pull.op.done
-            or consumer.prefetch_op is not None
-            or (consumer.prefetched and consumer.prefetched_partition != pull.partition)
-        ):
-            # Finished already, or another pull or stored batch is the consumer's background
-            # one: the store holds one partition's messages at a time (a fetch for partition 1
-            # must never get partition 2's, docs/protocol.md §6.6), so this pull ends as usual.
-            return
-        delivered, pull.messages = pull.messages, []
-        pull.batch -= len(delivered)
-        op = pull.op
-        self._pulls.pop(id(op), None)
-        pull.op = Operation("fetch")  # the rest of the pull belongs to the consumer's store
-        pull.handed_over = True
-        self._pulls[id(pull.op)] = pull
-        consumer.prefetch_op = pull.op
-        consumer.prefetched_partition = pull.partition
-        op.finish(delivered)
-
-    def _take_stored(self, consumer: ConsumerState, size: int, now: float) -> list[Delivery]:
-        """Up to ``size`` messages from the consumer's store, their ack time restored.
-
-        A message stored while the application was busy (a slow consume handler, a prefetch
-        read late) has used up part of ``max_ack_time`` on the broker before anyone saw it.
-        Those with less than half of it left are refreshed (``+WPI``), so the application
-        gets the whole budget instead of acking after the broker has redelivered.
-        """
-        stored = consumer.take_prefetched(size, now)
-        half = consumer.options.max_ack_time / 2
-        stale = [m for m in stored if m.deadline - now < half]
-        if stale:
-            self._refresh(stale, now)
-        return stored
-
-    def next_pull(
-        self,
-        consumer: ConsumerState,
-        received: int,
-        error: MemphisError | None,
-        now: float,
-        *,
-        chosen: bool = False,
-    ) -> float | None:
-        """The consume loop's policy, the same in every frontend: after a batch of
-        ``received`` messages (or ``error``), how long to wait before the next fetch, or None
-        to stop. ``chosen``: the loop reads one partition (a key or a number).
-
-        At once after a full batch, or when the last pull ended full on the server (its earlier
-        messages were handed over before, so this batch looks short), or while the loop's own
-        pull goes on after a hand-over, or while messages the next fetch can take are kept for
-        it: more are probably there, and the next fetch costs no request or waits on the one
-        in flight. (memphis-py sleeps after every batch, capping a default consumer at 10
-        msg/s.) Otherwise the station is drained: wait ``pull_interval``. An error that cannot
-        heal (the station or durable is gone, the connection closed) stops the loop; any
-        other (a timeout, a broker busy with an election) is reported and the loop goes on
-        after ``pull_interval``.
-        """
-        if consume_should_stop(error):
-            return None
-        # Kept messages count only for a loop that reads every partition: stored messages of
-        # another partition would skip the pause for ever on a chosen one.
-        if error is None and (
-            received >= consumer.options.batch_size
-            or consumer.last_pull_full
-            or self._handed_over_pull(consumer) is not None
-            or (not chosen and consumer.holds_unexpired(now))
-        ):
-            return 0.0
-        return consumer.options.pull_interval
-
-    def end_eager_pull(self, consumer: ConsumerState) -> None:
-        """The eager reader left (a consume loop stopped, an iteration was left): end the pull
-        that went on for it after an early hand-over, as if that reader had abandoned it.
-
-        Otherwise it would keep taking messages from the durable into a store nobody reads,
-        for up to ``batch_max_wait_time``, while other members of the group could have had
-        them. What it already brought stays in the store for the next fetch.
-        """
-        pull = self._handed_over_pull(consumer)
-        if pull is not None and not consumer.prefetch_waiters:
-            self.abandon_fetch(pull.op)
-
-    def _handed_over_pull(self, consumer: ConsumerState) -> _Pull | None:
-        """The consumer's background pull, if it is one that went on after a hand-over."""
-        op = consumer.prefetch_op
-        pull = None if op is None else self._pulls.get(id(op))
-        return pull if pull is not None and pull.handed_over else None
-
-    def abandon_fetch(self, op: Operation[list[Delivery]]) -> None:
-        """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
-
-        Its messages stay with the consumer: the next fetch returns them first (while their ack
-        deadline holds), so a cancelled fetch costs no delivery attempt. A pull still waiting on
-        the server is cancelled by dropping its inbox subscription: the server discards a pull
-        request whose reply subject lost interest, so it cannot keep taking a share of new
-        messages that nobody reads.
-        """
-        if op.done:
-            if op.error is None:
-                # A fetch that finished before the caller gave up: its messages were delivered to
-                # the operation but never reached user code, so they count as unread.
-                self.give_back(op.outcome())
-            return
-        pull = self._pulls.pop(id(op), None)
-        if pull is not None:
-            self._abandon_pull(pull, None)
-            return
-        for consumer in self._by_key.values():  # a fetch waiting for a prefetch
-            waiters = consumer.prefetch_waiters
-            consumer.prefetch_waiters = [w for w in waiters if w[0] is not op]
-
-    def _abandon_pull(self, pull: _Pull, error: MemphisError | None) -> None:
-        """End ``pull`` for its caller now: with an empty batch, or with ``error``."""
-        # The handler stays registered: messages still in flight to the dropped inbox are kept
-        # (or, while closing, nacked) as they arrive (_Pull.on_reply), until the session says
-        # the drain is over. Marked before ``abandon_request``, which may complete at once for
-        # a pull never sent.
-        pull.abandoned = True
-        self._dispatcher.session.abandon_request(pull.token)
-        self.give_back(pull.messages)
-        pull.messages = []
-        consumer = pull.consumer
-        op = pull.op
-        if consumer.prefetch_op is op:
-            consumer.prefetch_op = None
-            waiters, consumer.prefetch_waiters = consumer.prefetch_waiters, []
-            for waiter, _, _ in waiters:
-                if error is None:
-                    waiter.finish([])  # their batch was never going to come
-                else:
-                    waiter.fail(error)
-        if error is None:
-            op.finish([])
-        else:
-            op.fail(error)
-
-    def give_back(self, messages: list[Delivery]) -> None:
-        """Keep unread messages for the next fetch of their consumer (see ``returned``).
-
-        When there will be no next fetch (the consumer is gone, the connection is closing)
-        they are nacked instead, so the broker hands them to another member at once.
-        """
-        for message in messages:
-            if message.settled is not None:
-                continue
-            consumer = message.consumer
-            # No next fetch will come for these: nack now so another member gets them at once,
-            # instead of after ``max_ack_time`` (docs/protocol.md §7.7).
-            if consumer.destroyed or consumer.unreachable or self.closing:
-                self.release([message])
-            else:
-                consumer.returned.append(message)
+        return self.pulls.fetch(consumer, opts, now, take=take)
 
     def release(self, messages: list[Delivery]) -> None:
         """Nack messages that nobody will read (the consumer is going away): the broker
@@ -670,37 +319,7 @@ class Consumers:
     def release_all(self) -> None:
         """Nack everything held unread by every consumer: the connection is closing, and from
         now on whatever a pull still brings in is nacked as it arrives."""
-        self.closing = True
-        # Pulls still waiting end now, their callers told the connection is closing; what they
-        # already brought in, or still bring in, is nacked by give_back.
-        closing = ConnectionClosedError("the connection is closing")
-        for key, pull in list(self._pulls.items()):
-            if not pull.op.done:
-                del self._pulls[key]
-                self._abandon_pull(pull, closing)
-        for consumer in self._by_key.values():
-            self._release_held(consumer)
-
-    def _release_held(self, consumer: ConsumerState) -> None:
-        self.release(list(consumer.returned))
-        consumer.returned.clear()
-        self.release(list(consumer.prefetched))
-        consumer.prefetched.clear()
-        if consumer.prefetch_op is not None:
-            self.abandon_fetch(consumer.prefetch_op)
-            consumer.prefetch_op = None
-
-    def _refresh(self, messages: list[Delivery], now: float) -> None:
-        """Messages handed out again after being given back: tell the broker they are still
-        being worked on (``+WPI`` restarts its ack timer) and move their deadline, so the
-        application gets a whole ``max_ack_time`` instead of what was left of it."""
-        for message in messages:
-            reply = message.msg.reply
-            if reply is None:
-                continue  # a DLS resend: no ack timer on the broker
-            wait = message.consumer.options.max_ack_time
-            message.deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
-            self._dispatcher.publish([(reply, IN_PROGRESS)])
+        self.pulls.close(list(self._by_key.values()))
 
     # ---------------------------------------------------------------- settling
 
@@ -731,153 +350,19 @@ class Consumers:
         self._settle(message, "delayed")
         self._dispatcher.publish(publishes)
 
+    def in_progress(self, message: Delivery, now: float) -> None:
+        # Only an unsettled message has an ack timer to restart: after an ack the broker would
+        # ignore it, and after a nack it would delay a redelivery already asked for.
+        if message.settled is not None:
+            raise MessageAlreadySettledError(
+                f"message {message.sequence_number} was already {message.settled}"
+            )
+        self.pulls.in_progress(message, now)
+
     def dead_letter(self, message: Delivery, reason: str) -> None:
         publishes = dead_letter_publishes(message, reason)
         self._settle(message, "dead-lettered")
         self._dispatcher.publish(publishes)
-
-
-class _Pull(ReplyHandler):
-    """One JetStream pull: collect messages until the batch is full or the server ends it.
-
-    The batch goes to the caller's operation; an abandoned pull (nobody waits any more) nacks
-    it instead, and a prefetch pull's batch is stored on the consumer by ``_pull_finished``.
-    """
-
-    __slots__ = (
-        "abandoned",
-        "batch",
-        "checked",
-        "consumer",
-        "consumers",
-        "deadline",
-        "eager",
-        "handed_over",
-        "messages",
-        "op",
-        "partition",
-        "prefetch_next",
-        "retries",
-        "token",
-    )
-
-    def __init__(
-        self,
-        consumers: Consumers,
-        op: Operation[list[Delivery]],
-        consumer: ConsumerState,
-        partition: int | None,
-        batch: int,
-    ) -> None:
-        self.consumers = consumers
-        self.op = op
-        self.consumer = consumer
-        self.partition = partition
-        self.batch = batch
-        self.messages: list[Delivery] = []
-        self.abandoned = False  # nobody will read the result: give the messages back
-        self.prefetch_next = False  # start the prefetch pull once this one is over
-        self.eager = False  # someone waits for whatever arrives (Consumers.hand_over)
-        self.handed_over = False  # went on in the background after an early hand-over
-        self.token = 0  # the session request carrying it
-        self.deadline = 0.0  # when the batch is due (batch_max_wait_time after the fetch)
-        self.retries = 0  # pulls re-sent after a 503
-        self.checked = False  # the durables were looked up after a 503
-
-    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
-        if msg is None:
-            raise AssertionError("a pull completed without a message")
-        status = msg.status
-        if status is None:
-            # The local deadline ends a little before the broker's ack wait: a message given back
-            # unread is only handed out again while an ack can still reach the broker in time.
-            wait = self.consumer.options.max_ack_time
-            deadline = now + wait - min(wait / 10, _MAX_DEADLINE_MARGIN)
-            delivery = Delivery(msg, self.consumer, self.partition, deadline)
-            if self.abandoned:
-                self.consumers.give_back([delivery])
-                return False
-            self.messages.append(delivery)
-            if len(self.messages) < self.batch:
-                if self.eager:
-                    self.consumers._arrived[id(self)] = self
-                return False
-            # The batch is full: no more messages can come for this pull (the server counts the
-            # batch too), so the request ends without waiting for a status.
-            self.consumers._dispatcher.session.cancel_request(token)
-            self.consumer.last_pull_full = True
-            return self._finish(now)
-        # A 100 carries no message; ending the pull on it would return an empty batch while the
-        # server still holds the pull open.
-        if status == 100:
-            return False  # idle heartbeat / flow control: the pull goes on
-        # Every other status ends the pull on the server's side (docs/protocol.md §7.6).
-        self.consumers._dispatcher.session.cancel_request(token)
-        self.consumer.last_pull_full = False
-        if status == 409 and msg.description.lower().startswith(_GONE):
-            # The durable was deleted under us: nothing will ever come from it again.
-            self.consumers._unreachable(self.consumer)
-            self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
-        elif status not in _PULL_OVER and not self.messages:
-            # 400 (bad request) and the like: say so rather than look like "no messages".
-            self._fail(MemphisError(f"memphis: pull failed: {status} {msg.description}"), now)
-        else:
-            # 404 no messages, 408 expired, other 409s (too many pulls waiting...): over.
-            self._finish(now)
-        return True
-
-    def on_error(self, token: int, error: MemphisError, now: float) -> None:
-        if self.abandoned:
-            return  # the drain is over; the caller's operation finished long ago
-        if isinstance(error, RequestTimeoutError | ConnectionLostError):
-            # Expired without the server's 408, or the transport died: what arrived is real,
-            # and its ack subjects stay valid after a reconnect.
-            self._finish(now)
-        elif isinstance(error, NoRespondersError):
-            # Transient-error retry (docs/cluster-client.md, "Leader elections"). Nobody
-            # serves MSG.NEXT for this durable: it is gone, or its stream is electing a leader.
-            # Look the durable up once (only "not found" makes it unreachable) and pull again
-            # with backoff until the fetch's own deadline.
-            consumer = self.consumer
-            if not self.checked:
-                self.checked = True
-                self.consumers.check_durables(consumer, now)
-            # Messages already delivered are handed out even when the rest of the pull hit a 503:
-            # their ack subjects are valid, and holding them back would only make them wait out
-            # max_ack_time.
-            if self.messages:
-                self._finish(now)
-                return
-            delay = retry_delay(self.retries)
-            if consumer.unreachable:
-                self._fail(StationUnreachableError(STATION_UNREACHABLE), now)
-            elif (
-                now + delay < self.deadline
-                and not consumer.destroyed
-                and not self.consumers._dispatcher.session.closed
-            ):
-                self.retries += 1
-                self.consumers._send_pull(self, now, delay)
-            else:
-                unavailable = StationTemporarilyUnavailableError(STATION_UNAVAILABLE)
-                unavailable.__cause__ = error
-                self._fail(unavailable, now)
-        else:
-            self._fail(error, now)
-
-    def _finish(self, now: float) -> bool:
-        self.consumers._pull_finished(self, now)
-        self.op.finish(self.messages)
-        if self.abandoned:
-            self.consumers.give_back(self.messages)
-        return True
-
-    def _fail(self, error: MemphisError, now: float) -> None:
-        # The caller's operation first: whatever happens while giving the messages back, the
-        # caller must not be left waiting.
-        self.op.fail(error)
-        self.consumers._pull_finished(self, now, failed=error)
-        self.consumers.give_back(self.messages)  # never handed out: the next fetch has them
 
 
 class _Countdown:
@@ -941,7 +426,7 @@ class _ConsumerInfo(ReplyHandler):
         # order.
         self.remaining.left -= 1
         if self.remaining.left == 0 and self.op is not None:
-            self.consumers._ready(self.consumer, self.op)
+            self.consumers.ready(self.consumer, self.op)
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
@@ -956,10 +441,10 @@ class _ConsumerInfo(ReplyHandler):
         # a consumer unreachable (only "not found" does).
         if self.op is None or self.op.done or now + delay >= self.deadline:
             return False
-        if self.consumers._dispatcher.session.closed:
+        dispatcher = self.consumers.pulls.dispatcher
+        if dispatcher.session.closed:
             return False
         self.retries += 1
-        dispatcher = self.consumers._dispatcher
         token = dispatcher.session.request(
             self.subject, b"", now=now, timeout=self.deadline - now, delay=delay
         )
@@ -971,11 +456,11 @@ class _ConsumerInfo(ReplyHandler):
         if self.op is not None:
             if not self.op.done:
                 # Creation failed after the broker registered it: undo the station bookkeeping.
-                consumers._stations.detach(self.consumer.station)
+                consumers.creation_failed(self.consumer)
             self.op.fail(error)
         elif "consumer not found" in text or "stream not found" in text:
             # The periodic check: the station (or the group's durable) was destroyed under us.
-            consumers._unreachable(self.consumer)
+            consumers.mark_unreachable(self.consumer)
 
 
 def _transient(payload: bytes, description: str) -> bool:

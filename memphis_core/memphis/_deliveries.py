@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._frames import Msg
@@ -25,13 +25,11 @@ from ._options import ConsumerOptions
 from ._partitions import RoundRobin
 from ._stations import StationState
 
-if TYPE_CHECKING:
-    from ._operation import Operation
-
 __all__ = [
     "DLS_BUFFER",
     "ConsumerState",
     "Delivery",
+    "Held",
     "MessageView",
     "ack_publishes",
     "consume_should_stop",
@@ -49,23 +47,114 @@ _PM_ID: Final = "$memphis_pm_id"
 _PM_CG: Final = "$memphis_pm_cg_name"
 
 
+class Held:
+    """The deliveries one consumer holds unread: one queue per partition, plus DLS resends.
+
+    Everything a fetch, an iteration or a consume loop hands out is taken from here, and
+    everything that did not reach user code comes back here: a pull's messages as they arrive
+    (whether or not a fetch waits for them), and those given back by a cancelled fetch, a
+    stopped consume loop or a closing connection. Each partition's queue is oldest first, so
+    what was given back is handed out before what arrived after it (docs/protocol.md §7.7).
+    """
+
+    __slots__ = ("backlog", "dls", "partitions", "turn")
+
+    def __init__(self) -> None:
+        self.partitions: dict[int | None, deque[Delivery]] = {}
+        # ``maxlen`` drops the oldest silently: a resend that falls out is not lost, it stays in the
+        # broker's DLS and can be resent again.
+        self.dls: deque[Delivery] = deque(maxlen=DLS_BUFFER)
+        # Per partition, how many messages the server said were still waiting after the last one it
+        # delivered (the ``pending`` token of the ack subject, docs/protocol.md §7.14): a consume
+        # loop pulls again at once while it is not zero.
+        self.backlog: dict[int | None, int] = {}
+        self.turn = 0  # which partition a fetch over several takes from first (fairness)
+
+    def add(self, message: Delivery) -> None:
+        """A message that just arrived: the newest of its partition."""
+        queue = self.partitions.get(message.partition)
+        if queue is None:
+            queue = self.partitions[message.partition] = deque()
+        queue.append(message)
+
+    def give_back(self, messages: list[Delivery]) -> None:
+        """Messages handed out but never read: they go before what arrived since."""
+        for message in reversed(messages):
+            queue = self.partitions.get(message.partition)
+            if queue is None:
+                queue = self.partitions[message.partition] = deque()
+            queue.appendleft(message)
+
+    def count(self, partitions: tuple[int | None, ...], now: float) -> int:
+        """How many messages a fetch over ``partitions`` could take now (those past their
+        deadline at the front of a queue are dropped first)."""
+        total = len(self.dls)
+        for partition in partitions:
+            queue = self.partitions.get(partition)
+            if queue:
+                _drop_expired(queue, now)
+                total += len(queue)
+        return total
+
+    def take(self, partitions: tuple[int | None, ...], size: int, now: float) -> list[Delivery]:
+        """Up to ``size`` messages: resent dead letters first (docs/protocol.md §7.7, step 1),
+        then the partitions' queues in turn, one message each, starting at a partition that
+        moves on with every take, so no partition waits behind a busy one."""
+        dls = self.dls
+        # At most ``size``, also from the DLS buffer: the Go SDK hands out one message too few here
+        # (docs/protocol.md §12.1 item 5), we give a full batch.
+        out = [dls.popleft() for _ in range(min(size, len(dls)))]
+        queues = []
+        for partition in partitions:
+            queue = self.partitions.get(partition)
+            if queue:
+                _drop_expired(queue, now)
+                if queue:
+                    queues.append(queue)
+        if queues and len(out) < size:
+            self.turn += 1
+            start = self.turn % len(queues)
+            queues = queues[start:] + queues[:start]
+            while len(out) < size and queues:
+                for queue in list(queues):
+                    if len(out) == size:
+                        break
+                    message = queue.popleft()
+                    if message.deadline > now:
+                        out.append(message)
+                    if not queue:
+                        queues.remove(queue)
+        return out
+
+    def clear(self) -> list[Delivery]:
+        """Everything held, which the caller now owns (to nack it)."""
+        out = [m for queue in self.partitions.values() for m in queue]
+        self.partitions.clear()
+        out.extend(self.dls)
+        self.dls.clear()
+        return out
+
+
+def _drop_expired(queue: deque[Delivery], now: float) -> None:
+    # Past its deadline the broker has already redelivered a message (or will before the caller can
+    # ack), maybe to another member: handing it out too would process it twice. It needs no nack.
+    # Deadlines grow along a queue, so only its front is checked here; ``take`` checks each
+    # message it hands out, for the rare one given back after a refresh moved its deadline.
+    while queue and queue[0].deadline <= now:
+        queue.popleft()
+
+
 class ConsumerState:
     """One registered consumer (a member of ``options.consumer_group``)."""
 
     __slots__ = (
         "destroyed",
-        "dls",
         "dls_sid",
         "durable",
         "handle",
-        "last_pull_full",
+        "held",
         "options",
         "ping_at",
-        "prefetch_op",
-        "prefetch_waiters",
-        "prefetched",
-        "prefetched_partition",
-        "returned",
         "rr",
         "station",
         "unreachable",
@@ -77,31 +166,12 @@ class ConsumerState:
         # The durable is named after the group, not the consumer: every member of a group pulls from
         # the same JetStream consumer, which is what spreads messages over the members (§7.3).
         self.durable = options.internal_group
+        self.held = Held()
+        # Only ``choose_partition``'s signature needs it: a fetch without a key or a number reads
+        # every partition (``Held.take`` keeps that fair).
         self.rr = RoundRobin()
-        # ``maxlen`` drops the oldest silently: a resend that falls out is not lost, it stays in the
-        # broker's DLS and can be resent again.
-        self.dls: deque[Delivery] = deque(maxlen=DLS_BUFFER)
         self.dls_sid: int | None = None
-        # Prefetch (docs/protocol.md §7.7): at most one pull in flight for it, started only
-        # after the caller's own pull finished (two pulls on one durable would interleave
-        # deliveries), and its batch kept with the partition it came from.
-        self.prefetch_op: Operation[list[Delivery]] | None = None
-        self.prefetched: deque[Delivery] = deque()
-        self.prefetched_partition: int | None = None  # of the stored batch, or the one coming
-        # Fetches waiting for the prefetch in flight (a second pull would interleave with it):
-        # (operation, batch size, eager). Each waiter keeps its own batch size: the prefetched
-        # batch is split among them in the order they asked.
-        self.prefetch_waiters: list[tuple[Operation[list[Delivery]], int, bool]] = []
-        # Delivered but never read: a fetch that was cancelled, an iteration left early, a
-        # consume loop stopped with a batch in hand. The next fetch returns them first, while
-        # their ack deadline holds; they are nacked only when the consumer goes away, so a
-        # cancelled fetch never costs a delivery attempt (docs/protocol.md §7.7).
-        self.returned: deque[Delivery] = deque()
         self.ping_at: float | None = None
-        # Whether the last pull that ended was full on the server: more messages are probably
-        # waiting, even when the consume loop received only the last part of that batch (the
-        # rest was handed over earlier, see Consumers.hand_over).
-        self.last_pull_full = False
         # Sticky: once the durable check (docs/protocol.md §7.9) found the group or station gone,
         # every later fetch raises at once instead of pulling from a consumer that no longer exists.
         self.unreachable = False
@@ -109,58 +179,9 @@ class ConsumerState:
         # The frontend's public object for this consumer (where error events are routed).
         self.handle: object = None
 
-    def holds_unexpired(self, now: float) -> bool:
-        """Whether messages kept for the next fetch (given back or prefetched) are still
-        within their ack deadline."""
-        return any(m.deadline > now for m in self.returned) or any(
-            m.deadline > now for m in self.prefetched
-        )
-
     @property
     def name(self) -> str:
         return self.options.name
-
-    def take_dls(self, batch_size: int) -> list[Delivery]:
-        """Resent poison messages come before fresh ones (docs/protocol.md §7.7, step 1)."""
-        dls = self.dls
-        # At most ``batch_size``, also from the DLS buffer: the Go SDK hands out one message too few
-        # here (docs/protocol.md §12.1 item 5), we give a full batch.
-        return [dls.popleft() for _ in range(min(batch_size, len(dls)))]
-
-    def take_prefetched(self, batch_size: int, now: float) -> list[Delivery]:
-        """Up to ``batch_size`` prefetched messages, dropping those past their ack deadline
-        (the broker has redelivered them, possibly to another member: handing them out too
-        would process them twice)."""
-        stored = self.prefetched
-        out: list[Delivery] = []
-        while stored and len(out) < batch_size:
-            message = stored.popleft()
-            if message.deadline > now:
-                out.append(message)
-        return out
-
-    def take_returned(
-        self, batch_size: int, now: float, partition: int | None, chosen: bool
-    ) -> list[Delivery]:
-        """Messages given back unread, oldest first (only ``partition``'s when ``chosen``),
-        dropping those past their ack deadline.
-
-        A message past its deadline is not handed out: the broker redelivers it anyway, and a
-        second copy in the application would be processed twice. It needs no nack either.
-        """
-        out: list[Delivery] = []
-        kept: deque[Delivery] = deque()
-        for message in self.returned:
-            # Past the deadline the broker has already redelivered it (or will before the caller can
-            # ack), so acking this copy could confirm a delivery another member is now processing.
-            if message.deadline <= now:
-                continue
-            if len(out) < batch_size and (not chosen or message.partition == partition):
-                out.append(message)
-            else:
-                kept.append(message)
-        self.returned = kept
-        return out
 
 
 def consume_should_stop(error: MemphisError | None) -> bool:
@@ -237,6 +258,12 @@ class Delivery:
     def delivery_count(self) -> int:
         meta = self.metadata
         return 0 if meta is None else meta.delivered
+
+    @property
+    def msg_id(self) -> str | None:
+        # Written twice by producers (docs/protocol.md §6.5): ``msg-id`` for the Memphis broker's
+        # JetStream fork, ``Nats-Msg-Id`` for stock JetStream; either one names the message.
+        return self.header("msg-id") or self.header("Nats-Msg-Id")
 
     @property
     def pm_id(self) -> str | None:
@@ -359,6 +386,36 @@ class MessageView:
         letter (docs/protocol.md §7.8, §9.1). 0 for a dead letter resent by the broker.
         """
         return self._received.delivery_count
+
+    @property
+    def msg_id(self) -> str | None:
+        """The idempotency key the producer gave (``produce(msg_id=...)``), or None.
+
+        The broker stores one message per key within its duplicates window; the key travels in
+        the ``msg-id`` header, which :attr:`headers` hides (docs/protocol.md §6.5, §7.14).
+        """
+        return self._received.msg_id
+
+    @property
+    def consumer_sequence(self) -> int:
+        """This delivery's sequence in the group's durable consumer (from 1; each redelivery
+        gets a new one). 0 for a dead letter resent by the broker. From the ack subject."""
+        meta = self._received.metadata
+        return 0 if meta is None else meta.consumer_seq
+
+    @property
+    def timestamp(self) -> float | None:
+        """When the broker stored the message: seconds since the Unix epoch (UTC, a
+        ``float``), from the ack subject. None for a dead letter resent by the broker."""
+        meta = self._received.metadata
+        return None if meta is None else meta.timestamp_ns / 1e9
+
+    @property
+    def pending(self) -> int:
+        """How many messages the broker still held for the group after this one when it
+        delivered it (the ack subject's ``pending``). 0 for a dead letter resent by the broker."""
+        meta = self._received.metadata
+        return 0 if meta is None else meta.pending
 
     @property
     def partition(self) -> int | None:

@@ -742,7 +742,7 @@ def fetch_options(
     ``timeout`` (seconds, > 0, default None: ``batch_max_wait_time``) bounds how long this one
     fetch waits: its pull expires after ``min(timeout, batch_max_wait_time)``. ``eager``
     (default False): return as soon as a read brought at least one message (the consume loop
-    and iteration; see ``Consumers.hand_over``).
+    and iteration; see ``Pulls.hand_over``).
 
     Raises:
         LocalProtocolError: ``Batch size can not be greater than 5000 or less than 1``,

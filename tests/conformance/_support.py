@@ -203,6 +203,17 @@ class BrokerProbe:
 
         return self._run(get())
 
+    def num_waiting(self, station: str, group: str, partition: int = 1) -> int:
+        """How many pull requests the durable holds open, waiting for messages."""
+
+        async def get() -> int:
+            info = await self._nc.jetstream().consumer_info(
+                self.stream(station, partition), internal_name(group)
+            )
+            return int(info.num_waiting)
+
+        return self._run(get())
+
     def ack_floor(self, station: str, group: str, partition: int = 1) -> int:
         """The durable's ack floor (stream sequence up to which everything is acked)."""
 

@@ -89,9 +89,10 @@ def parse_commands(data: bytes) -> list[Sent]:
     return out
 
 
-def ack_subject(stream: str, durable: str, seq: int, delivered: int = 1) -> str:
-    """A JetStream ack subject as nats-server builds it for a pulled message."""
-    return f"$JS.ACK.{stream}.{durable}.{delivered}.{seq}.{seq}.1700000000000000000.0"
+def ack_subject(stream: str, durable: str, seq: int, delivered: int = 1, pending: int = 0) -> str:
+    """A JetStream ack subject as nats-server builds it for a pulled message; ``pending``: the
+    messages the server still holds for the consumer after this one."""
+    return f"$JS.ACK.{stream}.{durable}.{delivered}.{seq}.{seq}.1700000000000000000.{pending}"
 
 
 class Script:
@@ -162,15 +163,19 @@ class Script:
         block = f"NATS/1.0 {code} {description}\r\n\r\n".encode()
         self.feed(server_hmsg(request.reply, self._sid_for(request.reply), None, block, b""))
 
-    def deliver(self, pull: Sent, stream: str, durable: str, seq: int, data: bytes) -> str:
+    def deliver(
+        self, pull: Sent, stream: str, durable: str, seq: int, data: bytes, pending: int = 0
+    ) -> str:
         """Deliver one stored message to a pull; return its ack subject."""
-        self.feed(self.delivery(pull, stream, durable, seq, data))
-        return ack_subject(stream, durable, seq)
+        self.feed(self.delivery(pull, stream, durable, seq, data, pending))
+        return ack_subject(stream, durable, seq, pending=pending)
 
-    def delivery(self, pull: Sent, stream: str, durable: str, seq: int, data: bytes) -> bytes:
+    def delivery(
+        self, pull: Sent, stream: str, durable: str, seq: int, data: bytes, pending: int = 0
+    ) -> bytes:
         """The bytes that deliver one stored message to a pull (to feed several in one read)."""
         assert pull.reply is not None
-        ack = ack_subject(stream, durable, seq)
+        ack = ack_subject(stream, durable, seq, pending=pending)
         block = encode_header_block({"$memphis_producedBy": "p", "user": "v"})
         return server_hmsg(f"{stream}.final", self.sids[pull.reply], ack, block, data)
 

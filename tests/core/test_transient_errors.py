@@ -158,11 +158,13 @@ def test_pull_503_with_the_durable_gone_is_unreachable() -> None:
     checks = infos(script)
     script.reply(checks[0], {"error": {"code": 404, "description": "consumer not found"}})
     assert state.unreachable
-    script.advance(0.05)
-    script.status(pull_request(script), 503)  # the retry already scheduled: 503 again
+    # The fetch hears it at once, without waiting for the retry already scheduled: that retry
+    # is dropped, and nothing more is sent for the pull.
     with pytest.raises(StationUnreachableError):
         op.outcome()
     assert consume_should_stop(op.error)
+    script.advance(1.0)
+    assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
 
 
 def test_abandoning_a_fetch_that_waits_to_retry_sends_nothing_more() -> None:

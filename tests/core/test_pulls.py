@@ -1,0 +1,334 @@
+"""The pull table (each cell, its docstring diagram) and the pull rules, bytes in and events out.
+
+The rules: one store per consumer and partition that fetches, iteration and the consume loop
+all take from; what was given back comes first; a fetch without a partition choice reads every
+partition; a plain fetch ends once the server says nothing more is pending.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from memphis_core import (
+    LocalProtocolError,
+    MessageAlreadySettledError,
+    MessageView,
+    StationUnreachableError,
+)
+from memphis_core.memphis import _pulls
+from memphis_core.memphis._pulls import (
+    LIVE_STATES,
+    TABLE,
+    PullInput,
+    PullState,
+    render_table,
+    transition,
+)
+
+from .scripted_broker import Script, Sent
+from .test_client import connected, consumer
+from .wire_vectors import server_hmsg
+
+NEXT = "$JS.API.CONSUMER.MSG.NEXT."
+
+
+@pytest.mark.parametrize("state", list(PullState), ids=lambda s: s.name)
+@pytest.mark.parametrize("event", list(PullInput), ids=lambda i: i.name)
+def test_every_cell(state: PullState, event: PullInput) -> None:
+    # A cell is either in the table (and lands in a real state) or refused with a typed error
+    # that names both; nothing else can happen.
+    if (state, event) in TABLE:
+        assert isinstance(transition(state, event), PullState)
+    else:
+        with pytest.raises(LocalProtocolError, match=f"{event.value}.*{state.value}"):
+            transition(state, event)
+
+
+def test_ended_and_failed_are_terminal_and_every_state_is_reachable() -> None:
+    for state in (PullState.ENDED, PullState.FAILED):
+        assert not [event for event in PullInput if (state, event) in TABLE]
+    reached = {PullState.OPEN}
+    frontier = [PullState.OPEN]
+    while frontier:
+        state = frontier.pop()
+        for (source, _), target in TABLE.items():
+            if source is state and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert reached == set(PullState)
+
+
+def test_a_live_pull_can_always_be_abandoned_and_an_abandoned_one_never_fails() -> None:
+    assert all(transition(state, PullInput.ABANDON) is PullState.ABANDONED for state in LIVE_STATES)
+    # Nobody waits for an abandoned pull: no error can reach anyone, and it is never re-sent.
+    assert {target for (s, _), target in TABLE.items() if s is PullState.ABANDONED} == {
+        PullState.ABANDONED,
+        PullState.ENDED,
+    }
+
+
+def test_docstring_diagram_is_generated_from_the_table() -> None:
+    # If this fails, paste the output of ``python -m memphis_core.memphis._pulls`` into the
+    # module docstring of memphis_core/memphis/_pulls.py.
+    assert _pulls.__doc__ is not None
+    assert render_table() in _pulls.__doc__
+    assert render_table().count("\n") + 1 == len(TABLE)
+
+
+# ------------------------------------------------------------------------------ the rules
+
+
+def pulls(script: Script) -> list[Sent]:
+    return [s for s in script.take() if s.subject.startswith(NEXT)]
+
+
+def test_a_fetch_reads_every_partition_and_returns_what_one_of_them_holds() -> None:
+    # The drain loop of the issue: messages wait in one partition, the others are empty. The
+    # fetch pulls both, returns as soon as the partition that had messages said nothing more
+    # is pending, and drops the pull still waiting on the empty one.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now)
+    sent = pulls(script)
+    assert sorted(s.subject for s in sent) == [NEXT + "orders$1.billing", NEXT + "orders$2.billing"]
+    p2 = next(s for s in sent if s.subject.endswith("orders$2.billing"))
+    read = b"".join(
+        script.delivery(p2, "orders$2", "billing", n, b"m%d" % n, pending=3 - n) for n in (1, 2, 3)
+    )
+    script.feed(read)
+    assert [m.data for m in op.outcome()] == [b"m1", b"m2", b"m3"]
+    # Both pulls end with the fetch: nobody would read what they bring.
+    assert [s.op for s in script.take()].count("UNSUB") == 2
+    # The next fetch of the drain loop pulls both partitions again, and the loop ends only when
+    # both come back empty.
+    again = script.client.fetch(state, 10, script.now)
+    sent = pulls(script)
+    assert len(sent) == 2
+    script.status(sent[0], 408, "Request Timeout")
+    assert not again.done, "the other partition may still deliver"
+    script.status(sent[1], 408, "Request Timeout")
+    assert again.outcome() == []
+
+
+def test_a_fetch_takes_from_every_partition_in_turn() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 10, script.now, eager=True)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    read = b"".join(
+        [
+            *(script.delivery(p1, "orders$1", "billing", n, b"a%d" % n, 9) for n in (1, 2, 3)),
+            *(script.delivery(p2, "orders$2", "billing", n, b"b%d" % n, 9) for n in (1, 2, 3)),
+        ]
+    )
+    script.feed(read)
+    batch = [m.data for m in first.outcome()]
+    # Each partition's messages keep their order, and neither waits behind the other.
+    assert sorted(batch) == [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"]
+    assert [d for d in batch if d.startswith(b"a")] == [b"a1", b"a2", b"a3"]
+    assert batch[:2] in ([b"a1", b"b1"], [b"b1", b"a1"])
+
+
+def test_an_iteration_takes_one_message_and_the_rest_stays_in_order() -> None:
+    # ``break`` at the 2nd message of a batch of 10: nothing unread lives in the frontend, so
+    # the next fetch starts at message 3, and what arrives later comes after it.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    step = client.next_message(state, script.now)
+    pull, _ = sorted(pulls(script), key=lambda s: s.subject)  # every partition is pulled
+    assert pull.json() == {"batch": 10, "expires": 5_000_000_000}, "pulls ask for a whole batch"
+    script.feed(
+        b"".join(
+            script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 10 - n) for n in range(1, 6)
+        )
+    )
+    assert [m.data for m in step.outcome()] == [b"m1"]
+    second = client.next_message(state, script.now)
+    assert [m.data for m in second.outcome()] == [b"m2"]  # at once, from the consumer
+    client.end_eager_pull(state)  # the iteration is left after m2: both pulls end
+    assert [s.op for s in script.take()] == ["UNSUB", "PING", "UNSUB", "PING"]
+    # Already on its way when the pull was dropped: kept, after m3-m5.
+    script.feed(
+        b"".join(
+            script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 10 - n) for n in (6, 7)
+        )
+    )
+    rest = client.fetch(state, 10, script.now, partition_number=1)
+    assert [m.data for m in rest.outcome()] == [b"m3", b"m4", b"m5", b"m6", b"m7"]
+
+
+def test_given_back_messages_come_before_what_arrived_since() -> None:
+    # A consume loop stopped with a batch in hand gives it back while its pull goes on: the next
+    # fetch returns the given-back messages first.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=5)
+    batch = op.outcome()
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=4)  # nobody waits: kept
+    client.give_back(batch)
+    nxt = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    assert [m.data for m in nxt.outcome()] == [b"a", b"b"]
+
+
+def test_a_plain_fetch_waits_while_the_server_says_more_are_pending() -> None:
+    script = connected()
+    state = consumer(script, batch_size=3, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 3, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=1)
+    assert not op.done
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=0)
+    assert [m.data for m in op.outcome()] == [b"a", b"b"]
+
+
+def test_fetches_waiting_on_one_pull_are_served_in_the_order_they_asked() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1)
+    second = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    (pull,) = pulls(script)  # one pull on the durable, not two
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=3)
+    assert not first.done
+    assert not second.done, "the eager one must not take the first's share"
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=2)  # full: the pull ends
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
+    (again,) = pulls(script)
+    script.deliver(again, "orders$1", "billing", 3, b"c", pending=1)
+    assert [m.data for m in second.outcome()] == [b"c"]
+
+
+def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now)
+    p1, _ = sorted(pulls(script), key=lambda s: s.subject)
+    script.status(p1, 409, "Consumer Deleted")
+    with pytest.raises(StationUnreachableError):
+        op.outcome()
+    assert state.unreachable
+    assert "UNSUB" in [s.op for s in script.take()]  # the other partition's pull ends too
+
+
+def test_a_dead_letter_resent_while_a_fetch_waits_is_handed_to_it() -> None:
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    script.take()
+    script.push(
+        "$memphis_dls_orders.billing",
+        b"poison",
+        {"$memphis_pm_id": "7", "$memphis_pm_cg_name": "billing"},
+    )
+    assert [m.data for m in op.outcome()] == [b"poison"]
+
+
+def test_message_metadata_comes_from_the_ack_subject_and_in_progress_sends_wpi() -> None:
+    script = connected()
+    state = consumer(script, batch_size=1, max_ack_time=10.0)
+    op = script.client.fetch(state, 1, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    reply = "$JS.ACK.orders$1.billing.2.17.41.1700000000500000000.6"
+    block = b"NATS/1.0\r\nmsg-id: order-1\r\nNats-Msg-Id: order-1\r\nuser: v\r\n\r\n"
+    script.feed(server_hmsg("orders$1.final", script.sids[pull.reply or ""], reply, block, b"x"))
+    (delivery,) = op.outcome()
+    view = MessageView(delivery)
+    assert view.msg_id == "order-1"
+    assert view.headers == {"user": "v"}
+    assert (view.sequence_number, view.consumer_sequence, view.delivery_count) == (17, 41, 2)
+    assert view.timestamp == 1_700_000_000.5
+    assert view.pending == 6
+    script.take()
+    script.advance(8.0)
+    script.client.in_progress(delivery, script.now)
+    assert [(s.subject, s.payload) for s in script.take()] == [(reply, b"+WPI")]
+    assert delivery.deadline > script.now + 8.0  # a whole max_ack_time again, less the margin
+    script.client.ack(delivery)
+    with pytest.raises(MessageAlreadySettledError):
+        script.client.in_progress(delivery, script.now)
+
+
+def test_the_consume_loop_has_its_next_pull_under_way_while_the_handler_works() -> None:
+    # Pipelining: the batch that filled a pull is handed over and the next pull is sent in the
+    # same step, not when the loop asks again after its handler returned.
+    script = connected()
+    state = consumer(script, batch_size=4, batch_max_wait_time=5.0)
+    client = script.client
+    op = client.fetch(state, 4, script.now, partition_number=1, eager=True)
+    (pull,) = pulls(script)
+    script.feed(
+        b"".join(
+            script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 9) for n in range(1, 5)
+        )
+    )
+    assert [m.data for m in op.outcome()] == [b"m1", b"m2", b"m3", b"m4"]
+    (following,) = pulls(script)
+    assert following.json() == {"batch": 4, "expires": 5_000_000_000}
+
+
+def test_an_iteration_refills_when_less_than_half_a_batch_is_held() -> None:
+    script = connected()
+    state = consumer(script, batch_size=4, batch_max_wait_time=5.0)
+    client = script.client
+    step = client.next_message(
+        state,
+        script.now,
+    )
+    p1, _ = sorted(pulls(script), key=lambda s: s.subject)
+    script.feed(
+        b"".join(script.delivery(p1, "orders$1", "billing", n, b"m%d" % n, 9) for n in range(1, 5))
+    )
+    taken = [m.data for m in step.outcome()]
+    assert pulls(script) == [], "3 held: no new pull yet"
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    assert pulls(script) == [], "2 held, half a batch: still none"
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    (refill,) = pulls(script)  # 1 held: the refill is under way before the store runs dry
+    assert refill.subject.endswith("orders$1.billing")
+    taken += [m.data for m in client.next_message(state, script.now).outcome()]
+    assert taken == [b"m1", b"m2", b"m3", b"m4"]
+
+
+def test_a_held_message_past_its_deadline_is_never_handed_out_even_behind_a_fresh_one() -> None:
+    # Given back after a refresh moved its deadline, a message can sit before an older one.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0, max_ack_time=10.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    script.feed(
+        b"".join(script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 0) for n in (1, 2))
+    )
+    first, second = op.outcome()
+    script.advance(6.0)
+    client.in_progress(first, script.now)  # first now lives until t=15, second until t=9
+    client.give_back([second])
+    client.give_back([first])
+    script.advance(4.0)
+    again = client.fetch(state, 10, script.now, partition_number=1)
+    assert [m.data for m in again.outcome()] == [b"m1"]
+
+
+def test_a_fetch_served_from_the_store_leaves_the_prefetch_pull_alone() -> None:
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, prefetch=True)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=5)
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=4)
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
+    (prefetch,) = pulls(script)
+    script.deliver(prefetch, "orders$1", "billing", 3, b"c", pending=3)
+    second = client.fetch(state, 2, script.now, partition_number=1)
+    assert [m.data for m in second.outcome()] == [b"c"]
+    assert "UNSUB" not in [s.op for s in script.take()], "the prefetch pull goes on"
+    script.deliver(prefetch, "orders$1", "billing", 4, b"d", pending=2)
+    assert [m.data for m in client.fetch(state, 2, script.now, partition_number=1).outcome()] == [
+        b"d"
+    ]
