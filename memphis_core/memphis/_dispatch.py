@@ -137,6 +137,11 @@ class Dispatcher:
         """Register a handler for a request the caller sent itself (the produce hot path)."""
         self._handlers[token] = handler
 
+    def cancel(self, token: int) -> None:
+        """Forget a request: its handler, and the session's record (later replies are dropped)."""
+        self._handlers.pop(token, None)
+        self.session.cancel_request(token)
+
     def control(
         self, what: str, subject: str, body: bytes, parse: Callable[[bytes], Any], now: float
     ) -> Operation[Any]:

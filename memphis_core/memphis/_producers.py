@@ -24,8 +24,9 @@ from ._errors import (
     AsyncProduceError,
     ProduceFailure,
     StationTemporarilyUnavailableError,
+    StationUnreachableError,
 )
-from ._jetstream import PubAck, parse_pub_ack
+from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
@@ -69,6 +70,15 @@ RETRY_FIRST: Final = 0.05
 RETRY_MAX: Final = 1.0
 
 
+# A 503 also comes back when the station's stream no longer exists (another connection destroyed
+# the station): nobody will ever take the message, and retrying through ack_wait would only hide
+# that. After a produce's first 503, one ``$JS.API.STREAM.INFO`` tells the two apart: JetStream's
+# "stream not found" (err_code 10059) is a final answer, anything else (the stream's info, an
+# error with code 503, no answer within this many seconds) is treated as an election
+# (docs/cluster-client.md, "Leader elections").
+STATION_CHECK_TIMEOUT: Final = 2.0
+
+
 def retry_delay(retries: int) -> float:
     """Seconds to wait before retry number ``retries + 1`` after a 503."""
     # The shift is bounded so a long outage cannot build a huge integer before the cap applies.
@@ -79,9 +89,11 @@ class ProducerState:
     """One registered producer. ``in_flight`` counts produces still waiting for their PubAck."""
 
     __slots__ = (
+        "checking",
         "destroyed",
         "failed",
         "failures",
+        "gone",
         "header_prefix",
         "in_flight",
         "in_flight_bytes",
@@ -122,6 +134,11 @@ class ProducerState:
         # Stale, not destroyed: the user's producer object still works once the broker has it again,
         # and the next create_producer (or connection-level produce) re-registers it.
         self.stale = False  # a produce found no stream: create_producer registers again
+        # One STREAM.INFO at a time per producer: an async window of 503s asks once, not 4096 times.
+        self.checking = False
+        # The lookup said the stream does not exist: further 503s fail at once. A PubAck clears
+        # it again (the station was created anew).
+        self.gone = False
 
     @property
     def first_error(self) -> MemphisError | None:
@@ -132,11 +149,16 @@ class ProducerState:
         """The async failures since the last call, as one error (None if there were none)."""
         if not self.failed:
             return None
-        error = AsyncProduceError(tuple(self.failures), self.failed)
+        error = AsyncProduceError(self._sorted_failures(), self.failed)
         error.__cause__ = self.failures[0].error if self.failures else None
         self.failures = []
         self.failed = 0
         return error
+
+    def _sorted_failures(self) -> tuple[ProduceFailure, ...]:
+        # In the order the messages were produced, not the order they failed: a produce whose
+        # lookup found the station gone fails before the older ones still waiting out a backoff.
+        return tuple(sorted(self.failures, key=_by_position))
 
     @property
     def window_full(self) -> bool:
@@ -161,6 +183,10 @@ class ProducerState:
             station.partitions, key=key, number=number, rr=self.rr, station=station.internal
         )
         return station.subject(partition), partition
+
+
+def _by_position(failure: ProduceFailure) -> int:
+    return failure.position
 
 
 def encode_produce_headers(
@@ -247,7 +273,9 @@ class Produce(ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
-    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``.
+    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``. The first 503
+    also starts one lookup of the stream (:class:`_StationCheck`): a stream that no longer exists
+    fails the produce at once with ``StationUnreachableError``.
     """
 
     __slots__ = (
@@ -263,6 +291,7 @@ class Produce(ReplyHandler):
         "retries",
         "size",
         "subject",
+        "token",
     )
 
     def __init__(
@@ -272,11 +301,12 @@ class Produce(ReplyHandler):
         opts: ProduceOptions,
         size: int,
         position: int,
-        deadline: float = 0.0,
-        dispatcher: Dispatcher | None = None,
-        subject: str = "",
-        payload: bytes = b"",
-        block: bytes = b"",
+        deadline: float,
+        dispatcher: Dispatcher,
+        subject: str,
+        payload: bytes,
+        block: bytes,
+        token: int,
     ) -> None:
         self.op = op
         self.producer = producer
@@ -291,6 +321,7 @@ class Produce(ReplyHandler):
         self.payload = payload
         self.block = block
         self.retries = 0
+        self.token = token  # of the attempt in flight: a gone station cancels it
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -303,12 +334,15 @@ class Produce(ReplyHandler):
         # error reply contains the key; false positives only take the slow, exact path below.
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
+            producer.gone = False
             self.op.finish(None)
             return True
         try:
             self.op.finish(parse_pub_ack(payload))
         except (MemphisError, RemoteProtocolError) as exc:
             self._failed(exc)
+        else:
+            producer.gone = False  # a stream took it: whatever was gone is back
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
@@ -321,7 +355,12 @@ class Produce(ReplyHandler):
         no_stream = isinstance(error, NoRespondersError) or (
             self.retries > 0 and isinstance(error, RequestTimeoutError)
         )
-        if no_stream and dispatcher is not None:
+        if no_stream and producer.gone:
+            self.fail_unreachable(error)
+            return
+        if no_stream:
+            if self.retries == 0 and not producer.checking and dispatcher.session.is_connected:
+                self._check_station(now)
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
             # A timeout is never retried: the message may have been stored with its PubAck lost, and
@@ -329,7 +368,7 @@ class Produce(ReplyHandler):
             retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
             if retry and not producer.destroyed and not dispatcher.session.closed:
                 self.retries += 1
-                token = dispatcher.session.request(
+                self.token = dispatcher.session.request(
                     self.subject,
                     self.payload,
                     headers=self.block,
@@ -337,7 +376,7 @@ class Produce(ReplyHandler):
                     timeout=self.deadline - now,
                     delay=delay,
                 )
-                dispatcher.register(token, self)
+                dispatcher.register(self.token, self)
                 return
             # No stream took it all along: a long election, or the station is gone (destroyed,
             # or lost by a broker that restarted empty). The producer may be stale: the next
@@ -345,7 +384,7 @@ class Produce(ReplyHandler):
             producer.stale = True
             unavailable: MemphisError = StationTemporarilyUnavailableError(
                 f"produce to station {station!r}: no JetStream stream took the message within "
-                "ack_wait (503 no responders): a leader election, or the station is gone"
+                "ack_wait (503 no responders): a leader election"
             )
         elif isinstance(error, RequestTimeoutError):
             unavailable = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
@@ -353,12 +392,43 @@ class Produce(ReplyHandler):
             # Same type, station named: callers matching on the exception class keep working, and
             # the text says which produce failed.
             unavailable = type(error)(f"produce to station {station!r}: {error}")
-        unavailable.__cause__ = error if error.__cause__ is None else error.__cause__
+        self._over(unavailable, error)
+
+    def fail_unreachable(self, cause: MemphisError) -> None:
+        """The station's stream does not exist: end this produce now (its retry is cancelled)."""
+        if self.op.done:
+            return
+        # The retry that may still be waiting for its delay must not go out after the failure.
+        self.dispatcher.cancel(self.token)
+        self.producer.stale = True  # the next create_producer registers again
+        self._over(
+            StationUnreachableError(
+                f"produce to station {self.producer.station_name!r}: station unreachable: its "
+                f"stream {self.subject.partition('.')[0]!r} no longer exists"
+            ),
+            cause,
+        )
+
+    def _check_station(self, now: float) -> None:
+        stream = self.subject.partition(".")[0]  # produce subjects are ``<stream>.<...>``
+        self.producer.checking = True
+        self.dispatcher.request(
+            stream_info_subject(stream),
+            b"",
+            _StationCheck(self),
+            now=now,
+            timeout=min(STATION_CHECK_TIMEOUT, max(self.deadline - now, 0.001)),
+            replay=False,
+        )
+
+    def _over(self, error: MemphisError, cause: MemphisError) -> None:
+        error.__cause__ = cause if cause.__cause__ is None else cause.__cause__
         # Only here, once the produce is truly over: during retries it still occupies its window
         # slot, so a blocked async producer does not flood a station that is electing a leader.
+        producer = self.producer
         producer.in_flight -= 1
         producer.in_flight_bytes -= self.size
-        self._failed(unavailable)
+        self._failed(error)
 
     def _failed(self, error: MemphisError) -> None:
         self.op.fail(error)
@@ -372,6 +442,33 @@ class Produce(ReplyHandler):
                 producer.failures.append(
                     ProduceFailure(producer.name, self.position, self.msg_id, error)
                 )
+
+
+class _StationCheck(ReplyHandler):
+    """``$JS.API.STREAM.INFO`` after a produce's first 503: an election, or a gone station?"""
+
+    __slots__ = ("produce",)
+
+    def __init__(self, produce: Produce) -> None:
+        self.produce = produce
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:
+            raise AssertionError("STREAM.INFO completed without a reply")
+        produce = self.produce
+        produce.producer.checking = False
+        error = js_api_error(msg.payload)
+        # Only "not found" is final: a reply with the stream's info, or an error with code 503 (no
+        # stream leader yet), is an election, and the produce's retries go on.
+        if error is not None and "not found" in error.lower():
+            produce.producer.gone = True
+            produce.fail_unreachable(MemphisError(f"memphis: {error}"))
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        # No answer (a 503 of the JetStream API itself, a timeout, a lost connection): nothing is
+        # known, so the produce goes on as in an election.
+        self.produce.producer.checking = False
 
 
 def _check(error: str | None) -> None:
@@ -518,6 +615,7 @@ class Producers:
                 subject,
                 payload,
                 block,
+                token,
             ),
         )
         return op
@@ -536,7 +634,7 @@ class Producers:
         failures: list[ProduceFailure] = []
         count = 0
         for producer in self._all():
-            failures += producer.failures
+            failures += producer._sorted_failures()
             count += producer.failed
             producer.failures = []
             producer.failed = 0
