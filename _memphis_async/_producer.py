@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from memphis_core import (
+    DEFAULT_ACK_WAIT,
     DRAIN_TIMEOUT,
     AsyncProduceError,
     Headers,
@@ -49,7 +50,7 @@ class Producer:
         self,
         message: object,
         *,
-        ack_wait: float = 15.0,
+        ack_wait: float = DEFAULT_ACK_WAIT,
         headers: Mapping[str, str] | Headers | None = None,
         async_produce: bool = False,
         msg_id: str | None = None,
@@ -63,24 +64,14 @@ class Producer:
         beyond that this call waits until half the window is acknowledged. ``flush()`` waits
         for all of them and raises what failed; ``close()`` does the same.
 
-        Args:
-            message: bytes-like, str, dict, list, a dataclass instance, a protobuf message or
-                GraphQL text, as the station's schema (if any) allows.
-            ack_wait: seconds to wait for the PubAck (default 15).
-            headers: user headers; keys may not start with ``$memphis``.
-            async_produce: do not wait for the PubAck.
-            msg_id: idempotency key: the broker stores one message per id within the station's
-                ``idempotency_window``.
-            partition_key: choose the partition by hash (MurmurHash3, as the Go SDK).
-            partition_number: choose the partition by number (1-based).
-
         Cancelling a synchronous produce only stops the wait: the message may still be stored
         (use ``msg_id`` to make a retry safe), and the connection stays usable.
 
         Args:
             message: the payload: bytes-like (sent as is), ``str`` (UTF-8), a ``dict`` or
                 ``list`` (JSON), a protobuf message, or whatever the station's schema accepts.
-            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
+            ack_wait: seconds to wait for the broker's acknowledgement (default
+                ``DEFAULT_ACK_WAIT``, 15.0).
             headers: user headers, a mapping or :class:`Headers` (default: none). Keys may not
                 start with ``$memphis``.
             async_produce: return without waiting for the acknowledgement (default False).
@@ -139,9 +130,6 @@ class Producer:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every async produce is acknowledged; raise what failed, if anything.
-
-        Args:
-            timeout: seconds to wait at most (default: no limit).
 
         Args:
             timeout: most seconds to wait (default ``None``: no limit).

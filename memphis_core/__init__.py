@@ -39,6 +39,7 @@ from .memphis._errors import (
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
+    DEFAULT_ACK_WAIT,
     TLS,
     ConnectOptions,
     ConsumerOptions,
@@ -90,6 +91,7 @@ from .nats._state import ConnState
 
 __all__ = [
     "APP_ID",
+    "DEFAULT_ACK_WAIT",
     "DRAIN_TIMEOUT",
     "TLS",
     "AsyncProduceError",

@@ -359,19 +359,14 @@ class Session:
     def publish_to_reply(self, reply: str, payload: bytes) -> None:
         """Publish to a reply subject the server gave us (a JetStream ack subject).
 
-        The parser only yields subjects free of whitespace, and JetStream never puts wildcards
-        in them, so the per-subject check is skipped: ack subjects are all distinct, and
-        checking each one cost a quarter of the consume path.
+        The subject is not checked (see ``encode_reply_publish``): it came from the server.
 
         Raises:
             ConnectionClosedError, MemphisConnectError: as :meth:`publish`.
         """
         self._check_open()
-        self._queue(
-            # Acks carry no headers and no reply (docs/protocol.md §7.8): a plain PUB is enough.
-            b"PUB %b %d\r\n%b\r\n"
-            % (reply.encode("utf-8", "surrogateescape"), len(payload), payload)
-        )
+        # Acks carry no headers and no reply (docs/protocol.md §7.8): a plain PUB is enough.
+        self._queue(cmd.encode_reply_publish(reply, payload))
 
     def _queue(self, data: bytes) -> None:
         if self.state is ConnState.CONNECTED:
