@@ -525,7 +525,6 @@ def produce_options(
     )
 
 
-
 MAX_BATCH_SIZE: Final = 5000
 # Broker limit mirrored client-side (docs/protocol.md §7.3).
 # ``max_deliver`` outside 1-10 is silently changed to 10 by the broker (docs/protocol.md §7.3);

@@ -433,7 +433,7 @@ class Session:
             # re-sent together (a new transport has no subscriptions).
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
-        self._requests.add(request, timeout)
+        self._requests.add(request)
         if delay > 0:
             # Registered in ``_requests`` at once (so the deadline already runs and a reconnect
             # replays it), but held back from the wire until the delay is over.
