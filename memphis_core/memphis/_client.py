@@ -97,25 +97,31 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self.options = options
+        self.username = options.username
+        self.connection_id = connection_id or str(uuid.uuid4())
+        password = options.password
         self.session = Session(
-            username=options.username,
-            connection_token=options.connection_token,
-            password=options.password,
-            account_id=options.account_id,
+            # The Memphis broker learns our connection id only from the CONNECT ``name``
+            # (``<uuid4>::<username>``, docs/protocol.md §1.3): there is no handshake request.
+            name=f"{self.connection_id}::{self.username}",
+            token=options.connection_token,
+            # Password mode: the multi-tenant user ``<username>$<account_id>`` first, and once the
+            # bare username for brokers that know the user without its account suffix, as every
+            # Memphis SDK does (docs/protocol.md §1.2).
+            user=options.nats_user if password is not None else None,
+            password=password,
+            fallback_user=options.username if password is not None else None,
             reconnect=options.reconnect,
             max_reconnect=options.max_reconnect,
             reconnect_interval=options.reconnect_interval,
             timeout=options.timeout,
             ping_interval=ping_interval,
             tls=options.tls is not None,
-            connection_id=connection_id,
             inbox_prefix=inbox_prefix,
             servers=options.servers,
             ignore_discovered_servers=options.ignore_discovered_servers,
             rng=rng,
         )
-        self.username = options.username
-        self.connection_id = self.session.connection_id
         self.app_id = APP_ID
         self._events: list[ClientEvent] = []
         identity = rq.Identity(self.username, self.connection_id, self.app_id)

@@ -40,6 +40,7 @@ __all__ = [
     "Dispatcher",
     "Publishes",
     "ReplyHandler",
+    "memphis_text",
 ]
 
 #: Seconds per control-request attempt, and how many more attempts follow a timeout.
@@ -215,7 +216,7 @@ class Dispatcher:
             elif isinstance(event, RequestFailed):
                 handler = handlers.pop(event.token, None)
                 if handler is not None:
-                    handler.on_error(event.token, event.error, now)
+                    handler.on_error(event.token, memphis_text(event.error), now)
             elif isinstance(event, FlushCompleted):
                 handler = handlers.pop(event.token, None)
                 if handler is not None:
@@ -233,6 +234,20 @@ class Dispatcher:
                     handlers.clear()
                 rest.append(event)
         return rest
+
+
+def memphis_text(error: MemphisError) -> MemphisError:
+    """``error`` with nats.go's ``nats:`` prefix worded ``memphis:``, as the Memphis SDKs word it.
+
+    The Go SDK rewrites ``nats`` to ``memphis`` in the errors it passes on (docs/protocol.md
+    §0.3); the NATS session keeps the NATS texts, and this layer words them for its users.
+    """
+    text = str(error)
+    if not text.startswith("nats: "):
+        return error
+    worded = type(error)("memphis: " + text[len("nats: ") :])
+    worded.__cause__ = error.__cause__
+    return worded
 
 
 class ControlRequest(ReplyHandler):

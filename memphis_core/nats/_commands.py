@@ -68,8 +68,8 @@ def _check_subject(subject: object, *, wildcards: bool, what: str = "subject") -
         raise LocalProtocolError(f"{what} must be str, not {type(subject).__name__}")
     if not subject or _BAD_CHAR(subject) is not None:
         raise LocalProtocolError(f"invalid {what} {subject!r}")
-    # Split on ``.`` only: Memphis internal names contain ``#`` and ``$`` (``orders#eu$1.final``),
-    # which are ordinary subject bytes for NATS (docs/protocol.md §5.2, §5.5).
+    # Split on ``.`` only: ``#`` and ``$`` are ordinary subject bytes for NATS, and stream names
+    # use them (``orders#eu$1.final``, docs/protocol.md §5.2, §5.5).
     tokens = subject.split(".")
     last = len(tokens) - 1
     for index, token in enumerate(tokens):
@@ -264,12 +264,13 @@ Payload = bytes | bytearray | memoryview
 
 
 def connect_fields(
-    *, name: str, tls: bool, token: str | None, user: str | None, password: str | None
+    *, name: str | None, tls: bool, token: str | None, user: str | None, password: str | None
 ) -> dict[str, object]:
-    """The fields of the CONNECT JSON (docs/protocol.md §1.2, §1.3).
+    """The fields of the CONNECT JSON (docs/protocol.md §1.2, §1.3); None leaves a field out.
 
-    ``headers`` and ``no_responders`` are always on: Memphis needs headers, and a 503 is how a
-    request to a subject nobody serves fails fast instead of timing out.
+    ``headers`` and ``no_responders`` are always on: headers carry JetStream's message ids and
+    status replies, and a 503 is how a request to a subject nobody serves fails fast instead of
+    timing out.
     """
     options: dict[str, object] = {
         # Verbose off: no +OK per command. Errors still come as -ERR, and the handshake PING's PONG
@@ -279,9 +280,6 @@ def connect_fields(
         # Tells the server we expect TLS; the upgrade itself is negotiated after INFO
         # (docs/protocol.md §1.5).
         "tls_required": tls,
-        # The Memphis broker learns our connection id only from this field (``<uuid>::<user>``,
-        # docs/protocol.md §1.3): there is no handshake request.
-        "name": name,
         "lang": "python",
         "version": __version__,
         "protocol": 1,
@@ -289,11 +287,11 @@ def connect_fields(
         "headers": True,
         "no_responders": True,
     }
+    if name is not None:
+        options["name"] = name
     if token is not None:
         options["auth_token"] = token
-    else:
-        # The session picked ``<username>$<account>`` or the bare name (docs/protocol.md §1.2); the
-        # encoder just writes what it is given.
+    if user is not None:
         options["user"] = user
         options["pass"] = password
     return options

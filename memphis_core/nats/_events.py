@@ -112,7 +112,7 @@ class ServerError(_Base):
         self.message = message
 
 
-# Internal to the core: the Memphis layer consumes these, frontends never see them (they are not a
+# Internal to the core: the layer above consumes these, frontends never see them (they are not a
 # ``TransportEvent``).
 class ReplyReceived(_Base):
     """A reply for request ``token`` arrived on the shared inbox."""

@@ -60,8 +60,7 @@ _DEFAULT_MAX_PAYLOAD: Final = 1_048_576
 # "-ERR"): every other -ERR is followed by the server closing the socket.
 _NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
 # Matched lower-cased and as a substring: nats-server sends it quoted and capitalised (-ERR
-# 'Authorization Violation'), and it is the one text that triggers the plain-username retry of
-# docs/protocol.md §1.2.
+# 'Authorization Violation'), and it is the one text that triggers the ``fallback_user`` retry.
 _AUTH_VIOLATION: Final = "authorization violation"
 
 
@@ -69,11 +68,13 @@ class Session:
     """A NATS client connection, as a state machine (no I/O).
 
     Args:
-        username: the Memphis user; sent in the CONNECT ``name`` as ``<uuid4>::<username>``.
-        connection_token: token auth (sent as ``auth_token``).
-        password: password auth; the NATS user is ``<username>$<account_id>``, with one retry as
-            the plain ``<username>`` after an ``Authorization Violation`` (docs/protocol.md §1.2).
-        account_id: the Memphis tenant id for password auth.
+        name: the CONNECT ``name`` (the connection's name in the server's monitoring), or None.
+        token: token auth (sent as ``auth_token``), or None.
+        user: user/password auth: the CONNECT ``user``, or None.
+        password: the CONNECT ``pass`` that goes with ``user``.
+        fallback_user: a second ``user`` tried once, at once and without counting an attempt,
+            when the server refuses the first with ``Authorization Violation`` during a
+            handshake; it is then used for every later reconnect.
         reconnect: whether a lost connection is re-established.
         max_reconnect: consecutive failed reconnect attempts before giving up (-1 = forever).
             An attempt only counts as a success once the server answered a PING sent after
@@ -86,7 +87,6 @@ class Session:
         max_pings_out: unanswered keepalive PINGs before the connection is declared stale.
         tls: expect to upgrade to TLS after INFO (emits ``TLSUpgradeRequired``).
         reconnect_buffer_size: bytes of publishes kept while disconnected.
-        connection_id: override the random uuid4 (tests).
         inbox_prefix: override the random reply inbox prefix (tests).
         servers: the ``(host, port)`` servers to use; empty means the frontend dials a server
             of its own choosing and ``current_server`` is None (tests of the bare session).
@@ -96,16 +96,18 @@ class Session:
             a seeded one.
 
     Raises:
-        LocalProtocolError: not exactly one of ``connection_token`` / ``password``.
+        LocalProtocolError: ``token`` together with ``user``/``password``, a ``password`` or
+            ``fallback_user`` without ``user``, or a timeout or interval out of range.
     """
 
     def __init__(
         self,
         *,
-        username: str,
-        connection_token: str | None = None,
+        name: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
         password: str | None = None,
-        account_id: int = 1,
+        fallback_user: str | None = None,
         reconnect: bool = True,
         max_reconnect: int = 10,
         reconnect_interval: float = 1.0,
@@ -114,31 +116,26 @@ class Session:
         max_pings_out: int = 2,
         tls: bool = False,
         reconnect_buffer_size: int = 8 * 1024 * 1024,
-        connection_id: str | None = None,
         inbox_prefix: str | None = None,
         servers: Sequence[Server] = (),
         ignore_discovered_servers: bool = False,
         randomize_servers: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        # Checked again here, not only in the option builder: the session is usable on its own
-        # (tests, other NATS uses), and a session with no credentials would only fail at the server.
-        connection_token = connection_token or None  # "" means "not given", as in the Go SDK
-        password = password or None
-        if (connection_token is None) == (password is None):
-            raise err.LocalProtocolError(
-                "you have to connect with one of the following methods: connection token / password"
-            )
+        # A server takes one auth method per CONNECT: mixing them would send a secret it ignores.
+        if token is not None and (user is not None or password is not None):
+            raise err.LocalProtocolError("token auth and user/password auth are exclusive")
+        if user is None and (password is not None or fallback_user is not None):
+            raise err.LocalProtocolError("password and fallback_user need a user")
         if timeout <= 0 or reconnect_interval < 0 or ping_interval < 0 or max_pings_out < 1:
             raise err.LocalProtocolError("timeouts and intervals must be positive")
-        self.username = username
-        self.connection_id = connection_id or str(uuid.uuid4())
-        self._token = connection_token
+        self._name = name
+        self._token = token
         self._password = password
-        # Token mode sends no NATS user at all; password mode starts with the multi-tenant form
-        # (``root$1``) and may fall back to the bare name once (docs/protocol.md §1.2). The choice
-        # sticks for every later reconnect, since it lives on the session, not on the transport.
-        self._nats_user = f"{username}${account_id}" if password is not None else None
+        # The user in use; the fallback replaces it once. The choice sticks for every later
+        # reconnect, since it lives on the session, not on the transport.
+        self._user = user
+        self._fallback_user = fallback_user
         self._reconnect = reconnect
         # reconnect=False is the same policy as "zero attempts allowed" (docs/protocol.md §1.1), so
         # ``_lost`` needs only one test.
@@ -229,12 +226,6 @@ class Session:
         """The pool in the order it will be tried (given plus discovered servers)."""
         return [] if self._pool is None else self._pool.servers
 
-    @property
-    def connect_name(self) -> str:
-        """The CONNECT ``name``: how the Memphis broker learns our connection id (docs/protocol.md
-        §1.3)."""
-        return f"{self.connection_id}::{self.username}"
-
     # ---------------------------------------------------------------- transport lifecycle
 
     def connection_made(self, now: float) -> None:
@@ -260,8 +251,8 @@ class Session:
         if server is not None and not isinstance(error, err.MemphisError):
             error = f"{server[0]}:{server[1]}: {error or type(error).__name__}"
         if self.state is ConnState.IDLE:
-            # The very first dial failed: the Memphis SDKs do not retry that (docs/protocol.md
-            # §1.4), but with several servers each is tried once first, as nats.go does.
+            # The very first dial failed: it is not retried (docs/protocol.md §1.4), but with
+            # several servers each is tried once first, as nats.go does.
             pool = self._pool
             if pool is None or not pool.initial_left():
                 self._give_up(_as_connect_error(error), Input.GIVE_UP)
@@ -394,8 +385,8 @@ class Session:
         """Send a request whose replies arrive on the shared inbox; return its token.
 
         With ``delay`` (seconds) the request is registered now (its deadline is still
-        ``now + timeout``) but written only ``delay`` seconds later: how the Memphis layer
-        backs off before retrying after a 503 without a timer of its own.
+        ``now + timeout``) but written only ``delay`` seconds later: how a caller backs off
+        before retrying after a 503 without a timer of its own.
 
         Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
@@ -587,7 +578,7 @@ class Session:
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
-                ev.RequestFailed(request.token, err.RequestTimeoutError("memphis: timeout"))
+                ev.RequestFailed(request.token, err.RequestTimeoutError("nats: timeout"))
             )
 
     # ---------------------------------------------------------------- output
@@ -639,7 +630,7 @@ class Session:
                 self._release(request)
                 self._events.append(
                     ev.RequestFailed(
-                        token, err.NoRespondersError("memphis: no responders available for request")
+                        token, err.NoRespondersError("nats: no responders available for request")
                     )
                 )
                 return
@@ -740,12 +731,11 @@ class Session:
         if (
             self.state is ConnState.AWAITING_PONG
             and _AUTH_VIOLATION in lowered
-            and self._nats_user is not None
-            and self._nats_user != self.username
+            and self._fallback_user is not None
         ):
-            # Password mode: retry once with the bare username, as every Memphis SDK does for
-            # brokers that know the user without its account suffix (docs/protocol.md §1.2).
-            self._nats_user = self.username
+            # The caller's second user, tried once (docs/protocol.md §1.2 says why it has one).
+            self._user = self._fallback_user
+            self._fallback_user = None
             self._lost(now, error, immediate=True)
             return
         # Only the *first* handshake gives up at once. After an outage the same -ERR may come from a
@@ -760,10 +750,10 @@ class Session:
 
     def _send_connect(self) -> None:
         options = connect_fields(
-            name=self.connect_name,
+            name=self._name,
             tls=self._tls,
             token=self._token,
-            user=self._nats_user,
+            user=self._user,
             password=self._password,
         )
         out = self._out
@@ -827,7 +817,7 @@ class Session:
     ) -> None:
         """This transport is over: fail what cannot be replayed, choose the next server.
 
-        ``immediate``: redial the same server at once, not counted (the plain-username retry).
+        ``immediate``: redial the same server at once, not counted (the fallback-user retry).
         ``counted=False``: move on without counting an attempt (lame duck mode).
         """
         if self.state not in TRANSPORT_STATES:
@@ -867,8 +857,8 @@ class Session:
             pool.failed(now)
         if immediate:
             self._reconnect_at = now
-        # Before the first successful handshake the reconnect policy does not apply: the Memphis
-        # SDKs fail ``connect()`` at once (docs/protocol.md §1.4).
+        # Before the first successful handshake the reconnect policy does not apply: ``connect()``
+        # fails at once (docs/protocol.md §1.4).
         elif not self._ever_connected:
             # The first connect: each given server once, at once, then give up.
             if pool is None or not pool.initial_left():

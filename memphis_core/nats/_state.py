@@ -44,8 +44,8 @@ the two differ, so it cannot go stale. Each row is ``state  input  next state``:
 NATS protocol facts behind it (docs.nats.io, "Client Protocol"): the server speaks first with
 INFO; the client answers CONNECT and may pipeline commands before PONG, and a PING right after
 CONNECT makes the PONG double as "CONNECT accepted" (an auth failure arrives as -ERR instead).
-With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy is the
-Memphis SDKs' (docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts
+With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy
+(docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts
 on one server, at most ``max_reconnect`` consecutive failed attempts, no retry once every given
 server refused the very first connect; which server comes next is the pool's business
 (``_pool.py``, docs/cluster-client.md).

@@ -38,7 +38,8 @@ from memphis_core import (
     station_options,
 )
 
-from .scripted_broker import INBOX, Script, Sent
+from .scripted_broker import INBOX, INFO, Script, Sent
+from .wire_vectors import server_info
 
 PRODUCER_REPLY = {
     "error": "",
@@ -61,6 +62,32 @@ def connected() -> Script:
     }
     assert isinstance(script.events()[-1], Connected)
     return script
+
+
+def connect_fields_of(script: Script) -> dict[str, object]:
+    """The CONNECT JSON of the handshake ``script`` just started."""
+    script.client.connection_made(script.now)
+    script.feed(server_info(INFO))
+    (connect,) = [s for s in script.take() if s.op == "CONNECT"]
+    return connect.fields
+
+
+def test_the_connect_name_carries_the_connection_id_and_username() -> None:
+    # How the Memphis broker learns our connection id (docs/protocol.md §1.3).
+    fields = connect_fields_of(Script())
+    assert fields["name"] == "cid::root"
+    assert fields["auth_token"] == "memphis"
+    assert "user" not in fields
+
+
+def test_password_mode_sends_the_account_user_then_falls_back_to_the_bare_username() -> None:
+    script = Script(connection_token=None, password="pw", account_id=7)
+    fields = connect_fields_of(script)
+    assert (fields["user"], fields["pass"]) == ("root$7", "pw")
+    script.feed(b"-ERR 'Authorization Violation'\r\n")
+    script.advance(0.0)  # the retry is due at once
+    fields = connect_fields_of(script)
+    assert (fields["user"], fields["pass"]) == ("root", "pw")
 
 
 def producer(script: Script, name: str = "web") -> ProducerState:

@@ -34,8 +34,7 @@ class SessionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.session = Session(
-            username="u",
-            connection_token="t",
+            token="t",
             inbox_prefix=INBOX,
             max_reconnect=3,
             reconnect_interval=1.0,
