@@ -344,7 +344,7 @@ class Client:
             ):
                 # A fresh PING also when acks were written after the last one was sent (another
                 # thread acking during close): its PONG would not vouch for them.
-                flush = drain.flush = self._dispatcher.flush()
+                flush = drain.flush = self._dispatcher.ping()
                 drain.flushed_settles = settles
             flushed = (
                 flush is not None
@@ -380,7 +380,7 @@ class Client:
 
     def flush(self) -> Operation[None]:
         """Round trip to the server: done once it has processed everything sent before."""
-        return self._dispatcher.flush()
+        return self._dispatcher.ping()
 
     # ------------------------------------------------------------------ event dispatch
 

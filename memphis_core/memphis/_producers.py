@@ -17,6 +17,7 @@ from memphis_core.nats._errors import (
     RequestTimeoutError,
 )
 from memphis_core.nats._frames import Msg
+from memphis_core.nats._inflight import PendingRequest
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
@@ -279,19 +280,17 @@ class Produce(ReplyHandler):
     """
 
     __slots__ = (
-        "block",
         "deadline",
         "dispatcher",
         "is_async",
         "msg_id",
         "op",
-        "payload",
         "position",
         "producer",
+        "request",
         "retries",
         "size",
         "subject",
-        "token",
     )
 
     def __init__(
@@ -304,9 +303,6 @@ class Produce(ReplyHandler):
         deadline: float,
         dispatcher: Dispatcher,
         subject: str,
-        payload: bytes,
-        block: bytes,
-        token: int,
     ) -> None:
         self.op = op
         self.producer = producer
@@ -314,14 +310,13 @@ class Produce(ReplyHandler):
         self.msg_id = opts.msg_id
         self.size = size
         self.position = position
-        # What a resend after a 503 needs: the same subject, header block and bytes.
         self.deadline = deadline
         self.dispatcher = dispatcher
         self.subject = subject
-        self.payload = payload
-        self.block = block
         self.retries = 0
-        self.token = token  # of the attempt in flight: a gone station cancels it
+        # The session's record of the request, set once it is made: the message is held there
+        # only, and the same record serves the replay after a reconnect and the resend after a 503.
+        self.request: PendingRequest | None = None
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
@@ -366,17 +361,16 @@ class Produce(ReplyHandler):
             # A timeout is never retried: the message may have been stored with its PubAck lost, and
             # only the caller (with a msg_id) can resend it safely.
             retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
-            if retry and not producer.destroyed and not dispatcher.session.closed:
+            request = self.request
+            if (
+                retry
+                and request is not None
+                and not producer.destroyed
+                and not dispatcher.session.closed
+            ):
                 self.retries += 1
-                self.token = dispatcher.session.request(
-                    self.subject,
-                    self.payload,
-                    headers=self.block,
-                    now=now,
-                    timeout=self.deadline - now,
-                    delay=delay,
-                )
-                dispatcher.register(self.token, self)
+                # The same bytes, reply subject and msg-id: nothing was stored the first time.
+                dispatcher.session.resend(request, now=now, delay=delay)
                 return
             # No stream took it all along: a long election, or the station is gone (destroyed,
             # or lost by a broker that restarted empty). The producer may be stale: the next
@@ -399,7 +393,8 @@ class Produce(ReplyHandler):
         if self.op.done:
             return
         # The retry that may still be waiting for its delay must not go out after the failure.
-        self.dispatcher.cancel(self.token)
+        if self.request is not None:
+            self.dispatcher.cancel(self.request.token)
         self.producer.stale = True  # the next create_producer registers again
         self._over(
             StationUnreachableError(
@@ -593,31 +588,23 @@ class Producers:
         # A request, not a publish: the PubAck comes back on the shared inbox (docs/protocol.md §6.4
         # step 4). Replayable, so a produce made during an outage goes out after the handshake with
         # the same reply subject and msg-id.
-        token = session.request(subject, payload, headers=block, now=now, timeout=opts.ack_wait)
         op: Operation[PubAck | None] = Operation("produce")
         size = len(payload)
-        producer.in_flight += 1
-        producer.in_flight_bytes += size
         # The position of this message among the producer's messages: an async failure names it, so
         # the caller can tell which of many produces failed.
-        producer.produced += 1
-        dispatcher = self._dispatcher
-        dispatcher.register(
-            token,
-            Produce(
-                op,
-                producer,
-                opts,
-                size,
-                producer.produced,
-                now + opts.ack_wait,
-                dispatcher,
-                subject,
-                payload,
-                block,
-                token,
-            ),
+        position = producer.produced + 1
+        produce = Produce(
+            op, producer, opts, size, position, now + opts.ack_wait, self._dispatcher, subject
         )
+        token = session.request(
+            subject, payload, headers=block, now=now, timeout=opts.ack_wait, owner=produce
+        )
+        # Counted once the session accepted it: a produce refused locally (too large) raises and
+        # takes no window slot.
+        produce.request = session.pending(token)
+        producer.produced = position
+        producer.in_flight += 1
+        producer.in_flight_bytes += size
         return op
 
     def _all(self) -> list[ProducerState]:

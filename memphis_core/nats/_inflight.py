@@ -24,12 +24,25 @@ __all__ = [
 
 
 class PendingRequest:
-    """One request: its encoded PUB/HPUB (kept for replay after a reconnect) and its deadline."""
+    """One request: its encoded PUB/HPUB, its deadline and its owner.
 
-    __slots__ = ("data", "deadline", "multi", "replay", "sent", "sid", "token")
+    The one record of a request: the bytes serve the replay after a reconnect and a resend
+    (``Session.resend``), and ``owner`` is handed back with every reply and failure.
+    """
 
-    def __init__(self, token: int, data: bytes, deadline: float, multi: bool, replay: bool) -> None:
+    __slots__ = ("data", "deadline", "multi", "owner", "replay", "sent", "sid", "token")
+
+    def __init__(
+        self,
+        token: int,
+        data: bytes,
+        deadline: float,
+        multi: bool,
+        replay: bool,
+        owner: object = None,
+    ) -> None:
         self.token = token
+        self.owner = owner
         self.data = data
         self.deadline = deadline
         self.multi = multi
@@ -153,19 +166,20 @@ keepalive_ping: Final = KeepalivePing()
 
 
 class FlushPing:
-    """The PING of ``flush()`` number ``token``: its PONG completes the flush."""
+    """The PING of ``ping()`` number ``token``: its PONG completes it."""
 
-    __slots__ = ("token",)
+    __slots__ = ("owner", "token")
 
-    def __init__(self, token: int) -> None:
+    def __init__(self, token: int, owner: object = None) -> None:
         self.token = token
+        self.owner = owner
 
     def __repr__(self) -> str:
         return f"FlushPing({self.token})"
 
 
 class DrainPing:
-    """Sent after the UNSUB of an abandoned pull: its PONG proves nothing more can arrive."""
+    """Sent after the UNSUB of an abandoned request: its PONG proves nothing more can arrive."""
 
     __slots__ = ("sid",)
 

@@ -193,7 +193,7 @@ class Session:
         self._requests = InFlight()
         self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
-        self._draining: dict[int, int] = {}  # sid -> token of an abandoned multi-reply request
+        self._draining: dict[int, PendingRequest] = {}  # sid -> an abandoned multi-reply request
 
     # ---------------------------------------------------------------- introspection
 
@@ -381,6 +381,7 @@ class Session:
         multi: bool = False,
         replay: bool = True,
         delay: float = 0.0,
+        owner: object = None,
     ) -> int:
         """Send a request whose replies arrive on the shared inbox; return its token.
 
@@ -388,7 +389,9 @@ class Session:
         ``now + timeout``) but written only ``delay`` seconds later: how a caller backs off
         before retrying after a 503 without a timer of its own.
 
-        Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
+        Each reply becomes ``ReplyReceived(token, msg, owner)``: ``owner`` is anything the caller
+        wants back with the request's replies and its failure (its handler), so it needs no
+        registry of its own. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
         deadline. It ends with ``RequestFailed`` on timeout, on a 503 (no responders), or when
         the connection is lost and ``replay`` is false (replayable requests are re-sent after a
@@ -414,7 +417,7 @@ class Session:
         # subject (and a msg-id header) stay identical and the broker's dedup still works.
         data = encode_request(subject, payload, headers, reply, self.max_payload)
         self._next_token = token + 1
-        request = PendingRequest(token, data, now + timeout, multi, replay)
+        request = PendingRequest(token, data, now + timeout, multi, replay, owner)
         if multi:
             request.sid = self._next_sid
             self._next_sid += 1
@@ -424,17 +427,49 @@ class Session:
             # re-sent together (a new transport has no subscriptions).
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
+        self._send(request, now, delay)
+        return token
+
+    def _send(self, request: PendingRequest, now: float, delay: float) -> None:
         self._requests.add(request)
         if delay > 0:
             # Registered in ``_requests`` at once (so the deadline already runs and a reconnect
             # replays it), but held back from the wire until the delay is over.
-            heapq.heappush(self._delayed, (now + delay, token))
+            request.sent = False
+            heapq.heappush(self._delayed, (now + delay, request.token))
         # Made while not connected: stays unsent, and ``_on_connected`` writes it after the next
         # handshake together with the rest of the replay.
         elif self.state is ConnState.CONNECTED:
             request.sent = True
-            self._out.append(data)
-        return token
+            self._out.append(request.data)
+        else:
+            request.sent = False
+
+    def pending(self, token: int) -> PendingRequest | None:
+        """The record of request ``token`` while it waits for a reply, else None."""
+        return self._requests.get(token)
+
+    def attach(self, token: int, owner: object) -> None:
+        """Set the owner of request ``token`` (made without one); nothing if it is over."""
+        request = self._requests.get(token)
+        if request is not None:
+            request.owner = owner
+
+    def resend(self, request: PendingRequest, *, now: float, delay: float) -> None:
+        """Send a single-reply request that ended with a 503 again, after ``delay`` seconds.
+
+        The same record goes again: the same bytes, reply subject and token, with its deadline
+        unchanged. Only a 503 allows this: nobody received the first attempt, so no late reply
+        to it can be confused with one to the resend.
+
+        Raises:
+            LocalProtocolError: the request is still waiting, or is a multi-reply one.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        if request.multi or self._requests.get(request.token) is request:
+            raise err.LocalProtocolError("only a single-reply request that ended can be resent")
+        self._send(request, now, delay)
 
     def cancel_request(self, token: int) -> None:
         """Forget a request: later replies to it are dropped, no event follows."""
@@ -457,7 +492,9 @@ class Session:
             # it ends at once, with the event that tells its owner to let go of it.
             self.cancel_request(token)
             self._events.append(
-                ev.RequestFailed(token, err.RequestAbandonedError("request abandoned"))
+                ev.RequestFailed(
+                    token, err.RequestAbandonedError("request abandoned"), request.owner
+                )
             )
             return
         if request is None or not request.sid or self.state is not ConnState.CONNECTED:
@@ -466,7 +503,7 @@ class Session:
         self._requests.pop(token)
         sid = request.sid
         del self._request_sids[sid]
-        self._draining[sid] = token
+        self._draining[sid] = request
         # UNSUB then PING: the server handles a client's commands in order, so once the PONG comes
         # back no message for this inbox can still be in the pipe; until then, messages already
         # routed keep arriving on ``_draining`` and are given back (docs/protocol.md §7.7).
@@ -506,18 +543,19 @@ class Session:
         if self.state in CONNECT_SENT:
             self._out.append(cmd.encode_unsub(sid, max_msgs))
 
-    def flush(self) -> int:
-        """Send a PING; ``FlushCompleted(token)`` follows once the server processed all before."""
+    def ping(self, owner: object = None) -> int:
+        """Send a PING; ``FlushCompleted(token, owner)`` follows once the server processed all
+        before it (nats.go's ``Flush``). If the session closes first, ``RequestFailed`` does."""
         self._check_open()
         token = self._next_token
         self._next_token = token + 1
         if self.state is ConnState.CONNECTED:
-            self._pong_waiters.append(FlushPing(token))
+            self._pong_waiters.append(FlushPing(token, owner))
             self._out.append(cmd.PING)
         else:
-            # A flush made offline is answered by the first transport that works: its PING goes out
+            # A PING made offline is answered by the first transport that works: it goes out
             # after the replay, so its PONG means "the replay was processed".
-            self._flushes_unsent.append(FlushPing(token))
+            self._flushes_unsent.append(FlushPing(token, owner))
         return token
 
     # ---------------------------------------------------------------- timers
@@ -578,7 +616,9 @@ class Session:
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
-                ev.RequestFailed(request.token, err.RequestTimeoutError("nats: timeout"))
+                ev.RequestFailed(
+                    request.token, err.RequestTimeoutError("nats: timeout"), request.owner
+                )
             )
 
     # ---------------------------------------------------------------- output
@@ -616,7 +656,8 @@ class Session:
             # An abandoned pull whose UNSUB is not yet confirmed: hand the message over anyway so
             # its owner can nack it, rather than let it wait out max_ack_time.
             if not token and sid in self._draining:
-                self._events.append(ev.ReplyReceived(self._draining[sid], msg))
+                draining = self._draining[sid]
+                self._events.append(ev.ReplyReceived(draining.token, msg, draining.owner))
                 return
         if token:
             request = self._requests.get(token)
@@ -630,7 +671,9 @@ class Session:
                 self._release(request)
                 self._events.append(
                     ev.RequestFailed(
-                        token, err.NoRespondersError("nats: no responders available for request")
+                        token,
+                        err.NoRespondersError("nats: no responders available for request"),
+                        request.owner,
                     )
                 )
                 return
@@ -638,7 +681,7 @@ class Session:
             # (docs/protocol.md §2.1).
             if not request.multi:
                 self._requests.pop(token)
-            self._events.append(ev.ReplyReceived(token, msg))
+            self._events.append(ev.ReplyReceived(token, msg, request.owner))
             return
         sub = self._subs.get(msg.sid)
         if sub is None:
@@ -716,7 +759,7 @@ class Session:
             # oldest waiter is the one this PONG answers.
             waiter = self._pong_waiters.popleft()
             if isinstance(waiter, FlushPing):
-                self._events.append(ev.FlushCompleted(waiter.token))
+                self._events.append(ev.FlushCompleted(waiter.token, waiter.owner))
             elif isinstance(waiter, DrainPing):
                 self._end_drain(waiter.sid, err.RequestAbandonedError("request abandoned"))
 
@@ -847,7 +890,9 @@ class Session:
                 self._release(request)
                 self._events.append(
                     ev.RequestFailed(
-                        request.token, err.ConnectionLostError(f"connection lost: {error}")
+                        request.token,
+                        err.ConnectionLostError(f"connection lost: {error}"),
+                        request.owner,
                     )
                 )
             else:
@@ -899,9 +944,15 @@ class Session:
         self._delayed.clear()
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
-            self._events.append(ev.RequestFailed(request.token, closed))
+            self._events.append(ev.RequestFailed(request.token, closed, request.owner))
         for sid in list(self._draining):
             self._end_drain(sid, closed)
+        # PINGs still waiting for their PONG will never get it.
+        waiters = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
+        for waiter in [*waiters, *self._flushes_unsent]:
+            self._events.append(ev.RequestFailed(waiter.token, closed, waiter.owner))
+        self._pong_waiters.clear()
+        self._flushes_unsent.clear()
         # Buffered publishes die with the session: nothing will ever send them, and their callers
         # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
@@ -911,7 +962,8 @@ class Session:
     # ---------------------------------------------------------------- internals: helpers
 
     def _end_drain(self, sid: int, error: err.MemphisError) -> None:
-        self._events.append(ev.RequestFailed(self._draining.pop(sid), error))
+        request = self._draining.pop(sid)
+        self._events.append(ev.RequestFailed(request.token, error, request.owner))
 
     def _release(self, request: PendingRequest) -> None:
         """A multi-reply request ended: drop its own inbox subscription."""

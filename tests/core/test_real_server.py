@@ -43,7 +43,7 @@ def connected(driver: Driver) -> Driver:
 
 def flushed(driver: Driver) -> None:
     """Wait until the server has processed everything sent so far (PING/PONG round trip)."""
-    token = driver.session.flush()
+    token = driver.session.ping()
     driver.run_until(lambda seen: FlushCompleted(token) in seen)
 
 

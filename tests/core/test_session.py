@@ -294,7 +294,7 @@ def test_flush_completes_on_its_own_pong() -> None:
     handshake(session)
     session.data_to_send()
     session.handle_timeout(10.0)  # keepalive PING goes first
-    token = session.flush()
+    token = session.ping()
     assert session.data_to_send() == b"PING\r\nPING\r\n"
     session.receive_data(b"PONG\r\n", 10.0)
     assert session.events() == []
@@ -315,7 +315,7 @@ def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> Non
     assert events[0].token == lost
     assert events[1] == Disconnected(events[1].error, 3.0)  # type: ignore[union-attr]
     session.publish("offline", b"p")
-    flush = session.flush()
+    flush = session.ping()
     assert session.data_to_send() == b""
     assert session.next_deadline() == 3.0
     session.handle_timeout(3.0)
