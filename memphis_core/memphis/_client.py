@@ -61,13 +61,13 @@ DRAIN_TIMEOUT: Final = 30.0
 class _Drain:
     """A close in progress: waiting for every async produce, then one PING round trip."""
 
-    __slots__ = ("deadline", "flush", "flushed_settles", "lost", "op")
+    __slots__ = ("deadline", "lost", "op", "ping", "pinged_settles")
 
     def __init__(self, op: Operation[None], deadline: float) -> None:
         self.op = op
         self.deadline = deadline
-        self.flush: Operation[None] | None = None
-        self.flushed_settles = 0  # acks written before the flush PING in flight
+        self.ping: Operation[None] | None = None
+        self.pinged_settles = 0  # acks written before the PING in flight
         self.lost = False  # the connection dropped while draining: queued acks may be gone
 
 
@@ -326,46 +326,46 @@ class Client:
         if drain is None or drain.op.done:
             return
         in_flight = self._producers.in_flight()
-        flush = drain.flush
+        ping = drain.ping
         # Without acks, nacks or dead letters written, only the PubAcks of async produces need
-        # waiting for: a flush PING would prove nothing more.
+        # waiting for: a PING would prove nothing more.
         if not self._consumers.settles:
-            flushed = in_flight == 0  # nothing written needs the broker's confirmation
+            pinged = in_flight == 0  # nothing written needs the broker's confirmation
         else:
-            # The flush PING is sent only once every PubAck is in: its PONG then proves that the
+            # The PING is sent only once every PubAck is in: its PONG then proves that the
             # broker also read every ack written before it, since a server handles a client's
             # commands in order.
             settles = self._consumers.settles
-            stale = flush is not None and flush.done and settles > drain.flushed_settles
+            stale = ping is not None and ping.done and settles > drain.pinged_settles
             if (
                 in_flight == 0
-                and (flush is None or (stale and flush.error is None))
+                and (ping is None or (stale and ping.error is None))
                 and self.session.state is not ConnState.CLOSED
             ):
                 # A fresh PING also when acks were written after the last one was sent (another
                 # thread acking during close): its PONG would not vouch for them.
-                flush = drain.flush = self._dispatcher.ping()
-                drain.flushed_settles = settles
-            flushed = (
-                flush is not None
-                and flush.done
-                and flush.error is None
-                and settles <= drain.flushed_settles
+                ping = drain.ping = self._dispatcher.ping()
+                drain.pinged_settles = settles
+            pinged = (
+                ping is not None
+                and ping.done
+                and ping.error is None
+                and settles <= drain.pinged_settles
                 and not drain.lost
             )
-        # A flush that failed (the connection ended under it) also ends the drain: there is no later
+        # A PING that failed (the connection ended under it) also ends the drain: there is no later
         # point at which the acks could still be confirmed.
         closed = self.session.state is ConnState.CLOSED or (
-            flush is not None and flush.done and (flush.error is not None or drain.lost)
+            ping is not None and ping.done and (ping.error is not None or drain.lost)
         )
-        if not (flushed or closed or now >= drain.deadline):
+        if not (pinged or closed or now >= drain.deadline):
             return
-        # Async-produce failures nobody collected with ``flush`` are reported by the drain instead:
-        # the caller was told "accepted" for those messages, so losing them silently is not an
-        # option.
+        # Async-produce failures nobody collected with ``Producer.flush`` are reported by the drain
+        # instead: the caller was told "accepted" for those messages, so losing them silently is
+        # not an option.
         failures, count = self._producers.take_failures()
-        cause = None if flush is None or flushed else flush.error
-        if flushed and not count:
+        cause = None if ping is None or pinged else ping.error
+        if pinged and not count:
             drain.op.finish(None)
             return
         drain.op.fail(
@@ -373,13 +373,14 @@ class Client:
                 unconfirmed=in_flight,
                 failures=failures,
                 count=count,
-                acks_unconfirmed=bool(self._consumers.settles) and (not flushed or drain.lost),
+                acks_unconfirmed=bool(self._consumers.settles) and (not pinged or drain.lost),
                 cause=cause or (failures[0].error if failures else None),
             )
         )
 
-    def flush(self) -> Operation[None]:
-        """Round trip to the server: done once it has processed everything sent before."""
+    def ping(self) -> Operation[None]:
+        """Round trip to the server (PING/PONG): done once it has processed everything sent
+        before. (``Producer.flush`` of the frontends is something else: it waits for PubAcks.)"""
         return self._dispatcher.ping()
 
     # ------------------------------------------------------------------ event dispatch
@@ -390,7 +391,7 @@ class Client:
                 self._on_push(event)
             else:
                 if isinstance(event, Disconnected) and self._drain is not None:
-                    # Acks queued but not yet written died with the transport: a flush on the
+                    # Acks queued but not yet written died with the transport: a PING on the
                     # next one cannot vouch for them.
                     self._drain.lost = True
                 self._events.append(event)
@@ -558,7 +559,7 @@ class Client:
                 # message.
                 self._producers.report_schema_failure(producer, exc, opts)
                 raise
-        return self._producers.publish(producer, payload, opts, now)
+        return self._producers.produce(producer, payload, opts, now)
 
     def report_schema_failure(
         self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions

@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 
 from memphis_core.nats._errors import MemphisError, RequestTimeoutError
 from memphis_core.nats._events import (
-    FlushCompleted,
+    PingCompleted,
     ReplyReceived,
     RequestFailed,
     SessionEvent,
@@ -79,7 +79,7 @@ class ReplyHandler:
     """What to do with the replies to one request, or with its failure.
 
     ``on_reply`` gets every reply the session routes to the token (``msg`` is None for the PONG
-    that completes a flush) and returns True when the handler is finished, so the dispatcher can
+    that completes a ``ping``) and returns True when the handler is finished, so the dispatcher can
     forget it; a multi-reply pull stays registered until then. ``on_error`` gets the session's
     ``RequestFailed`` (timeout, no responders, connection lost or closed) and always finishes.
     """
@@ -206,7 +206,7 @@ class Dispatcher:
                 handler = cast("ReplyHandler | None", event.owner)
                 if handler is not None:
                     handler.on_error(event.token, memphis_text(event.error), now)
-            elif isinstance(event, FlushCompleted):
+            elif isinstance(event, PingCompleted):
                 handler = cast("ReplyHandler | None", event.owner)
                 if handler is not None:
                     # A PING completes with no message: ``None`` tells the handler it was the PONG.
@@ -256,8 +256,8 @@ class ControlRequest(ReplyHandler):
         self.attempts = 1
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
-        if msg is None:  # only a flush completes without a message
-            # Tokens are never shared between a flush and a request, so this would be a routing bug.
+        if msg is None:  # only a ping completes without a message
+            # Tokens are never shared between a ping and a request, so this would be a routing bug.
             raise AssertionError("a control request completed without a reply")
         try:
             # Every reply style of docs/protocol.md §2.2 is the parse function's business: plain

@@ -31,6 +31,7 @@ from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
+from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceState, produce_transition
 from ._schemas import (
     SchemaValidationError,
     schema_failure_notification_body,
@@ -290,6 +291,7 @@ class Produce(ReplyHandler):
         "request",
         "retries",
         "size",
+        "state",
         "subject",
     )
 
@@ -313,7 +315,8 @@ class Produce(ReplyHandler):
         self.deadline = deadline
         self.dispatcher = dispatcher
         self.subject = subject
-        self.retries = 0
+        self.state = ProduceState.WAITING  # see _produce_state.py for the table
+        self.retries = 0  # resends so far: the backoff grows with them
         # The session's record of the request, set once it is made: the message is held there
         # only, and the same record serves the replay after a reconnect and the resend after a 503.
         self.request: PendingRequest | None = None
@@ -321,26 +324,40 @@ class Produce(ReplyHandler):
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
             raise AssertionError("a produce completed without a PubAck")
-        producer = self.producer
-        producer.in_flight -= 1
-        producer.in_flight_bytes -= self.size
+        if self.state in PRODUCE_DONE:
+            return True  # the first outcome stands, as for any Operation
         payload = msg.payload
         # A substring test instead of a JSON parse: a PubAck is small, fixed-format JSON, and any
         # error reply contains the key; false positives only take the slow, exact path below.
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
-            producer.gone = False
+            self._advance(ProduceInput.PUB_ACK)
             self.op.finish(None)
             return True
         try:
-            self.op.finish(parse_pub_ack(payload))
+            ack = parse_pub_ack(payload)
         except (MemphisError, RemoteProtocolError) as exc:
+            self._advance(ProduceInput.FAILURE)
             self._failed(exc)
         else:
-            producer.gone = False  # a stream took it: whatever was gone is back
+            self._advance(ProduceInput.PUB_ACK)
+            self.op.finish(ack)
         return True
 
+    def _advance(self, event: ProduceInput) -> None:
+        state = self.state = produce_transition(self.state, event)
+        if state in PRODUCE_DONE:
+            # Only once the produce is truly over: while it retries it still occupies its window
+            # slot, so a blocked async producer does not flood a station electing a leader.
+            producer = self.producer
+            producer.in_flight -= 1
+            producer.in_flight_bytes -= self.size
+            if state is ProduceState.ACKED:
+                producer.gone = False  # a stream took it: whatever was gone is back
+
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if self.state in PRODUCE_DONE:
+            return  # the first outcome stands, as for any Operation
         dispatcher = self.dispatcher
         producer = self.producer
         station = producer.station_name
@@ -348,13 +365,14 @@ class Produce(ReplyHandler):
         # The session ends a request on a 503 at once (docs/protocol.md §6.7): the message was not
         # stored, so re-sending cannot duplicate it, unlike a resend after a timeout.
         no_stream = isinstance(error, NoRespondersError) or (
-            self.retries > 0 and isinstance(error, RequestTimeoutError)
+            self.state is ProduceState.RETRYING and isinstance(error, RequestTimeoutError)
         )
         if no_stream and producer.gone:
             self.fail_unreachable(error)
             return
         if no_stream:
-            if self.retries == 0 and not producer.checking and dispatcher.session.is_connected:
+            first = self.state is ProduceState.WAITING
+            if first and not producer.checking and dispatcher.session.is_connected:
                 self._check_station(now)
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
@@ -369,6 +387,7 @@ class Produce(ReplyHandler):
                 and not dispatcher.session.closed
             ):
                 self.retries += 1
+                self.state = produce_transition(self.state, ProduceInput.NO_RESPONDERS)
                 # The same bytes, reply subject and msg-id: nothing was stored the first time.
                 dispatcher.session.resend(request, now=now, delay=delay)
                 return
@@ -390,7 +409,7 @@ class Produce(ReplyHandler):
 
     def fail_unreachable(self, cause: MemphisError) -> None:
         """The station's stream does not exist: end this produce now (its retry is cancelled)."""
-        if self.op.done:
+        if self.state in PRODUCE_DONE:
             return
         # The retry that may still be waiting for its delay must not go out after the failure.
         if self.request is not None:
@@ -418,11 +437,7 @@ class Produce(ReplyHandler):
 
     def _over(self, error: MemphisError, cause: MemphisError) -> None:
         error.__cause__ = cause if cause.__cause__ is None else cause.__cause__
-        # Only here, once the produce is truly over: during retries it still occupies its window
-        # slot, so a blocked async producer does not flood a station that is electing a leader.
-        producer = self.producer
-        producer.in_flight -= 1
-        producer.in_flight_bytes -= self.size
+        self._advance(ProduceInput.FAILURE)
         self._failed(error)
 
     def _failed(self, error: MemphisError) -> None:
@@ -578,7 +593,7 @@ class Producers:
             # forgetting the producer must not forget them.
             self._retired.append(producer)
 
-    def publish(
+    def produce(
         self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
     ) -> Operation[PubAck | None]:
         """Choose the partition and publish serialised ``payload``; see ``Client.produce``."""

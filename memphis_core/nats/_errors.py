@@ -87,4 +87,5 @@ class ConnectionLostError(MemphisConnectError):
 
 
 class RequestAbandonedError(MemphisError):
-    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was drained."""
+    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was given
+    to it."""

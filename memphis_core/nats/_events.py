@@ -15,7 +15,7 @@ __all__ = [
     "Closed",
     "Connected",
     "Disconnected",
-    "FlushCompleted",
+    "PingCompleted",
     "ReconnectDue",
     "ReplyReceived",
     "RequestFailed",
@@ -139,7 +139,7 @@ class RequestFailed(_Base):
         self.owner = owner
 
 
-class FlushCompleted(_Base):
+class PingCompleted(_Base):
     """The server answered the PING of ``ping()`` number ``token``: it processed all before it."""
 
     __slots__ = ("owner", "token")
@@ -160,7 +160,7 @@ SessionEvent = (
     | ServerError
     | ReplyReceived
     | RequestFailed
-    | FlushCompleted
+    | PingCompleted
     | Msg
 )
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Final
 
 __all__ = [
-    "DrainPing",
-    "FlushPing",
+    "AbandonPing",
     "InFlight",
     "KeepalivePing",
     "PendingRequest",
     "PongWaiter",
+    "RoundTripPing",
     "Subscription",
     "keepalive_ping",
 ]
@@ -165,7 +165,7 @@ class KeepalivePing:
 keepalive_ping: Final = KeepalivePing()
 
 
-class FlushPing:
+class RoundTripPing:
     """The PING of ``ping()`` number ``token``: its PONG completes it."""
 
     __slots__ = ("owner", "token")
@@ -175,11 +175,13 @@ class FlushPing:
         self.owner = owner
 
     def __repr__(self) -> str:
-        return f"FlushPing({self.token})"
+        return f"RoundTripPing({self.token})"
 
 
-class DrainPing:
-    """Sent after the UNSUB of an abandoned request: its PONG proves nothing more can arrive."""
+class AbandonPing:
+    """Sent after the UNSUB of an abandoned request: its PONG proves nothing more can arrive.
+
+    (Not a "drain": that word means a graceful close, as in nats.go.)"""
 
     __slots__ = ("sid",)
 
@@ -187,7 +189,7 @@ class DrainPing:
         self.sid = sid
 
     def __repr__(self) -> str:
-        return f"DrainPing({self.sid})"
+        return f"AbandonPing({self.sid})"
 
 
-PongWaiter = KeepalivePing | FlushPing | DrainPing
+PongWaiter = KeepalivePing | RoundTripPing | AbandonPing

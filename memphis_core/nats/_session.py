@@ -29,11 +29,11 @@ from . import _events as ev
 from ._commands import PublishHeaders, connect_fields, encode_publish, encode_request
 from ._frames import Err, Info, Msg, Ping, Pong
 from ._inflight import (
-    DrainPing,
-    FlushPing,
+    AbandonPing,
     InFlight,
     PendingRequest,
     PongWaiter,
+    RoundTripPing,
     Subscription,
     keepalive_ping,
 )
@@ -173,10 +173,10 @@ class Session:
         self._reconnect_at: float | None = None
         self._ping_at: float | None = None
         self._pings_out = 0  # unanswered keepalive PINGs
-        # Keepalive, flush and drain PINGs share one queue because the server answers PINGs in the
-        # order it read them: the n-th PONG belongs to the n-th PING, whatever its purpose.
+        # Keepalive, round-trip and abandon PINGs share one queue because the server answers PINGs
+        # in the order it read them: the n-th PONG belongs to the n-th PING, whatever its purpose.
         self._pong_waiters: deque[PongWaiter] = deque()  # what each PING in flight is for
-        self._flushes_unsent: list[FlushPing] = []
+        self._pings_unsent: list[RoundTripPing] = []
 
         # Sids are never reused within a session: a late MSG for a dropped subscription must not be
         # mistaken for one of a newer subscription that happened to get the same number.
@@ -193,7 +193,7 @@ class Session:
         self._requests = InFlight()
         self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
-        self._draining: dict[int, PendingRequest] = {}  # sid -> an abandoned multi-reply request
+        self._abandoned: dict[int, PendingRequest] = {}  # sid -> an abandoned multi-reply request
 
     # ---------------------------------------------------------------- introspection
 
@@ -503,13 +503,13 @@ class Session:
         self._requests.pop(token)
         sid = request.sid
         del self._request_sids[sid]
-        self._draining[sid] = request
+        self._abandoned[sid] = request
         # UNSUB then PING: the server handles a client's commands in order, so once the PONG comes
         # back no message for this inbox can still be in the pipe; until then, messages already
-        # routed keep arriving on ``_draining`` and are given back (docs/protocol.md §7.7).
+        # routed keep arriving on ``_abandoned`` and are given back (docs/protocol.md §7.7).
         self._out.append(cmd.encode_unsub(sid))
         self._out.append(cmd.PING)
-        self._pong_waiters.append(DrainPing(sid))
+        self._pong_waiters.append(AbandonPing(sid))
 
     def subscribe(self, subject: str, queue: str | None = None) -> int:
         """Subscribe (replayed after every reconnect) and return the sid.
@@ -544,18 +544,18 @@ class Session:
             self._out.append(cmd.encode_unsub(sid, max_msgs))
 
     def ping(self, owner: object = None) -> int:
-        """Send a PING; ``FlushCompleted(token, owner)`` follows once the server processed all
+        """Send a PING; ``PingCompleted(token, owner)`` follows once the server processed all
         before it (nats.go's ``Flush``). If the session closes first, ``RequestFailed`` does."""
         self._check_open()
         token = self._next_token
         self._next_token = token + 1
         if self.state is ConnState.CONNECTED:
-            self._pong_waiters.append(FlushPing(token, owner))
+            self._pong_waiters.append(RoundTripPing(token, owner))
             self._out.append(cmd.PING)
         else:
             # A PING made offline is answered by the first transport that works: it goes out
             # after the replay, so its PONG means "the replay was processed".
-            self._flushes_unsent.append(FlushPing(token, owner))
+            self._pings_unsent.append(RoundTripPing(token, owner))
         return token
 
     # ---------------------------------------------------------------- timers
@@ -597,8 +597,8 @@ class Session:
             if self._pings_out >= self._max_pings_out:
                 self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
             else:
-                # Keepalive PINGs go in the same queue as flush PINGs: a flush pending behind a
-                # keepalive is then completed by the right PONG.
+                # Keepalive PINGs go in the same queue as round-trip PINGs: a ping() pending behind
+                # a keepalive is then completed by the right PONG.
                 self._pings_out += 1
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
@@ -655,9 +655,9 @@ class Session:
             token = self._request_sids.get(sid, 0)
             # An abandoned pull whose UNSUB is not yet confirmed: hand the message over anyway so
             # its owner can nack it, rather than let it wait out max_ack_time.
-            if not token and sid in self._draining:
-                draining = self._draining[sid]
-                self._events.append(ev.ReplyReceived(draining.token, msg, draining.owner))
+            if not token and sid in self._abandoned:
+                abandoned = self._abandoned[sid]
+                self._events.append(ev.ReplyReceived(abandoned.token, msg, abandoned.owner))
                 return
         if token:
             request = self._requests.get(token)
@@ -758,10 +758,10 @@ class Session:
             # PONGs come back in the order of our PINGs (the server answers in order), so the
             # oldest waiter is the one this PONG answers.
             waiter = self._pong_waiters.popleft()
-            if isinstance(waiter, FlushPing):
-                self._events.append(ev.FlushCompleted(waiter.token, waiter.owner))
-            elif isinstance(waiter, DrainPing):
-                self._end_drain(waiter.sid, err.RequestAbandonedError("request abandoned"))
+            if isinstance(waiter, RoundTripPing):
+                self._events.append(ev.PingCompleted(waiter.token, waiter.owner))
+            elif isinstance(waiter, AbandonPing):
+                self._end_abandon(waiter.sid, err.RequestAbandonedError("request abandoned"))
 
     def _on_err(self, message: str, now: float) -> None:
         lowered = message.lower()
@@ -823,15 +823,15 @@ class Session:
         # the first PONG after the replay (``_on_pong``).
         self._handshake_deadline = None
         self._pings_out = 0
-        # PINGs of the previous transport will never be answered; their flushes were moved to
-        # ``_flushes_unsent`` by ``_lost`` and are re-sent below.
+        # PINGs of the previous transport will never be answered; the round trips were moved to
+        # ``_pings_unsent`` by ``_lost`` and are re-sent below.
         self._pong_waiters.clear()
         # Keepalive starts only once connected: during the handshake the handshake deadline already
         # bounds the wait.
         self._ping_at = now + self._ping_interval if self._ping_interval else None
         out = self._out
         # Replay in creation order: requests waiting for a reply, publishes made while offline,
-        # then flushes (their PONG must come after everything queued before them).
+        # then round-trip PINGs (their PONG must come after everything queued before them).
         for request in self._requests:
             if not request.sent or request.replay:
                 request.sent = True
@@ -839,15 +839,15 @@ class Session:
         out.extend(self._offline)
         self._offline.clear()
         self._offline_size = 0
-        for flush in self._flushes_unsent:
-            self._pong_waiters.append(flush)
+        for waiter in self._pings_unsent:
+            self._pong_waiters.append(waiter)
             out.append(cmd.PING)
-        if self._attempts and not self._flushes_unsent:
+        if self._attempts and not self._pings_unsent:
             # A reconnect with nothing else to prove it: this PING's PONG ends the count of
             # failed attempts (the first connect starts at zero and needs no proof).
             self._pong_waiters.append(keepalive_ping)
             out.append(cmd.PING)
-        self._flushes_unsent.clear()
+        self._pings_unsent.clear()
         self._events.append(ev.Connected(self.server_info, reconnected))
 
     def _lost(
@@ -874,13 +874,14 @@ class Session:
         # means the broker redelivers the message after max_ack_time (docs/cluster-client.md, "What
         # happens to messages in flight").
         self._out.clear()
-        # Flushes in flight must be answered by the next transport; drains end with this one.
-        # Prepended, not appended: flushes in flight are older than ones made while offline, and
-        # flush completions must come out in the order the flushes were made.
-        self._flushes_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
+        # Round-trip PINGs in flight must be answered by the next transport; abandoned requests end
+        # with this one.
+        # Prepended, not appended: round trips in flight are older than ones made while offline,
+        # and their completions must come out in the order they were made.
+        self._pings_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, RoundTripPing)]
         self._pong_waiters.clear()
-        for sid in list(self._draining):
-            self._end_drain(sid, err.RequestAbandonedError("request abandoned"))
+        for sid in list(self._abandoned):
+            self._end_abandon(sid, err.RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
             # Not replayable (a pull: a re-sent pull would deliver a second batch that its
             # owner no longer waits for; the consume loop pulls again instead). Unsent requests
@@ -945,14 +946,14 @@ class Session:
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
             self._events.append(ev.RequestFailed(request.token, closed, request.owner))
-        for sid in list(self._draining):
-            self._end_drain(sid, closed)
+        for sid in list(self._abandoned):
+            self._end_abandon(sid, closed)
         # PINGs still waiting for their PONG will never get it.
-        waiters = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
-        for waiter in [*waiters, *self._flushes_unsent]:
+        waiters = [w for w in self._pong_waiters if isinstance(w, RoundTripPing)]
+        for waiter in [*waiters, *self._pings_unsent]:
             self._events.append(ev.RequestFailed(waiter.token, closed, waiter.owner))
         self._pong_waiters.clear()
-        self._flushes_unsent.clear()
+        self._pings_unsent.clear()
         # Buffered publishes die with the session: nothing will ever send them, and their callers
         # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
@@ -961,8 +962,8 @@ class Session:
 
     # ---------------------------------------------------------------- internals: helpers
 
-    def _end_drain(self, sid: int, error: err.MemphisError) -> None:
-        request = self._draining.pop(sid)
+    def _end_abandon(self, sid: int, error: err.MemphisError) -> None:
+        request = self._abandoned.pop(sid)
         self._events.append(ev.RequestFailed(request.token, error, request.owner))
 
     def _release(self, request: PendingRequest) -> None:

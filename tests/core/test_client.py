@@ -181,7 +181,7 @@ def test_control_request_gives_up_after_five_retries() -> None:
 
 def test_flush_completes_on_its_pong() -> None:
     script = connected()
-    op = script.client.flush()
+    op = script.client.ping()
     assert [s.op for s in script.take()] == ["PING"]
     assert not op.done
     script.feed(b"PONG\r\n")
@@ -768,7 +768,7 @@ def test_close_fails_every_waiting_operation() -> None:
     script = connected()
     prod = producer(script)
     produce = script.client.produce(prod, b"x", produce_options(), script.now)
-    flush = script.client.flush()
+    flush = script.client.ping()
     script.client.close()
     assert isinstance(script.events()[-1], Closed)
     for op in (produce, flush):

@@ -18,7 +18,7 @@ from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReplyReceived,
     SessionEvent,
 )
@@ -44,7 +44,7 @@ def connected(driver: Driver) -> Driver:
 def flushed(driver: Driver) -> None:
     """Wait until the server has processed everything sent so far (PING/PONG round trip)."""
     token = driver.session.ping()
-    driver.run_until(lambda seen: FlushCompleted(token) in seen)
+    driver.run_until(lambda seen: PingCompleted(token) in seen)
 
 
 def msgs(seen: list[SessionEvent]) -> list[Msg]:

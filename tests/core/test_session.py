@@ -18,7 +18,7 @@ from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReconnectDue,
     ReplyReceived,
     RequestFailed,
@@ -299,7 +299,7 @@ def test_flush_completes_on_its_own_pong() -> None:
     session.receive_data(b"PONG\r\n", 10.0)
     assert session.events() == []
     session.receive_data(b"PONG\r\n", 10.0)
-    assert session.events() == [FlushCompleted(token)]
+    assert session.events() == [PingCompleted(token)]
 
 
 def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> None:
@@ -330,7 +330,7 @@ def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> Non
     )
     assert session.events() == [Connected(session.server_info, reconnected=True)]
     session.receive_data(f"MSG {INBOX}.{token} 1 1\r\na\r\nPONG\r\n".encode(), 3.0)
-    assert [type(e) for e in session.events()] == [ReplyReceived, FlushCompleted]
+    assert [type(e) for e in session.events()] == [ReplyReceived, PingCompleted]
     assert flush
 
 

@@ -18,7 +18,7 @@ from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReconnectDue,
     ReplyReceived,
     RequestFailed,
@@ -65,7 +65,7 @@ class SessionMachine(RuleBasedStateMachine):
                 self.replies[event.token] += 1
                 if event.token not in self.multi:
                     self.resolved[event.token] += 1
-            elif isinstance(event, RequestFailed | FlushCompleted):
+            elif isinstance(event, RequestFailed | PingCompleted):
                 assert event.token in self.issued
                 self.resolved[event.token] += 1
             elif isinstance(event, TLSUpgradeRequired):
