@@ -329,7 +329,8 @@ def test_a_produce_to_a_station_destroyed_elsewhere_is_unreachable_within_3_s(
     connect: Callable[..., Any], memphis: Any, probe: BrokerProbe, name: Callable[[str], str]
 ) -> None:
     # A 503 from a stream that no longer exists is not a leader election: it must not be retried
-    # through the whole ack_wait (15 s by default).
+    # through the whole ack_wait (15 s by default). Also a field report: produce raised a bare
+    # NoRespondersError, and create_producer handed back the same dead cached producer forever.
     station = name("st")
     conn = connect()
     producer = conn.create_producer(station, "p")

@@ -15,6 +15,8 @@ from memphis_core.memphis._produce_state import (
     render_produce_table,
 )
 
+from .test_state_table import reachable
+
 
 @pytest.mark.parametrize("state", list(ProduceState), ids=lambda s: s.name)
 @pytest.mark.parametrize("event", list(ProduceInput), ids=lambda i: i.name)
@@ -31,15 +33,7 @@ def test_every_cell(state: ProduceState, event: ProduceInput) -> None:
 
 
 def test_every_state_is_reachable_and_every_live_state_can_end() -> None:
-    reached = {ProduceState.WAITING}
-    frontier = [ProduceState.WAITING]
-    while frontier:
-        state = frontier.pop()
-        for (source, _), target in PRODUCE_TABLE.items():
-            if source is state and target not in reached:
-                reached.add(target)
-                frontier.append(target)
-    assert reached == set(ProduceState)
+    assert reachable(PRODUCE_TABLE, ProduceState.WAITING) == set(ProduceState)
     for state in set(ProduceState) - PRODUCE_DONE:
         assert produce_transition(state, ProduceInput.FAILURE) is ProduceState.FAILED
         assert produce_transition(state, ProduceInput.PUB_ACK) is ProduceState.ACKED
