@@ -55,7 +55,7 @@ from .memphis._options import (
     producer_options,
     station_options,
 )
-from .memphis._producers import ProducerState
+from .memphis._producers import ProduceOperation, ProducerState
 from .memphis._schemas import Schema, SchemaValidationError
 from .memphis._stations import StationState
 from .memphis._validators import MissingExtraError
@@ -134,6 +134,7 @@ __all__ = [
     "PingCompleted",
     "Pong",
     "ProduceFailure",
+    "ProduceOperation",
     "ProduceOptions",
     "ProducerOptions",
     "ProducerState",

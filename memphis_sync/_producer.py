@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import functools
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from memphis_core import (
     DEFAULT_ACK_WAIT,
     DRAIN_TIMEOUT,
     AsyncProduceError,
+    ConnectionClosedError,
     Headers,
+    ProduceOperation,
     ProduceOptions,
     ProducerState,
     PubAck,
@@ -27,7 +29,62 @@ if TYPE_CHECKING:
 
     from ._driver import Driver
 
-__all__ = ["Producer"]
+__all__ = ["ProduceHandle", "Producer"]
+
+
+class ProduceHandle:
+    """The outcome of one ``produce(..., async_produce=True)``, to check or wait for.
+
+    A failure is also kept for the producer's next ``flush()`` (and ``close()``), whether or not
+    this handle is read: nothing depends on the caller keeping or checking it.
+    """
+
+    def __init__(self, driver: Driver, op: ProduceOperation) -> None:
+        self._driver = driver
+        self._op = op
+
+    @property
+    def position(self) -> int:
+        """The message's position among the producer's messages (1-based), as
+        :class:`AsyncProduceError` names it."""
+        return self._op.position
+
+    @property
+    def done(self) -> bool:
+        """True once the broker stored the message or the produce failed."""
+        return self._op.done
+
+    def result(self) -> PubAck:
+        """The PubAck of a finished produce.
+
+        Raises:
+            LocalProtocolError: the produce has not finished (see :attr:`done`).
+            MemphisError: the produce failed (the same error ``flush()`` lists).
+        """
+        return self._op.outcome()
+
+    def wait(self, timeout: float | None = None) -> PubAck:
+        """Wait for the PubAck (at most ``timeout`` seconds; default ``None``: no limit).
+
+        Raises:
+            RequestTimeoutError: ``timeout`` passed first (the produce goes on).
+            ConnectionClosedError: the connection closed first.
+            MemphisError: the produce failed.
+        """
+        op = self._op
+        driver = self._driver
+        driver.kick()
+        if not driver.wait_for(lambda: op.done, timeout):
+            if driver.closed:
+                raise ConnectionClosedError.because(driver.closed_error)
+            raise RequestTimeoutError(
+                f"async produce {self.position}: no PubAck within {timeout} s (it goes on)"
+            )
+        return op.outcome()
+
+    def __repr__(self) -> str:
+        state = "pending" if not self._op.done else "failed" if self._op.error else "done"
+        return f"<ProduceHandle {self.position} {state}>"
 
 
 class Producer:
@@ -48,6 +105,45 @@ class Producer:
         """The station it produces to, as given."""
         return self._state.station_name
 
+    @overload
+    def produce(
+        self,
+        message: object,
+        *,
+        ack_wait: float = ...,
+        headers: Mapping[str, str] | Headers | None = ...,
+        async_produce: Literal[False] = ...,
+        msg_id: str | None = ...,
+        partition_key: str | None = ...,
+        partition_number: int | None = ...,
+    ) -> PubAck: ...
+
+    @overload
+    def produce(
+        self,
+        message: object,
+        *,
+        ack_wait: float = ...,
+        headers: Mapping[str, str] | Headers | None = ...,
+        async_produce: Literal[True],
+        msg_id: str | None = ...,
+        partition_key: str | None = ...,
+        partition_number: int | None = ...,
+    ) -> ProduceHandle: ...
+
+    @overload
+    def produce(
+        self,
+        message: object,
+        *,
+        ack_wait: float = ...,
+        headers: Mapping[str, str] | Headers | None = ...,
+        async_produce: bool,
+        msg_id: str | None = ...,
+        partition_key: str | None = ...,
+        partition_number: int | None = ...,
+    ) -> PubAck | ProduceHandle: ...
+
     def produce(
         self,
         message: object,
@@ -58,7 +154,7 @@ class Producer:
         msg_id: str | None = None,
         partition_key: str | None = None,
         partition_number: int | None = None,
-    ) -> PubAck | None:
+    ) -> PubAck | ProduceHandle:
         """Produce one message.
 
         Synchronous (the default): returns once the station stored it, with its PubAck.
@@ -84,8 +180,9 @@ class Producer:
             partition_number: produce to this 1-based partition (default: round robin).
 
         Returns:
-            The :class:`PubAck` (stream and sequence) of a synchronous produce; ``None`` with
-            ``async_produce=True``.
+            The :class:`PubAck` (stream and sequence) of a synchronous produce; with
+            ``async_produce=True`` a :class:`ProduceHandle` to check or wait for (its failure
+            is also reported by ``flush()``).
 
         Raises:
             MemphisSchemaError: the message does not fit the station's schema (nothing sent).
@@ -115,8 +212,8 @@ class Producer:
                 driver.wait_for(lambda: state.window_drained)
             # No wait on the fast path: a burst of async produces piles up in the core and the
             # driver writes it as one chunk.
-            driver.call(lambda now: client.produce(state, None, opts, now, payload=payload))
-            return None
+            op = driver.call(lambda now: client.produce(state, None, opts, now, payload=payload))
+            return ProduceHandle(driver, op)
         return driver.run(lambda now: client.produce(state, None, opts, now, payload=payload))
 
     def _serialize(self, message: object, opts: ProduceOptions) -> bytes:

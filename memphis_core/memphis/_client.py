@@ -30,7 +30,6 @@ from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
-from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
 from ._options import (
@@ -41,7 +40,7 @@ from ._options import (
     StationOptions,
     fetch_options,
 )
-from ._producers import Producers, ProducerState
+from ._producers import ProduceOperation, Producers, ProducerState
 from ._schemas import SchemaValidationError
 from ._stations import Stations, StationState
 
@@ -531,7 +530,7 @@ class Client:
         now: float,
         *,
         payload: bytes | None = None,
-    ) -> Operation[PubAck | None]:
+    ) -> ProduceOperation:
         """Validate, choose the partition and publish; the operation ends with the PubAck.
 
         ``payload``: the message already serialised with ``producer.station.serialize`` (a

@@ -42,6 +42,7 @@ from ._stations import Stations, StationState
 __all__ = [
     "DEFAULT_WINDOW",
     "DEFAULT_WINDOW_BYTES",
+    "ProduceOperation",
     "ProducerState",
     "Producers",
     "encode_produce_headers",
@@ -271,6 +272,40 @@ def schema_failure_publishes(
     return publishes
 
 
+class ProduceOperation(Operation[PubAck]):
+    """The operation of one produce: done with its :class:`PubAck`, or failed.
+
+    An async produce's PubAck is only read when someone asks (``outcome``): nobody may, and
+    decoding thousands a second would cost the async path for nothing.
+    """
+
+    __slots__ = ("_raw", "position")
+
+    def __init__(self, position: int) -> None:
+        super().__init__("produce")
+        self._raw: bytes | None = None
+        #: The message's position among its producer's messages (1-based), as failures name it.
+        self.position = position
+
+    def finish_raw(self, payload: bytes) -> None:
+        """Done, with a PubAck that ``outcome`` decodes when asked."""
+        if not self.done:
+            self._raw = payload
+            self.done = True
+
+    def outcome(self) -> PubAck:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            try:
+                self._result = parse_pub_ack(raw)
+            except (MemphisError, RemoteProtocolError) as exc:
+                # Only a malformed success can get here (an error reply never takes the
+                # undecoded path); it is a failure of this produce alone.
+                self._error = exc
+        return super().outcome()
+
+
 class Produce(ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
@@ -297,7 +332,7 @@ class Produce(ReplyHandler):
 
     def __init__(
         self,
-        op: Operation[PubAck | None],
+        op: ProduceOperation,
         producer: ProducerState,
         opts: ProduceOptions,
         size: int,
@@ -332,7 +367,7 @@ class Produce(ReplyHandler):
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
             self._advance(ProduceInput.PUB_ACK)
-            self.op.finish(None)
+            self.op.finish_raw(payload)
             return True
         try:
             ack = parse_pub_ack(payload)
@@ -595,7 +630,7 @@ class Producers:
 
     def produce(
         self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
-    ) -> Operation[PubAck | None]:
+    ) -> ProduceOperation:
         """Choose the partition and publish serialised ``payload``; see ``Client.produce``."""
         subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
         block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
@@ -603,11 +638,11 @@ class Producers:
         # A request, not a publish: the PubAck comes back on the shared inbox (docs/protocol.md §6.4
         # step 4). Replayable, so a produce made during an outage goes out after the handshake with
         # the same reply subject and msg-id.
-        op: Operation[PubAck | None] = Operation("produce")
-        size = len(payload)
         # The position of this message among the producer's messages: an async failure names it, so
         # the caller can tell which of many produces failed.
         position = producer.produced + 1
+        op = ProduceOperation(position)
+        size = len(payload)
         produce = Produce(
             op, producer, opts, size, position, now + opts.ack_wait, self._dispatcher, subject
         )

@@ -215,8 +215,8 @@ def test_async_produce_and_flush(conn: Any, probe: BrokerProbe, name: Callable[[
     station = name("st")
     producer = conn.create_producer(station, "p")
     n = 500
-    for i in range(n):
-        assert producer.produce(f"{i}".encode(), async_produce=True) is None
+    handles = [producer.produce(f"{i}".encode(), async_produce=True) for i in range(n)]
+    assert [h.position for h in handles] == list(range(1, n + 1))
     producer.flush()
     assert probe.message_count(station) == n  # everything acked when flush returns
     consumer = conn.create_consumer(station, "c", batch_max_wait_time=WAIT, batch_size=n)
@@ -352,6 +352,32 @@ def test_a_produce_to_a_station_destroyed_elsewhere_is_unreachable_within_3_s(
     # create_producer registers again, and the station lives again.
     conn.create_producer(station, "p").produce(b"second")
     assert probe.message_count(station) == 1
+
+
+def test_async_produce_returns_a_handle_to_check_or_wait_for(
+    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    handle = producer.produce(b"first", async_produce=True)
+    ack = handle.wait(timeout=10)
+    assert handle.done
+    assert handle.position == 1
+    assert (ack.sequence, ack.duplicate) == (1, False)
+    assert handle.result() == ack
+    # A failure reaches the handle, and flush() still reports it: the handle is optional.
+    other = connect()
+    other.destroy_station(station)
+    other.close()
+    lost = producer.produce(b"lost", async_produce=True, msg_id="m-2")
+    with pytest.raises(memphis.StationUnreachableError):
+        lost.wait(timeout=10)
+    with pytest.raises(memphis.StationUnreachableError):
+        lost.result()
+    with pytest.raises(memphis.AsyncProduceError) as info:
+        producer.flush()
+    assert [(f.position, f.msg_id) for f in info.value.failures] == [(2, "m-2")]
 
 
 def test_one_producer_shared_by_threads(
