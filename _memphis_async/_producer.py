@@ -156,9 +156,10 @@ class Producer:
         """Produce one message.
 
         Synchronous (the default): returns once the station stored it, with its PubAck.
-        ``async_produce=True``: returns at once; at most 4,096 produces (32 MiB) are in flight,
-        beyond that this call waits until half the window is acknowledged. ``flush()`` waits
-        for all of them and raises what failed; ``close()`` does the same.
+        ``async_produce=True``: returns at once, with a :class:`ProduceHandle`; at most 4,096
+        produces (32 MiB) are in flight, beyond that this call waits until half the window is
+        acknowledged. ``flush()`` waits for all of them and raises what failed; ``close()`` does
+        the same, whether or not the handles were read.
 
         Cancelling a synchronous produce only stops the wait: the message may still be stored
         (use ``msg_id`` to make a retry safe), and the connection stays usable.
@@ -170,7 +171,8 @@ class Producer:
                 ``DEFAULT_ACK_WAIT``, 15.0).
             headers: user headers, a mapping or :class:`Headers` (default: none). Keys may not
                 start with ``$memphis``.
-            async_produce: return without waiting for the acknowledgement (default False).
+            async_produce: return a :class:`ProduceHandle` without waiting for the
+                acknowledgement (default False).
             msg_id: idempotency key: a second message with the same id within the station's
                 idempotency window is dropped (default: none).
             partition_key: choose the partition by hashing this key, so equal keys keep their
