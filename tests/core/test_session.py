@@ -465,3 +465,34 @@ def test_abandoned_pull_drains_what_was_already_sent() -> None:
     assert done.token == token
     session.receive_data(f"MSG orders$1.final {sid} 1\r\ny\r\n".encode(), 0.0)
     assert session.events() == []
+
+
+def test_resend_sends_the_same_record_after_its_delay_and_only_once_it_ended() -> None:
+    session = make()
+    handshake(session)
+    owner = object()
+    token = session.request("orders", b"m", now=0.0, timeout=5.0, owner=owner)
+    record = session.pending(token)
+    assert record is not None
+    first = session.data_to_send()
+    with pytest.raises(LocalProtocolError, match="ended"):
+        session.resend(record, now=0.0, delay=0.1)  # still waiting: a second copy would race
+    session.receive_data(f"HMSG {INBOX}.{token} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n".encode(), 0.0)
+    (failed,) = session.events()
+    assert isinstance(failed, RequestFailed)
+    assert (failed.token, failed.owner) == (token, owner)
+    session.resend(record, now=0.0, delay=0.1)
+    assert session.data_to_send() == b""
+    assert session.next_deadline() == 0.1
+    session.handle_timeout(0.1)
+    assert session.data_to_send() == first  # the very same bytes, reply subject included
+    session.receive_data(f"MSG {INBOX}.{token} 1 2\r\nok\r\n".encode(), 0.2)
+    (reply,) = session.events()
+    assert isinstance(reply, ReplyReceived)
+    assert (reply.token, reply.owner, reply.msg.payload) == (token, owner, b"ok")
+    multi = session.request("pull", b"", now=0.0, timeout=5.0, multi=True)
+    pull = session.pending(multi)
+    assert pull is not None
+    session.cancel_request(multi)
+    with pytest.raises(LocalProtocolError):
+        session.resend(pull, now=0.0, delay=0.0)
