@@ -9,10 +9,9 @@ import os
 import warnings
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING
 
 from memphis_core import (
-    DEFAULT_ACK_WAIT,
     DRAIN_TIMEOUT,
     ConsumerError,
     ConsumerOptions,
@@ -273,58 +272,13 @@ class Connection:
         state = self._driver.run(lambda now: self._client.create_producer(opts, now))
         return Producer(self._driver, state)
 
-    @overload
     def produce(
         self,
         station_name: str,
         producer_name: str,
         message: object,
         *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
-        async_produce: Literal[False] = ...,
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
-    ) -> PubAck: ...
-
-    @overload
-    def produce(
-        self,
-        station_name: str,
-        producer_name: str,
-        message: object,
-        *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
-        async_produce: Literal[True],
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
-    ) -> ProduceHandle: ...
-
-    @overload
-    def produce(
-        self,
-        station_name: str,
-        producer_name: str,
-        message: object,
-        *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
-        async_produce: bool,
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
-    ) -> PubAck | ProduceHandle: ...
-
-    def produce(
-        self,
-        station_name: str,
-        producer_name: str,
-        message: object,
-        *,
-        ack_wait: float = DEFAULT_ACK_WAIT,
+        ack_wait: float = 15.0,
         headers: Mapping[str, str] | Headers | None = None,
         async_produce: bool = False,
         msg_id: str | None = None,
@@ -337,8 +291,7 @@ class Connection:
             station_name: the station to produce to.
             producer_name: the producer to produce as (created on first use).
             message: the payload; see :meth:`Producer.produce`.
-            ack_wait: seconds to wait for the broker's acknowledgement (default
-                ``DEFAULT_ACK_WAIT``, 15.0).
+            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
             headers: user headers (default: none).
             async_produce: return without waiting for the acknowledgement (default False).
             msg_id: idempotency key (default: none).
