@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
 from memphis_core import (
     DEFAULT_ACK_WAIT,
@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from ._driver import Driver
 
 __all__ = ["ProduceHandle", "Producer"]
+
+
+class _ProduceKeywords(TypedDict, total=False):
+    # The keyword options of ``Producer.produce`` other than ``async_produce``, for its overloads.
+    ack_wait: float
+    headers: Mapping[str, str] | Headers | None
+    msg_id: str | None
+    partition_key: str | None
+    partition_number: int | None
 
 
 class ProduceHandle:
@@ -103,43 +112,25 @@ class Producer:
         """The station it produces to, as given."""
         return self._state.station_name
 
+    # The overloads only tell a type checker what comes back; the options are those of the
+    # implementation below, listed once in ``_ProduceKeywords``.
     @overload
     async def produce(
         self,
         message: object,
         *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
         async_produce: Literal[False] = ...,
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
+        **options: Unpack[_ProduceKeywords],
     ) -> PubAck: ...
 
     @overload
     async def produce(
-        self,
-        message: object,
-        *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
-        async_produce: Literal[True],
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
+        self, message: object, *, async_produce: Literal[True], **options: Unpack[_ProduceKeywords]
     ) -> ProduceHandle: ...
 
     @overload
     async def produce(
-        self,
-        message: object,
-        *,
-        ack_wait: float = ...,
-        headers: Mapping[str, str] | Headers | None = ...,
-        async_produce: bool,
-        msg_id: str | None = ...,
-        partition_key: str | None = ...,
-        partition_number: int | None = ...,
+        self, message: object, *, async_produce: bool, **options: Unpack[_ProduceKeywords]
     ) -> PubAck | ProduceHandle: ...
 
     async def produce(
