@@ -143,11 +143,6 @@ class ProducerState:
         # it again (the station was created anew).
         self.gone = False
 
-    @property
-    def first_error(self) -> MemphisError | None:
-        """The oldest async failure not yet reported by a flush, or None."""
-        return self.failures[0].error if self.failures else None
-
     def take_failures(self) -> AsyncProduceError | None:
         """The async failures since the last call, as one error (None if there were none)."""
         if not self.failed:

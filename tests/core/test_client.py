@@ -249,8 +249,7 @@ def test_async_window_fills_and_drains_and_keeps_the_first_failure() -> None:
     assert not prod.window_drained  # three of four still in flight: not half free yet
     script.reply(sent[1], {"stream": "orders$1", "seq": 1})
     assert prod.window_drained
-    assert prod.first_error is not None
-    assert "stream offline" in str(prod.first_error)
+    assert "stream offline" in str(prod.failures[0].error)
     with pytest.raises(MemphisError):
         ops[0].outcome()
     # An async produce's PubAck is decoded only when asked for.

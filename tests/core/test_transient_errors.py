@@ -105,7 +105,8 @@ def test_async_produce_failure_is_kept_for_flush() -> None:
             script.status(sent, 503)
         script.advance(0.05)
     assert op.done
-    assert isinstance(prod.first_error, StationTemporarilyUnavailableError)
+    (failure,) = prod.failures
+    assert isinstance(failure.error, StationTemporarilyUnavailableError)
 
 
 STREAM_NOT_FOUND = {
