@@ -12,7 +12,7 @@ from ._connect import ConnectFunction, Connecting, make_connect
 from ._connection import Connection, Station
 from ._consumer import Consumer, ErrorHandler, Handler, Message
 from ._driver import CLOSE_TIMEOUT, Driver
-from ._producer import Producer
+from ._producer import ProduceHandle, Producer
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -26,6 +26,7 @@ __all__ = [
     "Event",
     "Handler",
     "Message",
+    "ProduceHandle",
     "Producer",
     "Spawner",
     "Station",

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import functools
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
 from memphis_core import (
+    DEFAULT_ACK_WAIT,
     DRAIN_TIMEOUT,
     AsyncProduceError,
+    ConnectionClosedError,
     Headers,
+    ProduceOperation,
     ProduceOptions,
     ProducerState,
     PubAck,
@@ -24,7 +27,71 @@ if TYPE_CHECKING:
 
     from ._driver import Driver
 
-__all__ = ["Producer"]
+__all__ = ["ProduceHandle", "Producer"]
+
+
+class _ProduceKeywords(TypedDict, total=False):
+    # The keyword options of ``Producer.produce`` other than ``async_produce``, for its overloads.
+    ack_wait: float
+    headers: Mapping[str, str] | Headers | None
+    msg_id: str | None
+    partition_key: str | None
+    partition_number: int | None
+
+
+class ProduceHandle:
+    """The outcome of one ``produce(..., async_produce=True)``, to check or wait for.
+
+    A failure is also kept for the producer's next ``flush()`` (and ``close()``), whether or not
+    this handle is read: nothing depends on the caller keeping or checking it.
+    """
+
+    def __init__(self, driver: Driver, op: ProduceOperation) -> None:
+        self._driver = driver
+        self._op = op
+
+    @property
+    def position(self) -> int:
+        """The message's position among the producer's messages (1-based), as
+        :class:`AsyncProduceError` names it."""
+        return self._op.position
+
+    @property
+    def done(self) -> bool:
+        """True once the broker stored the message or the produce failed."""
+        return self._op.done
+
+    def result(self) -> PubAck:
+        """The PubAck of a finished produce.
+
+        Raises:
+            LocalProtocolError: the produce has not finished (see :attr:`done`).
+            MemphisError: the produce failed (the same error ``flush()`` lists).
+        """
+        return self._op.outcome()
+
+    async def wait(self, timeout: float | None = None) -> PubAck:
+        """Wait for the PubAck (at most ``timeout`` seconds; default ``None``: no limit).
+
+        Raises:
+            RequestTimeoutError: ``timeout`` passed first (the produce goes on).
+            ConnectionClosedError: the connection closed first.
+            MemphisError: the produce failed.
+        """
+        op = self._op
+        driver = self._driver
+        driver.kick()
+        if not await driver.wait_for(lambda: op.done, timeout):
+            if driver.closed:
+                raise ConnectionClosedError.because(driver.closed_error)
+            raise RequestTimeoutError(
+                f"async produce {self.position}: no PubAck within {timeout} s (it goes on)"
+            )
+        return op.outcome()
+
+    def __repr__(self) -> str:
+        state = "pending" if not self._op.done else "failed" if self._op.error else "done"
+        return f"<ProduceHandle {self.position} {state}>"
 
 
 class Producer:
@@ -45,34 +112,45 @@ class Producer:
         """The station it produces to, as given."""
         return self._state.station_name
 
+    # The overloads only tell a type checker what comes back; the options are those of the
+    # implementation below, listed once in ``_ProduceKeywords``.
+    @overload
     async def produce(
         self,
         message: object,
         *,
-        ack_wait: float = 15.0,
+        async_produce: Literal[False] = ...,
+        **options: Unpack[_ProduceKeywords],
+    ) -> PubAck: ...
+
+    @overload
+    async def produce(
+        self, message: object, *, async_produce: Literal[True], **options: Unpack[_ProduceKeywords]
+    ) -> ProduceHandle: ...
+
+    @overload
+    async def produce(
+        self, message: object, *, async_produce: bool, **options: Unpack[_ProduceKeywords]
+    ) -> PubAck | ProduceHandle: ...
+
+    async def produce(
+        self,
+        message: object,
+        *,
+        ack_wait: float = DEFAULT_ACK_WAIT,
         headers: Mapping[str, str] | Headers | None = None,
         async_produce: bool = False,
         msg_id: str | None = None,
         partition_key: str | None = None,
         partition_number: int | None = None,
-    ) -> PubAck | None:
+    ) -> PubAck | ProduceHandle:
         """Produce one message.
 
         Synchronous (the default): returns once the station stored it, with its PubAck.
-        ``async_produce=True``: returns at once; at most 4,096 produces (32 MiB) are in flight,
-        beyond that this call waits until half the window is acknowledged. ``flush()`` waits
-        for all of them and raises what failed; ``close()`` does the same.
-
-        Args:
-            message: bytes-like, str, dict, list, a dataclass instance, a protobuf message or
-                GraphQL text, as the station's schema (if any) allows.
-            ack_wait: seconds to wait for the PubAck (default 15).
-            headers: user headers; keys may not start with ``$memphis``.
-            async_produce: do not wait for the PubAck.
-            msg_id: idempotency key: the broker stores one message per id within the station's
-                ``idempotency_window``.
-            partition_key: choose the partition by hash (MurmurHash3, as the Go SDK).
-            partition_number: choose the partition by number (1-based).
+        ``async_produce=True``: returns at once, with a :class:`ProduceHandle`; at most 4,096
+        produces (32 MiB) are in flight, beyond that this call waits until half the window is
+        acknowledged. ``flush()`` waits for all of them and raises what failed; ``close()`` does
+        the same, whether or not the handles were read.
 
         Cancelling a synchronous produce only stops the wait: the message may still be stored
         (use ``msg_id`` to make a retry safe), and the connection stays usable.
@@ -80,10 +158,12 @@ class Producer:
         Args:
             message: the payload: bytes-like (sent as is), ``str`` (UTF-8), a ``dict`` or
                 ``list`` (JSON), a protobuf message, or whatever the station's schema accepts.
-            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
+            ack_wait: seconds to wait for the broker's acknowledgement (default
+                ``DEFAULT_ACK_WAIT``, 15.0).
             headers: user headers, a mapping or :class:`Headers` (default: none). Keys may not
                 start with ``$memphis``.
-            async_produce: return without waiting for the acknowledgement (default False).
+            async_produce: return a :class:`ProduceHandle` without waiting for the
+                acknowledgement (default False).
             msg_id: idempotency key: a second message with the same id within the station's
                 idempotency window is dropped (default: none).
             partition_key: choose the partition by hashing this key, so equal keys keep their
@@ -91,8 +171,9 @@ class Producer:
             partition_number: produce to this 1-based partition (default: round robin).
 
         Returns:
-            The :class:`PubAck` (stream and sequence) of a synchronous produce; ``None`` with
-            ``async_produce=True``.
+            The :class:`PubAck` (stream and sequence) of a synchronous produce; with
+            ``async_produce=True`` a :class:`ProduceHandle` to check or wait for (its failure
+            is also reported by ``flush()``).
 
         Raises:
             MemphisSchemaError: the message does not fit the station's schema (nothing sent).
@@ -122,8 +203,8 @@ class Producer:
                 await driver.wait_for(lambda: state.window_drained)
             # No wait on the fast path: a burst of async produces piles up in the core and the
             # driver writes it as one chunk.
-            driver.call(lambda now: client.produce(state, None, opts, now, payload=payload))
-            return None
+            op = driver.call(lambda now: client.produce(state, None, opts, now, payload=payload))
+            return ProduceHandle(driver, op)
         return await driver.run(lambda now: client.produce(state, None, opts, now, payload=payload))
 
     def _serialize(self, message: object, opts: ProduceOptions) -> bytes:
@@ -139,9 +220,6 @@ class Producer:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every async produce is acknowledged; raise what failed, if anything.
-
-        Args:
-            timeout: seconds to wait at most (default: no limit).
 
         Args:
             timeout: most seconds to wait (default ``None``: no limit).

@@ -174,7 +174,7 @@ def main() -> None:
     for message in messages:
         client.ack(message)
         print(f"fetched and acked seq={message.sequence_number}: {message.data.decode()}")
-    loop.wait(client.flush())  # the server has processed the acks
+    loop.wait(client.ping())  # the server has processed the acks
 
     loop.wait(client.destroy_station(station, time.monotonic()))
     print(f"destroyed station {station}")

@@ -23,9 +23,7 @@ _HANDSHAKE = b'INFO {"server_id":"f","max_payload":4096,"headers":true}\r\nPONG\
 
 def _session() -> Session:
     session = Session(
-        username="fuzz",
-        connection_token="t",
-        connection_id="cid",
+        token="t",
         inbox_prefix="_INBOX.f",
         ping_interval=0,
     )

@@ -39,6 +39,7 @@ from .memphis._errors import (
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
+    DEFAULT_ACK_WAIT,
     TLS,
     ConnectOptions,
     ConsumerOptions,
@@ -54,7 +55,7 @@ from .memphis._options import (
     producer_options,
     station_options,
 )
-from .memphis._producers import ProducerState
+from .memphis._producers import ProduceOperation, ProducerState
 from .memphis._schemas import Schema, SchemaValidationError
 from .memphis._stations import StationState
 from .memphis._validators import MissingExtraError
@@ -73,7 +74,7 @@ from .nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReconnectDue,
     ReplyReceived,
     RequestFailed,
@@ -90,6 +91,7 @@ from .nats._state import ConnState
 
 __all__ = [
     "APP_ID",
+    "DEFAULT_ACK_WAIT",
     "DRAIN_TIMEOUT",
     "TLS",
     "AsyncProduceError",
@@ -110,7 +112,6 @@ __all__ = [
     "Disconnected",
     "Err",
     "FetchOptions",
-    "FlushCompleted",
     "Frame",
     "Headers",
     "Info",
@@ -130,8 +131,10 @@ __all__ = [
     "ParseError",
     "Parser",
     "Ping",
+    "PingCompleted",
     "Pong",
     "ProduceFailure",
+    "ProduceOperation",
     "ProduceOptions",
     "ProducerOptions",
     "ProducerState",

@@ -15,12 +15,13 @@ from _memphis_io._public import *  # noqa: F403 - the shared names, listed in _p
 from ._connect import connect
 from ._connection import Connection, Station
 from ._consumer import Consumer, Message
-from ._producer import Producer
+from ._producer import ProduceHandle, Producer
 
 __all__ = [
     "Connection",
     "Consumer",
     "Message",
+    "ProduceHandle",
     "Producer",
     "Station",
     "connect",

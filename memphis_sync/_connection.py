@@ -27,7 +27,7 @@ from memphis_core import (
 )
 
 from ._consumer import Consumer, ErrorHandler, Message
-from ._producer import Producer
+from ._producer import ProduceHandle, Producer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -284,7 +284,7 @@ class Connection:
         msg_id: str | None = None,
         partition_key: str | None = None,
         partition_number: int | None = None,
-    ) -> PubAck | None:
+    ) -> PubAck | ProduceHandle:
         """Produce without keeping a producer around (one is created and cached on first use).
 
         Args:
@@ -299,7 +299,8 @@ class Connection:
             partition_number: produce to this 1-based partition (default: round robin).
 
         Returns:
-            The :class:`PubAck` of a synchronous produce, ``None`` with ``async_produce``.
+            The :class:`PubAck` of a synchronous produce, a :class:`ProduceHandle` with
+            ``async_produce``.
 
         Raises:
             LocalProtocolError: an invalid argument (nothing is sent).

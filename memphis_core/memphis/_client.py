@@ -30,7 +30,6 @@ from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
-from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
 from ._options import (
@@ -42,7 +41,7 @@ from ._options import (
     StationOptions,
     fetch_options,
 )
-from ._producers import Producers, ProducerState
+from ._producers import ProduceOperation, Producers, ProducerState
 from ._schemas import SchemaValidationError
 from ._stations import Stations, StationState
 
@@ -62,13 +61,13 @@ DRAIN_TIMEOUT: Final = 30.0
 class _Drain:
     """A close in progress: waiting for every async produce, then one PING round trip."""
 
-    __slots__ = ("deadline", "flush", "flushed_settles", "lost", "op")
+    __slots__ = ("deadline", "lost", "op", "ping", "pinged_settles")
 
     def __init__(self, op: Operation[None], deadline: float) -> None:
         self.op = op
         self.deadline = deadline
-        self.flush: Operation[None] | None = None
-        self.flushed_settles = 0  # acks written before the flush PING in flight
+        self.ping: Operation[None] | None = None
+        self.pinged_settles = 0  # acks written before the PING in flight
         self.lost = False  # the connection dropped while draining: queued acks may be gone
 
 
@@ -98,25 +97,31 @@ class Client:
         rng: random.Random | None = None,
     ) -> None:
         self.options = options
+        self.username = options.username
+        self.connection_id = connection_id or str(uuid.uuid4())
+        password = options.password
         self.session = Session(
-            username=options.username,
-            connection_token=options.connection_token,
-            password=options.password,
-            account_id=options.account_id,
+            # The Memphis broker learns our connection id only from the CONNECT ``name``
+            # (``<uuid4>::<username>``, docs/protocol.md §1.3): there is no handshake request.
+            name=f"{self.connection_id}::{self.username}",
+            token=options.connection_token,
+            # Password mode: the multi-tenant user ``<username>$<account_id>`` first, and once the
+            # bare username for brokers that know the user without its account suffix, as every
+            # Memphis SDK does (docs/protocol.md §1.2).
+            user=options.nats_user if password is not None else None,
+            password=password,
+            fallback_user=options.username if password is not None else None,
             reconnect=options.reconnect,
             max_reconnect=options.max_reconnect,
             reconnect_interval=options.reconnect_interval,
             timeout=options.timeout,
             ping_interval=ping_interval,
             tls=options.tls is not None,
-            connection_id=connection_id,
             inbox_prefix=inbox_prefix,
             servers=options.servers,
             ignore_discovered_servers=options.ignore_discovered_servers,
             rng=rng,
         )
-        self.username = options.username
-        self.connection_id = self.session.connection_id
         self.app_id = APP_ID
         self._events: list[ClientEvent] = []
         identity = rq.Identity(self.username, self.connection_id, self.app_id)
@@ -322,46 +327,46 @@ class Client:
         if drain is None or drain.op.done:
             return
         in_flight = self._producers.in_flight()
-        flush = drain.flush
+        ping = drain.ping
         # Without acks, nacks or dead letters written, only the PubAcks of async produces need
-        # waiting for: a flush PING would prove nothing more.
+        # waiting for: a PING would prove nothing more.
         if not self._consumers.settles:
-            flushed = in_flight == 0  # nothing written needs the broker's confirmation
+            pinged = in_flight == 0  # nothing written needs the broker's confirmation
         else:
-            # The flush PING is sent only once every PubAck is in: its PONG then proves that the
+            # The PING is sent only once every PubAck is in: its PONG then proves that the
             # broker also read every ack written before it, since a server handles a client's
             # commands in order.
             settles = self._consumers.settles
-            stale = flush is not None and flush.done and settles > drain.flushed_settles
+            stale = ping is not None and ping.done and settles > drain.pinged_settles
             if (
                 in_flight == 0
-                and (flush is None or (stale and flush.error is None))
+                and (ping is None or (stale and ping.error is None))
                 and self.session.state is not ConnState.CLOSED
             ):
                 # A fresh PING also when acks were written after the last one was sent (another
                 # thread acking during close): its PONG would not vouch for them.
-                flush = drain.flush = self._dispatcher.flush()
-                drain.flushed_settles = settles
-            flushed = (
-                flush is not None
-                and flush.done
-                and flush.error is None
-                and settles <= drain.flushed_settles
+                ping = drain.ping = self._dispatcher.ping()
+                drain.pinged_settles = settles
+            pinged = (
+                ping is not None
+                and ping.done
+                and ping.error is None
+                and settles <= drain.pinged_settles
                 and not drain.lost
             )
-        # A flush that failed (the connection ended under it) also ends the drain: there is no later
+        # A PING that failed (the connection ended under it) also ends the drain: there is no later
         # point at which the acks could still be confirmed.
         closed = self.session.state is ConnState.CLOSED or (
-            flush is not None and flush.done and (flush.error is not None or drain.lost)
+            ping is not None and ping.done and (ping.error is not None or drain.lost)
         )
-        if not (flushed or closed or now >= drain.deadline):
+        if not (pinged or closed or now >= drain.deadline):
             return
-        # Async-produce failures nobody collected with ``flush`` are reported by the drain instead:
-        # the caller was told "accepted" for those messages, so losing them silently is not an
-        # option.
+        # Async-produce failures nobody collected with ``Producer.flush`` are reported by the drain
+        # instead: the caller was told "accepted" for those messages, so losing them silently is
+        # not an option.
         failures, count = self._producers.take_failures()
-        cause = None if flush is None or flushed else flush.error
-        if flushed and not count:
+        cause = None if ping is None or pinged else ping.error
+        if pinged and not count:
             drain.op.finish(None)
             return
         drain.op.fail(
@@ -369,14 +374,15 @@ class Client:
                 unconfirmed=in_flight,
                 failures=failures,
                 count=count,
-                acks_unconfirmed=bool(self._consumers.settles) and (not flushed or drain.lost),
+                acks_unconfirmed=bool(self._consumers.settles) and (not pinged or drain.lost),
                 cause=cause or (failures[0].error if failures else None),
             )
         )
 
-    def flush(self) -> Operation[None]:
-        """Round trip to the server: done once it has processed everything sent before."""
-        return self._dispatcher.flush()
+    def ping(self) -> Operation[None]:
+        """Round trip to the server (PING/PONG): done once it has processed everything sent
+        before. (``Producer.flush`` of the frontends is something else: it waits for PubAcks.)"""
+        return self._dispatcher.ping()
 
     # ------------------------------------------------------------------ event dispatch
 
@@ -386,7 +392,7 @@ class Client:
                 self._on_push(event)
             else:
                 if isinstance(event, Disconnected) and self._drain is not None:
-                    # Acks queued but not yet written died with the transport: a flush on the
+                    # Acks queued but not yet written died with the transport: a PING on the
                     # next one cannot vouch for them.
                     self._drain.lost = True
                 self._events.append(event)
@@ -526,7 +532,7 @@ class Client:
         now: float,
         *,
         payload: bytes | None = None,
-    ) -> Operation[PubAck | None]:
+    ) -> ProduceOperation:
         """Validate, choose the partition and publish; the operation ends with the PubAck.
 
         ``payload``: the message already serialised with ``producer.station.serialize`` (a
@@ -554,7 +560,7 @@ class Client:
                 # message.
                 self._producers.report_schema_failure(producer, exc, opts)
                 raise
-        return self._producers.publish(producer, payload, opts, now)
+        return self._producers.produce(producer, payload, opts, now)
 
     def report_schema_failure(
         self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions

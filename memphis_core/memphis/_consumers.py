@@ -31,7 +31,7 @@ from ._deliveries import (
 )
 from ._dispatch import PENDING, ControlRequest, Dispatcher, ReplyHandler
 from ._errors import MessageAlreadySettledError, StationUnreachableError
-from ._jetstream import consumer_info_subject
+from ._jetstream import consumer_info_subject, js_api_error
 from ._operation import Operation
 from ._options import ConsumerOptions, FetchOptions
 from ._partitions import stream_name
@@ -416,7 +416,7 @@ class _ConsumerInfo(ReplyHandler):
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
             raise AssertionError("CONSUMER.INFO completed without a reply")
-        error = _js_api_error(msg.payload)
+        error = js_api_error(msg.payload)
         if error is not None:
             if _transient(msg.payload, error) and self._retry(now):
                 return True
@@ -474,21 +474,3 @@ def _transient(payload: bytes, description: str) -> bool:
     except (ValueError, AttributeError):
         return False
     return isinstance(error, dict) and error.get("code") == 503
-
-
-def _js_api_error(payload: bytes) -> str | None:
-    """The ``error.description`` of a JetStream API reply, or None on success."""
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        # A reply that is not JSON counts as an error, never as "exists": creating a consumer on a
-        # durable nobody could confirm would fail later, at the first pull, with a worse message.
-        return f"malformed JetStream reply: {payload[:80]!r}"
-    if not isinstance(body, dict):
-        return f"malformed JetStream reply: {payload[:80]!r}"
-    error = body.get("error")
-    if error is None:
-        return None
-    if isinstance(error, dict):
-        return str(error.get("description", error))
-    return str(error)

@@ -1,10 +1,10 @@
 """The Memphis layer's one way onto the NATS session: requests, pushes and publishes.
 
-Every request the client sends is registered here with one :class:`ReplyHandler`, keyed by the
-session's request token; every subscription made for broker pushes is registered with the
-object it feeds. :meth:`Dispatcher.dispatch` then hands each session event to its owner, so the
-components (stations, producers, consumers) never see each other's replies and never call back
-into the ``Client`` that composes them.
+Every request the client sends carries one :class:`ReplyHandler` as its owner in the session's
+own record of it (one registry per reply token: the session's); every subscription made for
+broker pushes is registered here with the object it feeds. :meth:`Dispatcher.dispatch` then
+hands each session event to its owner, so the components (stations, producers, consumers) never
+see each other's replies and never call back into the ``Client`` that composes them.
 
 Control-plane requests (``$memphis_*``) share one handler, :class:`ControlRequest`: the Go SDK
 gives each attempt 20 s and retries only on timeout, five more times (docs/protocol.md
@@ -15,12 +15,11 @@ idempotent, which is what makes that safe.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from memphis_core.nats._errors import ConnectionClosedError, MemphisError, RequestTimeoutError
+from memphis_core.nats._errors import MemphisError, RequestTimeoutError
 from memphis_core.nats._events import (
-    Closed,
-    FlushCompleted,
+    PingCompleted,
     ReplyReceived,
     RequestFailed,
     SessionEvent,
@@ -40,6 +39,7 @@ __all__ = [
     "Dispatcher",
     "Publishes",
     "ReplyHandler",
+    "memphis_text",
 ]
 
 #: Seconds per control-request attempt, and how many more attempts follow a timeout.
@@ -79,7 +79,7 @@ class ReplyHandler:
     """What to do with the replies to one request, or with its failure.
 
     ``on_reply`` gets every reply the session routes to the token (``msg`` is None for the PONG
-    that completes a flush) and returns True when the handler is finished, so the dispatcher can
+    that completes a ``ping``) and returns True when the handler is finished, so the dispatcher can
     forget it; a multi-reply pull stays registered until then. ``on_error`` gets the session's
     ``RequestFailed`` (timeout, no responders, connection lost or closed) and always finishes.
     """
@@ -96,7 +96,7 @@ class ReplyHandler:
 class Dispatcher:
     """Routes session events to the handler or push target registered for them."""
 
-    __slots__ = ("_handlers", "_pushes", "report", "session")
+    __slots__ = ("_pushes", "report", "session")
 
     def __init__(
         self, session: Session, report: Callable[[ControlRetry], None] | None = None
@@ -104,9 +104,6 @@ class Dispatcher:
         self.session = session
         # Where a retried control request is reported (the client's events: frontends log it).
         self.report = report
-        # Keyed by the session's request token, the same number that ends the reply subject: one
-        # dict lookup per reply, whatever kind of request it answers.
-        self._handlers: dict[int, ReplyHandler] = {}
         # sid -> the object that pushes on that subscription feed (the Client decides what to
         # do with each kind; the dispatcher only remembers who asked).
         self._pushes: dict[int, object] = {}
@@ -124,18 +121,18 @@ class Dispatcher:
         multi: bool = False,
         replay: bool = True,
     ) -> int:
-        """Send a request and register ``handler`` for its replies; return the token."""
-        token = self.session.request(
-            subject, body, now=now, timeout=timeout, multi=multi, replay=replay
+        """Send a request with ``handler`` as its owner; return the token."""
+        return self.session.request(
+            subject, body, now=now, timeout=timeout, multi=multi, replay=replay, owner=handler
         )
-        # Registered after the session accepted the request: a request refused locally (bad subject,
-        # too large) raises before any handler could leak.
-        self._handlers[token] = handler
-        return token
 
     def register(self, token: int, handler: ReplyHandler) -> None:
-        """Register a handler for a request the caller sent itself (the produce hot path)."""
-        self._handlers[token] = handler
+        """Make ``handler`` the owner of a request the caller sent through the session itself."""
+        self.session.attach(token, handler)
+
+    def cancel(self, token: int) -> None:
+        """Forget a request: later replies to it are dropped, and no failure is reported."""
+        self.session.cancel_request(token)
 
     def control(
         self, what: str, subject: str, body: bytes, parse: Callable[[bytes], Any], now: float
@@ -152,12 +149,10 @@ class Dispatcher:
     def send_control(self, request: ControlRequest, now: float) -> None:
         self.request(request.subject, request.body, request, now=now, timeout=request.timeout)
 
-    def flush(self) -> Operation[None]:
+    def ping(self) -> Operation[None]:
         """Done once the server has processed everything sent before (a PING round trip)."""
-        op: Operation[None] = Operation("flush")
-        # Flush tokens come from the same counter as request tokens in the session, so they share
-        # this dict without colliding.
-        self._handlers[self.session.flush()] = _Flush(op)
+        op: Operation[None] = Operation("ping")
+        self.session.ping(_Pong(op))
         return op
 
     # ---------------------------------------------------------------- pushes and publishes
@@ -197,37 +192,42 @@ class Dispatcher:
     def dispatch(self, events: Iterable[SessionEvent], now: float) -> list[TransportEvent | Msg]:
         """Hand replies and request failures to their handlers; return every other event
         (push messages and connection events) for the client, in order."""
-        handlers = self._handlers
         rest: list[TransportEvent | Msg] = []
         for event in events:
+            # Every request of this layer has its handler as owner; a request without one (made on
+            # the bare session) has nobody to tell.
             if isinstance(event, ReplyReceived):  # the hot path: pub-acks and pulled messages
-                token = event.token
-                handler = handlers.get(token)
-                # The handler decides when it is finished: a pull keeps its token for every message
-                # of the batch, a control request ends on the first reply.
-                if handler is not None and handler.on_reply(token, event.msg, now):
-                    handlers.pop(token, None)
+                # The handler decides when it is finished: a pull gets every message of its batch
+                # and cancels its request itself; a single-reply request is over with this reply.
+                handler = cast("ReplyHandler | None", event.owner)
+                if handler is not None:
+                    handler.on_reply(event.token, event.msg, now)
             elif isinstance(event, RequestFailed):
-                handler = handlers.pop(event.token, None)
+                handler = cast("ReplyHandler | None", event.owner)
                 if handler is not None:
-                    handler.on_error(event.token, event.error, now)
-            elif isinstance(event, FlushCompleted):
-                handler = handlers.pop(event.token, None)
+                    handler.on_error(event.token, memphis_text(event.error), now)
+            elif isinstance(event, PingCompleted):
+                handler = cast("ReplyHandler | None", event.owner)
                 if handler is not None:
-                    # A flush completes with no message: ``None`` tells the handler it was the PONG.
+                    # A PING completes with no message: ``None`` tells the handler it was the PONG.
                     handler.on_reply(event.token, None, now)
             else:
-                if isinstance(event, Closed):
-                    # The session failed its requests already; flushes still waiting are ours.
-                    closed = ConnectionClosedError("the connection is closed")
-                    for token, handler in list(handlers.items()):
-                        handler.on_error(token, closed, now)
-                    # After ``Closed`` no event can answer a handler any more: the dict is emptied
-                    # so nothing keeps operations (and their messages) alive after the client is
-                    # finished.
-                    handlers.clear()
                 rest.append(event)
         return rest
+
+
+def memphis_text(error: MemphisError) -> MemphisError:
+    """``error`` with nats.go's ``nats:`` prefix worded ``memphis:``, as the Memphis SDKs word it.
+
+    The Go SDK rewrites ``nats`` to ``memphis`` in the errors it passes on (docs/protocol.md
+    §0.3); the NATS session keeps the NATS texts, and this layer words them for its users.
+    """
+    text = str(error)
+    if not text.startswith("nats: "):
+        return error
+    worded = type(error)("memphis: " + text[len("nats: ") :])
+    worded.__cause__ = error.__cause__
+    return worded
 
 
 class ControlRequest(ReplyHandler):
@@ -256,8 +256,8 @@ class ControlRequest(ReplyHandler):
         self.attempts = 1
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
-        if msg is None:  # only a flush completes without a message
-            # Tokens are never shared between a flush and a request, so this would be a routing bug.
+        if msg is None:  # only a ping completes without a message
+            # Tokens are never shared between a ping and a request, so this would be a routing bug.
             raise AssertionError("a control request completed without a reply")
         try:
             # Every reply style of docs/protocol.md §2.2 is the parse function's business: plain
@@ -301,7 +301,7 @@ class ControlRequest(ReplyHandler):
         self.op.fail(named)
 
 
-class _Flush(ReplyHandler):
+class _Pong(ReplyHandler):
     __slots__ = ("op",)
 
     def __init__(self, op: Operation[None]) -> None:

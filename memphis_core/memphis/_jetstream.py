@@ -25,11 +25,13 @@ __all__ = [
     "AckMetadata",
     "PubAck",
     "consumer_info_subject",
+    "js_api_error",
     "nak_delay_body",
     "parse_ack_subject",
     "parse_pub_ack",
     "pull_body",
     "pull_subject",
+    "stream_info_subject",
 ]
 
 # Ack bodies are the raw JetStream verbs, published without a reply (docs/protocol.md §7.8): no
@@ -132,6 +134,31 @@ def pull_subject(stream: str, durable: str) -> str:
 
 def consumer_info_subject(stream: str, durable: str) -> str:
     return f"$JS.API.CONSUMER.INFO.{stream}.{durable}"
+
+
+def stream_info_subject(stream: str) -> str:
+    # The same single-token rule as ``pull_subject``: a stream name has no dots.
+    return f"$JS.API.STREAM.INFO.{stream}"
+
+
+def js_api_error(payload: bytes) -> str | None:
+    """The ``error.description`` of a JetStream API reply, or None on success.
+
+    A reply that is not a JSON object counts as an error, never as success: nothing that could
+    not be read may confirm that a stream or durable exists.
+    """
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return f"malformed JetStream reply: {payload[:80]!r}"
+    if not isinstance(body, dict):
+        return f"malformed JetStream reply: {payload[:80]!r}"
+    error = body.get("error")
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("description", error))
+    return str(error)
 
 
 def pull_body(batch: int, expires: float) -> bytes:

@@ -34,6 +34,7 @@ from ._errors import MemphisHeaderError
 from ._names import internal_name, is_user_header
 
 __all__ = [
+    "DEFAULT_ACK_WAIT",
     "MAX_BATCH_SIZE",
     "TLS",
     "ConnectOptions",
@@ -412,11 +413,15 @@ def producer_options(station_name: str, producer_name: str) -> ProducerOptions:
     return ProducerOptions(station_name=station, name=name.lower())
 
 
+#: Seconds a produce waits for its PubAck by default (docs/protocol.md §6.3).
+DEFAULT_ACK_WAIT: Final = 15.0
+
+
 @dataclass(frozen=True, slots=True)
 class ProduceOptions:
     """Normalised :meth:`Producer.produce` arguments (docs/protocol.md §6.3)."""
 
-    ack_wait: float = 15.0
+    ack_wait: float = DEFAULT_ACK_WAIT
     headers: tuple[tuple[str, str], ...] = ()
     async_produce: bool = False
     msg_id: str | None = None
@@ -479,7 +484,7 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
 
 def produce_options(
     *,
-    ack_wait: float = 15.0,
+    ack_wait: float = DEFAULT_ACK_WAIT,
     headers: HeadersLike | None = None,
     async_produce: bool = False,
     msg_id: str | None = None,
@@ -493,18 +498,13 @@ def produce_options(
         LocalProtocolError: ``msg id can not be empty``, ``Can not use both partition number and
             partition key``, ``Partition number is out of range`` (< 1), ``ack_wait`` not > 0.
     """
-    if (
-        headers is None
-        and msg_id is None
-        and partition_key is None
-        and partition_number is None
-        and type(ack_wait) is float
-        and ack_wait == 15.0
-        and type(async_produce) is bool
-    ):
-        # The common call: defaults, only async or not. The produce hot path gets a shared,
-        # already validated options object instead of building and checking a new one.
-        return _DEFAULT_PRODUCE[async_produce]
+    if headers is None and msg_id is None and partition_key is None and partition_number is None:
+        # The common call carries none of the optional parts: only the two values that every call
+        # has are checked, whatever they are.
+        return ProduceOptions(
+            ack_wait=check_seconds(ack_wait, "ack_wait", positive=True),
+            async_produce=check_bool(async_produce, "async_produce"),
+        )
     if msg_id is not None:
         # The id goes into two header lines (docs/protocol.md §6.5): the same CR/LF rule as for
         # header values applies.
@@ -523,12 +523,6 @@ def produce_options(
         partition_key=key,
         partition_number=number,
     )
-
-
-_DEFAULT_PRODUCE: Final = {
-    False: ProduceOptions(ack_wait=15.0, headers=(), async_produce=False),
-    True: ProduceOptions(ack_wait=15.0, headers=(), async_produce=True),
-}
 
 
 MAX_BATCH_SIZE: Final = 5000

@@ -17,6 +17,7 @@ from memphis_core.nats._errors import (
     RequestTimeoutError,
 )
 from memphis_core.nats._frames import Msg
+from memphis_core.nats._inflight import PendingRequest
 
 from . import _control as rq
 from ._dispatch import Dispatcher, Publishes, ReplyHandler
@@ -24,11 +25,13 @@ from ._errors import (
     AsyncProduceError,
     ProduceFailure,
     StationTemporarilyUnavailableError,
+    StationUnreachableError,
 )
-from ._jetstream import PubAck, parse_pub_ack
+from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
+from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceState, produce_transition
 from ._schemas import (
     SchemaValidationError,
     schema_failure_notification_body,
@@ -39,6 +42,7 @@ from ._stations import Stations, StationState
 __all__ = [
     "DEFAULT_WINDOW",
     "DEFAULT_WINDOW_BYTES",
+    "ProduceOperation",
     "ProducerState",
     "Producers",
     "encode_produce_headers",
@@ -69,6 +73,15 @@ RETRY_FIRST: Final = 0.05
 RETRY_MAX: Final = 1.0
 
 
+# A 503 also comes back when the station's stream no longer exists (another connection destroyed
+# the station): nobody will ever take the message, and retrying through ack_wait would only hide
+# that. After a produce's first 503, one ``$JS.API.STREAM.INFO`` tells the two apart: JetStream's
+# "stream not found" (err_code 10059) is a final answer, anything else (the stream's info, an
+# error with code 503, no answer within this many seconds) is treated as an election
+# (docs/cluster-client.md, "Leader elections").
+STATION_CHECK_TIMEOUT: Final = 2.0
+
+
 def retry_delay(retries: int) -> float:
     """Seconds to wait before retry number ``retries + 1`` after a 503."""
     # The shift is bounded so a long outage cannot build a huge integer before the cap applies.
@@ -79,9 +92,11 @@ class ProducerState:
     """One registered producer. ``in_flight`` counts produces still waiting for their PubAck."""
 
     __slots__ = (
+        "checking",
         "destroyed",
         "failed",
         "failures",
+        "gone",
         "header_prefix",
         "in_flight",
         "in_flight_bytes",
@@ -122,21 +137,26 @@ class ProducerState:
         # Stale, not destroyed: the user's producer object still works once the broker has it again,
         # and the next create_producer (or connection-level produce) re-registers it.
         self.stale = False  # a produce found no stream: create_producer registers again
-
-    @property
-    def first_error(self) -> MemphisError | None:
-        """The oldest async failure not yet reported by a flush, or None."""
-        return self.failures[0].error if self.failures else None
+        # One STREAM.INFO at a time per producer: an async window of 503s asks once, not 4096 times.
+        self.checking = False
+        # The lookup said the stream does not exist: further 503s fail at once. A PubAck clears
+        # it again (the station was created anew).
+        self.gone = False
 
     def take_failures(self) -> AsyncProduceError | None:
         """The async failures since the last call, as one error (None if there were none)."""
         if not self.failed:
             return None
-        error = AsyncProduceError(tuple(self.failures), self.failed)
+        error = AsyncProduceError(self._sorted_failures(), self.failed)
         error.__cause__ = self.failures[0].error if self.failures else None
         self.failures = []
         self.failed = 0
         return error
+
+    def _sorted_failures(self) -> tuple[ProduceFailure, ...]:
+        # In the order the messages were produced, not the order they failed: a produce whose
+        # lookup found the station gone fails before the older ones still waiting out a backoff.
+        return tuple(sorted(self.failures, key=_by_position))
 
     @property
     def window_full(self) -> bool:
@@ -161,6 +181,10 @@ class ProducerState:
             station.partitions, key=key, number=number, rr=self.rr, station=station.internal
         )
         return station.subject(partition), partition
+
+
+def _by_position(failure: ProduceFailure) -> int:
+    return failure.position
 
 
 def encode_produce_headers(
@@ -243,40 +267,74 @@ def schema_failure_publishes(
     return publishes
 
 
+class ProduceOperation(Operation[PubAck]):
+    """The operation of one produce: done with its :class:`PubAck`, or failed.
+
+    An async produce's PubAck is only read when someone asks (``outcome``): nobody may, and
+    decoding thousands a second would cost the async path for nothing.
+    """
+
+    __slots__ = ("_raw", "position")
+
+    def __init__(self, position: int) -> None:
+        super().__init__("produce")
+        self._raw: bytes | None = None
+        #: The message's position among its producer's messages (1-based), as failures name it.
+        self.position = position
+
+    def finish_raw(self, payload: bytes) -> None:
+        """Done, with a PubAck that ``outcome`` decodes when asked."""
+        if not self.done:
+            self._raw = payload
+            self.done = True
+
+    def outcome(self) -> PubAck:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            try:
+                self._result = parse_pub_ack(raw)
+            except (MemphisError, RemoteProtocolError) as exc:
+                # Only a malformed success can get here (an error reply never takes the
+                # undecoded path); it is a failure of this produce alone.
+                self._error = exc
+        return super().outcome()
+
+
 class Produce(ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
-    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``.
+    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``. The first 503
+    also starts one lookup of the stream (:class:`_StationCheck`): a stream that no longer exists
+    fails the produce at once with ``StationUnreachableError``.
     """
 
     __slots__ = (
-        "block",
         "deadline",
         "dispatcher",
         "is_async",
         "msg_id",
         "op",
-        "payload",
         "position",
         "producer",
+        "request",
         "retries",
         "size",
+        "state",
         "subject",
     )
 
     def __init__(
         self,
-        op: Operation[PubAck | None],
+        op: ProduceOperation,
         producer: ProducerState,
         opts: ProduceOptions,
         size: int,
         position: int,
-        deadline: float = 0.0,
-        dispatcher: Dispatcher | None = None,
-        subject: str = "",
-        payload: bytes = b"",
-        block: bytes = b"",
+        deadline: float,
+        dispatcher: Dispatcher,
+        subject: str,
     ) -> None:
         self.op = op
         self.producer = producer
@@ -284,34 +342,52 @@ class Produce(ReplyHandler):
         self.msg_id = opts.msg_id
         self.size = size
         self.position = position
-        # What a resend after a 503 needs: the same subject, header block and bytes.
         self.deadline = deadline
         self.dispatcher = dispatcher
         self.subject = subject
-        self.payload = payload
-        self.block = block
-        self.retries = 0
+        self.state = ProduceState.WAITING  # see _produce_state.py for the table
+        self.retries = 0  # resends so far: the backoff grows with them
+        # The session's record of the request, set once it is made: the message is held there
+        # only, and the same record serves the replay after a reconnect and the resend after a 503.
+        self.request: PendingRequest | None = None
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
         if msg is None:
             raise AssertionError("a produce completed without a PubAck")
-        producer = self.producer
-        producer.in_flight -= 1
-        producer.in_flight_bytes -= self.size
+        if self.state in PRODUCE_DONE:
+            return True  # the first outcome stands, as for any Operation
         payload = msg.payload
         # A substring test instead of a JSON parse: a PubAck is small, fixed-format JSON, and any
         # error reply contains the key; false positives only take the slow, exact path below.
         if self.is_async and b'"error"' not in payload:
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
-            self.op.finish(None)
+            self._advance(ProduceInput.PUB_ACK)
+            self.op.finish_raw(payload)
             return True
         try:
-            self.op.finish(parse_pub_ack(payload))
+            ack = parse_pub_ack(payload)
         except (MemphisError, RemoteProtocolError) as exc:
+            self._advance(ProduceInput.FAILURE)
             self._failed(exc)
+        else:
+            self._advance(ProduceInput.PUB_ACK)
+            self.op.finish(ack)
         return True
 
+    def _advance(self, event: ProduceInput) -> None:
+        state = self.state = produce_transition(self.state, event)
+        if state in PRODUCE_DONE:
+            # Only once the produce is truly over: while it retries it still occupies its window
+            # slot, so a blocked async producer does not flood a station electing a leader.
+            producer = self.producer
+            producer.in_flight -= 1
+            producer.in_flight_bytes -= self.size
+            if state is ProduceState.ACKED:
+                producer.gone = False  # a stream took it: whatever was gone is back
+
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        if self.state in PRODUCE_DONE:
+            return  # the first outcome stands, as for any Operation
         dispatcher = self.dispatcher
         producer = self.producer
         station = producer.station_name
@@ -319,25 +395,31 @@ class Produce(ReplyHandler):
         # The session ends a request on a 503 at once (docs/protocol.md §6.7): the message was not
         # stored, so re-sending cannot duplicate it, unlike a resend after a timeout.
         no_stream = isinstance(error, NoRespondersError) or (
-            self.retries > 0 and isinstance(error, RequestTimeoutError)
+            self.state is ProduceState.RETRYING and isinstance(error, RequestTimeoutError)
         )
-        if no_stream and dispatcher is not None:
+        if no_stream and producer.gone:
+            self.fail_unreachable(error)
+            return
+        if no_stream:
+            first = self.state is ProduceState.WAITING
+            if first and not producer.checking and dispatcher.session.is_connected:
+                self._check_station(now)
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
             # A timeout is never retried: the message may have been stored with its PubAck lost, and
             # only the caller (with a msg_id) can resend it safely.
             retry = isinstance(error, NoRespondersError) and now + delay < self.deadline
-            if retry and not producer.destroyed and not dispatcher.session.closed:
+            request = self.request
+            if (
+                retry
+                and request is not None
+                and not producer.destroyed
+                and not dispatcher.session.closed
+            ):
                 self.retries += 1
-                token = dispatcher.session.request(
-                    self.subject,
-                    self.payload,
-                    headers=self.block,
-                    now=now,
-                    timeout=self.deadline - now,
-                    delay=delay,
-                )
-                dispatcher.register(token, self)
+                self.state = produce_transition(self.state, ProduceInput.NO_RESPONDERS)
+                # The same bytes, reply subject and msg-id: nothing was stored the first time.
+                dispatcher.session.resend(request, now=now, delay=delay)
                 return
             # No stream took it all along: a long election, or the station is gone (destroyed,
             # or lost by a broker that restarted empty). The producer may be stale: the next
@@ -345,7 +427,7 @@ class Produce(ReplyHandler):
             producer.stale = True
             unavailable: MemphisError = StationTemporarilyUnavailableError(
                 f"produce to station {station!r}: no JetStream stream took the message within "
-                "ack_wait (503 no responders): a leader election, or the station is gone"
+                "ack_wait (503 no responders): a leader election"
             )
         elif isinstance(error, RequestTimeoutError):
             unavailable = RequestTimeoutError(f"produce to station {station!r}: no PubAck in time")
@@ -353,12 +435,40 @@ class Produce(ReplyHandler):
             # Same type, station named: callers matching on the exception class keep working, and
             # the text says which produce failed.
             unavailable = type(error)(f"produce to station {station!r}: {error}")
-        unavailable.__cause__ = error if error.__cause__ is None else error.__cause__
-        # Only here, once the produce is truly over: during retries it still occupies its window
-        # slot, so a blocked async producer does not flood a station that is electing a leader.
-        producer.in_flight -= 1
-        producer.in_flight_bytes -= self.size
-        self._failed(unavailable)
+        self._over(unavailable, error)
+
+    def fail_unreachable(self, cause: MemphisError) -> None:
+        """The station's stream does not exist: end this produce now (its retry is cancelled)."""
+        if self.state in PRODUCE_DONE:
+            return
+        # The retry that may still be waiting for its delay must not go out after the failure.
+        if self.request is not None:
+            self.dispatcher.cancel(self.request.token)
+        self.producer.stale = True  # the next create_producer registers again
+        self._over(
+            StationUnreachableError(
+                f"produce to station {self.producer.station_name!r}: station unreachable: its "
+                f"stream {self.subject.partition('.')[0]!r} no longer exists"
+            ),
+            cause,
+        )
+
+    def _check_station(self, now: float) -> None:
+        stream = self.subject.partition(".")[0]  # produce subjects are ``<stream>.<...>``
+        self.producer.checking = True
+        self.dispatcher.request(
+            stream_info_subject(stream),
+            b"",
+            _StationCheck(self),
+            now=now,
+            timeout=min(STATION_CHECK_TIMEOUT, max(self.deadline - now, 0.001)),
+            replay=False,
+        )
+
+    def _over(self, error: MemphisError, cause: MemphisError) -> None:
+        error.__cause__ = cause if cause.__cause__ is None else cause.__cause__
+        self._advance(ProduceInput.FAILURE)
+        self._failed(error)
 
     def _failed(self, error: MemphisError) -> None:
         self.op.fail(error)
@@ -372,6 +482,33 @@ class Produce(ReplyHandler):
                 producer.failures.append(
                     ProduceFailure(producer.name, self.position, self.msg_id, error)
                 )
+
+
+class _StationCheck(ReplyHandler):
+    """``$JS.API.STREAM.INFO`` after a produce's first 503: an election, or a gone station?"""
+
+    __slots__ = ("produce",)
+
+    def __init__(self, produce: Produce) -> None:
+        self.produce = produce
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        if msg is None:
+            raise AssertionError("STREAM.INFO completed without a reply")
+        produce = self.produce
+        produce.producer.checking = False
+        error = js_api_error(msg.payload)
+        # Only "not found" is final: a reply with the stream's info, or an error with code 503 (no
+        # stream leader yet), is an election, and the produce's retries go on.
+        if error is not None and "not found" in error.lower():
+            produce.producer.gone = True
+            produce.fail_unreachable(MemphisError(f"memphis: {error}"))
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        # No answer (a 503 of the JetStream API itself, a timeout, a lost connection): nothing is
+        # known, so the produce goes on as in an election.
+        self.produce.producer.checking = False
 
 
 def _check(error: str | None) -> None:
@@ -486,9 +623,9 @@ class Producers:
             # forgetting the producer must not forget them.
             self._retired.append(producer)
 
-    def publish(
+    def produce(
         self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
-    ) -> Operation[PubAck | None]:
+    ) -> ProduceOperation:
         """Choose the partition and publish serialised ``payload``; see ``Client.produce``."""
         subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
         block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
@@ -496,30 +633,23 @@ class Producers:
         # A request, not a publish: the PubAck comes back on the shared inbox (docs/protocol.md §6.4
         # step 4). Replayable, so a produce made during an outage goes out after the handshake with
         # the same reply subject and msg-id.
-        token = session.request(subject, payload, headers=block, now=now, timeout=opts.ack_wait)
-        op: Operation[PubAck | None] = Operation("produce")
-        size = len(payload)
-        producer.in_flight += 1
-        producer.in_flight_bytes += size
         # The position of this message among the producer's messages: an async failure names it, so
         # the caller can tell which of many produces failed.
-        producer.produced += 1
-        dispatcher = self._dispatcher
-        dispatcher.register(
-            token,
-            Produce(
-                op,
-                producer,
-                opts,
-                size,
-                producer.produced,
-                now + opts.ack_wait,
-                dispatcher,
-                subject,
-                payload,
-                block,
-            ),
+        position = producer.produced + 1
+        op = ProduceOperation(position)
+        size = len(payload)
+        produce = Produce(
+            op, producer, opts, size, position, now + opts.ack_wait, self._dispatcher, subject
         )
+        token = session.request(
+            subject, payload, headers=block, now=now, timeout=opts.ack_wait, owner=produce
+        )
+        # Counted once the session accepted it: a produce refused locally (too large) raises and
+        # takes no window slot.
+        produce.request = session.pending(token)
+        producer.produced = position
+        producer.in_flight += 1
+        producer.in_flight_bytes += size
         return op
 
     def _all(self) -> list[ProducerState]:
@@ -536,7 +666,7 @@ class Producers:
         failures: list[ProduceFailure] = []
         count = 0
         for producer in self._all():
-            failures += producer.failures
+            failures += producer._sorted_failures()
             count += producer.failed
             producer.failures = []
             producer.failed = 0

@@ -35,6 +35,7 @@ __all__ = [
     "encode_hpub",
     "encode_pub",
     "encode_publish",
+    "encode_reply_publish",
     "encode_request",
     "encode_sub",
     "encode_unsub",
@@ -67,8 +68,8 @@ def _check_subject(subject: object, *, wildcards: bool, what: str = "subject") -
         raise LocalProtocolError(f"{what} must be str, not {type(subject).__name__}")
     if not subject or _BAD_CHAR(subject) is not None:
         raise LocalProtocolError(f"invalid {what} {subject!r}")
-    # Split on ``.`` only: Memphis internal names contain ``#`` and ``$`` (``orders#eu$1.final``),
-    # which are ordinary subject bytes for NATS (docs/protocol.md §5.2, §5.5).
+    # Split on ``.`` only: ``#`` and ``$`` are ordinary subject bytes for NATS, and stream names
+    # use them (``orders#eu$1.final``, docs/protocol.md §5.2, §5.5).
     tokens = subject.split(".")
     last = len(tokens) - 1
     for index, token in enumerate(tokens):
@@ -142,6 +143,31 @@ def encode_connect(options: Mapping[str, object]) -> bytes:
     return b"CONNECT " + body.encode("ascii") + b"\r\n"
 
 
+def _frame(
+    subject: bytes, reply: bytes | None, block: bytes | None, data: bytes, max_payload: int
+) -> bytes:
+    """The one writer of PUB and HPUB: every publish and request ends here, already checked.
+
+    ``max_payload`` < 0 skips the size check (the explicit encoders leave it to their caller).
+    """
+    if block:
+        hlen = len(block)
+        size = hlen + len(data)
+        # Header block included: nats-server's max_payload limits the whole HPUB body, and exceeding
+        # it makes the server close the connection, not just refuse the message.
+        if 0 <= max_payload < size:
+            raise _too_large(size, max_payload)
+        if reply is None:
+            return b"HPUB %b %d %d\r\n%b%b\r\n" % (subject, hlen, size, block, data)
+        return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject, reply, hlen, size, block, data)
+    size = len(data)
+    if 0 <= max_payload < size:
+        raise _too_large(size, max_payload)
+    if reply is None:
+        return b"PUB %b %d\r\n%b\r\n" % (subject, size, data)
+    return b"PUB %b %b %d\r\n%b\r\n" % (subject, reply, size, data)
+
+
 def encode_pub(
     subject: str,
     payload: bytes | bytearray | memoryview,
@@ -155,9 +181,17 @@ def encode_pub(
     """
     subj = _pub_subject(subject)
     data = payload if type(payload) is bytes else _payload_bytes(payload)
-    if reply is None:
-        return b"PUB %b %d\r\n%b\r\n" % (subj, len(data), data)
-    return b"PUB %b %b %d\r\n%b\r\n" % (subj, _pub_subject(reply, "reply"), len(data), data)
+    rep = None if reply is None else _pub_subject(reply, "reply")
+    return _frame(subj, rep, None, data, -1)
+
+
+def _header_block(header_block: bytes | bytearray | memoryview) -> bytes:
+    hdr = header_block if type(header_block) is bytes else _payload_bytes(header_block)
+    # Only the frame is checked, not each line: a wrong size would desynchronise the server's parser
+    # and close the connection, while a bad header line only concerns that message.
+    if hdr[:8] != b"NATS/1.0" or hdr[-4:] != b"\r\n\r\n" or len(hdr) < 12:
+        raise LocalProtocolError("header_block must be a NATS/1.0 block ending in CRLF CRLF")
+    return hdr
 
 
 def encode_hpub(
@@ -176,23 +210,10 @@ def encode_hpub(
             is not bytes-like.
     """
     subj = _pub_subject(subject)
-    hdr = header_block if type(header_block) is bytes else _payload_bytes(header_block)
-    # Only the frame is checked, not each line: a wrong size would desynchronise the server's parser
-    # and close the connection, while a bad header line only concerns that message.
-    if hdr[:8] != b"NATS/1.0" or hdr[-4:] != b"\r\n\r\n" or len(hdr) < 12:
-        raise LocalProtocolError("header_block must be a NATS/1.0 block ending in CRLF CRLF")
+    hdr = _header_block(header_block)
     data = payload if type(payload) is bytes else _payload_bytes(payload)
-    hlen = len(hdr)
-    if reply is None:
-        return b"HPUB %b %d %d\r\n%b%b\r\n" % (subj, hlen, hlen + len(data), hdr, data)
-    return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (
-        subj,
-        _pub_subject(reply, "reply"),
-        hlen,
-        hlen + len(data),
-        hdr,
-        data,
-    )
+    rep = None if reply is None else _pub_subject(reply, "reply")
+    return _frame(subj, rep, hdr, data, -1)
 
 
 def _check_sid(sid: object) -> int:
@@ -243,12 +264,13 @@ Payload = bytes | bytearray | memoryview
 
 
 def connect_fields(
-    *, name: str, tls: bool, token: str | None, user: str | None, password: str | None
+    *, name: str | None, tls: bool, token: str | None, user: str | None, password: str | None
 ) -> dict[str, object]:
-    """The fields of the CONNECT JSON (docs/protocol.md §1.2, §1.3).
+    """The fields of the CONNECT JSON (docs/protocol.md §1.2, §1.3); None leaves a field out.
 
-    ``headers`` and ``no_responders`` are always on: Memphis needs headers, and a 503 is how a
-    request to a subject nobody serves fails fast instead of timing out.
+    ``headers`` and ``no_responders`` are always on: headers carry JetStream's message ids and
+    status replies, and a 503 is how a request to a subject nobody serves fails fast instead of
+    timing out.
     """
     options: dict[str, object] = {
         # Verbose off: no +OK per command. Errors still come as -ERR, and the handshake PING's PONG
@@ -258,9 +280,6 @@ def connect_fields(
         # Tells the server we expect TLS; the upgrade itself is negotiated after INFO
         # (docs/protocol.md §1.5).
         "tls_required": tls,
-        # The Memphis broker learns our connection id only from this field (``<uuid>::<user>``,
-        # docs/protocol.md §1.3): there is no handshake request.
-        "name": name,
         "lang": "python",
         "version": __version__,
         "protocol": 1,
@@ -268,11 +287,11 @@ def connect_fields(
         "headers": True,
         "no_responders": True,
     }
+    if name is not None:
+        options["name"] = name
     if token is not None:
         options["auth_token"] = token
-    else:
-        # The session picked ``<username>$<account>`` or the bare name (docs/protocol.md §1.2); the
-        # encoder just writes what it is given.
+    if user is not None:
         options["user"] = user
         options["pass"] = password
     return options
@@ -290,35 +309,22 @@ def encode_request(
     """PUB/HPUB with one of our own reply subjects: the hot path of every produce.
 
     The reply is built from our validated inbox prefix, so only the subject is checked (once
-    per distinct subject, cached by ``subject_bytes``).
+    per distinct subject, cached by ``subject_bytes``). Pre-encoded header bytes come from the
+    produce path, which builds its block itself once per message; anything else goes through the
+    checked header encoder.
 
     Raises:
         LocalProtocolError: bad subject, headers or payload type, or larger than max_payload.
     """
-    subj = subject_bytes(subject)
-    if type(payload) is bytes:
-        data = payload
-    else:
-        try:
-            data = bytes(memoryview(payload))
-        except TypeError:
-            raise LocalProtocolError("payload must be bytes-like") from None
-    if headers:
-        # Pre-encoded bytes come from the produce path, which builds its block itself (the SDK
-        # headers plus the user's) once per message; everything else goes through the checked
-        # encoder.
-        block = headers if isinstance(headers, bytes) else encode_header_block(headers)
-        hlen = len(block)
-        size = hlen + len(data)
-        # Header block included: nats-server's max_payload limits the whole HPUB body, and exceeding
-        # it makes the server close the connection, not just refuse the message.
-        if size > max_payload:
-            raise _too_large(size, max_payload)
-        return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subj, reply, hlen, size, block, data)
-    size = len(data)
-    if size > max_payload:
-        raise _too_large(size, max_payload)
-    return b"PUB %b %b %d\r\n%b\r\n" % (subj, reply, size, data)
+    data = payload if type(payload) is bytes else _payload_bytes(payload)
+    block = (
+        None
+        if not headers
+        else headers
+        if isinstance(headers, bytes)
+        else encode_header_block(headers)
+    )
+    return _frame(_pub_subject(subject), reply, block, data, max_payload)
 
 
 def encode_publish(
@@ -333,13 +339,21 @@ def encode_publish(
     Raises:
         LocalProtocolError: bad subject, reply, headers or payload, or larger than max_payload.
     """
+    subj = _pub_subject(subject)
+    rep = None if reply is None else _pub_subject(reply, "reply")
+    block = None
     if headers:
-        block = headers if isinstance(headers, bytes) else encode_header_block(headers)
-        size = len(block) + len(payload)
-        data = encode_hpub(subject, block, payload, reply)
-    else:
-        size = len(payload)
-        data = encode_pub(subject, payload, reply)
-    if size > max_payload:
-        raise _too_large(size, max_payload)
-    return data
+        block = _header_block(
+            headers if isinstance(headers, bytes) else encode_header_block(headers)
+        )
+    data = payload if type(payload) is bytes else _payload_bytes(payload)
+    return _frame(subj, rep, block, data, max_payload)
+
+
+def encode_reply_publish(reply: str, payload: bytes) -> bytes:
+    """PUB to a reply subject the server gave us (a JetStream ack subject), unchecked.
+
+    The parser only yields subjects free of whitespace, and JetStream never puts wildcards in
+    them; they are all distinct, so neither the check nor the cache would pay.
+    """
+    return _frame(reply.encode("utf-8", "surrogateescape"), None, None, payload, -1)

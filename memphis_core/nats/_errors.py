@@ -3,8 +3,8 @@
 Modelled on h11's split: ``LocalProtocolError`` means *you* misused the API (raised before a
 single byte is queued), ``RemoteProtocolError`` means the peer misbehaved (the connection is
 poisoned). The root is called ``MemphisError`` although it lives in the NATS layer because users
-catch one base for everything this library raises, whichever layer raised it; the Memphis layer
-adds its own subclasses (``memphis_core.memphis._errors``).
+catch one base for everything this library raises, whichever layer raised it; the layer above
+adds its own subclasses.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class ConnectionClosedError(MemphisConnectError):
         return error
 
 
-# A ``TimeoutError`` too, so ``except TimeoutError`` in frontend code catches it; its text is the Go
-# SDK's ``memphis: timeout`` (docs/protocol.md §0.3, §2.1).
+# A ``TimeoutError`` too, so ``except TimeoutError`` in frontend code catches it; the session's text
+# is nats.go's ``nats: timeout`` (docs/protocol.md §0.3, §2.1).
 class RequestTimeoutError(MemphisError, TimeoutError):
     """A request or a publish acknowledgement did not arrive in time."""
 
@@ -87,4 +87,5 @@ class ConnectionLostError(MemphisConnectError):
 
 
 class RequestAbandonedError(MemphisError):
-    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was drained."""
+    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was given
+    to it."""

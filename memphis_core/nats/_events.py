@@ -15,7 +15,7 @@ __all__ = [
     "Closed",
     "Connected",
     "Disconnected",
-    "FlushCompleted",
+    "PingCompleted",
     "ReconnectDue",
     "ReplyReceived",
     "RequestFailed",
@@ -112,35 +112,41 @@ class ServerError(_Base):
         self.message = message
 
 
-# Internal to the core: the Memphis layer consumes these, frontends never see them (they are not a
+# Internal to the core: the layer above consumes these, frontends never see them (they are not a
 # ``TransportEvent``).
+# ``owner`` is whatever the request was made with (``Session.request(owner=...)``): the layer above
+# finds its handler there, so a reply is looked up once, by the session, and no second registry
+# by token exists.
 class ReplyReceived(_Base):
-    """A reply for request ``token`` arrived on the shared inbox."""
+    """A reply for request ``token`` (made by ``owner``) arrived."""
 
-    __slots__ = ("msg", "token")
+    __slots__ = ("msg", "owner", "token")
 
-    def __init__(self, token: int, msg: Msg) -> None:
+    def __init__(self, token: int, msg: Msg, owner: object = None) -> None:
         self.token = token
         self.msg = msg
+        self.owner = owner
 
 
 class RequestFailed(_Base):
     """Request ``token`` ended without a (further) reply: timeout, 503, connection lost."""
 
-    __slots__ = ("error", "token")
+    __slots__ = ("error", "owner", "token")
 
-    def __init__(self, token: int, error: MemphisError) -> None:
+    def __init__(self, token: int, error: MemphisError, owner: object = None) -> None:
         self.token = token
         self.error = error
+        self.owner = owner
 
 
-class FlushCompleted(_Base):
-    """The server answered the PING of ``flush()`` number ``token``: it processed all before it."""
+class PingCompleted(_Base):
+    """The server answered the PING of ``ping()`` number ``token``: it processed all before it."""
 
-    __slots__ = ("token",)
+    __slots__ = ("owner", "token")
 
-    def __init__(self, token: int) -> None:
+    def __init__(self, token: int, owner: object = None) -> None:
         self.token = token
+        self.owner = owner
 
 
 # ``Msg`` is a session event as it is, not wrapped: push messages are the most frequent event after
@@ -154,7 +160,7 @@ SessionEvent = (
     | ServerError
     | ReplyReceived
     | RequestFailed
-    | FlushCompleted
+    | PingCompleted
     | Msg
 )
 

@@ -12,9 +12,9 @@ The server uses the status form for its own control messages: ``100 Idle Heartbe
 control, ``404 No Messages``, ``408 Request Timeout``, ``409 ...`` (JetStream pull requests) and
 ``503`` (no responders for a request).
 
-Keys keep their case and lookups are case-sensitive: nats.go and the Memphis SDKs never
-canonicalise keys (docs/protocol.md §6.5), and the consumer-side ``$memphis``
-prefix filter relies on that. A key may appear several times; order is kept.
+Keys keep their case and lookups are case-sensitive: nats.go never canonicalises keys
+(docs/protocol.md §6.5), and prefix filters on keys rely on that. A key may appear several
+times; order is kept.
 
 Text is decoded as UTF-8 with ``surrogateescape``: any other publisher on a subject we listen to
 can put arbitrary bytes in a header, and that must neither poison our connection nor lose bytes
@@ -127,7 +127,7 @@ class Headers:
         _check_value(key, value)
         self._items.append((key, value))
         # ``setdefault``: the first value wins for ``[]`` and ``get``, as in nats.go's
-        # ``Header.Get`` and as Memphis consumers expect (docs/protocol.md §7.14).
+        # ``Header.Get`` (docs/protocol.md §7.14).
         self._first.setdefault(key, value)
 
     def __getitem__(self, key: str) -> str:

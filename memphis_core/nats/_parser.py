@@ -345,7 +345,7 @@ class Parser:
             except IndexError:  # a blank line (zero-cost try: the common case pays nothing)
                 raise RemoteProtocolError("empty control line") from None
 
-            # HMSG costs one compare (Memphis always sends headers), MSG two. Ops are
+            # HMSG costs one compare (JetStream messages always carry headers), MSG two. Ops are
             # case-insensitive: only an op that is neither is upper-cased before the compare.
             if op == b"HMSG" or (op != b"MSG" and (op := op.upper()) == b"HMSG"):
                 # HMSG <subject> <sid> [reply-to] <#hdr bytes> <#total bytes>
@@ -483,7 +483,7 @@ class Parser:
         if op == b"-ERR":
             # nats-server quotes the text: -ERR 'Authorization Violation'
             # Matched on the unquoted text by the session: authorization violations start the
-            # plain-username retry (docs/protocol.md §1.2), permission errors keep the connection.
+            # fallback-user retry, permission errors keep the connection.
             if len(rest) >= 2 and rest[:1] == b"'" and rest[-1:] == b"'":
                 rest = rest[1:-1]
             return Err(rest.decode("utf-8", "surrogateescape"))

@@ -131,7 +131,7 @@ class ServerPool:
         # The head of the list is always the next server to dial; ``rotate`` keeps it that way.
         self._current = entries[0]
         # The first connect tries each given server once, then gives up (a refused first
-        # connect is not retried, as in the Memphis SDKs; docs/cluster-client.md).
+        # connect is not retried; docs/cluster-client.md).
         # Counts the servers left *after* the first one: the first dial is made by the frontend
         # before any failure is reported.
         self._initial_left = len(entries) - 1
@@ -175,8 +175,8 @@ class ServerPool:
                 continue
             try:
                 # connect_urls are the nodes' client addresses as ``host:port``; the NATS default
-                # 4222 only fills in for an entry without a port (the Memphis 6666 is a setting of
-                # the user's, not of the cluster's nodes).
+                # 4222 only fills in for an entry without a port (the user's default port is a
+                # setting of the user's, not of the cluster's nodes).
                 server, _ = parse_server(url, 4222)
             except LocalProtocolError:
                 continue

@@ -29,11 +29,11 @@ from . import _events as ev
 from ._commands import PublishHeaders, connect_fields, encode_publish, encode_request
 from ._frames import Err, Info, Msg, Ping, Pong
 from ._inflight import (
-    DrainPing,
-    FlushPing,
+    AbandonPing,
     InFlight,
     PendingRequest,
     PongWaiter,
+    RoundTripPing,
     Subscription,
     keepalive_ping,
 )
@@ -60,8 +60,7 @@ _DEFAULT_MAX_PAYLOAD: Final = 1_048_576
 # "-ERR"): every other -ERR is followed by the server closing the socket.
 _NON_FATAL_ERRS: Final = ("permissions violation", "invalid subject")
 # Matched lower-cased and as a substring: nats-server sends it quoted and capitalised (-ERR
-# 'Authorization Violation'), and it is the one text that triggers the plain-username retry of
-# docs/protocol.md §1.2.
+# 'Authorization Violation'), and it is the one text that triggers the ``fallback_user`` retry.
 _AUTH_VIOLATION: Final = "authorization violation"
 
 
@@ -69,11 +68,13 @@ class Session:
     """A NATS client connection, as a state machine (no I/O).
 
     Args:
-        username: the Memphis user; sent in the CONNECT ``name`` as ``<uuid4>::<username>``.
-        connection_token: token auth (sent as ``auth_token``).
-        password: password auth; the NATS user is ``<username>$<account_id>``, with one retry as
-            the plain ``<username>`` after an ``Authorization Violation`` (docs/protocol.md §1.2).
-        account_id: the Memphis tenant id for password auth.
+        name: the CONNECT ``name`` (the connection's name in the server's monitoring), or None.
+        token: token auth (sent as ``auth_token``), or None.
+        user: user/password auth: the CONNECT ``user``, or None.
+        password: the CONNECT ``pass`` that goes with ``user``.
+        fallback_user: a second ``user`` tried once, at once and without counting an attempt,
+            when the server refuses the first with ``Authorization Violation`` during a
+            handshake; it is then used for every later reconnect.
         reconnect: whether a lost connection is re-established.
         max_reconnect: consecutive failed reconnect attempts before giving up (-1 = forever).
             An attempt only counts as a success once the server answered a PING sent after
@@ -86,7 +87,6 @@ class Session:
         max_pings_out: unanswered keepalive PINGs before the connection is declared stale.
         tls: expect to upgrade to TLS after INFO (emits ``TLSUpgradeRequired``).
         reconnect_buffer_size: bytes of publishes kept while disconnected.
-        connection_id: override the random uuid4 (tests).
         inbox_prefix: override the random reply inbox prefix (tests).
         servers: the ``(host, port)`` servers to use; empty means the frontend dials a server
             of its own choosing and ``current_server`` is None (tests of the bare session).
@@ -96,16 +96,18 @@ class Session:
             a seeded one.
 
     Raises:
-        LocalProtocolError: not exactly one of ``connection_token`` / ``password``.
+        LocalProtocolError: ``token`` together with ``user``/``password``, a ``password`` or
+            ``fallback_user`` without ``user``, or a timeout or interval out of range.
     """
 
     def __init__(
         self,
         *,
-        username: str,
-        connection_token: str | None = None,
+        name: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
         password: str | None = None,
-        account_id: int = 1,
+        fallback_user: str | None = None,
         reconnect: bool = True,
         max_reconnect: int = 10,
         reconnect_interval: float = 1.0,
@@ -114,31 +116,26 @@ class Session:
         max_pings_out: int = 2,
         tls: bool = False,
         reconnect_buffer_size: int = 8 * 1024 * 1024,
-        connection_id: str | None = None,
         inbox_prefix: str | None = None,
         servers: Sequence[Server] = (),
         ignore_discovered_servers: bool = False,
         randomize_servers: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        # Checked again here, not only in the option builder: the session is usable on its own
-        # (tests, other NATS uses), and a session with no credentials would only fail at the server.
-        connection_token = connection_token or None  # "" means "not given", as in the Go SDK
-        password = password or None
-        if (connection_token is None) == (password is None):
-            raise err.LocalProtocolError(
-                "you have to connect with one of the following methods: connection token / password"
-            )
+        # A server takes one auth method per CONNECT: mixing them would send a secret it ignores.
+        if token is not None and (user is not None or password is not None):
+            raise err.LocalProtocolError("token auth and user/password auth are exclusive")
+        if user is None and (password is not None or fallback_user is not None):
+            raise err.LocalProtocolError("password and fallback_user need a user")
         if timeout <= 0 or reconnect_interval < 0 or ping_interval < 0 or max_pings_out < 1:
             raise err.LocalProtocolError("timeouts and intervals must be positive")
-        self.username = username
-        self.connection_id = connection_id or str(uuid.uuid4())
-        self._token = connection_token
+        self._name = name
+        self._token = token
         self._password = password
-        # Token mode sends no NATS user at all; password mode starts with the multi-tenant form
-        # (``root$1``) and may fall back to the bare name once (docs/protocol.md §1.2). The choice
-        # sticks for every later reconnect, since it lives on the session, not on the transport.
-        self._nats_user = f"{username}${account_id}" if password is not None else None
+        # The user in use; the fallback replaces it once. The choice sticks for every later
+        # reconnect, since it lives on the session, not on the transport.
+        self._user = user
+        self._fallback_user = fallback_user
         self._reconnect = reconnect
         # reconnect=False is the same policy as "zero attempts allowed" (docs/protocol.md §1.1), so
         # ``_lost`` needs only one test.
@@ -176,10 +173,10 @@ class Session:
         self._reconnect_at: float | None = None
         self._ping_at: float | None = None
         self._pings_out = 0  # unanswered keepalive PINGs
-        # Keepalive, flush and drain PINGs share one queue because the server answers PINGs in the
-        # order it read them: the n-th PONG belongs to the n-th PING, whatever its purpose.
+        # Keepalive, round-trip and abandon PINGs share one queue because the server answers PINGs
+        # in the order it read them: the n-th PONG belongs to the n-th PING, whatever its purpose.
         self._pong_waiters: deque[PongWaiter] = deque()  # what each PING in flight is for
-        self._flushes_unsent: list[FlushPing] = []
+        self._pings_unsent: list[RoundTripPing] = []
 
         # Sids are never reused within a session: a late MSG for a dropped subscription must not be
         # mistaken for one of a newer subscription that happened to get the same number.
@@ -196,7 +193,7 @@ class Session:
         self._requests = InFlight()
         self._delayed: list[tuple[float, int]] = []  # (send at, token) of delayed requests
         self._request_sids: dict[int, int] = {}  # sid of a multi-reply request's inbox -> token
-        self._draining: dict[int, int] = {}  # sid -> token of an abandoned multi-reply request
+        self._abandoned: dict[int, PendingRequest] = {}  # sid -> an abandoned multi-reply request
 
     # ---------------------------------------------------------------- introspection
 
@@ -229,12 +226,6 @@ class Session:
         """The pool in the order it will be tried (given plus discovered servers)."""
         return [] if self._pool is None else self._pool.servers
 
-    @property
-    def connect_name(self) -> str:
-        """The CONNECT ``name``: how the Memphis broker learns our connection id (docs/protocol.md
-        §1.3)."""
-        return f"{self.connection_id}::{self.username}"
-
     # ---------------------------------------------------------------- transport lifecycle
 
     def connection_made(self, now: float) -> None:
@@ -260,8 +251,8 @@ class Session:
         if server is not None and not isinstance(error, err.MemphisError):
             error = f"{server[0]}:{server[1]}: {error or type(error).__name__}"
         if self.state is ConnState.IDLE:
-            # The very first dial failed: the Memphis SDKs do not retry that (docs/protocol.md
-            # §1.4), but with several servers each is tried once first, as nats.go does.
+            # The very first dial failed: it is not retried (docs/protocol.md §1.4), but with
+            # several servers each is tried once first, as nats.go does.
             pool = self._pool
             if pool is None or not pool.initial_left():
                 self._give_up(_as_connect_error(error), Input.GIVE_UP)
@@ -359,19 +350,14 @@ class Session:
     def publish_to_reply(self, reply: str, payload: bytes) -> None:
         """Publish to a reply subject the server gave us (a JetStream ack subject).
 
-        The parser only yields subjects free of whitespace, and JetStream never puts wildcards
-        in them, so the per-subject check is skipped: ack subjects are all distinct, and
-        checking each one cost a quarter of the consume path.
+        The subject is not checked (see ``encode_reply_publish``): it came from the server.
 
         Raises:
             ConnectionClosedError, MemphisConnectError: as :meth:`publish`.
         """
         self._check_open()
-        self._queue(
-            # Acks carry no headers and no reply (docs/protocol.md §7.8): a plain PUB is enough.
-            b"PUB %b %d\r\n%b\r\n"
-            % (reply.encode("utf-8", "surrogateescape"), len(payload), payload)
-        )
+        # Acks carry no headers and no reply (docs/protocol.md §7.8): a plain PUB is enough.
+        self._queue(cmd.encode_reply_publish(reply, payload))
 
     def _queue(self, data: bytes) -> None:
         if self.state is ConnState.CONNECTED:
@@ -395,14 +381,17 @@ class Session:
         multi: bool = False,
         replay: bool = True,
         delay: float = 0.0,
+        owner: object = None,
     ) -> int:
         """Send a request whose replies arrive on the shared inbox; return its token.
 
         With ``delay`` (seconds) the request is registered now (its deadline is still
-        ``now + timeout``) but written only ``delay`` seconds later: how the Memphis layer
-        backs off before retrying after a 503 without a timer of its own.
+        ``now + timeout``) but written only ``delay`` seconds later: how a caller backs off
+        before retrying after a 503 without a timer of its own.
 
-        Each reply becomes ``ReplyReceived(token, msg)``. A single-reply request ends with its
+        Each reply becomes ``ReplyReceived(token, msg, owner)``: ``owner`` is anything the caller
+        wants back with the request's replies and its failure (its handler), so it needs no
+        registry of its own. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
         deadline. It ends with ``RequestFailed`` on timeout, on a 503 (no responders), or when
         the connection is lost and ``replay`` is false (replayable requests are re-sent after a
@@ -428,7 +417,7 @@ class Session:
         # subject (and a msg-id header) stay identical and the broker's dedup still works.
         data = encode_request(subject, payload, headers, reply, self.max_payload)
         self._next_token = token + 1
-        request = PendingRequest(token, data, now + timeout, multi, replay)
+        request = PendingRequest(token, data, now + timeout, multi, replay, owner)
         if multi:
             request.sid = self._next_sid
             self._next_sid += 1
@@ -438,17 +427,49 @@ class Session:
             # re-sent together (a new transport has no subscriptions).
             data = b"SUB %b %d\r\n%b" % (reply, request.sid, data)
             request.data = data
-        self._requests.add(request, timeout)
+        self._send(request, now, delay)
+        return token
+
+    def _send(self, request: PendingRequest, now: float, delay: float) -> None:
+        self._requests.add(request)
         if delay > 0:
             # Registered in ``_requests`` at once (so the deadline already runs and a reconnect
             # replays it), but held back from the wire until the delay is over.
-            heapq.heappush(self._delayed, (now + delay, token))
+            request.sent = False
+            heapq.heappush(self._delayed, (now + delay, request.token))
         # Made while not connected: stays unsent, and ``_on_connected`` writes it after the next
         # handshake together with the rest of the replay.
         elif self.state is ConnState.CONNECTED:
             request.sent = True
-            self._out.append(data)
-        return token
+            self._out.append(request.data)
+        else:
+            request.sent = False
+
+    def pending(self, token: int) -> PendingRequest | None:
+        """The record of request ``token`` while it waits for a reply, else None."""
+        return self._requests.get(token)
+
+    def attach(self, token: int, owner: object) -> None:
+        """Set the owner of request ``token`` (made without one); nothing if it is over."""
+        request = self._requests.get(token)
+        if request is not None:
+            request.owner = owner
+
+    def resend(self, request: PendingRequest, *, now: float, delay: float) -> None:
+        """Send a single-reply request that ended with a 503 again, after ``delay`` seconds.
+
+        The same record goes again: the same bytes, reply subject and token, with its deadline
+        unchanged. Only a 503 allows this: nobody received the first attempt, so no late reply
+        to it can be confused with one to the resend.
+
+        Raises:
+            LocalProtocolError: the request is still waiting, or is a multi-reply one.
+            ConnectionClosedError: the session is closed.
+        """
+        self._check_open()
+        if request.multi or self._requests.get(request.token) is request:
+            raise err.LocalProtocolError("only a single-reply request that ended can be resent")
+        self._send(request, now, delay)
 
     def cancel_request(self, token: int) -> None:
         """Forget a request: later replies to it are dropped, no event follows."""
@@ -471,7 +492,9 @@ class Session:
             # it ends at once, with the event that tells its owner to let go of it.
             self.cancel_request(token)
             self._events.append(
-                ev.RequestFailed(token, err.RequestAbandonedError("request abandoned"))
+                ev.RequestFailed(
+                    token, err.RequestAbandonedError("request abandoned"), request.owner
+                )
             )
             return
         if request is None or not request.sid or self.state is not ConnState.CONNECTED:
@@ -480,13 +503,13 @@ class Session:
         self._requests.pop(token)
         sid = request.sid
         del self._request_sids[sid]
-        self._draining[sid] = token
+        self._abandoned[sid] = request
         # UNSUB then PING: the server handles a client's commands in order, so once the PONG comes
         # back no message for this inbox can still be in the pipe; until then, messages already
-        # routed keep arriving on ``_draining`` and are given back (docs/protocol.md §7.7).
+        # routed keep arriving on ``_abandoned`` and are given back (docs/protocol.md §7.7).
         self._out.append(cmd.encode_unsub(sid))
         self._out.append(cmd.PING)
-        self._pong_waiters.append(DrainPing(sid))
+        self._pong_waiters.append(AbandonPing(sid))
 
     def subscribe(self, subject: str, queue: str | None = None) -> int:
         """Subscribe (replayed after every reconnect) and return the sid.
@@ -520,18 +543,19 @@ class Session:
         if self.state in CONNECT_SENT:
             self._out.append(cmd.encode_unsub(sid, max_msgs))
 
-    def flush(self) -> int:
-        """Send a PING; ``FlushCompleted(token)`` follows once the server processed all before."""
+    def ping(self, owner: object = None) -> int:
+        """Send a PING; ``PingCompleted(token, owner)`` follows once the server processed all
+        before it (nats.go's ``Flush``). If the session closes first, ``RequestFailed`` does."""
         self._check_open()
         token = self._next_token
         self._next_token = token + 1
         if self.state is ConnState.CONNECTED:
-            self._pong_waiters.append(FlushPing(token))
+            self._pong_waiters.append(RoundTripPing(token, owner))
             self._out.append(cmd.PING)
         else:
-            # A flush made offline is answered by the first transport that works: its PING goes out
+            # A PING made offline is answered by the first transport that works: it goes out
             # after the replay, so its PONG means "the replay was processed".
-            self._flushes_unsent.append(FlushPing(token))
+            self._pings_unsent.append(RoundTripPing(token, owner))
         return token
 
     # ---------------------------------------------------------------- timers
@@ -573,8 +597,8 @@ class Session:
             if self._pings_out >= self._max_pings_out:
                 self._lost(now, err.MemphisConnectError("stale connection: PINGs went unanswered"))
             else:
-                # Keepalive PINGs go in the same queue as flush PINGs: a flush pending behind a
-                # keepalive is then completed by the right PONG.
+                # Keepalive PINGs go in the same queue as round-trip PINGs: a ping() pending behind
+                # a keepalive is then completed by the right PONG.
                 self._pings_out += 1
                 self._pong_waiters.append(keepalive_ping)
                 self._out.append(cmd.PING)
@@ -592,7 +616,9 @@ class Session:
         for request in self._requests.expire(now):
             self._release(request)
             self._events.append(
-                ev.RequestFailed(request.token, err.RequestTimeoutError("memphis: timeout"))
+                ev.RequestFailed(
+                    request.token, err.RequestTimeoutError("nats: timeout"), request.owner
+                )
             )
 
     # ---------------------------------------------------------------- output
@@ -629,8 +655,9 @@ class Session:
             token = self._request_sids.get(sid, 0)
             # An abandoned pull whose UNSUB is not yet confirmed: hand the message over anyway so
             # its owner can nack it, rather than let it wait out max_ack_time.
-            if not token and sid in self._draining:
-                self._events.append(ev.ReplyReceived(self._draining[sid], msg))
+            if not token and sid in self._abandoned:
+                abandoned = self._abandoned[sid]
+                self._events.append(ev.ReplyReceived(abandoned.token, msg, abandoned.owner))
                 return
         if token:
             request = self._requests.get(token)
@@ -644,7 +671,9 @@ class Session:
                 self._release(request)
                 self._events.append(
                     ev.RequestFailed(
-                        token, err.NoRespondersError("memphis: no responders available for request")
+                        token,
+                        err.NoRespondersError("nats: no responders available for request"),
+                        request.owner,
                     )
                 )
                 return
@@ -652,7 +681,7 @@ class Session:
             # (docs/protocol.md §2.1).
             if not request.multi:
                 self._requests.pop(token)
-            self._events.append(ev.ReplyReceived(token, msg))
+            self._events.append(ev.ReplyReceived(token, msg, request.owner))
             return
         sub = self._subs.get(msg.sid)
         if sub is None:
@@ -729,10 +758,10 @@ class Session:
             # PONGs come back in the order of our PINGs (the server answers in order), so the
             # oldest waiter is the one this PONG answers.
             waiter = self._pong_waiters.popleft()
-            if isinstance(waiter, FlushPing):
-                self._events.append(ev.FlushCompleted(waiter.token))
-            elif isinstance(waiter, DrainPing):
-                self._end_drain(waiter.sid, err.RequestAbandonedError("request abandoned"))
+            if isinstance(waiter, RoundTripPing):
+                self._events.append(ev.PingCompleted(waiter.token, waiter.owner))
+            elif isinstance(waiter, AbandonPing):
+                self._end_abandon(waiter.sid, err.RequestAbandonedError("request abandoned"))
 
     def _on_err(self, message: str, now: float) -> None:
         lowered = message.lower()
@@ -745,12 +774,11 @@ class Session:
         if (
             self.state is ConnState.AWAITING_PONG
             and _AUTH_VIOLATION in lowered
-            and self._nats_user is not None
-            and self._nats_user != self.username
+            and self._fallback_user is not None
         ):
-            # Password mode: retry once with the bare username, as every Memphis SDK does for
-            # brokers that know the user without its account suffix (docs/protocol.md §1.2).
-            self._nats_user = self.username
+            # The caller's second user, tried once (docs/protocol.md §1.2 says why it has one).
+            self._user = self._fallback_user
+            self._fallback_user = None
             self._lost(now, error, immediate=True)
             return
         # Only the *first* handshake gives up at once. After an outage the same -ERR may come from a
@@ -765,10 +793,10 @@ class Session:
 
     def _send_connect(self) -> None:
         options = connect_fields(
-            name=self.connect_name,
+            name=self._name,
             tls=self._tls,
             token=self._token,
-            user=self._nats_user,
+            user=self._user,
             password=self._password,
         )
         out = self._out
@@ -795,15 +823,15 @@ class Session:
         # the first PONG after the replay (``_on_pong``).
         self._handshake_deadline = None
         self._pings_out = 0
-        # PINGs of the previous transport will never be answered; their flushes were moved to
-        # ``_flushes_unsent`` by ``_lost`` and are re-sent below.
+        # PINGs of the previous transport will never be answered; the round trips were moved to
+        # ``_pings_unsent`` by ``_lost`` and are re-sent below.
         self._pong_waiters.clear()
         # Keepalive starts only once connected: during the handshake the handshake deadline already
         # bounds the wait.
         self._ping_at = now + self._ping_interval if self._ping_interval else None
         out = self._out
         # Replay in creation order: requests waiting for a reply, publishes made while offline,
-        # then flushes (their PONG must come after everything queued before them).
+        # then round-trip PINGs (their PONG must come after everything queued before them).
         for request in self._requests:
             if not request.sent or request.replay:
                 request.sent = True
@@ -811,15 +839,15 @@ class Session:
         out.extend(self._offline)
         self._offline.clear()
         self._offline_size = 0
-        for flush in self._flushes_unsent:
-            self._pong_waiters.append(flush)
+        for waiter in self._pings_unsent:
+            self._pong_waiters.append(waiter)
             out.append(cmd.PING)
-        if self._attempts and not self._flushes_unsent:
+        if self._attempts and not self._pings_unsent:
             # A reconnect with nothing else to prove it: this PING's PONG ends the count of
             # failed attempts (the first connect starts at zero and needs no proof).
             self._pong_waiters.append(keepalive_ping)
             out.append(cmd.PING)
-        self._flushes_unsent.clear()
+        self._pings_unsent.clear()
         self._events.append(ev.Connected(self.server_info, reconnected))
 
     def _lost(
@@ -832,7 +860,7 @@ class Session:
     ) -> None:
         """This transport is over: fail what cannot be replayed, choose the next server.
 
-        ``immediate``: redial the same server at once, not counted (the plain-username retry).
+        ``immediate``: redial the same server at once, not counted (the fallback-user retry).
         ``counted=False``: move on without counting an attempt (lame duck mode).
         """
         if self.state not in TRANSPORT_STATES:
@@ -846,13 +874,14 @@ class Session:
         # means the broker redelivers the message after max_ack_time (docs/cluster-client.md, "What
         # happens to messages in flight").
         self._out.clear()
-        # Flushes in flight must be answered by the next transport; drains end with this one.
-        # Prepended, not appended: flushes in flight are older than ones made while offline, and
-        # flush completions must come out in the order the flushes were made.
-        self._flushes_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, FlushPing)]
+        # Round-trip PINGs in flight must be answered by the next transport; abandoned requests end
+        # with this one.
+        # Prepended, not appended: round trips in flight are older than ones made while offline,
+        # and their completions must come out in the order they were made.
+        self._pings_unsent[:0] = [w for w in self._pong_waiters if isinstance(w, RoundTripPing)]
         self._pong_waiters.clear()
-        for sid in list(self._draining):
-            self._end_drain(sid, err.RequestAbandonedError("request abandoned"))
+        for sid in list(self._abandoned):
+            self._end_abandon(sid, err.RequestAbandonedError("request abandoned"))
         for request in list(self._requests):
             # Not replayable (a pull: a re-sent pull would deliver a second batch that its
             # owner no longer waits for; the consume loop pulls again instead). Unsent requests
@@ -862,7 +891,9 @@ class Session:
                 self._release(request)
                 self._events.append(
                     ev.RequestFailed(
-                        request.token, err.ConnectionLostError(f"connection lost: {error}")
+                        request.token,
+                        err.ConnectionLostError(f"connection lost: {error}"),
+                        request.owner,
                     )
                 )
             else:
@@ -872,8 +903,8 @@ class Session:
             pool.failed(now)
         if immediate:
             self._reconnect_at = now
-        # Before the first successful handshake the reconnect policy does not apply: the Memphis
-        # SDKs fail ``connect()`` at once (docs/protocol.md §1.4).
+        # Before the first successful handshake the reconnect policy does not apply: ``connect()``
+        # fails at once (docs/protocol.md §1.4).
         elif not self._ever_connected:
             # The first connect: each given server once, at once, then give up.
             if pool is None or not pool.initial_left():
@@ -914,9 +945,15 @@ class Session:
         self._delayed.clear()
         for request in self._requests.clear():
             self._request_sids.pop(request.sid, None)
-            self._events.append(ev.RequestFailed(request.token, closed))
-        for sid in list(self._draining):
-            self._end_drain(sid, closed)
+            self._events.append(ev.RequestFailed(request.token, closed, request.owner))
+        for sid in list(self._abandoned):
+            self._end_abandon(sid, closed)
+        # PINGs still waiting for their PONG will never get it.
+        waiters = [w for w in self._pong_waiters if isinstance(w, RoundTripPing)]
+        for waiter in [*waiters, *self._pings_unsent]:
+            self._events.append(ev.RequestFailed(waiter.token, closed, waiter.owner))
+        self._pong_waiters.clear()
+        self._pings_unsent.clear()
         # Buffered publishes die with the session: nothing will ever send them, and their callers
         # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
@@ -925,8 +962,9 @@ class Session:
 
     # ---------------------------------------------------------------- internals: helpers
 
-    def _end_drain(self, sid: int, error: err.MemphisError) -> None:
-        self._events.append(ev.RequestFailed(self._draining.pop(sid), error))
+    def _end_abandon(self, sid: int, error: err.MemphisError) -> None:
+        request = self._abandoned.pop(sid)
+        self._events.append(ev.RequestFailed(request.token, error, request.owner))
 
     def _release(self, request: PendingRequest) -> None:
         """A multi-reply request ended: drop its own inbox subscription."""

@@ -44,8 +44,8 @@ the two differ, so it cannot go stale. Each row is ``state  input  next state``:
 NATS protocol facts behind it (docs.nats.io, "Client Protocol"): the server speaks first with
 INFO; the client answers CONNECT and may pipeline commands before PONG, and a PING right after
 CONNECT makes the PONG double as "CONNECT accepted" (an auth failure arrives as -ERR instead).
-With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy is the
-Memphis SDKs' (docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts
+With TLS the INFO is in the clear and the upgrade happens before CONNECT. Reconnect policy
+(docs/protocol.md, "Connection"): a fixed ``reconnect_interval`` between attempts
 on one server, at most ``max_reconnect`` consecutive failed attempts, no retry once every given
 server refused the very first connect; which server comes next is the pool's business
 (``_pool.py``, docs/cluster-client.md).
@@ -54,7 +54,8 @@ server refused the very first connect; which server comes next is the pool's bus
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, TypeVar
 
 from ._errors import LocalProtocolError
 
@@ -65,9 +66,14 @@ __all__ = [
     "TRANSPORT_STATES",
     "ConnState",
     "Input",
+    "render",
     "render_table",
+    "step",
     "transition",
 ]
+
+StateT = TypeVar("StateT", bound=enum.Enum)
+InputT = TypeVar("InputT", bound=enum.Enum)
 
 
 class ConnState(enum.Enum):
@@ -156,27 +162,42 @@ READING_STATES: Final = frozenset({S.AWAITING_INFO, S.AWAITING_PONG, S.CONNECTED
 
 def transition(state: ConnState, event: Input) -> ConnState:
     """Return the state after ``event`` in ``state``; raise if the pair is not allowed."""
+    return step(TABLE, state, event, "the connection")
+
+
+def step(
+    table: Mapping[tuple[StateT, InputT], StateT], state: StateT, event: InputT, what: str
+) -> StateT:
+    """One transition of any table of this shape; raise ``LocalProtocolError`` naming ``what``
+    when the pair is not in it."""
     try:
-        return TABLE[(state, event)]
+        return table[(state, event)]
     except KeyError:
         raise LocalProtocolError(
-            f"cannot handle {event.value} while the connection is {state.value}"
+            f"cannot handle {event.value} while {what} is {state.value}"
         ) from None
 
 
 def render_table() -> str:
-    """The transition table as aligned text: one ``state  input  next`` row per cell.
+    """The transition table as aligned text: one ``state  input  next`` row per cell."""
+    return render(TABLE, ConnState, Input)
 
-    Rows follow the declaration order of :class:`ConnState` and :class:`Input`; the state is
-    written only on its first row.
+
+def render(
+    table: Mapping[tuple[StateT, InputT], StateT], states: type[StateT], inputs: type[InputT]
+) -> str:
+    """Any transition table as aligned text: one ``state  input  next`` row per cell.
+
+    Rows follow the declaration order of ``states`` and ``inputs``; the state is written only on
+    its first row.
     """
     rows: list[str] = []
-    width = max(len(state.name) for state in ConnState) + 2
-    input_width = max(len(event.value) for event in Input) + 2
-    for state in ConnState:
+    width = max(len(state.name) for state in states) + 2
+    input_width = max(len(event.value) for event in inputs) + 2
+    for state in states:
         first = True
-        for event in Input:
-            target = TABLE.get((state, event))
+        for event in inputs:
+            target = table.get((state, event))
             if target is None:
                 continue
             label = state.name if first else ""

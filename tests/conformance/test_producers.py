@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -104,9 +105,7 @@ def test_headers_dict_and_producer_headers(
     assert stored["trace-id"] == "abc"
 
 
-def test_headers_object(
-    memphis: Any, conn: Any, name: Callable[[str], str]
-) -> None:
+def test_headers_object(memphis: Any, conn: Any, name: Callable[[str], str]) -> None:
     headers = memphis.Headers()
     headers.add("k1", "v1")
     headers.add("k2", "v2")
@@ -153,7 +152,10 @@ def test_reserved_header_keys_are_refused_before_sending(
     ids=["space", "crlf", "empty", "colon"],
 )
 def test_malformed_headers_are_refused(
-    memphis: Any, conn: Any, probe: BrokerProbe, name: Callable[[str], str],
+    memphis: Any,
+    conn: Any,
+    probe: BrokerProbe,
+    name: Callable[[str], str],
     headers: dict[str, str],
 ) -> None:
     station = name("st")
@@ -209,14 +211,12 @@ def test_bad_ack_wait_is_refused(
         producer.produce(b"x", ack_wait=ack_wait)
 
 
-def test_async_produce_and_flush(
-    conn: Any, probe: BrokerProbe, name: Callable[[str], str]
-) -> None:
+def test_async_produce_and_flush(conn: Any, probe: BrokerProbe, name: Callable[[str], str]) -> None:
     station = name("st")
     producer = conn.create_producer(station, "p")
     n = 500
-    for i in range(n):
-        assert producer.produce(f"{i}".encode(), async_produce=True) is None
+    handles = [producer.produce(f"{i}".encode(), async_produce=True) for i in range(n)]
+    assert [h.position for h in handles] == list(range(1, n + 1))
     producer.flush()
     assert probe.message_count(station) == n  # everything acked when flush returns
     consumer = conn.create_consumer(station, "c", batch_max_wait_time=WAIT, batch_size=n)
@@ -323,6 +323,61 @@ def test_destroy_unregisters_and_disables_the_producer(
     # A new producer of the same name works again.
     conn.create_producer(station, "p").produce(b"new")
     assert probe.message_count(station) == 2
+
+
+def test_a_produce_to_a_station_destroyed_elsewhere_is_unreachable_within_3_s(
+    connect: Callable[..., Any], memphis: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # A 503 from a stream that no longer exists is not a leader election: it must not be retried
+    # through the whole ack_wait (15 s by default). Also a field report: produce raised a bare
+    # NoRespondersError, and create_producer handed back the same dead cached producer forever.
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    producer.produce(b"first")
+    other = connect()
+    other.destroy_station(station)  # behind this connection's back
+    other.close()
+    started = time.monotonic()
+    with pytest.raises(memphis.StationUnreachableError, match=station):
+        producer.produce(b"lost")
+    assert time.monotonic() - started < 3.0
+    # The async form is reported by flush, as unreachable too.
+    producer.produce(b"lost", async_produce=True)
+    with pytest.raises(memphis.AsyncProduceError) as info:
+        producer.flush()
+    assert time.monotonic() - started < 6.0
+    (failure,) = info.value.failures
+    assert isinstance(failure.error, memphis.StationUnreachableError)
+    # create_producer registers again, and the station lives again.
+    conn.create_producer(station, "p").produce(b"second")
+    assert probe.message_count(station) == 1
+
+
+def test_async_produce_returns_a_handle_to_check_or_wait_for(
+    connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    handle = producer.produce(b"first", async_produce=True)
+    ack = handle.wait(timeout=10)
+    assert handle.done
+    assert handle.position == 1
+    assert (ack.sequence, ack.duplicate) == (1, False)
+    assert handle.result() == ack
+    # A failure reaches the handle, and flush() still reports it: the handle is optional.
+    other = connect()
+    other.destroy_station(station)
+    other.close()
+    lost = producer.produce(b"lost", async_produce=True, msg_id="m-2")
+    with pytest.raises(memphis.StationUnreachableError):
+        lost.wait(timeout=10)
+    with pytest.raises(memphis.StationUnreachableError):
+        lost.result()
+    with pytest.raises(memphis.AsyncProduceError) as info:
+        producer.flush()
+    assert [(f.position, f.msg_id) for f in info.value.failures] == [(2, "m-2")]
 
 
 def test_one_producer_shared_by_threads(

@@ -99,7 +99,8 @@ class Script:
     """One Client and the server half of its conversation."""
 
     def __init__(self, **connect: object) -> None:
-        options = connect_options("localhost", "root", connection_token="memphis", **connect)  # type: ignore[arg-type]
+        connect = {"connection_token": "memphis", **connect}
+        options = connect_options("localhost", "root", **connect)  # type: ignore[arg-type]
         self.client = Client(options, connection_id="cid", inbox_prefix=INBOX)
         self.now = 0.0
         self.sids: dict[str, int] = {}  # subject -> sid, as subscribed

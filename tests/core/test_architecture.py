@@ -1,6 +1,8 @@
 """The core's layout rules, checked on its source: layers, allowed imports, no cycles.
 
-* ``memphis_core/nats`` (wire + session) never imports the Memphis layer;
+* ``memphis_core/nats`` (wire + session) never imports the Memphis layer, and its source names
+  no Memphis convention (user, connection name, ``memphis:`` texts): it knows only NATS;
+* only ``nats/_commands.py`` lays out a PUB/HPUB;
 * nothing in ``memphis_core`` imports a module that does I/O, threads or reads a clock;
 * the modules import each other without cycles, ``TYPE_CHECKING`` imports included;
 * importing the package loads nothing outside the standard library.
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +67,31 @@ def test_both_layers_exist() -> None:
 def test_nats_layer_never_imports_the_memphis_layer(module: str) -> None:
     bad = sorted(i for i in IMPORTS[module] if i.startswith("memphis_core.memphis"))
     assert not bad, f"{module} imports the Memphis layer: {bad}"
+
+
+# Allowed: the package's own name and the library-wide error classes the NATS layer defines.
+_ALLOWED_MEMPHIS = re.compile(r"memphis_core|Memphis\w*Error")
+
+
+@pytest.mark.parametrize("path", sorted((CORE / "nats").glob("*.py")), ids=lambda p: p.name)
+def test_nats_layer_source_knows_no_memphis_word(path: Path) -> None:
+    # Imports alone cannot show a Memphis convention copied into the NATS layer (a
+    # ``<username>$<account>`` user, a ``"memphis: ..."`` text): the words can.
+    text = _ALLOWED_MEMPHIS.sub("", path.read_text(encoding="utf-8"))
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for number, line in enumerate(text.splitlines(), 1)
+        if re.search(r"memphis|account_id|username", line, re.IGNORECASE)
+    ]
+    assert not found, "Memphis words in the NATS layer:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("path", sorted(CORE.rglob("*.py")), ids=lambda p: p.name)
+def test_one_pub_writer(path: Path) -> None:
+    # One encoder lays out PUB and HPUB (``_commands._frame``); a second copy would drift.
+    if path == CORE / "nats" / "_commands.py":
+        return
+    assert not re.search(rb'b"H?PUB ', path.read_bytes()), f"{path} writes a PUB itself"
 
 
 @pytest.mark.parametrize("module", sorted(TREES))

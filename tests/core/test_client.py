@@ -38,7 +38,8 @@ from memphis_core import (
     station_options,
 )
 
-from .scripted_broker import INBOX, Script, Sent
+from .scripted_broker import INBOX, INFO, Script, Sent
+from .wire_vectors import server_info
 
 PRODUCER_REPLY = {
     "error": "",
@@ -61,6 +62,32 @@ def connected() -> Script:
     }
     assert isinstance(script.events()[-1], Connected)
     return script
+
+
+def connect_fields_of(script: Script) -> dict[str, object]:
+    """The CONNECT JSON of the handshake ``script`` just started."""
+    script.client.connection_made(script.now)
+    script.feed(server_info(INFO))
+    (connect,) = [s for s in script.take() if s.op == "CONNECT"]
+    return connect.fields
+
+
+def test_the_connect_name_carries_the_connection_id_and_username() -> None:
+    # How the Memphis broker learns our connection id (docs/protocol.md §1.3).
+    fields = connect_fields_of(Script())
+    assert fields["name"] == "cid::root"
+    assert fields["auth_token"] == "memphis"
+    assert "user" not in fields
+
+
+def test_password_mode_sends_the_account_user_then_falls_back_to_the_bare_username() -> None:
+    script = Script(connection_token=None, password="pw", account_id=7)
+    fields = connect_fields_of(script)
+    assert (fields["user"], fields["pass"]) == ("root$7", "pw")
+    script.feed(b"-ERR 'Authorization Violation'\r\n")
+    script.advance(0.0)  # the retry is due at once
+    fields = connect_fields_of(script)
+    assert (fields["user"], fields["pass"]) == ("root", "pw")
 
 
 def producer(script: Script, name: str = "web") -> ProducerState:
@@ -154,7 +181,7 @@ def test_control_request_gives_up_after_five_retries() -> None:
 
 def test_flush_completes_on_its_pong() -> None:
     script = connected()
-    op = script.client.flush()
+    op = script.client.ping()
     assert [s.op for s in script.take()] == ["PING"]
     assert not op.done
     script.feed(b"PONG\r\n")
@@ -222,11 +249,11 @@ def test_async_window_fills_and_drains_and_keeps_the_first_failure() -> None:
     assert not prod.window_drained  # three of four still in flight: not half free yet
     script.reply(sent[1], {"stream": "orders$1", "seq": 1})
     assert prod.window_drained
-    assert prod.first_error is not None
-    assert "stream offline" in str(prod.first_error)
+    assert "stream offline" in str(prod.failures[0].error)
     with pytest.raises(MemphisError):
         ops[0].outcome()
-    assert ops[1].outcome() is None  # an async produce's PubAck is not kept
+    # An async produce's PubAck is decoded only when asked for.
+    assert ops[1].outcome() == PubAck("orders$1", 1, False)
 
 
 def test_produce_times_out_after_ack_wait_and_frees_the_window() -> None:
@@ -751,7 +778,7 @@ def test_close_fails_every_waiting_operation() -> None:
     script = connected()
     prod = producer(script)
     produce = script.client.produce(prod, b"x", produce_options(), script.now)
-    flush = script.client.flush()
+    flush = script.client.ping()
     script.client.close()
     assert isinstance(script.events()[-1], Closed)
     for op in (produce, flush):

@@ -285,6 +285,15 @@ def test_produce_defaults() -> None:
     assert (opts.msg_id, opts.partition_key, opts.partition_number) == (None, None, None)
 
 
+@pytest.mark.parametrize("ack_wait", [15.0, 15, 3.5])
+def test_produce_plain_options_are_checked_whatever_their_value(ack_wait: float) -> None:
+    # No path keyed on the default's literal: any ack_wait gets the same checks and result.
+    opts = produce_options(ack_wait=ack_wait, async_produce=True)
+    assert (opts.ack_wait, opts.async_produce, opts.headers) == (ack_wait, True, ())
+    with pytest.raises(LocalProtocolError, match="async_produce"):
+        produce_options(ack_wait=ack_wait, async_produce="yes")  # type: ignore[arg-type]
+
+
 def test_produce_headers_dict_and_headers() -> None:
     assert produce_options(headers={"K": "v", "a": "b"}).headers == (("K", "v"), ("a", "b"))
     h = Headers()

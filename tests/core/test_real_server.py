@@ -18,7 +18,7 @@ from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReplyReceived,
     SessionEvent,
 )
@@ -43,8 +43,8 @@ def connected(driver: Driver) -> Driver:
 
 def flushed(driver: Driver) -> None:
     """Wait until the server has processed everything sent so far (PING/PONG round trip)."""
-    token = driver.session.flush()
-    driver.run_until(lambda seen: FlushCompleted(token) in seen)
+    token = driver.session.ping()
+    driver.run_until(lambda seen: PingCompleted(token) in seen)
 
 
 def msgs(seen: list[SessionEvent]) -> list[Msg]:
@@ -52,8 +52,8 @@ def msgs(seen: list[SessionEvent]) -> list[Msg]:
 
 
 def test_token_handshake_pubsub_and_request_reply(token_server: NatsServer) -> None:
-    a = connected(Driver(Session(username="root", connection_token="memphis"), token_server.port))
-    b = connected(Driver(Session(username="root", connection_token="memphis"), token_server.port))
+    a = connected(Driver(Session(token="memphis"), token_server.port))
+    b = connected(Driver(Session(token="memphis"), token_server.port))
     info = a.session.server_info
     assert info["headers"] is True
     assert info["jetstream"] is True
@@ -80,7 +80,7 @@ def test_no_responders_against_real_server(token_server: NatsServer) -> None:
     from memphis_core import NoRespondersError
     from memphis_core.nats._events import RequestFailed
 
-    a = connected(Driver(Session(username="root", connection_token="memphis"), token_server.port))
+    a = connected(Driver(Session(token="memphis"), token_server.port))
     a.session.request("nobody.home", b"", now=time.monotonic(), timeout=5)
     a.run_until(lambda seen: any(isinstance(e, RequestFailed) for e in seen))
     failed = next(e for e in a.seen if isinstance(e, RequestFailed))
@@ -89,15 +89,19 @@ def test_no_responders_against_real_server(token_server: NatsServer) -> None:
 
 
 def test_user_password_auth_and_plain_username_fallback(tmp_path: Path) -> None:
-    # The server knows "app" only without the "$1" account suffix: the session must retry.
+    # The server knows "app" only without the "$1" account suffix: the fallback user is tried.
     with NatsServer(tmp_path, user="app", password="s3cret") as server:
-        ok = connected(Driver(Session(username="app", password="s3cret"), server.port))
+        ok = connected(
+            Driver(Session(user="app$1", password="s3cret", fallback_user="app"), server.port)
+        )
         assert ok.session.is_connected
         ok.close()
     with NatsServer(tmp_path / "b", user="app$1", password="s3cret") as server:
-        ok = connected(Driver(Session(username="app", password="s3cret"), server.port))
+        ok = connected(
+            Driver(Session(user="app$1", password="s3cret", fallback_user="app"), server.port)
+        )
         ok.close()
-        bad = Driver(Session(username="app", password="wrong"), server.port)
+        bad = Driver(Session(user="app$1", password="wrong", fallback_user="app"), server.port)
         bad.dial()
         bad.run_until(lambda seen: any(isinstance(e, Closed) for e in seen))
         closed = next(e for e in bad.seen if isinstance(e, Closed))
@@ -105,7 +109,7 @@ def test_user_password_auth_and_plain_username_fallback(tmp_path: Path) -> None:
 
 
 def test_wrong_token_is_a_clear_error(token_server: NatsServer) -> None:
-    bad = Driver(Session(username="root", connection_token="nope"), token_server.port)
+    bad = Driver(Session(token="nope"), token_server.port)
     bad.dial()
     bad.run_until(lambda seen: any(isinstance(e, Closed) for e in seen))
     closed = next(e for e in bad.seen if isinstance(e, Closed))
@@ -127,11 +131,7 @@ def test_server_ping_is_answered(tmp_path: Path) -> None:
     proc = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf")])
     try:
         wait_for_port(server.port, process=proc)
-        driver = connected(
-            Driver(
-                Session(username="root", connection_token="memphis", ping_interval=0), server.port
-            )
-        )
+        driver = connected(Driver(Session(token="memphis", ping_interval=0), server.port))
         sid = driver.session.subscribe("tick")
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
@@ -152,8 +152,7 @@ def test_kill_restart_replays_subscriptions(tmp_path: Path) -> None:
         sub = connected(
             Driver(
                 Session(
-                    username="root",
-                    connection_token="memphis",
+                    token="memphis",
                     reconnect_interval=0.05,
                     max_reconnect=-1,
                 ),
@@ -168,7 +167,7 @@ def test_kill_restart_replays_subscriptions(tmp_path: Path) -> None:
         sub.run_until(
             lambda seen: any(isinstance(e, Connected) and e.reconnected for e in seen), timeout=15
         )
-        pub = connected(Driver(Session(username="root", connection_token="memphis"), server.port))
+        pub = connected(Driver(Session(token="memphis"), server.port))
         pub.session.publish("after.restart", b"again")
         pub.step(0)
         sub.run_until(lambda seen: len(msgs(seen)) == 1)
@@ -183,9 +182,7 @@ def test_kill_restart_replays_subscriptions(tmp_path: Path) -> None:
 def test_interop_with_nats_py_headers_both_ways(token_server: NatsServer) -> None:
     import nats
 
-    ours = connected(
-        Driver(Session(username="root", connection_token="memphis"), token_server.port)
-    )
+    ours = connected(Driver(Session(token="memphis"), token_server.port))
     ours.session.subscribe("from.natspy")
     flushed(ours)
     payload = bytes(range(256)) * 4

@@ -42,9 +42,7 @@ def info(**extra: object) -> bytes:
 
 def make(servers: list[tuple[str, int]], **kwargs: object) -> Session:
     options: dict[str, object] = {
-        "username": "root",
-        "connection_token": "memphis",
-        "connection_id": "cid",
+        "token": "memphis",
         "inbox_prefix": "_INBOX.t",
         "servers": servers,
         "randomize_servers": False,

@@ -18,7 +18,7 @@ from memphis_core.nats._events import (
     Closed,
     Connected,
     Disconnected,
-    FlushCompleted,
+    PingCompleted,
     ReconnectDue,
     ReplyReceived,
     RequestFailed,
@@ -34,12 +34,7 @@ INBOX = "_INBOX.test"
 
 
 def make(**kwargs: object) -> Session:
-    options: dict[str, object] = {
-        "username": "root",
-        "connection_token": "memphis",
-        "connection_id": "cid",
-        "inbox_prefix": INBOX,
-    }
+    options: dict[str, object] = {"token": "s3cret", "inbox_prefix": INBOX}
     options.update(kwargs)
     return Session(**options)  # type: ignore[arg-type]
 
@@ -58,15 +53,15 @@ def handshake(session: Session, now: float = 0.0) -> None:
 
 
 def test_connect_sends_connect_sub_inbox_and_ping() -> None:
-    session = make()
+    session = make(name="orders-service")
     session.connection_made(0.0)
     assert session.data_to_send() == b""  # the server speaks first
     session.receive_data(INFO, 0.0)
     lines = connect_lines(session)
     assert lines[0].startswith(b"CONNECT {")
     options = json.loads(lines[0][len(b"CONNECT ") :])
-    assert options["name"] == "cid::root"
-    assert options["auth_token"] == "memphis"
+    assert options["name"] == "orders-service"
+    assert options["auth_token"] == "s3cret"
     assert options["headers"] is True
     assert options["no_responders"] is True
     assert options["protocol"] == 1
@@ -82,8 +77,41 @@ def test_connect_sends_connect_sub_inbox_and_ping() -> None:
     assert session.is_connected
 
 
-def test_password_user_has_account_suffix() -> None:
-    session = make(connection_token=None, password="pw", account_id=7)
+def test_a_plain_nats_conversation_needs_no_name_and_no_credentials() -> None:
+    # The session is a NATS client: no option of a Memphis broker is needed to publish, subscribe
+    # and make a request against any nats-server.
+    session = Session(inbox_prefix=INBOX)
+    session.connection_made(0.0)
+    session.receive_data(INFO, 0.0)
+    options = json.loads(connect_lines(session)[0][len(b"CONNECT ") :])
+    assert not {"name", "user", "pass", "auth_token"} & set(options)
+    session.receive_data(b"PONG\r\n", 0.0)
+    session.events()
+    sid = session.subscribe("greetings.>")
+    session.publish("greetings.en", b"hello")
+    token = session.request("time.now", b"", now=0.0, timeout=1.0)
+    assert session.data_to_send() == (
+        f"SUB greetings.> {sid}\r\nPUB greetings.en 5\r\nhello\r\n"
+        f"PUB time.now {INBOX}.{token} 0\r\n\r\n".encode()
+    )
+    session.receive_data(f"MSG greetings.en {sid} 5\r\nhello\r\n".encode(), 0.0)
+    session.receive_data(f"MSG {INBOX}.{token} 1 2\r\n12\r\n".encode(), 0.0)
+    pushed, replied = session.events()
+    assert isinstance(pushed, Msg)
+    assert (pushed.subject, pushed.payload) == ("greetings.en", b"hello")
+    assert isinstance(replied, ReplyReceived)
+    assert (replied.token, replied.msg.payload) == (token, b"12")
+    # A request nobody answers fails with nats.go's own text.
+    late = session.request("time.now", b"", now=0.0, timeout=1.0)
+    session.handle_timeout(1.0)
+    (failed,) = session.events()
+    assert isinstance(failed, RequestFailed)
+    assert failed.token == late
+    assert str(failed.error) == "nats: timeout"
+
+
+def test_user_and_password_are_sent_as_given() -> None:
+    session = make(token=None, user="root$7", password="pw")
     session.connection_made(0.0)
     session.receive_data(INFO, 0.0)
     options = json.loads(connect_lines(session)[0][len(b"CONNECT ") :])
@@ -92,14 +120,22 @@ def test_password_user_has_account_suffix() -> None:
     assert "auth_token" not in options
 
 
-@pytest.mark.parametrize(("token", "password"), [(None, None), ("t", "p"), ("", None), (None, "")])
-def test_exactly_one_auth_method(token: str | None, password: str | None) -> None:
-    with pytest.raises(LocalProtocolError, match="connection token / password"):
-        Session(username="u", connection_token=token, password=password)
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"token": "t", "user": "u", "password": "p"},
+        {"token": "t", "password": "p"},
+        {"password": "p"},
+        {"fallback_user": "u"},
+    ],
+)
+def test_auth_options_that_cannot_go_together(credentials: dict[str, str]) -> None:
+    with pytest.raises(LocalProtocolError):
+        Session(**credentials)  # type: ignore[arg-type]
 
 
-def test_authorization_violation_falls_back_to_plain_username() -> None:
-    session = make(connection_token=None, password="pw")
+def test_authorization_violation_falls_back_to_the_fallback_user_once() -> None:
+    session = make(token=None, user="root$1", password="pw", fallback_user="root")
     session.connection_made(0.0)
     session.receive_data(INFO, 0.0)
     session.data_to_send()
@@ -258,12 +294,12 @@ def test_flush_completes_on_its_own_pong() -> None:
     handshake(session)
     session.data_to_send()
     session.handle_timeout(10.0)  # keepalive PING goes first
-    token = session.flush()
+    token = session.ping()
     assert session.data_to_send() == b"PING\r\nPING\r\n"
     session.receive_data(b"PONG\r\n", 10.0)
     assert session.events() == []
     session.receive_data(b"PONG\r\n", 10.0)
-    assert session.events() == [FlushCompleted(token)]
+    assert session.events() == [PingCompleted(token)]
 
 
 def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> None:
@@ -279,7 +315,7 @@ def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> Non
     assert events[0].token == lost
     assert events[1] == Disconnected(events[1].error, 3.0)  # type: ignore[union-attr]
     session.publish("offline", b"p")
-    flush = session.flush()
+    flush = session.ping()
     assert session.data_to_send() == b""
     assert session.next_deadline() == 3.0
     session.handle_timeout(3.0)
@@ -294,7 +330,7 @@ def test_reconnect_replays_subscriptions_requests_and_offline_publishes() -> Non
     )
     assert session.events() == [Connected(session.server_info, reconnected=True)]
     session.receive_data(f"MSG {INBOX}.{token} 1 1\r\na\r\nPONG\r\n".encode(), 3.0)
-    assert [type(e) for e in session.events()] == [ReplyReceived, FlushCompleted]
+    assert [type(e) for e in session.events()] == [ReplyReceived, PingCompleted]
     assert flush
 
 
@@ -429,3 +465,34 @@ def test_abandoned_pull_drains_what_was_already_sent() -> None:
     assert done.token == token
     session.receive_data(f"MSG orders$1.final {sid} 1\r\ny\r\n".encode(), 0.0)
     assert session.events() == []
+
+
+def test_resend_sends_the_same_record_after_its_delay_and_only_once_it_ended() -> None:
+    session = make()
+    handshake(session)
+    owner = object()
+    token = session.request("orders", b"m", now=0.0, timeout=5.0, owner=owner)
+    record = session.pending(token)
+    assert record is not None
+    first = session.data_to_send()
+    with pytest.raises(LocalProtocolError, match="ended"):
+        session.resend(record, now=0.0, delay=0.1)  # still waiting: a second copy would race
+    session.receive_data(f"HMSG {INBOX}.{token} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n".encode(), 0.0)
+    (failed,) = session.events()
+    assert isinstance(failed, RequestFailed)
+    assert (failed.token, failed.owner) == (token, owner)
+    session.resend(record, now=0.0, delay=0.1)
+    assert session.data_to_send() == b""
+    assert session.next_deadline() == 0.1
+    session.handle_timeout(0.1)
+    assert session.data_to_send() == first  # the very same bytes, reply subject included
+    session.receive_data(f"MSG {INBOX}.{token} 1 2\r\nok\r\n".encode(), 0.2)
+    (reply,) = session.events()
+    assert isinstance(reply, ReplyReceived)
+    assert (reply.token, reply.owner, reply.msg.payload) == (token, owner, b"ok")
+    multi = session.request("pull", b"", now=0.0, timeout=5.0, multi=True)
+    pull = session.pending(multi)
+    assert pull is not None
+    session.cancel_request(multi)
+    with pytest.raises(LocalProtocolError):
+        session.resend(pull, now=0.0, delay=0.0)

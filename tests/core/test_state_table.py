@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from typing import TypeVar
+
 import pytest
 
 from memphis_core import LocalProtocolError
 from memphis_core.nats import _state
 from memphis_core.nats._state import TABLE, ConnState, Input, render_table, transition
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 @pytest.mark.parametrize("state", list(ConnState), ids=lambda s: s.name)
@@ -26,17 +32,22 @@ def test_closed_is_terminal_except_for_close() -> None:
     assert transition(ConnState.CLOSED, Input.CLOSE) is ConnState.CLOSED
 
 
-def test_every_state_can_close_and_every_state_is_reachable() -> None:
-    assert all((state, Input.CLOSE) in TABLE for state in ConnState)
-    reached = {ConnState.IDLE}
-    frontier = [ConnState.IDLE]
+def reachable(table: Mapping[tuple[E, enum.Enum], E], start: E) -> set[E]:
+    """Every state a walk of ``table`` can reach from ``start`` (``start`` included)."""
+    reached = {start}
+    frontier = [start]
     while frontier:
         state = frontier.pop()
-        for (source, _), target in TABLE.items():
+        for (source, _), target in table.items():
             if source is state and target not in reached:
                 reached.add(target)
                 frontier.append(target)
-    assert reached == set(ConnState)
+    return reached
+
+
+def test_every_state_can_close_and_every_state_is_reachable() -> None:
+    assert all((state, Input.CLOSE) in TABLE for state in ConnState)
+    assert reachable(TABLE, ConnState.IDLE) == set(ConnState)
 
 
 def test_docstring_diagram_is_generated_from_the_table() -> None:

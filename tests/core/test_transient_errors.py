@@ -59,7 +59,8 @@ def test_produce_503_is_retried_with_the_same_bytes_until_acknowledged() -> None
         first.payload,
         first.headers,
     )
-    assert again.reply != first.reply  # a new token
+    # The same record goes again, reply subject included: nothing was stored the first time.
+    assert again.reply == first.reply
     script.status(again, 503)
     script.advance(0.05)
     assert hpubs(script) == []  # the backoff doubles
@@ -104,7 +105,104 @@ def test_async_produce_failure_is_kept_for_flush() -> None:
             script.status(sent, 503)
         script.advance(0.05)
     assert op.done
-    assert isinstance(prod.first_error, StationTemporarilyUnavailableError)
+    (failure,) = prod.failures
+    assert isinstance(failure.error, StationTemporarilyUnavailableError)
+
+
+STREAM_NOT_FOUND = {
+    "type": "io.nats.jetstream.api.v1.stream_info_response",
+    "error": {"code": 404, "err_code": 10059, "description": "stream not found"},
+}
+STREAM_LEADERLESS = {
+    "type": "io.nats.jetstream.api.v1.stream_info_response",
+    "error": {
+        "code": 503,
+        "err_code": 10008,
+        "description": "JetStream system temporarily unavailable",
+    },
+}
+STREAM_INFO_OK = {"type": "io.nats.jetstream.api.v1.stream_info_response", "config": {}}
+
+
+def split(sent: list[Sent]) -> tuple[list[Sent], list[Sent]]:
+    """(HPUBs, STREAM.INFO lookups) among what the client wrote."""
+    lookups = [s for s in sent if s.subject.startswith("$JS.API.STREAM.INFO.")]
+    return [s for s in sent if s.op == "HPUB"], lookups
+
+
+def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    op = script.client.produce(prod, b"m", produce_options(), script.now)
+    (first,) = hpubs(script)
+    script.status(first, 503)
+    pubs, (lookup,) = split(script.take())
+    assert pubs == []  # the resend waits for its backoff
+    assert lookup.subject == "$JS.API.STREAM.INFO.orders$1"  # the stream of the produce subject
+    script.reply(lookup, STREAM_NOT_FOUND)
+    assert op.done  # at once, not after ack_wait
+    with pytest.raises(StationUnreachableError, match="'orders'") as caught:
+        op.outcome()
+    assert not isinstance(caught.value, StationTemporarilyUnavailableError)
+    assert prod.in_flight == 0
+    assert prod.in_flight_bytes == 0
+    assert prod.stale  # create_producer registers again
+    script.advance(1.0)
+    assert script.take() == []  # the cancelled resend never goes out
+    # The next produce's 503 fails at once: the station is known to be gone.
+    again = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    with pytest.raises(StationUnreachableError):
+        again.outcome()
+
+
+@pytest.mark.parametrize(
+    "answer", [STREAM_INFO_OK, STREAM_LEADERLESS], ids=["exists", "leaderless"]
+)
+def test_produce_503_with_the_stream_still_there_is_an_election(answer: object) -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    op = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    _, (lookup,) = split(script.take())
+    script.reply(lookup, answer)  # type: ignore[arg-type]
+    assert not op.done
+    script.advance(0.05)
+    (resend,) = hpubs(script)
+    script.status(resend, 503)
+    script.advance(0.1)
+    pubs, lookups = split(script.take())
+    assert lookups == []  # looked up once, after the first 503 only
+    script.reply(pubs[0], {"stream": "orders$1", "seq": 3})
+    assert op.outcome() is not None
+    assert not prod.gone
+
+
+def test_a_window_of_async_503s_looks_the_stream_up_once() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True)
+    ops = [script.client.produce(prod, b"m", opts, script.now) for _ in range(20)]
+    for sent in hpubs(script):
+        script.status(sent, 503)
+    _, lookups = split(script.take())
+    assert len(lookups) == 1
+    script.reply(lookups[0], STREAM_NOT_FOUND)
+    # The produce that asked fails at once; the others at their next 503, within the first
+    # backoff step, not after ack_wait.
+    script.advance(0.05)
+    for sent in hpubs(script):
+        script.status(sent, 503)
+    assert all(op.done for op in ops)
+    error = prod.take_failures()
+    assert error is not None
+    assert error.count == 20
+    assert all(isinstance(f.error, StationUnreachableError) for f in error.failures)
+    assert sorted(f.position for f in error.failures) == list(range(1, 21))
+    assert prod.in_flight == 0
 
 
 # ------------------------------------------------------------------------------ pulls
@@ -170,8 +268,8 @@ def test_pull_503_with_the_durable_gone_is_unreachable() -> None:
 def test_abandoning_a_fetch_that_waits_to_retry_sends_nothing_more() -> None:
     script = connected()
     state = consumer(script)
-    handlers = script.client._dispatcher._handlers
-    before = set(handlers)
+    requests = script.client.session._requests
+    before = len(requests)
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     script.status(pull_request(script), 503)
     for check in infos(script):
@@ -180,7 +278,7 @@ def test_abandoning_a_fetch_that_waits_to_retry_sends_nothing_more() -> None:
     assert op.outcome() == []
     script.advance(1.0)
     assert not [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
-    assert set(handlers) == before  # the pull's handler is not kept forever
+    assert len(requests) == before  # the pull (and its handler) is not kept forever
 
 
 # ------------------------------------------------------------------------------ lookups

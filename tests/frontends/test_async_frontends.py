@@ -103,7 +103,8 @@ def test_produce_fetch_ack(lib: Lib, broker: EmbeddedBroker) -> None:
             ack = await producer.produce(b"one", headers={"k": "v"})
             assert ack.sequence == 1
             for i in range(300):
-                assert await producer.produce(f"a{i}".encode(), async_produce=True) is None
+                handle = await producer.produce(f"a{i}".encode(), async_produce=True)
+                assert isinstance(handle, lib.memphis.ProduceHandle)
             await producer.flush()
             await conn.produce(station.name, "p2", {"via": "conn"})
             consumer = await station.create_consumer("c", batch_size=500, batch_max_wait_time=0.5)

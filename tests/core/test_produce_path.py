@@ -1,0 +1,137 @@
+"""The produce path, bytes in and events out: one record per message, from the first write to
+the PubAck, through a reconnect, a 503 resend and a drain (docs/protocol.md §6.4,
+docs/cluster-client.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memphis_core import CloseIncompleteError, produce_options
+from memphis_core.memphis._produce_state import ProduceState
+from memphis_core.memphis._producers import Produce
+
+from .scripted_broker import Script, Sent
+from .test_client import connected, producer
+
+
+def hpubs(script: Script) -> list[Sent]:
+    return [s for s in script.take() if s.op == "HPUB"]
+
+
+def reconnect(script: Script) -> list[Sent]:
+    """Lose the connection, redial after the reconnect interval; what the replay wrote."""
+    script.feed(b"")
+    script.advance(1.0)
+    script.connect()  # the handshake (CONNECT, SUBs, PING) and its PONG
+    return hpubs(script)
+
+
+def ack(script: Script, sent: Sent, seq: int) -> None:
+    script.reply(sent, {"stream": "orders$1", "seq": seq})
+
+
+def test_a_produce_is_one_session_record_and_nothing_else_holds_its_bytes() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    script.client.produce(prod, b"payload", produce_options(msg_id="m-1"), script.now)
+    (sent,) = hpubs(script)
+    (record,) = [r for r in script.client.session._requests if b"payload" in r.data]
+    produce = record.owner
+    assert isinstance(produce, Produce)
+    assert produce.request is record  # the handler reaches the message only through the record
+    assert not {"payload", "block", "data"} & set(Produce.__slots__)
+    assert produce.state is ProduceState.WAITING
+    ack(script, sent, 1)
+    assert produce.state is ProduceState.ACKED
+    assert len(script.client.session._requests) == 0
+
+
+def test_replay_after_a_reconnect_writes_every_unacknowledged_record_once_in_order() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = [produce_options(async_produce=True, msg_id=f"m-{i}") for i in range(5)]
+    ops = [script.client.produce(prod, b"%d" % i, opts[i], script.now) for i in range(3)]
+    first = hpubs(script)
+    ack(script, first[1], 1)  # the middle one is in: it must not go again
+    script.feed(b"")
+    # Made while offline: queued in the session, written after the next handshake.
+    ops += [script.client.produce(prod, b"%d" % i, opts[i], script.now) for i in (3, 4)]
+    assert script.take() == []
+    script.advance(1.0)
+    script.connect()
+    replayed = hpubs(script)
+    assert [s.payload for s in replayed] == [b"0", b"2", b"3", b"4"]
+    # The same reply subjects and message ids as the first time: the broker de-duplicates.
+    assert [s.reply for s in replayed[:2]] == [first[0].reply, first[2].reply]
+    assert [s.headers["Nats-Msg-Id"] for s in replayed] == ["m-0", "m-2", "m-3", "m-4"]  # type: ignore[index]
+    for seq, sent in enumerate(replayed, 2):
+        ack(script, sent, seq)
+    assert all(op.done and op.error is None for op in ops)
+    assert prod.in_flight == prod.in_flight_bytes == 0
+    assert reconnect(script) == []  # nothing is left to replay
+
+
+def test_a_503_resend_interrupted_by_a_reconnect_goes_out_once() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    op = script.client.produce(prod, b"m", produce_options(msg_id="m-1"), script.now)
+    (first,) = hpubs(script)
+    script.status(first, 503)
+    script.take()  # the station lookup, unanswered: an election as far as anyone knows
+    produce = script.client.session.pending(int(first.reply.rsplit(".", 1)[1]))  # type: ignore[union-attr]
+    assert produce is not None
+    assert isinstance(produce.owner, Produce)
+    assert produce.owner.state is ProduceState.RETRYING
+    # The backoff had not run out when the connection dropped: the replay sends it.
+    (replayed,) = reconnect(script)
+    assert (replayed.reply, replayed.payload, replayed.headers) == (
+        first.reply,
+        first.payload,
+        first.headers,
+    )
+    script.advance(1.0)  # the old backoff's timer finds it sent: no second copy
+    assert hpubs(script) == []
+    ack(script, replayed, 9)
+    result = op.outcome()
+    assert result is not None
+    assert result.sequence == 9
+    assert prod.in_flight == 0
+
+
+def test_drain_waits_for_a_produce_that_is_being_resent_after_a_503() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    script.client.produce(prod, b"m", produce_options(async_produce=True), script.now)
+    (first,) = hpubs(script)
+    script.status(first, 503)
+    drain = script.client.drain(script.now, timeout=5.0)
+    assert not drain.done  # still in flight: the window slot is kept while it retries
+    assert prod.in_flight == 1
+    script.advance(0.05)
+    (again,) = hpubs(script)
+    ack(script, again, 1)
+    assert drain.outcome() is None
+    assert prod.in_flight == 0
+
+
+def test_drain_reports_a_produce_whose_station_is_gone() -> None:
+    script = connected()
+    prod = producer(script)
+    script.take()
+    script.client.produce(prod, b"m", produce_options(async_produce=True, msg_id="x"), script.now)
+    (first,) = hpubs(script)
+    script.status(first, 503)
+    (lookup,) = [s for s in script.take() if s.subject.startswith("$JS.API.STREAM.INFO.")]
+    drain = script.client.drain(script.now, timeout=5.0)
+    assert not drain.done
+    script.reply(
+        lookup, {"error": {"code": 404, "err_code": 10059, "description": "stream not found"}}
+    )
+    with pytest.raises(CloseIncompleteError, match="station unreachable") as info:
+        drain.outcome()
+    (failure,) = info.value.failures
+    assert (failure.position, failure.msg_id) == (1, "x")
