@@ -27,10 +27,10 @@ unasync: $(STAMP)
 $(DEMO_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
 	if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then \
-	  $(PYTHON) -m pip --python $(PY) install --quiet -e '.[broker]'; \
+	  $(PYTHON) -m pip --python $(PY) install --quiet -e '.[broker,console]'; \
 	else \
 	  $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip; \
-	  $(PY) -m pip install --quiet -e '.[broker]'; \
+	  $(PY) -m pip install --quiet -e '.[broker,console]'; \
 	fi
 	touch $(DEMO_STAMP)
 

@@ -52,6 +52,8 @@ from memphis_broker._server import (
     free_port,
     sync_setting,
 )
+from memphis_broker.console import ConsoleHandle, start_console
+from memphis_broker.console import add_arguments as add_console_arguments
 
 __all__ = ["main"]
 
@@ -236,6 +238,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging of the memphis_broker loggers"
     )
+    add_console_arguments(p)
     return p
 
 
@@ -414,6 +417,7 @@ async def _serve(args: argparse.Namespace) -> int:
     cluster: LocalCluster | None = None
     children: list[NatsServer] = []
     planes: list[ControlPlane] = []
+    console: ConsoleHandle | None = None
     code = 0
     try:
         try:
@@ -493,6 +497,13 @@ async def _serve(args: argparse.Namespace) -> int:
             return _fail(str(err))
         if outcome == "done":
             print(f"{_PROG} ready: {where}, {mode} auth", flush=True)
+            console = await start_console(
+                args.console_port,
+                args.host,
+                planes,
+                cluster.urls if cluster else [url],
+                cluster.monitor_urls if cluster else [monitor] if monitor else [],
+            )
             outcome, which = await _race(None, stop, children)
         if outcome == "exit" and which is not None:
             node = "nats-server" if cluster is None else f"node {which}"
@@ -500,6 +511,8 @@ async def _serve(args: argparse.Namespace) -> int:
             stop.reason = stop.reason or f"{node} exited"
         return code
     finally:
+        if console is not None:
+            await console.stop()
         if planes:
             await asyncio.gather(*(cp.stop() for cp in planes), return_exceptions=True)
         if server is not None:

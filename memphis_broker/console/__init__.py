@@ -1,0 +1,107 @@
+"""The broker's web console and Prometheus metrics (docs/console.md).
+
+This module is what the launcher calls; it imports nothing of the web stack at import time, so
+``memphis-broker`` starts without the ``console`` extra installed and says why the console is
+off. The app itself is in ``_app`` (Starlette + Jinja2, served by uvicorn in the control plane's
+event loop), the figures in ``_state`` and the Prometheus series in ``_metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from memphis_broker._control import ControlPlane
+
+__all__ = ["DEFAULT_PORT", "ConsoleHandle", "add_arguments", "start_console"]
+
+#: The console's default port (the port of the original Memphis UI).
+DEFAULT_PORT: Final = 9000
+_PROG: Final = "memphis-broker"
+
+
+class ConsoleHandle(Protocol):
+    """A running console: its URL, and how to stop it."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
+def _console_port(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number or 'off': {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0 to 65535: {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--console-port`` to the launcher's parser."""
+    parser.add_argument(
+        "--console-port",
+        type=_console_port,
+        default=DEFAULT_PORT,
+        metavar="PORT|off",
+        help="web console and /metrics on --host (0: a free port; off: no console); "
+        "needs the 'console' extra (docs/console.md)",
+    )
+
+
+async def start_console(
+    port: int | None,
+    host: str,
+    planes: Sequence[ControlPlane],
+    servers: Sequence[str],
+    monitor_urls: Sequence[str],
+) -> ConsoleHandle | None:
+    """Start the console in the running loop and print its URL; None if it is off.
+
+    Never fails the broker: a missing extra or a port in use prints one
+    ``memphis-broker console off: <why>`` line on stdout and returns None.
+
+    Args:
+        port: ``--console-port`` (None: off).
+        host: ``--host``.
+        planes: the running control planes; the first one's connection and buckets are read,
+            and every plane's requests are counted in ``/metrics``.
+        servers: NATS URLs, to check logins against.
+        monitor_urls: every node's monitoring endpoint (may be empty).
+    """
+    if port is None:
+        _off("--console-port off")
+        return None
+    try:
+        from memphis_broker.console._app import Console, bind  # noqa: PLC0415 - optional extra
+    except ImportError as err:
+        _off(f"{err.name or err} is not installed (pip install 'memphis-sansio[console]')")
+        return None
+    try:
+        sock = bind(host, port)
+    except OSError as err:
+        _off(f"cannot listen on {host}:{port}: {err.strerror or err}")
+        return None
+    plane = planes[0]
+    console = Console(
+        lambda: plane.ctx,
+        servers=servers,
+        monitor_urls=monitor_urls,
+        password_mode=plane.ctx.users is not None,
+        sock=sock,
+    )
+    for cp in planes:
+        cp.request_observers.append(console.metrics.observe)
+    await console.start()
+    print(f"{_PROG} console: {console.url} (metrics at {console.url}metrics)", flush=True)
+    return console
+
+
+def _off(why: str) -> None:
+    print(f"{_PROG} console off: {why}", flush=True)
