@@ -496,14 +496,14 @@ async def _serve(args: argparse.Namespace) -> int:
         except AdminError as err:
             return _fail(str(err))
         if outcome == "done":
-            print(f"{_PROG} ready: {where}, {mode} auth", flush=True)
-            console = await start_console(
+            console, console_note = await start_console(
                 args.console_port,
                 args.host,
                 planes,
                 cluster.urls if cluster else [url],
                 cluster.monitor_urls if cluster else [monitor] if monitor else [],
             )
+            print(f"{_PROG} ready: {where}{console_note}, {mode} auth", flush=True)
             outcome, which = await _race(None, stop, children)
         if outcome == "exit" and which is not None:
             node = "nats-server" if cluster is None else f"node {which}"

@@ -19,7 +19,6 @@ __all__ = ["DEFAULT_PORT", "ConsoleHandle", "add_arguments", "start_console"]
 
 #: The console's default port (the port of the original Memphis UI).
 DEFAULT_PORT: Final = 9000
-_PROG: Final = "memphis-broker"
 
 
 class ConsoleHandle(Protocol):
@@ -61,11 +60,10 @@ async def start_console(
     planes: Sequence[ControlPlane],
     servers: Sequence[str],
     monitor_urls: Sequence[str],
-) -> ConsoleHandle | None:
-    """Start the console in the running loop and print its URL; None if it is off.
+) -> tuple[ConsoleHandle | None, str]:
+    """Start the console in the running loop.
 
-    Never fails the broker: a missing extra or a port in use prints one
-    ``memphis-broker console off: <why>`` line on stdout and returns None.
+    Never fails the broker: a missing extra or a port in use leaves the console off.
 
     Args:
         port: ``--console-port`` (None: off).
@@ -74,20 +72,23 @@ async def start_console(
             and every plane's requests are counted in ``/metrics``.
         servers: NATS URLs, to check logins against.
         monitor_urls: every node's monitoring endpoint (may be empty).
+
+    Returns:
+        The running console (None if off) and the text the launcher adds to its ready line
+        (docs/broker.md, "Start-up and failures": one ready line), ``, console <url>`` or
+        ``, console off (<why>)``.
     """
     if port is None:
-        _off("--console-port off")
-        return None
+        return None, ", console off (--console-port off)"
     try:
         from memphis_broker.console._app import Console, bind  # noqa: PLC0415 - optional extra
     except ImportError as err:
-        _off(f"{err.name or err} is not installed (pip install 'memphis-sansio[console]')")
-        return None
+        why = f"{err.name or err} is not installed: pip install 'memphis-sansio[console]'"
+        return None, f", console off ({why})"
     try:
         sock = bind(host, port)
     except OSError as err:
-        _off(f"cannot listen on {host}:{port}: {err.strerror or err}")
-        return None
+        return None, f", console off (cannot listen on {host}:{port}: {err.strerror or err})"
     plane = planes[0]
     console = Console(
         lambda: plane.ctx,
@@ -99,9 +100,4 @@ async def start_console(
     for cp in planes:
         cp.request_observers.append(console.metrics.observe)
     await console.start()
-    print(f"{_PROG} console: {console.url} (metrics at {console.url}metrics)", flush=True)
-    return console
-
-
-def _off(why: str) -> None:
-    print(f"{_PROG} console off: {why}", flush=True)
+    return console, f", console {console.url}"

@@ -478,7 +478,9 @@ class Console:
         if ids is not None and not ids:
             return self._done(request, back, "nothing selected", ok=False)
         which = "all dead letters" if ids is None else f"{len(ids)} dead letter(s)"
-        asked = self._confirm(request, form, f"{verb} {which} of station {station}?", back)
+        asked = self._confirm(
+            request, form, f"{verb} {which} of station {station}?", request.url.path
+        )
         if asked is not None:
             return asked
         count = await act(self._ctx(), station, ids)
