@@ -83,7 +83,8 @@ async def start_console(
     try:
         from memphis_broker.console._app import Console, bind  # noqa: PLC0415 - optional extra
     except ImportError as err:
-        why = f"{err.name or err} is not installed: pip install 'memphis-sansio[console]'"
+        missing = (err.name or "").partition(".")[0] or str(err)  # the package, not its module
+        why = f"{missing} is not installed: pip install 'memphis-sansio[console]'"
         return None, f", console off ({why})"
     try:
         sock = bind(host, port)
