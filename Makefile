@@ -39,7 +39,7 @@ demo: $(DEMO_STAMP)
 
 # A broker with sample traffic to look at in the console (docs/console.md); Ctrl-C stops it.
 console: $(DEMO_STAMP)
-	$(PY) examples/console_traffic.py
+	$(PY) scripts/console_traffic.py
 
 lint: $(STAMP)
 	$(PY) scripts/unasync.py --check

@@ -9,13 +9,15 @@ event loop), the figures in ``_state`` and the Prometheus series in ``_metrics``
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from memphis_broker._control import ControlPlane
+    from memphis_broker._embedded import EmbeddedBroker
 
-__all__ = ["DEFAULT_PORT", "ConsoleHandle", "add_arguments", "start_console"]
+__all__ = ["DEFAULT_PORT", "ConsoleHandle", "add_arguments", "start_console", "start_embedded"]
 
 #: The console's default port (the port of the original Memphis UI).
 DEFAULT_PORT: Final = 9000
@@ -102,3 +104,27 @@ async def start_console(
         cp.request_observers.append(console.metrics.observe)
     await console.start()
     return console, f", console {console.url}"
+
+
+def start_embedded(
+    broker: EmbeddedBroker, port: int | None = DEFAULT_PORT, *, timeout: float = 30.0
+) -> tuple[Callable[[], None], str]:
+    """Start the console in an :class:`EmbeddedBroker`'s control-plane loop (``make demo``).
+
+    Call from any thread but the broker's, after ``broker.start()``. Returns a function that
+    stops the console (call it before ``broker.stop()``) and the ready-line text of
+    :func:`start_console`.
+    """
+    loop, plane = broker._loop, broker._cp  # the broker's own thread and control plane
+    if loop is None or plane is None:
+        return (lambda: None), ", console off (the broker runs no control plane)"
+    started = asyncio.run_coroutine_threadsafe(
+        start_console(port, broker.host, [plane], [broker.url], [broker.monitor_url]), loop
+    )
+    handle, note = started.result(timeout)
+
+    def stop() -> None:
+        if handle is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(handle.stop(), loop).result(timeout)
+
+    return stop, note
