@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import jinja2
 import nats.errors
@@ -251,7 +252,8 @@ class Console:
             question=question,
             action=action,
             fields=fields,
-            back=request.headers.get("referer", "/"),
+            # Back to the page the form was on: its path only, never another site.
+            back=urlsplit(request.headers.get("referer", "")).path or "/",
         )
 
     def _done(self, request: Request, to: str, message: str, ok: bool = True) -> Response:
