@@ -25,18 +25,7 @@ from typing import Any
 
 from memphis_broker import EmbeddedBroker
 from memphis_broker.console import start_embedded
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.chromium import CHROMIUM, launch
 
 
 class Refresher(threading.Thread):
@@ -56,7 +45,7 @@ class Refresher(threading.Thread):
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                browser = launch(pw)
                 page = browser.new_page(base_url=self.url)
                 page.goto("/login")
                 page.fill("#secret", self.token)
@@ -93,7 +82,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=0, help="memphis bench produce --batch")
     ap.add_argument("--json", metavar="PATH", help="also write the runs as JSON")
     args = ap.parse_args()
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
         return 1
     results: dict[str, list[float]] = {"idle": [], "refreshing": []}

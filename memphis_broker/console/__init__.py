@@ -33,15 +33,12 @@ class ConsoleHandle(Protocol):
 
 
 def _console_port(text: str) -> int | None:
-    if text.strip().lower() == "off":
+    word = text.strip().lower()
+    if word == "off":
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number or 'off': {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0 to 65535: {text!r}")
-    return value
+    if not word.isdigit() or int(word) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0 to 65535, or 'off': {text!r}")
+    return int(word)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,19 +19,9 @@ from typing import Any, TypeVar
 import nats
 import pytest
 
+from tests.support.chromium import CHROMIUM, launch
 from tests.support.launcher import Launcher, launcher
 
-CHROMIUM = Path(os.environ.get("MEMPHIS_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: Where the tests put their screenshots (committed, shown in the README and docs/console.md).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TOKEN = "memphis"
@@ -80,7 +70,7 @@ def browser() -> Iterator[Any]:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch(pw)
         try:
             yield chromium
         finally:

@@ -44,6 +44,15 @@ def _group_cell(page: Any, group: str, column: str) -> Any:
     return page.locator(f'tr[data-group="{group}"] td.{column}')
 
 
+def _confirmed(page: Any, button: str, question: str, outcome: str) -> None:
+    """Submit with ``button``, check the confirmation page asks ``question``, confirm, and wait
+    for the ``outcome`` message."""
+    page.click(button)
+    expect(page.locator("#question")).to_have_text(question)
+    page.click("#confirm")
+    expect(page.locator("#flash")).to_have_text(outcome)
+
+
 def _jetstream_group(
     broker: ConsoleBroker, station: str, group: str, partitions: int
 ) -> dict[str, int]:
@@ -103,19 +112,23 @@ def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
     page.fill("#schema-name", schema)
     page.select_option("#schema-type", "json")
     page.fill("#schema-content", JSON_SCHEMA)
-    page.click("#create-schema-submit")
-    expect(page.locator("#question")).to_have_text(f"Create schema {schema} (or a new version)?")
-    page.click("#confirm")
-    expect(page.locator("#flash")).to_have_text(f"schema {schema} saved")
+    _confirmed(
+        page,
+        "#create-schema-submit",
+        f"Create schema {schema} (or a new version)?",
+        f"schema {schema} saved",
+    )
 
     page.goto("/stations")
     page.fill("#station-name", station)
     page.fill("#station-partitions", "3")
     page.select_option("#station-schema", schema)
-    page.click("#create-station-submit")
-    expect(page.locator("#question")).to_have_text(f"Create station {station} with 3 partition(s)?")
-    page.click("#confirm")
-    expect(page.locator("#flash")).to_have_text(f"station {station} created")
+    _confirmed(
+        page,
+        "#create-station-submit",
+        f"Create station {station} with 3 partition(s)?",
+        f"station {station} created",
+    )
     expect(page.locator("#partitions")).to_have_text("3")
     expect(page.locator("#schema")).to_contain_text(schema)
 
@@ -210,10 +223,12 @@ def test_poison_message_is_resent_from_the_dead_letter_page(
     expect(row.locator("pre.payload")).to_have_text("poison")
     screenshot(page, "dead-letters")
     row.locator('input[name="id"]').check()
-    page.click("#resend-selected")
-    expect(page.locator("#question")).to_have_text(f"Resend 1 dead letter(s) of station {station}?")
-    page.click("#confirm")
-    expect(page.locator("#flash")).to_have_text("resend: 1 message(s) to their groups")
+    _confirmed(
+        page,
+        "#resend-selected",
+        f"Resend 1 dead letter(s) of station {station}?",
+        "resend: 1 message(s) to their groups",
+    )
     (msg,) = wait_until(consumer.fetch, timeout=15, what="the resent message")
     assert (msg.data, dict(msg.headers)) == (first.data, {"k": "v"})
     msg.ack()  # acknowledged through $memphis_pm_acks: the row goes
