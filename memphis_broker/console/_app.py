@@ -46,7 +46,6 @@ from starlette.templating import Jinja2Templates
 from memphis_broker import _dls
 from memphis_broker._admin import AdminError, connect_once
 from memphis_broker._context import Context
-from memphis_broker._store import key
 from memphis_broker.console._metrics import Metrics, RateHistory
 from memphis_broker.console._state import (
     MAX_BROWSE,
@@ -57,6 +56,7 @@ from memphis_broker.console._state import (
     read_station,
     read_stations,
     schemas_with_stations,
+    station_schema,
 )
 from memphis_core.memphis import _control as rq
 from memphis_core.memphis._enums import SchemaType
@@ -420,18 +420,15 @@ class Console:
         except ValueError:
             last = _DEFAULT_BROWSE
         last = max(1, min(last, MAX_BROWSE))
-        schema_type = ""
-        if doc.get("schema_name"):
-            got = await ctx.store.schemas.get(key(doc["schema_name"]))
-            schema_type = got[0]["type"] if got else ""
-        messages = await read_messages(ctx, st, last, schema_type)
+        schema = await station_schema(ctx, doc)
+        messages = await read_messages(ctx, st, last, schema)
         return self._page(
             request,
             "station.html",
             st=st,
             messages=messages,
             last=last,
-            schema_type=schema_type,
+            schema_type=schema.schema_type if schema else "",
             max_browse=MAX_BROWSE,
         )
 
@@ -448,6 +445,7 @@ class Console:
         doc = await self._station_or_404(request.path_params["name"])
         st = await read_station(ctx, doc, dls=False)
         rows = await dls_rows(ctx, doc["name"])
+        schema = await station_schema(ctx, doc)
         views = []
         for row in rows:
             details = row["message_details"]
@@ -455,7 +453,9 @@ class Console:
                 data = bytes.fromhex(details.get("data", ""))
             except ValueError:
                 data = b""
-            views.append((row, payload_view(data)))
+            # A schema failure is shown as it came: by definition the schema cannot read it.
+            poison = row.get("message_type") == "poison"
+            views.append((row, payload_view(data, schema if poison else None)))
         return self._page(request, "dls.html", st=st, rows=views)
 
     def _ids(self, form: FormData) -> set[int] | None:

@@ -25,12 +25,18 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from google.protobuf import json_format
+from google.protobuf.message import Message as ProtoMessage
+
 from memphis_broker._context import Context
 from memphis_broker._dls import list_dls
 from memphis_broker._jsapi import JSApiError
+from memphis_broker._schemas import schema_update_for
 from memphis_broker._stations import stream_names
 from memphis_broker._store import key
+from memphis_core.memphis._errors import MemphisSchemaError
 from memphis_core.memphis._names import internal_name
+from memphis_core.memphis._schemas import Schema, parse_schema_init
 
 __all__ = [
     "GroupState",
@@ -45,6 +51,7 @@ __all__ = [
     "read_station",
     "read_stations",
     "schemas_with_stations",
+    "station_schema",
 ]
 
 _MONITOR_TIMEOUT_S: Final = 2.0
@@ -241,18 +248,41 @@ class Payload:
     text: str
 
 
-def payload_view(data: bytes, schema_type: str = "") -> Payload:
-    """Render bytes for a page: decoded JSON, UTF-8 text, else hex (never raw bytes)."""
+def payload_view(data: bytes, schema: Schema | None = None) -> Payload:
+    """Render bytes for a page: deserialised by the station's schema where it has one (with the
+    SDKs' own deserializer, as ``Message.data_deserialized()``), else JSON, UTF-8 text or hex.
+
+    A payload the schema cannot read is shown plainly, with the kind saying so.
+    """
+    if schema is not None:
+        try:
+            value = schema.deserialize(data)
+        except MemphisSchemaError:
+            plain = payload_view(data)
+            return Payload(f"{plain.kind}, not valid for the schema", plain.text)
+        if isinstance(value, ProtoMessage):
+            value = json_format.MessageToDict(value, preserving_proto_field_name=True)
+        if isinstance(value, str):
+            return Payload(f"{schema.schema_type} schema", value)
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        return Payload(f"{schema.schema_type} schema", text)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return Payload("hex", data.hex(" "))
     if any(not c.isprintable() and c not in "\r\n\t" for c in text):
         return Payload("hex", data.hex(" "))
-    if schema_type in ("json", "") and text[:1] in "{[":
+    if text[:1] in "{[":
         with contextlib.suppress(ValueError):
             return Payload("json", json.dumps(json.loads(text), indent=2, ensure_ascii=False))
     return Payload("text", text)
+
+
+async def station_schema(ctx: Context, station: dict[str, Any]) -> Schema | None:
+    """The station's schema as the SDKs receive it (the broker's ``schema_update``)."""
+    update, _ = await schema_update_for(ctx, station)
+    init = parse_schema_init(update)
+    return None if init is None else Schema(init)
 
 
 @dataclass
@@ -268,7 +298,7 @@ class StoredMessage:
 
 
 async def read_messages(
-    ctx: Context, st: StationState, last: int, schema_type: str = ""
+    ctx: Context, st: StationState, last: int, schema: Schema | None = None
 ) -> list[StoredMessage]:
     """The last ``last`` messages of each partition (newest first), by ``STREAM.MSG.GET``."""
     last = max(1, min(last, MAX_BROWSE))
@@ -291,7 +321,7 @@ async def read_messages(
                 data, headers, when = got
                 out.append(
                     StoredMessage(
-                        partition, seq, when, headers, payload_view(data, schema_type), len(data)
+                        partition, seq, when, headers, payload_view(data, schema), len(data)
                     )
                 )
                 found += 1
