@@ -340,7 +340,9 @@ class Console:
 
     async def _overview_context(self) -> dict[str, Any]:
         ctx = self._ctx()
-        stations, health = await asyncio.gather(read_stations(ctx), read_health(self.monitor_urls))
+        stations, health = await asyncio.gather(
+            read_stations(ctx, producers=False), read_health(self.monitor_urls)
+        )
         return {
             "stations": stations,
             "health": health,
@@ -368,7 +370,7 @@ class Console:
         return self._page(
             request,
             "stations.html",
-            stations=await read_stations(ctx),
+            stations=await read_stations(ctx, producers=False),
             schemas=[s for s, _ in await schemas_with_stations(ctx)],
         )
 
@@ -438,7 +440,8 @@ class Console:
         return self._page(request, "_groups.html", st=st)
 
     async def dls_index(self, request: Request) -> Response:
-        return self._page(request, "dls_index.html", stations=await read_stations(self._ctx()))
+        stations = await read_stations(self._ctx(), producers=False)
+        return self._page(request, "dls_index.html", stations=stations)
 
     async def dls(self, request: Request) -> Response:
         ctx = self._ctx()

@@ -71,7 +71,8 @@ class RateHistory:
         """Sample until cancelled; a failed read (a restarting server) skips one point."""
         while True:
             try:
-                stations = await read_stations(self._read(), dls=False)
+                # Only what the totals need: no DLS rows, no producer rows.
+                stations = await read_stations(self._read(), dls=False, producers=False)
                 self.add(
                     time.time(),
                     sum(s.messages_in for s in stations),
@@ -191,6 +192,8 @@ class Metrics:
     async def render(self, ctx: Context, monitor_urls: list[str]) -> bytes:
         """Read the state now and return the exposition text."""
         async with self._lock:  # two scrapes at once share nothing half-written
-            stations, health = await asyncio.gather(read_stations(ctx), read_health(monitor_urls))
+            stations, health = await asyncio.gather(
+                read_stations(ctx, producers=False), read_health(monitor_urls)
+            )
             self._snapshot.stations, self._snapshot.health = stations, health
             return generate_latest(self.registry)

@@ -170,8 +170,11 @@ async def _consumer_rows(ctx: Context, station: str) -> list[dict[str, Any]]:
     return [row for _k, row in await ctx.store.consumers.scan(f"{key(station)}.>")]
 
 
-async def read_station(ctx: Context, doc: dict[str, Any], *, dls: bool = True) -> StationState:
-    """One station's figures: stream state per partition, group durables, producers, DLS."""
+async def read_station(
+    ctx: Context, doc: dict[str, Any], *, dls: bool = True, producers: bool = True
+) -> StationState:
+    """One station's figures: stream state per partition, group durables, and (unless turned
+    off) the producers and the DLS rows."""
     name = doc["name"]
     st = StationState(name=name, doc=doc, streams=stream_names(doc))
     infos = await asyncio.gather(*(ctx.api.stream_info(s) for s in st.streams))
@@ -203,7 +206,8 @@ async def read_station(ctx: Context, doc: dict[str, Any], *, dls: bool = True) -
             group.max_ack_time_ms = int(config.get("ack_wait", 0)) // 1_000_000 or (
                 group.max_ack_time_ms
             )
-    st.producers = [row for _k, row in await ctx.store.producers.scan(f"{key(name)}.*")]
+    if producers:
+        st.producers = [row for _k, row in await ctx.store.producers.scan(f"{key(name)}.*")]
     if dls:
         _count_dls(st, await dls_rows(ctx, name))
     return st
@@ -219,8 +223,10 @@ def _count_dls(st: StationState, rows: list[dict[str, Any]]) -> None:
                 st.groups[g].poison += 1
 
 
-async def read_stations(ctx: Context, *, dls: bool = True) -> list[StationState]:
-    """Every station with its figures, by name (``dls`` False: without DLS counts)."""
+async def read_stations(
+    ctx: Context, *, dls: bool = True, producers: bool = True
+) -> list[StationState]:
+    """Every station with its figures, by name (``dls``/``producers`` False: without them)."""
     docs = sorted((doc for _k, doc in await ctx.store.stations.scan()), key=lambda d: d["name"])
     by_station: dict[str, list[dict[str, Any]]] = {}
     if dls:
@@ -228,7 +234,7 @@ async def read_stations(ctx: Context, *, dls: bool = True) -> list[StationState]
             by_station.setdefault(str(row.get("station")), []).append(row)
     out: list[StationState] = []
     for doc in docs:
-        st = await read_station(ctx, doc, dls=False)
+        st = await read_station(ctx, doc, dls=False, producers=producers)
         _count_dls(st, by_station.get(st.name, []))
         out.append(st)
     return out

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
@@ -18,12 +20,17 @@ from tests.support.launcher import launcher
 TOKEN = "memphis"
 
 
-def _metrics(console_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _scrape(console_url: str, user: str = "root", secret: str = TOKEN) -> str:
+    """``/metrics`` as Prometheus' ``basic_auth`` scrapes it."""
     request = urllib.request.Request(f"{console_url}metrics")
-    credentials = base64.b64encode(f"root:{TOKEN}".encode()).decode()
+    credentials = base64.b64encode(f"{user}:{secret}".encode()).decode()
     request.add_header("Authorization", f"Basic {credentials}")
     with urllib.request.urlopen(request, timeout=30) as resp:
-        text = resp.read().decode()
+        return str(resp.read().decode())
+
+
+def _metrics(console_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = _scrape(console_url)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -71,3 +78,17 @@ def test_console_in_attach_mode(tmp_path: Path) -> None:
             assert metrics[("memphis_server_healthy", (("server", "memphis-0"),))] == 1
             proc.signal(signal.SIGTERM)
             assert proc.wait(30) == 0
+
+
+def test_password_mode_logins_are_the_broker_users(tmp_path: Path) -> None:
+    args = ["--port", "0", "--monitor-port", "0", "--console-port", "0", "--password-auth"]
+    with launcher(*args, "--user", "app:S3cret", "--store-dir", str(tmp_path)) as proc:
+        url = _console_url(proc.ready(timeout=60))
+        assert "memphis_stations" in _scrape(url, "root", "memphis")  # --root-password
+        assert "memphis_stations" in _scrape(url, "app", "S3cret")
+        for user, secret in (("app", "wrong"), ("nobody", "S3cret"), ("root", TOKEN + "x")):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _scrape(url, user, secret)
+            assert refused.value.code == 401
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
