@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import secrets
 import socket
@@ -164,11 +165,14 @@ class Console:
 
     async def stop(self) -> None:
         if self._sampler is not None:
+            self.history.stopping = True
             self._sampler.cancel()
-            await asyncio.gather(self._sampler, return_exceptions=True)
+            await asyncio.wait([self._sampler], timeout=5.0)
         if self._server is not None:
             self._server.force_exit = True  # no waiting for open keep-alive browsers
-            await self._server.shutdown(sockets=[self._sock])
+            # Bounded: stopping the broker must not hang on a browser's connection.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.shutdown(sockets=[self._sock]), 5.0)
             self._server = None
         self._sock.close()
 

@@ -53,6 +53,9 @@ class RateHistory:
         self._read = read
         self.points: deque[RatePoint] = deque(maxlen=HISTORY_POINTS)
         self._last: tuple[float, int, int] | None = None
+        # nats-py may turn a cancellation inside a request into its own TimeoutError, which
+        # the loop treats as a failed read: the flag ends it anyway (as in ControlPlane.stop).
+        self.stopping = False
 
     def add(self, at: float, msgs_in: int, msgs_out: int) -> None:
         """Record the totals read at ``at`` (monotonic seconds are not needed: rates use the
@@ -68,8 +71,8 @@ class RateHistory:
         self._last = (at, msgs_in, msgs_out)
 
     async def run(self) -> None:
-        """Sample until cancelled; a failed read (a restarting server) skips one point."""
-        while True:
+        """Sample until :meth:`stop`; a failed read (a restarting server) skips one point."""
+        while not self.stopping:
             try:
                 # Only what the totals need: no DLS rows, no producer rows.
                 stations = await read_stations(self._read(), dls=False, producers=False)

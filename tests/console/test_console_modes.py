@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
+from tests.conformance._support import wait_until
 from tests.support.launcher import launcher
 
 TOKEN = "memphis"
@@ -58,10 +59,16 @@ def test_console_in_cluster_mode_sees_every_node(tmp_path: Path) -> None:
         line = proc.ready(timeout=90)
         servers = line.split("servers ", 1)[1].split(" ", 1)[0].split(",")
         _produce(servers[2], "clustered", 4)  # through another node than the first
-        metrics = _metrics(_console_url(line))
-        healthy = {k[1]: v for k, v in metrics.items() if k[0] == "memphis_server_healthy"}
-        assert set(healthy) == {(("server", f"memphis-{i}"),) for i in range(3)}
-        assert set(healthy.values()) == {1.0}
+        url = _console_url(line)
+
+        def all_healthy() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            # A node's /healthz can say "not ok" for a moment while the cluster settles.
+            metrics = _metrics(url)
+            healthy = {k[1]: v for k, v in metrics.items() if k[0] == "memphis_server_healthy"}
+            assert set(healthy) == {(("server", f"memphis-{i}"),) for i in range(3)}
+            return metrics if set(healthy.values()) == {1.0} else None
+
+        metrics = wait_until(all_healthy, timeout=30, what="every node healthy in /metrics")
         assert metrics[("memphis_station_messages", (("station", "clustered"),))] == 4
         proc.signal(signal.SIGTERM)
         assert proc.wait(30) == 0
