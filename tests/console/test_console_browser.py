@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,51 @@ def test_payloads_and_headers_are_shown_as_text_and_binary_as_hex(
     assert page.evaluate(
         "typeof window.__pwned === 'undefined' && typeof window.__pwned2 === 'undefined'"
     )
+
+
+def test_schema_detach_and_enforce_and_dead_letter_drop(
+    page: Any, conn: memphis.Connection, tmp_path: Path
+) -> None:
+    station, schema = "console-schemaless", "console-detachable"
+    (tmp_path / "object.json").write_text('{"type": "object"}', encoding="utf-8")
+    conn.create_schema(schema, "json", tmp_path / "object.json")
+    conn.create_station(station, schema_name=schema)
+    log_in(page)
+    page.goto("/schemas")
+    page.select_option("#detach-schema select[name=station]", station)
+    _confirmed(
+        page,
+        "#detach-schema button",
+        f"Detach the schema of station {station}?",
+        f"schema detached from {station}",
+    )
+    expect(page.locator(f'tr[data-schema="{schema}"] td.attached')).to_have_text("—")
+    page.select_option("#enforce-schema select[name=schema]", schema)
+    page.select_option("#enforce-schema select[name=station]", station)
+    _confirmed(
+        page,
+        "#enforce-schema button",
+        f"Enforce schema {schema} on station {station}?",
+        f"schema {schema} enforced on {station}",
+    )
+    expect(page.locator(f'tr[data-schema="{schema}"] td.attached')).to_have_text(station)
+
+    # A bad station name is refused before any request, with the SDKs' own check.
+    page.goto("/stations")
+    page.fill("#station-name", "Not A Valid Name!")
+    page.click("#create-station-submit")
+    expect(page.locator("#flash")).to_contain_text("not created: ")
+
+    consumer = conn.create_consumer(station, "drop-me", batch_max_wait_time=0.3)
+    conn.create_producer(station, "p").produce({"n": 1})
+    (msg,) = wait_until(consumer.fetch, timeout=15, what="the delivery")
+    msg.dead_letter("cannot process")
+
+    def row_listed() -> bool:
+        page.goto(f"/dls/{station}")
+        return page.locator("tr.dls-row").count() == 1
+
+    wait_until(row_listed, timeout=15, what="the dead letter on the page")
+    expect(page.locator("tr.dls-row pre.payload")).to_have_text('{\n  "n": 1\n}')
+    _confirmed(page, "#drop-all", f"Drop all dead letters of station {station}?", "drop: 1 row(s)")
+    expect(page.locator("tr.dls-row")).to_have_count(0)
