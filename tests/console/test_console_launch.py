@@ -8,10 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from memphis_broker.console._state import payload_view
-from memphis_core.memphis._schemas import Schema, parse_schema_init
 from tests.support.launcher import launcher
 
 # The broker as `memphis-broker` runs it, with the console's web stack made unimportable.
@@ -70,44 +66,3 @@ def test_console_port_off(tmp_path: Path) -> None:
         assert ", console off (--console-port off), token auth" in proc.ready(timeout=60)
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
-
-
-@pytest.mark.parametrize(
-    ("data", "kind", "text"),
-    [
-        (b'{"a": 1}', "json", '{\n  "a": 1\n}'),
-        (b"<b>hi</b>\n", "text", "<b>hi</b>\n"),
-        (b"\x00\x01", "hex", "00 01"),
-        (b"\xff", "hex", "ff"),
-        (b"{not json", "text", "{not json"),
-    ],
-)
-def test_payload_view(data: bytes, kind: str, text: str) -> None:
-    view = payload_view(data)
-    assert (view.kind, view.text) == (kind, text)
-
-
-def _json_schema() -> Schema:
-    init = parse_schema_init(
-        {
-            "schema_name": "order",
-            "type": "json",
-            "active_version": {
-                "version_number": 1,
-                "descriptor": "",
-                "schema_content": '{"type": "object", "required": ["id"]}',
-                "message_struct_name": "",
-            },
-        }
-    )
-    assert init is not None
-    return Schema(init)
-
-
-def test_payload_view_deserialises_with_the_station_schema() -> None:
-    view = payload_view(b'{"id": 7}', _json_schema())
-    assert (view.kind, view.text) == ("json schema", '{\n  "id": 7\n}')
-    view = payload_view(b'{"no": "id"}', _json_schema())
-    assert (view.kind, view.text) == ("json, not valid for the schema", '{\n  "no": "id"\n}')
-    view = payload_view(b"\x01", _json_schema())
-    assert (view.kind, view.text) == ("hex, not valid for the schema", "01")
