@@ -22,8 +22,9 @@ import pytest
 from tests.support.chromium import CHROMIUM, launch
 from tests.support.launcher import Launcher, launcher
 
-#: Where the tests put their screenshots (committed, shown in the README and docs/console.md).
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: The committed screenshots (shown in the README and docs/console.md), rewritten only when
+#: ``MEMPHIS_UPDATE_SCREENSHOTS=1`` (docs/console.md, "Tests"): a plain run leaves the tree clean.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TOKEN = "memphis"
 T = TypeVar("T")
 
@@ -97,6 +98,26 @@ def log_in(page: Any, secret: str = TOKEN) -> None:
     page.click("#login")
 
 
-def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+Screenshot = Callable[[Any, str], Path]
+
+
+@pytest.fixture(scope="session")
+def screenshot(tmp_path_factory: pytest.TempPathFactory) -> Screenshot:
+    """Take a full-page screenshot ``<name>.png`` of a page; returns its path.
+
+    Into a temporary directory by default; into docs/screenshots/ with
+    ``MEMPHIS_UPDATE_SCREENSHOTS=1``, to refresh the committed ones.
+    """
+    if os.environ.get("MEMPHIS_UPDATE_SCREENSHOTS") == "1":
+        folder = DOCS_SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("screenshots")
+
+    def take(page: Any, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 0, path
+        return path
+
+    return take

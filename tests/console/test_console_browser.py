@@ -2,7 +2,8 @@
 dead-letter page's resend, escaping of user data, and figures checked against JetStream.
 
 Every wait is for a condition (Playwright's ``expect`` polls until its timeout); nothing
-sleeps. The screenshots in docs/screenshots/ are taken here.
+sleeps. The screenshots are taken here (into docs/screenshots/ with
+``MEMPHIS_UPDATE_SCREENSHOTS=1``, see conftest.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import memphis_sync as memphis
 from memphis_core.memphis._names import internal_name
 from tests.conformance._support import wait_until
-from tests.console.conftest import TOKEN, ConsoleBroker, log_in, screenshot
+from tests.console.conftest import TOKEN, ConsoleBroker, Screenshot, log_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=20_000)  # a loaded machine: the figures refresh every 3 s
@@ -82,7 +83,9 @@ def _metrics(page: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(page: Any) -> None:
+def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(
+    page: Any, screenshot: Screenshot
+) -> None:
     page.goto("/stations")
     expect(page).to_have_url(re.compile(r"/login\?next=/stations$"))
     screenshot(page, "login")
@@ -105,7 +108,7 @@ def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(page: Any
 
 
 def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
-    page: Any, conn: memphis.Connection, console_broker: ConsoleBroker
+    page: Any, conn: memphis.Connection, console_broker: ConsoleBroker, screenshot: Screenshot
 ) -> None:
     station, schema, group = "console-orders", "console-order", "billing"
     log_in(page)
@@ -200,7 +203,7 @@ def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
 
 
 def test_poison_message_is_resent_from_the_dead_letter_page(
-    page: Any, conn: memphis.Connection
+    page: Any, conn: memphis.Connection, screenshot: Screenshot
 ) -> None:
     station, group = "console-poison", "worker"
     conn.create_producer(station, "p").produce(b"poison", headers={"k": "v"})
