@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean
+.PHONY: demo console test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,15 +27,19 @@ unasync: $(STAMP)
 $(DEMO_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
 	if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then \
-	  $(PYTHON) -m pip --python $(PY) install --quiet -e '.[broker]'; \
+	  $(PYTHON) -m pip --python $(PY) install --quiet -e '.[broker,console]'; \
 	else \
 	  $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip; \
-	  $(PY) -m pip install --quiet -e '.[broker]'; \
+	  $(PY) -m pip install --quiet -e '.[broker,console]'; \
 	fi
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
+
+# A broker with sample traffic to look at in the console (docs/console.md); Ctrl-C stops it.
+console: $(DEMO_STAMP)
+	$(PY) scripts/console_traffic.py
 
 lint: $(STAMP)
 	$(PY) scripts/unasync.py --check
@@ -48,7 +52,17 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
-unit: $(STAMP)
+# The console's browser tests (tests/console) drive Debian's Chromium through Playwright; never
+# `playwright install`. Installed when missing, which needs root (as in CI); otherwise the tests
+# skip, saying so (and fail under CI=true).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "make: $(CHROMIUM) missing and not root: the console's browser tests will skip"; fi
+
+unit: $(STAMP) chromium
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 fuzz-short: $(STAMP)

@@ -8,6 +8,7 @@ Exits non-zero if any step fails.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -17,6 +18,8 @@ import time
 import quickstart  # the example next to this file (the script's directory is on sys.path)
 
 from memphis_broker import EmbeddedBroker
+from memphis_broker.console import add_arguments as add_console_arguments
+from memphis_broker.console import start_embedded
 
 
 def _port() -> int:
@@ -43,13 +46,17 @@ def _start(store: str) -> EmbeddedBroker:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="make demo: a broker and the quickstart")
+    add_console_arguments(parser)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="memphis-demo-") as store:
         started = time.monotonic()
         broker = _start(store)
+        stop_console, console = start_embedded(broker, args.console_port)
         try:
             print(
                 f"broker up on {broker.host}:{broker.port} "
-                f"(store {store}, {time.monotonic() - started:.1f}s)"
+                f"(store {store}, {time.monotonic() - started:.1f}s){console}"
             )
             os.environ.update(
                 MEMPHIS_HOST=broker.host,
@@ -63,6 +70,7 @@ def main() -> int:
                 print(f"demo: quickstart failed: {err!r}", file=sys.stderr)
                 status = 1
         finally:
+            stop_console()
             broker.stop()
             print("broker stopped")
     print("demo: OK" if status == 0 else "demo: FAILED")

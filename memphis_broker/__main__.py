@@ -37,6 +37,7 @@ from memphis_broker._cluster import MAX_SIZE
 from memphis_broker._dls import list_dls, resend
 from memphis_broker._launcher import PROG, fail, serve
 from memphis_broker._server import sync_setting
+from memphis_broker.console import add_arguments as add_console_arguments
 
 __all__ = ["main"]
 
@@ -212,6 +213,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging of the memphis_broker loggers"
     )
+    add_console_arguments(p)
     return p
 
 

@@ -162,6 +162,9 @@ class ControlPlane:
         self._loops: list[asyncio.Task[None]] = []
         self._known_conns: set[str] | None = None
         self._stopping = False
+        #: Called after every control request with (subject, ok, seconds); the console's
+        #: metrics (docs/console.md) count requests through it. Must not raise or block.
+        self.request_observers: list[Callable[[str, bool, float], None]] = []
 
     @property
     def ctx(self) -> Context:
@@ -269,6 +272,9 @@ class ControlPlane:
                 text = str(err) or type(err).__name__
                 reply = encode({"error": text}) if style == "json" else text.encode()
                 outcome = text
+            elapsed = time.perf_counter() - started
+            for observe in self.request_observers:
+                observe(msg.subject, outcome == "ok", elapsed)
             if request_log.isEnabledFor(logging.DEBUG):
                 request_log.debug(
                     "[%s] %s %s -> %s (%.1f ms)",
@@ -276,7 +282,7 @@ class ControlPlane:
                     msg.subject,
                     _names(msg.subject, msg.data),
                     outcome,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
             if msg.reply:
                 with contextlib.suppress(Exception):

@@ -31,6 +31,7 @@ from memphis_core.memphis._names import internal_name
 __all__ = [
     "INTERNAL_STREAMS",
     "PRODUCED_BY_DLS",
+    "drop",
     "list_dls",
     "process_advisory",
     "process_nacked",
@@ -419,3 +420,20 @@ async def resend(ctx: Context, station: str, ids: set[int] | None = None) -> int
             sent += 1
     await ctx.nc.flush()
     return sent
+
+
+async def drop(ctx: Context, station: str, ids: set[int] | None = None) -> int:
+    """Delete DLS rows of ``station`` (all, or those ``ids``) without resending them.
+
+    The row goes as when its last poisoned group acknowledges it; the merge index left behind is
+    then stale, and ``_store`` replaces a stale index when the message is reported again.
+    Returns the number of rows deleted.
+    """
+    st = key(station.lower())
+    dropped = 0
+    for row in await list_dls(ctx, station):
+        if ids is not None and int(row["id"]) not in ids:
+            continue
+        if await ctx.store.dls.delete(f"m.{st}.{row['id']}"):
+            dropped += 1
+    return dropped

@@ -32,6 +32,7 @@ from memphis_broker._admin import AdminError, connect_once, jetstream_ready
 from memphis_broker._cluster import LocalCluster
 from memphis_broker._control import ControlPlane
 from memphis_broker._durability import describe_fsync
+from memphis_broker.console import ConsoleHandle, start_console
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
@@ -303,6 +304,7 @@ async def serve(args: argparse.Namespace, users: dict[str, str] | None) -> int:
     cluster: LocalCluster | None = None
     children: list[NatsServer] = []
     planes: list[ControlPlane] = []
+    console: ConsoleHandle | None = None
     try:
         try:
             if args.nats_url:
@@ -392,9 +394,18 @@ async def serve(args: argparse.Namespace, users: dict[str, str] | None) -> int:
         if outcome != "done":
             return 0
         fsync = describe_fsync(args.sync)
-        print(f"{PROG} ready: {where}, {mode} auth, {fsync}", flush=True)
+        console, console_note = await start_console(
+            args.console_port,
+            args.host,
+            planes,
+            cluster.urls if cluster else [url],
+            cluster.monitor_urls if cluster else [monitor] if monitor else [],
+        )
+        print(f"{PROG} ready: {where}{console_note}, {mode} auth, {fsync}", flush=True)
         return await _supervise(stop, children, cluster, args.wait)
     finally:
+        if console is not None:
+            await console.stop()
         if planes:
             await asyncio.gather(*(cp.stop() for cp in planes), return_exceptions=True)
         if server is not None:

@@ -1,0 +1,573 @@
+"""The console's web app: Starlette routes, Jinja2 pages, uvicorn in the control plane's loop.
+
+Security (docs/console.md, "Security"):
+
+* Login is checked by nats-server itself: the console opens a NATS connection with the given
+  credentials (the root token in token mode, ``<user>$1`` and the password in password mode,
+  as the SDKs do) and accepts the login if the server does. The console keeps no passwords.
+* Sessions are Starlette's signed cookie (``SessionMiddleware``, ``SameSite=Strict``), signed
+  with a key made at start: a restart logs everyone out.
+* Every POST carries the session's CSRF token (a hidden form field), compared in constant time;
+  a POST without it is refused with 403 before anything happens.
+* Pages are Jinja2 templates with autoescaping on: payloads and headers are user data and are
+  shown as text (binary as hex), never as markup.
+* Every state change first shows a confirmation page; only its second POST acts, through the
+  same ``$memphis_*`` requests the SDKs send or the same functions ``memphis-broker dls`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import jinja2
+import nats.errors
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from memphis_broker import _dls
+from memphis_broker._admin import AdminError, connect_once
+from memphis_broker._context import Context
+from memphis_broker.console._metrics import Metrics, RateHistory
+from memphis_broker.console._state import (
+    MAX_BROWSE,
+    dls_rows,
+    payload_view,
+    read_health,
+    read_messages,
+    read_station,
+    read_stations,
+    schemas_with_stations,
+    station_schema,
+)
+from memphis_core.memphis import _control as rq
+from memphis_core.memphis._enums import SchemaType
+from memphis_core.memphis._options import station_options
+from memphis_core.nats._errors import LocalProtocolError
+
+__all__ = ["Console", "bind"]
+
+_HERE: Final = Path(__file__).parent
+_SESSION_S: Final = 8 * 3600
+_LOGIN_TIMEOUT_S: Final = 3.0
+_REQUEST_TIMEOUT_S: Final = 20.0  # the SDKs' wait for a control reply (docs/protocol.md)
+_BASIC_CACHE_S: Final = 60.0
+_DEFAULT_BROWSE: Final = 10
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port).
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Console:
+    """The console of one ``memphis-broker`` process.
+
+    Args:
+        ctx: returns the control plane's handler context (its connection, JetStream API and
+            buckets); read at each request, so a restarted plane is picked up.
+        servers: NATS URLs, for checking logins.
+        monitor_urls: every node's monitoring endpoint (may be empty: no health panel).
+        password_mode: True when the broker has users and passwords; False for token mode.
+        sock: the bound listening socket (see :func:`bind`).
+    """
+
+    def __init__(
+        self,
+        ctx: Callable[[], Context],
+        *,
+        servers: Sequence[str],
+        monitor_urls: Sequence[str],
+        password_mode: bool,
+        sock: socket.socket,
+    ) -> None:
+        self._ctx = ctx
+        self._servers = list(servers)
+        self.monitor_urls = list(monitor_urls)
+        self.password_mode = password_mode
+        self._sock = sock
+        self.metrics = Metrics()
+        self.history = RateHistory(ctx)
+        self._basic_ok: dict[str, float] = {}
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,  # every page: payloads, headers and names are user data
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates = Jinja2Templates(env=env)
+        self.app = Starlette(
+            routes=self._routes(),
+            middleware=[
+                Middleware(
+                    SessionMiddleware,
+                    secret_key=secrets.token_urlsafe(32),
+                    session_cookie="memphis_console",
+                    max_age=_SESSION_S,
+                    same_site="strict",
+                )
+            ],
+        )
+        self._server: uvicorn.Server | None = None
+        self._sampler: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+    async def start(self) -> None:
+        """Serve on the bound socket, in the running loop (no thread, no signal handlers)."""
+        config = uvicorn.Config(
+            self.app, lifespan="off", log_config=None, access_log=False, log_level="warning"
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        # startup(), not serve(): serve() installs its own signal handlers, and the launcher
+        # owns SIGINT/SIGTERM.
+        await server.startup(sockets=[self._sock])
+        self._server = server
+        self._sampler = asyncio.create_task(self.history.run())
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self.history.stopping = True
+            self._sampler.cancel()
+            await asyncio.wait([self._sampler], timeout=5.0)
+        if self._server is not None:
+            self._server.force_exit = True  # no waiting for open keep-alive browsers
+            # Bounded: stopping the broker must not hang on a browser's connection.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.shutdown(sockets=[self._sock]), 5.0)
+            self._server = None
+        self._sock.close()
+
+    # ------------------------------------------------------------------ auth and forms
+
+    async def _login_ok(self, username: str, secret: str) -> bool:
+        """Ask nats-server: does it accept these credentials (see the module docstring)?"""
+        auth: dict[str, Any] = (
+            {"user": f"{username}$1", "password": secret}
+            if self.password_mode
+            else {"token": secret}
+        )
+        try:
+            nc = await connect_once(
+                self._servers, timeout=_LOGIN_TIMEOUT_S, name="MEMPHIS console login", **auth
+            )
+        except AdminError:
+            return False
+        await nc.close()
+        return True
+
+    async def _basic_auth(self, request: Request) -> str | None:
+        """``Authorization: Basic`` (for Prometheus' ``basic_auth``): the user, or None."""
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            user, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if not sep:
+            return None
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        now = time.monotonic()
+        if self._basic_ok.get(digest, 0.0) > now:
+            return user
+        if not await self._login_ok(user, secret):
+            return None
+        self._basic_ok = {d: t for d, t in self._basic_ok.items() if t > now}
+        self._basic_ok[digest] = now + _BASIC_CACHE_S
+        return user
+
+    @staticmethod
+    def _csrf(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not isinstance(token, str):
+            token = secrets.token_urlsafe(32)
+            request.session["csrf"] = token
+        return token
+
+    async def _form(self, request: Request) -> FormData:
+        """The POST body, once its CSRF token matched the session's (403 otherwise)."""
+        form = await request.form()
+        sent = form.get("csrf")
+        want = request.session.get("csrf")
+        if not (isinstance(sent, str) and isinstance(want, str)) or not secrets.compare_digest(
+            sent, want
+        ):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+        return form
+
+    def _page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.update(
+            user=request.session.get("user", ""),
+            csrf=self._csrf(request),
+            password_mode=self.password_mode,
+            flash=request.session.pop("flash", None),
+        )
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def _confirm(
+        self, request: Request, form: FormData, question: str, action: str
+    ) -> Response | None:
+        """The confirmation page, unless this POST is the confirmed one."""
+        if form.get("confirmed") == "yes":
+            return None
+        fields = [(k, v) for k, v in form.multi_items() if k not in ("csrf", "confirmed")]
+        return self._page(
+            request,
+            "confirm.html",
+            question=question,
+            action=action,
+            fields=fields,
+            # Back to the page the form was on: its path only, never another site.
+            back=urlsplit(request.headers.get("referer", "")).path or "/",
+        )
+
+    def _done(self, request: Request, to: str, message: str, ok: bool = True) -> Response:
+        request.session["flash"] = {"ok": ok, "text": message}
+        return RedirectResponse(to, status_code=303)
+
+    async def _request(self, subject: str, body: bytes) -> bytes:
+        """Send a ``$memphis_*`` request as an SDK would, over the control plane's connection."""
+        try:
+            msg = await self._ctx().nc.request(subject, body, timeout=_REQUEST_TIMEOUT_S)
+        except (nats.errors.Error, TimeoutError) as err:
+            return f"no answer from the control plane: {err or type(err).__name__}".encode()
+        return bytes(msg.data)
+
+    # ------------------------------------------------------------------ routes
+
+    def _routes(self) -> list[Route | Mount]:
+        def page(
+            fn: Callable[[Request], Awaitable[Response]],
+        ) -> Callable[[Request], Awaitable[Response]]:
+            async def guarded(request: Request) -> Response:
+                if not request.session.get("user"):
+                    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                return await fn(request)
+
+            return guarded
+
+        return [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/metrics", self.metrics_page, methods=["GET"]),
+            Route("/", page(self.overview), methods=["GET"]),
+            Route("/partials/overview", page(self.overview_partial), methods=["GET"]),
+            Route("/api/rates", page(self.rates), methods=["GET"]),
+            Route("/stations", page(self.stations), methods=["GET"]),
+            Route("/stations", page(self.create_station), methods=["POST"]),
+            Route("/stations/{name}", page(self.station), methods=["GET"]),
+            Route("/stations/{name}/groups", page(self.station_groups), methods=["GET"]),
+            Route("/dls", page(self.dls_index), methods=["GET"]),
+            Route("/dls/{name}", page(self.dls), methods=["GET"]),
+            Route("/dls/{name}/resend", page(self.dls_resend), methods=["POST"]),
+            Route("/dls/{name}/drop", page(self.dls_drop), methods=["POST"]),
+            Route("/schemas", page(self.schemas), methods=["GET"]),
+            Route("/schemas", page(self.create_schema), methods=["POST"]),
+            Route("/schemas/enforce", page(self.enforce_schema), methods=["POST"]),
+            Route("/schemas/detach", page(self.detach_schema), methods=["POST"]),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ]
+
+    async def login_page(self, request: Request) -> Response:
+        return self._page(request, "login.html", error="", next=_safe_next(request))
+
+    async def login(self, request: Request) -> Response:
+        form = await self._form(request)
+        username = str(form.get("username") or "root").strip().lower()
+        secret = str(form.get("secret") or "")
+        if not secret or not await self._login_ok(username, secret):
+            return self._page(
+                request,
+                "login.html",
+                status=401,
+                error="login refused by the broker",
+                next=_safe_next(request),
+            )
+        request.session.clear()  # a fresh session (and CSRF token) for the logged-in user
+        request.session["user"] = username
+        return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        await self._form(request)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    async def metrics_page(self, request: Request) -> Response:
+        if not request.session.get("user") and await self._basic_auth(request) is None:
+            return Response(
+                "login required\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="memphis console"'},
+            )
+        body = await self.metrics.render(self._ctx(), self.monitor_urls)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _overview_context(self) -> dict[str, Any]:
+        ctx = self._ctx()
+        stations, health = await asyncio.gather(
+            read_stations(ctx, producers=False), read_health(self.monitor_urls)
+        )
+        return {
+            "stations": stations,
+            "health": health,
+            "total_messages": sum(s.messages for s in stations),
+            "total_dls": sum(s.dls for s in stations),
+            "sync": health[0].sync if health else "unknown (no monitoring endpoint)",
+        }
+
+    async def overview(self, request: Request) -> Response:
+        return self._page(request, "overview.html", **await self._overview_context())
+
+    async def overview_partial(self, request: Request) -> Response:
+        return self._page(request, "_overview_stats.html", **await self._overview_context())
+
+    async def rates(self, request: Request) -> Response:
+        return JSONResponse(
+            [
+                {"at": p.at, "in": round(p.msgs_in, 3), "out": round(p.msgs_out, 3)}
+                for p in self.history.points
+            ]
+        )
+
+    async def stations(self, request: Request) -> Response:
+        ctx = self._ctx()
+        return self._page(
+            request,
+            "stations.html",
+            stations=await read_stations(ctx, producers=False),
+            schemas=[s for s, _ in await schemas_with_stations(ctx)],
+        )
+
+    async def create_station(self, request: Request) -> Response:
+        form = await self._form(request)
+        name = str(form.get("name") or "")
+        try:
+            opts = station_options(
+                name,
+                retention_type=str(form.get("retention_type") or "message_age_sec"),
+                retention_value=int(str(form.get("retention_value") or "3600")),
+                storage_type=str(form.get("storage_type") or "file"),
+                replicas=int(str(form.get("replicas") or "1")),
+                idempotency_window=float(str(form.get("idempotency_window") or "120")),
+                schema_name=str(form.get("schema_name") or ""),
+                send_poison_msg_to_dls=form.get("poison") == "on",
+                send_schema_failed_msg_to_dls=form.get("schemaverse") == "on",
+                partitions_number=int(str(form.get("partitions") or "1")),
+                dls_station=str(form.get("dls_station") or ""),
+            )
+            body = rq.encode_station_create(opts, username=request.session["user"])
+        except (LocalProtocolError, ValueError) as err:
+            return self._done(request, "/stations", f"not created: {err}", ok=False)
+        asked = self._confirm(
+            request,
+            form,
+            f"Create station {opts.name} with {opts.partitions_number} partition(s)?",
+            "/stations",
+        )
+        if asked is not None:
+            return asked
+        error = rq.parse_plain_reply(await self._request(rq.STATION_CREATIONS, body))
+        if error:
+            return self._done(request, "/stations", f"not created: {error}", ok=False)
+        return self._done(request, f"/stations/{opts.name}", f"station {opts.name} created")
+
+    async def _station_or_404(self, name: str) -> dict[str, Any]:
+        doc = await self._ctx().station(name.lower())
+        if doc is None:
+            raise HTTPException(404, f"station {name} does not exist")
+        return doc
+
+    async def station(self, request: Request) -> Response:
+        ctx = self._ctx()
+        doc = await self._station_or_404(request.path_params["name"])
+        st = await read_station(ctx, doc)
+        try:
+            last = int(request.query_params.get("last", _DEFAULT_BROWSE))
+        except ValueError:
+            last = _DEFAULT_BROWSE
+        last = max(1, min(last, MAX_BROWSE))
+        schema = await station_schema(ctx, doc)
+        messages = await read_messages(ctx, st, last, schema)
+        return self._page(
+            request,
+            "station.html",
+            st=st,
+            messages=messages,
+            last=last,
+            schema_type=schema.schema_type if schema else "",
+            max_browse=MAX_BROWSE,
+        )
+
+    async def station_groups(self, request: Request) -> Response:
+        doc = await self._station_or_404(request.path_params["name"])
+        st = await read_station(self._ctx(), doc)
+        return self._page(request, "_groups.html", st=st)
+
+    async def dls_index(self, request: Request) -> Response:
+        stations = await read_stations(self._ctx(), producers=False)
+        return self._page(request, "dls_index.html", stations=stations)
+
+    async def dls(self, request: Request) -> Response:
+        ctx = self._ctx()
+        doc = await self._station_or_404(request.path_params["name"])
+        st = await read_station(ctx, doc, dls=False)
+        rows = await dls_rows(ctx, doc["name"])
+        schema = await station_schema(ctx, doc)
+        views = []
+        for row in rows:
+            details = row["message_details"]
+            try:
+                data = bytes.fromhex(details.get("data", ""))
+            except ValueError:
+                data = b""
+            # A schema failure is shown as it came: by definition the schema cannot read it.
+            poison = row.get("message_type") == "poison"
+            views.append((row, payload_view(data, schema if poison else None)))
+        return self._page(request, "dls.html", st=st, rows=views)
+
+    def _ids(self, form: FormData) -> set[int] | None:
+        if form.get("all") == "yes":
+            return None
+        ids = set()
+        for value in form.getlist("id"):
+            try:
+                ids.add(int(str(value)))
+            except ValueError:
+                raise HTTPException(400, f"not a DLS id: {value!r}") from None
+        return ids
+
+    async def _dls_action(
+        self, request: Request, verb: str, act: Callable[[Context, str, set[int] | None], Any]
+    ) -> Response:
+        form = await self._form(request)
+        doc = await self._station_or_404(request.path_params["name"])
+        station = doc["name"]
+        ids = self._ids(form)
+        back = f"/dls/{station}"
+        if ids is not None and not ids:
+            return self._done(request, back, "nothing selected", ok=False)
+        which = "all dead letters" if ids is None else f"{len(ids)} dead letter(s)"
+        asked = self._confirm(
+            request, form, f"{verb} {which} of station {station}?", request.url.path
+        )
+        if asked is not None:
+            return asked
+        count = await act(self._ctx(), station, ids)
+        noun = "message(s) to their groups" if verb == "Resend" else "row(s)"
+        return self._done(request, back, f"{verb.lower()}: {count} {noun}")
+
+    async def dls_resend(self, request: Request) -> Response:
+        return await self._dls_action(request, "Resend", _dls.resend)
+
+    async def dls_drop(self, request: Request) -> Response:
+        return await self._dls_action(request, "Drop", _dls.drop)
+
+    async def schemas(self, request: Request) -> Response:
+        ctx = self._ctx()
+        stations = sorted(doc["name"] for _k, doc in await ctx.store.stations.scan())
+        return self._page(
+            request,
+            "schemas.html",
+            schemas=await schemas_with_stations(ctx),
+            stations=stations,
+            types=[t.value for t in SchemaType],
+        )
+
+    async def create_schema(self, request: Request) -> Response:
+        form = await self._form(request)
+        name = str(form.get("name") or "")
+        try:
+            body = rq.schema_create_body(
+                name,
+                str(form.get("type") or ""),
+                str(form.get("content") or ""),
+                username=request.session["user"],
+            )
+        except LocalProtocolError as err:
+            return self._done(request, "/schemas", f"not created: {err}", ok=False)
+        asked = self._confirm(
+            request, form, f"Create schema {name} (or a new version)?", "/schemas"
+        )
+        if asked is not None:
+            return asked
+        reply = await self._request(rq.SCHEMA_CREATIONS, body)
+        error = rq.parse_schema_create_reply(reply)
+        if error:
+            return self._done(request, "/schemas", f"not created: {error}", ok=False)
+        return self._done(request, "/schemas", f"schema {name} saved")
+
+    async def enforce_schema(self, request: Request) -> Response:
+        form = await self._form(request)
+        schema, station = str(form.get("schema") or ""), str(form.get("station") or "")
+        asked = self._confirm(
+            request, form, f"Enforce schema {schema} on station {station}?", "/schemas/enforce"
+        )
+        if asked is not None:
+            return asked
+        body = rq.schema_attach_body(schema, station, username=request.session["user"])
+        error = rq.parse_plain_reply(await self._request(rq.SCHEMA_ATTACHMENTS, body))
+        if error:
+            return self._done(request, "/schemas", f"not enforced: {error}", ok=False)
+        return self._done(request, "/schemas", f"schema {schema} enforced on {station}")
+
+    async def detach_schema(self, request: Request) -> Response:
+        form = await self._form(request)
+        station = str(form.get("station") or "")
+        asked = self._confirm(
+            request, form, f"Detach the schema of station {station}?", "/schemas/detach"
+        )
+        if asked is not None:
+            return asked
+        body = rq.schema_detach_body(station, username=request.session["user"])
+        error = rq.parse_plain_reply(await self._request(rq.SCHEMA_DETACHMENTS, body))
+        if error:
+            return self._done(request, "/schemas", f"not detached: {error}", ok=False)
+        return self._done(request, "/schemas", f"schema detached from {station}")
+
+
+def _safe_next(request: Request, value: object = None) -> str:
+    """Where to go after login: a local path only (no open redirect)."""
+    target = str(value or request.query_params.get("next") or "/")
+    if not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target

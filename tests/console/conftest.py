@@ -1,0 +1,123 @@
+"""Fixtures for the console suite: a real ``memphis-broker`` (console on a free port) and
+Debian's Chromium driven headless by Playwright.
+
+Playwright's own browser download is never used: the tests launch ``/usr/bin/chromium``
+(``apt-get install chromium``; ``make test`` installs it, see the Makefile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+import pytest
+
+from tests.support.chromium import CHROMIUM, launch
+from tests.support.launcher import Launcher, launcher
+
+#: The committed screenshots (shown in the README and docs/console.md), rewritten only when
+#: ``MEMPHIS_UPDATE_SCREENSHOTS=1`` (docs/console.md, "Tests"): a plain run leaves the tree clean.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+TOKEN = "memphis"
+T = TypeVar("T")
+
+
+@dataclass
+class ConsoleBroker:
+    proc: Launcher
+    nats_port: int
+    console_url: str  # ends with "/"
+
+    def jetstream(self, body: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``body(js)`` on a fresh nats-py connection: the independent view of JetStream."""
+
+        async def main() -> T:
+            nc = await nats.connect(f"nats://127.0.0.1:{self.nats_port}", token=TOKEN)
+            try:
+                return await body(nc.jetstream())
+            finally:
+                await nc.close()
+
+        # Playwright's sync API runs an event loop in this thread: asyncio gets its own.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, main()).result(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def console_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBroker]:
+    store = tmp_path_factory.mktemp("console-broker")
+    args = ["--port", "0", "--monitor-port", "0", "--console-port", "0", "--store-dir", str(store)]
+    with launcher(*args) as proc:
+        line = proc.ready(timeout=60)
+        port = re.search(r"nats://127\.0\.0\.1:(\d+)", line)
+        url = re.search(r", console (http://\S+/)", line)
+        assert port, line
+        assert url, line
+        yield ConsoleBroker(proc, int(port.group(1)), url.group(1))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = launch(pw)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, console_broker: ConsoleBroker) -> Iterator[Any]:
+    """A fresh browser context (no cookies), its page's default timeout 20 s."""
+    context = browser.new_context(
+        base_url=console_broker.console_url, viewport={"width": 1400, "height": 900}
+    )
+    context.set_default_timeout(20_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def log_in(page: Any, secret: str = TOKEN) -> None:
+    page.goto("/login")
+    page.fill("#username", "root")
+    page.fill("#secret", secret)
+    page.click("#login")
+
+
+Screenshot = Callable[[Any, str], Path]
+
+
+@pytest.fixture(scope="session")
+def screenshot(tmp_path_factory: pytest.TempPathFactory) -> Screenshot:
+    """Take a full-page screenshot ``<name>.png`` of a page; returns its path.
+
+    Into a temporary directory by default; into docs/screenshots/ with
+    ``MEMPHIS_UPDATE_SCREENSHOTS=1``, to refresh the committed ones.
+    """
+    if os.environ.get("MEMPHIS_UPDATE_SCREENSHOTS") == "1":
+        folder = DOCS_SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("screenshots")
+
+    def take(page: Any, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 0, path
+        return path
+
+    return take
