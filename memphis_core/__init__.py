@@ -36,6 +36,15 @@ from .memphis._errors import (
     StationTemporarilyUnavailableError,
     StationUnreachableError,
 )
+from .memphis._introspection import (
+    ConsumerInfo,
+    DlsSettings,
+    PartitionInfo,
+    PartitionLag,
+    SchemaInfo,
+    StationInfo,
+    StationNotFoundError,
+)
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
@@ -103,11 +112,13 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionLostError",
     "ConsumerError",
+    "ConsumerInfo",
     "ConsumerOptions",
     "ConsumerState",
     "ControlRetry",
     "Delivery",
     "Disconnected",
+    "DlsSettings",
     "Err",
     "FetchOptions",
     "FlushCompleted",
@@ -129,6 +140,8 @@ __all__ = [
     "Operation",
     "ParseError",
     "Parser",
+    "PartitionInfo",
+    "PartitionLag",
     "Ping",
     "Pong",
     "ProduceFailure",
@@ -144,11 +157,14 @@ __all__ = [
     "RequestTimeoutError",
     "RetentionType",
     "Schema",
+    "SchemaInfo",
     "SchemaType",
     "SchemaValidationError",
     "ServerError",
     "Session",
     "SessionEvent",
+    "StationInfo",
+    "StationNotFoundError",
     "StationOptions",
     "StationState",
     "StationTemporarilyUnavailableError",

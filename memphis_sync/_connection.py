@@ -18,7 +18,9 @@ from memphis_core import (
     LocalProtocolError,
     PubAck,
     RetentionType,
+    SchemaInfo,
     SchemaType,
+    StationInfo,
     StorageType,
     consumer_options,
     fetch_consumer_options,
@@ -247,6 +249,48 @@ class Connection:
             RequestTimeoutError: no reply after the control-plane retries.
         """
         self._driver.run(lambda now: self._client.detach_schema(station_name, now))
+
+    # ------------------------------------------------------------------ introspection
+
+    def stations(self) -> list[StationInfo]:
+        """Every station on the broker, by name, read from JetStream's stream list.
+
+        ``consumer_groups`` is empty here (listing them costs one more request per station);
+        :meth:`station_info` has them. ``schema`` and ``dls`` are None on a broker that does not
+        expose its station records (the real Memphis broker keeps them in PostgreSQL).
+
+        Raises:
+            MemphisError: JetStream refused a request.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(self._client.stations)
+
+    def station_info(self, name: str) -> StationInfo:
+        """One station: partitions with message counts and sequences, retention, storage,
+        replicas, idempotency window, schema, DLS settings and consumer groups.
+
+        Args:
+            name: the station name as given at creation.
+
+        Raises:
+            LocalProtocolError: an invalid station name (nothing is sent).
+            StationNotFoundError: the station does not exist.
+            MemphisError: JetStream refused a request.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(lambda now: self._client.station_info(name, now))
+
+    def schemas(self) -> list[SchemaInfo] | None:
+        """Every schema in the broker's store, by name.
+
+        Returns None when the broker does not expose its schema store (only ``memphis_broker``
+        does, in the JetStream KV bucket ``memphis_schemas``).
+
+        Raises:
+            MemphisError: JetStream refused a request.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(self._client.schemas)
 
     # ------------------------------------------------------------------ producers
 
@@ -481,7 +525,16 @@ class Station:
 
     def __init__(self, connection: Connection, name: str) -> None:
         self._connection = connection
-        self.name = name
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The station's name, as given to ``create_station``."""
+        return self._name
+
+    def info(self) -> StationInfo:
+        """``connection.station_info(station.name)``: the station as the broker has it now."""
+        return self._connection.station_info(self.name)
 
     def create_producer(self, producer_name: str) -> Producer:
         """``connection.create_producer(station.name, producer_name)``."""

@@ -30,6 +30,16 @@ from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
+from ._introspection import (
+    ConsumerInfo,
+    SchemaInfo,
+    StationInfo,
+    consumer_info_plan,
+    run_plan,
+    schemas_plan,
+    station_info_plan,
+    stations_plan,
+)
 from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
@@ -505,6 +515,39 @@ class Client:
             lambda reply: _check(rq.parse_plain_reply(reply)),
             now,
         )
+
+    # ------------------------------------------------------------------ introspection
+
+    def consumer_info(self, consumer: ConsumerState, now: float) -> Operation[ConsumerInfo]:
+        """The group's lag and unacked counts, from ``CONSUMER.INFO`` on every partition."""
+        station = consumer.station
+        plan = consumer_info_plan(
+            station.name,
+            station.internal,
+            station.partitions,
+            consumer.durable,
+            consumer.options.consumer_group,
+        )
+        return run_plan(self._dispatcher, "consumer_info", plan, now)
+
+    def station_info(self, name: str, now: float) -> Operation[StationInfo]:
+        """One station's partitions, configuration, schema, DLS settings and groups.
+
+        Raises:
+            LocalProtocolError: an invalid station name (nothing is sent).
+        """
+        error = name_error(name.lower(), "Station")
+        if error is not None:
+            raise LocalProtocolError(error)
+        return run_plan(self._dispatcher, "station_info", station_info_plan(name), now)
+
+    def stations(self, now: float) -> Operation[list[StationInfo]]:
+        """Every station on the broker, by name."""
+        return run_plan(self._dispatcher, "stations", stations_plan(), now)
+
+    def schemas(self, now: float) -> Operation[list[SchemaInfo] | None]:
+        """Every schema in the broker's store (None: the broker does not expose its store)."""
+        return run_plan(self._dispatcher, "schemas", schemas_plan(), now)
 
     # ------------------------------------------------------------------ producers
 

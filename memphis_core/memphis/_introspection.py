@@ -1,0 +1,650 @@
+"""Introspection: what a consumer group, a station or the schemas look like on the broker (pure).
+
+The Memphis client protocol has no "station info", "list stations" or "consumer lag" request
+(the real broker serves those to its web console over HTTP, docs/introspection.md). Everything
+here is asked of JetStream itself, through its request/reply API, on the connection the client
+already has:
+
+* a consumer group's lag: ``$JS.API.CONSUMER.INFO.<stream>.<durable>`` on every partition
+  stream of the station (the group's durable exists on each, docs/protocol.md §7.3);
+* a station: ``$JS.API.STREAM.INFO.<stream>`` per partition stream, ``<internal>$<p>``
+  (``<internal>`` alone for a legacy station), and ``$JS.API.CONSUMER.NAMES.<stream>`` for its
+  groups; every station: ``$JS.API.STREAM.LIST`` (paged), grouped by station;
+* the schema and dead-letter settings of a station, and the schemas: these live only in the
+  control plane's own store. ``memphis_broker`` keeps them in the JetStream key-value buckets
+  ``memphis_stations`` and ``memphis_schemas`` (docs/broker.md), which are read with
+  ``$JS.API.STREAM.MSG.GET`` like any KV ``get``; against a broker without those buckets (the
+  real Memphis broker keeps them in PostgreSQL) they are reported as unknown (``None``).
+
+A query is a generator (a *plan*): it yields a batch of requests, is sent the batch's replies
+in the same order, and returns its typed result. :func:`run_plan` drives one on the client's
+request dispatcher, so the frontends only send and wait; the parsers and plans are tested
+bytes in, results out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from memphis_core.nats._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._frames import Msg
+from memphis_core.nats._headers import parse_header_block
+
+from ._dispatch import Dispatcher, ReplyHandler
+from ._names import internal_name
+from ._operation import Operation
+from ._partitions import stream_name
+
+__all__ = [
+    "QUERY_TIMEOUT",
+    "ConsumerInfo",
+    "DlsSettings",
+    "PartitionInfo",
+    "PartitionLag",
+    "Plan",
+    "SchemaInfo",
+    "StationInfo",
+    "StationNotFoundError",
+    "consumer_info_plan",
+    "external_name",
+    "kv_get_request",
+    "run_plan",
+    "schemas_plan",
+    "station_info_plan",
+    "stations_plan",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Seconds each JetStream API request of a query may take (the nats-py request default is 0.5 s;
+#: a cluster electing a stream leader needs longer, and the CLI's old code used 10 s).
+QUERY_TIMEOUT: Final = 10.0
+
+#: One request of a plan: (subject, body). Sent with a reply inbox; the reply's payload goes back.
+Request = tuple[str, bytes]
+#: A query: yields request batches, receives their replies (payloads, in order), returns T.
+Plan = Generator[list[Request], list[bytes], T]
+
+# The JetStream API error codes a plan treats as an answer rather than a failure.
+_STREAM_NOT_FOUND: Final = 10059
+_MSG_NOT_FOUND: Final = 10037
+# memphis_broker's bucket names (docs/broker.md "State"); KV bucket B is stream KV_B, and key K is
+# subject $KV.B.K.
+_STATIONS_BUCKET: Final = "memphis_stations"
+_SCHEMAS_BUCKET: Final = "memphis_schemas"
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+_PARTITION: Final = re.compile(r"(?P<station>[^$]+)\$(?P<partition>[0-9]+)")
+_NS: Final = 1_000_000_000
+
+
+class StationNotFoundError(MemphisError):
+    """The station has no stream on the broker (never created, or destroyed)."""
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition's view of a consumer group (its durable on that partition's stream).
+
+    Attributes:
+        stream: the partition's stream, ``<internal station>$<partition>``.
+        partition: the partition number (None for a legacy single-stream station).
+        pending: messages in the stream not yet delivered to the group (JetStream
+            ``num_pending``): the group's lag.
+        ack_pending: delivered but neither acked nor terminated yet (``num_ack_pending``).
+        redelivered: delivered more than once and still unacked (``num_redelivered``).
+        waiting: pull requests waiting at the server for messages (``num_waiting``).
+        delivered_seq: the last stream sequence delivered to the group.
+        ack_floor_seq: every stream sequence up to this one is acked.
+    """
+
+    stream: str
+    partition: int | None
+    pending: int
+    ack_pending: int
+    redelivered: int
+    waiting: int
+    delivered_seq: int
+    ack_floor_seq: int
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """A consumer group's progress, summed over the station's partitions.
+
+    Attributes:
+        station: the station name as given.
+        group: the consumer group.
+        pending: messages not yet delivered to the group (the lag).
+        ack_pending: delivered, not yet acked.
+        redelivered: redelivered and still unacked.
+        waiting: pull requests waiting at the server.
+        partitions: the per-partition detail, in partition order.
+    """
+
+    station: str
+    group: str
+    pending: int
+    ack_pending: int
+    redelivered: int
+    waiting: int
+    partitions: tuple[PartitionLag, ...]
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One partition stream of a station.
+
+    Attributes:
+        stream: the stream name.
+        partition: the partition number (None for a legacy single-stream station).
+        messages: messages stored.
+        bytes: bytes stored.
+        first_seq: the first stored stream sequence.
+        last_seq: the last stream sequence written.
+    """
+
+    stream: str
+    partition: int | None
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class DlsSettings:
+    """A station's dead-letter settings (``create_station``'s options).
+
+    Attributes:
+        poison: poison messages (past ``max_msg_deliveries``) go to the dead-letter station.
+        schemaverse: messages that failed schema validation go there too.
+        dls_station: the station that also receives the dead letters ("" = none).
+    """
+
+    poison: bool
+    schemaverse: bool
+    dls_station: str
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """A station as the broker has it.
+
+    Retention, storage, replicas and the idempotency window are read from the partition
+    streams' JetStream configuration, so they are what the broker enforces.
+
+    Attributes:
+        name: the station name (lower case, as the broker stores it).
+        partitions: each partition stream, in partition order.
+        retention_type: ``"message_age_sec"``, ``"messages"``, ``"bytes"`` or ``"ack_based"``.
+        retention_value: seconds, messages or bytes (0 for ``ack_based``).
+        storage_type: ``"file"`` or ``"memory"``.
+        replicas: stream replicas.
+        idempotency_window: seconds a ``msg_id`` is remembered.
+        messages: messages stored, over all partitions.
+        bytes: bytes stored, over all partitions.
+        schema: the enforced schema's name, "" for none, None when the broker does not say
+            (a broker without ``memphis_broker``'s state buckets).
+        dls: the dead-letter settings, None when the broker does not say.
+        consumer_groups: the groups with a durable on the first partition.
+    """
+
+    name: str
+    partitions: tuple[PartitionInfo, ...]
+    retention_type: str
+    retention_value: int
+    storage_type: str
+    replicas: int
+    idempotency_window: float
+    messages: int
+    bytes: int
+    schema: str | None
+    dls: DlsSettings | None
+    consumer_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """A schema in the broker's store.
+
+    Attributes:
+        name: the schema name.
+        type: ``"protobuf"``, ``"json"``, ``"graphql"`` or ``"avro"``.
+        versions: how many versions it has.
+        active_version: the version producers validate against (0: none active).
+        created_by: the user who created it.
+    """
+
+    name: str
+    type: str
+    versions: int
+    active_version: int
+    created_by: str
+
+
+# ------------------------------------------------------------------------------ wire helpers
+
+
+def external_name(internal: str) -> str:
+    """A station's name from its internal one (``#`` back to ``.``; case is folded anyway)."""
+    return internal.replace("#", ".")
+
+
+def _kv_key(name: str) -> str:
+    # memphis_broker's key encoding (docs/broker.md "State"): a name of [A-Za-z0-9_-.] has its
+    # dots as "=", anything else is "/" + hex, so a name is always one subject token.
+    if _PLAIN_KEY.fullmatch(name):
+        return name.replace(".", "=")
+    return "/" + name.encode().hex()
+
+
+def kv_get_request(bucket: str, key: str) -> Request:
+    """A KV ``get``: the last message on ``$KV.<bucket>.<key>`` of stream ``KV_<bucket>``."""
+    body = json.dumps({"last_by_subj": f"$KV.{bucket}.{key}"}, separators=(",", ":"))
+    return f"$JS.API.STREAM.MSG.GET.KV_{bucket}", body.encode()
+
+
+def _doc(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        raise RemoteProtocolError(f"{what}: reply is not JSON: {payload[:80]!r}") from None
+    if not isinstance(doc, dict):
+        raise RemoteProtocolError(f"{what}: reply is not a JSON object: {payload[:80]!r}")
+    return doc
+
+
+def _api_error(doc: Mapping[str, Any]) -> tuple[int, str] | None:
+    """``(err_code, description)`` of a JetStream API error reply, None on success."""
+    error = doc.get("error")
+    if not error:
+        return None
+    if not isinstance(error, dict):
+        return 0, str(error)
+    return int(error.get("err_code") or 0), str(error.get("description") or "JetStream error")
+
+
+def _ok(payload: bytes, what: str) -> dict[str, Any]:
+    """The reply document, or MemphisError with JetStream's description."""
+    doc = _doc(payload, what)
+    error = _api_error(doc)
+    if error is not None:
+        raise MemphisError(f"memphis: {what}: {error[1]}")
+    return doc
+
+
+def _int(doc: Mapping[str, Any], field: str) -> int:
+    value = doc.get(field) or 0
+    if not isinstance(value, int):
+        raise RemoteProtocolError(f"JetStream reply field {field!r} is not an integer: {value!r}")
+    return value
+
+
+def _kv_value(payload: bytes, what: str) -> dict[str, Any] | None:
+    """The JSON document of a KV ``get`` reply; None when the key or the bucket is missing."""
+    doc = _doc(payload, what)
+    error = _api_error(doc)
+    if error is not None:
+        if error[0] in (_STREAM_NOT_FOUND, _MSG_NOT_FOUND):
+            return None
+        raise MemphisError(f"memphis: {what}: {error[1]}")
+    message = doc.get("message")
+    if not isinstance(message, dict):
+        raise RemoteProtocolError(f"{what}: no message in {payload[:80]!r}")
+    try:
+        headers = base64.b64decode(message.get("hdrs") or "")
+        data = base64.b64decode(message.get("data") or "")
+    except (binascii.Error, TypeError):
+        raise RemoteProtocolError(f"{what}: bad base64 in {payload[:80]!r}") from None
+    # A deleted key is a message with a KV-Operation header (DEL or PURGE) and no data.
+    if headers and parse_header_block(headers)[2].get("KV-Operation") in ("DEL", "PURGE"):
+        return None
+    if not data:
+        return None
+    return _doc(data, what)
+
+
+# ------------------------------------------------------------------------------ consumer info
+
+
+def _lag(payload: bytes, stream: str, partition: int | None) -> PartitionLag:
+    doc = _ok(payload, f"consumer info on {stream}")
+    delivered = doc.get("delivered") or {}
+    ack_floor = doc.get("ack_floor") or {}
+    return PartitionLag(
+        stream=stream,
+        partition=partition,
+        pending=_int(doc, "num_pending"),
+        ack_pending=_int(doc, "num_ack_pending"),
+        redelivered=_int(doc, "num_redelivered"),
+        waiting=_int(doc, "num_waiting"),
+        delivered_seq=_int(delivered, "stream_seq"),
+        ack_floor_seq=_int(ack_floor, "stream_seq"),
+    )
+
+
+def consumer_info_plan(
+    station: str, internal: str, partitions: Sequence[int], durable: str, group: str
+) -> Plan[ConsumerInfo]:
+    """One ``CONSUMER.INFO`` per partition, all at once; summed into a :class:`ConsumerInfo`.
+
+    ``partitions`` empty means a legacy station (one stream, no ``$<p>`` suffix).
+
+    Raises:
+        MemphisError: JetStream's error (the group's durable or its stream is gone).
+    """
+    numbers: list[int | None] = list(partitions) or [None]
+    streams = [stream_name(internal, p) for p in numbers]
+    replies = yield [(f"$JS.API.CONSUMER.INFO.{s}.{durable}", b"") for s in streams]
+    lags = tuple(_lag(r, s, p) for r, s, p in zip(replies, streams, numbers, strict=True))
+    return ConsumerInfo(
+        station=station,
+        group=group,
+        pending=sum(lag.pending for lag in lags),
+        ack_pending=sum(lag.ack_pending for lag in lags),
+        redelivered=sum(lag.redelivered for lag in lags),
+        waiting=sum(lag.waiting for lag in lags),
+        partitions=lags,
+    )
+
+
+# ------------------------------------------------------------------------------ stations
+
+
+_RETENTION_FIELDS: Final = (
+    ("max_age", "message_age_sec", _NS),
+    ("max_bytes", "bytes", 1),
+    ("max_msgs", "messages", 1),
+)
+
+
+def _retention(config: Mapping[str, Any]) -> tuple[str, int]:
+    # The inverse of how a station's retention becomes stream limits (docs/protocol.md §5.4):
+    # ack_based is interest retention; otherwise the one limit set (age, bytes or messages).
+    if config.get("retention") == "interest":
+        return "ack_based", 0
+    for field, kind, scale in _RETENTION_FIELDS:
+        value = config.get(field) or 0
+        if isinstance(value, int) and value > 0:
+            return kind, value // scale
+    return "message_age_sec", 0
+
+
+def station_of(stream: Mapping[str, Any]) -> tuple[str, int | None] | None:
+    """``(internal station, partition)`` of a station's stream; None for any other stream.
+
+    A station stream ``S`` has exactly the subjects ``S.>`` (docs/protocol.md §5.4); KV
+    buckets, the DLS streams and other streams on the server do not.
+    """
+    config = stream.get("config") or {}
+    name = str(config.get("name", ""))
+    if not name or name.startswith(("$", "KV_")) or config.get("subjects") != [f"{name}.>"]:
+        return None
+    match = _PARTITION.fullmatch(name)
+    if match is None:
+        return name, None  # a legacy station: one stream without a partition suffix
+    return match["station"], int(match["partition"])
+
+
+def _partition(stream: Mapping[str, Any], partition: int | None) -> PartitionInfo:
+    state = stream.get("state") or {}
+    return PartitionInfo(
+        stream=str(stream["config"]["name"]),
+        partition=partition,
+        messages=_int(state, "messages"),
+        bytes=_int(state, "bytes"),
+        first_seq=_int(state, "first_seq"),
+        last_seq=_int(state, "last_seq"),
+    )
+
+
+def _dls(record: Mapping[str, Any] | None) -> DlsSettings | None:
+    if record is None:
+        return None
+    config = record.get("dls_configuration") or {}
+    return DlsSettings(
+        poison=bool(config.get("poison", True)),
+        schemaverse=bool(config.get("schemaverse", True)),
+        dls_station=str(record.get("dls_station") or ""),
+    )
+
+
+def _station(
+    internal: str,
+    streams: Sequence[tuple[int | None, Mapping[str, Any]]],
+    record: Mapping[str, Any] | None,
+    groups: Sequence[str],
+) -> StationInfo:
+    ordered = sorted(streams, key=lambda item: item[0] or 0)
+    config = ordered[0][1]["config"]
+    retention_type, retention_value = _retention(config)
+    partitions = tuple(_partition(stream, p) for p, stream in ordered)
+    return StationInfo(
+        name=external_name(internal),
+        partitions=partitions,
+        retention_type=retention_type,
+        retention_value=retention_value,
+        storage_type="memory" if config.get("storage") == "memory" else "file",
+        replicas=int(config.get("num_replicas") or 1),
+        idempotency_window=int(config.get("duplicate_window") or 0) / _NS,
+        messages=sum(p.messages for p in partitions),
+        bytes=sum(p.bytes for p in partitions),
+        schema=None if record is None else str(record.get("schema_name") or ""),
+        dls=_dls(record),
+        consumer_groups=tuple(sorted(external_name(g) for g in groups)),
+    )
+
+
+def _stream_info(payload: bytes, stream: str) -> dict[str, Any] | None:
+    """A STREAM.INFO reply; None when the stream does not exist."""
+    doc = _doc(payload, f"stream info on {stream}")
+    error = _api_error(doc)
+    if error is None:
+        return doc
+    if error[0] == _STREAM_NOT_FOUND:
+        return None
+    raise MemphisError(f"memphis: stream info on {stream}: {error[1]}")
+
+
+def _record_request(internal: str) -> Request:
+    # The record's key is the station's name as the broker stores it: lower case, with dots.
+    return kv_get_request(_STATIONS_BUCKET, _kv_key(external_name(internal)))
+
+
+def station_info_plan(name: str) -> Plan[StationInfo]:
+    """A station's streams, its record (schema, DLS) and its consumer groups.
+
+    First the record and the first partition (and a legacy stream) at once; then every other
+    partition the record names at once, or, without a record, one by one until a partition is
+    missing (partitions are numbered from 1 without gaps, docs/protocol.md §5.4).
+
+    Raises:
+        StationNotFoundError: no stream of the station exists.
+        MemphisError: JetStream refused a request.
+    """
+    internal = internal_name(name)
+    first, legacy = stream_name(internal, 1), stream_name(internal, None)
+    replies = yield [
+        _record_request(internal),
+        (f"$JS.API.STREAM.INFO.{first}", b""),
+        (f"$JS.API.STREAM.INFO.{legacy}", b""),
+    ]
+    record = _kv_value(replies[0], f"station record of {name}")
+    streams: list[tuple[int | None, Mapping[str, Any]]] = []
+    info = _stream_info(replies[1], first)
+    if info is not None:
+        streams.append((1, info))
+        listed = (record or {}).get("partitions")
+        numbers = [int(p) for p in listed if int(p) != 1] if isinstance(listed, list) else None
+        if numbers:
+            subjects = [stream_name(internal, p) for p in numbers]
+            more = yield [(f"$JS.API.STREAM.INFO.{s}", b"") for s in subjects]
+            for p, s, reply in zip(numbers, subjects, more, strict=True):
+                found = _stream_info(reply, s)
+                if found is not None:
+                    streams.append((p, found))
+        elif numbers is None:
+            p = 2
+            while True:
+                s = stream_name(internal, p)
+                (reply,) = yield [(f"$JS.API.STREAM.INFO.{s}", b"")]
+                found = _stream_info(reply, s)
+                if found is None:
+                    break
+                streams.append((p, found))
+                p += 1
+    else:
+        info = _stream_info(replies[2], legacy)
+        if info is not None and station_of(info) is not None:
+            streams.append((None, info))
+    if not streams:
+        raise StationNotFoundError(f"memphis: station {name} does not exist")
+    first_stream = str(streams[0][1]["config"]["name"])
+    (names,) = yield [(f"$JS.API.CONSUMER.NAMES.{first_stream}", b'{"offset":0}')]
+    groups = _ok(names, f"consumer names on {first_stream}").get("consumers") or []
+    return _station(internal, streams, record, [str(g) for g in groups])
+
+
+def stations_plan() -> Plan[list[StationInfo]]:
+    """Every station: ``STREAM.LIST`` page by page, grouped by station; then every station's
+    record at once. Consumer groups are not listed (one more request per station); see
+    :func:`station_info_plan`.
+
+    Raises:
+        MemphisError: JetStream refused a request.
+    """
+    found: list[dict[str, Any]] = []
+    while True:
+        (page,) = yield [
+            ("$JS.API.STREAM.LIST", json.dumps({"offset": len(found)}).encode()),
+        ]
+        doc = _ok(page, "stream list")
+        batch = doc.get("streams") or []
+        found.extend(batch)
+        if not batch or len(found) >= _int(doc, "total"):
+            break
+    by_station: dict[str, list[tuple[int | None, Mapping[str, Any]]]] = {}
+    for stream in found:
+        station = station_of(stream)
+        if station is not None:
+            by_station.setdefault(station[0], []).append((station[1], stream))
+    internals = sorted(by_station)
+    if not internals:
+        return []
+    records = yield [_record_request(internal) for internal in internals]
+    return [
+        _station(internal, by_station[internal], _kv_value(reply, f"record of {internal}"), ())
+        for internal, reply in zip(internals, records, strict=True)
+    ]
+
+
+# ------------------------------------------------------------------------------ schemas
+
+
+def _schema(doc: Mapping[str, Any]) -> SchemaInfo:
+    versions = doc.get("versions") or []
+    active = [int(v.get("version_number", 0)) for v in versions if v.get("active")]
+    return SchemaInfo(
+        name=str(doc.get("name", "")),
+        type=str(doc.get("type", "")),
+        versions=len(versions),
+        active_version=active[0] if active else 0,
+        created_by=str(doc.get("created_by") or ""),
+    )
+
+
+def schemas_plan() -> Plan[list[SchemaInfo] | None]:
+    """Every schema in ``memphis_broker``'s store, by name; None when the broker keeps no such
+    store (the subjects of bucket ``memphis_schemas`` via ``STREAM.INFO`` with
+    ``subjects_filter``, then one KV ``get`` per key).
+
+    Raises:
+        MemphisError: JetStream refused a request.
+    """
+    prefix = f"$KV.{_SCHEMAS_BUCKET}."
+    body = json.dumps({"subjects_filter": prefix + ">"}).encode()
+    (reply,) = yield [(f"$JS.API.STREAM.INFO.KV_{_SCHEMAS_BUCKET}", body)]
+    info = _stream_info(reply, f"KV_{_SCHEMAS_BUCKET}")
+    if info is None:
+        return None
+    subjects = sorted((info.get("state") or {}).get("subjects") or {})
+    if not subjects:
+        return []
+    keys = [s.removeprefix(prefix) for s in subjects]
+    replies = yield [kv_get_request(_SCHEMAS_BUCKET, k) for k in keys]
+    docs = [_kv_value(r, f"schema {k}") for k, r in zip(keys, replies, strict=True)]
+    return sorted((_schema(d) for d in docs if d is not None), key=lambda s: s.name)
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+class _Batch(ReplyHandler):
+    """The replies to one batch of a plan's requests; the last one advances the plan."""
+
+    __slots__ = ("replies", "runner", "waiting")
+
+    def __init__(self, runner: _Runner[Any], size: int) -> None:
+        self.runner = runner
+        self.replies: list[bytes | None] = [None] * size
+        self.waiting: dict[int, int] = {}  # token -> index in the batch
+
+    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
+        index = self.waiting.pop(token, None)
+        if index is not None:
+            self.replies[index] = b"" if msg is None else msg.payload
+            if not self.waiting:
+                self.runner.advance([r or b"" for r in self.replies], now)
+        return True
+
+    def on_error(self, token: int, error: MemphisError, now: float) -> None:
+        # The first failure fails the query; the other replies of the batch are then ignored.
+        if self.waiting.pop(token, None) is not None:
+            self.waiting.clear()
+            self.runner.fail(error)
+
+
+class _Runner(Generic[R]):
+    __slots__ = ("dispatcher", "op", "plan")
+
+    def __init__(self, dispatcher: Dispatcher, op: Operation[R], plan: Plan[R]) -> None:
+        self.dispatcher = dispatcher
+        self.op = op
+        self.plan = plan
+
+    def advance(self, replies: list[bytes] | None, now: float) -> None:
+        try:
+            batch = next(self.plan) if replies is None else self.plan.send(replies)
+        except StopIteration as done:
+            self.op.finish(done.value)
+            return
+        except MemphisError as error:
+            self.op.fail(error)
+            return
+        handler = _Batch(self, len(batch))
+        for index, (subject, body) in enumerate(batch):
+            token = self.dispatcher.request(
+                subject, body, handler, now=now, timeout=QUERY_TIMEOUT, replay=False
+            )
+            handler.waiting[token] = index
+
+    def fail(self, error: MemphisError) -> None:
+        self.plan.close()
+        self.op.fail(error)
+
+
+def run_plan(dispatcher: Dispatcher, what: str, plan: Plan[T], now: float) -> Operation[T]:
+    """Start ``plan`` on ``dispatcher``; the operation finishes with its result or error."""
+    op: Operation[T] = Operation(what)
+    _Runner(dispatcher, op, plan).advance(None, now)
+    return op
