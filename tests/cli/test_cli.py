@@ -250,7 +250,7 @@ def test_ctrl_c_exits_130(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*_args: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("memphis_cli._nats.list_stations", interrupted)
+    monkeypatch.setattr("memphis_sync.Connection.stations", interrupted)
     result = cli("station", "list")
     assert result.code == 130
     assert result.err.strip() == "memphis: interrupted"
