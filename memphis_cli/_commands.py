@@ -95,7 +95,7 @@ def _station_doc(info: memphis_sync.StationInfo, *, detail: bool) -> dict[str, A
         "name": info.name,
         "partitions": len(info.partitions),
         "messages": info.messages,
-        "bytes": info.bytes,
+        "bytes": info.stored_bytes,
         "retention_type": info.retention_type,
         "retention_value": info.retention_value,
         "storage_type": info.storage_type,
@@ -109,7 +109,7 @@ def _station_doc(info: memphis_sync.StationInfo, *, detail: bool) -> dict[str, A
             {
                 "stream": p.stream,
                 "messages": p.messages,
-                "bytes": p.bytes,
+                "bytes": p.stored_bytes,
                 "first_seq": p.first_seq,
                 "last_seq": p.last_seq,
             }
@@ -149,7 +149,7 @@ def station_list(args: argparse.Namespace, settings: Settings) -> int:
                 s.name,
                 str(len(s.partitions)),
                 f"{s.messages:,}",
-                f"{s.bytes:,}",
+                f"{s.stored_bytes:,}",
                 f"{s.retention_type} {s.retention_value}",
                 f"{s.storage_type} x{s.replicas}",
                 "?" if s.schema is None else s.schema or "-",
@@ -178,7 +178,7 @@ def station_info(args: argparse.Namespace, settings: Settings) -> int:
         ("retention", f"{info.retention_type} {info.retention_value}"),
         ("storage", f"{info.storage_type}, {info.replicas} replica(s)"),
         ("idempotency window", f"{info.idempotency_window:g} s"),
-        ("messages", f"{info.messages:,} ({info.bytes:,} bytes)"),
+        ("messages", f"{info.messages:,} ({info.stored_bytes:,} bytes)"),
         ("schema", _schema_text(info.schema)),
         ("dead letters", _dls_text(info.dls)),
         ("consumer groups", ", ".join(info.consumer_groups) or "none"),
@@ -188,7 +188,7 @@ def station_info(args: argparse.Namespace, settings: Settings) -> int:
         "partitions",
         ("stream", "messages", "bytes", "first seq", "last seq"),
         [
-            (p.stream, f"{p.messages:,}", f"{p.bytes:,}", str(p.first_seq), str(p.last_seq))
+            (p.stream, f"{p.messages:,}", f"{p.stored_bytes:,}", str(p.first_seq), str(p.last_seq))
             for p in info.partitions
         ],
         right=frozenset({"messages", "bytes", "first seq", "last seq"}),

@@ -93,86 +93,74 @@ class StationNotFoundError(MemphisError):
 
 @dataclass(frozen=True)
 class PartitionLag:
-    """One partition's view of a consumer group (its durable on that partition's stream).
+    """One partition's view of a consumer group (its durable on that partition's stream)."""
 
-    Attributes:
-        stream: the partition's stream, ``<internal station>$<partition>``.
-        partition: the partition number (None for a legacy single-stream station).
-        pending: messages in the stream not yet delivered to the group (JetStream
-            ``num_pending``): the group's lag.
-        ack_pending: delivered but neither acked nor terminated yet (``num_ack_pending``).
-        redelivered: delivered more than once and still unacked (``num_redelivered``).
-        waiting: pull requests waiting at the server for messages (``num_waiting``).
-        delivered_seq: the last stream sequence delivered to the group.
-        ack_floor_seq: every stream sequence up to this one is acked.
-    """
-
+    #: The partition's stream, ``<internal station>$<partition>``.
     stream: str
+    #: The partition number (None for a legacy single-stream station).
     partition: int | None
+    #: Messages in the stream not yet delivered to the group (JetStream ``num_pending``): the
+    #: Group's lag.
     pending: int
+    #: Delivered but neither acked nor terminated yet (``num_ack_pending``).
     ack_pending: int
+    #: Delivered more than once and still unacked (``num_redelivered``).
     redelivered: int
+    #: Pull requests waiting at the server for messages (``num_waiting``).
     waiting: int
+    #: The last stream sequence delivered to the group.
     delivered_seq: int
+    #: Every stream sequence up to this one is acked.
     ack_floor_seq: int
 
 
 @dataclass(frozen=True)
 class ConsumerInfo:
-    """A consumer group's progress, summed over the station's partitions.
+    """A consumer group's progress, summed over the station's partitions."""
 
-    Attributes:
-        station: the station name as given.
-        group: the consumer group.
-        pending: messages not yet delivered to the group (the lag).
-        ack_pending: delivered, not yet acked.
-        redelivered: redelivered and still unacked.
-        waiting: pull requests waiting at the server.
-        partitions: the per-partition detail, in partition order.
-    """
-
+    #: The station name as given.
     station: str
+    #: The consumer group.
     group: str
+    #: Messages not yet delivered to the group (the lag).
     pending: int
+    #: Delivered, not yet acked.
     ack_pending: int
+    #: Redelivered and still unacked.
     redelivered: int
+    #: Pull requests waiting at the server.
     waiting: int
+    #: The per-partition detail, in partition order.
     partitions: tuple[PartitionLag, ...]
 
 
 @dataclass(frozen=True)
 class PartitionInfo:
-    """One partition stream of a station.
+    """One partition stream of a station."""
 
-    Attributes:
-        stream: the stream name.
-        partition: the partition number (None for a legacy single-stream station).
-        messages: messages stored.
-        bytes: bytes stored.
-        first_seq: the first stored stream sequence.
-        last_seq: the last stream sequence written.
-    """
-
+    #: The stream name.
     stream: str
+    #: The partition number (None for a legacy single-stream station).
     partition: int | None
+    #: Messages stored.
     messages: int
-    bytes: int
+    #: Bytes stored.
+    stored_bytes: int
+    #: The first stored stream sequence.
     first_seq: int
+    #: The last stream sequence written.
     last_seq: int
 
 
 @dataclass(frozen=True)
 class DlsSettings:
-    """A station's dead-letter settings (``create_station``'s options).
+    """A station's dead-letter settings (``create_station``'s options)."""
 
-    Attributes:
-        poison: poison messages (past ``max_msg_deliveries``) go to the dead-letter station.
-        schemaverse: messages that failed schema validation go there too.
-        dls_station: the station that also receives the dead letters ("" = none).
-    """
-
+    #: Poison messages (past ``max_msg_deliveries``) go to the dead-letter station.
     poison: bool
+    #: Messages that failed schema validation go there too.
     schemaverse: bool
+    #: The station that also receives the dead letters ("" = none).
     dls_station: str
 
 
@@ -182,53 +170,48 @@ class StationInfo:
 
     Retention, storage, replicas and the idempotency window are read from the partition
     streams' JetStream configuration, so they are what the broker enforces.
-
-    Attributes:
-        name: the station name (lower case, as the broker stores it).
-        partitions: each partition stream, in partition order.
-        retention_type: ``"message_age_sec"``, ``"messages"``, ``"bytes"`` or ``"ack_based"``.
-        retention_value: seconds, messages or bytes (0 for ``ack_based``).
-        storage_type: ``"file"`` or ``"memory"``.
-        replicas: stream replicas.
-        idempotency_window: seconds a ``msg_id`` is remembered.
-        messages: messages stored, over all partitions.
-        bytes: bytes stored, over all partitions.
-        schema: the enforced schema's name, "" for none, None when the broker does not say
-            (a broker without ``memphis_broker``'s state buckets).
-        dls: the dead-letter settings, None when the broker does not say.
-        consumer_groups: the groups with a durable on the first partition.
     """
 
+    #: The station name (lower case, as the broker stores it).
     name: str
+    #: Each partition stream, in partition order.
     partitions: tuple[PartitionInfo, ...]
+    #: ``"message_age_sec"``, ``"messages"``, ``"bytes"`` or ``"ack_based"``.
     retention_type: str
+    #: Seconds, messages or bytes (0 for ``ack_based``).
     retention_value: int
+    #: ``"file"`` or ``"memory"``.
     storage_type: str
+    #: Stream replicas.
     replicas: int
+    #: Seconds a ``msg_id`` is remembered.
     idempotency_window: float
+    #: Messages stored, over all partitions.
     messages: int
-    bytes: int
+    #: Bytes stored, over all partitions.
+    stored_bytes: int
+    #: The enforced schema's name, "" for none, None when the broker does not say (a broker without
+    #: ``memphis_broker``'s state buckets).
     schema: str | None
+    #: The dead-letter settings, None when the broker does not say.
     dls: DlsSettings | None
+    #: The groups with a durable on the first partition.
     consumer_groups: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class SchemaInfo:
-    """A schema in the broker's store.
+    """A schema in the broker's store."""
 
-    Attributes:
-        name: the schema name.
-        type: ``"protobuf"``, ``"json"``, ``"graphql"`` or ``"avro"``.
-        versions: how many versions it has.
-        active_version: the version producers validate against (0: none active).
-        created_by: the user who created it.
-    """
-
+    #: The schema name.
     name: str
+    #: ``"protobuf"``, ``"json"``, ``"graphql"`` or ``"avro"``.
     type: str
+    #: How many versions it has.
     versions: int
+    #: The version producers validate against (0: none active).
     active_version: int
+    #: The user who created it.
     created_by: str
 
 
@@ -402,7 +385,7 @@ def _partition(stream: Mapping[str, Any], partition: int | None) -> PartitionInf
         stream=str(stream["config"]["name"]),
         partition=partition,
         messages=_int(state, "messages"),
-        bytes=_int(state, "bytes"),
+        stored_bytes=_int(state, "bytes"),
         first_seq=_int(state, "first_seq"),
         last_seq=_int(state, "last_seq"),
     )
@@ -438,7 +421,7 @@ def _station(
         replicas=int(config.get("num_replicas") or 1),
         idempotency_window=int(config.get("duplicate_window") or 0) / _NS,
         messages=sum(p.messages for p in partitions),
-        bytes=sum(p.bytes for p in partitions),
+        stored_bytes=sum(p.stored_bytes for p in partitions),
         schema=None if record is None else str(record.get("schema_name") or ""),
         dls=_dls(record),
         consumer_groups=tuple(sorted(external_name(g) for g in groups)),

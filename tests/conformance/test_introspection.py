@@ -89,7 +89,7 @@ def test_station_info_counts_messages(memphis: Any, conn: Any, name: Callable[[s
     assert info.messages == N
     assert [p.messages for p in info.partitions] == [N // 2, N // 2]
     assert [p.last_seq for p in info.partitions] == [N // 2, N // 2]
-    assert info.bytes == sum(p.bytes for p in info.partitions) > 0
+    assert info.stored_bytes == sum(p.stored_bytes for p in info.partitions) > 0
     assert info.schema == ""  # none enforced
     assert info.dls == memphis.DlsSettings(poison=True, schemaverse=True, dls_station="")
 

@@ -160,7 +160,7 @@ def test_station_info_uses_the_record_partitions_schema_and_dls() -> None:
     assert asked[-1] == ("$JS.API.CONSUMER.NAMES.my#st$1", b'{"offset":0}')
     assert info.name == "my.st"
     assert [p.partition for p in info.partitions] == [1, 2, 3]
-    assert (info.messages, info.bytes) == (6, 60)
+    assert (info.messages, info.stored_bytes) == (6, 60)
     assert (info.retention_type, info.retention_value) == ("messages", 100)
     assert info.schema == "order"
     assert info.dls == DlsSettings(poison=False, schemaverse=True, dls_station="dead")
