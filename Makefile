@@ -34,7 +34,11 @@ $(DEMO_STAMP): pyproject.toml
 	fi
 	touch $(DEMO_STAMP)
 
+# `make demo PORT=7777 MONITOR_PORT=8333` (or MEMPHIS_DEMO_PORT / MEMPHIS_DEMO_MONITOR_PORT in
+# the environment): the broker's client and monitoring ports; 0 picks a free one.
 demo: $(DEMO_STAMP)
+	MEMPHIS_DEMO_PORT=$(or $(PORT),$(MEMPHIS_DEMO_PORT)) \
+	MEMPHIS_DEMO_MONITOR_PORT=$(or $(MONITOR_PORT),$(MEMPHIS_DEMO_MONITOR_PORT)) \
 	$(PY) examples/demo.py
 
 lint: $(STAMP)

@@ -12,7 +12,7 @@ already has:
   groups; every station: ``$JS.API.STREAM.LIST`` (paged), grouped by station;
 * the schema and dead-letter settings of a station, and the schemas: these live only in the
   control plane's own store. ``memphis_broker`` keeps them in the JetStream key-value buckets
-  ``memphis_stations`` and ``memphis_schemas`` (docs/broker.md), which are read with
+  ``memphis_stations`` and ``memphis_schemas`` (docs/introspection.md), which are read with
   ``$JS.API.STREAM.MSG.GET`` like any KV ``get``; against a broker without those buckets (the
   real Memphis broker keeps them in PostgreSQL) they are reported as unknown (``None``).
 
@@ -75,7 +75,7 @@ Plan = Generator[list[Request], list[bytes], T]
 # The JetStream API error codes a plan treats as an answer rather than a failure.
 _STREAM_NOT_FOUND: Final = 10059
 _MSG_NOT_FOUND: Final = 10037
-# memphis_broker's bucket names (docs/broker.md "State"); KV bucket B is stream KV_B, and key K is
+# memphis_broker's bucket names (docs/introspection.md); KV bucket B is stream KV_B, and key K is
 # subject $KV.B.K.
 _STATIONS_BUCKET: Final = "memphis_stations"
 _SCHEMAS_BUCKET: Final = "memphis_schemas"
@@ -224,7 +224,7 @@ def external_name(internal: str) -> str:
 
 
 def _kv_key(name: str) -> str:
-    # memphis_broker's key encoding (docs/broker.md "State"): a name of [A-Za-z0-9_-.] has its
+    # memphis_broker's key encoding (docs/introspection.md): a name of [A-Za-z0-9_-.] has its
     # dots as "=", anything else is "/" + hex, so a name is always one subject token.
     if _PLAIN_KEY.fullmatch(name):
         return name.replace(".", "=")
