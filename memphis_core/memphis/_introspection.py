@@ -614,6 +614,13 @@ class _Runner(Generic[R]):
         except MemphisError as error:
             self.op.fail(error)
             return
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # A reply of the wrong shape (a field missing, a string where a number belongs):
+            # the peer's fault, reported as such rather than escaping into the I/O loop.
+            self.op.fail(
+                RemoteProtocolError(f"{self.op.what}: unexpected JetStream reply: {error!r}")
+            )
+            return
         handler = _Batch(self, len(batch))
         for index, (subject, body) in enumerate(batch):
             token = self.dispatcher.request(

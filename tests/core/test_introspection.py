@@ -8,6 +8,8 @@ import json
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memphis_core import (
     DlsSettings,
@@ -107,6 +109,23 @@ def test_consumer_info_sums_the_partitions() -> None:
     assert (info.pending, info.ack_pending, info.redelivered, info.waiting) == (7, 2, 1, 2)
     assert [p.stream for p in info.partitions] == ["orders$1", "orders$2"]
     assert info.partitions[0].ack_floor_seq == 5
+
+
+_COUNTS = st.tuples(*[st.integers(0, 2**53)] * 4)
+
+
+@given(st.lists(_COUNTS, min_size=1, max_size=8))
+def test_consumer_info_totals_are_the_partition_sums(counts: list[tuple[int, ...]]) -> None:
+    fields = ("num_pending", "num_ack_pending", "num_redelivered", "num_waiting")
+    replies = {
+        f"$JS.API.CONSUMER.INFO.s${p}.g": dict(zip(fields, c, strict=True))
+        for p, c in enumerate(counts, start=1)
+    }
+    partitions = tuple(range(1, len(counts) + 1))
+    info = _run(consumer_info_plan("s", "s", partitions, "g", "g"), lambda s, b: replies[s])
+    totals = (info.pending, info.ack_pending, info.redelivered, info.waiting)
+    assert totals == tuple(sum(column) for column in zip(*counts, strict=True))
+    assert [p.partition for p in info.partitions] == list(partitions)
 
 
 def test_consumer_info_of_a_legacy_station_asks_its_one_stream() -> None:
@@ -299,6 +318,24 @@ def test_client_fails_a_plan_whose_request_times_out() -> None:
     assert len([s for s in script.take() if s.op == "PUB"]) == 3
     script.advance(QUERY_TIMEOUT + 1)
     with pytest.raises(RequestTimeoutError):
+        op.outcome()
+
+
+def test_client_fails_a_plan_on_a_reply_of_the_wrong_shape() -> None:
+    script = Script()
+    script.connect()
+    script.take()
+    op = script.client.stations(script.now)
+    listing = script.one("PUB", "$JS.API.STREAM.LIST")
+    script.reply(
+        listing,
+        {
+            "total": 1,
+            "streams": [{"config": {"name": "a$1", "subjects": ["a$1.>"]}, "state": "oops"}],
+        },
+    )
+    script.reply(script.one("PUB", "$JS.API.STREAM.MSG.GET"), NOT_FOUND)
+    with pytest.raises(RemoteProtocolError, match="unexpected JetStream reply"):
         op.outcome()
 
 
