@@ -402,6 +402,7 @@ class Consumer:
         they count every member of the group, not only this consumer.
 
         Raises:
+            PermissionsViolationError: the user's NATS permissions refuse ``CONSUMER.INFO``.
             MemphisError: JetStream's error, e.g. the group's durable is gone.
             RequestTimeoutError: JetStream did not answer within 10 s.
         """

@@ -20,7 +20,7 @@ import uuid
 from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
-from memphis_core.nats._events import Disconnected, TransportEvent
+from memphis_core.nats._events import Disconnected, ServerError, TransportEvent
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
@@ -32,10 +32,10 @@ from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
 from ._introspection import (
     ConsumerInfo,
+    Queries,
     SchemaInfo,
     StationInfo,
     consumer_info_plan,
-    run_plan,
     schemas_plan,
     station_info_plan,
     stations_plan,
@@ -133,6 +133,7 @@ class Client:
         self._stations = stations = Stations(dispatcher)
         self._producers = Producers(dispatcher, stations, identity)
         self._consumers = Consumers(dispatcher, stations, identity, self._events.append)
+        self._queries = Queries(dispatcher)
         self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
@@ -392,6 +393,12 @@ class Client:
         for event in self._dispatcher.dispatch(self.session.events(), now):
             if isinstance(event, Msg):
                 self._on_push(event)
+            elif isinstance(event, ServerError) and self._queries.on_server_error(
+                event.message, now
+            ):
+                # A permissions -ERR that answers an introspection request: the query reports
+                # it (or reads it as "unknown"), it says nothing about the connection.
+                continue
             else:
                 if isinstance(event, Disconnected) and self._drain is not None:
                     # Acks queued but not yet written died with the transport: a flush on the
@@ -528,7 +535,7 @@ class Client:
             consumer.durable,
             consumer.options.consumer_group,
         )
-        return run_plan(self._dispatcher, "consumer_info", plan, now)
+        return self._queries.run("consumer_info", plan, now)
 
     def station_info(self, name: str, now: float) -> Operation[StationInfo]:
         """One station's partitions, configuration, schema, DLS settings and groups.
@@ -539,15 +546,15 @@ class Client:
         error = name_error(name.lower(), "Station")
         if error is not None:
             raise LocalProtocolError(error)
-        return run_plan(self._dispatcher, "station_info", station_info_plan(name), now)
+        return self._queries.run("station_info", station_info_plan(name), now)
 
     def stations(self, now: float) -> Operation[list[StationInfo]]:
         """Every station on the broker, by name."""
-        return run_plan(self._dispatcher, "stations", stations_plan(), now)
+        return self._queries.run("stations", stations_plan(), now)
 
     def schemas(self, now: float) -> Operation[list[SchemaInfo] | None]:
         """Every schema in the broker's store (None: the broker does not expose its store)."""
-        return run_plan(self._dispatcher, "schemas", schemas_plan(), now)
+        return self._queries.run("schemas", schemas_plan(), now)
 
     # ------------------------------------------------------------------ producers
 

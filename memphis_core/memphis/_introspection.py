@@ -13,13 +13,24 @@ already has:
 * the schema and dead-letter settings of a station, and the schemas: these live only in the
   control plane's own store. ``memphis_broker`` keeps them in the JetStream key-value buckets
   ``memphis_stations`` and ``memphis_schemas`` (docs/introspection.md), which are read with
-  ``$JS.API.STREAM.MSG.GET`` like any KV ``get``; against a broker without those buckets (the
-  real Memphis broker keeps them in PostgreSQL) they are reported as unknown (``None``).
+  ``$JS.API.STREAM.MSG.GET`` like any KV ``get``. They are reported as unknown (``None``)
+  whenever that read gets no answer: a broker without those buckets (the real Memphis broker
+  keeps them in PostgreSQL), and an application user of a password-mode ``memphis_broker``,
+  whose NATS permissions refuse the KV API and the control plane's buckets
+  (docs/introspection.md, "As an application user"). Such a user's ``STREAM.LIST`` is
+  refused too, so the station list falls back to ``STREAM.NAMES`` and one ``STREAM.INFO`` per
+  stream.
+
+nats-server answers a publish that the user's permissions refuse with ``-ERR 'Permissions
+Violation for Publish to "<subject>"'`` (one per refused message, the connection stays open)
+and never delivers it, so no reply comes. :class:`Queries` matches each such ``-ERR`` to the
+oldest query request still waiting on that subject, which then ends at once with
+:class:`PermissionsViolationError` instead of waiting out :data:`QUERY_TIMEOUT`.
 
 A query is a generator (a *plan*): it yields a batch of requests, is sent the batch's replies
-in the same order, and returns its typed result. :func:`run_plan` drives one on the client's
-request dispatcher, so the frontends only send and wait; the parsers and plans are tested
-bytes in, results out.
+in the same order (each the reply's payload, or the error that ended that request), and returns
+its typed result. :meth:`Queries.run` drives one on the client's request dispatcher, so the
+frontends only send and wait; the parsers and plans are tested bytes in, results out.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from memphis_core.nats._errors import MemphisError, RemoteProtocolError
+from memphis_core.nats._errors import MemphisError, NoRespondersError, RemoteProtocolError
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._headers import parse_header_block
 
@@ -47,14 +58,16 @@ __all__ = [
     "DlsSettings",
     "PartitionInfo",
     "PartitionLag",
+    "PermissionsViolationError",
     "Plan",
+    "Queries",
+    "Reply",
     "SchemaInfo",
     "StationInfo",
     "StationNotFoundError",
     "consumer_info_plan",
     "external_name",
     "kv_get_request",
-    "run_plan",
     "schemas_plan",
     "station_info_plan",
     "stations_plan",
@@ -69,12 +82,15 @@ QUERY_TIMEOUT: Final = 10.0
 
 #: One request of a plan: (subject, body). Sent with a reply inbox; the reply's payload goes back.
 Request = tuple[str, bytes]
-#: A query: yields request batches, receives their replies (payloads, in order), returns T.
-Plan = Generator[list[Request], list[bytes], T]
+#: What a plan gets back for one request: the reply's payload, or the error that ended it
+#: (timeout, no responders, permissions violation, connection lost).
+Reply = bytes | MemphisError
+#: A query: yields request batches, receives their replies (in order), returns T.
+Plan = Generator[list[Request], list[Reply], T]
 
-# The JetStream API error codes a plan treats as an answer rather than a failure.
+# The JetStream API error code a plan treats as an answer ("no such station") rather than a
+# failure.
 _STREAM_NOT_FOUND: Final = 10059
-_MSG_NOT_FOUND: Final = 10037
 # memphis_broker's bucket names (docs/introspection.md); KV bucket B is stream KV_B, and key K is
 # subject $KV.B.K.
 _STATIONS_BUCKET: Final = "memphis_stations"
@@ -82,10 +98,18 @@ _SCHEMAS_BUCKET: Final = "memphis_schemas"
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _PARTITION: Final = re.compile(r"(?P<station>[^$]+)\$(?P<partition>[0-9]+)")
 _NS: Final = 1_000_000_000
+# nats-server's text for a refused publish (the parser strips the outer single quotes); Go's %q
+# quotes the subject, and a subject has no '"' of its own.
+_VIOLATION: Final = re.compile(r'permissions violation for publish to "(?P<subject>[^"]+)"', re.I)
 
 
 class StationNotFoundError(MemphisError):
     """The station has no stream on the broker (never created, or destroyed)."""
+
+
+class PermissionsViolationError(MemphisError):
+    """The server refused a request because the user's NATS permissions do not allow its
+    subject (``-ERR 'Permissions Violation for Publish to "<subject>"'``)."""
 
 
 # ------------------------------------------------------------------------------ results
@@ -237,7 +261,11 @@ def kv_get_request(bucket: str, key: str) -> Request:
     return f"$JS.API.STREAM.MSG.GET.KV_{bucket}", body.encode()
 
 
-def _doc(payload: bytes, what: str) -> dict[str, Any]:
+def _doc(reply: Reply, what: str) -> dict[str, Any]:
+    """The reply's JSON object; the request's own error is raised as it is."""
+    if isinstance(reply, MemphisError):
+        raise reply
+    payload = reply
     try:
         doc = json.loads(payload)
     except ValueError:
@@ -257,9 +285,9 @@ def _api_error(doc: Mapping[str, Any]) -> tuple[int, str] | None:
     return int(error.get("err_code") or 0), str(error.get("description") or "JetStream error")
 
 
-def _ok(payload: bytes, what: str) -> dict[str, Any]:
+def _ok(reply: Reply, what: str) -> dict[str, Any]:
     """The reply document, or MemphisError with JetStream's description."""
-    doc = _doc(payload, what)
+    doc = _doc(reply, what)
     error = _api_error(doc)
     if error is not None:
         raise MemphisError(f"memphis: {what}: {error[1]}")
@@ -273,22 +301,29 @@ def _int(doc: Mapping[str, Any], field: str) -> int:
     return value
 
 
-def _kv_value(payload: bytes, what: str) -> dict[str, Any] | None:
-    """The JSON document of a KV ``get`` reply; None when the key or the bucket is missing."""
-    doc = _doc(payload, what)
-    error = _api_error(doc)
-    if error is not None:
-        if error[0] in (_STREAM_NOT_FOUND, _MSG_NOT_FOUND):
-            return None
-        raise MemphisError(f"memphis: {what}: {error[1]}")
+def _unreadable(reply: Reply, what: str) -> bool:
+    """The control plane's store cannot be read on this connection: the request was refused by
+    the user's permissions, nobody answers it, or JetStream answered with an error (no such
+    bucket or key, or an account without access)."""
+    if isinstance(reply, (PermissionsViolationError, NoRespondersError)):
+        return True
+    return not isinstance(reply, MemphisError) and _api_error(_doc(reply, what)) is not None
+
+
+def _kv_value(reply: Reply, what: str) -> dict[str, Any] | None:
+    """The JSON document of a KV ``get`` reply; None when it cannot be read (:func:`_unreadable`)
+    or the key is deleted."""
+    if _unreadable(reply, what):
+        return None
+    doc = _doc(reply, what)
     message = doc.get("message")
     if not isinstance(message, dict):
-        raise RemoteProtocolError(f"{what}: no message in {payload[:80]!r}")
+        raise RemoteProtocolError(f"{what}: no message in {str(doc)[:80]}")
     try:
         headers = base64.b64decode(message.get("hdrs") or "")
         data = base64.b64decode(message.get("data") or "")
     except (binascii.Error, TypeError):
-        raise RemoteProtocolError(f"{what}: bad base64 in {payload[:80]!r}") from None
+        raise RemoteProtocolError(f"{what}: bad base64 in {str(message)[:80]}") from None
     # A deleted key is a message with a KV-Operation header (DEL or PURGE) and no data.
     if headers and parse_header_block(headers)[2].get("KV-Operation") in ("DEL", "PURGE"):
         return None
@@ -300,8 +335,8 @@ def _kv_value(payload: bytes, what: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------ consumer info
 
 
-def _lag(payload: bytes, stream: str, partition: int | None) -> PartitionLag:
-    doc = _ok(payload, f"consumer info on {stream}")
+def _lag(reply: Reply, stream: str, partition: int | None) -> PartitionLag:
+    doc = _ok(reply, f"consumer info on {stream}")
     delivered = doc.get("delivered") or {}
     ack_floor = doc.get("ack_floor") or {}
     return PartitionLag(
@@ -428,9 +463,9 @@ def _station(
     )
 
 
-def _stream_info(payload: bytes, stream: str) -> dict[str, Any] | None:
+def _stream_info(reply: Reply, stream: str) -> dict[str, Any] | None:
     """A STREAM.INFO reply; None when the stream does not exist."""
-    doc = _doc(payload, f"stream info on {stream}")
+    doc = _doc(reply, f"stream info on {stream}")
     error = _api_error(doc)
     if error is None:
         return doc
@@ -498,26 +533,54 @@ def station_info_plan(name: str) -> Plan[StationInfo]:
     return _station(internal, streams, record, [str(g) for g in groups])
 
 
+def _paged(subject: str, what: str) -> Generator[list[Request], list[Reply], list[Any]]:
+    """Every entry of a paged JetStream list (``STREAM.LIST``, ``STREAM.NAMES``)."""
+    found: list[Any] = []
+    while True:
+        (page,) = yield [(subject, json.dumps({"offset": len(found)}).encode())]
+        doc = _ok(page, what)
+        batch = doc.get("streams") or []
+        found.extend(batch)
+        if not batch or len(found) >= _int(doc, "total"):
+            return found
+
+
+def _streams() -> Generator[list[Request], list[Reply], list[dict[str, Any]]]:
+    """Every stream's info: ``STREAM.LIST``; where the user may not list, ``STREAM.NAMES`` and
+    one ``STREAM.INFO`` per stream that could be a station's (docs/introspection.md)."""
+    try:
+        streams: list[dict[str, Any]] = yield from _paged("$JS.API.STREAM.LIST", "stream list")
+    except PermissionsViolationError:
+        pass
+    else:
+        return streams
+    names = yield from _paged("$JS.API.STREAM.NAMES", "stream names")
+    # "$..." (the DLS capture streams) and "KV_..." never hold a station, and an application
+    # user may not ask about them.
+    candidates = sorted(str(n) for n in names if not str(n).startswith(("$", "KV_")))
+    if not candidates:
+        return []
+    replies = yield [(f"$JS.API.STREAM.INFO.{name}", b"") for name in candidates]
+    found: list[dict[str, Any]] = []
+    for name, reply in zip(candidates, replies, strict=True):
+        if isinstance(reply, PermissionsViolationError):
+            continue  # a stream this user may not see is not one of its stations
+        info = _stream_info(reply, name)
+        if info is not None:  # deleted since the names were listed
+            found.append(info)
+    return found
+
+
 def stations_plan() -> Plan[list[StationInfo]]:
-    """Every station: ``STREAM.LIST`` page by page, grouped by station; then every station's
-    record at once. Consumer groups are not listed (one more request per station); see
-    :func:`station_info_plan`.
+    """Every station: the streams (see :func:`_streams`) grouped by station; then every
+    station's record at once. Consumer groups are not listed (one more request per station);
+    see :func:`station_info_plan`.
 
     Raises:
         MemphisError: JetStream refused a request.
     """
-    found: list[dict[str, Any]] = []
-    while True:
-        (page,) = yield [
-            ("$JS.API.STREAM.LIST", json.dumps({"offset": len(found)}).encode()),
-        ]
-        doc = _ok(page, "stream list")
-        batch = doc.get("streams") or []
-        found.extend(batch)
-        if not batch or len(found) >= _int(doc, "total"):
-            break
     by_station: dict[str, list[tuple[int | None, Mapping[str, Any]]]] = {}
-    for stream in found:
+    for stream in (yield from _streams()):
         station = station_of(stream)
         if station is not None:
             by_station.setdefault(station[0], []).append((station[1], stream))
@@ -547,19 +610,22 @@ def _schema(doc: Mapping[str, Any]) -> SchemaInfo:
 
 
 def schemas_plan() -> Plan[list[SchemaInfo] | None]:
-    """Every schema in ``memphis_broker``'s store, by name; None when the broker keeps no such
-    store (the subjects of bucket ``memphis_schemas`` via ``STREAM.INFO`` with
-    ``subjects_filter``, then one KV ``get`` per key).
+    """Every schema in ``memphis_broker``'s store, by name; None when the store cannot be read
+    (a broker without it, or a user whose permissions refuse it: :func:`_unreadable`). The
+    subjects of bucket ``memphis_schemas`` come from ``STREAM.INFO`` with ``subjects_filter``,
+    then one KV ``get`` per key.
 
     Raises:
-        MemphisError: JetStream refused a request.
+        RequestTimeoutError: JetStream did not answer in time.
+        RemoteProtocolError: a reply of the wrong shape.
     """
     prefix = f"$KV.{_SCHEMAS_BUCKET}."
     body = json.dumps({"subjects_filter": prefix + ">"}).encode()
     (reply,) = yield [(f"$JS.API.STREAM.INFO.KV_{_SCHEMAS_BUCKET}", body)]
-    info = _stream_info(reply, f"KV_{_SCHEMAS_BUCKET}")
-    if info is None:
+    what = f"stream info on KV_{_SCHEMAS_BUCKET}"
+    if _unreadable(reply, what):
         return None
+    info = _doc(reply, what)
     subjects = sorted((info.get("state") or {}).get("subjects") or {})
     if not subjects:
         return []
@@ -579,33 +645,40 @@ class _Batch(ReplyHandler):
 
     def __init__(self, runner: _Runner[Any], size: int) -> None:
         self.runner = runner
-        self.replies: list[bytes | None] = [None] * size
-        self.waiting: dict[int, int] = {}  # token -> index in the batch
+        self.replies: list[Reply] = [b""] * size
+        self.waiting: dict[int, tuple[int, str]] = {}  # token -> (index in the batch, subject)
 
     def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
-        index = self.waiting.pop(token, None)
-        if index is not None:
-            self.replies[index] = b"" if msg is None else msg.payload
-            if not self.waiting:
-                self.runner.advance([r or b"" for r in self.replies], now)
+        self._answer(token, b"" if msg is None else msg.payload, now)
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
-        # The first failure fails the query; the other replies of the batch are then ignored.
-        if self.waiting.pop(token, None) is not None:
-            self.waiting.clear()
-            self.runner.fail(error)
+        # Handed to the plan like a reply: some reads (the control plane's store) may fail
+        # without failing the query; the plan raises the others.
+        self._answer(token, error, now)
+
+    def _answer(self, token: int, reply: Reply, now: float) -> None:
+        # A request already answered (by a permissions -ERR, see Queries) ignores what follows,
+        # such as the timeout of the request the server never delivered.
+        found = self.waiting.pop(token, None)
+        if found is None:
+            return
+        index, subject = found
+        self.replies[index] = reply
+        self.runner.queries.forget(subject, token)
+        if not self.waiting:
+            self.runner.advance(self.replies, now)
 
 
 class _Runner(Generic[R]):
-    __slots__ = ("dispatcher", "op", "plan")
+    __slots__ = ("op", "plan", "queries")
 
-    def __init__(self, dispatcher: Dispatcher, op: Operation[R], plan: Plan[R]) -> None:
-        self.dispatcher = dispatcher
+    def __init__(self, queries: Queries, op: Operation[R], plan: Plan[R]) -> None:
+        self.queries = queries
         self.op = op
         self.plan = plan
 
-    def advance(self, replies: list[bytes] | None, now: float) -> None:
+    def advance(self, replies: list[Reply] | None, now: float) -> None:
         try:
             batch = next(self.plan) if replies is None else self.plan.send(replies)
         except StopIteration as done:
@@ -623,18 +696,57 @@ class _Runner(Generic[R]):
             return
         handler = _Batch(self, len(batch))
         for index, (subject, body) in enumerate(batch):
-            token = self.dispatcher.request(
-                subject, body, handler, now=now, timeout=QUERY_TIMEOUT, replay=False
-            )
-            handler.waiting[token] = index
-
-    def fail(self, error: MemphisError) -> None:
-        self.plan.close()
-        self.op.fail(error)
+            token = self.queries.send(subject, body, handler, now)
+            handler.waiting[token] = (index, subject)
 
 
-def run_plan(dispatcher: Dispatcher, what: str, plan: Plan[T], now: float) -> Operation[T]:
-    """Start ``plan`` on ``dispatcher``; the operation finishes with its result or error."""
-    op: Operation[T] = Operation(what)
-    _Runner(dispatcher, op, plan).advance(None, now)
-    return op
+class Queries:
+    """Runs the plans of one client and matches each permissions ``-ERR`` to its request.
+
+    Only query requests are matched: a refused subject is refused for every publish, so the
+    oldest query request waiting on it is the one the ``-ERR`` answers.
+    """
+
+    __slots__ = ("_by_subject", "_dispatcher")
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        # subject -> {token: batch}, oldest first (dicts keep insertion order).
+        self._by_subject: dict[str, dict[int, _Batch]] = {}
+
+    def run(self, what: str, plan: Plan[T], now: float) -> Operation[T]:
+        """Start ``plan``; the operation finishes with its result or error."""
+        op: Operation[T] = Operation(what)
+        _Runner(self, op, plan).advance(None, now)
+        return op
+
+    def send(self, subject: str, body: bytes, batch: _Batch, now: float) -> int:
+        token = self._dispatcher.request(
+            subject, body, batch, now=now, timeout=QUERY_TIMEOUT, replay=False
+        )
+        self._by_subject.setdefault(subject, {})[token] = batch
+        return token
+
+    def forget(self, subject: str, token: int) -> None:
+        waiting = self._by_subject.get(subject)
+        if waiting is not None:
+            waiting.pop(token, None)
+            if not waiting:
+                del self._by_subject[subject]
+
+    def on_server_error(self, message: str, now: float) -> bool:
+        """Answer the oldest query request on the subject a permissions ``-ERR`` names; True
+        when the ``-ERR`` was one (it is then the query's business, not the connection's)."""
+        match = _VIOLATION.fullmatch(message)
+        waiting = None if match is None else self._by_subject.get(match["subject"])
+        if not waiting:
+            return False
+        token, batch = next(iter(waiting.items()))
+        # The server never delivered the request, so its reply never comes: the session's own
+        # timer for it ends later, and _Batch ignores that.
+        batch.on_error(token, PermissionsViolationError(f"memphis: {message}"), now)
+        return True
+
+    def __len__(self) -> int:
+        """Query requests still waiting for an answer."""
+        return sum(len(waiting) for waiting in self._by_subject.values())

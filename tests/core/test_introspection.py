@@ -15,8 +15,10 @@ from memphis_core import (
     DlsSettings,
     LocalProtocolError,
     MemphisError,
+    PermissionsViolationError,
     RemoteProtocolError,
     RequestTimeoutError,
+    ServerError,
     StationNotFoundError,
 )
 from memphis_core.memphis._introspection import (
@@ -28,7 +30,7 @@ from memphis_core.memphis._introspection import (
     stations_plan,
 )
 
-from .scripted_broker import Script
+from .scripted_broker import Script, Sent
 
 T = TypeVar("T")
 
@@ -346,3 +348,118 @@ def test_client_refuses_a_bad_station_name_before_sending() -> None:
     with pytest.raises(LocalProtocolError, match="alphanumeric"):
         script.client.station_info("bad name", script.now)
     assert script.take() == []
+
+
+# ------------------------------------------------------------------ an application user
+# A password-mode memphis_broker refuses its application users the KV API, the control plane's
+# buckets and STREAM.LIST (docs/introspection.md): nats-server answers each refused publish with
+# a permissions -ERR and delivers nothing, so no reply ever comes.
+
+
+def _refuse(script: Script, request: Sent) -> None:
+    script.feed(f"-ERR 'Permissions Violation for Publish to \"{request.subject}\"'\r\n".encode())
+
+
+def _connected() -> Script:
+    script = Script()
+    script.connect()
+    script.take()
+    script.events()  # Connected
+    return script
+
+
+def _pubs(script: Script) -> dict[str, list[Sent]]:
+    found: dict[str, list[Sent]] = {}
+    for sent in script.take():
+        if sent.op == "PUB":
+            found.setdefault(sent.subject, []).append(sent)
+    return found
+
+
+def test_station_info_reads_a_refused_record_as_unknown_at_once() -> None:
+    script = _connected()
+    op = script.client.station_info("s", script.now)
+    sent = _pubs(script)
+    _refuse(script, sent["$JS.API.STREAM.MSG.GET.KV_memphis_stations"][0])
+    script.reply(sent["$JS.API.STREAM.INFO.s$1"][0], _stream("s$1", messages=4))
+    script.reply(sent["$JS.API.STREAM.INFO.s"][0], NOT_FOUND)
+    script.reply(script.one("PUB", "$JS.API.STREAM.INFO.s$2"), NOT_FOUND)
+    script.reply(script.one("PUB", "$JS.API.CONSUMER.NAMES.s$1"), {"consumers": ["g"]})
+    # Done without the clock moving: the -ERR answered the record's read, no timeout was needed.
+    info = op.outcome()
+    assert (info.schema, info.dls) == (None, None)
+    assert (info.messages, info.consumer_groups) == (4, ("g",))
+    # The -ERR was the query's answer, not a connection event to log or report.
+    assert script.events() == []
+    assert len(script.client._queries) == 0
+
+
+def test_station_info_reads_a_record_nobody_serves_as_unknown() -> None:
+    script = _connected()
+    op = script.client.station_info("s", script.now)
+    sent = _pubs(script)
+    script.status(sent["$JS.API.STREAM.MSG.GET.KV_memphis_stations"][0], 503)
+    script.reply(sent["$JS.API.STREAM.INFO.s$1"][0], _stream("s$1"))
+    script.reply(sent["$JS.API.STREAM.INFO.s"][0], NOT_FOUND)
+    script.reply(script.one("PUB", "$JS.API.STREAM.INFO.s$2"), NOT_FOUND)
+    script.reply(script.one("PUB", "$JS.API.CONSUMER.NAMES.s$1"), {"consumers": []})
+    assert op.outcome().schema is None
+
+
+def test_station_info_fails_when_the_station_itself_is_refused() -> None:
+    script = _connected()
+    op = script.client.station_info("s", script.now)
+    sent = _pubs(script)
+    script.reply(sent["$JS.API.STREAM.MSG.GET.KV_memphis_stations"][0], NO_MSG)
+    _refuse(script, sent["$JS.API.STREAM.INFO.s$1"][0])
+    script.reply(sent["$JS.API.STREAM.INFO.s"][0], NOT_FOUND)
+    with pytest.raises(PermissionsViolationError, match=r"STREAM\.INFO\.s\$1"):
+        op.outcome()
+
+
+def test_stations_falls_back_to_stream_names_when_the_list_is_refused() -> None:
+    script = _connected()
+    op = script.client.stations(script.now)
+    _refuse(script, script.one("PUB", "$JS.API.STREAM.LIST"))
+    names = script.one("PUB", "$JS.API.STREAM.NAMES")
+    assert names.json() == {"offset": 0}
+    streams = ["b$1", "KV_memphis_stations", "$memphis_dls_unacked", "a$1", "hidden", "a$2"]
+    script.reply(names, {"total": len(streams), "streams": streams})
+    infos = _pubs(script)
+    # Only the streams that could be a station's are asked about.
+    assert sorted(infos) == [f"$JS.API.STREAM.INFO.{n}" for n in ("a$1", "a$2", "b$1", "hidden")]
+    for name in ("a$1", "a$2", "b$1"):
+        script.reply(infos[f"$JS.API.STREAM.INFO.{name}"][0], _stream(name, messages=1))
+    _refuse(script, infos["$JS.API.STREAM.INFO.hidden"][0])
+    records = _pubs(script)["$JS.API.STREAM.MSG.GET.KV_memphis_stations"]
+    assert len(records) == 2
+    for record in records:  # two -ERRs for the same subject answer the two reads in order
+        _refuse(script, record)
+    stations = op.outcome()
+    assert [(s.name, len(s.partitions), s.messages, s.schema) for s in stations] == [
+        ("a", 2, 2, None),
+        ("b", 1, 1, None),
+    ]
+    assert script.events() == []
+    assert len(script.client._queries) == 0
+
+
+def test_schemas_of_a_refused_store_is_none() -> None:
+    script = _connected()
+    op = script.client.schemas(script.now)
+    _refuse(script, script.one("PUB", "$JS.API.STREAM.INFO.KV_memphis_schemas"))
+    assert op.outcome() is None
+
+
+def test_schemas_with_no_responders_is_none() -> None:
+    script = _connected()
+    op = script.client.schemas(script.now)
+    script.status(script.one("PUB", "$JS.API.STREAM.INFO.KV_memphis_schemas"), 503)
+    assert op.outcome() is None
+
+
+def test_a_permissions_error_for_no_query_is_still_reported() -> None:
+    script = _connected()
+    script.feed(b"-ERR 'Permissions Violation for Publish to \"elsewhere\"'\r\n")
+    events = script.events()
+    assert [type(e) for e in events] == [ServerError]
