@@ -581,6 +581,7 @@ def test_memphis_broker_help_lists_its_subcommands(capsys: pytest.CaptureFixture
     text = " ".join(capsys.readouterr().out.split())
     for subcommand in ("'run'", "'dls list'", "'dls resend'", "'station set-dls'"):
         assert subcommand in text
+    assert "'memphis-broker dls list --help'" in text
 
 
 def test_installed_console_script(broker_env: dict[str, str], name: Name) -> None:
