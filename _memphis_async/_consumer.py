@@ -393,11 +393,12 @@ class Consumer:
     async def info(self) -> ConsumerInfo:
         """The group's progress on the broker, summed over the station's partitions.
 
-        ``pending`` is the lag (messages not yet delivered to the group), ``ack_pending`` the
-        delivered but unacked ones, ``redelivered`` those delivered more than once and still
-        unacked, ``waiting`` the pull requests held by the server; ``partitions`` has the same
-        per partition. They come from JetStream ``CONSUMER.INFO`` on the group's durable, so
-        they count every member of the group, not only this consumer.
+        ``num_pending`` is the lag (messages not yet delivered to the group),
+        ``num_ack_pending`` the delivered but unacked ones, ``num_redelivered`` those delivered
+        more than once and still unacked, ``num_waiting`` the pull requests held by the server
+        (JetStream's names); ``partitions`` has the same per partition. They come from
+        JetStream ``CONSUMER.INFO`` on the group's durable, so they count every member of the
+        group, not only this consumer.
 
         Raises:
             PermissionsViolationError: the user's NATS permissions refuse ``CONSUMER.INFO``.

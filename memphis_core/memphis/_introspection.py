@@ -123,18 +123,18 @@ class PartitionLag:
     stream: str
     #: The partition number (None for a legacy single-stream station).
     partition: int | None
-    #: Messages in the stream not yet delivered to the group (JetStream ``num_pending``): the
-    #: Group's lag.
-    pending: int
-    #: Delivered but neither acked nor terminated yet (``num_ack_pending``).
-    ack_pending: int
-    #: Delivered more than once and still unacked (``num_redelivered``).
-    redelivered: int
-    #: Pull requests waiting at the server for messages (``num_waiting``).
-    waiting: int
-    #: The last stream sequence delivered to the group.
+    #: Messages in the stream not yet delivered to the group: the group's lag. The field names
+    #: are JetStream's (``CONSUMER.INFO``), as nats-py's ``ConsumerInfo`` has them.
+    num_pending: int
+    #: Delivered but neither acked nor terminated yet.
+    num_ack_pending: int
+    #: Delivered more than once and still unacked.
+    num_redelivered: int
+    #: Pull requests waiting at the server for messages.
+    num_waiting: int
+    #: The last stream sequence delivered to the group (JetStream ``delivered.stream_seq``).
     delivered_seq: int
-    #: Every stream sequence up to this one is acked.
+    #: Every stream sequence up to this one is acked (``ack_floor.stream_seq``).
     ack_floor_seq: int
 
 
@@ -146,14 +146,14 @@ class ConsumerInfo:
     station: str
     #: The consumer group.
     group: str
-    #: Messages not yet delivered to the group (the lag).
-    pending: int
-    #: Delivered, not yet acked.
-    ack_pending: int
-    #: Redelivered and still unacked.
-    redelivered: int
+    #: Messages not yet delivered to the group (the lag), over all partitions.
+    num_pending: int
+    #: Delivered, neither acked nor terminated yet.
+    num_ack_pending: int
+    #: Delivered more than once and still unacked.
+    num_redelivered: int
     #: Pull requests waiting at the server.
-    waiting: int
+    num_waiting: int
     #: The per-partition detail, in partition order.
     partitions: tuple[PartitionLag, ...]
 
@@ -342,10 +342,10 @@ def _lag(reply: Reply, stream: str, partition: int | None) -> PartitionLag:
     return PartitionLag(
         stream=stream,
         partition=partition,
-        pending=_int(doc, "num_pending"),
-        ack_pending=_int(doc, "num_ack_pending"),
-        redelivered=_int(doc, "num_redelivered"),
-        waiting=_int(doc, "num_waiting"),
+        num_pending=_int(doc, "num_pending"),
+        num_ack_pending=_int(doc, "num_ack_pending"),
+        num_redelivered=_int(doc, "num_redelivered"),
+        num_waiting=_int(doc, "num_waiting"),
         delivered_seq=_int(delivered, "stream_seq"),
         ack_floor_seq=_int(ack_floor, "stream_seq"),
     )
@@ -368,10 +368,10 @@ def consumer_info_plan(
     return ConsumerInfo(
         station=station,
         group=group,
-        pending=sum(lag.pending for lag in lags),
-        ack_pending=sum(lag.ack_pending for lag in lags),
-        redelivered=sum(lag.redelivered for lag in lags),
-        waiting=sum(lag.waiting for lag in lags),
+        num_pending=sum(lag.num_pending for lag in lags),
+        num_ack_pending=sum(lag.num_ack_pending for lag in lags),
+        num_redelivered=sum(lag.num_redelivered for lag in lags),
+        num_waiting=sum(lag.num_waiting for lag in lags),
         partitions=lags,
     )
 

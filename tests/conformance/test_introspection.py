@@ -18,31 +18,33 @@ def test_consumer_info_counts_lag_and_unacked(conn: Any, name: Callable[[str], s
     station = conn.create_station(name("st"), partitions_number=PARTITIONS)
     consumer = station.create_consumer(name("c"), consumer_group=name("g"))
     empty = consumer.info()
-    assert (empty.pending, empty.ack_pending, empty.redelivered) == (0, 0, 0)
+    assert (empty.num_pending, empty.num_ack_pending, empty.num_redelivered) == (0, 0, 0)
     assert [p.partition for p in empty.partitions] == [1, 2]
 
     producer = station.create_producer(name("p"))
     for i in range(N):
         producer.produce(f"m{i}".encode())
     info = consumer.info()
-    assert info.pending == N
-    assert info.ack_pending == 0
-    assert sum(p.pending for p in info.partitions) == N
+    assert info.num_pending == N
+    assert info.num_ack_pending == 0
+    assert sum(p.num_pending for p in info.partitions) == N
     assert info.group == consumer.consumer_group
 
     fetched = consumer.fetch(batch_size=2)
     k = len(fetched)
     assert 1 <= k <= 2
     held = consumer.info()
-    assert held.ack_pending == k  # delivered, not acked yet
-    assert held.pending == N - k
+    assert held.num_ack_pending == k  # delivered, not acked yet
+    assert held.num_pending == N - k
 
     for msg in fetched:
         msg.ack()
     # Acks are published without a reply: wait until JetStream has counted them.
-    done = wait_until(lambda: (i := consumer.info()).ack_pending == 0 and i, what="acks counted")
-    assert done.pending == N - k
-    assert done.redelivered == 0
+    done = wait_until(
+        lambda: (i := consumer.info()).num_ack_pending == 0 and i, what="acks counted"
+    )
+    assert done.num_pending == N - k
+    assert done.num_redelivered == 0
     assert sum(p.ack_floor_seq for p in done.partitions) == k
 
 

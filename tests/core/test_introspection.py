@@ -108,7 +108,12 @@ def test_consumer_info_sums_the_partitions() -> None:
         "$JS.API.CONSUMER.INFO.orders$1.grp",
         "$JS.API.CONSUMER.INFO.orders$2.grp",
     ]
-    assert (info.pending, info.ack_pending, info.redelivered, info.waiting) == (7, 2, 1, 2)
+    assert (info.num_pending, info.num_ack_pending, info.num_redelivered, info.num_waiting) == (
+        7,
+        2,
+        1,
+        2,
+    )
     assert [p.stream for p in info.partitions] == ["orders$1", "orders$2"]
     assert info.partitions[0].ack_floor_seq == 5
 
@@ -125,7 +130,7 @@ def test_consumer_info_totals_are_the_partition_sums(counts: list[tuple[int, ...
     }
     partitions = tuple(range(1, len(counts) + 1))
     info = _run(consumer_info_plan("s", "s", partitions, "g", "g"), lambda s, b: replies[s])
-    totals = (info.pending, info.ack_pending, info.redelivered, info.waiting)
+    totals = (info.num_pending, info.num_ack_pending, info.num_redelivered, info.num_waiting)
     assert totals == tuple(sum(column) for column in zip(*counts, strict=True))
     assert [p.partition for p in info.partitions] == list(partitions)
 
