@@ -304,10 +304,16 @@ def test_schemas_without_a_store_is_none() -> None:
 # ------------------------------------------------------------------ through the client
 
 
-def test_client_runs_a_plan_on_its_reply_inbox() -> None:
+def _connected() -> Script:
     script = Script()
     script.connect()
     script.take()
+    script.events()  # Connected
+    return script
+
+
+def test_client_runs_a_plan_on_its_reply_inbox() -> None:
+    script = _connected()
     op = script.client.stations(script.now)
     listing = script.one("PUB", "$JS.API.STREAM.LIST")
     script.reply(listing, {"total": 1, "streams": [_stream("a$1", messages=1)]})
@@ -318,9 +324,7 @@ def test_client_runs_a_plan_on_its_reply_inbox() -> None:
 
 
 def test_client_fails_a_plan_whose_request_times_out() -> None:
-    script = Script()
-    script.connect()
-    script.take()
+    script = _connected()
     op = script.client.station_info("s", script.now)
     assert len([s for s in script.take() if s.op == "PUB"]) == 3
     script.advance(QUERY_TIMEOUT + 1)
@@ -329,9 +333,7 @@ def test_client_fails_a_plan_whose_request_times_out() -> None:
 
 
 def test_client_fails_a_plan_on_a_reply_of_the_wrong_shape() -> None:
-    script = Script()
-    script.connect()
-    script.take()
+    script = _connected()
     op = script.client.stations(script.now)
     listing = script.one("PUB", "$JS.API.STREAM.LIST")
     script.reply(
@@ -347,9 +349,7 @@ def test_client_fails_a_plan_on_a_reply_of_the_wrong_shape() -> None:
 
 
 def test_client_refuses_a_bad_station_name_before_sending() -> None:
-    script = Script()
-    script.connect()
-    script.take()
+    script = _connected()
     with pytest.raises(LocalProtocolError, match="alphanumeric"):
         script.client.station_info("bad name", script.now)
     assert script.take() == []
@@ -363,14 +363,6 @@ def test_client_refuses_a_bad_station_name_before_sending() -> None:
 
 def _refuse(script: Script, request: Sent) -> None:
     script.feed(f"-ERR 'Permissions Violation for Publish to \"{request.subject}\"'\r\n".encode())
-
-
-def _connected() -> Script:
-    script = Script()
-    script.connect()
-    script.take()
-    script.events()  # Connected
-    return script
 
 
 def _pubs(script: Script) -> dict[str, list[Sent]]:
