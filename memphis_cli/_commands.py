@@ -119,15 +119,20 @@ def _station_doc(info: memphis_sync.StationInfo, *, detail: bool) -> dict[str, A
     return doc
 
 
+# None in a StationInfo / from schemas(): the control plane's records could not be read, on a
+# broker that keeps none a client can read, or as a user whose permissions refuse them.
+_UNREADABLE: Final = "the broker keeps none a client can read, or this user may not read them"
+
+
 def _schema_text(schema: str | None) -> str:
     if schema is None:
-        return "unknown (the broker does not expose its station records)"
+        return f"unknown ({_UNREADABLE})"
     return schema or "none"
 
 
 def _dls_text(dls: memphis_sync.DlsSettings | None) -> str:
     if dls is None:
-        return "unknown (the broker does not expose its station records)"
+        return f"unknown ({_UNREADABLE})"
     on = {True: "on", False: "off"}
     station = dls.dls_station or "none"
     return f"poison {on[dls.poison]}, schema failures {on[dls.schemaverse]}, copied to {station}"
@@ -436,10 +441,7 @@ def schema_list(args: argparse.Namespace, settings: Settings) -> int:
     with open_connection(settings) as conn:
         schemas = conn.schemas()
     if schemas is None:
-        raise CliError(
-            "this broker does not expose its schemas (only memphis_broker keeps them where a "
-            "client can read them)"
-        )
+        raise CliError(f"the schemas cannot be listed: {_UNREADABLE}")
     if args.json:
         for schema in schemas:
             _json_line(dataclasses.asdict(schema))

@@ -16,6 +16,8 @@ from rich.table import Table
 
 __all__ = ["print_table", "stdout_console", "stdout_is_terminal"]
 
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
 
 def stdout_console() -> Console:
     """A rich console on the current ``sys.stdout`` (looked up per call, so capture works)."""
@@ -57,6 +59,9 @@ def print_table(
             table.add_row(*row)
         stdout_console().print(table)
         return
+    # One row per line, whatever the cells hold: a message body or an error text with a line
+    # break or a tab would otherwise split a row or shift its columns.
+    rows = [[cell.translate(_ESCAPES) for cell in row] for row in rows]
     widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
     for line in (list(columns), *rows):
         cells = [

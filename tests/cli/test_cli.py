@@ -215,6 +215,15 @@ def test_tables_are_drawn_on_a_terminal(
     assert "│" in table or "┃" in table
 
 
+def test_plain_tables_keep_one_row_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from memphis_cli._output import print_table
+
+    print_table("t", ("id", "data"), [("1", "two\nlines\tand a tab"), ("2", "x")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["id", "1", "2"]
+    assert lines[1].split(maxsplit=1)[1] == "two\\nlines\\tand a tab"
+
+
 def test_station_create_rejects_bad_options_in_one_line(cli: Cli, name: Name) -> None:
     line = one_line_error(cli("station", "create", name("bad"), "--retention-value", "-5"))
     assert line == "memphis: retention value can not be negative"
