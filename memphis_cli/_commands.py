@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
-import importlib
 import itertools
 import json
-import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -377,63 +375,10 @@ def consume(args: argparse.Namespace, settings: Settings) -> int:
 
 def schema_create(args: argparse.Namespace, settings: Settings) -> int:
     """``memphis schema create NAME --type T FILE`` (an identical schema counts as success)."""
-    if args.type == memphis_sync.SchemaType.AVRO:
-        _check_avro(args.file)
     with open_connection(settings) as conn:
         conn.create_schema(args.name, args.type, args.file)
     print(f"schema {args.name} ({args.type}) created from {args.file}")
     return 0
-
-
-def _check_avro(path: str) -> None:
-    """Parse an Avro schema here first, so that an invalid one is reported by what is wrong.
-
-    The broker's error quotes fastavro's, which for most mistakes is the repr of the whole
-    schema dict. Without fastavro (the ``schemas`` extra) the broker's check is all there is.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError:
-        return  # create_schema reads the file too, and reports it in its own words
-    problem = avro_problem(text)
-    if problem is not None:
-        raise CliError(f"invalid Avro schema in {path}: {problem}")
-
-
-_DICT_TAIL: Final = re.compile(r":? *\{.*\}\s*$", re.DOTALL)
-
-
-def avro_problem(text: str) -> str | None:
-    """What is wrong with the Avro schema ``text`` in one line, or None if fastavro accepts it
-    (or is not installed)."""
-    try:
-        fastavro = importlib.import_module("fastavro")
-    except ImportError:
-        return None
-    try:
-        schema = json.loads(text)
-    except ValueError as exc:
-        return f"not JSON: {exc}"
-    try:
-        fastavro.parse_schema(schema)
-    except Exception as exc:  # fastavro raises several unrelated types for a bad schema
-        return _avro_message(exc)
-    return None
-
-
-def _avro_message(exc: Exception) -> str:
-    arg = exc.args[0] if exc.args else None
-    if type(exc).__name__ == "UnknownType":
-        # fastavro's UnknownType carries the type it could not resolve: a name, or (for a bad
-        # "type" value inside a dict) the whole dict.
-        if isinstance(arg, dict):
-            where = f" in {arg['name']!r}" if isinstance(arg.get("name"), str) else ""
-            return f"unknown type {arg.get('type')!r}{where}"
-        return f"unknown type {arg!r}"
-    text = str(exc)
-    short = _DICT_TAIL.sub("", text).strip()
-    return short or type(exc).__name__
 
 
 def schema_list(args: argparse.Namespace, settings: Settings) -> int:
