@@ -34,7 +34,14 @@ $(DEMO_STAMP): pyproject.toml
 	fi
 	touch $(DEMO_STAMP)
 
+# `make demo PORT=7777 MONITOR_PORT=8333` (or MEMPHIS_DEMO_PORT / MEMPHIS_DEMO_MONITOR_PORT in
+# the environment): the broker's client and monitoring ports; 0 picks a free one. PORT and
+# MONITOR_PORT count only on the command line: make would also read them from the environment,
+# where PORT is often set for something else.
+cli_var = $(if $(filter command line,$(origin $(1))),$($(1)))
 demo: $(DEMO_STAMP)
+	MEMPHIS_DEMO_PORT=$(or $(call cli_var,PORT),$(MEMPHIS_DEMO_PORT)) \
+	MEMPHIS_DEMO_MONITOR_PORT=$(or $(call cli_var,MONITOR_PORT),$(MEMPHIS_DEMO_MONITOR_PORT)) \
 	$(PY) examples/demo.py
 
 # A broker with sample traffic to look at in the console (docs/console.md); Ctrl-C stops it.

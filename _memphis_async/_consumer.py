@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
     Client,
+    ConsumerInfo,
     ConsumerState,
     Delivery,
     MemphisError,
@@ -400,6 +401,24 @@ class Consumer:
             await self._driver.call_user(self._error_handler, self, error)
         except Exception:
             _log.exception("the error handler of consumer %s raised", self.name)
+
+    async def info(self) -> ConsumerInfo:
+        """The group's progress on the broker, summed over the station's partitions.
+
+        ``num_pending`` is the lag (messages not yet delivered to the group),
+        ``num_ack_pending`` the delivered but unacked ones, ``num_redelivered`` those delivered
+        more than once and still unacked, ``num_waiting`` the pull requests held by the server
+        (JetStream's names); ``partitions`` has the same per partition. They come from
+        JetStream ``CONSUMER.INFO`` on the group's durable, so they count every member of the
+        group, not only this consumer.
+
+        Raises:
+            PermissionsViolationError: the user's NATS permissions refuse ``CONSUMER.INFO``.
+            MemphisError: JetStream's error, e.g. the group's durable is gone.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        state = self._state
+        return await self._driver.run(lambda now: self._driver.client.consumer_info(state, now))
 
     async def destroy(self) -> None:
         """Stop consuming and unregister; the group's durable goes when its last member does.

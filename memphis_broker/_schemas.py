@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-import fastavro
 import graphql
 import grpc_tools
 import jsonschema.exceptions
@@ -29,6 +28,7 @@ from memphis_broker._gojson import GoJSONError, Spec, decode, encode
 from memphis_broker._store import key
 from memphis_core.memphis._control import schema_updates_subject
 from memphis_core.memphis._names import internal_name, name_error
+from memphis_core.memphis._validators import avro_schema_problem
 
 __all__ = [
     "EMPTY_SCHEMA_UPDATE",
@@ -175,11 +175,8 @@ def validate_content(stype: str, content: str) -> str | None:
             return f"{invalid}: nested too deeply"
         return None
     if stype == "avro":
-        try:
-            fastavro.parse_schema(json.loads(content))
-        except Exception as err:  # fastavro raises a zoo of types for bad schemas
-            return f"your Avro file is invalid: {err}"
-        return None
+        problem = avro_schema_problem(content)
+        return None if problem is None else f"your Avro file is invalid: {problem}"
     if stype == "graphql":
         try:
             graphql.build_schema(content)

@@ -1,7 +1,7 @@
 """memphis_cli: the ``memphis`` command, a shell tool for Memphis brokers.
 
-Built only on the public API of :mod:`memphis_sync` (plus nats-py for what the Memphis
-protocol cannot ask: station listing and details, and memphis_broker's DLS admin functions)::
+Built only on the public API of :mod:`memphis_sync` (plus nats-py for memphis_broker's DLS
+admin functions, which no client protocol request reaches)::
 
     memphis station create orders --partitions 3
     echo hello | memphis produce orders --headers source=shell

@@ -25,13 +25,12 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 import memphis_sync
 
-from ._commands import stdout_console
 from ._connection import open_connection
 from ._errors import USAGE, CliError
+from ._output import print_table
 
 __all__ = ["bench_consume", "bench_produce"]
 
@@ -118,19 +117,21 @@ def _report(args: argparse.Namespace, mode: str, elapsed: float, latencies: list
     if args.json:
         print(json.dumps(result), flush=True)
         return
-    table = Table(title=f"memphis bench {mode}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("station", args.station)
-    table.add_row("messages", f"{args.count:,} x {args.size:,} B")
-    table.add_row("batch", str(args.batch))
-    table.add_row("elapsed", f"{elapsed:.3f} s")
-    table.add_row("msgs/s", f"{result['msgs_per_s']:,.0f}" if elapsed > 0 else "-")
-    table.add_row("MB/s", f"{result['mb_per_s']:,.2f}" if elapsed > 0 else "-")
+    rows = [
+        ("mode", mode),
+        ("station", args.station),
+        ("messages", f"{args.count:,} x {args.size:,} B"),
+        ("batch", str(args.batch)),
+        ("elapsed", f"{elapsed:.3f} s"),
+        ("msgs/s", f"{result['msgs_per_s']:,.0f}" if elapsed > 0 else "-"),
+        ("MB/s", f"{result['mb_per_s']:,.2f}" if elapsed > 0 else "-"),
+    ]
+    # Latency rows only where they were measured (a synchronous produce): a consume or an
+    # async produce has no per-message produce latency to show.
     for key, label in (("p50_ms", "p50 produce latency"), ("p99_ms", "p99 produce latency")):
-        value = result[key]
-        table.add_row(label, "-" if value is None else f"{value:.3f} ms")
-    stdout_console().print(table)
+        if result[key] is not None:
+            rows.append((label, f"{result[key]:.3f} ms"))
+    print_table(f"memphis bench {mode}", ("metric", "value"), rows, right=frozenset({"value"}))
 
 
 def bench_produce(args: argparse.Namespace, settings: Settings) -> int:

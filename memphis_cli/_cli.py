@@ -153,7 +153,7 @@ def _add_consume(sub: Any) -> None:
 
 
 def _add_schema(sub: Any) -> None:
-    group = sub.add_parser("schema", help="create, attach or detach schemas")
+    group = sub.add_parser("schema", help="create, list, attach or detach schemas")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = _leaf(actions, "create", _commands.schema_create, "create a schema from a file")
     create.add_argument("name", metavar="NAME")
@@ -164,6 +164,8 @@ def _add_schema(sub: Any) -> None:
     attach.add_argument("--station", required=True)
     detach = _leaf(actions, "detach", _commands.schema_detach, "detach a station's schema")
     detach.add_argument("--station", required=True)
+    lister = _leaf(actions, "list", _commands.schema_list, "list schemas (memphis_broker)")
+    lister.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def _add_dls(sub: Any) -> None:

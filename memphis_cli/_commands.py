@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import itertools
 import json
 import sys
@@ -11,14 +12,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from rich.console import Console
-from rich.table import Table
-
 import memphis_sync
 
 from . import _nats
 from ._connection import open_connection
 from ._errors import USAGE, CliError
+from ._output import print_table
 
 __all__ = [
     "consume",
@@ -29,22 +28,17 @@ __all__ = [
     "schema_attach",
     "schema_create",
     "schema_detach",
+    "schema_list",
     "station_create",
     "station_destroy",
     "station_info",
     "station_list",
-    "stdout_console",
 ]
 
 Settings = Mapping[str, Any]
 
 #: Default producer name: Memphis registers every producer by name, so the CLI needs one.
 DEFAULT_PRODUCER: Final = "memphis-cli"
-
-
-def stdout_console() -> Console:
-    """A rich console on the current ``sys.stdout`` (looked up per call, so capture works)."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
 
 
 def _json_line(doc: object) -> None:
@@ -72,76 +66,138 @@ def station_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _exists(conn: memphis_sync.Connection, name: str) -> bool:
+    try:
+        conn.station_info(name)
+    except memphis_sync.StationNotFoundError:
+        return False
+    return True
+
+
 def station_destroy(args: argparse.Namespace, settings: Settings) -> int:
     """``memphis station destroy NAME``: the streams, consumers and dead letters go with it.
 
     A missing station is an error here (the protocol's destroy succeeds quietly), so that a
     mistyped name is noticed.
     """
-    if not _nats.station_exists(settings, args.name):
-        raise CliError(f"station {args.name} does not exist")
     with open_connection(settings) as conn:
+        if not _exists(conn, args.name):
+            raise CliError(f"station {args.name} does not exist")
         conn.destroy_station(args.name)
     print(f"station {args.name} destroyed")
     return 0
 
 
+def _station_doc(info: memphis_sync.StationInfo, *, detail: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": info.name,
+        "partitions": len(info.partitions),
+        "messages": info.messages,
+        "bytes": info.stored_bytes,
+        "retention_type": info.retention_type,
+        "retention_value": info.retention_value,
+        "storage_type": info.storage_type,
+        "replicas": info.replicas,
+        "idempotency_window": info.idempotency_window,
+        "schema": info.schema,
+        "dls": None if info.dls is None else dataclasses.asdict(info.dls),
+    }
+    if detail:
+        doc["partitions_detail"] = [
+            {
+                "stream": p.stream,
+                "messages": p.messages,
+                "bytes": p.stored_bytes,
+                "first_seq": p.first_seq,
+                "last_seq": p.last_seq,
+            }
+            for p in info.partitions
+        ]
+        doc["consumer_groups"] = list(info.consumer_groups)
+    return doc
+
+
+# None in a StationInfo / from schemas(): the control plane's records could not be read, on a
+# broker that keeps none a client can read, or as a user whose permissions refuse them.
+_UNREADABLE: Final = "the broker keeps none a client can read, or this user may not read them"
+
+
+def _schema_text(schema: str | None) -> str:
+    if schema is None:
+        return f"unknown ({_UNREADABLE})"
+    return schema or "none"
+
+
+def _dls_text(dls: memphis_sync.DlsSettings | None) -> str:
+    if dls is None:
+        return f"unknown ({_UNREADABLE})"
+    on = {True: "on", False: "off"}
+    station = dls.dls_station or "none"
+    return f"poison {on[dls.poison]}, schema failures {on[dls.schemaverse]}, copied to {station}"
+
+
 def station_list(args: argparse.Namespace, settings: Settings) -> int:
     """``memphis station list [--json]``: every station, from JetStream's stream list."""
-    stations = _nats.list_stations(settings)
+    with open_connection(settings) as conn:
+        stations = conn.stations()
     if args.json:
         for station in stations:
-            _json_line(station)
+            _json_line(_station_doc(station, detail=False))
         return 0
-    table = Table(title=f"{len(stations)} station(s)")
-    # Names are what people copy from this table: never fold them, squeeze the rest instead.
-    widest = max((len(s["name"]) for s in stations), default=7)
-    table.add_column("station", no_wrap=True, min_width=widest)
-    for column in ("partitions", "messages", "bytes", "retention", "storage"):
-        numeric = column in ("partitions", "messages", "bytes")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-    for s in stations:
-        table.add_row(
-            s["name"],
-            str(s["partitions"]),
-            f"{s['messages']:,}",
-            f"{s['bytes']:,}",
-            f"{s['retention_type']} {s['retention_value']}",
-            f"{s['storage_type']} x{s['replicas']}",
-        )
-    stdout_console().print(table)
+    print_table(
+        f"{len(stations)} station(s)",
+        ("station", "partitions", "messages", "bytes", "retention", "storage", "schema"),
+        [
+            (
+                s.name,
+                str(len(s.partitions)),
+                f"{s.messages:,}",
+                f"{s.stored_bytes:,}",
+                f"{s.retention_type} {s.retention_value}",
+                f"{s.storage_type} x{s.replicas}",
+                "?" if s.schema is None else s.schema or "-",
+            )
+            for s in stations
+        ],
+        right=frozenset({"partitions", "messages", "bytes"}),
+        no_wrap=frozenset({"station"}),
+    )
     return 0
 
 
 def station_info(args: argparse.Namespace, settings: Settings) -> int:
-    """``memphis station info NAME [--json]``: partitions, sequences, groups, retention."""
-    info = _nats.station_info(settings, args.name)
+    """``memphis station info NAME [--json]``: partitions, sequences, groups, retention,
+    schema and dead-letter settings."""
+    with open_connection(settings) as conn:
+        try:
+            info = conn.station_info(args.name)
+        except memphis_sync.StationNotFoundError:
+            raise CliError(f"station {args.name} does not exist") from None
     if args.json:
-        _json_line(info)
+        _json_line(_station_doc(info, detail=True))
         return 0
-    console = stdout_console()
-    console.print(f"[bold]{info['name']}[/bold]")
+    print(info.name)
     for label, value in (
-        ("retention", f"{info['retention_type']} {info['retention_value']}"),
-        ("storage", f"{info['storage_type']}, {info['replicas']} replica(s)"),
-        ("idempotency window", f"{info['idempotency_window']:g} s"),
-        ("messages", f"{info['messages']:,} ({info['bytes']:,} bytes)"),
-        ("consumer groups", ", ".join(info["consumer_groups"]) or "none"),
-        ("durability", info["fsync"]),
+        ("retention", f"{info.retention_type} {info.retention_value}"),
+        ("storage", f"{info.storage_type}, {info.replicas} replica(s)"),
+        ("idempotency window", f"{info.idempotency_window:g} s"),
+        ("messages", f"{info.messages:,} ({info.stored_bytes:,} bytes)"),
+        ("schema", _schema_text(info.schema)),
+        ("dead letters", _dls_text(info.dls)),
+        ("consumer groups", ", ".join(info.consumer_groups) or "none"),
+        ("durability", _nats.fsync_mode(settings)),
     ):
-        console.print(f"  {label}: {value}", markup=False)
-    table = Table(title="partitions")
-    for column in ("stream", "messages", "bytes", "first seq", "last seq"):
-        table.add_column(column, justify="left" if column == "stream" else "right")
-    for p in info["partitions_detail"]:
-        table.add_row(
-            p["stream"],
-            f"{p['messages']:,}",
-            f"{p['bytes']:,}",
-            str(p["first_seq"]),
-            str(p["last_seq"]),
-        )
-    console.print(table)
+        print(f"  {label}: {value}")
+    print_table(
+        "partitions",
+        ("stream", "messages", "bytes", "first seq", "last seq"),
+        [
+            (p.stream, f"{p.messages:,}", f"{p.stored_bytes:,}", str(p.first_seq), str(p.last_seq))
+            for p in info.partitions
+        ],
+        right=frozenset({"messages", "bytes", "first seq", "last seq"}),
+        no_wrap=frozenset({"stream"}),
+    )
     return 0
 
 
@@ -278,11 +334,11 @@ def consume(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"--count must be at least 1, got {args.count}", USAGE)
     if args.idle_timeout is not None and args.idle_timeout <= 0:
         raise CliError(f"--timeout must be positive seconds, got {args.idle_timeout}", USAGE)
-    if not _nats.station_exists(settings, args.station):
-        raise CliError(f"station {args.station} does not exist")
     wait = _MAX_PULL_WAIT if args.idle_timeout is None else min(args.idle_timeout, _MAX_PULL_WAIT)
     received = 0
     with open_connection(settings) as conn:
+        if not _exists(conn, args.station):
+            raise CliError(f"station {args.station} does not exist")
         consumer = conn.create_consumer(
             args.station,
             args.consumer,
@@ -326,6 +382,29 @@ def schema_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def schema_list(args: argparse.Namespace, settings: Settings) -> int:
+    """``memphis schema list [--json]``: every schema with its type and versions."""
+    with open_connection(settings) as conn:
+        schemas = conn.schemas()
+    if schemas is None:
+        raise CliError(f"the schemas cannot be listed: {_UNREADABLE}")
+    if args.json:
+        for schema in schemas:
+            _json_line(dataclasses.asdict(schema))
+        return 0
+    print_table(
+        f"{len(schemas)} schema(s)",
+        ("schema", "type", "versions", "active", "created by"),
+        [
+            (s.name, s.type, str(s.versions), str(s.active_version or "-"), s.created_by)
+            for s in schemas
+        ],
+        right=frozenset({"versions", "active"}),
+        no_wrap=frozenset({"schema"}),
+    )
+    return 0
+
+
 def schema_attach(args: argparse.Namespace, settings: Settings) -> int:
     """``memphis schema attach NAME --station S``: enforce the schema on the station."""
     with open_connection(settings) as conn:
@@ -345,35 +424,72 @@ def schema_detach(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------------------- DLS
 
 
+def _check_station(settings: Settings, name: str) -> None:
+    """Fail fast, as every other command does, when the broker is unreachable (nats-py, which
+    the DLS admin functions use, keeps retrying a closed port for many seconds), the
+    credentials are refused or the station does not exist."""
+    _nats.check_admin()
+    with open_connection(settings) as conn:
+        if not _exists(conn, name):
+            raise CliError(f"station {name} does not exist")
+
+
 def dls_list(args: argparse.Namespace, settings: Settings) -> int:
     """``memphis dls list STATION [--json]``: dead-letter rows (memphis_broker only)."""
+    _check_station(settings, args.station)
     rows = _nats.dls_list(settings, args.station)
     if args.json:
         for row in rows:
             _json_line(row)
         return 0
-    table = Table(title=f"{len(rows)} dead letter(s) in {args.station}")
-    for column in ("id", "seq", "partition", "type", "groups", "producer", "error", "data"):
-        table.add_column(column, overflow="fold")
+    table_rows = []
     for row in rows:
         details = row.get("message_details", {})
         data = _text(bytes.fromhex(details.get("data", "")))
-        table.add_row(
-            str(row["id"]),
-            str(row.get("message_seq", "")),
-            str(row.get("partition_number", "")),
-            str(row.get("message_type", "")),
-            ", ".join(row.get("poisoned_cgs") or []),
-            str(row.get("producer_name", "")),
-            str(row.get("validation_error", "")),
-            data if len(data) <= 40 else data[:39] + "…",
+        table_rows.append(
+            (
+                str(row["id"]),
+                str(row.get("message_seq", "")),
+                str(row.get("partition_number", "")),
+                str(row.get("message_type", "")),
+                ", ".join(row.get("poisoned_cgs") or []),
+                str(row.get("producer_name", "")),
+                str(row.get("validation_error", "")),
+                data if len(data) <= 40 else data[:39] + "…",
+            )
         )
-    stdout_console().print(table)
+    print_table(
+        f"{len(rows)} dead letter(s) in {args.station}",
+        ("id", "seq", "partition", "type", "groups", "producer", "error", "data"),
+        table_rows,
+        right=frozenset({"id", "seq", "partition"}),
+    )
     return 0
 
 
 def dls_resend(args: argparse.Namespace, settings: Settings) -> int:
-    """``memphis dls resend STATION [--id N ...]``: redeliver poison messages to their groups."""
-    sent = _nats.dls_resend(settings, args.station, set(args.id) if args.id else None)
-    print(f"resent {sent} message(s) from the dead-letter station of {args.station}")
+    """``memphis dls resend STATION [--id N ...]``: redeliver poison messages to their groups.
+
+    A resend is a core NATS publish to the group's DLS subject: only a consumer of the group
+    that is connected at that moment receives it. For a group with no live consumer nothing is
+    delivered, and the row stays in the dead-letter station; that is reported, not counted.
+    """
+    _check_station(settings, args.station)
+    result = _nats.dls_resend(settings, args.station, set(args.id) if args.id else None)
+    delivered = sum(n for group, n in result.by_group.items() if group in result.live)
+    idle = sorted(group for group in result.by_group if group not in result.live)
+    if not result.by_group:
+        print(f"no poison message to resend in the dead-letter station of {args.station}")
+        return 0
+    if delivered:
+        print(f"resent {delivered} message(s) from the dead-letter station of {args.station}")
+    if idle:
+        count = sum(result.by_group[g] for g in idle)
+        print(
+            f"not delivered: {count} message(s) of group(s) {', '.join(idle)}, which have no "
+            "live consumer; the rows stay in the dead-letter station (start a consumer in the "
+            "group, then resend)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -1,17 +1,10 @@
-"""What the Memphis client protocol cannot do: station listing/details and the DLS.
+"""The dead-letter admin commands: what neither protocol a client speaks can do.
 
-The SDK protocol has no "list stations", "station info" or "list dead letters" request (the
-real broker serves those only to its web console, over HTTP), and ``memphis_sync`` exposes no
-raw request. So:
-
-* ``station list`` / ``station info`` / the existence check before ``consume`` ask JetStream
-  itself (``$JS.API.STREAM.LIST``, ``STREAM.INFO``, ``CONSUMER.NAMES``) on a separate nats-py
-  connection with the same credentials. Every station partition is a stream ``<intern>$<p>``
-  with subjects ``<intern>$<p>.>`` (legacy: ``<intern>`` / ``<intern>.>``), where ``<intern>``
-  is the name lower-cased with ``.`` as ``#``. This works against any Memphis-compatible
-  broker, ours or the real one.
-* ``dls`` reads the dead-letter rows that ``memphis_broker`` keeps in its KV buckets through the
-  broker package's admin functions, so it needs ``memphis_broker`` installed.
+The Memphis client protocol has no request that lists or resends dead letters (the real
+broker serves those only to its web console, over HTTP). ``dls`` therefore reads the rows that
+``memphis_broker`` keeps in its KV buckets through the broker package's admin functions, on a
+nats-py connection with the same credentials, so it needs ``memphis_broker`` installed.
+Everything else the CLI shows (stations, schemas) comes from ``memphis_sync``'s introspection.
 """
 
 from __future__ import annotations
@@ -21,11 +14,12 @@ import contextlib
 import importlib
 import json
 import logging
-import re
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -33,29 +27,9 @@ import nats.errors
 from ._connection import describe
 from ._errors import CliError
 
-__all__ = [
-    "dls_list",
-    "dls_resend",
-    "external_name",
-    "internal_name",
-    "list_stations",
-    "station_exists",
-    "station_info",
-]
+__all__ = ["Resent", "check_admin", "dls_list", "dls_resend", "fsync_mode"]
 
 T = TypeVar("T")
-
-_PARTITION: Final = re.compile(r"(?P<station>[^$]+)\$(?P<partition>[0-9]+)")
-
-
-def internal_name(name: str) -> str:
-    """A station name as JetStream knows it: lower case, ``.`` replaced by ``#``."""
-    return name.lower().replace(".", "#")
-
-
-def external_name(intern: str) -> str:
-    """The inverse of :func:`internal_name` (up to case, which Memphis folds anyway)."""
-    return intern.replace("#", ".")
 
 
 def _servers(settings: Mapping[str, Any]) -> list[str]:
@@ -182,171 +156,6 @@ async def _api(nc: Any, subject: str, body: object = None) -> dict[str, Any]:
     return doc
 
 
-def _api_error(doc: Mapping[str, Any]) -> tuple[int, str] | None:
-    error = doc.get("error")
-    if not error:
-        return None
-    return int(error.get("code", 0)), str(error.get("description", "JetStream error"))
-
-
-def _station_of(stream: Mapping[str, Any]) -> tuple[str, int] | None:
-    """``(internal station name, partition)`` of a station stream, None for any other stream."""
-    config = stream["config"]
-    name = str(config["name"])
-    if name.startswith(("$", "KV_")) or config.get("subjects") != [f"{name}.>"]:
-        return None
-    match = _PARTITION.fullmatch(name)
-    if match is None:
-        return name, 0  # a legacy (version 0) station: one stream, no partition suffix
-    return match["station"], int(match["partition"])
-
-
-_RETENTION_FIELDS: Final = (
-    ("max_age", "message_age_sec", 1e-9),
-    ("max_bytes", "bytes", 1),
-    ("max_msgs", "messages", 1),
-)
-
-
-def _retention(config: Mapping[str, Any]) -> tuple[str, int]:
-    # The inverse of how a station's retention becomes stream limits: ack_based is interest
-    # retention; otherwise the one limit that is set (age, bytes or messages) says the type.
-    if config.get("retention") == "interest":
-        return "ack_based", 0
-    for field, kind, scale in _RETENTION_FIELDS:
-        value = int(config.get(field) or 0)
-        if value > 0:
-            return kind, round(value * scale)
-    return "message_age_sec", 0
-
-
-def _summary(intern: str, streams: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    streams = sorted(streams, key=lambda s: str(s["config"]["name"]))
-    config = streams[0]["config"]
-    retention_type, retention_value = _retention(config)
-    return {
-        "name": external_name(intern),
-        "partitions": len(streams),
-        "messages": sum(int(s["state"]["messages"]) for s in streams),
-        "bytes": sum(int(s["state"]["bytes"]) for s in streams),
-        "retention_type": retention_type,
-        "retention_value": retention_value,
-        "storage_type": "memory" if config.get("storage") == "memory" else "file",
-        "replicas": int(config.get("num_replicas", 1)),
-        "idempotency_window": int(config.get("duplicate_window") or 0) / 1e9,
-    }
-
-
-async def _all_streams(nc: Any) -> list[dict[str, Any]]:
-    streams: list[dict[str, Any]] = []
-    while True:
-        page = await _api(nc, "$JS.API.STREAM.LIST", {"offset": len(streams)})
-        if (error := _api_error(page)) is not None:
-            raise CliError(f"JetStream stream list failed: {error[1]}")
-        batch = page.get("streams") or []
-        streams.extend(batch)
-        if not batch or len(streams) >= int(page.get("total", 0)):
-            return streams
-
-
-def _group(streams: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    stations: dict[str, list[dict[str, Any]]] = {}
-    for stream in streams:
-        found = _station_of(stream)
-        if found is not None:
-            stations.setdefault(found[0], []).append(stream)
-    return stations
-
-
-def list_stations(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every station with its partition count, stored messages/bytes and retention, by name.
-
-    Raises:
-        CliError: JetStream unreachable or credentials refused.
-    """
-
-    async def body(nc: Any, _auth: dict[str, Any]) -> list[dict[str, Any]]:
-        stations = _group(await _all_streams(nc))
-        return [_summary(intern, streams) for intern, streams in sorted(stations.items())]
-
-    return _run(settings, body)
-
-
-async def _partition_streams(nc: Any, intern: str) -> list[dict[str, Any]]:
-    """The station's partition streams, found by STREAM.INFO on ``<intern>$1``, ``$2``, ...
-
-    One INFO per partition instead of a full list: a station's partitions are numbered from 1
-    without gaps (that is how Memphis and memphis_broker create them).
-    """
-    streams = []
-    partition = 1
-    while True:
-        info = await _api(nc, f"$JS.API.STREAM.INFO.{intern}${partition}")
-        if _api_error(info) is not None:
-            break
-        streams.append(info)
-        partition += 1
-    if not streams:
-        legacy = await _api(nc, f"$JS.API.STREAM.INFO.{intern}")
-        if _api_error(legacy) is None and _station_of(legacy) is not None:
-            streams.append(legacy)
-    return streams
-
-
-def station_exists(settings: Mapping[str, Any], name: str) -> bool:
-    """Whether station ``name`` has its streams (without creating anything).
-
-    Raises:
-        CliError: JetStream unreachable or credentials refused.
-    """
-
-    async def body(nc: Any, _auth: dict[str, Any]) -> bool:
-        intern = internal_name(name)
-        info = await _api(nc, f"$JS.API.STREAM.INFO.{intern}$1")
-        if _api_error(info) is None:
-            return True
-        return bool(await _partition_streams(nc, intern))
-
-    return _run(settings, body)
-
-
-def station_info(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The :func:`list_stations` summary of one station plus its partitions and groups.
-
-    ``partitions_detail`` has per partition: messages, bytes, first and last sequence;
-    ``consumer_groups`` is the durable consumers of the first partition (one per group).
-
-    Raises:
-        CliError: the station does not exist, or JetStream is unreachable.
-    """
-
-    async def body(nc: Any, _auth: dict[str, Any]) -> dict[str, Any]:
-        intern = internal_name(name)
-        streams = await _partition_streams(nc, intern)
-        if not streams:
-            raise CliError(f"station {name} does not exist")
-        info = _summary(intern, streams)
-        info["partitions_detail"] = [
-            {
-                "stream": s["config"]["name"],
-                "messages": int(s["state"]["messages"]),
-                "bytes": int(s["state"]["bytes"]),
-                "first_seq": int(s["state"]["first_seq"]),
-                "last_seq": int(s["state"]["last_seq"]),
-            }
-            for s in sorted(streams, key=lambda s: str(s["config"]["name"]))
-        ]
-        first = str(info["partitions_detail"][0]["stream"])
-        names = await _api(nc, f"$JS.API.CONSUMER.NAMES.{first}", {"offset": 0})
-        info["consumer_groups"] = sorted(
-            external_name(str(n)) for n in names.get("consumers") or []
-        )
-        info["fsync"] = await _fsync_mode(nc)
-        return info
-
-    return _run(settings, body)
-
-
 async def _fsync_mode(nc: Any) -> str:
     """The broker's JetStream fsync mode (``$memphis_broker_info``, docs/broker.md,
     "Durability"); "unknown" from a broker that does not answer it (the real Memphis)."""
@@ -357,24 +166,43 @@ async def _fsync_mode(nc: Any) -> str:
     return str(doc.get("fsync") or "unknown")
 
 
-def _admin() -> tuple[Any, Any, Any]:
-    """``memphis_broker``'s admin context and DLS functions, or a one-line CliError."""
+def fsync_mode(settings: Mapping[str, Any]) -> str:
+    """The broker's JetStream fsync mode, as :func:`_fsync_mode` reads it.
+
+    Raises:
+        CliError: JetStream unreachable or credentials refused.
+    """
+
+    async def body(nc: Any, _auth: dict[str, Any]) -> str:
+        return await _fsync_mode(nc)
+
+    return _run(settings, body)
+
+
+def _admin() -> tuple[Any, Any, Any, Any]:
+    """``memphis_broker``'s admin context, DLS functions and KV key encoder, or a CliError."""
     # Imported on use: memphis_broker is an optional extra, and only `memphis dls` needs it.
     # list_dls/resend are what `memphis-broker dls` runs; memphis_broker does not export them
-    # from its top level (yet), hence the module path.
+    # from its top level (yet), hence the module paths.
     try:
         admin_context = importlib.import_module("memphis_broker").admin_context
         dls = importlib.import_module("memphis_broker._dls")
+        key = importlib.import_module("memphis_broker._store").key
     except ImportError:
         raise CliError(
             "memphis dls needs memphis_broker (pip install 'memphis-sansio[broker]'): "
             "the Memphis client protocol has no request for dead letters"
         ) from None
-    return admin_context, dls.list_dls, dls.resend
+    return admin_context, dls.list_dls, dls.resend, key
+
+
+def check_admin() -> None:
+    """Raise the one-line CliError now if ``memphis_broker`` is not installed."""
+    _admin()
 
 
 def _admin_run(settings: Mapping[str, Any], action: Callable[[Any], Awaitable[T]]) -> T:
-    admin_context, _list, _resend = _admin()
+    admin_context = _admin()[0]
 
     async def body(_nc: Any, auth: dict[str, Any]) -> T:
         # admin_context opens a connection of its own (it owns its KV setup), with the auth
@@ -391,16 +219,37 @@ def dls_list(settings: Mapping[str, Any], station: str) -> list[dict[str, Any]]:
     Raises:
         CliError: memphis_broker not installed, or JetStream unreachable.
     """
-    _ctx, list_dls, _resend = _admin()
-    return _admin_run(settings, lambda ctx: list_dls(ctx, station))
+    list_dls = _admin()[1]
+    rows: list[dict[str, Any]] = _admin_run(settings, lambda ctx: list_dls(ctx, station))
+    return rows
 
 
-def dls_resend(settings: Mapping[str, Any], station: str, ids: set[int] | None) -> int:
-    """Resend the station's poison messages to their groups; returns the number sent.
+@dataclass(frozen=True)
+class Resent:
+    """What a resend published: messages per consumer group, and which groups had a consumer
+    connected (only those receive it: a resend is a core NATS publish, not stored)."""
+
+    by_group: dict[str, int]
+    live: frozenset[str]
+
+
+def dls_resend(settings: Mapping[str, Any], station: str, ids: set[int] | None) -> Resent:
+    """Resend the station's poison messages to their groups.
 
     Raises:
         CliError: memphis_broker not installed, or JetStream unreachable.
     """
-    _ctx, _list, resend = _admin()
-    sent: int = _admin_run(settings, lambda ctx: resend(ctx, station, ids))
-    return sent
+    _ctx, list_dls, resend, key = _admin()
+
+    async def action(ctx: Any) -> Resent:
+        rows = [r for r in await list_dls(ctx, station) if ids is None or int(r["id"]) in ids]
+        by_group = Counter(group for row in rows for group in row.get("poisoned_cgs") or ())
+        # The control plane marks a consumer row inactive once its connection is gone
+        # (docs/broker.md, connection tracking); a group with no active row has no subscriber.
+        members = await ctx.store.consumers.scan(f"{key(station.lower())}.>")
+        live = frozenset(str(r["consumers_group"]) for _k, r in members if r.get("is_active"))
+        await resend(ctx, station, ids)
+        return Resent(dict(by_group), live)
+
+    result: Resent = _admin_run(settings, action)
+    return result

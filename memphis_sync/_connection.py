@@ -18,7 +18,9 @@ from memphis_core import (
     LocalProtocolError,
     PubAck,
     RetentionType,
+    SchemaInfo,
     SchemaType,
+    StationInfo,
     StorageType,
     consumer_options,
     fetch_consumer_options,
@@ -247,6 +249,57 @@ class Connection:
             RequestTimeoutError: no reply after the control-plane retries.
         """
         self._driver.run(lambda now: self._client.detach_schema(station_name, now))
+
+    # ------------------------------------------------------------------ introspection
+
+    def stations(self) -> list[StationInfo]:
+        """Every station on the broker, by name, read from JetStream's stream list.
+
+        ``consumer_groups`` is empty here (listing them costs one more request per station);
+        :meth:`station_info` has them. ``schema`` and ``dls`` are None ("unknown") where the
+        station records cannot be read: a broker that does not expose them (the real Memphis
+        broker keeps them in PostgreSQL), or a user whose NATS permissions refuse them (an
+        application user of a password-mode ``memphis-broker``, who is also refused
+        ``STREAM.LIST``; the streams are then listed by name, docs/introspection.md).
+
+        Raises:
+            MemphisError: JetStream answered a request with an error.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(self._client.stations)
+
+    def station_info(self, name: str) -> StationInfo:
+        """One station: partitions with message counts and sequences, retention, storage,
+        replicas, idempotency window, schema, DLS settings and consumer groups.
+
+        ``schema`` and ``dls`` are None ("unknown") where the station's record cannot be read
+        (see :meth:`stations`); the rest comes from the station's own streams.
+
+        Args:
+            name: the station name as given at creation.
+
+        Raises:
+            LocalProtocolError: an invalid station name (nothing is sent).
+            StationNotFoundError: the station does not exist.
+            PermissionsViolationError: the user's NATS permissions refuse ``STREAM.INFO`` or
+                ``CONSUMER.NAMES`` on the station's streams.
+            MemphisError: JetStream answered a request with an error.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(lambda now: self._client.station_info(name, now))
+
+    def schemas(self) -> list[SchemaInfo] | None:
+        """Every schema in the broker's store, by name.
+
+        Returns None ("unknown") when the schema store cannot be read: only ``memphis_broker``
+        keeps one a client can read (the JetStream KV bucket ``memphis_schemas``), and the NATS
+        permissions of its password-mode application users refuse it (docs/introspection.md).
+
+        Raises:
+            MemphisError: JetStream answered a request with an error.
+            RequestTimeoutError: JetStream did not answer within 10 s.
+        """
+        return self._driver.run(self._client.schemas)
 
     # ------------------------------------------------------------------ producers
 
@@ -482,7 +535,21 @@ class Station:
 
     def __init__(self, connection: Connection, name: str) -> None:
         self._connection = connection
-        self.name = name
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The station's name, as given to ``create_station``."""
+        return self._name
+
+    def info(self) -> StationInfo:
+        """``connection.station_info(station.name)``: the station as the broker has it now.
+
+        Raises:
+            StationNotFoundError: the station does not exist.
+            MemphisError: any other failure of :meth:`Connection.station_info`.
+        """
+        return self._connection.station_info(self.name)
 
     def create_producer(self, producer_name: str) -> Producer:
         """``connection.create_producer(station.name, producer_name)``."""

@@ -20,7 +20,7 @@ import uuid
 from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
-from memphis_core.nats._events import Disconnected, TransportEvent
+from memphis_core.nats._events import Disconnected, ServerError, TransportEvent
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
@@ -30,6 +30,16 @@ from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
+from ._introspection import (
+    ConsumerInfo,
+    Queries,
+    SchemaInfo,
+    StationInfo,
+    consumer_info_plan,
+    schemas_plan,
+    station_info_plan,
+    stations_plan,
+)
 from ._names import internal_name, name_error
 from ._operation import Operation
 from ._options import (
@@ -130,6 +140,7 @@ class Client:
         self._producers = Producers(dispatcher, stations, identity)
         self._consumers = Consumers(dispatcher, stations, identity, self._events.append)
         self._pulls = self._consumers.pulls
+        self._queries = Queries(dispatcher)
         self._drain: _Drain | None = None
         # Broker pushes for every station: the only subscription made at connect (the
         # ``None`` target marks it).
@@ -390,6 +401,12 @@ class Client:
         for event in self._dispatcher.dispatch(self.session.events(), now):
             if isinstance(event, Msg):
                 self._on_push(event)
+            elif isinstance(event, ServerError) and self._queries.on_server_error(
+                event.message, now
+            ):
+                # A permissions -ERR that answers an introspection request: the query reports
+                # it (or reads it as "unknown"), it says nothing about the connection.
+                continue
             else:
                 if isinstance(event, Disconnected) and self._drain is not None:
                     # Acks queued but not yet written died with the transport: a PING on the
@@ -513,6 +530,39 @@ class Client:
             lambda reply: _check(rq.parse_plain_reply(reply)),
             now,
         )
+
+    # ------------------------------------------------------------------ introspection
+
+    def consumer_info(self, consumer: ConsumerState, now: float) -> Operation[ConsumerInfo]:
+        """The group's lag and unacked counts, from ``CONSUMER.INFO`` on every partition."""
+        station = consumer.station
+        plan = consumer_info_plan(
+            station.name,
+            station.internal,
+            station.partitions,
+            consumer.durable,
+            consumer.options.consumer_group,
+        )
+        return self._queries.run("consumer_info", plan, now)
+
+    def station_info(self, name: str, now: float) -> Operation[StationInfo]:
+        """One station's partitions, configuration, schema, DLS settings and groups.
+
+        Raises:
+            LocalProtocolError: an invalid station name (nothing is sent).
+        """
+        error = name_error(name.lower(), "Station")
+        if error is not None:
+            raise LocalProtocolError(error)
+        return self._queries.run("station_info", station_info_plan(name), now)
+
+    def stations(self, now: float) -> Operation[list[StationInfo]]:
+        """Every station on the broker, by name."""
+        return self._queries.run("stations", stations_plan(), now)
+
+    def schemas(self, now: float) -> Operation[list[SchemaInfo] | None]:
+        """Every schema in the broker's store (None: the broker does not expose its store)."""
+        return self._queries.run("schemas", schemas_plan(), now)
 
     # ------------------------------------------------------------------ producers
 

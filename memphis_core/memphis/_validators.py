@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
@@ -37,6 +38,7 @@ __all__ = [
     "MissingExtraError",
     "SchemaInit",
     "Validator",
+    "avro_schema_problem",
     "best_effort_bytes",
     "compact_json",
     "serialize_plain",
@@ -312,13 +314,53 @@ def _compile_json_schema(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
     return cls(schema), errors
 
 
+# fastavro ends many of its messages with the repr of the whole schema (or of the part being
+# parsed): a wall of text that hides what is wrong.
+_DICT_TAIL: Final = re.compile(r":? *\{.*\}\s*$", re.DOTALL)
+
+
+def avro_schema_problem(text: str) -> str | None:
+    """What is wrong with the Avro schema ``text`` (JSON), in one line; None if fastavro
+    accepts it.
+
+    The broker's ``create_schema`` check, the client's schema compile and the CLI all word it
+    this way: fastavro's own text often ends with the repr of the whole schema.
+
+    Raises:
+        MissingExtraError: fastavro (the ``schemas`` extra) is not installed.
+    """
+    fastavro = _import("fastavro", "fastavro")
+    try:
+        schema = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"not JSON: {exc}"
+    try:
+        fastavro.parse_schema(schema)
+    except Exception as exc:  # fastavro raises several unrelated types for a bad schema
+        return _avro_message(exc)
+    return None
+
+
+def _avro_message(exc: Exception) -> str:
+    arg = exc.args[0] if exc.args else None
+    if type(exc).__name__ == "UnknownType":
+        # fastavro's UnknownType carries the type it could not resolve: a name, or (for a bad
+        # "type" value inside a dict) the whole dict.
+        if isinstance(arg, dict):
+            where = f" in {arg['name']!r}" if isinstance(arg.get("name"), str) else ""
+            return f"unknown type {arg.get('type')!r}{where}"
+        return f"unknown type {arg!r}"
+    short = _DICT_TAIL.sub("", str(exc)).strip()
+    return short or type(exc).__name__
+
+
 def _compile_avro(init: SchemaInit) -> tuple[Any, _ErrorsFn]:
     fastavro = _import("fastavro", "fastavro")
     validation = _import("fastavro.validation", "fastavro")
-    try:
-        parsed = fastavro.parse_schema(json.loads(init.schema_content))
-    except Exception as exc:  # fastavro raises several unrelated types for a bad schema
-        raise Invalid(f"invalid Avro schema: {exc}") from None
+    problem = avro_schema_problem(init.schema_content)
+    if problem is not None:
+        raise Invalid(f"invalid Avro schema: {problem}")
+    parsed = fastavro.parse_schema(json.loads(init.schema_content))
 
     def errors(schema: Any, value: object) -> str | None:
         try:

@@ -172,6 +172,60 @@ def test_station_create_info_list_destroy(cli: Cli, name: Name) -> None:
     assert station not in {s["name"] for s in cli("station", "list", "--json").json_lines()}
 
 
+def test_station_info_shows_the_schema_and_dls_settings(
+    cli: Cli, name: Name, tmp_path: Path
+) -> None:
+    schema, station, dls = name("order"), name("orders"), name("dead")
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps({"type": "object"}))
+    assert cli("schema", "create", schema, "--type", "json", str(path)).code == 0
+    created = cli("station", "create", station, "--schema", schema, "--dls-station", dls)
+    assert created.code == 0, created.err
+    (info,) = cli("station", "info", station, "--json").json_lines()
+    assert info["schema"] == schema
+    assert info["dls"] == {"poison": True, "schemaverse": True, "dls_station": dls}
+    text = cli("station", "info", station).out
+    assert f"  schema: {schema}\n" in text
+    assert f"  dead letters: poison on, schema failures on, copied to {dls}\n" in text
+    (plain,) = [s for s in cli("station", "list", "--json").json_lines() if s["name"] == dls]
+    assert (plain["schema"], plain["dls"]["dls_station"]) == ("", "")
+
+
+def test_tables_are_plain_lines_when_stdout_is_not_a_terminal(cli: Cli, name: Name) -> None:
+    # A name longer than rich's 80-column fallback: folded, it would break `grep` and `awk`.
+    station = name("a-rather-long-station-name-that-no-80-column-table-could-hold-on-one-line")
+    assert cli("station", "create", station, "--partitions", "2").code == 0
+    listed = cli("station", "list").out.splitlines()
+    assert listed[0].split() == [
+        "station", "partitions", "messages", "bytes", "retention", "storage", "schema"
+    ]  # fmt: skip
+    (row,) = [line for line in listed if line.startswith(station)]
+    assert row.split() == [station, "2", "0", "0", "message_age_sec", "3600", "file", "x1", "-"]
+    assert not any(c in "".join(listed) for c in "│┃━─")  # no box drawing
+    partitions = cli("station", "info", station).out.splitlines()
+    assert [line.split()[0] for line in partitions[-2:]] == [f"{station}$1", f"{station}$2"]
+
+
+def test_tables_are_drawn_on_a_terminal(
+    cli: Cli, name: Name, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    station = name("tty")
+    assert cli("station", "create", station).code == 0
+    monkeypatch.setattr("memphis_cli._output.stdout_is_terminal", lambda: True)
+    table = cli("station", "list").out
+    assert "station(s)" in table  # the title
+    assert "│" in table or "┃" in table
+
+
+def test_plain_tables_keep_one_row_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from memphis_cli._output import print_table
+
+    print_table("t", ("id", "data"), [("1", "two\nlines\tand a tab"), ("2", "x")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["id", "1", "2"]
+    assert lines[1].split(maxsplit=1)[1] == "two\\nlines\\tand a tab"
+
+
 def test_station_create_rejects_bad_options_in_one_line(cli: Cli, name: Name) -> None:
     line = one_line_error(cli("station", "create", name("bad"), "--retention-value", "-5"))
     assert line == "memphis: retention value can not be negative"
@@ -241,6 +295,22 @@ def test_wrong_token_is_one_line(cli: Cli, name: Name) -> None:
     assert "authorization" in line.lower()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [("station", "list"), ("station", "info", "st"), ("schema", "list"), ("dls", "list", "st")],
+    ids=" ".join,
+)
+def test_no_server_is_connection_refused_at_once(cli: Cli, argv: tuple[str, ...]) -> None:
+    from tests.support.natsserver import free_port
+
+    started = time.monotonic()
+    line = one_line_error(cli(*argv, "--port", str(free_port())))
+    # What produce has always said, and as quickly: before, the JetStream commands went through
+    # nats-py, which retried the closed port for 16.5 s.
+    assert "connection refused" in line.lower()
+    assert time.monotonic() - started < 5.0
+
+
 def test_debug_shows_the_traceback(cli: Cli, name: Name) -> None:
     result = cli("produce", name("x"), "m", "--connection-token", "wrong", "--debug")
     assert result.code == 1
@@ -252,7 +322,7 @@ def test_ctrl_c_exits_130(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*_args: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("memphis_cli._nats.list_stations", interrupted)
+    monkeypatch.setattr("memphis_sync.Connection.stations", interrupted)
     result = cli("station", "list")
     assert result.code == 130
     assert result.err.strip() == "memphis: interrupted"
@@ -375,6 +445,44 @@ def test_schema_create_attach_detach(cli: Cli, name: Name, tmp_path: Path) -> No
     )
 
 
+def test_schema_list(cli: Cli, name: Name, tmp_path: Path) -> None:
+    schema = name("listed")
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"type": "object"}))
+    assert cli("schema", "create", schema, "--type", "json", str(path)).code == 0
+    docs = {d["name"]: d for d in cli("schema", "list", "--json").json_lines()}
+    assert docs[schema] == {
+        "name": schema,
+        "type": "json",
+        "versions": 1,
+        "active_version": 1,
+        "created_by": "root",
+    }
+    (row,) = [line for line in cli("schema", "list").out.splitlines() if schema in line]
+    assert row.split() == [schema, "json", "1", "1", "root"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "recrd", "name": "order"}, "unknown type 'recrd' in 'order'"),
+        ({"type": "record", "fields": []}, '"name" is a required field missing from the schema'),
+        (
+            {"type": "record", "name": "o", "fields": [{"name": "id", "type": "strin"}]},
+            "unknown type 'strin'",
+        ),
+    ],
+)
+def test_an_invalid_avro_schema_says_what_is_wrong(
+    cli: Cli, name: Name, tmp_path: Path, schema: dict[str, Any], problem: str
+) -> None:
+    path = tmp_path / "bad.avsc"
+    path.write_text(json.dumps(schema))
+    line = one_line_error(cli("schema", "create", name("avro"), "--type", "avro", str(path)))
+    # The broker words it (memphis_broker and the client share avro_schema_problem).
+    assert line == f"memphis: your Avro file is invalid: {problem}"
+
+
 # ---------------------------------------------------------------------------------- DLS
 
 
@@ -400,6 +508,34 @@ def test_dls_list_and_resend_a_poison_message(cli: Cli, broker: EmbeddedBroker, 
         assert resent.out.startswith("resent 1 message(s)")
         (msg,) = wait_until(consumer.fetch, what="the resent message")
         assert msg.data == b"bad-apple"
+
+
+def test_dls_resend_without_a_live_consumer_says_nothing_was_delivered(
+    cli: Cli, broker: EmbeddedBroker, name: Name
+) -> None:
+    station = name("orphan")
+    assert cli("produce", station, "bad-apple").code == 0
+    with sync_connect(broker) as conn:
+        consumer = conn.create_consumer(
+            station, "gone", max_msg_deliveries=1, max_ack_time=0.3, batch_max_wait_time=0.2
+        )
+        wait_until(consumer.fetch, what="the first delivery")
+
+        def listed() -> list[Any]:
+            assert consumer.fetch() == []
+            return cli("dls", "list", station, "--json").json_lines()
+
+        wait_until(listed, timeout=15, what="a DLS row")
+    # The connection is closed: the group "gone" has no member left to receive a resend.
+
+    def resent() -> Result:
+        result = cli("dls", "resend", station)
+        return result if result.code == 1 else None  # type: ignore[return-value]
+
+    result = wait_until(resent, what="the control plane to see the consumer gone")
+    assert "resent" not in result.out
+    assert "not delivered: 1 message(s) of group(s) gone, which have no live consumer" in result.err
+    assert len(cli("dls", "list", station, "--json").json_lines()) == 1  # the row stays
 
 
 def test_dls_without_memphis_broker_is_one_line(
@@ -439,10 +575,25 @@ def test_bench_consume_reads_count_messages(cli: Cli, name: Name) -> None:
     assert doc["messages"] == 500
     assert doc["mb_per_s"] > 0
     assert doc["p50_ms"] is None
+    table = cli("bench", "consume", "--station", station, "--count", "100").out
+    assert "consume (fetch 100 + ack)" in table
+    assert "produce" not in table  # no produce-latency rows in a consume report
     assert one_line_error(cli("bench", "consume", "--count", "0"), code=2)
 
 
 # ---------------------------------------------------------------------------------- script
+
+
+def test_memphis_broker_help_lists_its_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    from memphis_broker.__main__ import main as broker_main
+
+    with pytest.raises(SystemExit) as exited:
+        broker_main(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for subcommand in ("'run'", "'dls list'", "'dls resend'", "'station set-dls'"):
+        assert subcommand in text
+    assert "'memphis-broker dls list --help'" in text
 
 
 def test_installed_console_script(broker_env: dict[str, str], name: Name) -> None:

@@ -159,6 +159,46 @@ def test_demo_runs_its_own_broker() -> None:
     )
 
 
+def test_demo_takes_its_ports_from_make_variables() -> None:
+    from tests.support.natsserver import free_port
+
+    port, monitor = free_port(), free_port()
+    # `make demo PORT=N MONITOR_PORT=M` hands them to demo.py (README, "make demo")...
+    dry = subprocess.run(
+        ["make", "-n", "demo", f"PORT={port}", f"MONITOR_PORT={monitor}"],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert f"MEMPHIS_DEMO_PORT={port}" in dry.stdout
+    assert f"MEMPHIS_DEMO_MONITOR_PORT={monitor}" in dry.stdout
+    # A PORT in the environment (set by many shells and platforms for their own use) is not
+    # taken for the demo's.
+    unrelated = subprocess.run(
+        ["make", "-n", "demo"],
+        cwd=EXAMPLES.parent,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MEMPHIS_DEMO_")},
+            "PORT": "3000",
+            "MONITOR_PORT": "3001",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "MEMPHIS_DEMO_PORT= " in unrelated.stdout
+    assert "MEMPHIS_DEMO_MONITOR_PORT= " in unrelated.stdout
+    # ...which uses exactly those ports.
+    env = dict(os.environ, MEMPHIS_DEMO_PORT=str(port), MEMPHIS_DEMO_MONITOR_PORT=str(monitor))
+    _assert_lines(_run("demo.py", env), [rf"^broker up on 127\.0\.0\.1:{port} ", r"^demo: OK$"])
+    bad = _run("demo.py", dict(os.environ, MEMPHIS_DEMO_PORT="http"))
+    assert bad.returncode != 0
+    assert "MEMPHIS_DEMO_PORT='http' is not a port number" in bad.stderr
+
+
 def test_every_example_is_covered() -> None:
     scripts = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.py")}
     assert scripts - {"demo.py"} == set(EXPECTED)

@@ -27,7 +27,12 @@ from memphis_core.memphis._schemas import (
     schema_failure_notification_body,
     schemaverse_dls_body,
 )
-from memphis_core.memphis._validators import MissingExtraError, SchemaInit, serialize_plain
+from memphis_core.memphis._validators import (
+    MissingExtraError,
+    SchemaInit,
+    avro_schema_problem,
+    serialize_plain,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "schemas"
 FAILED = "Schema validation has failed: "
@@ -418,6 +423,26 @@ def test_avro_invalid() -> None:
     with pytest.raises(MemphisSchemaError, match="^" + DESER + "Bad Avro format - "):
         schema.deserialize(b"nope")
     assert "invalid Avro schema" in failure(make("avro", '{"type":"nope"}'), {}).validation_error
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"type": "recrd", "name": "order"}', "unknown type 'recrd' in 'order'"),
+        ('{"type": "record", "fields": []}', '"name" is a required field missing from the schema'),
+        ('{"type": "record", "name": "o", "fields": [{"name": "id", "type": "strin"}]}',
+         "unknown type 'strin'"),
+        ("{nope", "not JSON: "),
+    ],
+)  # fmt: skip
+def test_avro_schema_problem_says_what_is_wrong_without_the_whole_schema(
+    text: str, problem: str
+) -> None:
+    found = avro_schema_problem(text)
+    assert found is not None
+    assert found.startswith(problem)
+    assert "{" not in found.removeprefix(problem)  # fastavro's repr of the schema is cut off
+    assert avro_schema_problem((DATA / "test.avsc").read_text()) is None
 
 
 # ------------------------------------------------------------------------------ GraphQL

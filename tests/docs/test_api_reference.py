@@ -10,6 +10,7 @@ it.
 from __future__ import annotations
 
 import posixpath
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ SANS_IO = (
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML build's output directory."""
     out = tmp_path_factory.mktemp("html")
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, out],
@@ -47,7 +49,12 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    with open(out / "objects.inv", "rb") as handle:
+    return out
+
+
+@pytest.fixture(scope="module")
+def inventory(built: Path) -> set[str]:
+    with open(built / "objects.inv", "rb") as handle:
         inv = InventoryFile.load(handle, "", posixpath.join)
     return {name for kind in inv if kind.startswith("py:") for name in inv[kind]}
 
@@ -74,3 +81,14 @@ def test_protocol_sections_are_linkable(inventory: set[str]) -> None:
     # Code comments cite "docs/protocol.md §4.3": the page must exist and be built.
     assert (DOCS / "protocol.md").is_file()
     assert "memphis_core.Client" in inventory
+
+
+def test_signatures_show_numbers_not_constant_names(built: Path) -> None:
+    # close(timeout=DRAIN_TIMEOUT) in the source; the reader wants the number.
+    for page in ("memphis_sync", "memphis_trio", "memphis_asyncio"):
+        html = (built / "api" / f"{page}.html").read_text(encoding="utf-8")
+        text = " ".join(re.sub(r"<[^>]+>", "", html).split())
+        assert "DRAIN_TIMEOUT" not in text, page
+        assert "close(timeout: float = 30.0)" in text, page
+        # Enum defaults stay as written (more telling than their wire value).
+        assert "RetentionType.MAX_MESSAGE_AGE_SECONDS" in text, page
