@@ -173,8 +173,9 @@ def station_info(args: argparse.Namespace, settings: Settings) -> int:
             info = conn.station_info(args.name)
         except memphis_sync.StationNotFoundError:
             raise CliError(f"station {args.name} does not exist") from None
+    fsync = _nats.fsync_mode(settings)
     if args.json:
-        _json_line(_station_doc(info, detail=True))
+        _json_line({**_station_doc(info, detail=True), "fsync": fsync})
         return 0
     print(info.name)
     for label, value in (
@@ -185,7 +186,7 @@ def station_info(args: argparse.Namespace, settings: Settings) -> int:
         ("schema", _schema_text(info.schema)),
         ("dead letters", _dls_text(info.dls)),
         ("consumer groups", ", ".join(info.consumer_groups) or "none"),
-        ("durability", _nats.fsync_mode(settings)),
+        ("durability", fsync),
     ):
         print(f"  {label}: {value}")
     print_table(
