@@ -49,7 +49,7 @@ from starlette.templating import Jinja2Templates
 from memphis_broker import _dls
 from memphis_broker._admin import AdminError, connect_once
 from memphis_broker._context import Context
-from memphis_broker.console._metrics import Metrics, RateHistory
+from memphis_broker.console._metrics import Metrics, RateHistory, station_totals
 from memphis_broker.console._state import (
     MAX_BROWSE,
     dls_rows,
@@ -122,7 +122,7 @@ class Console:
         self.password_mode = password_mode
         self._sock = sock
         self.metrics = Metrics()
-        self.history = RateHistory(ctx)
+        self.history = RateHistory(lambda: station_totals(ctx()))
         self._basic_ok: dict[str, float] = {}
         #: Live sessions: session id -> (user, monotonic expiry). Logout removes its id.
         self._sessions: dict[str, tuple[str, float]] = {}
@@ -168,10 +168,12 @@ class Console:
         self._sampler = asyncio.create_task(self.history.run())
 
     async def stop(self) -> None:
+        """Stop the sampler and the web server (each bounded to 5 s) and close the socket."""
         if self._sampler is not None:
-            self.history.stopping = True
+            self.history.stop()
             self._sampler.cancel()
             await asyncio.wait([self._sampler], timeout=5.0)
+            self._sampler = None
         if self._server is not None:
             self._server.force_exit = True  # no waiting for open keep-alive browsers
             # Bounded: stopping the broker must not hang on a browser's connection.
@@ -311,6 +313,7 @@ class Console:
                 if user is None:
                     return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
                 request.state.user = user  # who the $memphis_* requests are sent as
+                self.history.touch()  # someone is looking: keep the throughput graph fed
                 return await fn(request)
 
             return guarded
