@@ -600,6 +600,15 @@ class Console:
 def _safe_next(request: Request, value: object = None) -> str:
     """Where to go after login: a local path only (no open redirect)."""
     target = str(value or request.query_params.get("next") or "/")
-    if not target.startswith("/") or target.startswith("//"):
+    # Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>host"
+    # and "/<tab>/host" would name another site as "//host" does. Starlette percent-encodes
+    # them in Location today; this check does not rely on it.
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+        or urlsplit(target).netloc
+    ):
         return "/"
     return target
