@@ -5,8 +5,10 @@ Security (docs/console.md, "Security"):
 * Login is checked by nats-server itself: the console opens a NATS connection with the given
   credentials (the root token in token mode, ``<user>$1`` and the password in password mode,
   as the SDKs do) and accepts the login if the server does. The console keeps no passwords.
-* Sessions are Starlette's signed cookie (``SessionMiddleware``, ``SameSite=Strict``), signed
-  with a key made at start: a restart logs everyone out.
+* Sessions are Starlette's signed cookie (``SessionMiddleware``, ``HttpOnly``,
+  ``SameSite=Strict``), signed with a key made at start: a restart logs everyone out. The cookie
+  carries a random session id that the console also keeps while the session lasts; logout
+  forgets it, so a copy of the cookie taken before logout is refused afterwards.
 * Every POST carries the session's CSRF token (a hidden form field), compared in constant time;
   a POST without it is refused with 403 before anything happens.
 * Pages are Jinja2 templates with autoescaping on: payloads and headers are user data and are
@@ -47,7 +49,7 @@ from starlette.templating import Jinja2Templates
 from memphis_broker import _dls
 from memphis_broker._admin import AdminError, connect_once
 from memphis_broker._context import Context
-from memphis_broker.console._metrics import Metrics, RateHistory
+from memphis_broker.console._metrics import Metrics, RateHistory, station_totals
 from memphis_broker.console._state import (
     MAX_BROWSE,
     dls_rows,
@@ -120,8 +122,10 @@ class Console:
         self.password_mode = password_mode
         self._sock = sock
         self.metrics = Metrics()
-        self.history = RateHistory(ctx)
+        self.history = RateHistory(lambda: station_totals(ctx()))
         self._basic_ok: dict[str, float] = {}
+        #: Live sessions: session id -> (user, monotonic expiry). Logout removes its id.
+        self._sessions: dict[str, tuple[str, float]] = {}
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,  # every page: payloads, headers and names are user data
@@ -164,10 +168,12 @@ class Console:
         self._sampler = asyncio.create_task(self.history.run())
 
     async def stop(self) -> None:
+        """Stop the sampler and the web server (each bounded to 5 s) and close the socket."""
         if self._sampler is not None:
-            self.history.stopping = True
+            self.history.stop()
             self._sampler.cancel()
             await asyncio.wait([self._sampler], timeout=5.0)
+            self._sampler = None
         if self._server is not None:
             self._server.force_exit = True  # no waiting for open keep-alive browsers
             # Bounded: stopping the broker must not hang on a browser's connection.
@@ -215,6 +221,30 @@ class Console:
         self._basic_ok[digest] = now + _BASIC_CACHE_S
         return user
 
+    def _user(self, request: Request) -> str | None:
+        """The logged-in user of this request's session, or None (no, ended or expired)."""
+        live = self._sessions.get(str(request.session.get("sid", "")))
+        if live is None:
+            return None
+        user, until = live
+        if until <= time.monotonic():
+            del self._sessions[str(request.session["sid"])]
+            return None
+        return user
+
+    def _open_session(self, request: Request, user: str) -> None:
+        """A fresh session (new id and CSRF token) for ``user``, replacing this request's."""
+        now = time.monotonic()
+        self._sessions = {sid: v for sid, v in self._sessions.items() if v[1] > now}
+        request.session.clear()
+        sid = secrets.token_urlsafe(32)
+        self._sessions[sid] = (user, now + _SESSION_S)
+        request.session["sid"] = sid
+
+    def _close_session(self, request: Request) -> None:
+        self._sessions.pop(str(request.session.get("sid", "")), None)
+        request.session.clear()
+
     @staticmethod
     def _csrf(request: Request) -> str:
         token = request.session.get("csrf")
@@ -236,7 +266,7 @@ class Console:
 
     def _page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         context.update(
-            user=request.session.get("user", ""),
+            user=self._user(request) or "",
             csrf=self._csrf(request),
             password_mode=self.password_mode,
             flash=request.session.pop("flash", None),
@@ -279,8 +309,11 @@ class Console:
             fn: Callable[[Request], Awaitable[Response]],
         ) -> Callable[[Request], Awaitable[Response]]:
             async def guarded(request: Request) -> Response:
-                if not request.session.get("user"):
+                user = self._user(request)
+                if user is None:
                     return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                request.state.user = user  # who the $memphis_* requests are sent as
+                self.history.touch()  # someone is looking: keep the throughput graph fed
                 return await fn(request)
 
             return guarded
@@ -323,17 +356,16 @@ class Console:
                 error="login refused by the broker",
                 next=_safe_next(request),
             )
-        request.session.clear()  # a fresh session (and CSRF token) for the logged-in user
-        request.session["user"] = username
+        self._open_session(request, username)
         return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
 
     async def logout(self, request: Request) -> Response:
         await self._form(request)
-        request.session.clear()
+        self._close_session(request)
         return RedirectResponse("/login", status_code=303)
 
     async def metrics_page(self, request: Request) -> Response:
-        if not request.session.get("user") and await self._basic_auth(request) is None:
+        if self._user(request) is None and await self._basic_auth(request) is None:
             return Response(
                 "login required\n",
                 status_code=401,
@@ -395,7 +427,7 @@ class Console:
                 partitions_number=int(str(form.get("partitions") or "1")),
                 dls_station=str(form.get("dls_station") or ""),
             )
-            body = rq.encode_station_create(opts, username=request.session["user"])
+            body = rq.encode_station_create(opts, username=str(request.state.user))
         except (LocalProtocolError, ValueError) as err:
             return self._done(request, "/stations", f"not created: {err}", ok=False)
         asked = self._confirm(
@@ -521,7 +553,7 @@ class Console:
                 name,
                 str(form.get("type") or ""),
                 str(form.get("content") or ""),
-                username=request.session["user"],
+                username=str(request.state.user),
             )
         except LocalProtocolError as err:
             return self._done(request, "/schemas", f"not created: {err}", ok=False)
@@ -544,7 +576,7 @@ class Console:
         )
         if asked is not None:
             return asked
-        body = rq.schema_attach_body(schema, station, username=request.session["user"])
+        body = rq.schema_attach_body(schema, station, username=str(request.state.user))
         error = rq.parse_plain_reply(await self._request(rq.SCHEMA_ATTACHMENTS, body))
         if error:
             return self._done(request, "/schemas", f"not enforced: {error}", ok=False)
@@ -558,7 +590,7 @@ class Console:
         )
         if asked is not None:
             return asked
-        body = rq.schema_detach_body(station, username=request.session["user"])
+        body = rq.schema_detach_body(station, username=str(request.state.user))
         error = rq.parse_plain_reply(await self._request(rq.SCHEMA_DETACHMENTS, body))
         if error:
             return self._done(request, "/schemas", f"not detached: {error}", ok=False)
@@ -568,6 +600,15 @@ class Console:
 def _safe_next(request: Request, value: object = None) -> str:
     """Where to go after login: a local path only (no open redirect)."""
     target = str(value or request.query_params.get("next") or "/")
-    if not target.startswith("/") or target.startswith("//"):
+    # Browsers read a backslash as "/" and drop tabs and newlines from URLs, so "/<backslash>host"
+    # and "/<tab>/host" would name another site as "//host" does. Starlette percent-encodes
+    # them in Location today; this check does not rely on it.
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+        or urlsplit(target).netloc
+    ):
         return "/"
     return target

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,13 +27,15 @@ from prometheus_client.registry import Collector
 from memphis_broker._context import Context
 from memphis_broker.console._state import ServerHealth, StationState, read_health, read_stations
 
-__all__ = ["Metrics", "RateHistory", "RatePoint"]
+__all__ = ["Metrics", "RateHistory", "RatePoint", "station_totals"]
 
 log = logging.getLogger("memphis_broker.console")
 
 #: Seconds between two throughput samples, and how many are kept (10 minutes).
 SAMPLE_INTERVAL_S: Final = 5.0
 HISTORY_POINTS: Final = 120
+#: Seconds the sampler keeps going after the last logged-in page request (the graph's span).
+ACTIVE_WINDOW_S: Final = SAMPLE_INTERVAL_S * HISTORY_POINTS
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -46,16 +48,56 @@ class RatePoint:
     msgs_out: float
 
 
-class RateHistory:
-    """The overview graph's data: one sample of the in/out totals every few seconds."""
+async def station_totals(ctx: Context) -> tuple[int, int]:
+    """Messages in and out summed over every station (see ``_state``'s docstring)."""
+    # Only what the totals need: no DLS rows, no producer rows.
+    stations = await read_stations(ctx, dls=False, producers=False)
+    return sum(s.messages_in for s in stations), sum(s.messages_out for s in stations)
 
-    def __init__(self, read: Callable[[], Context]) -> None:
-        self._read = read
+
+class RateHistory:
+    """The overview graph's data: one sample of the in/out totals every few seconds, taken only
+    while the console is in use.
+
+    Each sample costs one JetStream API request per partition and per group durable, so the
+    sampler parks when no logged-in page has been requested for :data:`ACTIVE_WINDOW_S`
+    (docs/console.md, "Cost") and wakes on the next :meth:`touch`.
+
+    Args:
+        totals: reads the current (messages in, messages out) totals.
+        interval: seconds between two samples (default :data:`SAMPLE_INTERVAL_S`).
+        clock: monotonic seconds, for the activity window (default :func:`time.monotonic`).
+    """
+
+    def __init__(
+        self,
+        totals: Callable[[], Awaitable[tuple[int, int]]],
+        *,
+        interval: float = SAMPLE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._totals = totals
+        self._interval = interval
+        self._clock = clock
         self.points: deque[RatePoint] = deque(maxlen=HISTORY_POINTS)
         self._last: tuple[float, int, int] | None = None
+        self._active_until = -1.0
+        self._wake = asyncio.Event()
+        #: True while the sampler is parked for want of a console user.
+        self.parked = False
         # nats-py may turn a cancellation inside a request into its own TimeoutError, which
         # the loop treats as a failed read: the flag ends it anyway (as in ControlPlane.stop).
         self.stopping = False
+
+    def touch(self) -> None:
+        """A logged-in page was requested: sample for the next :data:`ACTIVE_WINDOW_S`."""
+        self._active_until = self._clock() + ACTIVE_WINDOW_S
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return at its next step (parked or not)."""
+        self.stopping = True
+        self._wake.set()
 
     def add(self, at: float, msgs_in: int, msgs_out: int) -> None:
         """Record the totals read at ``at`` (monotonic seconds are not needed: rates use the
@@ -73,17 +115,19 @@ class RateHistory:
     async def run(self) -> None:
         """Sample until :meth:`stop`; a failed read (a restarting server) skips one point."""
         while not self.stopping:
+            if self._clock() >= self._active_until:
+                self._last = None  # no rate averaged over the idle gap
+                self._wake.clear()
+                self.parked = True
+                await self._wake.wait()
+                self.parked = False
+                continue
             try:
-                # Only what the totals need: no DLS rows, no producer rows.
-                stations = await read_stations(self._read(), dls=False, producers=False)
-                self.add(
-                    time.time(),
-                    sum(s.messages_in for s in stations),
-                    sum(s.messages_out for s in stations),
-                )
+                msgs_in, msgs_out = await self._totals()
+                self.add(time.time(), msgs_in, msgs_out)
             except Exception as err:
                 log.debug("throughput sample failed: %s", err)
-            await asyncio.sleep(SAMPLE_INTERVAL_S)
+            await asyncio.sleep(self._interval)
 
 
 class _Snapshot(Collector):

@@ -101,10 +101,31 @@ def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(
     assert refused.status == 403
     page.goto("/stations")
     expect(page.locator('tr[data-station="csrf-less"]')).to_have_count(0)
+    session_cookies = page.context.cookies()
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto("/stations")
     expect(page).to_have_url(re.compile(r"/login\?next=/stations$"))
+    # Logout ends the session on the server too: a copy of the old cookie is worth nothing.
+    page.context.add_cookies(session_cookies)
+    page.goto("/stations")
+    expect(page).to_have_url(re.compile(r"/login\?next=/stations$"))
+    assert page.request.get("/metrics").status == 401
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/", "/\\evil.example/", "/\t/evil.example/"]
+)
+def test_login_goes_back_only_to_a_path_of_the_console(page: Any, target: str) -> None:
+    page.goto("/login")
+    csrf = page.locator('input[name="csrf"]').get_attribute("value")
+    resp = page.request.post(
+        "/login",
+        form={"csrf": csrf, "username": "root", "secret": TOKEN, "next": target},
+        max_redirects=0,
+    )
+    assert resp.status == 303, resp.text()
+    assert resp.headers["location"] == "/"
 
 
 def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
