@@ -144,8 +144,8 @@ class ConsumerInfo:
 
     #: The station name as given.
     station: str
-    #: The consumer group.
-    group: str
+    #: The consumer group (``Consumer.consumer_group``).
+    consumer_group: str
     #: Messages not yet delivered to the group (the lag), over all partitions.
     num_pending: int
     #: Delivered, neither acked nor terminated yet.
@@ -367,7 +367,7 @@ def consumer_info_plan(
     lags = tuple(_lag(r, s, p) for r, s, p in zip(replies, streams, numbers, strict=True))
     return ConsumerInfo(
         station=station,
-        group=group,
+        consumer_group=group,
         num_pending=sum(lag.num_pending for lag in lags),
         num_ack_pending=sum(lag.num_ack_pending for lag in lags),
         num_redelivered=sum(lag.num_redelivered for lag in lags),

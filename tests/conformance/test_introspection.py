@@ -28,7 +28,7 @@ def test_consumer_info_counts_lag_and_unacked(conn: Any, name: Callable[[str], s
     assert info.num_pending == N
     assert info.num_ack_pending == 0
     assert sum(p.num_pending for p in info.partitions) == N
-    assert info.group == consumer.consumer_group
+    assert info.consumer_group == consumer.consumer_group
 
     fetched = consumer.fetch(batch_size=2)
     k = len(fetched)
