@@ -476,6 +476,14 @@ class Session:
         request = self._requests.pop(token)
         if request is not None:
             self._release(request)
+            return
+        # An abandoned request whose owner is finished before the PONG (a pull that got its last
+        # message in the meantime): its inbox is already unsubscribed, and "no event follows"
+        # holds for it too, so the PONG must not report it to an owner that has let go.
+        for sid, abandoned in self._abandoned.items():
+            if abandoned.token == token:
+                del self._abandoned[sid]
+                return
 
     def abandon_request(self, token: int) -> None:
         """End a multi-reply request early without losing what is already on its way.
@@ -963,8 +971,9 @@ class Session:
     # ---------------------------------------------------------------- internals: helpers
 
     def _end_abandon(self, sid: int, error: err.MemphisError) -> None:
-        request = self._abandoned.pop(sid)
-        self._events.append(ev.RequestFailed(request.token, error, request.owner))
+        request = self._abandoned.pop(sid, None)
+        if request is not None:  # None: its owner cancelled it first (``cancel_request``)
+            self._events.append(ev.RequestFailed(request.token, error, request.owner))
 
     def _release(self, request: PendingRequest) -> None:
         """A multi-reply request ended: drop its own inbox subscription."""

@@ -467,6 +467,26 @@ def test_abandoned_pull_drains_what_was_already_sent() -> None:
     assert session.events() == []
 
 
+def test_abandoned_pull_cancelled_by_its_owner_reports_nothing_at_the_pong() -> None:
+    # A pull that gets its last message between the abandon and the PONG is finished: its owner
+    # cancels it, and the PONG must not then fail it (the pull's table refuses that input).
+    session = make(ping_interval=0)
+    handshake(session)
+    token = session.request(
+        "$JS.API.CONSUMER.MSG.NEXT.s.c", b"{}", now=0.0, timeout=5.0, multi=True
+    )
+    session.data_to_send()
+    sid = session._requests.get(token).sid  # type: ignore[union-attr]
+    session.abandon_request(token)
+    session.data_to_send()
+    session.receive_data(f"MSG orders$1.final {sid} 1\r\nx\r\n".encode(), 0.0)
+    (late,) = session.events()
+    assert isinstance(late, ReplyReceived)
+    session.cancel_request(token)
+    session.receive_data(b"PONG\r\n", 0.0)
+    assert session.events() == []
+
+
 def test_resend_sends_the_same_record_after_its_delay_and_only_once_it_ended() -> None:
     session = make()
     handshake(session)
