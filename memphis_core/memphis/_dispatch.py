@@ -193,6 +193,10 @@ class Dispatcher:
         """Hand replies and request failures to their handlers; return every other event
         (push messages and connection events) for the client, in order."""
         rest: list[TransportEvent | Msg] = []
+        # Tokens whose handler said it is finished during this batch. A multi-reply request (a
+        # pull) can have a reply and its end in one batch, the end queued before the reply made
+        # the handler cancel the request: a finished handler hears nothing more (ReplyHandler).
+        finished: set[int] = set()
         for event in events:
             # Every request of this layer has its handler as owner; a request without one (made on
             # the bare session) has nobody to tell.
@@ -200,11 +204,16 @@ class Dispatcher:
                 # The handler decides when it is finished: a pull gets every message of its batch
                 # and cancels its request itself; a single-reply request is over with this reply.
                 handler = cast("ReplyHandler | None", event.owner)
-                if handler is not None:
-                    handler.on_reply(event.token, event.msg, now)
+                token = event.token
+                if (
+                    handler is not None
+                    and token not in finished
+                    and handler.on_reply(token, event.msg, now)
+                ):
+                    finished.add(token)
             elif isinstance(event, RequestFailed):
                 handler = cast("ReplyHandler | None", event.owner)
-                if handler is not None:
+                if handler is not None and event.token not in finished:
                     handler.on_error(event.token, memphis_text(event.error), now)
             elif isinstance(event, PingCompleted):
                 handler = cast("ReplyHandler | None", event.owner)
