@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import nats
 import nats.errors
@@ -201,14 +201,29 @@ def check_admin() -> None:
     _admin()
 
 
+# Why a user may fail to open the control plane's store (docs/introspection.md, "As an
+# application user"): said with the broker's own error, which alone does not tell what to do.
+_STORE_REFUSED: Final = (
+    "the dead letters live in the control plane's store, which a password-mode memphis-broker "
+    "lets only root read: run memphis dls as root"
+)
+
+
 def _admin_run(settings: Mapping[str, Any], action: Callable[[Any], Awaitable[T]]) -> T:
     admin_context = _admin()[0]
+    admin_error = importlib.import_module("memphis_broker._admin").AdminError
 
     async def body(_nc: Any, auth: dict[str, Any]) -> T:
         # admin_context opens a connection of its own (it owns its KV setup), with the auth
         # that _run's connection was accepted with.
-        async with admin_context(_servers(settings), **auth) as ctx:
-            return await action(ctx)
+        try:
+            async with admin_context(_servers(settings), **auth) as ctx:
+                return await action(ctx)
+        except admin_error as exc:
+            # Not a traceback: the broker is reachable and the credentials were accepted (by
+            # _run's connection), so what fails here is the store, most often refused.
+            hint = f" ({_STORE_REFUSED})" if settings["username"] != "root" else ""
+            raise CliError(f"{exc}{hint}") from exc
 
     return _run(settings, body)
 

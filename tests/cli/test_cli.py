@@ -15,7 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import pytest
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
+from memphis_cli import main
 from tests.cli.conftest import TOKEN, Cli, Result
 
 Name = Callable[[str], str]
@@ -544,6 +545,62 @@ def test_dls_without_memphis_broker_is_one_line(
     monkeypatch.setitem(sys.modules, "memphis_broker", None)  # import fails as if absent
     line = one_line_error(cli("dls", "list", name("st")))
     assert "needs memphis_broker" in line
+
+
+@pytest.fixture
+def refused_store(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """A nats-server whose user ``app`` may use JetStream but not the control plane's buckets,
+    as a password-mode memphis-broker's application users (docs/introspection.md), with one
+    station ``st`` (created as root). Yields (port, station)."""
+    from memphis_broker._store import BUCKETS
+    from tests.support.natsserver import free_port, nats_server_binary, wait_for_port
+
+    port = free_port()
+    deny = ["$KV.>", *(f"$JS.API.STREAM.*.KV_memphis_{bucket}" for bucket in BUCKETS)]
+    conf = tmp_path / "nats.conf"
+    app = {"user": "app$1", "password": "pw", "permissions": {"publish": {"deny": deny}}}
+    root = {"user": "root", "password": "memphis"}
+    conf.write_text(  # nats-server's config accepts JSON values
+        f"listen: 127.0.0.1:{port}\n"
+        f"jetstream {{ store_dir: {json.dumps(str(tmp_path / 'js'))} }}\n"
+        f"accounts {{ A {{ jetstream: enabled, users: {json.dumps([root, app])} }} }}\n"
+    )
+    process = subprocess.Popen(
+        [nats_server_binary(), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+
+        async def create() -> None:
+            nc = await nats.connect(f"nats://127.0.0.1:{port}", user="root", password="memphis")
+            await nc.jetstream().add_stream(name="st$1", subjects=["st$1.>"])
+            await nc.close()
+
+        asyncio.run(create())
+        yield port, "st"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_dls_refused_the_store_is_one_line_that_says_why(
+    refused_store: tuple[int, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port, station = refused_store
+    for var in list(os.environ):
+        if var.startswith("MEMPHIS_"):
+            monkeypatch.delenv(var)
+    flags = ["--port", str(port), "--username", "app", "--password", "pw", "--timeout", "2"]
+    assert main([*flags, "station", "info", station]) == 0  # introspection works for this user
+    capsys.readouterr()
+    code = main([*flags, "dls", "list", station])
+    line = one_line_error(Result(code, *capsys.readouterr()))
+    assert "cannot open the control-plane state" in line
+    assert "run memphis dls as root" in line
 
 
 # ---------------------------------------------------------------------------------- bench

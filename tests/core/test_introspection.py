@@ -24,6 +24,7 @@ from memphis_core import (
 from memphis_core.memphis._introspection import (
     QUERY_TIMEOUT,
     Plan,
+    Reply,
     consumer_info_plan,
     schemas_plan,
     station_info_plan,
@@ -34,8 +35,12 @@ from .scripted_broker import Script, Sent
 
 T = TypeVar("T")
 
-NOT_FOUND = {"error": {"code": 404, "err_code": 10059, "description": "stream not found"}}
-NO_MSG = {"error": {"code": 404, "err_code": 10037, "description": "no message found"}}
+NOT_FOUND: dict[str, object] = {
+    "error": {"code": 404, "err_code": 10059, "description": "stream not found"}
+}
+NO_MSG: dict[str, object] = {
+    "error": {"code": 404, "err_code": 10037, "description": "no message found"}
+}
 
 
 def _json(doc: object) -> bytes:
@@ -78,7 +83,7 @@ def _run(plan: Plan[T], answer: Any) -> T:
     """Drive ``plan``: ``answer(subject, body)`` gives each request's reply document."""
     batch = next(plan)
     while True:
-        replies = [_json(answer(subject, body)) for subject, body in batch]
+        replies: list[Reply] = [_json(answer(subject, body)) for subject, body in batch]
         try:
             batch = plan.send(replies)
         except StopIteration as done:
