@@ -271,8 +271,10 @@ def test_payloads_and_headers_are_shown_as_text_and_binary_as_hex(
     station = "console-escaping"
     script = "<script>window.__pwned = 1</script>"
     header = '<img src=x onerror="window.__pwned2 = 1">'
+    # A header name has no spaces or colons (NATS), but may still be markup.
+    header_name = "<img/src=x/onerror=window.__pwned3=1>"
     producer = conn.create_producer(station, "p")
-    producer.produce(script.encode(), headers={"note": header})
+    producer.produce(script.encode(), headers={"note": header, header_name: "v"})
     producer.produce(b"\x00\xffbin")
     log_in(page)
     page.goto(f"/stations/{station}")
@@ -282,11 +284,12 @@ def test_payloads_and_headers_are_shown_as_text_and_binary_as_hex(
     assert newest.locator("span.kind").inner_text().lower() == "hex"
     assert oldest.locator("pre.payload").inner_text() == script
     assert oldest.locator("dd").filter(has_text="onerror").inner_text() == header
+    assert oldest.locator("dt").filter(has_text="onerror").inner_text() == header_name
     # Shown as text, never run: no such element exists and neither handler ran.
     assert page.locator("script", has_text="__pwned").count() == 0
     assert page.locator("img[onerror]").count() == 0
     assert page.evaluate(
-        "typeof window.__pwned === 'undefined' && typeof window.__pwned2 === 'undefined'"
+        "[window.__pwned, window.__pwned2, window.__pwned3].every((v) => v === undefined)"
     )
 
 
