@@ -311,6 +311,13 @@ class Console:
             async def guarded(request: Request) -> Response:
                 user = self._user(request)
                 if user is None:
+                    if request.headers.get("hx-request") == "true":
+                        # An htmx refresh of an open page: send the whole page to the login
+                        # (htmx follows HX-Redirect), not the login form into a fragment.
+                        shown = urlsplit(request.headers.get("hx-current-url", "")).path or "/"
+                        return Response(
+                            status_code=401, headers={"HX-Redirect": f"/login?next={shown}"}
+                        )
                     return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
                 request.state.user = user  # who the $memphis_* requests are sent as
                 self.history.touch()  # someone is looking: keep the throughput graph fed

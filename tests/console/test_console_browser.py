@@ -113,6 +113,16 @@ def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(
     assert page.request.get("/metrics").status == 401
 
 
+def test_an_open_page_goes_to_login_when_its_session_ends(page: Any) -> None:
+    log_in(page)
+    expect(page.locator("#count-stations")).to_be_visible()
+    page.context.clear_cookies()
+    # The overview's htmx refresh (every 5 s) is refused and takes the whole page to the login,
+    # rather than drawing the login form inside the figures' box.
+    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    expect(page.locator("#overview-stats")).to_have_count(0)
+
+
 @pytest.mark.parametrize(
     "target", ["https://evil.example/", "//evil.example/", "/\\evil.example/", "/\t/evil.example/"]
 )
