@@ -74,6 +74,16 @@ _LOGIN_TIMEOUT_S: Final = 3.0
 _REQUEST_TIMEOUT_S: Final = 20.0  # the SDKs' wait for a control reply (docs/protocol.md)
 _BASIC_CACHE_S: Final = 60.0
 _DEFAULT_BROWSE: Final = 10
+#: Sent with every page: scripts only from the console's own files (so even markup that slipped
+#: through escaping could not run inline code), no framing (no clickjacking of a confirmation
+#: page), forms only to the console. Inline styles stay allowed: Chart.js and htmx set them.
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -271,7 +281,9 @@ class Console:
             password_mode=self.password_mode,
             flash=request.session.pop("flash", None),
         )
-        return self.templates.TemplateResponse(request, name, context, status_code=status)
+        return self.templates.TemplateResponse(
+            request, name, context, status_code=status, headers=_PAGE_HEADERS
+        )
 
     def _confirm(
         self, request: Request, form: FormData, question: str, action: str

@@ -287,7 +287,9 @@ def test_payloads_and_headers_are_shown_as_text_and_binary_as_hex(
     producer.produce(script.encode(), headers={"note": header, header_name: "v"})
     producer.produce(b"\x00\xffbin")
     log_in(page)
-    page.goto(f"/stations/{station}")
+    shown = page.goto(f"/stations/{station}")
+    # Defence in depth: even markup that escaped escaping could run no inline script.
+    assert "script-src 'self';" in shown.headers["content-security-policy"]
     expect(page.locator("tr.message")).to_have_count(2)
     newest, oldest = page.locator("tr.message").all()
     assert newest.locator("pre.payload").inner_text() == "00 ff 62 69 6e"
