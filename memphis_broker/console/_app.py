@@ -159,6 +159,7 @@ class Console:
 
     @property
     def url(self) -> str:
+        """The address to print and open (a wildcard bind host is shown as loopback)."""
         host, port = self._sock.getsockname()[:2]
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
@@ -528,7 +529,10 @@ class Console:
         return ids
 
     async def _dls_action(
-        self, request: Request, verb: str, act: Callable[[Context, str, set[int] | None], Any]
+        self,
+        request: Request,
+        verb: str,
+        act: Callable[[Context, str, set[int] | None], Awaitable[int]],
     ) -> Response:
         form = await self._form(request)
         doc = await self._station_or_404(request.path_params["name"])
