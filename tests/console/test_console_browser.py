@@ -187,9 +187,12 @@ def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
     }
 
     fetched: list[Any] = []
-    wait_until(
-        lambda: fetched.extend(consumer.fetch()) or len(fetched) >= 6, timeout=20, what="6 messages"
-    )
+
+    def six_fetched() -> bool:
+        fetched.extend(consumer.fetch())
+        return len(fetched) >= 6
+
+    wait_until(six_fetched, timeout=20, what="6 messages")
     assert len(fetched) == 6
     # The groups table refreshes itself (htmx, every 3 s): wait for the new figures.
     expect(_group_cell(page, group, "lag")).to_have_text("0")
@@ -248,7 +251,7 @@ def test_poison_message_is_resent_from_the_dead_letter_page(
         # JetStream reports the exhausted message when it would redeliver it: keep pulling.
         assert consumer.fetch() == [], "a poisoned message was delivered again"
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 1
+        return int(page.locator("tr.dls-row").count()) == 1
 
     wait_until(row_listed, timeout=30, what="the poison row on the dead-letter page")
     row = page.locator("tr.dls-row")
@@ -270,7 +273,7 @@ def test_poison_message_is_resent_from_the_dead_letter_page(
 
     def row_gone() -> bool:
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 0
+        return int(page.locator("tr.dls-row").count()) == 0
 
     wait_until(row_gone, timeout=15, what="the row to clear after the ack")
 
@@ -345,7 +348,7 @@ def test_schema_detach_and_enforce_and_dead_letter_drop(
 
     def row_listed() -> bool:
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 1
+        return int(page.locator("tr.dls-row").count()) == 1
 
     wait_until(row_listed, timeout=15, what="the dead letter on the page")
     expect(page.locator("tr.dls-row pre.payload")).to_have_text('{\n  "n": 1\n}')
