@@ -27,9 +27,13 @@ class ConsoleHandle(Protocol):
     """A running console: its URL, and how to stop it."""
 
     @property
-    def url(self) -> str: ...
+    def url(self) -> str:
+        """The console's address, e.g. ``http://127.0.0.1:9000/`` (ends with ``/``)."""
+        ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop serving and sampling, waiting a few seconds at most."""
+        ...
 
 
 def _console_port(text: str) -> int | None:

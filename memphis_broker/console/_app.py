@@ -74,6 +74,16 @@ _LOGIN_TIMEOUT_S: Final = 3.0
 _REQUEST_TIMEOUT_S: Final = 20.0  # the SDKs' wait for a control reply (docs/protocol.md)
 _BASIC_CACHE_S: Final = 60.0
 _DEFAULT_BROWSE: Final = 10
+#: Sent with every page: scripts only from the console's own files (so even markup that slipped
+#: through escaping could not run inline code), no framing (no clickjacking of a confirmation
+#: page), forms only to the console. Inline styles stay allowed: Chart.js and htmx set them.
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -149,6 +159,7 @@ class Console:
 
     @property
     def url(self) -> str:
+        """The address to print and open (a wildcard bind host is shown as loopback)."""
         host, port = self._sock.getsockname()[:2]
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
@@ -271,7 +282,9 @@ class Console:
             password_mode=self.password_mode,
             flash=request.session.pop("flash", None),
         )
-        return self.templates.TemplateResponse(request, name, context, status_code=status)
+        return self.templates.TemplateResponse(
+            request, name, context, status_code=status, headers=_PAGE_HEADERS
+        )
 
     def _confirm(
         self, request: Request, form: FormData, question: str, action: str
@@ -311,6 +324,13 @@ class Console:
             async def guarded(request: Request) -> Response:
                 user = self._user(request)
                 if user is None:
+                    if request.headers.get("hx-request") == "true":
+                        # An htmx refresh of an open page: send the whole page to the login
+                        # (htmx follows HX-Redirect), not the login form into a fragment.
+                        shown = urlsplit(request.headers.get("hx-current-url", "")).path or "/"
+                        return Response(
+                            status_code=401, headers={"HX-Redirect": f"/login?next={shown}"}
+                        )
                     return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
                 request.state.user = user  # who the $memphis_* requests are sent as
                 self.history.touch()  # someone is looking: keep the throughput graph fed
@@ -509,7 +529,10 @@ class Console:
         return ids
 
     async def _dls_action(
-        self, request: Request, verb: str, act: Callable[[Context, str, set[int] | None], Any]
+        self,
+        request: Request,
+        verb: str,
+        act: Callable[[Context, str, set[int] | None], Awaitable[int]],
     ) -> Response:
         form = await self._form(request)
         doc = await self._station_or_404(request.path_params["name"])

@@ -80,15 +80,24 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, console_broker: ConsoleBroker) -> Iterator[Any]:
-    """A fresh browser context (no cookies), its page's default timeout 20 s."""
+    """A fresh browser context (no cookies), its page's default timeout 20 s; the test fails if
+    the page reports a Content-Security-Policy violation."""
     context = browser.new_context(
         base_url=console_broker.console_url, viewport={"width": 1400, "height": 900}
     )
     context.set_default_timeout(20_000)
+    page = context.new_page()
+    # The pages' Content-Security-Policy must not break them: any violation fails the test.
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     try:
-        yield context.new_page()
+        yield page
     finally:
         context.close()
+    assert violations == []
 
 
 def log_in(page: Any, secret: str = TOKEN) -> None:

@@ -113,6 +113,16 @@ def test_login_is_required_csrf_is_checked_and_logout_ends_the_session(
     assert page.request.get("/metrics").status == 401
 
 
+def test_an_open_page_goes_to_login_when_its_session_ends(page: Any) -> None:
+    log_in(page)
+    expect(page.locator("#count-stations")).to_be_visible()
+    page.context.clear_cookies()
+    # The overview's htmx refresh (every 5 s) is refused and takes the whole page to the login,
+    # rather than drawing the login form inside the figures' box.
+    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    expect(page.locator("#overview-stats")).to_have_count(0)
+
+
 @pytest.mark.parametrize(
     "target", ["https://evil.example/", "//evil.example/", "/\\evil.example/", "/\t/evil.example/"]
 )
@@ -177,9 +187,12 @@ def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
     }
 
     fetched: list[Any] = []
-    wait_until(
-        lambda: fetched.extend(consumer.fetch()) or len(fetched) >= 6, timeout=20, what="6 messages"
-    )
+
+    def six_fetched() -> bool:
+        fetched.extend(consumer.fetch())
+        return len(fetched) >= 6
+
+    wait_until(six_fetched, timeout=20, what="6 messages")
     assert len(fetched) == 6
     # The groups table refreshes itself (htmx, every 3 s): wait for the new figures.
     expect(_group_cell(page, group, "lag")).to_have_text("0")
@@ -238,7 +251,7 @@ def test_poison_message_is_resent_from_the_dead_letter_page(
         # JetStream reports the exhausted message when it would redeliver it: keep pulling.
         assert consumer.fetch() == [], "a poisoned message was delivered again"
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 1
+        return int(page.locator("tr.dls-row").count()) == 1
 
     wait_until(row_listed, timeout=30, what="the poison row on the dead-letter page")
     row = page.locator("tr.dls-row")
@@ -260,7 +273,7 @@ def test_poison_message_is_resent_from_the_dead_letter_page(
 
     def row_gone() -> bool:
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 0
+        return int(page.locator("tr.dls-row").count()) == 0
 
     wait_until(row_gone, timeout=15, what="the row to clear after the ack")
 
@@ -271,22 +284,27 @@ def test_payloads_and_headers_are_shown_as_text_and_binary_as_hex(
     station = "console-escaping"
     script = "<script>window.__pwned = 1</script>"
     header = '<img src=x onerror="window.__pwned2 = 1">'
+    # A header name has no spaces or colons (NATS), but may still be markup.
+    header_name = "<img/src=x/onerror=window.__pwned3=1>"
     producer = conn.create_producer(station, "p")
-    producer.produce(script.encode(), headers={"note": header})
+    producer.produce(script.encode(), headers={"note": header, header_name: "v"})
     producer.produce(b"\x00\xffbin")
     log_in(page)
-    page.goto(f"/stations/{station}")
+    shown = page.goto(f"/stations/{station}")
+    # Defence in depth: even markup that escaped escaping could run no inline script.
+    assert "script-src 'self';" in shown.headers["content-security-policy"]
     expect(page.locator("tr.message")).to_have_count(2)
     newest, oldest = page.locator("tr.message").all()
     assert newest.locator("pre.payload").inner_text() == "00 ff 62 69 6e"
     assert newest.locator("span.kind").inner_text().lower() == "hex"
     assert oldest.locator("pre.payload").inner_text() == script
     assert oldest.locator("dd").filter(has_text="onerror").inner_text() == header
+    assert oldest.locator("dt").filter(has_text="onerror").inner_text() == header_name
     # Shown as text, never run: no such element exists and neither handler ran.
     assert page.locator("script", has_text="__pwned").count() == 0
     assert page.locator("img[onerror]").count() == 0
     assert page.evaluate(
-        "typeof window.__pwned === 'undefined' && typeof window.__pwned2 === 'undefined'"
+        "[window.__pwned, window.__pwned2, window.__pwned3].every((v) => v === undefined)"
     )
 
 
@@ -330,7 +348,7 @@ def test_schema_detach_and_enforce_and_dead_letter_drop(
 
     def row_listed() -> bool:
         page.goto(f"/dls/{station}")
-        return page.locator("tr.dls-row").count() == 1
+        return int(page.locator("tr.dls-row").count()) == 1
 
     wait_until(row_listed, timeout=15, what="the dead letter on the page")
     expect(page.locator("tr.dls-row pre.payload")).to_have_text('{\n  "n": 1\n}')

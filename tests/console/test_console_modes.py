@@ -69,6 +69,7 @@ def test_console_in_cluster_mode_sees_every_node(tmp_path: Path) -> None:
             return metrics if set(healthy.values()) == {1.0} else None
 
         metrics = wait_until(all_healthy, timeout=30, what="every node healthy in /metrics")
+        assert metrics is not None  # wait_until returns a truthy value
         assert metrics[("memphis_station_messages", (("station", "clustered"),))] == 4
         proc.signal(signal.SIGTERM)
         assert proc.wait(30) == 0
