@@ -96,7 +96,7 @@ class ProducerState:
         "destroyed",
         "failed",
         "failures",
-        "gone",
+        "gone_through",
         "header_prefix",
         "in_flight",
         "in_flight_bytes",
@@ -139,9 +139,11 @@ class ProducerState:
         self.stale = False  # a produce found no stream: create_producer registers again
         # One STREAM.INFO at a time per producer: an async window of 503s asks once, not 4096 times.
         self.checking = False
-        # The lookup said the stream does not exist: further 503s fail at once. A PubAck clears
-        # it again (the station was created anew).
-        self.gone = False
+        # A lookup found the stream gone when this many messages had been produced: a 503 for
+        # one of them fails at once. Later produces may reach a station created anew under the
+        # same name, so their 503s are looked up again rather than failed on an old answer.
+        # A PubAck clears it (a stream exists again). 0: nothing known to be gone.
+        self.gone_through = 0
 
     def take_failures(self) -> AsyncProduceError | None:
         """The async failures since the last call, as one error (None if there were none)."""
@@ -383,7 +385,7 @@ class Produce(ReplyHandler):
             producer.in_flight -= 1
             producer.in_flight_bytes -= self.size
             if state is ProduceState.ACKED:
-                producer.gone = False  # a stream took it: whatever was gone is back
+                producer.gone_through = 0  # a stream took it: whatever was gone is back
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
         if self.state in PRODUCE_DONE:
@@ -397,7 +399,7 @@ class Produce(ReplyHandler):
         no_stream = isinstance(error, NoRespondersError) or (
             self.state is ProduceState.RETRYING and isinstance(error, RequestTimeoutError)
         )
-        if no_stream and producer.gone:
+        if no_stream and self.position <= producer.gone_through:
             self.fail_unreachable(error)
             return
         if no_stream:
@@ -501,7 +503,9 @@ class _StationCheck(ReplyHandler):
         # Only "not found" is final: a reply with the stream's info, or an error with code 503 (no
         # stream leader yet), is an election, and the produce's retries go on.
         if error is not None and "not found" in error.lower():
-            produce.producer.gone = True
+            # Every message produced so far went to the stream found gone; later ones get a
+            # lookup of their own.
+            produce.producer.gone_through = produce.producer.produced
             produce.fail_unreachable(MemphisError(f"memphis: {error}"))
         return True
 

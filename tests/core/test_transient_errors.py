@@ -150,11 +150,38 @@ def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once()
     assert prod.stale  # create_producer registers again
     script.advance(1.0)
     assert script.take() == []  # the cancelled resend never goes out
-    # The next produce's 503 fails at once: the station is known to be gone.
+    # A produce made after the lookup answered may reach a station created anew under the same
+    # name: its 503 is looked up again, and fails once that lookup also finds nothing.
     again = script.client.produce(prod, b"m", produce_options(), script.now)
     script.status(hpubs(script)[0], 503)
+    _, (second,) = split(script.take())
+    assert not again.done
+    script.reply(second, STREAM_NOT_FOUND)
     with pytest.raises(StationUnreachableError):
         again.outcome()
+
+
+def test_a_station_recreated_after_the_gone_lookup_is_an_election_again() -> None:
+    # Destroyed, found gone, then created anew by someone else: a 503 of the new stream's
+    # leader election must be retried, not failed as "gone" by what the old lookup said.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    old = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    _, (lookup,) = split(script.take())
+    script.reply(lookup, STREAM_NOT_FOUND)
+    assert isinstance(old.error, StationUnreachableError)
+    op = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    assert not op.done
+    _, (check,) = split(script.take())
+    script.reply(check, STREAM_LEADERLESS)
+    assert not op.done
+    script.advance(0.05)
+    (resend,) = hpubs(script)
+    script.reply(resend, {"stream": "orders$1", "seq": 1})
+    assert op.outcome() is not None
 
 
 @pytest.mark.parametrize(
@@ -177,7 +204,7 @@ def test_produce_503_with_the_stream_still_there_is_an_election(answer: object) 
     assert lookups == []  # looked up once, after the first 503 only
     script.reply(pubs[0], {"stream": "orders$1", "seq": 3})
     assert op.outcome() is not None
-    assert not prod.gone
+    assert not prod.gone_through
 
 
 def test_a_window_of_async_503s_looks_the_stream_up_once() -> None:
