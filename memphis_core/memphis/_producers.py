@@ -299,7 +299,8 @@ class ProduceOperation(Operation[PubAck]):
             except (MemphisError, RemoteProtocolError) as exc:
                 # Only a malformed success can get here (an error reply never takes the
                 # undecoded path); it is a failure of this produce alone.
-                self._error = exc
+                # Without its traceback: its frames hold this operation, a cycle.
+                self._error = exc.with_traceback(None)
         return super().outcome()
 
 
@@ -370,7 +371,9 @@ class Produce(ReplyHandler):
             ack = parse_pub_ack(payload)
         except (MemphisError, RemoteProtocolError) as exc:
             self._advance(ProduceInput.FAILURE)
-            self._failed(exc)
+            # Kept without its traceback: the frames in it hold this handler, and the error is
+            # kept (for flush) long after, so the cycle would outlive the produce.
+            self._failed(exc.with_traceback(None))
         else:
             self._advance(ProduceInput.PUB_ACK)
             self.op.finish(ack)
@@ -379,6 +382,10 @@ class Produce(ReplyHandler):
     def _advance(self, event: ProduceInput) -> None:
         state = self.state = produce_transition(self.state, event)
         if state in PRODUCE_DONE:
+            # The record points back at this handler (its owner): dropping the link lets reference
+            # counting free both, and the message bytes, the moment the session lets go of the
+            # record, instead of leaving every finished produce to the cycle collector.
+            self.request = None
             # Only once the produce is truly over: while it retries it still occupies its window
             # slot, so a blocked async producer does not flood a station electing a leader.
             producer = self.producer
