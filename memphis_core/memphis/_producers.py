@@ -31,7 +31,7 @@ from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
-from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceState, produce_transition
+from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceMachine, ProduceState
 from ._schemas import (
     SchemaValidationError,
     schema_failure_notification_body,
@@ -304,7 +304,7 @@ class ProduceOperation(Operation[PubAck]):
         return super().outcome()
 
 
-class Produce(ReplyHandler):
+class Produce(ProduceMachine, ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
@@ -324,7 +324,6 @@ class Produce(ReplyHandler):
         "request",
         "retries",
         "size",
-        "state",
         "subject",
     )
 
@@ -348,7 +347,7 @@ class Produce(ReplyHandler):
         self.deadline = deadline
         self.dispatcher = dispatcher
         self.subject = subject
-        self.state = ProduceState.WAITING  # see _produce_state.py for the table
+        super().__init__()  # WAITING; see _produce_state.py for the table
         self.retries = 0  # resends so far: the backoff grows with them
         # The session's record of the request, set once it is made: the message is held there
         # only, and the same record serves the replay after a reconnect and the resend after a 503.
@@ -380,7 +379,7 @@ class Produce(ReplyHandler):
         return True
 
     def _advance(self, event: ProduceInput) -> None:
-        state = self.state = produce_transition(self.state, event)
+        state = self.advance(event)
         if state in PRODUCE_DONE:
             # The record points back at this handler (its owner): dropping the link lets reference
             # counting free both, and the message bytes, the moment the session lets go of the
@@ -426,7 +425,7 @@ class Produce(ReplyHandler):
                 and not dispatcher.session.closed
             ):
                 self.retries += 1
-                self.state = produce_transition(self.state, ProduceInput.NO_RESPONDERS)
+                self._advance(ProduceInput.NO_RESPONDERS)
                 # The same bytes, reply subject and msg-id: nothing was stored the first time.
                 dispatcher.session.resend(request, now=now, delay=delay)
                 return
