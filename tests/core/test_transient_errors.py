@@ -12,6 +12,9 @@ import pytest
 from memphis_core import (
     ConsumerState,
     MemphisError,
+    Operation,
+    ProducerState,
+    PubAck,
     StationTemporarilyUnavailableError,
     StationUnreachableError,
     consume_should_stop,
@@ -130,6 +133,15 @@ def split(sent: list[Sent]) -> tuple[list[Sent], list[Sent]]:
     return [s for s in sent if s.op == "HPUB"], lookups
 
 
+def produce_until_lookup(script: Script, prod: ProducerState) -> tuple[Operation[PubAck], Sent]:
+    """A sync produce answered by a 503: its operation and the STREAM.INFO lookup it started."""
+    op = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    pubs, (lookup,) = split(script.take())
+    assert pubs == []  # the resend waits for its backoff
+    return op, lookup
+
+
 def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once() -> None:
     script = connected()
     prod = producer(script)
@@ -152,9 +164,7 @@ def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once()
     assert script.take() == []  # the cancelled resend never goes out
     # A produce made after the lookup answered may reach a station created anew under the same
     # name: its 503 is looked up again, and fails once that lookup also finds nothing.
-    again = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
-    _, (second,) = split(script.take())
+    again, second = produce_until_lookup(script, prod)
     assert not again.done
     script.reply(second, STREAM_NOT_FOUND)
     with pytest.raises(StationUnreachableError):
@@ -167,15 +177,11 @@ def test_a_station_recreated_after_the_gone_lookup_is_an_election_again() -> Non
     script = connected()
     prod = producer(script)
     script.take()
-    old = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
-    _, (lookup,) = split(script.take())
+    old, lookup = produce_until_lookup(script, prod)
     script.reply(lookup, STREAM_NOT_FOUND)
     assert isinstance(old.error, StationUnreachableError)
-    op = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
+    op, check = produce_until_lookup(script, prod)
     assert not op.done
-    _, (check,) = split(script.take())
     script.reply(check, STREAM_LEADERLESS)
     assert not op.done
     script.advance(0.05)
@@ -191,9 +197,7 @@ def test_produce_503_with_the_stream_still_there_is_an_election(answer: object) 
     script = connected()
     prod = producer(script)
     script.take()
-    op = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
-    _, (lookup,) = split(script.take())
+    op, lookup = produce_until_lookup(script, prod)
     script.reply(lookup, answer)  # type: ignore[arg-type]
     assert not op.done
     script.advance(0.05)

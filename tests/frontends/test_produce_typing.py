@@ -4,10 +4,10 @@ on a snippet outside the repository, as a user's program is checked)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.support.typecheck import mypy_strict
 
 SNIPPET = """
 from typing import assert_type
@@ -41,12 +41,4 @@ async def asynchronous(
 
 def test_produce_is_overloaded_on_async_produce(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(textwrap.dedent(SNIPPET))
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), "app.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    mypy_strict(tmp_path, "app.py")
