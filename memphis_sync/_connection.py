@@ -9,7 +9,7 @@ import os
 import warnings
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Unpack, overload
 
 from memphis_core import (
     DRAIN_TIMEOUT,
@@ -32,11 +32,8 @@ from ._consumer import Consumer, ErrorHandler, Message
 from ._producer import ProduceHandle, Producer
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from memphis_core import Headers
-
     from ._driver import Driver
+    from ._producer import _ProduceKeywords
 
 __all__ = ["Connection", "Station"]
 
@@ -325,18 +322,49 @@ class Connection:
         state = self._driver.run(lambda now: self._client.create_producer(opts, now))
         return Producer(self._driver, state)
 
+    # As for ``Producer.produce``: the overloads only say what comes back, and the options are
+    # declared once, in ``_ProduceKeywords``.
+    @overload
     def produce(
         self,
         station_name: str,
         producer_name: str,
         message: object,
         *,
-        ack_wait: float = 15.0,
-        headers: Mapping[str, str] | Headers | None = None,
+        async_produce: Literal[False] = ...,
+        **options: Unpack[_ProduceKeywords],
+    ) -> PubAck: ...
+
+    @overload
+    def produce(
+        self,
+        station_name: str,
+        producer_name: str,
+        message: object,
+        *,
+        async_produce: Literal[True],
+        **options: Unpack[_ProduceKeywords],
+    ) -> ProduceHandle: ...
+
+    @overload
+    def produce(
+        self,
+        station_name: str,
+        producer_name: str,
+        message: object,
+        *,
+        async_produce: bool,
+        **options: Unpack[_ProduceKeywords],
+    ) -> PubAck | ProduceHandle: ...
+
+    def produce(
+        self,
+        station_name: str,
+        producer_name: str,
+        message: object,
+        *,
         async_produce: bool = False,
-        msg_id: str | None = None,
-        partition_key: str | None = None,
-        partition_number: int | None = None,
+        **options: Unpack[_ProduceKeywords],
     ) -> PubAck | ProduceHandle:
         """Produce without keeping a producer around (one is created and cached on first use).
 
@@ -344,12 +372,10 @@ class Connection:
             station_name: the station to produce to.
             producer_name: the producer to produce as (created on first use).
             message: the payload; see :meth:`Producer.produce`.
-            ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
-            headers: user headers (default: none).
-            async_produce: return without waiting for the acknowledgement (default False).
-            msg_id: idempotency key (default: none).
-            partition_key: choose the partition by hashing this key (default: round robin).
-            partition_number: produce to this 1-based partition (default: round robin).
+            async_produce: return a :class:`ProduceHandle` without waiting for the
+                acknowledgement (default False).
+            options: ``ack_wait``, ``headers``, ``msg_id``, ``partition_key`` and
+                ``partition_number``, as :meth:`Producer.produce` documents them.
 
         Returns:
             The :class:`PubAck` of a synchronous produce, a :class:`ProduceHandle` with
@@ -357,18 +383,11 @@ class Connection:
 
         Raises:
             LocalProtocolError: an invalid argument (nothing is sent).
+            TypeError: an unknown keyword argument.
             MemphisError: whatever :meth:`create_producer` and :meth:`Producer.produce` raise.
         """
         producer = self.create_producer(station_name, producer_name)
-        return producer.produce(
-            message,
-            ack_wait=ack_wait,
-            headers=headers,
-            async_produce=async_produce,
-            msg_id=msg_id,
-            partition_key=partition_key,
-            partition_number=partition_number,
-        )
+        return producer.produce(message, async_produce=async_produce, **options)
 
     # ------------------------------------------------------------------ consumers
 

@@ -4,7 +4,8 @@ A produce is a JetStream publish with a reply subject; the session keeps its one
 encoded message, for the replay after a reconnect and the resend after a 503) and says whether it
 is on the wire yet. What the Memphis layer decides is below, as data: ``_producers.Produce``
 performs the side effects (finishing the operation, scheduling the resend, releasing the window
-slot when a terminal state is reached) and asks :func:`produce_transition` where to go. The table
+slot when a terminal state is reached) and moves only through :class:`ProduceMachine`, which
+asks :func:`produce_transition` where to go. The table
 is generated into this docstring by :func:`render_produce_table` (``python -m
 memphis_core.memphis._produce_state`` prints it), and a test fails when the two differ::
 
@@ -33,6 +34,7 @@ __all__ = [
     "PRODUCE_DONE",
     "PRODUCE_TABLE",
     "ProduceInput",
+    "ProduceMachine",
     "ProduceState",
     "produce_transition",
     "render_produce_table",
@@ -69,6 +71,21 @@ PRODUCE_DONE: Final = frozenset({_S.ACKED, _S.FAILED})
 def produce_transition(state: ProduceState, event: ProduceInput) -> ProduceState:
     """Return the state after ``event``; raise ``LocalProtocolError`` if the pair is not allowed."""
     return step(PRODUCE_TABLE, state, event, "the produce")
+
+
+class ProduceMachine:
+    """The state of one produce. Only :meth:`advance` changes it, and only through the table:
+    the class that performs a produce's side effects inherits this and never assigns ``state``."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = ProduceState.WAITING
+
+    def advance(self, event: ProduceInput) -> ProduceState:
+        """Take ``event``; return the new state (``LocalProtocolError`` if not allowed)."""
+        state = self.state = produce_transition(self.state, event)
+        return state
 
 
 def render_produce_table() -> str:

@@ -31,7 +31,7 @@ from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
-from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceState, produce_transition
+from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceMachine, ProduceState
 from ._schemas import (
     SchemaValidationError,
     schema_failure_notification_body,
@@ -96,7 +96,7 @@ class ProducerState:
         "destroyed",
         "failed",
         "failures",
-        "gone",
+        "gone_through",
         "header_prefix",
         "in_flight",
         "in_flight_bytes",
@@ -139,9 +139,11 @@ class ProducerState:
         self.stale = False  # a produce found no stream: create_producer registers again
         # One STREAM.INFO at a time per producer: an async window of 503s asks once, not 4096 times.
         self.checking = False
-        # The lookup said the stream does not exist: further 503s fail at once. A PubAck clears
-        # it again (the station was created anew).
-        self.gone = False
+        # A lookup found the stream gone when this many messages had been produced: a 503 for
+        # one of them fails at once. Later produces may reach a station created anew under the
+        # same name, so their 503s are looked up again rather than failed on an old answer.
+        # A PubAck clears it (a stream exists again). 0: nothing known to be gone.
+        self.gone_through = 0
 
     def take_failures(self) -> AsyncProduceError | None:
         """The async failures since the last call, as one error (None if there were none)."""
@@ -297,11 +299,12 @@ class ProduceOperation(Operation[PubAck]):
             except (MemphisError, RemoteProtocolError) as exc:
                 # Only a malformed success can get here (an error reply never takes the
                 # undecoded path); it is a failure of this produce alone.
-                self._error = exc
+                # Without its traceback: its frames hold this operation, a cycle.
+                self._error = exc.with_traceback(None)
         return super().outcome()
 
 
-class Produce(ReplyHandler):
+class Produce(ProduceMachine, ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
@@ -321,7 +324,6 @@ class Produce(ReplyHandler):
         "request",
         "retries",
         "size",
-        "state",
         "subject",
     )
 
@@ -345,7 +347,7 @@ class Produce(ReplyHandler):
         self.deadline = deadline
         self.dispatcher = dispatcher
         self.subject = subject
-        self.state = ProduceState.WAITING  # see _produce_state.py for the table
+        super().__init__()  # WAITING; see _produce_state.py for the table
         self.retries = 0  # resends so far: the backoff grows with them
         # The session's record of the request, set once it is made: the message is held there
         # only, and the same record serves the replay after a reconnect and the resend after a 503.
@@ -368,22 +370,28 @@ class Produce(ReplyHandler):
             ack = parse_pub_ack(payload)
         except (MemphisError, RemoteProtocolError) as exc:
             self._advance(ProduceInput.FAILURE)
-            self._failed(exc)
+            # Kept without its traceback: the frames in it hold this handler, and the error is
+            # kept (for flush) long after, so the cycle would outlive the produce.
+            self._failed(exc.with_traceback(None))
         else:
             self._advance(ProduceInput.PUB_ACK)
             self.op.finish(ack)
         return True
 
     def _advance(self, event: ProduceInput) -> None:
-        state = self.state = produce_transition(self.state, event)
+        state = self.advance(event)
         if state in PRODUCE_DONE:
+            # The record points back at this handler (its owner): dropping the link lets reference
+            # counting free both, and the message bytes, the moment the session lets go of the
+            # record, instead of leaving every finished produce to the cycle collector.
+            self.request = None
             # Only once the produce is truly over: while it retries it still occupies its window
             # slot, so a blocked async producer does not flood a station electing a leader.
             producer = self.producer
             producer.in_flight -= 1
             producer.in_flight_bytes -= self.size
             if state is ProduceState.ACKED:
-                producer.gone = False  # a stream took it: whatever was gone is back
+                producer.gone_through = 0  # a stream took it: whatever was gone is back
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
         if self.state in PRODUCE_DONE:
@@ -397,7 +405,7 @@ class Produce(ReplyHandler):
         no_stream = isinstance(error, NoRespondersError) or (
             self.state is ProduceState.RETRYING and isinstance(error, RequestTimeoutError)
         )
-        if no_stream and producer.gone:
+        if no_stream and self.position <= producer.gone_through:
             self.fail_unreachable(error)
             return
         if no_stream:
@@ -417,7 +425,7 @@ class Produce(ReplyHandler):
                 and not dispatcher.session.closed
             ):
                 self.retries += 1
-                self.state = produce_transition(self.state, ProduceInput.NO_RESPONDERS)
+                self._advance(ProduceInput.NO_RESPONDERS)
                 # The same bytes, reply subject and msg-id: nothing was stored the first time.
                 dispatcher.session.resend(request, now=now, delay=delay)
                 return
@@ -501,7 +509,9 @@ class _StationCheck(ReplyHandler):
         # Only "not found" is final: a reply with the stream's info, or an error with code 503 (no
         # stream leader yet), is an election, and the produce's retries go on.
         if error is not None and "not found" in error.lower():
-            produce.producer.gone = True
+            # Every message produced so far went to the stream found gone; later ones get a
+            # lookup of their own.
+            produce.producer.gone_through = produce.producer.produced
             produce.fail_unreachable(MemphisError(f"memphis: {error}"))
         return True
 

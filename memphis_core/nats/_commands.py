@@ -235,8 +235,8 @@ def encode_sub(subject: str, sid: int, queue: str | None = None) -> bytes:
             _sub_cache.clear()
         _sub_cache[subject] = subj
     _check_sid(sid)
-    # Queue groups are how DLS resends reach one member of a consumer group (docs/protocol.md
-    # §7.10); plain subscriptions have none.
+    # A queue group hands each message to one of its members (NATS queue subscriptions); plain
+    # subscriptions have none.
     if queue is None:
         return b"SUB %b %d\r\n" % (subj, sid)
     if not isinstance(queue, str) or not queue or _BAD_CHAR(queue) is not None:

@@ -80,8 +80,9 @@ class NoRespondersError(MemphisError):
     """A request went to a subject nobody listens on (NATS status 503)."""
 
 
-# Only requests that cannot be replayed (pulls) fail with this; replayable ones (control requests,
-# produces) wait for the next connection instead (docs/cluster-client.md).
+# Only requests made with ``replay=False`` (JetStream pulls) fail with this; replayable ones (a
+# JetStream publish, a request/reply) wait for the next connection instead
+# (docs/cluster-client.md).
 class ConnectionLostError(MemphisConnectError):
     """The connection dropped while a request that is not replayed was waiting for its reply."""
 

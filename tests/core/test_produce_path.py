@@ -135,3 +135,30 @@ def test_drain_reports_a_produce_whose_station_is_gone() -> None:
         drain.outcome()
     (failure,) = info.value.failures
     assert (failure.position, failure.msg_id) == (1, "x")
+
+
+@pytest.mark.parametrize("outcome", ["acked", "failed"])
+def test_a_finished_produce_is_freed_by_reference_counting(outcome: str) -> None:
+    # A million async produces must not wait for the cycle collector: once a produce is over,
+    # nothing may keep its record (and the message bytes in it) but the caller's handle.
+    import gc
+
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True)
+    gc.collect()
+    gc.disable()
+    try:
+        ops = [script.client.produce(prod, b"x" * 100, opts, script.now) for _ in range(50)]
+        for seq, sent in enumerate(hpubs(script), 1):
+            if outcome == "acked":
+                ack(script, sent, seq)
+            else:
+                script.reply(sent, {"error": {"code": 400, "description": "bad"}})
+        assert all(op.done for op in ops)
+        prod.take_failures()
+        live = [o for o in gc.get_objects() if isinstance(o, Produce)]
+        assert live == []
+    finally:
+        gc.enable()

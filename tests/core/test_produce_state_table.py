@@ -45,3 +45,24 @@ def test_docstring_diagram_is_generated_from_the_table() -> None:
     assert _produce_state.__doc__ is not None
     assert render_produce_table() in _produce_state.__doc__
     assert render_produce_table().count("\n") + 1 == len(PRODUCE_TABLE)
+
+
+def test_nothing_outside_the_table_module_sets_a_produces_state() -> None:
+    # The produce handler moves only through ``ProduceMachine.advance``: no module of the core
+    # but ``_produce_state.py`` assigns a ``state`` attribute that is a produce's.
+    import ast
+    from pathlib import Path
+
+    from memphis_core.memphis._producers import Produce
+
+    assert issubclass(Produce, _produce_state.ProduceMachine)
+    source = Path(_produce_state.__file__).with_name("_producers.py").read_text()
+    assigned = [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        for part in ast.walk(target)
+        if isinstance(part, ast.Attribute) and part.attr == "state"
+    ]
+    assert assigned == []

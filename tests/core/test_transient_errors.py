@@ -12,6 +12,9 @@ import pytest
 from memphis_core import (
     ConsumerState,
     MemphisError,
+    Operation,
+    ProducerState,
+    PubAck,
     StationTemporarilyUnavailableError,
     StationUnreachableError,
     consume_should_stop,
@@ -130,6 +133,15 @@ def split(sent: list[Sent]) -> tuple[list[Sent], list[Sent]]:
     return [s for s in sent if s.op == "HPUB"], lookups
 
 
+def produce_until_lookup(script: Script, prod: ProducerState) -> tuple[Operation[PubAck], Sent]:
+    """A sync produce answered by a 503: its operation and the STREAM.INFO lookup it started."""
+    op = script.client.produce(prod, b"m", produce_options(), script.now)
+    script.status(hpubs(script)[0], 503)
+    pubs, (lookup,) = split(script.take())
+    assert pubs == []  # the resend waits for its backoff
+    return op, lookup
+
+
 def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once() -> None:
     script = connected()
     prod = producer(script)
@@ -150,11 +162,32 @@ def test_produce_503_looks_the_stream_up_once_and_a_gone_station_fails_at_once()
     assert prod.stale  # create_producer registers again
     script.advance(1.0)
     assert script.take() == []  # the cancelled resend never goes out
-    # The next produce's 503 fails at once: the station is known to be gone.
-    again = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
+    # A produce made after the lookup answered may reach a station created anew under the same
+    # name: its 503 is looked up again, and fails once that lookup also finds nothing.
+    again, second = produce_until_lookup(script, prod)
+    assert not again.done
+    script.reply(second, STREAM_NOT_FOUND)
     with pytest.raises(StationUnreachableError):
         again.outcome()
+
+
+def test_a_station_recreated_after_the_gone_lookup_is_an_election_again() -> None:
+    # Destroyed, found gone, then created anew by someone else: a 503 of the new stream's
+    # leader election must be retried, not failed as "gone" by what the old lookup said.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    old, lookup = produce_until_lookup(script, prod)
+    script.reply(lookup, STREAM_NOT_FOUND)
+    assert isinstance(old.error, StationUnreachableError)
+    op, check = produce_until_lookup(script, prod)
+    assert not op.done
+    script.reply(check, STREAM_LEADERLESS)
+    assert not op.done
+    script.advance(0.05)
+    (resend,) = hpubs(script)
+    script.reply(resend, {"stream": "orders$1", "seq": 1})
+    assert op.outcome() is not None
 
 
 @pytest.mark.parametrize(
@@ -164,9 +197,7 @@ def test_produce_503_with_the_stream_still_there_is_an_election(answer: object) 
     script = connected()
     prod = producer(script)
     script.take()
-    op = script.client.produce(prod, b"m", produce_options(), script.now)
-    script.status(hpubs(script)[0], 503)
-    _, (lookup,) = split(script.take())
+    op, lookup = produce_until_lookup(script, prod)
     script.reply(lookup, answer)  # type: ignore[arg-type]
     assert not op.done
     script.advance(0.05)
@@ -177,7 +208,7 @@ def test_produce_503_with_the_stream_still_there_is_an_election(answer: object) 
     assert lookups == []  # looked up once, after the first 503 only
     script.reply(pubs[0], {"stream": "orders$1", "seq": 3})
     assert op.outcome() is not None
-    assert not prod.gone
+    assert not prod.gone_through
 
 
 def test_a_window_of_async_503s_looks_the_stream_up_once() -> None:

@@ -10,11 +10,11 @@ to a temporary folder (so the repository is not on the path) and type-checks the
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.typecheck import mypy_strict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -26,13 +26,4 @@ def test_examples_type_check_from_outside_the_source_tree(tmp_path: Path, folder
     assert files, f"no examples in {source}"
     for name in files:
         shutil.copy(source / name, tmp_path / name)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"), *files],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success" in result.stdout
+    assert "Success" in mypy_strict(tmp_path, *files)
