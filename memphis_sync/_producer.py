@@ -48,6 +48,9 @@ class ProduceHandle:
     this handle is read: nothing depends on the caller keeping or checking it.
     """
 
+    # Slots: a caller may keep one handle per message of a long async stream.
+    __slots__ = ("_driver", "_op")
+
     def __init__(self, driver: Driver, op: ProduceOperation) -> None:
         self._driver = driver
         self._op = op

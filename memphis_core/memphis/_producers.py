@@ -75,7 +75,7 @@ RETRY_MAX: Final = 1.0
 
 # A 503 also comes back when the station's stream no longer exists (another connection destroyed
 # the station): nobody will ever take the message, and retrying through ack_wait would only hide
-# that. After a produce's first 503, one ``$JS.API.STREAM.INFO`` tells the two apart: JetStream's
+# that. After a produce's 503, one ``$JS.API.STREAM.INFO`` tells the two apart: JetStream's
 # "stream not found" (err_code 10059) is a final answer, anything else (the stream's info, an
 # error with code 503, no answer within this many seconds) is treated as an election
 # (docs/cluster-client.md, "Leader elections").
@@ -92,6 +92,7 @@ class ProducerState:
     """One registered producer. ``in_flight`` counts produces still waiting for their PubAck."""
 
     __slots__ = (
+        "checked_through",
         "checking",
         "destroyed",
         "failed",
@@ -144,6 +145,9 @@ class ProducerState:
         # same name, so their 503s are looked up again rather than failed on an old answer.
         # A PubAck clears it (a stream exists again). 0: nothing known to be gone.
         self.gone_through = 0
+        # A lookup answered when this many messages had been produced: their 503s need no other
+        # one. A lookup that got no answer leaves it, so the next 503 asks again.
+        self.checked_through = 0
 
     def take_failures(self) -> AsyncProduceError | None:
         """The async failures since the last call, as one error (None if there were none)."""
@@ -308,9 +312,10 @@ class Produce(ProduceMachine, ReplyHandler):
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the
-    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``. The first 503
-    also starts one lookup of the stream (:class:`_StationCheck`): a stream that no longer exists
-    fails the produce at once with ``StationUnreachableError``.
+    produce's ack_wait), then fails with ``StationTemporarilyUnavailableError``. A 503 also
+    starts one lookup of the stream (:class:`_StationCheck`), unless one answered since the
+    message was produced: a stream that no longer exists fails the produce at once with
+    ``StationUnreachableError``.
     """
 
     __slots__ = (
@@ -409,8 +414,11 @@ class Produce(ProduceMachine, ReplyHandler):
             self.fail_unreachable(error)
             return
         if no_stream:
-            first = self.state is ProduceState.WAITING
-            if first and not producer.checking and dispatcher.session.is_connected:
+            # A produce made after the last answered lookup asks (again): a lookup that timed out
+            # or died with the connection told nothing, and must not leave a gone station to
+            # be retried for the whole ack_wait.
+            unchecked = self.position > producer.checked_through
+            if unchecked and not producer.checking and dispatcher.session.is_connected:
                 self._check_station(now)
             # Transient-error retry (docs/cluster-client.md): still in flight meanwhile.
             delay = retry_delay(self.retries)
@@ -504,20 +512,22 @@ class _StationCheck(ReplyHandler):
         if msg is None:
             raise AssertionError("STREAM.INFO completed without a reply")
         produce = self.produce
-        produce.producer.checking = False
+        producer = produce.producer
+        producer.checking = False
+        producer.checked_through = producer.produced
         error = js_api_error(msg.payload)
         # Only "not found" is final: a reply with the stream's info, or an error with code 503 (no
         # stream leader yet), is an election, and the produce's retries go on.
         if error is not None and "not found" in error.lower():
             # Every message produced so far went to the stream found gone; later ones get a
             # lookup of their own.
-            produce.producer.gone_through = produce.producer.produced
+            producer.gone_through = producer.produced
             produce.fail_unreachable(MemphisError(f"memphis: {error}"))
         return True
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
         # No answer (a 503 of the JetStream API itself, a timeout, a lost connection): nothing is
-        # known, so the produce goes on as in an election.
+        # known, so the produce goes on as in an election, and its next 503 asks again.
         self.produce.producer.checking = False
 
 

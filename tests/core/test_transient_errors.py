@@ -190,6 +190,24 @@ def test_a_station_recreated_after_the_gone_lookup_is_an_election_again() -> Non
     assert op.outcome() is not None
 
 
+def test_a_lookup_left_unanswered_is_made_again_and_a_gone_station_still_fails_within_3_s() -> None:
+    # The first lookup times out (a slow or restarting JetStream API): the produce's next 503
+    # asks again, instead of retrying for the whole ack_wait on a station that is gone.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    start = script.now
+    op, _unanswered = produce_until_lookup(script, prod)
+    while not op.done and script.now - start < 3.0:
+        script.advance(0.05)
+        pubs, lookups = split(script.take())
+        for sent in pubs:
+            script.status(sent, 503)
+        for lookup in lookups:
+            script.reply(lookup, STREAM_NOT_FOUND)
+    assert isinstance(op.error, StationUnreachableError)
+
+
 @pytest.mark.parametrize(
     "answer", [STREAM_INFO_OK, STREAM_LEADERLESS], ids=["exists", "leaderless"]
 )
