@@ -5,6 +5,7 @@ memphis-broker --cluster 3                   # a local 3-node JetStream cluster 
 memphis-broker --nats-url nats://h:4222      # attach a control plane to an existing server
 memphis-broker dls list --station S          # poison / schema-failure rows
 memphis-broker dls resend --station S [--id N ...]
+memphis-broker dls drop --station S [--id N ...]   # delete rows without resending
 memphis-broker station set-dls --station S [--poison on|off] [--schemaverse on|off]
 memphis-broker station remove --station S    # with a remove_station push to the SDKs
 
@@ -34,7 +35,7 @@ from memphis_broker._admin import (
     set_dls_configuration,
 )
 from memphis_broker._cluster import MAX_SIZE
-from memphis_broker._dls import list_dls, resend
+from memphis_broker._dls import drop, list_dls, resend
 from memphis_broker._launcher import PROG, fail, serve
 from memphis_broker._server import sync_setting
 from memphis_broker.console import add_arguments as add_console_arguments
@@ -230,11 +231,11 @@ def _admin_parser() -> argparse.ArgumentParser:
     dls = sub.add_parser("dls", formatter_class=_Formatter).add_subparsers(
         dest="action", required=True
     )
-    for name in ("list", "resend"):
+    for name in ("list", "resend", "drop"):
         a = dls.add_parser(name, formatter_class=_Formatter)
         a.add_argument("--station", required=True, help="station name")
         _conn_args(a)
-        if name == "resend":
+        if name != "list":
             a.add_argument("--id", type=int, action="append", help="only these DLS ids")
     station = sub.add_parser("station", formatter_class=_Formatter).add_subparsers(
         dest="action", required=True
@@ -265,8 +266,11 @@ async def _admin(args: argparse.Namespace) -> int:
                     for row in await list_dls(ctx, station):
                         print(json.dumps(row))
                     return 0
-                n = await resend(ctx, station, set(args.id) if args.id else None)
-                print(f"resent {n} message(s)")
+                ids = set(args.id) if args.id else None
+                if args.action == "drop":
+                    print(f"dropped {await drop(ctx, station, ids)} row(s)")
+                    return 0
+                print(f"resent {await resend(ctx, station, ids)} message(s)")
                 return 0
             if args.action == "set-dls":
                 ok = await set_dls_configuration(

@@ -276,3 +276,29 @@ def test_cli_dls_list_and_resend(broker: EmbeddedBroker, run: Run, name: str) ->
         assert (await asyncio.wait_for(got.get(), 10)).data == b"cli"
 
     run(body)
+
+
+@pytest.mark.slow
+def test_cli_dls_drop(broker: EmbeddedBroker, run: Run, name: str) -> None:
+    """``dls drop`` deletes the selected rows without resending (the console's drop)."""
+
+    async def body(c: Client) -> None:
+        assert await c.create_station(name) == ""
+        kept = await poison(c, name, "g1", b"kept")
+        dropped = await poison(c, name, "g2", b"dropped")
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [
+                *(sys.executable, "-m", "memphis_broker", "dls", "drop"),
+                *("--nats-url", broker.url, "--token", "memphis", "--station", name),
+                *("--id", str(dropped["id"])),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert out.stdout.strip() == "dropped 1 row(s)"
+        assert [row["id"] for row in await dls_rows(c, name)] == [kept["id"]]
+
+    run(body)

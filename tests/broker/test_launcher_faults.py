@@ -329,7 +329,7 @@ def test_admin_with_a_wrong_token_fails_fast(other_broker: EmbeddedBroker) -> No
 
 
 def test_admin_missing_station_is_an_error(other_broker: EmbeddedBroker) -> None:
-    for cmd in (("dls", "list"), ("dls", "resend"), ("station", "remove")):
+    for cmd in (("dls", "list"), ("dls", "resend"), ("dls", "drop"), ("station", "remove")):
         out = run_cli(*cmd, "--station", "nope", "--nats-url", other_broker.url)
         assert out.returncode == 1, cmd
         assert _one_error_line(out.stderr) == "memphis-broker: station nope does not exist"
