@@ -405,13 +405,21 @@ class Consumer:
         self._driver.run(lambda now: client.destroy_consumer(self._state, now))
 
     def __enter__(self) -> Consumer:
-        """The consumer itself; leaving the block destroys it (its consume loop stops first)."""
+        """The consumer itself; leaving the block closes it here only, not on the broker.
+
+        Its consume loop stops, its unread messages are nacked and the connection forgets it,
+        as closing the connection would; the group keeps its acked progress, since the broker
+        deletes a group's durable when its last member is *destroyed* (docs/protocol.md §7.12).
+        Call :meth:`destroy` to remove the consumer (and, with the last member, the group).
+        """
         return self
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.destroy()
+        self.stop_consume()
+        client = self._driver.client
+        self._driver.call(lambda now: client.close_consumer(self._state), closed_ok=True)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"

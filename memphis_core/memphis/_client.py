@@ -570,6 +570,17 @@ class Client:
         """``$memphis_consumer_destructions``; unread prefetched messages are nacked."""
         return self._consumers.destroy(consumer, now)
 
+    def close_consumer(self, consumer: ConsumerState) -> None:
+        """Forget ``consumer`` on this side only, as closing the connection does.
+
+        Its unread messages are nacked (redelivered at once), its DLS subscription and periodic
+        check end, and fetching from it raises. Nothing is sent to the broker: the group's
+        durable and its acked progress stay (the broker deletes them only when the group's last
+        member is destroyed, docs/protocol.md §7.12), so a consumer created again goes on where
+        the group stopped.
+        """
+        self._consumers.close(consumer)
+
     def start_consumer_pings(self, consumer: ConsumerState, now: float) -> None:
         """Begin the 30 s check that the consumer's durables still exist."""
         self._consumers.start_pings(consumer, now)

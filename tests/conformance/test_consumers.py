@@ -361,6 +361,29 @@ def test_destroying_one_group_member_keeps_the_durable(
     assert [m.data for m in b.fetch()] == [b"still served"]
 
 
+def test_leaving_a_with_block_keeps_the_groups_progress(
+    memphis: Any, conn: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # Report: leaving the block destroyed the group's last member, the broker deleted the
+    # durable, and the restarted worker got every acked message again (docs/protocol.md §7.12).
+    station = name("st")
+    _produce(conn, station, 2)
+    with conn.create_consumer(
+        station, "worker", consumer_group="g", batch_max_wait_time=WAIT
+    ) as consumer:
+        msgs = consumer.fetch()
+        assert [m.data for m in msgs] == [b"m0", b"m1"]
+        for m in msgs:
+            m.ack()
+        wait_until(lambda: probe.ack_floor(station, "g") == 2, what="acks on the broker")
+    assert probe.consumer_config(station, "g") is not None
+    with pytest.raises(memphis.LocalProtocolError, match="closed"):
+        consumer.fetch()  # forgotten by the connection
+    conn.produce(station, "p", b"m2")
+    again = conn.create_consumer(station, "worker", consumer_group="g", batch_max_wait_time=WAIT)
+    assert [m.data for m in again.fetch()] == [b"m2"]
+
+
 def test_iteration_yields_messages(conn: Any, name: Callable[[str], str]) -> None:
     station = name("st")
     _produce(conn, station, 5)
