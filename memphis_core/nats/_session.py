@@ -75,7 +75,9 @@ class Session:
             the plain ``<username>`` after an ``Authorization Violation`` (docs/protocol.md §1.2).
         account_id: the Memphis tenant id for password auth.
         reconnect: whether a lost connection is re-established.
-        max_reconnect: consecutive failed reconnect attempts before giving up (-1 = forever).
+        max_reconnect: failed reconnect attempts per server before giving up (-1 = forever),
+            as nats.go's ``MaxReconnect``: the session gives up once every server of the pool
+            was tried that many times since the last useful connection.
             An attempt only counts as a success once the server answered a PING sent after
             the replay (see ``_on_connected``): a server that completes the handshake and
             then drops us is a failed attempt, not a fresh start.
@@ -725,6 +727,8 @@ class Session:
         # ... and, in CONNECTED, that the server processed the replay queued before any PING
         # we sent on this transport: from here a loss starts a new count of attempts.
         self._attempts = 0
+        if self._pool is not None:
+            self._pool.refill()
         if self._pong_waiters:
             # PONGs come back in the order of our PINGs (the server answers in order), so the
             # oldest waiter is the one this PONG answers.
@@ -882,22 +886,24 @@ class Session:
                 return
             pool.rotate()
             self._reconnect_at = now
-        elif counted and (
-            not self._reconnect
-            or (self._max_reconnect >= 0 and self._attempts >= self._max_reconnect)
-        ):
-            self._events.append(ev.Disconnected(error, None))
-            self._give_up(error, Input.GIVE_UP)
-            return
         else:
             if counted:
                 self._attempts += 1
+            limit = self._max_reconnect if counted else -1
+            # max_reconnect is a budget per server, as nats.go's MaxReconnect (docs/cluster-
+            # client.md): the server just lost goes last, and the next one with attempts left is
+            # dialled, at once unless it was itself tried less than reconnect_interval ago.
+            if pool is None:
+                exhausted = 0 <= limit < self._attempts
+            else:
+                exhausted = pool.next_with_budget(limit) is None
+            if exhausted:
+                self._events.append(ev.Disconnected(error, None))
+                self._give_up(error, Input.GIVE_UP)
+                return
             if pool is None:
                 self._reconnect_at = now + self._reconnect_interval
             else:
-                # The server just lost goes last; another one is dialled at once unless it
-                # was itself tried less than reconnect_interval ago.
-                pool.rotate()
                 self._reconnect_at = pool.due(now, self._reconnect_interval)
         self._events.append(ev.Disconnected(error, self._reconnect_at))
 
