@@ -9,6 +9,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from _memphis_io import server_name
 from memphis_core import (
     DRAIN_TIMEOUT,
     ConsumerError,
@@ -55,6 +56,16 @@ class Connection:
         """True while a transport is up and the handshake is done; False during a reconnect
         and after ``close()``."""
         return self._client.is_connected and not self._driver.closed
+
+    @property
+    def connected_server(self) -> str | None:
+        """``host:port`` of the server in use (an IPv6 host in brackets), as nats-py's
+        ``connected_url``; None while reconnecting and once closed.
+
+        After a failover this is the node actually connected to, not the first one given: the
+        pool moves a lost server to its end (docs/cluster-client.md).
+        """
+        return server_name(self._client.session.current_server) if self.is_connected else None
 
     @property
     def connection_id(self) -> str:
@@ -469,12 +480,7 @@ class Connection:
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
         # The server in use (or being dialled), which after a failover is not the first one given.
-        current = self._client.session.current_server
-        if current is None:
-            server = self._client.options.server
-        else:
-            host, port = current
-            server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+        server = server_name(self._client.session.current_server) or self._client.options.server
         return f"<Connection {server} {state}>"
 
 

@@ -24,7 +24,7 @@ from memphis_core import (
     TransportEvent,
 )
 
-__all__ = ["connection_log", "log_event"]
+__all__ = ["connection_log", "log_event", "server_name"]
 
 # A library's loggers stay silent until the application configures logging: without this,
 # Python's last-resort handler would print our warnings on stderr.
@@ -32,19 +32,35 @@ logging.getLogger("memphis").addHandler(logging.NullHandler())
 connection_log: Final = logging.getLogger("memphis.connection")
 
 
+def server_name(server: tuple[str, int] | None) -> str | None:
+    """``host:port`` (an IPv6 host in brackets) of a ``(host, port)``, or None."""
+    if server is None:
+        return None
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def log_event(event: TransportEvent | ConsumerError | ControlRetry, server: str) -> None:
-    """Log one connection event; ``server`` is the ``host:port`` being used."""
+    """Log one connection event; ``server`` is the ``host:port`` being used.
+
+    Connected, Disconnected, ReconnectDue and Closed carry the server they concern, which is
+    named instead: by the time they are read after a failover, the pool has moved on.
+    """
     log = connection_log
+    if isinstance(event, Connected | Disconnected | ReconnectDue | Closed):
+        server = server_name(event.server) or server
     if isinstance(event, Connected):
         if event.reconnected:
             log.info("reconnected to %s", server)
         else:
             log.info("connected to %s", server)
     elif isinstance(event, Disconnected):
+        # The error usually names the server already (for the callback's sake): not twice.
+        detail = str(event.error).removeprefix(f"{server}: ")
         if event.reconnect_at is None:
-            log.warning("disconnected from %s: %s", server, event.error)
+            log.warning("disconnected from %s: %s", server, detail)
         else:
-            log.warning("disconnected from %s: %s; reconnecting", server, event.error)
+            log.warning("disconnected from %s: %s; reconnecting", server, detail)
     elif isinstance(event, ReconnectDue):
         log.info("reconnect attempt %d to %s", event.attempt, server)
     elif isinstance(event, Closed):

@@ -276,7 +276,7 @@ class Session:
             # No pause between the given servers on the first connect: each is tried once, in pool
             # order, one right after the other (docs/cluster-client.md, "First connect").
             self._reconnect_at = now
-            self._events.append(ev.Disconnected(_as_connect_error(error), now))
+            self._events.append(ev.Disconnected(_as_connect_error(error), now, server))
             return
         self._lost(now, _as_connect_error(error))
 
@@ -824,7 +824,7 @@ class Session:
             self._pong_waiters.append(keepalive_ping)
             out.append(cmd.PING)
         self._flushes_unsent.clear()
-        self._events.append(ev.Connected(self.server_info, reconnected))
+        self._events.append(ev.Connected(self.server_info, reconnected, self.current_server))
 
     def _lost(
         self,
@@ -841,6 +841,9 @@ class Session:
         """
         if self.state not in TRANSPORT_STATES:
             return  # already disconnected or closed: a second report of the same outage
+        # Named before the pool moves on: logs and callbacks must say which server was lost.
+        lost = self.current_server
+        error = _naming(lost, error)
         self.state = transition(self.state, Input.LOST)
         self._handshake_deadline = None
         self._ping_at = None
@@ -881,7 +884,7 @@ class Session:
         elif not self._ever_connected:
             # The first connect: each given server once, at once, then give up.
             if pool is None or not pool.initial_left():
-                self._events.append(ev.Disconnected(error, None))
+                self._events.append(ev.Disconnected(error, None, lost))
                 self._give_up(error, Input.GIVE_UP)
                 return
             pool.rotate()
@@ -898,14 +901,14 @@ class Session:
             else:
                 exhausted = pool.next_with_budget(limit) is None
             if exhausted:
-                self._events.append(ev.Disconnected(error, None))
+                self._events.append(ev.Disconnected(error, None, lost))
                 self._give_up(error, Input.GIVE_UP)
                 return
             if pool is None:
                 self._reconnect_at = now + self._reconnect_interval
             else:
                 self._reconnect_at = pool.due(now, self._reconnect_interval)
-        self._events.append(ev.Disconnected(error, self._reconnect_at))
+        self._events.append(ev.Disconnected(error, self._reconnect_at, lost))
 
     def _give_up(self, error: err.MemphisError | None, how: Input) -> None:
         self.state = transition(self.state, how)
@@ -927,7 +930,7 @@ class Session:
         # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
         self._offline_size = 0
-        self._events.append(ev.Closed(error))
+        self._events.append(ev.Closed(error, self.current_server))
 
     # ---------------------------------------------------------------- internals: helpers
 
@@ -946,6 +949,19 @@ class Session:
     def _check_open(self) -> None:
         if self.state is ConnState.CLOSED:
             raise err.ConnectionClosedError("the connection is closed")
+
+
+def _naming(server: Server | None, error: err.MemphisError) -> err.MemphisError:
+    """``error`` with the server it concerns in front, unless it already names it.
+
+    Only plain connect errors ("connection closed by the server", "stale connection") are
+    reworded; typed errors (a protocol violation, an authorization error) keep their own text.
+    """
+    if server is None or type(error) is not err.MemphisConnectError:
+        return error
+    name = f"{server[0]}:{server[1]}"
+    text = str(error)
+    return error if text.startswith(name) else err.MemphisConnectError(f"{name}: {text}")
 
 
 def _as_connect_error(error: BaseException | str) -> err.MemphisError:

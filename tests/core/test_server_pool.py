@@ -221,9 +221,33 @@ def test_lost_server_goes_last_and_another_is_dialled_at_once() -> None:
     handshake(session, 0.0)
     session.receive_data(b"", 10.0)
     (event,) = session.events()
-    assert event == Disconnected(event.error, 10.0)  # type: ignore[union-attr]
+    assert event == Disconnected(event.error, 10.0, A)  # type: ignore[union-attr]
     assert due(session, 10.0) == ReconnectDue(1, B)
     assert session.servers == [B, C, A]
+
+
+def test_events_name_the_server_they_concern_after_a_failover() -> None:
+    # Report: after a failover the logs named the first configured server, whatever was used.
+    session = make([A, B, C])
+    handshake(session, 0.0)
+    session.receive_data(b"", 1.0)
+    (lost,) = session.events()
+    assert isinstance(lost, Disconnected)
+    assert lost.server == A  # the pool has already moved on to B
+    assert str(lost.error) == "a:4222: connection closed by the server"
+    assert due(session, 1.0).server == B
+    session.connection_failed(1.0, ConnectionRefusedError("refused"))
+    (failed,) = session.events()
+    assert isinstance(failed, Disconnected)
+    assert (failed.server, str(failed.error)) == (B, "b:4223: refused")
+    assert due(session, 1.0).server == C
+    session.connection_made(1.0)
+    session.receive_data(info(), 1.0)
+    session.receive_data(b"PONG\r\n", 1.0)
+    (connected,) = session.events()
+    assert connected == Connected(session.server_info, reconnected=True, server=C)
+    session.close()
+    assert session.events()[-1] == Closed(None, C)
 
 
 def test_reconnect_interval_is_counted_per_server() -> None:
