@@ -28,6 +28,7 @@ from .memphis._enums import RetentionType, SchemaType, StorageType
 from .memphis._errors import (
     AsyncProduceError,
     CloseIncompleteError,
+    ConsumeHandlerError,
     MemphisHeaderError,
     MemphisSchemaError,
     MessageAlreadySettledError,
@@ -102,6 +103,7 @@ __all__ = [
     "Connected",
     "ConnectionClosedError",
     "ConnectionLostError",
+    "ConsumeHandlerError",
     "ConsumerError",
     "ConsumerOptions",
     "ConsumerState",

@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
     Client,
+    ConsumeHandlerError,
     ConsumerState,
     Delivery,
     MemphisError,
@@ -42,14 +43,6 @@ _log = logging.getLogger("memphis.consumer")
 Handler = Callable[[list["Message"], MemphisError | None, Any], None]
 #: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
 ErrorHandler = Callable[["Consumer", MemphisError], None]
-
-
-class ConsumeHandlerError(MemphisError):
-    """The ``consume()`` handler raised; the exception is the ``__cause__``.
-
-    The loop goes on with the next batch: the messages of the failed call that were not acked
-    are redelivered after ``max_ack_time``.
-    """
 
 
 class Message(MessageView):
@@ -230,8 +223,11 @@ class Consumer:
         driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
         return None
 
-    def __iter__(self) -> Iterator[Message]:
+    def __iter__(self) -> Generator[Message, None, None]:
         """Messages forever (until the consumer fails or is destroyed), one batch at a time.
+
+        A generator, so ``contextlib.aclosing(aiter(consumer))`` (in the blocking frontend
+        ``contextlib.closing(iter(consumer))``) ends it, and gives its batch back, at once.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
         full batch or for ``batch_max_wait_time`` (see ``consume``). Leaving the loop early

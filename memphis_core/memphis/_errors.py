@@ -13,6 +13,7 @@ from memphis_core.nats._errors import MemphisError
 __all__ = [
     "AsyncProduceError",
     "CloseIncompleteError",
+    "ConsumeHandlerError",
     "MemphisHeaderError",
     "MemphisSchemaError",
     "MessageAlreadySettledError",
@@ -32,6 +33,15 @@ class MessageTypeError(MemphisSchemaError, TypeError):
 
     A ``TypeError``, as Python code expects for a value of the wrong type, and a
     ``MemphisSchemaError`` for code written against the Go SDK's ``unsupported message type``.
+    """
+
+
+class ConsumeHandlerError(MemphisError):
+    """The ``consume()`` handler raised; the exception is the ``__cause__``.
+
+    Handed to the consumer's ``error_handler`` (logged without one). The loop goes on with the
+    next batch: the messages of the failed call that were not acked are redelivered after
+    ``max_ack_time``.
     """
 
 
