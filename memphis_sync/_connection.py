@@ -11,7 +11,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from _memphis_io import server_name
+from _memphis_io import connection_log, server_name
 from memphis_core import (
     DRAIN_TIMEOUT,
     ConsumerError,
@@ -138,6 +138,10 @@ class Connection:
         """Create a station, or return the existing one unchanged.
 
         Every enum option also takes its wire value as a plain string (``"messages"``).
+        An existing station keeps its options (Memphis's rule: the broker neither compares nor
+        updates them); a warning on the ``memphis.connection`` logger names each option that
+        differs from what was asked (retention, storage, replicas, idempotency window,
+        partitions: what its streams show, docs/protocol.md §5.3).
 
         Args:
             name: station name: 1-128 characters of ``a-z 0-9 _ . -`` (checked lower-cased),
@@ -183,7 +187,13 @@ class Connection:
             partitions_number=partitions_number,
             dls_station=dls_station,
         )
-        self._driver.run(lambda now: self._client.create_station(opts, now))
+        differences = self._driver.run(lambda now: self._client.create_station(opts, now))
+        if differences:
+            connection_log.warning(
+                "station %s already exists and was left unchanged: %s",
+                name,
+                "; ".join(differences),
+            )
         return Station(self, name)
 
     def destroy_station(self, name: str) -> None:

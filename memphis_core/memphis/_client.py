@@ -28,8 +28,9 @@ from memphis_core.nats._state import ConnState
 from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
-from ._dispatch import ControlRetry, Dispatcher
+from ._dispatch import ControlRequest, ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
+from ._existing import look_up
 from ._jetstream import PubAck
 from ._names import internal_name, name_error
 from ._operation import Operation
@@ -436,16 +437,27 @@ class Client:
 
     # ------------------------------------------------------------------ stations and schemas
 
-    def create_station(self, opts: StationOptions, now: float) -> Operation[None]:
-        """``$memphis_station_creations``; an existing station counts as success."""
+    def create_station(self, opts: StationOptions, now: float) -> Operation[tuple[str, ...]]:
+        """``$memphis_station_creations``; an existing station counts as success, unchanged.
+
+        The result lists the options an existing station does not have as asked (``()`` for
+        a new station), read from its streams first (``_existing.py``): the broker's reply does
+        not tell a creation from a station found (docs/protocol.md §5.3).
+        """
         body = rq.encode_station_create(opts, username=self.username)
-        return self._dispatcher.control(
-            "create_station",
-            rq.STATION_CREATIONS,
-            body,
-            lambda reply: _check(rq.parse_station_create_reply(reply)),
-            now,
-        )
+        op: Operation[tuple[str, ...]] = Operation("create_station")
+        dispatcher = self._dispatcher
+
+        def create(differences: tuple[str, ...], now: float) -> None:
+            def parse(reply: bytes) -> tuple[str, ...]:
+                _check(rq.parse_station_create_reply(reply))
+                return differences
+
+            request = ControlRequest(dispatcher, op, rq.STATION_CREATIONS, body, parse)
+            dispatcher.send_control(request, now)
+
+        look_up(dispatcher, opts, create, now)
+        return op
 
     def destroy_station(self, name: str, now: float) -> Operation[None]:
         """``$memphis_station_destructions``; our producers and consumers of it are dropped."""
