@@ -9,25 +9,12 @@ these the way a user would.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.docs.test_examples_typecheck import type_check_outside
 
 TYPED = Path(__file__).resolve().parent / "typed"
 
 
 def test_consumer_typing_needs_no_casts(tmp_path: Path) -> None:
-    files = sorted(p.name for p in TYPED.glob("*.py"))
-    assert files
-    for name in files:
-        shutil.copy(TYPED / name, tmp_path / name)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"), *files],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    type_check_outside(TYPED, tmp_path)
