@@ -315,7 +315,8 @@ class Connection:
             ack_wait: seconds to wait for the broker's acknowledgement (default 15.0).
             headers: user headers (default: none).
             async_produce: return without waiting for the acknowledgement (default False).
-            msg_id: idempotency key (default: none).
+            msg_id: idempotency key (default: none); without a partition key or number it also
+                chooses the partition, so a retry is de-duplicated (see ``Producer.produce``).
             partition_key: choose the partition by hashing this key (default: round robin).
             partition_number: produce to this 1-based partition (default: round robin).
 
