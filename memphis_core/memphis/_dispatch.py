@@ -23,6 +23,7 @@ from memphis_core.nats._events import (
     FlushCompleted,
     ReplyReceived,
     RequestFailed,
+    ServerError,
     SessionEvent,
     TransportEvent,
 )
@@ -59,6 +60,9 @@ Publishes = list[tuple[str, bytes]]
 # Every other fire-and-forget subject is a ``$memphis_*`` constant of ours, so this prefix is enough
 # to tell the two apart without checking each subject.
 _ACK_PREFIX: Final = "$JS.ACK."
+# nats-server's text when it refuses a publish (docs/protocol.md §1.4): the connection stays up
+# and the request simply never gets a reply. Compared lower-cased; the subject follows in quotes.
+_REFUSED_PUBLISH: Final = "permissions violation for publish to "
 
 
 class ControlRetry:
@@ -96,7 +100,7 @@ class ReplyHandler:
 class Dispatcher:
     """Routes session events to the handler or push target registered for them."""
 
-    __slots__ = ("_handlers", "_pushes", "report", "session")
+    __slots__ = ("_handlers", "_pushes", "_refusable", "report", "session")
 
     def __init__(
         self, session: Session, report: Callable[[ControlRetry], None] | None = None
@@ -110,6 +114,9 @@ class Dispatcher:
         # sid -> the object that pushes on that subscription feed (the Client decides what to
         # do with each kind; the dispatcher only remembers who asked).
         self._pushes: dict[int, object] = {}
+        # token -> subject of the requests that fail at once when the server refuses to let us
+        # publish to their subject (``request(refusable=True)``); pruned as they end.
+        self._refusable: dict[int, str] = {}
 
     # ---------------------------------------------------------------- requests
 
@@ -123,14 +130,25 @@ class Dispatcher:
         timeout: float,
         multi: bool = False,
         replay: bool = True,
+        refusable: bool = False,
     ) -> int:
-        """Send a request and register ``handler`` for its replies; return the token."""
+        """Send a request and register ``handler`` for its replies; return the token.
+
+        With ``refusable``, a ``Permissions Violation for Publish to "<subject>"`` from the
+        server fails the oldest such request on that subject at once (``handler.on_error``
+        with a ``MemphisError`` carrying the server's text) instead of at its timeout: such a
+        publish is dropped, and no reply comes.
+        """
         token = self.session.request(
             subject, body, now=now, timeout=timeout, multi=multi, replay=replay
         )
         # Registered after the session accepted the request: a request refused locally (bad subject,
         # too large) raises before any handler could leak.
         self._handlers[token] = handler
+        if refusable:
+            handlers = self._handlers
+            self._refusable = {t: s for t, s in self._refusable.items() if t in handlers}
+            self._refusable[token] = subject
         return token
 
     def register(self, token: int, handler: ReplyHandler) -> None:
@@ -217,6 +235,8 @@ class Dispatcher:
                     # A flush completes with no message: ``None`` tells the handler it was the PONG.
                     handler.on_reply(event.token, None, now)
             else:
+                if isinstance(event, ServerError) and self._refusable:
+                    self._refused(event.message, now)
                 if isinstance(event, Closed):
                     # The session failed its requests already; flushes still waiting are ours.
                     closed = ConnectionClosedError("the connection is closed")
@@ -228,6 +248,26 @@ class Dispatcher:
                     handlers.clear()
                 rest.append(event)
         return rest
+
+    def _refused(self, message: str, now: float) -> None:
+        """Fail the oldest refusable request still waiting on the subject the server refused.
+
+        nats-server sends one ``-ERR`` per refused publish, in the order it read them, so each
+        one ends one request: the oldest on that subject.
+        """
+        lowered = message.lower()
+        if not lowered.startswith(_REFUSED_PUBLISH):
+            return
+        subject = message[len(_REFUSED_PUBLISH) :].strip().strip('"')
+        for token, refused in list(self._refusable.items()):  # insertion = sending order
+            if refused != subject:
+                continue
+            del self._refusable[token]
+            handler = self._handlers.pop(token, None)
+            if handler is not None:
+                self.session.cancel_request(token)
+                handler.on_error(token, MemphisError(message), now)
+                return
 
 
 class ControlRequest(ReplyHandler):

@@ -28,7 +28,10 @@ from ._options import StationOptions
 __all__ = ["LOOKUP_TIMEOUT", "look_up", "station_differences"]
 
 #: Seconds to wait for a ``STREAM.INFO`` reply; past it the station is created without a check.
-LOOKUP_TIMEOUT: Final = 5.0
+#: The check is best-effort and every ``create_station`` waits for it: JetStream answers a
+#: healthy STREAM.INFO in milliseconds, so a second is plenty, and a refused lookup (an
+#: application user without the JetStream API permission) ends at the server's ``-ERR``.
+LOOKUP_TIMEOUT: Final = 1.0
 
 _NS: Final = 1_000_000_000
 
@@ -181,5 +184,6 @@ def look_up(
             now=now,
             timeout=LOOKUP_TIMEOUT,
             replay=False,
+            refusable=True,
         )
         lookup.tokens[token] = partition

@@ -87,3 +87,27 @@ def test_a_lookup_without_reply_does_not_hold_the_creation_back() -> None:
     script.advance(5.0)  # LOOKUP_TIMEOUT: created without the check
     script.reply(script.one("PUB", "$memphis_station_creations"), b"")
     assert op.outcome() == ()
+
+
+def test_a_refused_lookup_does_not_hold_the_creation_back() -> None:
+    # An application user may lack the JetStream API permission: nats-server answers the
+    # STREAM.INFO publishes with a non-fatal -ERR and never replies. The creation goes on at
+    # once (the check is best-effort), not after a timeout.
+    script = Script()
+    script.connect()
+    op = script.client.create_station(station_options("orders", partitions_number=2), 0.0)
+    for lookup in script.take():
+        text = f'Permissions Violation for Publish to "{lookup.subject}"'
+        script.feed(f"-ERR '{text}'\r\n".encode())
+    script.reply(script.one("PUB", "$memphis_station_creations"), b"")
+    assert op.outcome() == ()
+
+
+def test_a_lookup_gives_up_within_a_second() -> None:
+    # No reply at all (a JetStream without a meta leader): best-effort, so not seconds of wait.
+    script = Script()
+    script.connect()
+    script.client.create_station(station_options("orders"), 0.0)
+    script.take()
+    script.advance(1.0)
+    assert script.one("PUB", "$memphis_station_creations")
