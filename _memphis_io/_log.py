@@ -22,6 +22,7 @@ from memphis_core import (
     ReconnectDue,
     ServerError,
     TransportEvent,
+    server_name,
 )
 
 __all__ = ["connection_log", "log_event", "server_name"]
@@ -30,14 +31,6 @@ __all__ = ["connection_log", "log_event", "server_name"]
 # Python's last-resort handler would print our warnings on stderr.
 logging.getLogger("memphis").addHandler(logging.NullHandler())
 connection_log: Final = logging.getLogger("memphis.connection")
-
-
-def server_name(server: tuple[str, int] | None) -> str | None:
-    """``host:port`` (an IPv6 host in brackets) of a ``(host, port)``, or None."""
-    if server is None:
-        return None
-    host, port = server
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def log_event(event: TransportEvent | ConsumerError | ControlRetry, server: str) -> None:

@@ -86,6 +86,7 @@ from .nats._events import (
 from .nats._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
 from .nats._headers import Headers, encode_header_block, parse_header_block
 from .nats._parser import ParseError, Parser
+from .nats._pool import server_name
 from .nats._session import Session
 from .nats._state import ConnState
 
@@ -168,5 +169,6 @@ __all__ = [
     "parse_header_block",
     "produce_options",
     "producer_options",
+    "server_name",
     "station_options",
 ]

@@ -26,16 +26,29 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, overload
 
 from ._errors import LocalProtocolError
 
-__all__ = ["Server", "ServerPool", "parse_server"]
+__all__ = ["Server", "ServerPool", "parse_server", "server_name"]
 
 #: A server address as dialled: (host, port).
 Server = tuple[str, int]
 
 _MAX_PORT: Final = 65_535
+
+
+@overload
+def server_name(server: Server) -> str: ...
+@overload
+def server_name(server: Server | None) -> str | None: ...
+def server_name(server: Server | None) -> str | None:
+    """``host:port`` of a server (an IPv6 host in brackets, as ``parse_server`` reads it), or
+    None for None: how errors, logs and ``Connection.connected_server`` name a server."""
+    if server is None:
+        return None
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_server(text: str, default_port: int) -> tuple[Server, str | None]:

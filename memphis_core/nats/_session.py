@@ -38,7 +38,7 @@ from ._inflight import (
     keepalive_ping,
 )
 from ._parser import ParseError, Parser
-from ._pool import Server, ServerPool
+from ._pool import Server, ServerPool, server_name
 from ._state import (
     CONNECT_SENT,
     READING_STATES,
@@ -959,7 +959,7 @@ def _naming(server: Server | None, error: err.MemphisError) -> err.MemphisError:
     """
     if server is None or type(error) is not err.MemphisConnectError:
         return error
-    name = f"{server[0]}:{server[1]}"
+    name = server_name(server)
     text = str(error)
     return error if text.startswith(name) else err.MemphisConnectError(f"{name}: {text}")
 

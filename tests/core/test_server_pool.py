@@ -28,7 +28,7 @@ from memphis_core.nats._events import (
     ReconnectDue,
     RequestFailed,
 )
-from memphis_core.nats._pool import ServerPool, parse_server
+from memphis_core.nats._pool import ServerPool, parse_server, server_name
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
 
@@ -466,3 +466,16 @@ def test_the_next_server_is_never_the_one_just_lost(
 def test_pool_needs_a_server() -> None:
     with pytest.raises(LocalProtocolError):
         ServerPool([], rng=random.Random(0))
+
+
+def test_an_ipv6_server_is_named_in_brackets_in_errors_as_in_logs() -> None:
+    # The error of a lost IPv6 server named it "::1:4222", the logs "[::1]:4222": the log line
+    # could not drop the repeated name and the two texts disagreed.
+    v6 = ("::1", 4222)
+    session = make([v6, B])
+    handshake(session, 0.0)
+    session.receive_data(b"", 1.0)
+    (lost,) = session.events()
+    assert isinstance(lost, Disconnected)
+    assert str(lost.error) == "[::1]:4222: connection closed by the server"
+    assert server_name(v6) == "[::1]:4222"
