@@ -141,7 +141,10 @@ class Connection:
         An existing station keeps its options (Memphis's rule: the broker neither compares nor
         updates them); a warning on the ``memphis.connection`` logger names each option that
         differs from what was asked (retention, storage, replicas, idempotency window,
-        partitions: what its streams show, docs/protocol.md §5.3).
+        partitions: what its streams show, docs/protocol.md §5.3). The broker's reply is the same
+        for a station created and one found, so the streams are read first: one extra round
+        trip on every call, skipped (no warning) when the server refuses those ``STREAM.INFO``
+        requests or does not answer them within 1 s.
 
         Args:
             name: station name: 1-128 characters of ``a-z 0-9 _ . -`` (checked lower-cased),
