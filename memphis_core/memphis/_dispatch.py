@@ -137,7 +137,8 @@ class Dispatcher:
         With ``refusable``, a ``Permissions Violation for Publish to "<subject>"`` from the
         server fails the oldest such request on that subject at once (``handler.on_error``
         with a ``MemphisError`` carrying the server's text) instead of at its timeout: such a
-        publish is dropped, and no reply comes.
+        publish is dropped, and no reply comes. That ``-ERR`` is then not reported as a
+        ``ServerError`` (use it only for requests the client makes on its own behalf).
         """
         token = self.session.request(
             subject, body, now=now, timeout=timeout, multi=multi, replay=replay
@@ -235,8 +236,14 @@ class Dispatcher:
                     # A flush completes with no message: ``None`` tells the handler it was the PONG.
                     handler.on_reply(event.token, None, now)
             else:
-                if isinstance(event, ServerError) and self._refusable:
-                    self._refused(event.message, now)
+                if (
+                    isinstance(event, ServerError)
+                    and self._refusable
+                    and self._refused(event.message, now)
+                ):
+                    # Answered a refusable request (an optional lookup of the client's own):
+                    # not a server error of the caller's, nothing to log or call back.
+                    continue
                 if isinstance(event, Closed):
                     # The session failed its requests already; flushes still waiting are ours.
                     closed = ConnectionClosedError("the connection is closed")
@@ -249,15 +256,16 @@ class Dispatcher:
                 rest.append(event)
         return rest
 
-    def _refused(self, message: str, now: float) -> None:
-        """Fail the oldest refusable request still waiting on the subject the server refused.
+    def _refused(self, message: str, now: float) -> bool:
+        """Fail the oldest refusable request still waiting on the subject the server refused;
+        True if there was one.
 
         nats-server sends one ``-ERR`` per refused publish, in the order it read them, so each
         one ends one request: the oldest on that subject.
         """
         lowered = message.lower()
         if not lowered.startswith(_REFUSED_PUBLISH):
-            return
+            return False
         subject = message[len(_REFUSED_PUBLISH) :].strip().strip('"')
         for token, refused in list(self._refusable.items()):  # insertion = sending order
             if refused != subject:
@@ -267,7 +275,8 @@ class Dispatcher:
             if handler is not None:
                 self.session.cancel_request(token)
                 handler.on_error(token, MemphisError(message), now)
-                return
+                return True
+        return False
 
 
 class ControlRequest(ReplyHandler):
