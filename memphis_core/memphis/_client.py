@@ -454,7 +454,13 @@ class Client:
                 return differences
 
             request = ControlRequest(dispatcher, op, rq.STATION_CREATIONS, body, parse)
-            dispatcher.send_control(request, now)
+            try:
+                dispatcher.send_control(request, now)
+            except MemphisError as exc:
+                # Called from the lookups' last reply or failure, inside event dispatch: the
+                # connection may have closed meanwhile. The creation fails; nothing may raise
+                # out of the dispatch.
+                op.fail(exc)
 
         look_up(dispatcher, opts, create, now)
         return op

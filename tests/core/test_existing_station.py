@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from memphis_core import ServerError, station_options
+import pytest
+
+from memphis_core import ConnectionClosedError, ServerError, station_options
 from memphis_core.memphis._existing import station_differences
 from tests.core.scripted_broker import Script
 
@@ -114,3 +116,16 @@ def test_a_lookup_gives_up_within_a_second() -> None:
     script.take()
     script.advance(1.0)
     assert script.one("PUB", "$memphis_station_creations")
+
+
+def test_closing_during_the_lookups_fails_the_creation() -> None:
+    # The lookups end with the close; the creation they were holding back cannot be sent any
+    # more: the operation fails with ConnectionClosedError (nothing raises out of close()).
+    script = Script()
+    script.connect()
+    op = script.client.create_station(station_options("orders"), 0.0)
+    script.take()
+    script.client.close()
+    script.events()
+    with pytest.raises(ConnectionClosedError):
+        op.outcome()
