@@ -132,8 +132,9 @@ def make_connect(backend: Backend) -> ConnectFunction:
         cluster advertises are added unless ``ignore_discovered_servers`` (docs/cluster-client.md).
         Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic:
         a lost server is tried last, another is dialled at once, one server again only after
-        ``reconnect_interval`` seconds; ``max_reconnect`` consecutive failed attempts end the
-        connection (-1 = forever).
+        ``reconnect_interval`` seconds; once every server failed ``max_reconnect`` attempts the
+        connection closes (-1 = forever). So an outage of about ``max_reconnect *
+        reconnect_interval`` seconds (10 s with the defaults) is survived, however many servers.
 
         Args:
             host: the server(s), see above.
@@ -143,7 +144,8 @@ def make_connect(backend: Backend) -> ConnectFunction:
             account_id: the Memphis tenant for password auth (default 1).
             port: the port of servers given without one (default 6666).
             reconnect: re-establish a lost connection (default True).
-            max_reconnect: consecutive failed attempts before giving up (default 10; -1 = forever).
+            max_reconnect: failed attempts per server before giving up, as nats.go's
+                ``MaxReconnect`` (default 10; -1 = forever).
             reconnect_interval: seconds before dialling the same server again (default 1.0).
             timeout: seconds for each dial and handshake (default 15.0).
             tls: client certificate, key and CA for mutual TLS (default None).

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memphis_core import (
     Client,
+    ConsumeHandlerError,
     ConsumerInfo,
     ConsumerState,
     Delivery,
@@ -40,14 +41,6 @@ _log = logging.getLogger("memphis.consumer")
 Handler = Callable[[list["Message"], MemphisError | None, Any], Awaitable[None] | None]
 #: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
 ErrorHandler = Callable[["Consumer", MemphisError], Awaitable[None] | None]
-
-
-class ConsumeHandlerError(MemphisError):
-    """The ``consume()`` handler raised; the exception is the ``__cause__``.
-
-    The loop goes on with the next batch: the messages of the failed call that were not acked
-    are redelivered after ``max_ack_time``.
-    """
 
 
 class Message(MessageView):
@@ -245,8 +238,11 @@ class Consumer:
         driver.call(lambda now: driver.client.abandon_fetch(op), closed_ok=True)
         return None
 
-    async def __aiter__(self) -> AsyncIterator[Message]:
+    async def __aiter__(self) -> AsyncGenerator[Message, None]:
         """Messages forever (until the consumer fails or is destroyed), one at a time.
+
+        A generator, so ``contextlib.aclosing(aiter(consumer))`` (in the blocking frontend
+        ``contextlib.closing(iter(consumer))``) ends it, and its pulls, at once.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
         full batch or for ``batch_max_wait_time`` (see ``consume``). Each step takes one
@@ -434,13 +430,21 @@ class Consumer:
         await self._driver.run(lambda now: client.destroy_consumer(self._state, now))
 
     async def __aenter__(self) -> Consumer:
-        """The consumer itself; leaving the block destroys it (its consume loop stops first)."""
+        """The consumer itself; leaving the block closes it here only, not on the broker.
+
+        Its consume loop stops, its unread messages are nacked and the connection forgets it,
+        as closing the connection would; the group keeps its acked progress, since the broker
+        deletes a group's durable when its last member is *destroyed* (docs/protocol.md §7.12).
+        Call :meth:`destroy` to remove the consumer (and, with the last member, the group).
+        """
         return self
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.destroy()
+        await self.stop_consume()
+        client = self._driver.client
+        self._driver.call(lambda now: client.close_consumer(self._state), closed_ok=True)
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r} group={self.consumer_group!r}>"

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, log_event, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, log_event, server_name, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -327,7 +327,8 @@ class Driver:
     # ------------------------------------------------------------------ transport events
 
     async def _dispatch(self, events: list[Any]) -> None:
-        server = self.client.options.server
+        # The server in use, not the first one given; events about a server name their own.
+        server = server_name(self.client.session.current_server) or self.client.options.server
         for event in events:
             log_event(event, server)
             for fn, args in self._callbacks.calls_for(event):

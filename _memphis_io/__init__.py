@@ -6,7 +6,7 @@ Private: import it only from ``memphis_sync``, ``_memphis_async`` and their test
 from __future__ import annotations
 
 from ._callbacks import ConnectionCallbacks, ErrorCallback, EventCallback
-from ._log import connection_log, log_event
+from ._log import connection_log, log_event, server_name
 from ._tls import tls_context
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "EventCallback",
     "connection_log",
     "log_event",
+    "server_name",
     "tls_context",
 ]

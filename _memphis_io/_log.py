@@ -22,9 +22,10 @@ from memphis_core import (
     ReconnectDue,
     ServerError,
     TransportEvent,
+    server_name,
 )
 
-__all__ = ["connection_log", "log_event"]
+__all__ = ["connection_log", "log_event", "server_name"]
 
 # A library's loggers stay silent until the application configures logging: without this,
 # Python's last-resort handler would print our warnings on stderr.
@@ -33,18 +34,26 @@ connection_log: Final = logging.getLogger("memphis.connection")
 
 
 def log_event(event: TransportEvent | ConsumerError | ControlRetry, server: str) -> None:
-    """Log one connection event; ``server`` is the ``host:port`` being used."""
+    """Log one connection event; ``server`` is the ``host:port`` being used.
+
+    Connected, Disconnected, ReconnectDue and Closed carry the server they concern, which is
+    named instead: by the time they are read after a failover, the pool has moved on.
+    """
     log = connection_log
+    if isinstance(event, Connected | Disconnected | ReconnectDue | Closed):
+        server = server_name(event.server) or server
     if isinstance(event, Connected):
         if event.reconnected:
             log.info("reconnected to %s", server)
         else:
             log.info("connected to %s", server)
     elif isinstance(event, Disconnected):
+        # The error usually names the server already (for the callback's sake): not twice.
+        detail = str(event.error).removeprefix(f"{server}: ")
         if event.reconnect_at is None:
-            log.warning("disconnected from %s: %s", server, event.error)
+            log.warning("disconnected from %s: %s", server, detail)
         else:
-            log.warning("disconnected from %s: %s; reconnecting", server, event.error)
+            log.warning("disconnected from %s: %s; reconnecting", server, detail)
     elif isinstance(event, ReconnectDue):
         log.info("reconnect attempt %d to %s", event.attempt, server)
     elif isinstance(event, Closed):

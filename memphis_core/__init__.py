@@ -28,10 +28,12 @@ from .memphis._enums import RetentionType, SchemaType, StorageType
 from .memphis._errors import (
     AsyncProduceError,
     CloseIncompleteError,
+    ConsumeHandlerError,
     MemphisHeaderError,
     MemphisSchemaError,
     MessageAlreadySettledError,
     MessageTypeError,
+    PermissionsViolationError,
     ProduceFailure,
     StationTemporarilyUnavailableError,
     StationUnreachableError,
@@ -41,7 +43,6 @@ from .memphis._introspection import (
     DlsSettings,
     PartitionInfo,
     PartitionLag,
-    PermissionsViolationError,
     SchemaInfo,
     StationInfo,
     StationNotFoundError,
@@ -96,6 +97,7 @@ from .nats._events import (
 from .nats._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
 from .nats._headers import Headers, encode_header_block, parse_header_block
 from .nats._parser import ParseError, Parser
+from .nats._pool import server_name
 from .nats._session import Session
 from .nats._state import ConnState
 
@@ -114,6 +116,7 @@ __all__ = [
     "Connected",
     "ConnectionClosedError",
     "ConnectionLostError",
+    "ConsumeHandlerError",
     "ConsumerError",
     "ConsumerInfo",
     "ConsumerOptions",
@@ -187,5 +190,6 @@ __all__ = [
     "parse_header_block",
     "produce_options",
     "producer_options",
+    "server_name",
     "station_options",
 ]

@@ -11,6 +11,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Unpack, overload
 
+from _memphis_io import connection_log, server_name
 from memphis_core import (
     DRAIN_TIMEOUT,
     ConsumerError,
@@ -56,6 +57,16 @@ class Connection:
         """True while a transport is up and the handshake is done; False during a reconnect
         and after ``close()``."""
         return self._client.is_connected and not self._driver.closed
+
+    @property
+    def connected_server(self) -> str | None:
+        """``host:port`` of the server in use (an IPv6 host in brackets), as nats-py's
+        ``connected_url``; None while reconnecting and once closed.
+
+        After a failover this is the node actually connected to, not the first one given: the
+        pool moves a lost server to its end (docs/cluster-client.md).
+        """
+        return server_name(self._client.session.current_server) if self.is_connected else None
 
     @property
     def connection_id(self) -> str:
@@ -126,6 +137,13 @@ class Connection:
         """Create a station, or return the existing one unchanged.
 
         Every enum option also takes its wire value as a plain string (``"messages"``).
+        An existing station keeps its options (Memphis's rule: the broker neither compares nor
+        updates them); a warning on the ``memphis.connection`` logger names each option that
+        differs from what was asked (retention, storage, replicas, idempotency window,
+        partitions: what its streams show, docs/protocol.md §5.3). The broker's reply is the same
+        for a station created and one found, so the streams are read first: one extra round
+        trip on every call, skipped (no warning) when the server refuses those ``STREAM.INFO``
+        requests or does not answer them within 1 s.
 
         Args:
             name: station name: 1-128 characters of ``a-z 0-9 _ . -`` (checked lower-cased),
@@ -171,7 +189,13 @@ class Connection:
             partitions_number=partitions_number,
             dls_station=dls_station,
         )
-        self._driver.run(lambda now: self._client.create_station(opts, now))
+        differences = self._driver.run(lambda now: self._client.create_station(opts, now))
+        if differences:
+            connection_log.warning(
+                "station %s already exists and was left unchanged: %s",
+                name,
+                "; ".join(differences),
+            )
         return Station(self, name)
 
     def destroy_station(self, name: str) -> None:
@@ -540,12 +564,7 @@ class Connection:
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
         # The server in use (or being dialled), which after a failover is not the first one given.
-        current = self._client.session.current_server
-        if current is None:
-            server = self._client.options.server
-        else:
-            host, port = current
-            server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+        server = server_name(self._client.session.current_server) or self._client.options.server
         return f"<Connection {server} {state}>"
 
 

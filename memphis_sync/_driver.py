@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, log_event, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, log_event, server_name, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -486,7 +486,8 @@ class Driver:
         return events
 
     def _dispatch(self, events: list[Any]) -> None:
-        server = self.client.options.server
+        # The server in use, not the first one given; events about a server name their own.
+        server = server_name(self.client.session.current_server) or self.client.options.server
         for event in events:
             log_event(event, server)
             for fn, args in self._callbacks.calls_for(event):

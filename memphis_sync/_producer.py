@@ -170,10 +170,13 @@ class Producer:
             async_produce: return a :class:`ProduceHandle` without waiting for the
                 acknowledgement (default False).
             msg_id: idempotency key: a second message with the same id within the station's
-                idempotency window is dropped (default: none).
+                idempotency window is dropped (default: none). Without a partition key or
+                number, the id chooses the partition (hashed like a key), so a retry reaches
+                the same partition's stream, where JetStream de-duplicates; the official SDKs
+                send it round robin, where it would be stored once per partition.
             partition_key: choose the partition by hashing this key, so equal keys keep their
-                order (default: round robin).
-            partition_number: produce to this 1-based partition (default: round robin).
+                order (default: the ``msg_id``'s partition, else round robin).
+            partition_number: produce to this 1-based partition (default: as ``partition_key``).
 
         Returns:
             The :class:`PubAck` (stream and sequence) of a synchronous produce; with

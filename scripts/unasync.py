@@ -28,15 +28,18 @@ TARGET = ROOT / "memphis_sync"
 FILES = ("_connection.py", "_consumer.py", "_producer.py")
 
 RULES: list[tuple[str, str]] = [
-    (r"\basync def __aiter__\(self\) -> AsyncIterator\[", "def __iter__(self) -> Iterator["),
+    (
+        r"\basync def __aiter__\(self\) -> AsyncGenerator\[Message, None\]",
+        "def __iter__(self) -> Generator[Message, None, None]",
+    ),
     (r"\basync def __aenter__\b", "def __enter__"),
     (r"\basync def __aexit__\b", "def __exit__"),
     (r"\basync def\b", "def"),
     (r"\bawait ", ""),
     (r"\bAwaitable\[None\] \| None\b", "None"),
     (
-        r"^from collections\.abc import AsyncIterator, Awaitable, Callable$",
-        "from collections.abc import Callable, Iterator",
+        r"^from collections\.abc import AsyncGenerator, Awaitable, Callable$",
+        "from collections.abc import Callable, Generator",
     ),
 ]
 

@@ -20,7 +20,7 @@ import uuid
 from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
-from memphis_core.nats._events import Disconnected, ServerError, TransportEvent
+from memphis_core.nats._events import Disconnected, TransportEvent
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
@@ -28,8 +28,9 @@ from memphis_core.nats._state import ConnState
 from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
-from ._dispatch import ControlRetry, Dispatcher
+from ._dispatch import ControlRequest, ControlRetry, Dispatcher
 from ._errors import CloseIncompleteError
+from ._existing import look_up
 from ._introspection import (
     ConsumerInfo,
     Queries,
@@ -401,12 +402,6 @@ class Client:
         for event in self._dispatcher.dispatch(self.session.events(), now):
             if isinstance(event, Msg):
                 self._on_push(event)
-            elif isinstance(event, ServerError) and self._queries.on_server_error(
-                event.message, now
-            ):
-                # A permissions -ERR that answers an introspection request: the query reports
-                # it (or reads it as "unknown"), it says nothing about the connection.
-                continue
             else:
                 if isinstance(event, Disconnected) and self._drain is not None:
                     # Acks queued but not yet written died with the transport: a PING on the
@@ -461,16 +456,33 @@ class Client:
 
     # ------------------------------------------------------------------ stations and schemas
 
-    def create_station(self, opts: StationOptions, now: float) -> Operation[None]:
-        """``$memphis_station_creations``; an existing station counts as success."""
+    def create_station(self, opts: StationOptions, now: float) -> Operation[tuple[str, ...]]:
+        """``$memphis_station_creations``; an existing station counts as success, unchanged.
+
+        The result lists the options an existing station does not have as asked (``()`` for
+        a new station), read from its streams first (``_existing.py``): the broker's reply does
+        not tell a creation from a station found (docs/protocol.md §5.3).
+        """
         body = rq.encode_station_create(opts, username=self.username)
-        return self._dispatcher.control(
-            "create_station",
-            rq.STATION_CREATIONS,
-            body,
-            lambda reply: _check(rq.parse_station_create_reply(reply)),
-            now,
-        )
+        op: Operation[tuple[str, ...]] = Operation("create_station")
+        dispatcher = self._dispatcher
+
+        def create(differences: tuple[str, ...], now: float) -> None:
+            def parse(reply: bytes) -> tuple[str, ...]:
+                _check(rq.parse_station_create_reply(reply))
+                return differences
+
+            request = ControlRequest(dispatcher, op, rq.STATION_CREATIONS, body, parse)
+            try:
+                dispatcher.send_control(request, now)
+            except MemphisError as exc:
+                # Called from the lookups' last reply or failure, inside event dispatch: the
+                # connection may have closed meanwhile. The creation fails; nothing may raise
+                # out of the dispatch.
+                op.fail(exc)
+
+        look_up(dispatcher, opts, create, now)
+        return op
 
     def destroy_station(self, name: str, now: float) -> Operation[None]:
         """``$memphis_station_destructions``; our producers and consumers of it are dropped."""
@@ -627,6 +639,17 @@ class Client:
     def destroy_consumer(self, consumer: ConsumerState, now: float) -> Operation[None]:
         """``$memphis_consumer_destructions``; unread prefetched messages are nacked."""
         return self._consumers.destroy(consumer, now)
+
+    def close_consumer(self, consumer: ConsumerState) -> None:
+        """Forget ``consumer`` on this side only, as closing the connection does.
+
+        Its unread messages are nacked (redelivered at once), its DLS subscription and periodic
+        check end, and fetching from it raises. Nothing is sent to the broker: the group's
+        durable and its acked progress stay (the broker deletes them only when the group's last
+        member is destroyed, docs/protocol.md §7.12), so a consumer created again goes on where
+        the group stopped.
+        """
+        self._consumers.close(consumer)
 
     def start_consumer_pings(self, consumer: ConsumerState, now: float) -> None:
         """Begin the 30 s check that the consumer's durables still exist."""

@@ -230,6 +230,10 @@ class Consumers:
             "destroy_consumer", rq.CONSUMER_DESTRUCTIONS, body, parse, now
         )
 
+    def close(self, consumer: ConsumerState) -> None:
+        """See ``Client.close_consumer``."""
+        self._forget(consumer, destroyed=True)
+
     def _forget(self, consumer: ConsumerState, *, destroyed: bool) -> None:
         if destroyed:
             consumer.destroyed = True
@@ -295,7 +299,7 @@ class Consumers:
     ) -> Operation[list[Delivery]]:
         """See ``Client.fetch``; ``opts`` are validated already."""
         if consumer.destroyed:
-            raise LocalProtocolError(f"consumer {consumer.name} was destroyed")
+            raise LocalProtocolError(f"consumer {consumer.name} was closed or destroyed")
         # Fails through the operation, not by raising: fetch is the consume loop's call too, and the
         # loop learns "stop" from the error it receives (``consume_should_stop``).
         if consumer.unreachable:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._frames import Msg
@@ -427,8 +427,14 @@ class MessageView:
         """
         return self._received.partition
 
-    def data_deserialized(self) -> object:
-        """Decode with the station's schema (protobuf object, dict, GraphQL text) or raw bytes.
+    def data_deserialized(self) -> Any:
+        """Decode with the station's schema, or raw bytes without one.
+
+        What it returns depends on the station's schema, known only at run time: a ``dict`` (or
+        whatever JSON value was sent) for JSON Schema and Avro, a protobuf message for
+        protobuf, ``str`` for GraphQL, ``bytes`` without a schema. Hence ``Any``: index a JSON
+        station's dict, or annotate the variable (``order: dict[str, Any] = ...``), without a
+        cast.
 
         Raises:
             MemphisSchemaError: the data does not match the station's current schema.

@@ -14,6 +14,7 @@ idempotent, which is what makes that safe.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
 
@@ -22,12 +23,14 @@ from memphis_core.nats._events import (
     PingCompleted,
     ReplyReceived,
     RequestFailed,
+    ServerError,
     SessionEvent,
     TransportEvent,
 )
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
 
+from ._errors import PermissionsViolationError
 from ._operation import Operation
 
 __all__ = [
@@ -59,6 +62,12 @@ Publishes = list[tuple[str, bytes]]
 # Every other fire-and-forget subject is a ``$memphis_*`` constant of ours, so this prefix is enough
 # to tell the two apart without checking each subject.
 _ACK_PREFIX: Final = "$JS.ACK."
+# nats-server's text when it refuses a publish (docs/protocol.md §1.4): the connection stays up
+# and the request simply never gets a reply. The parser strips the outer single quotes; Go's %q
+# quotes the subject, and a subject has no '"' of its own.
+_REFUSED_PUBLISH: Final = re.compile(
+    r'permissions violation for publish to "(?P<subject>[^"]+)"', re.IGNORECASE
+)
 
 
 class ControlRetry:
@@ -96,7 +105,7 @@ class ReplyHandler:
 class Dispatcher:
     """Routes session events to the handler or push target registered for them."""
 
-    __slots__ = ("_pushes", "report", "session")
+    __slots__ = ("_pushes", "_refusable", "report", "session")
 
     def __init__(
         self, session: Session, report: Callable[[ControlRetry], None] | None = None
@@ -107,6 +116,9 @@ class Dispatcher:
         # sid -> the object that pushes on that subscription feed (the Client decides what to
         # do with each kind; the dispatcher only remembers who asked).
         self._pushes: dict[int, object] = {}
+        # token -> subject of the requests that fail at once when the server refuses to let us
+        # publish to their subject (``request(refusable=True)``); pruned as they end.
+        self._refusable: dict[int, str] = {}
 
     # ---------------------------------------------------------------- requests
 
@@ -120,11 +132,23 @@ class Dispatcher:
         timeout: float,
         multi: bool = False,
         replay: bool = True,
+        refusable: bool = False,
     ) -> int:
-        """Send a request with ``handler`` as its owner; return the token."""
-        return self.session.request(
+        """Send a request with ``handler`` as its owner; return the token.
+
+        With ``refusable``, a ``Permissions Violation for Publish to "<subject>"`` from the
+        server fails the oldest such request still waiting on that subject at once
+        (``handler.on_error`` with a :class:`PermissionsViolationError` carrying the server's
+        text) instead of at its timeout: nats-server drops a refused publish, so no reply
+        comes. That ``-ERR`` is then not reported as a ``ServerError``: use it only for
+        requests the client makes on its own behalf (lookups, introspection).
+        """
+        token = self.session.request(
             subject, body, now=now, timeout=timeout, multi=multi, replay=replay, owner=handler
         )
+        if refusable:
+            self._refusable[token] = subject
+        return token
 
     def register(self, token: int, handler: ReplyHandler) -> None:
         """Make ``handler`` the owner of a request the caller sent through the session itself."""
@@ -197,6 +221,7 @@ class Dispatcher:
         # pull) can have a reply and its end in one batch, the end queued before the reply made
         # the handler cancel the request: a finished handler hears nothing more (ReplyHandler).
         finished: set[int] = set()
+        refusable = self._refusable  # usually empty: one truth test per finished request
         for event in events:
             # Every request of this layer has its handler as owner; a request without one (made on
             # the bare session) has nobody to tell.
@@ -211,8 +236,12 @@ class Dispatcher:
                     and handler.on_reply(token, event.msg, now)
                 ):
                     finished.add(token)
+                    if refusable:
+                        refusable.pop(token, None)
             elif isinstance(event, RequestFailed):
                 handler = cast("ReplyHandler | None", event.owner)
+                if refusable:
+                    refusable.pop(event.token, None)
                 if handler is not None and event.token not in finished:
                     handler.on_error(event.token, memphis_text(event.error), now)
             elif isinstance(event, PingCompleted):
@@ -221,8 +250,40 @@ class Dispatcher:
                     # A PING completes with no message: ``None`` tells the handler it was the PONG.
                     handler.on_reply(event.token, None, now)
             else:
+                if (
+                    isinstance(event, ServerError)
+                    and self._refusable
+                    and self._refused(event.message, now)
+                ):
+                    # Answered a refusable request (a lookup of the client's own): not a server
+                    # error of the caller's, nothing to log or call back.
+                    continue
                 rest.append(event)
         return rest
+
+    def _refused(self, message: str, now: float) -> bool:
+        """Fail the oldest refusable request still waiting on the subject the server refused;
+        True if there was one.
+
+        nats-server sends one ``-ERR`` per refused publish, in the order it read them, so each
+        one ends one request: the oldest on that subject.
+        """
+        match = _REFUSED_PUBLISH.fullmatch(message)
+        if match is None:
+            return False
+        subject = match["subject"]
+        for token, refused in self._refusable.items():  # insertion = sending order
+            if refused != subject:
+                continue
+            del self._refusable[token]
+            request = self.session.pending(token)
+            handler = None if request is None else cast("ReplyHandler | None", request.owner)
+            if handler is None:
+                return False
+            self.session.cancel_request(token)
+            handler.on_error(token, PermissionsViolationError(f"memphis: {message}"), now)
+            return True
+        return False
 
 
 def memphis_text(error: MemphisError) -> MemphisError:

@@ -13,10 +13,12 @@ from memphis_core.nats._errors import MemphisError
 __all__ = [
     "AsyncProduceError",
     "CloseIncompleteError",
+    "ConsumeHandlerError",
     "MemphisHeaderError",
     "MemphisSchemaError",
     "MessageAlreadySettledError",
     "MessageTypeError",
+    "PermissionsViolationError",
     "ProduceFailure",
     "StationTemporarilyUnavailableError",
     "StationUnreachableError",
@@ -35,12 +37,26 @@ class MessageTypeError(MemphisSchemaError, TypeError):
     """
 
 
+class ConsumeHandlerError(MemphisError):
+    """The ``consume()`` handler raised; the exception is the ``__cause__``.
+
+    Handed to the consumer's ``error_handler`` (logged without one). The loop goes on with the
+    next batch: the messages of the failed call that were not acked are redelivered after
+    ``max_ack_time``.
+    """
+
+
 class MemphisHeaderError(MemphisError, ValueError):
     """A header name or value cannot be sent (e.g. a key starting with ``$memphis``)."""
 
 
 # Ends a consume loop (``consume_should_stop``): unlike a 503 during an election, nothing will bring
 # the durable back (docs/protocol.md §7.9).
+class PermissionsViolationError(MemphisError):
+    """The server refused a request because the user's NATS permissions do not allow its
+    subject (``-ERR 'Permissions Violation for Publish to "<subject>"'``)."""
+
+
 class StationUnreachableError(MemphisError):
     """The consumer's station or durable is gone (``station unreachable`` in the Go SDK)."""
 

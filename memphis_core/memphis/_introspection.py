@@ -23,9 +23,10 @@ already has:
 
 nats-server answers a publish that the user's permissions refuse with ``-ERR 'Permissions
 Violation for Publish to "<subject>"'`` (one per refused message, the connection stays open)
-and never delivers it, so no reply comes. :class:`Queries` matches each such ``-ERR`` to the
-oldest query request still waiting on that subject, which then ends at once with
-:class:`PermissionsViolationError` instead of waiting out :data:`QUERY_TIMEOUT`.
+and never delivers it, so no reply comes. Query requests are refusable (``Dispatcher.request``):
+the dispatcher matches each such ``-ERR`` to the oldest query request still waiting on that
+subject, which then ends at once with :class:`PermissionsViolationError` instead of waiting
+out :data:`QUERY_TIMEOUT`.
 
 A query is a generator (a *plan*): it yields a batch of requests, is sent the batch's replies
 in the same order (each the reply's payload, or the error that ended that request), and returns
@@ -48,6 +49,7 @@ from memphis_core.nats._frames import Msg
 from memphis_core.nats._headers import parse_header_block
 
 from ._dispatch import Dispatcher, ReplyHandler
+from ._errors import PermissionsViolationError
 from ._names import internal_name
 from ._operation import Operation
 from ._partitions import stream_name
@@ -98,18 +100,10 @@ _SCHEMAS_BUCKET: Final = "memphis_schemas"
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _PARTITION: Final = re.compile(r"(?P<station>[^$]+)\$(?P<partition>[0-9]+)")
 _NS: Final = 1_000_000_000
-# nats-server's text for a refused publish (the parser strips the outer single quotes); Go's %q
-# quotes the subject, and a subject has no '"' of its own.
-_VIOLATION: Final = re.compile(r'permissions violation for publish to "(?P<subject>[^"]+)"', re.I)
 
 
 class StationNotFoundError(MemphisError):
     """The station has no stream on the broker (never created, or destroyed)."""
-
-
-class PermissionsViolationError(MemphisError):
-    """The server refused a request because the user's NATS permissions do not allow its
-    subject (``-ERR 'Permissions Violation for Publish to "<subject>"'``)."""
 
 
 # ------------------------------------------------------------------------------ results
@@ -658,14 +652,13 @@ class _Batch(ReplyHandler):
         self._answer(token, error, now)
 
     def _answer(self, token: int, reply: Reply, now: float) -> None:
-        # A request already answered (by a permissions -ERR, see Queries) ignores what follows,
-        # such as the timeout of the request the server never delivered.
+        # Each request is answered once (the dispatcher ends a refused one at once); a token
+        # not waiting any more is ignored all the same, to be safe.
         found = self.waiting.pop(token, None)
         if found is None:
             return
-        index, subject = found
+        index, _subject = found
         self.replies[index] = reply
-        self.runner.queries.forget(subject, token)
         if not self.waiting:
             self.runner.advance(self.replies, now)
 
@@ -701,18 +694,17 @@ class _Runner(Generic[R]):
 
 
 class Queries:
-    """Runs the plans of one client and matches each permissions ``-ERR`` to its request.
+    """Runs the plans of one client.
 
-    Only query requests are matched: a refused subject is refused for every publish, so the
-    oldest query request waiting on it is the one the ``-ERR`` answers.
+    Every query request is refusable (``Dispatcher.request``): a permissions ``-ERR`` on its
+    subject answers it at once with :class:`PermissionsViolationError`, which a plan reads as
+    "unknown" where the control plane's store is concerned.
     """
 
-    __slots__ = ("_by_subject", "_dispatcher")
+    __slots__ = ("_dispatcher",)
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        # subject -> {token: batch}, oldest first (dicts keep insertion order).
-        self._by_subject: dict[str, dict[int, _Batch]] = {}
 
     def run(self, what: str, plan: Plan[T], now: float) -> Operation[T]:
         """Start ``plan``; the operation finishes with its result or error."""
@@ -721,32 +713,6 @@ class Queries:
         return op
 
     def send(self, subject: str, body: bytes, batch: _Batch, now: float) -> int:
-        token = self._dispatcher.request(
-            subject, body, batch, now=now, timeout=QUERY_TIMEOUT, replay=False
+        return self._dispatcher.request(
+            subject, body, batch, now=now, timeout=QUERY_TIMEOUT, replay=False, refusable=True
         )
-        self._by_subject.setdefault(subject, {})[token] = batch
-        return token
-
-    def forget(self, subject: str, token: int) -> None:
-        waiting = self._by_subject.get(subject)
-        if waiting is not None:
-            waiting.pop(token, None)
-            if not waiting:
-                del self._by_subject[subject]
-
-    def on_server_error(self, message: str, now: float) -> bool:
-        """Answer the oldest query request on the subject a permissions ``-ERR`` names; True
-        when the ``-ERR`` was one (it is then the query's business, not the connection's)."""
-        match = _VIOLATION.fullmatch(message)
-        waiting = None if match is None else self._by_subject.get(match["subject"])
-        if not waiting:
-            return False
-        token, batch = next(iter(waiting.items()))
-        # The server never delivered the request, so its reply never comes: the session's own
-        # timer for it ends later, and _Batch ignores that.
-        batch.on_error(token, PermissionsViolationError(f"memphis: {message}"), now)
-        return True
-
-    def __len__(self) -> int:
-        """Query requests still waiting for an answer."""
-        return sum(len(waiting) for waiting in self._by_subject.values())

@@ -217,10 +217,11 @@ def connect_options(
     them (docs/cluster-client.md). Each is ``[scheme://]host[:port]``: ``nats://`` and
     ``tls://`` are accepted (``tls://`` needs ``tls=``), as is the Go SDK's leading ``http://``
     or ``https://`` (stripped once, at the start only, as its anchored regex does); a missing
-    port means ``port``. ``max_reconnect`` counts consecutive failed attempts; ``-1`` means
-    "forever"; ``reconnect=False`` forces it to 0. Unlike the Go SDK we do not clamp values
-    above 9 (our default is 10, as in the Go README). ``ignore_discovered_servers`` keeps the
-    pool to the given servers (nats.go's name).
+    port means ``port``. ``max_reconnect`` counts failed attempts per server (nats.go's
+    ``MaxReconnect``: about ``max_reconnect * reconnect_interval`` seconds of outage survived,
+    whatever the number of servers); ``-1`` means "forever"; ``reconnect=False`` forces it to
+    0. Unlike the Go SDK we do not clamp values above 9 (our default is 10, as in the Go
+    README). ``ignore_discovered_servers`` keeps the pool to the given servers (nats.go's name).
 
     Raises:
         LocalProtocolError: ``you have to connect with one of the following methods: connection

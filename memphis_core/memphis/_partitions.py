@@ -161,6 +161,7 @@ def choose_partition(
     rr: RoundRobin,
     station: str,
     fetch: bool = False,
+    msg_id: str | None = None,
 ) -> int | None:
     """Choose the partition a producer publishes to, or (``fetch``) a consumer pulls from.
 
@@ -174,6 +175,8 @@ def choose_partition(
         rr: The producer's or consumer's :class:`RoundRobin`, used when neither is given.
         station: Internal station name, only used in the error text.
         fetch: choose for a consumer; only the both-set error text differs (lower-case ``c``).
+        msg_id: The message id of a produce; with neither ``key`` nor ``number`` it is hashed
+            like a partition key instead of taking the next round-robin partition.
 
     Returns:
         The partition number, or ``None`` for a legacy station (empty list: the single stream
@@ -204,6 +207,11 @@ def choose_partition(
         return partition_for_key(key, partitions)
     if number is not None:
         return _validate_number(number, partitions, station)
+    if msg_id:
+        # JetStream de-duplicates per stream, and each partition is a stream: a retry sent round
+        # robin to another partition would be stored again. Hashing the id sends every retry to
+        # the same stream (docs/protocol.md §6.6); the official SDKs use round robin here.
+        return partition_for_key(msg_id, partitions)
     return rr.next(partitions)
 
 

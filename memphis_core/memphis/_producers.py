@@ -180,11 +180,18 @@ class ProducerState:
         # budgets are half free (docs/protocol.md §13.1).
         return self.in_flight <= self.window // 2 and self.in_flight_bytes <= self.window_bytes // 2
 
-    def subject_for(self, key: str | None, number: int | None) -> tuple[str, int | None]:
+    def subject_for(
+        self, key: str | None, number: int | None, msg_id: str | None = None
+    ) -> tuple[str, int | None]:
         """Subject and partition for the next message (raises LocalProtocolError on bad input)."""
         station = self.station
         partition = choose_partition(
-            station.partitions, key=key, number=number, rr=self.rr, station=station.internal
+            station.partitions,
+            key=key,
+            number=number,
+            rr=self.rr,
+            station=station.internal,
+            msg_id=msg_id,
         )
         return station.subject(partition), partition
 
@@ -647,7 +654,7 @@ class Producers:
         self, producer: ProducerState, payload: bytes, opts: ProduceOptions, now: float
     ) -> ProduceOperation:
         """Choose the partition and publish serialised ``payload``; see ``Client.produce``."""
-        subject, _ = producer.subject_for(opts.partition_key, opts.partition_number)
+        subject, _ = producer.subject_for(opts.partition_key, opts.partition_number, opts.msg_id)
         block = encode_produce_headers(producer.header_prefix, opts.msg_id, opts.headers)
         session = self._dispatcher.session
         # A request, not a publish: the PubAck comes back on the shared inbox (docs/protocol.md §6.4

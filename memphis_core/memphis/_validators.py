@@ -131,6 +131,32 @@ def _jsonable(message: object) -> object | None:
     return None
 
 
+def _unencodable(value: object, path: str, seen: set[int]) -> tuple[str, object] | None:
+    """The first ``(path, value)`` in ``value`` that JSON cannot encode, or None."""
+    if value is None or isinstance(value, (str, int, float)):
+        return None
+    if id(value) in seen:  # a cycle: json reports it itself, as a ValueError
+        return None
+    if isinstance(value, dict):
+        seen.add(id(value))
+        for key, item in value.items():
+            where = f"{path}[{key!r}]"
+            if not (key is None or isinstance(key, (str, int, float))):
+                return f"key {key!r} of {path or 'the message'}", key
+            found = _unencodable(item, where, seen)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        seen.add(id(value))
+        for index, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{index}]", seen)
+            if found is not None:
+                return found
+        return None
+    return path or "the message", value
+
+
 def serialize_plain(message: object) -> bytes:
     """Serialise a message for a station *without* a schema (docs/protocol.md §6.3).
 
@@ -144,8 +170,11 @@ def serialize_plain(message: object) -> bytes:
     Raises:
         MessageTypeError: ``unsupported message type <type>`` for anything else (a
             ``TypeError`` and a ``MemphisSchemaError``).
-        MemphisSchemaError: ``Bad JSON format - <e>`` when a dict holds values JSON cannot
-            encode.
+        MessageTypeError: ``unsupported value type <type> at <path>`` when a dict, list or
+            dataclass holds a value JSON cannot encode (a ``set``, a ``datetime``...), ``path``
+            naming the key (``['when']``, ``['items'][2]``).
+        MemphisSchemaError: ``Bad JSON format - <e>`` for what JSON refuses otherwise (a
+            circular reference).
     """
     if _is_bytes_like(message):
         return bytes(message)
@@ -155,7 +184,19 @@ def serialize_plain(message: object) -> bytes:
     if value is not None:
         try:
             return compact_json(value)
-        except (TypeError, ValueError, RecursionError) as exc:
+        except TypeError:
+            # A value of the wrong type, like ``object()`` as the whole message: the same typed
+            # error, but json's text ("Object of type set ...") does not say where it is.
+            found = _unencodable(value, "", set())
+            if found is None:  # pragma: no cover - json raised for a value we accept
+                raise
+            path, bad = found
+            raise MessageTypeError(
+                f"unsupported value type {type(bad).__name__} at {path}: JSON encodes dict, "
+                "list, str, int, float, bool and None (convert it first, e.g. to a list or an "
+                "ISO 8601 string)"
+            ) from None
+        except (ValueError, RecursionError) as exc:
             raise MemphisSchemaError(f"Bad JSON format - {exc}") from None
     if _is_proto(message):
         return bytes(message.SerializeToString())  # type: ignore[attr-defined]

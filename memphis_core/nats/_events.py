@@ -55,27 +55,43 @@ class TLSUpgradeRequired(_Base):
 
 
 class Connected(_Base):
-    """The handshake finished (the PONG to our post-CONNECT PING arrived)."""
+    """The handshake finished (the PONG to our post-CONNECT PING arrived) with ``server``.
 
-    __slots__ = ("reconnected", "server_info")
+    ``server`` is the ``(host, port)`` connected to (None for a session made without servers).
+    """
 
-    def __init__(self, server_info: dict[str, Any], reconnected: bool) -> None:
+    __slots__ = ("reconnected", "server", "server_info")
+
+    def __init__(
+        self,
+        server_info: dict[str, Any],
+        reconnected: bool,
+        server: tuple[str, int] | None = None,
+    ) -> None:
         self.server_info = server_info
         self.reconnected = reconnected
+        self.server = server
 
 
 class Disconnected(_Base):
     """The transport is unusable: the frontend must close it.
 
     ``reconnect_at`` is the monotonic time of the next attempt, or None when the session is
-    about to close (a :class:`Closed` event follows).
+    about to close (a :class:`Closed` event follows). ``server`` is the ``(host, port)`` lost
+    (or that could not be dialled): by the time the event is read, the pool has moved on.
     """
 
-    __slots__ = ("error", "reconnect_at")
+    __slots__ = ("error", "reconnect_at", "server")
 
-    def __init__(self, error: MemphisError | None, reconnect_at: float | None) -> None:
+    def __init__(
+        self,
+        error: MemphisError | None,
+        reconnect_at: float | None,
+        server: tuple[str, int] | None = None,
+    ) -> None:
         self.error = error
         self.reconnect_at = reconnect_at
+        self.server = server
 
 
 class ReconnectDue(_Base):
@@ -95,12 +111,13 @@ class ReconnectDue(_Base):
 
 
 class Closed(_Base):
-    """Terminal. ``error`` is None after a user ``close()``."""
+    """Terminal. ``error`` is None after a user ``close()``; ``server`` the last one used."""
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "server")
 
-    def __init__(self, error: MemphisError | None) -> None:
+    def __init__(self, error: MemphisError | None, server: tuple[str, int] | None = None) -> None:
         self.error = error
+        self.server = server
 
 
 class ServerError(_Base):

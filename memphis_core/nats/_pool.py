@@ -13,7 +13,12 @@ Policy, after nats.go's (docs.nats.io, "Automatic Reconnections" and "Cluster di
   is tried before it again (nats.go's ``selectNextServer``);
 * the reconnect interval is counted per server: a server is dialled at once unless it was
   itself tried less than ``reconnect_interval`` ago, so failing over to another node costs no
-  wait, while a single server (or a whole pool that is down) is retried at the interval.
+  wait, while a single server (or a whole pool that is down) is retried at the interval;
+* ``max_reconnect`` is a budget per server, as nats.go's ``MaxReconnect``: each server may be
+  dialled that many times in one outage, and the session gives up once every server used its
+  budget. A pool of n servers therefore survives an outage of at least about
+  ``max_reconnect * reconnect_interval`` seconds, whatever n (a whole-pool count would shrink
+  that to a third with three servers). All budgets refill once a connection proves useful.
 """
 
 from __future__ import annotations
@@ -21,16 +26,29 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, overload
 
 from ._errors import LocalProtocolError
 
-__all__ = ["Server", "ServerPool", "parse_server"]
+__all__ = ["Server", "ServerPool", "parse_server", "server_name"]
 
 #: A server address as dialled: (host, port).
 Server = tuple[str, int]
 
 _MAX_PORT: Final = 65_535
+
+
+@overload
+def server_name(server: Server) -> str: ...
+@overload
+def server_name(server: Server | None) -> str | None: ...
+def server_name(server: Server | None) -> str | None:
+    """``host:port`` of a server (an IPv6 host in brackets, as ``parse_server`` reads it), or
+    None for None: how errors, logs and ``Connection.connected_server`` name a server."""
+    if server is None:
+        return None
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_server(text: str, default_port: int) -> tuple[Server, str | None]:
@@ -85,12 +103,13 @@ def _is_ip(host: str) -> bool:
 
 
 class _Entry:
-    __slots__ = ("discovered", "last_attempt", "server")
+    __slots__ = ("discovered", "last_attempt", "reconnects", "server")
 
     def __init__(self, server: Server, discovered: bool) -> None:
         self.server = server
         self.discovered = discovered
         self.last_attempt: float | None = None  # when it was last dialled, failed or lost
+        self.reconnects = 0  # reconnect attempts on it since a connection last proved useful
 
     def __repr__(self) -> str:
         return f"_Entry({self.server!r}, discovered={self.discovered})"
@@ -218,6 +237,32 @@ class ServerPool:
             entries.append(current)
         self._current = entries[0]
         return self._current.server
+
+    def next_with_budget(self, limit: int) -> Server | None:
+        """After a loss: rotate to the next server with reconnect attempts left, and count one.
+
+        Args:
+            limit: attempts allowed per server (nats.go's ``MaxReconnect``); -1: no limit, and
+                nothing is counted.
+
+        Returns:
+            The server to dial next, or None when every server used its budget.
+        """
+        # ``len`` rotations visit every entry once, the one just lost last.
+        for _ in range(len(self._entries)):
+            self.rotate()
+            entry = self._current
+            if limit < 0:
+                return entry.server
+            if entry.reconnects < limit:
+                entry.reconnects += 1
+                return entry.server
+        return None
+
+    def refill(self) -> None:
+        """A connection proved useful: every server's reconnect budget is whole again."""
+        for entry in self._entries:
+            entry.reconnects = 0
 
     def due(self, now: float, interval: float) -> float:
         """When the current server may be dialled: at once unless tried within ``interval``."""

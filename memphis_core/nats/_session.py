@@ -38,7 +38,7 @@ from ._inflight import (
     keepalive_ping,
 )
 from ._parser import ParseError, Parser
-from ._pool import Server, ServerPool
+from ._pool import Server, ServerPool, server_name
 from ._state import (
     CONNECT_SENT,
     READING_STATES,
@@ -76,7 +76,9 @@ class Session:
             when the server refuses the first with ``Authorization Violation`` during a
             handshake; it is then used for every later reconnect.
         reconnect: whether a lost connection is re-established.
-        max_reconnect: consecutive failed reconnect attempts before giving up (-1 = forever).
+        max_reconnect: failed reconnect attempts per server before giving up (-1 = forever),
+            as nats.go's ``MaxReconnect``: the session gives up once every server of the pool
+            was tried that many times since the last useful connection.
             An attempt only counts as a success once the server answered a PING sent after
             the replay (see ``_on_connected``): a server that completes the handshake and
             then drops us is a failed attempt, not a fresh start.
@@ -265,7 +267,7 @@ class Session:
             # No pause between the given servers on the first connect: each is tried once, in pool
             # order, one right after the other (docs/cluster-client.md, "First connect").
             self._reconnect_at = now
-            self._events.append(ev.Disconnected(_as_connect_error(error), now))
+            self._events.append(ev.Disconnected(_as_connect_error(error), now, server))
             return
         self._lost(now, _as_connect_error(error))
 
@@ -762,6 +764,8 @@ class Session:
         # ... and, in CONNECTED, that the server processed the replay queued before any PING
         # we sent on this transport: from here a loss starts a new count of attempts.
         self._attempts = 0
+        if self._pool is not None:
+            self._pool.refill()
         if self._pong_waiters:
             # PONGs come back in the order of our PINGs (the server answers in order), so the
             # oldest waiter is the one this PONG answers.
@@ -856,7 +860,7 @@ class Session:
             self._pong_waiters.append(keepalive_ping)
             out.append(cmd.PING)
         self._pings_unsent.clear()
-        self._events.append(ev.Connected(self.server_info, reconnected))
+        self._events.append(ev.Connected(self.server_info, reconnected, self.current_server))
 
     def _lost(
         self,
@@ -873,6 +877,9 @@ class Session:
         """
         if self.state not in TRANSPORT_STATES:
             return  # already disconnected or closed: a second report of the same outage
+        # Named before the pool moves on: logs and callbacks must say which server was lost.
+        lost = self.current_server
+        error = _naming(lost, error)
         self.state = transition(self.state, Input.LOST)
         self._handshake_deadline = None
         self._ping_at = None
@@ -916,29 +923,31 @@ class Session:
         elif not self._ever_connected:
             # The first connect: each given server once, at once, then give up.
             if pool is None or not pool.initial_left():
-                self._events.append(ev.Disconnected(error, None))
+                self._events.append(ev.Disconnected(error, None, lost))
                 self._give_up(error, Input.GIVE_UP)
                 return
             pool.rotate()
             self._reconnect_at = now
-        elif counted and (
-            not self._reconnect
-            or (self._max_reconnect >= 0 and self._attempts >= self._max_reconnect)
-        ):
-            self._events.append(ev.Disconnected(error, None))
-            self._give_up(error, Input.GIVE_UP)
-            return
         else:
             if counted:
                 self._attempts += 1
+            limit = self._max_reconnect if counted else -1
+            # max_reconnect is a budget per server, as nats.go's MaxReconnect (docs/cluster-
+            # client.md): the server just lost goes last, and the next one with attempts left is
+            # dialled, at once unless it was itself tried less than reconnect_interval ago.
+            if pool is None:
+                exhausted = 0 <= limit < self._attempts
+            else:
+                exhausted = pool.next_with_budget(limit) is None
+            if exhausted:
+                self._events.append(ev.Disconnected(error, None, lost))
+                self._give_up(error, Input.GIVE_UP)
+                return
             if pool is None:
                 self._reconnect_at = now + self._reconnect_interval
             else:
-                # The server just lost goes last; another one is dialled at once unless it
-                # was itself tried less than reconnect_interval ago.
-                pool.rotate()
                 self._reconnect_at = pool.due(now, self._reconnect_interval)
-        self._events.append(ev.Disconnected(error, self._reconnect_at))
+        self._events.append(ev.Disconnected(error, self._reconnect_at, lost))
 
     def _give_up(self, error: err.MemphisError | None, how: Input) -> None:
         self.state = transition(self.state, how)
@@ -966,7 +975,7 @@ class Session:
         # already returned (acks are fire-and-forget, docs/protocol.md §7.8).
         self._offline.clear()
         self._offline_size = 0
-        self._events.append(ev.Closed(error))
+        self._events.append(ev.Closed(error, self.current_server))
 
     # ---------------------------------------------------------------- internals: helpers
 
@@ -987,6 +996,19 @@ class Session:
     def _check_open(self) -> None:
         if self.state is ConnState.CLOSED:
             raise err.ConnectionClosedError("the connection is closed")
+
+
+def _naming(server: Server | None, error: err.MemphisError) -> err.MemphisError:
+    """``error`` with the server it concerns in front, unless it already names it.
+
+    Only plain connect errors ("connection closed by the server", "stale connection") are
+    reworded; typed errors (a protocol violation, an authorization error) keep their own text.
+    """
+    if server is None or type(error) is not err.MemphisConnectError:
+        return error
+    name = server_name(server)
+    text = str(error)
+    return error if text.startswith(name) else err.MemphisConnectError(f"{name}: {text}")
 
 
 def _as_connect_error(error: BaseException | str) -> err.MemphisError:

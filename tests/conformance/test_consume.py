@@ -33,6 +33,19 @@ def _acking(rec: Recorder) -> Callable[[list[Any], Any, Any], None]:
     return handler
 
 
+def _recording_errors(conn: Any, station: str) -> tuple[Any, Recorder]:
+    """A consumer "c" polling fast, and the recorder its error handler feeds."""
+    errors = Recorder()
+    consumer = conn.create_consumer(
+        station,
+        "c",
+        pull_interval=0.05,
+        batch_max_wait_time=0.3,
+        error_handler=lambda *args: errors(args[-1]),  # (error) or (consumer, error)
+    )
+    return consumer, errors
+
+
 def test_consume_delivers_and_stop_consume_returns_promptly(
     conn: Any, name: Callable[[str], str]
 ) -> None:
@@ -165,14 +178,7 @@ def test_error_handler_reports_station_unreachable_after_destroy(
 ) -> None:
     station = name("st")
     conn, other = connect(), connect()
-    errors = Recorder()
-    consumer = conn.create_consumer(
-        station,
-        "c",
-        pull_interval=0.05,
-        batch_max_wait_time=0.3,
-        error_handler=lambda *args: errors(args[-1]),  # (error) or (consumer, error)
-    )
+    consumer, errors = _recording_errors(conn, station)
     rec = Recorder()
     consumer.consume(rec)
     try:
@@ -288,3 +294,26 @@ def test_iteration_yields_a_lone_message_without_waiting_out_the_pull(
         message.ack()
         break
     assert time.monotonic() - started < 10.0  # not the 30 s the pull is held
+
+
+def test_a_raising_handler_reaches_the_error_handler_as_the_exported_type(
+    memphis: Any, conn: Any, name: Callable[[str], str]
+) -> None:
+    # Report: the error handler received a ConsumeHandlerError that no frontend exported, so it
+    # could not be told from other errors without matching its text.
+    station = name("st")
+    conn.create_producer(station, "p").produce(b"boom")
+    consumer, errors = _recording_errors(conn, station)
+
+    def handler(msgs: list[Any], error: Any, context: Any) -> None:
+        if msgs:
+            raise KeyError("quantity")
+
+    consumer.consume(handler)
+    try:
+        calls = errors.wait_for(lambda calls: len(calls) >= 1)
+    finally:
+        consumer.stop_consume()
+    error = calls[0][0]
+    assert isinstance(error, memphis.ConsumeHandlerError)
+    assert isinstance(error.__cause__, KeyError)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import BrokerProbe, wait_until
+from tests.conformance._support import BrokerProbe, Recorder, wait_until
 
 WAIT = 0.3
 BATCH_ERROR = "Batch size can not be greater than 5000 or less than 1"
@@ -359,6 +359,57 @@ def test_destroying_one_group_member_keeps_the_durable(
     assert probe.consumer_config(station, "g") is not None
     first.produce(station, "p", b"still served")
     assert [m.data for m in b.fetch()] == [b"still served"]
+
+
+def test_leaving_a_with_block_keeps_the_groups_progress(
+    memphis: Any, conn: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # Report: leaving the block destroyed the group's last member, the broker deleted the
+    # durable, and the restarted worker got every acked message again (docs/protocol.md §7.12).
+    station = name("st")
+    _produce(conn, station, 2)
+    with conn.create_consumer(
+        station, "worker", consumer_group="g", batch_max_wait_time=WAIT
+    ) as consumer:
+        msgs = consumer.fetch()
+        assert [m.data for m in msgs] == [b"m0", b"m1"]
+        for m in msgs:
+            m.ack()
+        wait_until(lambda: probe.ack_floor(station, "g") == 2, what="acks on the broker")
+    assert probe.consumer_config(station, "g") is not None
+    with pytest.raises(memphis.LocalProtocolError, match="closed"):
+        consumer.fetch()  # forgotten by the connection
+    conn.produce(station, "p", b"m2")
+    again = conn.create_consumer(station, "worker", consumer_group="g", batch_max_wait_time=WAIT)
+    assert [m.data for m in again.fetch()] == [b"m2"]
+
+
+def test_leaving_a_with_block_stops_the_loop_and_hands_unread_messages_on_at_once(
+    conn: Any, name: Callable[[str], str]
+) -> None:
+    # Leaving the block closes the consumer on the client side: its consume loop ends before
+    # the block does, and the messages it held unread are nacked, so another member of the
+    # group gets them now, not after max_ack_time (docs/protocol.md §7.12).
+    station = name("st")
+    _produce(conn, station, 3)
+    with conn.create_consumer(
+        station, "a", consumer_group="g", batch_size=3, batch_max_wait_time=WAIT, max_ack_time=30
+    ) as consumer:
+        for msg in consumer:  # one batch of 3; the 2 unread go back to the consumer
+            msg.ack()
+            break
+    other = conn.create_consumer(station, "b", consumer_group="g", batch_max_wait_time=WAIT)
+    got: list[bytes] = []
+    wait_until(lambda: got.extend(m.data for m in other.fetch()) or len(got) >= 2, what="m1, m2")
+    assert sorted(got) == [b"m1", b"m2"]  # well within the 30 s max_ack_time
+    rec = Recorder()
+    with conn.create_consumer(
+        station, "c", consumer_group="g", pull_interval=0.05, batch_max_wait_time=WAIT
+    ) as looping:
+        looping.consume(rec)  # a loop running (and pulling) when the block ends
+    conn.produce(station, "p", b"m3")
+    assert [m.data for m in other.fetch()] == [b"m3"]  # not taken by a loop of "c"
+    assert not [call for call in rec.calls if call and call[0]]
 
 
 def test_iteration_yields_messages(conn: Any, name: Callable[[str], str]) -> None:

@@ -138,7 +138,8 @@ def test_producers_and_consumers_are_context_managers(
     assert [row["name"] for row in probe.producers(station) if row.get("is_active")] == []
     with conn.create_consumer(station, "c", batch_max_wait_time=0.5) as consumer:
         assert [m.data for m in consumer.fetch()] == [b"x"]
-    assert [row["name"] for row in probe.consumers(station) if row.get("is_active")] == []
+    # Closed here only: the group and its durable stay on the broker (docs/protocol.md §7.12).
+    assert probe.consumer_config(station, "c") is not None
 
 
 def test_a_broker_outage_is_logged(
@@ -171,6 +172,48 @@ def test_a_broker_outage_is_logged(
     assert any(t.startswith("disconnected from ") for t in text)
     assert any(t.startswith("reconnect attempt ") for t in text)
     assert any(t.startswith("reconnected to ") for t in text)
+
+
+def test_logs_and_connected_server_name_the_server_actually_used(
+    memphis: Any, restartable: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report: with a server list, the log lines named the first configured server (a dead
+    # one), whichever server the connection used.
+    from tests.support.natsserver import free_port
+
+    caplog.set_level(logging.DEBUG, logger="memphis")
+    dead = f"127.0.0.1:{free_port()}"
+    live = f"{restartable.host}:{restartable.port}"
+    disconnected: list[Any] = []
+    conn = memphis.connect(
+        [dead, live],
+        USER,
+        connection_token=TOKEN,
+        reconnect_interval=0.2,
+        max_reconnect=-1,
+        on_disconnected=disconnected.append,
+    )
+    try:
+        assert conn.connected_server == live
+        restartable.kill_server()
+        wait_until(lambda: conn.connected_server is None, what="the loss noticed")
+        restartable.start_server()
+        wait_until(lambda: conn.connected_server == live, timeout=20, what="a reconnect")
+    finally:
+        conn.close()
+    assert conn.connected_server is None
+    text = [r.getMessage() for r in caplog.records if r.name == "memphis.connection"]
+    assert f"connected to {live}" in text
+    assert any(t.startswith(f"disconnected from {live}: ") for t in text)
+    assert f"reconnected to {live}" in text
+    # Every attempt names the server it dials.
+    attempts = [t for t in text if t.startswith("reconnect attempt ")]
+    assert attempts
+    assert all(t.endswith((f" to {live}", f" to {dead}")) for t in attempts)
+    # The callback's error names the server it concerns: the live one lost, or a dead one
+    # that could not be dialled.
+    assert any(str(e).startswith(f"{live}: ") for e in disconnected)
+    assert all(str(e).startswith((f"{live}: ", f"{dead}: ")) for e in disconnected)
 
 
 def test_connection_errors_name_the_server(memphis: Any) -> None:

@@ -206,3 +206,16 @@ def test_consume_with_partition_key(conn: Any, name: Callable[[str], str]) -> No
     assert [c[0] for c in rec.calls] == [b"for-3"]
     # The consume loop never pulled partition 2: its message is still there.
     assert [m.data for m in consumer.fetch(partition_number=2)] == [b"for-2"]
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_msg_id_is_stored_once_whatever_the_partition_count(
+    conn: Any, probe: BrokerProbe, name: Callable[[str], str], partitions: int
+) -> None:
+    # Report: the same msg_id produced 3 times on 3 partitions was stored 3 times, since round
+    # robin sent each retry to another partition's stream (docs/protocol.md §6.5).
+    station = name("st")
+    producer = conn.create_station(station, partitions_number=partitions).create_producer("p")
+    for _ in range(3):
+        producer.produce(b"once", msg_id="order-1")
+    assert sum(_counts(probe, station, partitions)) == 1

@@ -173,3 +173,30 @@ def test_gives_up_after_max_reconnect(
 
     wait_until(closed, timeout=30, what="the client to give up")
     assert not conn.is_connected
+
+
+def test_the_defaults_and_three_servers_survive_a_6_s_outage_of_the_only_live_one(
+    memphis: Any, restartable: EmbeddedBroker, name: Callable[[str], str]
+) -> None:
+    # Report: max_reconnect counted over the whole pool; with the defaults (10 attempts, 1 s)
+    # and two dead servers listed beside the live one, the client gave up after about 3.5 s
+    # (docs/cluster-client.md, "The budget in seconds").
+    from tests.support.natsserver import free_port
+
+    live = f"{restartable.host}:{restartable.port}"
+    servers = [f"127.0.0.1:{free_port()}", live, f"127.0.0.1:{free_port()}"]
+    conn = memphis.connect(servers, USER, connection_token=TOKEN)  # default budget
+    try:
+        station = name("st")
+        producer = conn.create_producer(station, "p")
+        producer.produce(b"before")
+        restartable.kill_server()
+        down = time.monotonic()
+        wait_until(lambda: not conn.is_connected, what="the loss noticed")
+        time.sleep(6.0)  # the outage itself: nothing to wait for but the clock
+        restartable.start_server()
+        wait_until(lambda: conn.is_connected, timeout=20, what="a reconnect")
+        assert time.monotonic() - down >= 6.0
+        _produce_retrying(memphis, producer, b"after", msg_id="after-outage")
+    finally:
+        conn.close()

@@ -5,6 +5,7 @@ Effects are checked on the broker's JetStream streams (``<internal>$<p>``) throu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -158,6 +159,37 @@ def test_existing_station_is_returned_unchanged(
     assert not probe.stream_exists(station, 2)
     again.create_producer("p").produce(b"still usable")
     assert probe.message_count(station) == 1
+
+
+def test_an_existing_station_with_other_options_is_logged(
+    memphis: Any, conn: Any, name: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report: asking for 3 partitions and another retention on an existing 1-partition station
+    # returned it silently; the caller learned nothing (docs/protocol.md §5.3).
+    caplog.set_level(logging.WARNING, logger="memphis")
+    station = name("st")
+    conn.create_station(station, retention_type=memphis.RetentionType.MESSAGES, retention_value=7)
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]
+    conn.create_station(station, retention_type=memphis.RetentionType.MESSAGES, retention_value=7)
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]  # as asked
+    conn.create_station(
+        station,
+        retention_type=memphis.RetentionType.BYTES,
+        retention_value=999,
+        storage_type=memphis.StorageType.MEMORY,
+        idempotency_window=30.0,
+        partitions_number=3,
+    )
+    (record,) = [r for r in caplog.records if "already exists" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    text = record.getMessage()
+    assert text.startswith(f"station {station} already exists and was left unchanged: ")
+    assert "retention_type: asked 'bytes', the station has 'messages'" in text
+    assert "retention_value: asked 999, the station has 7" in text
+    assert "storage_type: asked 'memory', the station has 'file'" in text
+    assert "idempotency_window: asked 30.0, the station has 120.0" in text
+    assert "partitions_number: asked 3, the station has fewer" in text
+    assert "replicas" not in text  # the same
 
 
 def test_destroy_removes_every_partition_stream(

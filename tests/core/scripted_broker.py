@@ -158,6 +158,14 @@ class Script:
             payload = payload.encode()
         self.feed(server_msg(request.reply, self._sid_for(request.reply), None, payload))
 
+    def no_streams(self) -> None:
+        """Answer the ``STREAM.INFO`` lookups a ``create_station`` starts with: "stream not
+        found", as for a station that does not exist yet."""
+        missing = {"error": {"code": 404, "err_code": 10059, "description": "stream not found"}}
+        for request in self.take():
+            if request.subject.startswith("$JS.API.STREAM.INFO."):
+                self.reply(request, missing)
+
     def status(self, request: Sent, code: int, description: str = "") -> None:
         """Answer ``request`` with a header-only status message (404, 408, 409, 503...)."""
         assert request.reply is not None

@@ -172,6 +172,20 @@ class TestChoosePartition:
         choose_partition([1, 2, 3], key="x", rr=rr, station="s")
         assert choose_partition([1, 2, 3], rr=rr, station="s") == 2
 
+    def test_a_msg_id_chooses_like_a_key(self) -> None:
+        # JetStream de-duplicates per stream: every retry of one id must reach the same partition,
+        # whatever the round robin's position (docs/protocol.md §6.5).
+        rr = RoundRobin()
+        for key in ("a", "key", "hello", "order-17"):
+            chosen = {choose_partition([1, 2, 3], rr=rr, station="s", msg_id=key) for _ in range(4)}
+            assert chosen == {partition_for_key(key, [1, 2, 3])}
+        assert choose_partition([1, 2, 3], rr=rr, station="s") == 1  # not advanced by ids
+
+    def test_key_and_number_win_over_a_msg_id(self) -> None:
+        rr = RoundRobin()
+        assert choose_partition([1, 2, 3], key="key", rr=rr, station="s", msg_id="a") == 2
+        assert choose_partition([1, 2, 3], number=3, rr=rr, station="s", msg_id="a") == 3
+
 
 def test_stream_and_subject() -> None:
     assert stream_name("orders", 2) == "orders$2"

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -247,9 +248,35 @@ def test_serialize_plain_unsupported(message: object) -> None:
     assert isinstance(info.value, MemphisSchemaError)
 
 
-def test_serialize_plain_bad_json() -> None:
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ({"a": {1, 2}}, "unsupported value type set at ['a']: "),
+        (
+            {"x": [1, {"when": datetime(2026, 1, 1)}]},
+            "unsupported value type datetime at ['x'][1]['when']: ",
+        ),
+        ({(1, 2): "v"}, "unsupported value type tuple at key (1, 2) of the message: "),
+        ([1, object()], "unsupported value type object at [1]: "),
+    ],
+)
+def test_serialize_plain_names_the_type_and_key_json_cannot_encode(
+    message: object, text: str
+) -> None:
+    # Report: a set or a datetime inside a dict gave MemphisSchemaError "Bad JSON format",
+    # while object() as the message gave MessageTypeError; now both are MessageTypeError, and
+    # the text says where the value is.
+    with pytest.raises(MessageTypeError) as info:
+        serialize_plain(message)
+    assert str(info.value).startswith(text)
+    assert isinstance(info.value, TypeError)
+
+
+def test_serialize_plain_circular_json() -> None:
+    looped: dict[str, object] = {}
+    looped["self"] = looped
     with pytest.raises(MemphisSchemaError, match=r"^Bad JSON format - "):
-        serialize_plain({"a": {1, 2}})
+        serialize_plain(looped)
 
 
 def test_serialize_plain_proto(proto3: tuple[Schema, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +28,7 @@ from memphis_core.nats._events import (
     ReconnectDue,
     RequestFailed,
 )
-from memphis_core.nats._pool import ServerPool, parse_server
+from memphis_core.nats._pool import ServerPool, parse_server, server_name
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
 
@@ -218,9 +219,33 @@ def test_lost_server_goes_last_and_another_is_dialled_at_once() -> None:
     handshake(session, 0.0)
     session.receive_data(b"", 10.0)
     (event,) = session.events()
-    assert event == Disconnected(event.error, 10.0)  # type: ignore[union-attr]
+    assert event == Disconnected(event.error, 10.0, A)  # type: ignore[union-attr]
     assert due(session, 10.0) == ReconnectDue(1, B)
     assert session.servers == [B, C, A]
+
+
+def test_events_name_the_server_they_concern_after_a_failover() -> None:
+    # Report: after a failover the logs named the first configured server, whatever was used.
+    session = make([A, B, C])
+    handshake(session, 0.0)
+    session.receive_data(b"", 1.0)
+    (lost,) = session.events()
+    assert isinstance(lost, Disconnected)
+    assert lost.server == A  # the pool has already moved on to B
+    assert str(lost.error) == "a:4222: connection closed by the server"
+    assert due(session, 1.0).server == B
+    session.connection_failed(1.0, ConnectionRefusedError("refused"))
+    (failed,) = session.events()
+    assert isinstance(failed, Disconnected)
+    assert (failed.server, str(failed.error)) == (B, "b:4223: refused")
+    assert due(session, 1.0).server == C
+    session.connection_made(1.0)
+    session.receive_data(info(), 1.0)
+    session.receive_data(b"PONG\r\n", 1.0)
+    (connected,) = session.events()
+    assert connected == Connected(session.server_info, reconnected=True, server=C)
+    session.close()
+    assert session.events()[-1] == Closed(None, C)
 
 
 def test_reconnect_interval_is_counted_per_server() -> None:
@@ -326,23 +351,60 @@ def test_a_reconnect_proven_by_a_pong_starts_a_new_count() -> None:
     assert session.is_connected
 
 
-def test_failed_dial_counts_as_an_attempt() -> None:
+def _dial_until_closed(
+    session: Session, up: Callable[[float, tuple[str, int]], bool] = lambda at, server: False
+) -> list[tuple[float, tuple[str, int] | None]]:
+    """Fail every dial (except those ``up(time, server)`` accepts, which connect) until the
+    session closes or connects; return ``(time, server)`` of each attempt."""
+    attempts: list[tuple[float, tuple[str, int] | None]] = []
+    while session.state is not ConnState.CLOSED:
+        deadline = session.next_deadline()
+        assert deadline is not None
+        server = due(session, deadline).server
+        attempts.append((deadline, server))
+        if server is not None and up(deadline, server):
+            handshake(session, deadline)
+            return attempts
+        session.connection_failed(deadline, ConnectionRefusedError("down"))
+    return attempts
+
+
+def test_failed_dial_counts_as_an_attempt_on_its_server() -> None:
+    # nats.go's MaxReconnect: a budget per server, each server retried after reconnect_interval.
     session = make([A, B], max_reconnect=3, reconnect_interval=1.0)
     handshake(session, 0.0)
     session.receive_data(b"", 0.0)
     session.events()
-    attempts = []
-    now = 0.0
-    while session.state is not ConnState.CLOSED:
-        deadline = session.next_deadline()
-        assert deadline is not None
-        now = deadline
-        attempts.append(due(session, now).attempt)
-        session.connection_failed(now, ConnectionRefusedError("down"))
-    assert attempts == [1, 2, 3]
+    attempts = _dial_until_closed(session)
+    assert attempts == [(0.0, B), (1.0, A), (1.0, B), (2.0, A), (2.0, B), (3.0, A)]
     closed = session.events()[-1]
     assert isinstance(closed, Closed)
     assert "down" in str(closed.error)
+
+
+def test_the_defaults_and_three_servers_survive_a_6_s_outage_of_the_only_live_one() -> None:
+    # Report: max_reconnect counted over the whole pool gave up after about 3.5 s with three
+    # servers (two of them dead), and every call then failed with ConnectionClosedError.
+    session = make([A, B, C])  # max_reconnect=10, reconnect_interval=1.0
+    handshake(session, 0.0)
+    session.receive_data(b"", 100.0)  # A, the only live server, goes down for 6 s
+    session.events()
+    attempts = _dial_until_closed(session, lambda at, server: server == A and at >= 106.0)
+    assert attempts[-1] == (106.0, A)  # back after 6 s: the first dial to it connects
+    assert session.is_connected
+    # Each server is dialled once per reconnect_interval: B and C at 100..105, A at 101..106.
+    assert len(attempts) == 3 * 6
+
+
+def test_the_budget_in_seconds_is_max_reconnect_times_the_interval_whatever_the_pool() -> None:
+    for servers in ([A], [A, B, C]):
+        session = make(servers, max_reconnect=10, reconnect_interval=1.0)
+        handshake(session, 0.0)
+        session.receive_data(b"", 0.0)
+        session.events()
+        attempts = _dial_until_closed(session)
+        assert len(attempts) == 10 * len(servers)
+        assert attempts[-1][0] == 10.0  # the last attempt; a Closed follows at once
 
 
 # ------------------------------------------------------------------------ properties
@@ -402,3 +464,16 @@ def test_the_next_server_is_never_the_one_just_lost(
 def test_pool_needs_a_server() -> None:
     with pytest.raises(LocalProtocolError):
         ServerPool([], rng=random.Random(0))
+
+
+def test_an_ipv6_server_is_named_in_brackets_in_errors_as_in_logs() -> None:
+    # The error of a lost IPv6 server named it "::1:4222", the logs "[::1]:4222": the log line
+    # could not drop the repeated name and the two texts disagreed.
+    v6 = ("::1", 4222)
+    session = make([v6, B])
+    handshake(session, 0.0)
+    session.receive_data(b"", 1.0)
+    (lost,) = session.events()
+    assert isinstance(lost, Disconnected)
+    assert str(lost.error) == "[::1]:4222: connection closed by the server"
+    assert server_name(v6) == "[::1]:4222"

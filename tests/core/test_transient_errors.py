@@ -388,6 +388,7 @@ def test_station_create_is_unchanged_by_the_retry_policy() -> None:
     # Control-plane requests keep their own policy (retry on timeout only).
     script = connected()
     op = script.client.create_station(station_options("s"), script.now)
+    script.no_streams()
     script.status(script.one("PUB", "$memphis_station_creations"), 503)
     assert op.done
     with pytest.raises(MemphisError):

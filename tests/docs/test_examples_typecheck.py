@@ -21,7 +21,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.mark.parametrize("folder", [".", "asyncio", "trio"])
 def test_examples_type_check_from_outside_the_source_tree(tmp_path: Path, folder: str) -> None:
-    source = EXAMPLES / folder
+    type_check_outside(EXAMPLES / folder, tmp_path)
+
+
+def type_check_outside(source: Path, tmp_path: Path) -> None:
+    """Copy ``source``'s Python files to ``tmp_path`` and assert ``mypy --strict`` passes there."""
     files = sorted(p.name for p in source.glob("*.py"))
     assert files, f"no examples in {source}"
     for name in files:
