@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -20,7 +20,7 @@ StateT = TypeVar("StateT", bound=enum.Enum)
 InputT = TypeVar("InputT", bound=enum.Enum)
 
 
-def every_cell(states: type[enum.Enum], inputs: type[enum.Enum]) -> Any:
+def every_cell(states: type[enum.Enum], inputs: type[enum.Enum]) -> pytest.MarkDecorator:
     """``pytest.mark.parametrize`` over every ``(state, event)`` pair, named ``STATE-INPUT``."""
     return pytest.mark.parametrize(
         ("state", "event"),
