@@ -17,6 +17,7 @@ from memphis_broker._context import GLOBAL_TENANT_ID, Context, now_ms, split_ten
 from memphis_broker._gojson import GoJSONError, Spec, decode
 from memphis_broker._jsapi import ERR_REPLICAS_NOT_SUPPORTED, JSApiError
 from memphis_broker._store import key
+from memphis_core.memphis._introspection import stream_settings
 from memphis_core.memphis._names import internal_name, name_error
 
 #: docs/protocol.md §5.4 step 6 prints this limit; the OSS broker never enforces it (see
@@ -387,24 +388,18 @@ def _orphans(streams: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any
 
 def _record_from_streams(intern: str, configs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """The station record whose :func:`stream_config` gives these streams (the inverse)."""
-    config = configs[min(configs)]
-    if config.get("retention") == "interest":
-        rtype, value = "ack_based", 0
-    elif int(config.get("max_age") or 0) > 0:
-        rtype, value = "message_age_sec", int(config["max_age"]) // _NS_PER_S
-    elif int(config.get("max_msgs") or -1) > 0:
-        rtype, value = "messages", int(config["max_msgs"])
-    elif int(config.get("max_bytes") or -1) > 0:
-        rtype, value = "bytes", int(config["max_bytes"])
-    else:
-        rtype, value = "message_age_sec", DEFAULT_RETENTION_S
+    # Read as the client's station introspection reads a stream (one parser of the mapping).
+    has = stream_settings(configs[min(configs)])
+    rtype, value = has.retention_type, has.retention_value
+    if rtype == "message_age_sec" and value <= 0:
+        value = DEFAULT_RETENTION_S  # no limit set: the default a create would have stored
     station = _default_station(intern.replace("#", "."), "root")
     station.update(
         retention_type=rtype,
         retention_value=value,
-        storage_type="memory" if config.get("storage") == "memory" else "file",
-        replicas=int(config.get("num_replicas") or 1),
-        idempotency_window_ms=int(config.get("duplicate_window") or 0) // _NS_PER_MS,
+        storage_type=has.storage_type,
+        replicas=has.replicas,
+        idempotency_window_ms=round(has.idempotency_window * 1000),
         partitions=sorted(configs),
     )
     return station

@@ -481,7 +481,7 @@ class Client:
                 # out of the dispatch.
                 op.fail(exc)
 
-        look_up(dispatcher, opts, create, now)
+        look_up(self._queries, opts, create, now)
         return op
 
     def destroy_station(self, name: str, now: float) -> Operation[None]:

@@ -5,7 +5,10 @@ success whether it created the station or not, and it compares no option (docs/p
 §5.4 step 3). A caller who asked for 3 partitions and got the 1 of an older station finds out
 much later, if at all. So before the creation request the client reads the streams of the
 station (JetStream ``STREAM.INFO``, docs/protocol.md §5.5), and the creation's result is the
-list of options that differ from what the station has, for the frontend to log.
+list of options that differ from what the station has, for the frontend to log. The lookups
+are a query plan run by ``_introspection.Queries`` (with a shorter timeout), and a stream's
+config is read into station options by ``_introspection.stream_settings``, as ``station.info()``
+reads it.
 
 Only what the streams show is compared: retention, storage, replicas, the idempotency window
 and (as "fewer" or "more") the number of partitions. The schema and the dead-letter settings
@@ -14,16 +17,15 @@ live in the broker's own records, which no request exposes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Final
 
 from memphis_core.nats._errors import MemphisError
-from memphis_core.nats._frames import Msg
 
-from ._dispatch import Dispatcher, ReplyHandler
 from ._enums import RetentionType
+from ._introspection import Plan, Queries, Reply, stream_config, stream_settings
 from ._options import StationOptions
+from ._partitions import stream_name
 
 __all__ = ["LOOKUP_TIMEOUT", "look_up", "station_differences"]
 
@@ -32,8 +34,6 @@ __all__ = ["LOOKUP_TIMEOUT", "look_up", "station_differences"]
 #: healthy STREAM.INFO in milliseconds, so a second is plenty, and a refused lookup (an
 #: application user without the JetStream API permission) ends at the server's ``-ERR``.
 LOOKUP_TIMEOUT: Final = 1.0
-
-_NS: Final = 1_000_000_000
 
 
 def _normalised(opts: StationOptions) -> dict[str, Any]:
@@ -55,44 +55,22 @@ def _normalised(opts: StationOptions) -> dict[str, Any]:
 
 
 def _from_stream(config: dict[str, Any]) -> dict[str, Any]:
-    """The station options a stream config shows (the mapping of docs/protocol.md §5.5)."""
-    if config.get("retention") == "interest":
-        kind, value = RetentionType.ACK_BASED.value, None
-    elif int(config.get("max_msgs", -1)) > 0:
-        kind, value = RetentionType.MESSAGES.value, int(config["max_msgs"])
-    elif int(config.get("max_bytes", -1)) > 0:
-        kind, value = RetentionType.BYTES.value, int(config["max_bytes"])
-    else:
-        kind, value = RetentionType.MAX_MESSAGE_AGE_SECONDS.value, int(config.get("max_age", 0))
-        value //= _NS
-    return {
-        "retention_type": kind,
-        "retention_value": value,
-        "storage_type": config.get("storage"),
-        "replicas": config.get("num_replicas"),
-        "idempotency_window": int(config.get("duplicate_window", 0)) / _NS,
-    }
+    """The station options a stream config shows, keyed as :func:`_normalised`'s."""
+    has = stream_settings(config)._asdict()
+    if has["retention_type"] == RetentionType.ACK_BASED:
+        has["retention_value"] = None  # no value to compare: asking for one is no difference
+    return has
 
 
-def _config(payload: bytes | None) -> dict[str, Any] | None:
-    """The ``config`` of a STREAM.INFO reply; None for an error (no such stream) or garbage."""
-    if payload is None:
-        return None
-    try:
-        reply = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(reply, dict) or "error" in reply:
-        return None
-    config = reply.get("config")
-    return config if isinstance(config, dict) else None
+def _config(reply: Reply | None) -> dict[str, Any] | None:
+    return None if reply is None else stream_config(reply)
 
 
 def station_differences(
     opts: StationOptions,
-    first: bytes | None,
-    last: bytes | None = None,
-    beyond: bytes | None = None,
+    first: Reply | None,
+    last: Reply | None = None,
+    beyond: Reply | None = None,
 ) -> tuple[str, ...]:
     """How an existing station differs from ``opts``; empty when it does not exist.
 
@@ -122,68 +100,33 @@ def station_differences(
     return tuple(out)
 
 
-class _Lookup(ReplyHandler):
-    """The STREAM.INFO replies for one station; when the last is in, ``then(differences)``."""
-
-    __slots__ = ("left", "opts", "replies", "then", "tokens")
-
-    def __init__(
-        self,
-        opts: StationOptions,
-        partitions: list[int],
-        then: Callable[[tuple[str, ...], float], None],
-    ) -> None:
-        self.opts = opts
-        self.then = then
-        self.replies: dict[int, bytes | None] = dict.fromkeys(partitions)
-        self.left = len(partitions)
-        self.tokens: dict[int, int] = {}  # request token -> partition
-
-    def on_reply(self, token: int, msg: Msg | None, now: float) -> bool:
-        self._answered(token, None if msg is None else msg.payload, now)
-        return True
-
-    def on_error(self, token: int, error: MemphisError, now: float) -> None:
-        # No JetStream API (no responders), a timeout, a lost connection: create as before,
-        # without the check; the creation request reports what is really wrong.
-        self._answered(token, None, now)
-
-    def _answered(self, token: int, payload: bytes | None, now: float) -> None:
-        partition = self.tokens[token]
-        self.replies[partition] = payload
-        self.left -= 1
-        if self.left == 0:
-            n = self.opts.partitions_number
-            self.then(
-                station_differences(
-                    self.opts, self.replies[1], self.replies.get(n), self.replies[n + 1]
-                ),
-                now,
-            )
+def _differences_plan(opts: StationOptions) -> Plan[tuple[str, ...]]:
+    """Partition 1's stream, the last asked for and the one after, at once."""
+    n = opts.partitions_number
+    partitions = sorted({1, n, n + 1})
+    subjects = [f"$JS.API.STREAM.INFO.{stream_name(opts.internal_name, p)}" for p in partitions]
+    replies = yield [(subject, b"") for subject in subjects]
+    by_partition = dict(zip(partitions, replies, strict=True))
+    return station_differences(opts, by_partition[1], by_partition[n], by_partition[n + 1])
 
 
 def look_up(
-    dispatcher: Dispatcher,
+    queries: Queries,
     opts: StationOptions,
     then: Callable[[tuple[str, ...], float], None],
     now: float,
 ) -> None:
     """Read the station's streams (partition 1, the last asked for, and the one after), then
-    call ``then(differences, now)`` once, whatever the replies."""
-    internal = opts.internal_name
-    n = opts.partitions_number
-    partitions = sorted({1, n, n + 1})
-    lookup = _Lookup(opts, partitions, then)
-    for partition in partitions:
-        # ``replay=False``: a lookup cut by a reconnect fails at once (and the creation goes on)
-        # rather than waiting for the next server.
-        token = dispatcher.request(
-            f"$JS.API.STREAM.INFO.{internal}${partition}",
-            b"",
-            lookup,
-            now=now,
-            timeout=LOOKUP_TIMEOUT,
-            replay=False,
-            refusable=True,
-        )
-        lookup.tokens[token] = partition
+    call ``then(differences, now)`` once, whatever the replies.
+
+    The requests are the client's own (refusable: a permissions ``-ERR`` ends one at once and
+    is no server error of the user's), not replayed (one cut by a reconnect ends at once and the
+    creation goes on), and wait at most :data:`LOOKUP_TIMEOUT`.
+    """
+
+    def done(outcome: tuple[str, ...] | MemphisError, now: float) -> None:
+        # No JetStream API (no responders), a timeout, a refusal, a lost connection: create as
+        # before, without the check; the creation request reports what is really wrong.
+        then(() if isinstance(outcome, MemphisError) else outcome, now)
+
+    queries.then("create_station lookup", _differences_plan(opts), done, now, LOOKUP_TIMEOUT)

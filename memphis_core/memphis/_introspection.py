@@ -40,9 +40,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from memphis_core.nats._errors import MemphisError, NoRespondersError, RemoteProtocolError
 from memphis_core.nats._frames import Msg
@@ -67,12 +67,15 @@ __all__ = [
     "SchemaInfo",
     "StationInfo",
     "StationNotFoundError",
+    "StreamSettings",
     "consumer_info_plan",
     "external_name",
     "kv_get_request",
     "schemas_plan",
     "station_info_plan",
     "stations_plan",
+    "stream_config",
+    "stream_settings",
 ]
 
 T = TypeVar("T")
@@ -373,16 +376,34 @@ def consumer_info_plan(
 # ------------------------------------------------------------------------------ stations
 
 
+# Checked in this order: a station's stream has one limit set (docs/protocol.md §5.4), and a
+# stream with a message or byte limit besides an age is reported by the count.
 _RETENTION_FIELDS: Final = (
-    ("max_age", "message_age_sec", _NS),
-    ("max_bytes", "bytes", 1),
     ("max_msgs", "messages", 1),
+    ("max_bytes", "bytes", 1),
+    ("max_age", "message_age_sec", _NS),
 )
+
+
+class StreamSettings(NamedTuple):
+    """The station options a partition stream's JetStream config shows (docs/protocol.md §5.5):
+    what the broker enforces, whatever its own records say."""
+
+    #: ``"message_age_sec"``, ``"messages"``, ``"bytes"`` or ``"ack_based"``.
+    retention_type: str
+    #: Seconds, messages or bytes (0 for ``ack_based``).
+    retention_value: int
+    #: ``"file"`` or ``"memory"``.
+    storage_type: str
+    #: Stream replicas.
+    replicas: int
+    #: Seconds a ``msg_id`` is remembered (the stream's ``duplicate_window``).
+    idempotency_window: float
 
 
 def _retention(config: Mapping[str, Any]) -> tuple[str, int]:
     # The inverse of how a station's retention becomes stream limits (docs/protocol.md §5.4):
-    # ack_based is interest retention; otherwise the one limit set (age, bytes or messages).
+    # ack_based is interest retention; otherwise the one limit set (messages, bytes or age).
     if config.get("retention") == "interest":
         return "ack_based", 0
     for field, kind, scale in _RETENTION_FIELDS:
@@ -390,6 +411,18 @@ def _retention(config: Mapping[str, Any]) -> tuple[str, int]:
         if isinstance(value, int) and value > 0:
             return kind, value // scale
     return "message_age_sec", 0
+
+
+def stream_settings(config: Mapping[str, Any]) -> StreamSettings:
+    """The station options of a stream's ``config`` (a STREAM.INFO reply's)."""
+    retention_type, retention_value = _retention(config)
+    return StreamSettings(
+        retention_type=retention_type,
+        retention_value=retention_value,
+        storage_type="memory" if config.get("storage") == "memory" else "file",
+        replicas=int(config.get("num_replicas") or 1),
+        idempotency_window=int(config.get("duplicate_window") or 0) / _NS,
+    )
 
 
 def station_of(stream: Mapping[str, Any]) -> tuple[str, int | None] | None:
@@ -438,17 +471,12 @@ def _station(
     groups: Sequence[str],
 ) -> StationInfo:
     ordered = sorted(streams, key=lambda item: item[0] or 0)
-    config = ordered[0][1]["config"]
-    retention_type, retention_value = _retention(config)
+    settings = stream_settings(ordered[0][1]["config"])
     partitions = tuple(_partition(stream, p) for p, stream in ordered)
     return StationInfo(
         name=external_name(internal),
         partitions=partitions,
-        retention_type=retention_type,
-        retention_value=retention_value,
-        storage_type="memory" if config.get("storage") == "memory" else "file",
-        replicas=int(config.get("num_replicas") or 1),
-        idempotency_window=int(config.get("duplicate_window") or 0) / _NS,
+        **settings._asdict(),
         messages=sum(p.messages for p in partitions),
         stored_bytes=sum(p.stored_bytes for p in partitions),
         schema=None if record is None else str(record.get("schema_name") or ""),
@@ -466,6 +494,17 @@ def _stream_info(reply: Reply, stream: str) -> dict[str, Any] | None:
     if error[0] == _STREAM_NOT_FOUND:
         return None
     raise MemphisError(f"memphis: stream info on {stream}: {error[1]}")
+
+
+def stream_config(reply: Reply) -> dict[str, Any] | None:
+    """The ``config`` of a STREAM.INFO reply; None for no such stream, the request's error, an
+    error reply or a reply of the wrong shape (for best-effort reads that never fail)."""
+    try:
+        info = _stream_info(reply, "")
+    except MemphisError:
+        return None
+    config = None if info is None else info.get("config")
+    return config if isinstance(config, dict) else None
 
 
 def _record_request(internal: str) -> Request:
@@ -663,33 +702,43 @@ class _Batch(ReplyHandler):
             self.runner.advance(self.replies, now)
 
 
-class _Runner(Generic[R]):
-    __slots__ = ("op", "plan", "queries")
+#: Where a plan's outcome goes: its result or the error that ended it, and the time.
+Done = Callable[[R | MemphisError, float], None]
 
-    def __init__(self, queries: Queries, op: Operation[R], plan: Plan[R]) -> None:
-        self.queries = queries
-        self.op = op
+
+class _Runner(Generic[R]):
+    __slots__ = ("dispatcher", "done", "plan", "timeout", "what")
+
+    def __init__(
+        self, dispatcher: Dispatcher, what: str, plan: Plan[R], done: Done[R], timeout: float
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.what = what
         self.plan = plan
+        self.done = done
+        self.timeout = timeout
 
     def advance(self, replies: list[Reply] | None, now: float) -> None:
         try:
             batch = next(self.plan) if replies is None else self.plan.send(replies)
         except StopIteration as done:
-            self.op.finish(done.value)
+            self.done(done.value, now)
             return
         except MemphisError as error:
-            self.op.fail(error)
+            self.done(error, now)
             return
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             # A reply of the wrong shape (a field missing, a string where a number belongs):
             # the peer's fault, reported as such rather than escaping into the I/O loop.
-            self.op.fail(
-                RemoteProtocolError(f"{self.op.what}: unexpected JetStream reply: {error!r}")
+            self.done(
+                RemoteProtocolError(f"{self.what}: unexpected JetStream reply: {error!r}"), now
             )
             return
         handler = _Batch(self, len(batch))
         for index, (subject, body) in enumerate(batch):
-            token = self.queries.send(subject, body, handler, now)
+            token = self.dispatcher.request(
+                subject, body, handler, now=now, timeout=self.timeout, replay=False, refusable=True
+            )
             handler.waiting[token] = (index, subject)
 
 
@@ -709,10 +758,20 @@ class Queries:
     def run(self, what: str, plan: Plan[T], now: float) -> Operation[T]:
         """Start ``plan``; the operation finishes with its result or error."""
         op: Operation[T] = Operation(what)
-        _Runner(self, op, plan).advance(None, now)
+
+        def done(outcome: T | MemphisError, now: float) -> None:
+            if isinstance(outcome, MemphisError):
+                op.fail(outcome)
+            else:
+                op.finish(outcome)
+
+        self.then(what, plan, done, now)
         return op
 
-    def send(self, subject: str, body: bytes, batch: _Batch, now: float) -> int:
-        return self._dispatcher.request(
-            subject, body, batch, now=now, timeout=QUERY_TIMEOUT, replay=False, refusable=True
-        )
+    def then(
+        self, what: str, plan: Plan[T], done: Done[T], now: float, timeout: float = QUERY_TIMEOUT
+    ) -> None:
+        """Start ``plan``, each request waiting at most ``timeout`` seconds for its reply; call
+        ``done(result or error, now)`` once when it ends. Requests are not replayed after a
+        reconnect: one cut by it ends with its error at once."""
+        _Runner(self._dispatcher, what, plan, done, timeout).advance(None, now)

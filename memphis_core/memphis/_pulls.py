@@ -70,12 +70,12 @@ from typing import Final
 from memphis_core.nats._errors import (
     ConnectionClosedError,
     ConnectionLostError,
-    LocalProtocolError,
     MemphisError,
     NoRespondersError,
     RequestTimeoutError,
 )
 from memphis_core.nats._frames import Msg
+from memphis_core.nats._state import render, step
 
 from ._deliveries import ConsumerState, Delivery, consume_should_stop
 from ._dispatch import Dispatcher, ReplyHandler
@@ -186,30 +186,13 @@ LIVE_STATES: Final = frozenset({S.OPEN, S.RETRYING})
 
 def transition(state: PullState, event: PullInput) -> PullState:
     """Return the state after ``event`` in ``state``; raise if the pair is not allowed."""
-    try:
-        return TABLE[(state, event)]
-    except KeyError:
-        raise LocalProtocolError(
-            f"cannot handle {event.value} while the pull is {state.value}"
-        ) from None
+    return step(TABLE, state, event, "the pull")
 
 
 def render_table() -> str:
     """The transition table as aligned text: one ``state  input  next`` row per cell, in the
     declaration order of :class:`PullState` and :class:`PullInput`."""
-    rows: list[str] = []
-    width = max(len(state.name) for state in PullState) + 2
-    input_width = max(len(event.value) for event in PullInput) + 2
-    for state in PullState:
-        first = True
-        for event in PullInput:
-            target = TABLE.get((state, event))
-            if target is None:
-                continue
-            label = state.name if first else ""
-            rows.append(f"    {label:<{width}}{event.value:<{input_width}}{target.name}")
-            first = False
-    return "\n".join(rows)
+    return render(TABLE, PullState, PullInput)
 
 
 class Fetch:

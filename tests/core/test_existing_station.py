@@ -9,6 +9,7 @@ import pytest
 
 from memphis_core import ConnectionClosedError, ServerError, station_options
 from memphis_core.memphis._existing import station_differences
+from memphis_core.memphis._introspection import StreamSettings, stream_settings
 from tests.core.scripted_broker import Script
 
 MISSING = json.dumps({"error": {"code": 404, "err_code": 10059, "description": "not found"}})
@@ -51,6 +52,14 @@ def test_each_differing_option_is_named() -> None:
         "storage_type: asked 'memory', the station has 'file'",
         "replicas: asked 3, the station has 1",
     )
+
+
+def test_a_stream_is_read_as_station_info_reads_it() -> None:
+    # One parser of a stream config (station introspection's): a count limit wins over an age.
+    config = json.loads(stream(max_msgs=7))["config"]
+    assert stream_settings(config) == StreamSettings("messages", 7, "file", 1, 120.0)
+    opts = station_options("s", retention_type="messages", retention_value=7)
+    assert station_differences(opts, stream(max_msgs=7), None, MISSING.encode()) == ()
 
 
 def test_partitions_fewer_or_more() -> None:

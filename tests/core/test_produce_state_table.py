@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from memphis_core import LocalProtocolError
 from memphis_core.memphis import _produce_state
 from memphis_core.memphis._produce_state import (
     PRODUCE_DONE,
@@ -14,22 +11,19 @@ from memphis_core.memphis._produce_state import (
     produce_transition,
     render_produce_table,
 )
+from tests.support.state_tables import (
+    assert_diagram_generated,
+    check_cell,
+    every_cell,
+    reachable,
+)
 
-from .test_state_table import reachable
 
-
-@pytest.mark.parametrize("state", list(ProduceState), ids=lambda s: s.name)
-@pytest.mark.parametrize("event", list(ProduceInput), ids=lambda i: i.name)
+@every_cell(ProduceState, ProduceInput)
 def test_every_cell(state: ProduceState, event: ProduceInput) -> None:
-    # A cell is in the table (and lands in a real state) or refused with a typed error naming
-    # both; a finished produce accepts nothing.
-    if (state, event) in PRODUCE_TABLE:
-        assert state not in PRODUCE_DONE
-        assert isinstance(produce_transition(state, event), ProduceState)
-    else:
-        assert state in PRODUCE_DONE
-        with pytest.raises(LocalProtocolError, match=f"{event.value}.*the produce.*{state.value}"):
-            produce_transition(state, event)
+    # A finished produce accepts nothing; a live one accepts every input.
+    target = check_cell(PRODUCE_TABLE, produce_transition, state, event, "the produce")
+    assert (target is None) == (state in PRODUCE_DONE)
 
 
 def test_every_state_is_reachable_and_every_live_state_can_end() -> None:
@@ -40,11 +34,7 @@ def test_every_state_is_reachable_and_every_live_state_can_end() -> None:
 
 
 def test_docstring_diagram_is_generated_from_the_table() -> None:
-    # If this fails, paste the output of ``python -m memphis_core.memphis._produce_state`` into
-    # the module docstring of memphis_core/memphis/_produce_state.py.
-    assert _produce_state.__doc__ is not None
-    assert render_produce_table() in _produce_state.__doc__
-    assert render_produce_table().count("\n") + 1 == len(PRODUCE_TABLE)
+    assert_diagram_generated(_produce_state, render_produce_table(), PRODUCE_TABLE)
 
 
 def test_nothing_outside_the_table_module_sets_a_produces_state() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from memphis_core import (
-    LocalProtocolError,
     MessageAlreadySettledError,
     MessageView,
     StationUnreachableError,
@@ -24,6 +23,12 @@ from memphis_core.memphis._pulls import (
     render_table,
     transition,
 )
+from tests.support.state_tables import (
+    assert_diagram_generated,
+    check_cell,
+    every_cell,
+    reachable,
+)
 
 from .scripted_broker import Script, Sent
 from .test_client import connected, consumer
@@ -32,30 +37,15 @@ from .wire_vectors import server_hmsg
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
 
 
-@pytest.mark.parametrize("state", list(PullState), ids=lambda s: s.name)
-@pytest.mark.parametrize("event", list(PullInput), ids=lambda i: i.name)
+@every_cell(PullState, PullInput)
 def test_every_cell(state: PullState, event: PullInput) -> None:
-    # A cell is either in the table (and lands in a real state) or refused with a typed error
-    # that names both; nothing else can happen.
-    if (state, event) in TABLE:
-        assert isinstance(transition(state, event), PullState)
-    else:
-        with pytest.raises(LocalProtocolError, match=f"{event.value}.*{state.value}"):
-            transition(state, event)
+    check_cell(TABLE, transition, state, event, "the pull")
 
 
 def test_ended_and_failed_are_terminal_and_every_state_is_reachable() -> None:
     for state in (PullState.ENDED, PullState.FAILED):
         assert not [event for event in PullInput if (state, event) in TABLE]
-    reached = {PullState.OPEN}
-    frontier = [PullState.OPEN]
-    while frontier:
-        state = frontier.pop()
-        for (source, _), target in TABLE.items():
-            if source is state and target not in reached:
-                reached.add(target)
-                frontier.append(target)
-    assert reached == set(PullState)
+    assert reachable(TABLE, PullState.OPEN) == set(PullState)
 
 
 def test_a_live_pull_can_always_be_abandoned_and_an_abandoned_one_never_fails() -> None:
@@ -68,11 +58,7 @@ def test_a_live_pull_can_always_be_abandoned_and_an_abandoned_one_never_fails() 
 
 
 def test_docstring_diagram_is_generated_from_the_table() -> None:
-    # If this fails, paste the output of ``python -m memphis_core.memphis._pulls`` into the
-    # module docstring of memphis_core/memphis/_pulls.py.
-    assert _pulls.__doc__ is not None
-    assert render_table() in _pulls.__doc__
-    assert render_table().count("\n") + 1 == len(TABLE)
+    assert_diagram_generated(_pulls, render_table(), TABLE)
 
 
 # ------------------------------------------------------------------------------ the rules

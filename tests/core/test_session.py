@@ -444,7 +444,8 @@ def test_subscribe_between_connect_and_pong_reaches_this_transport() -> None:
     assert session.data_to_send() == f"SUB late.subject {sid}\r\n".encode()
 
 
-def test_abandoned_pull_drains_what_was_already_sent() -> None:
+def abandoned_pull() -> tuple[Session, int, int]:
+    """A connected session with one pull sent, then abandoned: ``(session, token, inbox sid)``."""
     session = make(ping_interval=0)
     handshake(session)
     token = session.request(
@@ -453,6 +454,11 @@ def test_abandoned_pull_drains_what_was_already_sent() -> None:
     session.data_to_send()
     sid = session._requests.get(token).sid  # type: ignore[union-attr]
     session.abandon_request(token)
+    return session, token, sid
+
+
+def test_abandoned_pull_drains_what_was_already_sent() -> None:
+    session, token, sid = abandoned_pull()
     # The inbox is dropped and a PING marks the point after which nothing more can come.
     assert session.data_to_send() == f"UNSUB {sid}\r\nPING\r\n".encode()
     session.receive_data(f"MSG orders$1.final {sid} 1\r\nx\r\n".encode(), 0.0)
@@ -470,14 +476,7 @@ def test_abandoned_pull_drains_what_was_already_sent() -> None:
 def test_abandoned_pull_cancelled_by_its_owner_reports_nothing_at_the_pong() -> None:
     # A pull that gets its last message between the abandon and the PONG is finished: its owner
     # cancels it, and the PONG must not then fail it (the pull's table refuses that input).
-    session = make(ping_interval=0)
-    handshake(session)
-    token = session.request(
-        "$JS.API.CONSUMER.MSG.NEXT.s.c", b"{}", now=0.0, timeout=5.0, multi=True
-    )
-    session.data_to_send()
-    sid = session._requests.get(token).sid  # type: ignore[union-attr]
-    session.abandon_request(token)
+    session, token, sid = abandoned_pull()
     session.data_to_send()
     session.receive_data(f"MSG orders$1.final {sid} 1\r\nx\r\n".encode(), 0.0)
     (late,) = session.events()

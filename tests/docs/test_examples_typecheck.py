@@ -9,25 +9,15 @@ to a temporary folder (so the repository is not on the path) and type-checks the
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support.typecheck import mypy_strict
+from tests.support.typecheck import mypy_strict_outside
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("folder", [".", "asyncio", "trio"])
 def test_examples_type_check_from_outside_the_source_tree(tmp_path: Path, folder: str) -> None:
-    type_check_outside(EXAMPLES / folder, tmp_path)
-
-
-def type_check_outside(source: Path, tmp_path: Path) -> None:
-    """Copy ``source``'s Python files to ``tmp_path`` and assert ``mypy --strict`` passes there."""
-    files = sorted(p.name for p in source.glob("*.py"))
-    assert files, f"no examples in {source}"
-    for name in files:
-        shutil.copy(source / name, tmp_path / name)
-    assert "Success" in mypy_strict(tmp_path, *files)
+    mypy_strict_outside(EXAMPLES / folder, tmp_path)

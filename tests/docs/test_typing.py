@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.docs.test_examples_typecheck import type_check_outside
+from tests.support.typecheck import mypy_strict_outside
 
 TYPED = Path(__file__).resolve().parent / "typed"
 
 
 def test_consumer_typing_needs_no_casts(tmp_path: Path) -> None:
-    type_check_outside(TYPED, tmp_path)
+    mypy_strict_outside(TYPED, tmp_path)

@@ -8,7 +8,6 @@ the conformance suite's portal (tests/conformance/_frontends.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ import pytest
 import memphis_core
 from memphis_broker import EmbeddedBroker
 from tests.conformance._frontends import Frontend, available_frontends, open_frontend
-from tests.conformance._support import TOKEN, USER, unique, wait_until
+from tests.conformance._support import TOKEN, USER, connections, unique, wait_until
 
 
 @pytest.fixture(scope="module", params=available_frontends())
@@ -31,19 +30,8 @@ def frontend(request: pytest.FixtureRequest) -> Iterator[Frontend]:
 
 @pytest.fixture
 def connect(frontend: Frontend, broker: EmbeddedBroker) -> Iterator[Callable[..., Any]]:
-    opened: list[Any] = []
-
-    def make(**kwargs: Any) -> Any:
-        conn = frontend.memphis.connect(
-            broker.host, USER, connection_token=TOKEN, port=broker.port, **kwargs
-        )
-        opened.append(conn)
-        return conn
-
-    yield make
-    for conn in opened:
-        with contextlib.suppress(Exception):
-            conn.close()
+    with connections(frontend.memphis, broker, USER, connection_token=TOKEN) as connect:
+        yield connect
 
 
 def test_a_raising_error_handler_is_logged_and_consuming_goes_on(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,13 @@ def mypy_strict(folder: Path, *files: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def mypy_strict_outside(source: Path, tmp_path: Path) -> None:
+    """Copy ``source``'s Python files to ``tmp_path`` (so the repository is not on the path) and
+    assert ``mypy --strict`` passes on them there."""
+    files = sorted(p.name for p in source.glob("*.py"))
+    assert files, f"no Python files in {source}"
+    for name in files:
+        shutil.copy(source / name, tmp_path / name)
+    assert "Success" in mypy_strict(tmp_path, *files)
