@@ -588,12 +588,19 @@ class Pulls:
     def serve(self, consumer: ConsumerState, now: float) -> None:
         """End the waiting fetches that may end now, in the order they asked.
 
-        The first that must go on waiting stops the round: a later fetch must not take the
-        messages an earlier one is collecting.
+        A fetch that must go on waiting holds back the later ones that read one of its
+        partitions (or would share the resent dead letters with it): they must not take the
+        messages it is collecting. A later fetch of other partitions is served all the same,
+        rather than wait for the end of a pull it does not read.
         """
         held = consumer.held
         reader = self.reader(consumer)
+        # The partitions whose messages an earlier fetch, still waiting, is collecting.
+        collecting: set[int | None] = set()
         for fetch in list(reader.waiters):
+            if collecting and (held.dls or not collecting.isdisjoint(fetch.partitions)):
+                collecting.update(fetch.partitions)
+                continue
             available = held.count(fetch.partitions, now)
             live = [reader.pulls[p] for p in fetch.partitions if p in reader.pulls]
             if available < fetch.batch and (
@@ -608,7 +615,8 @@ class Pulls:
                     and self._pull_for(consumer, fetch, now)
                 )
             ):
-                return
+                collecting.update(fetch.partitions)
+                continue
             self._unwait(consumer, fetch)
             self._finish(consumer, fetch, now, waited=True)
 

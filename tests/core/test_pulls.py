@@ -203,6 +203,25 @@ def test_fetches_waiting_on_one_pull_are_served_in_the_order_they_asked() -> Non
     assert [m.data for m in second.outcome()] == [b"c"]
 
 
+def test_a_fetch_of_another_partition_is_not_held_back_by_an_earlier_one_still_waiting() -> None:
+    # Two callers fetch one partition each: the second one's messages arrived with nothing more
+    # pending, so it ends although the first still waits (up to batch_max_wait_time) for its own.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 10, script.now, partition_number=1)
+    second = client.fetch(state, 10, script.now, partition_number=2)
+    third = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p1, "orders$1", "billing", 1, b"a", pending=3)
+    script.deliver(p2, "orders$2", "billing", 1, b"b", pending=0)
+    assert not first.done
+    assert [m.data for m in second.outcome()] == [b"b"]
+    assert not third.done, "it reads partition 1: the first fetch's share is not taken from it"
+    script.deliver(p1, "orders$1", "billing", 2, b"c", pending=0)
+    assert [m.data for m in first.outcome()] == [b"a", b"c"]
+
+
 def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
