@@ -51,7 +51,10 @@ When a fetch ends (docs/protocol.md §7.7):
 * a plain fetch when its batch is full, or when it holds messages and every pull it waits on
   has received nothing yet or was told by the server that nothing more is waiting (the
   ``pending`` count of the last ack subject is 0), or when all its pulls are over. Its pulls
-  that are still open then end (their inbox is dropped), unless another fetch waits on them.
+  that are still open then end (their inbox is dropped), unless another fetch waits on them;
+* any fetch, at the latest, when its own wait (``batch_max_wait_time``, or its ``timeout``)
+  ends, also while a pull it waits on without having sent it (a prefetch, the consume loop's
+  next pull) goes on longer on the server (``Pulls.handle_timeout``).
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
@@ -619,6 +622,31 @@ class Pulls:
                 continue
             self._unwait(consumer, fetch)
             self._finish(consumer, fetch, now, waited=True)
+
+    def next_deadline(self) -> float | None:
+        """When a waiting fetch's own wait (``batch_max_wait_time`` or its ``timeout``) ends
+        while a pull it waits on goes on longer (a prefetch, the consume loop's next pull,
+        another fetch's): the server's end of that pull would come too late for it."""
+        best: float | None = None
+        for consumer, fetch in self._fetches.values():
+            if (best is None or fetch.deadline < best) and self._outlasted(consumer, fetch):
+                best = fetch.deadline
+        return best
+
+    def handle_timeout(self, now: float) -> None:
+        """End, with what the store holds for them, the fetches whose wait is over although a
+        pull they wait on goes on (see ``next_deadline``)."""
+        for consumer, fetch in list(self._fetches.values()):
+            if fetch.deadline <= now and self._outlasted(consumer, fetch):
+                self._unwait(consumer, fetch)
+                self._finish(consumer, fetch, now, waited=True)
+
+    def _outlasted(self, consumer: ConsumerState, fetch: Fetch) -> bool:
+        # A fetch's own pulls expire with its wait: the server's 408 ends it in time.
+        under_way = self.reader(consumer).pulls
+        return any(
+            p in under_way and under_way[p].deadline > fetch.deadline for p in fetch.partitions
+        )
 
     def _unwait(self, consumer: ConsumerState, fetch: Fetch) -> None:
         self.reader(consumer).waiters.remove(fetch)

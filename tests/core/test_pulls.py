@@ -222,6 +222,27 @@ def test_a_fetch_of_another_partition_is_not_held_back_by_an_earlier_one_still_w
     assert [m.data for m in first.outcome()] == [b"a", b"c"]
 
 
+def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> None:
+    # The prefetch pull runs for batch_max_wait_time (5 s); a fetch(timeout=0.5) that waits on
+    # it instead of pulling again must still return after 0.5 s, as documented.
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, prefetch=True)
+    script.deliver(pulls(script)[0], "orders$1", "billing", 1, b"a", pending=0)
+    assert [m.data for m in first.outcome()] == [b"a"]
+    (prefetch,) = pulls(script)
+    second = client.fetch(state, 2, script.now, partition_number=1, timeout=0.5)
+    assert pulls(script) == [], "it waits on the prefetch pull"
+    assert client.next_deadline() == pytest.approx(script.now + 0.5)
+    script.advance(0.4)
+    assert not second.done
+    script.advance(0.1)
+    assert second.outcome() == []
+    script.deliver(prefetch, "orders$1", "billing", 2, b"late", pending=0)  # kept, not lost
+    assert [m.data for m in client.fetch(state, 2, script.now).outcome()] == [b"late"]
+
+
 def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
