@@ -597,7 +597,9 @@ class Pulls:
         rather than wait for the end of a pull it does not read.
         """
         held = consumer.held
-        reader = self.reader(consumer)
+        reader = self._readers.get(consumer)
+        if reader is None:
+            return  # dropped (destroyed, gone) in the chunk that brought its messages
         # The partitions whose messages an earlier fetch, still waiting, is collecting.
         collecting: set[int | None] = set()
         for fetch in list(reader.waiters):
@@ -744,7 +746,11 @@ class Pulls:
         for up to ``batch_max_wait_time``, while other members of the group could have them.
         What they already brought stays in the store for the next fetch.
         """
-        self._end_unwaited(consumer, list(self.reader(consumer).pulls))
+        # ``_readers.get``: a loop that ends after its consumer was dropped must not bring its
+        # reader back (one per consumer ever created would then stay in memory).
+        reader = self._readers.get(consumer)
+        if reader is not None:
+            self._end_unwaited(consumer, list(reader.pulls))
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Keep unread messages for the next fetch of their consumer, before what arrived
@@ -800,9 +806,10 @@ class Pulls:
         # Held messages count only for a loop that reads every partition: those of another
         # partition would skip the pause for ever on a chosen one.
         partitions = tuple(consumer.station.partitions) or (None,)
+        reader = self._readers.get(consumer)
         if (
             received >= consumer.options.batch_size
-            or self.reader(consumer).pulls
+            or (reader is not None and reader.pulls)
             or any(held.backlog.get(p, 0) > 0 for p in partitions)
             or (not chosen and held.count(partitions, now))
         ):

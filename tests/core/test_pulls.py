@@ -26,7 +26,7 @@ from memphis_core.memphis._pulls import (
 )
 
 from .scripted_broker import Script, Sent
-from .test_client import connected, consumer
+from .test_client import connected, consumer, pull_request
 from .wire_vectors import server_hmsg
 
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
@@ -241,6 +241,24 @@ def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> Non
     assert second.outcome() == []
     script.deliver(prefetch, "orders$1", "billing", 2, b"late", pending=0)  # kept, not lost
     assert [m.data for m in client.fetch(state, 2, script.now).outcome()] == [b"late"]
+
+
+def test_a_destroyed_consumer_leaves_nothing_behind_when_its_loop_ends_later() -> None:
+    # The frontends end the consume loop (end_eager_pull, next_pull) after the destroy went
+    # through: that must not bring back per-consumer state the destroy dropped, or every
+    # consumer created and destroyed on a long-lived connection would stay in memory.
+    script = connected()
+    state = consumer(script, batch_size=10)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"a", pending=0)
+    assert [m.data for m in op.outcome()] == [b"a"]
+    destroyed = client.destroy_consumer(state, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_destructions"), b"")
+    assert destroyed.outcome() is None
+    client.next_pull(state, 1, None, script.now)
+    client.end_eager_pull(state)
+    assert state not in client._pulls._readers
 
 
 def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
