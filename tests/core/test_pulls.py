@@ -7,6 +7,8 @@ partition; a plain fetch ends once the server says nothing more is pending.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from memphis_core import (
@@ -16,9 +18,11 @@ from memphis_core import (
     StationUnreachableError,
 )
 from memphis_core.memphis import _pulls
+from memphis_core.memphis._operation import Operation
 from memphis_core.memphis._pulls import (
     LIVE_STATES,
     TABLE,
+    Pull,
     PullInput,
     PullState,
     render_table,
@@ -390,3 +394,50 @@ def test_a_fetch_served_from_the_store_leaves_the_prefetch_pull_alone() -> None:
     assert [m.data for m in client.fetch(state, 2, script.now, partition_number=1).outcome()] == [
         b"d"
     ]
+
+
+# ------------------------------------------------------------------ every cell, bytes in
+
+
+def _into(script: Script, start: PullState, event: PullInput) -> tuple[Operation[Any], Pull, Sent]:
+    """A fetch's pull on partition 1, brought to ``start`` the way the server would."""
+    batch = 1 if event is PullInput.FULL else 2
+    # A 503 gives up when the backoff (50 ms, then 100 ms) would end past the pull's expiry.
+    timeout = {PullState.OPEN: 0.03, PullState.RETRYING: 0.12}.get(start)
+    if event is not PullInput.GIVE_UP:
+        timeout = None
+    state = consumer(script, batch_size=batch, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, batch, script.now, partition_number=1, timeout=timeout)
+    (sent,) = pulls(script)
+    pull = script.client._pulls.reader(state).pulls[1]
+    if start is PullState.RETRYING:
+        script.status(sent, 503)
+        script.advance(0.05)
+        (sent,) = pulls(script)
+    elif start is PullState.ABANDONED:
+        script.client.abandon_fetch(op)
+    assert pull.state is start
+    return op, pull, sent
+
+
+@pytest.mark.parametrize(("start", "event"), list(TABLE), ids=lambda c: c.name)
+def test_every_cell_is_reached_through_the_wire(start: PullState, event: PullInput) -> None:
+    # The table says where each input leads; this drives a real pull there with the server's
+    # own bytes (or the caller's abandon), so no cell is reachable on paper only.
+    script = connected()
+    op, pull, sent = _into(script, start, event)
+    if event in (PullInput.MESSAGE, PullInput.FULL):
+        script.deliver(sent, "orders$1", "billing", 1, b"m", pending=5)
+    elif event is PullInput.ABANDON:
+        script.client.abandon_fetch(op)
+    else:
+        code, text = {
+            PullInput.HEARTBEAT: (100, "Idle Heartbeat"),
+            PullInput.OVER: (408, "Request Timeout"),
+            PullInput.GONE: (409, "Consumer Deleted"),
+            PullInput.REFUSED: (400, "Bad Request"),
+            PullInput.RETRY: (503, ""),
+            PullInput.GIVE_UP: (503, ""),
+        }[event]
+        script.status(sent, code, text)
+    assert pull.state is TABLE[(start, event)]
