@@ -391,9 +391,7 @@ class Pull(ReplyHandler):
             self._step(PullInput.GIVE_UP)
             pulls.ended(self, StationUnreachableError(STATION_UNREACHABLE), now)
         elif (
-            now + delay < self.deadline
-            and not consumer.destroyed
-            and not pulls.dispatcher.session.closed
+            now + delay < self.deadline and consumer.active and not pulls.dispatcher.session.closed
         ):
             self._step(PullInput.RETRY)
             self.retries += 1
@@ -541,7 +539,7 @@ class Pulls:
     def received(self, message: Delivery) -> None:
         """A pull's message: into the store, served to fetches once the chunk is parsed."""
         consumer = message.consumer
-        if consumer.destroyed or consumer.unreachable or self.closing:
+        if not consumer.active or self.closing:
             # No next fetch will come: nack now so another member gets it at once, instead of
             # after ``max_ack_time`` (docs/protocol.md §7.7).
             self.release([message])
@@ -675,7 +673,7 @@ class Pulls:
         # An eager fetch that returned nothing found the station drained: the loop's own pause
         # (``next_pull``) comes first.
         if (fetch.prefetch or (fetch.eager and messages)) and not (
-            self.closing or consumer.destroyed or consumer.unreachable
+            self.closing or not consumer.active
         ):
             wait = consumer.options.batch_max_wait_time
             low = max(1, fetch.pull_batch // 2)
@@ -761,7 +759,7 @@ class Pulls:
             if message.settled is None:
                 consumers.setdefault(message.consumer, []).append(message)
         for consumer, unread in consumers.items():
-            if consumer.destroyed or consumer.unreachable or self.closing:
+            if not consumer.active or self.closing:
                 self.release(unread)
             else:
                 consumer.held.give_back(unread)
