@@ -96,8 +96,7 @@ def test_cancelled_fetch_keeps_its_batch_for_the_next_fetch(
     name: Callable[[str], str],
 ) -> None:
     # Real cancellation (a timeout around the call, a cancel scope), 15 times over.
-    if not frontend.is_async:
-        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
+    _async_only(frontend)
     station = name("st")
     conn = connect()
     producer = conn.create_producer(station, "p")
@@ -125,6 +124,11 @@ def test_cancelled_fetch_keeps_its_batch_for_the_next_fetch(
     assert sorted(data for data, _ in got) == [b"m0", b"m1", b"m2"]
     assert {count for _, count in got} == {1}
     assert probe.dls_rows(station) == []
+
+
+def _async_only(frontend: Frontend) -> None:
+    if not frontend.is_async:
+        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
 
 
 async def _cancel_after(frontend: Frontend, awaitable: Any, seconds: float) -> Any:
@@ -191,24 +195,32 @@ def test_close_during_a_waiting_fetch_ends_both_promptly(
     # ConnectionClosedError from inside the core, leaving the socket open. A fetch with messages
     # in hand no longer waits once the broker says nothing more is pending, so the state under
     # test is a pull held open on an empty station.
-    import threading
-    import time
-
     station = name("st")
     conn = connect()
     conn.create_producer(station, "p")
     consumer = conn.create_consumer(station, "c", batch_max_wait_time=5.0)
+    _close_during_fetch(memphis, conn, consumer, 10, lambda: probe.num_waiting(station, "c") == 1)
+
+
+def _close_during_fetch(
+    memphis: Any, conn: Any, consumer: Any, batch_size: int, reached: Callable[[], bool]
+) -> None:
+    """Close ``conn`` while another thread's ``fetch(batch_size)`` is in the state ``reached``
+    waits for: both end within 4 s, the fetch with ConnectionClosedError."""
+    import threading
+    import time
+
     errors: list[BaseException] = []
 
     def fetch() -> None:
         try:
-            consumer.fetch(batch_size=10)
+            consumer.fetch(batch_size=batch_size)
         except BaseException as exc:
             errors.append(exc)
 
     waiter = threading.Thread(target=fetch)
     waiter.start()
-    wait_until(lambda: probe.num_waiting(station, "c") == 1, what="the pull held on the broker")
+    wait_until(reached, what="the fetch in the state under test")
     started = time.monotonic()
     conn.close()
     waiter.join(10)
@@ -240,7 +252,6 @@ def test_close_during_a_fetch_holding_messages_nacks_them_and_ends_both_promptly
     # The state the close test above had before a plain fetch learnt to end once nothing is
     # pending: the fetch holds 2 of its 3 while the pull is held on the broker. The close fails
     # it and nacks the 2: another member gets them at once, not after max_ack_time (30 s).
-    import threading
     import time
 
     station = name("st")
@@ -248,23 +259,8 @@ def test_close_during_a_fetch_holding_messages_nacks_them_and_ends_both_promptly
     consumer = _fetch_holding_messages(conn, probe, station, 5.0)
     (first,) = consumer.fetch(batch_size=1)
     assert first.data == b"m0"
-    errors: list[BaseException] = []
-
-    def fetch() -> None:
-        try:
-            consumer.fetch(batch_size=3)
-        except BaseException as exc:
-            errors.append(exc)
-
-    waiter = threading.Thread(target=fetch)
-    waiter.start()
-    wait_until(lambda: probe.ack_pending(station, "c") == 3, what="m1 and m2 delivered")
-    started = time.monotonic()
-    conn.close()
-    waiter.join(10)
-    assert not waiter.is_alive()
-    assert time.monotonic() - started < 4.0
-    assert [type(e) for e in errors] == [memphis.ConnectionClosedError]
+    # m1 and m2 delivered to the waiting fetch (m0 makes the third unacked).
+    _close_during_fetch(memphis, conn, consumer, 3, lambda: probe.ack_pending(station, "c") == 3)
     other = connect().create_consumer(station, "c", batch_max_wait_time=5.0, max_ack_time=30)
     started = time.monotonic()
     again = other.fetch(batch_size=2)
@@ -282,8 +278,7 @@ def test_a_fetch_cancelled_with_messages_in_hand_keeps_them_for_the_next_fetch(
 ) -> None:
     # Cancelled while it holds m1 and m2 and waits for more: the next fetch returns them at
     # once, without a second delivery (no nack, no wait for max_ack_time).
-    if not frontend.is_async:
-        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
+    _async_only(frontend)
     import time
 
     station = name("st")
