@@ -100,6 +100,11 @@ class Held:
                 total += len(queue)
         return total
 
+    def holding(self, partitions: tuple[int | None, ...]) -> list[int | None]:
+        """Those of ``partitions`` whose queue is not empty (expired messages included)."""
+        queues = self.partitions
+        return [p for p in partitions if queues.get(p)]
+
     def take(self, partitions: tuple[int | None, ...], size: int, now: float) -> list[Delivery]:
         """Up to ``size`` messages: resent dead letters first (docs/protocol.md §7.7, step 1),
         then the partitions' queues in turn, one message each, starting at a partition that

@@ -481,7 +481,7 @@ class Pulls:
             partitions = tuple(station.partitions) or (None,)
         size = opts.batch_size if take is None else take
         fetch = Fetch(partitions, size, opts.batch_size, eager=opts.eager, prefetch=opts.prefetch)
-        if consumer.held.count(partitions, now):
+        if consumer.held.count(partitions, now) and not self._behind(consumer, partitions):
             self._finish(consumer, fetch, now, waited=False)
             return fetch.op
         # The fetch's own timeout shortens the pull on the server: it then ends with a 408 and
@@ -494,6 +494,17 @@ class Pulls:
         self.reader(consumer).waiters.append(fetch)
         self._fetches[fetch.op] = (consumer, fetch)
         return fetch.op
+
+    def _behind(self, consumer: ConsumerState, partitions: tuple[int | None, ...]) -> bool:
+        """Whether a new fetch over ``partitions`` queues behind a waiting one that collects
+        one of them (or the resent dead letters, which every fetch reads), rather than take
+        at once the messages that one waits with (see ``serve``)."""
+        reader = self._readers.get(consumer)
+        if reader is None or not reader.waiters:
+            return False
+        held = consumer.held
+        waited = {p for fetch in reader.waiters for p in fetch.partitions}
+        return bool(held.dls) or any(p in waited for p in held.holding(partitions))
 
     def _pull_for(self, consumer: ConsumerState, fetch: Fetch, now: float) -> bool:
         """Start a pull for ``fetch`` on each of its partitions that has none under way and
@@ -589,20 +600,21 @@ class Pulls:
     def serve(self, consumer: ConsumerState, now: float) -> None:
         """End the waiting fetches that may end now, in the order they asked.
 
-        A fetch that must go on waiting holds back the later ones that read one of its
-        partitions (or would share the resent dead letters with it): they must not take the
-        messages it is collecting. A later fetch of other partitions is served all the same,
-        rather than wait for the end of a pull it does not read.
+        A fetch that must go on waiting holds back the later ones that read a partition in
+        which it holds messages (or would share the resent dead letters with it): they must
+        not take the messages it is collecting. A later fetch of other partitions is served
+        all the same, rather than wait for the end of a pull it does not read.
         """
         held = consumer.held
         reader = self._readers.get(consumer)
         if reader is None:
             return  # dropped (destroyed, gone) in the chunk that brought its messages
-        # The partitions whose messages an earlier fetch, still waiting, is collecting.
+        waiting = False  # an earlier fetch goes on waiting
+        # The partitions holding messages that an earlier fetch, still waiting, is collecting.
         collecting: set[int | None] = set()
         for fetch in list(reader.waiters):
-            if collecting and (held.dls or not collecting.isdisjoint(fetch.partitions)):
-                collecting.update(fetch.partitions)
+            if waiting and (held.dls or not collecting.isdisjoint(fetch.partitions)):
+                collecting.update(held.holding(fetch.partitions))
                 continue
             available = held.count(fetch.partitions, now)
             live = [reader.pulls[p] for p in fetch.partitions if p in reader.pulls]
@@ -618,7 +630,8 @@ class Pulls:
                     and self._pull_for(consumer, fetch, now)
                 )
             ):
-                collecting.update(fetch.partitions)
+                waiting = True
+                collecting.update(held.holding(fetch.partitions))
                 continue
             self._unwait(consumer, fetch)
             self._finish(consumer, fetch, now, waited=True)

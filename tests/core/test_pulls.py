@@ -265,6 +265,42 @@ def test_a_destroyed_consumer_leaves_nothing_behind_when_its_loop_ends_later() -
     assert state not in client._pulls._readers
 
 
+def test_a_new_fetch_does_not_take_the_messages_an_earlier_one_waits_with() -> None:
+    # The first fetch holds a and waits for the 3 the server says are pending; a second caller's
+    # fetch of the same partition queues behind it instead of taking a at once.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=3)
+    second = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    assert not second.done
+    assert pulls(script) == [], "it waits on the same pull"
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=2)  # full: the pull ends
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
+    (again,) = pulls(script)  # the second one pulls for itself now
+    script.deliver(again, "orders$1", "billing", 3, b"c", pending=1)
+    assert [m.data for m in second.outcome()] == [b"c"]
+
+
+def test_a_new_fetch_takes_at_once_what_no_waiting_fetch_collects() -> None:
+    # The fetch waiting on partition 1 holds nothing: a fetch of every partition takes what
+    # partition 2 holds at once.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    kept = client.fetch(state, 10, script.now, partition_number=2, eager=True)
+    (p2,) = pulls(script)
+    script.deliver(p2, "orders$2", "billing", 1, b"x1", pending=1)
+    assert [m.data for m in kept.outcome()] == [b"x1"]
+    script.deliver(p2, "orders$2", "billing", 2, b"x2", pending=0)  # nobody waits: kept
+    waiting = client.fetch(state, 10, script.now, partition_number=1)
+    assert not waiting.done
+    every = client.fetch(state, 10, script.now)
+    assert [m.data for m in every.outcome()] == [b"x2"]
+
+
 def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
