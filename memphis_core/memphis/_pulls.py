@@ -45,7 +45,8 @@ prints it), and a test fails when the two differ. Each row is ``state  input  ne
 When a fetch ends (docs/protocol.md §7.7):
 
 * at once, when the store holds messages for it (given back first, then resent dead letters,
-  then what pulls brought in);
+  then what pulls brought in), unless an earlier fetch still waiting is collecting them: then
+  after it, fetches being served in the order they asked;
 * an *eager* fetch (the consume loop's, an iteration's) at the end of the first read that
   brought it a message: latency over batch size. Its pulls go on for the next fetch;
 * a plain fetch when its batch is full, or when it holds messages and every pull it waits on
