@@ -298,11 +298,9 @@ class Client:
         """Start a graceful close; the operation ends when :meth:`close` may be called.
 
         From now on produces and fetches are refused. Messages held unread (prefetched, or
-        given back by a cancelled fetch) are nacked so the broker redelivers them at once, and
-        so are those still on their way to the pulls the drain ends. The operation finishes
-        when every async produce has its acknowledgement, those pulls' inboxes drained (the
-        PONG after each UNSUB), and one PING round trip has proved the broker processed every
-        ack, nack and dead letter written before it.
+        given back by a cancelled fetch) are nacked so the broker redelivers them at once. The
+        operation finishes when every async produce has its acknowledgement and one PING round
+        trip has proved the broker processed every ack, nack and dead letter written before it.
         It fails with :class:`CloseIncompleteError` when ``timeout`` seconds pass first, when
         async produces failed without a ``flush`` having reported them, or when the connection
         ends first: nothing the caller was told is accepted vanishes without an error.
@@ -328,16 +326,11 @@ class Client:
         if drain is None or drain.op.done:
             return
         in_flight = self._producers.in_flight()
-        # Messages already on their way to a pull the drain abandoned still arrive, and are
-        # nacked then (docs/protocol.md §7.7): until those inboxes drained (or the drain's time
-        # is up) the close waits, so that the nacks are written and confirmed like any other
-        # settle rather than left to max_ack_time.
-        waiting = in_flight or (self.session.abandoned_in_flight and now < drain.deadline)
         flush = drain.flush
         # Without acks, nacks or dead letters written, only the PubAcks of async produces need
         # waiting for: a flush PING would prove nothing more.
         if not self._consumers.settles:
-            flushed = not waiting  # nothing written needs the broker's confirmation
+            flushed = in_flight == 0  # nothing written needs the broker's confirmation
         else:
             # The flush PING is sent only once every PubAck is in: its PONG then proves that the
             # broker also read every ack written before it, since a server handles a client's
@@ -345,7 +338,7 @@ class Client:
             settles = self._consumers.settles
             stale = flush is not None and flush.done and settles > drain.flushed_settles
             if (
-                not waiting
+                in_flight == 0
                 and (flush is None or (stale and flush.error is None))
                 and self.session.state is not ConnState.CLOSED
             ):

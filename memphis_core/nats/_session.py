@@ -210,12 +210,6 @@ class Session:
         return self.state is ConnState.CLOSED
 
     @property
-    def abandoned_in_flight(self) -> int:
-        """Abandoned requests whose inbox still drains (``abandon_request``): replies may still
-        arrive for them until the PONG that follows their UNSUB."""
-        return len(self._draining)
-
-    @property
     def current_server(self) -> Server | None:
         """The ``(host, port)`` to dial now (first connect, or after ``ReconnectDue``), or the
         server in use. None when the session was made without ``servers``."""

@@ -477,25 +477,3 @@ def test_every_cell_is_reached_through_the_wire(start: PullState, event: PullInp
         }[event]
         script.status(sent, code, text)
     assert pull.state is TABLE[(start, event)]
-
-
-def test_a_drain_waits_for_what_is_on_its_way_to_an_abandoned_pull_and_nacks_it() -> None:
-    # The fetch waits on an empty partition when the close starts; the broker had already sent
-    # a message to its pull. The close must not end before that message arrives (the PONG
-    # after the UNSUB says nothing more can), and nacks it, so another member gets it at once
-    # rather than after max_ack_time.
-    script = connected()
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
-    client = script.client
-    client.fetch(state, 10, script.now, partition_number=1)
-    (pull,) = pulls(script)
-    drain = client.drain(script.now, timeout=5.0)
-    assert [s.op for s in script.take()] == ["UNSUB", "PING"]
-    assert not drain.done, "a message may still be on its way to the pull"
-    late = script.deliver(pull, "orders$1", "billing", 1, b"late", pending=0)
-    script.feed(b"PONG\r\n")  # the UNSUB's: the inbox is drained
-    sent = script.take()
-    assert (late, b"-NAK") in [(s.subject, s.payload) for s in sent]
-    assert [s.op for s in sent][-1] == "PING", "the drain's flush vouches for the nack"
-    script.feed(b"PONG\r\n")
-    assert drain.outcome() is None
