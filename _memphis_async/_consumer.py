@@ -177,10 +177,12 @@ class Consumer:
         every partition read is pulled at once, and the call returns when the batch is full,
         or as soon as it has messages and the broker says nothing more waits behind them, or
         when the wait ends: ``while batch := await consumer.fetch()`` stops only once every
-        partition is empty. With ``prefetch=True`` the next batch is pulled in the background
-        as soon as this one is taken. A fetch that is cancelled (a timeout, a cancel scope,
-        KeyboardInterrupt) keeps its batch with the consumer for the next fetch: it costs no
-        delivery attempt.
+        partition is empty. The broker's ``pending`` count is per partition (and per group,
+        whatever member takes them): a partition that has sent nothing yet is not waited
+        for, and what it sends later is kept for the next call. With ``prefetch=True`` the
+        next batch is pulled in the background as soon as this one is taken. A fetch that is
+        cancelled (a timeout, a cancel scope, KeyboardInterrupt) keeps its batch with the
+        consumer for the next fetch: it costs no delivery attempt.
 
         Raises:
             LocalProtocolError: bad batch size or partition choice.

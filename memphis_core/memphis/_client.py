@@ -249,6 +249,9 @@ class Client:
         pings = self._consumers.next_deadline()
         if pings is not None and (best is None or pings < best):
             best = pings
+        fetches = self._pulls.next_deadline()
+        if fetches is not None and (best is None or fetches < best):
+            best = fetches
         if self._drain is not None and (best is None or self._drain.deadline < best):
             best = self._drain.deadline
         return best
@@ -266,6 +269,7 @@ class Client:
         """
         self.session.handle_timeout(now)
         self._consumers.handle_timeout(now)
+        self._pulls.handle_timeout(now)
         self._process(now)
 
     def events(self) -> list[ClientEvent]:

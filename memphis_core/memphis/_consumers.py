@@ -22,8 +22,10 @@ from memphis_core.nats._frames import Msg
 
 from . import _control as rq
 from ._deliveries import (
+    ConsumerLife,
     ConsumerState,
     Delivery,
+    LifeInput,
     ack_publishes,
     dead_letter_publishes,
     delay_publishes,
@@ -163,7 +165,7 @@ class Consumers:
         """Ask now whether the durables still exist (the periodic check, brought forward)."""
         # Offline, a lookup would only be queued for replay, and a second one for the next ping; the
         # next scheduled check after the reconnect is soon enough.
-        if not consumer.unreachable and self._dispatcher.session.is_connected:
+        if consumer.active and self._dispatcher.session.is_connected:
             self._query_durables(consumer, None, now)
 
     def ready(self, consumer: ConsumerState, op: Operation[ConsumerState]) -> None:
@@ -188,11 +190,12 @@ class Consumers:
 
     def mark_unreachable(self, consumer: ConsumerState, *, notify: bool = True) -> None:
         """The station or the group's durable is gone: fail from now on, and say so once."""
-        if consumer.unreachable:
+        # Once only; and not for a consumer we destroyed ourselves (its pulls then hear
+        # "consumer deleted" too): its error handler must not hear of it.
+        if consumer.step(LifeInput.GONE) is not ConsumerLife.ACTIVE:
             return
         # Forgotten from the cache too: creating the consumer again (after the station was
         # re-created) must register anew, not hand back this dead one.
-        consumer.unreachable = True
         consumer.ping_at = None
         self._forget(consumer, destroyed=False)
         if notify:
@@ -236,7 +239,7 @@ class Consumers:
 
     def _forget(self, consumer: ConsumerState, *, destroyed: bool) -> None:
         if destroyed:
-            consumer.destroyed = True
+            consumer.step(LifeInput.DESTROY)
         consumer.ping_at = None
         key = _key(consumer.options)
         if self._by_key.get(key) is not consumer:
@@ -263,7 +266,7 @@ class Consumers:
 
     def start_pings(self, consumer: ConsumerState, now: float) -> None:
         """Begin the periodic durable check; frontends call it when consuming starts."""
-        if consumer.ping_at is None and not consumer.unreachable:
+        if consumer.ping_at is None and consumer.active:
             # Only consumers that consume are checked (docs/protocol.md §7.9): a consumer used for a
             # single fetch does not keep a timer running for the life of the connection.
             consumer.ping_at = now + CONSUMER_PING_INTERVAL

@@ -9,6 +9,7 @@ public ``Message`` classes extend with those actions.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import deque
 from typing import Any, Final
@@ -27,9 +28,12 @@ from ._stations import StationState
 
 __all__ = [
     "DLS_BUFFER",
+    "LIFE_TABLE",
+    "ConsumerLife",
     "ConsumerState",
     "Delivery",
     "Held",
+    "LifeInput",
     "MessageView",
     "ack_publishes",
     "consume_should_stop",
@@ -96,6 +100,11 @@ class Held:
                 total += len(queue)
         return total
 
+    def holding(self, partitions: tuple[int | None, ...]) -> list[int | None]:
+        """Those of ``partitions`` whose queue is not empty (expired messages included)."""
+        queues = self.partitions
+        return [p for p in partitions if queues.get(p)]
+
     def take(self, partitions: tuple[int | None, ...], size: int, now: float) -> list[Delivery]:
         """Up to ``size`` messages: resent dead letters first (docs/protocol.md §7.7, step 1),
         then the partitions' queues in turn, one message each, starting at a partition that
@@ -144,20 +153,45 @@ def _drop_expired(queue: deque[Delivery], now: float) -> None:
         queue.popleft()
 
 
+class ConsumerLife(enum.Enum):
+    """Whether a consumer can still be read from (``ConsumerState.life``)."""
+
+    ACTIVE = "active"  # registered; its durables exist as far as we know
+    UNREACHABLE = "unreachable"  # its station or the group's durable is gone: fetches fail
+    DESTROYED = "destroyed"  # the broker confirmed our destroy: using it is the caller's mistake
+
+
+class LifeInput(enum.Enum):
+    GONE = "gone"  # a durable check or a pull found the durable or the station gone
+    DESTROY = "destroy"  # the broker confirmed the destroy this client asked for
+
+
+_L, _LI = ConsumerLife, LifeInput
+#: Every (state, input) pair is allowed; the table is walked by a test.
+LIFE_TABLE: Final = {
+    (_L.ACTIVE, _LI.GONE): _L.UNREACHABLE,
+    (_L.ACTIVE, _LI.DESTROY): _L.DESTROYED,
+    (_L.UNREACHABLE, _LI.GONE): _L.UNREACHABLE,
+    (_L.UNREACHABLE, _LI.DESTROY): _L.DESTROYED,
+    # A pull of ours hears "consumer deleted" after our own destroy: nothing to tell anyone.
+    (_L.DESTROYED, _LI.GONE): _L.DESTROYED,
+    (_L.DESTROYED, _LI.DESTROY): _L.DESTROYED,
+}
+
+
 class ConsumerState:
     """One registered consumer (a member of ``options.consumer_group``)."""
 
     __slots__ = (
-        "destroyed",
         "dls_sid",
         "durable",
         "handle",
         "held",
+        "life",
         "options",
         "ping_at",
         "rr",
         "station",
-        "unreachable",
     )
 
     def __init__(self, station: StationState, options: ConsumerOptions) -> None:
@@ -174,14 +208,34 @@ class ConsumerState:
         self.ping_at: float | None = None
         # Sticky: once the durable check (docs/protocol.md §7.9) found the group or station gone,
         # every later fetch raises at once instead of pulling from a consumer that no longer exists.
-        self.unreachable = False
-        self.destroyed = False
+        # Set only by ``step``, from ``LIFE_TABLE``.
+        self.life = ConsumerLife.ACTIVE
         # The frontend's public object for this consumer (where error events are routed).
         self.handle: object = None
 
     @property
     def name(self) -> str:
         return self.options.name
+
+    def step(self, event: LifeInput) -> ConsumerLife:
+        """Move ``life`` along ``LIFE_TABLE``; return the state it was in."""
+        before = self.life
+        self.life = LIFE_TABLE[(before, event)]
+        return before
+
+    @property
+    def active(self) -> bool:
+        """Neither gone nor destroyed: pulls may start and what arrives is kept."""
+        return self.life is ConsumerLife.ACTIVE
+
+    @property
+    def unreachable(self) -> bool:
+        """The station or the group's durable is gone (a destroyed consumer is not)."""
+        return self.life is ConsumerLife.UNREACHABLE
+
+    @property
+    def destroyed(self) -> bool:
+        return self.life is ConsumerLife.DESTROYED
 
 
 def consume_should_stop(error: MemphisError | None) -> bool:

@@ -45,13 +45,17 @@ prints it), and a test fails when the two differ. Each row is ``state  input  ne
 When a fetch ends (docs/protocol.md §7.7):
 
 * at once, when the store holds messages for it (given back first, then resent dead letters,
-  then what pulls brought in);
+  then what pulls brought in), unless an earlier fetch still waiting is collecting them: then
+  after it, fetches being served in the order they asked;
 * an *eager* fetch (the consume loop's, an iteration's) at the end of the first read that
   brought it a message: latency over batch size. Its pulls go on for the next fetch;
 * a plain fetch when its batch is full, or when it holds messages and every pull it waits on
   has received nothing yet or was told by the server that nothing more is waiting (the
   ``pending`` count of the last ack subject is 0), or when all its pulls are over. Its pulls
-  that are still open then end (their inbox is dropped), unless another fetch waits on them.
+  that are still open then end (their inbox is dropped), unless another fetch waits on them;
+* any fetch, at the latest, when its own wait (``batch_max_wait_time``, or its ``timeout``)
+  ends, also while a pull it waits on without having sent it (a prefetch, the consume loop's
+  next pull) goes on longer on the server (``Pulls.handle_timeout``).
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
@@ -371,9 +375,7 @@ class Pull(ReplyHandler):
             self._step(PullInput.GIVE_UP)
             pulls.ended(self, StationUnreachableError(STATION_UNREACHABLE), now)
         elif (
-            now + delay < self.deadline
-            and not consumer.destroyed
-            and not pulls.dispatcher.session.closed
+            now + delay < self.deadline and consumer.active and not pulls.dispatcher.session.closed
         ):
             self._step(PullInput.RETRY)
             self.retries += 1
@@ -463,7 +465,7 @@ class Pulls:
             partitions = tuple(station.partitions) or (None,)
         size = opts.batch_size if take is None else take
         fetch = Fetch(partitions, size, opts.batch_size, eager=opts.eager, prefetch=opts.prefetch)
-        if consumer.held.count(partitions, now):
+        if consumer.held.count(partitions, now) and not self._behind(consumer, partitions):
             self._finish(consumer, fetch, now, waited=False)
             return fetch.op
         # The fetch's own timeout shortens the pull on the server: it then ends with a 408 and
@@ -476,6 +478,17 @@ class Pulls:
         self.reader(consumer).waiters.append(fetch)
         self._fetches[fetch.op] = (consumer, fetch)
         return fetch.op
+
+    def _behind(self, consumer: ConsumerState, partitions: tuple[int | None, ...]) -> bool:
+        """Whether a new fetch over ``partitions`` queues behind a waiting one that collects
+        one of them (or the resent dead letters, which every fetch reads), rather than take
+        at once the messages that one waits with (see ``serve``)."""
+        reader = self._readers.get(consumer)
+        if reader is None or not reader.waiters:
+            return False
+        held = consumer.held
+        waited = {p for fetch in reader.waiters for p in fetch.partitions}
+        return bool(held.dls) or any(p in waited for p in held.holding(partitions))
 
     def _pull_for(self, consumer: ConsumerState, fetch: Fetch, now: float) -> bool:
         """Start a pull for ``fetch`` on each of its partitions that has none under way and
@@ -521,7 +534,7 @@ class Pulls:
     def received(self, message: Delivery) -> None:
         """A pull's message: into the store, served to fetches once the chunk is parsed."""
         consumer = message.consumer
-        if consumer.destroyed or consumer.unreachable or self.closing:
+        if not consumer.active or self.closing:
             # No next fetch will come: nack now so another member gets it at once, instead of
             # after ``max_ack_time`` (docs/protocol.md §7.7).
             self.release([message])
@@ -571,12 +584,22 @@ class Pulls:
     def serve(self, consumer: ConsumerState, now: float) -> None:
         """End the waiting fetches that may end now, in the order they asked.
 
-        The first that must go on waiting stops the round: a later fetch must not take the
-        messages an earlier one is collecting.
+        A fetch that must go on waiting holds back the later ones that read a partition in
+        which it holds messages (or would share the resent dead letters with it): they must
+        not take the messages it is collecting. A later fetch of other partitions is served
+        all the same, rather than wait for the end of a pull it does not read.
         """
         held = consumer.held
-        reader = self.reader(consumer)
+        reader = self._readers.get(consumer)
+        if reader is None:
+            return  # dropped (destroyed, gone) in the chunk that brought its messages
+        waiting = False  # an earlier fetch goes on waiting
+        # The partitions holding messages that an earlier fetch, still waiting, is collecting.
+        collecting: set[int | None] = set()
         for fetch in list(reader.waiters):
+            if waiting and (held.dls or not collecting.isdisjoint(fetch.partitions)):
+                collecting.update(held.holding(fetch.partitions))
+                continue
             available = held.count(fetch.partitions, now)
             live = [reader.pulls[p] for p in fetch.partitions if p in reader.pulls]
             if available < fetch.batch and (
@@ -591,9 +614,36 @@ class Pulls:
                     and self._pull_for(consumer, fetch, now)
                 )
             ):
-                return
+                waiting = True
+                collecting.update(held.holding(fetch.partitions))
+                continue
             self._unwait(consumer, fetch)
             self._finish(consumer, fetch, now, waited=True)
+
+    def next_deadline(self) -> float | None:
+        """When a waiting fetch's own wait (``batch_max_wait_time`` or its ``timeout``) ends
+        while a pull it waits on goes on longer (a prefetch, the consume loop's next pull,
+        another fetch's): the server's end of that pull would come too late for it."""
+        best: float | None = None
+        for consumer, fetch in self._fetches.values():
+            if (best is None or fetch.deadline < best) and self._outlasted(consumer, fetch):
+                best = fetch.deadline
+        return best
+
+    def handle_timeout(self, now: float) -> None:
+        """End, with what the store holds for them, the fetches whose wait is over although a
+        pull they wait on goes on (see ``next_deadline``)."""
+        for consumer, fetch in list(self._fetches.values()):
+            if fetch.deadline <= now and self._outlasted(consumer, fetch):
+                self._unwait(consumer, fetch)
+                self._finish(consumer, fetch, now, waited=True)
+
+    def _outlasted(self, consumer: ConsumerState, fetch: Fetch) -> bool:
+        # A fetch's own pulls expire with its wait: the server's 408 ends it in time.
+        under_way = self.reader(consumer).pulls
+        return any(
+            p in under_way and under_way[p].deadline > fetch.deadline for p in fetch.partitions
+        )
 
     def _unwait(self, consumer: ConsumerState, fetch: Fetch) -> None:
         self.reader(consumer).waiters.remove(fetch)
@@ -620,7 +670,7 @@ class Pulls:
         # An eager fetch that returned nothing found the station drained: the loop's own pause
         # (``next_pull``) comes first.
         if (fetch.prefetch or (fetch.eager and messages)) and not (
-            self.closing or consumer.destroyed or consumer.unreachable
+            self.closing or not consumer.active
         ):
             wait = consumer.options.batch_max_wait_time
             low = max(1, fetch.pull_batch // 2)
@@ -691,7 +741,11 @@ class Pulls:
         for up to ``batch_max_wait_time``, while other members of the group could have them.
         What they already brought stays in the store for the next fetch.
         """
-        self._end_unwaited(consumer, list(self.reader(consumer).pulls))
+        # ``_readers.get``: a loop that ends after its consumer was dropped must not bring its
+        # reader back (one per consumer ever created would then stay in memory).
+        reader = self._readers.get(consumer)
+        if reader is not None:
+            self._end_unwaited(consumer, list(reader.pulls))
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Keep unread messages for the next fetch of their consumer, before what arrived
@@ -702,7 +756,7 @@ class Pulls:
             if message.settled is None:
                 consumers.setdefault(message.consumer, []).append(message)
         for consumer, unread in consumers.items():
-            if consumer.destroyed or consumer.unreachable or self.closing:
+            if not consumer.active or self.closing:
                 self.release(unread)
             else:
                 consumer.held.give_back(unread)
@@ -747,9 +801,10 @@ class Pulls:
         # Held messages count only for a loop that reads every partition: those of another
         # partition would skip the pause for ever on a chosen one.
         partitions = tuple(consumer.station.partitions) or (None,)
+        reader = self._readers.get(consumer)
         if (
             received >= consumer.options.batch_size
-            or self.reader(consumer).pulls
+            or (reader is not None and reader.pulls)
             or any(held.backlog.get(p, 0) > 0 for p in partitions)
             or (not chosen and held.count(partitions, now))
         ):

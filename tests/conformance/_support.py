@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 import uuid
@@ -93,7 +94,11 @@ class Recorder:
 
 
 class BrokerProbe:
-    """Read-only view of the broker's JetStream state, on its own nats-py connection and loop."""
+    """A view of the broker's JetStream state, on its own nats-py connection and loop.
+
+    It only reads, except :meth:`limit_ack_pending`, which sets up a broker state that no client
+    call can reach (the real broker, configured, not a mock).
+    """
 
     def __init__(self, broker: EmbeddedBroker) -> None:
         self._broker = broker
@@ -213,6 +218,20 @@ class BrokerProbe:
             return int(info.num_waiting)
 
         return self._run(get())
+
+    def limit_ack_pending(self, station: str, group: str, limit: int, partition: int = 1) -> None:
+        """Set the durable's JetStream ``max_ack_pending``: the broker then delivers nothing more
+        while ``limit`` messages are unacked, although its ack subjects still count what is
+        pending. The one way to hold a pull open with messages delivered to it and more waiting.
+        A pull asking for more than ``limit`` is refused (409), so keep batches at most that."""
+
+        async def update() -> None:
+            js = self._nc.jetstream()
+            stream = self.stream(station, partition)
+            info = await js.consumer_info(stream, internal_name(group))
+            await js.add_consumer(stream, dataclasses.replace(info.config, max_ack_pending=limit))
+
+        self._run(update())
 
     def ack_floor(self, station: str, group: str, partition: int = 1) -> int:
         """The durable's ack floor (stream sequence up to which everything is acked)."""

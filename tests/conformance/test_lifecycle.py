@@ -96,8 +96,7 @@ def test_cancelled_fetch_keeps_its_batch_for_the_next_fetch(
     name: Callable[[str], str],
 ) -> None:
     # Real cancellation (a timeout around the call, a cancel scope), 15 times over.
-    if not frontend.is_async:
-        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
+    _async_only(frontend)
     station = name("st")
     conn = connect()
     producer = conn.create_producer(station, "p")
@@ -125,6 +124,11 @@ def test_cancelled_fetch_keeps_its_batch_for_the_next_fetch(
     assert sorted(data for data, _ in got) == [b"m0", b"m1", b"m2"]
     assert {count for _, count in got} == {1}
     assert probe.dls_rows(station) == []
+
+
+def _async_only(frontend: Frontend) -> None:
+    if not frontend.is_async:
+        pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
 
 
 async def _cancel_after(frontend: Frontend, awaitable: Any, seconds: float) -> Any:
@@ -191,24 +195,32 @@ def test_close_during_a_waiting_fetch_ends_both_promptly(
     # ConnectionClosedError from inside the core, leaving the socket open. A fetch with messages
     # in hand no longer waits once the broker says nothing more is pending, so the state under
     # test is a pull held open on an empty station.
-    import threading
-    import time
-
     station = name("st")
     conn = connect()
     conn.create_producer(station, "p")
     consumer = conn.create_consumer(station, "c", batch_max_wait_time=5.0)
+    _close_during_fetch(memphis, conn, consumer, 10, lambda: probe.num_waiting(station, "c") == 1)
+
+
+def _close_during_fetch(
+    memphis: Any, conn: Any, consumer: Any, batch_size: int, reached: Callable[[], bool]
+) -> None:
+    """Close ``conn`` while another thread's ``fetch(batch_size)`` is in the state ``reached``
+    waits for: both end within 4 s, the fetch with ConnectionClosedError."""
+    import threading
+    import time
+
     errors: list[BaseException] = []
 
     def fetch() -> None:
         try:
-            consumer.fetch(batch_size=10)
+            consumer.fetch(batch_size=batch_size)
         except BaseException as exc:
             errors.append(exc)
 
     waiter = threading.Thread(target=fetch)
     waiter.start()
-    wait_until(lambda: probe.num_waiting(station, "c") == 1, what="the pull held on the broker")
+    wait_until(reached, what="the fetch in the state under test")
     started = time.monotonic()
     conn.close()
     waiter.join(10)
@@ -216,3 +228,91 @@ def test_close_during_a_waiting_fetch_ends_both_promptly(
     assert time.monotonic() - started < 4.0
     assert [type(e) for e in errors] == [memphis.ConnectionClosedError]
     assert not conn.is_connected
+
+
+def _fetch_holding_messages(
+    conn: Any, probe: BrokerProbe, station: str, batch_max_wait_time: float
+) -> Any:
+    """A consumer ``c`` of ``station`` whose next ``fetch(batch_size=3)`` has m1 and m2 delivered
+    while the broker says m3 is still pending but sends nothing more: it already holds m0 (left
+    unacked) and the durable's ``max_ack_pending`` is 3. That fetch waits with messages in hand."""
+    producer = conn.create_producer(station, "p")
+    for i in range(4):
+        producer.produce(b"m%d" % i)
+    conn.create_consumer(station, "c", batch_max_wait_time=batch_max_wait_time, max_ack_time=30)
+    probe.limit_ack_pending(station, "c", 3)
+    return conn.create_consumer(
+        station, "c", batch_max_wait_time=batch_max_wait_time, max_ack_time=30
+    )
+
+
+def test_close_during_a_fetch_holding_messages_nacks_them_and_ends_both_promptly(
+    connect: Callable[..., Any], memphis: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    # The state the close test above had before a plain fetch learnt to end once nothing is
+    # pending: the fetch holds 2 of its 3 while the pull is held on the broker. The close fails
+    # it and nacks the 2: another member gets them at once, not after max_ack_time (30 s).
+    import time
+
+    station = name("st")
+    conn = connect()
+    consumer = _fetch_holding_messages(conn, probe, station, 5.0)
+    (first,) = consumer.fetch(batch_size=1)
+    assert first.data == b"m0"
+    # m1 and m2 delivered to the waiting fetch (m0 makes the third unacked) and read by the
+    # client: the close nacks what the consumer holds. (Deliveries still on the wire when the
+    # close ends are left to max_ack_time.)
+    held = consumer._state.held
+    _close_during_fetch(
+        memphis,
+        conn,
+        consumer,
+        3,
+        lambda: sum(len(queue) for queue in held.partitions.values()) == 2,
+    )
+    other = connect().create_consumer(station, "c", batch_max_wait_time=5.0, max_ack_time=30)
+    started = time.monotonic()
+    again = other.fetch(batch_size=2)
+    # Nacked, so redelivered at once, in the broker's redelivery order.
+    assert sorted((m.data, m.delivery_count) for m in again) == [(b"m1", 2), (b"m2", 2)]
+    assert time.monotonic() - started < 4.0
+
+
+def test_a_fetch_cancelled_with_messages_in_hand_keeps_them_for_the_next_fetch(
+    frontend: Frontend,
+    broker: EmbeddedBroker,
+    connect: Callable[..., Any],
+    probe: BrokerProbe,
+    name: Callable[[str], str],
+) -> None:
+    # Cancelled while it holds m1 and m2 and waits for more: the next fetch returns them at
+    # once, without a second delivery (no nack, no wait for max_ack_time).
+    _async_only(frontend)
+    import time
+
+    station = name("st")
+    _fetch_holding_messages(connect(), probe, station, 5.0)
+    module = frontend.module
+
+    async def body() -> tuple[Any, list[tuple[bytes, int]], float]:
+        async with module.connect(
+            broker.host, USER, connection_token=TOKEN, port=broker.port
+        ) as native:
+            consumer = await native.create_consumer(
+                station, "c", batch_max_wait_time=5.0, max_ack_time=30
+            )
+            (first,) = await consumer.fetch(batch_size=1)
+            assert first.data == b"m0"
+            cancelled = await _cancel_after(frontend, consumer.fetch(batch_size=3), 1.0)
+            assert probe.ack_pending(station, "c") == 3, "m1 and m2 were delivered to it"
+            started = time.monotonic()
+            again = await consumer.fetch(batch_size=2)
+            took = time.monotonic() - started
+            for message in [first, *again]:
+                await message.ack()
+            return cancelled, [(m.data, m.delivery_count) for m in again], took
+
+    cancelled, again, took = frontend.run(body)
+    assert cancelled is None
+    assert again == [(b"m1", 1), (b"m2", 1)]
+    assert took < 1.0

@@ -7,6 +7,8 @@ partition; a plain fetch ends once the server says nothing more is pending.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from memphis_core import (
@@ -15,9 +17,11 @@ from memphis_core import (
     StationUnreachableError,
 )
 from memphis_core.memphis import _pulls
+from memphis_core.memphis._operation import Operation
 from memphis_core.memphis._pulls import (
     LIVE_STATES,
     TABLE,
+    Pull,
     PullInput,
     PullState,
     render_table,
@@ -31,7 +35,7 @@ from tests.support.state_tables import (
 )
 
 from .scripted_broker import Script, Sent
-from .test_client import connected, consumer
+from .test_client import connected, consumer, pull_request
 from .wire_vectors import server_hmsg
 
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
@@ -189,6 +193,100 @@ def test_fetches_waiting_on_one_pull_are_served_in_the_order_they_asked() -> Non
     assert [m.data for m in second.outcome()] == [b"c"]
 
 
+def test_a_fetch_of_another_partition_is_not_held_back_by_an_earlier_one_still_waiting() -> None:
+    # Two callers fetch one partition each: the second one's messages arrived with nothing more
+    # pending, so it ends although the first still waits (up to batch_max_wait_time) for its own.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 10, script.now, partition_number=1)
+    second = client.fetch(state, 10, script.now, partition_number=2)
+    third = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p1, "orders$1", "billing", 1, b"a", pending=3)
+    script.deliver(p2, "orders$2", "billing", 1, b"b", pending=0)
+    assert not first.done
+    assert [m.data for m in second.outcome()] == [b"b"]
+    assert not third.done, "it reads partition 1: the first fetch's share is not taken from it"
+    script.deliver(p1, "orders$1", "billing", 2, b"c", pending=0)
+    assert [m.data for m in first.outcome()] == [b"a", b"c"]
+
+
+def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> None:
+    # The prefetch pull runs for batch_max_wait_time (5 s); a fetch(timeout=0.5) that waits on
+    # it instead of pulling again must still return after 0.5 s, as documented.
+    script = connected()
+    state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1, prefetch=True)
+    script.deliver(pulls(script)[0], "orders$1", "billing", 1, b"a", pending=0)
+    assert [m.data for m in first.outcome()] == [b"a"]
+    (prefetch,) = pulls(script)
+    second = client.fetch(state, 2, script.now, partition_number=1, timeout=0.5)
+    assert pulls(script) == [], "it waits on the prefetch pull"
+    assert client.next_deadline() == pytest.approx(script.now + 0.5)
+    script.advance(0.4)
+    assert not second.done
+    script.advance(0.1)
+    assert second.outcome() == []
+    script.deliver(prefetch, "orders$1", "billing", 2, b"late", pending=0)  # kept, not lost
+    assert [m.data for m in client.fetch(state, 2, script.now).outcome()] == [b"late"]
+
+
+def test_a_destroyed_consumer_leaves_nothing_behind_when_its_loop_ends_later() -> None:
+    # The frontends end the consume loop (end_eager_pull, next_pull) after the destroy went
+    # through: that must not bring back per-consumer state the destroy dropped, or every
+    # consumer created and destroyed on a long-lived connection would stay in memory.
+    script = connected()
+    state = consumer(script, batch_size=10)
+    client = script.client
+    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    script.deliver(pull_request(script), "orders$1", "billing", 1, b"a", pending=0)
+    assert [m.data for m in op.outcome()] == [b"a"]
+    destroyed = client.destroy_consumer(state, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_destructions"), b"")
+    assert destroyed.outcome() is None
+    client.next_pull(state, 1, None, script.now)
+    client.end_eager_pull(state)
+    assert state not in client._pulls._readers
+
+
+def test_a_new_fetch_does_not_take_the_messages_an_earlier_one_waits_with() -> None:
+    # The first fetch holds a and waits for the 3 the server says are pending; a second caller's
+    # fetch of the same partition queues behind it instead of taking a at once.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    first = client.fetch(state, 2, script.now, partition_number=1)
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=3)
+    second = client.fetch(state, 2, script.now, partition_number=1, eager=True)
+    assert not second.done
+    assert pulls(script) == [], "it waits on the same pull"
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=2)  # full: the pull ends
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
+    (again,) = pulls(script)  # the second one pulls for itself now
+    script.deliver(again, "orders$1", "billing", 3, b"c", pending=1)
+    assert [m.data for m in second.outcome()] == [b"c"]
+
+
+def test_a_new_fetch_takes_at_once_what_no_waiting_fetch_collects() -> None:
+    # The fetch waiting on partition 1 holds nothing: a fetch of every partition takes what
+    # partition 2 holds at once.
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    kept = client.fetch(state, 10, script.now, partition_number=2, eager=True)
+    (p2,) = pulls(script)
+    script.deliver(p2, "orders$2", "billing", 1, b"x1", pending=1)
+    assert [m.data for m in kept.outcome()] == [b"x1"]
+    script.deliver(p2, "orders$2", "billing", 2, b"x2", pending=0)  # nobody waits: kept
+    waiting = client.fetch(state, 10, script.now, partition_number=1)
+    assert not waiting.done
+    every = client.fetch(state, 10, script.now)
+    assert [m.data for m in every.outcome()] == [b"x2"]
+
+
 def test_a_gone_durable_fails_every_waiting_fetch_of_the_consumer() -> None:
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
@@ -318,3 +416,50 @@ def test_a_fetch_served_from_the_store_leaves_the_prefetch_pull_alone() -> None:
     assert [m.data for m in client.fetch(state, 2, script.now, partition_number=1).outcome()] == [
         b"d"
     ]
+
+
+# ------------------------------------------------------------------ every cell, bytes in
+
+
+def _into(script: Script, start: PullState, event: PullInput) -> tuple[Operation[Any], Pull, Sent]:
+    """A fetch's pull on partition 1, brought to ``start`` the way the server would."""
+    batch = 1 if event is PullInput.FULL else 2
+    # A 503 gives up when the backoff (50 ms, then 100 ms) would end past the pull's expiry.
+    timeout = {PullState.OPEN: 0.03, PullState.RETRYING: 0.12}.get(start)
+    if event is not PullInput.GIVE_UP:
+        timeout = None
+    state = consumer(script, batch_size=batch, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, batch, script.now, partition_number=1, timeout=timeout)
+    (sent,) = pulls(script)
+    pull = script.client._pulls.reader(state).pulls[1]
+    if start is PullState.RETRYING:
+        script.status(sent, 503)
+        script.advance(0.05)
+        (sent,) = pulls(script)
+    elif start is PullState.ABANDONED:
+        script.client.abandon_fetch(op)
+    assert pull.state is start
+    return op, pull, sent
+
+
+@pytest.mark.parametrize(("start", "event"), list(TABLE), ids=lambda c: c.name)
+def test_every_cell_is_reached_through_the_wire(start: PullState, event: PullInput) -> None:
+    # The table says where each input leads; this drives a real pull there with the server's
+    # own bytes (or the caller's abandon), so no cell is reachable on paper only.
+    script = connected()
+    op, pull, sent = _into(script, start, event)
+    if event in (PullInput.MESSAGE, PullInput.FULL):
+        script.deliver(sent, "orders$1", "billing", 1, b"m", pending=5)
+    elif event is PullInput.ABANDON:
+        script.client.abandon_fetch(op)
+    else:
+        code, text = {
+            PullInput.HEARTBEAT: (100, "Idle Heartbeat"),
+            PullInput.OVER: (408, "Request Timeout"),
+            PullInput.GONE: (409, "Consumer Deleted"),
+            PullInput.REFUSED: (400, "Bad Request"),
+            PullInput.RETRY: (503, ""),
+            PullInput.GIVE_UP: (503, ""),
+        }[event]
+        script.status(sent, code, text)
+    assert pull.state is TABLE[(start, event)]
