@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._frames import Msg
+from memphis_core.nats._state import step
 
 from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
@@ -220,7 +221,7 @@ class ConsumerState:
     def step(self, event: LifeInput) -> ConsumerLife:
         """Move ``life`` along ``LIFE_TABLE``; return the state it was in."""
         before = self.life
-        self.life = LIFE_TABLE[(before, event)]
+        self.life = step(LIFE_TABLE, before, event, "the consumer")
         return before
 
     @property
