@@ -9,14 +9,13 @@ public ``Message`` classes extend with those actions.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from typing import Any, Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._frames import Msg
-from memphis_core.nats._state import step
+from memphis_core.nats._state import TableEnum, step
 
 from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
@@ -154,7 +153,7 @@ def _drop_expired(queue: deque[Delivery], now: float) -> None:
         queue.popleft()
 
 
-class ConsumerLife(enum.Enum):
+class ConsumerLife(TableEnum):
     """Whether a consumer can still be read from (``ConsumerState.life``)."""
 
     ACTIVE = "active"  # registered; its durables exist as far as we know
@@ -162,7 +161,7 @@ class ConsumerLife(enum.Enum):
     DESTROYED = "destroyed"  # the broker confirmed our destroy: using it is the caller's mistake
 
 
-class LifeInput(enum.Enum):
+class LifeInput(TableEnum):
     GONE = "gone"  # a durable check or a pull found the durable or the station gone
     DESTROY = "destroy"  # the broker confirmed the destroy this client asked for
 

@@ -25,10 +25,9 @@ terminal: they have no row, so nothing can resurrect a finished produce.
 
 from __future__ import annotations
 
-import enum
 from typing import Final
 
-from memphis_core.nats._state import render, step
+from memphis_core.nats._state import TableEnum, render, step
 
 __all__ = [
     "PRODUCE_DONE",
@@ -41,14 +40,14 @@ __all__ = [
 ]
 
 
-class ProduceState(enum.Enum):
+class ProduceState(TableEnum):
     WAITING = "waiting"  # queued or on the wire (the session's record knows which)
     RETRYING = "retrying"  # a 503 came back; the same record goes again after a backoff
     ACKED = "acked"  # the stream stored it (terminal)
     FAILED = "failed"  # a typed error says why (terminal)
 
 
-class ProduceInput(enum.Enum):
+class ProduceInput(TableEnum):
     PUB_ACK = "pub_ack"
     NO_RESPONDERS = "no_responders"
     FAILURE = "failure"

@@ -67,7 +67,6 @@ A fetch without a partition key or number reads every partition at once, so a dr
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -79,7 +78,7 @@ from memphis_core.nats._errors import (
     RequestTimeoutError,
 )
 from memphis_core.nats._frames import Msg
-from memphis_core.nats._state import render, step
+from memphis_core.nats._state import TableEnum, render, step
 
 from ._deliveries import ConsumerState, Delivery, consume_should_stop
 from ._dispatch import Dispatcher, ReplyHandler
@@ -137,7 +136,7 @@ def delivery_deadline(max_ack_time: float, now: float) -> float:
     return now + max_ack_time - min(max_ack_time / 10, _MAX_DEADLINE_MARGIN)
 
 
-class PullState(enum.Enum):
+class PullState(TableEnum):
     OPEN = "open"  # MSG.NEXT sent (or queued): the server may deliver into its inbox
     RETRYING = "retrying"  # a 503 answered it: the durables were looked up, re-sent after a backoff
     ABANDONED = "abandoned"  # nobody reads it: inbox dropped, what is on its way is still kept
@@ -145,7 +144,7 @@ class PullState(enum.Enum):
     FAILED = "failed"  # over with an error that the fetches waiting on it hear
 
 
-class PullInput(enum.Enum):
+class PullInput(TableEnum):
     MESSAGE = "message"  # a delivery that leaves room in the batch
     FULL = "full"  # the delivery that completes the batch: the server ends the pull too
     HEARTBEAT = "heartbeat"  # status 100: idle heartbeat or flow control, the pull goes on

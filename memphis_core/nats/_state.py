@@ -76,7 +76,18 @@ StateT = TypeVar("StateT", bound=enum.Enum)
 InputT = TypeVar("InputT", bound=enum.Enum)
 
 
-class ConnState(enum.Enum):
+class TableEnum(enum.Enum):
+    """The states and inputs of a transition table: members hash by identity.
+
+    ``enum.Enum.__hash__`` is a Python-level ``hash(self._name_)``; every transition looks up a
+    ``(state, input)`` pair, once per PubAck and per pulled message, so the hash runs on the
+    hot path. Members are singletons compared by identity, so the identity hash is equivalent.
+    """
+
+    __hash__ = object.__hash__
+
+
+class ConnState(TableEnum):
     IDLE = "idle"  # created, no transport yet
     AWAITING_INFO = "awaiting_info"  # transport open, server has not spoken
     AWAITING_TLS = "awaiting_tls"  # INFO seen, the frontend is upgrading to TLS
@@ -87,7 +98,7 @@ class ConnState(enum.Enum):
     CLOSED = "closed"  # terminal
 
 
-class Input(enum.Enum):
+class Input(TableEnum):
     CONNECTION_MADE = "connection_made"
     INFO = "info"
     INFO_TLS = "info_tls"  # INFO received and TLS must be negotiated first
