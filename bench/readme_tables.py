@@ -1,0 +1,70 @@
+"""Print the README's throughput tables (markdown) from a ``bench/throughput.py --json`` file.
+
+The README's "Performance" figures are pasted from this output, so every figure there is one
+that a single ``make bench`` run printed (median msgs/s, and in brackets the median of the
+per-run ratios to the limit, as the table of ``throughput.py`` computes it).
+
+Run: ``.venv/bin/python bench/readme_tables.py [bench/out/throughput.json]``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = ("memphis_sync", "memphis_asyncio", "memphis_trio", "nats-py", "memphis-py", "limit")
+ROWS = (
+    ("sync", "sync produce (wait for each PubAck)"),
+    ("async", "async produce (all PubAcks confirmed)"),
+    ("fetch100", "fetch + ack, batch 100"),
+    ("fetch1000", "fetch + ack, batch 1000"),
+    ("consume100", "consume(handler) + ack, batch 100"),
+)
+
+
+def _ratio(mine: list[float], limit: list[float]) -> float:
+    if len(mine) != len(limit):
+        return statistics.median(mine) / statistics.median(limit)
+    return statistics.median(a / b for a, b in zip(mine, limit, strict=True))
+
+
+def table(cells: dict[tuple[str, str, int], list[float]], size: int) -> list[str]:
+    lines = [
+        "| workload | " + " | ".join(CLIENTS) + " |",
+        "|---" * (len(CLIENTS) + 1) + "|",
+    ]
+    for op, label in ROWS:
+        limit = cells.get(("limit", op, size))
+        row = [label]
+        for client in CLIENTS:
+            rates = cells.get((client, op, size))
+            if not rates:
+                row.append("-")
+            elif client == "limit":
+                row.append(f"**{statistics.median(rates):,.0f}**")
+            else:
+                share = f" ({_ratio(rates, limit):.2f})" if limit else ""
+                row.append(f"{statistics.median(rates):,.0f}{share}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0]) if argv else ROOT / "bench" / "out" / "throughput.json"
+    doc: dict[str, Any] = json.loads(path.read_text())
+    cells = {(c["client"], c["op"], c["size"]): c["rates"] for c in doc["cells"]}
+    for size in (128, 1024):
+        print(f"{size} B:" if size < 1024 else "1 KiB:")
+        print("\n".join(table(cells, size)))
+        print()
+    for goal in doc.get("goals", []):
+        print(f"{goal['status']:<5} {goal['name']}: {goal['detail']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
