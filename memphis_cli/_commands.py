@@ -49,8 +49,13 @@ def _json_line(doc: object) -> None:
 
 
 def station_create(args: argparse.Namespace, settings: Settings) -> int:
-    """``memphis station create NAME [options]``: create a station (existing: unchanged)."""
+    """``memphis station create NAME [options]``: create a station, or say that it exists.
+
+    An existing station is left unchanged (the Memphis rule); the library logs each option that
+    differs from what its streams show.
+    """
     with open_connection(settings) as conn:
+        existed = _exists(conn, args.name)
         conn.create_station(
             args.name,
             retention_type=args.retention_type,
@@ -62,7 +67,10 @@ def station_create(args: argparse.Namespace, settings: Settings) -> int:
             partitions_number=args.partitions,
             dls_station=args.dls_station,
         )
-    print(f"station {args.name} ready (an existing station is left unchanged)")
+    if existed:
+        print(f"station {args.name} already exists: left unchanged")
+    else:
+        print(f"station {args.name} created")
     return 0
 
 

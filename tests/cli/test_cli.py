@@ -149,6 +149,10 @@ def test_station_create_info_list_destroy(cli: Cli, name: Name) -> None:
         "30",
     )
     assert created.code == 0, created.err
+    assert created.out.strip() == f"station {station} created"
+    again = cli("station", "create", station, "--partitions", "3")
+    assert again.code == 0, again.err
+    assert again.out.strip() == f"station {station} already exists: left unchanged"
     (info,) = cli("station", "info", station, "--json").json_lines()
     assert info["name"] == station
     assert info["partitions"] == 3
