@@ -9,24 +9,29 @@ the control plane keeps running: nats-py reconnects it, as it would in productio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from memphis_broker._control import ControlPlane
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
     ServerConfig,
+    ServerStartError,
     free_port,
     sync_setting,
 )
 
-__all__ = ["EmbeddedBroker"]
+__all__ = ["PORT_ATTEMPTS", "EmbeddedBroker"]
+
+#: Starts tried when a port the broker picked itself was taken meanwhile.
+PORT_ATTEMPTS: Final = 5
 
 
 class EmbeddedBroker:
@@ -77,6 +82,9 @@ class EmbeddedBroker:
         self._own_store = store_dir is None
         self.store_dir = Path(store_dir) if store_dir else Path(tempfile.mkdtemp(prefix="memphis-"))
         self.host = host
+        # Ports picked here were free a moment ago, not reserved: ``start`` picks again if one
+        # was taken in between (a client's ephemeral port can land on it).
+        self._auto_ports = (not port, not monitor_port)
         self.port = port or free_port(host)
         self.monitor_port = monitor_port or free_port(host)
         self.token = None if users is not None else token
@@ -150,8 +158,19 @@ class EmbeddedBroker:
         self.stop()
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
-        """Start nats-server and (unless disabled) the control plane; returns self."""
-        self.server.start(timeout)
+        """Start nats-server and (unless disabled) the control plane; returns self.
+
+        A port this broker picked itself that turns out taken is picked again (up to
+        ``PORT_ATTEMPTS`` starts); a port the caller gave is never changed.
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self.server.start(timeout)
+                break
+            except ServerStartError as err:
+                if not (err.port_conflict and any(self._auto_ports)) or attempt == PORT_ATTEMPTS:
+                    raise
+                self._pick_ports()
         if self._want_cp:
             try:
                 self.start_control_plane(timeout)
@@ -159,6 +178,17 @@ class EmbeddedBroker:
                 self.server.stop()
                 raise
         return self
+
+    def _pick_ports(self) -> None:
+        auto_port, auto_monitor = self._auto_ports
+        if auto_port:
+            self.port = free_port(self.host)
+        if auto_monitor:
+            self.monitor_port = free_port(self.host)
+        self._config = dataclasses.replace(
+            self._config, port=self.port, monitor_port=self.monitor_port
+        )
+        self.server = NatsServer(self._config)
 
     def stop(self) -> None:
         """Stop the control plane, then nats-server; remove a temporary store."""

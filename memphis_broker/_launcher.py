@@ -32,6 +32,7 @@ from memphis_broker._admin import AdminError, connect_once, jetstream_ready
 from memphis_broker._cluster import LocalCluster
 from memphis_broker._control import ControlPlane
 from memphis_broker._durability import describe_fsync
+from memphis_broker._embedded import PORT_ATTEMPTS
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
@@ -355,12 +356,22 @@ async def serve(args: argparse.Namespace, users: dict[str, str] | None) -> int:
                     f"JetStream meta leader memphis-{cluster.meta_leader()})"
                 )
             else:
-                config = _server_config(args, users)
-                server = NatsServer(config)
-                log.debug("starting nats-server: config %s", server.conf_path)
-                await asyncio.to_thread(server.start, args.wait, stop.cancel)
-                log.debug("nats-server ready (server id %s)", server.server_id)
-                children = [server]
+                # Ports picked here (``--port 0``) are picked again if one was taken before
+                # nats-server bound it; ports the user gave are never changed.
+                auto_ports = not args.port or not args.monitor_port
+                for attempt in range(1, PORT_ATTEMPTS + 1):
+                    config = _server_config(args, users)
+                    # ``server`` too, so that ``finally`` stops it whatever happens.
+                    server = started = NatsServer(config)
+                    log.debug("starting nats-server: config %s", started.conf_path)
+                    try:
+                        await asyncio.to_thread(started.start, args.wait, stop.cancel)
+                        break
+                    except ServerStartError as err:
+                        if not (err.port_conflict and auto_ports) or attempt == PORT_ATTEMPTS:
+                            raise
+                log.debug("nats-server ready (server id %s)", started.server_id)
+                children = [started]
                 url = f"nats://{config.host}:{config.port}"
                 monitor = f"http://{config.host}:{config.monitor_port}"
                 auth = (

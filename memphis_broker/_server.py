@@ -66,6 +66,8 @@ _GO_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 _SERVER_ID: Final = re.compile(r"\[INF\]\s+ID:\s+(\S+)")
 _LOG_PREFIX: Final = re.compile(r"^\[\d+\] \S+ \S+ \[(?:FTL|ERR|WRN|INF|DBG|TRC)\] ")
 _IN_USE: Final = re.compile(r"listen tcp (\S+):(\d+): bind: address already in use")
+# The end of ``exit_reason``'s sentence for a port conflict (``ServerStartError.port_conflict``).
+_IN_USE_TEXT: Final = "is already in use"
 
 
 def find_nats_server() -> str:
@@ -152,6 +154,11 @@ class ServerStartError(RuntimeError):
         super().__init__(reason)
         self.reason = reason
         self.log_tail = log_tail
+
+    @property
+    def port_conflict(self) -> bool:
+        """Whether a port it was given was taken (see :meth:`NatsServer.exit_reason`)."""
+        return self.reason.endswith(_IN_USE_TEXT)
 
 
 class StoreInUseError(RuntimeError):
@@ -442,7 +449,7 @@ class NatsServer:
             if m:
                 host, port = m.group(1), int(m.group(2))
                 what = self.config.port_names().get(port, "port")
-                return f"{what} {port} on {host} is already in use"
+                return f"{what} {port} on {host} {_IN_USE_TEXT}"
             return f"nats-server: {line}"
         lines = [ln.strip() for ln in self._read_log().splitlines() if ln.strip()]
         last = lines[-1] if lines else ""
