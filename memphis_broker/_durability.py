@@ -55,17 +55,27 @@ def _varz_jetstream_config(monitor_url: str) -> dict[str, Any]:
     return config
 
 
-async def broker_info(monitor_urls: Sequence[str]) -> dict[str, Any]:
-    """The ``$memphis_broker_info`` reply, from the first monitoring endpoint that answers."""
-    for url in monitor_urls:
-        try:
-            config = await asyncio.to_thread(_varz_jetstream_config, url)
-        except (OSError, ValueError, KeyError):
-            continue  # a node restarting: ask the next one
-        sync = sync_setting_from_varz(config)
-        return {
-            "fsync": describe_fsync(sync),
-            "sync_always": sync == "always",
-            "sync_interval_ns": int(config.get("sync_interval") or _DEFAULT_INTERVAL_NS),
-        }
-    return {"fsync": "unknown"}
+async def broker_info(monitor_urls: Sequence[str], budget: float = 5.0) -> dict[str, Any]:
+    """The ``$memphis_broker_info`` reply, from the first monitoring endpoint that answers.
+
+    A server that has just started may not show JetStream's config in ``/varz`` yet, and a node
+    may be restarting: every endpoint is asked again, for up to ``budget`` seconds, before the
+    answer is ``"unknown"``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    while True:
+        for url in monitor_urls:
+            try:
+                config = await asyncio.to_thread(_varz_jetstream_config, url)
+            except (OSError, ValueError, KeyError):
+                continue  # not serving, or JetStream not in /varz yet: ask the next one
+            sync = sync_setting_from_varz(config)
+            return {
+                "fsync": describe_fsync(sync),
+                "sync_always": sync == "always",
+                "sync_interval_ns": int(config.get("sync_interval") or _DEFAULT_INTERVAL_NS),
+            }
+        if not monitor_urls or loop.time() >= deadline:
+            return {"fsync": "unknown"}
+        await asyncio.sleep(0.1)  # a bounded poll of the endpoints, not of the caller

@@ -4,13 +4,17 @@ answers it from the server's own ``/varz``, whatever the broker was started with
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
 
 import nats
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from memphis_broker._durability import describe_fsync, sync_setting_from_varz
+from memphis_broker._durability import broker_info, describe_fsync, sync_setting_from_varz
 
 
 @pytest.mark.parametrize(
@@ -53,3 +57,43 @@ def test_varz_settings_read_back_as_the_launcher_names_them(
 ) -> None:
     assert sync_setting_from_varz(config) == setting
     assert describe_fsync(setting).startswith("fsync ")
+
+
+class _Varz(http.server.BaseHTTPRequestHandler):
+    """``/varz`` of a server whose JetStream comes up after its monitoring endpoint: the first
+    answers have no ``jetstream`` section yet."""
+
+    answers: ClassVar[list[dict[str, object]]] = []
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.answers.pop(0) if len(self.answers) > 1 else self.answers[0])
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def starting_server() -> Iterator[str]:
+    jetstream: dict[str, object] = {"jetstream": {"config": {"sync_always": True}}}
+    _Varz.answers = [{"server_id": "x"}, {"server_id": "x"}, jetstream]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Varz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_broker_info_waits_for_jetstream_to_show_in_varz(starting_server: str) -> None:
+    # Right after a start /varz may have no JetStream config yet: that is not "unknown".
+    doc = asyncio.run(broker_info([starting_server], budget=5.0))
+    assert doc["fsync"] == "fsync always"
+
+
+def test_broker_info_without_an_endpoint_is_unknown() -> None:
+    assert asyncio.run(broker_info([], budget=5.0)) == {"fsync": "unknown"}
