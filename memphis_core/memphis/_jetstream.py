@@ -113,6 +113,16 @@ def parse_pub_ack(payload: bytes) -> PubAck:
 _PUB_ACK: Final = re.compile(rb'\{"stream":"([^"\\]*)","seq":(\d{1,20})[,}]').match
 
 
+def is_plain_pub_ack(payload: bytes) -> bool:
+    """Whether ``payload`` is nats-server's plain success PubAck, which
+    :func:`parse_pub_ack` is certain to read (so its decoding can wait until someone asks)."""
+    return (
+        _PUB_ACK(payload) is not None
+        and b'"error"' not in payload
+        and b'"duplicate"' not in payload
+    )
+
+
 def _fast_pub_ack(payload: bytes) -> PubAck | None:
     """Read nats-server's fixed PubAck shape with one regex match instead of ``json.loads``.
 

@@ -27,7 +27,7 @@ from ._errors import (
     StationTemporarilyUnavailableError,
     StationUnreachableError,
 )
-from ._jetstream import PubAck, js_api_error, parse_pub_ack, stream_info_subject
+from ._jetstream import PubAck, is_plain_pub_ack, js_api_error, parse_pub_ack, stream_info_subject
 from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
@@ -283,8 +283,10 @@ def schema_failure_publishes(
 class ProduceOperation(Operation[PubAck]):
     """The operation of one produce: done with its :class:`PubAck`, or failed.
 
-    An async produce's PubAck is only read when someone asks (``outcome``): nobody may, and
-    decoding thousands a second would cost the async path for nothing.
+    An async produce's plain PubAck is only decoded when someone asks (``outcome``): nobody
+    may, and decoding thousands a second would cost the async path for nothing. Anything but
+    the plain shape is decoded on arrival, so a malformed reply fails the produce for
+    ``flush()`` as well as for its handle.
     """
 
     __slots__ = ("_raw", "position")
@@ -305,13 +307,8 @@ class ProduceOperation(Operation[PubAck]):
         raw = self._raw
         if raw is not None:
             self._raw = None
-            try:
-                self._result = parse_pub_ack(raw)
-            except (MemphisError, RemoteProtocolError) as exc:
-                # Only a malformed success can get here (an error reply never takes the
-                # undecoded path); it is a failure of this produce alone.
-                # Without its traceback: its frames hold this operation, a cycle.
-                self._error = exc.with_traceback(None)
+            # Cannot fail: only a payload that is_plain_pub_ack accepted is kept undecoded.
+            self._result = parse_pub_ack(raw)
         return super().outcome()
 
 
@@ -371,9 +368,10 @@ class Produce(ProduceMachine, ReplyHandler):
         if self.state in PRODUCE_DONE:
             return True  # the first outcome stands, as for any Operation
         payload = msg.payload
-        # A substring test instead of a JSON parse: a PubAck is small, fixed-format JSON, and any
-        # error reply contains the key; false positives only take the slow, exact path below.
-        if self.is_async and b'"error"' not in payload:
+        # One regex match instead of a JSON parse: a PubAck is small, fixed-format JSON. Anything
+        # else (an error, a duplicate, a malformed reply) takes the exact path below, so that a
+        # produce the handle would report as failed is never counted as acknowledged by flush().
+        if self.is_async and is_plain_pub_ack(payload):
             # Hot path: nobody reads an async produce's PubAck, only whether it failed.
             self._advance(ProduceInput.PUB_ACK)
             self.op.finish_raw(payload)

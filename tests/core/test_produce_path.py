@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from memphis_core import CloseIncompleteError, produce_options
+from memphis_core import CloseIncompleteError, RemoteProtocolError, produce_options
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
 
@@ -162,3 +162,26 @@ def test_a_finished_produce_is_freed_by_reference_counting(outcome: str) -> None
         assert live == []
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b'{"stream":"orders$1"}', b'{"seq":1}', b"not json", b'{"stream":"orders$1","seq":"1"}'],
+)
+def test_a_malformed_pub_ack_fails_an_async_produce_for_its_handle_and_for_flush(
+    reply: bytes,
+) -> None:
+    # Field report: the async path used to keep any reply without "error" undecoded, so the
+    # handle failed on reading it while flush() (and close) counted the message as stored.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    op = script.client.produce(prod, b"m", produce_options(async_produce=True), script.now)
+    (sent,) = hpubs(script)
+    script.reply(sent, reply)
+    assert op.done
+    with pytest.raises(RemoteProtocolError, match="malformed pub-ack"):
+        op.outcome()
+    failures = prod.take_failures()
+    assert failures is not None
+    assert [f.position for f in failures.failures] == [1]
