@@ -89,5 +89,5 @@ class ConnectionLostError(MemphisConnectError):
 
 
 class RequestAbandonedError(MemphisError):
-    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was given
-    to it."""
+    """The caller abandoned the request (e.g. a fetch that stopped waiting); what still arrived
+    was given to it."""
