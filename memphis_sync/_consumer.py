@@ -262,7 +262,7 @@ class Consumer:
                 for received in self._wait_batch(op, None) or ():
                     yield Message(driver, received)
         finally:
-            # Runs when the loop is left or the generator is collected; no in here. The
+            # Runs when the loop is left or the generator is collected; no await in here. The
             # pulls that went on for the loop end; what they bring stays with the consumer.
             client = driver.client
             driver.call(functools.partial(_end_eager_pull, client, state), closed_ok=True)

@@ -2,13 +2,15 @@
 
 ``_memphis_async/{_connection,_consumer,_producer}.py`` are the one source of Connection,
 Station, Producer, Consumer and Message. This script rewrites each into a blocking module in
-``memphis_sync/`` with two tables of textual rules, both applied line by line:
+``memphis_sync/`` by editing its tokens (``tokenize``), so code rules never touch a comment or
+a string and doc rules never touch code:
 
-* ``RULES`` rewrite the code: ``async def`` -> ``def``, ``await x`` -> ``x``, async iteration
-  and context-manager names -> their blocking names;
-* ``PHRASES`` rewrite the docs: each pair is a phrase of the async source's docstrings (true
-  for trio and asyncio) and the phrase that says the same of the blocking API (threads, not
-  tasks). A phrase never spans a line break.
+* the code: the ``async`` of ``async def``/``for``/``with`` and every ``await`` keyword are
+  removed; the names of ``RENAMES`` (the async protocols' dunders) are renamed; the token runs
+  of ``SEQUENCES`` (the few annotations whose blocking type is not a rename) are replaced;
+* the docs: in docstrings and comments, each pair of ``PHRASES`` replaces a phrase of the
+  async source (true for trio and asyncio) by one that says the same of the blocking API
+  (threads, not tasks). A phrase never spans a line break.
 
 Line N of a generated file is line N of its source, rewritten: no formatter runs on the output
 (ruff's formatter skips these files, see pyproject.toml), so a blocking traceback points at the
@@ -23,17 +25,19 @@ that would say something false of the blocking API fails the run, and the fix is
     python scripts/unasync.py          # regenerate
     python scripts/unasync.py --check  # exit 1 if a generated file is stale (run by make test)
 
-Every rule and every phrase must be used at least once over all files: a rule that stopped
-matching means the source changed shape and the output deserves a look. httpcore keeps its
-sync tree the same way.
+Every rename, sequence and phrase must be used at least once over all files: a rule that
+stopped matching means the source changed shape and the output deserves a look; and the output
+must hold no ``async``/``await`` construct. httpcore keeps its sync tree the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import io
 import re
 import sys
+import tokenize
 from pathlib import Path
 from typing import Final
 
@@ -50,20 +54,19 @@ BANNER: Final = (
     "# GENERATED from _memphis_async/{name} by scripts/unasync.py: do not edit this copy.\n"
 )
 
-RULES: Final[list[tuple[str, str]]] = [
-    (
-        r"\basync def __aiter__\(self\) -> AsyncGenerator\[Message, None\]",
-        "def __iter__(self) -> Generator[Message, None, None]",
-    ),
-    (r"\basync def __aenter__\b", "def __enter__"),
-    (r"\basync def __aexit__\b", "def __exit__"),
-    (r"\basync def\b", "def"),
-    (r"\bawait ", ""),
-    (r"\bAwaitable\[None\] \| None\b", "None"),
-    (
-        r"^from collections\.abc import AsyncGenerator, Awaitable, Callable$",
-        "from collections.abc import Callable, Generator",
-    ),
+#: Names of the async API and their blocking counterparts, renamed wherever they are code.
+RENAMES: Final[dict[str, str]] = {
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
+}
+
+#: Code whose blocking form is not a rename: (async tokens, blocking text). A pattern matches a
+#: run of code tokens (whitespace between them does not matter) within one line.
+SEQUENCES: Final[list[tuple[str, str]]] = [
+    ("AsyncGenerator[Message, None]", "Generator[Message, None, None]"),
+    ("Awaitable[None] | None", "None"),
+    ("AsyncGenerator, Awaitable, Callable", "Callable, Generator"),
 ]
 
 #: (async wording, blocking wording): literal phrases of the docs, each within one line.
@@ -84,6 +87,7 @@ PHRASES: Final[list[tuple[str, str]]] = [
     ),
     (", a plain or coroutine function.", ", a plain function."),
     ("(by a cancelled fetch,", "(by an interrupted fetch,"),
+    ("``while batch := await consumer.fetch()``", "``while batch := consumer.fetch()``"),
     ("(cancellation, stop_consume)", "(an interrupt, stop_consume)"),
     ("cancelled (a timeout, a cancel scope, KeyboardInterrupt)", "interrupted (KeyboardInterrupt)"),
     ("``contextlib.aclosing(aiter(consumer))``", "``contextlib.closing(iter(consumer))``"),
@@ -105,32 +109,92 @@ ASYNC_ONLY: Final = re.compile(
 )
 
 
-def _rewrite(line: str, table: list[tuple[str, str]], used: set[str], *, literal: bool) -> str:
-    for pattern, replacement in table:
-        if literal:
-            count = line.count(pattern)
-            line = line.replace(pattern, replacement)
+#: What an ``async`` keyword may introduce.
+_ASYNC_BLOCKS: Final = frozenset({"def", "for", "with"})
+
+
+def _code(tokens: list[tokenize.TokenInfo]) -> list[tokenize.TokenInfo]:
+    """The tokens that are code: no comments, strings, line breaks or indentation."""
+    skip = {tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT}
+    skip |= {tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
+    return [token for token in tokens if token.type not in skip]
+
+
+def _tokens(text: str) -> list[tokenize.TokenInfo]:
+    return list(tokenize.generate_tokens(io.StringIO(text).readline))
+
+
+# An edit: (start, end, replacement), positions as tokenize gives them (row from 1, column).
+_Edit = tuple[tuple[int, int], tuple[int, int], str]
+
+
+def _code_edits(tokens: list[tokenize.TokenInfo], used: set[str]) -> list[_Edit]:
+    code = _code(tokens)
+    patterns = [([t.string for t in _code(_tokens(a))], a, b) for a, b in SEQUENCES]
+    edits: list[_Edit] = []
+    index = 0
+    while index < len(code):
+        token = code[index]
+        following = code[index + 1] if index + 1 < len(code) else None
+        for strings, pattern, replacement in patterns:
+            run = code[index : index + len(strings)]
+            if [t.string for t in run] == strings and run[0].start[0] == run[-1].end[0]:
+                edits.append((run[0].start, run[-1].end, replacement))
+                used.add(pattern)
+                index += len(strings)
+                break
         else:
-            line, count = re.subn(pattern, replacement, line)
-        if count:
-            used.add(pattern)
-    return line
+            if token.type == tokenize.NAME and (
+                token.string == "await"
+                or (token.string == "async" and following and following.string in _ASYNC_BLOCKS)
+            ):
+                # The keyword and the blank after it, on its line.
+                assert following is not None
+                end = following.start if following.start[0] == token.start[0] else token.end
+                edits.append((token.start, end, ""))
+            elif token.type == tokenize.NAME and token.string in RENAMES:
+                edits.append((token.start, token.end, RENAMES[token.string]))
+                used.add(token.string)
+            index += 1
+    return edits
+
+
+def _doc_edits(tokens: list[tokenize.TokenInfo], used: set[str]) -> list[_Edit]:
+    edits: list[_Edit] = []
+    for token in tokens:
+        if token.type not in (tokenize.STRING, tokenize.COMMENT):
+            continue
+        text = token.string
+        for phrase, replacement in PHRASES:
+            if phrase in text:
+                text = text.replace(phrase, replacement)
+                used.add(phrase)
+        if text != token.string:
+            edits.append((token.start, token.end, text))
+    return edits
 
 
 def convert(text: str, name: str, used: set[str]) -> str:
     """The blocking module for the async source ``text``, line for line."""
+    marker = MARKER.format(name=name)
+    if not text.startswith(marker):
+        raise SystemExit(f"unasync: _memphis_async/{name} must start with {marker!r}")
     lines = text.splitlines(keepends=True)
-    if not lines or lines[0] != MARKER.format(name=name):
-        raise SystemExit(
-            f"unasync: _memphis_async/{name} must start with {MARKER.format(name=name)!r}"
-        )
-    out = [BANNER.format(name=name)]
-    for line in lines[1:]:
-        code = _rewrite(line, RULES, used, literal=False)
-        out.append(_rewrite(code, PHRASES, used, literal=True))
-    if len(out) != len(lines):
-        raise SystemExit(f"unasync: {name}: {len(out)} lines generated from {len(lines)}")
-    return "".join(out)
+    tokens = _tokens(text)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    out = text
+    edits = _code_edits(tokens, used) + _doc_edits(tokens, used)
+    for (row, col), (end_row, end_col), replacement in sorted(edits, reverse=True):
+        out = out[: starts[row - 1] + col] + replacement + out[starts[end_row - 1] + end_col :]
+    out = BANNER.format(name=name) + out[len(marker) :]
+    if out.count("\n") != text.count("\n"):
+        raise SystemExit(f"unasync: {name}: the output is not line for line with its source")
+    for node in ast.walk(ast.parse(out)):
+        if isinstance(node, ast.Await | ast.AsyncFunctionDef | ast.AsyncFor | ast.AsyncWith):
+            raise SystemExit(f"unasync: {name}:{node.lineno}: still async after the rewrite")
+    return out
 
 
 def doc_lines(text: str) -> list[tuple[int, str]]:
@@ -170,7 +234,8 @@ def main() -> int:
     for name in FILES:
         outputs[name] = generated = convert((SOURCE / name).read_text("utf-8"), name, used)
         problems += async_words(generated, name)
-    unused = [pattern for pattern, _ in RULES + PHRASES if pattern not in used]
+    rules = [*RENAMES, *(pattern for pattern, _ in SEQUENCES + PHRASES)]
+    unused = [rule for rule in rules if rule not in used]
     if unused:
         print(f"unasync: rules that matched nothing: {unused}", file=sys.stderr)
         return 1

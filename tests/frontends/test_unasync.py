@@ -2,6 +2,7 @@
 async source, and documented for the blocking API.
 
 * the committed files are what the script generates now;
+* the code rules rewrite code only, never a comment or a string;
 * line N of each is line N of its source, so every function starts on the same line (a blocking
   traceback points at the async source);
 * no docstring a ``memphis_sync`` user can read (``help()``, the API reference) names an
@@ -44,6 +45,28 @@ def test_generated_files_are_current() -> None:
         [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_code_rules_leave_comments_and_strings_alone() -> None:
+    # A regex over whole lines once turned the comment "no await in here" into "no in here".
+    source = (
+        unasync.MARKER.format(name="_example.py")
+        + "async def run() -> None:\n"
+        + "    # no await in here: the text says why\n"
+        + '    log("await the __aenter__ of it")\n'
+        + "    await step()  # then await nothing else\n"
+        + "    async with lock:\n"
+        + "        pass\n"
+    )
+    generated = unasync.convert(source, "_example.py", set())
+    assert generated.splitlines()[1:] == [
+        "def run() -> None:",
+        "    # no await in here: the text says why",
+        '    log("await the __aenter__ of it")',
+        "    step()  # then await nothing else",
+        "    with lock:",
+        "        pass",
+    ]
 
 
 def _definitions(path: Path) -> dict[str, int]:
