@@ -25,7 +25,14 @@ INTERNAL = {
     "memphis_core.nats._parser.ParseError": "Session.receive_data turns it into Disconnected",
     "memphis_core.memphis._validators.Invalid": "Schema turns it into SchemaValidationError",
 }
-PACKAGES = ("memphis_core", "_memphis_io", "_memphis_async", "memphis_sync")
+PACKAGES = (
+    "memphis_core",
+    "_memphis_io",
+    "_memphis_async",
+    "memphis_sync",
+    "memphis_trio",
+    "memphis_asyncio",
+)
 
 
 def defined_exceptions() -> dict[str, type[BaseException]]:
