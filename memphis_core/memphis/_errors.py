@@ -30,8 +30,9 @@ is the classes' real one. Other standard bases are given in parentheses::
     +-- CloseIncompleteError                   close could not confirm everything
 
 ``ProduceFailure`` (one failed async produce, carried by the last two) is not an exception but
-lives here with them. Internal errors stay in their modules and never reach a caller (the
-parser's ``ParseError``, a ``RemoteProtocolError``, is caught by ``receive_data``).
+lives here with them. Internal classes stay in their modules: the schema validators' ``Invalid``
+never leaves the core, and the parser's ``ParseError`` reaches a caller only as the
+``RemoteProtocolError`` it subclasses (``receive_data`` puts it in a ``Disconnected`` event).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ import memphis_core
 from memphis_core.memphis import _errors
 from memphis_core.memphis._errors import MemphisError
 
-# Exception classes that never reach a caller, and what catches them.
+# Exception classes outside the public set, and how (if ever) a caller meets them.
 INTERNAL = {
-    "memphis_core.nats._parser.ParseError": "Session.receive_data turns it into Disconnected",
+    "memphis_core.nats._parser.ParseError": "reaches callers as RemoteProtocolError, its base",
     "memphis_core.memphis._validators.Invalid": "Schema turns it into SchemaValidationError",
 }
 PACKAGES = (
