@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from _memphis_io import ConnectionCallbacks, ErrorCallback, EventCallback
-from memphis_core import TLS, Client, ConnectOptions, connect_options
+from memphis_core import TLS, Client, connect_options
+from memphis_core.memphis._options import ConnectOptions
 
 from ._connection import Connection
 from ._driver import Driver

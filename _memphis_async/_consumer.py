@@ -1,13 +1,14 @@
+# memphis_sync/_consumer.py is generated from this file: run scripts/unasync.py after an edit.
 """Consumers and the messages they receive: the one source of this code for every frontend.
 
-memphis_trio and memphis_asyncio use this module as it is; memphis_sync uses the blocking copy
-that ``scripts/unasync.py`` generates from it (``make test`` fails when that copy is stale).
+memphis_sync uses the blocking copy of it that ``scripts/unasync.py`` generates (``make test``
+fails when that copy is stale); the other frontends use it as it is.
 So everything here is written once, and the rules it applies come from the core: what a fetch
 returns, what happens to a batch nobody reads, when a consume loop pulls again or stops.
 
 Message actions (``ack``, ``nack``, ``delay``, ``dead_letter``) never wait for the broker: they
-queue their publish in the core, and the driver writes it with whatever else is queued. They are
-coroutines in the async frontends for symmetry with every call that puts bytes on the wire.
+queue their publish in the core, and the driver writes it with whatever else is queued.
+They are coroutines for symmetry with every call that puts bytes on the wire.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from memphis_core import (
     ConsumerState,
     Delivery,
     MemphisError,
-    MessageView,
     Operation,
-    fetch_options,
 )
+from memphis_core.memphis._deliveries import MessageView
+from memphis_core.memphis._options import fetch_options
 
 if TYPE_CHECKING:
     from ._driver import Driver, Task
@@ -37,9 +38,9 @@ __all__ = ["Consumer", "ErrorHandler", "Handler", "Message"]
 
 _log = logging.getLogger("memphis.consumer")
 
-#: ``handler(messages, error, context)``; in the async frontends it may be a coroutine function.
+#: ``handler(messages, error, context)``, a plain or coroutine function.
 Handler = Callable[[list["Message"], MemphisError | None, Any], Awaitable[None] | None]
-#: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
+#: ``error_handler(consumer, error)``, a plain or coroutine function.
 ErrorHandler = Callable[["Consumer", MemphisError], Awaitable[None] | None]
 
 
@@ -243,8 +244,8 @@ class Consumer:
     async def __aiter__(self) -> AsyncGenerator[Message, None]:
         """Messages forever (until the consumer fails or is destroyed), one at a time.
 
-        A generator, so ``contextlib.aclosing(aiter(consumer))`` (in the blocking frontend
-        ``contextlib.closing(iter(consumer))``) ends it, and its pulls, at once.
+        A generator, so ``contextlib.aclosing(aiter(consumer))`` ends it, and its pulls, at
+        once.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
         full batch or for ``batch_max_wait_time`` (see ``consume``). Each step takes one
@@ -286,9 +287,9 @@ class Consumer:
         ``error`` (with an empty batch); the loop ends only when the station or the
         connection is gone. A handler that raises is reported to the consumer's
         ``error_handler`` (``ConsumeHandlerError``, the exception as its cause) and the loop
-        goes on. The async frontends run the loop as a task of the connection (in its
-        nursery or task group) and accept coroutine handlers; memphis_sync runs it in a
-        thread.
+        goes on.
+        The loop runs as a task of the connection, in its nursery or task group.
+        The handler may be a coroutine function.
 
         Args:
             handler: ``handler(messages, error, context)``; ``error`` is a

@@ -20,8 +20,8 @@ from memphis_core import (
     LocalProtocolError,
     MemphisError,
     ServerError,
-    TransportEvent,
 )
+from memphis_core.nats._events import TransportEvent
 
 __all__ = ["ConnectionCallbacks", "ErrorCallback", "EventCallback"]
 

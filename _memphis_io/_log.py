@@ -21,9 +21,9 @@ from memphis_core import (
     Disconnected,
     ReconnectDue,
     ServerError,
-    TransportEvent,
-    server_name,
 )
+from memphis_core.nats._events import TransportEvent
+from memphis_core.nats._pool import server_name
 
 __all__ = ["connection_log", "log_event", "server_name"]
 

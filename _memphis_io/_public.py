@@ -1,87 +1,41 @@
-"""The names every frontend exports from the core: errors, enums, value types.
+"""The value types and enums every frontend exports from the core.
 
-Each frontend's ``__init__`` re-exports this module whole (``__all__ += _public.__all__``), so
-an error class added to the core is importable from memphis_sync, memphis_trio and
-memphis_asyncio alike; ``tests/frontends/test_api_parity.py`` checks that every error the core
-can raise is here.
+Each frontend's ``__init__`` re-exports this module whole (``__all__ += _public.__all__``), and
+the errors' one home, ``memphis_core/memphis/_errors.py``, whole too: so the three export one
+identical set of core names, the same objects, and an error class added to that home is exported
+by every frontend. ``tests/frontends/test_api_parity.py`` checks both.
 """
 
 from __future__ import annotations
 
 from memphis_core import (
     TLS,
-    AsyncProduceError,
-    CloseIncompleteError,
-    ConnectionClosedError,
-    ConnectionLostError,
-    ConsumeHandlerError,
     ConsumerInfo,
     DlsSettings,
     Headers,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    MemphisHeaderError,
-    MemphisSchemaError,
-    MessageAlreadySettledError,
-    MessageTypeError,
-    MissingExtraError,
-    NoRespondersError,
     PartitionInfo,
     PartitionLag,
-    PermissionsViolationError,
-    ProduceFailure,
     PubAck,
-    RemoteProtocolError,
-    RequestAbandonedError,
-    RequestTimeoutError,
     RetentionType,
     SchemaInfo,
     SchemaType,
-    SchemaValidationError,
     StationInfo,
-    StationNotFoundError,
-    StationTemporarilyUnavailableError,
-    StationUnreachableError,
     StorageType,
     __version__,
 )
 
 __all__ = [
     "TLS",
-    "AsyncProduceError",
-    "CloseIncompleteError",
-    "ConnectionClosedError",
-    "ConnectionLostError",
-    "ConsumeHandlerError",
     "ConsumerInfo",
     "DlsSettings",
     "Headers",
-    "LocalProtocolError",
-    "MemphisConnectError",
-    "MemphisError",
-    "MemphisHeaderError",
-    "MemphisSchemaError",
-    "MessageAlreadySettledError",
-    "MessageTypeError",
-    "MissingExtraError",
-    "NoRespondersError",
     "PartitionInfo",
     "PartitionLag",
-    "PermissionsViolationError",
-    "ProduceFailure",
     "PubAck",
-    "RemoteProtocolError",
-    "RequestAbandonedError",
-    "RequestTimeoutError",
     "RetentionType",
     "SchemaInfo",
     "SchemaType",
-    "SchemaValidationError",
     "StationInfo",
-    "StationNotFoundError",
-    "StationTemporarilyUnavailableError",
-    "StationUnreachableError",
     "StorageType",
     "__version__",
 ]

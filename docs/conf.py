@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class _SharedCanonicalNames(logging.Filter):
     The three frontends re-export the same objects (the errors, enums and ``TLS`` of
     ``memphis_core``; the async classes of ``_memphis_async`` in both async frontends). Each
     page documents them under its own public name, and autodoc also records the defining,
-    private name (``memphis_core._errors.MemphisError``) as an alias, once per page. Those
+    private name (``memphis_core.memphis._errors.MemphisError``) as an alias, once per page. Those
     aliases collide by design; a duplicate of a public name is still reported.
     """
 
@@ -91,11 +92,18 @@ MADE_FOR_YOU = frozenset({"Connecting", "Connection", "Station", "Producer", "Co
 _CONSTANT_DEFAULT = re.compile(r"(=\s*)([A-Z][A-Z0-9_]*)\b(?![.(])")
 
 
-def _constant_value(match: re.Match[str]) -> str:
-    value = getattr(memphis_core, match[2], None)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{match[1]}{value!r}"
-    return match[0]
+def _constant_values(obj: object) -> Callable[[re.Match[str]], str]:
+    # The constant is looked up where the documented function was written: most such constants
+    # are internals of the core, not names memphis_core exports.
+    namespace: dict[str, Any] = getattr(obj, "__globals__", None) or vars(memphis_core)
+
+    def value_of(match: re.Match[str]) -> str:
+        value = namespace.get(match[2])
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"{match[1]}{value!r}"
+        return match[0]
+
+    return value_of
 
 
 def _signature(
@@ -112,7 +120,7 @@ def _signature(
     if what == "class" and module in FRONTENDS and short in MADE_FOR_YOU:
         return "", return_annotation
     if signature:
-        rendered = _CONSTANT_DEFAULT.sub(_constant_value, signature)
+        rendered = _CONSTANT_DEFAULT.sub(_constant_values(obj), signature)
         if rendered != signature:
             return rendered, return_annotation
     return None

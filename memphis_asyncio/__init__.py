@@ -14,6 +14,7 @@ batch back). Everything but the backend is shared with ``memphis_trio``.
 
 from __future__ import annotations
 
+import _memphis_async
 from _memphis_async import (
     Connecting,
     Connection,
@@ -22,14 +23,15 @@ from _memphis_async import (
     ProduceHandle,
     Producer,
     Station,
-    make_connect,
 )
 from _memphis_io import _public
-from _memphis_io._public import *  # noqa: F403 - the shared names, listed in _public
+from _memphis_io._public import *  # noqa: F403 - the shared value types, listed in _public
+from memphis_core.memphis import _errors
+from memphis_core.memphis._errors import *  # noqa: F403 - every public error
 
-from ._backend import AsyncioBackend
+from . import _backend
 
-connect = make_connect(AsyncioBackend())
+connect = _memphis_async.make_connect(_backend.AsyncioBackend())
 
 __all__ = [
     "Connecting",
@@ -42,3 +44,4 @@ __all__ = [
     "connect",
 ]
 __all__ += _public.__all__
+__all__ += _errors.__all__

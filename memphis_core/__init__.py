@@ -4,8 +4,8 @@ No sockets, threads, clocks, files or ``async``: bytes go in through ``receive_d
 out of ``data_to_send``, timers are driven by ``next_deadline``/``handle_timeout(now)``, and results
 are events and :class:`Operation` handles. ``memphis_sync``, ``memphis_trio`` and
 ``memphis_asyncio`` are thin frontends over it; anyone can drive it from another event loop (see
-``examples/custom_loop.py``). Only the standard library is imported here; the schema libraries
-load on first use.
+``examples/custom_loop.py`` and ``docs/sansio.md``). Only the standard library is imported here;
+the schema libraries load on first use.
 
 Two layers, each a subpackage, with a one-way dependency:
 
@@ -14,30 +14,60 @@ Two layers, each a subpackage, with a one-way dependency:
 * ``memphis_core.memphis``: the Memphis client on top of it (control plane, producers,
   consumers, JetStream pulls and acks, partitions, schemas, DLS).
 
-This module exports the public names of both; import from here.
+This module exports what an embedder (someone writing their own I/O loop) needs, and nothing
+else; the frontends and the tests import the internals from the modules that define them.
+
+Driving a connection:
+
+* ``Client``: one logical connection that survives reconnects; the only way in.
+* ``Operation``: the handle a call returns; ``done``, ``error``, ``outcome()``.
+* ``ClientEvent``: the union of what ``Client.events()`` returns, each one below.
+* ``TLSUpgradeRequired``: wrap the transport in TLS, then call ``tls_established()``.
+* ``Connected``: the handshake finished (``reconnected`` after a reconnect).
+* ``Disconnected``: close the transport; a ``ReconnectDue`` or a ``Closed`` follows.
+* ``ReconnectDue``: dial the server it names, then ``connection_made``/``connection_failed``.
+* ``Closed``: close the transport; the client is finished (``error`` says why, if not asked).
+* ``ServerError``: a non-fatal ``-ERR`` from the server; nothing to do but log it.
+* ``ConsumerError``: hand the error to that consumer's error handler.
+* ``ControlRetry``: a control request is retried (a JetStream election); log it.
+
+Options, each validated before anything is sent (bad input raises ``LocalProtocolError``):
+
+* ``connect_options``: the ``ConnectOptions`` a ``Client`` is made from.
+* ``TLS``: the mutual-TLS files of ``connect_options(tls=...)``.
+* ``station_options``: the argument of ``Client.create_station``.
+* ``producer_options``: the argument of ``Client.create_producer``.
+* ``produce_options``: the per-message options of ``Client.produce``.
+* ``consumer_options``: the argument of ``Client.create_consumer``.
+
+What operations give back:
+
+* ``ProducerState``: a registered producer, passed to ``produce``/``destroy_producer``.
+* ``ConsumerState``: a registered consumer, passed to ``fetch``/``destroy_consumer``.
+* ``Delivery``: a received message, passed to ``ack``/``nack``/``delay``/``dead_letter``.
+* ``PubAck``: the stream's answer to one produce (stream, sequence, duplicate).
+* ``Headers``: multi-valued message headers.
+* ``StationInfo``, ``PartitionInfo``, ``DlsSettings``: what ``station_info`` reports.
+* ``ConsumerInfo``, ``PartitionLag``: what ``consumer_info`` reports.
+* ``SchemaInfo``: one schema, as ``schemas`` lists it.
+* ``RetentionType``, ``StorageType``, ``SchemaType``: ``str`` enums of the wire values.
+* ``__version__``: the distribution's version.
+
+Errors: every class of the hierarchy drawn in ``memphis_core/memphis/_errors.py``, the one
+module that holds them all (``MemphisError`` is the root), and ``ProduceFailure``, one failed
+async produce as ``AsyncProduceError`` and ``CloseIncompleteError`` carry it.
 """
 
 from __future__ import annotations
 
 from ._version import __version__
-from .memphis._client import APP_ID, DRAIN_TIMEOUT, Client, ClientEvent
+from .memphis import _errors
+from .memphis._client import Client, ClientEvent
 from .memphis._consumers import ConsumerError
-from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
+from .memphis._deliveries import ConsumerState, Delivery
 from .memphis._dispatch import ControlRetry
 from .memphis._enums import RetentionType, SchemaType, StorageType
-from .memphis._errors import (
-    AsyncProduceError,
-    CloseIncompleteError,
-    ConsumeHandlerError,
-    MemphisHeaderError,
-    MemphisSchemaError,
-    MessageAlreadySettledError,
-    MessageTypeError,
-    PermissionsViolationError,
-    ProduceFailure,
-    StationTemporarilyUnavailableError,
-    StationUnreachableError,
-)
+from .memphis._errors import *  # noqa: F403 - the whole hierarchy, listed in _errors.__all__
 from .memphis._introspection import (
     ConsumerInfo,
     DlsSettings,
@@ -45,151 +75,60 @@ from .memphis._introspection import (
     PartitionLag,
     SchemaInfo,
     StationInfo,
-    StationNotFoundError,
 )
 from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
-    DEFAULT_ACK_WAIT,
     TLS,
-    ConnectOptions,
-    ConsumerOptions,
-    FetchOptions,
-    ProduceOptions,
-    ProducerOptions,
-    StationOptions,
     connect_options,
     consumer_options,
-    fetch_consumer_options,
-    fetch_options,
     produce_options,
     producer_options,
     station_options,
 )
-from .memphis._producers import ProduceOperation, ProducerState
-from .memphis._schemas import Schema, SchemaValidationError
-from .memphis._stations import StationState
-from .memphis._validators import MissingExtraError
-from .nats._errors import (
-    ConnectionClosedError,
-    ConnectionLostError,
-    LocalProtocolError,
-    MemphisConnectError,
-    MemphisError,
-    NoRespondersError,
-    RemoteProtocolError,
-    RequestAbandonedError,
-    RequestTimeoutError,
-)
+from .memphis._producers import ProducerState
 from .nats._events import (
     Closed,
     Connected,
     Disconnected,
-    PingCompleted,
     ReconnectDue,
-    ReplyReceived,
-    RequestFailed,
     ServerError,
-    SessionEvent,
     TLSUpgradeRequired,
-    TransportEvent,
 )
-from .nats._frames import Err, Frame, Info, Msg, Ok, Ping, Pong
-from .nats._headers import Headers, encode_header_block, parse_header_block
-from .nats._parser import ParseError, Parser
-from .nats._pool import server_name
-from .nats._session import Session
-from .nats._state import ConnState
+from .nats._headers import Headers
 
 __all__ = [
-    "APP_ID",
-    "DEFAULT_ACK_WAIT",
-    "DRAIN_TIMEOUT",
     "TLS",
-    "AsyncProduceError",
     "Client",
     "ClientEvent",
-    "CloseIncompleteError",
     "Closed",
-    "ConnState",
-    "ConnectOptions",
     "Connected",
-    "ConnectionClosedError",
-    "ConnectionLostError",
-    "ConsumeHandlerError",
     "ConsumerError",
     "ConsumerInfo",
-    "ConsumerOptions",
     "ConsumerState",
     "ControlRetry",
     "Delivery",
     "Disconnected",
     "DlsSettings",
-    "Err",
-    "FetchOptions",
-    "Frame",
     "Headers",
-    "Info",
-    "LocalProtocolError",
-    "MemphisConnectError",
-    "MemphisError",
-    "MemphisHeaderError",
-    "MemphisSchemaError",
-    "MessageAlreadySettledError",
-    "MessageTypeError",
-    "MessageView",
-    "MissingExtraError",
-    "Msg",
-    "NoRespondersError",
-    "Ok",
     "Operation",
-    "ParseError",
-    "Parser",
     "PartitionInfo",
     "PartitionLag",
-    "PermissionsViolationError",
-    "Ping",
-    "PingCompleted",
-    "Pong",
-    "ProduceFailure",
-    "ProduceOperation",
-    "ProduceOptions",
-    "ProducerOptions",
     "ProducerState",
     "PubAck",
     "ReconnectDue",
-    "RemoteProtocolError",
-    "ReplyReceived",
-    "RequestAbandonedError",
-    "RequestFailed",
-    "RequestTimeoutError",
     "RetentionType",
-    "Schema",
     "SchemaInfo",
     "SchemaType",
-    "SchemaValidationError",
     "ServerError",
-    "Session",
-    "SessionEvent",
     "StationInfo",
-    "StationNotFoundError",
-    "StationOptions",
-    "StationState",
-    "StationTemporarilyUnavailableError",
-    "StationUnreachableError",
     "StorageType",
     "TLSUpgradeRequired",
-    "TransportEvent",
     "__version__",
     "connect_options",
-    "consume_should_stop",
     "consumer_options",
-    "encode_header_block",
-    "fetch_consumer_options",
-    "fetch_options",
-    "parse_header_block",
     "produce_options",
     "producer_options",
-    "server_name",
     "station_options",
 ]
+__all__ += _errors.__all__

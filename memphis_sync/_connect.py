@@ -61,8 +61,8 @@ def connect(
         on_closed: ``callback(error)`` when the connection closes for good (``None`` after a
             ``close()``).
         on_error: ``callback(error)`` for a server ``-ERR`` that does not end the connection.
-            Callbacks never run on the I/O path: in their own task (they may be coroutine
-            functions) in the async frontends, in a thread in memphis_sync.
+            Callbacks never run on the I/O path: they are plain functions, called in a
+            thread of the connection.
 
     Raises:
         LocalProtocolError: bad arguments (nothing is dialled).

@@ -1,15 +1,14 @@
-# GENERATED from _memphis_async/_consumer.py by scripts/unasync.py: do not edit.
-# Edit the async source, then run `python scripts/unasync.py` (make test checks it).
+# GENERATED from _memphis_async/_consumer.py by scripts/unasync.py: do not edit this copy.
 """Consumers and the messages they receive: the one source of this code for every frontend.
 
-memphis_trio and memphis_asyncio use this module as it is; memphis_sync uses the blocking copy
-that ``scripts/unasync.py`` generates from it (``make test`` fails when that copy is stale).
+memphis_sync uses the blocking copy of it that ``scripts/unasync.py`` generates (``make test``
+fails when that copy is stale); the other frontends use it as it is.
 So everything here is written once, and the rules it applies come from the core: what a fetch
 returns, what happens to a batch nobody reads, when a consume loop pulls again or stops.
 
 Message actions (``ack``, ``nack``, ``delay``, ``dead_letter``) never wait for the broker: they
-queue their publish in the core, and the driver writes it with whatever else is queued. They are
-coroutines in the async frontends for symmetry with every call that puts bytes on the wire.
+queue their publish in the core, and the driver writes it with whatever else is queued.
+They return as soon as the publish is queued.
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ from memphis_core import (
     ConsumerState,
     Delivery,
     MemphisError,
-    MessageView,
     Operation,
-    fetch_options,
 )
+from memphis_core.memphis._deliveries import MessageView
+from memphis_core.memphis._options import fetch_options
 
 if TYPE_CHECKING:
     from ._driver import Driver, Task
@@ -39,9 +38,9 @@ __all__ = ["Consumer", "ErrorHandler", "Handler", "Message"]
 
 _log = logging.getLogger("memphis.consumer")
 
-#: ``handler(messages, error, context)``; in the async frontends it may be a coroutine function.
+#: ``handler(messages, error, context)``, a plain function.
 Handler = Callable[[list["Message"], MemphisError | None, Any], None]
-#: ``error_handler(consumer, error)``; in the async frontends it may be a coroutine function.
+#: ``error_handler(consumer, error)``, a plain function.
 ErrorHandler = Callable[["Consumer", MemphisError], None]
 
 
@@ -174,7 +173,7 @@ class Consumer:
         Returns:
             The messages, oldest first; an empty list if none arrived in time.
 
-        Messages the consumer holds come first: given back unread (by a cancelled fetch, a
+        Messages the consumer holds come first: given back unread (by an interrupted fetch, a
         stopped loop), then resent dead letters, then what earlier pulls brought. Otherwise
         every partition read is pulled at once, and the call returns when the batch is full,
         or as soon as it has messages and the broker says nothing more waits behind them, or
@@ -183,7 +182,7 @@ class Consumer:
         whatever member takes them): a partition that has sent nothing yet is not waited
         for, and what it sends later is kept for the next call. With ``prefetch=True`` the
         next batch is pulled in the background as soon as this one is taken. A fetch that is
-        cancelled (a timeout, a cancel scope, KeyboardInterrupt) keeps its batch with the
+        interrupted (KeyboardInterrupt) keeps its batch with the
         consumer for the next fetch: it costs no delivery attempt.
 
         Raises:
@@ -224,7 +223,7 @@ class Consumer:
     ) -> list[Delivery] | None:
         """The batch of ``op``, or None when ``stop()`` became true first.
 
-        Whoever stops waiting for a batch (cancellation, stop_consume) hands it back to the
+        Whoever stops waiting for a batch (an interrupt, stop_consume) hands it back to the
         core, which keeps it for the consumer's next fetch.
         """
         driver = self._driver
@@ -245,8 +244,8 @@ class Consumer:
     def __iter__(self) -> Generator[Message, None, None]:
         """Messages forever (until the consumer fails or is destroyed), one at a time.
 
-        A generator, so ``contextlib.aclosing(aiter(consumer))`` (in the blocking frontend
-        ``contextlib.closing(iter(consumer))``) ends it, and its pulls, at once.
+        A generator, so ``contextlib.closing(iter(consumer))`` ends it, and its pulls, at
+        once.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
         full batch or for ``batch_max_wait_time`` (see ``consume``). Each step takes one
@@ -263,7 +262,7 @@ class Consumer:
                 for received in self._wait_batch(op, None) or ():
                     yield Message(driver, received)
         finally:
-            # Runs when the loop is left or the generator is collected; no in here. The
+            # Runs when the loop is left or the generator is collected; no await in here. The
             # pulls that went on for the loop end; what they bring stays with the consumer.
             client = driver.client
             driver.call(functools.partial(_end_eager_pull, client, state), closed_ok=True)
@@ -288,9 +287,9 @@ class Consumer:
         ``error`` (with an empty batch); the loop ends only when the station or the
         connection is gone. A handler that raises is reported to the consumer's
         ``error_handler`` (``ConsumeHandlerError``, the exception as its cause) and the loop
-        goes on. The async frontends run the loop as a task of the connection (in its
-        nursery or task group) and accept coroutine handlers; memphis_sync runs it in a
-        thread.
+        goes on.
+        The loop runs in a thread of the connection.
+        The handler is a plain function.
 
         Args:
             handler: ``handler(messages, error, context)``; ``error`` is a

@@ -16,6 +16,7 @@ with ``memphis_asyncio``.
 
 from __future__ import annotations
 
+import _memphis_async
 from _memphis_async import (
     Connecting,
     Connection,
@@ -24,14 +25,15 @@ from _memphis_async import (
     ProduceHandle,
     Producer,
     Station,
-    make_connect,
 )
 from _memphis_io import _public
-from _memphis_io._public import *  # noqa: F403 - the shared names, listed in _public
+from _memphis_io._public import *  # noqa: F403 - the shared value types, listed in _public
+from memphis_core.memphis import _errors
+from memphis_core.memphis._errors import *  # noqa: F403 - every public error
 
-from ._backend import TrioBackend
+from . import _backend
 
-connect = make_connect(TrioBackend())
+connect = _memphis_async.make_connect(_backend.TrioBackend())
 
 __all__ = [
     "Connecting",
@@ -44,3 +46,4 @@ __all__ = [
     "connect",
 ]
 __all__ += _public.__all__
+__all__ += _errors.__all__

@@ -29,7 +29,7 @@ from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRequest, ControlRetry, Dispatcher
-from ._errors import CloseIncompleteError
+from ._errors import CloseIncompleteError, SchemaValidationError
 from ._existing import look_up
 from ._introspection import (
     ConsumerInfo,
@@ -53,7 +53,6 @@ from ._options import (
     fetch_options,
 )
 from ._producers import ProduceOperation, Producers, ProducerState
-from ._schemas import SchemaValidationError
 from ._stations import Stations, StationState
 
 __all__ = ["APP_ID", "DRAIN_TIMEOUT", "Client", "ClientEvent"]

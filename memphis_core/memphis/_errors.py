@@ -1,28 +1,84 @@
-"""Errors that only the Memphis layer raises: schemas, headers, stations that went away.
+"""Every error the library raises on purpose: the one place to look them up.
 
-They extend the NATS layer's ``MemphisError`` so that one ``except MemphisError`` catches
-everything the library raises on purpose.
+The NATS layer defines its own errors in ``memphis_core/nats/_errors.py`` (it knows nothing of
+this layer); this module defines the Memphis layer's and re-exports the NATS ones, so its
+``__all__`` is the whole public set. ``memphis_core`` and the three frontends export exactly
+these classes (the same objects), and ``tests/core/test_errors.py`` checks that the tree below
+is the classes' real one. Other standard bases are given in parentheses::
+
+    MemphisError                               root: one ``except`` catches everything
+    +-- LocalProtocolError (ValueError)        bad argument; nothing was sent
+    +-- RemoteProtocolError                    the server broke the NATS protocol
+    +-- MemphisConnectError                    connecting or reconnecting failed
+    |   +-- ConnectionClosedError              the connection is closed
+    |   +-- ConnectionLostError                it dropped under a request that is not replayed
+    +-- RequestTimeoutError (TimeoutError)     no reply or PubAck in time
+    +-- NoRespondersError                      nobody listens on the subject (status 503)
+    +-- RequestAbandonedError                  the caller gave up on the request
+    +-- MemphisSchemaError                     schema problems
+    |   +-- MessageTypeError (TypeError)       a message of a type that cannot be sent
+    |   +-- SchemaValidationError              the message does not fit the station's schema
+    |   +-- MissingExtraError (ImportError)    the ``schemas`` extra is not installed
+    +-- MemphisHeaderError (ValueError)        a header that cannot be sent
+    +-- ConsumeHandlerError                    the ``consume()`` handler raised
+    +-- PermissionsViolationError              NATS permissions refuse the subject
+    +-- StationNotFoundError                   the station has no stream
+    +-- StationUnreachableError                the consumer's station or durable is gone
+    +-- StationTemporarilyUnavailableError     JetStream did not serve it in time (election)
+    +-- MessageAlreadySettledError             the message was already acked or nacked
+    +-- AsyncProduceError                      async produces failed since the last flush
+    +-- CloseIncompleteError                   close could not confirm everything
+
+``ProduceFailure`` (one failed async produce, carried by the last two) is not an exception but
+lives here with them. Internal classes stay in their modules: the schema validators' ``Invalid``
+never leaves the core, and the parser's ``ParseError`` reaches a caller only as the
+``RemoteProtocolError`` it subclasses (``receive_data`` puts it in a ``Disconnected`` event).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from memphis_core.nats._errors import MemphisError
+from memphis_core.nats._errors import (
+    ConnectionClosedError,
+    ConnectionLostError,
+    LocalProtocolError,
+    MemphisConnectError,
+    MemphisError,
+    NoRespondersError,
+    RemoteProtocolError,
+    RequestAbandonedError,
+    RequestTimeoutError,
+)
 
 __all__ = [
     "AsyncProduceError",
     "CloseIncompleteError",
+    "ConnectionClosedError",
+    "ConnectionLostError",
     "ConsumeHandlerError",
+    "LocalProtocolError",
+    "MemphisConnectError",
+    "MemphisError",
     "MemphisHeaderError",
     "MemphisSchemaError",
     "MessageAlreadySettledError",
     "MessageTypeError",
+    "MissingExtraError",
+    "NoRespondersError",
     "PermissionsViolationError",
     "ProduceFailure",
+    "RemoteProtocolError",
+    "RequestAbandonedError",
+    "RequestTimeoutError",
+    "SchemaValidationError",
+    "StationNotFoundError",
     "StationTemporarilyUnavailableError",
     "StationUnreachableError",
 ]
+
+# The Go SDK's text, grammar included (docs/protocol.md §11.1): applications match on it.
+_VALIDATION_FAILED: Final = "Schema validation has failed: "
 
 
 class MemphisSchemaError(MemphisError):
@@ -35,6 +91,30 @@ class MessageTypeError(MemphisSchemaError, TypeError):
     A ``TypeError``, as Python code expects for a value of the wrong type, and a
     ``MemphisSchemaError`` for code written against the Go SDK's ``unsupported message type``.
     """
+
+
+class SchemaValidationError(MemphisSchemaError):
+    """A message does not fit the station's schema; nothing was published.
+
+    ``str(error)`` is ``Schema validation has failed: <validation_error>`` (docs/protocol.md §11.1).
+
+    Attributes:
+        validation_error: The inner error text, without the prefix.
+        data: The message bytes as far as they could be produced (validator output, else the
+            plain serialisation), for the ``$memphis_schemaverse_dls`` report (docs/protocol.md
+            §9.2); None when the message could not be turned into bytes at all.
+    """
+
+    def __init__(self, validation_error: str, data: bytes | None = None) -> None:
+        super().__init__(_VALIDATION_FAILED + validation_error)
+        self.validation_error = validation_error
+        self.data = data
+
+
+# Both a MemphisSchemaError (a produce on that station cannot proceed) and an ImportError (the usual
+# Python signal for a missing optional dependency).
+class MissingExtraError(MemphisSchemaError, ImportError):
+    """A schema library is not installed; ``pip install 'memphis-sansio[schemas]'``."""
 
 
 class ConsumeHandlerError(MemphisError):
@@ -55,6 +135,10 @@ class MemphisHeaderError(MemphisError, ValueError):
 class PermissionsViolationError(MemphisError):
     """The server refused a request because the user's NATS permissions do not allow its
     subject (``-ERR 'Permissions Violation for Publish to "<subject>"'``)."""
+
+
+class StationNotFoundError(MemphisError):
+    """The station has no stream on the broker (never created, or destroyed)."""
 
 
 class StationUnreachableError(MemphisError):

@@ -49,7 +49,7 @@ from memphis_core.nats._frames import Msg
 from memphis_core.nats._headers import parse_header_block
 
 from ._dispatch import Dispatcher, ReplyHandler
-from ._errors import PermissionsViolationError
+from ._errors import PermissionsViolationError, StationNotFoundError
 from ._names import internal_name
 from ._operation import Operation
 from ._partitions import stream_name
@@ -60,13 +60,11 @@ __all__ = [
     "DlsSettings",
     "PartitionInfo",
     "PartitionLag",
-    "PermissionsViolationError",
     "Plan",
     "Queries",
     "Reply",
     "SchemaInfo",
     "StationInfo",
-    "StationNotFoundError",
     "StreamSettings",
     "consumer_info_plan",
     "external_name",
@@ -103,10 +101,6 @@ _SCHEMAS_BUCKET: Final = "memphis_schemas"
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _PARTITION: Final = re.compile(r"(?P<station>[^$]+)\$(?P<partition>[0-9]+)")
 _NS: Final = 1_000_000_000
-
-
-class StationNotFoundError(MemphisError):
-    """The station has no stream on the broker (never created, or destroyed)."""
 
 
 # ------------------------------------------------------------------------------ results

@@ -24,6 +24,7 @@ from ._dispatch import Dispatcher, Publishes, ReplyHandler
 from ._errors import (
     AsyncProduceError,
     ProduceFailure,
+    SchemaValidationError,
     StationTemporarilyUnavailableError,
     StationUnreachableError,
 )
@@ -32,11 +33,7 @@ from ._operation import Operation
 from ._options import ProduceOptions, ProducerOptions
 from ._partitions import RoundRobin, choose_partition
 from ._produce_state import PRODUCE_DONE, ProduceInput, ProduceMachine, ProduceState
-from ._schemas import (
-    SchemaValidationError,
-    schema_failure_notification_body,
-    schemaverse_dls_body,
-)
+from ._schemas import schema_failure_notification_body, schemaverse_dls_body
 from ._stations import Stations, StationState
 
 __all__ = [

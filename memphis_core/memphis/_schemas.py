@@ -29,11 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ._errors import MemphisSchemaError
+from ._errors import MemphisSchemaError, MissingExtraError, SchemaValidationError
 from ._validators import (
     VALIDATORS,
     Invalid,
-    MissingExtraError,
     SchemaInit,
     Validator,
     best_effort_bytes,
@@ -45,7 +44,6 @@ __all__ = [
     "Schema",
     "SchemaInit",
     "SchemaUpdate",
-    "SchemaValidationError",
     "fold_keys",
     "notification_body",
     "parse_schema_init",
@@ -56,31 +54,12 @@ __all__ = [
 
 # The Go SDK's texts, grammar included (docs/protocol.md §11.1, §11.2): applications match on them,
 # so they are kept word for word.
-_VALIDATION_FAILED: Final = "Schema validation has failed: "
 _DESERIALIZATION_FAILED: Final = (
     "Deserialization has been failed since the message format does not align with the "
     "currently attached schema: "
 )
 #: ``Type`` of the schema-failure notification (docs/protocol.md §9.2).
 NOTIFICATION_SCHEMA_FAILURE: Final = "schema_validation_fail_alert"
-
-
-class SchemaValidationError(MemphisSchemaError):
-    """A message does not fit the station's schema; nothing was published.
-
-    ``str(error)`` is ``Schema validation has failed: <validation_error>`` (docs/protocol.md §11.1).
-
-    Attributes:
-        validation_error: The inner error text, without the prefix.
-        data: The message bytes as far as they could be produced (validator output, else the
-            plain serialisation), for the ``$memphis_schemaverse_dls`` report (docs/protocol.md
-            §9.2); None when the message could not be turned into bytes at all.
-    """
-
-    def __init__(self, validation_error: str, data: bytes | None = None) -> None:
-        super().__init__(_VALIDATION_FAILED + validation_error)
-        self.validation_error = validation_error
-        self.data = data
 
 
 def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 from ._enums import SchemaType
-from ._errors import MemphisSchemaError, MessageTypeError
+from ._errors import MemphisSchemaError, MessageTypeError, MissingExtraError
 
 __all__ = [
     "UNSUPPORTED",
     "VALIDATORS",
     "Invalid",
-    "MissingExtraError",
     "SchemaInit",
     "Validator",
     "avro_schema_problem",
@@ -64,12 +63,6 @@ class SchemaInit:
 _EXTRA: Final = "memphis-sansio[schemas]"
 #: Error text for a message of a type no serialiser accepts (docs/protocol.md §8.8).
 UNSUPPORTED: Final = "unsupported message type"
-
-
-# Both a MemphisSchemaError (a produce on that station cannot proceed) and an ImportError (the usual
-# Python signal for a missing optional dependency).
-class MissingExtraError(MemphisSchemaError, ImportError):
-    """A schema library is not installed; ``pip install 'memphis-sansio[schemas]'``."""
 
 
 # ------------------------------------------------------------------------------ helpers

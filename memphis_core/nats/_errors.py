@@ -4,7 +4,8 @@ Modelled on h11's split: ``LocalProtocolError`` means *you* misused the API (rai
 single byte is queued), ``RemoteProtocolError`` means the peer misbehaved (the connection is
 poisoned). The root is called ``MemphisError`` although it lives in the NATS layer because users
 catch one base for everything this library raises, whichever layer raised it; the layer above
-adds its own subclasses.
+adds its own subclasses, and re-exports these beside them from the one module that is the public
+home of every error and draws the whole hierarchy.
 """
 
 from __future__ import annotations
@@ -88,5 +89,5 @@ class ConnectionLostError(MemphisConnectError):
 
 
 class RequestAbandonedError(MemphisError):
-    """The caller abandoned the request (e.g. a cancelled fetch); what still arrived was given
-    to it."""
+    """The caller abandoned the request (e.g. a fetch that stopped waiting); what still arrived
+    was given to it."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from memphis_core import Client, ClientEvent, Headers, connect_options, encode_header_block
+from memphis_core import Client, ClientEvent, Headers, connect_options
+from memphis_core.nats._headers import encode_header_block
 
 from .wire_vectors import server_hmsg, server_info, server_msg
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from memphis_core import ParseError, Parser, RemoteProtocolError
+from memphis_core import RemoteProtocolError
 from memphis_core.nats import _parser
+from memphis_core.nats._parser import ParseError, Parser
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 

@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 
-from memphis_core import (
-    MessageAlreadySettledError,
-    MessageView,
-    StationUnreachableError,
-)
+from memphis_core import MessageAlreadySettledError, StationUnreachableError
 from memphis_core.memphis import _pulls
+from memphis_core.memphis._deliveries import MessageView
 from memphis_core.memphis._operation import Operation
 from memphis_core.memphis._pulls import (
     LIVE_STATES,

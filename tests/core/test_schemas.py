@@ -17,11 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memphis_core import MemphisSchemaError, MessageTypeError
+from memphis_core import (
+    MemphisSchemaError,
+    MessageTypeError,
+    MissingExtraError,
+    SchemaValidationError,
+)
 from memphis_core.memphis._schemas import (
     Schema,
     SchemaUpdate,
-    SchemaValidationError,
     notification_body,
     parse_schema_init,
     parse_schema_update,
@@ -29,7 +33,6 @@ from memphis_core.memphis._schemas import (
     schemaverse_dls_body,
 )
 from memphis_core.memphis._validators import (
-    MissingExtraError,
     SchemaInit,
     avro_schema_problem,
     serialize_plain,

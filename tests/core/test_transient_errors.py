@@ -17,11 +17,11 @@ from memphis_core import (
     PubAck,
     StationTemporarilyUnavailableError,
     StationUnreachableError,
-    consume_should_stop,
     consumer_options,
     produce_options,
     station_options,
 )
+from memphis_core.memphis._deliveries import consume_should_stop
 
 from .scripted_broker import Script, Sent
 from .test_client import (

@@ -1,7 +1,9 @@
 """The three frontends expose one API: same names, same parameters, same defaults.
 
 Only the calling convention differs (``await`` in the async frontends). This keeps them from
-drifting apart one parameter at a time.
+drifting apart one parameter at a time. The names they share with the core (every error, the
+enums, the value types) are the core's own objects, so ``except memphis_sync.MemphisError``
+catches what any layer raises.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from types import ModuleType
 import pytest
 
 import memphis_asyncio
+import memphis_core
 import memphis_sync
 import memphis_trio
+from memphis_core.memphis import _errors
 
+FRONTENDS = (memphis_sync, memphis_trio, memphis_asyncio)
 CLASSES = ("Connection", "Station", "Producer", "Consumer", "Message")
-ASYNC_ONLY = {"Connecting"}
+# The names each frontend defines itself (the rest come from the core).
+OWN = {*CLASSES, "Connecting", "ProduceHandle", "connect"}
 
 
 def public_methods(cls: type) -> dict[str, inspect.Signature]:
@@ -34,7 +40,33 @@ def parameters(signature: inspect.Signature) -> list[tuple[str, object, object]]
 
 @pytest.mark.parametrize("frontend", [memphis_asyncio, memphis_trio], ids=lambda m: m.__name__)
 def test_same_public_names(frontend: ModuleType) -> None:
-    assert set(frontend.__all__) - ASYNC_ONLY == set(memphis_sync.__all__)
+    assert sorted(frontend.__all__) == sorted(memphis_sync.__all__)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS, ids=lambda m: m.__name__)
+def test_shared_names_are_the_cores_objects(frontend: ModuleType) -> None:
+    shared = set(frontend.__all__) - OWN
+    assert shared <= set(memphis_core.__all__)
+    for name in shared:
+        assert getattr(frontend, name) is getattr(memphis_core, name), name
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS, ids=lambda m: m.__name__)
+def test_every_error_is_exported(frontend: ModuleType) -> None:
+    # Every exception class the library raises lives in _errors (tests/core/test_errors.py).
+    for name in _errors.__all__:
+        assert name in frontend.__all__, name
+        assert getattr(frontend, name) is getattr(_errors, name), name
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS, ids=lambda m: m.__name__)
+def test_nothing_public_outside_all(frontend: ModuleType) -> None:
+    public = {
+        name
+        for name, value in vars(frontend).items()
+        if not name.startswith("_") and name != "annotations" and not isinstance(value, ModuleType)
+    }
+    assert public <= set(frontend.__all__), sorted(public - set(frontend.__all__))
 
 
 @pytest.mark.parametrize("frontend", [memphis_asyncio, memphis_trio], ids=lambda m: m.__name__)
