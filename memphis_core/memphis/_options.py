@@ -894,7 +894,8 @@ def fetch_messages_options(
         LocalProtocolError: as :func:`consumer_options` and :func:`fetch_options`.
     """
     check_keywords("fetch_messages", options, _FETCH_MESSAGES_KEYS)
-    consumer = _consumer(station_name, name, {**_FETCH_MESSAGES_DEFAULTS, **options}, min_wait=0.1)
+    given: FetchMessagesKeywords = {**_FETCH_MESSAGES_DEFAULTS, **options}
+    consumer = _consumer(station_name, name, given, min_wait=0.1)
     return consumer, _fetch(consumer.batch_size, options, eager=False)
 
 
