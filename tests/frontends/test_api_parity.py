@@ -28,8 +28,9 @@ def public_methods(cls: type) -> dict[str, inspect.Signature]:
     return out
 
 
-def parameters(signature: inspect.Signature) -> list[tuple[str, object, object]]:
-    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+def parameters(signature: inspect.Signature) -> list[tuple[str, object, object, object]]:
+    # The annotation too: ``**options: Unpack[ConsumerKeywords]`` is where the options are now.
+    return [(p.name, p.kind, p.default, p.annotation) for p in signature.parameters.values()]
 
 
 @pytest.mark.parametrize("frontend", [memphis_asyncio, memphis_trio], ids=lambda m: m.__name__)
