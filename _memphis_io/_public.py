@@ -46,16 +46,31 @@ from memphis_core import (
     StorageType,
     __version__,
 )
+from memphis_core.memphis._options import (
+    ConnectKeywords,
+    ConsumerKeywords,
+    FetchKeywords,
+    FetchMessagesKeywords,
+    ProduceKeywords,
+    StationKeywords,
+)
+
+from ._connect import ConnectArgs
 
 __all__ = [
     "TLS",
     "AsyncProduceError",
     "CloseIncompleteError",
+    "ConnectArgs",
+    "ConnectKeywords",
     "ConnectionClosedError",
     "ConnectionLostError",
     "ConsumeHandlerError",
     "ConsumerInfo",
+    "ConsumerKeywords",
     "DlsSettings",
+    "FetchKeywords",
+    "FetchMessagesKeywords",
     "Headers",
     "LocalProtocolError",
     "MemphisConnectError",
@@ -70,6 +85,7 @@ __all__ = [
     "PartitionLag",
     "PermissionsViolationError",
     "ProduceFailure",
+    "ProduceKeywords",
     "PubAck",
     "RemoteProtocolError",
     "RequestAbandonedError",
@@ -79,6 +95,7 @@ __all__ = [
     "SchemaType",
     "SchemaValidationError",
     "StationInfo",
+    "StationKeywords",
     "StationNotFoundError",
     "StationTemporarilyUnavailableError",
     "StationUnreachableError",

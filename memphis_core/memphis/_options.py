@@ -368,7 +368,7 @@ class StationKeywords(TypedDict, total=False):
     replicas: int
     #: Seconds during which a repeated ``msg_id`` is dropped (default 120.0; 0.1 to 24 hours).
     idempotency_window: float
-    #: A schema to enforce from the start (default ``""``: none).
+    #: A schema to enforce from the start (default ``""``, none).
     schema_name: str
     #: Keep messages that ran out of deliveries in the dead-letter store (default True).
     send_poison_msg_to_dls: bool
@@ -378,7 +378,7 @@ class StationKeywords(TypedDict, total=False):
     tiered_storage_enabled: bool
     #: Streams behind the station, 1-10000 (default 1; 0 is read as 1).
     partitions_number: int
-    #: A station that also receives a copy of every dead letter (default ``""``: none; created
+    #: A station that also receives a copy of every dead letter (default ``""``, none; created
     #: if missing).
     dls_station: str
 
@@ -538,19 +538,19 @@ class ProduceKeywords(TypedDict, total=False):
 
     #: Seconds to wait for the broker's acknowledgement (default ``DEFAULT_ACK_WAIT``, 15.0).
     ack_wait: float
-    #: User headers, a mapping or ``Headers`` (default: none). Keys may not start with
+    #: User headers, a mapping or ``Headers`` (default none). Keys may not start with
     #: ``$memphis``; ``msg-id`` and ``Nats-Msg-Id`` are written from ``msg_id``.
     headers: Mapping[str, str] | Headers | None
-    #: Idempotency key: a second message with the same id within the station's idempotency
-    #: window is dropped (default: none). Without a partition key or number, the id chooses the
+    #: Idempotency key; a second message with the same id within the station's idempotency
+    #: window is dropped (default none). Without a partition key or number, the id chooses the
     #: partition (hashed like a key), so a retry reaches the same partition's stream, where
     #: JetStream de-duplicates; the official SDKs send it round robin, where it would be stored
     #: once per partition.
     msg_id: str | None
-    #: Choose the partition by hashing this key, so equal keys keep their order (default: the
+    #: Choose the partition by hashing this key, so equal keys keep their order (by default the
     #: ``msg_id``'s partition, else round robin).
     partition_key: str | None
-    #: Produce to this 1-based partition (default: as ``partition_key``).
+    #: Produce to this 1-based partition (by default chosen as for ``partition_key``).
     partition_number: int | None
 
 
@@ -691,7 +691,7 @@ class ConsumerKeywords(TypedDict, total=False):
     (docs/protocol.md §7.1); ``fetch_messages`` takes them too, with other defaults (see
     :class:`FetchMessagesKeywords`)."""
 
-    #: The group to join (default ``""``: the consumer's own name, as given). The members of
+    #: The group to join (default ``""``, the consumer's own name as given). The members of
     #: one group share its messages: each message goes to one member.
     consumer_group: str
     #: Seconds ``consume()`` waits after a pull that ended short, the station drained
@@ -709,7 +709,7 @@ class ConsumerKeywords(TypedDict, total=False):
     max_msg_deliveries: int
     #: First stream sequence for a new group (default 1).
     start_consume_from_seq: int
-    #: Start a new group this many messages before the end (default -1: off). Can not be
+    #: Start a new group this many messages before the end (default -1, off). Can not be
     #: combined with ``start_consume_from_seq`` > 1.
     last_messages: int
 
@@ -858,10 +858,10 @@ class FetchKeywords(TypedDict, total=False):
     #: Also request the next batch in the background now; the next call returns it at once
     #: (default False).
     prefetch: bool
-    #: Read only the partition this key hashes to (default: every partition of the station,
+    #: Read only the partition this key hashes to (by default every partition of the station,
     #: served in turn).
     partition_key: str | None
-    #: Read only this 1-based partition (default: every partition).
+    #: Read only this 1-based partition (by default every partition).
     partition_number: int | None
     #: Seconds this fetch waits at most, if shorter than ``batch_max_wait_time`` (default
     #: None).
