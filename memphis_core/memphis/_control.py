@@ -191,7 +191,6 @@ class ConsumerCreateRequest(TypedDict):
     consumers_group: str
     max_ack_time_ms: int
     max_msg_deliveries: int
-    dummy_priority: int
     username: str
     start_consume_from_sequence: int
     last_messages: int
@@ -337,7 +336,6 @@ def encode_consumer_create(
         "username": _text(username, "username"),
         "start_consume_from_sequence": opts.start_consume_from_seq,
         "last_messages": opts.last_messages,
-        "dummy_priority": opts.dummy_priority,
         "req_version": CREATE_REQ_VERSION,
         "app_id": _text(app_id, "app_id"),
         "sdk_lang": SDK_LANG,

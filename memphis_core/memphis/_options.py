@@ -712,8 +712,6 @@ class ConsumerKeywords(TypedDict, total=False):
     #: Start a new group this many messages before the end (default -1, off). Can not be
     #: combined with ``start_consume_from_seq`` > 1.
     last_messages: int
-    #: A dummy option, to count the places a new option touches (default 0).
-    dummy_priority: int
 
 
 _CONSUMER_KEYS: Final = _keys(ConsumerKeywords)
@@ -726,7 +724,6 @@ _CONSUMER_DEFAULTS: Final[ConsumerKeywords] = {
     "max_msg_deliveries": 10,
     "start_consume_from_seq": 1,
     "last_messages": -1,
-    "dummy_priority": 0,
 }
 # ``fetch_messages``: the Go SDK's ``FetchMessages`` defaults (docs/protocol.md §7.13).
 _FETCH_MESSAGES_DEFAULTS: Final[ConsumerKeywords] = {
@@ -752,7 +749,6 @@ class ConsumerOptions:
     max_msg_deliveries: int
     start_consume_from_seq: int
     last_messages: int
-    dummy_priority: int
 
     @property
     def internal_station(self) -> str:
@@ -810,7 +806,6 @@ def _consumer(
         max_msg_deliveries=deliveries,
         start_consume_from_seq=start,
         last_messages=last,
-        dummy_priority=check_int(given["dummy_priority"], "dummy_priority"),
     )
 
 

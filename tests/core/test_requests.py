@@ -177,7 +177,6 @@ def test_consumer_create() -> None:
         ("username", "u"),
         ("start_consume_from_sequence", 1),
         ("last_messages", -1),
-        ("dummy_priority", 0),
         ("req_version", 4),
         ("app_id", "a"),
         ("sdk_lang", "python"),
@@ -185,9 +184,6 @@ def test_consumer_create() -> None:
     opts = consumer_options("S", "x", consumer_group="G", max_ack_time=1.25, last_messages=5)
     got = dict(pairs(encode_consumer_create(opts, connection_id="c", username="u", app_id="a")))
     assert (got["consumers_group"], got["max_ack_time_ms"], got["last_messages"]) == ("G", 1250, 5)
-    opts = consumer_options("S", "x", dummy_priority=3)
-    got = dict(pairs(encode_consumer_create(opts, connection_id="c", username="u", app_id="a")))
-    assert got["dummy_priority"] == 3
 
 
 def test_consumer_create_validates() -> None:
