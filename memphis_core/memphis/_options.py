@@ -569,6 +569,10 @@ class ProduceOptions:
     partition_number: int | None = None
 
 
+_PRODUCE_SYNC: Final = ProduceOptions()
+_PRODUCE_ASYNC: Final = ProduceOptions(async_produce=True)
+
+
 def _check_header_text(text: str, what: str) -> None:
     # A CR or LF would end the NATS/1.0 header line early and let a value inject headers.
     if "\r" in text or "\n" in text:
@@ -634,7 +638,15 @@ def produce_options(
         LocalProtocolError: ``msg id can not be empty``, ``Can not use both partition number and
             partition key``, ``Partition number is out of range`` (< 1), ``ack_wait`` not > 0.
     """
-    check_keywords("produce", options, _PRODUCE_KEYS)
+    if not options:
+        # The most common call: nothing to check but ``async_produce``, and the answer is one of
+        # two values (frozen, so shared).
+        if async_produce is False:
+            return _PRODUCE_SYNC
+        if async_produce is True:
+            return _PRODUCE_ASYNC
+    elif not _PRODUCE_KEYS.issuperset(options):
+        check_keywords("produce", options, _PRODUCE_KEYS)
     ack_wait = options.get("ack_wait", DEFAULT_ACK_WAIT)
     headers = options.get("headers")
     msg_id = options.get("msg_id")
