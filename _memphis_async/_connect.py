@@ -79,18 +79,10 @@ class Connecting:
 
 
 class ConnectFunction(Protocol):
-    """The signature of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
+    """The type of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
 
     def __call__(
         self, host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
-    ) -> Connecting: ...
-
-
-def make_connect(backend: Backend) -> ConnectFunction:
-    """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
-
-    def connect(
-        host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
     ) -> Connecting:
         """Connect to a Memphis broker: ``async with connect(...) as conn`` or
         ``conn = await connect(...)``.
@@ -106,6 +98,17 @@ def make_connect(backend: Backend) -> ConnectFunction:
             MemphisConnectError: on ``await`` / entering: no server was reachable, or the
                 broker refused the credentials.
         """
+        ...
+
+
+def make_connect(backend: Backend) -> ConnectFunction:
+    """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
+
+    def connect(
+        host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
+    ) -> Connecting:
         return Connecting(backend, *connect_arguments(host, username, options))
 
+    # Written once, on the type: an IDE shows it from there, help() and the reference from here.
+    connect.__doc__ = ConnectFunction.__call__.__doc__
     return connect
