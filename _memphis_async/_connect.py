@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
-from _memphis_io import ConnectionCallbacks, ErrorCallback, EventCallback
-from memphis_core import TLS, Client, connect_options
+from _memphis_io import ConnectionCallbacks
+from _memphis_io._connect import ConnectArgs, connect_arguments
+from memphis_core import Client
 from memphis_core.memphis._options import ConnectOptions
 
 from ._connection import Connection
@@ -79,111 +80,39 @@ class Connecting:
 
 
 class ConnectFunction(Protocol):
-    """The signature of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
+    """The type of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
 
     def __call__(
-        self,
-        host: str | Sequence[str],
-        username: str,
-        *,
-        connection_token: str | None = ...,
-        password: str | None = ...,
-        account_id: int = ...,
-        port: int = ...,
-        reconnect: bool = ...,
-        max_reconnect: int = ...,
-        reconnect_interval: float = ...,
-        timeout: float = ...,
-        tls: TLS | None = ...,
-        ignore_discovered_servers: bool = ...,
-        on_disconnected: ErrorCallback | None = ...,
-        on_reconnected: EventCallback | None = ...,
-        on_closed: ErrorCallback | None = ...,
-        on_error: ErrorCallback | None = ...,
-    ) -> Connecting: ...
+        self, host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
+    ) -> Connecting:
+        """Connect to a Memphis broker: ``async with connect(...) as conn`` or
+        ``conn = await connect(...)``.
+
+        The callbacks of :class:`ConnectArgs` may be plain or coroutine functions; each call
+        runs in a task of its own, never on the I/O path.
+
+        Args:
+            host: the server(s), as :class:`ConnectKeywords` describes.
+            username: the Memphis user.
+            options: the options of :class:`ConnectArgs`.
+
+        Raises:
+            TypeError: an unknown keyword, at once.
+            LocalProtocolError: bad arguments, at once (nothing is dialled).
+            MemphisConnectError: on ``await`` / entering: no server was reachable, or the
+                broker refused the credentials.
+        """
+        ...
 
 
 def make_connect(backend: Backend) -> ConnectFunction:
     """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
 
     def connect(
-        host: str | Sequence[str],
-        username: str,
-        *,
-        connection_token: str | None = None,
-        password: str | None = None,
-        account_id: int = 1,
-        port: int = 6666,
-        reconnect: bool = True,
-        max_reconnect: int = 10,
-        reconnect_interval: float = 1.0,
-        timeout: float = 15.0,
-        tls: TLS | None = None,
-        ignore_discovered_servers: bool = False,
-        on_disconnected: ErrorCallback | None = None,
-        on_reconnected: EventCallback | None = None,
-        on_closed: ErrorCallback | None = None,
-        on_error: ErrorCallback | None = None,
+        host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
     ) -> Connecting:
-        """Connect to a Memphis broker: ``async with connect(...) as conn`` or
-        ``conn = await connect(...)``.
+        return Connecting(backend, *connect_arguments(host, username, options))
 
-        ``host`` is one server or several, as a list or comma-separated (``"h1:4222,h2:4222"``,
-        ``nats://`` / ``tls://`` prefixes accepted, ``port`` where none is given); the servers a
-        cluster advertises are added unless ``ignore_discovered_servers`` (docs/cluster-client.md).
-        Exactly one of ``connection_token`` / ``password`` is required. Reconnects are automatic:
-        a lost server is tried last, another is dialled at once, one server again only after
-        ``reconnect_interval`` seconds; once every server failed ``max_reconnect`` attempts the
-        connection closes (-1 = forever). So an outage of about ``max_reconnect *
-        reconnect_interval`` seconds (10 s with the defaults) is survived, however many servers.
-
-        Args:
-            host: the server(s), see above.
-            username: the Memphis user.
-            connection_token: token auth (default None).
-            password: password auth, as ``<username>$<account_id>`` (default None).
-            account_id: the Memphis tenant for password auth (default 1).
-            port: the port of servers given without one (default 6666).
-            reconnect: re-establish a lost connection (default True).
-            max_reconnect: failed attempts per server before giving up, as nats.go's
-                ``MaxReconnect`` (default 10; -1 = forever).
-            reconnect_interval: seconds before dialling the same server again (default 1.0).
-            timeout: seconds for each dial and handshake (default 15.0).
-            tls: client certificate, key and CA for mutual TLS (default None).
-            ignore_discovered_servers: use only the servers given (default False).
-            on_disconnected: ``callback(error)`` when the connection to a server is lost.
-            on_reconnected: ``callback()`` once connected again after a loss.
-            on_closed: ``callback(error)`` when the connection closes for good (``None`` after a
-                ``close()``).
-            on_error: ``callback(error)`` for a server ``-ERR`` that does not end the connection.
-                Callbacks never run on the I/O path: in their own task (they may be coroutine
-                functions) in the async frontends, in a thread in memphis_sync.
-
-        Raises:
-            LocalProtocolError: bad arguments, at once (nothing is dialled).
-            MemphisConnectError: on ``await`` / entering: no server was reachable, or the
-                broker refused the credentials.
-        """
-        options = connect_options(
-            host,
-            username,
-            connection_token=connection_token,
-            password=password,
-            account_id=account_id,
-            port=port,
-            reconnect=reconnect,
-            max_reconnect=max_reconnect,
-            reconnect_interval=reconnect_interval,
-            timeout=timeout,
-            tls=tls,
-            ignore_discovered_servers=ignore_discovered_servers,
-        )
-        callbacks = ConnectionCallbacks(
-            on_disconnected=on_disconnected,
-            on_reconnected=on_reconnected,
-            on_closed=on_closed,
-            on_error=on_error,
-        )
-        return Connecting(backend, options, callbacks)
-
+    # Written once, on the type: an IDE shows it from there, help() and the reference from here.
+    connect.__doc__ = ConnectFunction.__call__.__doc__
     return connect

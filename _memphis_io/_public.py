@@ -1,4 +1,4 @@
-"""The value types and enums every frontend exports from the core.
+"""The value types, enums and option declarations every frontend exports from the core.
 
 Each frontend's ``__init__`` re-exports this module whole (``__all__ += _public.__all__``), and
 the errors' one home, ``memphis_core/memphis/_errors.py``, whole too: so the three export one
@@ -23,19 +23,36 @@ from memphis_core import (
     StorageType,
     __version__,
 )
+from memphis_core.memphis._options import (
+    ConnectKeywords,
+    ConsumerKeywords,
+    FetchKeywords,
+    FetchMessagesKeywords,
+    ProduceKeywords,
+    StationKeywords,
+)
+
+from ._connect import ConnectArgs
 
 __all__ = [
     "TLS",
+    "ConnectArgs",
+    "ConnectKeywords",
     "ConsumerInfo",
+    "ConsumerKeywords",
     "DlsSettings",
+    "FetchKeywords",
+    "FetchMessagesKeywords",
     "Headers",
     "PartitionInfo",
     "PartitionLag",
+    "ProduceKeywords",
     "PubAck",
     "RetentionType",
     "SchemaInfo",
     "SchemaType",
     "StationInfo",
+    "StationKeywords",
     "StorageType",
     "__version__",
 ]

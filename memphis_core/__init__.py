@@ -39,6 +39,9 @@ Options, each validated before anything is sent (bad input raises ``LocalProtoco
 * ``producer_options``: the argument of ``Client.create_producer``.
 * ``produce_options``: the per-message options of ``Client.produce``.
 * ``consumer_options``: the argument of ``Client.create_consumer``.
+* ``ConnectKeywords``, ``StationKeywords``, ``ProduceKeywords``, ``ConsumerKeywords``,
+  ``FetchKeywords``, ``FetchMessagesKeywords``: the keyword options of those builders (and of
+  the frontends' calls), declared once, each field documented with its default.
 
 What operations give back:
 
@@ -80,6 +83,12 @@ from .memphis._jetstream import PubAck
 from .memphis._operation import Operation
 from .memphis._options import (
     TLS,
+    ConnectKeywords,
+    ConsumerKeywords,
+    FetchKeywords,
+    FetchMessagesKeywords,
+    ProduceKeywords,
+    StationKeywords,
     connect_options,
     consumer_options,
     produce_options,
@@ -102,18 +111,23 @@ __all__ = [
     "Client",
     "ClientEvent",
     "Closed",
+    "ConnectKeywords",
     "Connected",
     "ConsumerError",
     "ConsumerInfo",
+    "ConsumerKeywords",
     "ConsumerState",
     "ControlRetry",
     "Delivery",
     "Disconnected",
     "DlsSettings",
+    "FetchKeywords",
+    "FetchMessagesKeywords",
     "Headers",
     "Operation",
     "PartitionInfo",
     "PartitionLag",
+    "ProduceKeywords",
     "ProducerState",
     "PubAck",
     "ReconnectDue",
@@ -122,6 +136,7 @@ __all__ = [
     "SchemaType",
     "ServerError",
     "StationInfo",
+    "StationKeywords",
     "StorageType",
     "TLSUpgradeRequired",
     "__version__",

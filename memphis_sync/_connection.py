@@ -15,24 +15,28 @@ from memphis_core import (
     ConsumerError,
     LocalProtocolError,
     PubAck,
-    RetentionType,
     SchemaInfo,
     SchemaType,
     StationInfo,
-    StorageType,
     consumer_options,
     producer_options,
     station_options,
 )
 from memphis_core.memphis._client import DRAIN_TIMEOUT
-from memphis_core.memphis._options import ConsumerOptions, fetch_consumer_options
+from memphis_core.memphis._options import (
+    ConsumerKeywords,
+    ConsumerOptions,
+    FetchMessagesKeywords,
+    ProduceKeywords,
+    StationKeywords,
+    fetch_messages_options,
+)
 
 from ._consumer import Consumer, ErrorHandler, Message
 from ._producer import ProduceHandle, Producer
 
 if TYPE_CHECKING:
     from ._driver import Driver
-    from ._producer import _ProduceKeywords
 
 __all__ = ["Connection", "Station"]
 
@@ -116,25 +120,9 @@ class Connection:
 
     # ------------------------------------------------------------------ stations
 
-    def create_station(
-        self,
-        name: str,
-        *,
-        retention_type: RetentionType | str = RetentionType.MAX_MESSAGE_AGE_SECONDS,
-        retention_value: int = 3600,
-        storage_type: StorageType | str = StorageType.DISK,
-        replicas: int = 1,
-        idempotency_window: float = 120.0,
-        schema_name: str = "",
-        send_poison_msg_to_dls: bool = True,
-        send_schema_failed_msg_to_dls: bool = True,
-        tiered_storage_enabled: bool = False,
-        partitions_number: int = 1,
-        dls_station: str = "",
-    ) -> Station:
+    def create_station(self, name: str, **options: Unpack[StationKeywords]) -> Station:
         """Create a station, or return the existing one unchanged.
 
-        Every enum option also takes its wire value as a plain string (``"messages"``).
         An existing station keeps its options (Memphis's rule: the broker neither compares nor
         updates them); a warning on the ``memphis.connection`` logger names each option that
         differs from what was asked (retention, storage, replicas, idempotency window,
@@ -146,47 +134,18 @@ class Connection:
         Args:
             name: station name: 1-128 characters of ``a-z 0-9 _ . -`` (checked lower-cased),
                 not starting or ending with ``_ . -``.
-            retention_type: what ``retention_value`` limits (default: message age in seconds).
-            retention_value: seconds, messages or bytes, by ``retention_type`` (default 3600;
-                ignored for ``ack_based``; 0 lets the broker use one hour of message age).
-            storage_type: ``DISK`` (default, sent as ``"file"``) or ``MEMORY``.
-            replicas: stream replicas (default 1; the broker rounds 2 and 4 up to 3 and caps
-                at 5).
-            idempotency_window: seconds during which a repeated ``msg_id`` is dropped
-                (default 120.0, at most 24 hours).
-            schema_name: a schema to enforce from the start (default: none).
-            send_poison_msg_to_dls: keep messages that ran out of deliveries in the
-                dead-letter store (default True).
-            send_schema_failed_msg_to_dls: report messages that failed the schema (default
-                True).
-            tiered_storage_enabled: accepted for compatibility; no effect on stock NATS
-                (default False).
-            partitions_number: streams behind the station, 1-10000 (default 1; 0 is read as 1).
-            dls_station: a station that also receives a copy of every dead letter (default:
-                none; created if missing).
+            options: the options of :class:`StationKeywords`.
 
         Returns:
             A :class:`Station` handle.
 
         Raises:
+            TypeError: an unknown keyword.
             LocalProtocolError: an invalid option (nothing is sent).
             MemphisError: the broker refused; the message is the broker's text.
             RequestTimeoutError: no reply after the control-plane retries.
         """
-        opts = station_options(
-            name,
-            retention_type=retention_type,
-            retention_value=retention_value,
-            storage_type=storage_type,
-            replicas=replicas,
-            idempotency_window=idempotency_window,
-            schema_name=schema_name,
-            send_poison_msg_to_dls=send_poison_msg_to_dls,
-            send_schema_failed_msg_to_dls=send_schema_failed_msg_to_dls,
-            tiered_storage_enabled=tiered_storage_enabled,
-            partitions_number=partitions_number,
-            dls_station=dls_station,
-        )
+        opts = station_options(name, **options)
         differences = self._driver.run(lambda now: self._client.create_station(opts, now))
         if differences:
             connection_log.warning(
@@ -346,8 +305,8 @@ class Connection:
         state = self._driver.run(lambda now: self._client.create_producer(opts, now))
         return Producer(self._driver, state)
 
-    # As for ``Producer.produce``: the overloads only say what comes back, and the options are
-    # declared once, in ``_ProduceKeywords``.
+    # As for ``Producer.produce``: the overloads only say what comes back; the options are
+    # declared once, in ``ProduceKeywords``.
     @overload
     def produce(
         self,
@@ -356,7 +315,7 @@ class Connection:
         message: object,
         *,
         async_produce: Literal[False] = ...,
-        **options: Unpack[_ProduceKeywords],
+        **options: Unpack[ProduceKeywords],
     ) -> PubAck: ...
 
     @overload
@@ -367,7 +326,7 @@ class Connection:
         message: object,
         *,
         async_produce: Literal[True],
-        **options: Unpack[_ProduceKeywords],
+        **options: Unpack[ProduceKeywords],
     ) -> ProduceHandle: ...
 
     @overload
@@ -378,7 +337,7 @@ class Connection:
         message: object,
         *,
         async_produce: bool,
-        **options: Unpack[_ProduceKeywords],
+        **options: Unpack[ProduceKeywords],
     ) -> PubAck | ProduceHandle: ...
 
     def produce(
@@ -388,7 +347,7 @@ class Connection:
         message: object,
         *,
         async_produce: bool = False,
-        **options: Unpack[_ProduceKeywords],
+        **options: Unpack[ProduceKeywords],
     ) -> PubAck | ProduceHandle:
         """Produce without keeping a producer around (one is created and cached on first use).
 
@@ -396,10 +355,8 @@ class Connection:
             station_name: the station to produce to.
             producer_name: the producer to produce as (created on first use).
             message: the payload; see :meth:`Producer.produce`.
-            async_produce: return a :class:`ProduceHandle` without waiting for the
-                acknowledgement (default False).
-            options: ``ack_wait``, ``headers``, ``msg_id``, ``partition_key`` and
-                ``partition_number``, as :meth:`Producer.produce` documents them.
+            async_produce: see :meth:`Producer.produce`.
+            options: the options of :class:`ProduceKeywords`.
 
         Returns:
             The :class:`PubAck` of a synchronous produce, a :class:`ProduceHandle` with
@@ -420,15 +377,8 @@ class Connection:
         station_name: str,
         consumer_name: str,
         *,
-        consumer_group: str = "",
-        pull_interval: float = 1.0,
-        batch_size: int = 10,
-        batch_max_wait_time: float = 5.0,
-        max_ack_time: float = 30.0,
-        max_msg_deliveries: int = 10,
         error_handler: ErrorHandler | None = None,
-        start_consume_from_seq: int = 1,
-        last_messages: int = -1,
+        **options: Unpack[ConsumerKeywords],
     ) -> Consumer:
         """Register a consumer in ``consumer_group`` (default: its own name).
 
@@ -438,45 +388,22 @@ class Connection:
         Args:
             station_name: the station to consume from (created with defaults if missing).
             consumer_name: consumer name (station naming rules).
-            consumer_group: group to join (default ``""``: the consumer's own name).
-            pull_interval: seconds ``consume()`` waits after a pull that ended short, the
-                station drained (default 1.0).
-            batch_size: messages per pull for ``consume()`` and iteration, 1-5000 (default 10).
-            batch_max_wait_time: seconds one pull waits for a full batch (default 5.0; at
-                least 0.001). ``fetch()`` returns when it ends; ``consume()`` and iteration
-                hand messages over as they arrive.
-            max_ack_time: seconds before an unacknowledged message is delivered again
-                (default 30.0).
-            max_msg_deliveries: deliveries before a message counts as poison and goes to the
-                dead-letter store, 1-10 (default 10).
             error_handler: ``error_handler(consumer, error)`` hears about failures outside
                 any call, e.g. ``station unreachable``, and about exceptions raised by a
                 ``consume`` handler (default: none, the error is logged).
                 A plain function; it runs in a thread of the connection.
-            start_consume_from_seq: first stream sequence for a new group (default 1).
-            last_messages: start a new group this many messages before the end (default -1:
-                off). Can not be combined with ``start_consume_from_seq`` > 1.
+            options: the options of :class:`ConsumerKeywords`.
 
         Returns:
             The :class:`Consumer`.
 
         Raises:
+            TypeError: an unknown keyword.
             LocalProtocolError: an invalid option (nothing is sent).
             MemphisError: the broker refused, or the group's durable is missing.
             RequestTimeoutError: no reply after the control-plane retries.
         """
-        opts = consumer_options(
-            station_name,
-            consumer_name,
-            consumer_group=consumer_group,
-            pull_interval=pull_interval,
-            batch_size=batch_size,
-            batch_max_wait_time=batch_max_wait_time,
-            max_ack_time=max_ack_time,
-            max_msg_deliveries=max_msg_deliveries,
-            start_consume_from_seq=start_consume_from_seq,
-            last_messages=last_messages,
-        )
+        opts = consumer_options(station_name, consumer_name, **options)
         if error_handler is not None and not callable(error_handler):
             raise LocalProtocolError("error_handler must be callable")
         return self._consumer(opts, error_handler)
@@ -506,16 +433,8 @@ class Connection:
         station_name: str,
         consumer_name: str,
         *,
-        consumer_group: str = "",
-        batch_size: int = 10,
-        batch_max_wait_time: float = 0.1,
-        max_ack_time: float = 10.0,
-        max_msg_deliveries: int = 2,
         error_handler: ErrorHandler | None = None,
-        prefetch: bool = False,
-        partition_key: str | None = None,
-        partition_number: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[FetchMessagesKeywords],
     ) -> list[Message]:
         """Fetch without keeping a consumer around (the Go SDK's ``FetchMessages`` defaults).
 
@@ -525,43 +444,20 @@ class Connection:
         Args:
             station_name: the station to consume from.
             consumer_name: consumer name (station naming rules).
-            consumer_group: group to join (default ``""``: the consumer's own name).
-            batch_size: most messages to return, 1-5000 (default 10).
-            batch_max_wait_time: seconds to wait for a full batch (default 0.1, at least 0.1).
-            max_ack_time: seconds before an unacknowledged message is delivered again
-                (default 10.0).
-            max_msg_deliveries: deliveries before a message counts as poison, 1-10 (default 2).
             error_handler: see :meth:`create_consumer` (default: none).
-            prefetch: also request the next batch in the background (default False).
-            partition_key: read the partition this key hashes to (default: round robin).
-            partition_number: read this 1-based partition (default: round robin).
-            timeout: seconds this fetch waits at most, if shorter than
-                ``batch_max_wait_time`` (default: None).
+            options: the options of :class:`FetchMessagesKeywords`.
 
         Returns:
             Up to ``batch_size`` messages; an empty list if none arrived in time.
 
         Raises:
+            TypeError: an unknown keyword.
             LocalProtocolError: an invalid argument (nothing is sent).
             MemphisError: whatever :meth:`create_consumer` and :meth:`Consumer.fetch` raise.
         """
-        opts = fetch_consumer_options(
-            station_name,
-            consumer_name,
-            consumer_group=consumer_group,
-            batch_size=batch_size,
-            batch_max_wait_time=batch_max_wait_time,
-            max_ack_time=max_ack_time,
-            max_msg_deliveries=max_msg_deliveries,
-        )
+        opts, fetch = fetch_messages_options(station_name, consumer_name, **options)
         consumer = self._consumer(opts, error_handler)
-        return consumer.fetch(
-            batch_size,
-            prefetch=prefetch,
-            partition_key=partition_key,
-            partition_number=partition_number,
-            timeout=timeout,
-        )
+        return consumer._fetch(fetch)
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -599,29 +495,12 @@ class Station:
         self,
         consumer_name: str,
         *,
-        consumer_group: str = "",
-        pull_interval: float = 1.0,
-        batch_size: int = 10,
-        batch_max_wait_time: float = 5.0,
-        max_ack_time: float = 30.0,
-        max_msg_deliveries: int = 10,
         error_handler: ErrorHandler | None = None,
-        start_consume_from_seq: int = 1,
-        last_messages: int = -1,
+        **options: Unpack[ConsumerKeywords],
     ) -> Consumer:
         """``connection.create_consumer(station.name, consumer_name, ...)``: same options."""
         return self._connection.create_consumer(
-            self.name,
-            consumer_name,
-            consumer_group=consumer_group,
-            pull_interval=pull_interval,
-            batch_size=batch_size,
-            batch_max_wait_time=batch_max_wait_time,
-            max_ack_time=max_ack_time,
-            max_msg_deliveries=max_msg_deliveries,
-            error_handler=error_handler,
-            start_consume_from_seq=start_consume_from_seq,
-            last_messages=last_messages,
+            self.name, consumer_name, error_handler=error_handler, **options
         )
 
     def destroy(self) -> None:

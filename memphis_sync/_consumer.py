@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from memphis_core import (
     Client,
@@ -29,7 +29,7 @@ from memphis_core import (
     Operation,
 )
 from memphis_core.memphis._deliveries import MessageView
-from memphis_core.memphis._options import fetch_options
+from memphis_core.memphis._options import FetchKeywords, FetchOptions, fetch_options
 
 if TYPE_CHECKING:
     from ._driver import Driver, Task
@@ -148,27 +148,13 @@ class Consumer:
 
     # ------------------------------------------------------------------ fetch
 
-    def fetch(
-        self,
-        batch_size: int = 10,
-        *,
-        prefetch: bool = False,
-        partition_key: str | None = None,
-        partition_number: int | None = None,
-        timeout: float | None = None,
-    ) -> list[Message]:
+    def fetch(self, batch_size: int = 10, **options: Unpack[FetchKeywords]) -> list[Message]:
         """Up to ``batch_size`` messages; waits at most ``batch_max_wait_time`` for them, or
         ``timeout`` seconds if that is shorter (then it returns what arrived, maybe nothing).
 
         Args:
             batch_size: most messages to return, 1-5000 (default 10).
-            prefetch: also request the next batch in the background now; the next call
-                returns it at once (default False).
-            partition_key: read only the partition this key hashes to (default: every
-                partition of the station, served in turn).
-            partition_number: read only this 1-based partition (default: every partition).
-            timeout: seconds to wait at most, if shorter than ``batch_max_wait_time``
-                (default None).
+            options: the options of :class:`FetchKeywords`.
 
         Returns:
             The messages, oldest first; an empty list if none arrived in time.
@@ -186,11 +172,17 @@ class Consumer:
         consumer for the next fetch: it costs no delivery attempt.
 
         Raises:
+            TypeError: an unknown keyword.
             LocalProtocolError: bad batch size or partition choice.
             StationUnreachableError: the station or the group's durable is gone.
             ConnectionClosedError: the connection is closed or closing.
         """
-        op = self._start_fetch(batch_size, prefetch, partition_key, partition_number, timeout)
+        return self._fetch(fetch_options(batch_size, **options))
+
+    def _fetch(self, opts: FetchOptions) -> list[Message]:
+        op = self._start_fetch(
+            opts.batch_size, opts.prefetch, opts.partition_key, opts.partition_number, opts.timeout
+        )
         received = self._wait_batch(op, None)
         return [Message(self._driver, r) for r in received or ()]
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import functools
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
+from typing import TYPE_CHECKING, Literal, Unpack, overload
 
 from memphis_core import (
     AsyncProduceError,
     ConnectionClosedError,
-    Headers,
     ProducerState,
     PubAck,
     RequestTimeoutError,
@@ -19,24 +18,13 @@ from memphis_core import (
     produce_options,
 )
 from memphis_core.memphis._client import DRAIN_TIMEOUT
-from memphis_core.memphis._options import DEFAULT_ACK_WAIT, ProduceOptions
+from memphis_core.memphis._options import ProduceKeywords, ProduceOptions
 from memphis_core.memphis._producers import ProduceOperation
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ._driver import Driver
 
 __all__ = ["ProduceHandle", "Producer"]
-
-
-class _ProduceKeywords(TypedDict, total=False):
-    # The keyword options of ``Producer.produce`` other than ``async_produce``, for its overloads.
-    ack_wait: float
-    headers: Mapping[str, str] | Headers | None
-    msg_id: str | None
-    partition_key: str | None
-    partition_number: int | None
 
 
 class ProduceHandle:
@@ -114,37 +102,29 @@ class Producer:
         """The station it produces to, as given."""
         return self._state.station_name
 
-    # The overloads only tell a type checker what comes back; the options are those of the
-    # implementation below, listed once in ``_ProduceKeywords``.
+    # The overloads only tell a type checker what comes back; the options are declared once, in
+    # ``ProduceKeywords``.
     @overload
     def produce(
         self,
         message: object,
         *,
         async_produce: Literal[False] = ...,
-        **options: Unpack[_ProduceKeywords],
+        **options: Unpack[ProduceKeywords],
     ) -> PubAck: ...
 
     @overload
     def produce(
-        self, message: object, *, async_produce: Literal[True], **options: Unpack[_ProduceKeywords]
+        self, message: object, *, async_produce: Literal[True], **options: Unpack[ProduceKeywords]
     ) -> ProduceHandle: ...
 
     @overload
     def produce(
-        self, message: object, *, async_produce: bool, **options: Unpack[_ProduceKeywords]
+        self, message: object, *, async_produce: bool, **options: Unpack[ProduceKeywords]
     ) -> PubAck | ProduceHandle: ...
 
     def produce(
-        self,
-        message: object,
-        *,
-        ack_wait: float = DEFAULT_ACK_WAIT,
-        headers: Mapping[str, str] | Headers | None = None,
-        async_produce: bool = False,
-        msg_id: str | None = None,
-        partition_key: str | None = None,
-        partition_number: int | None = None,
+        self, message: object, *, async_produce: bool = False, **options: Unpack[ProduceKeywords]
     ) -> PubAck | ProduceHandle:
         """Produce one message.
 
@@ -160,20 +140,9 @@ class Producer:
         Args:
             message: the payload: bytes-like (sent as is), ``str`` (UTF-8), a ``dict`` or
                 ``list`` (JSON), a protobuf message, or whatever the station's schema accepts.
-            ack_wait: seconds to wait for the broker's acknowledgement (default
-                ``DEFAULT_ACK_WAIT``, 15.0).
-            headers: user headers, a mapping or :class:`Headers` (default: none). Keys may not
-                start with ``$memphis``.
             async_produce: return a :class:`ProduceHandle` without waiting for the
                 acknowledgement (default False).
-            msg_id: idempotency key: a second message with the same id within the station's
-                idempotency window is dropped (default: none). Without a partition key or
-                number, the id chooses the partition (hashed like a key), so a retry reaches
-                the same partition's stream, where JetStream de-duplicates; the official SDKs
-                send it round robin, where it would be stored once per partition.
-            partition_key: choose the partition by hashing this key, so equal keys keep their
-                order (default: the ``msg_id``'s partition, else round robin).
-            partition_number: produce to this 1-based partition (default: as ``partition_key``).
+            options: the options of :class:`ProduceKeywords`.
 
         Returns:
             The :class:`PubAck` (stream and sequence) of a synchronous produce; with
@@ -181,6 +150,7 @@ class Producer:
             is also reported by ``flush()``).
 
         Raises:
+            TypeError: an unknown keyword.
             MemphisSchemaError: the message does not fit the station's schema (nothing sent).
             MemphisHeaderError: a header key starts with ``$memphis`` or is malformed.
             LocalProtocolError: bad options (both partition key and number, empty msg_id...).
@@ -188,14 +158,7 @@ class Producer:
             ConnectionClosedError: the connection is closed or closing.
             MemphisError: the broker refused the message.
         """
-        opts = produce_options(
-            ack_wait=ack_wait,
-            headers=headers,
-            async_produce=async_produce,
-            msg_id=msg_id,
-            partition_key=partition_key,
-            partition_number=partition_number,
-        )
+        opts = produce_options(async_produce=async_produce, **options)
         payload = self._serialize(message, opts)
         state = self._state
         driver = self._driver

@@ -1,10 +1,17 @@
-"""Validation and normalisation of user options (docs/protocol.md §1, §5-§7).
+"""The options of every public call, declared once; their validation and normalisation
+(docs/protocol.md §1, §5-§7).
 
-Each public ``*_options`` function takes the arguments of one public API call exactly as a user
-passes them, checks every one, and returns a frozen dataclass in canonical form (durations in float
-seconds, enums as members, consumer group resolved, headers as a tuple of pairs). Nothing is sent
-before these checks pass, so every bad argument surfaces as ``LocalProtocolError`` (or the typed
-``MemphisHeaderError``) at the call site, never as a broker reply or a crash later.
+Each call's keyword options are declared once, as a ``TypedDict`` (``ConnectKeywords``,
+``StationKeywords``, ``ConsumerKeywords``, ``ProduceKeywords``, ``FetchKeywords``): each field
+carries its type and its documentation (the ``#:`` comment, which the API reference shows), and
+the frontends take them as ``**options: Unpack[...]`` (PEP 692), so a type checker and an IDE see
+every option with its exact type, and no frontend repeats the list. The defaults live beside each
+declaration (``_*_DEFAULTS``), and one ``*_options`` function per call checks every option and
+returns a frozen dataclass in canonical form (durations in float seconds, enums as members,
+consumer group resolved, headers as a tuple of pairs). Nothing is sent before these checks pass,
+so every bad argument surfaces as ``LocalProtocolError`` (or the typed ``MemphisHeaderError``) at
+the call site, never as a broker reply or a crash later; a keyword that is not declared is a
+``TypeError``, worded as Python words it for a function with explicit keyword parameters.
 
 Where the Go SDK or the broker has an error text for a rule, that exact text is used (users match
 on them); rules we add ourselves have texts in the same style.
@@ -14,11 +21,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, TypedDict, Unpack
 
 from memphis_core.nats._errors import LocalProtocolError
+from memphis_core.nats._headers import Headers
 from memphis_core.nats._pool import parse_server
 
 from ._checks import (
@@ -37,17 +45,25 @@ __all__ = [
     "DEFAULT_ACK_WAIT",
     "MAX_BATCH_SIZE",
     "TLS",
+    "ConnectKeywords",
     "ConnectOptions",
+    "ConsumerKeywords",
     "ConsumerOptions",
+    "FetchKeywords",
+    "FetchMessagesKeywords",
     "FetchOptions",
     "HeadersLike",
+    "ProduceKeywords",
     "ProduceOptions",
     "ProducerOptions",
+    "StationKeywords",
     "StationOptions",
     "SupportsHeaderItems",
+    "check_keywords",
     "connect_options",
     "consumer_options",
     "fetch_consumer_options",
+    "fetch_messages_options",
     "fetch_options",
     "normalize_headers",
     "produce_options",
@@ -86,6 +102,25 @@ class SupportsHeaderItems(Protocol):
 HeadersLike = SupportsHeaderItems | Iterable[tuple[str, str]]
 
 
+def check_keywords(call: str, options: Mapping[str, object], declared: frozenset[str]) -> None:
+    """Refuse a keyword that ``call``'s declaration does not have.
+
+    A function taking ``**options: Unpack[...]`` would otherwise accept any keyword at run time,
+    where one with explicit keyword parameters raises; the text is Python's own.
+
+    Raises:
+        TypeError: ``<call>() got an unexpected keyword argument '<name>'``.
+    """
+    if not declared.issuperset(options):
+        unknown = next(key for key in options if key not in declared)
+        raise TypeError(f"{call}() got an unexpected keyword argument {unknown!r}")
+
+
+def _keys(declaration: type) -> frozenset[str]:
+    # Every key of a TypedDict, those of its bases included.
+    return frozenset(declaration.__annotations__)
+
+
 # --------------------------------------------------------------------------------------------
 # connect (docs/protocol.md §1)
 
@@ -102,9 +137,65 @@ class TLS:
     ca_file: str | os.PathLike[str] = ""
 
 
+class ConnectKeywords(TypedDict, total=False):
+    """The keyword options of ``connect()`` (docs/protocol.md §1), besides its callbacks.
+
+    ``connect(host, username, **options)``: ``host`` is one server, several separated by commas
+    (``"h1:4222,h2:4222"``), or a list of them (docs/cluster-client.md). Each is
+    ``[scheme://]host[:port]``: ``nats://`` and ``tls://`` are accepted (``tls://`` needs
+    ``tls``), as is the Go SDK's leading ``http://`` or ``https://`` (stripped once, at the start
+    only, as its anchored regex does); a missing port means ``port``. ``username`` is the Memphis
+    user. Exactly one of ``connection_token`` and ``password`` is required.
+
+    Reconnects are automatic: a lost server is tried last, another is dialled at once, one server
+    again only after ``reconnect_interval`` seconds; once every server failed ``max_reconnect``
+    attempts the connection closes. So an outage of about ``max_reconnect *
+    reconnect_interval`` seconds (10 s with the defaults) is survived, however many servers.
+    """
+
+    #: Token authentication (default None; ``""`` counts as not given).
+    connection_token: str | None
+    #: Password authentication, as the NATS user ``<username>$<account_id>`` (default None).
+    password: str | None
+    #: The Memphis tenant for password authentication (default 1).
+    account_id: int
+    #: The port of servers given without one (default 6666).
+    port: int
+    #: Re-establish a lost connection (default True; False makes ``max_reconnect`` 0).
+    reconnect: bool
+    #: Failed attempts per server before the connection closes, as nats.go's ``MaxReconnect``
+    #: (default 10; -1 = forever). Not clamped to 9 as the Go SDK does.
+    max_reconnect: int
+    #: Seconds before the same server is dialled again (default 1.0).
+    reconnect_interval: float
+    #: Seconds for each dial and handshake (default 15.0).
+    timeout: float
+    #: Client certificate, key and CA files for mutual TLS (default None).
+    tls: TLS | None
+    #: Use only the servers given, not those a cluster advertises (nats.go's name; default
+    #: False).
+    ignore_discovered_servers: bool
+
+
+_CONNECT_KEYS: Final = _keys(ConnectKeywords)
+_CONNECT_DEFAULTS: Final[ConnectKeywords] = {
+    "connection_token": None,
+    "password": None,
+    "account_id": 1,
+    "port": 6666,
+    "reconnect": True,
+    "max_reconnect": 10,
+    "reconnect_interval": 1.0,
+    "timeout": 15.0,
+    "tls": None,
+    "ignore_discovered_servers": False,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
-    """Normalised :func:`connect` arguments. Secrets are kept out of ``repr``.
+    """Normalised :func:`connect` arguments (see :class:`ConnectKeywords`). Secrets are kept out
+    of ``repr``.
 
     ``servers`` lists every ``(host, port)`` given, in the order given (the session shuffles
     them); ``host``/``port`` are the first of them, kept for callers of the single-host form.
@@ -113,15 +204,15 @@ class ConnectOptions:
 
     host: str
     username: str
-    connection_token: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-    account_id: int = 1
-    port: int = 6666
-    reconnect: bool = True
-    max_reconnect: int = 10
-    reconnect_interval: float = 1.0
-    timeout: float = 15.0
-    tls: TLS | None = None
+    connection_token: str | None = field(repr=False)
+    password: str | None = field(repr=False)
+    account_id: int
+    port: int
+    reconnect: bool
+    max_reconnect: int
+    reconnect_interval: float
+    timeout: float
+    tls: TLS | None
     servers: tuple[tuple[str, int], ...] = ()
     ignore_discovered_servers: bool = False
 
@@ -197,40 +288,23 @@ def _servers(host: object, port: int, tls: bool) -> tuple[tuple[str, int], ...]:
 
 
 def connect_options(
-    host: str | Sequence[str],
-    username: str,
-    *,
-    connection_token: str | None = None,
-    password: str | None = None,
-    account_id: int = 1,
-    port: int = 6666,
-    reconnect: bool = True,
-    max_reconnect: int = 10,
-    reconnect_interval: float = 1.0,
-    timeout: float = 15.0,
-    tls: TLS | None = None,
-    ignore_discovered_servers: bool = False,
+    host: str | Sequence[str], username: str, **options: Unpack[ConnectKeywords]
 ) -> ConnectOptions:
-    """Validate :func:`connect` arguments (docs/protocol.md §1).
-
-    ``host`` is one server, several separated by commas (``"h1:4222,h2:4222"``), or a list of
-    them (docs/cluster-client.md). Each is ``[scheme://]host[:port]``: ``nats://`` and
-    ``tls://`` are accepted (``tls://`` needs ``tls=``), as is the Go SDK's leading ``http://``
-    or ``https://`` (stripped once, at the start only, as its anchored regex does); a missing
-    port means ``port``. ``max_reconnect`` counts failed attempts per server (nats.go's
-    ``MaxReconnect``: about ``max_reconnect * reconnect_interval`` seconds of outage survived,
-    whatever the number of servers); ``-1`` means "forever"; ``reconnect=False`` forces it to
-    0. Unlike the Go SDK we do not clamp values above 9 (our default is 10, as in the Go
-    README). ``ignore_discovered_servers`` keeps the pool to the given servers (nats.go's name).
+    """Validate :func:`connect` arguments (docs/protocol.md §1; each option is documented in
+    :class:`ConnectKeywords`).
 
     Raises:
+        TypeError: an option :class:`ConnectKeywords` does not declare.
         LocalProtocolError: ``you have to connect with one of the following methods: connection
             token / password`` (neither or both given), ``must provide a TLS cert/key/ca file``,
             a bad port, duration, account id or empty host/username, an empty server list, a
             ``tls://`` server without ``tls=``.
     """
-    tls_files = _tls(tls)
-    port = check_int(port, "port")
+    check_keywords("connect", options, _CONNECT_KEYS)
+    given: ConnectKeywords = {**_CONNECT_DEFAULTS, **options}
+    connection_token, password = given["connection_token"], given["password"]
+    tls_files = _tls(given["tls"])
+    port = check_int(given["port"], "port")
     if not 1 <= port <= _MAX_PORT:
         raise LocalProtocolError(f"port must be between 1 and {_MAX_PORT}, not {port}")
     servers = _servers(host, port, tls_files is not None)
@@ -246,11 +320,11 @@ def connect_options(
         )
     if not token and not secret:
         raise LocalProtocolError(_AUTH_ERROR + ": neither connection_token nor password was given")
-    account_id = check_int(account_id, "account_id")
+    account_id = check_int(given["account_id"], "account_id")
     if account_id < 0:
         raise LocalProtocolError("account_id can not be negative")
-    reconnect = check_bool(reconnect, "reconnect")
-    max_reconnect = check_int(max_reconnect, "max_reconnect")
+    reconnect = check_bool(given["reconnect"], "reconnect")
+    max_reconnect = check_int(given["max_reconnect"], "max_reconnect")
     if max_reconnect < -1:
         raise LocalProtocolError("max_reconnect must be -1 (forever) or more")
     return ConnectOptions(
@@ -264,12 +338,12 @@ def connect_options(
         # Not clamped to 9 as the Go SDK does (docs/protocol.md §12.1 item 11): the documented value
         # is the one applied.
         max_reconnect=max_reconnect if reconnect else 0,
-        reconnect_interval=check_seconds(reconnect_interval, "reconnect_interval"),
-        timeout=check_seconds(timeout, "timeout", positive=True),
+        reconnect_interval=check_seconds(given["reconnect_interval"], "reconnect_interval"),
+        timeout=check_seconds(given["timeout"], "timeout", positive=True),
         tls=tls_files,
         servers=servers,
         ignore_discovered_servers=check_bool(
-            ignore_discovered_servers, "ignore_discovered_servers"
+            given["ignore_discovered_servers"], "ignore_discovered_servers"
         ),
     )
 
@@ -278,22 +352,69 @@ def connect_options(
 # stations (docs/protocol.md §5)
 
 
+class StationKeywords(TypedDict, total=False):
+    """The keyword options of ``create_station(name, **options)`` (wire mapping in
+    docs/protocol.md §5.3). Every enum option also takes its wire value as a plain string
+    (``"messages"``)."""
+
+    #: What ``retention_value`` limits (default ``RetentionType.MAX_MESSAGE_AGE_SECONDS``).
+    retention_type: RetentionType | str
+    #: Seconds, messages or bytes, by ``retention_type`` (default 3600; ignored for
+    #: ``ack_based``; 0 lets the broker use one hour of message age).
+    retention_value: int
+    #: ``StorageType.DISK`` (default, sent as ``"file"``) or ``StorageType.MEMORY``.
+    storage_type: StorageType | str
+    #: Stream replicas (default 1; the broker rounds 2 and 4 up to 3 and caps at 5).
+    replicas: int
+    #: Seconds during which a repeated ``msg_id`` is dropped (default 120.0; 0.1 to 24 hours).
+    idempotency_window: float
+    #: A schema to enforce from the start (default ``""``, none).
+    schema_name: str
+    #: Keep messages that ran out of deliveries in the dead-letter store (default True).
+    send_poison_msg_to_dls: bool
+    #: Report messages that failed the schema to the dead-letter store (default True).
+    send_schema_failed_msg_to_dls: bool
+    #: Accepted for compatibility; no effect on stock NATS (default False).
+    tiered_storage_enabled: bool
+    #: Streams behind the station, 1-10000 (default 1; 0 is read as 1).
+    partitions_number: int
+    #: A station that also receives a copy of every dead letter (default ``""``, none; created
+    #: if missing).
+    dls_station: str
+
+
+_STATION_KEYS: Final = _keys(StationKeywords)
+_STATION_DEFAULTS: Final[StationKeywords] = {
+    "retention_type": RetentionType.MAX_MESSAGE_AGE_SECONDS,
+    "retention_value": 3600,
+    "storage_type": StorageType.DISK,
+    "replicas": 1,
+    "idempotency_window": 120.0,
+    "schema_name": "",
+    "send_poison_msg_to_dls": True,
+    "send_schema_failed_msg_to_dls": True,
+    "tiered_storage_enabled": False,
+    "partitions_number": 1,
+    "dls_station": "",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class StationOptions:
-    """Normalised :func:`create_station` arguments (wire mapping in docs/protocol.md §5.3)."""
+    """Normalised :func:`create_station` arguments (see :class:`StationKeywords`)."""
 
     name: str
-    retention_type: RetentionType = RetentionType.MAX_MESSAGE_AGE_SECONDS
-    retention_value: int = 3600
-    storage_type: StorageType = StorageType.DISK
-    replicas: int = 1
-    idempotency_window: float = 120.0
-    schema_name: str = ""
-    send_poison_msg_to_dls: bool = True
-    send_schema_failed_msg_to_dls: bool = True
-    tiered_storage_enabled: bool = False
-    partitions_number: int = 1
-    dls_station: str = ""
+    retention_type: RetentionType
+    retention_value: int
+    storage_type: StorageType
+    replicas: int
+    idempotency_window: float
+    schema_name: str
+    send_poison_msg_to_dls: bool
+    send_schema_failed_msg_to_dls: bool
+    tiered_storage_enabled: bool
+    partitions_number: int
+    dls_station: str
 
     @property
     def internal_name(self) -> str:
@@ -306,52 +427,41 @@ class StationOptions:
         return round(self.idempotency_window * 1000)
 
 
-def station_options(
-    name: str,
-    *,
-    retention_type: RetentionType | str = RetentionType.MAX_MESSAGE_AGE_SECONDS,
-    retention_value: int = 3600,
-    storage_type: StorageType | str = StorageType.DISK,
-    replicas: int = 1,
-    idempotency_window: float = 120.0,
-    schema_name: str = "",
-    send_poison_msg_to_dls: bool = True,
-    send_schema_failed_msg_to_dls: bool = True,
-    tiered_storage_enabled: bool = False,
-    partitions_number: int = 1,
-    dls_station: str = "",
-) -> StationOptions:
-    """Validate :func:`create_station` arguments (docs/protocol.md §5.3, §5.4).
-
-    ``partitions_number=0`` is read as 1, as the Go SDK does.
+def station_options(name: str, **options: Unpack[StationKeywords]) -> StationOptions:
+    """Validate :func:`create_station` arguments (docs/protocol.md §5.3, §5.4; each option is
+    documented in :class:`StationKeywords`).
 
     Raises:
+        TypeError: an option :class:`StationKeywords` does not declare.
         LocalProtocolError: bad station name (broker texts, docs/protocol.md §5.1), unknown
             retention or storage type (broker texts listing the allowed values), negative
             retention value,
             replicas < 1, idempotency window above 24 h (``idempotency window can not exceed 24
             hours``), partitions out of 1..10000 (broker text), wrong argument types.
     """
+    check_keywords("create_station", options, _STATION_KEYS)
+    given: StationKeywords = {**_STATION_DEFAULTS, **options}
     name = checked_name(name, "Station", "station name")
-    retention = coerce_enum(RetentionType, retention_type)
-    value = check_int(retention_value, "retention_value")
+    retention = coerce_enum(RetentionType, given["retention_type"])
+    value = check_int(given["retention_value"], "retention_value")
     if value < 0:
         raise LocalProtocolError("retention value can not be negative")
-    storage = coerce_enum(StorageType, storage_type)
-    replicas = check_int(replicas, "replicas")
+    storage = coerce_enum(StorageType, given["storage_type"])
+    replicas = check_int(given["replicas"], "replicas")
     if replicas < 1:
         raise LocalProtocolError("replicas must be 1 or more")
-    window = check_seconds(idempotency_window, "idempotency_window")
+    window = check_seconds(given["idempotency_window"], "idempotency_window")
     if window < _MIN_IDEMPOTENCY_WINDOW:
         # The broker reads 0 as its 120 s default and raises anything under 100 ms to 100 ms:
         # sending such a value would silently give a window other than the one asked for.
         raise LocalProtocolError(
             f"idempotency_window must be at least {_MIN_IDEMPOTENCY_WINDOW} s, not "
-            f"{idempotency_window!r} (the broker turns 0 into 120 s and raises smaller values)"
+            f"{given['idempotency_window']!r} (the broker turns 0 into 120 s and raises smaller "
+            "values)"
         )
     if window > _MAX_IDEMPOTENCY_WINDOW:
         raise LocalProtocolError("idempotency window can not exceed 24 hours")
-    partitions = check_int(partitions_number, "partitions_number") or 1
+    partitions = check_int(given["partitions_number"], "partitions_number") or 1
     if not 1 <= partitions <= _MAX_PARTITIONS:
         # The broker's text, trailing ", " included (docs/protocol.md §5.4).
         raise LocalProtocolError(
@@ -360,8 +470,8 @@ def station_options(
         )
     # Not checked as a name here: the broker answers for the schema it is asked to enforce
     # (docs/protocol.md §5.4 step 6).
-    schema = check_str(schema_name, "schema_name")
-    dls = check_str(dls_station, "dls_station")
+    schema = check_str(given["schema_name"], "schema_name")
+    dls = check_str(given["dls_station"], "dls_station")
     # The DLS station is created by the broker if missing (docs/protocol.md §5.4 step 11), so a bad
     # name would only fail after the station itself was made.
     if dls:
@@ -374,11 +484,15 @@ def station_options(
         replicas=replicas,
         idempotency_window=window,
         schema_name=schema,
-        send_poison_msg_to_dls=check_bool(send_poison_msg_to_dls, "send_poison_msg_to_dls"),
-        send_schema_failed_msg_to_dls=check_bool(
-            send_schema_failed_msg_to_dls, "send_schema_failed_msg_to_dls"
+        send_poison_msg_to_dls=check_bool(
+            given["send_poison_msg_to_dls"], "send_poison_msg_to_dls"
         ),
-        tiered_storage_enabled=check_bool(tiered_storage_enabled, "tiered_storage_enabled"),
+        send_schema_failed_msg_to_dls=check_bool(
+            given["send_schema_failed_msg_to_dls"], "send_schema_failed_msg_to_dls"
+        ),
+        tiered_storage_enabled=check_bool(
+            given["tiered_storage_enabled"], "tiered_storage_enabled"
+        ),
         partitions_number=partitions,
         dls_station=dls,
     )
@@ -418,9 +532,34 @@ def producer_options(station_name: str, producer_name: str) -> ProducerOptions:
 DEFAULT_ACK_WAIT: Final = 15.0
 
 
+class ProduceKeywords(TypedDict, total=False):
+    """The keyword options of ``produce(message, *, async_produce=False, **options)``
+    (docs/protocol.md §6.3), besides ``async_produce``, which decides the return type."""
+
+    #: Seconds to wait for the broker's acknowledgement (default ``DEFAULT_ACK_WAIT``, 15.0).
+    ack_wait: float
+    #: User headers, a mapping or ``Headers`` (default none). Keys may not start with
+    #: ``$memphis``; ``msg-id`` and ``Nats-Msg-Id`` are written from ``msg_id``.
+    headers: Mapping[str, str] | Headers | None
+    #: Idempotency key; a second message with the same id within the station's idempotency
+    #: window is dropped (default none). Without a partition key or number, the id chooses the
+    #: partition (hashed like a key), so a retry reaches the same partition's stream, where
+    #: JetStream de-duplicates; the official SDKs send it round robin, where it would be stored
+    #: once per partition.
+    msg_id: str | None
+    #: Choose the partition by hashing this key, so equal keys keep their order (by default the
+    #: ``msg_id``'s partition, else round robin).
+    partition_key: str | None
+    #: Produce to this 1-based partition (by default chosen as for ``partition_key``).
+    partition_number: int | None
+
+
+_PRODUCE_KEYS: Final = _keys(ProduceKeywords)
+
+
 @dataclass(frozen=True, slots=True)
 class ProduceOptions:
-    """Normalised :meth:`Producer.produce` arguments (docs/protocol.md §6.3)."""
+    """Normalised :meth:`Producer.produce` arguments (see :class:`ProduceKeywords`)."""
 
     ack_wait: float = DEFAULT_ACK_WAIT
     headers: tuple[tuple[str, str], ...] = ()
@@ -428,6 +567,10 @@ class ProduceOptions:
     msg_id: str | None = None
     partition_key: str | None = None
     partition_number: int | None = None
+
+
+_PRODUCE_SYNC: Final = ProduceOptions()
+_PRODUCE_ASYNC: Final = ProduceOptions(async_produce=True)
 
 
 def _check_header_text(text: str, what: str) -> None:
@@ -484,21 +627,31 @@ def normalize_headers(headers: HeadersLike | None) -> tuple[tuple[str, str], ...
 
 
 def produce_options(
-    *,
-    ack_wait: float = DEFAULT_ACK_WAIT,
-    headers: HeadersLike | None = None,
-    async_produce: bool = False,
-    msg_id: str | None = None,
-    partition_key: str | None = None,
-    partition_number: int | None = None,
+    *, async_produce: bool = False, **options: Unpack[ProduceKeywords]
 ) -> ProduceOptions:
-    """Validate :meth:`Producer.produce` options (docs/protocol.md §6.3).
+    """Validate :meth:`Producer.produce` options (docs/protocol.md §6.3; each is documented in
+    :class:`ProduceKeywords`).
 
     Raises:
+        TypeError: an option :class:`ProduceKeywords` does not declare.
         MemphisHeaderError: see :func:`normalize_headers`.
         LocalProtocolError: ``msg id can not be empty``, ``Can not use both partition number and
             partition key``, ``Partition number is out of range`` (< 1), ``ack_wait`` not > 0.
     """
+    if not options:
+        # The most common call: nothing to check but ``async_produce``, and the answer is one of
+        # two values (frozen, so shared).
+        if async_produce is False:
+            return _PRODUCE_SYNC
+        if async_produce is True:
+            return _PRODUCE_ASYNC
+    elif not _PRODUCE_KEYS.issuperset(options):
+        check_keywords("produce", options, _PRODUCE_KEYS)
+    ack_wait = options.get("ack_wait", DEFAULT_ACK_WAIT)
+    headers = options.get("headers")
+    msg_id = options.get("msg_id")
+    partition_key = options.get("partition_key")
+    partition_number = options.get("partition_number")
     if headers is None and msg_id is None and partition_key is None and partition_number is None:
         # The common call carries none of the optional parts: only the two values that every call
         # has are checked, whatever they are.
@@ -545,20 +698,69 @@ def _batch_size(value: object) -> int:
 # consumers (docs/protocol.md §7)
 
 
+class ConsumerKeywords(TypedDict, total=False):
+    """The keyword options of ``create_consumer(station_name, consumer_name, **options)``
+    (docs/protocol.md §7.1); ``fetch_messages`` takes them too, with other defaults (see
+    :class:`FetchMessagesKeywords`)."""
+
+    #: The group to join (default ``""``, the consumer's own name as given). The members of
+    #: one group share its messages: each message goes to one member.
+    consumer_group: str
+    #: Seconds ``consume()`` waits after a pull that ended short, the station drained
+    #: (default 1.0).
+    pull_interval: float
+    #: Messages per pull for ``consume()`` and iteration, 1-5000 (default 10).
+    batch_size: int
+    #: Seconds one pull waits for a full batch (default 5.0; at least 0.001). ``fetch()``
+    #: returns when it ends; ``consume()`` and iteration hand messages over as they arrive.
+    batch_max_wait_time: float
+    #: Seconds before an unacknowledged message is delivered again (default 30.0).
+    max_ack_time: float
+    #: Deliveries before a message counts as poison and goes to the dead-letter store, 1-10
+    #: (default 10; the broker would silently turn other values into 10).
+    max_msg_deliveries: int
+    #: First stream sequence for a new group (default 1).
+    start_consume_from_seq: int
+    #: Start a new group this many messages before the end (default -1, off). Can not be
+    #: combined with ``start_consume_from_seq`` > 1.
+    last_messages: int
+
+
+_CONSUMER_KEYS: Final = _keys(ConsumerKeywords)
+_CONSUMER_DEFAULTS: Final[ConsumerKeywords] = {
+    "consumer_group": "",
+    "pull_interval": 1.0,
+    "batch_size": 10,
+    "batch_max_wait_time": 5.0,
+    "max_ack_time": 30.0,
+    "max_msg_deliveries": 10,
+    "start_consume_from_seq": 1,
+    "last_messages": -1,
+}
+# ``fetch_messages``: the Go SDK's ``FetchMessages`` defaults (docs/protocol.md §7.13).
+_FETCH_MESSAGES_DEFAULTS: Final[ConsumerKeywords] = {
+    **_CONSUMER_DEFAULTS,
+    "batch_max_wait_time": 0.1,
+    "max_ack_time": 10.0,
+    "max_msg_deliveries": 2,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerOptions:
-    """Normalised consumer creation arguments; ``consumer_group`` is never empty."""
+    """Normalised consumer creation arguments (see :class:`ConsumerKeywords`);
+    ``consumer_group`` is never empty."""
 
     station_name: str
     name: str
     consumer_group: str
-    pull_interval: float = 1.0
-    batch_size: int = 10
-    batch_max_wait_time: float = 5.0
-    max_ack_time: float = 30.0
-    max_msg_deliveries: int = 10
-    start_consume_from_seq: int = 1
-    last_messages: int = -1
+    pull_interval: float
+    batch_size: int
+    batch_max_wait_time: float
+    max_ack_time: float
+    max_msg_deliveries: int
+    start_consume_from_seq: int
+    last_messages: int
 
     @property
     def internal_station(self) -> str:
@@ -578,35 +780,24 @@ class ConsumerOptions:
 
 
 def _consumer(
-    station_name: object,
-    name: object,
-    *,
-    consumer_group: object,
-    pull_interval: object,
-    batch_size: object,
-    batch_max_wait_time: object,
-    min_wait: float,
-    max_ack_time: object,
-    max_msg_deliveries: object,
-    start_consume_from_seq: object,
-    last_messages: object,
+    station_name: object, name: object, given: ConsumerKeywords, *, min_wait: float
 ) -> ConsumerOptions:
     station = checked_name(station_name, "Station", "station name")
     consumer = checked_name(name, "Consumer", "consumer name")
-    group = check_str(consumer_group, "consumer_group")
+    group = check_str(given["consumer_group"], "consumer_group")
     # docs/protocol.md §7.1: an empty group means "the consumer name as given" (original case).
     group = checked_name(group, "Consumer", "consumer_group") if group else consumer
-    deliveries = check_int(max_msg_deliveries, "max_msg_deliveries")
+    deliveries = check_int(given["max_msg_deliveries"], "max_msg_deliveries")
     if not 1 <= deliveries <= _MAX_DELIVERIES:
         # The broker silently turns <= 0 or > 10 into 10 (docs/protocol.md §7.3); say so up
         # front instead.
         raise LocalProtocolError(
             f"max_msg_deliveries must be between 1 and {_MAX_DELIVERIES}, not {deliveries}"
         )
-    start = check_int(start_consume_from_seq, "start_consume_from_seq")
+    start = check_int(given["start_consume_from_seq"], "start_consume_from_seq")
     if start < 1:
         raise LocalProtocolError("startConsumeFromSequence has to be a positive number")
-    last = check_int(last_messages, "last_messages")
+    last = check_int(given["last_messages"], "last_messages")
     if last < -1:
         raise LocalProtocolError("min value for LastMessages is -1")
     if start > 1 and last > -1:
@@ -615,15 +806,15 @@ def _consumer(
         )
     # docs/protocol.md §7.1, §7.13: short waits are raised to the minimum, not refused (Go
     # behaviour).
-    wait = max(check_seconds(batch_max_wait_time, "batch_max_wait_time"), min_wait)
+    wait = max(check_seconds(given["batch_max_wait_time"], "batch_max_wait_time"), min_wait)
     return ConsumerOptions(
         station_name=station,
         name=consumer,
         consumer_group=group,
-        pull_interval=check_seconds(pull_interval, "pull_interval"),
-        batch_size=_batch_size(batch_size),
+        pull_interval=check_seconds(given["pull_interval"], "pull_interval"),
+        batch_size=_batch_size(given["batch_size"]),
         batch_max_wait_time=wait,
-        max_ack_time=check_seconds(max_ack_time, "max_ack_time", positive=True),
+        max_ack_time=check_seconds(given["max_ack_time"], "max_ack_time", positive=True),
         max_msg_deliveries=deliveries,
         start_consume_from_seq=start,
         last_messages=last,
@@ -631,57 +822,29 @@ def _consumer(
 
 
 def consumer_options(
-    station_name: str,
-    name: str,
-    *,
-    consumer_group: str = "",
-    pull_interval: float = 1.0,
-    batch_size: int = 10,
-    batch_max_wait_time: float = 5.0,
-    max_ack_time: float = 30.0,
-    max_msg_deliveries: int = 10,
-    start_consume_from_seq: int = 1,
-    last_messages: int = -1,
+    station_name: str, name: str, **options: Unpack[ConsumerKeywords]
 ) -> ConsumerOptions:
-    """Validate :func:`create_consumer` arguments (docs/protocol.md §7.1).
+    """Validate :func:`create_consumer` arguments (docs/protocol.md §7.1; each option is
+    documented in :class:`ConsumerKeywords`).
 
     ``batch_max_wait_time`` below 1 ms is raised to 1 ms.
 
     Raises:
+        TypeError: an option :class:`ConsumerKeywords` does not declare.
         LocalProtocolError: bad station/consumer/group name (broker texts), ``Batch size can not
             be greater than 5000 or less than 1``, ``startConsumeFromSequence has to be a positive
             number``, ``min value for LastMessages is -1``, ``Consumer creation options can't
             contain both startConsumeFromSequence and lastMessages``, max_msg_deliveries outside
             1..10, negative or non-numeric durations.
     """
-    return _consumer(
-        station_name,
-        name,
-        consumer_group=consumer_group,
-        pull_interval=pull_interval,
-        batch_size=batch_size,
-        batch_max_wait_time=batch_max_wait_time,
-        # 1 ms floor: ``expires`` 0 would make the pull wait forever on the server (docs/protocol.md
-        # §7.6), the opposite of a short wait.
-        min_wait=0.001,
-        max_ack_time=max_ack_time,
-        max_msg_deliveries=max_msg_deliveries,
-        start_consume_from_seq=start_consume_from_seq,
-        last_messages=last_messages,
-    )
+    check_keywords("create_consumer", options, _CONSUMER_KEYS)
+    # 1 ms floor: ``expires`` 0 would make the pull wait forever on the server (docs/protocol.md
+    # §7.6), the opposite of a short wait.
+    return _consumer(station_name, name, {**_CONSUMER_DEFAULTS, **options}, min_wait=0.001)
 
 
 def fetch_consumer_options(
-    station_name: str,
-    name: str,
-    *,
-    consumer_group: str = "",
-    batch_size: int = 10,
-    batch_max_wait_time: float = 0.1,
-    max_ack_time: float = 10.0,
-    max_msg_deliveries: int = 2,
-    start_consume_from_seq: int = 1,
-    last_messages: int = -1,
+    station_name: str, name: str, **options: Unpack[ConsumerKeywords]
 ) -> ConsumerOptions:
     """Validate the consumer half of ``conn.fetch_messages`` (defaults of docs/protocol.md §7.13).
 
@@ -691,29 +854,67 @@ def fetch_consumer_options(
     docs/protocol.md §7.13).
 
     Raises:
+        TypeError: an option :class:`ConsumerKeywords` does not declare.
         LocalProtocolError: as :func:`consumer_options`.
     """
-    return _consumer(
-        station_name,
-        name,
-        consumer_group=consumer_group,
-        pull_interval=1.0,
-        batch_size=batch_size,
-        batch_max_wait_time=batch_max_wait_time,
-        # The connection-level fetch raises short waits to 100 ms, as the Go SDK does
-        # (docs/protocol.md §7.13).
-        min_wait=0.1,
-        max_ack_time=max_ack_time,
-        max_msg_deliveries=max_msg_deliveries,
-        start_consume_from_seq=start_consume_from_seq,
-        last_messages=last_messages,
-    )
+    check_keywords("fetch_messages", options, _CONSUMER_KEYS)
+    # The connection-level fetch raises short waits to 100 ms, as the Go SDK does
+    # (docs/protocol.md §7.13).
+    return _consumer(station_name, name, {**_FETCH_MESSAGES_DEFAULTS, **options}, min_wait=0.1)
+
+
+class FetchKeywords(TypedDict, total=False):
+    """The keyword options of ``Consumer.fetch(batch_size=10, **options)`` (docs/protocol.md
+    §7.7)."""
+
+    #: Also request the next batch in the background now; the next call returns it at once
+    #: (default False).
+    prefetch: bool
+    #: Read only the partition this key hashes to (by default every partition of the station,
+    #: served in turn).
+    partition_key: str | None
+    #: Read only this 1-based partition (by default every partition).
+    partition_number: int | None
+    #: Seconds this fetch waits at most, if shorter than ``batch_max_wait_time`` (default
+    #: None).
+    timeout: float | None
+
+
+_FETCH_KEYS: Final = _keys(FetchKeywords)
+
+
+class FetchMessagesKeywords(ConsumerKeywords, FetchKeywords, total=False):
+    """The keyword options of ``Connection.fetch_messages(station_name, consumer_name,
+    **options)``: those of :class:`ConsumerKeywords` (the consumer is created on first use and
+    cached; later calls ignore them) and of :class:`FetchKeywords`, ``batch_size`` being both
+    the consumer's and this fetch's. The Go SDK's ``FetchMessages`` defaults apply
+    (docs/protocol.md §7.13): ``batch_max_wait_time`` 0.1 (and at least 0.1),
+    ``max_ack_time`` 10.0, ``max_msg_deliveries`` 2."""
+
+
+_FETCH_MESSAGES_KEYS: Final = _keys(FetchMessagesKeywords)
+
+
+def fetch_messages_options(
+    station_name: str, name: str, **options: Unpack[FetchMessagesKeywords]
+) -> tuple[ConsumerOptions, FetchOptions]:
+    """Validate ``conn.fetch_messages`` arguments: the consumer it creates on first use (as
+    :func:`fetch_consumer_options`) and the fetch (as :func:`fetch_options`).
+
+    Raises:
+        TypeError: an option :class:`FetchMessagesKeywords` does not declare.
+        LocalProtocolError: as :func:`consumer_options` and :func:`fetch_options`.
+    """
+    check_keywords("fetch_messages", options, _FETCH_MESSAGES_KEYS)
+    given: FetchMessagesKeywords = {**_FETCH_MESSAGES_DEFAULTS, **options}
+    consumer = _consumer(station_name, name, given, min_wait=0.1)
+    return consumer, _fetch(consumer.batch_size, options, eager=False)
 
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    """Normalised :meth:`Consumer.fetch` / :meth:`Consumer.consume` options (docs/protocol.md
-    §7.7)."""
+    """Normalised :meth:`Consumer.fetch` / :meth:`Consumer.consume` options (see
+    :class:`FetchKeywords`)."""
 
     batch_size: int = 10
     prefetch: bool = False
@@ -724,32 +925,36 @@ class FetchOptions:
 
 
 def fetch_options(
-    batch_size: int = 10,
-    *,
-    prefetch: bool = False,
-    partition_key: str | None = None,
-    partition_number: int | None = None,
-    timeout: float | None = None,
-    eager: bool = False,
+    batch_size: int = 10, *, eager: bool = False, **options: Unpack[FetchKeywords]
 ) -> FetchOptions:
-    """Validate :meth:`Consumer.fetch` arguments.
+    """Validate :meth:`Consumer.fetch` arguments (each option is documented in
+    :class:`FetchKeywords`).
 
     ``timeout`` (seconds, > 0, default None: ``batch_max_wait_time``) bounds how long this one
     fetch waits: its pull expires after ``min(timeout, batch_max_wait_time)``. ``eager``
-    (default False): return as soon as a read brought at least one message (the consume loop
-    and iteration; see ``Pulls.hand_over``).
+    (default False; not a public option): return as soon as a read brought at least one
+    message (the consume loop and iteration; see ``Pulls.hand_over``).
 
     Raises:
+        TypeError: an option :class:`FetchKeywords` does not declare.
         LocalProtocolError: ``Batch size can not be greater than 5000 or less than 1``,
             ``can not use both partition number and partition key`` (lower-case ``c``: the Go
             consumer text, docs/protocol.md §7.5), ``Partition number is out of range`` (< 1).
     """
+    check_keywords("fetch", options, _FETCH_KEYS)
+    return _fetch(batch_size, options, eager=eager)
+
+
+def _fetch(batch_size: int, options: FetchKeywords, *, eager: bool) -> FetchOptions:
     key, number = check_partition(
-        partition_key, partition_number, "can not use both partition number and partition key"
+        options.get("partition_key"),
+        options.get("partition_number"),
+        "can not use both partition number and partition key",
     )
+    timeout = options.get("timeout")
     return FetchOptions(
         batch_size=_batch_size(batch_size),
-        prefetch=check_bool(prefetch, "prefetch"),
+        prefetch=check_bool(options.get("prefetch", False), "prefetch"),
         partition_key=key,
         partition_number=number,
         timeout=None if timeout is None else check_seconds(timeout, "timeout", positive=True),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from memphis_core import LocalProtocolError, MemphisHeaderError
+from memphis_core.memphis import _options
 from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType, coerce_enum
 from memphis_core.memphis._options import (
     TLS,
@@ -18,6 +20,7 @@ from memphis_core.memphis._options import (
     connect_options,
     consumer_options,
     fetch_consumer_options,
+    fetch_messages_options,
     fetch_options,
     normalize_headers,
     produce_options,
@@ -456,3 +459,63 @@ def test_fetch_options() -> None:
         LocalProtocolError, match=exact("can not use both partition number and partition key")
     ):
         fetch_options(partition_key="k", partition_number=2)
+
+
+# ------------------------------------------------------------------ declarations (one per call)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "defaults"),
+    [
+        (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
+        (_options.StationKeywords, _options._STATION_DEFAULTS),
+        (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
+        (_options.ConsumerKeywords, _options._FETCH_MESSAGES_DEFAULTS),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_every_declared_option_has_a_default(declaration: type, defaults: object) -> None:
+    # The options are declared once, in a TypedDict; a new one without a default would be a
+    # KeyError at the first call that leaves it out.
+    assert isinstance(defaults, dict)
+    assert set(defaults) == set(declaration.__annotations__)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda **kw: connect_options("h", "u", connection_token="t", **kw), "connect"),
+        (lambda **kw: station_options("s", **kw), "create_station"),
+        (lambda **kw: consumer_options("s", "c", **kw), "create_consumer"),
+        (lambda **kw: fetch_consumer_options("s", "c", **kw), "fetch_messages"),
+        (lambda **kw: fetch_messages_options("s", "c", **kw), "fetch_messages"),
+        (produce_options, "produce"),
+        (lambda **kw: produce_options(msg_id="1", **kw), "produce"),
+        (lambda **kw: fetch_options(5, **kw), "fetch"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_an_undeclared_option_is_a_type_error(call: Callable[..., object], name: str) -> None:
+    # ``**options`` would take any keyword at run time; Python's own text for a function with
+    # explicit keyword parameters is kept (the text callers saw before the options moved).
+    with pytest.raises(
+        TypeError, match=exact(f"{name}() got an unexpected keyword argument 'bogus'")
+    ):
+        call(bogus=1)
+
+
+def test_fetch_messages_splits_consumer_and_fetch_options() -> None:
+    consumer, fetch = fetch_messages_options(
+        "s", "c", batch_size=7, max_ack_time=3.0, prefetch=True, partition_number=2, timeout=0.5
+    )
+    assert consumer == fetch_consumer_options("s", "c", batch_size=7, max_ack_time=3.0)
+    assert fetch == fetch_options(7, prefetch=True, partition_number=2, timeout=0.5)
+    with pytest.raises(TypeError, match="'eager'"):  # internal to the consume loop
+        fetch_messages_options("s", "c", eager=True)  # type: ignore[call-arg]
+    # The Go SDK's FetchMessages defaults (docs/protocol.md §7.13), short waits raised to 100 ms.
+    default, _ = fetch_messages_options("s", "c", batch_max_wait_time=0.01)
+    assert (default.batch_max_wait_time, default.max_ack_time, default.max_msg_deliveries) == (
+        0.1,
+        10.0,
+        2,
+    )

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -93,3 +94,34 @@ def test_signatures_show_numbers_not_constant_names(built: Path) -> None:
         assert "close(timeout: float = 30.0)" in text, page
         # Enum defaults stay as written (more telling than their wire value).
         assert "RetentionType.MAX_MESSAGE_AGE_SECONDS" in text, page
+
+
+# The declarations of the options (memphis_core.memphis._options and _memphis_io._connect),
+# mapped to the declarations whose fields they inherit.
+OPTION_DECLARATIONS = {
+    "ConnectKeywords": (),
+    "ConnectArgs": ("ConnectKeywords",),
+    "StationKeywords": (),
+    "ConsumerKeywords": (),
+    "ProduceKeywords": (),
+    "FetchKeywords": (),
+    "FetchMessagesKeywords": ("ConsumerKeywords", "FetchKeywords"),
+}
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS, ids=lambda m: m.__name__)
+def test_each_option_is_documented_once(inventory: set[str], frontend: ModuleType) -> None:
+    # An option is a field of the one TypedDict that declares it; a TypedDict that inherits
+    # fields (ConnectArgs, FetchMessagesKeywords) must not list them again.
+    page = frontend.__name__
+    for name, bases in OPTION_DECLARATIONS.items():
+        declaration = getattr(frontend, name)
+        inherited = {key for base in bases for key in getattr(frontend, base).__annotations__}
+        own = set(declaration.__annotations__) - inherited
+        shown = {
+            entry.rsplit(".", 1)[1]
+            for entry in inventory
+            if entry.startswith(f"{page}.{name}.") and entry.count(".") == 2
+        }
+        assert shown == own, name
+        assert own or bases, f"{name} declares nothing"

@@ -98,3 +98,33 @@ def test_the_check_sees_each_frontends_classes(frontend: ModuleType) -> None:
     assert any(key.endswith(".Consumer.fetch") for key in members)
     assert any(key.endswith(".Message.ack") for key in public_members(frontend.Message))
     assert any(key.endswith(".Producer.name") for key in public_members(frontend.Producer))
+
+
+def _documented_parameters(doc: str) -> list[str]:
+    """The names listed by the ``Args:`` sections of a Google-style docstring."""
+    names: list[str] = []
+    lines = inspect.cleandoc(doc).splitlines()
+    for start, line in enumerate(lines):
+        if line.strip() != "Args:":
+            continue
+        indent = len(line) - len(line.lstrip()) + 4
+        for entry in lines[start + 1 :]:
+            if entry.strip() and len(entry) - len(entry.lstrip()) < indent:
+                break  # the section ended
+            if len(entry) - len(entry.lstrip()) == indent and ":" in entry:
+                names.append(entry.strip().split(":", 1)[0])
+    return names
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS, ids=lambda m: m.__name__)
+def test_each_parameter_is_documented_once(frontend: ModuleType) -> None:
+    # The API reference lists what the Args sections say: a second section (or a parameter
+    # listed twice) shows every parameter twice there.
+    twice: list[str] = []
+    for name in frontend.__all__:
+        obj = getattr(frontend, name)
+        members = public_members(obj) if inspect.isclass(obj) else {name: obj}
+        for key, raw in members.items():
+            params = _documented_parameters(_member_doc(raw) or "")
+            twice += [f"{key}: {p}" for p in set(params) if params.count(p) > 1]
+    assert not twice, "documented twice:\n  " + "\n  ".join(sorted(twice))

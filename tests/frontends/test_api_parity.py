@@ -22,7 +22,7 @@ from memphis_core.memphis import _errors
 FRONTENDS = (memphis_sync, memphis_trio, memphis_asyncio)
 CLASSES = ("Connection", "Station", "Producer", "Consumer", "Message")
 # The names each frontend defines itself (the rest come from the core).
-OWN = {*CLASSES, "Connecting", "ProduceHandle", "connect"}
+OWN = {*CLASSES, "Connecting", "ProduceHandle", "connect", "ConnectArgs"}
 
 
 def public_methods(cls: type) -> dict[str, inspect.Signature]:
@@ -34,8 +34,9 @@ def public_methods(cls: type) -> dict[str, inspect.Signature]:
     return out
 
 
-def parameters(signature: inspect.Signature) -> list[tuple[str, object, object]]:
-    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+def parameters(signature: inspect.Signature) -> list[tuple[str, object, object, object]]:
+    # The annotation too: ``**options: Unpack[ConsumerKeywords]`` is where the options are now.
+    return [(p.name, p.kind, p.default, p.annotation) for p in signature.parameters.values()]
 
 
 @pytest.mark.parametrize("frontend", [memphis_asyncio, memphis_trio], ids=lambda m: m.__name__)
