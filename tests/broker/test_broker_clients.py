@@ -12,7 +12,7 @@ import nats
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.broker.broker_support import Body, Client, connect, wait_for
+from tests.support.control_client import Body, Client, connect, wait_for
 
 Run = Callable[[Body], None]
 MS = 1_000_000

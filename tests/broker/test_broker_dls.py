@@ -16,7 +16,7 @@ import pytest
 from memphis_broker import EmbeddedBroker, admin_context, set_dls_configuration
 from memphis_broker._dls import process_schemaverse, resend
 from memphis_broker._store import key as store_key
-from tests.broker.broker_support import HEADERS, Body, Client, dls_rows, poison, wait_for
+from tests.support.control_client import HEADERS, Body, Client, dls_rows, poison, wait_for
 
 Run = Callable[[Body], None]
 

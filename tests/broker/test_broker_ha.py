@@ -11,7 +11,7 @@ from typing import Any
 import nats.errors
 
 from memphis_broker import ControlPlane, EmbeddedBroker
-from tests.broker.broker_support import Client, connect, wait_for
+from tests.support.control_client import Client, connect, wait_for
 
 PROTO = 'syntax = "proto3";\nmessage Thing { string id = 1; }\n'
 

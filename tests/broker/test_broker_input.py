@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memphis_broker._gojson import GoJSONError, decode, encode
-from tests.broker.broker_support import Body, Client, wait_for
+from tests.support.control_client import Body, Client, wait_for
 
 Run = Callable[[Body], None]
 SPEC: Any = {

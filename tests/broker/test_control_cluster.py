@@ -24,7 +24,7 @@ import nats
 import pytest
 
 from memphis_broker import ControlPlane
-from tests.broker.broker_support import Client, wait_for
+from tests.support.control_client import Client, wait_for
 from tests.support.natsserver import free_ports, nats_server_binary, wait_for_port
 
 CLUSTER_TOKEN = "cluster-test"

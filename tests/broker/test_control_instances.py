@@ -19,7 +19,7 @@ import pytest
 from memphis_broker import ControlPlane, EmbeddedBroker
 from memphis_broker._clients import handle_consumer_create, handle_producer_create
 from memphis_broker._stations import handle_station_create, handle_station_destroy
-from tests.broker.broker_support import Client, connect, wait_for
+from tests.support.control_client import Client, connect, wait_for
 
 
 def _encode(body: dict[str, Any]) -> bytes:

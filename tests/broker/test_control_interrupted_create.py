@@ -14,7 +14,7 @@ from pathlib import Path
 from memphis_broker import ControlPlane, EmbeddedBroker
 from memphis_broker._jsapi import JSApi
 from memphis_broker._stations import stream_config
-from tests.broker.broker_support import connect, wait_for
+from tests.support.control_client import connect, wait_for
 
 PARTITIONS = [1, 2]
 STATION: dict[str, object] = {

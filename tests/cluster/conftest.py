@@ -37,7 +37,7 @@ from memphis_broker._dls import INTERNAL_STREAMS, stream_config
 from memphis_broker._jsapi import JSApi
 from memphis_broker._server import find_nats_server, free_port
 from memphis_broker._store import BUCKETS
-from tests.conformance._frontends import frontend_fixtures
+from tests.support.frontends import frontend_fixtures
 
 TOKEN = "memphis"
 USER = "root"

@@ -16,8 +16,8 @@ from collections import Counter
 from typing import Any
 
 from tests.cluster.conftest import TOKEN, USER, Cluster
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import unique, wait_until
+from tests.support.frontends import Frontend
+from tests.support.probe import unique, wait_until
 
 MESSAGES = 300
 KILL_AFTER = 100  # acknowledged messages before the kill

@@ -43,8 +43,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import frontend_fixtures
-from tests.conformance._support import (
+from tests.support.frontends import frontend_fixtures
+from tests.support.probe import (
     PASSWORD,
     TOKEN,
     USER,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker, free_port
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import PASSWORD, TOKEN, USER
+from tests.support.frontends import Frontend
+from tests.support.probe import PASSWORD, TOKEN, USER
 
 AUTH_ERROR = "you have to connect with one of the following methods: connection token / password"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import TOKEN, USER, BrokerProbe, wait_until
+from tests.support.probe import TOKEN, USER, BrokerProbe, wait_until
 
 
 def test_consumers_are_cached_by_group_and_options(conn: Any, name: Callable[[str], str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import SCHEMAS, wait_until
+from tests.support.probe import SCHEMAS, wait_until
 
 N = 6  # messages produced
 PARTITIONS = 2

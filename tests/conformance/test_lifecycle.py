@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import TOKEN, USER, BrokerProbe, wait_until
+from tests.support.frontends import Frontend
+from tests.support.probe import TOKEN, USER, BrokerProbe, wait_until
 
 
 def test_close_delivers_every_async_produce(

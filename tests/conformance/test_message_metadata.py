@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.conformance._support import BrokerProbe
+from tests.support.probe import BrokerProbe
 
 
 def test_msg_id_and_ack_subject_metadata(conn: Any, name: Callable[[str], str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import mmh3
 import pytest
 
-from tests.conformance._support import BrokerProbe, Recorder
+from tests.support.probe import BrokerProbe, Recorder
 
 WAIT = 0.3
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import BrokerProbe, wait_until
+from tests.support.probe import BrokerProbe, wait_until
 
 WAIT = 0.5
 

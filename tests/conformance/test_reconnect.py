@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import TOKEN, USER, Recorder, wait_until
+from tests.support.probe import TOKEN, USER, Recorder, wait_until
 
 WAIT = 0.3
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import SCHEMAS, BrokerProbe, wait_until
+from tests.support.probe import SCHEMAS, BrokerProbe, wait_until
 
 WAIT = 0.3
 FAILED = "Schema validation has failed: "

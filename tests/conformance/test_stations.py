@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import BrokerProbe
+from tests.support.probe import BrokerProbe
 
 WAIT = 0.3  # batch_max_wait_time for fetches that are expected to come back empty
 

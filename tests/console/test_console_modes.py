@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import wait_until
 from tests.support.launcher import launcher
+from tests.support.probe import wait_until
 
 TOKEN = "memphis"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.frontends._support import TOKEN, Lib
+from tests.support.async_lib import TOKEN, Lib
 
 
 @pytest.fixture(scope="module")

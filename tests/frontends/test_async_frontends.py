@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from memphis_broker import EmbeddedBroker
-from tests.frontends._support import TOKEN, USER, Lib, unique
+from tests.support.async_lib import TOKEN, USER, Lib, unique
 
 
 def connect(lib: Lib, broker: EmbeddedBroker, **kwargs: Any) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 
 from memphis_broker import EmbeddedBroker
+from tests.support.async_lib import Lib, unique
 
-from ._support import Lib, unique
 from .test_async_frontends import connect
 
 

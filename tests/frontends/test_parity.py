@@ -17,8 +17,8 @@ import pytest
 
 import memphis_core
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend, available_frontends, open_frontend
-from tests.conformance._support import TOKEN, USER, connections, unique, wait_until
+from tests.support.frontends import Frontend, available_frontends, open_frontend
+from tests.support.probe import TOKEN, USER, connections, unique, wait_until
 
 
 @pytest.fixture(scope="module", params=available_frontends())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.frontends._support import TOKEN, USER, Lib
+from tests.support.async_lib import TOKEN, USER, Lib
 from tests.support.natsserver import NatsServer
 
 

@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from memphis_core import Client, ClientEvent, Headers, connect_options, encode_header_block
-
-from .wire_vectors import server_hmsg, server_info, server_msg
+from tests.support.wire_vectors import server_hmsg, server_info, server_msg
 
 __all__ = ["INBOX", "Script", "Sent", "ack_subject", "parse_commands"]
 

@@ -37,9 +37,8 @@ from memphis_core import (
     producer_options,
     station_options,
 )
-
-from .scripted_broker import INBOX, INFO, Script, Sent
-from .wire_vectors import server_info
+from tests.support.scripted_broker import INBOX, INFO, Script, Sent
+from tests.support.wire_vectors import server_info
 
 PRODUCER_REPLY = {
     "error": "",

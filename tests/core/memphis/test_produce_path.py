@@ -9,8 +9,8 @@ import pytest
 from memphis_core import CloseIncompleteError, produce_options
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
+from tests.support.scripted_broker import Script, Sent
 
-from .scripted_broker import Script, Sent
 from .test_client import connected, producer
 
 

@@ -27,16 +27,16 @@ from memphis_core.memphis._pulls import (
     render_table,
     transition,
 )
+from tests.support.scripted_broker import Script, Sent
 from tests.support.state_tables import (
     assert_diagram_generated,
     check_cell,
     every_cell,
     reachable,
 )
+from tests.support.wire_vectors import server_hmsg
 
-from .scripted_broker import Script, Sent
 from .test_client import connected, consumer, pull_request
-from .wire_vectors import server_hmsg
 
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
 

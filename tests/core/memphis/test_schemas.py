@@ -35,7 +35,7 @@ from memphis_core.memphis._validators import (
     serialize_plain,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "schemas"
+DATA = Path(__file__).resolve().parents[2] / "data" / "schemas"
 FAILED = "Schema validation has failed: "
 DESER = (
     "Deserialization has been failed since the message format does not align with the "

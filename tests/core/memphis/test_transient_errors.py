@@ -22,8 +22,8 @@ from memphis_core import (
     produce_options,
     station_options,
 )
+from tests.support.scripted_broker import Script, Sent
 
-from .scripted_broker import Script, Sent
 from .test_client import (
     CONSUMER_REPLY,
     INFO_OK,

@@ -16,7 +16,7 @@ import pytest
 from memphis_core import ParseError, Parser, RemoteProtocolError
 from memphis_core.nats import _parser
 
-FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
+FUZZ = Path(__file__).resolve().parents[3] / "fuzz"
 
 
 def _boom(line: bytes) -> object:
