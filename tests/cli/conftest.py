@@ -23,8 +23,7 @@ import pytest
 
 from memphis_broker import EmbeddedBroker
 from memphis_cli import main
-
-TOKEN = "memphis"
+from tests.support.names import TOKEN
 
 
 @dataclass

@@ -25,7 +25,9 @@ import pytest
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_cli import main
-from tests.cli.conftest import TOKEN, Cli, Result
+from tests.cli.conftest import Cli, Result
+from tests.support.names import TOKEN
+from tests.support.waits import wait_until
 
 Name = Callable[[str], str]
 
@@ -38,17 +40,6 @@ def one_line_error(result: Result, code: int = 1) -> str:
     assert lines[0].startswith("memphis"), lines
     assert "Traceback" not in result.err
     return lines[0]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def ack_floor(broker: EmbeddedBroker, station: str, group: str) -> int:

@@ -38,9 +38,7 @@ from memphis_broker._jsapi import JSApi
 from memphis_broker._server import find_nats_server, free_port
 from memphis_broker._store import BUCKETS
 from tests.support.frontends import frontend_fixtures
-
-TOKEN = "memphis"
-USER = "root"
+from tests.support.names import TOKEN
 
 
 class Node:

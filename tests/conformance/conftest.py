@@ -44,14 +44,8 @@ import pytest
 
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import frontend_fixtures
-from tests.support.probe import (
-    PASSWORD,
-    TOKEN,
-    USER,
-    BrokerProbe,
-    connections,
-    unique,
-)
+from tests.support.names import PASSWORD, TOKEN, USER, unique
+from tests.support.probe import BrokerProbe, connections
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,8 @@ from tests.conformance.test_stations import (  # noqa: F401
     test_destroy_removes_every_partition_stream,
     test_partitions_number_creates_one_stream_per_partition,
 )
-from tests.support.probe import PASSWORD, BrokerProbe, connections
+from tests.support.names import PASSWORD
+from tests.support.probe import BrokerProbe, connections
 
 APP_USER = "app-user"
 APP_PASSWORD = "app-secret"

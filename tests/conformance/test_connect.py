@@ -10,7 +10,7 @@ import pytest
 
 from memphis_broker import EmbeddedBroker, free_port
 from tests.support.frontends import Frontend
-from tests.support.probe import PASSWORD, TOKEN, USER
+from tests.support.names import PASSWORD, TOKEN, USER
 
 AUTH_ERROR = "you have to connect with one of the following methods: connection token / password"
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.probe import BrokerProbe, Recorder, wait_until
+from tests.support.probe import BrokerProbe, Recorder
+from tests.support.waits import wait_until
 
 WAIT = 0.3
 BATCH_ERROR = "Batch size can not be greater than 5000 or less than 1"

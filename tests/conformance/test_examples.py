@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.support.probe import TOKEN, USER
+from tests.support.names import TOKEN, USER
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

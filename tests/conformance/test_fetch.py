@@ -9,7 +9,7 @@ from typing import Any
 
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import Frontend
-from tests.support.probe import TOKEN, USER
+from tests.support.names import TOKEN, USER
 
 
 def test_a_drain_loop_returns_every_message_of_a_partition_among_empty_ones(

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.support.probe import TOKEN, USER, BrokerProbe, wait_until
+from tests.support.names import TOKEN, USER
+from tests.support.probe import BrokerProbe
+from tests.support.waits import wait_until
 
 
 def test_consumers_are_cached_by_group_and_options(conn: Any, name: Callable[[str], str]) -> None:

@@ -13,7 +13,9 @@ import pytest
 
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import Frontend
-from tests.support.probe import TOKEN, USER, BrokerProbe, wait_until
+from tests.support.names import TOKEN, USER
+from tests.support.probe import BrokerProbe
+from tests.support.waits import wait_until
 
 
 def test_close_delivers_every_async_produce(

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.probe import BrokerProbe, wait_until
+from tests.support.probe import BrokerProbe
+from tests.support.waits import wait_until
 
 WAIT = 0.5
 

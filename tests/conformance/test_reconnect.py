@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.support.probe import TOKEN, USER, Recorder, wait_until
+from tests.support.names import TOKEN, USER
+from tests.support.probe import Recorder
+from tests.support.waits import wait_until
 
 WAIT = 0.3
 

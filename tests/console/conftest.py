@@ -21,11 +21,11 @@ import pytest
 
 from tests.support.chromium import CHROMIUM, launch
 from tests.support.launcher import Launcher, launcher
+from tests.support.names import TOKEN
 
 #: The committed screenshots (shown in the README and docs/console.md), rewritten only when
 #: ``MEMPHIS_UPDATE_SCREENSHOTS=1`` (docs/console.md, "Tests"): a plain run leaves the tree clean.
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-TOKEN = "memphis"
 T = TypeVar("T")
 
 

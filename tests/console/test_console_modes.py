@@ -16,9 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
 from tests.support.launcher import launcher
-from tests.support.probe import wait_until
-
-TOKEN = "memphis"
+from tests.support.names import TOKEN
+from tests.support.waits import wait_until
 
 
 def _scrape(console_url: str, user: str = "root", secret: str = TOKEN) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.support.async_lib import TOKEN, Lib
+from tests.support.async_lib import Lib
+from tests.support.names import TOKEN
 
 
 @pytest.fixture(scope="module")

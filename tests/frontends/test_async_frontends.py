@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from memphis_broker import EmbeddedBroker
-from tests.support.async_lib import TOKEN, USER, Lib, unique
+from tests.support.async_lib import Lib
+from tests.support.names import TOKEN, USER, unique
 
 
 def connect(lib: Lib, broker: EmbeddedBroker, **kwargs: Any) -> Any:

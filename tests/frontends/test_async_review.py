@@ -5,7 +5,8 @@ from __future__ import annotations
 import trio
 
 from memphis_broker import EmbeddedBroker
-from tests.support.async_lib import Lib, unique
+from tests.support.async_lib import Lib
+from tests.support.names import unique
 
 from .test_async_frontends import connect
 

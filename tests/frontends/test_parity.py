@@ -18,7 +18,9 @@ import pytest
 import memphis_core
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import Frontend, available_frontends, open_frontend
-from tests.support.probe import TOKEN, USER, connections, unique, wait_until
+from tests.support.names import TOKEN, USER, unique
+from tests.support.probe import connections
+from tests.support.waits import wait_until
 
 
 @pytest.fixture(scope="module", params=available_frontends())

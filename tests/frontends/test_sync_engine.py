@@ -15,7 +15,7 @@ import pytest
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
-from tests.support.async_lib import TOKEN, USER, unique
+from tests.support.names import TOKEN, USER, unique
 
 
 class _StaleOnce:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.support.async_lib import TOKEN, USER, Lib
+from tests.support.async_lib import Lib
+from tests.support.names import TOKEN, USER
 from tests.support.natsserver import NatsServer
 
 
