@@ -1,68 +1,21 @@
-"""Regression tests for problems found in review of the blocking frontend and the core."""
+"""The blocking client's consumers against a broker of the test's own: error handlers that call
+back into the connection, a consumer recreated after its station was destroyed, prefetch across
+partitions."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
+from tests.support.sync_client import connect
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(store_dir=tmp_path / "store") as running:
-        yield running
-
-
-def connect(broker: EmbeddedBroker, **kwargs: object) -> memphis.Connection:
-    return memphis.connect(
-        broker.host,
-        "root",
-        connection_token="memphis",
-        port=broker.port,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def wait_until_stopped(pid: int, timeout: float = 5.0) -> None:
-    """SIGSTOP is delivered asynchronously: poll /proc until the process is really stopped."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/status") as status:
-            if any(line.startswith("State:\tT") for line in status):
-                return
-        time.sleep(0.001)  # polling interval of a condition check
-    raise AssertionError(f"process {pid} did not stop")
-
-
-def test_ack_wait_is_honoured_while_the_io_thread_sleeps(broker: EmbeddedBroker) -> None:
-    # The I/O thread sleeps towards its next deadline (the 120 s keepalive here); a new, earlier
-    # deadline must wake it, or a frozen server makes produce() wait two minutes.
-    with connect(broker) as conn:
-        producer = conn.create_producer("frozen", "p")
-        producer.produce(b"warm-up")
-        pid = broker.server.pid
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
-        wait_until_stopped(pid)
-        try:
-            started = time.monotonic()
-            with pytest.raises(memphis.RequestTimeoutError):
-                producer.produce(b"x", ack_wait=0.5)
-            assert time.monotonic() - started < 5
-        finally:
-            os.kill(pid, signal.SIGCONT)
-
-
-def test_error_handler_may_call_back_into_the_connection(broker: EmbeddedBroker) -> None:
-    with connect(broker) as conn, connect(broker) as other:
+# Regression test for a finding of the review of the blocking frontend and the core.
+def test_error_handler_may_call_back_into_the_connection(own_broker: EmbeddedBroker) -> None:
+    with connect(own_broker) as conn, connect(own_broker) as other:
         done = threading.Event()
         seen: list[str] = []
 
@@ -83,23 +36,9 @@ def test_error_handler_may_call_back_into_the_connection(broker: EmbeddedBroker)
         consumer.stop_consume()
 
 
-def test_consume_stops_when_the_connection_closes(broker: EmbeddedBroker) -> None:
-    conn = connect(broker, reconnect=False)
-    calls: list[memphis.MemphisError | None] = []
-    consumer = conn.create_consumer("closing", "c", batch_max_wait_time=0.1, pull_interval=0.05)
-    consumer.consume(lambda messages, error, context: calls.append(error))
-    broker.stop_server()
-    task = consumer._task
-    assert task is not None
-    task.thread.join(10)
-    assert not task.thread.is_alive(), "consume kept spinning on a closed connection"
-    assert isinstance(calls[-1], memphis.ConnectionClosedError)
-    broker.start_server()
-    conn.close()
-
-
-def test_recreating_an_unreachable_consumer_gives_a_working_one(broker: EmbeddedBroker) -> None:
-    with connect(broker) as conn, connect(broker) as other:
+# Regression test for a finding of the review of the blocking frontend and the core.
+def test_recreating_an_unreachable_consumer_gives_a_working_one(own_broker: EmbeddedBroker) -> None:
+    with connect(own_broker) as conn, connect(own_broker) as other:
         gone = threading.Event()
         first = conn.create_consumer(
             "reborn", "c", batch_max_wait_time=0.2, error_handler=lambda c, e: gone.set()
@@ -119,8 +58,11 @@ def test_recreating_an_unreachable_consumer_gives_a_working_one(broker: Embedded
         assert [m.data for m in second.fetch(5)] == [b"after"]
 
 
-def test_prefetch_keeps_order_and_respects_the_requested_partition(broker: EmbeddedBroker) -> None:
-    with connect(broker) as conn:
+# Regression test for a finding of the review of the blocking frontend and the core.
+def test_prefetch_keeps_order_and_respects_the_requested_partition(
+    own_broker: EmbeddedBroker,
+) -> None:
+    with connect(own_broker) as conn:
         station = conn.create_station("prefetching", partitions_number=2)
         producer = station.create_producer("p")
         for i in range(6):
