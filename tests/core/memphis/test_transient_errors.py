@@ -22,11 +22,11 @@ from memphis_core import (
     produce_options,
     station_options,
 )
-from tests.support.scripted_broker import Script, Sent
-
-from .test_client import (
+from tests.support.scripted_broker import (
     CONSUMER_REPLY,
     INFO_OK,
+    Script,
+    Sent,
     connected,
     consumer,
     producer,
