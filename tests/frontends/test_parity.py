@@ -3,7 +3,7 @@
 The public classes are generated from one source (scripts/unasync.py), so these can only
 differ through the engines; each case below once behaved differently between memphis_sync and
 the async frontends. The test bodies are blocking; for the async frontends they run through
-the conformance suite's portal (tests/conformance/_frontends.py).
+the conformance suite's portal (tests/support/frontends.py).
 """
 
 from __future__ import annotations
