@@ -10,6 +10,7 @@ subscription in one call.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from memphis_core import (
@@ -174,11 +175,11 @@ class Script:
             return self.sids[reply]  # a pull's own inbox
         return self.sids[f"{INBOX}.*"]  # the shared reply inbox
 
-    def reply(self, request: Sent, payload: bytes | str | dict[str, object]) -> None:
+    def reply(self, request: Sent, payload: bytes | str | Mapping[str, object]) -> None:
         """Answer ``request`` on its reply subject."""
         assert request.reply is not None, f"{request} expects no reply"
-        if isinstance(payload, dict):
-            payload = json.dumps(payload).encode()
+        if isinstance(payload, Mapping):
+            payload = json.dumps(dict(payload)).encode()
         elif isinstance(payload, str):
             payload = payload.encode()
         self.feed(server_msg(request.reply, self._sid_for(request.reply), None, payload))
