@@ -9,8 +9,8 @@ before it starts (it opens existing ones as they are), so that killing any one n
 control plane's state available; the broker side of clustering is not what these tests are for.
 
 A test kills a node with ``node.kill()`` (SIGKILL) and must bring it back with ``node.start()``
-(the ``cluster`` fixture also restarts any node left dead after each test), so the next test
-finds three healthy nodes.
+(tests/cluster's ``healthy_cluster`` fixture also restarts any node left dead after each test),
+so the next test finds three healthy nodes.
 """
 
 from __future__ import annotations
@@ -24,20 +24,17 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
 import nats
-import pytest
 
 from memphis_broker import ControlPlane
 from memphis_broker._dls import INTERNAL_STREAMS, stream_config
 from memphis_broker._jsapi import JSApi
 from memphis_broker._server import find_nats_server, free_port
 from memphis_broker._store import BUCKETS
-from tests.support.frontends import frontend_fixtures
 from tests.support.names import TOKEN
 
 
@@ -352,24 +349,3 @@ async def _retry_js(call: Any, timeout: float = 30.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def healthy_cluster(cluster: Cluster) -> Iterator[Cluster]:
-    """The module's cluster with every node up before and after the test."""
-    cluster.revive()
-    yield cluster
-    cluster.revive()
-
-
-frontend, memphis = frontend_fixtures("module")
