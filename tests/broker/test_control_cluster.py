@@ -25,7 +25,7 @@ import pytest
 
 from memphis_broker import ControlPlane
 from tests.support.control_client import Client
-from tests.support.natsserver import free_ports, nats_server_binary, wait_for_port
+from tests.support.nats_server import free_ports, nats_server_binary, wait_for_port
 from tests.support.waits import poll
 
 CLUSTER_TOKEN = "cluster-test"

@@ -297,7 +297,7 @@ def test_wrong_token_is_one_line(cli: Cli, name: Name) -> None:
     ids=" ".join,
 )
 def test_no_server_is_connection_refused_at_once(cli: Cli, argv: tuple[str, ...]) -> None:
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     started = time.monotonic()
     line = one_line_error(cli(*argv, "--port", str(free_port())))
@@ -548,7 +548,7 @@ def refused_store(tmp_path: Path) -> Iterator[tuple[int, str]]:
     as a password-mode memphis-broker's application users (docs/introspection.md), with one
     station ``st`` (created as root). Yields (port, station)."""
     from memphis_broker._store import BUCKETS
-    from tests.support.natsserver import free_port, nats_server_binary, wait_for_port
+    from tests.support.nats_server import free_port, nats_server_binary, wait_for_port
 
     port = free_port()
     deny = ["$KV.>", *(f"$JS.API.STREAM.*.KV_memphis_{bucket}" for bucket in BUCKETS)]
@@ -729,7 +729,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_tls_flags_reach_both_connections(
     cli: Cli, tmp_path: Path, certificates: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.support.natsserver import NatsServer
+    from tests.support.nats_server import NatsServer
 
     c = certificates
     server_tls = (c["server_cert"], c["server_key"], c["ca"])

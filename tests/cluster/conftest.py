@@ -1,4 +1,4 @@
-"""Fixtures for the cluster suite: one real 3-node cluster per module (support/nats_cluster.py).
+"""Fixtures for the cluster suite: one real 3-node cluster per module (support/failover_cluster.py).
 
 * ``cluster`` — the module's :class:`Cluster`, started once, stopped at the end.
 * ``healthy_cluster`` — the same, with every node up before and after the test.
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.failover_cluster import Cluster
 from tests.support.frontends import frontend_fixtures
-from tests.support.nats_cluster import Cluster
 
 
 @pytest.fixture(scope="module")

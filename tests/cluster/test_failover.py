@@ -15,9 +15,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from tests.support.failover_cluster import Cluster
 from tests.support.frontends import Frontend
 from tests.support.names import TOKEN, USER, unique
-from tests.support.nats_cluster import Cluster
 from tests.support.waits import wait_until
 
 MESSAGES = 300

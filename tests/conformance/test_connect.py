@@ -258,7 +258,7 @@ def test_native_async_with_connect_owns_its_tasks(
 # before its fix, against the real broker.
 def test_connection_errors_name_the_server(memphis: Any) -> None:
     # Report: "[Errno 111] Connection refused" with no host:port.
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     port = free_port()
     with pytest.raises(memphis.MemphisConnectError, match=f"127.0.0.1:{port}"):

@@ -160,7 +160,7 @@ def test_demo_runs_its_own_broker() -> None:
 
 
 def test_demo_takes_its_ports_from_make_variables() -> None:
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     port, monitor = free_port(), free_port()
     # `make demo PORT=N MONITOR_PORT=M` hands them to demo.py (README, "make demo")...

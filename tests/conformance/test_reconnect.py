@@ -186,7 +186,7 @@ def test_the_defaults_and_three_servers_survive_a_6_s_outage_of_the_only_live_on
     # Report: max_reconnect counted over the whole pool; with the defaults (10 attempts, 1 s)
     # and two dead servers listed beside the live one, the client gave up after about 3.5 s
     # (docs/cluster-client.md, "The budget in seconds").
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     live = f"{restartable.host}:{restartable.port}"
     servers = [f"127.0.0.1:{free_port()}", live, f"127.0.0.1:{free_port()}"]
@@ -251,7 +251,7 @@ def test_logs_and_connected_server_name_the_server_actually_used(
 ) -> None:
     # Report: with a server list, the log lines named the first configured server (a dead
     # one), whichever server the connection used.
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     caplog.set_level(logging.DEBUG, logger="memphis")
     dead = f"127.0.0.1:{free_port()}"

@@ -15,7 +15,7 @@ import pytest
 import memphis_sync
 from tests.support.async_lib import Lib
 from tests.support.names import TOKEN, USER
-from tests.support.natsserver import NatsServer
+from tests.support.nats_server import NatsServer
 
 
 @pytest.fixture(scope="module")
