@@ -25,7 +25,7 @@ import pytest
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_cli import main
-from tests.cli.conftest import Cli, Result
+from tests.support.cli import Cli, Result
 from tests.support.names import TOKEN
 from tests.support.waits import wait_until
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
 from memphis_core.memphis._names import internal_name
-from tests.console.conftest import ConsoleBroker, Screenshot, log_in
+from tests.support.console import ConsoleBroker, Screenshot, log_in
 from tests.support.names import TOKEN
 from tests.support.waits import wait_until
 

@@ -6,5 +6,6 @@
   own view of what they did.
 * nats_server, launcher, cluster, failover_cluster, driver, control_client, interop: real
   servers and the clients that talk to them.
-* chromium, typecheck: the console's browser, ``mypy --strict`` on a user's program.
+* chromium, console, cli, public_api, typecheck: the console's browser and broker, what a CLI
+  run returns, the frontends' public members, ``mypy --strict`` on a user's program.
 """
