@@ -32,7 +32,7 @@ with atheris.instrument_imports():
     from memphis_core.nats._frames import Frame, Msg
     from memphis_core.nats._parser import ParseError, Parser
 
-from tests.core.wire_vectors import encode_frames
+from tests.support.wire_vectors import encode_frames
 
 _LIMITS = {
     "max_control_line": 256,

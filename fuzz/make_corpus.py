@@ -1,7 +1,7 @@
 """Regenerate the seed corpora in ``fuzz/corpus/{parser,headers}`` from the test vectors.
 
 Run: ``.venv/bin/python fuzz/make_corpus.py``. Files are named after the vector ids; stale files
-are removed, so the corpus always mirrors ``tests/core/wire_vectors.py``.
+are removed, so the corpus always mirrors ``tests/support/wire_vectors.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.core.wire_vectors import (  # noqa: E402 - after the sys.path insert
+from tests.support.wire_vectors import (  # noqa: E402 - after the sys.path insert
     HEADER_INVALID,
     HEADER_VALID,
     PARSER_INVALID,

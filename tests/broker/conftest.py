@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.broker.broker_support import Body, connect
+from tests.support.control_client import Body, connect
 
 _counter = itertools.count()
 

@@ -12,7 +12,8 @@ import nats
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.broker.broker_support import Body, Client, connect, wait_for
+from tests.support.control_client import Body, Client, connect
+from tests.support.waits import poll
 
 Run = Callable[[Body], None]
 MS = 1_000_000
@@ -362,12 +363,12 @@ def test_disconnect_marks_rows_inactive_and_reconnect_reactivates(
             return len(rows) == 2 and all(r["is_active"] is active for r in rows)
 
         await other.nc.close()
-        await wait_for(lambda: states(False))
+        await poll(lambda: states(False), timeout=15)
         # A reconnect (same connection id in the CONNECT name) re-activates the rows
         # (docs/protocol.md §10.1).
         nc = await nats.connect(name=f"{other.conn_id}::root", **broker.connect_options())
         try:
-            await wait_for(lambda: states(True))
+            await poll(lambda: states(True), timeout=15)
         finally:
             await nc.close()
 
@@ -406,7 +407,7 @@ def test_short_lived_connection_rows_become_inactive(
             rows = [r for r in await c.rows("producers") if r["station"] == name]
             return len(rows) == 3 and not any(r["is_active"] for r in rows)
 
-        await wait_for(inactive)
+        await poll(inactive, timeout=15)
 
     run(body)
 
@@ -432,6 +433,6 @@ def test_gc_of_old_inactive_rows_keeps_one_row_per_group(run: Run, name: str) ->
             cons = [r for r in await c.rows("consumers") if r["station"] == name]
             return not prods and [r["name"] for r in cons] == ["c2"]  # the newest stays
 
-        await wait_for(collected)
+        await poll(collected, timeout=15)
 
     run(body)

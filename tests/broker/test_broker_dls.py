@@ -16,7 +16,8 @@ import pytest
 from memphis_broker import EmbeddedBroker, admin_context, set_dls_configuration
 from memphis_broker._dls import process_schemaverse, resend
 from memphis_broker._store import key as store_key
-from tests.broker.broker_support import HEADERS, Body, Client, dls_rows, poison, wait_for
+from tests.support.control_client import HEADERS, Body, Client, dls_rows, poison
+from tests.support.waits import poll
 
 Run = Callable[[Body], None]
 
@@ -26,7 +27,7 @@ async def _last_message(c: Client, stream: str) -> tuple[bytes, dict[str, str]]:
         info = await c.api.stream_info(stream)
         return info and info["state"]["last_seq"]
 
-    seq = await wait_for(get)
+    seq = await poll(get, timeout=15)
     got = await c.api.get_msg(stream, seq)
     assert got is not None
     return got[0], got[1]
@@ -72,7 +73,7 @@ def test_poison_message_to_dls_station_resend_and_pm_ack(
         async def gone() -> bool:
             return not await dls_rows(c, name)
 
-        await wait_for(gone)
+        await poll(gone, timeout=15)
 
     run(body)
 
@@ -93,7 +94,7 @@ def test_two_groups_share_one_row_and_destroy_drops_the_group(run: Run, name: st
             rows = await dls_rows(c, name)
             return len(rows) == 1 and sorted(rows[0]["poisoned_cgs"]) == ["g1", "g2"] and rows
 
-        (row,) = await wait_for(merged, timeout=30, interval=0)
+        (row,) = await poll(merged, timeout=30, interval=0)
         assert row["id"] == first["id"]
         assert await c.destroy("consumer", name, "g1") == ""
         (row,) = await dls_rows(c, name)
@@ -120,7 +121,7 @@ def test_explicit_dead_letter(run: Run, name: str) -> None:
         async def stored() -> list[dict[str, Any]]:
             return await dls_rows(c, name)
 
-        (row,) = await wait_for(stored)
+        (row,) = await poll(stored, timeout=15)
         assert row["validation_error"] == "cannot parse"
         assert row["poisoned_cgs"] == ["billing"]
         assert row["partition_number"] == 2
@@ -133,7 +134,7 @@ def test_explicit_dead_letter(run: Run, name: str) -> None:
         async def gone() -> bool:
             return not await dls_rows(c, name)
 
-        await wait_for(gone)
+        await poll(gone, timeout=15)
 
     run(body)
 
@@ -158,7 +159,7 @@ def test_poison_flag_off_ignores_reports(broker: EmbeddedBroker, run: Run, name:
         async def stored() -> list[dict[str, Any]]:
             return await dls_rows(c, on)
 
-        await wait_for(stored)
+        await poll(stored, timeout=15)
         assert await dls_rows(c, off) == []
 
     run(body)
@@ -178,7 +179,7 @@ def test_schema_validation_failure(run: Run, name: str) -> None:
         async def stored() -> list[dict[str, Any]]:
             return await dls_rows(c, name)
 
-        (row,) = await wait_for(stored)
+        (row,) = await poll(stored, timeout=15)
         assert row["message_type"] == "schema"
         assert row["poisoned_cgs"] == []
         assert row["producer_name"] == "prod9"
@@ -217,7 +218,7 @@ def test_redelivered_schema_failure_report_stores_one_row(
                 keys = await ctx.store.dls.scan(f"i.{store_key(name)}.schema.*")
                 return len(keys) == 3
 
-            await wait_for(indexed)
+            await poll(indexed, timeout=15)
             assert len(await dls_rows(c, name)) == 3
 
     run(body)

@@ -11,7 +11,8 @@ from typing import Any
 import nats.errors
 
 from memphis_broker import ControlPlane, EmbeddedBroker
-from tests.broker.broker_support import Client, connect, wait_for
+from tests.support.control_client import Client, connect
+from tests.support.waits import poll
 
 PROTO = 'syntax = "proto3";\nmessage Thing { string id = 1; }\n'
 
@@ -54,9 +55,10 @@ def test_two_instances_share_the_work_without_duplicates(tmp_path: Path) -> None
                 info = await c.api.stream_info("shared-dls$1")
                 return bool(info and info["state"]["messages"] >= 1)
 
-            await wait_for(copied, timeout=30, interval=0)
-            await wait_for(
-                lambda: _drained(c, "$memphis_dls_unacked", "$memphis_dls_unacked_consumer")
+            await poll(copied, timeout=30, interval=0)
+            await poll(
+                lambda: _drained(c, "$memphis_dls_unacked", "$memphis_dls_unacked_consumer"),
+                timeout=15,
             )
             rows = [r for r in await c.rows("dls") if r["station"] == "shared"]
             assert len(rows) == 1
@@ -106,7 +108,7 @@ def test_control_plane_restart_keeps_everything(tmp_path: Path) -> None:
                 await c.nc.publish("$memphis_schemaverse_dls", json.dumps(report).encode())
                 reply = await c.create_consumer("keep", "c")
                 assert '"error":""' in reply, reply
-                await wait_for(lambda: c.rows("dls"))
+                await poll(lambda: c.rows("dls"), timeout=15)
                 return {"conn_id": c.conn_id, "dls": await c.rows("dls")}
             finally:
                 await c.nc.close()
@@ -169,7 +171,7 @@ def test_nats_server_kill_and_restart(tmp_path: Path) -> None:
                         return await c.create_producer("durable", "p")
                     return None
 
-                reply = await wait_for(served, timeout=20)
+                reply = await poll(served, timeout=20)
                 assert reply["partitions_update"]["partitions_list"] == [1]
                 assert await c.create_station("durable") == ""
             finally:

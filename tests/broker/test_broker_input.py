@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memphis_broker._gojson import GoJSONError, decode, encode
-from tests.broker.broker_support import Body, Client, wait_for
+from tests.support.control_client import Body, Client
+from tests.support.waits import poll
 
 Run = Callable[[Body], None]
 SPEC: Any = {
@@ -209,7 +210,7 @@ def test_fire_and_forget_garbage_is_survived(run: Run, name: str) -> None:
         async def stored() -> list[dict[str, Any]]:
             return [r for r in await c.rows("dls") if r["station"] == name]
 
-        (row,) = await wait_for(stored)
+        (row,) = await poll(stored, timeout=15)
         assert row["message_details"]["headers"] == {"a": "1"}
 
     run(body)

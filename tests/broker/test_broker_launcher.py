@@ -17,7 +17,7 @@ import nats.errors
 import pytest
 
 from memphis_broker import EmbeddedBroker, find_nats_server, free_port
-from tests.broker.broker_support import connect, poison
+from tests.support.control_client import connect, poison
 
 
 def test_find_nats_server_is_the_wheel_binary() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tests.broker.broker_support import Body, Client
+from tests.support.control_client import Body, Client
 
 Run = Callable[[Body], None]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.protobuf import descriptor_pb2
 
-from tests.broker.broker_support import Body, Client
+from tests.support.control_client import Body, Client
 
 Run = Callable[[Body], None]
 

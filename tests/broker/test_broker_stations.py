@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker.broker_support import Body, Client
+from tests.support.control_client import Body, Client
 
 Run = Callable[[Body], None]
 SEC = 1_000_000_000

@@ -24,8 +24,9 @@ import nats
 import pytest
 
 from memphis_broker import ControlPlane
-from tests.broker.broker_support import Client, wait_for
-from tests.support.natsserver import free_ports, nats_server_binary, wait_for_port
+from tests.support.control_client import Client
+from tests.support.nats_server import free_ports, nats_server_binary, wait_for_port
+from tests.support.waits import poll
 
 CLUSTER_TOKEN = "cluster-test"
 INTERNAL_STREAMS = (
@@ -234,7 +235,7 @@ def test_creates_succeed_while_the_leader_node_is_down(cluster: Cluster) -> None
                             )
                         return False
 
-                    await wait_for(led_by_victim, timeout=30, interval=0.2)
+                    await poll(led_by_victim, timeout=30, interval=0.2)
                 cluster.kill(1)
                 started = time.monotonic()
                 # The SDKs wait 20 s for a control reply; this test waits a bit longer.
@@ -289,7 +290,7 @@ def test_connection_tracking_sees_clients_on_every_node(cluster: Cluster) -> Non
                     return not (await rows())["near"]["is_active"]
 
                 # A tracking round ran after both rows existed (it deactivated "near")...
-                await wait_for(near_inactive, timeout=20, interval=0.1)
+                await poll(near_inactive, timeout=20, interval=0.1)
                 # ...and left the client on node 1 active.
                 assert (await rows())["far"]["is_active"]
             finally:

@@ -19,7 +19,8 @@ import pytest
 from memphis_broker import ControlPlane, EmbeddedBroker
 from memphis_broker._clients import handle_consumer_create, handle_producer_create
 from memphis_broker._stations import handle_station_create, handle_station_destroy
-from tests.broker.broker_support import Client, connect, wait_for
+from tests.support.control_client import Client, connect
+from tests.support.waits import poll
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -142,7 +143,7 @@ def test_two_instances_share_one_state(tmp_path: Path, caplog: pytest.LogCapture
                     for r in caplog.records
                 )
 
-            await wait_for(lambda: _async(served_by("cp-a") + served_by("cp-b") == 40))
+            await poll(lambda: _async(served_by("cp-a") + served_by("cp-b") == 40), timeout=15)
             assert served_by("cp-a") > 0
             assert served_by("cp-b") > 0
         finally:

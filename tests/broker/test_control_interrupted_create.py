@@ -14,7 +14,8 @@ from pathlib import Path
 from memphis_broker import ControlPlane, EmbeddedBroker
 from memphis_broker._jsapi import JSApi
 from memphis_broker._stations import stream_config
-from tests.broker.broker_support import connect, wait_for
+from tests.support.control_client import connect
+from tests.support.waits import poll
 
 PARTITIONS = [1, 2]
 STATION: dict[str, object] = {
@@ -49,7 +50,7 @@ def test_streams_without_a_record_are_adopted_when_the_control_plane_starts(
                     async def adopted() -> list[dict[str, object]]:
                         return [r for r in await c.rows("stations") if r["name"] == "orders.eu"]
 
-                    (record,) = await wait_for(adopted, timeout=20)
+                    (record,) = await poll(adopted, timeout=20)
                     assert record["partitions"] == [1, 2]
                     assert (record["retention_type"], record["retention_value"]) == (
                         "messages",

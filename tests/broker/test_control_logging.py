@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memphis_broker import ControlPlane, EmbeddedBroker
-from tests.broker.broker_support import connect
+from tests.support.control_client import connect
 
 
 def test_every_request_is_logged_with_its_outcome(

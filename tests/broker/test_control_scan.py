@@ -17,7 +17,7 @@ import nats
 
 from memphis_broker._jsapi import JSApi
 from memphis_broker._store import Bucket
-from tests.support.natsserver import NatsServer
+from tests.support.nats_server import NatsServer
 
 KEYS = 5000
 SCANS = 20

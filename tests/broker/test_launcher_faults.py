@@ -34,9 +34,9 @@ from memphis_broker import (
 )
 from memphis_broker.__main__ import _setup_logging, main
 from memphis_broker._server import sync_setting
-from tests.conformance._support import wait_until
 from tests.support.launcher import launcher, run_cli
-from tests.support.natsserver import nats_server_binary, wait_for_port
+from tests.support.nats_server import nats_server_binary, wait_for_port
+from tests.support.waits import wait_until
 
 ONE_LINE = re.compile(r"memphis-broker: [^\n]+\n")
 

@@ -11,33 +11,17 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from memphis_broker import EmbeddedBroker
 from memphis_cli import main
-
-TOKEN = "memphis"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json_lines(self) -> list[Any]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
-
-
-Cli = Callable[..., Result]
+from tests.support.cli import Cli, Result
+from tests.support.names import TOKEN
 
 
 @pytest.fixture(scope="session")

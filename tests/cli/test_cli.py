@@ -25,7 +25,9 @@ import pytest
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_cli import main
-from tests.cli.conftest import TOKEN, Cli, Result
+from tests.support.cli import Cli, Result
+from tests.support.names import TOKEN
+from tests.support.waits import wait_until
 
 Name = Callable[[str], str]
 
@@ -38,17 +40,6 @@ def one_line_error(result: Result, code: int = 1) -> str:
     assert lines[0].startswith("memphis"), lines
     assert "Traceback" not in result.err
     return lines[0]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def ack_floor(broker: EmbeddedBroker, station: str, group: str) -> int:
@@ -306,7 +297,7 @@ def test_wrong_token_is_one_line(cli: Cli, name: Name) -> None:
     ids=" ".join,
 )
 def test_no_server_is_connection_refused_at_once(cli: Cli, argv: tuple[str, ...]) -> None:
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     started = time.monotonic()
     line = one_line_error(cli(*argv, "--port", str(free_port())))
@@ -557,7 +548,7 @@ def refused_store(tmp_path: Path) -> Iterator[tuple[int, str]]:
     as a password-mode memphis-broker's application users (docs/introspection.md), with one
     station ``st`` (created as root). Yields (port, station)."""
     from memphis_broker._store import BUCKETS
-    from tests.support.natsserver import free_port, nats_server_binary, wait_for_port
+    from tests.support.nats_server import free_port, nats_server_binary, wait_for_port
 
     port = free_port()
     deny = ["$KV.>", *(f"$JS.API.STREAM.*.KV_memphis_{bucket}" for bucket in BUCKETS)]
@@ -738,7 +729,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_tls_flags_reach_both_connections(
     cli: Cli, tmp_path: Path, certificates: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.support.natsserver import NatsServer
+    from tests.support.nats_server import NatsServer
 
     c = certificates
     server_tls = (c["server_cert"], c["server_key"], c["ca"])

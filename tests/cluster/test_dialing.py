@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from memphis_broker._server import free_port
-from tests.cluster.conftest import TOKEN, USER
+from tests.support.names import TOKEN, USER
 
 INFO = (
     b'INFO {"server_id":"flappy","version":"2.10.0","max_payload":1048576,'

@@ -15,9 +15,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from tests.cluster.conftest import TOKEN, USER, Cluster
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import unique, wait_until
+from tests.support.failover_cluster import Cluster
+from tests.support.frontends import Frontend
+from tests.support.names import TOKEN, USER, unique
+from tests.support.waits import wait_until
 
 MESSAGES = 300
 KILL_AFTER = 100  # acknowledged messages before the kill

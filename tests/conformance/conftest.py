@@ -43,15 +43,9 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import frontend_fixtures
-from tests.conformance._support import (
-    PASSWORD,
-    TOKEN,
-    USER,
-    BrokerProbe,
-    connections,
-    unique,
-)
+from tests.support.frontends import frontend_fixtures
+from tests.support.names import PASSWORD, TOKEN, USER, unique
+from tests.support.probe import BrokerProbe, connections
 
 
 @pytest.fixture(scope="session")

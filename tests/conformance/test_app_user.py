@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import PASSWORD, BrokerProbe, connections
 
 # Imported test functions are collected here again and run with this module's fixtures.
 from tests.conformance.test_consume import (  # noqa: F401
@@ -57,6 +56,8 @@ from tests.conformance.test_stations import (  # noqa: F401
     test_destroy_removes_every_partition_stream,
     test_partitions_number_creates_one_stream_per_partition,
 )
+from tests.support.names import PASSWORD
+from tests.support.probe import BrokerProbe, connections
 
 APP_USER = "app-user"
 APP_PASSWORD = "app-secret"

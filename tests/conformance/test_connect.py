@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker, free_port
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import PASSWORD, TOKEN, USER
+from tests.support.frontends import Frontend
+from tests.support.names import PASSWORD, TOKEN, USER
 
 AUTH_ERROR = "you have to connect with one of the following methods: connection token / password"
 
@@ -252,3 +252,14 @@ def test_native_async_with_connect_owns_its_tasks(
     assert inside is True
     assert got == [b"native"]
     assert after is False
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_connection_errors_name_the_server(memphis: Any) -> None:
+    # Report: "[Errno 111] Connection refused" with no host:port.
+    from tests.support.nats_server import free_port
+
+    port = free_port()
+    with pytest.raises(memphis.MemphisConnectError, match=f"127.0.0.1:{port}"):
+        memphis.connect("127.0.0.1", USER, connection_token=TOKEN, port=port, reconnect=False)

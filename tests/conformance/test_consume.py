@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import Recorder
+from tests.support.probe import Recorder
 
 
 def _delivered(rec: Recorder) -> list[bytes]:

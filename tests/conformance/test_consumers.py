@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import BrokerProbe, Recorder, wait_until
+from tests.support.probe import BrokerProbe, Recorder
+from tests.support.waits import wait_until
 
 WAIT = 0.3
 BATCH_ERROR = "Batch size can not be greater than 5000 or less than 1"
@@ -457,7 +458,7 @@ def test_fetch_messages_reuses_the_consumer_and_takes_options(
         m.ack()
     # The same consumer (station, name, group, broker-side options): the durable goes on from
     # where the first fetch left it. A different group would be another consumer (the field
-    # report behind tests/conformance/test_field_reports.py).
+    # report behind test_consumers_are_cached_by_group_and_options).
     second = conn.fetch_messages(
         station, "fm", batch_size=10, consumer_group="fm-group", max_ack_time=20.0,
         max_msg_deliveries=4, batch_max_wait_time=WAIT,
@@ -467,3 +468,20 @@ def test_fetch_messages_reuses_the_consumer_and_takes_options(
     assert config.ack_wait == pytest.approx(20)
     assert config.max_deliver == 4
     assert len(probe.consumers(station)) == 1
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_consumers_are_cached_by_group_and_options(conn: Any, name: Callable[[str], str]) -> None:
+    # Report: create_consumer("worker", g1) then ("worker", g2) returned the g1 consumer; g2 was
+    # never registered and never received a message.
+    station = name("st")
+    producer = conn.create_producer(station, "p")
+    g1 = conn.create_consumer(station, "worker", consumer_group="g1", batch_max_wait_time=0.5)
+    g2 = conn.create_consumer(station, "worker", consumer_group="g2", batch_max_wait_time=0.5)
+    assert (g1.consumer_group, g2.consumer_group) == ("g1", "g2")
+    again = conn.create_consumer(station, "worker", consumer_group="g1", batch_max_wait_time=0.5)
+    assert again.consumer_group == "g1"
+    producer.produce(b"to both groups")
+    assert [m.data for m in g1.fetch()] == [b"to both groups"]
+    assert [m.data for m in g2.fetch()] == [b"to both groups"]

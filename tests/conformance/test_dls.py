@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import SCHEMAS, BrokerProbe, wait_until
+from tests.support.names import SCHEMAS
+from tests.support.probe import BrokerProbe
+from tests.support.waits import wait_until
 
 WAIT = 0.3
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import TOKEN, USER
+from tests.support.names import TOKEN, USER
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -160,7 +160,7 @@ def test_demo_runs_its_own_broker() -> None:
 
 
 def test_demo_takes_its_ports_from_make_variables() -> None:
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     port, monitor = free_port(), free_port()
     # `make demo PORT=N MONITOR_PORT=M` hands them to demo.py (README, "make demo")...

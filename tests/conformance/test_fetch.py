@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import TOKEN, USER
+from tests.support.frontends import Frontend
+from tests.support.names import TOKEN, USER
 
 
 def test_a_drain_loop_returns_every_message_of_a_partition_among_empty_ones(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import SCHEMAS, wait_until
+from tests.support.names import SCHEMAS
+from tests.support.waits import wait_until
 
 N = 6  # messages produced
 PARTITIONS = 2

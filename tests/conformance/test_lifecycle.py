@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend
-from tests.conformance._support import TOKEN, USER, BrokerProbe, wait_until
+from tests.support.frontends import Frontend
+from tests.support.names import TOKEN, USER
+from tests.support.probe import BrokerProbe
+from tests.support.waits import wait_until
 
 
 def test_close_delivers_every_async_produce(
@@ -316,3 +318,18 @@ def test_a_fetch_cancelled_with_messages_in_hand_keeps_them_for_the_next_fetch(
     assert cancelled is None
     assert again == [(b"m1", 1), (b"m2", 1)]
     assert took < 1.0
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_producers_and_consumers_are_context_managers(
+    conn: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    with conn.create_producer(station, "p") as producer:
+        producer.produce(b"x", async_produce=True)
+    assert [row["name"] for row in probe.producers(station) if row.get("is_active")] == []
+    with conn.create_consumer(station, "c", batch_max_wait_time=0.5) as consumer:
+        assert [m.data for m in consumer.fetch()] == [b"x"]
+    # Closed here only: the group and its durable stay on the broker (docs/protocol.md §7.12).
+    assert probe.consumer_config(station, "c") is not None

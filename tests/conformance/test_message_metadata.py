@@ -1,5 +1,6 @@
 """What a received message shows beyond its data: the idempotency key and the JetStream metadata
-of its ack subject, and ``in_progress()`` (docs/protocol.md §7.14)."""
+of its ack subject, ``in_progress()`` (docs/protocol.md §7.14), and user headers without the
+SDK's own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.conformance._support import BrokerProbe
+import pytest
+
+from tests.support.probe import BrokerProbe
 
 
 def test_msg_id_and_ack_subject_metadata(conn: Any, name: Callable[[str], str]) -> None:
@@ -44,3 +47,19 @@ def test_in_progress_keeps_a_message_from_being_redelivered(
     assert time.monotonic() - started > 2.2  # past the first ack timer
     assert probe.ack_pending(station, "c") == 1
     message.ack()
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_user_headers_exclude_the_sdks_own(
+    conn: Any, memphis: Any, name: Callable[[str], str]
+) -> None:
+    # Report: consumers saw msg-id among the user headers.
+    station = name("st")
+    producer = conn.create_producer(station, "p")
+    producer.produce(b"x", headers={"trace": "t-1"}, msg_id="m-1")
+    (message,) = conn.create_consumer(station, "c", batch_max_wait_time=0.5).fetch()
+    assert message.headers == {"trace": "t-1"}
+    for key in ("msg-id", "Nats-Msg-Id", "$memphis_producedBy"):
+        with pytest.raises(memphis.MemphisHeaderError):
+            producer.produce(b"x", headers={key: "v"})

@@ -10,7 +10,7 @@ from typing import Any
 import mmh3
 import pytest
 
-from tests.conformance._support import BrokerProbe, Recorder
+from tests.support.probe import BrokerProbe, Recorder
 
 WAIT = 0.3
 
@@ -219,3 +219,17 @@ def test_a_msg_id_is_stored_once_whatever_the_partition_count(
     for _ in range(3):
         producer.produce(b"once", msg_id="order-1")
     assert sum(_counts(probe, station, partitions)) == 1
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_a_partition_number_the_station_lacks_is_refused_whatever_the_count(
+    conn: Any, memphis: Any, name: Callable[[str], str]
+) -> None:
+    # Report: 9 on a 3-partition station raised, 5 on a 1-partition station was ignored.
+    one = conn.create_station(name("one"))
+    three = conn.create_station(name("three"), partitions_number=3)
+    for station, number in ((one, 5), (three, 9)):
+        producer = station.create_producer("p")
+        with pytest.raises(memphis.LocalProtocolError, match="Partition number is out of range"):
+            producer.produce(b"x", partition_number=number)

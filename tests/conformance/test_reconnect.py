@@ -1,12 +1,15 @@
 """Reconnects : a kill -9 of nats-server loses no acknowledged message, ``msg_id``
 keeps retries from duplicating, producers and consumers resume by themselves; with
 ``reconnect=False`` or once ``max_reconnect`` is used up the connection is closed for good.
+What the application is told of an outage: log records, ``connected_server`` and the connection
+callbacks, each naming the server it concerns.
 
 Each test gets its own broker (file storage in a temp dir), since it kills the server.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +17,9 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import TOKEN, USER, Recorder, wait_until
+from tests.support.names import TOKEN, USER
+from tests.support.probe import Recorder
+from tests.support.waits import wait_until
 
 WAIT = 0.3
 
@@ -181,7 +186,7 @@ def test_the_defaults_and_three_servers_survive_a_6_s_outage_of_the_only_live_on
     # Report: max_reconnect counted over the whole pool; with the defaults (10 attempts, 1 s)
     # and two dead servers listed beside the live one, the client gave up after about 3.5 s
     # (docs/cluster-client.md, "The budget in seconds").
-    from tests.support.natsserver import free_port
+    from tests.support.nats_server import free_port
 
     live = f"{restartable.host}:{restartable.port}"
     servers = [f"127.0.0.1:{free_port()}", live, f"127.0.0.1:{free_port()}"]
@@ -200,3 +205,116 @@ def test_the_defaults_and_three_servers_survive_a_6_s_outage_of_the_only_live_on
         _produce_retrying(memphis, producer, b"after", msg_id="after-outage")
     finally:
         conn.close()
+
+
+# ----------------------------------------------------------------- what the application is told
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_a_broker_outage_is_logged(
+    memphis: Any, restartable: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report: with logging.DEBUG on, a 6 s broker outage produced no log record, and the logger
+    # names differed between frontends.
+    caplog.set_level(logging.DEBUG, logger="memphis")
+    conn = memphis.connect(
+        restartable.host,
+        USER,
+        connection_token=TOKEN,
+        port=restartable.port,
+        reconnect_interval=0.2,
+        max_reconnect=-1,
+    )
+    try:
+        restartable.kill_server()
+        restartable.start_server()
+        wait_until(
+            lambda: any("reconnected" in r.getMessage() for r in caplog.records),
+            timeout=20,
+            what="a 'reconnected' log record",
+        )
+    finally:
+        conn.close()
+    connection = [r for r in caplog.records if r.name == "memphis.connection"]
+    text = [r.getMessage() for r in connection]
+    assert any(t.startswith("connected to ") for t in text)
+    assert any(t.startswith("disconnected from ") for t in text)
+    assert any(t.startswith("reconnect attempt ") for t in text)
+    assert any(t.startswith("reconnected to ") for t in text)
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_logs_and_connected_server_name_the_server_actually_used(
+    memphis: Any, restartable: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report: with a server list, the log lines named the first configured server (a dead
+    # one), whichever server the connection used.
+    from tests.support.nats_server import free_port
+
+    caplog.set_level(logging.DEBUG, logger="memphis")
+    dead = f"127.0.0.1:{free_port()}"
+    live = f"{restartable.host}:{restartable.port}"
+    disconnected: list[Any] = []
+    conn = memphis.connect(
+        [dead, live],
+        USER,
+        connection_token=TOKEN,
+        reconnect_interval=0.2,
+        max_reconnect=-1,
+        on_disconnected=disconnected.append,
+    )
+    try:
+        assert conn.connected_server == live
+        restartable.kill_server()
+        wait_until(lambda: conn.connected_server is None, what="the loss noticed")
+        restartable.start_server()
+        wait_until(lambda: conn.connected_server == live, timeout=20, what="a reconnect")
+    finally:
+        conn.close()
+    assert conn.connected_server is None
+    text = [r.getMessage() for r in caplog.records if r.name == "memphis.connection"]
+    assert f"connected to {live}" in text
+    assert any(t.startswith(f"disconnected from {live}: ") for t in text)
+    assert f"reconnected to {live}" in text
+    # Every attempt names the server it dials.
+    attempts = [t for t in text if t.startswith("reconnect attempt ")]
+    assert attempts
+    assert all(t.endswith((f" to {live}", f" to {dead}")) for t in attempts)
+    # The callback's error names the server it concerns: the live one lost, or a dead one
+    # that could not be dialled.
+    assert any(str(e).startswith(f"{live}: ") for e in disconnected)
+    assert all(str(e).startswith((f"{live}: ", f"{dead}: ")) for e in disconnected)
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_connection_callbacks_fire_on_outage_and_close(
+    memphis: Any, restartable: EmbeddedBroker
+) -> None:
+    # Report: no connection events; nats-py users expect callbacks.
+    seen: list[tuple[str, Any]] = []
+    conn = memphis.connect(
+        restartable.host,
+        USER,
+        connection_token=TOKEN,
+        port=restartable.port,
+        reconnect_interval=0.2,
+        max_reconnect=-1,
+        on_disconnected=lambda error: seen.append(("disconnected", error)),
+        on_reconnected=lambda: seen.append(("reconnected", None)),
+        on_closed=lambda error: seen.append(("closed", error)),
+    )
+    restartable.kill_server()
+    wait_until(
+        lambda: any(k == "disconnected" for k, _ in seen), timeout=10, what="on_disconnected"
+    )
+    restartable.start_server()
+    wait_until(lambda: any(k == "reconnected" for k, _ in seen), timeout=20, what="on_reconnected")
+    conn.close()
+    wait_until(lambda: any(k == "closed" for k, _ in seen), timeout=10, what="on_closed")
+    assert isinstance(dict(seen)["disconnected"], memphis.MemphisError)
+    assert dict(seen)["closed"] is None  # a close the user asked for
+    with pytest.raises(memphis.LocalProtocolError, match="on_closed must be callable"):
+        memphis.connect(restartable.host, USER, connection_token=TOKEN, on_closed="nope")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance._support import BrokerProbe
+from tests.support.probe import BrokerProbe
 
 WAIT = 0.3  # batch_max_wait_time for fetches that are expected to come back empty
 
@@ -365,3 +365,15 @@ def test_tiered_storage_flag_is_accepted_and_stored(
     doc = probe.station_doc(station)
     assert doc is not None
     assert doc["tiered_storage_enabled"] is True
+
+
+# Regression test for a field report from users of the Memphis SDKs or nats-py: it failed
+# before its fix, against the real broker.
+def test_idempotency_window_below_the_brokers_floor_is_refused(
+    conn: Any, memphis: Any, name: Callable[[str], str]
+) -> None:
+    # Report: idempotency_window=0 was accepted and the broker used 120 s.
+    for window in (0, 0.05):
+        with pytest.raises(memphis.LocalProtocolError, match="idempotency_window"):
+            conn.create_station(name("st"), idempotency_window=window)
+    conn.create_station(name("st"), idempotency_window=0.1)

@@ -7,47 +7,21 @@ Playwright's own browser download is never used: the tests launch ``/usr/bin/chr
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import nats
 import pytest
 
 from tests.support.chromium import CHROMIUM, launch
-from tests.support.launcher import Launcher, launcher
+from tests.support.console import ConsoleBroker, Screenshot
+from tests.support.launcher import launcher
 
 #: The committed screenshots (shown in the README and docs/console.md), rewritten only when
 #: ``MEMPHIS_UPDATE_SCREENSHOTS=1`` (docs/console.md, "Tests"): a plain run leaves the tree clean.
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-TOKEN = "memphis"
-T = TypeVar("T")
-
-
-@dataclass
-class ConsoleBroker:
-    proc: Launcher
-    nats_port: int
-    console_url: str  # ends with "/"
-
-    def jetstream(self, body: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``body(js)`` on a fresh nats-py connection: the independent view of JetStream."""
-
-        async def main() -> T:
-            nc = await nats.connect(f"nats://127.0.0.1:{self.nats_port}", token=TOKEN)
-            try:
-                return await body(nc.jetstream())
-            finally:
-                await nc.close()
-
-        # Playwright's sync API runs an event loop in this thread: asyncio gets its own.
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, main()).result(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +72,6 @@ def page(browser: Any, console_broker: ConsoleBroker) -> Iterator[Any]:
     finally:
         context.close()
     assert violations == []
-
-
-def log_in(page: Any, secret: str = TOKEN) -> None:
-    page.goto("/login")
-    page.fill("#username", "root")
-    page.fill("#secret", secret)
-    page.click("#login")
-
-
-Screenshot = Callable[[Any, str], Path]
 
 
 @pytest.fixture(scope="session")

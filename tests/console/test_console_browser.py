@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
 from memphis_core.memphis._names import internal_name
-from tests.conformance._support import wait_until
-from tests.console.conftest import TOKEN, ConsoleBroker, Screenshot, log_in
+from tests.support.console import ConsoleBroker, Screenshot, log_in
+from tests.support.names import TOKEN
+from tests.support.waits import wait_until
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=20_000)  # a loaded machine: the figures refresh every 3 s

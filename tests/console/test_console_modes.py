@@ -15,10 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
-from tests.conformance._support import wait_until
 from tests.support.launcher import launcher
-
-TOKEN = "memphis"
+from tests.support.names import TOKEN
+from tests.support.waits import wait_until
 
 
 def _scrape(console_url: str, user: str = "root", secret: str = TOKEN) -> str:

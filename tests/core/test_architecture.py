@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,14 @@ def test_importing_the_core_loads_only_the_standard_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.strip()
     assert out == "", f"memphis_core imported non-stdlib modules: {out}"
+
+
+def test_tests_here_cannot_use_the_network() -> None:
+    # tests/core/conftest.py's guard: a core test that dials a server or takes a port fails.
+    with socket.socket() as sock:
+        with pytest.raises(AssertionError, match="network-free"):
+            sock.connect(("127.0.0.1", 4222))
+        with pytest.raises(AssertionError, match="network-free"):
+            sock.bind(("127.0.0.1", 0))
+    with pytest.raises(AssertionError, match="network-free"):
+        socket.create_connection(("127.0.0.1", 4222), timeout=1)

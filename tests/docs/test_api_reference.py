@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.docs.test_docstrings import FRONTENDS, public_members
+from tests.support.public_api import FRONTENDS, public_members
 
 pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install -e '.[docs]'")
 pytest.importorskip("myst_parser", reason="the docs extra is not installed")

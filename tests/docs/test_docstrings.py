@@ -8,17 +8,12 @@ included) of the classes among them whose name does not start with ``_``. The AP
 
 from __future__ import annotations
 
-import enum
 import inspect
 from types import ModuleType
 
 import pytest
 
-import memphis_asyncio
-import memphis_sync
-import memphis_trio
-
-FRONTENDS = (memphis_sync, memphis_trio, memphis_asyncio)
+from tests.support.public_api import FRONTENDS, public_members
 
 # Members defined in memphis_core, whose docstrings are its owner's to write. Listed here so
 # this test stays green meanwhile; test_known_gaps_are_still_gaps makes the list shrink as
@@ -39,29 +34,6 @@ def _member_doc(raw: object) -> str | None:
     if isinstance(raw, (staticmethod, classmethod)):
         return raw.__func__.__doc__
     return getattr(raw, "__doc__", None)
-
-
-def _is_documentable(raw: object) -> bool:
-    return isinstance(raw, (property, staticmethod, classmethod)) or inspect.isfunction(raw)
-
-
-def public_members(cls: type) -> dict[str, object]:
-    """``{"<defining module>.<class>.<name>": raw member}`` for the public members of ``cls``.
-
-    Keyed by the class that defines the member, so an inherited member is checked where it is
-    written (and only once for the three frontends that share it).
-    """
-    found: dict[str, object] = {}
-    for name in dir(cls):
-        if name.startswith("_"):
-            continue
-        owner = next(c for c in cls.__mro__ if name in vars(c))
-        if owner in (object, enum.Enum, enum.StrEnum, str, int, Exception, BaseException):
-            continue  # the builtins' own methods (str.upper on a str enum...) are not ours
-        raw = vars(owner)[name]
-        if _is_documentable(raw):
-            found[f"{owner.__module__}.{owner.__qualname__}.{name}"] = raw
-    return found
 
 
 def missing_docstrings(frontends: tuple[ModuleType, ...] = FRONTENDS) -> set[str]:

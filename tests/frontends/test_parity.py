@@ -3,7 +3,7 @@
 The public classes are generated from one source (scripts/unasync.py), so these can only
 differ through the engines; each case below once behaved differently between memphis_sync and
 the async frontends. The test bodies are blocking; for the async frontends they run through
-the conformance suite's portal (tests/conformance/_frontends.py).
+the conformance suite's portal (tests/support/frontends.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 
 import memphis_core
 from memphis_broker import EmbeddedBroker
-from tests.conformance._frontends import Frontend, available_frontends, open_frontend
-from tests.conformance._support import TOKEN, USER, connections, unique, wait_until
+from tests.support.frontends import Frontend, available_frontends, open_frontend
+from tests.support.names import TOKEN, USER, unique
+from tests.support.probe import connections
+from tests.support.waits import wait_until
 
 
 @pytest.fixture(scope="module", params=available_frontends())

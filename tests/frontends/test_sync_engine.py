@@ -1,5 +1,5 @@
 """memphis_sync's engine (``memphis_sync._driver``): properties of its threads that the
-conformance suite cannot reach deterministically."""
+conformance suite cannot reach deterministically, and user threads sharing one connection."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
-from tests.frontends._support import TOKEN, USER, unique
+from tests.support.names import TOKEN, USER, unique
+from tests.support.sync_client import connect, drain
 
 
 class _StaleOnce:
@@ -166,3 +167,54 @@ def test_a_partial_tls_record_does_not_block_the_io_thread() -> None:
     finally:
         for s in (client, server, server_out, client_in):
             s.close()
+
+
+def test_threads_share_one_connection(own_broker: EmbeddedBroker) -> None:
+    threads, each = 4, 200
+    with connect(own_broker) as conn:
+        producer = conn.create_producer("threads", "shared")
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(each):
+                    if i % 2:
+                        producer.produce(f"{n}-{i}", async_produce=True)
+                    else:
+                        producer.produce(f"{n}-{i}")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        producer.flush()
+        assert not errors
+        consumer = conn.create_consumer("threads", "reader", batch_max_wait_time=0.3)
+        got = sorted(m.data.decode() for m in drain(consumer))
+        assert got == sorted(f"{n}-{i}" for n in range(threads) for i in range(each))
+
+
+def test_close_fails_waiting_calls_instead_of_hanging(own_broker: EmbeddedBroker) -> None:
+    conn = connect(own_broker)
+    consumer = conn.create_consumer("closing", "c", batch_max_wait_time=5.0)
+    result: list[BaseException | list[memphis_sync.Message]] = []
+
+    def fetch() -> None:
+        try:
+            result.append(consumer.fetch(1))
+        except memphis_sync.MemphisError as exc:
+            result.append(exc)
+
+    fetcher = threading.Thread(target=fetch)
+    fetcher.start()
+    started = time.monotonic()
+    conn.close()
+    fetcher.join(5)
+    assert not fetcher.is_alive()
+    assert time.monotonic() - started < 5
+    assert isinstance(result[0], memphis_sync.MemphisError)
+    with pytest.raises(memphis_sync.ConnectionClosedError):
+        conn.create_producer("closing", "late")

@@ -19,7 +19,7 @@ import pytest
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
-from tests.interop._support import TOKEN, USER, unique
+from tests.support.names import TOKEN, USER, unique
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,7 +17,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from memphis_broker import EmbeddedBroker
-from tests.interop._support import poll, run_memphis_py, stream_exists, stream_messages, stream_of
+from tests.support.interop import run_memphis_py, stream_exists, stream_messages, stream_of
+from tests.support.waits import poll
 
 pytestmark = pytest.mark.memphis_py_defect(1, 2)
 

@@ -41,7 +41,8 @@ from nats.js import JetStreamContext
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._partitions import murmur3_32
-from tests.interop._support import poll, run_memphis_py, stream_messages, stream_of
+from tests.support.interop import run_memphis_py, stream_messages, stream_of
+from tests.support.waits import poll
 
 pytestmark = pytest.mark.memphis_py_defect(1, 2)
 

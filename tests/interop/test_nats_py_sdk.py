@@ -16,7 +16,8 @@ from nats.js import JetStreamContext
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
-from tests.interop._support import poll, run_nats, stream_messages, stream_of
+from tests.support.interop import run_nats, stream_messages, stream_of
+from tests.support.waits import poll
 
 BINARY = bytes(range(256))
 

@@ -7,9 +7,7 @@ import pytest
 
 from memphis_core.memphis._consumers import ConsumerError
 from memphis_core.memphis._deliveries import LIFE_TABLE, ConsumerLife, LifeInput
-
-from .test_client import connected, consumer
-from .test_pulls import pulls
+from tests.support.scripted_broker import connected, consumer, pulls
 
 
 @pytest.mark.parametrize("life", list(ConsumerLife), ids=lambda s: s.name)

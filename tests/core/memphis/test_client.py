@@ -19,14 +19,12 @@ from memphis_core import (
     Connected,
     ConnectionClosedError,
     ConsumerError,
-    ConsumerState,
     ControlRetry,
     Delivery,
     Disconnected,
     LocalProtocolError,
     MemphisError,
     Operation,
-    ProducerState,
     PubAck,
     ReconnectDue,
     RequestTimeoutError,
@@ -37,31 +35,18 @@ from memphis_core import (
     producer_options,
     station_options,
 )
-
-from .scripted_broker import INBOX, INFO, Script, Sent
-from .wire_vectors import server_info
-
-PRODUCER_REPLY = {
-    "error": "",
-    "partitions_update": {"partitions_list": [1, 2]},
-    "schemaverse_to_dls": True,
-    "send_notification": False,
-    "station_version": 2,
-}
-CONSUMER_REPLY = {"error": "", "partitions_update": {"partitions_list": [1, 2]}}
-INFO_OK = {"type": "io.nats.jetstream.api.v1.consumer_info_response", "name": "billing"}
-
-
-def connected() -> Script:
-    script = Script()
-    sent = script.connect()
-    assert [s.op for s in sent] == ["CONNECT", "SUB", "SUB", "PING"]
-    assert {s.subject for s in sent if s.op == "SUB"} == {
-        f"{INBOX}.*",
-        "$memphis_sdk_clients_updates",
-    }
-    assert isinstance(script.events()[-1], Connected)
-    return script
+from tests.support.scripted_broker import (
+    CONSUMER_REPLY,
+    INFO,
+    INFO_OK,
+    PRODUCER_REPLY,
+    Script,
+    connected,
+    consumer,
+    producer,
+    pull_request,
+)
+from tests.support.wire_vectors import server_info
 
 
 def connect_fields_of(script: Script) -> dict[str, object]:
@@ -88,40 +73,6 @@ def test_password_mode_sends_the_account_user_then_falls_back_to_the_bare_userna
     script.advance(0.0)  # the retry is due at once
     fields = connect_fields_of(script)
     assert (fields["user"], fields["pass"]) == ("root", "pw")
-
-
-def producer(script: Script, name: str = "web") -> ProducerState:
-    op = script.client.create_producer(producer_options("orders", name), script.now)
-    request = script.one("PUB", "$memphis_producer_creations")
-    script.reply(request, PRODUCER_REPLY)
-    assert op.done
-    return op.outcome()
-
-
-def consumer(script: Script, **options: object) -> ConsumerState:
-    opts = consumer_options("orders", "billing", **options)  # type: ignore[arg-type]
-    op = script.client.create_consumer(opts, script.now)
-    script.reply(script.one("PUB", "$memphis_consumer_creations"), CONSUMER_REPLY)
-    infos = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
-    assert sorted(s.subject for s in infos) == [
-        "$JS.API.CONSUMER.INFO.orders$1.billing",
-        "$JS.API.CONSUMER.INFO.orders$2.billing",
-    ]
-    assert not op.done  # every partition's durable must answer first
-    for info in infos:
-        script.reply(info, INFO_OK)
-    assert op.done
-    return op.outcome()
-
-
-def pull_request(script: Script) -> Sent:
-    """The pull the client just started: its inbox SUB and its MSG.NEXT request."""
-    sent = script.take()
-    pulls = [s for s in sent if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
-    assert len(pulls) == 1, sent
-    pull = pulls[0]
-    assert pull.reply in script.sids, "a pull has an inbox subscription of its own"
-    return pull
 
 
 # ------------------------------------------------------------------------------ control plane

@@ -1,11 +1,9 @@
-"""Helpers shared by the broker tests (imported by conftest and test modules)."""
+"""A nats-py client that speaks the broker's control plane as a Memphis SDK would."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +16,7 @@ from nats.aio.client import Client as NATS
 from memphis_broker import EmbeddedBroker
 from memphis_broker._jsapi import JSApi
 from memphis_broker._store import Bucket
+from tests.support.waits import poll
 
 
 class Client:
@@ -123,20 +122,6 @@ class Client:
         return [doc for k, doc in docs if k != "seq" and not k.startswith("i.")]
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05
-) -> Any:
-    """Poll an async condition until it returns something truthy (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(interval)
-
-
 async def connect(broker: EmbeddedBroker, username: str = "root", **extra: Any) -> Client:
     conn_id = str(uuid.uuid4())
     opts = broker.connect_options(username)
@@ -170,6 +155,6 @@ async def poison(c: Client, station: str, group: str, data: bytes) -> dict[str, 
             await sub.fetch(1, timeout=0.3)
         return [r for r in await dls_rows(c, station) if r["message_seq"] == ack.seq]
 
-    rows: list[dict[str, Any]] = await wait_for(stored, timeout=30, interval=0)
+    rows: list[dict[str, Any]] = await poll(stored, timeout=30, interval=0)
     (row,) = rows
     return row

@@ -22,11 +22,11 @@ from memphis_core import (
     station_options,
 )
 from memphis_core.memphis._deliveries import consume_should_stop
-
-from .scripted_broker import Script, Sent
-from .test_client import (
+from tests.support.scripted_broker import (
     CONSUMER_REPLY,
     INFO_OK,
+    Script,
+    Sent,
     connected,
     consumer,
     producer,

@@ -24,16 +24,14 @@ from memphis_core.memphis._pulls import (
     render_table,
     transition,
 )
+from tests.support.scripted_broker import Script, Sent, connected, consumer, pull_request, pulls
 from tests.support.state_tables import (
     assert_diagram_generated,
     check_cell,
     every_cell,
     reachable,
 )
-
-from .scripted_broker import Script, Sent
-from .test_client import connected, consumer, pull_request
-from .wire_vectors import server_hmsg
+from tests.support.wire_vectors import server_hmsg
 
 NEXT = "$JS.API.CONSUMER.MSG.NEXT."
 
@@ -63,10 +61,6 @@ def test_docstring_diagram_is_generated_from_the_table() -> None:
 
 
 # ------------------------------------------------------------------------------ the rules
-
-
-def pulls(script: Script) -> list[Sent]:
-    return [s for s in script.take() if s.subject.startswith(NEXT)]
 
 
 def test_a_fetch_reads_every_partition_and_returns_what_one_of_them_holds() -> None:

@@ -30,8 +30,7 @@ from memphis_core.memphis._introspection import (
     station_info_plan,
     stations_plan,
 )
-
-from .scripted_broker import Script, Sent
+from tests.support.scripted_broker import Script, Sent
 
 T = TypeVar("T")
 

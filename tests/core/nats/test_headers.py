@@ -11,7 +11,7 @@ from memphis_core.nats._headers import (
     parse_header_block,
     parse_status_line,
 )
-from tests.core.wire_vectors import HEADER_INVALID, HEADER_VALID
+from tests.support.wire_vectors import HEADER_INVALID, HEADER_VALID
 
 # ---------------------------------------------------------------- Headers
 

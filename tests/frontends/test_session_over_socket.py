@@ -26,7 +26,7 @@ from memphis_core.nats._frames import Msg
 from memphis_core.nats._headers import Headers
 from memphis_core.nats._session import Session
 from tests.support.driver import Driver
-from tests.support.natsserver import NatsServer
+from tests.support.nats_server import NatsServer
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_server_ping_is_answered(tmp_path: Path) -> None:
     (tmp_path / "nats.conf").write_text(conf + 'ping_interval: "100ms"\nping_max: 2\n')
     import subprocess
 
-    from tests.support.natsserver import nats_server_binary, wait_for_port
+    from tests.support.nats_server import nats_server_binary, wait_for_port
 
     proc = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf")])
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import ModuleType
 from typing import Any
@@ -14,14 +13,7 @@ import trio
 import memphis_asyncio
 import memphis_trio
 
-__all__ = ["TOKEN", "USER", "Lib", "unique"]
-
-TOKEN = "memphis"
-USER = "root"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+__all__ = ["Lib"]
 
 
 class Lib:

@@ -1,15 +1,13 @@
-"""Helpers for the interop tests: condition polls and the two asyncio peers.
+"""Helpers for the interop tests: the two asyncio peers and what they read from the streams.
 
 memphis-py and nats-py are asyncio libraries; every test runs them with ``asyncio.run`` around a
 body coroutine (``run_memphis_py`` / ``run_nats``), while our blocking SDK (``memphis_sync``)
-keeps its own I/O thread. Waits are bounded polls of a condition, never a guessed sleep.
+keeps its own I/O thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,67 +18,24 @@ from nats.js.errors import NotFoundError
 
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._names import internal_name
+from tests.support.names import TOKEN, USER
 
 __all__ = [
-    "TOKEN",
-    "USER",
     "StoredMessage",
     "consumer_info",
-    "poll",
     "run_memphis_py",
     "run_nats",
     "stream_exists",
     "stream_messages",
     "stream_of",
-    "unique",
-    "wait_until",
 ]
 
 T = TypeVar("T")
-
-TOKEN = "memphis"
-USER = "root"
-
-
-def unique(prefix: str) -> str:
-    """A valid, unique Memphis object name."""
-    base = prefix.lower().replace("_", "-").strip("-.")[:50] or "t"
-    return f"{base}-{uuid.uuid4().hex[:10]}"
 
 
 def stream_of(station: str, partition: int = 1) -> str:
     """The JetStream stream of one station partition: ``<internal>$<p>``."""
     return f"{internal_name(station)}${partition}"
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy (bounded); return that value."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-async def poll(
-    predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, what: str = "condition"
-) -> T:
-    """Async :func:`wait_until`: await ``predicate()`` until truthy (bounded); return it."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def run_memphis_py(

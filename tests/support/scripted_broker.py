@@ -10,14 +10,39 @@ subscription in one call.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from memphis_core import Client, ClientEvent, Headers, connect_options
+from memphis_core import (
+    Client,
+    ClientEvent,
+    Connected,
+    ConsumerState,
+    Headers,
+    ProducerState,
+    connect_options,
+    consumer_options,
+    producer_options,
+)
 from memphis_core.nats._headers import encode_header_block
+from tests.support.wire_vectors import server_hmsg, server_info, server_msg
 
-from .wire_vectors import server_hmsg, server_info, server_msg
-
-__all__ = ["INBOX", "Script", "Sent", "ack_subject", "parse_commands"]
+__all__ = [
+    "CONSUMER_REPLY",
+    "INBOX",
+    "INFO",
+    "INFO_OK",
+    "PRODUCER_REPLY",
+    "Script",
+    "Sent",
+    "ack_subject",
+    "connected",
+    "consumer",
+    "parse_commands",
+    "producer",
+    "pull_request",
+    "pulls",
+]
 
 INBOX = "_INBOX.t"
 INFO = {"server_id": "scripted", "version": "2.12.0", "max_payload": 1_048_576, "headers": True}
@@ -150,11 +175,11 @@ class Script:
             return self.sids[reply]  # a pull's own inbox
         return self.sids[f"{INBOX}.*"]  # the shared reply inbox
 
-    def reply(self, request: Sent, payload: bytes | str | dict[str, object]) -> None:
+    def reply(self, request: Sent, payload: bytes | str | Mapping[str, object]) -> None:
         """Answer ``request`` on its reply subject."""
         assert request.reply is not None, f"{request} expects no reply"
-        if isinstance(payload, dict):
-            payload = json.dumps(payload).encode()
+        if isinstance(payload, Mapping):
+            payload = json.dumps(dict(payload)).encode()
         elif isinstance(payload, str):
             payload = payload.encode()
         self.feed(server_msg(request.reply, self._sid_for(request.reply), None, payload))
@@ -196,3 +221,71 @@ class Script:
             self.feed(server_hmsg(subject, sid, None, encode_header_block(headers), payload))
         else:
             self.feed(server_msg(subject, sid, None, payload))
+
+
+# ---------------------------------------------------------------- scenes the Client tests share
+
+#: The control plane's replies to a producer / consumer creation, and a durable's info.
+PRODUCER_REPLY = {
+    "error": "",
+    "partitions_update": {"partitions_list": [1, 2]},
+    "schemaverse_to_dls": True,
+    "send_notification": False,
+    "station_version": 2,
+}
+CONSUMER_REPLY = {"error": "", "partitions_update": {"partitions_list": [1, 2]}}
+INFO_OK = {"type": "io.nats.jetstream.api.v1.consumer_info_response", "name": "billing"}
+
+
+def connected() -> Script:
+    """A Script whose client finished its handshake (CONNECT, both SUBs, PING)."""
+    script = Script()
+    sent = script.connect()
+    assert [s.op for s in sent] == ["CONNECT", "SUB", "SUB", "PING"]
+    assert {s.subject for s in sent if s.op == "SUB"} == {
+        f"{INBOX}.*",
+        "$memphis_sdk_clients_updates",
+    }
+    assert isinstance(script.events()[-1], Connected)
+    return script
+
+
+def producer(script: Script, name: str = "web") -> ProducerState:
+    """Producer ``name`` of station ``orders``, created through the scripted control plane."""
+    op = script.client.create_producer(producer_options("orders", name), script.now)
+    request = script.one("PUB", "$memphis_producer_creations")
+    script.reply(request, PRODUCER_REPLY)
+    assert op.done
+    return op.outcome()
+
+
+def consumer(script: Script, **options: object) -> ConsumerState:
+    """Consumer ``billing`` of ``orders`` (2 partitions), created and its durables checked."""
+    opts = consumer_options("orders", "billing", **options)  # type: ignore[arg-type]
+    op = script.client.create_consumer(opts, script.now)
+    script.reply(script.one("PUB", "$memphis_consumer_creations"), CONSUMER_REPLY)
+    infos = [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.INFO.")]
+    assert sorted(s.subject for s in infos) == [
+        "$JS.API.CONSUMER.INFO.orders$1.billing",
+        "$JS.API.CONSUMER.INFO.orders$2.billing",
+    ]
+    assert not op.done  # every partition's durable must answer first
+    for info in infos:
+        script.reply(info, INFO_OK)
+    assert op.done
+    return op.outcome()
+
+
+def pull_request(script: Script) -> Sent:
+    """The pull the client just started: its inbox SUB and its MSG.NEXT request."""
+    sent = script.take()
+    pulls = [s for s in sent if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]
+    assert len(pulls) == 1, sent
+    pull = pulls[0]
+    assert pull.reply in script.sids, "a pull has an inbox subscription of its own"
+    return pull
+
+
+def pulls(script: Script) -> list[Sent]:
+    """The pull requests (``MSG.NEXT``) among what the client wrote since the last take."""
+    return [s for s in script.take() if s.subject.startswith("$JS.API.CONSUMER.MSG.NEXT.")]

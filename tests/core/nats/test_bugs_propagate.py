@@ -17,7 +17,7 @@ from memphis_core import RemoteProtocolError
 from memphis_core.nats import _parser
 from memphis_core.nats._parser import ParseError, Parser
 
-FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
+FUZZ = Path(__file__).resolve().parents[3] / "fuzz"
 
 
 def _boom(line: bytes) -> object:

@@ -1,4 +1,4 @@
-"""Helpers for the conformance tests: condition waits, handler recorders, a broker probe.
+"""Handler recorders and a broker probe, for the tests that run on all three frontends.
 
 The probe looks at the broker's JetStream state with nats-py (streams, durable consumers, DLS
 rows), independently of the client under test, so that "stored once", "went to partition 2" or
@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
-import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
@@ -26,50 +23,9 @@ from memphis_broker._dls import list_dls, resend
 from memphis_broker._store import key as store_key
 from memphis_core.memphis._names import internal_name
 
-__all__ = [
-    "PASSWORD",
-    "SCHEMAS",
-    "TOKEN",
-    "USER",
-    "BrokerProbe",
-    "Recorder",
-    "connections",
-    "unique",
-    "wait_until",
-]
+__all__ = ["BrokerProbe", "Recorder", "connections"]
 
 T = TypeVar("T")
-
-#: Credentials of the session brokers (token mode, and root's password in password mode).
-TOKEN = "memphis"
-USER = "root"
-PASSWORD = "memphis"
-
-SCHEMAS = Path(__file__).resolve().parent.parent / "data" / "schemas"
-
-
-def unique(prefix: str) -> str:
-    """A valid, unique station/producer/consumer/schema name (lower case, ≤ 128 chars)."""
-    base = prefix.lower().replace("_", "-").strip("-.")[:60] or "t"
-    return f"{base}-{uuid.uuid4().hex[:10]}"
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``predicate`` (short exponential backoff) until it returns something truthy.
-
-    Returns that value; raises ``AssertionError`` naming ``what`` on timeout. This is waiting for
-    a condition, not sleeping for a guessed duration.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 class Recorder:

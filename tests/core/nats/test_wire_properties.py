@@ -12,7 +12,7 @@ from memphis_core import RemoteProtocolError
 from memphis_core.nats._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
 from memphis_core.nats._headers import Headers, encode_header_block, parse_header_block
 from memphis_core.nats._parser import ParseError, Parser
-from tests.core.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
+from tests.support.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
 
 # ---------------------------------------------------------------- strategies
 

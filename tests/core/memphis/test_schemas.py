@@ -37,8 +37,8 @@ from memphis_core.memphis._validators import (
     avro_schema_problem,
     serialize_plain,
 )
+from tests.support.names import SCHEMAS
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "schemas"
 FAILED = "Schema validation has failed: "
 DESER = (
     "Deserialization has been failed since the message format does not align with the "
@@ -87,7 +87,7 @@ def make(kind: str, content: str = "", **kw: Any) -> Schema:
 @pytest.fixture(scope="module")
 def proto3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Schema, Any]:
     tmp = tmp_path_factory.mktemp("p3")
-    desc = protoc_descriptor(tmp, (DATA / "test3.proto").read_text(), "test3", 1)
+    desc = protoc_descriptor(tmp, (SCHEMAS / "test3.proto").read_text(), "test3", 1)
     schema = make("protobuf", name="test3", version_number=1, descriptor=desc,
                   message_struct_name="Test3")  # fmt: skip
     return schema, user_class(desc, "Test3")
@@ -96,22 +96,22 @@ def proto3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Schema, Any]:
 @pytest.fixture(scope="module")
 def proto2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Schema, Any]:
     tmp = tmp_path_factory.mktemp("p2")
-    desc = protoc_descriptor(tmp, (DATA / "test2.proto").read_text(), "test2", 4)
+    desc = protoc_descriptor(tmp, (SCHEMAS / "test2.proto").read_text(), "test2", 4)
     schema = make("protobuf", name="test2", version_number=4, descriptor=desc,
                   message_struct_name="Test2")  # fmt: skip
     return schema, user_class(desc, "Test2")
 
 
 def json_schema() -> Schema:
-    return make("json", (DATA / "test.schema.json").read_text())
+    return make("json", (SCHEMAS / "test.schema.json").read_text())
 
 
 def avro_schema() -> Schema:
-    return make("avro", (DATA / "test.avsc").read_text())
+    return make("avro", (SCHEMAS / "test.avsc").read_text())
 
 
 def graphql_schema() -> Schema:
-    return make("graphql", (DATA / "test.graphql").read_text())
+    return make("graphql", (SCHEMAS / "test.graphql").read_text())
 
 
 def failure(schema: Schema, message: object) -> SchemaValidationError:
@@ -344,7 +344,7 @@ def test_protobuf_descriptor_file_naming(tmp_path: Path, proto3: tuple[Schema, A
     # that
     # file is absent (broker quirk for later versions) the other files are searched.
     _, cls = proto3
-    desc = protoc_descriptor(tmp_path, (DATA / "test3.proto").read_text(), "test3", 1)
+    desc = protoc_descriptor(tmp_path, (SCHEMAS / "test3.proto").read_text(), "test3", 1)
     other_version = make("protobuf", name="test3", version_number=2, descriptor=desc,
                          message_struct_name="Test3")  # fmt: skip
     assert other_version.serialize(cls(field1="z")) == cls(field1="z").SerializeToString()
@@ -472,7 +472,7 @@ def test_avro_schema_problem_says_what_is_wrong_without_the_whole_schema(
     assert found is not None
     assert found.startswith(problem)
     assert "{" not in found.removeprefix(problem)  # fastavro's repr of the schema is cut off
-    assert avro_schema_problem((DATA / "test.avsc").read_text()) is None
+    assert avro_schema_problem((SCHEMAS / "test.avsc").read_text()) is None
 
 
 # ------------------------------------------------------------------------------ GraphQL

@@ -10,7 +10,7 @@ import pytest
 from memphis_core import ConnectionClosedError, ServerError, station_options
 from memphis_core.memphis._existing import station_differences
 from memphis_core.memphis._introspection import StreamSettings, stream_settings
-from tests.core.scripted_broker import Script
+from tests.support.scripted_broker import Script
 
 MISSING = json.dumps({"error": {"code": 404, "err_code": 10059, "description": "not found"}})
 

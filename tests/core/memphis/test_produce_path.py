@@ -9,9 +9,7 @@ import pytest
 from memphis_core import CloseIncompleteError, RemoteProtocolError, produce_options
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
-
-from .scripted_broker import Script, Sent
-from .test_client import connected, producer
+from tests.support.scripted_broker import Script, Sent, connected, producer
 
 
 def hpubs(script: Script) -> list[Sent]:
