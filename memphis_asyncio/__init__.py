@@ -14,16 +14,9 @@ batch back). Everything but the backend is shared with ``memphis_trio``.
 
 from __future__ import annotations
 
-import _memphis_async
-from _memphis_async import (
-    Connecting,
-    Connection,
-    Consumer,
-    Message,
-    ProduceHandle,
-    Producer,
-    Station,
-)
+from _memphis_async import _api
+from _memphis_async._api import *  # noqa: F403 - the public classes, listed in _api
+from _memphis_async._connect import make_connect as _make_connect
 from _memphis_io import _public
 from _memphis_io._public import *  # noqa: F403 - the shared value types, listed in _public
 from memphis_core.memphis import _errors
@@ -31,17 +24,9 @@ from memphis_core.memphis._errors import *  # noqa: F403 - every public error
 
 from . import _backend
 
-connect = _memphis_async.make_connect(_backend.AsyncioBackend())
+connect = _make_connect(_backend.AsyncioBackend())
 
-__all__ = [
-    "Connecting",
-    "Connection",
-    "Consumer",
-    "Message",
-    "ProduceHandle",
-    "Producer",
-    "Station",
-    "connect",
-]
+__all__ = ["connect"]
+__all__ += _api.__all__
 __all__ += _public.__all__
 __all__ += _errors.__all__
