@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -519,3 +521,56 @@ def test_fetch_messages_splits_consumer_and_fetch_options() -> None:
         10.0,
         2,
     )
+
+
+def _field_docs(declaration: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of ``declaration``'s body, joined into one line."""
+    docs: dict[str, str] = {}
+    comment: list[str] = []
+    for line in inspect.getsource(declaration).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            comment.append(text[2:].strip())
+        elif (field := re.fullmatch(r"(\w+): .+", text)) and comment:
+            docs[field[1]] = " ".join(comment)
+            comment = []
+    return docs
+
+
+def _as_documented(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return f"``{type(value).__name__}.{value.name}``"
+    if value == "":
+        return '``""``'
+    return repr(value)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "defaults"),
+    [
+        (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
+        (_options.StationKeywords, _options._STATION_DEFAULTS),
+        (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_each_option_documents_the_default_it_gets(declaration: type, defaults: object) -> None:
+    # The default is written twice: in the table the call applies and in the field's ``#:``
+    # comment, which is all the reference shows; they must say the same.
+    assert isinstance(defaults, dict)
+    docs = _field_docs(declaration)
+    assert set(docs) == set(declaration.__annotations__)
+    wrong = {
+        name: doc
+        for name, doc in docs.items()
+        if f"default {_as_documented(defaults[name])}" not in doc
+    }
+    assert not wrong, wrong
+
+
+def test_fetch_messages_documents_its_own_defaults() -> None:
+    # Those that differ from create_consumer's are said in its declaration's docstring.
+    fetch_doc = " ".join((_options.FetchMessagesKeywords.__doc__ or "").split())
+    for name, value in _options._FETCH_MESSAGES_DEFAULTS.items():
+        if value != _options._CONSUMER_DEFAULTS[name]:
+            assert f"``{name}`` {value!r}" in fetch_doc, name
