@@ -466,14 +466,17 @@ def test_fetch_options() -> None:
 # ------------------------------------------------------------------ declarations (one per call)
 
 
+# Each declaration with a defaults table, and that table.
+DECLARED_DEFAULTS: list[tuple[type, object]] = [
+    (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
+    (_options.StationKeywords, _options._STATION_DEFAULTS),
+    (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
+]
+
+
 @pytest.mark.parametrize(
     ("declaration", "defaults"),
-    [
-        (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
-        (_options.StationKeywords, _options._STATION_DEFAULTS),
-        (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
-        (_options.ConsumerKeywords, _options._FETCH_MESSAGES_DEFAULTS),
-    ],
+    [*DECLARED_DEFAULTS, (_options.ConsumerKeywords, _options._FETCH_MESSAGES_DEFAULTS)],
     ids=lambda x: getattr(x, "__name__", ""),
 )
 def test_every_declared_option_has_a_default(declaration: type, defaults: object) -> None:
@@ -546,13 +549,7 @@ def _as_documented(value: object) -> str:
 
 
 @pytest.mark.parametrize(
-    ("declaration", "defaults"),
-    [
-        (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
-        (_options.StationKeywords, _options._STATION_DEFAULTS),
-        (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
-    ],
-    ids=lambda x: getattr(x, "__name__", ""),
+    ("declaration", "defaults"), DECLARED_DEFAULTS, ids=lambda x: getattr(x, "__name__", "")
 )
 def test_each_option_documents_the_default_it_gets(declaration: type, defaults: object) -> None:
     # The default is written twice: in the table the call applies and in the field's ``#:``
