@@ -17,6 +17,7 @@ from memphis_core import LocalProtocolError, MemphisHeaderError
 from memphis_core.memphis import _options
 from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType, coerce_enum
 from memphis_core.memphis._options import (
+    DEFAULT_ACK_WAIT,
     TLS,
     ConnectOptions,
     connect_options,
@@ -288,6 +289,20 @@ def test_produce_defaults() -> None:
     opts = produce_options()
     assert (opts.ack_wait, opts.headers, opts.async_produce) == (15.0, (), False)
     assert (opts.msg_id, opts.partition_key, opts.partition_number) == (None, None, None)
+
+
+@pytest.mark.parametrize("async_produce", [False, True])
+def test_a_produce_without_options_gets_what_the_checked_path_gives(async_produce: bool) -> None:
+    # The call without options skips the checks and returns a value shared by every such
+    # produce: it must be the checked path's answer, and nobody may change it.
+    shared = produce_options(async_produce=async_produce)
+    assert shared == produce_options(async_produce=async_produce, ack_wait=DEFAULT_ACK_WAIT)
+    assert produce_options(async_produce=async_produce) is shared
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shared.ack_wait = 1.0  # type: ignore[misc]
+    # A value that is not exactly a bool still goes through the check.
+    with pytest.raises(LocalProtocolError, match="async_produce"):
+        produce_options(async_produce=int(async_produce))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("ack_wait", [15.0, 15, 3.5])
