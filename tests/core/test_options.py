@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from memphis_core import LocalProtocolError, MemphisHeaderError
 from memphis_core.memphis import _options
 from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType, coerce_enum
+from memphis_core.memphis._names import is_user_header
 from memphis_core.memphis._options import (
     DEFAULT_ACK_WAIT,
     TLS,
@@ -349,7 +350,7 @@ def test_produce_bad_headers(headers: object) -> None:
             alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"),
             min_size=1,
             max_size=10,
-        ).filter(lambda k: not k.startswith("$memphis")),
+        ).filter(lambda k: not k.startswith("$memphis") and is_user_header(k)),
         st.text(max_size=20).filter(lambda v: "\r" not in v and "\n" not in v),
         max_size=5,
     )
