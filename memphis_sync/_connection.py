@@ -22,6 +22,7 @@ from memphis_core import (
     SchemaType,
     StationInfo,
     consumer_options,
+    produce_options,
     producer_options,
     station_options,
 )
@@ -366,6 +367,9 @@ class Connection:
             TypeError: an unknown keyword argument.
             MemphisError: whatever :meth:`create_producer` and :meth:`Producer.produce` raise.
         """
+        # Checked before the producer is created: bad options send nothing, not even that
+        # request. Producer.produce checks them again; without options that costs a return.
+        produce_options(async_produce=async_produce, **options)
         producer = self.create_producer(station_name, producer_name)
         return producer.produce(message, async_produce=async_produce, **options)
 
