@@ -407,13 +407,14 @@ class Connection:
             RequestTimeoutError: no reply after the control-plane retries.
         """
         opts = consumer_options(station_name, consumer_name, **options)
-        if error_handler is not None and not callable(error_handler):
-            raise LocalProtocolError("error_handler must be callable")
         return await self._consumer(opts, error_handler)
 
     async def _consumer(
         self, opts: ConsumerOptions, error_handler: ErrorHandler | None
     ) -> Consumer:
+        # Here, for create_consumer and fetch_messages alike: before anything is sent.
+        if error_handler is not None and not callable(error_handler):
+            raise LocalProtocolError("error_handler must be callable")
         state = await self._driver.run(lambda now: self._client.create_consumer(opts, now))
 
         def attach(now: float) -> Consumer:
