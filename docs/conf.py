@@ -7,13 +7,11 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, is_typeddict
+from typing import Any
 
 # Import the packages from this checkout, so the build documents the code beside it even when
 # the installed copy is another one.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sphinx.pycode import ModuleAnalyzer
 
 import memphis_core
 from memphis_core import __version__
@@ -128,39 +126,7 @@ def _signature(
     return None
 
 
-# The options of each call are TypedDicts (memphis_core.memphis._options), each field documented
-# once by its ``#:`` comment. Python 3.11 merges a TypedDict's bases' fields into its own
-# ``__annotations__`` and forgets the bases, so autodoc would list ``FetchMessagesKeywords``'s and
-# ``ConnectArgs``'s inherited fields a second time, bare. A field is shown only under the class
-# whose body documents it (tests/docs/test_api_reference.py checks that each is shown once).
-
-
-def _member_owner() -> type | None:
-    # autodoc-skip-member does not say whose member it asks about; autodoc's member filter, a
-    # few frames up, holds the class being documented as ``props._obj``.
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = getattr(frame.f_locals.get("props"), "_obj", None)
-        if isinstance(owner, type):
-            return owner
-        frame = frame.f_back
-    return None
-
-
-def _skip_inherited_field(
-    app: object, what: str, name: str, obj: object, skip: bool, options: object
-) -> bool | None:
-    if what != "class":
-        return None
-    owner = _member_owner()
-    if owner is None or not is_typeddict(owner) or name not in owner.__annotations__:
-        return None
-    docs = ModuleAnalyzer.for_module(owner.__module__).find_attr_docs()
-    return None if (owner.__qualname__, name) in docs else True
-
-
 def setup(app: Any) -> None:
     logging.getLogger("sphinx.sphinx.domains.python").addFilter(_SharedCanonicalNames())
     app.connect("autodoc-process-docstring", _drop_frontend_module_docstrings)
     app.connect("autodoc-process-signature", _signature)
-    app.connect("autodoc-skip-member", _skip_inherited_field)

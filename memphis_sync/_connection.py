@@ -19,6 +19,7 @@ from memphis_core import (
     SchemaType,
     StationInfo,
     consumer_options,
+    produce_options,
     producer_options,
     station_options,
 )
@@ -367,6 +368,9 @@ class Connection:
             TypeError: an unknown keyword argument.
             MemphisError: whatever :meth:`create_producer` and :meth:`Producer.produce` raise.
         """
+        # Checked before the producer is created: bad options send nothing, not even that
+        # request. Producer.produce checks them again; without options that costs a return.
+        produce_options(async_produce=async_produce, **options)
         producer = self.create_producer(station_name, producer_name)
         return producer.produce(message, async_produce=async_produce, **options)
 
@@ -404,13 +408,14 @@ class Connection:
             RequestTimeoutError: no reply after the control-plane retries.
         """
         opts = consumer_options(station_name, consumer_name, **options)
-        if error_handler is not None and not callable(error_handler):
-            raise LocalProtocolError("error_handler must be callable")
         return self._consumer(opts, error_handler)
 
     def _consumer(
         self, opts: ConsumerOptions, error_handler: ErrorHandler | None
     ) -> Consumer:
+        # Here, for create_consumer and fetch_messages alike: before anything is sent.
+        if error_handler is not None and not callable(error_handler):
+            raise LocalProtocolError("error_handler must be callable")
         state = self._driver.run(lambda now: self._client.create_consumer(opts, now))
 
         def attach(now: float) -> Consumer:

@@ -362,7 +362,8 @@ class StationKeywords(TypedDict, total=False):
     #: Seconds, messages or bytes, by ``retention_type`` (default 3600; ignored for
     #: ``ack_based``; 0 lets the broker use one hour of message age).
     retention_value: int
-    #: ``StorageType.DISK`` (default, sent as ``"file"``) or ``StorageType.MEMORY``.
+    #: Where the messages are kept (default ``StorageType.DISK``, sent as ``"file"``; or
+    #: ``StorageType.MEMORY``).
     storage_type: StorageType | str
     #: Stream replicas (default 1; the broker rounds 2 and 4 up to 3 and caps at 5).
     replicas: int

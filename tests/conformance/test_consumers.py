@@ -444,6 +444,18 @@ def test_fetch_messages_defaults(
     assert time.monotonic() - started < 5.0
 
 
+def test_a_handler_that_is_not_callable_is_refused_before_the_consumer_exists(
+    memphis: Any, conn: Any, probe: BrokerProbe, name: Callable[[str], str]
+) -> None:
+    station = name("st")
+    conn.create_station(station)
+    with pytest.raises(memphis.LocalProtocolError, match="error_handler must be callable"):
+        conn.create_consumer(station, "c", error_handler=3)
+    with pytest.raises(memphis.LocalProtocolError, match="error_handler must be callable"):
+        conn.fetch_messages(station, "fm", error_handler=3)
+    assert probe.consumers(station) == []
+
+
 def test_fetch_messages_reuses_the_consumer_and_takes_options(
     conn: Any, probe: BrokerProbe, name: Callable[[str], str]
 ) -> None:

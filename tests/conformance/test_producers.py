@@ -271,6 +271,27 @@ def test_conn_produce_without_creating_a_producer(
     assert len([r for r in probe.producers(station) if r["name"] == "implicit"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"bogus": 1}, "TypeError"), ({"ack_wait": 0}, "LocalProtocolError")],
+    ids=["unknown keyword", "bad value"],
+)
+def test_conn_produce_refuses_bad_options_before_creating_its_producer(
+    memphis: Any,
+    conn: Any,
+    probe: BrokerProbe,
+    name: Callable[[str], str],
+    options: dict[str, object],
+    error: str,
+) -> None:
+    # Bad input is refused before any byte is sent: not even the producer it would create.
+    station = name("st")
+    conn.create_station(station)
+    with pytest.raises(getattr(memphis, error, TypeError)):
+        conn.produce(station, "p", b"x", **options)
+    assert probe.producers(station) == []
+
+
 def test_create_producer_registers_on_the_broker(
     conn: Any, probe: BrokerProbe, name: Callable[[str], str]
 ) -> None:

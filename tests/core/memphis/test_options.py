@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from memphis_core import LocalProtocolError, MemphisHeaderError
 from memphis_core.memphis import _options
 from memphis_core.memphis._enums import RetentionType, SchemaType, StorageType, coerce_enum
+from memphis_core.memphis._names import is_user_header
 from memphis_core.memphis._options import (
+    DEFAULT_ACK_WAIT,
     TLS,
     ConnectOptions,
     connect_options,
@@ -288,6 +292,20 @@ def test_produce_defaults() -> None:
     assert (opts.msg_id, opts.partition_key, opts.partition_number) == (None, None, None)
 
 
+@pytest.mark.parametrize("async_produce", [False, True])
+def test_a_produce_without_options_gets_what_the_checked_path_gives(async_produce: bool) -> None:
+    # The call without options skips the checks and returns a value shared by every such
+    # produce: it must be the checked path's answer, and nobody may change it.
+    shared = produce_options(async_produce=async_produce)
+    assert shared == produce_options(async_produce=async_produce, ack_wait=DEFAULT_ACK_WAIT)
+    assert produce_options(async_produce=async_produce) is shared
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shared.ack_wait = 1.0  # type: ignore[misc]
+    # A value that is not exactly a bool still goes through the check.
+    with pytest.raises(LocalProtocolError, match="async_produce"):
+        produce_options(async_produce=int(async_produce))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("ack_wait", [15.0, 15, 3.5])
 def test_produce_plain_options_are_checked_whatever_their_value(ack_wait: float) -> None:
     # No path keyed on the default's literal: any ack_wait gets the same checks and result.
@@ -332,7 +350,7 @@ def test_produce_bad_headers(headers: object) -> None:
             alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"),
             min_size=1,
             max_size=10,
-        ).filter(lambda k: not k.startswith("$memphis")),
+        ).filter(lambda k: not k.startswith("$memphis") and is_user_header(k)),
         st.text(max_size=20).filter(lambda v: "\r" not in v and "\n" not in v),
         max_size=5,
     )
@@ -464,14 +482,17 @@ def test_fetch_options() -> None:
 # ------------------------------------------------------------------ declarations (one per call)
 
 
+# Each declaration with a defaults table, and that table.
+DECLARED_DEFAULTS: list[tuple[type, object]] = [
+    (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
+    (_options.StationKeywords, _options._STATION_DEFAULTS),
+    (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
+]
+
+
 @pytest.mark.parametrize(
     ("declaration", "defaults"),
-    [
-        (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
-        (_options.StationKeywords, _options._STATION_DEFAULTS),
-        (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
-        (_options.ConsumerKeywords, _options._FETCH_MESSAGES_DEFAULTS),
-    ],
+    [*DECLARED_DEFAULTS, (_options.ConsumerKeywords, _options._FETCH_MESSAGES_DEFAULTS)],
     ids=lambda x: getattr(x, "__name__", ""),
 )
 def test_every_declared_option_has_a_default(declaration: type, defaults: object) -> None:
@@ -519,3 +540,50 @@ def test_fetch_messages_splits_consumer_and_fetch_options() -> None:
         10.0,
         2,
     )
+
+
+def _field_docs(declaration: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of ``declaration``'s body, joined into one line."""
+    docs: dict[str, str] = {}
+    comment: list[str] = []
+    for line in inspect.getsource(declaration).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            comment.append(text[2:].strip())
+        elif (field := re.fullmatch(r"(\w+): .+", text)) and comment:
+            docs[field[1]] = " ".join(comment)
+            comment = []
+    return docs
+
+
+def _as_documented(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return f"``{type(value).__name__}.{value.name}``"
+    if value == "":
+        return '``""``'
+    return repr(value)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "defaults"), DECLARED_DEFAULTS, ids=lambda x: getattr(x, "__name__", "")
+)
+def test_each_option_documents_the_default_it_gets(declaration: type, defaults: object) -> None:
+    # The default is written twice: in the table the call applies and in the field's ``#:``
+    # comment, which is all the reference shows; they must say the same.
+    assert isinstance(defaults, dict)
+    docs = _field_docs(declaration)
+    assert set(docs) == set(declaration.__annotations__)
+    wrong = {
+        name: doc
+        for name, doc in docs.items()
+        if f"default {_as_documented(defaults[name])}" not in doc
+    }
+    assert not wrong, wrong
+
+
+def test_fetch_messages_documents_its_own_defaults() -> None:
+    # Those that differ from create_consumer's are said in its declaration's docstring.
+    fetch_doc = " ".join((_options.FetchMessagesKeywords.__doc__ or "").split())
+    for name, value in _options._FETCH_MESSAGES_DEFAULTS.items():
+        if value != _options._CONSUMER_DEFAULTS[name]:
+            assert f"``{name}`` {value!r}" in fetch_doc, name
