@@ -587,3 +587,21 @@ def test_fetch_messages_documents_its_own_defaults() -> None:
     for name, value in _options._FETCH_MESSAGES_DEFAULTS.items():
         if value != _options._CONSUMER_DEFAULTS[name]:
             assert f"``{name}`` {value!r}" in fetch_doc, name
+
+
+@pytest.mark.parametrize(
+    ("declaration", "checked"),
+    [
+        (_options.ConnectKeywords, _options.ConnectOptions),
+        (_options.StationKeywords, _options.StationOptions),
+        (_options.ConsumerKeywords, _options.ConsumerOptions),
+        (_options.ProduceKeywords, _options.ProduceOptions),
+        (_options.FetchKeywords, _options.FetchOptions),
+    ],
+    ids=lambda x: x.__name__,
+)
+def test_every_declared_option_reaches_the_checked_values(declaration: type, checked: type) -> None:
+    # What a caller may pass (the TypedDict) and what the core reads (the frozen dataclass) are
+    # two lists of names that mypy cannot derive from one another: this keeps them in step, so
+    # an option cannot be accepted and then dropped on the way to the core.
+    assert set(declaration.__annotations__) <= {f.name for f in dataclasses.fields(checked)}
