@@ -4,9 +4,8 @@
 of unacknowledged messages keeps memory flat (produce blocks when it is full). ``flush()`` waits
 for every acknowledgement and raises the first failure, so nothing is lost silently.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
-``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py), ``MESSAGES`` (20000). Exits non-zero if
-anything does not behave as expected.
+The broker: see example_setup.py; ``MESSAGES`` (20000): how many messages.
+Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
@@ -15,25 +14,18 @@ import os
 import sys
 import time
 
+from example_setup import broker_args  # the broker's address, from the environment
+
 import memphis_sync as memphis
 
 STATION = "async-produce-demo"
-
-
-def connect() -> memphis.Connection:
-    return memphis.connect(
-        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USERNAME", "root"),
-        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
-        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
-    )
 
 
 def main() -> int:
     count = int(os.environ.get("MESSAGES", "20000"))
     sync_count = max(1, count // 20)
     payload = b"x" * 128
-    with connect() as conn:
+    with memphis.connect(**broker_args()) as conn:
         station = conn.create_station(STATION, retention_value=600)
         try:
             producer = station.create_producer("loader")

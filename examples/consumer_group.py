@@ -6,32 +6,22 @@ orders between them, while the one consumer of group ``audit`` gets every order 
 workers use ``consume(handler)``, which calls the handler from a background thread for every
 batch until ``stop_consume()``.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
-``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
-expected.
+The broker: see example_setup.py. Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections import Counter
 from typing import Any
 
+from example_setup import broker_args  # the broker's address, from the environment
+
 import memphis_sync as memphis
 
 STATION = "consumer-group-orders"
 ORDERS = 30
-
-
-def connect() -> memphis.Connection:
-    return memphis.connect(
-        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USERNAME", "root"),
-        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
-        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
-    )
 
 
 def main() -> int:
@@ -52,7 +42,7 @@ def main() -> int:
                     all_handled.set()
             msg.ack()
 
-    with connect() as conn:
+    with memphis.connect(**broker_args()) as conn:
         station = conn.create_station(STATION, partitions_number=3, retention_value=600)
         try:
             # Both workers wait for work before any arrives, so they share it from the start.

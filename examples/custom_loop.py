@@ -11,20 +11,22 @@ another event loop needs:
     client.events()                    transport events: Connected, Disconnected, Closed...
     op = client.create_station(...)    operations return handles; op.done / op.outcome()
 
-Run it against a broker (``memphis-broker`` starts one on 127.0.0.1:6666):
+Run it against a broker (``memphis-broker`` starts one on 127.0.0.1:6666; example_setup.py
+says how to point it at another)::
 
-    MEMPHIS_HOST=127.0.0.1 MEMPHIS_PORT=6666 python examples/custom_loop.py
+    python examples/custom_loop.py
 """
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
+
+from example_setup import broker_args  # the broker's address, from the environment
 
 from memphis_core import (
     Client,
@@ -138,14 +140,13 @@ class SelectorLoop:
 
 
 def main() -> None:
-    host = os.environ.get("MEMPHIS_HOST", "127.0.0.1")
-    port = int(os.environ.get("MEMPHIS_PORT", "6666"))
-    client = Client(connect_options(host, "root", connection_token="memphis", port=port))
+    broker = broker_args()
+    client = Client(connect_options(**broker))
     loop = SelectorLoop(client)
     loop.dial()
     loop.run_until(lambda: client.is_connected)
     if not client.is_connected:
-        raise SystemExit(f"could not connect to {host}:{port}")
+        raise SystemExit(f"could not connect to {broker['host']}:{broker['port']}")
 
     station = f"custom-loop-{uuid.uuid4().hex[:8]}"
     loop.wait(client.create_station(station_options(station), time.monotonic()))

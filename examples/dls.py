@@ -7,17 +7,16 @@
 Both land in the station's dead-letter store; with ``dls_station`` set they are also produced
 into that station (headers ``station`` and ``type``), so a normal consumer can process them.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
-``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
-expected.
+The broker: see example_setup.py. Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
+
+from example_setup import broker_args  # the broker's address, from the environment
 
 import memphis_sync as memphis
 
@@ -26,17 +25,8 @@ DEAD_LETTERS = "dls-demo-dead-letters"
 MAX_DELIVERIES = 2
 
 
-def connect() -> memphis.Connection:
-    return memphis.connect(
-        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USERNAME", "root"),
-        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
-        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
-    )
-
-
 def main() -> int:
-    with connect() as conn:
+    with memphis.connect(**broker_args()) as conn:
         dls = conn.create_station(DEAD_LETTERS)
         station = conn.create_station(STATION, dls_station=DEAD_LETTERS)
         print(f"station {STATION!r} sends its dead letters to {DEAD_LETTERS!r}")
@@ -55,6 +45,7 @@ def main() -> int:
             watcher = dls.create_consumer("on-call", batch_max_wait_time=0.5)
             deliveries: Counter[bytes] = Counter()
             dead: list[memphis.Message] = []
+            # Each fetch waits at most batch_max_wait_time: the loop polls, it never sleeps.
             deadline = time.monotonic() + 30
             while len(dead) < 2 and time.monotonic() < deadline:
                 for msg in consumer.fetch():

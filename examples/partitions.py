@@ -4,16 +4,15 @@ A partition key is hashed with MurmurHash3 (seed 31) exactly as the Go and Pytho
 every SDK sends a given key to the same partition. Without a key, a producer cycles through the
 partitions; ``partition_number`` picks one explicitly.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
-``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
-expected.
+The broker: see example_setup.py. Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import defaultdict
+
+from example_setup import broker_args  # the broker's address, from the environment
 
 import memphis_sync as memphis
 
@@ -21,18 +20,9 @@ STATION = "partitions-demo"
 PARTITIONS = 3
 
 
-def connect() -> memphis.Connection:
-    return memphis.connect(
-        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USERNAME", "root"),
-        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
-        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
-    )
-
-
 def main() -> int:
     ok = True
-    with connect() as conn:
+    with memphis.connect(**broker_args()) as conn:
         station = conn.create_station(STATION, partitions_number=PARTITIONS)
         print(f"created station {STATION!r} with {PARTITIONS} partitions")
         try:

@@ -5,32 +5,27 @@ Run against any Memphis-compatible broker (``memphis-broker`` or ``make demo``):
     MEMPHIS_HOST=127.0.0.1 MEMPHIS_PORT=6666 MEMPHIS_CONNECTION_TOKEN=memphis \\
         python examples/quickstart.py
 
-Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USERNAME`` (root),
-``MEMPHIS_CONNECTION_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
+The broker's address comes from the environment (example_setup.py says which variables, and
+their defaults); ``memphis.connect(**broker)`` is
+``memphis.connect(host, username, connection_token=token, port=port)``. Exits non-zero if
+anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+
+from example_setup import broker_args
 
 import memphis_sync as memphis
 
 STATION = "quickstart-orders"
 
 
-def connect() -> memphis.Connection:
-    host = os.environ.get("MEMPHIS_HOST", "127.0.0.1")
-    port = int(os.environ.get("MEMPHIS_PORT", "6666"))
-    user = os.environ.get("MEMPHIS_USERNAME", "root")
-    token = os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis")
-    conn = memphis.connect(host, user, connection_token=token, port=port)
-    print(f"connected to {host}:{port} as {user}")
-    return conn
-
-
 def main() -> int:
-    with connect() as conn:
+    broker = broker_args()
+    with memphis.connect(**broker) as conn:
+        print(f"connected to {broker['host']}:{broker['port']} as {broker['username']}")
         station = conn.create_station(STATION, retention_value=600)
         print(f"created station {STATION!r}")
         try:

@@ -4,16 +4,15 @@ Validation happens in the producer, so an invalid message never reaches the stat
 records it in the station's dead-letter store. Consumers get decoded values back with
 ``data_deserialized()``.
 
-Environment: ``MEMPHIS_HOST``, ``MEMPHIS_PORT``, ``MEMPHIS_USERNAME``,
-``MEMPHIS_CONNECTION_TOKEN`` (see quickstart.py). Exits non-zero if anything does not behave as
-expected.
+The broker: see example_setup.py. Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+
+from example_setup import broker_args  # the broker's address, from the environment
 
 import memphis_sync as memphis
 
@@ -22,17 +21,8 @@ SCHEMA = "order-schema"
 SCHEMA_FILE = Path(__file__).with_name("order.schema.json")
 
 
-def connect() -> memphis.Connection:
-    return memphis.connect(
-        os.environ.get("MEMPHIS_HOST", "127.0.0.1"),
-        os.environ.get("MEMPHIS_USERNAME", "root"),
-        connection_token=os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis"),
-        port=int(os.environ.get("MEMPHIS_PORT", "6666")),
-    )
-
-
 def main() -> int:
-    with connect() as conn:
+    with memphis.connect(**broker_args()) as conn:
         conn.create_schema(SCHEMA, memphis.SchemaType.JSON, str(SCHEMA_FILE))
         print(f"created JSON schema {SCHEMA!r} from {SCHEMA_FILE.name}")
         station = conn.create_station(STATION)

@@ -1,31 +1,36 @@
-"""Quickstart with trio: a station, a producer, a consumer; produce, fetch and ack.
+"""Quickstart on asyncio or trio: a station, a producer, a consumer; produce, fetch and ack.
 
-The same calls as ``examples/quickstart.py``, awaited. ``async with memphis.connect(...)``
-owns the connection's tasks (a nursery) and closes it at the end of the block.
+The same calls as ``quickstart.py``, awaited. ``async with memphis.connect(...)`` owns the
+connection's tasks (with trio, a nursery) and closes the connection at the end of the block.
+``memphis_asyncio`` and ``memphis_trio`` have one API, so this program runs on either::
 
-Environment: ``MEMPHIS_HOST`` (127.0.0.1), ``MEMPHIS_PORT`` (6666), ``MEMPHIS_USERNAME`` (root),
-``MEMPHIS_CONNECTION_TOKEN`` (memphis). Exits non-zero if anything does not behave as expected.
+    python examples/quickstart_async.py              # asyncio
+    python examples/quickstart_async.py --lib trio
+
+The broker: see example_setup.py. Exits non-zero if anything does not behave as expected.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-import trio
+from example_setup import broker_args, event_loop_library
 
-import memphis_trio as memphis
+LIB = event_loop_library(__doc__)
+if LIB == "trio":
+    import trio
 
-STATION = "trio-quickstart-orders"
+    import memphis_trio as memphis
+else:
+    import asyncio
+
+    import memphis_asyncio as memphis  # type: ignore[no-redef]  # memphis_trio's API
+
+STATION = f"{LIB}-quickstart-orders"
 
 
 async def main() -> int:
-    host = os.environ.get("MEMPHIS_HOST", "127.0.0.1")
-    port = int(os.environ.get("MEMPHIS_PORT", "6666"))
-    user = os.environ.get("MEMPHIS_USERNAME", "root")
-    token = os.environ.get("MEMPHIS_CONNECTION_TOKEN", "memphis")
-    async with memphis.connect(host, user, connection_token=token, port=port) as conn:
-        print(f"connected to {host}:{port} as {user}")
+    async with memphis.connect(**broker_args()) as conn:
         station = await conn.create_station(STATION, retention_value=600)
         print(f"created station {STATION!r}")
         try:
@@ -56,9 +61,9 @@ async def main() -> int:
                 return 1
         finally:
             await station.destroy()
-    print("quickstart (trio): OK")
+    print(f"quickstart ({LIB}): OK")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(trio.run(main))
+    sys.exit(trio.run(main) if LIB == "trio" else asyncio.run(main()))
