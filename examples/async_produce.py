@@ -21,7 +21,7 @@ import memphis_sync as memphis
 STATION = "async-produce-demo"
 
 
-def main() -> int:
+def main() -> None:
     count = int(os.environ.get("MESSAGES", "20000"))
     sync_count = max(1, count // 20)
     payload = b"x" * 128
@@ -52,13 +52,10 @@ def main() -> int:
                     msg.ack()
             print(f"stored: {stored} messages")
             if stored != count + sync_count:
-                print(f"expected {count + sync_count} messages", file=sys.stderr)
-                return 1
+                sys.exit(f"expected {count + sync_count} messages")
         finally:
             station.destroy()
-    print("async_produce: OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -32,7 +32,7 @@ else:
 TASKS = 10
 
 
-async def main() -> int:
+async def main() -> None:
     count = int(os.environ.get("MESSAGES", "20000"))
     per_task = max(1, count // 20 // TASKS)
     payload = b"x" * 128
@@ -78,13 +78,10 @@ async def main() -> int:
                     await msg.ack()
             print(f"stored: {stored} messages")
             if stored != expected:
-                print(f"expected {expected} messages", file=sys.stderr)
-                return 1
+                sys.exit(f"expected {expected} messages")
         finally:
             await station.destroy()
-    print(f"concurrent_produce ({LIB}): OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(trio.run(main) if LIB == "trio" else asyncio.run(main()))
+    trio.run(main) if LIB == "trio" else asyncio.run(main())

@@ -24,7 +24,7 @@ STATION = "consumer-group-orders"
 ORDERS = 30
 
 
-def main() -> int:
+def main() -> None:
     handled: Counter[str] = Counter()  # order id -> times handled by the billing group
     per_worker: Counter[str] = Counter()
     lock = threading.Lock()  # handlers run in each worker's own thread
@@ -70,8 +70,7 @@ def main() -> int:
             producer.flush()
             print(f"produced {ORDERS} orders over 3 partitions")
             if not all_handled.wait(timeout=30):
-                print(f"billing handled only {len(handled)} orders", file=sys.stderr)
-                return 1
+                sys.exit(f"billing handled only {len(handled)} orders")
             for worker in workers:
                 worker.stop_consume()
             one, two = per_worker["worker-1"], per_worker["worker-2"]
@@ -85,12 +84,10 @@ def main() -> int:
                     msg.ack()
             print(f"audit: {len(seen)} messages")
             if one + two != ORDERS or duplicates or len(seen) != ORDERS:
-                return 1
+                sys.exit("each order must be billed once and audited once")
         finally:
             station.destroy()
-    print("consumer_group: OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

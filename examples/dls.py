@@ -25,7 +25,7 @@ DEAD_LETTERS = "dls-demo-dead-letters"
 MAX_DELIVERIES = 2
 
 
-def main() -> int:
+def main() -> None:
     with memphis.connect(**broker_args()) as conn:
         dls = conn.create_station(DEAD_LETTERS)
         station = conn.create_station(STATION, dls_station=DEAD_LETTERS)
@@ -71,14 +71,11 @@ def main() -> int:
             print(f"poison message was delivered {poison} times (max {MAX_DELIVERIES})")
             got = sorted(m.data for m in dead)
             if got != [b"malformed payment", b"payment that crashes us"] or poison != 2:
-                print(f"unexpected dead letters: {got}", file=sys.stderr)
-                return 1
+                sys.exit(f"unexpected dead letters: {got}")
         finally:
             station.destroy()
             dls.destroy()
-    print("dls: OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -22,7 +22,7 @@ import memphis_sync as memphis
 STATION = "quickstart-orders"
 
 
-def main() -> int:
+def main() -> None:
     broker = broker_args()
     with memphis.connect(**broker) as conn:
         print(f"connected to {broker['host']}:{broker['port']} as {broker['username']}")
@@ -50,14 +50,11 @@ def main() -> int:
                 b'{"id":2,"item":"lamp"}',
             ]
             if [m.data for m in messages] != expected:
-                print("unexpected messages", file=sys.stderr)
-                return 1
+                sys.exit(f"unexpected messages: {[m.data for m in messages]}")
         finally:
             station.destroy()
             print(f"destroyed station {STATION!r}")
-    print("quickstart: OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

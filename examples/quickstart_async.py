@@ -29,7 +29,7 @@ else:
 STATION = f"{LIB}-quickstart-orders"
 
 
-async def main() -> int:
+async def main() -> None:
     async with memphis.connect(**broker_args()) as conn:
         station = await conn.create_station(STATION, retention_value=600)
         print(f"created station {STATION!r}")
@@ -57,13 +57,10 @@ async def main() -> int:
                 b'{"id":1,"item":"pen"}',
                 b'{"id":2,"item":"lamp"}',
             ]:
-                print("unexpected messages", file=sys.stderr)
-                return 1
+                sys.exit(f"unexpected messages: {[m.data for m in messages]}")
         finally:
             await station.destroy()
-    print(f"quickstart ({LIB}): OK")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(trio.run(main) if LIB == "trio" else asyncio.run(main()))
+    trio.run(main) if LIB == "trio" else asyncio.run(main())

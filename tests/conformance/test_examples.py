@@ -25,19 +25,17 @@ EXPECTED: dict[str, list[str]] = {
         r"^fetched 3 messages$",
         r'^  seq=1 data=\{"id":0,"item":"book"\} headers=.*\'source\': \'quickstart\'',
         r"^acked 3 messages$",
-        r"^quickstart: OK$",
+        r"^destroyed station 'quickstart-orders'$",
     ],
     "partitions.py": [
         r"^partition 1: ",
         r"^partition 3: .*pinned",
         r"^key 'alice' -> partition \[\d\]$",
-        r"^partitions: OK$",
     ],
     "schemas.py": [
         r"^enforced 'order-schema' on station 'schemas-demo'$",
         r"^rejected an invalid order: Schema validation has failed: .*quantity",
         r"^consumed: \{'id': 1, 'item': 'book', 'quantity': 2\}$",
-        r"^schemas: OK$",
     ],
     "dls.py": [
         r"^dead-lettered 'malformed payment'$",
@@ -45,19 +43,16 @@ EXPECTED: dict[str, list[str]] = {
         r"type=unacked\)$",
         r"^dead-letter station got 'payment that crashes us' ",
         r"^poison message was delivered 2 times \(max 2\)$",
-        r"^dls: OK$",
     ],
     "async_produce.py": [
         r"^sync produce: 100 messages, [\d,]+ msgs/s$",
         r"^async produce \+ flush: 2000 messages, [\d,]+ msgs/s$",
         r"^stored: 2100 messages$",
-        r"^async_produce: OK$",
     ],
     "consumer_group.py": [
         r"^produced 30 orders over 3 partitions$",
         r"^billing: \d+ \+ \d+ = 30 messages, 0 duplicates$",
         r"^audit: 30 messages$",
-        r"^consumer_group: OK$",
     ],
     # Written by the core's author: the sans-IO client driven by a bare selectors loop.
     "custom_loop.py": [
@@ -79,20 +74,17 @@ def _async_expectations(lib: str) -> dict[str, list[str]]:
             r"^fetched 3 messages$",
             r'^  seq=1 data=\{"id":0,"item":"book"\} headers=.*\'source\': \'quickstart\'',
             r"^acked 3 messages$",
-            rf"^quickstart \({lib}\): OK$",
         ],
         f"concurrent_produce_async.py --lib {lib}": [
             r"^1 task: 10 messages, [\d,]+ msgs/s$",
             r"^10 tasks: 100 messages, [\d,]+ msgs/s$",
             r"^1 task, async produce \+ flush: 2000 messages, [\d,]+ msgs/s$",
             r"^stored: 2110 messages$",
-            rf"^concurrent_produce \({lib}\): OK$",
         ],
         f"consumer_group_async.py --lib {lib}": [
             r"^produced 30 orders over 3 partitions$",
             r"^billing: \d+ \+ \d+ = 30 messages, 0 duplicates$",
             r"^audit: 30 messages$",
-            rf"^consumer_group \({lib}\): OK$",
         ],
     }
 
@@ -149,7 +141,6 @@ def test_demo_runs_its_own_broker() -> None:
         result,
         [
             r"^broker up on 127\.0\.0\.1:\d+ ",
-            r"^quickstart: OK$",
             r"^broker stopped$",
             r"^demo: OK$",
         ],
