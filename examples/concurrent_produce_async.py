@@ -19,6 +19,8 @@ import time
 
 from example_setup import broker_args, event_loop_library
 
+# --lib picks the frontend; memphis_trio and memphis_asyncio have one API (the same classes),
+# so all below runs on either. mypy checks it against memphis_trio's.
 LIB = event_loop_library(__doc__)
 if LIB == "trio":
     import trio
@@ -27,7 +29,7 @@ if LIB == "trio":
 else:
     import asyncio
 
-    import memphis_asyncio as memphis  # type: ignore[no-redef]  # memphis_trio's API
+    import memphis_asyncio as memphis  # type: ignore[no-redef]  # the same API
 
 TASKS = 10
 

@@ -16,6 +16,8 @@ import sys
 
 from example_setup import broker_args, event_loop_library
 
+# --lib picks the frontend; memphis_trio and memphis_asyncio have one API (the same classes),
+# so all below runs on either. mypy checks it against memphis_trio's.
 LIB = event_loop_library(__doc__)
 if LIB == "trio":
     import trio
@@ -24,7 +26,7 @@ if LIB == "trio":
 else:
     import asyncio
 
-    import memphis_asyncio as memphis  # type: ignore[no-redef]  # memphis_trio's API
+    import memphis_asyncio as memphis  # type: ignore[no-redef]  # the same API
 
 STATION = f"{LIB}-quickstart-orders"
 
