@@ -24,6 +24,7 @@ from .memphis._client import APP_ID, DRAIN_TIMEOUT, Client, ClientEvent
 from .memphis._consumers import ConsumerError
 from .memphis._deliveries import ConsumerState, Delivery, MessageView, consume_should_stop
 from .memphis._dispatch import ControlRetry
+from .memphis._engine import Engine, Lifecycle, react
 from .memphis._enums import RetentionType, SchemaType, StorageType
 from .memphis._errors import (
     AsyncProduceError,
@@ -125,11 +126,13 @@ __all__ = [
     "Delivery",
     "Disconnected",
     "DlsSettings",
+    "Engine",
     "Err",
     "FetchOptions",
     "Frame",
     "Headers",
     "Info",
+    "Lifecycle",
     "LocalProtocolError",
     "MemphisConnectError",
     "MemphisError",
@@ -190,6 +193,7 @@ __all__ = [
     "parse_header_block",
     "produce_options",
     "producer_options",
+    "react",
     "server_name",
     "station_options",
 ]

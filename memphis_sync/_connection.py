@@ -11,7 +11,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Unpack, overload
 
-from _memphis_io import connection_log, server_name
+from _memphis_io import connection_log
 from memphis_core import (
     DRAIN_TIMEOUT,
     ConsumerError,
@@ -66,7 +66,7 @@ class Connection:
         After a failover this is the node actually connected to, not the first one given: the
         pool moves a lost server to its end (docs/cluster-client.md).
         """
-        return server_name(self._client.session.current_server) if self.is_connected else None
+        return self._client.server_name if self.is_connected else None
 
     @property
     def connection_id(self) -> str:
@@ -482,6 +482,8 @@ class Connection:
         return self._consumer(opts, error_handler)
 
     def _consumer(self, opts: ConsumerOptions, error_handler: ErrorHandler | None) -> Consumer:
+        if error_handler is not None:
+            self._driver.check_callback(error_handler, "error_handler")
         state = self._driver.run(lambda now: self._client.create_consumer(opts, now))
 
         def attach(now: float) -> Consumer:
@@ -564,7 +566,7 @@ class Connection:
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
         # The server in use (or being dialled), which after a failover is not the first one given.
-        server = server_name(self._client.session.current_server) or self._client.options.server
+        server = self._client.server_name
         return f"<Connection {server} {state}>"
 
 
