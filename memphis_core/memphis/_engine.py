@@ -38,7 +38,17 @@ from ._dispatch import ControlRetry
 from ._errors import CloseIncompleteError
 from ._operation import Operation
 
-__all__ = ["ACTIONS", "START_SLACK", "TRANSITIONS", "Engine", "Lifecycle", "Phase", "Step", "react"]
+__all__ = [
+    "ACTIONS",
+    "START_SLACK",
+    "TRANSITIONS",
+    "Engine",
+    "Lifecycle",
+    "Phase",
+    "Step",
+    "react",
+    "transition",
+]
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -143,6 +153,20 @@ TRANSITIONS: Final[dict[tuple[Phase, Step], Phase]] = {
 }
 
 
+def transition(phase: Phase, step: Step) -> Phase:
+    """The phase ``step`` leads to from ``phase`` (:data:`TRANSITIONS`).
+
+    Raises:
+        LocalProtocolError: ``step`` cannot happen in ``phase`` (a bug in the engine).
+    """
+    try:
+        return TRANSITIONS[phase, step]
+    except KeyError:
+        raise LocalProtocolError(
+            f"{step.value} refused by the engine lifecycle while {phase.value}"
+        ) from None
+
+
 class Lifecycle:
     """One connection's start, shutdown and crash policy, for the engine that drives ``client``.
 
@@ -158,10 +182,7 @@ class Lifecycle:
         self.error: MemphisError | None = None
 
     def _move(self, step: Step) -> Phase:
-        try:
-            self.phase = TRANSITIONS[self.phase, step]
-        except KeyError:
-            raise LocalProtocolError(f"engine: {step.value} while {self.phase.value}") from None
+        self.phase = transition(self.phase, step)
         return self.phase
 
     @property
