@@ -107,11 +107,6 @@ class Driver:
         """True once the connection is closed (waiters stop waiting, calls are refused)."""
         return self.life.closed
 
-    @property
-    def closed_error(self) -> MemphisError | None:
-        """Why the connection closed (None: closed by the user, or still open)."""
-        return self.life.error
-
     async def start(self) -> None:
         """Dial, start the tasks and wait for the handshake.
 
@@ -208,7 +203,7 @@ class Driver:
                 that only give something back to the core, which are harmless after a close).
         """
         if self.closed and not closed_ok:
-            raise ConnectionClosedError.because(self.closed_error)
+            raise ConnectionClosedError.because(self.life.error)
         result = fn(self.backend.monotonic())
         if kick:
             self.kick()
@@ -313,7 +308,7 @@ class Driver:
         if not op.done:
             # The core finishes every operation it holds when it closes, before its Closed
             # event: only an engine crash whose close broke too leaves one unfinished.
-            raise ConnectionClosedError.because(self.closed_error)
+            raise ConnectionClosedError.because(self.life.error)
         return op.outcome()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:

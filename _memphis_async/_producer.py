@@ -83,7 +83,7 @@ class ProduceHandle:
         driver.kick()
         if not await driver.wait_for(lambda: op.done, timeout):
             if driver.closed:
-                raise ConnectionClosedError.because(driver.closed_error)
+                raise ConnectionClosedError.because(driver.life.error)
             raise RequestTimeoutError(
                 f"async produce {self.position}: no PubAck within {timeout} s (it goes on)"
             )

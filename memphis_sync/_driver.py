@@ -139,11 +139,6 @@ class Driver:
         """True once the connection is closed (waiters stop waiting, calls are refused)."""
         return self.life.closed
 
-    @property
-    def closed_error(self) -> MemphisError | None:
-        """Why the connection closed (None: closed by the user, or still open)."""
-        return self.life.error
-
     def start(self) -> None:
         """Dial, hand the socket to the I/O thread and wait for the handshake.
 
@@ -209,7 +204,7 @@ class Driver:
         """
         with self.lock:
             if self.closed and not closed_ok:
-                raise ConnectionClosedError.because(self.closed_error)
+                raise ConnectionClosedError.because(self.life.error)
             if kick or not timers:
                 # A kick wakes the I/O thread anyway, which then sleeps towards the new
                 # deadline: comparing deadlines here would cost more than the call (the async
@@ -328,7 +323,7 @@ class Driver:
         if not op.done:
             # The core finishes every operation it holds when it closes, before its Closed
             # event: only an engine crash whose close broke too leaves one unfinished.
-            raise ConnectionClosedError.because(self.closed_error)
+            raise ConnectionClosedError.because(self.life.error)
         return op.outcome()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:

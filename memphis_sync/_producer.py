@@ -85,7 +85,7 @@ class ProduceHandle:
         driver.kick()
         if not driver.wait_for(lambda: op.done, timeout):
             if driver.closed:
-                raise ConnectionClosedError.because(driver.closed_error)
+                raise ConnectionClosedError.because(driver.life.error)
             raise RequestTimeoutError(
                 f"async produce {self.position}: no PubAck within {timeout} s (it goes on)"
             )
