@@ -127,7 +127,6 @@ class Driver:
         self._stop = False
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda error: None
         self.join_deadline: float | None = None  # set while closing: bounds Task.join
-        self._tasks: dict[threading.Thread, Task] = {}
         self._callback_queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._callback_thread: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name="memphis-io", daemon=True)
@@ -361,13 +360,10 @@ class Driver:
                 fn()
             except Exception as exc:
                 self._crashed(exc)
-            finally:
-                self._tasks.pop(threading.current_thread(), None)
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)
-        task = self._tasks[thread] = Task(self, thread)
         thread.start()
-        return task
+        return Task(self, thread)
 
     def in_task(self, task: Task | None) -> bool:
         """Whether the caller runs inside ``task`` (a handle returned by :meth:`spawn`)."""
