@@ -14,10 +14,12 @@ every engine, this one and the async one alike.
 Why two engines over one policy, not this one as a backend of the async driver: the blocking
 engine lets a caller waiting for a reply read it itself (:meth:`Driver.receive_on_caller`, the
 leader/follower read: one write and one read on the caller's thread per synchronous produce).
-Pumped by an I/O thread alone, as a backend of the async driver's reader and pump would be,
-every round trip pays two thread wake-ups; the architecture review measured that shape at
-about 0.55 of the limit against 0.76 for this one, under the 0.6 the project holds sync
-produce to (README, performance). The policy is shared; only moving bytes and waiting differ.
+As a backend of the async driver, a reader thread would read every reply and wake the caller
+across threads (a futex and a GIL hand-over per round trip, where asyncio's reader task wakes
+its caller inside one thread). The README's performance table shows what that hop costs: this
+engine's sync produce reaches 0.57-0.62 of the limit, trio's (its reader wakes the caller
+through the scheduler) 0.45-0.53, and the project holds sync produce to 0.6. The policy is
+shared; only moving bytes and waiting differ.
 
 Its interface is the async ``Driver``'s (``call``, ``run``, ``wait``, ``wait_for``, ``kick``,
 ``notify``, ``spawn``, ``call_user``, ``check_callback``, ``shutdown``) with threads for tasks,
