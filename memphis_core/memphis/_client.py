@@ -617,10 +617,8 @@ class Client:
         slow) and hands the result to :meth:`produce` as ``payload``, which decides.
 
         Returns:
-            the payload, or the validation failure for ``produce`` to report and raise.
-
-        Raises:
-            MemphisSchemaError: a message type the station cannot serialise.
+            the payload, or the validation failure for ``produce`` to report and raise. A
+            message type the station cannot serialise raises ``MemphisSchemaError`` at once.
         """
         try:
             return producer.station.serialize(message)
