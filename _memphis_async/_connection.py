@@ -10,7 +10,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Unpack, overload
 
-from _memphis_io import connection_log, server_name
+from _memphis_io import connection_log
 from memphis_core import (
     ConsumerError,
     LocalProtocolError,
@@ -69,7 +69,7 @@ class Connection:
         After a failover this is the node actually connected to, not the first one given: the
         pool moves a lost server to its end (docs/cluster-client.md).
         """
-        return server_name(self._client.session.current_server) if self.is_connected else None
+        return self._client.server_name if self.is_connected else None
 
     @property
     def connection_id(self) -> str:
@@ -416,6 +416,8 @@ class Connection:
         # Here, for create_consumer and fetch_messages alike: before anything is sent.
         if error_handler is not None and not callable(error_handler):
             raise LocalProtocolError("error_handler must be callable")
+        if error_handler is not None:
+            self._driver.check_callback(error_handler, "error_handler")
         state = await self._driver.run(lambda now: self._client.create_consumer(opts, now))
 
         def attach(now: float) -> Consumer:
@@ -467,7 +469,7 @@ class Connection:
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
         # The server in use (or being dialled), which after a failover is not the first one given.
-        server = server_name(self._client.session.current_server) or self._client.options.server
+        server = self._client.server_name
         return f"<Connection {server} {state}>"
 
 

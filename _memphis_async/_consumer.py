@@ -292,7 +292,10 @@ class Consumer:
 
         Raises:
             LocalProtocolError: a bad partition choice (checked before anything starts).
+            TypeError: memphis_sync only: ``handler`` is a coroutine function, which no
+                thread can run (checked before anything starts).
         """
+        self._driver.check_callback(handler, "handler")
         if not self._stop[0]:
             return  # already consuming
         fetch_options(

@@ -27,31 +27,34 @@ or write that finishes on a stream that is no longer current is stale and ignore
 ``_pending`` is cleared with each swap because the core replays whatever a new transport needs
 (bytes queued for the old one must never reach the new one, e.g. a PUB before CONNECT).
 
-Nothing here decides anything about Memphis or NATS; it only moves bytes and waits.
+Nothing here decides anything about Memphis or NATS; it only moves bytes and waits. What it
+does with each event (``memphis_core.react``) and how a connection starts, drains and ends, or
+wraps a crash (``memphis_core.Lifecycle``), is written once in the core for every engine.
+memphis_sync keeps an engine of its own over the same policy, not a backend of this driver: its
+callers read their replies themselves (``receive_on_caller``), which a reader task cannot offer
+and which sync produce throughput depends on (see ``memphis_sync/_driver.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, log_event, server_name, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, tls_context
+from _memphis_io._log import log_crash
 from memphis_core import (
     Client,
     Closed,
     CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
-    Disconnected,
-    MemphisConnectError,
+    Lifecycle,
     MemphisError,
     Operation,
-    ReconnectDue,
-    TLSUpgradeRequired,
+    react,
 )
 
 from ._backend import Backend, Event, Spawner, Stream, Task
@@ -66,8 +69,6 @@ CLOSE_TIMEOUT: Final = 10.0
 # The spawn token of the task running now, so that closing from inside a task (a consume handler
 # calling ``conn.close()``) does not wait for itself.
 _CURRENT: ContextVar[object] = ContextVar("memphis_task")
-# Extra time ``start`` allows beyond the core's own handshake timeout (which fires first).
-_START_SLACK: Final = 1.0
 
 
 class Driver:
@@ -96,11 +97,15 @@ class Driver:
         self._transport = backend.event()  # fired when a new stream is installed
         self._tasks: dict[object, Task] = {}  # by spawn token; a task removes itself
         self._pump_task: Task | None = None
-        self.closed = False
-        self.closed_error: MemphisError | None = None
+        self.life = Lifecycle(client)
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda event: None
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (waiters stop waiting, calls are refused)."""
+        return self.life.closed
 
     async def start(self) -> None:
         """Dial, start the tasks and wait for the handshake.
@@ -109,27 +114,21 @@ class Driver:
             MemphisConnectError: refused, timed out, rejected credentials, TLS failure.
         """
         try:
-            await self._dial()
+            await self.dial()
             if not self.closed:
                 self.spawn(self._reader, "memphis-reader")
                 self._pump_task = self.spawn(self._pump, "memphis-pump")
-            # A safety net (the core's handshake timer fires first): each given server may
-            # take a whole timeout before the next one is tried.
-            options = self.client.options
-            deadline = (
-                self.backend.monotonic() + len(options.servers) * options.timeout + _START_SLACK
-            )
+            deadline = self.life.start_deadline(self.backend.monotonic())
             while not self.client.is_connected and not self.closed:
                 if not await self.backend.wait_event(self.changed(), deadline):
                     break
         except BaseException:
             await self.aclose()  # cancelled or failed half-way: leave nothing running
             raise
-        if self.client.is_connected:
-            return
-        error = self.closed_error or MemphisConnectError("timed out connecting to the broker")
-        await self.aclose()
-        raise error if isinstance(error, MemphisConnectError) else MemphisConnectError(str(error))
+        failure = self.life.start_failure()
+        if failure is not None:
+            await self.aclose()
+            raise failure
 
     async def aclose(self) -> None:
         """Close the core (failing every waiter), let the pump write what is left, stop all tasks.
@@ -155,7 +154,7 @@ class Driver:
                     await task.join()
         finally:
             # Even when the graceful part ran out of time: never leak the socket.
-            await self._drop_transport()
+            await self.drop_transport()
 
     def spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> Task:
         """Start ``fn`` in the connection's task group; it is cancelled by ``aclose``."""
@@ -185,21 +184,14 @@ class Driver:
             task.cancel()
 
     async def _crashed(self, exc: Exception) -> None:
-        if self.closed:
-            return
-        # Mark closed first: if the core is what broke, closing it may break again, and the
-        # waiters must still be released rather than hang.
-        self.closed = True
-        self.closed_error = MemphisError(f"memphis: internal error: {exc!r}")
-        connection_log.error("memphis: internal error", exc_info=exc)
-        with contextlib.suppress(Exception):
-            # Fails the operations the core still holds, naming the cause.
-            self.client.close(self.closed_error)
-            self.client.events()
+        log_crash(exc)
+        # Fails the operations the core still holds, naming the cause.
+        if self.life.crash(exc) is None:
+            return  # closed already
         self.kick()
         self._new_transport()
         self.notify()
-        await self._drop_transport()
+        await self.drop_transport()
 
     # ------------------------------------------------------------------ used by user tasks
 
@@ -211,7 +203,7 @@ class Driver:
                 that only give something back to the core, which are harmless after a close).
         """
         if self.closed and not closed_ok:
-            raise ConnectionClosedError.because(self.closed_error)
+            raise ConnectionClosedError.because(self.life.error)
         result = fn(self.backend.monotonic())
         if kick:
             self.kick()
@@ -222,6 +214,12 @@ class Driver:
         result = fn(*args)
         if inspect.isawaitable(result):
             await result
+
+    @staticmethod
+    def check_callback(fn: object, name: str) -> None:
+        """Check a handler or callback the user gives (``name``): the async frontends take
+        plain and coroutine functions alike, so nothing is refused here (memphis_sync's
+        engine refuses coroutine functions)."""
 
     async def _user_callback(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
@@ -238,23 +236,21 @@ class Driver:
         Raises:
             CloseIncompleteError: the drain could not confirm everything (see the core).
         """
-        failure: list[CloseIncompleteError] = []
+        failure: list[CloseIncompleteError | None] = [None]  # set by run()
 
         async def run() -> None:
             await before()
-            if not self.closed:
-                op = self.call(lambda now: self.client.drain(now, timeout))
-                try:
+            op = self.call(lambda now: self.life.shutdown(now, timeout), closed_ok=True)
+            try:
+                if op is not None:
                     await self.wait(op)
-                except CloseIncompleteError as exc:
-                    failure.append(exc)
-                except MemphisError:
-                    pass  # closed under us with nothing left to confirm
+            except MemphisError as exc:
+                failure[0] = self.life.drain_failure(exc)
             await self._close()
 
         await self.backend.shielded(run, timeout + 2 * CLOSE_TIMEOUT)
         self.cancel_tasks()  # whatever outlived the timeout
-        if failure:
+        if failure[0] is not None:
             raise failure[0]
 
     async def run(self, fn: Callable[[float], Operation[T]]) -> T:
@@ -307,11 +303,12 @@ class Driver:
         Cancellation leaves ``op`` running in the core; callers that must give something back
         (a fetch's messages) catch it and tell the core.
         """
-        while not op.done:
-            if self.closed:
-                op.fail(ConnectionClosedError.because(self.closed_error))
-                break
+        while not op.done and not self.closed:
             await self.changed().wait()
+        if not op.done:
+            # The core finishes every operation it holds when it closes, before its Closed
+            # event: only an engine crash whose close broke too leaves one unfinished.
+            raise ConnectionClosedError.because(self.life.error)
         return op.outcome()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -327,40 +324,35 @@ class Driver:
     # ------------------------------------------------------------------ transport events
 
     async def _dispatch(self, events: list[Any]) -> None:
-        # The server in use, not the first one given; events about a server name their own.
-        server = server_name(self.client.session.current_server) or self.client.options.server
+        server = self.client.server_name
         for event in events:
-            log_event(event, server)
-            for fn, args in self._callbacks.calls_for(event):
+            for fn, args in self._callbacks.announce(event, server):
                 if isinstance(event, Closed):
                     # Inline: the close is about to cancel the connection's tasks.
                     await self._user_callback(fn, args)
                 else:
                     self.spawn(functools.partial(self._user_callback, fn, args), "memphis-callback")
-            if isinstance(event, Disconnected):
-                await self._drop_transport()
-            elif isinstance(event, ReconnectDue):
-                await self._dial()
-            elif isinstance(event, TLSUpgradeRequired):
-                await self._upgrade_tls()
-            elif isinstance(event, Closed):
-                self.closed = True
-                self.closed_error = event.error
-                self.kick()  # the pump writes the last bytes, then drops the transport
-                self._new_transport()  # a reader waiting for a transport must see the close
-                self.notify()
-            elif isinstance(event, ConsumerError):
-                self.on_consumer_error(event)
-            # Connected, ServerError: logged; waiters re-check ``is_connected`` on ``notify``.
+            action = react(event, self)
+            if action is not None:
+                await action
 
-    async def _dial(self) -> None:
-        options = self.client.options
-        # The core's server pool chooses whom to dial (first connect and every reconnect).
-        server = self.client.session.current_server
-        assert server is not None  # a Client always gives its session the servers
-        host, port = server
+    # The actions ``react`` takes (memphis_core.Engine).
+
+    async def drop_transport(self) -> None:
+        """Close the stream (lost, or the connection ended)."""
+        stream, self._stream = self._stream, None
+        self._pending.clear()
+        if stream is not None:
+            await stream.aclose()  # a reader blocked on it wakes with OSError (stale: ignored)
+        # The reader reports the loss; the pump must take a turn for the new deadline (an
+        # immediate redial, a reconnect interval) instead of sleeping towards an older timer.
+        self.kick()
+
+    async def dial(self) -> None:
+        """Dial the server the core's pool chose (the first connect and every reconnect)."""
+        host, port = self.client.current_server
         try:
-            stream = await self.backend.connect_tcp(host, port, options.timeout)
+            stream = await self.backend.connect_tcp(host, port, self.client.options.timeout)
         except OSError as exc:
             await self._failed(exc)
             return
@@ -373,18 +365,19 @@ class Driver:
         self._new_transport()
         self.kick()  # the handshake deadline is now the pump's next deadline
 
-    async def _upgrade_tls(self) -> None:
+    async def upgrade_tls(self) -> None:
+        """Wrap the stream in TLS (the server asked for it in its INFO)."""
         stream = self._stream
         if stream is None or self._ssl is None:
             return
         # Verify the certificate against the server being dialled, not the first one given.
-        host = self.client.session.tls_hostname
+        host = self.client.tls_hostname
         assert host is not None
         try:
             upgraded = await stream.start_tls(self._ssl, host, self.client.options.timeout)
         except OSError as exc:
             if self._stream is stream:
-                await self._drop_transport()
+                await self.drop_transport()
             await self._failed(exc)
             return
         if self._stream is not stream:  # dropped during the handshake
@@ -394,20 +387,23 @@ class Driver:
         self.client.tls_established()  # queues CONNECT
         self.kick()
 
+    async def finish(self, error: MemphisError | None) -> None:
+        """The client closed (``error``: why): release every waiter; the pump writes the last
+        bytes, then drops the transport."""
+        self.life.closed_by(error)
+        self.kick()
+        self._new_transport()  # a reader waiting for a transport must see the close
+        self.notify()
+
+    async def consumer_error(self, event: ConsumerError) -> None:
+        """The connection hands it to a task of its own."""
+        self.on_consumer_error(event)
+
     async def _failed(self, exc: BaseException) -> None:
         self.client.connection_failed(self.backend.monotonic(), exc)
         await self._dispatch(self.client.events())
         self.kick()  # the reconnect deadline changed
         self.notify()
-
-    async def _drop_transport(self) -> None:
-        stream, self._stream = self._stream, None
-        self._pending.clear()
-        if stream is not None:
-            await stream.aclose()  # a reader blocked on it wakes with OSError (stale: ignored)
-        # The reader reports the loss; the pump must take a turn for the new deadline (an
-        # immediate redial, a reconnect interval) instead of sleeping towards an older timer.
-        self.kick()
 
     def _new_transport(self) -> None:
         event, self._transport = self._transport, self.backend.event()
@@ -439,7 +435,7 @@ class Driver:
                 self._pending.append(out)
                 self.kick()
             elif not data and self._stream is stream:
-                await self._drop_transport()  # EOF the core ignored: never spin on it
+                await self.drop_transport()  # EOF the core ignored: never spin on it
             self.notify()
 
     async def _pump(self) -> None:
@@ -458,7 +454,7 @@ class Driver:
                 self.notify()
             await self._write()
             if self.closed and not self._skipped:  # else a write-through kicks us once done
-                await self._drop_transport()
+                await self.drop_transport()
                 return
             if not self._kicked:
                 await backend.wait_event(self._wake, client.next_deadline())

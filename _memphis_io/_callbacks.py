@@ -1,9 +1,11 @@
 """Connection callbacks (nats-py's ``disconnected_cb`` and friends), the same in every frontend.
 
 ``connect(on_disconnected=..., on_reconnected=..., on_closed=..., on_error=...)``. Each driver
-passes every connection event to :meth:`ConnectionCallbacks.calls_for` and runs what it returns
-off its I/O path (a task in the async frontends, where a callback may be a coroutine function;
-a thread in memphis_sync), so a slow or failing callback cannot stall the connection.
+passes every connection event to :meth:`ConnectionCallbacks.announce` (which logs it) and runs
+the callbacks it returns off its I/O path (a task in the async frontends, where a callback may
+be a coroutine function; a thread in memphis_sync, which refuses coroutine functions), so a
+slow or failing callback cannot stall the connection. What the engine itself does with the
+event is ``memphis_core.react``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from memphis_core import (
     ServerError,
 )
 from memphis_core.nats._events import TransportEvent
+
+from ._log import log_event
 
 __all__ = ["ConnectionCallbacks", "ErrorCallback", "EventCallback"]
 
@@ -48,18 +52,25 @@ class ConnectionCallbacks:
         on_closed: ErrorCallback | None = None,
         on_error: ErrorCallback | None = None,
     ) -> None:
-        for name, value in (
-            ("on_disconnected", on_disconnected),
-            ("on_reconnected", on_reconnected),
-            ("on_closed", on_closed),
-            ("on_error", on_error),
-        ):
-            if value is not None and not callable(value):
-                raise LocalProtocolError(f"{name} must be callable, not {type(value).__name__}")
         self.on_disconnected = on_disconnected
         self.on_reconnected = on_reconnected
         self.on_closed = on_closed
         self.on_error = on_error
+        for name, value in self.named():
+            if value is not None and not callable(value):
+                raise LocalProtocolError(f"{name} must be callable, not {type(value).__name__}")
+
+    def named(self) -> list[tuple[str, Callable[..., Any] | None]]:
+        """Each callback with the name of its ``connect`` parameter (None: not given)."""
+        return [(name, getattr(self, name)) for name in self.__slots__]
+
+    def announce(
+        self, event: TransportEvent | ConsumerError | ControlRetry, server: str
+    ) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+        """Log ``event`` (``server``: the ``host:port`` in use) and return the callbacks it
+        triggers, with their arguments, for the engine to run off its I/O path."""
+        log_event(event, server)
+        return self.calls_for(event)
 
     def calls_for(
         self, event: TransportEvent | ConsumerError | ControlRetry

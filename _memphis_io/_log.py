@@ -25,12 +25,17 @@ from memphis_core import (
 from memphis_core.nats._events import TransportEvent
 from memphis_core.nats._pool import server_name
 
-__all__ = ["connection_log", "log_event", "server_name"]
+__all__ = ["connection_log", "log_crash", "log_event", "server_name"]
 
 # A library's loggers stay silent until the application configures logging: without this,
 # Python's last-resort handler would print our warnings on stderr.
 logging.getLogger("memphis").addHandler(logging.NullHandler())
 connection_log: Final = logging.getLogger("memphis.connection")
+
+
+def log_crash(exc: BaseException) -> None:
+    """Log a bug met by an engine, with its traceback (the connection closes with it)."""
+    connection_log.error("memphis: internal error", exc_info=exc)
 
 
 def log_event(event: TransportEvent | ConsumerError | ControlRetry, server: str) -> None:

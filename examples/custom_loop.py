@@ -9,6 +9,8 @@ another event loop needs:
     client.data_to_send()              bytes for the socket
     client.next_deadline()             when to call client.handle_timeout(now)
     client.events()                    transport events: Connected, Disconnected, Closed...
+    react(event, engine)               what each event asks: calls the engine's dial(),
+                                       drop_transport(), upgrade_tls(), finish(error)...
     op = client.create_station(...)    operations return handles; op.done / op.outcome()
 
 Run it against a broker (``memphis-broker`` starts one on 127.0.0.1:6666; example_setup.py
@@ -30,17 +32,19 @@ from example_setup import broker_args  # the broker's address, from the environm
 
 from memphis_core import (
     Client,
-    Closed,
+    ClientEvent,
     Connected,
+    ConsumerError,
     Disconnected,
     MemphisConnectError,
+    MemphisError,
     Operation,
     ReconnectDue,
-    TLSUpgradeRequired,
     connect_options,
     consumer_options,
     produce_options,
     producer_options,
+    react,
     station_options,
 )
 
@@ -48,7 +52,12 @@ T = TypeVar("T")
 
 
 class SelectorLoop:
-    """One socket, one selector, one sans-IO client: the smallest complete frontend."""
+    """One socket, one selector, one sans-IO client: the smallest complete frontend.
+
+    Its ``dial``, ``drop_transport``, ``upgrade_tls``, ``finish`` and ``consumer_error`` are the
+    actions ``memphis_core.react`` takes for each event (the ``memphis_core.Engine`` protocol):
+    which event asks for which is the core's decision, the same as in the bundled frontends.
+    """
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -60,10 +69,8 @@ class SelectorLoop:
     def dial(self) -> None:
         # The core's server pool says whom to dial: the first server, then (on every
         # ReconnectDue) the next one of the list and of those the cluster advertised.
-        server = self.client.session.current_server
-        assert server is not None  # a Client always gives its session the servers
         try:
-            sock = socket.create_connection(server, self.client.options.timeout)
+            sock = socket.create_connection(self.client.current_server, self.client.options.timeout)
         except OSError as exc:
             self.client.connection_failed(time.monotonic(), exc)
             return
@@ -74,7 +81,7 @@ class SelectorLoop:
         self.selector.register(sock, selectors.EVENT_READ)
         self.client.connection_made(time.monotonic())
 
-    def drop(self) -> None:
+    def drop_transport(self) -> None:
         if self.sock is not None:
             self.selector.unregister(self.sock)
             self.sock.close()
@@ -113,22 +120,27 @@ class SelectorLoop:
         for event in client.events():
             self.dispatch(event)
 
-    def dispatch(self, event: object) -> None:
+    def upgrade_tls(self) -> None:
+        raise SystemExit("this example speaks plain TCP only")
+
+    def finish(self, error: MemphisError | None) -> None:
+        self.drop_transport()
+        self.closed = True
+        if error is not None:
+            raise MemphisConnectError(str(error))
+
+    def consumer_error(self, event: ConsumerError) -> None:
+        print(f"consumer {event.consumer.name}: {event.error}")
+
+    def dispatch(self, event: ClientEvent) -> None:
+        # What to print is this program's business; what to do is the core's (react).
         if isinstance(event, Connected):
             print(f"connected (reconnected={event.reconnected})")
         elif isinstance(event, Disconnected):
             print(f"disconnected: {event.error}")
-            self.drop()
         elif isinstance(event, ReconnectDue):
             print(f"reconnecting, attempt {event.attempt}")
-            self.dial()
-        elif isinstance(event, TLSUpgradeRequired):
-            raise SystemExit("this example speaks plain TCP only")
-        elif isinstance(event, Closed):
-            self.drop()
-            self.closed = True
-            if event.error is not None:
-                raise MemphisConnectError(str(event.error))
+        react(event, self)
 
     def run_until(self, done: Callable[[], bool]) -> None:
         while not done() and not self.closed:

@@ -30,6 +30,10 @@ Driving a connection:
 * ``ServerError``: a non-fatal ``-ERR`` from the server; nothing to do but log it.
 * ``ConsumerError``: hand the error to that consumer's error handler.
 * ``ControlRetry``: a control request is retried (a JetStream election); log it.
+* ``react``: the one event → action table every engine uses; it calls the five actions of an
+  ``Engine`` (``drop_transport``, ``dial``, ``upgrade_tls``, ``finish``, ``consumer_error``).
+* ``Lifecycle``: an engine's start/drain/close policy (start deadline, drain then close,
+  crash wrapping), as a state table.
 
 Options, each validated before anything is sent (bad input raises ``LocalProtocolError``):
 
@@ -69,6 +73,7 @@ from .memphis._client import Client, ClientEvent
 from .memphis._consumers import ConsumerError
 from .memphis._deliveries import ConsumerState, Delivery
 from .memphis._dispatch import ControlRetry
+from .memphis._engine import Engine, Lifecycle, react
 from .memphis._enums import RetentionType, SchemaType, StorageType
 from .memphis._errors import *  # noqa: F403 - the whole hierarchy, listed in _errors.__all__
 from .memphis._introspection import (
@@ -121,9 +126,11 @@ __all__ = [
     "Delivery",
     "Disconnected",
     "DlsSettings",
+    "Engine",
     "FetchKeywords",
     "FetchMessagesKeywords",
     "Headers",
+    "Lifecycle",
     "Operation",
     "PartitionInfo",
     "PartitionLag",
@@ -144,6 +151,7 @@ __all__ = [
     "consumer_options",
     "produce_options",
     "producer_options",
+    "react",
     "station_options",
 ]
 __all__ += _errors.__all__

@@ -7,17 +7,32 @@ User threads call into the core under ``lock`` and either write the bytes it que
 (``kick``: TLS, whose socket objects are not safe to read and write from two threads, and
 async produce or acks, where letting bytes pile up while the I/O thread is busy coalesces many
 messages into one write). Nothing here decides anything about the protocol: it only moves
-bytes and waits.
+bytes and waits. What it does with each event (``react``) and how a connection starts,
+drains and ends, or wraps a crash (``Lifecycle``), is written once in ``memphis_core`` for
+every engine, this one and the async one alike.
+
+Why two engines over one policy, not this one as a backend of the async driver: the blocking
+engine lets a caller waiting for a reply read it itself (:meth:`Driver.receive_on_caller`, the
+leader/follower read: one write and one read on the caller's thread per synchronous produce).
+As a backend of the async driver, a reader thread would read every reply and wake the caller
+across threads (a futex and a GIL hand-over per round trip, where asyncio's reader task wakes
+its caller inside one thread). The README's performance table shows what that hop costs: this
+engine's sync produce reaches 0.57-0.62 of the limit, trio's (its reader wakes the caller
+through the scheduler) 0.45-0.53, and the project holds sync produce to 0.6. The policy is
+shared; only moving bytes and waiting differ.
 
 Its interface is the async ``Driver``'s (``call``, ``run``, ``wait``, ``wait_for``, ``kick``,
-``notify``, ``spawn``, ``call_user``, ``shutdown``) with threads for tasks, because the public
-classes of memphis_sync are generated from the async ones (``scripts/unasync.py``).
+``notify``, ``spawn``, ``call_user``, ``check_callback``, ``shutdown``) with threads for tasks,
+because the public classes of memphis_sync are generated from the async ones
+(``scripts/unasync.py``). Unlike the async engines it refuses coroutine functions as
+callbacks and handlers (:func:`refuse_coroutine`): no thread here could run them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import queue
 import select
 import selectors
@@ -28,22 +43,20 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, log_event, server_name, tls_context
+from _memphis_io import ConnectionCallbacks, connection_log, tls_context
+from _memphis_io._log import log_crash
 from memphis_core import (
     Client,
-    Closed,
     CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
-    Disconnected,
-    MemphisConnectError,
+    Lifecycle,
     MemphisError,
     Operation,
-    ReconnectDue,
-    TLSUpgradeRequired,
+    react,
 )
 
-__all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
+__all__ = ["CLOSE_TIMEOUT", "Driver", "Task", "refuse_coroutine"]
 
 T = TypeVar("T")
 _READ_SIZE: Final = 65536
@@ -63,9 +76,6 @@ class Task:
         self._driver = driver
         self.thread = thread
 
-    def cancel(self) -> None:
-        """Threads cannot be cancelled: the loops they run check the driver's stop flags."""
-
     def join(self) -> None:
         """Wait for the thread; bounded by the close deadline while the driver closes, so a
         handler stuck in user code cannot keep ``close()`` from closing."""
@@ -74,10 +84,31 @@ class Task:
         self.thread.join(timeout)
 
 
+def refuse_coroutine(fn: object, name: str) -> None:
+    """Refuse a coroutine function given to memphis_sync as ``name`` (a handler or callback).
+
+    Called with it would return a coroutine that nothing awaits: the callback would never run,
+    silently. Checked when it is given, before any byte is sent.
+
+    Raises:
+        TypeError: ``fn`` is a coroutine function (or an object whose ``__call__`` is one).
+    """
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - the method, not callable()
+    ):
+        raise TypeError(
+            f"{name} is a coroutine function: memphis_sync calls it in a thread and cannot "
+            "await it; pass a plain function (or use memphis_asyncio / memphis_trio)"
+        )
+
+
 class Driver:
     def __init__(self, client: Client, callbacks: ConnectionCallbacks | None = None) -> None:
         self.client = client
         self._callbacks = callbacks or ConnectionCallbacks()
+        for name, callback in self._callbacks.named():
+            refuse_coroutine(callback, name)
+        self.life = Lifecycle(client)
         options = client.options
         self._timeout = options.timeout
         self._ssl = None if options.tls is None else tls_context(options.tls)
@@ -96,16 +127,18 @@ class Driver:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._wake_pending = False
         self._stop = False
-        self.closed_error: MemphisError | None = None
-        self.closed = False
         self.on_consumer_error: Callable[[ConsumerError], None] = lambda error: None
         self.join_deadline: float | None = None  # set while closing: bounds Task.join
-        self._tasks: dict[threading.Thread, Task] = {}
         self._callback_queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._callback_thread: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name="memphis-io", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (waiters stop waiting, calls are refused)."""
+        return self.life.closed
 
     def start(self) -> None:
         """Dial, hand the socket to the I/O thread and wait for the handshake.
@@ -113,23 +146,19 @@ class Driver:
         Raises:
             MemphisConnectError: refused, timed out, rejected credentials, TLS failure.
         """
-        self._dial()
+        self.dial()
         self._thread.start()
-        # A safety net only (the core's handshake timer fires first): each given server may
-        # take a whole timeout before the next one is tried.
-        tries = len(self.client.options.servers)
-        deadline = time.monotonic() + tries * self._timeout + 1.0
+        deadline = self.life.start_deadline(time.monotonic())
         with self.changed:
             while not self.client.is_connected and not self.closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self.changed.wait(remaining)
-            if self.client.is_connected:
-                return
-        self.close()
-        error = self.closed_error or MemphisConnectError("timed out connecting to the broker")
-        raise error if isinstance(error, MemphisConnectError) else MemphisConnectError(str(error))
+            failure = self.life.start_failure()
+        if failure is not None:
+            self.close()
+            raise failure
 
     def close(self) -> None:
         """Close the core (failing whatever still waits), write what it queued, stop threads."""
@@ -142,7 +171,7 @@ class Driver:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self._timeout + 1)
         self._mark_closed(None)
-        self._close_socket()
+        self.drop_transport()
         self._callback_queue.put(None)  # after the on_closed queued above, if any
         with contextlib.suppress(OSError):
             self._selector.close()
@@ -151,9 +180,7 @@ class Driver:
 
     def _mark_closed(self, error: MemphisError | None) -> None:
         with self.lock:
-            if not self.closed:
-                self.closed = True
-                self.closed_error = error
+            self.life.closed_by(error)
             self.changed.notify_all()
 
     # ------------------------------------------------------------------ used by user threads
@@ -178,7 +205,7 @@ class Driver:
         """
         with self.lock:
             if self.closed and not closed_ok:
-                raise ConnectionClosedError.because(self.closed_error)
+                raise ConnectionClosedError.because(self.life.error)
             if kick or not timers:
                 # A kick wakes the I/O thread anyway, which then sleeps towards the new
                 # deadline: comparing deadlines here would cost more than the call (the async
@@ -204,23 +231,25 @@ class Driver:
         """
         op = self.call(fn, kick=False, timers=False)
         self._write_through()
-        if not op.done and not self._lead(op):
+        if not op.done and not self.receive_on_caller(op):
             self.kick()  # the I/O thread must learn of the new timer and read the reply
         return self.wait(op)
 
-    def _lead(self, op: Operation[Any]) -> bool:
-        """Read the socket on this thread until ``op`` is done; False if we could not lead.
+    def receive_on_caller(self, op: Operation[Any]) -> bool:
+        """The caller receives: read the socket on this thread until ``op`` is done (the
+        leader/follower read); False if this thread could not lead or handed back early.
 
         Only for plain TCP (a TLS socket must not be used from two threads). The read lock
         makes this thread the only reader; the I/O thread keeps firing timers and, once we
         give the lock back, reads again. We hand over as soon as a timer is due, the
-        transport changes or the connection closes, so nothing here decides anything: it is
-        the I/O thread's loop body, run by whoever is waiting.
+        transport changes or the connection closes. What is read goes through
+        :meth:`_received`, the I/O thread's own step after a read: this is not a second loop
+        that decides anything, only a second reader.
         """
         if self._ssl is not None or not self._read_lock.acquire(timeout=_LEAD_SLICE):
             return False
         with self.lock:
-            sock, generation = self._sock, self._generation
+            sock = self._sock
             if sock is None:
                 self._read_lock.release()
                 return False
@@ -231,12 +260,11 @@ class Driver:
         try:
             poller = select.poll()
             poller.register(sock, select.POLLIN)
-            client = self.client
             while not op.done and not self.closed:
                 with self.lock:
-                    if generation != self._generation:
+                    if sock is not self._sock:
                         return False  # the transport changed: the I/O thread takes over
-                    deadline = client.next_deadline()
+                    deadline = self.client.next_deadline()
                 wait = _LEAD_SLICE if deadline is None else deadline - time.monotonic()
                 if wait <= 0:
                     return False  # a timer is due: the I/O thread fires it
@@ -246,12 +274,8 @@ class Driver:
                 if not chunks:
                     continue  # not expected: we polled and are the only reader
                 try:
-                    with self.lock:
-                        if generation != self._generation:
-                            return False
-                        now = time.monotonic()
-                        for chunk in chunks:
-                            client.receive_data(chunk, now)
+                    if not self._received(sock, chunks, timers=False):
+                        return False  # the transport changed: the I/O thread takes over
                 except Exception as exc:
                     # An engine bug met on the caller's thread ends the connection exactly as
                     # on the I/O thread: every waiter, this one included, gets it as the cause.
@@ -264,7 +288,7 @@ class Driver:
             return True
         finally:
             with self.lock:
-                if generation == self._generation:
+                if sock is self._sock:
                     self._selector.register(sock, selectors.EVENT_READ)
             self._read_lock.release()
 
@@ -295,11 +319,12 @@ class Driver:
         needs no timeout of its own.
         """
         with self.changed:
-            while not op.done:
-                if self.closed:
-                    op.fail(ConnectionClosedError.because(self.closed_error))
-                    break
+            while not op.done and not self.closed:
                 self.changed.wait()
+        if not op.done:
+            # The core finishes every operation it holds when it closes, before its Closed
+            # event: only an engine crash whose close broke too leaves one unfinished.
+            raise ConnectionClosedError.because(self.life.error)
         return op.outcome()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -320,6 +345,15 @@ class Driver:
         """Run a user callback (on the calling thread: never the I/O thread)."""
         fn(*args)
 
+    @staticmethod
+    def check_callback(fn: object, name: str) -> None:
+        """Check a handler or callback the user gives (``name``) before anything is sent.
+
+        Raises:
+            TypeError: a coroutine function (see :func:`refuse_coroutine`).
+        """
+        refuse_coroutine(fn, name)
+
     def spawn(self, fn: Callable[[], None], name: str) -> Task:
         """Run ``fn`` in a daemon thread; a bug in it closes the connection with the error."""
 
@@ -328,21 +362,14 @@ class Driver:
                 fn()
             except Exception as exc:
                 self._crashed(exc)
-            finally:
-                self._tasks.pop(threading.current_thread(), None)
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)
-        task = self._tasks[thread] = Task(self, thread)
         thread.start()
-        return task
+        return Task(self, thread)
 
     def in_task(self, task: Task | None) -> bool:
         """Whether the caller runs inside ``task`` (a handle returned by :meth:`spawn`)."""
         return task is not None and task.thread is threading.current_thread()
-
-    def cancel_tasks(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
 
     def _run_callback(self, callback: Callable[[], None]) -> None:
         if self._callback_thread is None:
@@ -374,42 +401,34 @@ class Driver:
         failure: CloseIncompleteError | None = None
         try:
             before()
-            if not self.closed:
-                try:
-                    # The I/O thread can close the connection between the check above and this
-                    # call (a server failure ending the last reconnect): call() then raises
-                    # ConnectionClosedError, which means the same as a close during the wait.
-                    op = self.call(lambda now: self.client.drain(now, timeout))
+            # The I/O thread may close the connection meanwhile (a server failure ending the
+            # last reconnect): the lifecycle then gives no drain, or the drain ends with it.
+            op = self.call(lambda now: self.life.shutdown(now, timeout), closed_ok=True)
+            try:
+                if op is not None:
                     self.wait(op)
-                except CloseIncompleteError as exc:
-                    failure = exc
-                except MemphisError:
-                    pass  # closed under us: the close already failed what it held, by name
+            except MemphisError as exc:
+                failure = self.life.drain_failure(exc)
         finally:
             self.close()
         if failure is not None:
             raise failure
 
     def _crashed(self, exc: Exception) -> None:
-        connection_log.error("memphis: internal error", exc_info=exc)
-        error = MemphisError(f"memphis: internal error: {exc!r}")
+        log_crash(exc)
         with self.lock:
-            with contextlib.suppress(Exception):
-                # Fails the operations the core still holds, naming the cause.
-                self.client.close(error)
-            if not self.closed:
-                self.closed = True
-                self.closed_error = error
+            # Fails the operations the core still holds, naming the cause.
+            self.life.crash(exc)
             self.changed.notify_all()
 
     # ------------------------------------------------------------------ socket plumbing
 
-    def _dial(self) -> None:
-        # The core's server pool chooses whom to dial (first connect and every reconnect).
-        server = self.client.session.current_server
-        assert server is not None  # a Client always gives its session the servers
+    # The actions ``react`` takes (memphis_core.Engine).
+
+    def dial(self) -> None:
+        """Dial the server the core's pool chose (the first connect and every reconnect)."""
         try:
-            sock = socket.create_connection(server, timeout=self._timeout)
+            sock = socket.create_connection(self.client.current_server, timeout=self._timeout)
         except OSError as exc:
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
@@ -438,16 +457,17 @@ class Driver:
         if sock is not None:
             self._selector.register(sock, selectors.EVENT_READ)
 
-    def _upgrade_tls(self) -> None:
+    def upgrade_tls(self) -> None:
+        """Wrap the socket in TLS (the server asked for it in its INFO)."""
         assert self._ssl is not None
         sock = self._sock
         if sock is None:
             return
         try:
             # Verify the certificate against the server being dialled, not the first one given.
-            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self.client.session.tls_hostname)
+            tls_sock = self._ssl.wrap_socket(sock, server_hostname=self.client.tls_hostname)
         except (OSError, ssl.SSLError) as exc:
-            self._close_socket()
+            self.drop_transport()
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
             return
@@ -459,9 +479,19 @@ class Driver:
             self._install(tls_sock)
             self.client.tls_established()
 
-    def _close_socket(self) -> None:
+    def drop_transport(self) -> None:
+        """Close the socket (lost, or the connection ended)."""
         with self.lock:
             self._install(None)
+
+    def finish(self, error: MemphisError | None) -> None:
+        """The client closed (``error``: why): close the socket, release every waiter."""
+        self.drop_transport()
+        self._mark_closed(error)
+
+    def consumer_error(self, event: ConsumerError) -> None:
+        """The connection hands it to a thread of its own: user code never runs here."""
+        self.on_consumer_error(event)
 
     def _send_pending(self) -> None:
         with self._send_lock:
@@ -486,26 +516,28 @@ class Driver:
         return events
 
     def _dispatch(self, events: list[Any]) -> None:
-        # The server in use, not the first one given; events about a server name their own.
-        server = server_name(self.client.session.current_server) or self.client.options.server
+        server = self.client.server_name
         for event in events:
-            log_event(event, server)
-            for fn, args in self._callbacks.calls_for(event):
+            for fn, args in self._callbacks.announce(event, server):
                 # One callback thread, fed in order: user code never runs on the I/O thread,
                 # and on_disconnected always comes before the on_reconnected that follows it.
                 self._run_callback(functools.partial(self._user_callback, fn, args))
-            if isinstance(event, Disconnected):
-                self._close_socket()
-            elif isinstance(event, ReconnectDue):
-                self._dial()
-            elif isinstance(event, TLSUpgradeRequired):
-                self._upgrade_tls()
-            elif isinstance(event, Closed):
-                self._close_socket()
-                self._mark_closed(event.error)
-            elif isinstance(event, ConsumerError):
-                # The connection hands it to a thread of its own: user code never runs here.
-                self.on_consumer_error(event)
+            react(event, self)
+
+    def _received(self, sock: socket.socket | None, chunks: list[bytes], *, timers: bool) -> bool:
+        """The step after a read, whoever read (the I/O thread, or a caller receiving): feed
+        ``chunks`` read from ``sock`` to the core and fire due timers (``timers``); the reader
+        then dispatches the events. False when ``sock`` is no longer the transport (replaced
+        by a TLS upgrade or dropped meanwhile): its bytes are discarded."""
+        with self.lock:
+            now = time.monotonic()
+            current = sock is self._sock
+            if current:
+                for chunk in chunks:
+                    self.client.receive_data(chunk, now)
+            if timers:
+                self.client.handle_timeout(now)
+        return current
 
     # ------------------------------------------------------------------ the I/O thread
 
@@ -517,7 +549,6 @@ class Driver:
             self._crashed(exc)
 
     def _loop(self) -> None:
-        client = self.client
         while not self._stop:
             # Cleared before the queue is read: a kick that still sees it set came after data
             # this turn's write will carry, so it need not send another wake-up byte. Kicks made
@@ -525,15 +556,15 @@ class Driver:
             self._wake_pending = False
             self._send_pending()
             with self.lock:
-                deadline = client.next_deadline()
+                deadline = self.client.next_deadline()
                 sock = self._sock
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = {key.fileobj for key, _ in self._selector.select(wait)}
             if self._wake_r in ready:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
-            # A caller leading a round trip (``_lead``) holds the read lock and reads the socket
-            # itself: then skip reading this turn (the leader hands the socket back when done).
+            # A caller receiving its reply (``receive_on_caller``) holds the read lock and reads
+            # the socket itself: then skip reading this turn (it hands the socket back when done).
             # Read and feed under the one read lock, as the leader does: releasing it between
             # the two would let a leader feed newer bytes before ours.
             reading = sock is not None and sock in ready and self._read_lock.acquire(blocking=False)
@@ -545,12 +576,7 @@ class Driver:
                 # timer for a whole socket timeout.
                 fresh = reading and sock is not None and self._readable_now(sock)
                 chunks = self._read_now(sock, self._send_lock) if fresh and sock is not None else []
-                with self.lock:
-                    now = time.monotonic()
-                    if sock is self._sock:  # not replaced meanwhile (TLS upgrade, close)
-                        for chunk in chunks:
-                            client.receive_data(chunk, now)
-                    client.handle_timeout(now)
+                self._received(sock, chunks, timers=True)
             finally:
                 if reading:
                     self._read_lock.release()

@@ -86,6 +86,10 @@ PHRASES: Final[list[tuple[str, str]]] = [
         "They return as soon as the publish is queued.",
     ),
     (", a plain or coroutine function.", ", a plain function."),
+    (
+        "TypeError: memphis_sync only: ``handler`` is a coroutine function, which no",
+        "TypeError: ``handler`` is what ``inspect.iscoroutinefunction`` accepts, which no",
+    ),
     ("(by a cancelled fetch,", "(by an interrupted fetch,"),
     ("``while batch := await consumer.fetch()``", "``while batch := consumer.fetch()``"),
     ("(cancellation, stop_consume)", "(an interrupt, stop_consume)"),

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from typing import Final
 
 from memphis_core.nats._errors import ConnectionClosedError, LocalProtocolError, MemphisError
 from memphis_core.nats._events import Disconnected, TransportEvent
 from memphis_core.nats._frames import Msg
+from memphis_core.nats._pool import server_name
 from memphis_core.nats._session import Session
 from memphis_core.nats._state import ConnState
 
@@ -29,7 +31,7 @@ from . import _control as rq
 from ._consumers import ConsumerError, Consumers
 from ._deliveries import ConsumerState, Delivery
 from ._dispatch import ControlRequest, ControlRetry, Dispatcher
-from ._errors import CloseIncompleteError, SchemaValidationError
+from ._errors import AsyncProduceError, CloseIncompleteError, SchemaValidationError
 from ._existing import look_up
 from ._introspection import (
     ConsumerInfo,
@@ -154,6 +156,25 @@ class Client:
     def is_connected(self) -> bool:
         """True between the end of a handshake and the loss of that transport."""
         return self.session.is_connected
+
+    @property
+    def current_server(self) -> tuple[str, int]:
+        """The ``(host, port)`` to dial now (the first connect, and after each
+        ``ReconnectDue``), or the server in use: the server pool chooses it."""
+        server = self.session.current_server
+        assert server is not None  # a Client always gives its session the servers
+        return server
+
+    @property
+    def server_name(self) -> str:
+        """``host:port`` of :attr:`current_server`, as logs and errors name a server."""
+        return server_name(self.current_server)
+
+    @property
+    def tls_hostname(self) -> str | None:
+        """The name to check the current server's certificate against (``server_hostname``):
+        the host being dialled, or the first host name given for a discovered IP address."""
+        return self.session.tls_hostname
 
     def connection_made(self, now: float) -> None:
         """A transport is open (the first, or one dialled after ``ReconnectDue``).
@@ -589,6 +610,20 @@ class Client:
         """``$memphis_producer_destructions``; the producer refuses to produce afterwards."""
         return self._producers.destroy(producer, now)
 
+    def serialize(self, producer: ProducerState, message: object) -> bytes | SchemaValidationError:
+        """``message`` as the bytes to publish, validated against the station's schema when it
+        has one; changes nothing. A frontend calls it outside its lock (validation can be
+        slow) and hands the result to :meth:`produce` as ``payload``, which decides.
+
+        Returns:
+            the payload, or the validation failure for ``produce`` to report and raise. A
+            message type the station cannot serialise raises ``MemphisSchemaError`` at once.
+        """
+        try:
+            return producer.station.serialize(message)
+        except SchemaValidationError as exc:
+            return exc
+
     def produce(
         self,
         producer: ProducerState,
@@ -596,13 +631,12 @@ class Client:
         opts: ProduceOptions,
         now: float,
         *,
-        payload: bytes | None = None,
+        payload: bytes | SchemaValidationError | None = None,
     ) -> ProduceOperation:
         """Validate, choose the partition and publish; the operation ends with the PubAck.
 
-        ``payload``: the message already serialised with ``producer.station.serialize`` (a
-        frontend does that outside its lock, since validation can be slow); ``message`` is then
-        ignored.
+        ``payload``: what :meth:`serialize` returned for ``message`` (which is then ignored),
+        or None to serialise ``message`` here.
 
         Raises (before anything is sent):
             MemphisSchemaError: the message fails the station's schema (reported to the DLS
@@ -617,21 +651,27 @@ class Client:
         if self._drain is not None:
             raise ConnectionClosedError("the connection is closing")
         if payload is None:
-            try:
-                payload = producer.station.serialize(message)
-            except SchemaValidationError as exc:
-                # The report goes out before the error is raised (docs/protocol.md §6.4 step 1,
-                # §9.2): the caller may not catch it, and the DLS is the only trace of the refused
-                # message.
-                self._producers.report_schema_failure(producer, exc, opts)
-                raise
+            payload = self.serialize(producer, message)
+        if isinstance(payload, SchemaValidationError):
+            # The report goes out before the error is raised (docs/protocol.md §6.4 step 1,
+            # §9.2): the caller may not catch it, and the DLS is the only trace of the refused
+            # message.
+            self._producers.report_schema_failure(producer, payload, opts)
+            raise payload
         return self._producers.produce(producer, payload, opts, now)
 
-    def report_schema_failure(
-        self, producer: ProducerState, exc: SchemaValidationError, opts: ProduceOptions
-    ) -> None:
-        """Send the schemaverse DLS report (and notification) for a message that failed."""
-        self._producers.report_schema_failure(producer, exc, opts)
+    @staticmethod
+    def backpressure(producer: ProducerState) -> Callable[[], bool] | None:
+        """None when an async produce of ``producer`` may go on now; else the condition to
+        wait for first (half of the in-flight window free again: waking at one free slot
+        would wake per acknowledgement, docs/protocol.md §13.1)."""
+        return (lambda: producer.window_drained) if producer.window_full else None
+
+    @staticmethod
+    def take_failures(producer: ProducerState) -> AsyncProduceError | None:
+        """The async produce failures of ``producer`` since the last call, as one error
+        (cleared: each is reported once), or None. ``Producer.flush`` raises it."""
+        return producer.take_failures()
 
     # ------------------------------------------------------------------ consumers
 

@@ -27,7 +27,7 @@ KILL_AFTER = 100  # acknowledged messages before the kill
 def dialled(conn: Any) -> tuple[str, int]:
     """The server the connection uses now (the core's pool says; through the test proxy)."""
     target = getattr(conn, "_target", conn)
-    server = target._client.session.current_server
+    server = target._client.current_server
     assert server is not None
     return (str(server[0]), int(server[1]))
 

@@ -2,7 +2,9 @@
 
 Deliberately tiny and single-threaded: it exists to check the sans-IO core against a real
 nats-server, not to be a frontend. ``run_until(predicate)`` pumps until the predicate over the
-events seen so far holds, and fails the test if the time budget runs out first.
+events seen so far holds, and fails the test if the time budget runs out first. What it does
+with each transport event is ``memphis_core.react``'s decision, as in every frontend; the
+methods below are its actions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import ssl
 import time
 from collections.abc import Callable
 
-from memphis_core.nats._events import Disconnected, ReconnectDue, SessionEvent, TLSUpgradeRequired
+from memphis_core import ConsumerError, MemphisError, react
+from memphis_core.nats._events import SessionEvent, TransportEvent
 from memphis_core.nats._session import Session
 
 __all__ = ["Driver"]
@@ -39,19 +42,19 @@ class Driver:
         self.sock.setblocking(False)
         self.session.connection_made(time.monotonic())
 
-    def _close_socket(self) -> None:
+    def drop_transport(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
-    def _upgrade_tls(self) -> None:
+    def upgrade_tls(self) -> None:
         assert self.sock is not None
         assert self.ssl_context is not None
         self.sock.setblocking(True)
         try:
             self.sock = self.ssl_context.wrap_socket(self.sock, server_hostname="localhost")
         except (OSError, ssl.SSLError) as exc:
-            self._close_socket()
+            self.drop_transport()
             self.session.connection_failed(time.monotonic(), exc)
             return
         self.sock.setblocking(False)
@@ -64,21 +67,23 @@ class Driver:
             try:
                 self.sock.sendall(data)
             except OSError as exc:
-                self._close_socket()
+                self.drop_transport()
                 self.session.connection_failed(time.monotonic(), exc)
             else:
                 if self.sock is not None:
                     self.sock.setblocking(False)
 
+    def finish(self, error: MemphisError | None) -> None:
+        self.drop_transport()
+
+    def consumer_error(self, event: ConsumerError) -> None:
+        raise AssertionError(f"a bare Session has no consumers: {event!r}")
+
     def _dispatch(self) -> None:
         for event in self.session.events():
             self.seen.append(event)
-            if isinstance(event, Disconnected):
-                self._close_socket()
-            elif isinstance(event, ReconnectDue):
-                self.dial()
-            elif isinstance(event, TLSUpgradeRequired):
-                self._upgrade_tls()
+            if isinstance(event, TransportEvent):  # replies are the test's to read
+                react(event, self)
 
     def step(self, max_wait: float) -> None:
         self._flush_out()
@@ -114,6 +119,6 @@ class Driver:
 
     def close(self) -> None:
         self.session.close()
+        self._flush_out()  # the last bytes, before Closed drops the socket
         self._dispatch()
-        self._flush_out()
-        self._close_socket()
+        self.drop_transport()
