@@ -470,6 +470,9 @@ class Driver:
             self.drop_transport()
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
+            # At once, as a failed dial does: the I/O thread would otherwise sleep in select
+            # until the next timer before it saw the close, and ``start`` time out first.
+            self._dispatch(self._take_events())
             return
         with self.lock:
             # wrap_socket detached ``sock``: register the wrapper in its place.
