@@ -20,9 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mypyc.build import mypycify
-from setuptools import Distribution
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "memphis_core"
 # The modules' shared library: memphis_core__mypyc.<suffix>, a top-level module. mypyc derives each
@@ -91,6 +88,10 @@ def _tolerate_mypyc_text_signature_bug() -> None:
 
 
 def build() -> None:
+    # Imported here: tests/core/test_compiled_build.py reads ``sources()`` without the build tools.
+    from mypyc.build import mypycify  # noqa: PLC0415
+    from setuptools import Distribution  # noqa: PLC0415
+
     _tolerate_mypyc_text_signature_bug()
     clean()
     os.chdir(ROOT)  # mypycify and build_ext --inplace place files relative to the cwd
