@@ -108,7 +108,11 @@ def build() -> None:
             "name": "memphis-core-mypyc",
             "ext_modules": extensions,
             "script_name": "build_mypyc.py",
-            "script_args": ["build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "temp")],
+            "script_args": [
+                "build_ext",
+                "--inplace",
+                *("--build-temp", str(BUILD_DIR / "temp"), "--build-lib", str(BUILD_DIR / "lib")),
+            ],
         }
     )
     dist.parse_command_line()
