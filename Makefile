@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo console test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean chromium
+.PHONY: demo console test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean chromium mypyc mypyc-clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,15 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 	$(PY) bench/durability.py
 	$(PY) bench/latency.py
+
+# Optional, not part of demo/test/CI: compile memphis_core with mypyc, in place (extensions next to
+# the sources; needs a C compiler and the Python headers). Every importer then gets the compiled
+# core, tests included, until make mypyc-clean; rebuild after editing the core (docs/compiled.md).
+mypyc: $(STAMP)
+	$(PY) scripts/build_mypyc.py
+
+mypyc-clean:
+	$(PY) scripts/build_mypyc.py --clean
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis docs/_build

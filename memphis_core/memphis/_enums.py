@@ -82,7 +82,10 @@ def coerce_enum(enum_type: type[_E], value: object) -> _E:
         try:
             # Lower-cased for schema types too: the Go SDK compares them lower-cased, and the broker
             # stores the lower-case value (docs/protocol.md §8.1).
-            return enum_type(value.lower())
+            # Bound to a typed name first: the mypy run inside mypyc (the optional compiled
+            # build, docs/compiled.md) types the call as Any and refuses to return it.
+            member: _E = enum_type(value.lower())
+            return member
         except ValueError:
             pass
     raise LocalProtocolError(_UNKNOWN[enum_type])

@@ -134,7 +134,7 @@ class RoundRobin:
         return partitions[index]
 
 
-def _validate_number(number: int, partitions: Sequence[int], station: str) -> int:
+def _validate_number(number: object, partitions: Sequence[int], station: str) -> int:
     # docs/protocol.md §6.4: first a range check against the *count*, then membership in the
     # list. The two texts differ and users match on them, so keep both checks in this order.
     # ``bool`` is an ``int`` subclass: ``partition_number=True`` would otherwise read as 1.
@@ -192,6 +192,9 @@ def choose_partition(
     # so key and number are ignored, as the Go SDK ignores them.
     if not partitions:
         return None
+    # The number as given, for ``_validate_number``'s bool test: compiled with mypyc
+    # (docs/compiled.md), ``number`` narrowed to ``int`` below is unboxed, and ``True`` becomes 1.
+    given: object = number
     # Go uses "" and -1 as "unset"; here None is unset and "" keeps Go's meaning.
     # Checked before the one-partition shortcut, so the error does not depend on how many partitions
     # the station happens to have (docs/protocol.md §6.4).
@@ -201,12 +204,12 @@ def choose_partition(
         # Deliberately stricter than Go, which ignores a number on a one-partition station:
         # a number the station does not have is refused however many partitions it has.
         if number is not None:
-            _validate_number(number, partitions, station)
+            _validate_number(given, partitions, station)
         return partitions[0]
     if key:
         return partition_for_key(key, partitions)
     if number is not None:
-        return _validate_number(number, partitions, station)
+        return _validate_number(given, partitions, station)
     if msg_id:
         # JetStream de-duplicates per stream, and each partition is a stream: a retry sent round
         # robin to another partition would be stored again. Hashing the id sends every retry to

@@ -309,7 +309,7 @@ class ProduceOperation(Operation[PubAck]):
         return super().outcome()
 
 
-class Produce(ProduceMachine, ReplyHandler):
+class Produce(ProduceMachine):  # and so a ReplyHandler (see ProduceMachine)
     """Waits for one PubAck; keeps the producer's in-flight count and its async failures.
 
     A 503 (no stream leader, or no stream) is retried with backoff until ``deadline`` (the

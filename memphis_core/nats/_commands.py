@@ -196,7 +196,8 @@ def _header_block(header_block: bytes | bytearray | memoryview) -> bytes:
 
 def encode_hpub(
     subject: str,
-    header_block: bytes,
+    # bytes-like, as ``_header_block`` takes it (annotated so for mypyc, docs/compiled.md)
+    header_block: bytes | bytearray | memoryview,
     payload: bytes | bytearray | memoryview,
     reply: str | None = None,
 ) -> bytes:

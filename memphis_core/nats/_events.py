@@ -6,7 +6,7 @@ Messages for user subscriptions are delivered as the parser's own :class:`~._fra
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ._errors import MemphisError
 from ._frames import Msg
@@ -27,9 +27,11 @@ __all__ = [
 
 
 # Slotted classes with value equality instead of dataclasses: events are made per reply on the
-# produce and pull paths, and tests compare them by value.
+# produce and pull paths, and tests compare them by value. ``__slots__`` is annotated ClassVar so
+# that it stays readable on the class when mypyc compiles this module (docs/compiled.md): mypyc
+# drops an unannotated ``__slots__``, and ``__eq__``/``__repr__`` read it.
 class _Base:
-    __slots__ = ()
+    __slots__: ClassVar[tuple[str, ...]] = ()
 
     def __eq__(self, other: object) -> bool:
         slots: tuple[str, ...] = self.__slots__
@@ -48,7 +50,7 @@ class _Base:
 class TLSUpgradeRequired(_Base):
     """The server's INFO arrived; wrap the transport in TLS, then call ``tls_established()``."""
 
-    __slots__ = ("server_info",)
+    __slots__: ClassVar[tuple[str, ...]] = ("server_info",)
 
     def __init__(self, server_info: dict[str, Any]) -> None:
         self.server_info = server_info
@@ -60,7 +62,7 @@ class Connected(_Base):
     ``server`` is the ``(host, port)`` connected to (None for a session made without servers).
     """
 
-    __slots__ = ("reconnected", "server", "server_info")
+    __slots__: ClassVar[tuple[str, ...]] = ("reconnected", "server", "server_info")
 
     def __init__(
         self,
@@ -81,7 +83,7 @@ class Disconnected(_Base):
     (or that could not be dialled): by the time the event is read, the pool has moved on.
     """
 
-    __slots__ = ("error", "reconnect_at", "server")
+    __slots__: ClassVar[tuple[str, ...]] = ("error", "reconnect_at", "server")
 
     def __init__(
         self,
@@ -103,7 +105,7 @@ class ReconnectDue(_Base):
     session made without servers, whose frontend dials its own.
     """
 
-    __slots__ = ("attempt", "server")
+    __slots__: ClassVar[tuple[str, ...]] = ("attempt", "server")
 
     def __init__(self, attempt: int, server: tuple[str, int] | None = None) -> None:
         self.attempt = attempt
@@ -113,7 +115,7 @@ class ReconnectDue(_Base):
 class Closed(_Base):
     """Terminal. ``error`` is None after a user ``close()``; ``server`` the last one used."""
 
-    __slots__ = ("error", "server")
+    __slots__: ClassVar[tuple[str, ...]] = ("error", "server")
 
     def __init__(self, error: MemphisError | None, server: tuple[str, int] | None = None) -> None:
         self.error = error
@@ -123,7 +125,7 @@ class Closed(_Base):
 class ServerError(_Base):
     """A ``-ERR`` after the handshake that did not end the connection (e.g. a permissions error)."""
 
-    __slots__ = ("message",)
+    __slots__: ClassVar[tuple[str, ...]] = ("message",)
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -137,7 +139,7 @@ class ServerError(_Base):
 class ReplyReceived(_Base):
     """A reply for request ``token`` (made by ``owner``) arrived."""
 
-    __slots__ = ("msg", "owner", "token")
+    __slots__: ClassVar[tuple[str, ...]] = ("msg", "owner", "token")
 
     def __init__(self, token: int, msg: Msg, owner: object = None) -> None:
         self.token = token
@@ -148,7 +150,7 @@ class ReplyReceived(_Base):
 class RequestFailed(_Base):
     """Request ``token`` ended without a (further) reply: timeout, 503, connection lost."""
 
-    __slots__ = ("error", "owner", "token")
+    __slots__: ClassVar[tuple[str, ...]] = ("error", "owner", "token")
 
     def __init__(self, token: int, error: MemphisError, owner: object = None) -> None:
         self.token = token
@@ -159,7 +161,7 @@ class RequestFailed(_Base):
 class PingCompleted(_Base):
     """The server answered the PING of ``ping()`` number ``token``: it processed all before it."""
 
-    __slots__ = ("owner", "token")
+    __slots__: ClassVar[tuple[str, ...]] = ("owner", "token")
 
     def __init__(self, token: int, owner: object = None) -> None:
         self.token = token

@@ -37,7 +37,7 @@ class Info:
     """``INFO {json}``: the server's description of itself (a JSON object, parsed)."""
 
     __slots__ = ("fields",)
-    __match_args__ = ("fields",)
+    __match_args__: Final = ("fields",)
 
     def __init__(self, fields: dict[str, object]) -> None:
         self.fields = fields
@@ -79,7 +79,7 @@ class Msg:
         "status",
         "subject",
     )
-    __match_args__ = ("subject", "sid", "reply", "payload")
+    __match_args__: Final = ("subject", "sid", "reply", "payload")
 
     def __init__(
         self,
@@ -198,7 +198,7 @@ class Err:
     """``-ERR <message>``: a server error; ``message`` has its single quotes stripped."""
 
     __slots__ = ("message",)
-    __match_args__ = ("message",)
+    __match_args__: Final = ("message",)
 
     def __init__(self, message: str) -> None:
         self.message = message

@@ -201,7 +201,11 @@ class Parser:
                 then poisoned: every later call raises too. Any other exception is a bug.
         """
         if self._error is not None:
-            raise ParseError(f"parser failed earlier: {self._error}", []) from self._error
+            # ``__cause__`` set by hand rather than ``raise ... from``, here and below: the same
+            # chaining, and mypyc's compiled ``raise ... from`` drops the cause (docs/compiled.md).
+            again = ParseError(f"parser failed earlier: {self._error}", [])
+            again.__cause__ = self._error
+            raise again
         # One copy up front for bytearray and memoryview input: the parser's offsets and slices
         # assume an immutable buffer (see the module docstring), and frames must not change under
         # the caller.
@@ -219,7 +223,8 @@ class Parser:
             # into a protocol error would hide it behind a routine reconnect, and the fuzzers'
             # invariant "accepted, or RemoteProtocolError" could never fail.
             self._error = error = ParseError(str(exc), frames)
-            raise error from exc
+            error.__cause__ = exc
+            raise error  # noqa: B904 (chained by hand above)
         return frames
 
     def _resume(self, data: bytes, frames: list[Frame]) -> None:

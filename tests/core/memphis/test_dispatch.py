@@ -7,6 +7,7 @@ from memphis_core.nats._errors import MemphisError, RequestAbandonedError
 from memphis_core.nats._events import ReplyReceived, RequestFailed
 from memphis_core.nats._frames import Msg
 from memphis_core.nats._session import Session
+from tests.support.compiled import pure_only
 
 
 class _Recorder(ReplyHandler):
@@ -29,6 +30,7 @@ def _msg() -> Msg:
     return Msg("orders$1.final", 1, None, b"x")
 
 
+@pure_only
 def test_a_handler_finished_by_a_reply_hears_nothing_more_from_the_same_batch() -> None:
     # An abandoned pull's last message and the PONG that ends its abandon can come in one read:
     # the RequestFailed was queued before the reply made the handler finish.
@@ -42,6 +44,7 @@ def test_a_handler_finished_by_a_reply_hears_nothing_more_from_the_same_batch() 
     assert handler.seen == ["reply"]
 
 
+@pure_only
 def test_a_failure_reaches_a_handler_that_is_not_finished() -> None:
     handler = _Recorder()
     events = [RequestFailed(8, RequestAbandonedError("request abandoned"), handler)]

@@ -16,6 +16,7 @@ import pytest
 from memphis_core import RemoteProtocolError
 from memphis_core.nats import _parser
 from memphis_core.nats._parser import ParseError, Parser
+from tests.support.compiled import pure_only
 
 FUZZ = Path(__file__).resolve().parents[3] / "fuzz"
 
@@ -24,6 +25,7 @@ def _boom(line: bytes) -> object:
     raise IndexError("injected parser bug")
 
 
+@pure_only
 def test_injected_bug_propagates_from_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_parser.Parser, "_other", staticmethod(_boom))
     with pytest.raises(IndexError, match="injected"):
@@ -37,6 +39,7 @@ def test_protocol_errors_still_become_parse_errors() -> None:
     assert len(info.value.frames) == 1  # the PING before the bad line is handed out
 
 
+@pure_only
 def test_fuzz_harness_reports_an_injected_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("atheris")
     spec = importlib.util.spec_from_file_location("fuzz_parser_under_test", FUZZ / "fuzz_parser.py")

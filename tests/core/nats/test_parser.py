@@ -20,6 +20,7 @@ from memphis_core.nats._frames import (
 from memphis_core.nats._headers import Headers
 from memphis_core.nats._parser import ParseError, Parser
 from tests.support.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
+from tests.support.compiled import pure_only
 
 # Incomplete frames appended after a vector: they must stay buffered, and parse once completed.
 TRAILERS: list[tuple[bytes, bytes, list[Frame]]] = [
@@ -259,6 +260,11 @@ def test_max_payload_is_settable() -> None:
     assert parser.feed(b"MSG a 1 6\r\nhello!\r\n") == [Msg("a", 1, None, b"hello!")]
     with pytest.raises(LocalProtocolError):
         parser.max_payload = -1
+
+
+@pure_only
+def test_max_payload_of_the_wrong_type() -> None:
+    parser = Parser(max_payload=0)
     with pytest.raises(LocalProtocolError):
         parser.max_payload = "7"  # type: ignore[assignment]
 
@@ -275,9 +281,9 @@ def test_max_header_size() -> None:
     [
         {"max_control_line": 15},
         {"max_header_size": 0},
-        {"max_info_line": 1.5},
+        pytest.param({"max_info_line": 1.5}, marks=pure_only),
         {"max_payload": -1},
-        {"max_payload": None},
+        pytest.param({"max_payload": None}, marks=pure_only),
     ],
 )
 def test_constructor_validation(kwargs: dict[str, object]) -> None:
