@@ -185,12 +185,17 @@ class Driver:
 
     async def _crashed(self, exc: Exception) -> None:
         log_crash(exc)
+        if self.closed:
+            return  # nothing left to fail, and on_closed was called already
         # Fails the operations the core still holds, naming the cause.
-        if self.life.crash(exc) is None:
-            return  # closed already
-        self.kick()
-        self._new_transport()
-        self.notify()
+        closed = self.life.crash(exc)
+        if closed is not None:
+            # Announced like any close (on_closed(error) runs), then ``finish`` releases
+            # every waiter.
+            await self._dispatch([closed])
+        else:
+            self.notify()  # the Closed being dispatched elsewhere finishes; wake waiters now
+        # The task that broke may be the pump, which would have dropped the stream.
         await self.drop_transport()
 
     # ------------------------------------------------------------------ used by user tasks

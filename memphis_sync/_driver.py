@@ -418,8 +418,12 @@ class Driver:
         log_crash(exc)
         with self.lock:
             # Fails the operations the core still holds, naming the cause.
-            self.life.crash(exc)
+            closed = self.life.crash(exc)
             self.changed.notify_all()
+        if closed is not None:
+            # Announced like any close (on_closed(error) runs), then finished: whichever
+            # thread met the bug, the I/O thread may be the one that died of it.
+            self._dispatch([closed])
 
     # ------------------------------------------------------------------ socket plumbing
 
