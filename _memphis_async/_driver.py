@@ -209,7 +209,14 @@ class Driver:
         """
         if self.closed and not closed_ok:
             raise ConnectionClosedError.because(self.life.error)
-        result = fn(self.backend.monotonic())
+        try:
+            result = fn(self.backend.monotonic())
+        except Exception:
+            # A refused call may have queued bytes before raising (a produce refused by the
+            # schema queues its DLS report, docs/protocol.md §9.2): the pump writes them now,
+            # not at its next turn for another reason.
+            self.kick()
+            raise
         if kick:
             self.kick()
         return result

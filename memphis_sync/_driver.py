@@ -206,17 +206,24 @@ class Driver:
         with self.lock:
             if self.closed and not closed_ok:
                 raise ConnectionClosedError.because(self.life.error)
-            if kick or not timers:
-                # A kick wakes the I/O thread anyway, which then sleeps towards the new
-                # deadline: comparing deadlines here would cost more than the call (the async
-                # produce path).
-                result = fn(time.monotonic())
-                moved = False
-            else:
-                before = self.client.next_deadline()
-                result = fn(time.monotonic())
-                after = self.client.next_deadline()
-                moved = after is not None and (before is None or after < before)
+            try:
+                if kick or not timers:
+                    # A kick wakes the I/O thread anyway, which then sleeps towards the new
+                    # deadline: comparing deadlines here would cost more than the call (the
+                    # async produce path).
+                    result = fn(time.monotonic())
+                    moved = False
+                else:
+                    before = self.client.next_deadline()
+                    result = fn(time.monotonic())
+                    after = self.client.next_deadline()
+                    moved = after is not None and (before is None or after < before)
+            except Exception:
+                # A refused call may have queued bytes before raising (a produce refused by
+                # the schema queues its DLS report, docs/protocol.md §9.2): write them now,
+                # not at the I/O thread's next turn for another reason.
+                self.kick()
+                raise
         if kick or moved:
             self.kick()
         return result

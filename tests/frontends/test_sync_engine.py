@@ -218,3 +218,26 @@ def test_close_fails_waiting_calls_instead_of_hanging(own_broker: EmbeddedBroker
     assert isinstance(result[0], memphis_sync.MemphisError)
     with pytest.raises(memphis_sync.ConnectionClosedError):
         conn.create_producer("closing", "late")
+
+
+@pytest.mark.parametrize("async_produce", [False, True])
+def test_a_refused_produce_still_writes_its_schema_report_at_once(
+    broker: EmbeddedBroker, async_produce: bool
+) -> None:
+    # Review finding: a produce refused by the schema queues its DLS report before raising;
+    # the engine only wrote it at its next turn for another reason (a timer seconds later,
+    # or the next ping), since nothing woke it for a call that raised.
+    from tests.support.names import SCHEMAS
+
+    with connect(broker) as conn:
+        schema, station = unique("schema"), unique("st")
+        conn.create_schema(schema, memphis_sync.SchemaType.JSON, str(SCHEMAS / "test.schema.json"))
+        conn.create_station(station, schema_name=schema)
+        producer = conn.create_producer(station, "p")
+        with pytest.raises(memphis_sync.MemphisSchemaError):
+            producer.produce({"region": "no locality"}, async_produce=async_produce)
+        session = conn._client.session
+        deadline = time.monotonic() + 1.0  # the engine's turn takes milliseconds
+        while session._out and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not session._out, "the DLS report is still queued in the core"
