@@ -47,6 +47,7 @@ from _memphis_io import ConnectionCallbacks, connection_log, tls_context
 from _memphis_io._log import log_crash
 from memphis_core import (
     Client,
+    Closed,
     CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
@@ -170,6 +171,10 @@ class Driver:
         self.kick()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self._timeout + 1)
+        # The I/O thread may have stopped before taking the core's Closed event (it was past
+        # its dispatch when ``_stop`` was set): announce it here, so that on_closed runs. Only
+        # that one: the others ask for work (a ReconnectDue would dial) on a finished client.
+        self._dispatch([event for event in self._take_events() if isinstance(event, Closed)])
         self._mark_closed(None)
         self.drop_transport()
         self._callback_queue.put(None)  # after the on_closed queued above, if any

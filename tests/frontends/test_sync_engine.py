@@ -241,3 +241,24 @@ def test_a_refused_produce_still_writes_its_schema_report_at_once(
         while session._out and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not session._out, "the DLS report is still queued in the core"
+
+
+def test_on_closed_is_called_when_the_io_thread_ends_before_seeing_the_close(
+    broker: EmbeddedBroker,
+) -> None:
+    # Review finding: close() closes the core, then stops the I/O thread; an I/O thread
+    # that was between its dispatch and its loop check exited without taking the Closed
+    # event, and on_closed(None) was never called. The end state of that race: the I/O
+    # thread is gone before close() runs.
+    closed: list[object] = []
+    conn = connect(broker, on_closed=closed.append)
+    driver = conn._driver
+    driver._stop = True
+    driver.kick()
+    driver._thread.join(timeout=10)
+    assert not driver._thread.is_alive()
+    conn.close()
+    deadline = time.monotonic() + 10
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed == [None]
