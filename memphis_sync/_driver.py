@@ -117,6 +117,9 @@ class Driver:
         self.changed = threading.Condition(self.lock)
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()  # the one thread reading the socket holds it
+        # Held from taking the core's events to having acted on them (``_dispatch_events``).
+        # Reentrant: a failed dial, itself an action, dispatches the events it caused.
+        self._dispatch_lock = threading.RLock()
         # The transport and its generation change together, under ``lock``: a write prepared
         # for one transport must never go out on the next one.
         self._sock: socket.socket | None = None
@@ -174,7 +177,9 @@ class Driver:
         # The I/O thread may have stopped before taking the core's Closed event (it was past
         # its dispatch when ``_stop`` was set): announce it here, so that on_closed runs. Only
         # that one: the others ask for work (a ReconnectDue would dial) on a finished client.
-        self._dispatch([event for event in self._take_events() if isinstance(event, Closed)])
+        with self._dispatch_lock:
+            closed = [event for event in self._take_events() if isinstance(event, Closed)]
+            self._dispatch(closed)
         self._mark_closed(None)
         self.drop_transport()
         self._callback_queue.put(None)  # after the on_closed queued above, if any
@@ -293,10 +298,10 @@ class Driver:
                     # on the I/O thread: every waiter, this one included, gets it as the cause.
                     self._crashed(exc)
                     return False
-                self._dispatch(self._take_events())  # wakes every other waiter too
+                self._dispatch_events()  # wakes every other waiter too
                 self._send_pending()  # PONGs, acks queued by what we read
                 if not chunks[-1]:
-                    return False  # EOF: the I/O thread handles the disconnect
+                    return False  # EOF (its Disconnected was acted on above): hand back
             return True
         finally:
             with self.lock:
@@ -428,14 +433,15 @@ class Driver:
 
     def _crashed(self, exc: Exception) -> None:
         log_crash(exc)
-        with self.lock:
-            # Fails the operations the core still holds, naming the cause.
-            closed = self.life.crash(exc)
-            self.changed.notify_all()
-        if closed is not None:
-            # Announced like any close (on_closed(error) runs), then finished: whichever
-            # thread met the bug, the I/O thread may be the one that died of it.
-            self._dispatch([closed])
+        with self._dispatch_lock:  # the crash takes the core's events (see _dispatch_events)
+            with self.lock:
+                # Fails the operations the core still holds, naming the cause.
+                closed = self.life.crash(exc)
+                self.changed.notify_all()
+            if closed is not None:
+                # Announced like any close (on_closed(error) runs), then finished: whichever
+                # thread met the bug, the I/O thread may be the one that died of it.
+                self._dispatch([closed])
 
     # ------------------------------------------------------------------ socket plumbing
 
@@ -448,7 +454,7 @@ class Driver:
         except OSError as exc:
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
-            self._dispatch(self._take_events())
+            self._dispatch_events()
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Reads only happen when the selector says so; the timeout bounds writes, so a peer
@@ -531,6 +537,17 @@ class Driver:
             self.changed.notify_all()
         return events
 
+    def _dispatch_events(self) -> None:
+        """Take the core's events and act on them, as one step against any other thread's.
+
+        The I/O thread and a caller receiving its reply both dispatch. Taken apart, a caller
+        could take a Disconnected, the I/O thread then the ReconnectDue after it and dial,
+        and the caller's late ``drop_transport`` close the socket just dialled: actions must
+        run in the order the core emitted the events.
+        """
+        with self._dispatch_lock:
+            self._dispatch(self._take_events())
+
     def _dispatch(self, events: list[Any]) -> None:
         server = self.client.server_name
         for event in events:
@@ -596,7 +613,7 @@ class Driver:
             finally:
                 if reading:
                     self._read_lock.release()
-            self._dispatch(self._take_events())
+            self._dispatch_events()
             if self.closed:
                 break
 

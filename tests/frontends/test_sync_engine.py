@@ -262,3 +262,44 @@ def test_on_closed_is_called_when_the_io_thread_ends_before_seeing_the_close(
     while not closed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert closed == [None]
+
+
+def test_events_are_acted_on_in_the_order_the_core_emitted_them(
+    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: the I/O thread and a caller receiving its reply each took the core's
+    # events, then acted on them, unordered: a caller that took a Disconnected could drop the
+    # transport after the I/O thread had taken the next ReconnectDue and dialled, closing the
+    # new socket. Two batches taken one after the other must be acted on in that order.
+    conn = connect(broker)
+    driver = conn._driver
+    driver._stop = True  # the I/O thread would take the batches below itself
+    driver.kick()
+    driver._thread.join(timeout=10)
+    first, second = object(), object()
+    batches = [[first], [second]]
+    acted: list[object] = []
+    first_taken, second_acted = threading.Event(), threading.Event()
+
+    def dispatch(events: list[object]) -> None:
+        for event in events:
+            if event is first:
+                first_taken.set()
+                # Bounded: in order, the second batch cannot be acted on meanwhile.
+                second_acted.wait(timeout=0.5)
+            acted.append(event)
+            if event is second:
+                second_acted.set()
+
+    monkeypatch.setattr(driver, "_take_events", lambda: batches.pop(0) if batches else [])
+    monkeypatch.setattr(driver, "_dispatch", dispatch)
+    caller = threading.Thread(target=driver._dispatch_events)
+    caller.start()
+    assert first_taken.wait(timeout=10)
+    io_thread = threading.Thread(target=driver._dispatch_events)
+    io_thread.start()
+    caller.join(timeout=10)
+    io_thread.join(timeout=10)
+    assert acted == [first, second]
+    monkeypatch.undo()
+    conn.close()
