@@ -43,8 +43,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, tls_context
-from _memphis_io._log import log_crash
+from _memphis_io import ConnectionCallbacks, connection_log, log_crash, tls_context
 from memphis_core import (
     Client,
     Closed,
