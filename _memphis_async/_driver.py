@@ -55,6 +55,7 @@ from memphis_core import (
     Operation,
     react,
 )
+from memphis_core.memphis._engine import CLOSE_TIMEOUT
 
 from ._backend import Backend, Event, Spawner, Stream, Task
 
@@ -63,8 +64,6 @@ __all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 T = TypeVar("T")
 
 _READ_SIZE: Final = 65536
-#: How long ``close()`` lets tasks finish (last write, consume handlers) before cancelling them.
-CLOSE_TIMEOUT: Final = 10.0
 # The spawn token of the task running now, so that closing from inside a task (a consume handler
 # calling ``conn.close()``) does not wait for itself.
 _CURRENT: ContextVar[object] = ContextVar("memphis_task")

@@ -55,6 +55,7 @@ from memphis_core import (
     Operation,
     react,
 )
+from memphis_core.memphis._engine import CLOSE_TIMEOUT
 
 __all__ = ["CLOSE_TIMEOUT", "Driver", "Task", "refuse_coroutine"]
 
@@ -63,8 +64,6 @@ _READ_SIZE: Final = 65536
 # Seconds a leading caller polls before re-checking its operation, and at most how long the
 # I/O thread waits for a leader to hand the socket back.
 _LEAD_SLICE: Final = 0.05
-#: How long ``close()`` lets threads finish (consume handlers) beyond the drain timeout.
-CLOSE_TIMEOUT: Final = 10.0
 
 
 class Task:

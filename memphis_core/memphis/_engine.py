@@ -40,6 +40,7 @@ from ._operation import Operation
 
 __all__ = [
     "ACTIONS",
+    "CLOSE_TIMEOUT",
     "START_SLACK",
     "TRANSITIONS",
     "Engine",
@@ -55,6 +56,9 @@ R_co = TypeVar("R_co", covariant=True)
 #: Seconds ``start`` allows beyond the handshake timeouts of every given server: a safety net,
 #: the core's own handshake timer fires first.
 START_SLACK: Final = 1.0
+#: Seconds a close lets the engine's tasks or threads finish (the last write, consume handlers
+#: still running) beyond the drain timeout, before it stops waiting for them.
+CLOSE_TIMEOUT: Final = 10.0
 
 
 class Engine(Protocol[R_co]):
