@@ -490,6 +490,9 @@ class Driver:
             self.drop_transport()
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
+            # The I/O thread takes the events this caused on its next turn: make it come now
+            # (with no timer left, a failed first connect, it would sleep until start gives up).
+            self.kick()
             return
         with self.lock:
             # wrap_socket detached ``sock``: register the wrapper in its place.
