@@ -43,8 +43,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, tls_context
-from _memphis_io._log import log_crash
+from _memphis_io import ConnectionCallbacks, connection_log, log_crash, tls_context
 from memphis_core import (
     Client,
     Closed,
@@ -56,6 +55,7 @@ from memphis_core import (
     Operation,
     react,
 )
+from memphis_core.memphis._engine import CLOSE_TIMEOUT
 
 from ._backend import Backend, Event, Spawner, Stream, Task
 
@@ -64,8 +64,6 @@ __all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 T = TypeVar("T")
 
 _READ_SIZE: Final = 65536
-#: How long ``close()`` lets tasks finish (last write, consume handlers) before cancelling them.
-CLOSE_TIMEOUT: Final = 10.0
 # The spawn token of the task running now, so that closing from inside a task (a consume handler
 # calling ``conn.close()``) does not wait for itself.
 _CURRENT: ContextVar[object] = ContextVar("memphis_task")
@@ -185,12 +183,17 @@ class Driver:
 
     async def _crashed(self, exc: Exception) -> None:
         log_crash(exc)
+        if self.closed:
+            return  # nothing left to fail, and on_closed was called already
         # Fails the operations the core still holds, naming the cause.
-        if self.life.crash(exc) is None:
-            return  # closed already
-        self.kick()
-        self._new_transport()
-        self.notify()
+        closed = self.life.crash(exc)
+        if closed is not None:
+            # Announced like any close (on_closed(error) runs), then ``finish`` releases
+            # every waiter.
+            await self._dispatch([closed])
+        else:
+            self.notify()  # the Closed being dispatched elsewhere finishes; wake waiters now
+        # The task that broke may be the pump, which would have dropped the stream.
         await self.drop_transport()
 
     # ------------------------------------------------------------------ used by user tasks
@@ -204,7 +207,14 @@ class Driver:
         """
         if self.closed and not closed_ok:
             raise ConnectionClosedError.because(self.life.error)
-        result = fn(self.backend.monotonic())
+        try:
+            result = fn(self.backend.monotonic())
+        except Exception:
+            # A refused call may have queued bytes before raising (a produce refused by the
+            # schema queues its DLS report, docs/protocol.md §9.2): the pump writes them now,
+            # not at its next turn for another reason.
+            self.kick()
+            raise
         if kick:
             self.kick()
         return result

@@ -164,7 +164,7 @@ class Producer:
         # ``client.produce`` decides on its outcome.
         payload = client.serialize(state, message)
         if async_produce:
-            wait = client.backpressure(state)
+            wait = client.backpressure(state, payload)
             if wait is not None:
                 driver.kick()
                 await driver.wait_for(wait)

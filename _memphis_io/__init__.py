@@ -6,7 +6,7 @@ Private: import it only from ``memphis_sync``, ``_memphis_async`` and their test
 from __future__ import annotations
 
 from ._callbacks import ConnectionCallbacks, ErrorCallback, EventCallback
-from ._log import connection_log, log_event, server_name
+from ._log import connection_log, log_crash
 from ._tls import tls_context
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "ErrorCallback",
     "EventCallback",
     "connection_log",
-    "log_event",
-    "server_name",
+    "log_crash",
     "tls_context",
 ]

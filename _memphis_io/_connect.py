@@ -31,8 +31,9 @@ class ConnectArgs(ConnectKeywords, total=False):
     on_disconnected: ErrorCallback | None
     #: ``callback()`` once connected again after a loss (default None).
     on_reconnected: EventCallback | None
-    #: ``callback(error)`` when the connection closes for good (``None`` after a ``close()``;
-    #: default None).
+    #: ``callback(error)`` once, when the connection closes for good, whatever closed it
+    #: (``None`` after a ``close()``; the cause when reconnecting gave up or the engine met
+    #: an internal error; default None).
     on_closed: ErrorCallback | None
     #: ``callback(error)`` for a server ``-ERR`` that does not end the connection (default
     #: None).

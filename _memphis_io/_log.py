@@ -25,7 +25,7 @@ from memphis_core import (
 from memphis_core.nats._events import TransportEvent
 from memphis_core.nats._pool import server_name
 
-__all__ = ["connection_log", "log_crash", "log_event", "server_name"]
+__all__ = ["connection_log", "log_crash", "log_event"]
 
 # A library's loggers stay silent until the application configures logging: without this,
 # Python's last-resort handler would print our warnings on stderr.

@@ -43,10 +43,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from _memphis_io import ConnectionCallbacks, connection_log, tls_context
-from _memphis_io._log import log_crash
+from _memphis_io import ConnectionCallbacks, connection_log, log_crash, tls_context
 from memphis_core import (
     Client,
+    Closed,
     CloseIncompleteError,
     ConnectionClosedError,
     ConsumerError,
@@ -55,6 +55,7 @@ from memphis_core import (
     Operation,
     react,
 )
+from memphis_core.memphis._engine import CLOSE_TIMEOUT
 
 __all__ = ["CLOSE_TIMEOUT", "Driver", "Task", "refuse_coroutine"]
 
@@ -63,8 +64,6 @@ _READ_SIZE: Final = 65536
 # Seconds a leading caller polls before re-checking its operation, and at most how long the
 # I/O thread waits for a leader to hand the socket back.
 _LEAD_SLICE: Final = 0.05
-#: How long ``close()`` lets threads finish (consume handlers) beyond the drain timeout.
-CLOSE_TIMEOUT: Final = 10.0
 
 
 class Task:
@@ -116,6 +115,9 @@ class Driver:
         self.changed = threading.Condition(self.lock)
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()  # the one thread reading the socket holds it
+        # Held from taking the core's events to having acted on them (``_dispatch_events``).
+        # Reentrant: a failed dial, itself an action, dispatches the events it caused.
+        self._dispatch_lock = threading.RLock()
         # The transport and its generation change together, under ``lock``: a write prepared
         # for one transport must never go out on the next one.
         self._sock: socket.socket | None = None
@@ -170,6 +172,12 @@ class Driver:
         self.kick()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=self._timeout + 1)
+        # The I/O thread may have stopped before taking the core's Closed event (it was past
+        # its dispatch when ``_stop`` was set): announce it here, so that on_closed runs. Only
+        # that one: the others ask for work (a ReconnectDue would dial) on a finished client.
+        with self._dispatch_lock:
+            closed = [event for event in self._take_events() if isinstance(event, Closed)]
+            self._dispatch(closed)
         self._mark_closed(None)
         self.drop_transport()
         self._callback_queue.put(None)  # after the on_closed queued above, if any
@@ -206,17 +214,24 @@ class Driver:
         with self.lock:
             if self.closed and not closed_ok:
                 raise ConnectionClosedError.because(self.life.error)
-            if kick or not timers:
-                # A kick wakes the I/O thread anyway, which then sleeps towards the new
-                # deadline: comparing deadlines here would cost more than the call (the async
-                # produce path).
-                result = fn(time.monotonic())
-                moved = False
-            else:
-                before = self.client.next_deadline()
-                result = fn(time.monotonic())
-                after = self.client.next_deadline()
-                moved = after is not None and (before is None or after < before)
+            try:
+                if kick or not timers:
+                    # A kick wakes the I/O thread anyway, which then sleeps towards the new
+                    # deadline: comparing deadlines here would cost more than the call (the
+                    # async produce path).
+                    result = fn(time.monotonic())
+                    moved = False
+                else:
+                    before = self.client.next_deadline()
+                    result = fn(time.monotonic())
+                    after = self.client.next_deadline()
+                    moved = after is not None and (before is None or after < before)
+            except Exception:
+                # A refused call may have queued bytes before raising (a produce refused by
+                # the schema queues its DLS report, docs/protocol.md §9.2): write them now,
+                # not at the I/O thread's next turn for another reason.
+                self.kick()
+                raise
         if kick or moved:
             self.kick()
         return result
@@ -281,10 +296,10 @@ class Driver:
                     # on the I/O thread: every waiter, this one included, gets it as the cause.
                     self._crashed(exc)
                     return False
-                self._dispatch(self._take_events())  # wakes every other waiter too
+                self._dispatch_events()  # wakes every other waiter too
                 self._send_pending()  # PONGs, acks queued by what we read
                 if not chunks[-1]:
-                    return False  # EOF: the I/O thread handles the disconnect
+                    return False  # EOF (its Disconnected was acted on above): hand back
             return True
         finally:
             with self.lock:
@@ -416,10 +431,15 @@ class Driver:
 
     def _crashed(self, exc: Exception) -> None:
         log_crash(exc)
-        with self.lock:
-            # Fails the operations the core still holds, naming the cause.
-            self.life.crash(exc)
-            self.changed.notify_all()
+        with self._dispatch_lock:  # the crash takes the core's events (see _dispatch_events)
+            with self.lock:
+                # Fails the operations the core still holds, naming the cause.
+                closed = self.life.crash(exc)
+                self.changed.notify_all()
+            if closed is not None:
+                # Announced like any close (on_closed(error) runs), then finished: whichever
+                # thread met the bug, the I/O thread may be the one that died of it.
+                self._dispatch([closed])
 
     # ------------------------------------------------------------------ socket plumbing
 
@@ -432,7 +452,7 @@ class Driver:
         except OSError as exc:
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
-            self._dispatch(self._take_events())
+            self._dispatch_events()
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Reads only happen when the selector says so; the timeout bounds writes, so a peer
@@ -470,9 +490,9 @@ class Driver:
             self.drop_transport()
             with self.lock:
                 self.client.connection_failed(time.monotonic(), exc)
-            # At once, as a failed dial does: the I/O thread would otherwise sleep in select
-            # until the next timer before it saw the close, and ``start`` time out first.
-            self._dispatch(self._take_events())
+            # The I/O thread takes the events this caused on its next turn: make it come now
+            # (with no timer left, a failed first connect, it would sleep until start gives up).
+            self.kick()
             return
         with self.lock:
             # wrap_socket detached ``sock``: register the wrapper in its place.
@@ -517,6 +537,17 @@ class Driver:
             events = self.client.events()
             self.changed.notify_all()
         return events
+
+    def _dispatch_events(self) -> None:
+        """Take the core's events and act on them, as one step against any other thread's.
+
+        The I/O thread and a caller receiving its reply both dispatch. Taken apart, a caller
+        could take a Disconnected, the I/O thread then the ReconnectDue after it and dial,
+        and the caller's late ``drop_transport`` close the socket just dialled: actions must
+        run in the order the core emitted the events.
+        """
+        with self._dispatch_lock:
+            self._dispatch(self._take_events())
 
     def _dispatch(self, events: list[Any]) -> None:
         server = self.client.server_name
@@ -583,7 +614,7 @@ class Driver:
             finally:
                 if reading:
                     self._read_lock.release()
-            self._dispatch(self._take_events())
+            self._dispatch_events()
             if self.closed:
                 break
 

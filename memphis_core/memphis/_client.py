@@ -661,11 +661,19 @@ class Client:
         return self._producers.produce(producer, payload, opts, now)
 
     @staticmethod
-    def backpressure(producer: ProducerState) -> Callable[[], bool] | None:
+    def backpressure(
+        producer: ProducerState, payload: bytes | SchemaValidationError
+    ) -> Callable[[], bool] | None:
         """None when an async produce of ``producer`` may go on now; else the condition to
         wait for first (half of the in-flight window free again: waking at one free slot
-        would wake per acknowledgement, docs/protocol.md §13.1)."""
-        return (lambda: producer.window_drained) if producer.window_full else None
+        would wake per acknowledgement, docs/protocol.md §13.1).
+
+        ``payload`` is what :meth:`serialize` returned: a schema failure takes no slot and
+        waits for none, :meth:`produce` refuses it (and reports it) at once.
+        """
+        if isinstance(payload, SchemaValidationError) or not producer.window_full:
+            return None
+        return lambda: producer.window_drained
 
     @staticmethod
     def take_failures(producer: ProducerState) -> AsyncProduceError | None:

@@ -40,6 +40,7 @@ from ._operation import Operation
 
 __all__ = [
     "ACTIONS",
+    "CLOSE_TIMEOUT",
     "START_SLACK",
     "TRANSITIONS",
     "Engine",
@@ -55,6 +56,9 @@ R_co = TypeVar("R_co", covariant=True)
 #: Seconds ``start`` allows beyond the handshake timeouts of every given server: a safety net,
 #: the core's own handshake timer fires first.
 START_SLACK: Final = 1.0
+#: Seconds a close lets the engine's tasks or threads finish (the last write, consume handlers
+#: still running) beyond the drain timeout, before it stops waiting for them.
+CLOSE_TIMEOUT: Final = 10.0
 
 
 class Engine(Protocol[R_co]):
@@ -238,10 +242,15 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ crash
 
-    def crash(self, exc: BaseException) -> MemphisError | None:
+    def crash(self, exc: BaseException) -> Closed | None:
         """The engine met a bug (``exc``): close the client with an error naming it, so that
-        every operation the core holds fails with it as the cause. Returns that error, or None
-        if the connection was closed already (then nothing changes).
+        every operation the core holds fails with it as the cause.
+
+        Returns:
+            the ``Closed`` event the engine dispatches like any other (announced, so that
+            ``on_closed(error)`` runs, then :func:`react`: ``finish``), or None if there is
+            nothing to dispatch: the connection was closed already, or the core's own
+            ``Closed`` was taken before the crash and is being dispatched (it finishes).
 
         The phase moves first: if the core is what broke, closing it may break again, and the
         engine must still release its waiters (they raise :attr:`error`).
@@ -250,9 +259,12 @@ class Lifecycle:
             return None
         self._move(Step.CRASHED)
         self.error = error = MemphisError(f"memphis: internal error: {exc!r}")
-        # A second failure while closing is dropped: the crash being reported is the one that
-        # matters, and the engine releases its waiters with ``error`` either way.
+        # If closing breaks too, the engine still announces the close it made itself: the
+        # crash being reported is the one that matters, and on_closed must hear of it.
+        closed: Closed | None = Closed(error)
         with contextlib.suppress(Exception):
             self.client.close(error)
-            self.client.events()  # the Closed event: the engine has finished already
-        return error
+            # Only the Closed event: the transport is dropped by ``finish``, and a crash is
+            # not a disconnect to announce.
+            closed = next((e for e in self.client.events() if isinstance(e, Closed)), None)
+        return closed

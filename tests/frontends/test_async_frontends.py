@@ -146,6 +146,34 @@ def test_async_produce_window_applies_backpressure(lib: Lib, broker: EmbeddedBro
     lib.run(body)
 
 
+@pytest.mark.parametrize("async_produce", [False, True])
+def test_a_refused_produce_still_writes_its_schema_report_at_once(
+    lib: Lib, broker: EmbeddedBroker, async_produce: bool
+) -> None:
+    # Review finding: a produce refused by the schema queues its DLS report before raising;
+    # the pump only wrote it at its next turn for another reason (a timer seconds later, or
+    # the next ping), since nothing woke it for a call that raised.
+    from tests.support.names import SCHEMAS
+
+    async def body() -> None:
+        async with connect(lib, broker) as conn:
+            schema, station = unique("schema"), unique("st")
+            await conn.create_schema(
+                schema, lib.memphis.SchemaType.JSON, str(SCHEMAS / "test.schema.json")
+            )
+            await conn.create_station(station, schema_name=schema)
+            producer = await conn.create_producer(station, "p")
+            with pytest.raises(lib.memphis.MemphisSchemaError):
+                await producer.produce({"region": "no locality"}, async_produce=async_produce)
+            session = conn._client.session
+            deadline = time.monotonic() + 1.0  # the pump's turn takes milliseconds
+            while session._out and time.monotonic() < deadline:
+                await lib.sleep(0.01)
+            assert not session._out, "the DLS report is still queued in the core"
+
+    lib.run(body)
+
+
 def test_async_for_yields_and_gives_back_the_rest(lib: Lib, broker: EmbeddedBroker) -> None:
     async def body() -> None:
         async with connect(lib, broker) as conn:

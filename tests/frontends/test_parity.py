@@ -114,6 +114,29 @@ def test_an_internal_error_closes_the_connection_with_a_memphis_error(
         producer.produce(b"x")  # its PubAck is the next read: the engine breaks on it
 
 
+def test_an_internal_error_calls_on_closed_once_with_the_error(
+    connect: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: once the engine policy took the core's events after a crash, on_closed
+    # was never called (memphis_sync used to call it, the async engines never did): a user
+    # relying on it to learn that the connection died heard nothing.
+    closed: list[BaseException | None] = []
+    conn = connect(on_closed=closed.append)
+    producer = conn.create_producer(unique("st"), "p")
+
+    def broken(self: memphis_core.Client, data: bytes, now: float) -> None:
+        raise IndexError("engine bug")
+
+    monkeypatch.setattr(memphis_core.Client, "receive_data", broken)
+    with pytest.raises(Exception, match="internal error"):
+        producer.produce(b"x")
+    wait_until(lambda: closed, timeout=10, what="on_closed after the engine broke")
+    conn.close()
+    assert len(closed) == 1
+    assert isinstance(closed[0], memphis_core.MemphisError)
+    assert "engine bug" in str(closed[0])
+
+
 def test_waiting_on_a_connection_that_closes_raises_connection_closed(
     connect: Callable[..., Any], frontend: Frontend
 ) -> None:

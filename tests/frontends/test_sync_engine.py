@@ -218,3 +218,88 @@ def test_close_fails_waiting_calls_instead_of_hanging(own_broker: EmbeddedBroker
     assert isinstance(result[0], memphis_sync.MemphisError)
     with pytest.raises(memphis_sync.ConnectionClosedError):
         conn.create_producer("closing", "late")
+
+
+@pytest.mark.parametrize("async_produce", [False, True])
+def test_a_refused_produce_still_writes_its_schema_report_at_once(
+    broker: EmbeddedBroker, async_produce: bool
+) -> None:
+    # Review finding: a produce refused by the schema queues its DLS report before raising;
+    # the engine only wrote it at its next turn for another reason (a timer seconds later,
+    # or the next ping), since nothing woke it for a call that raised.
+    from tests.support.names import SCHEMAS
+
+    with connect(broker) as conn:
+        schema, station = unique("schema"), unique("st")
+        conn.create_schema(schema, memphis_sync.SchemaType.JSON, str(SCHEMAS / "test.schema.json"))
+        conn.create_station(station, schema_name=schema)
+        producer = conn.create_producer(station, "p")
+        with pytest.raises(memphis_sync.MemphisSchemaError):
+            producer.produce({"region": "no locality"}, async_produce=async_produce)
+        session = conn._client.session
+        deadline = time.monotonic() + 1.0  # the engine's turn takes milliseconds
+        while session._out and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not session._out, "the DLS report is still queued in the core"
+
+
+def test_on_closed_is_called_when_the_io_thread_ends_before_seeing_the_close(
+    broker: EmbeddedBroker,
+) -> None:
+    # Review finding: close() closes the core, then stops the I/O thread; an I/O thread
+    # that was between its dispatch and its loop check exited without taking the Closed
+    # event, and on_closed(None) was never called. The end state of that race: the I/O
+    # thread is gone before close() runs.
+    closed: list[object] = []
+    conn = connect(broker, on_closed=closed.append)
+    driver = conn._driver
+    driver._stop = True
+    driver.kick()
+    driver._thread.join(timeout=10)
+    assert not driver._thread.is_alive()
+    conn.close()
+    deadline = time.monotonic() + 10
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed == [None]
+
+
+def test_events_are_acted_on_in_the_order_the_core_emitted_them(
+    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review finding: the I/O thread and a caller receiving its reply each took the core's
+    # events, then acted on them, unordered: a caller that took a Disconnected could drop the
+    # transport after the I/O thread had taken the next ReconnectDue and dialled, closing the
+    # new socket. Two batches taken one after the other must be acted on in that order.
+    conn = connect(broker)
+    driver = conn._driver
+    driver._stop = True  # the I/O thread would take the batches below itself
+    driver.kick()
+    driver._thread.join(timeout=10)
+    first, second = object(), object()
+    batches = [[first], [second]]
+    acted: list[object] = []
+    first_taken, second_acted = threading.Event(), threading.Event()
+
+    def dispatch(events: list[object]) -> None:
+        for event in events:
+            if event is first:
+                first_taken.set()
+                # Bounded: in order, the second batch cannot be acted on meanwhile.
+                second_acted.wait(timeout=0.5)
+            acted.append(event)
+            if event is second:
+                second_acted.set()
+
+    monkeypatch.setattr(driver, "_take_events", lambda: batches.pop(0) if batches else [])
+    monkeypatch.setattr(driver, "_dispatch", dispatch)
+    caller = threading.Thread(target=driver._dispatch_events)
+    caller.start()
+    assert first_taken.wait(timeout=10)
+    io_thread = threading.Thread(target=driver._dispatch_events)
+    io_thread.start()
+    caller.join(timeout=10)
+    io_thread.join(timeout=10)
+    assert acted == [first, second]
+    monkeypatch.undo()
+    conn.close()

@@ -185,7 +185,10 @@ def test_a_crash_closes_the_client_with_an_error_naming_it_once() -> None:
     life = Lifecycle(script.client)
     life.start_failure()
     waiting = script.client.ping()
-    error = life.crash(ValueError("bug"))
+    closed = life.crash(ValueError("bug"))
+    # The core's Closed event, for the engine to dispatch (on_closed(error), then finish).
+    assert isinstance(closed, Closed)
+    error = closed.error
     assert error is not None
     assert "memphis: internal error: ValueError('bug')" in str(error)
     assert life.closed
@@ -196,6 +199,38 @@ def test_a_crash_closes_the_client_with_an_error_naming_it_once() -> None:
     assert waiting.error.__cause__ is error
     assert life.crash(ValueError("later")) is None
     assert life.error is error
+
+
+def test_a_crash_whose_close_breaks_still_gives_a_closed_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # If the core is what broke, its close may break too: the engine must still announce
+    # the close (on_closed) and release its waiters, with the crash as the error.
+    script = connected()
+    life = Lifecycle(script.client)
+    life.start_failure()
+
+    def broken(error: MemphisError | None = None) -> None:
+        raise IndexError("close broke")
+
+    monkeypatch.setattr(script.client, "close", broken)
+    closed = life.crash(ValueError("bug"))
+    assert isinstance(closed, Closed)
+    assert closed.error is life.error
+    assert "ValueError('bug')" in str(closed.error)
+    assert life.closed
+
+
+def test_a_crash_after_the_core_closed_leaves_its_closed_event_to_whoever_took_it() -> None:
+    # The core's Closed was taken (and is being dispatched) before the engine crashed:
+    # dispatching another would call on_closed twice.
+    script = connected()
+    life = Lifecycle(script.client)
+    life.start_failure()
+    script.client.close(MemphisError("server gone"))
+    assert any(isinstance(e, Closed) for e in script.client.events())
+    assert life.crash(ValueError("bug")) is None
+    assert life.closed
 
 
 def test_the_first_close_reason_is_kept() -> None:

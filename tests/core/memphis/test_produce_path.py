@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from memphis_core import CloseIncompleteError, RemoteProtocolError, produce_options
+from memphis_core import (
+    CloseIncompleteError,
+    RemoteProtocolError,
+    SchemaValidationError,
+    produce_options,
+)
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
 from tests.support.scripted_broker import Script, Sent, connected, producer
@@ -185,3 +190,18 @@ def test_a_malformed_pub_ack_fails_an_async_produce_for_its_handle_and_for_flush
     failures = prod.take_failures()
     assert failures is not None
     assert [f.position for f in failures.failures] == [1]
+
+
+def test_a_message_refused_by_the_schema_waits_for_no_window_slot() -> None:
+    # Review finding: once the schema failure was decided inside ``Client.produce``, an async
+    # produce of an invalid message first waited for half of a full window to drain, only to
+    # be refused afterwards (and not at all, its DLS report lost, if the connection closed
+    # meanwhile). It takes no slot: nothing should hold it back.
+    script = connected()
+    state = producer(script)
+    opts = produce_options(async_produce=True)
+    while not state.window_full:
+        script.client.produce(state, b"x", opts, script.now)
+    assert script.client.backpressure(state, b"next") is not None
+    refused = SchemaValidationError("'locality' is a required property", b"{}")
+    assert script.client.backpressure(state, refused) is None

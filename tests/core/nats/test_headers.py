@@ -11,8 +11,8 @@ from memphis_core.nats._headers import (
     parse_header_block,
     parse_status_line,
 )
-from tests.support.wire_vectors import HEADER_INVALID, HEADER_VALID
 from tests.support.compiled import pure_only
+from tests.support.wire_vectors import HEADER_INVALID, HEADER_VALID
 
 # ---------------------------------------------------------------- Headers
 

@@ -19,8 +19,8 @@ from memphis_core.nats._frames import (
 )
 from memphis_core.nats._headers import Headers
 from memphis_core.nats._parser import ParseError, Parser
-from tests.support.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
 from tests.support.compiled import pure_only
+from tests.support.wire_vectors import PARSER_INVALID, PARSER_VALID, encode_frames
 
 # Incomplete frames appended after a vector: they must stay buffered, and parse once completed.
 TRAILERS: list[tuple[bytes, bytes, list[Frame]]] = [
