@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 import memphis_sync
+from memphis_core.memphis._options import STATION_DEFAULTS
 
 from . import _bench, _commands
 from ._connection import add_connection_flags, connection_settings
@@ -22,7 +23,6 @@ __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace, dict[str, Any]], int]
 
-_STATION_DEFAULTS: Final = inspect.signature(memphis_sync.Connection.create_station).parameters
 
 _EPILOG: Final = (
     "Connection flags (--host, --username, --connection-token, --password, ...) are accepted "
@@ -59,7 +59,8 @@ def _leaf(
 
 
 def _station_default(name: str) -> Any:
-    return _STATION_DEFAULTS[name].default
+    # The one table of create_station's defaults, beside the options' declaration.
+    return STATION_DEFAULTS[name]  # type: ignore[literal-required]
 
 
 def _add_station(sub: Any) -> None:

@@ -1,20 +1,21 @@
 """Connection flags: the parameters of ``memphis_sync.connect()``, each also read from MEMPHIS_*.
 
-The defaults are read from ``connect()``'s own signature, so the CLI cannot drift from the
-library; ``host`` and ``username`` have none there and get the quickstart's ``localhost`` and
+The defaults are read from the table ``connect()`` applies (``CONNECT_DEFAULTS``, beside the
+options' one declaration), so the CLI cannot drift from the library; ``host`` and ``username``
+have none there and get the quickstart's ``localhost`` and
 ``root``. Precedence: a flag on the command line, then the environment variable, then the default.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import memphis_sync
+from memphis_core.memphis._options import CONNECT_DEFAULTS
 
 from ._errors import USAGE, CliError
 
@@ -26,11 +27,9 @@ __all__ = [
     "open_connection",
 ]
 
-_SIGNATURE: Final = inspect.signature(memphis_sync.connect).parameters
-
-
 def _connect_default(name: str) -> Any:
-    return _SIGNATURE[name].default
+    # The one table of connect's defaults (its options are declared once, in the core).
+    return CONNECT_DEFAULTS[name]  # type: ignore[literal-required]
 
 
 def _bool(text: str) -> bool:

@@ -178,7 +178,8 @@ class ConnectKeywords(TypedDict, total=False):
 
 
 _CONNECT_KEYS: Final = _keys(ConnectKeywords)
-_CONNECT_DEFAULTS: Final[ConnectKeywords] = {
+#: What ``connect`` applies for each option left out (the ``memphis`` command shows them too).
+CONNECT_DEFAULTS: Final[ConnectKeywords] = {
     "connection_token": None,
     "password": None,
     "account_id": 1,
@@ -301,7 +302,7 @@ def connect_options(
             ``tls://`` server without ``tls=``.
     """
     check_keywords("connect", options, _CONNECT_KEYS)
-    given: ConnectKeywords = {**_CONNECT_DEFAULTS, **options}
+    given: ConnectKeywords = {**CONNECT_DEFAULTS, **options}
     connection_token, password = given["connection_token"], given["password"]
     tls_files = _tls(given["tls"])
     port = check_int(given["port"], "port")
@@ -385,7 +386,8 @@ class StationKeywords(TypedDict, total=False):
 
 
 _STATION_KEYS: Final = _keys(StationKeywords)
-_STATION_DEFAULTS: Final[StationKeywords] = {
+#: What ``create_station`` applies for each option left out (the ``memphis`` command too).
+STATION_DEFAULTS: Final[StationKeywords] = {
     "retention_type": RetentionType.MAX_MESSAGE_AGE_SECONDS,
     "retention_value": 3600,
     "storage_type": StorageType.DISK,
@@ -441,7 +443,7 @@ def station_options(name: str, **options: Unpack[StationKeywords]) -> StationOpt
             hours``), partitions out of 1..10000 (broker text), wrong argument types.
     """
     check_keywords("create_station", options, _STATION_KEYS)
-    given: StationKeywords = {**_STATION_DEFAULTS, **options}
+    given: StationKeywords = {**STATION_DEFAULTS, **options}
     name = checked_name(name, "Station", "station name")
     retention = coerce_enum(RetentionType, given["retention_type"])
     value = check_int(given["retention_value"], "retention_value")

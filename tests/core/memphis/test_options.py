@@ -484,8 +484,8 @@ def test_fetch_options() -> None:
 
 # Each declaration with a defaults table, and that table.
 DECLARED_DEFAULTS: list[tuple[type, object]] = [
-    (_options.ConnectKeywords, _options._CONNECT_DEFAULTS),
-    (_options.StationKeywords, _options._STATION_DEFAULTS),
+    (_options.ConnectKeywords, _options.CONNECT_DEFAULTS),
+    (_options.StationKeywords, _options.STATION_DEFAULTS),
     (_options.ConsumerKeywords, _options._CONSUMER_DEFAULTS),
 ]
 
