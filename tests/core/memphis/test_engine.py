@@ -36,6 +36,7 @@ from memphis_core.memphis._engine import (
     Step,
     transition,
 )
+from tests.support.compiled import pure_only
 from tests.support.scripted_broker import Script, connected, consumer, producer
 from tests.support.state_tables import check_cell, every_cell, reachable
 
@@ -110,6 +111,7 @@ def test_events_that_ask_nothing_call_nothing() -> None:
     assert engine.calls == []
 
 
+@pure_only
 def test_react_refuses_what_is_not_a_client_event() -> None:
     with pytest.raises(LocalProtocolError, match="not a client event"):
         react("Closed", Recorder())  # type: ignore[arg-type]
@@ -201,6 +203,7 @@ def test_a_crash_closes_the_client_with_an_error_naming_it_once() -> None:
     assert life.error is error
 
 
+@pure_only
 def test_a_crash_whose_close_breaks_still_gives_a_closed_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
