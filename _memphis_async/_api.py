@@ -1,6 +1,7 @@
-"""The public classes of memphis_trio and memphis_asyncio, listed once: both frontends re-export
-this module whole, next to their own ``connect`` (``tests/frontends/test_api_parity.py`` checks
-that memphis_sync exports the same names)."""
+# memphis_sync/_api.py is generated from this file: run scripts/unasync.py after an edit.
+"""The public classes of a frontend, listed once: each frontend re-exports this module whole,
+next to its own ``connect`` (``tests/frontends/test_api_parity.py`` checks that the three
+export the same names)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ __all__ = [
     "open_connection",
 ]
 
+
 def _connect_default(name: str) -> Any:
     # The one table of connect's defaults (its options are declared once, in the core).
     return CONNECT_DEFAULTS[name]  # type: ignore[literal-required]

@@ -12,7 +12,13 @@ from memphis_core import Client
 from ._connection import Connection
 from ._driver import Driver
 
-__all__ = ["connect"]
+__all__ = ["Connecting", "connect"]
+
+#: What :func:`connect` returns. In the async frontends it is an object to ``await`` or to use
+#: in ``async with``; in this blocking one, the :class:`Connection` itself (use it in ``with``,
+#: or call ``close()``). The name exists so that code annotated for one frontend reads the same
+#: in all three.
+Connecting = Connection
 
 
 def connect(host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]) -> Connection:

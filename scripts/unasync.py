@@ -44,7 +44,7 @@ from typing import Final
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "_memphis_async"
 TARGET = ROOT / "memphis_sync"
-FILES = ("_connection.py", "_consumer.py", "_producer.py")
+FILES = ("_api.py", "_connection.py", "_consumer.py", "_producer.py")
 
 #: Line 1 of each async source, and what it becomes in the generated file.
 MARKER: Final = (
