@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
@@ -83,7 +83,10 @@ class ConnectFunction(Protocol):
     """The type of ``memphis_trio.connect`` / ``memphis_asyncio.connect``."""
 
     def __call__(
-        self, host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
+        self,
+        host: str | Sequence[str],
+        username: str,
+        **options: Unpack[ConnectArgs[Awaitable[None] | None]],
     ) -> Connecting:
         """Connect to a Memphis broker: ``async with connect(...) as conn`` or
         ``conn = await connect(...)``.
@@ -109,7 +112,9 @@ def make_connect(backend: Backend) -> ConnectFunction:
     """``connect`` for one backend (the frontends' only glue besides the backend itself)."""
 
     def connect(
-        host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]
+        host: str | Sequence[str],
+        username: str,
+        **options: Unpack[ConnectArgs[Awaitable[None] | None]],
     ) -> Connecting:
         return Connecting(backend, *connect_arguments(host, username, options))
 

@@ -9,39 +9,46 @@ callbacks below.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
-from memphis_core import connect_options
+from memphis_core import MemphisError, connect_options
 from memphis_core.memphis._options import ConnectKeywords, ConnectOptions
 
-from ._callbacks import ConnectionCallbacks, ErrorCallback, EventCallback
+from ._callbacks import ConnectionCallbacks
 
 __all__ = ["ConnectArgs", "connect_arguments"]
 
+#: What a callback returns: ``None`` in memphis_sync (``ConnectArgs[None]``), also an
+#: awaitable in the async frontends.
+R = TypeVar("R")
 
-class ConnectArgs(ConnectKeywords, total=False):
+
+class ConnectArgs(ConnectKeywords, Generic[R], total=False):
     """The keyword options of ``connect(host, username, **options)``: those of
     :class:`ConnectKeywords` and the connection callbacks (nats-py's ``disconnected_cb`` and
     friends).
 
     Callbacks never run on the I/O path; each frontend's ``connect`` says where they run.
+    The type parameter is what a callback may return, so that a type checker refuses a
+    coroutine function where the blocking frontend could never await it.
     """
 
     #: ``callback(error)`` when the connection to a server is lost (default None).
-    on_disconnected: ErrorCallback | None
+    on_disconnected: Callable[[MemphisError | None], R] | None
     #: ``callback()`` once connected again after a loss (default None).
-    on_reconnected: EventCallback | None
+    on_reconnected: Callable[[], R] | None
     #: ``callback(error)`` once, when the connection closes for good, whatever closed it
     #: (``None`` after a ``close()``; the cause when reconnecting gave up or the engine met
     #: an internal error; default None).
-    on_closed: ErrorCallback | None
+    on_closed: Callable[[MemphisError | None], R] | None
     #: ``callback(error)`` for a server ``-ERR`` that does not end the connection (default
     #: None).
-    on_error: ErrorCallback | None
+    on_error: Callable[[MemphisError | None], R] | None
 
 
 def connect_arguments(
-    host: str | Sequence[str], username: str, options: ConnectArgs
+    host: str | Sequence[str], username: str, options: ConnectArgs[Any]
 ) -> tuple[ConnectOptions, ConnectionCallbacks]:
     """``connect``'s arguments checked: the core's options and the callbacks.
 

@@ -21,7 +21,9 @@ __all__ = ["Connecting", "connect"]
 Connecting = Connection
 
 
-def connect(host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs]) -> Connection:
+def connect(
+    host: str | Sequence[str], username: str, **options: Unpack[ConnectArgs[None]]
+) -> Connection:
     """Connect to a Memphis broker and return the open connection; use it as ``with
     memphis.connect(...) as conn:``, which closes it at the end of the block.
 

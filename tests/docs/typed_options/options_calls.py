@@ -15,8 +15,17 @@ import memphis_sync
 import memphis_trio
 
 
+async def a_coroutine_callback(error: memphis_sync.MemphisError | None) -> None:
+    del error
+
+
 def blocking(conn: memphis_sync.Connection) -> None:
     memphis_sync.connect("h1:4222,h2:4222", "root", connection_token="t", port=1, on_error=print)
+    # A coroutine function could never be awaited by the blocking frontend (it also raises
+    # TypeError at run time): refused by the type checker as well.
+    memphis_sync.connect("h", "root", on_closed=a_coroutine_callback)  # type: ignore[arg-type]
+    consumer_ = conn.create_consumer("s", "c", error_handler=lambda c, e: None)
+    consumer_.consume(a_coroutine_handler)  # type: ignore[arg-type]
     memphis_sync.connect("h", "root", token="t")  # type: ignore[call-arg]
     memphis_sync.connect("h", "root", password="p", port="1")  # type: ignore[arg-type]
     conn.create_station("s", retention_type="messages", partitions_number=2)
@@ -40,7 +49,13 @@ def blocking(conn: memphis_sync.Connection) -> None:
     del messages, ack, handle
 
 
+async def a_coroutine_handler(message: memphis_sync.Message) -> None:
+    del message
+
+
 async def trio_calls(conn: memphis_trio.Connection) -> None:
+    async with memphis_trio.connect("h", "root", password="p", on_closed=a_coroutine_callback):
+        pass
     async with memphis_trio.connect("h", "root", password="p", reconnect=False) as other:
         await other.create_station("s", storage_type=memphis_trio.StorageType.MEMORY)
     await memphis_trio.connect("h", "root", pasword="p")  # type: ignore[call-arg]
