@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -24,6 +22,7 @@ import nats
 import pytest
 
 from memphis_broker import ControlPlane
+from memphis_broker._server import kill_process, stop_process
 from tests.support.control_client import Client
 from tests.support.nats_server import free_ports, nats_server_binary, wait_for_port
 from tests.support.waits import poll
@@ -138,20 +137,14 @@ class Cluster:
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            kill_process(proc)
         self.procs[i] = None
 
     def stop(self) -> None:
         for i, proc in enumerate(self.procs):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc is not None:
+                stop_process(proc, 10)
             self.procs[i] = None
 
     def __enter__(self) -> Cluster:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
+from memphis_broker._server import stop_process
+
 __all__ = ["Launcher", "launcher", "run_cli"]
 
 
@@ -92,13 +94,7 @@ class Launcher:
         """Stop the launcher: SIGTERM first, so that it stops the nats-servers it started
         (they run in their own sessions and would outlive a SIGKILLed launcher), then SIGKILL
         if it has not exited within 30 s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
+        stop_process(self.proc, 30)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -7,9 +7,7 @@ port and store, which is what the reconnect tests need.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from memphis_broker._server import free_port, free_ports
+from memphis_broker._server import free_port, free_ports, kill_process, stop_process
 
 __all__ = ["NatsServer", "free_port", "free_ports", "nats_server_binary", "wait_for_port"]
 
@@ -106,19 +104,13 @@ class NatsServer:
 
     def kill(self) -> None:
         """kill -9: no clean shutdown, what a crash looks like to clients."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            kill_process(self.process)
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 10)
         self.process = None
 
     def __enter__(self) -> NatsServer:
