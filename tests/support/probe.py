@@ -23,7 +23,7 @@ from memphis_broker._dls import list_dls, resend
 from memphis_broker._store import key as store_key
 from memphis_core.memphis._names import internal_name
 
-__all__ = ["BrokerProbe", "Recorder", "connections"]
+__all__ = ["BrokerProbe", "Recorder", "connections", "destroy_elsewhere", "orphaned_producer"]
 
 T = TypeVar("T")
 
@@ -250,3 +250,21 @@ def connections(
     for conn in opened:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def destroy_elsewhere(connect: Callable[..., Any], station: str) -> None:
+    """Destroy ``station`` from a connection of its own that ``connect`` opens, behind the
+    backs of the others: their producers' next produce finds no stream."""
+    other = connect()
+    other.destroy_station(station)
+    other.close()
+
+
+def orphaned_producer(connect: Callable[..., Any], station: str) -> tuple[Any, Any]:
+    """A connection and its producer on ``station`` that has stored one message (``b"stored"``,
+    position 1), after :func:`destroy_elsewhere`: its next produce finds no stream."""
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    producer.produce(b"stored")
+    destroy_elsewhere(connect, station)
+    return conn, producer
