@@ -41,7 +41,13 @@ from nats.js import JetStreamContext
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._partitions import murmur3_32
-from tests.support.interop import run_memphis_py, stream_messages, stream_of
+from tests.support.interop import (
+    produced_headers,
+    run_memphis_py,
+    sdk_consumer,
+    stream_messages,
+    stream_of,
+)
 from tests.support.waits import poll
 
 pytestmark = pytest.mark.memphis_py_defect(1, 2)
@@ -63,8 +69,7 @@ def test_memphis_py_to_sdk_identical_bytes_and_user_headers(
     broker: EmbeddedBroker, sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    sdk.create_station(station)
-    consumer = sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+    consumer = sdk_consumer(sdk, station)
     payloads: list[Any] = [
         bytearray(BINARY),
         bytearray(b"\x00\r\n\r\nNATS/1.0\r\n"),
@@ -126,18 +131,10 @@ def test_sdk_to_memphis_py_identical_bytes_and_headers(
         assert [bytes(x.get_data()) for x in msgs[:4]] == payloads
         assert json.loads(bytes(msgs[4].get_data())) == {"k": [1, "é"]}
         for i, x in enumerate(msgs[:4]):
-            assert x.get_headers() == {
-                "trace": f"t{i}",
-                "Mixed-Case": "V a:l",
-                "$memphis_connectionId": conn_id,
-                "$memphis_producedBy": "sdk-p",
-                "msg-id": f"sdk-{i}",
-                "Nats-Msg-Id": f"sdk-{i}",
-            }
-        assert msgs[4].get_headers() == {
-            "$memphis_connectionId": conn_id,
-            "$memphis_producedBy": "sdk-p",
-        }
+            assert x.get_headers() == produced_headers(
+                conn_id, f"sdk-{i}", {"trace": f"t{i}", "Mixed-Case": "V a:l"}
+            )
+        assert msgs[4].get_headers() == produced_headers(conn_id)
         assert [x.get_sequence_number() for x in msgs] == [1, 2, 3, 4, 5]
         for x in msgs:
             await x.ack()
@@ -383,9 +380,8 @@ def test_large_payload_and_utf8_header_values_both_ways(
     broker: EmbeddedBroker, sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    sdk.create_station(station)
     big = bytes(range(256)) * 3500  # ~900 KB: spans many socket reads, under the 1 MB limit
-    consumer = sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+    consumer = sdk_consumer(sdk, station)
 
     async def py_produce(m: Any, js: JetStreamContext) -> None:
         producer = await m.producer(station_name=station, producer_name="py-p")

@@ -23,14 +23,35 @@ from tests.support.names import TOKEN, USER
 __all__ = [
     "StoredMessage",
     "consumer_info",
+    "produced_headers",
     "run_memphis_py",
     "run_nats",
+    "sdk_consumer",
     "stream_exists",
     "stream_messages",
     "stream_of",
 ]
 
 T = TypeVar("T")
+
+
+def sdk_consumer(sdk: Any, station: str) -> Any:
+    """Create ``station`` and a consumer ``sdk-c`` on it with our blocking SDK (a fetch waits at
+    most 1 s)."""
+    sdk.create_station(station)
+    return sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+
+
+def produced_headers(
+    conn_id: str, msg_id: str | None = None, user: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The headers of a message our producer ``sdk-p`` sent on connection ``conn_id``: the
+    ``user`` headers, the Memphis pair and, with a ``msg_id``, its two id headers
+    (docs/protocol.md §6.5)."""
+    headers = {**(user or {}), "$memphis_connectionId": conn_id, "$memphis_producedBy": "sdk-p"}
+    if msg_id is not None:
+        headers.update({"msg-id": msg_id, "Nats-Msg-Id": msg_id})
+    return headers
 
 
 def stream_of(station: str, partition: int = 1) -> str:
