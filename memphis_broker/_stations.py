@@ -13,8 +13,14 @@ import logging
 import re
 from typing import Any, Final
 
-from memphis_broker._context import GLOBAL_TENANT_ID, Context, now_ms, split_tenant
-from memphis_broker._gojson import GoJSONError, Spec, decode
+from memphis_broker._context import (
+    GLOBAL_TENANT_ID,
+    Context,
+    now_ms,
+    split_tenant,
+    station_request,
+)
+from memphis_broker._gojson import Spec
 from memphis_broker._jsapi import ERR_REPLICAS_NOT_SUPPORTED, JSApiError
 from memphis_broker._store import key
 from memphis_core.memphis._introspection import stream_settings
@@ -282,14 +288,10 @@ def _active_version(schema: dict[str, Any]) -> int:
 
 async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §5.4; plain-text reply, empty on success (also for an existing station)."""
-    try:
-        req = decode(payload, CREATE_SPEC, "CreateStationRequest")
-    except GoJSONError as exc:
-        return str(exc).encode()
-    name = req["name"].lower()
-    err = name_error(name, "Station")
-    if err:
-        return err.encode()
+    got = station_request(payload, CREATE_SPEC, "CreateStationRequest", "name")
+    if isinstance(got, bytes):
+        return got
+    req, name = got
     username, tenant = split_tenant(req["username"])
     if tenant is not None and tenant != GLOBAL_TENANT_ID:
         return (
@@ -349,14 +351,10 @@ def _clear_dls_station(name: str) -> Any:
 
 async def handle_station_destroy(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §5.7; plain-text reply."""
-    try:
-        req = decode(payload, DESTROY_SPEC, "DestroyStationRequest")
-    except GoJSONError as exc:
-        return str(exc).encode()
-    name = req["station_name"].lower()
-    err = name_error(name, "Station")
-    if err:
-        return err.encode()
+    got = station_request(payload, DESTROY_SPEC, "DestroyStationRequest")
+    if isinstance(got, bytes):
+        return got
+    req, name = got
     _username, tenant = split_tenant(req["username"])
     if tenant is not None and tenant != GLOBAL_TENANT_ID:
         return (
