@@ -525,15 +525,13 @@ class NatsServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (graceful: JetStream flushes), then SIGKILL after ``timeout``; releases the
         store lock."""
-        if self._proc is not None:
-            stop_process(self._proc, timeout)
+        stop_process(self._proc, timeout)
         self._close_log()
         self.lock.release()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (the store stays locked by this object)."""
-        if self._proc is not None:
-            kill_process(self._proc)
+        kill_process(self._proc)
         self._close_log()
 
     def _close_log(self) -> None:
@@ -599,11 +597,11 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
     stop_process(proc, 5.0)
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Stop ``proc`` if it still runs: SIGTERM (nats-server shuts down gracefully and
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """Stop ``proc`` (if any) if it still runs: SIGTERM (nats-server shuts down gracefully and
     JetStream flushes its store), then SIGKILL after ``timeout`` seconds; returns once the
     process has exited and been reaped."""
-    if proc.poll() is None:
+    if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout)
@@ -612,9 +610,9 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
             proc.wait()
 
 
-def kill_process(proc: subprocess.Popen[Any]) -> None:
-    """SIGKILL ``proc`` if it still runs, as a crash would (no shutdown of any kind), and reap
-    it."""
-    if proc.poll() is None:
+def kill_process(proc: subprocess.Popen[Any] | None) -> None:
+    """SIGKILL ``proc`` (if any) if it still runs, as a crash would (no shutdown of any kind),
+    and reap it."""
+    if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait()

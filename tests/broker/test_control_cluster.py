@@ -137,14 +137,12 @@ class Cluster:
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
-        if proc is not None:
-            kill_process(proc)
+        kill_process(proc)
         self.procs[i] = None
 
     def stop(self) -> None:
         for i, proc in enumerate(self.procs):
-            if proc is not None:
-                stop_process(proc, 10)
+            stop_process(proc, 10)
             self.procs[i] = None
 
     def __enter__(self) -> Cluster:

@@ -121,13 +121,11 @@ class Node:
 
     def kill(self) -> None:
         """SIGKILL: what a crashed node looks like to its clients and peers."""
-        if self._proc is not None:
-            kill_process(self._proc)
+        kill_process(self._proc)
         self._close_log()
 
     def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, 10)
+        stop_process(self._proc, 10)
         self._close_log()
 
     def _close_log(self) -> None:

@@ -104,13 +104,11 @@ class NatsServer:
 
     def kill(self) -> None:
         """kill -9: no clean shutdown, what a crash looks like to clients."""
-        if self.process is not None:
-            kill_process(self.process)
+        kill_process(self.process)
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, 10)
+        stop_process(self.process, 10)
         self.process = None
 
     def __enter__(self) -> NatsServer:
