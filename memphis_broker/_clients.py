@@ -148,6 +148,19 @@ def _apply_version_rule(req: dict[str, Any]) -> None:
         req["sdk_lang"] = ""
 
 
+def _row_common(req: dict[str, Any], username: str, station: dict[str, Any]) -> dict[str, Any]:
+    """The fields a producer's and a consumer's row share, last in both."""
+    return {
+        "username": username,
+        "partitions": station.get("partitions") or [],
+        "version": req["req_version"],
+        "sdk": req["sdk_lang"],
+        "app_id": req["app_id"],
+        "is_active": True,
+        "updated_at": now_ms(),
+    }
+
+
 async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     station_name = req["station_name"].lower()
     err = name_error(station_name, "Station")
@@ -182,13 +195,7 @@ async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "station": station_name,
         "type": ptype,
         "connection_id": req["connection_id"],
-        "username": username,
-        "partitions": station.get("partitions") or [],
-        "version": req["req_version"],
-        "sdk": req["sdk_lang"],
-        "app_id": req["app_id"],
-        "is_active": True,
-        "updated_at": now_ms(),
+        **_row_common(req, username, station),
     }
     rid = row_id(name, req["connection_id"])
     await ctx.store.producers.upsert(f"{key(station_name)}.{rid}", row)
@@ -397,13 +404,7 @@ async def _create_consumer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "max_msg_deliveries": req["max_msg_deliveries"],
         "start_consume_from_seq": start,
         "last_msgs": last,
-        "username": username,
-        "partitions": station.get("partitions") or [],
-        "version": req["req_version"],
-        "sdk": req["sdk_lang"],
-        "app_id": req["app_id"],
-        "is_active": True,
-        "updated_at": now_ms(),
+        **_row_common(req, username, station),
     }
     rid = row_id(name, req["connection_id"])
     await ctx.store.consumers.upsert(f"{st}.{key(group)}.{rid}", row)
