@@ -275,6 +275,26 @@ def _py_produce(broker: EmbeddedBroker, station: str, msg_id: str, nats_id: bool
     run_memphis_py(broker, body)
 
 
+def _produce_x_from_both(
+    broker: EmbeddedBroker,
+    sdk: memphis_sync.Connection,
+    station: str,
+    sdk_first: bool,
+    nats_id: bool,
+) -> Any:
+    """Produce ``msg_id`` X to a new ``station`` from our SDK (``b"sdk"``) and from memphis-py
+    (``b"py"``, with ``Nats-Msg-Id`` too if ``nats_id``), in the order given; our SDK's ack."""
+    producer = sdk.create_station(station).create_producer("sdk-p")
+    if sdk_first:
+        ack = producer.produce(b"sdk", msg_id="X")
+        _py_produce(broker, station, "X", nats_id=nats_id)
+    else:
+        _py_produce(broker, station, "X", nats_id=nats_id)
+        ack = producer.produce(b"sdk", msg_id="X")
+    assert ack is not None
+    return ack
+
+
 def test_sdk_msg_id_dedups_its_own_repeat(
     sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
@@ -308,14 +328,7 @@ def test_plain_msg_id_does_not_dedup_across_sdks(
     sdk_first: bool,
 ) -> None:
     station = name("st")
-    producer = sdk.create_station(station).create_producer("sdk-p")
-    if sdk_first:
-        ack = producer.produce(b"sdk", msg_id="X")
-        _py_produce(broker, station, "X", nats_id=False)
-    else:
-        _py_produce(broker, station, "X", nats_id=False)
-        ack = producer.produce(b"sdk", msg_id="X")
-    assert ack is not None
+    ack = _produce_x_from_both(broker, sdk, station, sdk_first, nats_id=False)
     assert not ack.duplicate
     assert _count(broker, station) == 2
 
@@ -328,19 +341,9 @@ def test_msg_id_dedups_across_sdks_when_memphis_py_sets_nats_msg_id(
     sdk_first: bool,
 ) -> None:
     station = name("st")
-    producer = sdk.create_station(station).create_producer("sdk-p")
-    if sdk_first:
-        ack = producer.produce(b"sdk", msg_id="X")
-        assert ack is not None
-        assert not ack.duplicate
-        _py_produce(broker, station, "X", nats_id=True)
-        want = b"sdk"
-    else:
-        _py_produce(broker, station, "X", nats_id=True)
-        ack = producer.produce(b"sdk", msg_id="X")
-        assert ack is not None
-        assert ack.duplicate
-        want = b"py"
+    ack = _produce_x_from_both(broker, sdk, station, sdk_first, nats_id=True)
+    assert ack.duplicate is not sdk_first  # the second of the two is the duplicate
+    want = b"sdk" if sdk_first else b"py"
 
     async def body(m: Any, js: JetStreamContext) -> list[bytes]:
         return [s.data for s in await stream_messages(js, stream_of(station))]
