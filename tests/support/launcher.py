@@ -10,11 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 from memphis_broker._server import stop_process
 
-__all__ = ["Launcher", "launcher", "run_cli"]
+__all__ = ["BROKER", "Launcher", "broker_args", "launcher", "run_cli"]
+
+#: The command that runs ``memphis-broker`` from this checkout.
+BROKER = [sys.executable, "-m", "memphis_broker"]
+
+
+def broker_args(store: Path, port: int = 0, monitor_port: int = 0) -> list[str]:
+    """``memphis-broker`` arguments for a broker on ``store`` with these client and monitoring
+    ports (0: free ones)."""
+    return ["--port", str(port), "--monitor-port", str(monitor_port), "--store-dir", str(store)]
 
 
 class Launcher:
@@ -23,7 +33,7 @@ class Launcher:
 
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memphis_broker", *args],
+            [*BROKER, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -113,7 +123,7 @@ def launcher(*args: str) -> Iterator[Launcher]:
 def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     """Run a command that should finish by itself (raises TimeoutExpired if it does not)."""
     return subprocess.run(
-        [sys.executable, "-m", "memphis_broker", *args],
+        [*BROKER, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
