@@ -120,12 +120,15 @@ def launcher(*args: str) -> Iterator[Launcher]:
         proc.close()
 
 
-def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    """Run a command that should finish by itself (raises TimeoutExpired if it does not)."""
+def run_cli(
+    *args: str, timeout: float = 20.0, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a command that should finish by itself (raises TimeoutExpired if it does not, and
+    with ``check`` CalledProcessError if it fails)."""
     return subprocess.run(
         [*BROKER, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        check=False,
+        check=check,
     )
