@@ -47,6 +47,7 @@ from tests.support.interop import (
     sdk_consumer,
     stream_messages,
     stream_of,
+    wait_all_acked,
 )
 from tests.support.waits import poll
 
@@ -139,11 +140,7 @@ def test_sdk_to_memphis_py_identical_bytes_and_headers(
         for x in msgs:
             await x.ack()
 
-        async def acked() -> bool:
-            ci = await js.consumer_info(stream_of(station), group)
-            return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == 5)
-
-        await poll(acked, what="memphis-py acks")
+        await wait_all_acked(js, stream_of(station), group, 5, "memphis-py acks")
 
     run_memphis_py(broker, body)
 
@@ -171,11 +168,7 @@ def test_consumer_group_shared_between_sdks(
         for x in rest:
             await x.ack()
 
-        async def all_acked() -> bool:
-            ci = await js.consumer_info(stream_of(station), group)
-            return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == 6)
-
-        await poll(all_acked, what="both SDKs' acks on one durable")
+        await wait_all_acked(js, stream_of(station), group, 6, "both SDKs' acks on one durable")
 
     run_memphis_py(broker, body)
 

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._names import internal_name
 from tests.support.names import TOKEN, USER
+from tests.support.waits import poll
 
 __all__ = [
     "StoredMessage",
@@ -30,6 +31,7 @@ __all__ = [
     "stream_exists",
     "stream_messages",
     "stream_of",
+    "wait_all_acked",
 ]
 
 T = TypeVar("T")
@@ -138,3 +140,16 @@ async def stream_messages(js: JetStreamContext, stream: str) -> list[StoredMessa
 
 async def consumer_info(js: JetStreamContext, stream: str, durable: str) -> Any:
     return await js.consumer_info(stream, durable)
+
+
+async def wait_all_acked(
+    js: JetStreamContext, stream: str, durable: str, last_seq: int, what: str
+) -> None:
+    """Wait until ``durable`` on ``stream`` has no ack pending and its ack floor is ``last_seq``:
+    every message up to it acked, as the server counts."""
+
+    async def acked() -> bool:
+        ci = await js.consumer_info(stream, durable)
+        return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == last_seq)
+
+    await poll(acked, what=what)
