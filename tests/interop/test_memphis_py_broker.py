@@ -17,13 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from memphis_broker import EmbeddedBroker
-from tests.support.interop import (
-    run_memphis_py,
-    stream_exists,
-    stream_messages,
-    stream_of,
-    wait_all_acked,
-)
+from tests.support.interop import run_memphis_py, stream_exists, stream_messages, stream_of
 from tests.support.waits import poll
 
 pytestmark = pytest.mark.memphis_py_defect(1, 2)
@@ -81,7 +75,11 @@ def test_station_producer_consumer_lifecycle(
         for x in msgs:
             await x.ack()
 
-        await wait_all_acked(js, stream, group, 3, "memphis-py acks on the durable")
+        async def all_acked() -> bool:
+            ci = await js.consumer_info(stream, group)
+            return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == 3)
+
+        await poll(all_acked, what="memphis-py acks on the durable")
 
         await consumer.destroy()
         with pytest.raises(NotFoundError):

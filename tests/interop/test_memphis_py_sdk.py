@@ -47,7 +47,7 @@ from tests.support.interop import (
     sdk_consumer,
     stream_messages,
     stream_of,
-    wait_all_acked,
+    wait_acked,
 )
 from tests.support.waits import poll
 
@@ -140,7 +140,7 @@ def test_sdk_to_memphis_py_identical_bytes_and_headers(
         for x in msgs:
             await x.ack()
 
-        await wait_all_acked(js, stream_of(station), group, 5, "memphis-py acks")
+        await wait_acked(js, stream_of(station), group, 5, "memphis-py acks")
 
     run_memphis_py(broker, body)
 
@@ -168,7 +168,7 @@ def test_consumer_group_shared_between_sdks(
         for x in rest:
             await x.ack()
 
-        await wait_all_acked(js, stream_of(station), group, 6, "both SDKs' acks on one durable")
+        await wait_acked(js, stream_of(station), group, 6, "both SDKs' acks on one durable")
 
     run_memphis_py(broker, body)
 

@@ -31,7 +31,7 @@ __all__ = [
     "stream_exists",
     "stream_messages",
     "stream_of",
-    "wait_all_acked",
+    "wait_acked",
 ]
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ async def consumer_info(js: JetStreamContext, stream: str, durable: str) -> Any:
     return await js.consumer_info(stream, durable)
 
 
-async def wait_all_acked(
+async def wait_acked(
     js: JetStreamContext, stream: str, durable: str, last_seq: int, what: str
 ) -> None:
     """Wait until ``durable`` on ``stream`` has no ack pending and its ack floor is ``last_seq``:
