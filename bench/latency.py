@@ -52,7 +52,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import limit  # noqa: E402  (bench/limit.py)
-from throughput import (  # noqa: E402  (bench/throughput.py: shared station set-up)
+import throughput  # noqa: E402  (bench/throughput.py: shared station set-up, client names)
+from throughput import (  # noqa: E402
+    LIMIT,
+    NATS_PY,
+    OURS,
     TOKEN,
     USER,
     Broker,
@@ -63,20 +67,10 @@ from throughput import (  # noqa: E402  (bench/throughput.py: shared station set
     stream_of,
 )
 
-OURS: Final = ("memphis_sync", "memphis_asyncio", "memphis_trio")
-NATS_PY: Final = "nats-py"
-LIMIT: Final = "limit"
 CLIENTS: Final = (*OURS, NATS_PY, LIMIT)
+#: throughput.py's client names, less memphis-py (not measured here).
 ALIASES: Final = {
-    "sync": "memphis_sync",
-    "memphis_sync": "memphis_sync",
-    "asyncio": "memphis_asyncio",
-    "memphis_asyncio": "memphis_asyncio",
-    "trio": "memphis_trio",
-    "memphis_trio": "memphis_trio",
-    "nats": NATS_PY,
-    "nats-py": NATS_PY,
-    "limit": LIMIT,
+    alias: client for alias, client in throughput.ALIASES.items() if client in CLIENTS
 }
 SIZE: Final = 128
 #: Histogram range: 1 us to 60 s, 3 significant digits.

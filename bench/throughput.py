@@ -441,19 +441,8 @@ def run_memphis_asyncio(
     broker: Broker, op: str, size: int, n: int, station: str, verify: Verify, clock: Clock
 ) -> float:
     mod = importlib.import_module("memphis_asyncio")
-    return asyncio.run(
-        _ours_async(
-            mod,
-            broker,
-            op,
-            size,
-            n,
-            station,
-            verify,
-            clock,
-            AsyncLib(asyncio.to_thread, asyncio.Event, _wait_asyncio),
-        )
-    )
+    lib = AsyncLib(asyncio.to_thread, asyncio.Event, _wait_asyncio)
+    return asyncio.run(_ours_async(mod, broker, op, size, n, station, verify, clock, lib))
 
 
 def run_memphis_trio(
@@ -462,18 +451,8 @@ def run_memphis_trio(
     import trio
 
     mod = importlib.import_module("memphis_trio")
-    result: float = trio.run(
-        _ours_async,
-        mod,
-        broker,
-        op,
-        size,
-        n,
-        station,
-        verify,
-        clock,
-        AsyncLib(trio.to_thread.run_sync, trio.Event, _wait_trio),
-    )
+    lib = AsyncLib(trio.to_thread.run_sync, trio.Event, _wait_trio)
+    result: float = trio.run(_ours_async, mod, broker, op, size, n, station, verify, clock, lib)
     return result
 
 

@@ -148,6 +148,19 @@ def _apply_version_rule(req: dict[str, Any]) -> None:
         req["sdk_lang"] = ""
 
 
+def _row_common(req: dict[str, Any], username: str, station: dict[str, Any]) -> dict[str, Any]:
+    """The fields a producer's and a consumer's row share, last in both."""
+    return {
+        "username": username,
+        "partitions": station.get("partitions") or [],
+        "version": req["req_version"],
+        "sdk": req["sdk_lang"],
+        "app_id": req["app_id"],
+        "is_active": True,
+        "updated_at": now_ms(),
+    }
+
+
 async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     station_name = req["station_name"].lower()
     err = name_error(station_name, "Station")
@@ -182,13 +195,7 @@ async def _create_producer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "station": station_name,
         "type": ptype,
         "connection_id": req["connection_id"],
-        "username": username,
-        "partitions": station.get("partitions") or [],
-        "version": req["req_version"],
-        "sdk": req["sdk_lang"],
-        "app_id": req["app_id"],
-        "is_active": True,
-        "updated_at": now_ms(),
+        **_row_common(req, username, station),
     }
     rid = row_id(name, req["connection_id"])
     await ctx.store.producers.upsert(f"{key(station_name)}.{rid}", row)
@@ -216,17 +223,26 @@ async def handle_producer_create(ctx: Context, payload: bytes) -> bytes:
     return _producer_reply(station, update, err)
 
 
-def _decode_destroy(payload: bytes, struct: str) -> dict[str, Any] | str:
+def _destroy_request(payload: bytes, struct: str) -> tuple[dict[str, Any], str, str] | bytes:
+    """Decode a producer's or consumer's destroy request and check its station's name.
+
+    Returns the request, the station's name and the client's name, both lower-cased; or the
+    reply that ends the request: the (v1) decode error's text, or the name rule it breaks.
+    """
     try:
-        return decode(payload, DESTROY_SPEC, struct)
+        req = decode(payload, DESTROY_SPEC, struct)
     except GoJSONError as first:
         # docs/protocol.md §6.8: a failed v1 decode falls back to v0 semantics.
         try:
             req = decode(payload, DESTROY_V0_SPEC, struct + "V0")
         except GoJSONError:
-            return str(first)
+            return str(first).encode()
         req["req_version"] = 0
-        return req
+    station_name = req["station_name"].lower()
+    err = name_error(station_name, "Station")
+    if err:
+        return err.encode()
+    return req, station_name, req["name"].lower()
 
 
 def _row_matches(row: dict[str, Any], name: str, req: dict[str, Any]) -> bool:
@@ -239,14 +255,10 @@ def _row_matches(row: dict[str, Any], name: str, req: dict[str, Any]) -> bool:
 
 async def handle_producer_destroy(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §6.8; plain-text reply."""
-    req = _decode_destroy(payload, "RemoveProducerRequestV1")
-    if isinstance(req, str):
-        return req.encode()
-    station_name = req["station_name"].lower()
-    err = name_error(station_name, "Station")
-    if err:
-        return err.encode()
-    name = req["name"].lower()
+    got = _destroy_request(payload, "RemoveProducerRequestV1")
+    if isinstance(got, bytes):
+        return got
+    req, station_name, name = got
     matched = False
     for k, row in await ctx.store.producers.scan(f"{key(station_name)}.*"):
         if _row_matches(row, name, req):
@@ -397,13 +409,7 @@ async def _create_consumer(ctx: Context, req: dict[str, Any]) -> tuple[dict[str,
         "max_msg_deliveries": req["max_msg_deliveries"],
         "start_consume_from_seq": start,
         "last_msgs": last,
-        "username": username,
-        "partitions": station.get("partitions") or [],
-        "version": req["req_version"],
-        "sdk": req["sdk_lang"],
-        "app_id": req["app_id"],
-        "is_active": True,
-        "updated_at": now_ms(),
+        **_row_common(req, username, station),
     }
     rid = row_id(name, req["connection_id"])
     await ctx.store.consumers.upsert(f"{st}.{key(group)}.{rid}", row)
@@ -438,14 +444,10 @@ async def handle_consumer_create(ctx: Context, payload: bytes) -> bytes:
 
 async def handle_consumer_destroy(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §7.12; plain-text reply."""
-    req = _decode_destroy(payload, "RemoveConsumerRequestV1")
-    if isinstance(req, str):
-        return req.encode()
-    station_name = req["station_name"].lower()
-    err = name_error(station_name, "Station")
-    if err:
-        return err.encode()
-    name = req["name"].lower()
+    got = _destroy_request(payload, "RemoveConsumerRequestV1")
+    if isinstance(got, bytes):
+        return got
+    req, station_name, name = got
     st = key(station_name)
     rows = await ctx.store.consumers.scan(f"{st}.>")
     doomed = [(k, row) for k, row in rows if _row_matches(row, name, req)]

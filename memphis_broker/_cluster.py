@@ -8,7 +8,6 @@ to kill and restart nodes under a client.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import shutil
@@ -17,11 +16,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Final
 
 from memphis_broker._control import ControlPlane
+from memphis_broker._control_thread import ControlPlaneGroup, ControlPlaneThread
 from memphis_broker._server import (
     CONTROL_USER,
     ClusterConfig,
@@ -104,9 +103,9 @@ class LocalCluster:
         self.root_password = root_password
         self.lock = StoreLock(self.store_dir)
         self._want_cp = control_plane
-        self._cp_thread: threading.Thread | None = None
-        self._cp_loop: asyncio.AbstractEventLoop | None = None
-        self._cp_stop: asyncio.Event | None = None
+        self._control = ControlPlaneThread(
+            self._new_control_planes, "memphis-cluster-control-planes"
+        )
         free = free_ports(size * [port, monitor_port, cluster_port].count(0), host)
         clients = _ports(port, size, free)
         monitors = _ports(monitor_port, size, free)
@@ -200,54 +199,22 @@ class LocalCluster:
                     raise ServerStartError(f"node {i}: {err.reason}", err.log_tail) from None
             self.wait_for_meta_leader(max(0.1, deadline - time.monotonic()))
             if self._want_cp:
-                self._start_control_planes(max(0.1, deadline - time.monotonic()))
+                self._control.start(max(0.1, deadline - time.monotonic()))
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_control_planes(self, timeout: float) -> None:
-        ready: Future[None] = Future()
-        self._cp_thread = threading.Thread(
-            target=lambda: asyncio.run(self._run_control_planes(ready)),
-            name="memphis-cluster-control-planes",
-            daemon=True,
-        )
-        self._cp_thread.start()
-        ready.result(timeout)
-
-    async def _run_control_planes(self, ready: Future[None]) -> None:
-        self._cp_loop = asyncio.get_running_loop()
-        self._cp_stop = asyncio.Event()
+    def _new_control_planes(self) -> ControlPlaneGroup:
         known = list(self.nodes[0].config.all_users()) if self.password_mode else None
-        planes = [ControlPlane(url, users=known, **self.control_plane_auth()) for url in self.urls]
-        try:
-            # The first alone: it creates the buckets; identical creates racing from several
-            # nodes on a fresh cluster sometimes go unanswered for a whole request timeout.
-            await planes[0].start()
-            await asyncio.gather(*(cp.start() for cp in planes[1:]))
-        except BaseException as err:
-            ready.set_exception(err)
-            await asyncio.gather(*(cp.stop() for cp in planes), return_exceptions=True)
-            return
-        ready.set_result(None)
-        try:
-            await self._cp_stop.wait()
-        finally:
-            await asyncio.gather(*(cp.stop() for cp in planes), return_exceptions=True)
-
-    def _stop_control_planes(self, timeout: float = 10.0) -> None:
-        if self._cp_thread is None:
-            return
-        if self._cp_loop is not None and self._cp_stop is not None:
-            self._cp_loop.call_soon_threadsafe(self._cp_stop.set)
-        self._cp_thread.join(timeout)
-        self._cp_thread = None
+        return ControlPlaneGroup(
+            [ControlPlane(url, users=known, **self.control_plane_auth()) for url in self.urls]
+        )
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, JetStream flushes) and release the store; a temporary
         store is removed."""
-        self._stop_control_planes()
+        self._control.stop()
         for node in self.nodes:
             node.stop()
         self.lock.release()

@@ -10,16 +10,18 @@ from typing import Any, Final
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from memphis_broker._gojson import encode
+from memphis_broker._gojson import GoJSONError, Spec, decode, encode
 from memphis_broker._jsapi import JSApi
 from memphis_broker._store import Store, key
 from memphis_core.memphis._control import SDK_CLIENTS_UPDATES
+from memphis_core.memphis._names import name_error
 
 __all__ = [
     "CLIENTS_UPDATES",
     "Context",
     "now_ms",
     "split_tenant",
+    "station_request",
 ]
 
 CLIENTS_UPDATES: Final = SDK_CLIENTS_UPDATES
@@ -38,6 +40,25 @@ def split_tenant(username: str) -> tuple[str, int | None]:
     if not m:
         return username, None
     return m.group(1), int(m.group(3))
+
+
+def station_request(
+    payload: bytes, spec: Spec, struct: str, field: str = "station_name"
+) -> tuple[dict[str, Any], str] | bytes:
+    """Decode a request about the station named in ``field``, for a plain-text reply.
+
+    Returns the request and the station's name lower-cased (docs/protocol.md §5.1), or the reply
+    that ends the request: the decode error's text, or the name rule it breaks.
+    """
+    try:
+        req = decode(payload, spec, struct)
+    except GoJSONError as exc:
+        return str(exc).encode()
+    name = str(req[field]).lower()
+    err = name_error(name, "Station")
+    if err:
+        return err.encode()
+    return req, name
 
 
 @dataclass

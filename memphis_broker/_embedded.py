@@ -8,17 +8,15 @@ the control plane keeps running: nats-py reconnects it, as it would in productio
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import shutil
 import tempfile
-import threading
 from collections.abc import Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Final
 
 from memphis_broker._control import ControlPlane
+from memphis_broker._control_thread import ControlPlaneThread
 from memphis_broker._server import (
     CONTROL_USER,
     NatsServer,
@@ -103,10 +101,7 @@ class EmbeddedBroker:
         self.server = NatsServer(self._config)
         self._want_cp = control_plane
         self._retention = dls_retention_hours
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._cp: ControlPlane | None = None
+        self._control = ControlPlaneThread(self._new_control_plane, "memphis-control-plane")
 
     # -- addresses and credentials ---------------------------------------------------------
 
@@ -215,44 +210,14 @@ class EmbeddedBroker:
 
     @property
     def control_plane_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._control.running
 
     def start_control_plane(self, timeout: float = 10.0) -> None:
         """Start the control plane in a background thread and wait until it serves."""
-        if self.control_plane_running:
-            return
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="memphis-control-plane", daemon=True
-        )
-        self._thread.start()
-        ready.result(timeout)
+        self._control.start(timeout)
 
     def stop_control_plane(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(timeout)
-        self._thread = None
+        self._control.stop(timeout)
 
-    def _run(self, ready: Future[None]) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop_event = asyncio.Event()
-            cp = ControlPlane([self.url], **self.control_plane_options())
-            try:
-                await cp.start()
-            except BaseException as err:
-                ready.set_exception(err)
-                await cp.stop()
-                return
-            self._cp = cp
-            ready.set_result(None)
-            try:
-                await self._stop_event.wait()
-            finally:
-                await cp.stop()
-                self._cp = None
-
-        asyncio.run(main())
+    def _new_control_plane(self) -> ControlPlane:
+        return ControlPlane([self.url], **self.control_plane_options())

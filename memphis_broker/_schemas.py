@@ -23,7 +23,7 @@ import jsonschema.exceptions
 import jsonschema.validators
 from google.protobuf import descriptor_pb2
 
-from memphis_broker._context import Context, now_ms
+from memphis_broker._context import Context, now_ms, station_request
 from memphis_broker._gojson import GoJSONError, Spec, decode, encode
 from memphis_broker._store import key
 from memphis_core.memphis._control import schema_updates_subject
@@ -315,14 +315,10 @@ async def handle_schema_detach(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §8.6: clear the station's schema, push Drop (with the empty ``init`` the
     JS/Python SDKs
     need to detect it), reply empty."""
-    try:
-        req = decode(payload, DETACH_SPEC, "DetachSchemaRequest")
-    except GoJSONError as exc:
-        return str(exc).encode()
-    station_name = req["station_name"].lower()
-    err = name_error(station_name, "Station")
-    if err:
-        return err.encode()
+    got = station_request(payload, DETACH_SPEC, "DetachSchemaRequest")
+    if isinstance(got, bytes):
+        return got
+    _req, station_name = got
     if await ctx.station(station_name) is None:
         return f"station {station_name} does not exist".encode()
     await ctx.store.stations.mutate(key(station_name), _set_schema("", 0))

@@ -53,6 +53,8 @@ __all__ = [
     "find_nats_server",
     "free_port",
     "free_ports",
+    "kill_process",
+    "stop_process",
     "sync_setting",
 ]
 
@@ -523,21 +525,13 @@ class NatsServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (graceful: JetStream flushes), then SIGKILL after ``timeout``; releases the
         store lock."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, timeout)
         self._close_log()
         self.lock.release()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (the store stays locked by this object)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        kill_process(self._proc)
         self._close_log()
 
     def _close_log(self) -> None:
@@ -600,9 +594,25 @@ def _healthy(host: str, port: int) -> bool:
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM a server still running when its owner goes away (at interpreter exit)."""
-    if proc.poll() is None:
+    stop_process(proc, 5.0)
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """Stop ``proc`` (if any) if it still runs: SIGTERM (nats-server shuts down gracefully and
+    JetStream flushes its store), then SIGKILL after ``timeout`` seconds; returns once the
+    process has exited and been reaped."""
+    if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(5)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+def kill_process(proc: subprocess.Popen[Any] | None) -> None:
+    """SIGKILL ``proc`` (if any) if it still runs, as a crash would (no shutdown of any kind),
+    and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()

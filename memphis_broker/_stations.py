@@ -13,8 +13,14 @@ import logging
 import re
 from typing import Any, Final
 
-from memphis_broker._context import GLOBAL_TENANT_ID, Context, now_ms, split_tenant
-from memphis_broker._gojson import GoJSONError, Spec, decode
+from memphis_broker._context import (
+    GLOBAL_TENANT_ID,
+    Context,
+    now_ms,
+    split_tenant,
+    station_request,
+)
+from memphis_broker._gojson import Spec
 from memphis_broker._jsapi import ERR_REPLICAS_NOT_SUPPORTED, JSApiError
 from memphis_broker._store import key
 from memphis_core.memphis._introspection import stream_settings
@@ -280,21 +286,32 @@ def _active_version(schema: dict[str, Any]) -> int:
     return 0
 
 
-async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
-    """docs/protocol.md §5.4; plain-text reply, empty on success (also for an existing station)."""
-    try:
-        req = decode(payload, CREATE_SPEC, "CreateStationRequest")
-    except GoJSONError as exc:
-        return str(exc).encode()
-    name = req["name"].lower()
-    err = name_error(name, "Station")
-    if err:
-        return err.encode()
+def _tenant_request(
+    payload: bytes, spec: Spec, struct: str, field: str, where: str
+) -> tuple[dict[str, Any], str, str] | bytes:
+    """:func:`station_request`, then docs/protocol.md §5.4 step 2: a tenant other than the
+    global one does not exist (``where`` is the broker function its reply names).
+
+    Returns the request, the station name and the username without its tenant; or the reply.
+    """
+    got = station_request(payload, spec, struct, field)
+    if isinstance(got, bytes):
+        return got
+    req, name = got
     username, tenant = split_tenant(req["username"])
     if tenant is not None and tenant != GLOBAL_TENANT_ID:
-        return (
-            f"createStationDirect: Station {name}: Tenant with id {tenant} does not exist".encode()
-        )
+        return f"{where}: Station {name}: Tenant with id {tenant} does not exist".encode()
+    return req, name, username
+
+
+async def handle_station_create(ctx: Context, payload: bytes) -> bytes:
+    """docs/protocol.md §5.4; plain-text reply, empty on success (also for an existing station)."""
+    got = _tenant_request(
+        payload, CREATE_SPEC, "CreateStationRequest", "name", "createStationDirect"
+    )
+    if isinstance(got, bytes):
+        return got
+    req, name, username = got
     if await ctx.station(name) is not None:
         return b""  # docs/protocol.md §5.4 step 3: idempotent, no comparison of parameters
     if not ctx.user_exists(username):
@@ -349,19 +366,12 @@ def _clear_dls_station(name: str) -> Any:
 
 async def handle_station_destroy(ctx: Context, payload: bytes) -> bytes:
     """docs/protocol.md §5.7; plain-text reply."""
-    try:
-        req = decode(payload, DESTROY_SPEC, "DestroyStationRequest")
-    except GoJSONError as exc:
-        return str(exc).encode()
-    name = req["station_name"].lower()
-    err = name_error(name, "Station")
-    if err:
-        return err.encode()
-    _username, tenant = split_tenant(req["username"])
-    if tenant is not None and tenant != GLOBAL_TENANT_ID:
-        return (
-            f"removeStationDirectIntern: Station {name}: Tenant with id {tenant} does not exist"
-        ).encode()
+    got = _tenant_request(
+        payload, DESTROY_SPEC, "DestroyStationRequest", "station_name", "removeStationDirectIntern"
+    )
+    if isinstance(got, bytes):
+        return got
+    _req, name, _username = got
     station = await ctx.station(name)
     if station is None:
         # docs/protocol.md §5.7 step 5, verbatim (two spaces: the real broker formats an empty

@@ -45,6 +45,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import memphis_sync  # noqa: E402
+from memphis_broker._server import stop_process  # noqa: E402
 
 STATION: Final = "soak"
 GROUP: Final = "soak-group"
@@ -189,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak: {line}", flush=True)
             return _soak(servers, store, args.minutes * 60, args.rate, rng, tally)
         finally:
-            launcher.send_signal(signal.SIGTERM)
-            try:
-                launcher.wait(60)
-            except subprocess.TimeoutExpired:
-                launcher.kill()
+            stop_process(launcher, 60)
 
 
 def _soak(

@@ -116,7 +116,7 @@ def start_embedded(
     stops the console (call it before ``broker.stop()``) and the ready-line text of
     :func:`start_console`.
     """
-    loop, plane = broker._loop, broker._cp  # the broker's own thread and control plane
+    loop, plane = broker._control.loop, broker._control.plane  # the broker's own thread and plane
     if loop is None or plane is None:
         return (lambda: None), ", console off (the broker runs no control plane)"
     started = asyncio.run_coroutine_threadsafe(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +15,7 @@ from memphis_broker import EmbeddedBroker, admin_context, set_dls_configuration
 from memphis_broker._dls import process_schemaverse, resend
 from memphis_broker._store import key as store_key
 from tests.support.control_client import HEADERS, Body, Client, dls_rows, poison
+from tests.support.launcher import run_cli
 from tests.support.waits import poll
 
 Run = Callable[[Body], None]
@@ -246,34 +245,25 @@ def test_set_dls_configuration_pushes_the_new_value(
     run(body)
 
 
+async def _dls_cli(*args: str) -> str:
+    """The stdout of ``memphis-broker dls *args``, which must succeed."""
+    out = await asyncio.to_thread(run_cli, "dls", *args, timeout=60, check=True)
+    return out.stdout
+
+
 @pytest.mark.slow
 def test_cli_dls_list_and_resend(broker: EmbeddedBroker, run: Run, name: str) -> None:
     async def body(c: Client) -> None:
         assert await c.create_station(name) == ""
         row = await poison(c, name, "g", b"cli")
         conn = ["--nats-url", broker.url, "--token", "memphis", "--station", name]
-        cli = [sys.executable, "-m", "memphis_broker", "dls"]
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [*cli, "list", *conn],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert json.loads(out.stdout.splitlines()[0])["id"] == row["id"]
+        out = await _dls_cli("list", *conn)
+        assert json.loads(out.splitlines()[0])["id"] == row["id"]
         got: asyncio.Queue[Any] = asyncio.Queue()
         await c.nc.subscribe(f"$memphis_dls_{name}_g", cb=got.put)  # legacy form too
         await c.nc.flush()
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [*cli, "resend", *conn, "--id", str(row["id"])],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert out.stdout.strip() == "resent 1 message(s)"
+        out = await _dls_cli("resend", *conn, "--id", str(row["id"]))
+        assert out.strip() == "resent 1 message(s)"
         assert (await asyncio.wait_for(got.get(), 10)).data == b"cli"
 
     run(body)
@@ -287,19 +277,11 @@ def test_cli_dls_drop(broker: EmbeddedBroker, run: Run, name: str) -> None:
         assert await c.create_station(name) == ""
         kept = await poison(c, name, "g1", b"kept")
         dropped = await poison(c, name, "g2", b"dropped")
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [
-                *(sys.executable, "-m", "memphis_broker", "dls", "drop"),
-                *("--nats-url", broker.url, "--token", "memphis", "--station", name),
-                *("--id", str(dropped["id"])),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+        out = await _dls_cli(
+            *("drop", "--nats-url", broker.url, "--token", "memphis", "--station", name),
+            *("--id", str(dropped["id"])),
         )
-        assert out.stdout.strip() == "dropped 1 row(s)"
+        assert out.strip() == "dropped 1 row(s)"
         assert [row["id"] for row in await dls_rows(c, name)] == [kept["id"]]
 
     run(body)

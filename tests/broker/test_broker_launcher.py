@@ -17,7 +17,9 @@ import nats.errors
 import pytest
 
 from memphis_broker import EmbeddedBroker, find_nats_server, free_port
+from memphis_broker._server import kill_process
 from tests.support.control_client import connect, poison
+from tests.support.launcher import BROKER, broker_args
 
 
 def test_find_nats_server_is_the_wheel_binary() -> None:
@@ -123,17 +125,7 @@ def _wait_line(proc: subprocess.Popen[str]) -> str:
 def test_cli_run_and_sigterm(tmp_path: Path) -> None:
     port, mon = free_port(), free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "memphis_broker",
-            "--port",
-            str(port),
-            "--monitor-port",
-            str(mon),
-            "--store-dir",
-            str(tmp_path / "store"),
-        ],
+        [*BROKER, *broker_args(tmp_path / "store", port, mon)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -160,18 +152,14 @@ def test_cli_run_and_sigterm(tmp_path: Path) -> None:
         log = (tmp_path / "store" / "nats-server.log").read_text()
         assert "Server Exiting" in log  # nats-server was stopped too
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_process(proc)
 
 
 def test_cli_attach_mode(tmp_path: Path) -> None:
     with EmbeddedBroker(store_dir=tmp_path, control_plane=False) as server:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "memphis_broker",
+                *BROKER,
                 "--nats-url",
                 server.url,
                 "--monitor-url",
@@ -197,9 +185,7 @@ def test_cli_attach_mode(tmp_path: Path) -> None:
             assert proc.wait(20) == 0
             assert server.server.running  # attach mode leaves the server alone
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill_process(proc)
 
 
 def test_console_script_help() -> None:
@@ -219,15 +205,8 @@ def test_cli_password_mode_with_users_file(tmp_path: Path) -> None:
     users.write_text(json.dumps({"users": {"carol": "Carol!123"}}))
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "memphis_broker",
-            "--port",
-            str(port),
-            "--monitor-port",
-            str(mon),
-            "--store-dir",
-            str(tmp_path / "store"),
+            *BROKER,
+            *broker_args(tmp_path / "store", port, mon),
             "--users-file",
             str(users),
             "--user",
@@ -266,6 +245,4 @@ def test_cli_password_mode_with_users_file(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_process(proc)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from google.protobuf import descriptor_pb2
 
+from memphis_broker._schemas import EMPTY_SCHEMA_UPDATE
 from tests.support.control_client import Body, Client
 
 Run = Callable[[Body], None]
@@ -157,19 +158,9 @@ def test_attach_pushes_init_and_replies_carry_the_schema(run: Run, name: str) ->
         detach = {"station_name": name, "username": "root"}
         assert await c.text("$memphis_schema_detachments", detach) == ""
         drop = await asyncio.wait_for(updates.get(), 10)
-        assert drop == {
-            "UpdateType": 2,
-            "init": {
-                "schema_name": "",
-                "active_version": {
-                    "version_number": 0,
-                    "descriptor": "",
-                    "schema_content": "",
-                    "message_struct_name": "",
-                },
-                "type": "",
-            },
-        }
+        # The drop carries the zero-valued update a station without a schema replies with
+        # (docs/protocol.md §4.2; its bytes are checked in test_broker_clients.py).
+        assert drop == {"UpdateType": 2, "init": EMPTY_SCHEMA_UPDATE}
         assert (await c.create_producer(name, "p"))["schema_update"]["schema_name"] == ""
 
     run(body)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -24,8 +22,9 @@ import nats
 import pytest
 
 from memphis_broker import ControlPlane
+from memphis_broker._server import kill_process, stop_process
 from tests.support.control_client import Client
-from tests.support.nats_server import free_ports, nats_server_binary, wait_for_port
+from tests.support.nats_server import find_nats_server, free_ports, wait_for_port
 from tests.support.waits import poll
 
 CLUSTER_TOKEN = "cluster-test"
@@ -88,7 +87,7 @@ class Cluster:
         log = (self.root / f"{self.name(i)}.log").open("ab")
         try:
             self.procs[i] = subprocess.Popen(
-                [nats_server_binary(), "-c", str(self._config(i))], stdout=log, stderr=log
+                [find_nats_server(), "-c", str(self._config(i))], stdout=log, stderr=log
             )
         finally:
             log.close()
@@ -138,20 +137,12 @@ class Cluster:
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_process(proc)
         self.procs[i] = None
 
     def stop(self) -> None:
         for i, proc in enumerate(self.procs):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, 10)
             self.procs[i] = None
 
     def __enter__(self) -> Cluster:

@@ -9,8 +9,10 @@ other sees at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,25 @@ async def _rows(c: Client, bucket: str, station: str) -> list[dict[str, Any]]:
     return [r for r in await c.rows(bucket) if r["station"] == station]
 
 
-def _two_instances(broker: EmbeddedBroker) -> tuple[ControlPlane, ControlPlane]:
+@contextlib.asynccontextmanager
+async def _two_instances(
+    broker: EmbeddedBroker,
+) -> AsyncIterator[tuple[ControlPlane, ControlPlane, Client]]:
+    """Two started control planes on ``broker`` (``cp-a``, ``cp-b``) and a client; all three are
+    stopped at the end."""
     opts = broker.control_plane_options()
     opts.pop("monitor_url")  # connection tracking is not what these tests are about
-    return (
-        ControlPlane([broker.url], name="cp-a", **opts),
-        ControlPlane([broker.url], name="cp-b", **opts),
-    )
+    a = ControlPlane([broker.url], name="cp-a", **opts)
+    b = ControlPlane([broker.url], name="cp-b", **opts)
+    await a.start()
+    await b.start()
+    c = await connect(broker)
+    try:
+        yield a, b, c
+    finally:
+        await c.nc.close()
+        await a.stop()
+        await b.stop()
 
 
 def test_the_same_create_delivered_twice_stores_one_row(tmp_path: Path) -> None:
@@ -70,11 +84,7 @@ def test_the_same_create_delivered_twice_stores_one_row(tmp_path: Path) -> None:
 
 def test_two_instances_answering_one_create_store_one_row(tmp_path: Path) -> None:
     async def main(broker: EmbeddedBroker) -> None:
-        a, b = _two_instances(broker)
-        await a.start()
-        await b.start()
-        c = await connect(broker)
-        try:
+        async with _two_instances(broker) as (a, b, c):
             assert await c.create_station("both", partitions_number=2) == ""
             for attempt in range(5):
                 body = _encode(c.producer_body("both", f"p{attempt}"))
@@ -93,10 +103,6 @@ def test_two_instances_answering_one_create_store_one_row(tmp_path: Path) -> Non
             consumers = await _rows(c, "consumers", "both")
             assert sorted(r["name"] for r in producers) == [f"p{i}" for i in range(5)]
             assert sorted(r["name"] for r in consumers) == [f"c{i}" for i in range(5)]
-        finally:
-            await c.nc.close()
-            await a.stop()
-            await b.stop()
 
     with EmbeddedBroker(store_dir=tmp_path, control_plane=False) as broker:
         asyncio.run(main(broker))
@@ -107,11 +113,7 @@ def test_two_instances_share_one_state(tmp_path: Path, caplog: pytest.LogCapture
     caplog.set_level(logging.DEBUG, logger="memphis_broker.control")
 
     async def main(broker: EmbeddedBroker) -> None:
-        a, b = _two_instances(broker)
-        await a.start()
-        await b.start()
-        c = await connect(broker)
-        try:
+        async with _two_instances(broker) as (a, b, c):
             # Created on a, destroyed on b, re-created on a with 3 partitions: b's producer
             # create must see the new station, and a's the missing one after b destroys it.
             assert await handle_station_create(a.ctx, _encode(c.station_body("flip"))) == b""
@@ -146,10 +148,6 @@ def test_two_instances_share_one_state(tmp_path: Path, caplog: pytest.LogCapture
             await poll(lambda: _async(served_by("cp-a") + served_by("cp-b") == 40), timeout=15)
             assert served_by("cp-a") > 0
             assert served_by("cp-b") > 0
-        finally:
-            await c.nc.close()
-            await a.stop()
-            await b.stop()
 
     with EmbeddedBroker(store_dir=tmp_path, control_plane=False) as broker:
         asyncio.run(main(broker))

@@ -34,8 +34,8 @@ from memphis_broker import (
 )
 from memphis_broker.__main__ import _setup_logging, main
 from memphis_broker._server import sync_setting
-from tests.support.launcher import launcher, run_cli
-from tests.support.nats_server import nats_server_binary, wait_for_port
+from tests.support.launcher import broker_args, launcher, run_cli
+from tests.support.nats_server import find_nats_server, wait_for_port
 from tests.support.waits import wait_until
 
 ONE_LINE = re.compile(r"memphis-broker: [^\n]+\n")
@@ -101,13 +101,7 @@ def test_taken_monitoring_port_fails_fast_instead_of_hanging(
     # The other broker's /healthz answers 200 on this port; that must not count as ours.
     started = time.monotonic()
     out = run_cli(
-        "--port",
-        str(free_port()),
-        "--monitor-port",
-        str(other_broker.monitor_port),
-        "--store-dir",
-        str(tmp_path / "store"),
-        timeout=30,
+        *broker_args(tmp_path / "store", free_port(), other_broker.monitor_port), timeout=30
     )
     assert out.returncode == 1
     line = _one_error_line(out.stderr)
@@ -356,7 +350,7 @@ def test_attach_waits_for_jetstream_then_serves(tmp_path: Path) -> None:
 def test_attach_without_jetstream_times_out_with_one_line() -> None:
     port = free_port()
     plain = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        [find_nats_server(), "-a", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

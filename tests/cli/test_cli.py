@@ -548,7 +548,7 @@ def refused_store(tmp_path: Path) -> Iterator[tuple[int, str]]:
     as a password-mode memphis-broker's application users (docs/introspection.md), with one
     station ``st`` (created as root). Yields (port, station)."""
     from memphis_broker._store import BUCKETS
-    from tests.support.nats_server import free_port, nats_server_binary, wait_for_port
+    from tests.support.nats_server import find_nats_server, free_port, wait_for_port
 
     port = free_port()
     deny = ["$KV.>", *(f"$JS.API.STREAM.*.KV_memphis_{bucket}" for bucket in BUCKETS)]
@@ -561,7 +561,7 @@ def refused_store(tmp_path: Path) -> Iterator[tuple[int, str]]:
         f"accounts {{ A {{ jetstream: enabled, users: {json.dumps([root, app])} }} }}\n"
     )
     process = subprocess.Popen(
-        [nats_server_binary(), "-c", str(conf)],
+        [find_nats_server(), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

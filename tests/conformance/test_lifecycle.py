@@ -14,7 +14,7 @@ import pytest
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import Frontend
 from tests.support.names import TOKEN, USER
-from tests.support.probe import BrokerProbe
+from tests.support.probe import BrokerProbe, orphaned_producer
 from tests.support.waits import wait_until
 
 
@@ -53,13 +53,8 @@ def test_close_reports_async_produces_that_failed_unflushed(
     connect: Callable[..., Any], memphis: Any, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    conn = connect()
-    producer = conn.create_producer(station, "p")
-    producer.produce(b"stored")
-    # Destroyed behind this connection's back: its next async produce finds no stream.
-    other = connect()
-    other.destroy_station(station)
-    other.close()
+    # Its station destroyed behind its back: the next async produce finds no stream.
+    conn, producer = orphaned_producer(connect, station)
     producer.produce(b"lost", async_produce=True, msg_id="the-lost-one", ack_wait=1.0)
     with pytest.raises(memphis.CloseIncompleteError) as info:
         conn.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.probe import BrokerProbe
+from tests.support.probe import BrokerProbe, destroy_elsewhere, orphaned_producer
 from tests.support.waits import wait_until
 
 WAIT = 0.5
@@ -357,9 +357,7 @@ def test_a_produce_to_a_station_destroyed_elsewhere_is_unreachable_within_3_s(
     conn = connect()
     producer = conn.create_producer(station, "p")
     producer.produce(b"first")
-    other = connect()
-    other.destroy_station(station)  # behind this connection's back
-    other.close()
+    destroy_elsewhere(connect, station)  # behind this connection's back
     started = time.monotonic()
     with pytest.raises(memphis.StationUnreachableError, match=station):
         producer.produce(b"lost")
@@ -389,9 +387,7 @@ def test_async_produce_returns_a_handle_to_check_or_wait_for(
     assert (ack.sequence, ack.duplicate) == (1, False)
     assert handle.result() == ack
     # A failure reaches the handle, and flush() still reports it: the handle is optional.
-    other = connect()
-    other.destroy_station(station)
-    other.close()
+    destroy_elsewhere(connect, station)
     lost = producer.produce(b"lost", async_produce=True, msg_id="m-2")
     with pytest.raises(memphis.StationUnreachableError):
         lost.wait(timeout=10)
@@ -437,12 +433,7 @@ def test_flush_lists_every_failed_async_produce(
 ) -> None:
     # Report: flush() raised one bare NoRespondersError, nothing about which messages.
     station = name("st")
-    conn = connect()
-    producer = conn.create_producer(station, "p")
-    producer.produce(b"stored")
-    other = connect()
-    other.destroy_station(station)
-    other.close()
+    _, producer = orphaned_producer(connect, station)
     for i in range(3):
         producer.produce(b"x", async_produce=True, msg_id=f"id-{i}", ack_wait=3.0)
     with pytest.raises(memphis.AsyncProduceError) as info:

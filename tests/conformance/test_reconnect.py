@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from memphis_broker import EmbeddedBroker
+from tests.support.frontends import connect_root
 from tests.support.names import TOKEN, USER
 from tests.support.probe import Recorder
 from tests.support.waits import wait_until
@@ -30,9 +31,7 @@ def connect_to(memphis: Any) -> Iterator[Callable[..., Any]]:
 
     def _connect(broker: EmbeddedBroker, **kwargs: Any) -> Any:
         kwargs.setdefault("reconnect_interval", 0.1)
-        conn = memphis.connect(
-            broker.host, USER, connection_token=TOKEN, port=broker.port, **kwargs
-        )
+        conn = connect_root(memphis, broker, **kwargs)
         opened.append(conn)
         return conn
 
@@ -218,14 +217,7 @@ def test_a_broker_outage_is_logged(
     # Report: with logging.DEBUG on, a 6 s broker outage produced no log record, and the logger
     # names differed between frontends.
     caplog.set_level(logging.DEBUG, logger="memphis")
-    conn = memphis.connect(
-        restartable.host,
-        USER,
-        connection_token=TOKEN,
-        port=restartable.port,
-        reconnect_interval=0.2,
-        max_reconnect=-1,
-    )
+    conn = connect_root(memphis, restartable, reconnect_interval=0.2, max_reconnect=-1)
     try:
         restartable.kill_server()
         restartable.start_server()
@@ -295,11 +287,9 @@ def test_connection_callbacks_fire_on_outage_and_close(
 ) -> None:
     # Report: no connection events; nats-py users expect callbacks.
     seen: list[tuple[str, Any]] = []
-    conn = memphis.connect(
-        restartable.host,
-        USER,
-        connection_token=TOKEN,
-        port=restartable.port,
+    conn = connect_root(
+        memphis,
+        restartable,
         reconnect_interval=0.2,
         max_reconnect=-1,
         on_disconnected=lambda error: seen.append(("disconnected", error)),

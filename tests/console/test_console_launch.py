@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.launcher import launcher
+from tests.support.launcher import broker_args, launcher
 
 # The broker as `memphis-broker` runs it, with the console's web stack made unimportable.
 _WITHOUT_STARLETTE = (
@@ -18,16 +18,7 @@ _WITHOUT_STARLETTE = (
 
 
 def _args(store: Path, console_port: str) -> list[str]:
-    return [
-        "--port",
-        "0",
-        "--monitor-port",
-        "0",
-        "--store-dir",
-        str(store),
-        "--console-port",
-        console_port,
-    ]
+    return [*broker_args(store), "--console-port", console_port]
 
 
 def test_broker_starts_without_the_console_extra_and_says_why(tmp_path: Path) -> None:

@@ -19,13 +19,12 @@ import trio
 
 from memphis_broker import EmbeddedBroker
 from tests.support.async_lib import Lib
+from tests.support.frontends import connect_root
 from tests.support.names import TOKEN, USER, unique
 
 
 def connect(lib: Lib, broker: EmbeddedBroker, **kwargs: Any) -> Any:
-    return lib.memphis.connect(
-        broker.host, USER, connection_token=TOKEN, port=broker.port, **kwargs
-    )
+    return connect_root(lib.memphis, broker, **kwargs)
 
 
 # ----------------------------------------------------------------------------- lifecycle

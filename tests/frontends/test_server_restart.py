@@ -22,7 +22,7 @@ import pytest
 import memphis_sync as memphis
 from memphis_broker import EmbeddedBroker
 from tests.support.async_lib import Lib
-from tests.support.names import TOKEN, USER
+from tests.support.frontends import connect_root
 from tests.support.sync_client import connect, drain
 
 
@@ -113,13 +113,8 @@ def test_kill_9_and_restart_loses_nothing(lib: Lib, own_broker: EmbeddedBroker) 
     restarted = [False]
 
     async def body() -> None:
-        async with lib.memphis.connect(
-            own_broker.host,
-            USER,
-            connection_token=TOKEN,
-            port=own_broker.port,
-            reconnect_interval=0.05,
-            max_reconnect=-1,
+        async with connect_root(
+            lib.memphis, own_broker, reconnect_interval=0.05, max_reconnect=-1
         ) as conn:
             producer = await conn.create_producer("crash-test", "writer")
             consumer = await conn.create_consumer(

@@ -126,9 +126,9 @@ def test_server_ping_is_answered(tmp_path: Path) -> None:
     (tmp_path / "nats.conf").write_text(conf + 'ping_interval: "100ms"\nping_max: 2\n')
     import subprocess
 
-    from tests.support.nats_server import nats_server_binary, wait_for_port
+    from tests.support.nats_server import find_nats_server, wait_for_port
 
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf")])
+    proc = subprocess.Popen([find_nats_server(), "-c", str(tmp_path / "nats.conf")])
     try:
         wait_for_port(server.port, process=proc)
         driver = connected(Driver(Session(token="memphis", ping_interval=0), server.port))

@@ -41,7 +41,14 @@ from nats.js import JetStreamContext
 import memphis_sync
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._partitions import murmur3_32
-from tests.support.interop import run_memphis_py, stream_messages, stream_of
+from tests.support.interop import (
+    produced_headers,
+    run_memphis_py,
+    sdk_consumer,
+    stream_messages,
+    stream_of,
+    wait_acked,
+)
 from tests.support.waits import poll
 
 pytestmark = pytest.mark.memphis_py_defect(1, 2)
@@ -63,8 +70,7 @@ def test_memphis_py_to_sdk_identical_bytes_and_user_headers(
     broker: EmbeddedBroker, sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    sdk.create_station(station)
-    consumer = sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+    consumer = sdk_consumer(sdk, station)
     payloads: list[Any] = [
         bytearray(BINARY),
         bytearray(b"\x00\r\n\r\nNATS/1.0\r\n"),
@@ -126,27 +132,15 @@ def test_sdk_to_memphis_py_identical_bytes_and_headers(
         assert [bytes(x.get_data()) for x in msgs[:4]] == payloads
         assert json.loads(bytes(msgs[4].get_data())) == {"k": [1, "é"]}
         for i, x in enumerate(msgs[:4]):
-            assert x.get_headers() == {
-                "trace": f"t{i}",
-                "Mixed-Case": "V a:l",
-                "$memphis_connectionId": conn_id,
-                "$memphis_producedBy": "sdk-p",
-                "msg-id": f"sdk-{i}",
-                "Nats-Msg-Id": f"sdk-{i}",
-            }
-        assert msgs[4].get_headers() == {
-            "$memphis_connectionId": conn_id,
-            "$memphis_producedBy": "sdk-p",
-        }
+            assert x.get_headers() == produced_headers(
+                conn_id, f"sdk-{i}", {"trace": f"t{i}", "Mixed-Case": "V a:l"}
+            )
+        assert msgs[4].get_headers() == produced_headers(conn_id)
         assert [x.get_sequence_number() for x in msgs] == [1, 2, 3, 4, 5]
         for x in msgs:
             await x.ack()
 
-        async def acked() -> bool:
-            ci = await js.consumer_info(stream_of(station), group)
-            return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == 5)
-
-        await poll(acked, what="memphis-py acks")
+        await wait_acked(js, stream_of(station), group, 5, "memphis-py acks")
 
     run_memphis_py(broker, body)
 
@@ -174,11 +168,7 @@ def test_consumer_group_shared_between_sdks(
         for x in rest:
             await x.ack()
 
-        async def all_acked() -> bool:
-            ci = await js.consumer_info(stream_of(station), group)
-            return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == 6)
-
-        await poll(all_acked, what="both SDKs' acks on one durable")
+        await wait_acked(js, stream_of(station), group, 6, "both SDKs' acks on one durable")
 
     run_memphis_py(broker, body)
 
@@ -278,6 +268,26 @@ def _py_produce(broker: EmbeddedBroker, station: str, msg_id: str, nats_id: bool
     run_memphis_py(broker, body)
 
 
+def _produce_x_from_both(
+    broker: EmbeddedBroker,
+    sdk: memphis_sync.Connection,
+    station: str,
+    sdk_first: bool,
+    nats_id: bool,
+) -> Any:
+    """Produce ``msg_id`` X to a new ``station`` from our SDK (``b"sdk"``) and from memphis-py
+    (``b"py"``, with ``Nats-Msg-Id`` too if ``nats_id``), in the order given; our SDK's ack."""
+    producer = sdk.create_station(station).create_producer("sdk-p")
+    if sdk_first:
+        ack = producer.produce(b"sdk", msg_id="X")
+        _py_produce(broker, station, "X", nats_id=nats_id)
+    else:
+        _py_produce(broker, station, "X", nats_id=nats_id)
+        ack = producer.produce(b"sdk", msg_id="X")
+    assert ack is not None
+    return ack
+
+
 def test_sdk_msg_id_dedups_its_own_repeat(
     sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
@@ -311,14 +321,7 @@ def test_plain_msg_id_does_not_dedup_across_sdks(
     sdk_first: bool,
 ) -> None:
     station = name("st")
-    producer = sdk.create_station(station).create_producer("sdk-p")
-    if sdk_first:
-        ack = producer.produce(b"sdk", msg_id="X")
-        _py_produce(broker, station, "X", nats_id=False)
-    else:
-        _py_produce(broker, station, "X", nats_id=False)
-        ack = producer.produce(b"sdk", msg_id="X")
-    assert ack is not None
+    ack = _produce_x_from_both(broker, sdk, station, sdk_first, nats_id=False)
     assert not ack.duplicate
     assert _count(broker, station) == 2
 
@@ -331,19 +334,9 @@ def test_msg_id_dedups_across_sdks_when_memphis_py_sets_nats_msg_id(
     sdk_first: bool,
 ) -> None:
     station = name("st")
-    producer = sdk.create_station(station).create_producer("sdk-p")
-    if sdk_first:
-        ack = producer.produce(b"sdk", msg_id="X")
-        assert ack is not None
-        assert not ack.duplicate
-        _py_produce(broker, station, "X", nats_id=True)
-        want = b"sdk"
-    else:
-        _py_produce(broker, station, "X", nats_id=True)
-        ack = producer.produce(b"sdk", msg_id="X")
-        assert ack is not None
-        assert ack.duplicate
-        want = b"py"
+    ack = _produce_x_from_both(broker, sdk, station, sdk_first, nats_id=True)
+    assert ack.duplicate is not sdk_first  # the second of the two is the duplicate
+    want = b"sdk" if sdk_first else b"py"
 
     async def body(m: Any, js: JetStreamContext) -> list[bytes]:
         return [s.data for s in await stream_messages(js, stream_of(station))]
@@ -383,9 +376,8 @@ def test_large_payload_and_utf8_header_values_both_ways(
     broker: EmbeddedBroker, sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    sdk.create_station(station)
     big = bytes(range(256)) * 3500  # ~900 KB: spans many socket reads, under the 1 MB limit
-    consumer = sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+    consumer = sdk_consumer(sdk, station)
 
     async def py_produce(m: Any, js: JetStreamContext) -> None:
         producer = await m.producer(station_name=station, producer_name="py-p")

@@ -16,7 +16,13 @@ from nats.js import JetStreamContext
 
 import memphis_sync
 from memphis_broker import EmbeddedBroker
-from tests.support.interop import run_nats, stream_messages, stream_of
+from tests.support.interop import (
+    produced_headers,
+    run_nats,
+    sdk_consumer,
+    stream_messages,
+    stream_of,
+)
 from tests.support.waits import poll
 
 BINARY = bytes(range(256))
@@ -41,18 +47,10 @@ def test_sdk_messages_read_by_nats_pull_consumer_on_the_broker_durable(
         msgs = await sub.fetch(2, timeout=5)
         assert [m.data for m in msgs] == [BINARY, b"no-id"]
         assert {m.subject for m in msgs} == {f"{stream}.final"}
-        assert msgs[0].headers == {
-            "trace": "t1",
-            "Mixed-Case": "V a:l",
-            "$memphis_connectionId": conn_id,
-            "$memphis_producedBy": "sdk-p",
-            "msg-id": "id-1",
-            "Nats-Msg-Id": "id-1",
-        }
-        assert msgs[1].headers == {
-            "$memphis_connectionId": conn_id,
-            "$memphis_producedBy": "sdk-p",
-        }
+        assert msgs[0].headers == produced_headers(
+            conn_id, "id-1", {"trace": "t1", "Mixed-Case": "V a:l"}
+        )
+        assert msgs[1].headers == produced_headers(conn_id)
         assert [m.metadata.sequence.stream for m in msgs] == [1, 2]
         for m in msgs:
             await m.ack_sync()
@@ -84,8 +82,7 @@ def test_nats_publish_fetched_by_sdk(
     broker: EmbeddedBroker, sdk: memphis_sync.Connection, name: Callable[[str], str]
 ) -> None:
     station = name("st")
-    sdk.create_station(station)
-    consumer = sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+    consumer = sdk_consumer(sdk, station)
     subject = f"{stream_of(station)}.final"
 
     async def body(js: JetStreamContext) -> None:

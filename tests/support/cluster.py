@@ -43,7 +43,6 @@ The fixture (function scope) yields a started :class:`memphis_broker.LocalCluste
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +51,7 @@ import nats
 import pytest
 
 from memphis_broker import ControlPlane, LocalCluster
+from memphis_broker._control_thread import ControlPlaneGroup
 
 __all__ = ["memphis_cluster", "nats_cluster", "start_control_planes", "stream_leader_via_api"]
 
@@ -72,15 +72,13 @@ def memphis_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 async def start_control_planes(cluster: LocalCluster) -> list[ControlPlane]:
     """One started :class:`ControlPlane` per node, each attached to its own node (stop them
-    with ``await asyncio.gather(*(cp.stop() for cp in planes))``).
-
-    The first starts alone and creates the buckets: identical creates racing from three nodes
-    on a fresh cluster sometimes go unanswered for a whole request timeout.
-    """
-    planes = [ControlPlane(url, **cluster.control_plane_auth()) for url in cluster.urls]
-    await planes[0].start()
-    await asyncio.gather(*(cp.start() for cp in planes[1:]))
-    return planes
+    with ``await asyncio.gather(*(cp.stop() for cp in planes))``), started as
+    :class:`ControlPlaneGroup` does (the first alone)."""
+    group = ControlPlaneGroup(
+        [ControlPlane(url, **cluster.control_plane_auth()) for url in cluster.urls]
+    )
+    await group.start()
+    return group.planes
 
 
 async def stream_leader_via_api(cluster: LocalCluster, stream: str, timeout: float = 5.0) -> int:

@@ -21,19 +21,18 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
-from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
 import nats
 
 from memphis_broker import ControlPlane
+from memphis_broker._control_thread import ControlPlaneThread
 from memphis_broker._dls import INTERNAL_STREAMS, stream_config
 from memphis_broker._jsapi import JSApi
-from memphis_broker._server import find_nats_server, free_port
+from memphis_broker._server import find_nats_server, free_port, kill_process, stop_process
 from memphis_broker._store import BUCKETS
 from tests.support.names import TOKEN
 
@@ -122,19 +121,11 @@ class Node:
 
     def kill(self) -> None:
         """SIGKILL: what a crashed node looks like to its clients and peers."""
-        if self._proc is not None and self._proc.poll() is None:
-            os.kill(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
+        kill_process(self._proc)
         self._close_log()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, 10)
         self._close_log()
 
     def _close_log(self) -> None:
@@ -158,9 +149,11 @@ class Cluster:
         ]
         for node in self.nodes:
             node.routes = [n.route for n in self.nodes if n is not node]
-        self._cp_thread: threading.Thread | None = None
-        self._cp_loop: asyncio.AbstractEventLoop | None = None
-        self._cp_stop: asyncio.Event | None = None
+        # No monitor_url: connection tracking polls one node's /connz, which in a cluster does
+        # not see clients of the other nodes.
+        self._control = ControlPlaneThread(
+            lambda: ControlPlane(self.urls, token=TOKEN), "cluster-control-plane"
+        )
 
     @property
     def urls(self) -> list[str]:
@@ -176,11 +169,11 @@ class Cluster:
             node.wait_healthy(30.0)
         self.wait_meta_current()
         asyncio.run(self._prepare())
-        self._start_control_plane()
+        self._control.start(60)
 
     def stop(self) -> None:
         try:
-            self._stop_control_plane()
+            self._control.stop(20)
         finally:
             for node in self.nodes:
                 node.stop()
@@ -239,42 +232,6 @@ class Cluster:
                 await _retry_js(lambda config=config: api.create_stream(config))
         finally:
             await nc.close()
-
-    def _start_control_plane(self) -> None:
-        ready: Future[None] = Future()
-
-        def run() -> None:
-            async def main() -> None:
-                self._cp_loop = asyncio.get_running_loop()
-                self._cp_stop = asyncio.Event()
-                # No monitor_url: connection tracking polls one node's /connz, which in a
-                # cluster does not see clients of the other nodes.
-                cp = ControlPlane(self.urls, token=TOKEN)
-                try:
-                    await cp.start()
-                except BaseException as err:
-                    ready.set_exception(err)
-                    await cp.stop()
-                    return
-                ready.set_result(None)
-                try:
-                    await self._cp_stop.wait()
-                finally:
-                    await cp.stop()
-
-            asyncio.run(main())
-
-        self._cp_thread = threading.Thread(target=run, name="cluster-control-plane", daemon=True)
-        self._cp_thread.start()
-        ready.result(60)
-
-    def _stop_control_plane(self) -> None:
-        if self._cp_thread is None:
-            return
-        if self._cp_loop is not None and self._cp_stop is not None:
-            self._cp_loop.call_soon_threadsafe(self._cp_stop.set)
-        self._cp_thread.join(20)
-        self._cp_thread = None
 
     # -------------------------------------------------------------- inspection
 

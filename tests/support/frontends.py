@@ -41,10 +41,14 @@ from typing import Any, Literal
 
 import pytest
 
+from memphis_broker import EmbeddedBroker
+from tests.support.names import TOKEN, USER
+
 __all__ = [
     "ALL_FRONTENDS",
     "Frontend",
     "available_frontends",
+    "connect_root",
     "frontend_fixtures",
     "open_frontend",
 ]
@@ -55,6 +59,13 @@ ALL_FRONTENDS: dict[str, str] = {
     "asyncio": "memphis_asyncio",
     "trio": "memphis_trio",
 }
+
+
+def connect_root(memphis: Any, broker: EmbeddedBroker, **options: Any) -> Any:
+    """``memphis.connect()`` to ``broker`` as the suites' user, with the token; ``options`` are
+    connect()'s other keywords. What it returns: a frontend's own (a connection, or for the
+    async frontends an awaitable that is also an async context manager)."""
+    return memphis.connect(broker.host, USER, connection_token=TOKEN, port=broker.port, **options)
 
 
 def available_frontends() -> list[str]:

