@@ -30,8 +30,8 @@ class ConnectArgs(ConnectKeywords, Generic[R], total=False):
     friends).
 
     Callbacks never run on the I/O path; each frontend's ``connect`` says where they run.
-    The type parameter is what a callback may return, so that a type checker refuses a
-    coroutine function where the blocking frontend could never await it.
+    The type parameter is what a callback may return. memphis_sync takes
+    ``ConnectArgs[None]``, so a type checker refuses there a callback that returns anything.
     """
 
     #: ``callback(error)`` when the connection to a server is lost (default None).
