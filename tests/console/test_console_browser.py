@@ -74,6 +74,20 @@ def _jetstream_group(
     return broker.jetstream(read)
 
 
+def _jetstream_delivered(broker: ConsoleBroker, station: str, group: str, partitions: int) -> int:
+    """Deliveries to a group as JetStream counts them (``delivered.consumer_seq``, redeliveries
+    included), summed over the partitions."""
+
+    async def read(js: Any) -> int:
+        total = 0
+        for p in range(1, partitions + 1):
+            stream = f"{internal_name(station)}${p}"
+            total += (await js.consumer_info(stream, internal_name(group))).delivered.consumer_seq
+        return total
+
+    return int(broker.jetstream(read))
+
+
 def _metrics(page: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     resp = page.request.get("/metrics")
     assert resp.status == 200, resp.text()
@@ -216,7 +230,12 @@ def test_station_with_schema_shows_messages_lag_and_acks_as_jetstream_does(
     assert metrics[("memphis_group_unacked", labels)] == js["unacked"]
     assert metrics[("memphis_station_messages", (("station", station),))] == js["stored"]
     assert metrics[("memphis_station_messages_in_total", (("station", station),))] == 6
-    assert metrics[("memphis_group_delivered_total", labels)] == 6
+    # JetStream's own count, not 6: a message routed to a pull whose inbox the client had just
+    # dropped is redelivered at once and counted twice (a known client issue, docs/protocol.md
+    # §7.7); the console must show what JetStream says either way.
+    delivered = _jetstream_delivered(console_broker, station, group, 3)
+    assert delivered >= 6
+    assert metrics[("memphis_group_delivered_total", labels)] == delivered
     created = (("outcome", "ok"), ("subject", "$memphis_station_creations"))
     assert metrics[("memphis_control_request_seconds_count", created)] >= 1
     for msg in fetched[3:]:
