@@ -18,7 +18,6 @@ Actions may be plain methods (a blocking engine) or coroutine functions (an asyn
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Callable
 from typing import Any, Final, Protocol, TypeVar
 
@@ -31,6 +30,8 @@ from memphis_core.nats._events import (
     ServerError,
     TLSUpgradeRequired,
 )
+from memphis_core.nats._state import TableEnum
+from memphis_core.nats._state import step as step_table
 
 from ._client import Client, ClientEvent
 from ._consumers import ConsumerError
@@ -119,7 +120,7 @@ def react(event: ClientEvent, engine: Engine[R]) -> R | None:
     return None if action is None else action(engine, event)
 
 
-class Phase(enum.Enum):
+class Phase(TableEnum):
     """Where an engine's connection is in its life (not the transport's state: that is the
     session's ``ConnState``)."""
 
@@ -129,7 +130,7 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # the client is closed: by the user, the reconnect policy or a crash
 
 
-class Step(enum.Enum):
+class Step(TableEnum):
     """What moves a :class:`Lifecycle` from one phase to the next."""
 
     STARTED = "started"  # the first handshake finished
@@ -163,12 +164,7 @@ def transition(phase: Phase, step: Step) -> Phase:
     Raises:
         LocalProtocolError: ``step`` cannot happen in ``phase`` (a bug in the engine).
     """
-    try:
-        return TRANSITIONS[phase, step]
-    except KeyError:
-        raise LocalProtocolError(
-            f"{step.value} refused by the engine lifecycle while {phase.value}"
-        ) from None
+    return step_table(TRANSITIONS, phase, step, "the engine lifecycle")
 
 
 class Lifecycle:
