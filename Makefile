@@ -93,10 +93,13 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
 
-# bench/latency.py also rewrites bench/out/latency.json and latency.png (committed figures).
+# bench/throughput.py's table also goes to bench/out/throughput.txt and .json, from which
+# bench/readme_tables.py renders the README's tables; bench/latency.py rewrites
+# bench/out/latency.json and latency.png (committed figures).
 bench: $(STAMP)
 	$(PY) bench/parser.py
-	$(PY) bench/throughput.py
+	$(PY) bench/throughput.py --json bench/out/throughput.json > bench/out/throughput.txt; \
+	  status=$$?; cat bench/out/throughput.txt; exit $$status
 	$(PY) bench/durability.py
 	$(PY) bench/latency.py
 
