@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # cannot fail on the luck of the draw; make fuzz explores for real.
 FUZZ_RUNS ?= 12000
 
-.PHONY: demo console test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean chromium mypyc mypyc-clean
+.PHONY: demo console test unasync lint typecheck docs unit fuzz fuzz-short bench stress soak clean chromium memphis-js mypyc mypyc-clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,7 +69,19 @@ chromium:
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else echo "make: $(CHROMIUM) missing and not root: the console's browser tests will skip"; fi
 
-unit: $(STAMP) chromium
+# The official Node SDK for tests/interop/test_memphis_js_sdk.py, pinned by the package-lock in
+# tests/interop/memphis-js and installed from the npm registry with the machine's npm (no
+# install scripts run). Without npm the test skips, saying so (and fails under CI=true).
+MEMPHIS_JS := .cache/memphis-js
+$(MEMPHIS_JS)/.installed: tests/interop/memphis-js/package.json tests/interop/memphis-js/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  mkdir -p $(MEMPHIS_JS) && cp tests/interop/memphis-js/package*.json $(MEMPHIS_JS)/ && \
+	  npm ci --prefix $(MEMPHIS_JS) --no-audit --no-fund --ignore-scripts --silent && \
+	  touch $@; \
+	else echo "make: npm missing: the Node SDK interop test will skip"; fi
+memphis-js: $(MEMPHIS_JS)/.installed
+
+unit: $(STAMP) chromium memphis-js
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 fuzz-short: $(STAMP)
@@ -93,10 +105,13 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
 
-# bench/latency.py also rewrites bench/out/latency.json and latency.png (committed figures).
+# bench/throughput.py's table also goes to bench/out/throughput.txt and .json, from which
+# bench/readme_tables.py renders the README's tables; bench/latency.py rewrites
+# bench/out/latency.json and latency.png (committed figures).
 bench: $(STAMP)
 	$(PY) bench/parser.py
-	$(PY) bench/throughput.py
+	$(PY) bench/throughput.py --json bench/out/throughput.json > bench/out/throughput.txt; \
+	  status=$$?; cat bench/out/throughput.txt; exit $$status
 	$(PY) bench/durability.py
 	$(PY) bench/latency.py
 

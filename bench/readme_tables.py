@@ -61,6 +61,33 @@ def main(argv: list[str]) -> int:
         print(f"{size} B:" if size < 1024 else "1 KiB:")
         print("\n".join(table(cells, size)))
         print()
+    print("Client CPU per message, microseconds (median per client, range over clients):")
+    cpu = {(c["client"], c["op"], c["size"]): c["cpu_us"] for c in doc["cells"]}
+    for op, label in ROWS:
+        for size in (128, 1024):
+            ours = [
+                statistics.median(cpu[client, op, size])
+                for client in CLIENTS[:3]
+                if cpu.get((client, op, size))
+            ]
+            others = ", ".join(
+                f"{client} {statistics.median(cpu[client, op, size]):.1f}"
+                for client in CLIENTS[3:]
+                if cpu.get((client, op, size))
+            )
+            if ours:
+                print(f"  {label}, {size} B: {min(ours):.1f}-{max(ours):.1f} ({others})")
+    memory = doc.get("memory")
+    if memory:
+        print(
+            f"Peak RSS: {memory['peak_mib'][0]:.1f} MiB at {memory['counts'][0]:,} msgs, "
+            f"{memory['peak_mib'][1]:.1f} MiB at {memory['counts'][1]:,}"
+        )
+    print(
+        f"Load average: {doc.get('loadavg_start', '?')} at the start, "
+        f"{doc.get('loadavg_end', '?')} at the end; {doc['seconds']:.0f} s"
+    )
+    print()
     for goal in doc.get("goals", []):
         print(f"{goal['status']:<5} {goal['name']}: {goal['detail']}")
     return 0

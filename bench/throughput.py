@@ -1123,6 +1123,13 @@ def select_clients(only: str) -> list[str]:
     return [c for c in available if c in wanted]
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.rss_child:
@@ -1146,6 +1153,8 @@ def main(argv: list[str] | None = None) -> int:
             for size in SIZES:
                 results.cells[client, op, size] = Cell(client, op, size, plan.count(client, op))
     started = time.monotonic()
+    # The load average goes with the figures: on a busy machine they are not comparable.
+    load_start = _loadavg()
     memory: Memory | None = None
     with EmbeddedBroker() as embedded:
         broker = Broker(embedded.host, embedded.port, embedded.monitor_url)
@@ -1171,6 +1180,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory and "memphis_sync" in clients:
             memory = measure_memory(broker, plan)
     elapsed = time.monotonic() - started
+    load_end = _loadavg()
 
     versions = _versions(clients)
     print(
@@ -1211,7 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
     goals = results.goals(memory)
     for goal in goals:
         print(f"{goal.status:<5} {goal.name}: {goal.detail}")
-    print(f"\ntotal {elapsed:.0f} s")
+    print(
+        f"\ntotal {elapsed:.0f} s; load average (1, 5, 15 min) {load_start} at the start, "
+        f"{load_end} at the end"
+    )
 
     if args.json:
         report = {
@@ -1222,6 +1235,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory": None if memory is None else asdict(memory) | {"bounded": memory.bounded},
             "goals": [asdict(goal) for goal in goals],
             "seconds": elapsed,
+            "loadavg_start": load_start,
+            "loadavg_end": load_end,
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.strict and any(goal.status == "FAIL" for goal in goals):

@@ -9,6 +9,8 @@ Security (docs/console.md, "Security"):
   ``SameSite=Strict``), signed with a key made at start: a restart logs everyone out. The cookie
   carries a random session id that the console also keeps while the session lasts; logout
   forgets it, so a copy of the cookie taken before logout is refused afterwards.
+* After 5 failed logins from one client address within 60 seconds, that address is refused
+  (429) until the oldest failure is a minute old, without asking the broker (``_throttle``).
 * Every POST carries the session's CSRF token (a hidden form field), compared in constant time;
   a POST without it is refused with 403 before anything happens.
 * Pages are Jinja2 templates with autoescaping on: payloads and headers are user data and are
@@ -61,6 +63,7 @@ from memphis_broker.console._state import (
     schemas_with_stations,
     station_schema,
 )
+from memphis_broker.console._throttle import LoginThrottle
 from memphis_core.memphis import _control as rq
 from memphis_core.memphis._enums import SchemaType
 from memphis_core.memphis._options import station_options
@@ -134,6 +137,7 @@ class Console:
         self.metrics = Metrics()
         self.history = RateHistory(lambda: station_totals(ctx()))
         self._basic_ok: dict[str, float] = {}
+        self._throttle = LoginThrottle(time.monotonic)
         #: Live sessions: session id -> (user, monotonic expiry). Logout removes its id.
         self._sessions: dict[str, tuple[str, float]] = {}
         env = jinja2.Environment(
@@ -195,8 +199,18 @@ class Console:
 
     # ------------------------------------------------------------------ auth and forms
 
-    async def _login_ok(self, username: str, secret: str) -> bool:
-        """Ask nats-server: does it accept these credentials (see the module docstring)?"""
+    async def _login_ok(self, request: Request, username: str, secret: str) -> bool:
+        """Ask nats-server: does it accept these credentials (see the module docstring)? The
+        answer counts for the request's client address in the failed-login throttle."""
+        ok = await self._broker_accepts(username, secret)
+        client = _client(request)
+        if ok:
+            self._throttle.succeeded(client)
+        else:
+            self._throttle.failed(client)
+        return ok
+
+    async def _broker_accepts(self, username: str, secret: str) -> bool:
         auth: dict[str, Any] = (
             {"user": f"{username}$1", "password": secret}
             if self.password_mode
@@ -226,7 +240,7 @@ class Console:
         now = time.monotonic()
         if self._basic_ok.get(digest, 0.0) > now:
             return user
-        if not await self._login_ok(user, secret):
+        if not await self._login_ok(request, user, secret):
             return None
         self._basic_ok = {d: t for d, t in self._basic_ok.items() if t > now}
         self._basic_ok[digest] = now + _BASIC_CACHE_S
@@ -368,7 +382,18 @@ class Console:
         form = await self._form(request)
         username = str(form.get("username") or "root").strip().lower()
         secret = str(form.get("secret") or "")
-        if not secret or not await self._login_ok(username, secret):
+        wait = self._throttle.retry_after(_client(request))
+        if wait:
+            response = self._page(
+                request,
+                "login.html",
+                status=429,
+                error=f"too many failed logins from this address: try again in {wait} s",
+                next=_safe_next(request),
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if not secret or not await self._login_ok(request, username, secret):
             return self._page(
                 request,
                 "login.html",
@@ -385,6 +410,11 @@ class Console:
         return RedirectResponse("/login", status_code=303)
 
     async def metrics_page(self, request: Request) -> Response:
+        wait = self._throttle.retry_after(_client(request))
+        if self._user(request) is None and wait:
+            return Response(
+                "too many failed logins\n", status_code=429, headers={"Retry-After": str(wait)}
+            )
         if self._user(request) is None and await self._basic_auth(request) is None:
             return Response(
                 "login required\n",
@@ -618,6 +648,11 @@ class Console:
         if error:
             return self._done(request, "/schemas", f"not detached: {error}", ok=False)
         return self._done(request, "/schemas", f"schema detached from {station}")
+
+
+def _client(request: Request) -> str:
+    """The address a request came from, as the failed-login throttle counts it."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _safe_next(request: Request, value: object = None) -> str:

@@ -68,6 +68,13 @@ def test_quick_throughput_with_limit(tmp_path: Path) -> None:
     }
     assert all(cell["median"] > 0 for cell in cells.values())
     assert data["memory"]["peak_mib"][0] > 0
+    # The load average goes with the figures (printed and kept), and the README's tables render
+    # from this report.
+    assert len(data["loadavg_start"].split()) == 3, data["loadavg_start"]
+    assert "load average" in done.stdout
+    tables = _run([str(ROOT / "bench" / "readme_tables.py"), str(report)], timeout=30).stdout
+    assert "| sync produce (wait for each PubAck) | " in tables, tables
+    assert "Load average: " + data["loadavg_start"] in tables, tables
 
 
 @pytest.mark.timeout(60)
