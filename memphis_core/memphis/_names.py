@@ -13,6 +13,7 @@ from typing import Final
 __all__ = [
     "MAX_NAME_LENGTH",
     "internal_name",
+    "is_shown_header",
     "is_user_header",
     "name_error",
 ]
@@ -67,3 +68,15 @@ def is_user_header(key: str) -> bool:
     # docs/protocol.md §6.5); the id headers are matched in any case, so that no spelling of
     # them can slip in beside the ones the SDK writes from ``msg_id``.
     return not key.startswith("$memphis") and key.lower() not in _ID_HEADERS
+
+
+#: W3C trace context (docs/tracing.md): written on produce by the optional instrumentation and
+#: read back by a consumer's; a message's ``headers`` do not show them. A producer may still
+#: send them itself (propagating its own context by hand): they are not refused.
+_TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
+
+
+def is_shown_header(key: str) -> bool:
+    """Whether a received header is shown in ``Message.headers``: a user header
+    (:func:`is_user_header`) that is not W3C trace context."""
+    return is_user_header(key) and key.lower() not in _TRACE_HEADERS

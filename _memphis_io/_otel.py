@@ -1,0 +1,333 @@
+"""OpenTelemetry spans and metrics from the client's facts, for the three frontends at once.
+
+Imported only when ``connect`` is given ``tracer_provider``, ``meter_provider`` or
+``instrument=True`` (see :func:`~._connect.connect_arguments`): without them nothing from
+``opentelemetry`` is imported. :class:`Telemetry` is the core's
+:class:`~memphis_core.memphis._observe.Observer`; docs/tracing.md lists the spans, their
+attributes and the metrics, after the OpenTelemetry messaging semantic conventions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Link, Span, SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from memphis_core import __version__
+
+if TYPE_CHECKING:
+    from memphis_core import Client
+    from memphis_core.memphis._deliveries import ConsumerState, Delivery
+    from memphis_core.memphis._observe import ProduceWatch
+    from memphis_core.memphis._options import ProduceOptions
+    from memphis_core.memphis._producers import ProduceOperation, ProducerState
+
+__all__ = ["SEMCONV_VERSION", "Telemetry"]
+
+#: The version of the OpenTelemetry semantic conventions the spans and metrics follow.
+SEMCONV_VERSION: Final = "1.44.0"
+_SCHEMA_URL: Final = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+_SCOPE: Final = "memphis_sansio"
+
+# Attribute names (the messaging and general conventions).
+SYSTEM: Final = "messaging.system"
+OPERATION_NAME: Final = "messaging.operation.name"
+OPERATION_TYPE: Final = "messaging.operation.type"
+DESTINATION: Final = "messaging.destination.name"
+PARTITION: Final = "messaging.destination.partition.id"
+MESSAGE_ID: Final = "messaging.message.id"
+GROUP: Final = "messaging.consumer.group.name"
+BATCH_COUNT: Final = "messaging.batch.message_count"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+#: Attributes that name one message: on spans only, never on metrics (their cardinality).
+_SPAN_ONLY: Final = frozenset({MESSAGE_ID, BATCH_COUNT})
+
+#: W3C trace context only, whatever global propagator the application set: these are the
+#: headers ``Message.headers`` hides (``memphis_core.memphis._names.is_shown_header``).
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+_TRACE_HEADERS: Final = frozenset(_PROPAGATOR.fields)
+
+Attributes = dict[str, AttributeValue]
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+class _Send:
+    """One produce whose span waits for its PubAck (or failure)."""
+
+    __slots__ = ("attributes", "op", "span", "started")
+
+    def __init__(
+        self, op: ProduceOperation, span: Span, attributes: Attributes, started: float
+    ) -> None:
+        self.op = op
+        self.span = span
+        self.attributes = attributes
+        self.started = started
+
+
+class Telemetry:
+    """Turns one connection's facts into spans and metrics (the core's ``Observer``).
+
+    Args:
+        client: the connection's client (``server.address`` / ``server.port`` are its
+            current server when a span starts).
+        tracer_provider: the provider of the spans; None: the global one.
+        meter_provider: the provider of the metrics; None: the global one.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+    ) -> None:
+        self._client = client
+        self._tracer = trace.get_tracer(
+            _SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL
+        )
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
+        self._duration = meter.create_histogram(
+            "messaging.client.operation.duration",
+            unit="s",
+            description="Duration of a messaging operation initiated by a producer or consumer.",
+        )
+        self._sent = meter.create_counter(
+            "messaging.client.sent.messages",
+            unit="{message}",
+            description="Number of messages the producer attempted to send to the broker.",
+        )
+        self._consumed = meter.create_counter(
+            "messaging.client.consumed.messages",
+            unit="{message}",
+            description="Number of messages handed to the application by a receive.",
+        )
+        self._process = meter.create_histogram(
+            "messaging.process.duration",
+            unit="s",
+            description="Duration of one consume() handler call.",
+        )
+        self._pending: list[_Send] = []
+
+    # ------------------------------------------------------------------ attributes
+
+    def _attributes(self, station: str, operation: str, kind: str) -> Attributes:
+        host, port = self._client.current_server
+        return {
+            SYSTEM: "memphis",
+            OPERATION_NAME: operation,
+            OPERATION_TYPE: kind,
+            DESTINATION: station,
+            SERVER_ADDRESS: host,
+            SERVER_PORT: port,
+        }
+
+    def _consumer_attributes(
+        self, consumer: ConsumerState, deliveries: Sequence[Delivery], operation: str, kind: str
+    ) -> Attributes:
+        attributes = self._attributes(consumer.station.name, operation, kind)
+        attributes[GROUP] = consumer.options.consumer_group
+        partitions = {d.partition for d in deliveries}
+        if len(partitions) == 1:
+            (partition,) = partitions
+            if partition is not None:
+                attributes[PARTITION] = str(partition)
+        if len(deliveries) == 1:
+            msg_id = deliveries[0].msg_id
+            if msg_id is not None:
+                attributes[MESSAGE_ID] = msg_id
+        elif kind != "settle":
+            attributes[BATCH_COUNT] = len(deliveries)
+        return attributes
+
+    @staticmethod
+    def _metric_attributes(attributes: Attributes) -> Attributes:
+        return {k: v for k, v in attributes.items() if k not in _SPAN_ONLY}
+
+    @staticmethod
+    def _fail(span: Span, attributes: Attributes, error: BaseException) -> None:
+        attributes[ERROR_TYPE] = type(error).__qualname__
+        span.set_attribute(ERROR_TYPE, type(error).__qualname__)
+        span.record_exception(error)
+        span.set_status(StatusCode.ERROR, str(error))
+
+    @staticmethod
+    def _links(deliveries: Sequence[Delivery]) -> list[Link]:
+        """A link to each message's creation context (its producer's ``send`` span); none
+        for a message sent without one (another SDK, the instrumentation off)."""
+        links = []
+        for delivery in deliveries:
+            context = _producer_context(delivery)
+            if context is not None:
+                links.append(Link(context))
+        return links
+
+    # ------------------------------------------------------------------ send
+
+    def producing(
+        self, producer: ProducerState, opts: ProduceOptions
+    ) -> tuple[ProduceOptions, ProduceWatch]:
+        station = producer.station.name
+        attributes = self._attributes(station, "send", "send")
+        if opts.msg_id is not None:
+            attributes[MESSAGE_ID] = opts.msg_id
+        if opts.partition_number is not None:
+            attributes[PARTITION] = str(opts.partition_number)
+        span = self._tracer.start_span(
+            f"send {station}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
+        # The instrumentation's context replaces any the caller put in the headers by hand.
+        headers = tuple(h for h in opts.headers if h[0].lower() not in _TRACE_HEADERS)
+        opts = dataclasses.replace(opts, headers=headers + tuple(carrier.items()))
+        started = _now()
+
+        def watch(op: ProduceOperation | None, error: BaseException | None) -> None:
+            if op is None:
+                self._end_send(span, attributes, started, error)
+            elif op.done:
+                self._finish(_Send(op, span, attributes, started))
+            else:
+                self._pending.append(_Send(op, span, attributes, started))
+
+        return opts, watch
+
+    def progress(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        waiting = []
+        for send in pending:
+            if send.op.done:
+                self._finish(send)
+            else:
+                waiting.append(send)
+        self._pending = waiting
+
+    def _finish(self, send: _Send) -> None:
+        op = send.op
+        if op.error is None:
+            # Which partition's stream stored it: the PubAck names the stream,
+            # ``<station>$<partition>`` (docs/protocol.md §6.6).
+            stream = op.outcome().stream
+            _, dollar, partition = stream.rpartition("$")
+            if dollar and partition.isdigit():
+                send.attributes[PARTITION] = partition
+                send.span.set_attribute(PARTITION, partition)
+        self._end_send(send.span, send.attributes, send.started, op.error)
+
+    def _end_send(
+        self, span: Span, attributes: Attributes, started: float, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            self._fail(span, attributes, error)
+        span.end()
+        metric = self._metric_attributes(attributes)
+        self._duration.record(_now() - started, metric)
+        self._sent.add(1, metric)
+
+    # ------------------------------------------------------------------ receive
+
+    def received(
+        self,
+        consumer: ConsumerState,
+        deliveries: Sequence[Delivery],
+        started: int,
+        error: BaseException | None = None,
+    ) -> None:
+        attributes = self._consumer_attributes(consumer, deliveries, "receive", "receive")
+        attributes[BATCH_COUNT] = len(deliveries)
+        span = self._tracer.start_span(
+            f"receive {consumer.station.name}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=self._links(deliveries),
+            start_time=started,
+        )
+        if error is not None:
+            self._fail(span, attributes, error)
+        span.end()
+        metric = self._metric_attributes(attributes)
+        self._duration.record((time.time_ns() - started) / 1e9, metric)
+        if deliveries:
+            self._consumed.add(len(deliveries), metric)
+
+    # ------------------------------------------------------------------ process
+
+    @contextmanager
+    def processing(self, consumer: ConsumerState, deliveries: Sequence[Delivery]) -> Iterator[None]:
+        attributes = self._consumer_attributes(consumer, deliveries, "process", "process")
+        links = self._links(deliveries)
+        # One message: its producer's context is the parent, so the producer's trace goes on
+        # through the handler (and its settles). A batch has several: links only.
+        parent = _producer_context(deliveries[0]) if len(deliveries) == 1 else None
+        context = None
+        if parent is not None:
+            context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        span = self._tracer.start_span(
+            f"process {consumer.station.name}",
+            context,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
+        started = _now()
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            yield
+        except BaseException as exc:
+            self._fail(span, attributes, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
+            self._process.record(_now() - started, self._metric_attributes(attributes))
+
+    # ------------------------------------------------------------------ settle
+
+    @contextmanager
+    def settling(self, delivery: Delivery, how: str) -> Iterator[None]:
+        deliveries = (delivery,)
+        attributes = self._consumer_attributes(delivery.consumer, deliveries, how, "settle")
+        span = self._tracer.start_span(
+            f"settle {delivery.consumer.station.name}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=self._links(deliveries),
+        )
+        started = _now()
+        try:
+            yield
+        except BaseException as exc:
+            self._fail(span, attributes, exc)
+            raise
+        finally:
+            span.end()
+            self._duration.record(_now() - started, self._metric_attributes(attributes))
+
+
+def _producer_context(delivery: Delivery) -> trace.SpanContext | None:
+    """The span context a message's ``traceparent`` header carries, or None (no header, or a
+    malformed one: the consumer's spans are then made without it)."""
+    traceparent = delivery.header("traceparent")
+    if traceparent is None:
+        return None
+    carrier = {"traceparent": traceparent}
+    tracestate = delivery.header("tracestate")
+    if tracestate is not None:
+        carrier["tracestate"] = tracestate
+    context = trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
+    return context if context.is_valid else None
