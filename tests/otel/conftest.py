@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from memphis_broker import EmbeddedBroker
 from tests.support.frontends import frontend_fixtures
 from tests.support.names import TOKEN, USER, unique
-from tests.support.probe import connections
+from tests.support.probe import BrokerProbe, connections
 
 
 class Recorded:
@@ -52,6 +52,13 @@ class Recorded:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(store_dir=tmp_path_factory.mktemp("otel-broker"), token=TOKEN) as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def probe(broker: EmbeddedBroker) -> Iterator[BrokerProbe]:
+    p = BrokerProbe(broker)
+    yield p
+    p.close()
 
 
 frontend, memphis = frontend_fixtures("session")
