@@ -59,6 +59,24 @@ _TRACE_HEADERS: Final = frozenset(_PROPAGATOR.fields)
 
 Attributes = dict[str, AttributeValue]
 
+# The metrics (name, unit, description), after the messaging conventions.
+_OPERATION_DURATION: Final = (
+    "messaging.client.operation.duration",
+    "s",
+    "Duration of a messaging operation: a send until its PubAck, a receive, a settle.",
+)
+_PROCESS_DURATION: Final = ("messaging.process.duration", "s", "Duration of a handler call.")
+_SENT: Final = (
+    "messaging.client.sent.messages",
+    "{message}",
+    "Number of messages the producer attempted to send to the broker.",
+)
+_CONSUMED: Final = (
+    "messaging.client.consumed.messages",
+    "{message}",
+    "Number of messages handed to the application by receives.",
+)
+
 
 def _now() -> float:
     return time.perf_counter()
@@ -99,26 +117,10 @@ class Telemetry:
             _SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL
         )
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
-        self._duration = meter.create_histogram(
-            "messaging.client.operation.duration",
-            unit="s",
-            description="Duration of a messaging operation initiated by a producer or consumer.",
-        )
-        self._sent = meter.create_counter(
-            "messaging.client.sent.messages",
-            unit="{message}",
-            description="Number of messages the producer attempted to send to the broker.",
-        )
-        self._consumed = meter.create_counter(
-            "messaging.client.consumed.messages",
-            unit="{message}",
-            description="Number of messages handed to the application by a receive.",
-        )
-        self._process = meter.create_histogram(
-            "messaging.process.duration",
-            unit="s",
-            description="Duration of one consume() handler call.",
-        )
+        self._duration = meter.create_histogram(*_OPERATION_DURATION)
+        self._process = meter.create_histogram(*_PROCESS_DURATION)
+        self._sent = meter.create_counter(*_SENT)
+        self._consumed = meter.create_counter(*_CONSUMED)
         self._pending: list[_Send] = []
 
     # ------------------------------------------------------------------ attributes

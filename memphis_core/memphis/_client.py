@@ -837,21 +837,17 @@ class Client:
 
     def ack(self, message: Delivery) -> None:
         """``+ACK`` (or a ``$memphis_pm_acks`` report for a DLS resend)."""
-        observer = self.observer
-        if observer is None:
+        if self.observer is None:
             self._consumers.ack(message)
-            return
-        with observer.settling(message, "ack"):
-            self._consumers.ack(message)
+        else:
+            self._observed_settle("ack", self._consumers.ack, message)
 
     def nack(self, message: Delivery) -> None:
         """``-NAK``: redeliver now."""
-        observer = self.observer
-        if observer is None:
+        if self.observer is None:
             self._consumers.nack(message)
-            return
-        with observer.settling(message, "nack"):
-            self._consumers.nack(message)
+        else:
+            self._observed_settle("nack", self._consumers.nack, message)
 
     def delay(self, message: Delivery, seconds: float) -> None:
         """Redeliver after ``seconds``.
@@ -862,12 +858,10 @@ class Client:
         """
         # A delay is a ``-NAK`` with a body (docs/protocol.md §7.8): JetStream does the waiting, the
         # client keeps no timer for it.
-        observer = self.observer
-        if observer is None:
+        if self.observer is None:
             self._consumers.delay(message, seconds)
-            return
-        with observer.settling(message, "delay"):
-            self._consumers.delay(message, seconds)
+        else:
+            self._observed_settle("delay", self._consumers.delay, message, seconds)
 
     def in_progress(self, message: Delivery, now: float) -> None:
         """``+WPI``: the broker restarts the message's ack timer (a whole ``max_ack_time``
@@ -882,9 +876,15 @@ class Client:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""
         # ``+TERM`` and the report go out together in the next write: the broker stores the dead
         # letter only from the report, the TERM only stops redelivery (docs/protocol.md §9.3).
-        observer = self.observer
-        if observer is None:
+        if self.observer is None:
             self._consumers.dead_letter(message, reason)
-            return
-        with observer.settling(message, "dead_letter"):
-            self._consumers.dead_letter(message, reason)
+        else:
+            self._observed_settle("dead_letter", self._consumers.dead_letter, message, reason)
+
+    def _observed_settle(
+        self, how: str, settle: Callable[..., None], message: Delivery, *args: object
+    ) -> None:
+        # Off the hot path: only with an observer (docs/tracing.md), which sees the outcome.
+        assert self.observer is not None
+        with self.observer.settling(message, how):
+            settle(message, *args)

@@ -16,9 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from memphis_broker import EmbeddedBroker
+from tests.conformance import conftest as conformance
 from tests.support.frontends import frontend_fixtures
 from tests.support.names import TOKEN, USER, unique
-from tests.support.probe import BrokerProbe, connections
+from tests.support.probe import connections
 
 
 class Recorded:
@@ -48,19 +49,9 @@ class Recorded:
         return out
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(store_dir=tmp_path_factory.mktemp("otel-broker"), token=TOKEN) as b:
-        yield b
-
-
-@pytest.fixture(scope="session")
-def probe(broker: EmbeddedBroker) -> Iterator[BrokerProbe]:
-    p = BrokerProbe(broker)
-    yield p
-    p.close()
-
-
+# The conformance suite's session fixtures: a token-mode broker and its read-only probe.
+broker = conformance.broker
+probe = conformance.probe
 frontend, memphis = frontend_fixtures("session")
 
 

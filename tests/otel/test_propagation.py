@@ -50,15 +50,20 @@ PRODUCER = textwrap.dedent(
 )
 
 
-def _produce_in_another_process(broker: EmbeddedBroker, station: str) -> tuple[int, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", PRODUCER, broker.host, str(broker.port), station],
+def _python(script: str, *args: str) -> str:
+    """What ``script`` prints, run in a new interpreter (with ``args``) from the checkout."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
         check=True,
     ).stdout
+
+
+def _produce_in_another_process(broker: EmbeddedBroker, station: str) -> tuple[int, int]:
+    out = _python(PRODUCER, broker.host, str(broker.port), station)
     name, trace_id, span_id = json.loads(out)
     assert name == f"send {station}"
     return trace_id, span_id
@@ -232,12 +237,4 @@ def test_without_the_options_nothing_from_opentelemetry_is_imported(
         print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, broker.host, str(broker.port)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=True,
-    ).stdout
-    assert out.strip() == "[]"
+    assert _python(script, broker.host, str(broker.port)).strip() == "[]"
