@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Histogram
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -286,17 +287,8 @@ class Telemetry:
             attributes=attributes,
             links=links,
         )
-        started = _now()
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
+        with _measured(span, attributes, self._process, current=True):
             yield
-        except BaseException as exc:
-            self._fail(span, attributes, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-            span.end()
-            self._process.record(_now() - started, self._metric_attributes(attributes))
 
     # ------------------------------------------------------------------ settle
 
@@ -310,15 +302,28 @@ class Telemetry:
             attributes=attributes,
             links=self._links(deliveries),
         )
-        started = _now()
-        try:
+        with _measured(span, attributes, self._duration, current=False):
             yield
-        except BaseException as exc:
-            self._fail(span, attributes, exc)
-            raise
-        finally:
-            span.end()
-            self._duration.record(_now() - started, self._metric_attributes(attributes))
+
+
+@contextmanager
+def _measured(
+    span: Span, attributes: Attributes, histogram: Histogram, *, current: bool
+) -> Iterator[None]:
+    """Run the block inside ``span`` (made the current span when ``current``), then end it and
+    record its duration; an exception leaving the block marks both with its type."""
+    started = _now()
+    token = otel_context.attach(trace.set_span_in_context(span)) if current else None
+    try:
+        yield
+    except BaseException as exc:
+        Telemetry._fail(span, attributes, exc)
+        raise
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+        span.end()
+        histogram.record(_now() - started, Telemetry._metric_attributes(attributes))
 
 
 def _producer_context(delivery: Delivery) -> trace.SpanContext | None:

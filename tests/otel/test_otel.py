@@ -180,3 +180,8 @@ def test_consume_makes_a_process_span_current_in_the_handler_and_records_its_err
     assert [_attrs(r)["messaging.batch.message_count"] for r in receives] == [1, 1]
     durations = otel.metrics()["messaging.process.duration"]
     assert sorted(str(a.get("error.type")) for a, _ in durations) == ["None", "RuntimeError"]
+
+
+def test_instrument_must_be_a_bool(connect: Callable[..., Any], memphis: Any) -> None:
+    with pytest.raises(memphis.LocalProtocolError, match="instrument must be a bool"):
+        connect(instrument="yes")

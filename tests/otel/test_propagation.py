@@ -84,8 +84,16 @@ async def _until(frontend: Frontend, done: Callable[[], bool], seconds: float) -
         await sleep(0.02)
 
 
-def _providers(otel: Recorded) -> dict[str, Any]:
-    return {"tracer_provider": otel.tracer_provider, "meter_provider": otel.meter_provider}
+def _native_connect(frontend: Frontend, broker: EmbeddedBroker, otel: Recorded) -> Any:
+    """The async frontend's own ``connect(...)``, instrumented, for ``async with``."""
+    return frontend.module.connect(
+        broker.host,
+        USER,
+        connection_token=TOKEN,
+        port=broker.port,
+        tracer_provider=otel.tracer_provider,
+        meter_provider=otel.meter_provider,
+    )
 
 
 def _consume_and_ack(
@@ -110,12 +118,9 @@ def _consume_and_ack(
         assert acked.wait(20)
         consumer.stop_consume()
         return
-    module = frontend.module
 
     async def body() -> None:
-        async with module.connect(
-            broker.host, USER, connection_token=TOKEN, port=broker.port, **_providers(otel)
-        ) as native:
+        async with _native_connect(frontend, broker, otel) as native:
             consumer = await native.create_consumer(station, "c", batch_max_wait_time=1.0)
             acked: list[bytes] = []
 
@@ -191,13 +196,10 @@ def test_a_cancelled_fetch_makes_no_receive_span_for_the_messages_it_keeps(
         pytest.skip("cancellation is an async idiom; memphis_sync has fetch(timeout=)")
     _fetch_holding_messages(connect(), probe, station, 5.0)
     sends = {s.context.span_id for s in otel.spans(f"send {station}")}
-    module = frontend.module
     name = f"receive {station}"
 
     async def body() -> tuple[Any, int, int, list[bytes]]:
-        async with module.connect(
-            broker.host, USER, connection_token=TOKEN, port=broker.port, **_providers(otel)
-        ) as native:
+        async with _native_connect(frontend, broker, otel) as native:
             consumer = await native.create_consumer(
                 station, "c", batch_max_wait_time=5.0, max_ack_time=30
             )
