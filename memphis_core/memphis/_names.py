@@ -74,9 +74,10 @@ def is_user_header(key: str) -> bool:
 #: read back by a consumer's; a message's ``headers`` do not show them. A producer may still
 #: send them itself (propagating its own context by hand): they are not refused.
 _TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
+_NOT_SHOWN: Final = _ID_HEADERS | _TRACE_HEADERS
 
 
 def is_shown_header(key: str) -> bool:
     """Whether a received header is shown in ``Message.headers``: a user header
     (:func:`is_user_header`) that is not W3C trace context."""
-    return is_user_header(key) and key.lower() not in _TRACE_HEADERS
+    return not key.startswith("$memphis") and key.lower() not in _NOT_SHOWN
