@@ -156,17 +156,6 @@ class Telemetry:
         return attributes
 
     @staticmethod
-    def _metric_attributes(attributes: Attributes) -> Attributes:
-        return {k: v for k, v in attributes.items() if k not in _SPAN_ONLY}
-
-    @staticmethod
-    def _fail(span: Span, attributes: Attributes, error: BaseException) -> None:
-        attributes[ERROR_TYPE] = type(error).__qualname__
-        span.set_attribute(ERROR_TYPE, type(error).__qualname__)
-        span.record_exception(error)
-        span.set_status(StatusCode.ERROR, str(error))
-
-    @staticmethod
     def _links(deliveries: Sequence[Delivery]) -> list[Link]:
         """A link to each message's creation context (its producer's ``send`` span); none
         for a message sent without one (another SDK, the instrumentation off)."""
@@ -236,9 +225,9 @@ class Telemetry:
         self, span: Span, attributes: Attributes, started: float, error: BaseException | None
     ) -> None:
         if error is not None:
-            self._fail(span, attributes, error)
+            _fail(span, attributes, error)
         span.end()
-        metric = self._metric_attributes(attributes)
+        metric = _metric_attributes(attributes)
         self._duration.record(_now() - started, metric)
         self._sent.add(1, metric)
 
@@ -261,9 +250,9 @@ class Telemetry:
             start_time=started,
         )
         if error is not None:
-            self._fail(span, attributes, error)
+            _fail(span, attributes, error)
         span.end()
-        metric = self._metric_attributes(attributes)
+        metric = _metric_attributes(attributes)
         self._duration.record((time.time_ns() - started) / 1e9, metric)
         if deliveries:
             self._consumed.add(len(deliveries), metric)
@@ -317,13 +306,26 @@ def _measured(
     try:
         yield
     except BaseException as exc:
-        Telemetry._fail(span, attributes, exc)
+        _fail(span, attributes, exc)
         raise
     finally:
         if token is not None:
             otel_context.detach(token)
         span.end()
-        histogram.record(_now() - started, Telemetry._metric_attributes(attributes))
+        histogram.record(_now() - started, _metric_attributes(attributes))
+
+
+def _metric_attributes(attributes: Attributes) -> Attributes:
+    return {k: v for k, v in attributes.items() if k not in _SPAN_ONLY}
+
+
+def _fail(span: Span, attributes: Attributes, error: BaseException) -> None:
+    """Mark ``span`` (and the metrics' ``attributes``) with ``error``, per the conventions:
+    status ERROR, ``error.type`` the exception's class, the exception recorded."""
+    attributes[ERROR_TYPE] = type(error).__qualname__
+    span.set_attribute(ERROR_TYPE, type(error).__qualname__)
+    span.record_exception(error)
+    span.set_status(StatusCode.ERROR, str(error))
 
 
 def _producer_context(delivery: Delivery) -> trace.SpanContext | None:
