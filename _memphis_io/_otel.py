@@ -10,9 +10,10 @@ attributes and the metrics, after the OpenTelemetry messaging semantic conventio
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -60,6 +61,11 @@ _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACE_HEADERS: Final = frozenset(_PROPAGATOR.fields)
 
 Attributes = dict[str, AttributeValue]
+
+#: Where a failure of the application's tracer, meter or exporter is logged: the operation it
+#: was measuring goes on as if the instrumentation were off (docs/tracing.md).
+_log = logging.getLogger(__name__)
+_FAILED: Final = "OpenTelemetry instrumentation failed (%s); the operation goes on without it"
 
 #: How many unfinished produces ``Telemetry.progress`` looks through behind an unfinished one.
 _SCAN_LIMIT: Final = 64
@@ -175,6 +181,17 @@ class Telemetry:
     def producing(
         self, producer: ProducerState, opts: ProduceOptions
     ) -> tuple[ProduceOptions, ProduceWatch]:
+        # Never raises into produce(): a span processor or exporter of the application that
+        # raises costs the span, not the message (docs/tracing.md).
+        try:
+            return self._producing(producer, opts)
+        except Exception:
+            _log.exception(_FAILED, "send")
+            return opts, _unwatched
+
+    def _producing(
+        self, producer: ProducerState, opts: ProduceOptions
+    ) -> tuple[ProduceOptions, ProduceWatch]:
         station = producer.station.name
         attributes = self._attributes(station, "send", "send")
         if opts.msg_id is not None:
@@ -192,12 +209,16 @@ class Telemetry:
         started = _now()
 
         def watch(op: ProduceOperation | None, error: BaseException | None) -> None:
-            if op is None:
-                self._end_send(span, attributes, started, error)
-            elif op.done:
-                self._finish(_Send(op, span, attributes, started))
-            else:
+            if op is not None and not op.done:
                 self._pending.append(_Send(op, span, attributes, started))
+                return
+            try:
+                if op is None:
+                    self._end_send(span, attributes, started, error)
+                else:
+                    self._finish(_Send(op, span, attributes, started))
+            except Exception:
+                _log.exception(_FAILED, "send")
 
         return opts, watch
 
@@ -211,15 +232,22 @@ class Telemetry:
         # only while it is short; a longer tail waits for the front (its spans then end a
         # little late, at most by the front's ack_wait).
         while pending and pending[0].op.done:
-            self._finish(pending.popleft())
+            self._finish_logged(pending.popleft())
         if 0 < len(pending) <= _SCAN_LIMIT:
             waiting = deque[_Send]()
             for send in pending:
                 if send.op.done:
-                    self._finish(send)
+                    self._finish_logged(send)
                 else:
                     waiting.append(send)
             self._pending = waiting
+
+    def _finish_logged(self, send: _Send) -> None:
+        # Called from the client's event processing: raising there would end the connection.
+        try:
+            self._finish(send)
+        except Exception:
+            _log.exception(_FAILED, "send")
 
     def _finish(self, send: _Send) -> None:
         op = send.op
@@ -252,6 +280,18 @@ class Telemetry:
         started: int,
         error: BaseException | None = None,
     ) -> None:
+        try:
+            self._received(consumer, deliveries, started, error)
+        except Exception:
+            _log.exception(_FAILED, "receive")
+
+    def _received(
+        self,
+        consumer: ConsumerState,
+        deliveries: Sequence[Delivery],
+        started: int,
+        error: BaseException | None,
+    ) -> None:
         attributes = self._consumer_attributes(consumer, deliveries, "receive", "receive")
         attributes[BATCH_COUNT] = len(deliveries)
         span = self._tracer.start_span(
@@ -273,6 +313,10 @@ class Telemetry:
 
     @contextmanager
     def processing(self, consumer: ConsumerState, deliveries: Sequence[Delivery]) -> Iterator[None]:
+        with _measured("process", lambda: self._process_scope(consumer, deliveries)):
+            yield
+
+    def _process_scope(self, consumer: ConsumerState, deliveries: Sequence[Delivery]) -> _Scope:
         attributes = self._consumer_attributes(consumer, deliveries, "process", "process")
         links = self._links(deliveries)
         # One message: its producer's context is the parent, so the producer's trace goes on
@@ -288,13 +332,16 @@ class Telemetry:
             attributes=attributes,
             links=links,
         )
-        with _measured(span, attributes, self._process, current=True):
-            yield
+        return _Scope(span, attributes, self._process, current=True)
 
     # ------------------------------------------------------------------ settle
 
     @contextmanager
     def settling(self, delivery: Delivery, how: str) -> Iterator[None]:
+        with _measured("settle", lambda: self._settle_scope(delivery, how)):
+            yield
+
+    def _settle_scope(self, delivery: Delivery, how: str) -> _Scope:
         deliveries = (delivery,)
         attributes = self._consumer_attributes(delivery.consumer, deliveries, how, "settle")
         span = self._tracer.start_span(
@@ -303,28 +350,61 @@ class Telemetry:
             attributes=attributes,
             links=self._links(deliveries),
         )
-        with _measured(span, attributes, self._duration, current=False):
-            yield
+        return _Scope(span, attributes, self._duration, current=False)
+
+
+def _unwatched(op: ProduceOperation | None, error: BaseException | None) -> None:
+    """The watch of a produce whose span could not be started: nothing to end."""
+
+
+class _Scope:
+    """A span around a block (a handler call, a settle), measured by ``histogram``."""
+
+    __slots__ = ("attributes", "histogram", "span", "started", "token")
+
+    def __init__(
+        self, span: Span, attributes: Attributes, histogram: Histogram, *, current: bool
+    ) -> None:
+        self.span = span
+        self.attributes = attributes
+        self.histogram = histogram
+        self.started = _now()
+        # The span is current in the block when ``current`` (the handler's own spans and its
+        # settles become its children).
+        self.token = otel_context.attach(trace.set_span_in_context(span)) if current else None
+
+    def end(self, error: BaseException | None) -> None:
+        if self.token is not None:
+            otel_context.detach(self.token)
+        if error is not None:
+            _fail(self.span, self.attributes, error)
+        self.span.end()
+        self.histogram.record(_now() - self.started, _metric_attributes(self.attributes))
 
 
 @contextmanager
-def _measured(
-    span: Span, attributes: Attributes, histogram: Histogram, *, current: bool
-) -> Iterator[None]:
-    """Run the block inside ``span`` (made the current span when ``current``), then end it and
-    record its duration; an exception leaving the block marks both with its type."""
-    started = _now()
-    token = otel_context.attach(trace.set_span_in_context(span)) if current else None
+def _measured(what: str, start: Callable[[], _Scope]) -> Iterator[None]:
+    """Run the block inside the scope ``start`` makes, then end it; an exception leaving the
+    block marks the span and the metric with its type and goes on unchanged. The
+    instrumentation's own failures are logged, never raised: the block runs exactly once
+    whatever the application's tracer or meter does."""
+    try:
+        scope: _Scope | None = start()
+    except Exception:
+        _log.exception(_FAILED, what)
+        scope = None
+    error: BaseException | None = None
     try:
         yield
     except BaseException as exc:
-        _fail(span, attributes, exc)
+        error = exc
         raise
     finally:
-        if token is not None:
-            otel_context.detach(token)
-        span.end()
-        histogram.record(_now() - started, _metric_attributes(attributes))
+        if scope is not None:
+            try:
+                scope.end(error)
+            except Exception:
+                _log.exception(_FAILED, what)
 
 
 def _metric_attributes(attributes: Attributes) -> Attributes:

@@ -1,0 +1,75 @@
+"""``_memphis_io/_otel.py``'s ``Telemetry`` driven through a scripted broker, bytes in and spans
+out: what the real-broker tests cannot make happen on demand (an application's tracer that
+raises, a PubAck that does not come)."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+from _memphis_io._otel import Telemetry
+from memphis_core import Delivery, produce_options
+from tests.support.scripted_broker import Script, connected, consumer, producer, pull_request
+
+
+class Broken(SpanProcessor):
+    """An application's span processor that raises when a span starts, or when it ends."""
+
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.at == "start":
+            raise RuntimeError("the application's tracer broke")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.at == "end":
+            raise RuntimeError("the application's exporter broke")
+
+
+def _instrumented(processor: SpanProcessor) -> Script:
+    script = connected()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(processor)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    script.client.observer = Telemetry(script.client, tracer_provider, meter_provider)
+    return script
+
+
+def _fetched(script: Script, count: int) -> list[Delivery]:
+    state = consumer(script, batch_size=count)
+    op = script.client.fetch(state, count, script.now, partition_number=1)
+    pull = pull_request(script)
+    for seq in range(1, count + 1):
+        script.deliver(pull, "orders$1", "billing", seq, b"m", pending=count - seq)
+    return op.outcome()
+
+
+@pytest.mark.parametrize("at", ["start", "end"])
+def test_a_raising_tracer_costs_spans_never_a_produce_an_ack_or_a_handler_call(at: str) -> None:
+    script = _instrumented(Broken(at))
+    prod = producer(script)
+    script.take()
+    op = script.client.produce(prod, b"x", produce_options(), script.now)
+    sent = script.one("HPUB")
+    script.reply(sent, {"stream": "orders$1", "seq": 1})  # the span ends in here: must not raise
+    assert op.outcome().sequence == 1
+    (message,) = _fetched(script, 1)
+    script.take()
+    script.client.ack(message)
+    (ack,) = script.take()
+    assert (ack.subject, ack.payload) == (message.msg.reply, b"+ACK")  # the ack went out
+    observer = script.client.observer
+    assert observer is not None
+    observer.received(message.consumer, [message], 0)
+    ran = []
+    with observer.processing(message.consumer, [message]):
+        ran.append(True)
+    failure = ValueError("the handler's own")
+    with pytest.raises(ValueError) as raised, observer.processing(message.consumer, [message]):
+        raise failure
+    assert raised.value is failure
+    assert ran == [True]
