@@ -67,7 +67,7 @@ Attributes = dict[str, AttributeValue]
 _log = logging.getLogger(__name__)
 _FAILED: Final = "OpenTelemetry instrumentation failed (%s); the operation goes on without it"
 
-#: How many unfinished produces ``Telemetry.progress`` looks through behind an unfinished one.
+#: Up to this many produces in flight, ``Telemetry.progress`` looks at each of them every time.
 _SCAN_LIMIT: Final = 64
 
 # The metrics (name, unit, description), after the messaging conventions.
@@ -133,6 +133,8 @@ class Telemetry:
         self._sent = meter.create_counter(*_SENT)
         self._consumed = meter.create_counter(*_CONSUMED)
         self._pending = deque[_Send]()
+        #: The oldest unfinished produce at the last ``progress`` (see there).
+        self._front: _Send | None = None
 
     # ------------------------------------------------------------------ attributes
 
@@ -224,16 +226,19 @@ class Telemetry:
 
     def progress(self) -> None:
         pending = self._pending
-        if not pending:
-            return
-        # PubAcks come back in the order the produces went out, mostly (per stream they do):
-        # the finished ones are taken from the front, so that thousands of async produces in
-        # flight cost nothing per read. Behind an unfinished one, the rest is looked through
-        # only while it is short; a longer tail waits for the front (its spans then end a
-        # little late, at most by the front's ack_wait).
+        # PubAcks come back mostly in the order the produces went out (per stream they do):
+        # finished ones are taken off the front, so that thousands of async produces in
+        # flight cost nothing per read.
         while pending and pending[0].op.done:
             self._finish_logged(pending.popleft())
-        if 0 < len(pending) <= _SCAN_LIMIT:
+        if not pending:
+            self._front = None
+            return
+        front = pending[0]
+        if front is self._front or len(pending) <= _SCAN_LIMIT:
+            # The oldest produce has waited since the last look (a PubAck slow to come, a 503
+            # retried): those behind it that finished end now, not when it does, and the queue
+            # stays as long as what is in flight.
             waiting = deque[_Send]()
             for send in pending:
                 if send.op.done:
@@ -241,6 +246,7 @@ class Telemetry:
                 else:
                     waiting.append(send)
             self._pending = waiting
+        self._front = front
 
     def _finish_logged(self, send: _Send) -> None:
         # Called from the client's event processing: raising there would end the connection.

@@ -9,6 +9,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from _memphis_io._otel import Telemetry
 from memphis_core import Delivery, produce_options
@@ -28,6 +30,11 @@ class Broken(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self.at == "end":
             raise RuntimeError("the application's exporter broke")
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
 
 
 def _instrumented(processor: SpanProcessor) -> Script:
@@ -73,3 +80,25 @@ def test_a_raising_tracer_costs_spans_never_a_produce_an_ack_or_a_handler_call(a
         raise failure
     assert raised.value is failure
     assert ran == [True]
+
+
+def test_pubacks_that_do_not_come_hold_back_no_other_send_span(
+    exporter: InMemorySpanExporter,
+) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True)
+    # More than a few oldest produces wait (a station in a leader election, say)...
+    for i in range(70):
+        script.client.produce(prod, b"slow%d" % i, opts, script.now)
+    slow = script.take()
+    ops = [script.client.produce(prod, b"m%d" % i, opts, script.now) for i in range(100)]
+    for seq, sent in enumerate(script.take(), 71):
+        script.reply(sent, {"stream": "orders$1", "seq": seq})
+    assert all(op.done for op in ops)
+    # ...while each later PubAck ends its span as it is read.
+    assert len(exporter.get_finished_spans()) == 100
+    for seq, sent in enumerate(slow, 1):
+        script.reply(sent, {"stream": "orders$1", "seq": seq})
+    assert len(exporter.get_finished_spans()) == 170
