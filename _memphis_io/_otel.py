@@ -351,7 +351,9 @@ class Telemetry:
         deliveries = (delivery,)
         attributes = self._consumer_attributes(delivery.consumer, deliveries, how, "settle")
         span = self._tracer.start_span(
-            f"settle {delivery.consumer.station.name}",
+            # The conventions' span name, ``{messaging.operation.name} {destination}``: the
+            # settle's own name (``ack orders``), its type ``settle`` an attribute.
+            f"{how} {delivery.consumer.station.name}",
             kind=SpanKind.CLIENT,
             attributes=attributes,
             links=self._links(deliveries),

@@ -5,8 +5,8 @@ opentelemetry-sdk``). Two connections stand for two services: the first produces
 the second consumes it with ``consume(handler)`` and acks it. Every span is printed to the
 console as JSON (the SDK's ``ConsoleSpanExporter``), then a summary of the trace: ``send``
 (PRODUCER) in the first service; ``receive`` (CLIENT), ``process`` (CONSUMER, a child of
-``send`` through the message's ``traceparent`` header) and ``settle`` (CLIENT, the ack inside
-the handler) in the second. docs/tracing.md lists every span and attribute.
+``send`` through the message's ``traceparent`` header) and ``ack`` (CLIENT, a settle span:
+the ack inside the handler) in the second. docs/tracing.md lists every span and attribute.
 
 Run against any Memphis-compatible broker (example_setup.py says where it is found)::
 
@@ -60,8 +60,8 @@ def main() -> None:
     traces = {span.context.trace_id for span in spans if not span.name.startswith("receive")}
     print(f"{len(spans)} spans: " + ", ".join(span.name for span in spans))
     if len(traces) != 1:
-        sys.exit(f"expected one trace from send to settle, got {len(traces)}")
-    print(f"one trace {traces.pop():032x}: send -> process -> settle")
+        sys.exit(f"expected one trace from send to ack, got {len(traces)}")
+    print(f"one trace {traces.pop():032x}: send -> process -> ack")
 
 
 if __name__ == "__main__":

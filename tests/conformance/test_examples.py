@@ -57,9 +57,9 @@ EXPECTED: dict[str, list[str]] = {
     "tracing.py": [
         r'^\s*"name": "send tracing-orders",$',
         r'^\s*"kind": "SpanKind.CONSUMER",$',
-        r"^4 spans: send tracing-orders, receive tracing-orders, settle tracing-orders, "
+        r"^4 spans: send tracing-orders, receive tracing-orders, ack tracing-orders, "
         r"process tracing-orders$",
-        r"^one trace [0-9a-f]{32}: send -> process -> settle$",
+        r"^one trace [0-9a-f]{32}: send -> process -> ack$",
     ],
     # Written by the core's author: the sans-IO client driven by a bare selectors loop.
     "custom_loop.py": [

@@ -148,7 +148,7 @@ def test_one_trace_from_a_produce_in_another_process_to_the_handlers_ack(
     trace_id, send_id = _produce_in_another_process(broker, station)
     _consume_and_ack(frontend, broker, connect, otel, station)
     process = otel.spans(f"process {station}")[0]
-    (settle,) = otel.spans(f"settle {station}")
+    (settle,) = otel.spans(f"ack {station}")
     (receive,) = otel.spans(f"receive {station}")
     assert process.context.trace_id == trace_id
     assert process.parent is not None
@@ -179,7 +179,7 @@ def test_a_message_without_trace_context_gets_well_formed_consumer_spans(
     (receive,) = otel.spans(f"receive {station}")
     assert receive.links == ()
     assert receive.context.is_valid
-    (settle,) = otel.spans(f"settle {station}")
+    (settle,) = otel.spans(f"ack {station}")
     assert settle.links == ()
     assert settle.kind is SpanKind.CLIENT
 
