@@ -200,14 +200,29 @@ class Telemetry:
             attributes[MESSAGE_ID] = opts.msg_id
         if opts.partition_number is not None:
             attributes[PARTITION] = str(opts.partition_number)
-        span = self._tracer.start_span(
-            f"send {station}", kind=SpanKind.PRODUCER, attributes=attributes
-        )
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
-        # The instrumentation's context replaces any the caller put in the headers by hand.
-        headers = tuple(h for h in opts.headers if h[0].lower() not in _TRACE_HEADERS)
-        opts = dataclasses.replace(opts, headers=headers + tuple(carrier.items()))
+        given: dict[str, str] = {}
+        for key, value in opts.headers:
+            given.setdefault(key.lower(), value)
+        custom = _span_context(given.get("traceparent"), given.get("tracestate"))
+        if custom is not None:
+            # The caller put a creation context in the headers: the conventions keep it as it
+            # is, and the send span, whose context is then not the message's, is a CLIENT span
+            # that links to it.
+            span = self._tracer.start_span(
+                f"send {station}",
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                links=[Link(custom)],
+            )
+        else:
+            span = self._tracer.start_span(
+                f"send {station}", kind=SpanKind.PRODUCER, attributes=attributes
+            )
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
+            # A malformed context the caller wrote is replaced by the send span's.
+            headers = tuple(h for h in opts.headers if h[0].lower() not in _TRACE_HEADERS)
+            opts = dataclasses.replace(opts, headers=headers + tuple(carrier.items()))
         started = _now()
 
         def watch(op: ProduceOperation | None, error: BaseException | None) -> None:
@@ -431,11 +446,15 @@ def _fail(span: Span, attributes: Attributes, error: BaseException) -> None:
 def _producer_context(delivery: Delivery) -> trace.SpanContext | None:
     """The span context a message's ``traceparent`` header carries, or None (no header, or a
     malformed one: the consumer's spans are then made without it)."""
-    traceparent = delivery.header("traceparent")
+    return _span_context(delivery.header("traceparent"), delivery.header("tracestate"))
+
+
+def _span_context(traceparent: str | None, tracestate: str | None) -> trace.SpanContext | None:
+    """The span context W3C ``traceparent`` / ``tracestate`` values carry, or None (none, or
+    malformed)."""
     if traceparent is None:
         return None
     carrier = {"traceparent": traceparent}
-    tracestate = delivery.header("tracestate")
     if tracestate is not None:
         carrier["tracestate"] = tracestate
     context = trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()

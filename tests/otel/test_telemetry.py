@@ -11,6 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from _memphis_io._otel import Telemetry
 from memphis_core import Delivery, produce_options
@@ -102,3 +103,46 @@ def test_pubacks_that_do_not_come_hold_back_no_other_send_span(
     for seq, sent in enumerate(slow, 1):
         script.reply(sent, {"stream": "orders$1", "seq": seq})
     assert len(exporter.get_finished_spans()) == 170
+
+
+def test_a_creation_context_the_caller_wrote_is_kept_and_linked(
+    exporter: InMemorySpanExporter,
+) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    prod = producer(script)
+    script.take()
+    theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = {"TraceParent": theirs, "tracestate": "vendor=1"}
+    script.client.produce(prod, b"x", produce_options(headers=headers), script.now)
+    sent = script.one("HPUB")
+    assert sent.headers is not None
+    assert (sent.headers.get("TraceParent"), sent.headers.get("tracestate")) == (theirs, "vendor=1")
+    assert sent.headers.get("traceparent") is None  # not a second, different context
+    script.reply(sent, {"stream": "orders$1", "seq": 1})
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.CLIENT  # its context is not the message's creation context
+    (link,) = span.links
+    assert (link.context.trace_id, link.context.span_id) == (
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+    )
+    assert link.context.trace_state.get("vendor") == "1"
+
+
+def test_a_malformed_context_the_caller_wrote_is_replaced_by_the_send_spans(
+    exporter: InMemorySpanExporter,
+) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    prod = producer(script)
+    script.take()
+    opts = produce_options(headers={"traceparent": "mine"})
+    script.client.produce(prod, b"x", opts, script.now)
+    sent = script.one("HPUB")
+    script.reply(sent, {"stream": "orders$1", "seq": 1})
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.PRODUCER
+    assert sent.headers is not None
+    context = span.context
+    assert sent.headers.get("traceparent") == (
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    )
