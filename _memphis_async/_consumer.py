@@ -271,7 +271,7 @@ class Consumer:
                 # At most one message: nothing unread is ever held in this frame.
                 for received in await self._wait_batch(op, None) or ():
                     if observer is not None:
-                        observer.received(state, (received,), started)
+                        observer.received(state, (received,), started, batch=False)
                     yield Message(driver, received)
         finally:
             # Runs when the loop is left or the generator is collected; no await in here. The

@@ -163,8 +163,6 @@ class Telemetry:
             msg_id = deliveries[0].msg_id
             if msg_id is not None:
                 attributes[MESSAGE_ID] = msg_id
-        elif kind != "settle":
-            attributes[BATCH_COUNT] = len(deliveries)
         return attributes
 
     @staticmethod
@@ -300,9 +298,11 @@ class Telemetry:
         deliveries: Sequence[Delivery],
         started: int,
         error: BaseException | None = None,
+        *,
+        batch: bool = True,
     ) -> None:
         try:
-            self._received(consumer, deliveries, started, error)
+            self._received(consumer, deliveries, started, error, batch)
         except Exception:
             _log.exception(_FAILED, "receive")
 
@@ -312,9 +312,13 @@ class Telemetry:
         deliveries: Sequence[Delivery],
         started: int,
         error: BaseException | None,
+        batch: bool,
     ) -> None:
         attributes = self._consumer_attributes(consumer, deliveries, "receive", "receive")
-        attributes[BATCH_COUNT] = len(deliveries)
+        # The conventions: the count on spans of batch APIs (fetch, a consume turn), zero and
+        # one included; not on those of single-message ones (a step of ``for`` / ``async for``).
+        if batch:
+            attributes[BATCH_COUNT] = len(deliveries)
         span = self._tracer.start_span(
             f"receive {consumer.station.name}",
             kind=SpanKind.CLIENT,
@@ -339,6 +343,7 @@ class Telemetry:
 
     def _process_scope(self, consumer: ConsumerState, deliveries: Sequence[Delivery]) -> _Scope:
         attributes = self._consumer_attributes(consumer, deliveries, "process", "process")
+        attributes[BATCH_COUNT] = len(deliveries)  # the handler takes a list: a batch API
         links = self._links(deliveries)
         # One message: its producer's context is the parent, so the producer's trace goes on
         # through the handler (and its settles). A batch has several: links only.

@@ -58,10 +58,13 @@ class Observer(Protocol):
         deliveries: Sequence[Delivery],
         started: int,
         error: BaseException | None = None,
+        *,
+        batch: bool = True,
     ) -> None:
         """A fetch, an iteration step or a consume turn handed ``deliveries`` to its caller
         (or failed with ``error``); it started at ``started`` (``time.time_ns()``). Not called
-        for messages that stay with the consumer (a cancelled fetch, prefetch)."""
+        for messages that stay with the consumer (a cancelled fetch, prefetch). ``batch`` is
+        False for an iteration step, which hands over one message by design."""
         ...
 
     def processing(

@@ -184,6 +184,8 @@ def test_consume_makes_a_process_span_current_in_the_handler_and_records_its_err
     assert [p.context.trace_id for p in processes] == [s.context.trace_id for s in sends]
     receives = otel.spans(f"receive {station}")
     assert [_attrs(r)["messaging.batch.message_count"] for r in receives] == [1, 1]
+    # The handler takes a list (a batch API): its count is there for one message too.
+    assert [_attrs(p)["messaging.batch.message_count"] for p in processes] == [1, 1]
     durations = otel.metrics()["messaging.process.duration"]
     assert sorted(str(a.get("error.type")) for a, _ in durations) == ["None", "RuntimeError"]
 

@@ -62,6 +62,8 @@ class Recorder:
         deliveries: Sequence[Delivery],
         started: int,
         error: BaseException | None = None,
+        *,
+        batch: bool = True,
     ) -> None:
         raise AssertionError("reported by the frontends, not by the client")
 
