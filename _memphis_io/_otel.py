@@ -346,8 +346,13 @@ class Telemetry:
         attributes[BATCH_COUNT] = len(deliveries)  # the handler takes a list: a batch API
         links = self._links(deliveries)
         # One message: its producer's context is the parent, so the producer's trace goes on
-        # through the handler (and its settles). A batch has several: links only.
-        parent = _producer_context(deliveries[0]) if len(deliveries) == 1 else None
+        # through the handler (and its settles). A batch has several: links only. Nor when
+        # the handler runs inside a span of the application (a consume loop started in one):
+        # the conventions advise against taking the parent from the message then, so that
+        # span stays the parent and the producer's is linked.
+        parent = None
+        if len(deliveries) == 1 and not trace.get_current_span().get_span_context().is_valid:
+            parent = _producer_context(deliveries[0])
         context = None
         if parent is not None:
             context = trace.set_span_in_context(trace.NonRecordingSpan(parent))

@@ -15,7 +15,16 @@ from opentelemetry.trace import SpanKind
 
 from _memphis_io._otel import Telemetry
 from memphis_core import Delivery, produce_options
-from tests.support.scripted_broker import Script, connected, consumer, producer, pull_request
+from memphis_core.nats._headers import encode_header_block
+from tests.support.scripted_broker import (
+    Script,
+    ack_subject,
+    connected,
+    consumer,
+    producer,
+    pull_request,
+)
+from tests.support.wire_vectors import server_hmsg
 
 
 class Broken(SpanProcessor):
@@ -146,3 +155,51 @@ def test_a_malformed_context_the_caller_wrote_is_replaced_by_the_send_spans(
     assert sent.headers.get("traceparent") == (
         f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     )
+
+
+SENT_BY = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _traced_delivery(script: Script) -> Delivery:
+    """One message fetched whose headers carry ``SENT_BY``, its producer's context."""
+    state = consumer(script, batch_size=1)
+    op = script.client.fetch(state, 1, script.now, partition_number=1)
+    pull = pull_request(script)
+    assert pull.reply is not None
+    block = encode_header_block({"$memphis_producedBy": "p", "traceparent": SENT_BY})
+    ack = ack_subject("orders$1", "billing", 1)
+    script.feed(server_hmsg("orders$1.final", script.sids[pull.reply], ack, block, b"m"))
+    (delivery,) = op.outcome()
+    return delivery
+
+
+def test_a_handler_call_continues_the_producers_trace(exporter: InMemorySpanExporter) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    delivery = _traced_delivery(script)
+    observer = script.client.observer
+    assert observer is not None
+    with observer.processing(delivery.consumer, [delivery]):
+        pass
+    (process,) = exporter.get_finished_spans()
+    assert process.parent is not None
+    assert process.parent.span_id == 0xB7AD6B7169203331
+    assert [link.context.span_id for link in process.links] == [0xB7AD6B7169203331]
+
+
+def test_a_handler_call_inside_an_application_span_stays_its_child(
+    exporter: InMemorySpanExporter,
+) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    delivery = _traced_delivery(script)
+    observer = script.client.observer
+    assert observer is not None
+    tracer = TracerProvider().get_tracer("app")
+    with (
+        tracer.start_as_current_span("app") as app,
+        observer.processing(delivery.consumer, [delivery]),
+    ):
+        pass
+    (process,) = exporter.get_finished_spans()
+    assert process.parent is not None
+    assert process.parent.span_id == app.get_span_context().span_id
+    assert [link.context.span_id for link in process.links] == [0xB7AD6B7169203331]
