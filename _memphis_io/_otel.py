@@ -229,7 +229,8 @@ class Telemetry:
                 return
             try:
                 if op is None:
-                    self._end_send(span, attributes, started, error)
+                    # Refused before a byte was written: not a message sent.
+                    self._end_send(span, attributes, started, error, sent=False)
                 else:
                     self._finish(_Send(op, span, attributes, started))
             except Exception:
@@ -278,17 +279,25 @@ class Telemetry:
             if dollar and partition.isdigit():
                 send.attributes[PARTITION] = partition
                 send.span.set_attribute(PARTITION, partition)
-        self._end_send(send.span, send.attributes, send.started, op.error)
+        self._end_send(send.span, send.attributes, send.started, op.error, sent=True)
 
     def _end_send(
-        self, span: Span, attributes: Attributes, started: float, error: BaseException | None
+        self,
+        span: Span,
+        attributes: Attributes,
+        started: float,
+        error: BaseException | None,
+        *,
+        sent: bool,
     ) -> None:
         if error is not None:
             _fail(span, attributes, error)
         span.end()
         metric = _metric_attributes(attributes)
         self._duration.record(_now() - started, metric)
-        self._sent.add(1, metric)
+        if sent:
+            # The conventions count the messages the producer tried to send to the broker.
+            self._sent.add(1, metric)
 
     # ------------------------------------------------------------------ receive
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from _memphis_io._otel import Telemetry
-from memphis_core import Delivery, produce_options
+from memphis_core import Delivery, LocalProtocolError, produce_options
 from memphis_core.nats._headers import encode_header_block
 from tests.support.scripted_broker import (
     Script,
@@ -47,11 +47,11 @@ def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
 
-def _instrumented(processor: SpanProcessor) -> Script:
+def _instrumented(processor: SpanProcessor, reader: InMemoryMetricReader | None = None) -> Script:
     script = connected()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(processor)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    meter_provider = MeterProvider(metric_readers=[reader or InMemoryMetricReader()])
     script.client.observer = Telemetry(script.client, tracer_provider, meter_provider)
     return script
 
@@ -203,3 +203,34 @@ def test_a_handler_call_inside_an_application_span_stays_its_child(
     assert process.parent is not None
     assert process.parent.span_id == app.get_span_context().span_id
     assert [link.context.span_id for link in process.links] == [0xB7AD6B7169203331]
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, list[dict[str, object]]]:
+    """Metric name -> the attributes of each of its points."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        metric.name: [dict(point.attributes or {}) for point in metric.data.data_points]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+def test_a_produce_refused_before_sending_is_a_failed_send_but_not_a_message_sent(
+    exporter: InMemorySpanExporter,
+) -> None:
+    reader = InMemoryMetricReader()
+    script = _instrumented(SimpleSpanProcessor(exporter), reader)
+    prod = producer(script)
+    script.take()
+    with pytest.raises(LocalProtocolError):
+        script.client.produce(prod, b"x", produce_options(partition_number=9), script.now)
+    assert script.take() == []
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {})["error.type"] == "LocalProtocolError"
+    points = _points(reader)
+    assert [p["error.type"] for p in points["messaging.client.operation.duration"]] == [
+        "LocalProtocolError"
+    ]
+    assert "messaging.client.sent.messages" not in points
