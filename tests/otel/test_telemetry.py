@@ -234,3 +234,18 @@ def test_a_produce_refused_before_sending_is_a_failed_send_but_not_a_message_sen
         "LocalProtocolError"
     ]
     assert "messaging.client.sent.messages" not in points
+
+
+def test_a_close_ends_the_send_spans_still_waiting_with_its_error(
+    exporter: InMemorySpanExporter,
+) -> None:
+    script = _instrumented(SimpleSpanProcessor(exporter))
+    prod = producer(script)
+    script.take()
+    opts = produce_options(async_produce=True)
+    for i in range(3):
+        script.client.produce(prod, b"m%d" % i, opts, script.now)
+    assert exporter.get_finished_spans() == ()
+    script.client.close()
+    spans = exporter.get_finished_spans()
+    assert [dict(s.attributes or {})["error.type"] for s in spans] == ["ConnectionClosedError"] * 3
