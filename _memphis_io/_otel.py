@@ -77,6 +77,9 @@ _OPERATION_DURATION: Final = (
     "Duration of a messaging operation: a send until its PubAck, a receive, a settle.",
 )
 _PROCESS_DURATION: Final = ("messaging.process.duration", "s", "Duration of a handler call.")
+#: The bucket boundaries (seconds) the conventions give both durations: the SDK's default ones
+#: were made for milliseconds, and would put nearly every operation in the first bucket.
+_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 _SENT: Final = (
     "messaging.client.sent.messages",
     "{message}",
@@ -128,8 +131,12 @@ class Telemetry:
             _SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL
         )
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
-        self._duration = meter.create_histogram(*_OPERATION_DURATION)
-        self._process = meter.create_histogram(*_PROCESS_DURATION)
+        self._duration = meter.create_histogram(
+            *_OPERATION_DURATION, explicit_bucket_boundaries_advisory=_BUCKETS
+        )
+        self._process = meter.create_histogram(
+            *_PROCESS_DURATION, explicit_bucket_boundaries_advisory=_BUCKETS
+        )
         self._sent = meter.create_counter(*_SENT)
         self._consumed = meter.create_counter(*_CONSUMED)
         self._pending = deque[_Send]()

@@ -230,3 +230,21 @@ def test_a_handler_call_inside_an_application_span_stays_its_child(scene: Scene)
     assert process.parent is not None
     assert process.parent.span_id == app.get_span_context().span_id
     assert [link.context.span_id for link in process.links] == [SENT_BY_SPAN]
+
+
+def test_durations_have_the_conventions_bucket_boundaries_in_seconds(scene: Scene) -> None:
+    scene.produce(b"x")
+    scene.ack_all([scene.script.one("HPUB")], 1)
+    data = scene.reader.get_metrics_data()
+    assert data is not None
+    (duration,) = [
+        metric
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "messaging.client.operation.duration"
+    ]
+    (point,) = duration.data.data_points
+    assert tuple(point.explicit_bounds) == (
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+    )  # fmt: skip
