@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -245,6 +245,7 @@ def test_durations_have_the_conventions_bucket_boundaries_in_seconds(scene: Scen
         if metric.name == "messaging.client.operation.duration"
     ]
     (point,) = duration.data.data_points
+    assert isinstance(point, HistogramDataPoint)
     assert tuple(point.explicit_bounds) == (
         0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
     )  # fmt: skip
