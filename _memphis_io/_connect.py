@@ -72,8 +72,9 @@ def connect_arguments(
 
     Raises:
         TypeError: a keyword :class:`ConnectArgs` does not declare.
-        LocalProtocolError: a bad option, a callback that is not callable, or OpenTelemetry
-            asked for without the ``otel`` extra installed (nothing is dialled).
+        LocalProtocolError: a bad option, a callback that is not callable, a provider that is
+            not an OpenTelemetry one, or OpenTelemetry asked for without the ``otel`` extra
+            installed (nothing is dialled).
     """
     on_disconnected = options.pop("on_disconnected", None)
     on_reconnected = options.pop("on_reconnected", None)

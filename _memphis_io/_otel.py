@@ -24,7 +24,7 @@ from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from memphis_core import __version__
+from memphis_core import LocalProtocolError, __version__
 
 if TYPE_CHECKING:
     from memphis_core import Client
@@ -118,6 +118,10 @@ class Telemetry:
             current server when a span starts).
         tracer_provider: the provider of the spans; None: the global one.
         meter_provider: the provider of the metrics; None: the global one.
+
+    Raises:
+        LocalProtocolError: a provider that is not one (it has no ``get_tracer`` /
+            ``get_meter``): at ``connect``, not at the first produce.
     """
 
     def __init__(
@@ -126,6 +130,14 @@ class Telemetry:
         tracer_provider: trace.TracerProvider | None,
         meter_provider: metrics.MeterProvider | None,
     ) -> None:
+        for option, value, method in (
+            ("tracer_provider", tracer_provider, "get_tracer"),
+            ("meter_provider", meter_provider, "get_meter"),
+        ):
+            if value is not None and not callable(getattr(value, method, None)):
+                raise LocalProtocolError(
+                    f"{option} must be an OpenTelemetry provider (with {method}), not {value!r}"
+                )
         self._client = client
         self._tracer = trace.get_tracer(
             _SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL

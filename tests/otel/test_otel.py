@@ -193,3 +193,9 @@ def test_consume_makes_a_process_span_current_in_the_handler_and_records_its_err
 def test_instrument_must_be_a_bool(connect: Callable[..., Any], memphis: Any) -> None:
     with pytest.raises(memphis.LocalProtocolError, match="instrument must be a bool"):
         connect(instrument="yes")
+
+
+@pytest.mark.parametrize("option", ["tracer_provider", "meter_provider"])
+def test_a_provider_must_be_one(connect: Callable[..., Any], memphis: Any, option: str) -> None:
+    with pytest.raises(memphis.LocalProtocolError, match=f"{option} must be an OpenTelemetry"):
+        connect(**{option: "yes"})
