@@ -21,7 +21,7 @@ from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
 from ._errors import StationUnreachableError
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
-from ._names import is_shown_header
+from ._names import TRACE_HEADERS, is_shown_header
 from ._options import ConsumerOptions
 from ._partitions import RoundRobin
 from ._stations import StationState
@@ -423,6 +423,24 @@ class MessageView:
         §7.14). An empty dict when the message has none.
         """
         return self._received.headers
+
+    @property
+    def trace_context(self) -> dict[str, str]:
+        """The W3C trace context the message carries, which :attr:`headers` hides: its
+        ``traceparent`` and ``tracestate`` headers, keyed in lower case (docs/tracing.md).
+
+        A carrier for an OpenTelemetry propagator's ``extract``, to make a span of your own
+        (in a ``for`` / ``async for`` body, say) that continues or links to the producer's.
+        An empty dict when the producer sent none (another SDK, the instrumentation off).
+        """
+        headers = self._received.msg.headers
+        out: dict[str, str] = {}
+        if headers is not None:
+            for key, value in headers.items():
+                name = key.lower()
+                if name in TRACE_HEADERS and name not in out:
+                    out[name] = value
+        return out
 
     @property
     def sequence_number(self) -> int:

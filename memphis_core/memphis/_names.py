@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "TRACE_HEADERS",
     "internal_name",
     "is_shown_header",
     "is_user_header",
@@ -73,8 +74,8 @@ def is_user_header(key: str) -> bool:
 #: W3C trace context (docs/tracing.md): written on produce by the optional instrumentation and
 #: read back by a consumer's; a message's ``headers`` do not show them. A producer may still
 #: send them itself (propagating its own context by hand): they are not refused.
-_TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
-_NOT_SHOWN: Final = _ID_HEADERS | _TRACE_HEADERS
+TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
+_NOT_SHOWN: Final = _ID_HEADERS | TRACE_HEADERS
 
 
 def is_shown_header(key: str) -> bool:

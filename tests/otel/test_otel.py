@@ -106,6 +106,12 @@ def test_fetch_is_a_receive_span_linked_to_each_producer_and_acks_are_settle_spa
     # The trace context travels in headers that the application does not see.
     assert batch[0].headers == {"k": "v"}
     assert batch[1].headers == {}
+    # ...and that it can read, to continue the trace in spans of its own.
+    context = send_a.context
+    assert batch[0].trace_context == {
+        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+        f"{context.trace_flags:02x}"
+    }
     receive = _one(otel, f"receive {station}")
     assert receive.kind is SpanKind.CLIENT
     attrs = _attrs(receive)

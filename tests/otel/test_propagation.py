@@ -175,6 +175,7 @@ def test_a_message_without_trace_context_gets_well_formed_consumer_spans(
         break
     (message,) = received
     assert message.headers == {"k": "v"}
+    assert message.trace_context == {}
     message.ack()
     (receive,) = otel.spans(f"receive {station}")
     assert receive.links == ()
