@@ -25,6 +25,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from memphis_core import LocalProtocolError, __version__
+from memphis_core.memphis._names import trace_carrier
 
 if TYPE_CHECKING:
     from memphis_core import Client
@@ -217,9 +218,7 @@ class Telemetry:
             attributes[MESSAGE_ID] = opts.msg_id
         if opts.partition_number is not None:
             attributes[PARTITION] = str(opts.partition_number)
-        given: dict[str, str] = {}
-        for key, value in opts.headers:
-            given.setdefault(key.lower(), value)
+        given = trace_carrier(opts.headers)
         custom = _span_context(given.get("traceparent"), given.get("tracestate"))
         if custom is not None:
             # The caller put a creation context in the headers: the conventions keep it as it
@@ -484,7 +483,11 @@ def _fail(span: Span, attributes: Attributes, error: BaseException) -> None:
 def _producer_context(delivery: Delivery) -> trace.SpanContext | None:
     """The span context a message's ``traceparent`` header carries, or None (no header, or a
     malformed one: the consumer's spans are then made without it)."""
-    return _span_context(delivery.header("traceparent"), delivery.header("tracestate"))
+    headers = delivery.msg.headers
+    if headers is None:
+        return None
+    carrier = trace_carrier(headers.items())
+    return _span_context(carrier.get("traceparent"), carrier.get("tracestate"))
 
 
 def _span_context(traceparent: str | None, tracestate: str | None) -> trace.SpanContext | None:

@@ -21,7 +21,7 @@ from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
 from ._errors import StationUnreachableError
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
-from ._names import TRACE_HEADERS, is_shown_header
+from ._names import is_shown_header, trace_carrier
 from ._options import ConsumerOptions
 from ._partitions import RoundRobin
 from ._stations import StationState
@@ -434,13 +434,7 @@ class MessageView:
         An empty dict when the producer sent none (another SDK, the instrumentation off).
         """
         headers = self._received.msg.headers
-        out: dict[str, str] = {}
-        if headers is not None:
-            for key, value in headers.items():
-                name = key.lower()
-                if name in TRACE_HEADERS and name not in out:
-                    out[name] = value
-        return out
+        return {} if headers is None else trace_carrier(headers.items())
 
     @property
     def sequence_number(self) -> int:

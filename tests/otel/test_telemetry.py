@@ -204,12 +204,14 @@ def test_a_malformed_context_the_caller_wrote_is_replaced_by_the_send_spans(scen
     )
 
 
-def _traced(scene: Scene) -> Delivery:
-    return scene.fetched(encode_header_block({"$memphis_producedBy": "p", "traceparent": SENT_BY}))
+def _traced(scene: Scene, name: str = "traceparent") -> Delivery:
+    return scene.fetched(encode_header_block({"$memphis_producedBy": "p", name: SENT_BY}))
 
 
-def test_a_handler_call_continues_the_producers_trace(scene: Scene) -> None:
-    delivery = _traced(scene)
+@pytest.mark.parametrize("name", ["traceparent", "Traceparent"])
+def test_a_handler_call_continues_the_producers_trace(scene: Scene, name: str) -> None:
+    # Written in any case (a Go producer may canonicalise it), as it is hidden in any case.
+    delivery = _traced(scene, name)
     with scene.observer.processing(delivery.consumer, [delivery]):
         pass
     (process,) = scene.spans()
