@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Unpack
 from _memphis_io import ConnectionCallbacks
 from _memphis_io._connect import ConnectArgs, connect_arguments
 from memphis_core import Client
-from memphis_core.memphis._options import ConnectOptions
 
 from ._connection import Connection
 from ._driver import Driver
@@ -33,17 +32,15 @@ __all__ = ["ConnectFunction", "Connecting", "make_connect"]
 class Connecting:
     """What ``connect(...)`` returns: ``await`` it, or ``async with`` it."""
 
-    def __init__(
-        self, backend: Backend, options: ConnectOptions, callbacks: ConnectionCallbacks
-    ) -> None:
+    def __init__(self, backend: Backend, client: Client, callbacks: ConnectionCallbacks) -> None:
         self._backend = backend
-        self._options = options
+        self._client = client
         self._callbacks = callbacks
         self._group: Any = None
         self._connection: Connection | None = None
 
     async def _open(self, spawner: Spawner) -> Connection:
-        driver = Driver(Client(self._options), self._backend, spawner, self._callbacks)
+        driver = Driver(self._client, self._backend, spawner, self._callbacks)
         await driver.start()
         return Connection(driver)
 

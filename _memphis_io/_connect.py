@@ -3,19 +3,25 @@
 ``memphis_sync.connect`` and the async frontends' ``connect`` (``_memphis_async/_connect.py``)
 take ``host, username, **options: Unpack[ConnectArgs]`` and hand them to
 :func:`connect_arguments`, so the option list, its defaults, its checks and its documentation
-exist once: the core's :class:`~memphis_core.memphis._options.ConnectKeywords` and the
-callbacks below.
+exist once: the core's :class:`~memphis_core.memphis._options.ConnectKeywords`, the
+callbacks and the OpenTelemetry options below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from memphis_core import MemphisError, connect_options
-from memphis_core.memphis._options import ConnectKeywords, ConnectOptions
+from memphis_core import Client, LocalProtocolError, MemphisError, connect_options
+from memphis_core.memphis._options import ConnectKeywords
 
 from ._callbacks import ConnectionCallbacks
+
+if TYPE_CHECKING:
+    # Only for type checkers: with none of the three options given, nothing from
+    # opentelemetry is imported (docs/tracing.md).
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["ConnectArgs", "connect_arguments"]
 
@@ -45,22 +51,40 @@ class ConnectArgs(ConnectKeywords, Generic[R], total=False):
     #: ``callback(error)`` for a server ``-ERR`` that does not end the connection (default
     #: None).
     on_error: Callable[[MemphisError | None], R] | None
+    #: OpenTelemetry spans for produce, receive, process and settle go to this provider
+    #: (default None). Giving it, ``meter_provider`` or ``instrument=True`` turns the
+    #: instrumentation on (docs/tracing.md); it needs the ``otel`` extra
+    #: (``pip install memphis-sansio[otel]``). A provider left out is the global one.
+    tracer_provider: TracerProvider | None
+    #: The OpenTelemetry metrics (``messaging.client.operation.duration`` and the others of
+    #: docs/tracing.md) go to this provider (default None; see ``tracer_provider``).
+    meter_provider: MeterProvider | None
+    #: True: instrument with OpenTelemetry's global providers, or those given (default False:
+    #: no instrumentation unless a provider is given; nothing from opentelemetry is imported).
+    instrument: bool
 
 
 def connect_arguments(
     host: str | Sequence[str], username: str, options: ConnectArgs[Any]
-) -> tuple[ConnectOptions, ConnectionCallbacks]:
-    """``connect``'s arguments checked: the core's options and the callbacks.
+) -> tuple[Client, ConnectionCallbacks]:
+    """``connect``'s arguments checked: the sans-IO client to drive (instrumented when asked)
+    and the callbacks.
 
     Raises:
         TypeError: a keyword :class:`ConnectArgs` does not declare.
-        LocalProtocolError: a bad option or a callback that is not callable (nothing is
-            dialled).
+        LocalProtocolError: a bad option, a callback that is not callable, a provider that is
+            not an OpenTelemetry one, or OpenTelemetry asked for without the ``otel`` extra
+            installed (nothing is dialled).
     """
     on_disconnected = options.pop("on_disconnected", None)
     on_reconnected = options.pop("on_reconnected", None)
     on_closed = options.pop("on_closed", None)
     on_error = options.pop("on_error", None)
+    tracer_provider = options.pop("tracer_provider", None)
+    meter_provider = options.pop("meter_provider", None)
+    instrument = options.pop("instrument", False)
+    if not isinstance(instrument, bool):
+        raise LocalProtocolError(f"instrument must be a bool, not {instrument!r}")
     # What is left is the core's (a ConnectArgs is a ConnectKeywords); it refuses anything else.
     core: ConnectKeywords = options
     checked = connect_options(host, username, **core)
@@ -70,4 +94,14 @@ def connect_arguments(
         on_closed=on_closed,
         on_error=on_error,
     )
-    return checked, callbacks
+    client = Client(checked)
+    if instrument or tracer_provider is not None or meter_provider is not None:
+        try:
+            from ._otel import Telemetry  # noqa: PLC0415 - only when asked for (docs/tracing.md)
+        except ImportError as exc:
+            raise LocalProtocolError(
+                "OpenTelemetry instrumentation needs the otel extra: "
+                "pip install 'memphis-sansio[otel]'"
+            ) from exc
+        client.observer = Telemetry(client, tracer_provider, meter_provider)
+    return client, callbacks

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Unpack
 
 from _memphis_io._connect import ConnectArgs, connect_arguments
-from memphis_core import Client
 
 from ._connection import Connection
 from ._driver import Driver
@@ -40,7 +39,7 @@ def connect(
         LocalProtocolError: bad arguments (nothing is dialled).
         MemphisConnectError: no server was reachable, or the broker refused the credentials.
     """
-    checked, callbacks = connect_arguments(host, username, options)
-    driver = Driver(Client(checked), callbacks)
+    client, callbacks = connect_arguments(host, username, options)
+    driver = Driver(client, callbacks)
     driver.start()
     return Connection(driver)

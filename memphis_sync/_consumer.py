@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
@@ -180,11 +181,26 @@ class Consumer:
         return self._fetch(fetch_options(batch_size, **options))
 
     def _fetch(self, opts: FetchOptions) -> list[Message]:
-        op = self._start_fetch(
-            opts.batch_size, opts.prefetch, opts.partition_key, opts.partition_number, opts.timeout
-        )
-        received = self._wait_batch(op, None)
-        return [Message(self._driver, r) for r in received or ()]
+        # The tracing observer (docs/tracing.md) sees the batch once it reaches the caller: a
+        # cancelled fetch, whose batch stays with the consumer, reports nothing.
+        observer = self._driver.client.observer
+        started = 0 if observer is None else time.time_ns()
+        try:
+            op = self._start_fetch(
+                opts.batch_size,
+                opts.prefetch,
+                opts.partition_key,
+                opts.partition_number,
+                opts.timeout,
+            )
+            received = self._wait_batch(op, None) or []
+        except MemphisError as exc:
+            if observer is not None:
+                observer.received(self._state, (), started, exc)
+            raise
+        if observer is not None:
+            observer.received(self._state, received, started)
+        return [Message(self._driver, r) for r in received]
 
     def _start_fetch(
         self,
@@ -247,11 +263,15 @@ class Consumer:
         """
         driver = self._driver
         state = self._state
+        observer = driver.client.observer
         try:
             while True:
+                started = 0 if observer is None else time.time_ns()
                 op = driver.call(functools.partial(_next_message, driver.client, state))
                 # At most one message: nothing unread is ever held in this frame.
                 for received in self._wait_batch(op, None) or ():
+                    if observer is not None:
+                        observer.received(state, (received,), started, batch=False)
                     yield Message(driver, received)
         finally:
             # Runs when the loop is left or the generator is collected; no await in here. The
@@ -325,6 +345,7 @@ class Consumer:
     ) -> None:
         state = self._state
         driver = self._driver
+        observer = driver.client.observer
         chosen = key is not None or number is not None
 
         def stopping() -> bool:
@@ -335,6 +356,7 @@ class Consumer:
         while not stop[0]:
             received: list[Delivery] = []
             error: MemphisError | None = None
+            started = 0 if observer is None else time.time_ns()
             try:
                 # Eager: the handler gets each read's messages at once, not when the batch is
                 # full or the pull expires (Pulls.hand_over in the core).
@@ -353,7 +375,16 @@ class Consumer:
                 break
             messages = [Message(driver, r) for r in received]
             try:
-                driver.call_user(handler, messages, error, self._context)
+                if observer is None or not received:
+                    if observer is not None and error is not None:
+                        observer.received(state, (), started, error)
+                    driver.call_user(handler, messages, error, self._context)
+                else:
+                    # A receive span for the read, then the handler call inside a process
+                    # span that is current while it runs (docs/tracing.md).
+                    observer.received(state, received, started)
+                    with observer.processing(state, received):
+                        driver.call_user(handler, messages, error, self._context)
             except Exception as exc:
                 failure = ConsumeHandlerError(f"the consume handler of {self.name} raised {exc!r}")
                 failure.__cause__ = exc

@@ -44,6 +44,7 @@ from ._introspection import (
     stations_plan,
 )
 from ._names import internal_name, name_error
+from ._observe import Observer
 from ._operation import Operation
 from ._options import (
     ConnectOptions,
@@ -97,6 +98,8 @@ class Client:
         inbox_prefix: override the random reply-inbox prefix (tests).
         ping_interval: seconds between client keepalive PINGs (default 120, as nats.go).
         rng: the source of the server pool's shuffles (seed it in tests; see ``Session``).
+        observer: told the facts that tracing and metrics need (see ``_observe.py``); None
+            (the default) costs each hook one test.
     """
 
     def __init__(
@@ -107,8 +110,10 @@ class Client:
         inbox_prefix: str | None = None,
         ping_interval: float = 120.0,
         rng: random.Random | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.options = options
+        self.observer = observer
         self.username = options.username
         self.connection_id = connection_id or str(uuid.uuid4())
         password = options.password
@@ -434,6 +439,8 @@ class Client:
                 self._events.append(event)
         if self._drain is not None:
             self._check_drain(now)
+        if self.observer is not None:
+            self.observer.progress()
 
     def _on_push(self, msg: Msg) -> None:
         # The subscription's target says what kind of push this is: None for the connection-wide
@@ -650,15 +657,27 @@ class Client:
             raise LocalProtocolError(f"producer {producer.name} was destroyed")
         if self._drain is not None:
             raise ConnectionClosedError("the connection is closing")
-        if payload is None:
-            payload = self.serialize(producer, message)
-        if isinstance(payload, SchemaValidationError):
-            # The report goes out before the error is raised (docs/protocol.md §6.4 step 1,
-            # §9.2): the caller may not catch it, and the DLS is the only trace of the refused
-            # message.
-            self._producers.report_schema_failure(producer, payload, opts)
-            raise payload
-        return self._producers.produce(producer, payload, opts, now)
+        # Before encoding: an observer may add trace-context headers (docs/tracing.md).
+        watch = None
+        if self.observer is not None:
+            opts, watch = self.observer.producing(producer, opts)
+        try:
+            if payload is None:
+                payload = self.serialize(producer, message)
+            if isinstance(payload, SchemaValidationError):
+                # The report goes out before the error is raised (docs/protocol.md §6.4 step 1,
+                # §9.2): the caller may not catch it, and the DLS is the only trace of the
+                # refused message.
+                self._producers.report_schema_failure(producer, payload, opts)
+                raise payload
+            op = self._producers.produce(producer, payload, opts, now)
+        except BaseException as exc:
+            if watch is not None:
+                watch(None, exc)
+            raise
+        if watch is not None:
+            watch(op, None)
+        return op
 
     @staticmethod
     def backpressure(
@@ -818,11 +837,17 @@ class Client:
 
     def ack(self, message: Delivery) -> None:
         """``+ACK`` (or a ``$memphis_pm_acks`` report for a DLS resend)."""
-        self._consumers.ack(message)
+        if self.observer is None:
+            self._consumers.ack(message)
+        else:
+            self._observed_settle("ack", self._consumers.ack, message)
 
     def nack(self, message: Delivery) -> None:
         """``-NAK``: redeliver now."""
-        self._consumers.nack(message)
+        if self.observer is None:
+            self._consumers.nack(message)
+        else:
+            self._observed_settle("nack", self._consumers.nack, message)
 
     def delay(self, message: Delivery, seconds: float) -> None:
         """Redeliver after ``seconds``.
@@ -833,7 +858,10 @@ class Client:
         """
         # A delay is a ``-NAK`` with a body (docs/protocol.md §7.8): JetStream does the waiting, the
         # client keeps no timer for it.
-        self._consumers.delay(message, seconds)
+        if self.observer is None:
+            self._consumers.delay(message, seconds)
+        else:
+            self._observed_settle("delay", self._consumers.delay, message, seconds)
 
     def in_progress(self, message: Delivery, now: float) -> None:
         """``+WPI``: the broker restarts the message's ack timer (a whole ``max_ack_time``
@@ -848,4 +876,15 @@ class Client:
         """``+TERM`` and a report that makes the broker store the message in the DLS."""
         # ``+TERM`` and the report go out together in the next write: the broker stores the dead
         # letter only from the report, the TERM only stops redelivery (docs/protocol.md §9.3).
-        self._consumers.dead_letter(message, reason)
+        if self.observer is None:
+            self._consumers.dead_letter(message, reason)
+        else:
+            self._observed_settle("dead_letter", self._consumers.dead_letter, message, reason)
+
+    def _observed_settle(
+        self, how: str, settle: Callable[..., None], message: Delivery, *args: object
+    ) -> None:
+        # Off the hot path: only with an observer (docs/tracing.md), which sees the outcome.
+        assert self.observer is not None
+        with self.observer.settling(message, how):
+            settle(message, *args)

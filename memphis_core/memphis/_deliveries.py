@@ -21,7 +21,7 @@ from ._control import NACKED_DLS, PM_ACKS, nacked_dls_body, pm_ack_body
 from ._dispatch import Publishes
 from ._errors import StationUnreachableError
 from ._jetstream import ACK, NAK, TERM, AckMetadata, nak_delay_body, parse_ack_subject
-from ._names import is_user_header
+from ._names import is_shown_header, trace_carrier
 from ._options import ConsumerOptions
 from ._partitions import RoundRobin
 from ._stations import StationState
@@ -278,7 +278,8 @@ class Delivery:
     @property
     def headers(self) -> dict[str, str]:
         """User headers: the first value of each key; the SDK's own (``$memphis*``, ``msg-id``,
-        ``Nats-Msg-Id``) are hidden. The Go SDK shows ``msg-id``; see ``is_user_header``."""
+        ``Nats-Msg-Id``, trace context) are hidden. The Go SDK shows ``msg-id``; see
+        ``is_shown_header``."""
         headers = self.msg.headers
         if headers is None:
             return {}
@@ -286,7 +287,7 @@ class Delivery:
         for key, value in headers.items():
             # ``key not in out`` keeps the first value of a repeated key, as the Go SDK's header map
             # does (docs/protocol.md §7.14).
-            if key not in out and is_user_header(key):
+            if key not in out and is_shown_header(key):
                 out[key] = value
         return out
 
@@ -417,10 +418,23 @@ class MessageView:
         """User headers, as a new ``dict[str, str]`` on each access.
 
         Only the first value of a key given several times is kept. The SDK's own headers
-        (``$memphis*``, and the ``msg-id`` / ``Nats-Msg-Id`` idempotency keys) are hidden
-        (docs/protocol.md §7.14). An empty dict when the message has none.
+        (``$memphis*``, the ``msg-id`` / ``Nats-Msg-Id`` idempotency keys, and the W3C
+        ``traceparent`` / ``tracestate`` of docs/tracing.md) are hidden (docs/protocol.md
+        §7.14). An empty dict when the message has none.
         """
         return self._received.headers
+
+    @property
+    def trace_context(self) -> dict[str, str]:
+        """The W3C trace context the message carries, which :attr:`headers` hides: its
+        ``traceparent`` and ``tracestate`` headers, keyed in lower case (docs/tracing.md).
+
+        A carrier for an OpenTelemetry propagator's ``extract``, to make a span of your own
+        (in a ``for`` / ``async for`` body, say) that continues or links to the producer's.
+        An empty dict when the producer sent none (another SDK, the instrumentation off).
+        """
+        headers = self._received.msg.headers
+        return {} if headers is None else trace_carrier(headers.items())
 
     @property
     def sequence_number(self) -> int:

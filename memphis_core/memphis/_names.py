@@ -8,13 +8,17 @@ Texts are exact: docs/protocol.md §5.1 / §5.2.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "TRACE_HEADERS",
     "internal_name",
+    "is_shown_header",
     "is_user_header",
     "name_error",
+    "trace_carrier",
 ]
 
 # 128 itself is allowed although the broker's text says "under 128" (docs/protocol.md §5.1 rule 2):
@@ -67,3 +71,28 @@ def is_user_header(key: str) -> bool:
     # docs/protocol.md §6.5); the id headers are matched in any case, so that no spelling of
     # them can slip in beside the ones the SDK writes from ``msg_id``.
     return not key.startswith("$memphis") and key.lower() not in _ID_HEADERS
+
+
+#: W3C trace context (docs/tracing.md): written on produce by the optional instrumentation and
+#: read back by a consumer's; a message's ``headers`` do not show them. A producer may still
+#: send them itself (propagating its own context by hand): they are not refused.
+TRACE_HEADERS: Final = frozenset({"traceparent", "tracestate"})
+_NOT_SHOWN: Final = _ID_HEADERS | TRACE_HEADERS
+
+
+def is_shown_header(key: str) -> bool:
+    """Whether a received header is shown in ``Message.headers``: a user header
+    (:func:`is_user_header`) that is not W3C trace context."""
+    return not key.startswith("$memphis") and key.lower() not in _NOT_SHOWN
+
+
+def trace_carrier(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The W3C trace context among a message's ``(name, value)`` headers, keyed in lower case
+    (the first value of each): what an OpenTelemetry propagator extracts. The names are
+    matched in any case, as they are hidden: a producer need not write them in lower case."""
+    out: dict[str, str] = {}
+    for key, value in headers:
+        name = key.lower()
+        if name in TRACE_HEADERS and name not in out:
+            out[name] = value
+    return out

@@ -54,6 +54,13 @@ EXPECTED: dict[str, list[str]] = {
         r"^billing: \d+ \+ \d+ = 30 messages, 0 duplicates$",
         r"^audit: 30 messages$",
     ],
+    "tracing.py": [
+        r'^\s*"name": "send tracing-orders",$',
+        r'^\s*"kind": "SpanKind.CONSUMER",$',
+        r"^4 spans: send tracing-orders, receive tracing-orders, ack tracing-orders, "
+        r"process tracing-orders$",
+        r"^one trace [0-9a-f]{32}: send -> process -> ack$",
+    ],
     # Written by the core's author: the sans-IO client driven by a bare selectors loop.
     "custom_loop.py": [
         r"^connected \(reconnected=False\)$",
