@@ -376,9 +376,10 @@ def test_an_eager_fetch_counts_what_it_handed_over_against_the_batch() -> None:
     ]
 
 
-def test_the_eager_reader_leaving_ends_the_pull_that_went_on_for_it() -> None:
-    # A stopped consume loop must not keep taking messages into a store nobody reads, while
-    # other members of the group could have them.
+def test_the_pull_an_eager_reader_left_is_waited_on_by_the_next_fetch() -> None:
+    # The pull that went on for a consume loop or an iteration is not cut short when the
+    # reader goes (docs/protocol.md §7.7): the next fetch waits on it rather than pull again,
+    # and gets what it brings.
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
     client = script.client
@@ -386,13 +387,10 @@ def test_the_eager_reader_leaving_ends_the_pull_that_went_on_for_it() -> None:
     pull = pull_request(script)
     script.deliver(pull, "orders$1", "billing", 1, b"a")
     assert op.done
-    client.end_eager_pull(state)
-    # The server drops a pull whose inbox lost interest; the PING confirms the UNSUB.
-    assert [s.op for s in script.take()] == ["UNSUB", "PING"]
-    assert not script.client._pulls.reader(state).pulls
-    script.deliver(pull, "orders$1", "billing", 2, b"late")  # was already on its way
     later = client.fetch(state, 10, script.now, partition_number=1)
-    assert [m.data for m in later.outcome()] == [b"late"]  # kept, not lost
+    assert script.take() == [], "one pull per partition: it waits on the loop's"
+    script.deliver(pull, "orders$1", "billing", 2, b"late")
+    assert [m.data for m in later.outcome()] == [b"late"]
 
 
 def test_an_eager_pull_never_makes_another_partitions_store_its_own() -> None:
@@ -483,11 +481,10 @@ def test_abandoned_fetch_keeps_what_arrived_and_what_is_still_coming() -> None:
     script.deliver(pull, "orders$1", "billing", 1, b"early", pending=1)
     script.client.abandon_fetch(op)
     assert op.outcome() == []
-    sent = script.take()
-    assert [s.op for s in sent] == ["UNSUB", "PING"]  # no -NAK
-    script.deliver(pull, "orders$1", "billing", 2, b"late")  # sent before the UNSUB arrived
+    assert script.take() == []  # no -NAK, and the pull goes on (docs/protocol.md §7.7)
+    script.deliver(pull, "orders$1", "billing", 2, b"late")
     assert script.take() == []
-    script.feed(b"PONG\r\n")  # the drain is over: nothing else can arrive for the pull
+    script.status(pull, 408, "Request Timeout")  # the server ends it at its expiry
     again = script.client.fetch(state, 10, script.now, partition_number=1)
     assert again.done, "kept messages are served without a pull"
     assert [m.data for m in again.outcome()] == [b"early", b"late"]
@@ -500,7 +497,6 @@ def test_kept_messages_past_their_ack_deadline_are_not_handed_out() -> None:
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     script.deliver(pull_request(script), "orders$1", "billing", 1, b"stale")
     script.client.abandon_fetch(op)
-    script.feed(b"PONG\r\n")
     script.advance(9.5)  # within max_ack_time, but inside the safety margin
     fresh = script.client.fetch(state, 10, script.now, partition_number=1)
     assert not fresh.done, "the broker redelivers it: handing it out too would duplicate it"
@@ -773,7 +769,6 @@ def test_returned_messages_get_their_ack_timer_restarted() -> None:
     op = script.client.fetch(state, 10, script.now, partition_number=1)
     ack = script.deliver(pull_request(script), "orders$1", "billing", 1, b"kept")
     script.client.abandon_fetch(op)
-    script.feed(b"PONG\r\n")
     script.take()
     script.advance(5.0)
     again = script.client.fetch(state, 10, script.now, partition_number=1)
