@@ -61,9 +61,10 @@ However it ends, its pulls still open are not cut short: they run to their own e
 server (a fetch's own pulls expire with its wait) and what they bring goes into the store, for
 the next fetch, iteration or consume turn, which waits on them rather than pull again. Dropping
 a pull's inbox would make the server deliver again, at once, a message it routed to the pull in
-that instant, spending a delivery no user code saw (docs/protocol.md §7.7). A pull is abandoned
-(its inbox dropped) only when its consumer goes away (closed, destroyed, gone, the connection
-closing): then no read can come, and what still arrives is nacked.
+that instant, spending a delivery no user code saw (docs/protocol.md §7.7). A pull on the wire
+is abandoned (its inbox dropped) only when its consumer goes away (closed, destroyed, gone, the
+connection closing): then no read can come, and what still arrives is nacked. One not on the
+wire (a retry waiting out its backoff) ends with its fetch: nothing can be on its way to it.
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
