@@ -395,7 +395,9 @@ class Pull(ReplyHandler):
             pulls.ended(self, unavailable, now)
 
     def abandon(self) -> None:
-        """Nobody waits for it any more: drop its inbox; what is on its way is still kept."""
+        """Nobody will read it (its consumer went away, or it waits to be re-sent for a fetch
+        that ended): drop its inbox. What is already on its way still arrives (``received``)
+        until the PONG that follows the UNSUB; a pull not on the wire ends at once."""
         # Stepped before ``abandon_request``, which may end the request at once for a pull never
         # sent (and then calls ``on_error``, which expects the abandoned state).
         self._step(PullInput.ABANDON)

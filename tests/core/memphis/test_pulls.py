@@ -11,7 +11,7 @@ import pytest
 
 from memphis_core import MessageAlreadySettledError, StationUnreachableError
 from memphis_core.memphis import _pulls
-from memphis_core.memphis._deliveries import MessageView
+from memphis_core.memphis._deliveries import ConsumerState, MessageView
 from memphis_core.memphis._pulls import (
     LIVE_STATES,
     TABLE,
@@ -100,18 +100,25 @@ def _unsubscribed(sent: list[Sent], pull: Sent, script: Script) -> bool:
     return any(s.op == "UNSUB" and s.sid == sid for s in sent)
 
 
+def _served_by_partition_2() -> tuple[Script, ConsumerState, Sent, Sent]:
+    """A fetch of both partitions, ended by partition 2's one message while partition 1's pull
+    (the first ``Sent``) is still open."""
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
+    assert [m.data for m in op.outcome()] == [b"b1"]
+    return script, state, p1, p2
+
+
 def test_a_served_fetch_leaves_the_other_partitions_pull_to_run_into_the_store() -> None:
     # The bug: the fetch ended with partition 2's messages and dropped the inbox of partition
     # 1's pull. A message the server routed to that pull in the instant its UNSUB arrived found
     # no interest and was delivered again at once: a delivery spent that nobody saw. Now the
     # pull runs to its expiry, and what it brings is the next fetch's, in order.
-    script = connected()
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    script, state, p1, _ = _served_by_partition_2()
     client = script.client
-    op = client.fetch(state, 10, script.now)
-    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
-    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
-    assert [m.data for m in op.outcome()] == [b"b1"]
     assert script.take() == [], "no UNSUB, nor anything else, for the pull left running"
     script.advance(1.0)
     script.feed(
@@ -162,16 +169,15 @@ def test_a_stopped_consume_loop_leaves_its_pull_running_into_the_store() -> None
     # stop_consume() abandons the loop's waiting fetch and gives its batch back; the pull under
     # way for the loop is not cut short: the next read gets what it brings, after the batch.
     script = connected()
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
     client = script.client
-    op = client.fetch(state, 10, script.now, partition_number=1, eager=True)
-    (pull,) = pulls(script)
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    batch = client.fetch(state, 10, script.now, partition_number=1, eager=True)
+    pull = pull_request(script)
     script.deliver(pull, "orders$1", "billing", 1, b"m1", pending=3)
-    batch = op.outcome()
     waiting = client.fetch(state, 10, script.now, partition_number=1, eager=True)
     assert not waiting.done
     client.abandon_fetch(waiting)  # stop_consume() while the loop waited for its next batch
-    client.give_back(batch)  # the handler never ran
+    client.give_back(batch.outcome())  # the handler never ran
     assert client.next_pull(state, 1, None, script.now) == 0.0
     assert script.take() == []
     script.deliver(pull, "orders$1", "billing", 2, b"m2", pending=2)
@@ -185,15 +191,9 @@ def test_closing_the_consumer_ends_its_running_pulls_and_nacks_what_they_still_b
     # The one place a pull on the wire is cut short: no read can come any more. Its inbox goes
     # (UNSUB, then a PING whose PONG says nothing more can arrive), and what was already on its
     # way is nacked, so another member gets it at once rather than after max_ack_time.
-    script = connected()
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
-    client = script.client
-    op = client.fetch(state, 10, script.now)
-    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
-    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
-    assert [m.data for m in op.outcome()] == [b"b1"]
+    script, state, p1, p2 = _served_by_partition_2()
     kept = script.deliver(p1, "orders$1", "billing", 1, b"a1", pending=1)
-    client.close_consumer(state)
+    script.client.close_consumer(state)
     sent = script.take()
     assert _unsubscribed(sent, p1, script)
     assert _unsubscribed(sent, p2, script)
@@ -209,11 +209,10 @@ def test_a_fetch_left_with_a_retry_waiting_ends_it_for_nothing_is_on_the_wire() 
     # to it, so it ends there (no UNSUB: its request was never re-sent) instead of being re-sent
     # for nobody.
     script = connected()
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
     client = script.client
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
     op = client.fetch(state, 10, script.now, partition_number=1)
-    (pull,) = pulls(script)
-    script.status(pull, 503)
+    script.status(pulls(script)[0], 503)
     script.take()  # the durable lookups after the first 503
     assert client._pulls.reader(state).pulls[1].state is PullState.RETRYING
     client.abandon_fetch(op)
