@@ -236,10 +236,8 @@ class Consumer:
     def __iter__(self) -> Generator[Message, None, None]:
         """Messages forever (until the consumer fails or is destroyed), one at a time.
 
-        Leaving it early (``break``) needs no clean-up such as
-        ``contextlib.closing(iter(consumer))``: nothing unread lives in the generator, and
-        its pulls run to their expiry on the server (``batch_max_wait_time``) into the
-        consumer's store (docs/protocol.md §7.7).
+        A generator, so ``contextlib.closing(iter(consumer))`` ends it, and its pulls, at
+        once.
 
         Each message is yielded as soon as a read brings it: the loop does not wait for a
         full batch or for ``batch_max_wait_time`` (see ``consume``). Each step takes one
@@ -249,13 +247,17 @@ class Consumer:
         """
         driver = self._driver
         state = self._state
-        # Nothing to clean up when the loop is left: the pulls that went on for it run to their
-        # expiry and what they bring stays with the consumer (docs/protocol.md §7.7).
-        while True:
-            op = driver.call(functools.partial(_next_message, driver.client, state))
-            # At most one message: nothing unread is ever held in this frame.
-            for received in self._wait_batch(op, None) or ():
-                yield Message(driver, received)
+        try:
+            while True:
+                op = driver.call(functools.partial(_next_message, driver.client, state))
+                # At most one message: nothing unread is ever held in this frame.
+                for received in self._wait_batch(op, None) or ():
+                    yield Message(driver, received)
+        finally:
+            # Runs when the loop is left or the generator is collected; no await in here. The
+            # pulls that went on for the loop end; what they bring stays with the consumer.
+            client = driver.client
+            driver.call(functools.partial(_end_eager_pull, client, state), closed_ok=True)
 
     # ------------------------------------------------------------------ consume
 
@@ -311,6 +313,10 @@ class Consumer:
                 self._consume_loop(handler, partition_key, partition_number, stop)
             finally:
                 stop[0] = True  # ended by itself (unreachable, closed): consume() may restart
+                # No reader any more for a pull still going on for the loop.
+                driver.call(
+                    functools.partial(_end_eager_pull, driver.client, state), closed_ok=True
+                )
 
         self._task = driver.spawn(loop, f"memphis-consume-{self.name}")
 
@@ -446,6 +452,10 @@ class Consumer:
 # values (``driver.call`` runs them at once; a lambda over loop variables reads as a trap).
 def _give_back(client: Client, messages: list[Delivery], now: float) -> None:
     client.give_back(messages)
+
+
+def _end_eager_pull(client: Client, state: ConsumerState, now: float) -> None:
+    client.end_eager_pull(state)
 
 
 def _next_message(client: Client, state: ConsumerState, now: float) -> Operation[list[Delivery]]:

@@ -806,6 +806,11 @@ class Client:
         """
         return self._pulls.next_pull(consumer, received, error, now, chosen=chosen)
 
+    def end_eager_pull(self, consumer: ConsumerState) -> None:
+        """An eager reader of ``consumer`` (its consume loop, an iteration) is gone: end the
+        pulls that went on in the background for it (see ``Pulls.end_eager_pull``)."""
+        self._pulls.end_eager_pull(consumer)
+
     def give_back(self, messages: list[Delivery]) -> None:
         """Messages handed out but never read (a consume loop stopped, a fetch cancelled):
         the next fetch of their consumer returns them first, while their ack deadline holds."""

@@ -62,9 +62,12 @@ server (a fetch's own pulls expire with its wait) and what they bring goes into 
 the next fetch, iteration or consume turn, which waits on them rather than pull again. Dropping
 a pull's inbox would make the server deliver again, at once, a message it routed to the pull in
 that instant, spending a delivery no user code saw (docs/protocol.md §7.7). A pull on the wire
-is abandoned (its inbox dropped) only when its consumer goes away (closed, destroyed, gone, the
-connection closing): then no read can come, and what still arrives is nacked. One not on the
-wire (a retry waiting out its backoff) ends with its fetch: nothing can be on its way to it.
+is abandoned (its inbox dropped) only when no read is coming: when an eager reader leaves (a
+consume loop stopped, an iteration left: ``Pulls.end_eager_pull``), since those pulls refill
+for a whole ``batch_max_wait_time`` nobody asked to wait and would hold the group's messages
+for nobody; and when its consumer goes away (closed, destroyed, gone, the connection closing),
+after which what still arrives is nacked. One not on the wire (a retry waiting out its backoff)
+ends with its fetch: nothing can be on its way to it.
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
@@ -148,7 +151,7 @@ def delivery_deadline(max_ack_time: float, now: float) -> float:
 class PullState(TableEnum):
     OPEN = "open"  # MSG.NEXT sent (or queued): the server may deliver into its inbox
     RETRYING = "retrying"  # a 503 answered it: the durables were looked up, re-sent after a backoff
-    ABANDONED = "abandoned"  # its consumer went away: inbox dropped, what still arrives is nacked
+    ABANDONED = "abandoned"  # no read is coming: inbox dropped, what is on its way still arrives
     ENDED = "ended"  # over: full, ended by the server, expired, or drained after an abandon
     FAILED = "failed"  # over with an error that the fetches waiting on it hear
 
@@ -162,7 +165,7 @@ class PullInput(TableEnum):
     REFUSED = "refused"  # any other status or error, nothing received
     RETRY = "retry"  # 503 no responders, nothing received, time left: pull again after a backoff
     GIVE_UP = "give_up"  # 503 with no time left, or the durable is known to be gone
-    ABANDON = "abandon"  # its consumer goes away, or it waits to be re-sent with nobody to read it
+    ABANDON = "abandon"  # its eager reader or its consumer went, or a retry has nobody to read it
 
 
 S, In = PullState, PullInput
@@ -395,9 +398,10 @@ class Pull(ReplyHandler):
             pulls.ended(self, unavailable, now)
 
     def abandon(self) -> None:
-        """Nobody will read it (its consumer went away, or it waits to be re-sent for a fetch
-        that ended): drop its inbox. What is already on its way still arrives (``received``)
-        until the PONG that follows the UNSUB; a pull not on the wire ends at once."""
+        """No read is coming for it (its eager reader or its consumer went away, or it waits to
+        be re-sent for a fetch that ended): drop its inbox. What is already on its way still
+        arrives (``received``) until the PONG that follows the UNSUB; a pull not on the wire
+        ends at once."""
         # Stepped before ``abandon_request``, which may end the request at once for a pull never
         # sent (and then calls ``on_error``, which expects the abandoned state).
         self._step(PullInput.ABANDON)
@@ -696,13 +700,21 @@ class Pulls:
         message the server routes to a pull in the instant its UNSUB arrives finds no interest
         and is delivered again at once, which spends one of ``max_msg_deliveries`` on a delivery
         no user code saw (docs/protocol.md §7.7). Left alone, the pull ends at its ``expires``
-        (a fetch's own pulls expire with its wait) and what it brings is handed out first by
-        the next fetch, iteration or consume turn. What that holds back is bounded: one pull
-        per partition, one batch each, and each message gets its ack time back when handed
-        out late (``_refresh``). Only a pull not on the wire (a retry after a 503 waiting out
-        its backoff, or one made while offline) ends here: nothing can be on its way to it, so
-        ending it costs nothing, and re-sending it would only take messages nobody asked for.
+        (a fetch's own pulls expire with its wait, which its caller chose) and what it brings
+        is handed out first by the next fetch, iteration or consume turn. What that holds back
+        is bounded: one pull per partition, one batch each, and each message gets its ack time
+        back when handed out late (``_refresh``). Only a pull not on the wire (a retry after a
+        503 waiting out its backoff, or one made while offline) ends here: nothing can be on
+        its way to it, so ending it costs nothing, and re-sending it would only take messages
+        nobody asked for.
         """
+        self._end_unwaited(consumer, partitions, on_the_wire=False)
+
+    def _end_unwaited(
+        self, consumer: ConsumerState, partitions: Iterable[int | None], *, on_the_wire: bool
+    ) -> None:
+        """Abandon the pulls of ``partitions`` that no waiting fetch reads: every one when
+        ``on_the_wire``, else only those whose request is not written yet."""
         reader = self.reader(consumer)
         waited = {p for fetch in reader.waiters for p in fetch.partitions}
         session = self.dispatcher.session
@@ -710,10 +722,12 @@ class Pulls:
             pull = reader.pulls.get(partition)
             if pull is None or partition in waited:
                 continue
-            request = session.pending(pull.token)
-            if request is None or not request.sent:
-                del reader.pulls[partition]
-                pull.abandon()
+            if not on_the_wire:
+                request = session.pending(pull.token)
+                if request is not None and request.sent:
+                    continue
+            del reader.pulls[partition]
+            pull.abandon()
 
     def _refresh(self, messages: list[Delivery], now: float) -> None:
         """Messages that waited in the store (a slow handler, a fetch given back) have used up
@@ -758,6 +772,23 @@ class Pulls:
         self._unwait(consumer, fetch)
         op.finish([])
         self._leave(consumer, fetch.partitions)
+
+    def end_eager_pull(self, consumer: ConsumerState) -> None:
+        """An eager reader left (a consume loop stopped, an iteration was left): end the pulls
+        that went on for it, unless a fetch waits on them.
+
+        Unlike a fetch's (``_leave``), these are cut short, race and all (docs/protocol.md
+        §7.7): the client started them on its own, to refill while the reader worked, for a
+        whole ``batch_max_wait_time`` that no caller asked to wait; and the reader said it is
+        done. Left running, they would take messages from the durable into a store nobody
+        reads, while other members of the group could have them, until ``max_ack_time``.
+        What they already brought stays in the store for the next fetch.
+        """
+        # ``_readers.get``: a loop that ends after its consumer was dropped must not bring its
+        # reader back (one per consumer ever created would then stay in memory).
+        reader = self._readers.get(consumer)
+        if reader is not None:
+            self._end_unwaited(consumer, list(reader.pulls), on_the_wire=True)
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Keep unread messages for the next fetch of their consumer, before what arrived

@@ -376,10 +376,9 @@ def test_an_eager_fetch_counts_what_it_handed_over_against_the_batch() -> None:
     ]
 
 
-def test_the_pull_an_eager_reader_left_is_waited_on_by_the_next_fetch() -> None:
-    # The pull that went on for a consume loop or an iteration is not cut short when the
-    # reader goes (docs/protocol.md §7.7): the next fetch waits on it rather than pull again,
-    # and gets what it brings.
+def test_the_eager_reader_leaving_ends_the_pull_that_went_on_for_it() -> None:
+    # A stopped consume loop must not keep taking messages into a store nobody reads, while
+    # other members of the group could have them.
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=30.0)
     client = script.client
@@ -387,10 +386,13 @@ def test_the_pull_an_eager_reader_left_is_waited_on_by_the_next_fetch() -> None:
     pull = pull_request(script)
     script.deliver(pull, "orders$1", "billing", 1, b"a")
     assert op.done
+    client.end_eager_pull(state)
+    # The server drops a pull whose inbox lost interest; the PING confirms the UNSUB.
+    assert [s.op for s in script.take()] == ["UNSUB", "PING"]
+    assert not script.client._pulls.reader(state).pulls
+    script.deliver(pull, "orders$1", "billing", 2, b"late")  # was already on its way
     later = client.fetch(state, 10, script.now, partition_number=1)
-    assert script.take() == [], "one pull per partition: it waits on the loop's"
-    script.deliver(pull, "orders$1", "billing", 2, b"late")
-    assert [m.data for m in later.outcome()] == [b"late"]
+    assert [m.data for m in later.outcome()] == [b"late"]  # kept, not lost
 
 
 def test_an_eager_pull_never_makes_another_partitions_store_its_own() -> None:

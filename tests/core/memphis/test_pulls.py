@@ -165,28 +165,6 @@ def test_a_cancelled_fetch_leaves_its_pulls_running_and_the_next_fetch_takes_the
     assert [s.op for s in script.take()] == ["UNSUB", "UNSUB"]
 
 
-def test_a_stopped_consume_loop_leaves_its_pull_running_into_the_store() -> None:
-    # stop_consume() abandons the loop's waiting fetch and gives its batch back; the pull under
-    # way for the loop is not cut short: the next read gets what it brings, after the batch.
-    script = connected()
-    client = script.client
-    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
-    batch = client.fetch(state, 10, script.now, partition_number=1, eager=True)
-    pull = pull_request(script)
-    script.deliver(pull, "orders$1", "billing", 1, b"m1", pending=3)
-    waiting = client.fetch(state, 10, script.now, partition_number=1, eager=True)
-    assert not waiting.done
-    client.abandon_fetch(waiting)  # stop_consume() while the loop waited for its next batch
-    client.give_back(batch.outcome())  # the handler never ran
-    assert client.next_pull(state, 1, None, script.now) == 0.0
-    assert script.take() == []
-    script.deliver(pull, "orders$1", "billing", 2, b"m2", pending=2)
-    assert script.take() == [], "no UNSUB, no nack: nothing was spent"
-    script.status(pull, 408, "Request Timeout")
-    rest = client.fetch(state, 10, script.now, partition_number=1)
-    assert [m.data for m in rest.outcome()] == [b"m1", b"m2"]
-
-
 def test_closing_the_consumer_ends_its_running_pulls_and_nacks_what_they_still_bring() -> None:
     # The one place a pull on the wire is cut short: no read can come any more. Its inbox goes
     # (UNSUB, then a PING whose PONG says nothing more can arrive), and what was already on its
@@ -258,9 +236,9 @@ def test_an_iteration_takes_one_message_and_the_rest_stays_in_order() -> None:
     assert [m.data for m in step.outcome()] == [b"m1"]
     second = client.next_message(state, script.now)
     assert [m.data for m in second.outcome()] == [b"m2"]  # at once, from the consumer
-    # The iteration is left after m2: nothing to clean up, and its pulls go on.
-    assert script.take() == []
-    # Brought by the pull after the iteration was left: kept, after m3-m5.
+    client.end_eager_pull(state)  # the iteration is left after m2: both pulls end
+    assert [s.op for s in script.take()] == ["UNSUB", "PING", "UNSUB", "PING"]
+    # Already on its way when the pull was dropped: kept, after m3-m5.
     script.feed(
         b"".join(
             script.delivery(pull, "orders$1", "billing", n, b"m%d" % n, 10 - n) for n in (6, 7)
@@ -357,7 +335,7 @@ def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> Non
 
 
 def test_a_destroyed_consumer_leaves_nothing_behind_when_its_loop_ends_later() -> None:
-    # The frontends end the consume loop (next_pull, abandon_fetch) after the destroy went
+    # The frontends end the consume loop (end_eager_pull, next_pull) after the destroy went
     # through: that must not bring back per-consumer state the destroy dropped, or every
     # consumer created and destroyed on a long-lived connection would stay in memory.
     script = connected()
@@ -370,7 +348,7 @@ def test_a_destroyed_consumer_leaves_nothing_behind_when_its_loop_ends_later() -
     script.reply(script.one("PUB", "$memphis_consumer_destructions"), b"")
     assert destroyed.outcome() is None
     client.next_pull(state, 1, None, script.now)
-    client.abandon_fetch(op)
+    client.end_eager_pull(state)
     assert state not in client._pulls._readers
 
 
