@@ -813,13 +813,10 @@ class Pulls:
                 fetch.op.finish([])
             else:
                 fetch.op.fail(error)
-        # The only place a pull on the wire is cut short: no read of this consumer will come, so
-        # what its pulls bring could only be nacked, and dropping their inboxes now makes that as
-        # little as the round trip of the UNSUB (docs/protocol.md §7.7).
-        reader = self.reader(consumer)
-        pulls, reader.pulls = reader.pulls, {}
-        for pull in pulls.values():
-            pull.abandon()
+        # Cut short, all of them: no read of this consumer will come, so what its pulls bring
+        # could only be nacked, and dropping their inboxes now makes that as little as the round
+        # trip of the UNSUB (docs/protocol.md §7.7).
+        self._end_unwaited(consumer, list(self.reader(consumer).pulls), on_the_wire=True)
         self.release(consumer.held.clear())
         self._readers.pop(consumer, None)
 
