@@ -44,7 +44,7 @@ def test_a_fetch_loop_over_partitions_spends_one_delivery_per_message(
     # Issue: a fetch that ended dropped the inboxes of its other partitions' pulls, and a
     # message the server routed to one of them at that instant was delivered again at once: one
     # of max_msg_deliveries spent on a delivery nobody saw (docs/protocol.md §7.7). JetStream's
-    # own count says whether that happened; without the fix it did in 1 to 4 loops of 50
+    # own count says whether that happened; without the fix it did in 1 loop of 200 to 4 of 50
     # (scripts/fetch_redeliveries.py), so a few loops are run, each ending after one empty
     # fetch of batch_max_wait_time. tests/core/memphis/test_pulls.py fails without it always.
     for _ in range(6):
