@@ -182,6 +182,36 @@ def test_closing_the_consumer_ends_its_running_pulls_and_nacks_what_they_still_b
     assert script.take() == []
 
 
+def test_what_a_pull_left_running_brought_gets_its_ack_time_back_when_read_late() -> None:
+    # A message that came in after its fetch ended waited in the store, its ack timer running
+    # on the broker, until the next read: read past half of max_ack_time, it is refreshed with
+    # +WPI and gets a whole max_ack_time again; read past its deadline, it is not handed out
+    # (the broker has delivered it again).
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0, max_ack_time=30.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
+    assert [m.data for m in op.outcome()] == [b"b1"]
+    late = script.deliver(p1, "orders$1", "billing", 1, b"late", pending=0)
+    stale = script.deliver(p2, "orders$2", "billing", 2, b"stale", pending=0)
+    script.advance(5.0)
+    for pull in (p1, p2):
+        script.status(pull, 408, "Request Timeout")
+    script.take()
+    script.advance(11.0)  # 16 s after they came in: less than half of max_ack_time left
+    again = client.fetch(state, 1, script.now, partition_number=1)
+    (message,) = again.outcome()
+    assert message.data == b"late"
+    assert [(s.subject, s.payload) for s in script.take()] == [(late, b"+WPI")]
+    assert message.deadline > script.now + 28.0  # a whole max_ack_time, less the margin
+    script.advance(14.0)  # 30 s: past the deadline of the one still held
+    last = client.fetch(state, 10, script.now, partition_number=2)
+    assert not last.done, "the broker delivered it again: handing it out too would duplicate it"
+    assert all(s.payload != b"+WPI" or s.subject != stale for s in script.take())
+
+
 def test_a_fetch_left_with_a_retry_waiting_ends_it_for_nothing_is_on_the_wire() -> None:
     # A 503 put the pull in its backoff when the fetch was cancelled: nothing can be on its way
     # to it, so it ends there (no UNSUB: its request was never re-sent) instead of being re-sent
