@@ -67,7 +67,8 @@ consume loop stopped, an iteration left: ``Pulls.end_eager_pull``), since those 
 for a whole ``batch_max_wait_time`` nobody asked to wait and would hold the group's messages
 for nobody; and when its consumer goes away (closed, destroyed, gone, the connection closing),
 after which what still arrives is nacked. One not on the wire (a retry waiting out its backoff)
-ends with its fetch: nothing can be on its way to it.
+ends with its fetch, and one that a 503 answers once its fetch ended is not sent again: nothing
+can be on its way to it.
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
@@ -164,7 +165,7 @@ class PullInput(TableEnum):
     GONE = "gone"  # 409 "consumer deleted" and the like: the durable will never deliver again
     REFUSED = "refused"  # any other status or error, nothing received
     RETRY = "retry"  # 503 no responders, nothing received, time left: pull again after a backoff
-    GIVE_UP = "give_up"  # 503 with no time left, or the durable is known to be gone
+    GIVE_UP = "give_up"  # 503 with no time left or no fetch waiting, or the durable is gone
     ABANDON = "abandon"  # its eager reader or its consumer went, or a retry has nobody to read it
 
 
@@ -386,7 +387,13 @@ class Pull(ReplyHandler):
             self._step(PullInput.GIVE_UP)
             pulls.ended(self, StationUnreachableError(STATION_UNREACHABLE), now)
         elif (
-            now + delay < self.deadline and consumer.active and not pulls.dispatcher.session.closed
+            now + delay < self.deadline
+            and consumer.active
+            and not pulls.dispatcher.session.closed
+            # Only for a fetch waiting on it: a 503 leaves nothing on the wire, so a pull whose
+            # fetch ended ends here at no cost, as ``_leave`` ends one already in its backoff,
+            # rather than be re-sent to take messages for a store nobody reads.
+            and pulls.waited_on(self)
         ):
             self._step(PullInput.RETRY)
             self.retries += 1
@@ -728,6 +735,11 @@ class Pulls:
                     continue
             del reader.pulls[partition]
             pull.abandon()
+
+    def waited_on(self, pull: Pull) -> bool:
+        """Whether a waiting fetch reads ``pull``'s partition."""
+        reader = self._readers.get(pull.consumer)
+        return reader is not None and any(pull.partition in f.partitions for f in reader.waiters)
 
     def _refresh(self, messages: list[Delivery], now: float) -> None:
         """Messages that waited in the store (a slow handler, a fetch given back) have used up

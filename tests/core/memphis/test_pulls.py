@@ -229,6 +229,24 @@ def test_a_fetch_left_with_a_retry_waiting_ends_it_for_nothing_is_on_the_wire() 
     assert pulls(script) == []
 
 
+def test_a_pull_left_running_that_meets_a_503_is_not_sent_again_for_nobody() -> None:
+    # The same rule from the other side: the fetch ended first, then a 503 (no responders, a
+    # leader election) answered the pull it left running. Nothing is on the wire for it any
+    # more, so it ends there rather than be re-sent, after its backoff, to take messages for a
+    # store nobody reads; the next fetch pulls the partition itself.
+    script, state, p1, _ = _served_by_partition_2()
+    client = script.client
+    script.status(p1, 503)
+    script.take()  # the durable lookups after the first 503
+    assert 1 not in client._pulls.reader(state).pulls
+    script.advance(0.2)  # past the backoff
+    assert pulls(script) == [], "not re-sent"
+    again = client.fetch(state, 10, script.now, partition_number=1)
+    (fresh,) = pulls(script)
+    script.deliver(fresh, "orders$1", "billing", 1, b"a1", pending=0)
+    assert [m.data for m in again.outcome()] == [b"a1"]
+
+
 def test_a_fetch_takes_from_every_partition_in_turn() -> None:
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
