@@ -59,16 +59,18 @@ When a fetch ends (docs/protocol.md §7.7):
 
 However it ends, its pulls still open are not cut short: they run to their own expiry on the
 server (a fetch's own pulls expire with its wait) and what they bring goes into the store, for
-the next fetch, iteration or consume turn, which waits on them rather than pull again. Dropping
-a pull's inbox would make the server deliver again, at once, a message it routed to the pull in
-that instant, spending a delivery no user code saw (docs/protocol.md §7.7). A pull on the wire
-is abandoned (its inbox dropped) only when no read is coming: when an eager reader leaves (a
-consume loop stopped, an iteration left: ``Pulls.end_eager_pull``), since those pulls refill
-for a whole ``batch_max_wait_time`` nobody asked to wait and would hold the group's messages
-for nobody; and when its consumer goes away (closed, destroyed, gone, the connection closing),
-after which what still arrives is nacked. One not on the wire (a retry waiting out its backoff)
-ends with its fetch, and one that a 503 answers once its fetch ended is not sent again: nothing
-can be on its way to it.
+the next fetch, iteration or consume turn, which waits on them rather than pull again; a read
+later than ``max_ack_time`` finds it delivered again by the broker. Dropping a pull's inbox
+would make the server deliver again, at once, a message it routed to the pull in that instant,
+spending a delivery no user code saw (docs/protocol.md §7.7). A pull on the wire is abandoned
+(its inbox dropped) only when no read is coming: when an eager reader leaves (a consume loop
+stopped, an iteration left: ``Pulls.end_eager_pull``), since its pulls refill for a whole
+``batch_max_wait_time`` nobody asked to wait and would hold the group's messages for nobody
+(every pull no fetch waits on ends then, also one a plain fetch left running); and when its
+consumer goes away (closed, destroyed, gone, the connection closing), after which what still
+arrives is nacked. One not on the wire (a retry waiting out its backoff) ends with its fetch,
+and one that a 503 answers once its fetch ended is not sent again: nothing can be on its way to
+it.
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
