@@ -48,14 +48,29 @@ When a fetch ends (docs/protocol.md §7.7):
   then what pulls brought in), unless an earlier fetch still waiting is collecting them: then
   after it, fetches being served in the order they asked;
 * an *eager* fetch (the consume loop's, an iteration's) at the end of the first read that
-  brought it a message: latency over batch size. Its pulls go on for the next fetch;
+  brought it a message: latency over batch size;
 * a plain fetch when its batch is full, or when it holds messages and every pull it waits on
   has received nothing yet or was told by the server that nothing more is waiting (the
-  ``pending`` count of the last ack subject is 0), or when all its pulls are over. Its pulls
-  that are still open then end (their inbox is dropped), unless another fetch waits on them;
+  ``pending`` count of the last ack subject is 0), or when all its pulls are over;
 * any fetch, at the latest, when its own wait (``batch_max_wait_time``, or its ``timeout``)
   ends, also while a pull it waits on without having sent it (a prefetch, the consume loop's
-  next pull) goes on longer on the server (``Pulls.handle_timeout``).
+  next pull) goes on longer on the server (``Pulls.handle_timeout``);
+* a fetch whose caller stopped waiting (cancelled, timed out, ``stop_consume``) at once, empty.
+
+However it ends, its pulls still open are not cut short: they run to their own expiry on the
+server (a fetch's own pulls expire with its wait) and what they bring goes into the store, for
+the next fetch, iteration or consume turn, which waits on them rather than pull again; a read
+later than ``max_ack_time`` finds it delivered again by the broker. Dropping a pull's inbox
+would make the server deliver again, at once, a message it routed to the pull in that instant,
+spending a delivery no user code saw (docs/protocol.md §7.7). A pull on the wire is abandoned
+(its inbox dropped) only when no read is coming: when an eager reader leaves (a consume loop
+stopped, an iteration left: ``Pulls.end_eager_pull``), since its pulls refill for a whole
+``batch_max_wait_time`` nobody asked to wait and would hold the group's messages for nobody
+(every pull no fetch waits on ends then, also one a plain fetch left running); and when its
+consumer goes away (closed, destroyed, gone, the connection closing), after which what still
+arrives is nacked. One not on the wire (a retry waiting out its backoff) ends with its fetch,
+and one that a 503 answers once its fetch ended is not sent again: nothing can be on its way to
+it.
 
 Once a fetch has taken its messages, the next pull may start at once, while the caller works:
 with ``prefetch``, and for an eager fetch that took messages, on each of its partitions that has
@@ -139,7 +154,7 @@ def delivery_deadline(max_ack_time: float, now: float) -> float:
 class PullState(TableEnum):
     OPEN = "open"  # MSG.NEXT sent (or queued): the server may deliver into its inbox
     RETRYING = "retrying"  # a 503 answered it: the durables were looked up, re-sent after a backoff
-    ABANDONED = "abandoned"  # nobody reads it: inbox dropped, what is on its way is still kept
+    ABANDONED = "abandoned"  # no read is coming: inbox dropped, what is on its way still arrives
     ENDED = "ended"  # over: full, ended by the server, expired, or drained after an abandon
     FAILED = "failed"  # over with an error that the fetches waiting on it hear
 
@@ -152,8 +167,8 @@ class PullInput(TableEnum):
     GONE = "gone"  # 409 "consumer deleted" and the like: the durable will never deliver again
     REFUSED = "refused"  # any other status or error, nothing received
     RETRY = "retry"  # 503 no responders, nothing received, time left: pull again after a backoff
-    GIVE_UP = "give_up"  # 503 with no time left, or the durable is known to be gone
-    ABANDON = "abandon"  # nobody waits for it any more
+    GIVE_UP = "give_up"  # 503 with no time left or no fetch waiting, or the durable is gone
+    ABANDON = "abandon"  # its eager reader or its consumer went, or a retry has nobody to read it
 
 
 S, In = PullState, PullInput
@@ -374,7 +389,13 @@ class Pull(ReplyHandler):
             self._step(PullInput.GIVE_UP)
             pulls.ended(self, StationUnreachableError(STATION_UNREACHABLE), now)
         elif (
-            now + delay < self.deadline and consumer.active and not pulls.dispatcher.session.closed
+            now + delay < self.deadline
+            and consumer.active
+            and not pulls.dispatcher.session.closed
+            # Only for a fetch waiting on it: a 503 leaves nothing on the wire, so a pull whose
+            # fetch ended ends here at no cost, as ``_leave`` ends one already in its backoff,
+            # rather than be re-sent to take messages for a store nobody reads.
+            and pulls.waited_on(self)
         ):
             self._step(PullInput.RETRY)
             self.retries += 1
@@ -386,7 +407,10 @@ class Pull(ReplyHandler):
             pulls.ended(self, unavailable, now)
 
     def abandon(self) -> None:
-        """Nobody waits for it any more: drop its inbox; what is on its way is still kept."""
+        """No read is coming for it (its eager reader or its consumer went away, or it waits to
+        be re-sent for a fetch that ended): drop its inbox. What is already on its way still
+        arrives (``received``) until the PONG that follows the UNSUB; a pull not on the wire
+        ends at once."""
         # Stepped before ``abandon_request``, which may end the request at once for a pull never
         # sent (and then calls ``on_error``, which expects the abandoned state).
         self._step(PullInput.ABANDON)
@@ -649,16 +673,15 @@ class Pulls:
         del self._fetches[fetch.op]
 
     def _finish(self, consumer: ConsumerState, fetch: Fetch, now: float, *, waited: bool) -> None:
-        """End ``fetch`` with what the store holds for it; end or chain the pulls it waited on."""
+        """End ``fetch`` with what the store holds for it; start the next pulls (prefetch)."""
         messages = consumer.held.take(fetch.partitions, fetch.batch, now)
         self._refresh(messages, now)
         fetch.op.finish(messages)
         if waited and not fetch.eager:
-            # A plain fetch took what it waited for: its pulls still open would only bring messages
-            # into a store nobody may read again, while other members of the group could have them.
-            # One served from the store at once leaves alone the pulls it never waited on (a
-            # prefetch, a consume loop's).
-            self._end_unwaited(consumer, fetch.partitions)
+            # A plain fetch took what it waited for: its pulls still open run on into the store
+            # (``_leave``). An eager one's go on for the next turn of its loop anyway, and one
+            # served from the store at once waited on no pull.
+            self._leave(consumer, fetch.partitions)
         # The next pull starts now, while the caller works on this batch, not when it asks again
         # (docs/protocol.md §7.7): with ``prefetch``, and for the consume loop and an iteration
         # (eager), as soon as a partition holds less than half a batch, as nats.go's Consume
@@ -678,13 +701,47 @@ class Pulls:
                 if partition not in under_way and consumer.held.count((partition,), now) < low:
                     self._start(consumer, partition, fetch.pull_batch, now, wait)
 
-    def _end_unwaited(self, consumer: ConsumerState, partitions: Iterable[int | None]) -> None:
-        waited = {p for fetch in self.reader(consumer).waiters for p in fetch.partitions}
+    def _leave(self, consumer: ConsumerState, partitions: Iterable[int | None]) -> None:
+        """A fetch over ``partitions`` ended (served, cancelled, timed out): its pulls that
+        nobody waits on any more go on to their own expiry, into the store.
+
+        They are not cut short by dropping their inbox, although nobody reads them now: a
+        message the server routes to a pull in the instant its UNSUB arrives finds no interest
+        and is delivered again at once, which spends one of ``max_msg_deliveries`` on a delivery
+        no user code saw (docs/protocol.md §7.7). Left alone, the pull ends at its ``expires``
+        (a fetch's own pulls expire with its wait, which its caller chose) and what it brings
+        is handed out first by the next fetch, iteration or consume turn. What that holds back
+        is bounded: one pull per partition, one batch each, and each message gets its ack time
+        back when handed out late (``_refresh``). Only a pull not on the wire (a retry after a
+        503 waiting out its backoff, or one made while offline) ends here: nothing can be on
+        its way to it, so ending it costs nothing, and re-sending it would only take messages
+        nobody asked for.
+        """
+        self._end_unwaited(consumer, partitions, on_the_wire=False)
+
+    def _end_unwaited(
+        self, consumer: ConsumerState, partitions: Iterable[int | None], *, on_the_wire: bool
+    ) -> None:
+        """Abandon the pulls of ``partitions`` that no waiting fetch reads: every one when
+        ``on_the_wire``, else only those whose request is not written yet."""
+        reader = self.reader(consumer)
+        waited = {p for fetch in reader.waiters for p in fetch.partitions}
+        session = self.dispatcher.session
         for partition in partitions:
-            pull = self.reader(consumer).pulls.get(partition)
-            if pull is not None and partition not in waited:
-                del self.reader(consumer).pulls[partition]
-                pull.abandon()
+            pull = reader.pulls.get(partition)
+            if pull is None or partition in waited:
+                continue
+            if not on_the_wire:
+                request = session.pending(pull.token)
+                if request is not None and request.sent:
+                    continue
+            del reader.pulls[partition]
+            pull.abandon()
+
+    def waited_on(self, pull: Pull) -> bool:
+        """Whether a waiting fetch reads ``pull``'s partition."""
+        reader = self._readers.get(pull.consumer)
+        return reader is not None and any(pull.partition in f.partitions for f in reader.waiters)
 
     def _refresh(self, messages: list[Delivery], now: float) -> None:
         """Messages that waited in the store (a slow handler, a fetch given back) have used up
@@ -713,10 +770,8 @@ class Pulls:
         """The caller stopped waiting for ``op`` (cancelled, timed out, stop_consume).
 
         Its messages stay with the consumer: the next fetch returns them first (while their ack
-        deadline holds), so a cancelled fetch costs no delivery attempt. Its pulls still waiting
-        on the server end by dropping their inbox: the server discards a pull request whose
-        reply subject lost interest, so it cannot keep taking a share of new messages that
-        nobody reads.
+        deadline holds), so a cancelled fetch costs no delivery attempt. Its pulls go on to
+        their expiry and what they bring is kept the same way (``_leave``).
         """
         if op.done:
             if op.error is None:
@@ -730,21 +785,24 @@ class Pulls:
         consumer, fetch = found
         self._unwait(consumer, fetch)
         op.finish([])
-        self._end_unwaited(consumer, fetch.partitions)
+        self._leave(consumer, fetch.partitions)
 
     def end_eager_pull(self, consumer: ConsumerState) -> None:
         """An eager reader left (a consume loop stopped, an iteration was left): end the pulls
         that went on for it, unless a fetch waits on them.
 
-        Otherwise they would keep taking messages from the durable into a store nobody reads,
-        for up to ``batch_max_wait_time``, while other members of the group could have them.
+        Unlike a fetch's (``_leave``), these are cut short, race and all (docs/protocol.md
+        §7.7): the client started them on its own, to refill while the reader worked, for a
+        whole ``batch_max_wait_time`` that no caller asked to wait; and the reader said it is
+        done. Left running, they would take messages from the durable into a store nobody
+        reads, while other members of the group could have them, until ``max_ack_time``.
         What they already brought stays in the store for the next fetch.
         """
         # ``_readers.get``: a loop that ends after its consumer was dropped must not bring its
         # reader back (one per consumer ever created would then stay in memory).
         reader = self._readers.get(consumer)
         if reader is not None:
-            self._end_unwaited(consumer, list(reader.pulls))
+            self._end_unwaited(consumer, list(reader.pulls), on_the_wire=True)
 
     def give_back(self, messages: list[Delivery]) -> None:
         """Keep unread messages for the next fetch of their consumer, before what arrived
@@ -769,7 +827,10 @@ class Pulls:
                 fetch.op.finish([])
             else:
                 fetch.op.fail(error)
-        self._end_unwaited(consumer, list(self.reader(consumer).pulls))
+        # Cut short, all of them: no read of this consumer will come, so what its pulls bring
+        # could only be nacked, and dropping their inboxes now makes that as little as the round
+        # trip of the UNSUB (docs/protocol.md §7.7).
+        self._end_unwaited(consumer, list(self.reader(consumer).pulls), on_the_wire=True)
         self.release(consumer.held.clear())
         self._readers.pop(consumer, None)
 

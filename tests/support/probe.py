@@ -160,6 +160,11 @@ class BrokerProbe:
         """How many messages the durable delivered that are not acked yet."""
         return int(self._consumer_info(station, group, partition).num_ack_pending)
 
+    def delivered(self, station: str, group: str, partition: int = 1) -> int:
+        """How many deliveries the durable made, redeliveries included (JetStream's
+        ``delivered.consumer_seq``): the number of messages when each was delivered once."""
+        return int(self._consumer_info(station, group, partition).delivered.consumer_seq)
+
     def num_waiting(self, station: str, group: str, partition: int = 1) -> int:
         """How many pull requests the durable holds open, waiting for messages."""
         return int(self._consumer_info(station, group, partition).num_waiting)

@@ -7,14 +7,11 @@ partition; a plain fetch ends once the server says nothing more is pending.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from memphis_core import MessageAlreadySettledError, StationUnreachableError
 from memphis_core.memphis import _pulls
-from memphis_core.memphis._deliveries import MessageView
-from memphis_core.memphis._operation import Operation
+from memphis_core.memphis._deliveries import ConsumerState, MessageView
 from memphis_core.memphis._pulls import (
     LIVE_STATES,
     TABLE,
@@ -66,7 +63,7 @@ def test_docstring_diagram_is_generated_from_the_table() -> None:
 def test_a_fetch_reads_every_partition_and_returns_what_one_of_them_holds() -> None:
     # The drain loop of the issue: messages wait in one partition, the others are empty. The
     # fetch pulls both, returns as soon as the partition that had messages said nothing more
-    # is pending, and drops the pull still waiting on the empty one.
+    # is pending, and leaves both pulls to run to their expiry.
     script = connected()
     state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
     op = script.client.fetch(state, 10, script.now)
@@ -78,17 +75,176 @@ def test_a_fetch_reads_every_partition_and_returns_what_one_of_them_holds() -> N
     )
     script.feed(read)
     assert [m.data for m in op.outcome()] == [b"m1", b"m2", b"m3"]
-    # Both pulls end with the fetch: nobody would read what they bring.
-    assert [s.op for s in script.take()].count("UNSUB") == 2
-    # The next fetch of the drain loop pulls both partitions again, and the loop ends only when
-    # both come back empty.
+    assert script.take() == [], "no pull is cut short (docs/protocol.md §7.7)"
+    # The next fetch of the drain loop waits on both pulls rather than send two more, pulls
+    # both partitions again once those expired, and the loop ends only when both come back
+    # empty.
     again = script.client.fetch(state, 10, script.now)
+    assert pulls(script) == []
+    script.advance(4.0)
+    for pull in sent:
+        script.status(pull, 408, "Request Timeout")
+    assert not again.done, "it still has a second of its own wait"
     sent = pulls(script)
     assert len(sent) == 2
+    assert all(s.json() == {"batch": 10, "expires": 1_000_000_000} for s in sent)
     script.status(sent[0], 408, "Request Timeout")
     assert not again.done, "the other partition may still deliver"
     script.status(sent[1], 408, "Request Timeout")
     assert again.outcome() == []
+
+
+def _unsubscribed(sent: list[Sent], pull: Sent, script: Script) -> bool:
+    """Whether ``sent`` holds an UNSUB of ``pull``'s inbox."""
+    sid = script.sids[pull.reply or ""]
+    return any(s.op == "UNSUB" and s.sid == sid for s in sent)
+
+
+def _served_by_partition_2() -> tuple[Script, ConsumerState, Sent, Sent]:
+    """A fetch of both partitions, ended by partition 2's one message while partition 1's pull
+    (the first ``Sent``) is still open."""
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = script.client.fetch(state, 10, script.now)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
+    assert [m.data for m in op.outcome()] == [b"b1"]
+    return script, state, p1, p2
+
+
+def test_a_served_fetch_leaves_the_other_partitions_pull_to_run_into_the_store() -> None:
+    # The bug: the fetch ended with partition 2's messages and dropped the inbox of partition
+    # 1's pull. A message the server routed to that pull in the instant its UNSUB arrived found
+    # no interest and was delivered again at once: a delivery spent that nobody saw. Now the
+    # pull runs to its expiry, and what it brings is the next fetch's, in order.
+    script, state, p1, _ = _served_by_partition_2()
+    client = script.client
+    assert script.take() == [], "no UNSUB, nor anything else, for the pull left running"
+    script.advance(1.0)
+    script.feed(
+        script.delivery(p1, "orders$1", "billing", 1, b"a1", pending=1)
+        + script.delivery(p1, "orders$1", "billing", 2, b"a2", pending=0)
+    )
+    assert [m.data for m in state.held.partitions[1]] == [b"a1", b"a2"]
+    again = client.fetch(state, 10, script.now, partition_number=1)
+    assert [m.data for m in again.outcome()] == [b"a1", b"a2"], "first, in order, at once"
+    assert script.take() == [], "served from the store: no pull, no UNSUB"
+    # The server ends it at its expiry, as any pull: only then does its inbox go (the server
+    # forgot the request: nothing can be routed to it), and the partition is free again.
+    script.advance(4.0)
+    script.status(p1, 408, "Request Timeout")
+    assert [s.op for s in script.take()] == ["UNSUB"]
+    assert 1 not in client._pulls.reader(state).pulls
+    later = client.fetch(state, 10, script.now, partition_number=1)
+    (fresh,) = pulls(script)
+    assert fresh.subject.endswith("orders$1.billing")
+    script.deliver(fresh, "orders$1", "billing", 3, b"a3", pending=0)
+    assert [m.data for m in later.outcome()] == [b"a3"]
+
+
+def test_a_cancelled_fetch_leaves_its_pulls_running_and_the_next_fetch_takes_their_messages() -> (
+    None
+):
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    client.abandon_fetch(op)
+    assert op.outcome() == []
+    assert script.take() == [], "neither pull is cut short"
+    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
+    script.deliver(p1, "orders$1", "billing", 1, b"a1", pending=0)
+    assert not [s for s in script.take() if s.payload == b"-NAK"], "kept, not nacked"
+    again = client.fetch(state, 10, script.now)
+    assert sorted(m.data for m in again.outcome()) == [b"a1", b"b1"]
+    for pull in (p1, p2):
+        script.status(pull, 408, "Request Timeout")
+    assert not client._pulls.reader(state).pulls
+    # Only now, the server having ended them: nothing can be routed to these inboxes any more.
+    assert [s.op for s in script.take()] == ["UNSUB", "UNSUB"]
+
+
+def test_closing_the_consumer_ends_its_running_pulls_and_nacks_what_they_still_bring() -> None:
+    # The one place a pull on the wire is cut short: no read can come any more. Its inbox goes
+    # (UNSUB, then a PING whose PONG says nothing more can arrive), and what was already on its
+    # way is nacked, so another member gets it at once rather than after max_ack_time.
+    script, state, p1, p2 = _served_by_partition_2()
+    kept = script.deliver(p1, "orders$1", "billing", 1, b"a1", pending=1)
+    script.client.close_consumer(state)
+    sent = script.take()
+    assert _unsubscribed(sent, p1, script)
+    assert _unsubscribed(sent, p2, script)
+    assert (kept, b"-NAK") in [(s.subject, s.payload) for s in sent]
+    late = script.deliver(p1, "orders$1", "billing", 2, b"a2", pending=0)
+    assert [(s.subject, s.payload) for s in script.take()] == [(late, b"-NAK")]
+    script.feed(b"PONG\r\nPONG\r\n")
+    assert script.take() == []
+
+
+def test_what_a_pull_left_running_brought_gets_its_ack_time_back_when_read_late() -> None:
+    # A message that came in after its fetch ended waited in the store, its ack timer running
+    # on the broker, until the next read: read past half of max_ack_time, it is refreshed with
+    # +WPI and gets a whole max_ack_time again; read past its deadline, it is not handed out
+    # (the broker has delivered it again).
+    script = connected()
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0, max_ack_time=30.0)
+    client = script.client
+    op = client.fetch(state, 10, script.now)
+    p1, p2 = sorted(pulls(script), key=lambda s: s.subject)
+    script.deliver(p2, "orders$2", "billing", 1, b"b1", pending=0)
+    assert [m.data for m in op.outcome()] == [b"b1"]
+    late = script.deliver(p1, "orders$1", "billing", 1, b"late", pending=0)
+    stale = script.deliver(p2, "orders$2", "billing", 2, b"stale", pending=0)
+    script.advance(5.0)
+    for pull in (p1, p2):
+        script.status(pull, 408, "Request Timeout")
+    script.take()
+    script.advance(11.0)  # 16 s after they came in: less than half of max_ack_time left
+    again = client.fetch(state, 1, script.now, partition_number=1)
+    (message,) = again.outcome()
+    assert message.data == b"late"
+    assert [(s.subject, s.payload) for s in script.take()] == [(late, b"+WPI")]
+    assert message.deadline > script.now + 28.0  # a whole max_ack_time, less the margin
+    script.advance(14.0)  # 30 s: past the deadline of the one still held
+    last = client.fetch(state, 10, script.now, partition_number=2)
+    assert not last.done, "the broker delivered it again: handing it out too would duplicate it"
+    assert all(s.payload != b"+WPI" or s.subject != stale for s in script.take())
+
+
+def test_a_fetch_left_with_a_retry_waiting_ends_it_for_nothing_is_on_the_wire() -> None:
+    # A 503 put the pull in its backoff when the fetch was cancelled: nothing can be on its way
+    # to it, so it ends there (no UNSUB: its request was never re-sent) instead of being re-sent
+    # for nobody.
+    script = connected()
+    client = script.client
+    state = consumer(script, batch_size=10, batch_max_wait_time=5.0)
+    op = client.fetch(state, 10, script.now, partition_number=1)
+    script.status(pulls(script)[0], 503)
+    script.take()  # the durable lookups after the first 503
+    assert client._pulls.reader(state).pulls[1].state is PullState.RETRYING
+    client.abandon_fetch(op)
+    assert not client._pulls.reader(state).pulls
+    script.advance(1.0)
+    assert pulls(script) == []
+
+
+def test_a_pull_left_running_that_meets_a_503_is_not_sent_again_for_nobody() -> None:
+    # The same rule from the other side: the fetch ended first, then a 503 (no responders, a
+    # leader election) answered the pull it left running. Nothing is on the wire for it any
+    # more, so it ends there rather than be re-sent, after its backoff, to take messages for a
+    # store nobody reads; the next fetch pulls the partition itself.
+    script, state, p1, _ = _served_by_partition_2()
+    client = script.client
+    script.status(p1, 503)
+    script.take()  # the durable lookups after the first 503
+    assert 1 not in client._pulls.reader(state).pulls
+    script.advance(0.2)  # past the backoff
+    assert pulls(script) == [], "not re-sent"
+    again = client.fetch(state, 10, script.now, partition_number=1)
+    (fresh,) = pulls(script)
+    script.deliver(fresh, "orders$1", "billing", 1, b"a1", pending=0)
+    assert [m.data for m in again.outcome()] == [b"a1"]
 
 
 def test_a_fetch_takes_from_every_partition_in_turn() -> None:
@@ -210,8 +366,10 @@ def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> Non
     state = consumer(script, batch_size=2, batch_max_wait_time=5.0)
     client = script.client
     first = client.fetch(state, 2, script.now, partition_number=1, prefetch=True)
-    script.deliver(pulls(script)[0], "orders$1", "billing", 1, b"a", pending=0)
-    assert [m.data for m in first.outcome()] == [b"a"]
+    (pull,) = pulls(script)
+    script.deliver(pull, "orders$1", "billing", 1, b"a", pending=1)
+    script.deliver(pull, "orders$1", "billing", 2, b"b", pending=0)  # full: the pull is over
+    assert [m.data for m in first.outcome()] == [b"a", b"b"]
     (prefetch,) = pulls(script)
     second = client.fetch(state, 2, script.now, partition_number=1, timeout=0.5)
     assert pulls(script) == [], "it waits on the prefetch pull"
@@ -220,7 +378,7 @@ def test_a_fetch_waiting_on_a_longer_pull_still_ends_at_its_own_timeout() -> Non
     assert not second.done
     script.advance(0.1)
     assert second.outcome() == []
-    script.deliver(prefetch, "orders$1", "billing", 2, b"late", pending=0)  # kept, not lost
+    script.deliver(prefetch, "orders$1", "billing", 3, b"late", pending=0)  # kept, not lost
     assert [m.data for m in client.fetch(state, 2, script.now).outcome()] == [b"late"]
 
 
@@ -412,7 +570,7 @@ def test_a_fetch_served_from_the_store_leaves_the_prefetch_pull_alone() -> None:
 # ------------------------------------------------------------------ every cell, bytes in
 
 
-def _into(script: Script, start: PullState, event: PullInput) -> tuple[Operation[Any], Pull, Sent]:
+def _into(script: Script, start: PullState, event: PullInput) -> tuple[Pull, Sent]:
     """A fetch's pull on partition 1, brought to ``start`` the way the server would."""
     batch = 1 if event is PullInput.FULL else 2
     # A 503 gives up when the backoff (50 ms, then 100 ms) would end past the pull's expiry.
@@ -420,7 +578,7 @@ def _into(script: Script, start: PullState, event: PullInput) -> tuple[Operation
     if event is not PullInput.GIVE_UP:
         timeout = None
     state = consumer(script, batch_size=batch, batch_max_wait_time=5.0)
-    op = script.client.fetch(state, batch, script.now, partition_number=1, timeout=timeout)
+    script.client.fetch(state, batch, script.now, partition_number=1, timeout=timeout)
     (sent,) = pulls(script)
     pull = script.client._pulls.reader(state).pulls[1]
     if start is PullState.RETRYING:
@@ -428,21 +586,21 @@ def _into(script: Script, start: PullState, event: PullInput) -> tuple[Operation
         script.advance(0.05)
         (sent,) = pulls(script)
     elif start is PullState.ABANDONED:
-        script.client.abandon_fetch(op)
+        script.client.close_consumer(state)
     assert pull.state is start
-    return op, pull, sent
+    return pull, sent
 
 
 @pytest.mark.parametrize(("start", "event"), list(TABLE), ids=lambda c: c.name)
 def test_every_cell_is_reached_through_the_wire(start: PullState, event: PullInput) -> None:
     # The table says where each input leads; this drives a real pull there with the server's
-    # own bytes (or the caller's abandon), so no cell is reachable on paper only.
+    # own bytes (or the consumer's close), so no cell is reachable on paper only.
     script = connected()
-    op, pull, sent = _into(script, start, event)
+    pull, sent = _into(script, start, event)
     if event in (PullInput.MESSAGE, PullInput.FULL):
         script.deliver(sent, "orders$1", "billing", 1, b"m", pending=5)
     elif event is PullInput.ABANDON:
-        script.client.abandon_fetch(op)
+        script.client.close_consumer(pull.consumer)
     else:
         code, text = {
             PullInput.HEARTBEAT: (100, "Idle Heartbeat"),
