@@ -361,7 +361,8 @@ class Parser:
         # C-speed bytes.split() on every line: see _SEPARATORS.
         clean = find(b"\x0b", pos) < 0 and find(b"\x0c", pos) < 0
         while True:
-            if reply_match is not None:
+            # buf[pos] == M: a pulled message (HMSG) pays one index, not a failed regex call.
+            if reply_match is not None and pos < n and buf[pos] == 77:
                 # Plain replies on the shared inbox (PubAcks) in their canonical form: one
                 # regex match per reply instead of a line split, a Msg and a token parse in
                 # the session. Only whole, well-formed ones: anything else (a payload still
