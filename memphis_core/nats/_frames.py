@@ -226,7 +226,9 @@ class Replies:
 
     __slots__ = ("payloads", "tokens")
 
-    def __init__(self, tokens: list[int] | None = None, payloads: list[bytes] | None = None) -> None:
+    def __init__(
+        self, tokens: list[int] | None = None, payloads: list[bytes] | None = None
+    ) -> None:
         self.tokens: list[int] = [] if tokens is None else tokens
         self.payloads: list[bytes] = [] if payloads is None else payloads
 
