@@ -369,7 +369,9 @@ class Parser:
                 # incoming, a size over the limit, a missing CRLF) takes the general path,
                 # which buffers or reports it.
                 match = reply_match(buf, pos)
-                if match is not None:
+                # (Its line within max_control_line too, as any other: a long inbox prefix
+                # must not let a line through that the general path refuses.)
+                if match is not None and match.end() - pos - 2 <= max_line:
                     start = match.end()
                     size = int(match[2])
                     end = start + size
