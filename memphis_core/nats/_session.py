@@ -393,7 +393,9 @@ class Session:
         ``now + timeout``) but written only ``delay`` seconds later: how a caller backs off
         before retrying after a 503 without a timer of its own.
 
-        Each reply becomes ``ReplyReceived(token, msg, owner)``: ``owner`` is anything the caller
+        Each reply becomes ``ReplyReceived(token, msg, owner)``, or, for a reply without headers
+        on the shared inbox (a PubAck), an entry of a ``RepliesReceived`` that carries a run of
+        them read together: ``owner`` is anything the caller
         wants back with the request's replies and its failure (its handler), so it needs no
         registry of its own. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
