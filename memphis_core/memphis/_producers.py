@@ -281,7 +281,7 @@ class ProduceOperation(Operation[PubAck]):
     """The operation of one produce: done with its :class:`PubAck`, or failed.
 
     An async produce's plain PubAck is only decoded when someone asks (``outcome``): nobody
-    may, and decoding thousands a second would cost the async path for nothing. Anything but
+    may, and decoding costs 0.65 us a PubAck where recognising it costs 0.18 (timeit). Anything but
     the plain shape is decoded on arrival, so a malformed reply fails the produce for
     ``flush()`` as well as for its handle.
     """
