@@ -353,9 +353,9 @@ class Parser:
                 # the session. Only whole, well-formed ones: anything else (a size over the
                 # limit, a missing CRLF) takes the general path, which reports it.
                 # Bench, with the session and dispatch sides of it: the core's PubAck half of
-                # an async produce 2.7-2.8 -> 1.6 us (bench/core_produce.py), memphis_sync
-                # async produce 11.3 -> 10.1 us client CPU at 128 B, 12.1 -> 10.5 at 1 KiB
-                # (bench/throughput.py, medians of 9 runs interleaved with main's).
+                # an async produce 2.7-2.8 -> 1.6 us (bench/core_produce.py); the blocking
+                # frontend's async produce 11.3 -> 10.1 us client CPU at 128 B, 12.1 -> 10.5 at
+                # 1 KiB (bench/throughput.py, medians of 9 runs interleaved with main's).
                 match = reply_match(buf, pos)
                 # (Its line within max_control_line too, as any other: a long inbox prefix
                 # must not let a line through that the general path refuses.)
