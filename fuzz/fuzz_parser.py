@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
     from memphis_core import RemoteProtocolError
-    from memphis_core.nats._frames import Frame, Msg
+    from memphis_core.nats._frames import Frame, Msg, Replies
     from memphis_core.nats._parser import ParseError, Parser
 
 from tests.support.wire_vectors import encode_frames
@@ -62,6 +62,31 @@ def _run(pieces: list[bytes], limits: dict[str, int] = _LIMITS) -> tuple[list[Fr
     return frames, parser.buffered
 
 
+def _run_replies(pieces: list[bytes]) -> tuple[list[object], int | None]:
+    """As ``_run``, by a parser that recognises replies on an inbox in bulk, each reply of a
+    ``Replies`` run spelled out: how the reads cut the bytes may only change the runs."""
+    parser = Parser(**_LIMITS)
+    parser.expect_replies(b"_INBOX.f.", 1)
+    frames: list[object] = []
+
+    def spell(new: list[Frame]) -> None:
+        for frame in new:
+            if isinstance(frame, Replies):
+                frames.extend(zip(frame.tokens, frame.payloads, strict=True))
+            else:
+                frames.append(frame)
+
+    for piece in pieces:
+        try:
+            spell(parser.feed(piece))
+        except ParseError as exc:
+            spell(exc.frames)
+            return frames, None
+        if parser.buffered > _BOUND:
+            raise AssertionError(f"buffer grew to {parser.buffered} bytes")
+    return frames, parser.buffered
+
+
 def _cut(data: bytes) -> list[bytes]:
     # Up to six cut points, a deterministic function of the input (so crashes reproduce and the
     # fuzzer explores cuts as it mutates the bytes).
@@ -77,6 +102,10 @@ def test_one_input(data: bytes) -> None:
     assert whole == trickled, (data, whole, trickled)
     pieces = _cut(data)
     assert _run(pieces) == whole, (data, pieces)
+
+    replies = _run_replies([data])
+    assert _run_replies([data[i : i + 1] for i in range(len(data))]) == replies, data
+    assert _run_replies(pieces) == replies, (data, pieces)
 
     frames, _ = whole
     again = _run([encode_frames(frames)], _ROUND_TRIP_LIMITS)

@@ -41,6 +41,12 @@ def main() -> None:
     for ident, data in PARSER_INVALID:
         parser[_name("invalid-", ident)] = data
     parser["valid-all"] = b"".join(v[1] for v in PARSER_VALID)
+    # PubAcks on fuzz_parser's inbox, for the parser that reads them in bulk.
+    parser["valid-replies-on-the-inbox"] = (
+        b'MSG _INBOX.f.7 1 27\r\n{"stream":"s$1","seq":0001}\r\n'
+        b'MSG _INBOX.f.8 1 27\r\n{"stream":"s$1","seq":0002}\r\nPING\r\n'
+        b"MSG _INBOX.f.9 1 3\r\nabc\r\nHMSG _INBOX.f.10 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+    )
     headers: dict[str, bytes] = {}
     for ident, block, *_ in HEADER_VALID:
         headers[_name("valid-", ident)] = block

@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 from memphis_core.nats._errors import MemphisError, RequestTimeoutError
 from memphis_core.nats._events import (
     PingCompleted,
+    RepliesReceived,
     ReplyReceived,
     RequestFailed,
     ServerError,
@@ -100,6 +101,15 @@ class ReplyHandler:
 
     def on_error(self, token: int, error: MemphisError, now: float) -> None:
         raise NotImplementedError
+
+    def on_payload(self, token: int, payload: bytes, now: float) -> bool | None:
+        """A plain reply (no headers) on the shared inbox, given as its payload alone.
+
+        Return as ``on_reply`` does, or None to have it given to ``on_reply`` as a ``Msg``
+        (the default): a handler that reads only the payload (a produce's PubAck) overrides
+        this, and PubAcks read in bulk then cost no ``Msg`` each.
+        """
+        return None
 
 
 class Dispatcher:
@@ -225,7 +235,22 @@ class Dispatcher:
         for event in events:
             # Every request of this layer has its handler as owner; a request without one (made on
             # the bare session) has nobody to tell.
-            if isinstance(event, ReplyReceived):  # the hot path: pub-acks and pulled messages
+            if isinstance(event, RepliesReceived):  # the hot path: PubAcks, in bulk
+                for index, request in enumerate(event.requests):
+                    handler = cast("ReplyHandler | None", request.owner)
+                    token = request.token
+                    if handler is None or token in finished:
+                        continue
+                    done = handler.on_payload(token, event.payloads[index], now)
+                    if done is None:
+                        done = handler.on_reply(token, event.msg(index), now)
+                    # A single-reply request left the session with this reply: only a multi-reply
+                    # one can hear of its token again in this batch.
+                    if done and request.multi:
+                        finished.add(token)
+                    if done and refusable:
+                        refusable.pop(token, None)
+            elif isinstance(event, ReplyReceived):  # pulled messages, replies with headers
                 # The handler decides when it is finished: a pull gets every message of its batch
                 # and cancels its request itself; a single-reply request is over with this reply.
                 handler = cast("ReplyHandler | None", event.owner)

@@ -109,29 +109,26 @@ def parse_pub_ack(payload: bytes) -> PubAck:
     return PubAck(stream, seq, bool(body.get("duplicate", False)))
 
 
-# nats-server writes a successful PubAck as {"stream":"<name>","seq":<n>[,"duplicate":true]...}.
-_PUB_ACK: Final = re.compile(rb'\{"stream":"([^"\\]*)","seq":(\d{1,20})[,}]').match
+# nats-server writes a successful PubAck as {"stream":"<name>","seq":<n>}: no domain, no
+# duplicate flag. Only that whole shape is read without ``json.loads``; anything else (an
+# error, a duplicate, a domain, escapes, another key order) takes the JSON decoder. One
+# ``fullmatch`` replaced a prefix match plus two substring tests: 0.20 against 0.50 us per
+# PubAck (timeit, CPython 3.11), paid by every async produce.
+_PUB_ACK: Final = re.compile(rb'\{"stream":"([^"\\]*)","seq":(\d{1,20})\}').fullmatch
 
 
 def is_plain_pub_ack(payload: bytes) -> bool:
     """Whether ``payload`` is nats-server's plain success PubAck, which
     :func:`parse_pub_ack` is certain to read (so its decoding can wait until someone asks)."""
-    return (
-        _PUB_ACK(payload) is not None
-        and b'"error"' not in payload
-        and b'"duplicate"' not in payload
-    )
+    return _PUB_ACK(payload) is not None
 
 
 def _fast_pub_ack(payload: bytes) -> PubAck | None:
-    """Read nats-server's fixed PubAck shape with one regex match instead of ``json.loads``.
-
-    Anything else (an error, escapes, another key order) returns None and goes through the
-    JSON decoder.
-    """
+    """Read nats-server's plain PubAck with one regex match instead of ``json.loads``; None
+    for anything else, which goes through the JSON decoder."""
     match = _PUB_ACK(payload)
-    if match is None or b'"error"' in payload or b'"duplicate"' in payload:
-        return None  # (nats-server writes "duplicate": true with a space: leave it to json)
+    if match is None:
+        return None
     stream, seq = match.groups()
     return PubAck(stream.decode("utf-8", "surrogateescape"), int(seq), False)
 

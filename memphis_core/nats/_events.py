@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ._errors import MemphisError
 from ._frames import Msg
+from ._inflight import PendingRequest
 
 __all__ = [
     "Closed",
@@ -17,6 +18,7 @@ __all__ = [
     "Disconnected",
     "PingCompleted",
     "ReconnectDue",
+    "RepliesReceived",
     "ReplyReceived",
     "RequestFailed",
     "ServerError",
@@ -147,6 +149,28 @@ class ReplyReceived(_Base):
         self.owner = owner
 
 
+class RepliesReceived(_Base):
+    """Plain replies (no headers) on the shared inbox, in the order they arrived: reply ``i``
+    answers ``requests[i]`` (its ``token`` and ``owner``) with ``payloads[i]``.
+
+    One event for a run of replies read together (a read full of PubAcks), with no ``Msg``
+    each; :meth:`msg` builds the ``Msg`` for whoever needs one.
+    """
+
+    __slots__: ClassVar[tuple[str, ...]] = ("inbox", "payloads", "requests")
+
+    def __init__(self, requests: list[PendingRequest], payloads: list[bytes], inbox: str) -> None:
+        self.requests = requests
+        self.payloads = payloads
+        self.inbox = inbox  # the reply subjects' prefix: the subject is ``<inbox><token>``
+
+    def msg(self, index: int) -> Msg:
+        """Reply ``index`` as the ``Msg`` it arrived as."""
+        request = self.requests[index]
+        # sid 1: the shared inbox's subscription (the session makes it with every CONNECT).
+        return Msg(f"{self.inbox}{request.token}", 1, None, self.payloads[index])
+
+
 class RequestFailed(_Base):
     """Request ``token`` ended without a (further) reply: timeout, 503, connection lost."""
 
@@ -178,6 +202,7 @@ SessionEvent = (
     | Closed
     | ServerError
     | ReplyReceived
+    | RepliesReceived
     | RequestFailed
     | PingCompleted
     | Msg

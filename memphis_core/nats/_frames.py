@@ -30,6 +30,7 @@ __all__ = [
     "Ok",
     "Ping",
     "Pong",
+    "Replies",
 ]
 
 
@@ -214,9 +215,37 @@ class Err:
         return f"Err({self.message!r})"
 
 
+class Replies:
+    """Consecutive plain ``MSG``s on the shared reply inbox, recognised in one pass.
+
+    Only a parser told the inbox (``Parser.expect_replies``) makes these: for each ``MSG
+    <inbox prefix><token> <inbox sid> <#bytes>`` without headers it keeps the token (the
+    subject's last token, as an int) and the payload, and no ``Msg``. A JetStream PubAck is
+    such a reply, so a read full of them becomes one of these rather than one ``Msg`` each.
+    """
+
+    __slots__ = ("payloads", "tokens")
+
+    def __init__(
+        self, tokens: list[int] | None = None, payloads: list[bytes] | None = None
+    ) -> None:
+        self.tokens: list[int] = [] if tokens is None else tokens
+        self.payloads: list[bytes] = [] if payloads is None else payloads
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Replies:
+            return self.tokens == other.tokens and self.payloads == other.payloads
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Replies({self.tokens!r}, {self.payloads!r})"
+
+
 # The parser returns these shared instances; nothing may mutate them (they have no fields).
 PING_FRAME: Final = Ping()
 PONG_FRAME: Final = Pong()
 OK_FRAME: Final = Ok()
 
-Frame: TypeAlias = Info | Msg | Ping | Pong | Ok | Err
+Frame: TypeAlias = Info | Msg | Replies | Ping | Pong | Ok | Err

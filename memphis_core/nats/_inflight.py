@@ -96,6 +96,28 @@ class InFlight:
     def pop(self, token: int) -> PendingRequest | None:
         return self._requests.pop(token, None)
 
+    def answered(
+        self, tokens: list[int], payloads: list[bytes]
+    ) -> tuple[list[PendingRequest], list[bytes]]:
+        """The requests that ``tokens`` answer, each with its payload, in order.
+
+        A single-reply request is over with its first reply and leaves; a multi-reply one stays.
+        A token of no live request (a late reply to a request that timed out or was cancelled)
+        is dropped with its payload.
+        """
+        requests = self._requests
+        found: list[PendingRequest] = []
+        kept: list[bytes] = []
+        for token, payload in zip(tokens, payloads, strict=True):
+            request = requests.get(token)
+            if request is None:
+                continue
+            if not request.multi:
+                del requests[token]
+            found.append(request)
+            kept.append(payload)
+        return found, kept
+
     def clear(self) -> list[PendingRequest]:
         """Forget everything; return the requests that were live, in token order."""
         requests = sorted(self._requests.values(), key=_by_token)

@@ -27,7 +27,7 @@ from . import _commands as cmd
 from . import _errors as err
 from . import _events as ev
 from ._commands import PublishHeaders, connect_fields, encode_publish, encode_request
-from ._frames import Err, Info, Msg, Ping, Pong
+from ._frames import Err, Info, Msg, Ping, Pong, Replies
 from ._inflight import (
     AbandonPing,
     InFlight,
@@ -164,8 +164,6 @@ class Session:
         self.max_payload: int = _DEFAULT_MAX_PAYLOAD  # until the server's INFO says otherwise
         self._ever_connected = False
         self._attempts = 0  # reconnect attempts since the last connection proved useful
-        # A placeholder until ``connection_made`` makes the parser of the first transport.
-        self._parser = Parser()
         self._out: list[bytes] = []
         self._offline: list[bytes] = []  # publishes made while not connected
         self._offline_size = 0
@@ -190,6 +188,8 @@ class Session:
         # subject is one %-format, not an encode per request.
         self._inbox_bytes = cmd.subject_bytes(prefix) + b"."
         self._inbox_len = len(self._inbox)
+        # A placeholder until ``connection_made`` makes the parser of the first transport.
+        self._parser = self._new_parser()
         # Tokens start at 1 so that 0 can mean "no request" in ``_request_sids.get(sid, 0)``.
         self._next_token = 1
         self._requests = InFlight()
@@ -235,7 +235,7 @@ class Session:
         # A fresh parser per transport: bytes left over from the dead one (half a MSG) would
         # otherwise be glued to the new server's INFO and poison the parse.
         self.state = transition(self.state, Input.CONNECTION_MADE)
-        self._parser = Parser()
+        self._parser = self._new_parser()
         self._out.clear()  # anything queued for the dead transport is replayed from state
         # The timeout covers everything up to the handshake PONG (INFO, TLS, CONNECT), as the Go
         # SDK's connect timeout does (docs/protocol.md §1.1).
@@ -301,7 +301,9 @@ class Session:
         for frame in frames:
             if self.state not in READING_STATES:
                 return  # an earlier frame ended this transport
-            if isinstance(frame, Msg):  # by far the most frequent: test it first
+            if isinstance(frame, Replies):  # PubAcks of async produces, in bulk
+                self._on_replies(frame)
+            elif isinstance(frame, Msg):
                 self._on_msg(frame)
             elif isinstance(frame, Ping):
                 # Answer at once, in every state after INFO: nats-server closes a client that leaves
@@ -391,7 +393,9 @@ class Session:
         ``now + timeout``) but written only ``delay`` seconds later: how a caller backs off
         before retrying after a 503 without a timer of its own.
 
-        Each reply becomes ``ReplyReceived(token, msg, owner)``: ``owner`` is anything the caller
+        Each reply becomes ``ReplyReceived(token, msg, owner)``, or, for a reply without headers
+        on the shared inbox (a PubAck), an entry of a ``RepliesReceived`` that carries a run of
+        them read together: ``owner`` is anything the caller
         wants back with the request's replies and its failure (its handler), so it needs no
         registry of its own. A single-reply request ends with its
         first reply; a ``multi`` one (a JetStream pull) lasts until ``cancel_request`` or its
@@ -648,6 +652,20 @@ class Session:
         return data
 
     # ---------------------------------------------------------------- internals: input
+
+    def _new_parser(self) -> Parser:
+        parser = Parser()
+        # Replies on the shared inbox are recognised in bulk (``_on_replies``).
+        parser.expect_replies(self._inbox_bytes, _INBOX_SID)
+        return parser
+
+    def _on_replies(self, frame: Replies) -> None:
+        # The same rules as a reply in ``_on_msg``, for a run of them at once: a MSG carries no
+        # status (so no 503 here), the first reply ends a single-reply request, and a reply to a
+        # request that is over is dropped. One event for the run, no Msg per reply.
+        requests, payloads = self._requests.answered(frame.tokens, frame.payloads)
+        if requests:
+            self._events.append(ev.RepliesReceived(requests, payloads, self._inbox))
 
     def _on_msg(self, msg: Msg) -> None:
         sid = msg.sid

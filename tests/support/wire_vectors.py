@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from memphis_core.nats._frames import OK_FRAME, PING_FRAME, PONG_FRAME, Err, Frame, Info, Msg
+from memphis_core.nats._frames import (
+    OK_FRAME,
+    PING_FRAME,
+    PONG_FRAME,
+    Err,
+    Frame,
+    Info,
+    Msg,
+    Replies,
+)
 from memphis_core.nats._headers import Headers
 
 __all__ = [
@@ -67,6 +76,9 @@ def encode_frame(frame: Frame) -> bytes:
         return server_info(frame.fields)
     if isinstance(frame, Err):
         return server_err(frame.message)
+    if isinstance(frame, Replies):
+        # Only a parser told the inbox makes these, and the frame does not repeat it.
+        raise TypeError("a Replies frame is re-encoded with its inbox: not a parser vector")
     return {PING_FRAME: b"PING\r\n", PONG_FRAME: b"PONG\r\n", OK_FRAME: b"+OK\r\n"}[frame]
 
 

@@ -4,10 +4,16 @@ docs/cluster-client.md)."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memphis_core import (
     CloseIncompleteError,
+    MemphisError,
+    PubAck,
     RemoteProtocolError,
     SchemaValidationError,
     produce_options,
@@ -15,6 +21,7 @@ from memphis_core import (
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
 from tests.support.scripted_broker import Script, Sent, connected, producer
+from tests.support.wire_vectors import server_msg
 
 
 def hpubs(script: Script) -> list[Sent]:
@@ -205,3 +212,64 @@ def test_a_message_refused_by_the_schema_waits_for_no_window_slot() -> None:
     assert script.client.backpressure(state, b"next") is not None
     refused = SchemaValidationError("'locality' is a required property", b"{}")
     assert script.client.backpressure(state, refused) is None
+
+
+# What each produce is answered with, and what its handle must then say.
+ANSWERS = {
+    "ack": (lambda seq: b'{"stream":"orders$1","seq":%d}' % seq, None),
+    "duplicate": (lambda seq: b'{"stream":"orders$1","seq":%d,"duplicate":true}' % seq, None),
+    "domain": (lambda seq: b'{"stream":"orders$1","seq":%d,"domain":"hub"}' % seq, None),
+    "error": (lambda seq: b'{"error":{"code":400,"description":"bad"}}', MemphisError),
+    "malformed": (lambda seq: b'{"stream":"orders$1"}', RemoteProtocolError),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    answers=st.lists(st.sampled_from(sorted(ANSWERS)), min_size=1, max_size=10),
+    order=st.randoms(use_true_random=False),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+    ping=st.booleans(),
+)
+def test_pub_acks_read_in_bulk_end_each_produce_as_its_own_reply_says(
+    answers: list[str], order: random.Random, cuts: list[int], ping: bool
+) -> None:
+    # A read full of PubAcks (in any order, with a server PING and a late reply among them, cut
+    # anywhere) ends every async produce as one read of the same bytes would, handles and
+    # flush's failures, with their positions, alike.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    ops = [
+        script.client.produce(prod, b"m", produce_options(async_produce=True), script.now)
+        for _ in answers
+    ]
+    sent = hpubs(script)
+    inbox_sid = script.sids["_INBOX.t.*"]
+    frames = [
+        server_msg(s.reply or "", inbox_sid, None, ANSWERS[a][0](seq))
+        for seq, (s, a) in enumerate(zip(sent, answers, strict=True), 1)
+    ]
+    order.shuffle(frames)
+    frames.insert(len(frames) // 2, server_msg("_INBOX.t.99999", inbox_sid, None, b"late"))
+    if ping:
+        frames.insert(1, b"PING\r\n")
+    data = b"".join(frames)
+    start = 0
+    for cut in sorted({c for c in cuts if 0 < c < len(data)}):  # b"" would mean EOF
+        script.feed(data[start:cut])
+        start = cut
+    script.feed(data[start:])
+    assert prod.in_flight == 0
+    assert prod.in_flight_bytes == 0
+    for seq, (op, answer) in enumerate(zip(ops, answers, strict=True), 1):
+        error = ANSWERS[answer][1]
+        if error is None:
+            assert op.outcome() == PubAck("orders$1", seq, answer == "duplicate")
+        else:
+            with pytest.raises(error):
+                op.outcome()
+    failures = prod.take_failures()
+    failed = [i for i, a in enumerate(answers, 1) if ANSWERS[a][1] is not None]
+    assert ([f.position for f in failures.failures] if failures else []) == failed
+    assert (b"PONG\r\n" in script.client.data_to_send()) is ping

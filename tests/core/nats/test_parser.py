@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memphis_core import LocalProtocolError, RemoteProtocolError
 from memphis_core.nats._frames import (
@@ -16,6 +18,7 @@ from memphis_core.nats._frames import (
     Ok,
     Ping,
     Pong,
+    Replies,
 )
 from memphis_core.nats._headers import Headers
 from memphis_core.nats._parser import ParseError, Parser
@@ -374,3 +377,98 @@ def test_msg_is_matchable() -> None:
             assert (subject, sid, reply, payload) == ("a", 1, "r", b"x")
         case _:  # pragma: no cover
             pytest.fail("not a Msg")
+
+
+# ---- plain replies on the shared inbox, recognised in bulk (Parser.expect_replies) ----------
+
+INBOX_PREFIX = b"_INBOX.abc."
+
+
+def reply_parser() -> Parser:
+    parser = Parser()
+    parser.expect_replies(INBOX_PREFIX, 1)
+    return parser
+
+
+def flat(frames: list[Frame]) -> list[object]:
+    """Frames with each Replies run spelled out reply by reply: what a split may not change."""
+    out: list[object] = []
+    for frame in frames:
+        if isinstance(frame, Replies):
+            out += [("reply", t, p) for t, p in zip(frame.tokens, frame.payloads, strict=True)]
+        else:
+            out.append(frame)
+    return out
+
+
+def test_a_read_full_of_replies_is_one_frame_without_a_msg_each() -> None:
+    acks = [b'{"stream":"s$1","seq":%d}' % i for i in range(1, 4)]
+    data = b"".join(
+        b"MSG _INBOX.abc.%d 1 %d\r\n%b\r\n" % (7 + i, len(a), a) for i, a in enumerate(acks)
+    )
+    assert reply_parser().feed(data) == [Replies([7, 8, 9], acks)]
+    # Without expect_replies the same bytes are plain messages, as for any NATS client.
+    assert Parser().feed(data)[0] == Msg("_INBOX.abc.7", 1, None, acks[0])
+
+
+# What is not a plain reply on the inbox in nats-server's own spelling takes the general path:
+# another sid, a reply subject, headers (a 503), a deeper inbox subject, a doubled space.
+NOT_REPLIES = [
+    (b"MSG _INBOX.abc.5 2 1\r\nx\r\n", Msg("_INBOX.abc.5", 2, None, b"x")),
+    (b"MSG _INBOX.abc.5 1 r 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, "r", b"x")),
+    (b"MSG _INBOX.abc.p.5 1 1\r\nx\r\n", Msg("_INBOX.abc.p.5", 1, None, b"x")),
+    (b"MSG  _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
+    (b"msg _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
+    (
+        b"HMSG _INBOX.abc.5 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+        Msg("_INBOX.abc.5", 1, None, b"", None, 503, "", b"NATS/1.0 503\r\n\r\n"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), NOT_REPLIES)
+def test_what_is_not_a_plain_reply_is_a_msg(data: bytes, expected: Msg) -> None:
+    assert reply_parser().feed(data) == [expected]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"MSG _INBOX.abc.5 1 3\r\nabcde\r\n",  # the payload is longer than its size says
+        b"MSG _INBOX.abc.5 1 99999999\r\n",  # over max_payload: refused before it is buffered
+    ],
+)
+def test_a_broken_reply_is_refused_as_on_the_general_path(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        reply_parser().feed(data)
+
+
+@given(
+    kinds=st.lists(st.sampled_from(["ack", "ping", "other", "status", "long"]), max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+)
+def test_replies_come_out_the_same_however_the_reads_cut_them(
+    kinds: list[str], cuts: list[int]
+) -> None:
+    pieces = {
+        "ack": lambda i: b'MSG _INBOX.abc.%d 1 27\r\n{"stream":"s$1","seq":%04d}\r\n' % (i, i),
+        "ping": lambda i: b"PING\r\n",
+        "other": lambda i: b"MSG orders$1.final 3 2\r\nhi\r\n",
+        "status": lambda i: b"HMSG _INBOX.abc.%d 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % i,
+        "long": lambda i: b"MSG _INBOX.abc.%d 1 600\r\n%b\r\n" % (i, b"x" * 600),
+    }
+    data = b"".join(pieces[kind](i) for i, kind in enumerate(kinds))
+    whole = flat(reply_parser().feed(data))
+    assert len(whole) == len(kinds)
+    assert [w[0] if isinstance(w, tuple) else None for w in whole] == [
+        "reply" if kind in {"ack", "long"} else None for kind in kinds
+    ]
+    parser = reply_parser()
+    frames: list[Frame] = []
+    start = 0
+    for cut in sorted(c for c in cuts if c <= len(data)):
+        frames += parser.feed(data[start:cut])
+        start = cut
+    frames += parser.feed(data[start:])
+    assert flat(frames) == whole
+    assert parser.buffered == 0

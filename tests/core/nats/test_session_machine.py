@@ -20,6 +20,7 @@ from memphis_core.nats._events import (
     Disconnected,
     PingCompleted,
     ReconnectDue,
+    RepliesReceived,
     ReplyReceived,
     RequestFailed,
     TLSUpgradeRequired,
@@ -61,10 +62,10 @@ class SessionMachine(RuleBasedStateMachine):
         self.session.data_to_send()
         for event in self.session.events():
             if isinstance(event, ReplyReceived):
-                assert event.token in self.issued
-                self.replies[event.token] += 1
-                if event.token not in self.multi:
-                    self.resolved[event.token] += 1
+                self.replied(event.token)
+            elif isinstance(event, RepliesReceived):
+                for request in event.requests:
+                    self.replied(request.token)
             elif isinstance(event, RequestFailed | PingCompleted):
                 assert event.token in self.issued
                 self.resolved[event.token] += 1
@@ -72,6 +73,12 @@ class SessionMachine(RuleBasedStateMachine):
                 raise AssertionError("no TLS asked for")
             elif isinstance(event, (Connected, Disconnected, ReconnectDue, Closed)):
                 pass
+
+    def replied(self, token: int) -> None:
+        assert token in self.issued
+        self.replies[token] += 1
+        if token not in self.multi:
+            self.resolved[token] += 1
 
     # ------------------------------------------------------------------ server
     @precondition(lambda self: self.session.state is ConnState.AWAITING_INFO)
