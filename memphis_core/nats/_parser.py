@@ -193,9 +193,15 @@ class Parser:
         reply and no object but its payload (figures in ``_parse``).
         """
         # Tokens and sizes are bounded in digits, so the match cannot run away on a hostile
-        # line; the size is then checked against max_payload like any other.
+        # line; the size is then checked against max_payload like any other. A token is written
+        # as ``%d`` writes it (no leading zero, never 0): only then does ``<prefix><token>`` give
+        # the subject back exactly, so a Replies entry is the very Msg the general path makes.
         self._reply_match = re.compile(
-            rb"MSG " + re.escape(prefix) + rb"(\d{1,19}) " + str(sid).encode() + rb" (\d{1,10})\r\n"
+            rb"MSG "
+            + re.escape(prefix)
+            + rb"([1-9]\d{0,18}) "
+            + str(sid).encode()
+            + rb" (\d{1,10})\r\n"
         ).match
 
     @property

@@ -419,6 +419,10 @@ NOT_REPLIES = [
     (b"MSG _INBOX.abc.p.5 1 1\r\nx\r\n", Msg("_INBOX.abc.p.5", 1, None, b"x")),
     (b"MSG  _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
     (b"msg _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
+    # A token spelled with a leading zero is no token of ours: a Replies frame could not give
+    # the subject back as it came.
+    (b"MSG _INBOX.abc.05 1 1\r\nx\r\n", Msg("_INBOX.abc.05", 1, None, b"x")),
+    (b"MSG _INBOX.abc.0 1 1\r\nx\r\n", Msg("_INBOX.abc.0", 1, None, b"x")),
     (
         b"HMSG _INBOX.abc.5 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
         Msg("_INBOX.abc.5", 1, None, b"", None, 503, "", b"NATS/1.0 503\r\n\r\n"),
@@ -457,7 +461,7 @@ def test_replies_come_out_the_same_however_the_reads_cut_them(
         "status": lambda i: b"HMSG _INBOX.abc.%d 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % i,
         "long": lambda i: b"MSG _INBOX.abc.%d 1 600\r\n%b\r\n" % (i, b"x" * 600),
     }
-    data = b"".join(pieces[kind](i) for i, kind in enumerate(kinds))
+    data = b"".join(pieces[kind](i) for i, kind in enumerate(kinds, 1))  # tokens start at 1
     whole = flat(reply_parser().feed(data))
     assert len(whole) == len(kinds)
     assert [w[0] if isinstance(w, tuple) else None for w in whole] == [
@@ -495,6 +499,7 @@ MIXED_TRAFFIC = {
     "err": b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n",
     "info": b'INFO {"max_payload":1048576}\r\n',
     "tab": b"MSG _INBOX.abc.%d\t1 1\r\nx\r\n",
+    "leading zero": b"MSG _INBOX.abc.0%d 1 1\r\nx\r\n",
 }
 # Broken frames: each must fail as it fails on the general path, after the same frames.
 BROKEN_TRAFFIC = {
