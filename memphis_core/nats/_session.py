@@ -667,7 +667,7 @@ class Session:
         # request that is over is dropped. One event for the run, no Msg per reply.
         requests, payloads = self._requests.answered(frame.tokens, frame.payloads)
         if requests:
-            self._events.append(ev.RepliesReceived(requests, payloads, self._inbox))
+            self._events.append(ev.RepliesReceived(requests, payloads, self._inbox, _INBOX_SID))
 
     def _on_msg(self, msg: Msg) -> None:
         sid = msg.sid
