@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memphis_core import LocalProtocolError, RemoteProtocolError
@@ -535,6 +535,7 @@ def read(parser: Parser, pieces: list[bytes]) -> tuple[list[Frame], str | None]:
     return spelled(frames), None
 
 
+@settings(max_examples=300, deadline=None)
 @given(
     kinds=st.lists(st.sampled_from(sorted(MIXED_TRAFFIC)), max_size=10),
     broken=st.none() | st.sampled_from(sorted(BROKEN_TRAFFIC)),
