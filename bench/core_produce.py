@@ -160,8 +160,10 @@ def profile(rounds: int, window: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=200)
-    ap.add_argument("--window", type=int, default=1000, help="async produces per round")
+    ap.add_argument("--rounds", type=int, default=200, help="rounds measured (default 200)")
+    ap.add_argument(
+        "--window", type=int, default=1000, help="async produces per round (default 1000)"
+    )
     ap.add_argument("--profile", action="store_true", help="self time per layer (cProfile)")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.window < 1:

@@ -46,6 +46,7 @@ def main() -> None:
         b'MSG _INBOX.f.7 1 27\r\n{"stream":"s$1","seq":0001}\r\n'
         b'MSG _INBOX.f.8 1 27\r\n{"stream":"s$1","seq":0002}\r\nPING\r\n'
         b"MSG _INBOX.f.9 1 3\r\nabc\r\nHMSG _INBOX.f.10 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+        b"MSG _INBOX.f.011 1 1\r\nx\r\n"
     )
     headers: dict[str, bytes] = {}
     for ident, block, *_ in HEADER_VALID:

@@ -235,7 +235,22 @@ class Dispatcher:
         for event in events:
             # Every request of this layer has its handler as owner; a request without one (made on
             # the bare session) has nobody to tell.
-            if isinstance(event, RepliesReceived):  # the hot path: PubAcks, in bulk
+            # ReplyReceived first: a pull batch is one per message, a run of PubAcks one
+            # RepliesReceived (23 ns an isinstance that fails, paid per run, not per message).
+            if isinstance(event, ReplyReceived):  # pulled messages, replies with headers
+                # The handler decides when it is finished: a pull gets every message of its batch
+                # and cancels its request itself; a single-reply request is over with this reply.
+                handler = cast("ReplyHandler | None", event.owner)
+                token = event.token
+                if (
+                    handler is not None
+                    and token not in finished
+                    and handler.on_reply(token, event.msg, now)
+                ):
+                    finished.add(token)
+                    if refusable:
+                        refusable.pop(token, None)
+            elif isinstance(event, RepliesReceived):  # PubAcks, a run of them in one event
                 for index, request in enumerate(event.requests):
                     handler = cast("ReplyHandler | None", request.owner)
                     token = request.token
@@ -249,19 +264,6 @@ class Dispatcher:
                     if done and request.multi:
                         finished.add(token)
                     if done and refusable:
-                        refusable.pop(token, None)
-            elif isinstance(event, ReplyReceived):  # pulled messages, replies with headers
-                # The handler decides when it is finished: a pull gets every message of its batch
-                # and cancels its request itself; a single-reply request is over with this reply.
-                handler = cast("ReplyHandler | None", event.owner)
-                token = event.token
-                if (
-                    handler is not None
-                    and token not in finished
-                    and handler.on_reply(token, event.msg, now)
-                ):
-                    finished.add(token)
-                    if refusable:
                         refusable.pop(token, None)
             elif isinstance(event, RequestFailed):
                 handler = cast("ReplyHandler | None", event.owner)

@@ -157,18 +157,20 @@ class RepliesReceived(_Base):
     each; :meth:`msg` builds the ``Msg`` for whoever needs one.
     """
 
-    __slots__: ClassVar[tuple[str, ...]] = ("inbox", "payloads", "requests")
+    __slots__: ClassVar[tuple[str, ...]] = ("inbox", "payloads", "requests", "sid")
 
-    def __init__(self, requests: list[PendingRequest], payloads: list[bytes], inbox: str) -> None:
+    def __init__(
+        self, requests: list[PendingRequest], payloads: list[bytes], inbox: str, sid: int
+    ) -> None:
         self.requests = requests
         self.payloads = payloads
         self.inbox = inbox  # the reply subjects' prefix: the subject is ``<inbox><token>``
+        self.sid = sid  # the shared inbox's subscription, which every reply came on
 
     def msg(self, index: int) -> Msg:
         """Reply ``index`` as the ``Msg`` it arrived as."""
         request = self.requests[index]
-        # sid 1: the shared inbox's subscription (the session makes it with every CONNECT).
-        return Msg(f"{self.inbox}{request.token}", 1, None, self.payloads[index])
+        return Msg(f"{self.inbox}{request.token}", self.sid, None, self.payloads[index])
 
 
 class RequestFailed(_Base):

@@ -301,10 +301,12 @@ class Session:
         for frame in frames:
             if self.state not in READING_STATES:
                 return  # an earlier frame ended this transport
-            if isinstance(frame, Replies):  # PubAcks of async produces, in bulk
-                self._on_replies(frame)
-            elif isinstance(frame, Msg):
+            # A Msg first: a pulled batch is one per message, while a run of replies (PubAcks)
+            # is one Replies frame, so testing it second costs 23 ns a run, not a message.
+            if isinstance(frame, Msg):
                 self._on_msg(frame)
+            elif isinstance(frame, Replies):
+                self._on_replies(frame)
             elif isinstance(frame, Ping):
                 # Answer at once, in every state after INFO: nats-server closes a client that leaves
                 # its PINGs unanswered (max_pings_out), even mid-handshake.
@@ -665,7 +667,7 @@ class Session:
         # request that is over is dropped. One event for the run, no Msg per reply.
         requests, payloads = self._requests.answered(frame.tokens, frame.payloads)
         if requests:
-            self._events.append(ev.RepliesReceived(requests, payloads, self._inbox))
+            self._events.append(ev.RepliesReceived(requests, payloads, self._inbox, _INBOX_SID))
 
     def _on_msg(self, msg: Msg) -> None:
         sid = msg.sid

@@ -21,7 +21,7 @@ from memphis_core import (
 from memphis_core.memphis._produce_state import ProduceState
 from memphis_core.memphis._producers import Produce
 from tests.support.scripted_broker import Script, Sent, connected, producer
-from tests.support.wire_vectors import server_msg
+from tests.support.wire_vectors import server_hmsg, server_msg
 
 
 def hpubs(script: Script) -> list[Sent]:
@@ -273,3 +273,54 @@ def test_pub_acks_read_in_bulk_end_each_produce_as_its_own_reply_says(
     failed = [i for i, a in enumerate(answers, 1) if ANSWERS[a][1] is not None]
     assert ([f.position for f in failures.failures] if failures else []) == failed
     assert (b"PONG\r\n" in script.client.data_to_send()) is ping
+
+
+def test_replayed_produces_answered_in_one_read_with_a_503_among_them() -> None:
+    # After a reconnect the replayed produces are answered in one read: a plain PubAck, a 503
+    # (an election: the lookup stays unanswered), a duplicate, an error and a plain PubAck again,
+    # with the handshake's PONG. Each ends as its own reply says, the 503 one keeps its window
+    # slot until its resend is in, and the drain names the failed message by its position.
+    script = connected()
+    prod = producer(script)
+    script.take()
+    opts = [produce_options(async_produce=True, msg_id=f"m-{i}") for i in range(5)]
+    ops = [script.client.produce(prod, b"%d" % i, opts[i], script.now) for i in range(5)]
+    assert len(hpubs(script)) == 5
+    replayed = reconnect(script)
+    assert [s.payload for s in replayed] == [b"0", b"1", b"2", b"3", b"4"]
+    inbox_sid = script.sids["_INBOX.t.*"]
+    bodies = [
+        b'{"stream":"orders$1","seq":1}',
+        None,
+        b'{"stream":"orders$1","seq":2,"duplicate":true}',
+        b'{"error":{"code":503,"description":"no quorum"}}',
+        b'{"stream":"orders$1","seq":3}',
+    ]
+    block = b"NATS/1.0 503\r\n\r\n"
+    script.feed(
+        b"".join(
+            server_hmsg(s.reply or "", inbox_sid, None, block, b"")
+            if body is None
+            else server_msg(s.reply or "", inbox_sid, None, body)
+            for s, body in zip(replayed, bodies, strict=True)
+        )
+        + b"PING\r\n"
+    )
+    assert [op.done for op in ops] == [True, False, True, True, True]
+    assert ops[0].outcome() == PubAck("orders$1", 1, False)
+    assert ops[2].outcome() == PubAck("orders$1", 2, True)
+    assert ops[4].outcome() == PubAck("orders$1", 3, False)
+    with pytest.raises(MemphisError, match="no quorum"):
+        ops[3].outcome()
+    assert prod.in_flight == 1
+    drain = script.client.drain(script.now, timeout=5.0)
+    assert not drain.done
+    script.advance(0.05)
+    (again,) = hpubs(script)
+    assert (again.reply, again.payload) == (replayed[1].reply, b"1")
+    ack(script, again, 4)
+    assert ops[1].outcome() == PubAck("orders$1", 4, False)
+    assert prod.in_flight == prod.in_flight_bytes == 0
+    with pytest.raises(CloseIncompleteError) as info:
+        drain.outcome()
+    assert [f.position for f in info.value.failures] == [4]

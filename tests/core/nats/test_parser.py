@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memphis_core import LocalProtocolError, RemoteProtocolError
@@ -384,8 +384,8 @@ def test_msg_is_matchable() -> None:
 INBOX_PREFIX = b"_INBOX.abc."
 
 
-def reply_parser() -> Parser:
-    parser = Parser()
+def reply_parser(**limits: int) -> Parser:
+    parser = Parser(**limits)
     parser.expect_replies(INBOX_PREFIX, 1)
     return parser
 
@@ -419,6 +419,10 @@ NOT_REPLIES = [
     (b"MSG _INBOX.abc.p.5 1 1\r\nx\r\n", Msg("_INBOX.abc.p.5", 1, None, b"x")),
     (b"MSG  _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
     (b"msg _INBOX.abc.5 1 1\r\nx\r\n", Msg("_INBOX.abc.5", 1, None, b"x")),
+    # A token spelled with a leading zero is no token of ours: a Replies frame could not give
+    # the subject back as it came.
+    (b"MSG _INBOX.abc.05 1 1\r\nx\r\n", Msg("_INBOX.abc.05", 1, None, b"x")),
+    (b"MSG _INBOX.abc.0 1 1\r\nx\r\n", Msg("_INBOX.abc.0", 1, None, b"x")),
     (
         b"HMSG _INBOX.abc.5 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
         Msg("_INBOX.abc.5", 1, None, b"", None, 503, "", b"NATS/1.0 503\r\n\r\n"),
@@ -457,7 +461,7 @@ def test_replies_come_out_the_same_however_the_reads_cut_them(
         "status": lambda i: b"HMSG _INBOX.abc.%d 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % i,
         "long": lambda i: b"MSG _INBOX.abc.%d 1 600\r\n%b\r\n" % (i, b"x" * 600),
     }
-    data = b"".join(pieces[kind](i) for i, kind in enumerate(kinds))
+    data = b"".join(pieces[kind](i) for i, kind in enumerate(kinds, 1))  # tokens start at 1
     whole = flat(reply_parser().feed(data))
     assert len(whole) == len(kinds)
     assert [w[0] if isinstance(w, tuple) else None for w in whole] == [
@@ -472,3 +476,96 @@ def test_replies_come_out_the_same_however_the_reads_cut_them(
     frames += parser.feed(data[start:])
     assert flat(frames) == whole
     assert parser.buffered == 0
+
+
+# Traffic around and between replies: each kind as nats-server could write it, with ``%d`` a
+# token. Replies (sid 1, no headers, no reply subject) and everything that only looks like one.
+MIXED_TRAFFIC = {
+    "reply": b'MSG _INBOX.abc.%d 1 24\r\n{"stream":"s$1","seq":1}\r\n',
+    "empty reply": b"MSG _INBOX.abc.%d 1 0\r\n\r\n",
+    "reply holding a frame": b"MSG _INBOX.abc.%d 1 25\r\nx\r\nMSG _INBOX.abc.9 1 1\r\n\r\n",
+    "long reply": b"MSG _INBOX.abc.%d 1 300\r\n" + b"y" * 300 + b"\r\n",
+    "other sid": b"MSG _INBOX.abc.%d 2 1\r\nx\r\n",
+    "reply subject": b"MSG _INBOX.abc.%d 1 r 1\r\nx\r\n",
+    "longer prefix": b"MSG _INBOX.abcd.%d 1 1\r\nx\r\n",
+    "shorter prefix": b"MSG _INBOX.ab.%d 1 1\r\nx\r\n",
+    "deeper subject": b"MSG _INBOX.abc.%d.7 1 1\r\nx\r\n",
+    "pull inbox": b"MSG _INBOX.abc.p.%d 1 1\r\nx\r\n",
+    "503": b"HMSG _INBOX.abc.%d 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+    "pulled": b"HMSG orders$1.final 3 $JS.ACK.x 12 13\r\nNATS/1.0\r\n\r\nz\r\n",
+    "ping": b"PING\r\n",
+    "pong": b"PONG\r\n",
+    "ok": b"+OK\r\n",
+    "err": b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n",
+    "info": b'INFO {"max_payload":1048576}\r\n',
+    "tab": b"MSG _INBOX.abc.%d\t1 1\r\nx\r\n",
+    "leading zero": b"MSG _INBOX.abc.0%d 1 1\r\nx\r\n",
+}
+# Broken frames: each must fail as it fails on the general path, after the same frames.
+BROKEN_TRAFFIC = {
+    "payload too long": b"MSG _INBOX.abc.%d 1 3\r\nabcd\r\n",
+    "over max_payload": b"MSG _INBOX.abc.%d 1 5000\r\n",
+    "bare LF": b"MSG _INBOX.abc.%d 1 1\nx\r\n",
+    "no op": b"_INBOX.abc.%d 1 1\r\nx\r\n",
+}
+
+
+def spelled(frames: list[Frame]) -> list[Frame]:
+    """Each reply of a Replies run as the Msg a parser without ``expect_replies`` makes of it."""
+    out: list[Frame] = []
+    for frame in frames:
+        if isinstance(frame, Replies):
+            out += [
+                Msg(f"{INBOX_PREFIX.decode()}{token}", 1, None, payload)
+                for token, payload in zip(frame.tokens, frame.payloads, strict=True)
+            ]
+        else:
+            out.append(frame)
+    return out
+
+
+def read(parser: Parser, pieces: list[bytes]) -> tuple[list[Frame], str | None]:
+    """Every frame ``pieces`` give (Replies spelled out), and the error's text if one ends it."""
+    frames: list[Frame] = []
+    for piece in pieces:
+        try:
+            frames += parser.feed(piece)
+        except ParseError as exc:
+            return spelled(frames + exc.frames), str(exc)
+    return spelled(frames), None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(sorted(MIXED_TRAFFIC)), max_size=10),
+    broken=st.none() | st.sampled_from(sorted(BROKEN_TRAFFIC)),
+    tokens=st.lists(st.integers(min_value=0, max_value=10**19), min_size=11, max_size=11),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+    max_control_line=st.sampled_from([32, 4096]),
+)
+def test_replies_read_in_bulk_are_exactly_what_the_general_path_reads(
+    kinds: list[str],
+    broken: str | None,
+    tokens: list[int],
+    cuts: list[int],
+    max_control_line: int,
+) -> None:
+    # The bulk path may only change how replies are carried: spelled out, the frames (PING, INFO,
+    # -ERR, ... between replies, in order), the error and its text are the general path's, for
+    # the same reads, however they cut the bytes; and the same frames as one read of them all.
+    frames = [MIXED_TRAFFIC[kind] for kind in kinds]
+    if broken is not None:
+        frames.insert(len(frames) // 2, BROKEN_TRAFFIC[broken])
+    data = b"".join(f % t if b"%d" in f else f for f, t in zip(frames, tokens, strict=False))
+    points = sorted({c for c in cuts if c <= len(data)})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    limits = {"max_payload": 4096, "max_control_line": max_control_line}
+
+    bulk = reply_parser(**limits)
+    got = read(bulk, pieces)
+    assert got == read(Parser(**limits), pieces)
+    one_read, error = read(Parser(**limits), [data])
+    assert got[0] == one_read
+    assert (got[1] is None) == (error is None)
+    if error is None:
+        assert bulk.buffered == 0

@@ -525,3 +525,57 @@ def test_resend_sends_the_same_record_after_its_delay_and_only_once_it_ended() -
     session.cancel_request(multi)
     with pytest.raises(LocalProtocolError):
         session.resend(pull, now=0.0, delay=0.0)
+
+
+def _spelled(events: list[object]) -> list[object]:
+    """Events with each run of replies spelled out as (token, owner, payload), in order."""
+    out: list[object] = []
+    for event in events:
+        if isinstance(event, RepliesReceived):
+            out += [
+                (request.token, request.owner, payload)
+                for request, payload in zip(event.requests, event.payloads, strict=True)
+            ]
+        elif isinstance(event, RequestFailed):
+            out.append((event.token, type(event.error)))
+        else:
+            out.append(event)
+    return out
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["one read", "byte by byte"])
+def test_replies_in_one_read_keep_their_order_among_other_events(bytewise: bool) -> None:
+    # Replies to requests of different owners, one cancelled and one timed out, a 503, a
+    # server PING and a non-fatal -ERR between them: each reply reaches its own request's
+    # owner, the gone ones are dropped, and nothing changes places, however the reads cut it.
+    session = make(ping_interval=0)
+    handshake(session)
+    a = session.request("a", now=0.0, timeout=5.0, owner="first")
+    cancelled = session.request("b", now=0.0, timeout=5.0, owner="first")
+    timed_out = session.request("c", now=0.0, timeout=1.0, owner="second")
+    no_responders = session.request("d", now=0.0, timeout=5.0, owner="second")
+    e = session.request("e", now=0.0, timeout=5.0, owner="second")
+    f = session.request("f", now=0.0, timeout=5.0, owner="first")
+    session.cancel_request(cancelled)
+    session.handle_timeout(1.0)
+    session.data_to_send()
+    assert _spelled(session.events()) == [(timed_out, RequestTimeoutError)]
+    block = "NATS/1.0 503\r\n\r\n"
+    data = (
+        f"MSG {INBOX}.{a} 1 1\r\na\r\nPING\r\n"
+        f"MSG {INBOX}.{cancelled} 1 1\r\nb\r\nMSG {INBOX}.{timed_out} 1 1\r\nc\r\n"
+        f"HMSG {INBOX}.{no_responders} 1 {len(block)} {len(block)}\r\n{block}\r\n"
+        f"MSG {INBOX}.{e} 1 0\r\n\r\n-ERR 'Permissions Violation for Publish to \"x\"'\r\n"
+        f"MSG {INBOX}.{f} 1 1\r\nf\r\nMSG {INBOX}.{a} 1 1\r\na\r\n"
+    ).encode()
+    for piece in [data[i : i + 1] for i in range(len(data))] if bytewise else [data]:
+        session.receive_data(piece, 1.0)
+    assert _spelled(session.events()) == [
+        (a, "first", b"a"),
+        (no_responders, NoRespondersError),
+        (e, "second", b""),
+        ServerError('Permissions Violation for Publish to "x"'),
+        (f, "first", b"f"),  # and the second reply to ``a`` is dropped
+    ]
+    assert session.data_to_send() == b"PONG\r\n"
+    assert len(session._requests) == 0
