@@ -56,17 +56,21 @@ class _SocketStream:
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
         sock = self._sock
+        waited = False
         try:
             while True:
                 try:
                     data = sock.recv(_READ_SIZE)
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(sock)
+                    waited = True
                     continue
                 if not feed(data):
                     return
-                # A read that did not wait: let the other tasks run before the next one.
-                await trio.lowlevel.checkpoint()
+                if not waited:
+                    # Two reads in a row without a wait: let the other tasks run first.
+                    await trio.lowlevel.checkpoint()
+                waited = False
         except _BROKEN as exc:
             raise _os_error(exc) from exc
 
