@@ -44,8 +44,10 @@ class _SocketStream:
     """Plain TCP on a non-blocking socket, read and written without trio's stream wrappers.
 
     A write is one ``send()`` from the calling task, with no checkpoint when the socket takes it
-    all (the common case); a read is ``recv()`` after ``wait_readable`` (docs/sansio.md §6 has
-    the figures).
+    all (the common case); a read is ``recv()`` after ``wait_readable``. trio's ``SocketStream``
+    yields to the scheduler after every write and read: in an interleaved A/B of the bench's
+    sync produce it did 5,537 and 6,302 msg/s (128 B, 1 KiB) at 101-107 us of CPU per message,
+    this stream 9,807 and 9,802 at 53 us (docs/sansio.md §6).
     """
 
     __slots__ = ("_sock", "_timeout")
