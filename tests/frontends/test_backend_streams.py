@@ -8,8 +8,9 @@ call; ``send_all`` is cancel-safe, so any task may write (docs/sansio.md §6).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
@@ -25,6 +26,22 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return ours, peer
 
 
+@contextlib.asynccontextmanager
+async def _trio_stream(
+    timeout: float, send_buffer: int | None = None
+) -> AsyncIterator[tuple[_SocketStream, socket.socket]]:
+    """memphis_trio's stream on one end of a socket pair, and the plain peer socket."""
+    ours, peer = _pair()
+    if send_buffer is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    stream = _SocketStream(ours, timeout)
+    try:
+        yield stream, peer
+    finally:
+        await stream.aclose()
+        peer.close()
+
+
 def _collect(into: list[bytes], stop_after: int) -> Callable[[bytes], bool]:
     """A feed that keeps chunks and asks to stop once ``stop_after`` bytes or the EOF
     arrived (as the driver's does)."""
@@ -38,17 +55,14 @@ def _collect(into: list[bytes], stop_after: int) -> Callable[[bytes], bool]:
 
 def test_trio_receive_into_stops_when_asked_and_resumes_in_order() -> None:
     async def body() -> None:
-        ours, peer = _pair()
-        stream = _SocketStream(ours, timeout=5.0)
         got: list[bytes] = []
-        peer.sendall(b"first")
-        with trio.fail_after(5):
-            await stream.receive_into(_collect(got, 5))
-            peer.sendall(b"second")
-            await stream.receive_into(_collect(got, 11))
+        async with _trio_stream(timeout=5.0) as (stream, peer):
+            peer.sendall(b"first")
+            with trio.fail_after(5):
+                await stream.receive_into(_collect(got, 5))
+                peer.sendall(b"second")
+                await stream.receive_into(_collect(got, 11))
         assert b"".join(got) == b"firstsecond"
-        await stream.aclose()
-        peer.close()
 
     trio.run(body)
 
@@ -81,12 +95,12 @@ def test_asyncio_receive_into_keeps_what_arrives_while_stopped() -> None:
 
 def test_trio_send_cancelled_while_blocked_still_sends_every_byte() -> None:
     async def body() -> None:
-        ours, peer = _pair()
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        stream = _SocketStream(ours, timeout=10.0)
         data = bytes(range(256)) * 16384  # 4 MiB: far more than the socket buffers hold
         received = bytearray()
-        async with trio.open_nursery() as nursery:
+        async with (
+            _trio_stream(timeout=10.0, send_buffer=4096) as (stream, peer),
+            trio.open_nursery() as nursery,
+        ):
             scope = trio.CancelScope()
 
             async def send() -> None:
@@ -101,20 +115,14 @@ def test_trio_send_cancelled_while_blocked_still_sends_every_byte() -> None:
                 while len(received) < len(data):
                     received += await peer_trio.recv(65536)
         assert bytes(received) == data
-        await stream.aclose()
-        peer.close()
 
     trio.run(body)
 
 
 def test_trio_send_to_a_peer_that_never_reads_times_out() -> None:
     async def body() -> None:
-        ours, peer = _pair()
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        stream = _SocketStream(ours, timeout=0.2)
-        with pytest.raises(TimeoutError), trio.fail_after(10):
-            await stream.send_all(b"x" * (4 << 20))
-        await stream.aclose()
-        peer.close()
+        async with _trio_stream(timeout=0.2, send_buffer=4096) as (stream, _):
+            with pytest.raises(TimeoutError), trio.fail_after(10):
+                await stream.send_all(b"x" * (4 << 20))
 
     trio.run(body)
