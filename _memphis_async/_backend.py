@@ -3,7 +3,9 @@
 Everything in ``_memphis_async`` is written against these protocols; ``memphis_trio`` and
 ``memphis_asyncio`` each implement them in about a hundred lines. The seam is deliberately
 small (httpcore's ``NetworkBackend`` is the model): a byte stream, an event, a clock, a way to
-wait for an event until a deadline, task spawning, and a shielded cleanup. Whatever differs in
+wait for an event until a deadline, task spawning, and a shielded cleanup. The stream pushes what
+it reads into the driver's ``feed`` (asyncio: from ``Protocol.data_received``, with no task in
+between), which feeds the sans-IO core at once (docs/sansio.md §6). Whatever differs in
 *how* the two libraries cancel lives behind it: trio cancellation is level-triggered (every
 checkpoint inside a cancelled scope raises again, so cleanup needs a shielded scope), asyncio's
 is edge-triggered (one ``CancelledError`` per ``cancel()``, so cleanup may await freely but has
@@ -23,16 +25,26 @@ __all__ = ["Backend", "Event", "Spawner", "Stream", "Task"]
 class Stream(Protocol):
     """A connected byte stream. Every transport failure surfaces as ``OSError``.
 
-    One task may call ``receive_some`` while another calls ``send_all`` (the driver's reader and
-    pump); never two of the same kind at once.
+    One task may be in ``receive_into`` while another calls ``send_all`` (the driver's reader
+    and pump, or a user task writing through); never two of the same kind at once.
     """
 
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` bytes; ``b""`` at EOF."""
+    async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
+        """Hand every chunk that arrives to ``feed`` (``b""`` at EOF), synchronously, until
+        ``feed`` returns False; then return. ``feed`` returns False when the driver has
+        something to await (events to dispatch, the EOF) before it reads on: no chunk is fed
+        after that, and a chunk that arrived meanwhile waits for the next call.
+        """
         ...
 
     async def send_all(self, data: bytes) -> None:
-        """Write everything (waiting while the peer is slow: this is the backpressure)."""
+        """Write everything (waiting while the peer is slow: this is the backpressure).
+
+        Cancel-safe: a caller cancelled during the wait neither drops bytes nor tears a frame
+        (asyncio: ``write`` hands everything to the transport before the first await; trio:
+        what the socket does not take at once is written under a shield, bounded by the
+        connection's timeout). Any task may therefore write, not only the driver's pump.
+        """
         ...
 
     async def start_tls(
@@ -77,14 +89,8 @@ class Spawner(Protocol):
 class Backend(Protocol):
     """One event loop's primitives."""
 
-    #: Whether a ``send_all`` cancelled by its caller leaves the stream whole: nothing lost,
-    #: no frame torn. True for asyncio (``write`` hands everything to the transport before the
-    #: first await) and for trio (each send is shielded, bounded by the connection's timeout).
-    #: When False, only the connection's pump writes.
-    cancel_safe_send: bool
-
     async def connect_tcp(self, host: str, port: int, timeout: float) -> Stream:
-        """Dial ``host:port`` with TCP_NODELAY.
+        """Dial ``host:port`` with TCP_NODELAY (``timeout`` also bounds a blocked write).
 
         Raises:
             OSError: refused, unreachable, unresolvable, or ``TimeoutError`` after ``timeout``.

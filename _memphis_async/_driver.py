@@ -5,21 +5,25 @@ Theory of operation
 Two tasks per connection, both in the connection's task group (a nursery for
 ``async with connect(...)``):
 
-* the **reader** owns ``receive_some``: bytes → ``client.receive_data`` → dispatch the
-  transport events that arrive with them (TLS upgrade, disconnect) → wake the waiters. It never
-  writes: a reader stuck in ``send_all`` while the server is stuck sending to us would be the
-  classic both-buffers-full deadlock. Bytes the core queues in reply (PONGs, CONNECT) are moved
-  to ``_pending`` and the pump is kicked.
+* the **reader** owns the reading: the stream hands each chunk to ``_feed``, synchronously
+  (asyncio calls it from ``Protocol.data_received``, so no task wakes per chunk), which gives it
+  to ``client.receive_data`` and wakes the waiters. Only when a chunk brings transport events
+  (TLS upgrade, disconnect) or the EOF does the feed stop the reading and leave them to the
+  reader task, which dispatches them (they may await) and reads on. It never writes: a reader
+  stuck in ``send_all`` while the server is stuck sending to us would be the classic
+  both-buffers-full deadlock. Bytes the core queues in reply (PONGs, CONNECT) are moved to
+  ``_pending`` and the pump is kicked.
 * the **pump** owns ``send_all`` and the timers: fire ``handle_timeout`` when
   ``next_deadline()`` is due, redial when the core says ``ReconnectDue``, then write
   everything queued — ``_pending`` plus ``client.data_to_send()`` — as ONE write per turn, and
   sleep until the next deadline or a kick. User calls (produce, ack, fetch...) only queue bytes in
   the core and kick the pump, so a burst of async produces becomes one write, not one per
-  message.
+  message; a call that waits for its reply writes it itself when nobody is writing
+  (``write_through``: one task switch less per round trip).
 
 Waiting: every user call that needs an answer holds an :class:`~memphis_core.Operation` and
 loops on ``changed()`` — one event per connection, replaced each time it fires — re-checking
-``op.done`` (or any predicate) after each wake-up. The reader fires it after every chunk, the
+``op.done`` (or any predicate) after each wake-up. The feed fires it after every chunk, the
 pump after every timer turn; there is no polling.
 
 Transports are swapped under the tasks (reconnect, TLS): the current one is ``_stream``. A read
@@ -41,7 +45,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from _memphis_io import ConnectionCallbacks, connection_log, log_crash, tls_context
 from memphis_core import (
@@ -63,7 +67,6 @@ __all__ = ["CLOSE_TIMEOUT", "Driver", "Task"]
 
 T = TypeVar("T")
 
-_READ_SIZE: Final = 65536
 # The spawn token of the task running now, so that closing from inside a task (a consume handler
 # calling ``conn.close()``) does not wait for itself.
 _CURRENT: ContextVar[object] = ContextVar("memphis_task")
@@ -87,6 +90,9 @@ class Driver:
         self._ssl = None if options.tls is None else tls_context(options.tls)
         self._stream: Stream | None = None
         self._pending: list[bytes] = []  # queued by the reader, written by the pump
+        self._reading: Stream | None = None  # the stream the reader task reads
+        # Left by ``_feed`` for the reader task: the events of a chunk, and whether it was EOF.
+        self._held: tuple[list[Any], bool] | None = None
         self._changed: Event | None = None  # created on demand by waiters
         self._wake = backend.event()
         self._kicked = False
@@ -275,11 +281,11 @@ class Driver:
         For calls that wait for a reply anyway: it saves the hop to the pump on the latency
         path (the blocking frontend does the same from the user thread). Bursts of calls
         that do not wait (async produce, acks) leave the writing to the pump, which coalesces.
-        Only where the backend says a cancelled send cannot tear a frame or drop bytes:
-        a caller may be cancelled at any await.
+        Every backend's ``send_all`` is cancel-safe (a caller may be cancelled at any await:
+        no byte is lost and no frame torn), so any task may write.
         """
-        if not self.backend.cancel_safe_send or self._writing or self._stream is None:
-            self.kick()  # the pump writes (coalesced, and never torn by a caller's cancel)
+        if self._writing or self._stream is None:
+            self.kick()  # the pump writes, or will once the current write is done
             return
         try:
             await self._write()
@@ -422,31 +428,53 @@ class Driver:
     # ------------------------------------------------------------------ the two tasks
 
     async def _reader(self) -> None:
-        client = self.client
         while not self.closed:
             stream = self._stream
             if stream is None:
                 await self._transport.wait()
                 continue
+            self._reading = stream
             try:
-                data = await stream.receive_some(_READ_SIZE)
+                await stream.receive_into(self._feed)
             except OSError as exc:
                 if self._stream is stream and not self.closed:
                     await self._failed(exc)
                 continue
-            if self._stream is not stream or self.closed:
-                continue  # bytes from a transport we already dropped
-            client.receive_data(data, self.backend.monotonic())  # b"" = EOF
-            events = client.events()
+            held, self._held = self._held, None
+            if held is None or self._stream is not stream or self.closed:
+                continue  # stopped for a transport we already dropped
+            # What ``_feed`` left to a task: events to dispatch (they may await), or the EOF.
+            events, eof = held
             if events:
                 await self._dispatch(events)
-            out = client.data_to_send()
-            if out:
-                self._pending.append(out)
-                self.kick()
-            elif not data and self._stream is stream:
+            if not self._queue_reply() and eof and self._stream is stream:
                 await self.drop_transport()  # EOF the core ignored: never spin on it
             self.notify()
+
+    def _feed(self, data: bytes) -> bool:
+        """One chunk from the stream being read, straight into the core (the stream calls it
+        synchronously: from ``Protocol.data_received`` for asyncio). False stops the reading
+        until the reader task has dispatched what this left in ``_held``."""
+        if self._stream is not self._reading or self.closed:
+            return False  # bytes from a transport we already dropped
+        client = self.client
+        client.receive_data(data, self.backend.monotonic())  # b"" = EOF
+        events = client.events()
+        if events or not data:
+            self._held = (events, not data)
+            return False
+        self._queue_reply()
+        self.notify()
+        return True
+
+    def _queue_reply(self) -> bool:
+        """Hand what the core queued in reply to a read (PONGs, CONNECT) to the pump; whether
+        there was any."""
+        out = self.client.data_to_send()
+        if out:
+            self._pending.append(out)
+            self.kick()
+        return bool(out)
 
     async def _pump(self) -> None:
         client = self.client

@@ -15,11 +15,10 @@ Why two engines over one policy, not this one as a backend of the async driver: 
 engine lets a caller waiting for a reply read it itself (:meth:`Driver.receive_on_caller`, the
 leader/follower read: one write and one read on the caller's thread per synchronous produce).
 As a backend of the async driver, a reader thread would read every reply and wake the caller
-across threads (a futex and a GIL hand-over per round trip, where asyncio's reader task wakes
-its caller inside one thread). The README's performance table shows what that hop costs: this
-engine's sync produce reaches 0.57-0.62 of the limit, trio's (its reader wakes the caller
-through the scheduler) 0.45-0.53, and the project holds sync produce to 0.6. The policy is
-shared; only moving bytes and waiting differ.
+across threads (a futex and a GIL hand-over per round trip, where the async frontends feed the
+core and wake the caller inside one thread). This engine's sync produce reaches 0.57-0.62 of
+the limit (the README's performance table), and the project holds sync produce to 0.6. The
+policy is shared; only moving bytes and waiting differ.
 
 Its interface is the async ``Driver``'s (``call``, ``run``, ``wait``, ``wait_for``, ``kick``,
 ``notify``, ``spawn``, ``call_user``, ``check_callback``, ``shutdown``) with threads for tasks,

@@ -8,10 +8,11 @@ block was cancelled) runs in a shielded scope with a deadline of its own.
 from __future__ import annotations
 
 import math
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -20,6 +21,7 @@ from _memphis_async import Event, Spawner, Stream, Task
 __all__ = ["TrioBackend"]
 
 _BROKEN: Any = (trio.BrokenResourceError, trio.ClosedResourceError)
+_READ_SIZE: Final = 65536
 
 
 def _os_error(exc: BaseException) -> OSError:
@@ -29,28 +31,77 @@ def _os_error(exc: BaseException) -> OSError:
     return ConnectionError(str(exc) or type(exc).__name__)
 
 
-class _TrioStream:
-    __slots__ = ("_stream",)
+async def _shielded_send(send: Callable[[], Awaitable[None]], timeout: float) -> None:
+    """Finish a write even if the caller is cancelled (a frame torn half-way would corrupt the
+    stream), within ``timeout`` seconds of a server that does not read."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
+        await send()
+    if scope.cancelled_caught:
+        raise TimeoutError("timed out writing to the server")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
 
-    async def receive_some(self, max_bytes: int) -> bytes:
+class _SocketStream:
+    """Plain TCP on a non-blocking socket, read and written without trio's stream wrappers.
+
+    A write is one ``send()`` from the calling task, with no checkpoint when the socket takes it
+    all (the common case); a read is ``recv()`` after ``wait_readable``. trio's ``SocketStream``
+    yields to the scheduler after every write and read: in an interleaved A/B of the bench's
+    sync produce it did 5,537 and 6,302 msg/s (128 B, 1 KiB) at 101-107 us of CPU per message,
+    this stream 9,807 and 9,802 at 53 us (docs/sansio.md §6).
+    """
+
+    __slots__ = ("_sock", "_timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self._sock = sock
+        self._timeout = timeout
+
+    async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
+        sock = self._sock
+        waited = False
         try:
-            return bytes(await self._stream.receive_some(max_bytes))
+            while True:
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    waited = True
+                    continue
+                if not feed(data):
+                    return
+                if not waited:
+                    # Two reads in a row without a wait: let the other tasks run first.
+                    await trio.lowlevel.checkpoint()
+                waited = False
         except _BROKEN as exc:
             raise _os_error(exc) from exc
 
     async def send_all(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            rest = memoryview(data)[sent:]
+            await _shielded_send(lambda: self._send_rest(rest), self._timeout)
+
+    async def _send_rest(self, rest: memoryview) -> None:
+        sock = self._sock
+        try:
+            while rest:
+                await trio.lowlevel.wait_writable(sock)
+                try:
+                    rest = rest[sock.send(rest) :]
+                except BlockingIOError:
+                    continue
         except _BROKEN as exc:
             raise _os_error(exc) from exc
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str, timeout: float
     ) -> Stream:
-        tls = trio.SSLStream(self._stream, context, server_hostname=server_hostname)
+        plain = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
+        tls = trio.SSLStream(plain, context, server_hostname=server_hostname)
         try:
             with trio.fail_after(timeout):
                 await tls.do_handshake()
@@ -58,7 +109,39 @@ class _TrioStream:
             raise TimeoutError("timed out during the TLS handshake") from None
         except _BROKEN as exc:
             raise _os_error(exc) from exc
-        return _TrioStream(tls)
+        return _TlsStream(tls, self._timeout)
+
+    async def aclose(self) -> None:
+        trio.lowlevel.notify_closing(self._sock)  # a reader waiting on it wakes
+        self._sock.close()
+
+
+class _TlsStream:
+    """TLS over TCP, through ``trio.SSLStream``."""
+
+    __slots__ = ("_stream", "_timeout")
+
+    def __init__(self, stream: trio.SSLStream[trio.SocketStream], timeout: float) -> None:
+        self._stream = stream
+        self._timeout = timeout
+
+    async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
+        try:
+            while feed(bytes(await self._stream.receive_some(_READ_SIZE))):
+                pass
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await _shielded_send(lambda: self._stream.send_all(data), self._timeout)
+        except _BROKEN as exc:
+            raise _os_error(exc) from exc
+
+    async def start_tls(
+        self, context: ssl.SSLContext, server_hostname: str, timeout: float
+    ) -> Stream:
+        raise ConnectionError("the stream is encrypted already")
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
@@ -127,16 +210,16 @@ class _NurseryGroup:
 
 
 class TrioBackend:
-    # A cancelled send_all may have sent part of a frame: user tasks never write.
-    cancel_safe_send = False
-
     async def connect_tcp(self, host: str, port: int, timeout: float) -> Stream:
         try:
             with trio.fail_after(timeout):
                 stream = await trio.open_tcp_stream(host, port)  # sets TCP_NODELAY
         except trio.TooSlowError:
             raise TimeoutError(f"timed out connecting to {host}:{port}") from None
-        return _TrioStream(stream)
+        # The connected socket, taken out of trio's wrappers (see _SocketStream).
+        sock = socket.socket(fileno=stream.socket.detach())
+        sock.setblocking(False)
+        return _SocketStream(sock, timeout)
 
     def event(self) -> Event:
         return trio.Event()

@@ -1,0 +1,128 @@
+"""The byte streams of the asyncio and trio backends, over a socket pair (no broker).
+
+What the shared driver relies on (``_memphis_async._backend.Stream``): ``receive_into`` feeds
+chunks in order and stops when the feed says so, keeping what arrives meanwhile for the next
+call; ``send_all`` is cancel-safe, so any task may write (docs/sansio.md §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from memphis_asyncio._backend import _AsyncioStream, _FeedProtocol
+from memphis_trio._backend import _SocketStream
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    return ours, peer
+
+
+@contextlib.asynccontextmanager
+async def _trio_stream(
+    timeout: float, send_buffer: int | None = None
+) -> AsyncIterator[tuple[_SocketStream, socket.socket]]:
+    """memphis_trio's stream on one end of a socket pair, and the plain peer socket."""
+    ours, peer = _pair()
+    if send_buffer is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    stream = _SocketStream(ours, timeout)
+    try:
+        yield stream, peer
+    finally:
+        await stream.aclose()
+        peer.close()
+
+
+def _collect(into: list[bytes], stop_after: int) -> Callable[[bytes], bool]:
+    """A feed that keeps chunks and asks to stop once ``stop_after`` bytes or the EOF
+    arrived (as the driver's does)."""
+
+    def feed(data: bytes) -> bool:
+        into.append(data)
+        return bool(data) and sum(map(len, into)) < stop_after
+
+    return feed
+
+
+def test_trio_receive_into_stops_when_asked_and_resumes_in_order() -> None:
+    async def body() -> None:
+        got: list[bytes] = []
+        async with _trio_stream(timeout=5.0) as (stream, peer):
+            peer.sendall(b"first")
+            with trio.fail_after(5):
+                await stream.receive_into(_collect(got, 5))
+                peer.sendall(b"second")
+                await stream.receive_into(_collect(got, 11))
+        assert b"".join(got) == b"firstsecond"
+
+    trio.run(body)
+
+
+def test_asyncio_receive_into_keeps_what_arrives_while_stopped() -> None:
+    async def body() -> None:
+        ours, peer = _pair()
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
+        assert isinstance(transport, asyncio.Transport)
+        stream = _AsyncioStream(transport, protocol)
+        got: list[bytes] = []
+        peer.sendall(b"first")
+        async with asyncio.timeout(5):
+            await stream.receive_into(_collect(got, 5))
+            peer.sendall(b"second")
+            # Arrives while nobody reads (data_received keeps it), fed by the next call.
+            while not protocol._backlog:
+                await asyncio.sleep(0)
+            await stream.receive_into(_collect(got, 11))
+        assert b"".join(got) == b"firstsecond"
+        peer.close()
+        async with asyncio.timeout(5):
+            await stream.receive_into(_collect(got, 12))  # the EOF is fed as b"": it stops
+        assert got[-1] == b""
+        await stream.aclose()
+
+    asyncio.run(body())
+
+
+def test_trio_send_cancelled_while_blocked_still_sends_every_byte() -> None:
+    async def body() -> None:
+        data = bytes(range(256)) * 16384  # 4 MiB: far more than the socket buffers hold
+        received = bytearray()
+        async with (
+            _trio_stream(timeout=10.0, send_buffer=4096) as (stream, peer),
+            trio.open_nursery() as nursery,
+        ):
+            scope = trio.CancelScope()
+
+            async def send() -> None:
+                with scope:
+                    await stream.send_all(data)
+
+            nursery.start_soon(send)
+            await trio.testing.wait_all_tasks_blocked()  # the send waits for the peer
+            scope.cancel()  # a caller giving up must not tear the frame
+            peer_trio = trio.socket.from_stdlib_socket(peer)
+            with trio.fail_after(10):
+                while len(received) < len(data):
+                    received += await peer_trio.recv(65536)
+        assert bytes(received) == data
+
+    trio.run(body)
+
+
+def test_trio_send_to_a_peer_that_never_reads_times_out() -> None:
+    async def body() -> None:
+        async with _trio_stream(timeout=0.2, send_buffer=4096) as (stream, _):
+            with pytest.raises(TimeoutError), trio.fail_after(10):
+                await stream.send_all(b"x" * (4 << 20))
+
+    trio.run(body)
