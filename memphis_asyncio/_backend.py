@@ -9,10 +9,12 @@ task of its own behind ``asyncio.shield``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Final
 
 from _memphis_async import Event, Spawner, Stream, Task
 
@@ -20,6 +22,9 @@ __all__ = ["AsyncioBackend"]
 
 # Cleanup tasks still running after their caller was cancelled (the loop keeps weak refs only).
 _CLEANUPS: set[asyncio.Task[None]] = set()
+# Bytes kept while the driver is not reading (it dispatches a transport event) before the
+# transport stops reading: the peer then waits in TCP's flow control, and memory stays bounded.
+_BACKLOG_LIMIT: Final = 1 << 20
 
 
 class _FeedProtocol(asyncio.Protocol):
@@ -35,7 +40,9 @@ class _FeedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._feed: Callable[[bytes], bool] | None = None  # set while the driver reads
         self._stopped: asyncio.Future[None] | None = None  # the reading ended (or failed)
-        self._backlog: list[bytes] = []  # arrived while nobody was reading
+        self._backlog: collections.deque[bytes] = collections.deque()  # while nobody reads
+        self._backlog_size = 0  # bytes in ``_backlog``
+        self._reading_paused = False  # we called ``transport.pause_reading()``
         self._lost: OSError | None = None
         self._drained: asyncio.Future[None] | None = None  # set while writing is paused
 
@@ -47,6 +54,15 @@ class _FeedProtocol(asyncio.Protocol):
         feed = self._feed
         if feed is None:
             self._backlog.append(data)
+            self._backlog_size += len(data)
+            transport = self.transport
+            if (
+                self._backlog_size >= _BACKLOG_LIMIT
+                and not self._reading_paused
+                and transport is not None
+            ):
+                self._reading_paused = True
+                transport.pause_reading()
             return
         try:
             more = feed(data)
@@ -90,13 +106,20 @@ class _FeedProtocol(asyncio.Protocol):
                 stopped.set_exception(error)
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
-        while self._backlog:
-            if not feed(self._backlog.pop(0)):
+        backlog = self._backlog
+        while backlog:
+            data = backlog.popleft()
+            self._backlog_size -= len(data)
+            if not feed(data):
                 return
         if self._lost is not None:
             raise self._lost
         stopped = self._stopped = asyncio.get_running_loop().create_future()
         self._feed = feed
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
         try:
             await stopped
         finally:

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from memphis_asyncio._backend import _AsyncioStream, _FeedProtocol
+from memphis_asyncio._backend import _BACKLOG_LIMIT, _AsyncioStream, _FeedProtocol
 from memphis_trio._backend import _SocketStream
 
 
@@ -126,3 +126,33 @@ def test_trio_send_to_a_peer_that_never_reads_times_out() -> None:
                 await stream.send_all(b"x" * (4 << 20))
 
     trio.run(body)
+
+
+def test_asyncio_stops_reading_while_its_backlog_is_full() -> None:
+    """A peer that keeps sending while the driver is not reading (it dispatches a transport
+    event) fills the backlog only up to a bound: then the transport pauses, and the rest
+    waits in the kernel until the driver reads again, in order."""
+
+    async def body() -> None:
+        ours, peer = _pair()
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
+        assert isinstance(transport, asyncio.Transport)
+        stream = _AsyncioStream(transport, protocol)
+        data = bytes(range(256)) * 32768  # 8 MiB: more than the bound and the socket buffers
+        sender = loop.run_in_executor(None, peer.sendall, data)
+        async with asyncio.timeout(10):
+            while transport.is_reading():  # nobody reads: the transport must pause
+                await asyncio.sleep(0.01)
+        held = protocol._backlog_size
+        assert 0 < held <= _BACKLOG_LIMIT + 262144  # the bound, plus one read at most
+        assert not sender.done()  # the rest waits in the kernel, not in our memory
+        got: list[bytes] = []
+        async with asyncio.timeout(10):
+            await stream.receive_into(_collect(got, len(data)))
+            await sender
+        assert b"".join(got) == data
+        peer.close()
+        await stream.aclose()
+
+    asyncio.run(body())
