@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -156,3 +157,38 @@ def test_asyncio_stops_reading_while_its_backlog_is_full() -> None:
         await stream.aclose()
 
     asyncio.run(body())
+
+
+def test_trio_send_interrupted_half_way_refuses_the_next_write() -> None:
+    """A KeyboardInterrupt reaches the main task even inside the send's shield: the frame is
+    torn, so the next write must fail instead of appending bytes to half a frame."""
+
+    @trio.lowlevel.enable_ki_protection
+    def press_ctrl_c() -> None:
+        # From protected code trio delivers it to the main task at its next checkpoint.
+        signal.raise_signal(signal.SIGINT)
+
+    async def body() -> None:
+        async with _trio_stream(timeout=10.0, send_buffer=4096) as (stream, peer):
+            async with trio.open_nursery() as nursery:
+
+                async def interrupt() -> None:
+                    await trio.testing.wait_all_tasks_blocked()  # the send waits for the peer
+                    press_ctrl_c()
+
+                nursery.start_soon(interrupt)
+                with pytest.raises(KeyboardInterrupt):
+                    await stream.send_all(b"x" * (4 << 20))
+            peer_trio = trio.socket.from_stdlib_socket(peer)
+            async with trio.open_nursery() as nursery:
+
+                async def read_on() -> None:  # the peer reads again: a write could proceed
+                    while await peer_trio.recv(65536):
+                        pass
+
+                nursery.start_soon(read_on)
+                with pytest.raises(OSError), trio.fail_after(5):
+                    await stream.send_all(b"PING\r\n")
+                nursery.cancel_scope.cancel()
+
+    trio.run(body)
