@@ -514,6 +514,12 @@ class Driver:
             await stream.send_all(data)
         except OSError as exc:
             if self._stream is stream and not self.closed:
-                await self._failed(exc)
+                if self.in_task(self._pump_task):
+                    await self._failed(exc)
+                else:
+                    # A caller writing through may be cancelled: a cancellation inside the
+                    # dispatch (an async on_closed awaits) would lose the events the core
+                    # just gave up, ``finish`` among them, and leave every waiter hanging.
+                    await self.backend.shielded(functools.partial(self._failed, exc), CLOSE_TIMEOUT)
         finally:
             self._writing = False
