@@ -70,11 +70,13 @@ class _SocketStream:
                     await trio.lowlevel.wait_readable(sock)
                     waited = True
                     continue
-                if not feed(data):
-                    return
+                more = feed(data)
                 if not waited:
-                    # Two reads in a row without a wait: let the other tasks run first.
+                    # No wait since the last read: let the other tasks run (and a cancellation
+                    # in), also before returning, since the driver's reader calls again at once.
                     await trio.lowlevel.checkpoint()
+                if not more:
+                    return
                 waited = False
         except _BROKEN as exc:
             raise _os_error(exc) from exc

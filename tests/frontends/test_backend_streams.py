@@ -192,3 +192,26 @@ def test_trio_send_interrupted_half_way_refuses_the_next_write() -> None:
                 nursery.cancel_scope.cancel()
 
     trio.run(body)
+
+
+def test_trio_receive_into_that_did_not_wait_is_still_a_checkpoint() -> None:
+    """The driver's reader calls again at once after a stop (events to dispatch): a call that
+    found data ready must still let the other tasks run, or a peer that keeps sending would
+    starve them."""
+
+    async def body() -> None:
+        async with (
+            _trio_stream(timeout=5.0) as (stream, peer),
+            trio.open_nursery() as nursery,
+        ):
+            peer.sendall(b"INFO {}\r\n")
+            ran: list[bool] = []
+
+            async def other() -> None:
+                ran.append(True)
+
+            nursery.start_soon(other)
+            await stream.receive_into(lambda data: False)  # data is ready: no wait
+            assert ran
+
+    trio.run(body)
