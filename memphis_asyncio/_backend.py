@@ -126,20 +126,36 @@ class _FeedProtocol(asyncio.Protocol):
             self._feed = None
             self._stopped = None
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float) -> None:
+        """Wait while the transport's write buffer is above its high-water mark, at most
+        ``timeout`` seconds (a server that stops reading must not hold the writer, and with
+        it the pump's timers, forever).
+
+        Raises:
+            TimeoutError: still full after ``timeout``.
+            OSError: the connection was lost.
+        """
         drained = self._drained
         if drained is not None:
-            await asyncio.shield(drained)  # a cancelled writer leaves it for the next one
+            try:
+                async with asyncio.timeout(timeout):
+                    # A cancelled writer leaves the future for the next one.
+                    await asyncio.shield(drained)
+            except TimeoutError:
+                raise TimeoutError("timed out writing to the server") from None
         if self._lost is not None:
             raise self._lost
 
 
 class _AsyncioStream:
-    __slots__ = ("_protocol", "_transport")
+    __slots__ = ("_protocol", "_timeout", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, protocol: _FeedProtocol) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, protocol: _FeedProtocol, timeout: float
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._timeout = timeout  # bounds a write blocked by a server that does not read
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
         await self._protocol.receive_into(feed)
@@ -149,7 +165,11 @@ class _AsyncioStream:
         if transport.is_closing():
             raise ConnectionResetError("the transport is closed")
         transport.write(data)  # everything is handed over here, before any await
-        await self._protocol.drain()
+        try:
+            await self._protocol.drain(self._timeout)
+        except TimeoutError:
+            transport.abort()  # a close would wait to flush to a server that does not read
+            raise
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str, timeout: float
@@ -167,7 +187,7 @@ class _AsyncioStream:
             raise ConnectionResetError("the connection closed during the TLS handshake")
         assert isinstance(upgraded, asyncio.Transport)
         self._protocol.transport = upgraded
-        return _AsyncioStream(upgraded, self._protocol)
+        return _AsyncioStream(upgraded, self._protocol, self._timeout)
 
     async def aclose(self) -> None:
         # No waiting for the close: for a dead peer it could take long, and closing flushes
@@ -234,7 +254,8 @@ class AsyncioBackend:
         except TimeoutError:
             raise TimeoutError(f"timed out connecting to {host}:{port}") from None
         assert isinstance(transport, asyncio.Transport)
-        return _AsyncioStream(transport, protocol)  # asyncio sets TCP_NODELAY on TCP transports
+        # asyncio sets TCP_NODELAY on TCP transports.
+        return _AsyncioStream(transport, protocol, timeout)
 
     def event(self) -> Event:
         return asyncio.Event()

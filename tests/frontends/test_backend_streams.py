@@ -74,7 +74,7 @@ def test_asyncio_receive_into_keeps_what_arrives_while_stopped() -> None:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
         assert isinstance(transport, asyncio.Transport)
-        stream = _AsyncioStream(transport, protocol)
+        stream = _AsyncioStream(transport, protocol, 5.0)
         got: list[bytes] = []
         peer.sendall(b"first")
         async with asyncio.timeout(5):
@@ -139,7 +139,7 @@ def test_asyncio_stops_reading_while_its_backlog_is_full() -> None:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
         assert isinstance(transport, asyncio.Transport)
-        stream = _AsyncioStream(transport, protocol)
+        stream = _AsyncioStream(transport, protocol, 5.0)
         data = bytes(range(256)) * 32768  # 8 MiB: more than the bound and the socket buffers
         sender = loop.run_in_executor(None, peer.sendall, data)
         async with asyncio.timeout(10):
@@ -210,3 +210,25 @@ def test_trio_receive_into_that_did_not_wait_is_still_a_checkpoint() -> None:
             assert scope.cancelled_caught
 
     trio.run(body)
+
+
+def test_asyncio_send_to_a_peer_that_never_reads_times_out() -> None:
+    """asyncio buffers every write, but the writer then waits for the buffer to drain: bounded
+    by the connection's timeout, like trio's, and the transport is aborted (a close would
+    wait to flush to the peer forever)."""
+
+    async def body() -> None:
+        ours, peer = _pair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
+        assert isinstance(transport, asyncio.Transport)
+        stream = _AsyncioStream(transport, protocol, 0.2)
+        async with asyncio.timeout(10):
+            with pytest.raises(TimeoutError, match="writing"):
+                await stream.send_all(b"x" * (4 << 20))
+            while not protocol._lost:  # aborted: the loss is reported, nothing lingers
+                await asyncio.sleep(0.01)
+        peer.close()
+
+    asyncio.run(body())
