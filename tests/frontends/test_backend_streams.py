@@ -43,6 +43,20 @@ async def _trio_stream(
         peer.close()
 
 
+async def _asyncio_stream(
+    timeout: float, send_buffer: int | None = None
+) -> tuple[_AsyncioStream, asyncio.Transport, _FeedProtocol, socket.socket]:
+    """memphis_asyncio's stream on one end of a socket pair, its transport and protocol, and
+    the plain peer socket."""
+    ours, peer = _pair()
+    if send_buffer is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
+    assert isinstance(transport, asyncio.Transport)
+    return _AsyncioStream(transport, protocol, timeout), transport, protocol, peer
+
+
 def _collect(into: list[bytes], stop_after: int) -> Callable[[bytes], bool]:
     """A feed that keeps chunks and asks to stop once ``stop_after`` bytes or the EOF
     arrived (as the driver's does)."""
@@ -70,11 +84,7 @@ def test_trio_receive_into_stops_when_asked_and_resumes_in_order() -> None:
 
 def test_asyncio_receive_into_keeps_what_arrives_while_stopped() -> None:
     async def body() -> None:
-        ours, peer = _pair()
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
-        assert isinstance(transport, asyncio.Transport)
-        stream = _AsyncioStream(transport, protocol, 5.0)
+        stream, _, protocol, peer = await _asyncio_stream(timeout=5.0)
         got: list[bytes] = []
         peer.sendall(b"first")
         async with asyncio.timeout(5):
@@ -135,13 +145,9 @@ def test_asyncio_stops_reading_while_its_backlog_is_full() -> None:
     waits in the kernel until the driver reads again, in order."""
 
     async def body() -> None:
-        ours, peer = _pair()
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
-        assert isinstance(transport, asyncio.Transport)
-        stream = _AsyncioStream(transport, protocol, 5.0)
+        stream, transport, protocol, peer = await _asyncio_stream(timeout=5.0)
         data = bytes(range(256)) * 32768  # 8 MiB: more than the bound and the socket buffers
-        sender = loop.run_in_executor(None, peer.sendall, data)
+        sender = asyncio.get_running_loop().run_in_executor(None, peer.sendall, data)
         async with asyncio.timeout(10):
             while transport.is_reading():  # nobody reads: the transport must pause
                 await asyncio.sleep(0.01)
@@ -218,12 +224,7 @@ def test_asyncio_send_to_a_peer_that_never_reads_times_out() -> None:
     wait to flush to the peer forever)."""
 
     async def body() -> None:
-        ours, peer = _pair()
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(_FeedProtocol, sock=ours)
-        assert isinstance(transport, asyncio.Transport)
-        stream = _AsyncioStream(transport, protocol, 0.2)
+        stream, _, protocol, peer = await _asyncio_stream(timeout=0.2, send_buffer=4096)
         async with asyncio.timeout(10):
             with pytest.raises(TimeoutError, match="writing"):
                 await stream.send_all(b"x" * (4 << 20))
