@@ -38,7 +38,12 @@ class Stream(Protocol):
         ...
 
     async def send_all(self, data: bytes) -> None:
-        """Write everything (waiting while the peer is slow: this is the backpressure).
+        """Write everything (waiting while the peer is slow: this is the backpressure, at
+        most the connection's timeout: a server that stops reading must not stop the pump and
+        its timers; after that the stream is unusable).
+
+        Raises:
+            OSError: the connection failed; ``TimeoutError`` when the wait ran out.
 
         Cancel-safe: a caller cancelled during the wait neither drops bytes nor tears a frame
         (asyncio: ``write`` hands everything to the transport before the first await; trio:

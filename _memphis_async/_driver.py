@@ -513,7 +513,19 @@ class Driver:
         try:
             await stream.send_all(data)
         except OSError as exc:
-            if self._stream is stream and not self.closed:
-                await self._failed(exc)
+            failed = functools.partial(self._write_failed, stream, exc)
+            if self.in_task(self._pump_task):
+                await failed()
+            else:
+                # A caller writing through may be cancelled: a cancellation inside the
+                # dispatch (an async on_closed awaits) would lose the events the core just
+                # gave up, ``finish`` among them, and leave every waiter hanging.
+                await self.backend.shielded(failed, CLOSE_TIMEOUT)
         finally:
             self._writing = False
+
+    async def _write_failed(self, stream: Stream, exc: OSError) -> None:
+        # Checked here, not before: asyncio runs a shielded call in a task of its own, and the
+        # pump or the reader may have reported the same loss in between.
+        if self._stream is stream and not self.closed:
+            await self._failed(exc)

@@ -9,10 +9,12 @@ task of its own behind ``asyncio.shield``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Final
 
 from _memphis_async import Event, Spawner, Stream, Task
 
@@ -20,6 +22,9 @@ __all__ = ["AsyncioBackend"]
 
 # Cleanup tasks still running after their caller was cancelled (the loop keeps weak refs only).
 _CLEANUPS: set[asyncio.Task[None]] = set()
+# Bytes kept while the driver is not reading (it dispatches a transport event) before the
+# transport stops reading: the peer then waits in TCP's flow control, and memory stays bounded.
+_BACKLOG_LIMIT: Final = 1 << 20
 
 
 class _FeedProtocol(asyncio.Protocol):
@@ -35,7 +40,9 @@ class _FeedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._feed: Callable[[bytes], bool] | None = None  # set while the driver reads
         self._stopped: asyncio.Future[None] | None = None  # the reading ended (or failed)
-        self._backlog: list[bytes] = []  # arrived while nobody was reading
+        self._backlog: collections.deque[bytes] = collections.deque()  # while nobody reads
+        self._backlog_size = 0  # bytes in ``_backlog``
+        self._reading_paused = False  # we called ``transport.pause_reading()``
         self._lost: OSError | None = None
         self._drained: asyncio.Future[None] | None = None  # set while writing is paused
 
@@ -47,6 +54,15 @@ class _FeedProtocol(asyncio.Protocol):
         feed = self._feed
         if feed is None:
             self._backlog.append(data)
+            self._backlog_size += len(data)
+            transport = self.transport
+            if (
+                self._backlog_size >= _BACKLOG_LIMIT
+                and not self._reading_paused
+                and transport is not None
+            ):
+                self._reading_paused = True
+                transport.pause_reading()
             return
         try:
             more = feed(data)
@@ -90,33 +106,56 @@ class _FeedProtocol(asyncio.Protocol):
                 stopped.set_exception(error)
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
-        while self._backlog:
-            if not feed(self._backlog.pop(0)):
+        backlog = self._backlog
+        while backlog:
+            data = backlog.popleft()
+            self._backlog_size -= len(data)
+            if not feed(data):
                 return
         if self._lost is not None:
             raise self._lost
         stopped = self._stopped = asyncio.get_running_loop().create_future()
         self._feed = feed
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
         try:
             await stopped
         finally:
             self._feed = None
             self._stopped = None
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float) -> None:
+        """Wait while the transport's write buffer is above its high-water mark, at most
+        ``timeout`` seconds (a server that stops reading must not hold the writer, and with
+        it the pump's timers, forever).
+
+        Raises:
+            TimeoutError: still full after ``timeout``.
+            OSError: the connection was lost.
+        """
         drained = self._drained
         if drained is not None:
-            await asyncio.shield(drained)  # a cancelled writer leaves it for the next one
+            try:
+                async with asyncio.timeout(timeout):
+                    # A cancelled writer leaves the future for the next one.
+                    await asyncio.shield(drained)
+            except TimeoutError:
+                raise TimeoutError("timed out writing to the server") from None
         if self._lost is not None:
             raise self._lost
 
 
 class _AsyncioStream:
-    __slots__ = ("_protocol", "_transport")
+    __slots__ = ("_protocol", "_timeout", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, protocol: _FeedProtocol) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, protocol: _FeedProtocol, timeout: float
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._timeout = timeout  # bounds a write blocked by a server that does not read
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
         await self._protocol.receive_into(feed)
@@ -126,7 +165,11 @@ class _AsyncioStream:
         if transport.is_closing():
             raise ConnectionResetError("the transport is closed")
         transport.write(data)  # everything is handed over here, before any await
-        await self._protocol.drain()
+        try:
+            await self._protocol.drain(self._timeout)
+        except TimeoutError:
+            transport.abort()  # a close would wait to flush to a server that does not read
+            raise
 
     async def start_tls(
         self, context: ssl.SSLContext, server_hostname: str, timeout: float
@@ -144,7 +187,7 @@ class _AsyncioStream:
             raise ConnectionResetError("the connection closed during the TLS handshake")
         assert isinstance(upgraded, asyncio.Transport)
         self._protocol.transport = upgraded
-        return _AsyncioStream(upgraded, self._protocol)
+        return _AsyncioStream(upgraded, self._protocol, self._timeout)
 
     async def aclose(self) -> None:
         # No waiting for the close: for a dead peer it could take long, and closing flushes
@@ -211,7 +254,8 @@ class AsyncioBackend:
         except TimeoutError:
             raise TimeoutError(f"timed out connecting to {host}:{port}") from None
         assert isinstance(transport, asyncio.Transport)
-        return _AsyncioStream(transport, protocol)  # asyncio sets TCP_NODELAY on TCP transports
+        # asyncio sets TCP_NODELAY on TCP transports.
+        return _AsyncioStream(transport, protocol, timeout)
 
     def event(self) -> Event:
         return asyncio.Event()

@@ -50,11 +50,14 @@ class _SocketStream:
     this stream 9,807 and 9,802 at 53 us (docs/sansio.md §6).
     """
 
-    __slots__ = ("_sock", "_timeout")
+    __slots__ = ("_sock", "_timeout", "_torn")
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self._sock = sock
         self._timeout = timeout
+        # A write ended half-way (timed out, or a KeyboardInterrupt, which trio delivers even
+        # inside a shield): the server holds part of a frame, so nothing may follow it.
+        self._torn = False
 
     async def receive_into(self, feed: Callable[[bytes], bool]) -> None:
         sock = self._sock
@@ -67,23 +70,31 @@ class _SocketStream:
                     await trio.lowlevel.wait_readable(sock)
                     waited = True
                     continue
-                if not feed(data):
-                    return
+                more = feed(data)
                 if not waited:
-                    # Two reads in a row without a wait: let the other tasks run first.
+                    # No wait since the last read: let the other tasks run (and a cancellation
+                    # in), also before returning, since the driver's reader calls again at once.
                     await trio.lowlevel.checkpoint()
+                if not more:
+                    return
                 waited = False
         except _BROKEN as exc:
             raise _os_error(exc) from exc
 
     async def send_all(self, data: bytes) -> None:
+        if self._torn:
+            raise ConnectionError("an earlier write ended half-way: the stream is unusable")
         try:
             sent = self._sock.send(data)
         except BlockingIOError:
             sent = 0
         if sent < len(data):
             rest = memoryview(data)[sent:]
-            await _shielded_send(lambda: self._send_rest(rest), self._timeout)
+            try:
+                await _shielded_send(lambda: self._send_rest(rest), self._timeout)
+            except BaseException:
+                self._torn = True
+                raise
 
     async def _send_rest(self, rest: memoryview) -> None:
         sock = self._sock
