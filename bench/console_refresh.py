@@ -9,17 +9,26 @@ tests use it); it logs in once, then reloads ``/`` every second and waits for ea
 
     python bench/console_refresh.py [--runs 5] [--count 20000] [--batch 0] [--size 128]
 
+With ``--client http`` the refresher is no browser but plain HTTP requests for what an open
+overview asks the console for each second (the page, its ``/api/rates`` graph data and its
+``/partials/overview`` panel): the console's own cost, without Chromium's rendering on the same
+cores.
+
 Prints each run and the median messages/s of both phases (and ``--json PATH`` writes them).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
+import re
 import statistics
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +70,30 @@ class Refresher(threading.Thread):
             self.ready.set()
 
 
+class HttpRefresher(Refresher):
+    """The same requests an open overview makes each second, without a browser."""
+
+    def run(self) -> None:
+        try:
+            opener = urllib.request.build_opener(
+                urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+            )
+            page = opener.open(self.url + "login", timeout=30).read().decode()
+            csrf = re.search(r'name="csrf" value="([^"]*)"', page)
+            form = {"csrf": csrf.group(1) if csrf else "", "username": "root", "secret": self.token}
+            opener.open(self.url + "login", urllib.parse.urlencode(form).encode(), timeout=30)
+            if "count-stations" not in opener.open(self.url, timeout=30).read().decode():
+                raise RuntimeError("the console did not log the refresher in")
+            self.ready.set()
+            while not self.stopping.wait(1.0):
+                for path in ("", "api/rates", "partials/overview"):
+                    opener.open(self.url + path, timeout=30).read()
+                self.loads += 1
+        except BaseException as err:
+            self.error = err
+            self.ready.set()
+
+
 def produce_run(broker: EmbeddedBroker, args: argparse.Namespace, run: str) -> float:
     cmd = [
         sys.executable, "-m", "memphis_cli", "bench", "produce",
@@ -81,8 +114,14 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="bytes per message")
     ap.add_argument("--batch", type=int, default=0, help="memphis bench produce --batch")
     ap.add_argument("--json", metavar="PATH", help="also write the runs as JSON")
+    ap.add_argument(
+        "--client",
+        choices=("browser", "http"),
+        default="browser",
+        help="who refreshes: headless Chromium (default) or plain HTTP requests",
+    )
     args = ap.parse_args()
-    if not CHROMIUM.exists():
+    if args.client == "browser" and not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
         return 1
     results: dict[str, list[float]] = {"idle": [], "refreshing": []}
@@ -96,7 +135,8 @@ def main() -> int:
             produce_run(broker, args, "warm-up")  # not counted: first connection, imports
             for run in range(args.runs):
                 for phase in ("idle", "refreshing"):
-                    refresher = Refresher(url, broker.token or "memphis")
+                    kind = HttpRefresher if args.client == "http" else Refresher
+                    refresher = kind(url, broker.token or "memphis")
                     if phase == "refreshing":
                         refresher.start()
                         refresher.ready.wait(60)
