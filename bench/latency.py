@@ -63,6 +63,7 @@ from throughput import (  # noqa: E402
     _wait_asyncio,
     _wait_trio,
     check_stored,
+    loadavg,
     payload_of,
     stream_of,
 )
@@ -571,13 +572,6 @@ def _available(client: str) -> bool:
     return client == NATS_PY or callable(getattr(mod, "connect", None))
 
 
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
-    except OSError:
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seconds = args.duration if args.duration is not None else (1.0 if args.quick else 10.0)
@@ -604,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     import memphis_sync
     from memphis_broker import EmbeddedBroker
 
-    load_start = _loadavg()
+    load_start = loadavg()
     started = time.monotonic()
     rows: list[Row] = []
     with EmbeddedBroker() as embedded:
@@ -640,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                     admin.destroy_station(station)
                     print(f"# {client} @ {rate:,.0f}/s done", file=sys.stderr, flush=True)
     elapsed = time.monotonic() - started
-    load_end = _loadavg()
+    load_end = loadavg()
 
     header = (
         f"Latency, microseconds (HdrHistogram), {seconds:g} s recorded per row after "

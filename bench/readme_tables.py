@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENTS = ("memphis_sync", "memphis_asyncio", "memphis_trio", "nats-py", "memphis-py", "limit")
+OURS = ("memphis_sync", "memphis_asyncio", "memphis_trio")
+CLIENTS = (*OURS, "nats-py", "memphis-py", "limit")
 ROWS = (
     ("sync", "sync produce (wait for each PubAck)"),
     ("async", "async produce (all PubAcks confirmed)"),
@@ -67,13 +68,13 @@ def main(argv: list[str]) -> int:
         for size in (128, 1024):
             ours = [
                 statistics.median(cpu[client, op, size])
-                for client in CLIENTS[:3]
+                for client in OURS
                 if cpu.get((client, op, size))
             ]
             others = ", ".join(
                 f"{client} {statistics.median(cpu[client, op, size]):.1f}"
-                for client in CLIENTS[3:]
-                if cpu.get((client, op, size))
+                for client in CLIENTS
+                if client not in OURS and cpu.get((client, op, size))
             )
             if ours:
                 print(f"  {label}, {size} B: {min(ours):.1f}-{max(ours):.1f} ({others})")

@@ -1123,11 +1123,13 @@ def select_clients(only: str) -> list[str]:
     return [c for c in available if c in wanted]
 
 
-def _loadavg() -> str:
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, as ``/proc/loadavg`` gives them ("n/a" without
+    it): printed with every run's figures (latency.py uses it too)."""
     try:
         return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
     except OSError:
-        return "unknown"
+        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1154,7 +1156,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.cells[client, op, size] = Cell(client, op, size, plan.count(client, op))
     started = time.monotonic()
     # The load average goes with the figures: on a busy machine they are not comparable.
-    load_start = _loadavg()
+    load_start = loadavg()
     memory: Memory | None = None
     with EmbeddedBroker() as embedded:
         broker = Broker(embedded.host, embedded.port, embedded.monitor_url)
@@ -1180,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory and "memphis_sync" in clients:
             memory = measure_memory(broker, plan)
     elapsed = time.monotonic() - started
-    load_end = _loadavg()
+    load_end = loadavg()
 
     versions = _versions(clients)
     print(
